@@ -1,0 +1,1 @@
+"""Activities: every side effect of aidflow (database, calendar data, notifications, bank)."""

@@ -1,0 +1,189 @@
+"""Persisting an application's events: read model, audit chain and outbox, in one transaction.
+
+Idempotent: events are keyed by (workflow id, seq). A retry after a crash, or
+two attempts racing, write nothing twice and never move the read model back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+from temporalio import activity
+
+from activities.sealing import Keys
+from activities.tables import ApplicationRow, AuditEntry, OutboxMessage
+from models.application import TrailEvent
+from models.notifications import render
+from models.privacy import mask_sensitive_text
+from models.records import ApplicationSnapshot, EventBatch, NotificationIntent
+
+GENESIS = "0" * 64
+
+
+def entry_hash(prev_hash: str, entry: AuditEntry) -> str:
+    """The chain link: sha256 over the previous hash and this row's canonical content."""
+    body = json.dumps(
+        {
+            "workflow_id": entry.workflow_id,
+            "seq": entry.seq,
+            "at": _utc(entry.at).isoformat(),
+            "kind": entry.kind,
+            "stage": entry.stage,
+            "actor_id": entry.actor_id,
+            "actor_role": entry.actor_role,
+            "detail": entry.detail,
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
+
+
+def _utc(at: datetime) -> datetime:
+    # SQLite returns naive datetimes; aidflow stores UTC.
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+class RecordActivities:
+    def __init__(self, engine: Engine, keys: Keys) -> None:
+        self._engine = engine
+        self._keys = keys
+
+    @activity.defn(name="record_events")
+    def record_events(self, batch: EventBatch) -> int:
+        """Returns how many events were new (0 for a pure retry)."""
+        for attempt in range(3):
+            try:
+                return self._write(batch)
+            except IntegrityError:
+                # Another attempt of the same batch committed first: run again, skip all.
+                if attempt == 2:
+                    raise
+        return 0  # pragma: no cover
+
+    def _write(self, batch: EventBatch) -> int:
+        snap = batch.snapshot
+        wf = snap.workflow_id
+        with Session(self._engine) as session, session.begin():
+            last = session.execute(
+                select(AuditEntry.seq, AuditEntry.hash)  # type: ignore[call-overload]
+                .where(AuditEntry.workflow_id == wf)
+                .order_by(AuditEntry.seq.desc())  # type: ignore[attr-defined]
+                .limit(1)
+                .with_for_update()
+            ).first()
+            last_seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS)
+            new = 0
+            for event in batch.events:
+                if event.seq <= last_seq:
+                    continue  # already recorded by an earlier attempt
+                entry = _audit_entry(wf, event)
+                entry.prev_hash = prev_hash
+                entry.hash = entry_hash(prev_hash, entry)
+                session.add(entry)
+                prev_hash, last_seq = entry.hash, event.seq
+                new += 1
+                for i, intent in enumerate(batch.notifications.get(event.seq, [])):
+                    self._outbox(session, snap, event, i, intent)
+            self._upsert_row(session, snap, max(e.seq for e in batch.events))
+        activity.logger.info("recorded events", extra={"new": new, "upto": last_seq})
+        return new
+
+    def _upsert_row(self, session: Session, snap: ApplicationSnapshot, seq: int) -> None:
+        row = session.get(ApplicationRow, snap.workflow_id, with_for_update=True)
+        if row is not None and row.last_seq >= seq:
+            return  # never move the read model backwards
+        values: dict[str, Any] = {
+            "programme": snap.programme,
+            "season": snap.season,
+            "county_code": snap.places.county_code,
+            "township_code": snap.places.township_code,
+            "village_code": snap.places.village_code,
+            "applicant_name": snap.applicant_name,
+            "national_id_masked": snap.national_id_masked,
+            "national_id_hash": snap.national_id_hash,
+            "university": snap.university,
+            "stage": snap.stage,
+            "overdue": bool(snap.overdue_dates),
+            "overdue_dates": snap.overdue_dates,
+            "at_risk": snap.at_risk,
+            "amount_cny": snap.amount_cny,
+            "last_seq": seq,
+            "submitted_at": snap.submitted_at,
+            "notice_posted_at": snap.notice_posted_at,
+            "notice_ends_at": snap.notice_ends_at,
+            "next_deadline": snap.next_deadline,
+            "decided_at": snap.decided_at,
+            "updated_at": datetime.now(UTC),
+            "rejection_reason": snap.rejection_reason,
+        }
+        if row is None:
+            session.add(ApplicationRow(workflow_id=snap.workflow_id, **values))
+        else:
+            for k, v in values.items():
+                setattr(row, k, v)
+
+    def _outbox(
+        self,
+        session: Session,
+        snap: ApplicationSnapshot,
+        event: TrailEvent,
+        index: int,
+        intent: NotificationIntent,
+    ) -> None:
+        params = {
+            "name": snap.applicant_name,
+            "programme": snap.programme,
+            "season": snap.season,
+            "app": snap.workflow_id.rsplit("/", 1)[-1],
+            "amount": snap.amount_cny,
+            **intent.params,
+        }
+        subject, body = render(intent.template, params, role=intent.role)
+        if intent.audience == "applicant":
+            recipient = (
+                self._keys.open(snap.applicant_phone_sealed)
+                or self._keys.open(snap.applicant_email_sealed)
+                or f"applicant:{snap.workflow_id}"
+            )
+        elif intent.audience == "objector":
+            recipient = intent.recipient or "objector:unknown"
+        else:
+            role = intent.role.value if intent.role else "county"
+            recipient = f"{role}@{intent.place_code}"
+        now = datetime.now(UTC)
+        session.add(
+            OutboxMessage(
+                dedupe_key=f"{snap.workflow_id}:{event.seq}:{index}",
+                workflow_id=snap.workflow_id,
+                channel="default",
+                recipient=recipient,
+                subject=mask_sensitive_text(subject),
+                body=mask_sensitive_text(body),
+                created_at=now,
+                next_attempt_at=now,
+            )
+        )
+
+
+def _audit_entry(workflow_id: str, event: TrailEvent) -> AuditEntry:
+    return AuditEntry(
+        workflow_id=workflow_id,
+        seq=event.seq,
+        at=_utc(event.at),
+        kind=event.kind,
+        stage=event.stage,
+        actor_id=event.actor.id,
+        actor_role=event.actor.role.value,
+        detail={"summary": event.summary, "actor_name": event.actor.name, **event.detail},
+        prev_hash="",
+        hash="",
+    )

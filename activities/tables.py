@@ -1,0 +1,121 @@
+"""Database tables (SQLModel on SQLAlchemy 2). The schema is owned by Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def _ts(nullable: bool = True, index: bool = False) -> Any:
+    return Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable, index=index)
+    )
+
+
+class ApplicationRow(SQLModel, table=True):
+    """Read model: one row per application, as of its newest recorded event."""
+
+    __tablename__ = "applications"
+
+    workflow_id: str = Field(primary_key=True, max_length=200)
+    programme: str = Field(max_length=64, index=True)
+    season: int = Field(index=True)
+    county_code: str = Field(max_length=12, index=True)
+    township_code: str = Field(max_length=12, index=True)
+    village_code: str = Field(max_length=12, index=True)
+    applicant_name: str = Field(max_length=100)
+    national_id_masked: str = Field(max_length=18)
+    national_id_hash: str = Field(max_length=64, index=True)
+    university: str = Field(default="", max_length=200)
+    stage: str = Field(max_length=64, index=True)
+    overdue: bool = Field(default=False, index=True)
+    overdue_dates: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    at_risk: bool = False
+    amount_cny: int = 0
+    last_seq: int = 0  # sequence number of the newest event applied: never moves backwards
+    submitted_at: datetime | None = _ts()
+    notice_posted_at: datetime | None = _ts()
+    notice_ends_at: datetime | None = _ts()
+    next_deadline: datetime | None = _ts()
+    decided_at: datetime | None = _ts()
+    updated_at: datetime | None = _ts()
+    rejection_reason: str | None = None
+
+
+class AuditEntry(SQLModel, table=True):
+    """Append-only audit log; each row chains the hash of the previous row of its application."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (UniqueConstraint("workflow_id", "seq", name="uq_audit_workflow_seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    workflow_id: str = Field(max_length=200, index=True)
+    seq: int
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    kind: str = Field(max_length=64)
+    stage: str = Field(max_length=64)
+    actor_id: str = Field(max_length=100)
+    actor_role: str = Field(max_length=64)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """Notifications to send, written in the same transaction as the change they report."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(max_length=300, unique=True)
+    workflow_id: str | None = Field(default=None, max_length=200, index=True)
+    channel: str = Field(max_length=32)
+    recipient: str = Field(max_length=200)
+    subject: str = Field(max_length=200)
+    body: str
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    next_attempt_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    sent_at: datetime | None = _ts()
+    last_error: str | None = None
+
+
+class Household(SQLModel, table=True):
+    """A registered poor household (建档立卡贫困户), imported from the county poverty office."""
+
+    __tablename__ = "households"
+
+    household_no: str = Field(primary_key=True, max_length=64)
+    head_name: str = Field(max_length=100)
+    county_code: str = Field(max_length=12, index=True)
+    township_code: str = Field(max_length=12)
+    village_code: str = Field(max_length=12, index=True)
+    status: str = Field(max_length=32)
+    year: int
+    imported_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class HouseholdMember(SQLModel, table=True):
+    """A member's identity number, only as a keyed hash and its masked form (R9)."""
+
+    __tablename__ = "household_members"
+
+    national_id_hash: str = Field(primary_key=True, max_length=64)
+    national_id_masked: str = Field(max_length=18)
+    household_no: str = Field(foreign_key="households.household_no", max_length=64, index=True)
+
+
+class Place(SQLModel, table=True):
+    """County, township or village, by its 12-digit statistical division code."""
+
+    __tablename__ = "places"
+
+    code: str = Field(primary_key=True, max_length=12)
+    name: str = Field(max_length=100)
+    level: str = Field(max_length=16)
+    parent_code: str | None = Field(default=None, max_length=12, index=True)

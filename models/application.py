@@ -1,0 +1,250 @@
+"""What flows in and out of an application workflow: its input, requests and trail."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from models.domain import (
+    DecisionKind,
+    DocumentKind,
+    EducationLevel,
+    Level,
+    ObjectionOutcome,
+    Role,
+)
+from models.programme import Programme
+
+_PLACE_CODE = re.compile(r"^\d{12}$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Places(_Model):
+    """The application's place of household registration (12-digit division codes)."""
+
+    county_code: str
+    township_code: str
+    village_code: str
+    county_name: str = ""
+    township_name: str = ""
+    village_name: str = ""
+
+    @field_validator("county_code", "township_code", "village_code")
+    @classmethod
+    def _code(cls, v: str) -> str:
+        if not _PLACE_CODE.match(v):
+            raise ValueError("must be a 12-digit statistical division code")
+        return v
+
+    def code_at(self, level: Level) -> str:
+        return {
+            Level.VILLAGE: self.village_code,
+            Level.TOWNSHIP: self.township_code,
+            Level.COUNTY: self.county_code,
+        }[level]
+
+    def name_at(self, level: Level) -> str:
+        return {
+            Level.VILLAGE: self.village_name,
+            Level.TOWNSHIP: self.township_name,
+            Level.COUNTY: self.county_name,
+        }[level] or self.code_at(level)
+
+
+class Actor(_Model):
+    """Who acts: an official of an office at a place, the applicant, anyone, or aidflow."""
+
+    id: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100)
+    role: Role
+    place_code: str = ""
+
+
+class ApplicationForm(_Model):
+    """An application as a service or the CLI submits it (validated at the boundary, R5)."""
+
+    programme: str = "county-subsidy"
+    season: int
+    applicant_name: str = Field(min_length=1, max_length=100)
+    national_id: str
+    phone: str = ""
+    email: str = ""
+    household_no: str = Field(min_length=1, max_length=64)
+    places: Places
+    university: str = Field(min_length=1, max_length=200)
+    education_level: EducationLevel
+    freshman: bool = False
+    bank_name: str = Field(min_length=1, max_length=100)
+    account_number: str = Field(pattern=r"^\d{12,19}$")
+    account_holder: str = Field(min_length=1, max_length=100)
+    documents: dict[DocumentKind, int] = Field(default_factory=dict)
+
+
+class ApplicantRecord(_Model):
+    """The applicant as the workflow carries it: no identity or account number in clear (R9).
+
+    ``national_id_sealed`` and ``account_sealed`` are encrypted with the
+    deployment's key; only activities that need them (payment) open them.
+    """
+
+    name: str
+    national_id_masked: str
+    national_id_hash: str
+    national_id_sealed: str
+    phone_sealed: str = ""
+    email_sealed: str = ""
+    household_no: str
+    university: str
+    education_level: EducationLevel
+    freshman: bool
+    bank_name: str
+    account_masked: str
+    account_sealed: str
+    account_holder: str
+    documents: dict[DocumentKind, int]
+
+
+class ApplicationInput(_Model):
+    """The workflow's input: everything it needs, so the history alone replays it."""
+
+    workflow_id: str
+    programme: Programme  # the definition in force for this application, kept for its life
+    season: int
+    places: Places
+    applicant: ApplicantRecord
+    amount_cny: int
+    submitted_at: datetime
+    submitted_by: Actor
+    calendar: str = "state-council"
+
+
+# ---------------------------------------------------------------------------
+# Requests (updates / signals). Every request carries a request id (R4).
+
+
+class _Request(_Model):
+    request_id: str = Field(min_length=1, max_length=100)
+    actor: Actor
+
+
+class DecisionRequest(_Request):
+    stage: str
+    decision: DecisionKind
+    reason: str = ""
+
+
+class CorrectionRequest(_Request):
+    """Corrected data or documents after a return for correction."""
+
+    changes: dict[str, Any] = Field(default_factory=dict)
+    documents: dict[DocumentKind, int] | None = None
+    note: str = ""
+
+
+class ObjectionRequest(_Request):
+    text: str = Field(min_length=1, max_length=2000)
+    contact: str = ""
+    evidence_ref: str = ""
+
+
+class ObjectionResolution(_Request):
+    objection_id: str
+    outcome: ObjectionOutcome
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class NoticePosting(_Request):
+    """An explicit posting by the notice's owner (otherwise aidflow posts automatically)."""
+
+    stage: str
+
+
+class WithdrawalRequest(_Request):
+    reason: str = ""
+
+
+class RequestResult(_Model):
+    request_id: str
+    accepted: bool
+    stage: str
+    message: str
+
+
+# ---------------------------------------------------------------------------
+# The trail (R8): every event of the application.
+
+TrailKind = Literal[
+    "submitted",
+    "stage_entered",
+    "decision",
+    "correction",
+    "notice_scheduled",
+    "notice_posted",
+    "notice_ended",
+    "objection_lodged",
+    "objection_resolved",
+    "timer_fired",
+    "overdue",
+    "at_risk",
+    "refused",
+    "withdrawn",
+    "funds",
+    "payment",
+]
+
+
+class TrailEvent(_Model):
+    seq: int
+    at: datetime
+    kind: TrailKind
+    stage: str
+    actor: Actor
+    summary: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class Objection(_Model):
+    id: str
+    stage: str
+    lodged_at: datetime
+    lodged_by: Actor
+    text: str
+    contact_masked: str = ""
+    evidence_ref: str = ""
+    outcome: ObjectionOutcome | None = None
+    resolved_at: datetime | None = None
+    resolved_by: Actor | None = None
+    reason: str = ""
+
+
+class NoticeWindow(_Model):
+    stage: str
+    posted_at: datetime
+    ends_at: datetime
+    counted_days: list[str]
+    provisional: bool
+
+
+class ApplicationStatus(_Model):
+    workflow_id: str
+    programme: str
+    season: int
+    stage: str
+    waiting_for: str
+    waiting_until: datetime | None
+    overdue: list[str]
+    at_risk: list[str]
+    notice: NoticeWindow | None
+    objections: list[Objection]
+    amount_cny: int
+    applicant_masked: str
+    places: Places
+    provisional: bool
+    details_zh: str
+    details_en: str

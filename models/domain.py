@@ -1,0 +1,148 @@
+"""Enums shared by the whole domain: places, roles, stages, decisions."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Level(StrEnum):
+    VILLAGE = "village"
+    TOWNSHIP = "township"
+    COUNTY = "county"
+
+
+class Role(StrEnum):
+    VILLAGE_COMMITTEE = "village_committee"  # 村委会
+    TOWNSHIP_POVERTY_OFFICE = "township_poverty_office"  # 乡镇扶贫部门
+    COUNTY_EDUCATION_BUREAU = "county_education_bureau"  # 县教育局
+    COUNTY_LEADING_GROUP = "county_leading_group"  # 县扶贫开发领导小组
+    COUNTY_FINANCE = "county_finance"  # 县财政局
+    COUNTY_POVERTY_OFFICE = "county_poverty_office"  # 县扶贫办
+    APPLICANT = "applicant"
+    PUBLIC = "public"  # anyone may object to a notice
+    SYSTEM = "system"  # aidflow itself (timers, automatic postings)
+
+
+ROLE_LEVEL: dict[Role, Level] = {
+    Role.VILLAGE_COMMITTEE: Level.VILLAGE,
+    Role.TOWNSHIP_POVERTY_OFFICE: Level.TOWNSHIP,
+    Role.COUNTY_EDUCATION_BUREAU: Level.COUNTY,
+    Role.COUNTY_LEADING_GROUP: Level.COUNTY,
+    Role.COUNTY_FINANCE: Level.COUNTY,
+    Role.COUNTY_POVERTY_OFFICE: Level.COUNTY,
+}
+
+ROLE_NAME_ZH: dict[Role, str] = {
+    Role.VILLAGE_COMMITTEE: "村委会",
+    Role.TOWNSHIP_POVERTY_OFFICE: "乡镇扶贫部门",
+    Role.COUNTY_EDUCATION_BUREAU: "县教育局",
+    Role.COUNTY_LEADING_GROUP: "县扶贫开发领导小组",
+    Role.COUNTY_FINANCE: "县财政局",
+    Role.COUNTY_POVERTY_OFFICE: "县扶贫办",
+    Role.APPLICANT: "申请人",
+    Role.PUBLIC: "公众",
+    Role.SYSTEM: "系统",
+}
+
+
+class EducationLevel(StrEnum):
+    UNDERGRADUATE_FULL_TIME = "undergraduate_full_time"  # 普通高等教育全日制本科
+    JUNIOR_COLLEGE_FULL_TIME = "junior_college_full_time"  # 专科
+    SECONDARY_VOCATIONAL = "secondary_vocational"  # 中职
+    HIGHER_VOCATIONAL = "higher_vocational"  # 高职
+    POSTGRADUATE = "postgraduate"
+    PART_TIME = "part_time"
+
+
+class HouseholdCategory(StrEnum):
+    REGISTERED_POOR = "registered_poor"  # 建档立卡贫困户
+    MINIMUM_SUBSISTENCE = "minimum_subsistence"  # 低保户
+    EXTREME_POVERTY = "extreme_poverty"  # 特困供养
+    ORPHAN = "orphan"
+
+
+class DocumentKind(StrEnum):
+    APPLICATION_FORM = "application_form"  # 申请表 (three copies)
+    HOUSEHOLD_REGISTER_HEAD = "household_register_head"  # 户口簿 of the household head
+    HOUSEHOLD_REGISTER_STUDENT = "household_register_student"  # 户口簿 of the student
+    IDENTITY_CARD = "identity_card"  # 身份证
+    STUDENT_CARD = "student_card"  # 学生证
+    ADMISSION_LETTER = "admission_letter"  # 录取通知书 (freshmen)
+    ELECTRONIC_ENROLMENT = "electronic_enrolment"  # 电子学籍 (freshmen)
+    SUBSIDY_CARD_PASSBOOK = "subsidy_card_passbook"  # 一卡通 passbook
+
+
+DOCUMENT_NAME_ZH: dict[DocumentKind, str] = {
+    DocumentKind.APPLICATION_FORM: "申请表",
+    DocumentKind.HOUSEHOLD_REGISTER_HEAD: "户主户口簿",
+    DocumentKind.HOUSEHOLD_REGISTER_STUDENT: "学生户口簿",
+    DocumentKind.IDENTITY_CARD: "身份证",
+    DocumentKind.STUDENT_CARD: "学生证",
+    DocumentKind.ADMISSION_LETTER: "录取通知书",
+    DocumentKind.ELECTRONIC_ENROLMENT: "电子学籍",
+    DocumentKind.SUBSIDY_CARD_PASSBOOK: "一卡通存折",
+}
+
+
+class DecisionKind(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    RETURN_FOR_CORRECTION = "return"
+
+
+class ObjectionOutcome(StrEnum):
+    UPHELD = "upheld"
+    DISMISSED = "dismissed"
+
+
+class Stage(StrEnum):
+    """Where an application is. Review and notice stages are named by the programme."""
+
+    VILLAGE_REVIEW = "village_review"
+    VILLAGE_NOTICE = "village_notice"
+    TOWNSHIP_REVIEW = "township_review"
+    TOWNSHIP_NOTICE = "township_notice"
+    COUNTY_APPROVAL = "county_approval"
+    COUNTY_REVIEW = "county_review"
+    COUNTY_NOTICE = "county_notice"
+    AWAITING_FUNDS = "awaiting_funds"
+    AWAITING_PAYMENT = "awaiting_payment"
+    AWAITING_ACCOUNT_CORRECTION = "awaiting_account_correction"
+    PAID = "paid"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+
+
+TERMINAL_STAGES = frozenset({Stage.PAID, Stage.REJECTED, Stage.WITHDRAWN})
+
+STAGE_NAME_ZH: dict[str, str] = {
+    Stage.VILLAGE_REVIEW: "村委会初审",
+    Stage.VILLAGE_NOTICE: "村级公示",
+    Stage.TOWNSHIP_REVIEW: "乡镇复核",
+    Stage.TOWNSHIP_NOTICE: "乡镇公示",
+    Stage.COUNTY_APPROVAL: "县教育局审批",
+    Stage.COUNTY_REVIEW: "县级审核",
+    Stage.COUNTY_NOTICE: "县级公示",
+    Stage.AWAITING_FUNDS: "等待资金到位",
+    Stage.AWAITING_PAYMENT: "等待打卡发放",
+    Stage.AWAITING_ACCOUNT_CORRECTION: "等待更正账户",
+    Stage.PAID: "已发放",
+    Stage.REJECTED: "未通过",
+    Stage.WITHDRAWN: "已撤回",
+}
+
+STAGE_NAME_EN: dict[str, str] = {
+    Stage.VILLAGE_REVIEW: "village first review",
+    Stage.VILLAGE_NOTICE: "village public notice",
+    Stage.TOWNSHIP_REVIEW: "township review",
+    Stage.TOWNSHIP_NOTICE: "township public notice",
+    Stage.COUNTY_APPROVAL: "county approval",
+    Stage.COUNTY_REVIEW: "county review",
+    Stage.COUNTY_NOTICE: "county public notice",
+    Stage.AWAITING_FUNDS: "awaiting funds",
+    Stage.AWAITING_PAYMENT: "awaiting card payout",
+    Stage.AWAITING_ACCOUNT_CORRECTION: "awaiting account correction",
+    Stage.PAID: "paid",
+    Stage.REJECTED: "rejected",
+    Stage.WITHDRAWN: "withdrawn",
+}

@@ -1,0 +1,135 @@
+"""Intake rules (R5), checked at the boundary before any workflow starts.
+
+One refusal names every failing field at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from models.application import ApplicationForm
+from models.domain import DOCUMENT_NAME_ZH, HouseholdCategory
+from models.privacy import national_id_problem
+from models.programme import Programme
+
+
+class FieldProblem(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    field: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.problem}"
+
+
+class RegisteredMember(BaseModel):
+    """What the registry says of a person: their household and its place."""
+
+    model_config = ConfigDict(frozen=True)
+
+    household_no: str
+    village_code: str
+    status: str
+    category: HouseholdCategory = HouseholdCategory.REGISTERED_POOR
+
+
+def check_application(
+    form: ApplicationForm,
+    programme: Programme,
+    *,
+    now: datetime,
+    window: tuple[datetime, datetime],
+    lookup_member: Callable[[str], RegisteredMember | None],
+) -> list[FieldProblem]:
+    """Every problem of ``form``; an empty list means it may be accepted.
+
+    ``lookup_member`` takes the identity number and answers from the registry
+    of registered poor households (by keyed hash; the caller does the hashing).
+    """
+    problems: list[FieldProblem] = []
+    if form.programme != programme.code:
+        problems.append(
+            FieldProblem(
+                field="programme", problem=f"is {form.programme}, expected {programme.code}"
+            )
+        )
+
+    id_problem = national_id_problem(form.national_id)
+    if id_problem:
+        problems.append(FieldProblem(field="national_id", problem=id_problem))
+    else:
+        member = lookup_member(form.national_id)
+        eligible = programme.eligibility.household_categories
+        if member is None:
+            problems.append(
+                FieldProblem(
+                    field="national_id",
+                    problem="not a member of any household on the county's registry of registered poor households",
+                )
+            )
+        else:
+            if member.category not in eligible or member.status != "active":
+                problems.append(
+                    FieldProblem(
+                        field="household_no",
+                        problem=f"household {member.household_no} is {member.status} ({member.category.value}); the programme needs an active {', '.join(sorted(c.value for c in eligible))} household",
+                    )
+                )
+            if member.household_no != form.household_no:
+                problems.append(
+                    FieldProblem(
+                        field="household_no",
+                        problem=f"the registry lists this student in household {member.household_no}, not {form.household_no}",
+                    )
+                )
+            if member.village_code != form.places.village_code:
+                problems.append(
+                    FieldProblem(
+                        field="places.village_code",
+                        problem=f"the household is registered in village {member.village_code}, not {form.places.village_code}",
+                    )
+                )
+
+    if form.education_level not in programme.eligibility.education_levels:
+        allowed = ", ".join(sorted(e.value for e in programme.eligibility.education_levels))
+        problems.append(
+            FieldProblem(
+                field="education_level",
+                problem=f"{form.education_level.value} is not eligible (needs {allowed})",
+            )
+        )
+
+    opens, closes = window
+    if not opens <= now < closes:
+        problems.append(
+            FieldProblem(
+                field="submitted_at",
+                problem=f"outside the application window {programme.window_opens.in_year(form.season)} to {programme.window_closes.in_year(form.season)}",
+            )
+        )
+
+    if not form.places.village_code.startswith(
+        form.places.township_code[:9]
+    ) or not form.places.township_code.startswith(form.places.county_code[:6]):
+        problems.append(
+            FieldProblem(
+                field="places",
+                problem="the village is not in the township, or the township not in the county",
+            )
+        )
+
+    for requirement in programme.eligibility.documents:
+        have = max((form.documents.get(kind, 0) for kind in requirement.any_of), default=0)
+        if have < requirement.copies:
+            names = " or ".join(f"{DOCUMENT_NAME_ZH[k]} ({k.value})" for k in requirement.any_of)
+            problems.append(
+                FieldProblem(
+                    field=f"documents.{requirement.any_of[0].value}",
+                    problem=f"missing {names}: {requirement.copies} required, {have} given",
+                )
+            )
+    return problems

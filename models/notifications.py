@@ -1,0 +1,65 @@
+"""Notification texts, in Simplified Chinese. Never a full identity or account number (R9)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models.domain import ROLE_NAME_ZH, Role
+
+TEMPLATES: dict[str, tuple[str, str]] = {
+    # key: (subject, body); {name}, {programme}, {season}, {app} are always available.
+    "submitted": (
+        "申请已受理",
+        "{name}同学：您的{season}年{programme}申请已受理（编号 {app}），请留意后续审核和公示。",
+    ),
+    "work_waiting": (
+        "待办：{stage}",
+        "{office}：{programme}申请 {app}（{name}）已进入{stage}，请及时办理。",
+    ),
+    "notice_posted": (
+        "公示已张贴",
+        "{name}同学：您的{programme}申请已列入{notice}，公示至 {ends_at}{provisional_note}。",
+    ),
+    "rejected": ("申请未通过", "{name}同学：您的{programme}申请在{stage}未通过，原因：{reason}。"),
+    "returned": (
+        "申请退回更正",
+        "{name}同学：您的{programme}申请在{stage}被退回更正，原因：{reason}。请更正后重新提交。",
+    ),
+    "objection_lodged": (
+        "收到异议",
+        "{office}：{notice}期间收到对申请 {app} 的异议 {objection_id}，请核实处理。",
+    ),
+    "objection_resolved": (
+        "异议处理结果",
+        "您对申请 {app} 提出的异议 {objection_id} 经核实{outcome}，理由：{reason}。",
+    ),
+    "overdue": (
+        "逾期提醒",
+        "{office}：申请 {app}（{name}）未能在{on}前完成“{date}”，目前处于{stage}。",
+    ),
+    "at_risk": (
+        "时间节点风险",
+        "{office}：按工作日推算，申请 {app} 可能无法在{on}前完成“{date}”，请尽早安排。",
+    ),
+    "paid": (
+        "补贴已发放",
+        "{name}同学：{programme}{amount}元已发放至您家庭的一卡通账户（{account}）。",
+    ),
+    "payment_returned": (
+        "发放被退回",
+        "{name}同学：{programme}发放被银行退回（{reason}），请到村委会更正账户信息。",
+    ),
+}
+
+
+def render(template: str, params: dict[str, Any], *, role: Role | None = None) -> tuple[str, str]:
+    subject, body = TEMPLATES[template]
+    values = dict(params)
+    values.setdefault("office", ROLE_NAME_ZH.get(role, "") if role else "")
+    values["provisional_note"] = "（依据暂定节假日安排推算）" if values.get("provisional") else ""
+    return subject.format_map(_Default(values)), body.format_map(_Default(values))
+
+
+class _Default(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "—"

@@ -1,0 +1,159 @@
+"""The season planner: the fastest possible timeline of a programme (R6).
+
+"Fastest" means every decision is taken the moment its stage opens and every
+notice is posted the moment it can be. If even that misses a fixed date, the
+date is at risk for every application, and the county should know before the
+season starts. The same computation, started from an application's current
+step, is the projection the workflow records at every stage.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict
+
+from models.calendar import WorkingCalendar, end_of_day, notice_period
+from models.programme import FundsStep, NoticeStep, PayoutStep, Programme, ReviewStep
+
+
+class PlannedStep(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    stage: str
+    kind: str
+    label_zh: str
+    label_en: str
+    earliest_start: datetime
+    earliest_end: datetime
+    due_key: str
+    due_label_en: str
+    due_date: date
+    due_at: datetime  # 24:00 of the fixed date
+    meets_due: bool
+    counted_days: tuple[date, ...] = ()
+    provisional: bool = False
+
+    @property
+    def slack(self) -> timedelta:
+        return self.due_at - self.earliest_end
+
+
+class PlannedDate(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    label_zh: str
+    label_en: str
+    date: date
+    due_at: datetime
+    met: bool | None  # None: no step of the programme is due then (e.g. the summary)
+
+
+class SeasonPlan(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    programme: str
+    programme_version: int
+    season: int
+    calendar: str
+    window_opens_at: datetime
+    window_closes_at: datetime
+    steps: tuple[PlannedStep, ...]
+    fixed_dates: tuple[PlannedDate, ...]
+    provisional: bool
+
+    @property
+    def at_risk(self) -> tuple[PlannedStep, ...]:
+        return tuple(s for s in self.steps if not s.meets_due)
+
+
+def window(
+    programme: Programme, season: int, calendar: WorkingCalendar
+) -> tuple[datetime, datetime]:
+    """The application window as instants: [00:00 of the first day, 24:00 of the last)."""
+    opens = calendar.day_start(programme.window_opens.in_year(season))
+    closes = end_of_day(calendar, programme.window_closes.in_year(season))
+    return opens, closes
+
+
+def project_steps(
+    programme: Programme,
+    season: int,
+    calendar: WorkingCalendar,
+    *,
+    from_index: int,
+    at: datetime,
+) -> tuple[PlannedStep, ...]:
+    """Earliest start and end of steps ``from_index``.. if step ``from_index`` opens at ``at``."""
+    _, window_closes = window(programme, season, calendar)
+    t = at
+    planned: list[PlannedStep] = []
+    for step in programme.steps[from_index:]:
+        due = programme.fixed_date(step.due)
+        due_day = due.on.in_year(season)
+        due_at = end_of_day(calendar, due_day)
+        counted: tuple[date, ...] = ()
+        provisional = calendar.is_provisional(calendar.day_of(t))
+        start = t
+        if isinstance(step, NoticeStep):
+            if step.first_posting == "window_close":
+                start = max(t, window_closes)
+            period = notice_period(calendar, start, step.days, step.counting)
+            end = period.ends_at
+            counted = period.counted_days
+            provisional = provisional or period.provisional
+        elif isinstance(step, ReviewStep | FundsStep | PayoutStep):
+            end = start
+        planned.append(
+            PlannedStep(
+                stage=step.stage,
+                kind=step.kind,
+                label_zh=step.label_zh,
+                label_en=step.label_en,
+                earliest_start=start,
+                earliest_end=end,
+                due_key=due.key,
+                due_label_en=due.label_en,
+                due_date=due_day,
+                due_at=due_at,
+                meets_due=end <= due_at,
+                counted_days=counted,
+                provisional=provisional,
+            )
+        )
+        t = end
+    return tuple(planned)
+
+
+def plan_season(programme: Programme, season: int, calendar: WorkingCalendar) -> SeasonPlan:
+    opens, closes = window(programme, season, calendar)
+    steps = project_steps(programme, season, calendar, from_index=0, at=opens)
+    dates: list[PlannedDate] = []
+    for fixed in programme.fixed_dates:
+        day = fixed.on.in_year(season)
+        due_steps = [s for s in steps if s.due_key == fixed.key]
+        dates.append(
+            PlannedDate(
+                key=fixed.key,
+                label_zh=fixed.label_zh,
+                label_en=fixed.label_en,
+                date=day,
+                due_at=end_of_day(calendar, day),
+                met=all(s.meets_due for s in due_steps) if due_steps else None,
+            )
+        )
+    provisional = any(s.provisional for s in steps) or any(
+        calendar.is_provisional(d.date) for d in dates
+    )
+    return SeasonPlan(
+        programme=programme.code,
+        programme_version=programme.version,
+        season=season,
+        calendar=calendar.name,
+        window_opens_at=opens,
+        window_closes_at=closes,
+        steps=steps,
+        fixed_dates=tuple(dates),
+        provisional=provisional,
+    )

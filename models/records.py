@@ -1,0 +1,133 @@
+"""Inputs and outputs of the activities the application workflow calls."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.application import Places, TrailEvent
+from models.calendar import NoticeCounting
+from models.domain import Role
+from models.planner import PlannedStep
+from models.programme import Programme
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScheduleRequest(_Model):
+    programme: Programme
+    season: int
+
+
+class DatedKey(_Model):
+    key: str
+    day: date
+    due_at: datetime  # 24:00 of ``day``
+
+
+class SeasonSchedule(_Model):
+    """The season's instants, computed once per application and kept in its history."""
+
+    calendar: str
+    window_opens_at: datetime
+    window_closes_at: datetime
+    fixed_dates: list[DatedKey]
+    provisional_years: list[int]
+
+    def due_at(self, key: str) -> datetime:
+        for d in self.fixed_dates:
+            if d.key == key:
+                return d.due_at
+        raise KeyError(key)
+
+
+class NoticeRequest(_Model):
+    posted_at: datetime
+    days: int
+    counting: NoticeCounting
+
+
+class NoticeResult(_Model):
+    posted_at: datetime
+    ends_at: datetime
+    counted_days: list[date]
+    provisional: bool
+
+
+class PostingTimeRequest(_Model):
+    after: datetime
+    clock: time
+
+
+class ProjectionRequest(_Model):
+    programme: Programme
+    season: int
+    from_index: int
+    at: datetime
+
+
+class Projection(_Model):
+    steps: list[PlannedStep]
+
+    @property
+    def at_risk_keys(self) -> list[str]:
+        keys: list[str] = []
+        for s in self.steps:
+            if not s.meets_due and s.due_key not in keys:
+                keys.append(s.due_key)
+        return keys
+
+
+Audience = Literal["applicant", "office", "county", "objector"]
+
+
+class NotificationIntent(_Model):
+    """A message to send: rendered from a template by the activity, never by the workflow."""
+
+    audience: Audience
+    role: Role | None = None  # for audience "office"
+    place_code: str = ""
+    template: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    # For audience "objector": the contact given with the objection.
+    recipient: str = ""
+
+
+class ApplicationSnapshot(_Model):
+    """The read-model row as of the newest event in a batch."""
+
+    workflow_id: str
+    programme: str
+    season: int
+    places: Places
+    applicant_name: str
+    national_id_masked: str
+    national_id_hash: str
+    university: str
+    stage: str
+    overdue_dates: list[str]
+    at_risk: bool
+    amount_cny: int
+    submitted_at: datetime
+    notice_posted_at: datetime | None = None
+    notice_ends_at: datetime | None = None
+    next_deadline: datetime | None = None
+    decided_at: datetime | None = None
+    rejection_reason: str | None = None
+    applicant_phone_sealed: str = ""
+    applicant_email_sealed: str = ""
+
+
+class EventBatch(_Model):
+    """Events to persist, in order, with the state after the last of them.
+
+    Idempotent: keyed by (workflow id, seq); a retry or a replay writes nothing twice.
+    """
+
+    snapshot: ApplicationSnapshot
+    events: list[TrailEvent]
+    notifications: dict[int, list[NotificationIntent]] = Field(default_factory=dict)  # by seq

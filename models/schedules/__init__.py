@@ -1,0 +1,1 @@
+"""Shipped State Council holiday schedules, one file per year (``cn-YYYY.txt``)."""

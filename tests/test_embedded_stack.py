@@ -1,0 +1,223 @@
+"""`aidflow up` as a user runs it: real dev server, Web UI, worker, restart, clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from activities.calendars import build_calendar
+from activities.sealing import Keys
+from models import search
+from models.programme import BUILTIN_PROGRAMMES
+from tests.conftest import Registry
+from tests.support import IN_WINDOW_2027, VENV_BIN, form, free_port
+from workers.client import AidflowClient
+
+SECRET = "ab" * 32
+
+
+def _env(data_dir: Path, grpc: int, ui: int, metrics: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIDFLOW_")}
+    env.update(
+        AIDFLOW_DATA_DIR=str(data_dir),
+        AIDFLOW_GRPC_PORT=str(grpc),
+        AIDFLOW_UI_PORT=str(ui),
+        AIDFLOW_METRICS_PORT=str(metrics),
+        AIDFLOW_TEMPORAL_ADDRESS=f"127.0.0.1:{grpc}",
+        AIDFLOW_SECRET_KEY=SECRET,
+        AIDFLOW_LOG_FORMAT="json",
+    )
+    return env
+
+
+class Stack:
+    def __init__(self, tmp: Path) -> None:
+        self.data_dir = tmp / "data"
+        self.grpc, self.ui, self.metrics = free_port(), free_port(), free_port()
+        self.env = _env(self.data_dir, self.grpc, self.ui, self.metrics)
+        self.proc: subprocess.Popen[str] | None = None
+        self.out = tmp / "up.out"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [str(VENV_BIN / "aidflow"), "up"],
+            env=self.env,
+            cwd=self.data_dir.parent,
+            stdout=open(self.out, "w"),  # noqa: SIM115 - the child keeps it
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if "aidflow is up" in self.out.read_text():
+                return
+            if self.proc.poll() is not None:
+                pytest.fail(f"aidflow up exited {self.proc.returncode}: {self.out.read_text()}")
+            time.sleep(0.2)
+        pytest.fail(f"aidflow up did not come up: {self.out.read_text()}")
+
+    def server_pids(self) -> list[int]:
+        out = subprocess.run(
+            ["pgrep", "-f", f"start-dev --db-filename {self.data_dir}"],
+            capture_output=True,
+            text=True,
+        )
+        return [int(p) for p in out.stdout.split()]
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(30)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    s = Stack(tmp_path)
+    yield s
+    if s.proc and s.proc.poll() is None:
+        s.proc.kill()
+    for pid in s.server_pids():
+        os.kill(pid, signal.SIGKILL)
+
+
+async def _client(stack: Stack) -> Client:
+    return await Client.connect(f"127.0.0.1:{stack.grpc}", data_converter=pydantic_data_converter)
+
+
+def test_up_serves_ui_registers_attributes_polls_and_survives_restart(stack: Stack) -> None:
+    stack.start()
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.ui}/", timeout=10) as r:
+        assert r.status == 200
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics}/metrics", timeout=10) as r:
+        assert b"temporal_" in r.read()
+    assert (stack.data_dir / "aidflow.db").exists()
+
+    async def first_run() -> str:
+        client = await _client(stack)
+        attrs = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace="default")
+        )
+        for key in search.ALL:
+            assert key.name in attrs.custom_attributes, key.name
+        # A worker polls the task queue (what the UI's task-queue page shows).
+        pollers = []
+        for _ in range(50):
+            d = await client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace="default",
+                    task_queue=TaskQueue(name="aidflow"),
+                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                )
+            )
+            pollers = list(d.pollers)
+            if pollers:
+                break
+            await asyncio.sleep(0.2)
+        assert pollers, "no worker polls the aidflow task queue"
+        keys = Keys(bytes.fromhex(SECRET))
+        registry = Registry(keys)
+        registry.add(7, form(7).places.village_code)
+        api = AidflowClient(
+            client,
+            task_queue="aidflow",
+            keys=keys,
+            calendar=build_calendar("state-council"),
+            programmes=dict(BUILTIN_PROGRAMMES),
+            lookup_member=registry.lookup,
+        )
+        wf = await api.submit(form(7), now=IN_WINDOW_2027)
+        for _ in range(50):
+            if (await api.status(wf)).stage == "village_review":
+                break
+            await asyncio.sleep(0.2)
+        return wf
+
+    wf = asyncio.run(first_run())
+    assert stack.stop() == 0
+    assert stack.server_pids() == [], "the dev server outlived aidflow up"
+    assert "stopped." in stack.out.read_text()
+
+    stack.start()
+
+    async def second_run() -> None:
+        client = await _client(stack)
+        desc = await client.get_workflow_handle(wf).describe()
+        assert desc.status is not None and desc.status.name == "RUNNING"
+        assert desc.typed_search_attributes.get(search.STAGE) == "village_review"
+
+    asyncio.run(second_run())
+    assert stack.stop() == 0
+    assert stack.server_pids() == []
+
+
+def test_second_up_is_refused_in_one_line(stack: Stack) -> None:
+    stack.start()
+    second = subprocess.run(
+        [str(VENV_BIN / "aidflow"), "up"], env=stack.env, capture_output=True, text=True, timeout=60
+    )
+    assert second.returncode == 1
+    assert "already running" in second.stderr
+    assert "Traceback" not in second.stderr + second.stdout
+    assert len(second.stderr.strip().splitlines()) == 1
+    assert stack.stop() == 0
+
+
+def test_port_taken_is_refused_in_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = _env(tmp_path / "d", port, free_port(), free_port())
+        r = subprocess.run(
+            [str(VENV_BIN / "aidflow"), "up"], env=env, capture_output=True, text=True, timeout=60
+        )
+    assert r.returncode == 1
+    assert f"port {port}" in r.stderr and "Traceback" not in r.stderr
+    assert sys.executable  # the venv's own aidflow was used
+
+
+def test_config_show_masks_secrets(tmp_path: Path) -> None:
+    env = _env(tmp_path, 7233, 8233, 9464)
+    env["AIDFLOW_DATABASE_URL"] = "postgresql+psycopg://aid:hunter2@db.example/aid"
+    r = subprocess.run(
+        [str(VENV_BIN / "aidflow"), "config", "show", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "hunter2" not in r.stdout and SECRET not in r.stdout
+    assert "postgresql+psycopg://aid:***@db.example/aid" in r.stdout
+
+
+def test_config_file_is_read(tmp_path: Path) -> None:
+    (tmp_path / "aidflow.toml").write_text('task_queue = "county-341225"\nlog_format = "json"\n')
+    env = _env(tmp_path, 7233, 8233, 9464)
+    r = subprocess.run(
+        [str(VENV_BIN / "aidflow"), "config", "show", "--json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert '"task_queue": "county-341225"' in r.stdout

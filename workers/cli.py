@@ -1,0 +1,653 @@
+"""The ``aidflow`` command line (Typer + rich).
+
+A refused request exits with status 1 and its reason on one line; a usage
+error exits with status 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from models.calendar import CalendarDataMissing, NoticeCounting, ScheduleFileError, notice_period
+from models.domain import DecisionKind, Level, ObjectionOutcome, Role
+from models.planner import SeasonPlan, plan_season
+from models.programme import BUILTIN_PROGRAMMES
+from workers.settings import Settings
+
+app = typer.Typer(
+    name="aidflow",
+    help="Durable, auditable, deadline-aware student-aid pipelines on Temporal.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
+db_app = typer.Typer(help="The application database.", no_args_is_help=True)
+notice_app = typer.Typer(help="Public notices.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
+app.add_typer(notice_app, name="notice")
+
+# Wide enough for the plan table when the output is a file or a pipe.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 300)
+T = TypeVar("T")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]aidflow:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in x['loc'])}: {x['msg']}" for x in e.errors()
+        )
+        raise fail(f"bad configuration: {problems}", 2) from None
+
+
+def _setup_logging(s: Settings) -> None:
+    from workers.logs import configure_logging
+
+    configure_logging(s.log_format, s.log_level)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+# --------------------------------------------------------------------------- stack
+
+
+@app.command()
+def up() -> None:
+    """Start the embedded stack: Temporal dev server + Web UI, database, worker."""
+    from workers.embedded import StackError
+
+    s = settings()
+    _setup_logging(s)
+    try:
+        run(_up(s))
+    except StackError as e:
+        raise fail(str(e)) from None
+
+
+async def _up(s: Settings) -> None:
+    from activities.db import upgrade
+    from workers.embedded import single_instance, start_dev_server, wait_for_server
+    from workers.worker import Dependencies, build_worker, connect, make_runtime
+
+    with single_instance(s.data_dir):
+        server = start_dev_server(s)
+        try:
+            await wait_for_server(server, s)
+            await asyncio.to_thread(upgrade, s.effective_database_url)
+            local = s.model_copy(update={"temporal_address": server.address})
+            client = await connect(local, make_runtime(s.metrics_port))
+            deps = Dependencies.from_settings(s)
+            worker = build_worker(client, s.task_queue, deps)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            from workers.settings import mask_url
+
+            console.print(
+                Panel.fit(
+                    f"[bold]Temporal Web UI[/bold]  {server.ui_url}\n"
+                    f"[bold]Temporal gRPC[/bold]    {server.address}  (namespace {s.temporal_namespace}, task queue {s.task_queue})\n"
+                    f"[bold]Database[/bold]         {mask_url(s.effective_database_url)}\n"
+                    f"[bold]Worker metrics[/bold]   "
+                    + (f"http://localhost:{s.metrics_port}/metrics" if s.metrics_port else "off")
+                    + f"\n[bold]Data dir[/bold]         {s.data_dir.resolve()}\n\nCtrl-C stops everything.",
+                    title="aidflow is up",
+                )
+            )
+            async with worker:
+                await stop.wait()
+                console.print("stopping…")
+            deps.engine.dispose()
+        finally:
+            await asyncio.to_thread(server.stop)
+    console.print("stopped.")
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker against the configured Temporal cluster and database (production)."""
+    from workers.worker import Dependencies, build_worker, connect, make_runtime
+
+    s = settings()
+    _setup_logging(s)
+
+    async def _main() -> None:
+        try:
+            client = await connect(s, make_runtime(s.metrics_port))
+        except Exception as e:
+            raise fail(f"cannot connect to Temporal at {s.temporal_address}: {e}") from None
+        deps = Dependencies.from_settings(s)
+        w = build_worker(client, s.task_queue, deps)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        from workers.logs import get_logger
+
+        get_logger().info(
+            "worker started",
+            address=s.temporal_address,
+            namespace=s.temporal_namespace,
+            task_queue=s.task_queue,
+            metrics_port=s.metrics_port,
+        )
+        async with w:
+            await stop.wait()
+        deps.engine.dispose()
+
+    run(_main())
+
+
+@config_app.command("show")
+def config_show(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Print the effective configuration, secrets masked."""
+    values = settings().masked()
+    if as_json:
+        console.print_json(json.dumps(values, default=str))
+        return
+    table = Table("setting", "value", title="aidflow configuration")
+    for k, v in values.items():
+        table.add_row(k, "" if v is None else str(v))
+    console.print(table)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the application database to the newest schema."""
+    from activities.db import current_revision, upgrade
+    from workers.settings import mask_url
+
+    s = settings()
+    upgrade(s.effective_database_url)
+    console.print(
+        f"database {mask_url(s.effective_database_url)} at revision {current_revision(s.effective_database_url)}"
+    )
+
+
+# ---------------------------------------------------------------------------- plan
+
+
+@app.command()
+def plan(
+    programme: Annotated[str, typer.Option(help="programme code")] = "county-subsidy",
+    season: Annotated[int | None, typer.Option(help="season year")] = None,
+    notice_days: Annotated[
+        int | None, typer.Option("--notice-days", help="one notice: its length")
+    ] = None,
+    posted: Annotated[
+        str | None, typer.Option(help="one notice: when posted (ISO-8601 with offset)")
+    ] = None,
+    counting: Annotated[
+        NoticeCounting, typer.Option(help="one notice: how days count")
+    ] = NoticeCounting.WORKING_DAYS,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A season's fastest possible timeline, or one notice's counted days and end."""
+    from activities.calendars import build_calendar
+
+    s = settings()
+    try:
+        cal = build_calendar(s.calendar, s.effective_calendar_dir)
+    except ScheduleFileError as e:
+        raise fail(f"bad holiday schedule file: {e}") from None
+    try:
+        if notice_days is not None or posted is not None:
+            if notice_days is None or posted is None:
+                raise fail("--notice-days and --posted go together", 2)
+            try:
+                posted_at = datetime.fromisoformat(posted)
+            except ValueError:
+                raise fail(f"--posted {posted!r} is not an ISO-8601 instant", 2) from None
+            if posted_at.tzinfo is None:
+                raise fail("--posted needs an offset, e.g. 2026-09-01T09:30+08:00", 2)
+            p = notice_period(cal, posted_at, notice_days, counting)
+            if as_json:
+                console.print_json(
+                    json.dumps(
+                        {
+                            "posted_at": p.posted_at.isoformat(),
+                            "days": notice_days,
+                            "counting": counting.value,
+                            "counted_days": [d.isoformat() for d in p.counted_days],
+                            "ends_at": p.ends_at.astimezone(cal.tz).isoformat(),
+                            "provisional": p.provisional,
+                        }
+                    )
+                )
+                return
+            days = ", ".join(f"{d:%a} {d}" for d in p.counted_days)
+            console.print(f"posted {p.posted_at.isoformat()}; counted days: {days}")
+            console.print(
+                f"ends {p.ends_at.astimezone(cal.tz).isoformat()} (24:00 of {p.counted_days[-1]})"
+                + ("  [yellow]PROVISIONAL calendar data[/yellow]" if p.provisional else "")
+            )
+            return
+        if season is None:
+            raise fail("--season is required (or --notice-days with --posted)", 2)
+        prog = BUILTIN_PROGRAMMES.get(programme)
+        if prog is None:
+            raise fail(
+                f"unknown programme {programme!r} (known: {', '.join(BUILTIN_PROGRAMMES)})", 2
+            )
+        result = plan_season(prog, season, cal)
+    except CalendarDataMissing as e:
+        raise fail(str(e)) from None
+    if as_json:
+        console.print_json(plan_json(result))
+    else:
+        print_plan(result)
+
+
+def plan_json(p: SeasonPlan) -> str:
+    data = p.model_dump(mode="json")
+    data["at_risk"] = [s.stage for s in p.at_risk]
+    return json.dumps(data, ensure_ascii=False)
+
+
+def print_plan(p: SeasonPlan) -> None:
+    from models.calendar import SHANGHAI
+
+    def t(x: datetime) -> str:
+        return x.astimezone(SHANGHAI).strftime("%a %Y-%m-%d %H:%M")
+
+    title = f"{p.programme} {p.season}: fastest possible timeline ({p.calendar} calendar)"
+    table = Table(
+        "stage", "earliest start", "earliest end", "must be done by (24:00)", "ok?", title=title
+    )
+    for s in p.steps:
+        ok = (
+            "[green]yes[/green]"
+            if s.meets_due
+            else f"[red]NO, {-(s.slack.total_seconds() / 86400):.1f} days late[/red]"
+        )
+        table.add_row(
+            s.label_en,
+            t(s.earliest_start),
+            t(s.earliest_end),
+            f"{s.due_date} ({s.due_label_en})",
+            ok,
+        )
+    console.print(table)
+    console.print(f"application window: {t(p.window_opens_at)} to {t(p.window_closes_at)}")
+    for d in p.fixed_dates:
+        state = "—" if d.met is None else ("met" if d.met else "[red]CANNOT be met[/red]")
+        console.print(f"  {d.date}  {d.label_en} / {d.label_zh}: {state}")
+    if p.provisional:
+        console.print(
+            "[yellow]PROVISIONAL: computed from a provisional holiday schedule (adjusted working days unknown)[/yellow]"
+        )
+
+
+# ------------------------------------------------------------------- applications
+
+
+def _api_call(fn: Callable[[Any], Awaitable[T]]) -> T:
+    """Connect, build the client API, run ``fn(api)``; refusals exit 1 on one line."""
+    from activities.calendars import build_calendar
+    from activities.db import make_engine
+    from activities.registry import RegistryReader
+    from activities.sealing import Keys
+    from workers.client import AidflowClient, Refused
+    from workers.worker import connect
+
+    s = settings()
+
+    async def _main() -> T:
+        try:
+            client = await connect(s)
+        except Exception as e:
+            raise fail(f"cannot connect to Temporal at {s.temporal_address}: {e}") from None
+        engine = make_engine(s.effective_database_url)
+        try:
+            api = AidflowClient(
+                client,
+                task_queue=s.task_queue,
+                keys=Keys(s.secret_key_bytes()),
+                calendar=build_calendar(s.calendar, s.effective_calendar_dir),
+                programmes=dict(BUILTIN_PROGRAMMES),
+                lookup_member=RegistryReader(engine).lookup,
+            )
+            return await fn(api)
+        except Refused as r:
+            raise fail(f"refused: {r}") from None
+        finally:
+            engine.dispose()
+
+    return run(_main())
+
+
+def _actor(actor_id: str, name: str | None, role: Role, place: str) -> Any:
+    from models.application import Actor
+
+    return Actor(id=actor_id, name=name or actor_id, role=role, place_code=place)
+
+
+ActorId = Annotated[str, typer.Option("--actor", help="the deciding official's id")]
+ActorName = Annotated[str | None, typer.Option("--actor-name")]
+Place = Annotated[str, typer.Option("--place", help="the actor's 12-digit place code")]
+RequestId = Annotated[
+    str | None, typer.Option("--request-id", help="idempotency key (default: random)")
+]
+
+
+@app.command()
+def apply(
+    file: Annotated[Path, typer.Argument(help="JSON (object or list) or CSV of applications")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Submit applications; prints one result per row."""
+    from models.application import ApplicationForm
+    from workers.client import Refused
+    from workers.forms import read_forms
+
+    rows = read_forms(file)
+
+    async def _go(api: Any) -> list[dict[str, Any]]:
+        out = []
+        for n, row in rows:
+            try:
+                f = ApplicationForm.model_validate(row)
+                wf = await api.submit(f)
+                out.append({"row": n, "accepted": True, "workflow_id": wf})
+            except ValidationError as e:
+                msg = "; ".join(
+                    f"{'.'.join(str(p) for p in x['loc'])}: {x['msg']}" for x in e.errors()
+                )
+                out.append({"row": n, "accepted": False, "reason": msg})
+            except Refused as r:
+                out.append({"row": n, "accepted": False, "reason": str(r)})
+        return out
+
+    results = _api_call(_go)
+    if as_json:
+        console.print_json(json.dumps(results, ensure_ascii=False))
+    else:
+        table = Table("row", "result", "workflow id / reason")
+        for r in results:
+            table.add_row(
+                str(r["row"]),
+                "[green]accepted[/green]" if r["accepted"] else "[red]refused[/red]",
+                r.get("workflow_id") or r["reason"],
+            )
+        console.print(table)
+    if any(not r["accepted"] for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def decide(
+    application: Annotated[str, typer.Argument(help="workflow id")],
+    stage: Annotated[str, typer.Option()],
+    decision: Annotated[DecisionKind, typer.Option()],
+    actor: ActorId,
+    role: Annotated[Role, typer.Option()],
+    place: Place,
+    reason: Annotated[str, typer.Option()] = "",
+    actor_name: ActorName = None,
+    request_id: RequestId = None,
+) -> None:
+    """Take a review decision: approve, reject or return (for correction)."""
+    from models.application import DecisionRequest
+
+    req = DecisionRequest(
+        request_id=request_id or uuid.uuid4().hex,
+        actor=_actor(actor, actor_name, role, place),
+        stage=stage,
+        decision=decision,
+        reason=reason,
+    )
+    result = _api_call(lambda api: api.decide(application, req))
+    console.print(f"{result.message} (request {result.request_id})")
+
+
+@app.command("object")
+def object_(
+    application: Annotated[str, typer.Argument(help="workflow id")],
+    text: Annotated[str, typer.Option(help="the objection")],
+    actor: Annotated[str, typer.Option("--actor", help="who objects (any id)")] = "anonymous",
+    contact: Annotated[str, typer.Option()] = "",
+    evidence: Annotated[str, typer.Option(help="reference to evidence")] = "",
+    request_id: RequestId = None,
+) -> None:
+    """Lodge an objection against an application on a public notice."""
+    from models.application import ObjectionRequest
+
+    req = ObjectionRequest(
+        request_id=request_id or uuid.uuid4().hex,
+        actor=_actor(actor, None, Role.PUBLIC, ""),
+        text=text,
+        contact=contact,
+        evidence_ref=evidence,
+    )
+    result = _api_call(lambda api: api.lodge_objection(application, req))
+    console.print(result.message)
+
+
+@app.command()
+def resolve(
+    application: Annotated[str, typer.Argument(help="workflow id")],
+    objection: Annotated[str, typer.Option(help="objection id, e.g. obj-1")],
+    outcome: Annotated[ObjectionOutcome, typer.Option()],
+    reason: Annotated[str, typer.Option()],
+    actor: ActorId,
+    role: Annotated[Role, typer.Option()],
+    place: Place,
+    actor_name: ActorName = None,
+    request_id: RequestId = None,
+) -> None:
+    """Resolve an objection (the notice's owner): upheld rejects, dismissed goes on."""
+    from models.application import ObjectionResolution
+
+    req = ObjectionResolution(
+        request_id=request_id or uuid.uuid4().hex,
+        actor=_actor(actor, actor_name, role, place),
+        objection_id=objection,
+        outcome=outcome,
+        reason=reason,
+    )
+    result = _api_call(lambda api: api.resolve_objection(application, req))
+    console.print(result.message)
+
+
+@app.command()
+def withdraw(
+    application: Annotated[str, typer.Argument(help="workflow id")],
+    actor: ActorId,
+    place: Place,
+    reason: Annotated[str, typer.Option()] = "",
+    request_id: RequestId = None,
+) -> None:
+    """Withdraw an application (the applicant), at any stage before payout."""
+    from models.application import WithdrawalRequest
+
+    req = WithdrawalRequest(
+        request_id=request_id or uuid.uuid4().hex,
+        actor=_actor(actor, None, Role.APPLICANT, place),
+        reason=reason,
+    )
+    result = _api_call(lambda api: api.withdraw(application, req))
+    console.print(result.message)
+
+
+@app.command()
+def correct(
+    application: Annotated[str, typer.Argument(help="workflow id")],
+    actor: ActorId,
+    role: Annotated[Role, typer.Option()],
+    place: Place,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="field=value, repeatable")] = None,
+    document: Annotated[
+        list[str] | None, typer.Option("--document", help="kind=copies, repeatable")
+    ] = None,
+    note: Annotated[str, typer.Option()] = "",
+    request_id: RequestId = None,
+) -> None:
+    """Send corrected data or documents after a return for correction."""
+    from models.application import CorrectionRequest
+
+    changes = dict(x.split("=", 1) for x in set_ or [])
+    docs = {k: int(v) for k, v in (x.split("=", 1) for x in document or [])} or None
+    req = CorrectionRequest(
+        request_id=request_id or uuid.uuid4().hex,
+        actor=_actor(actor, None, role, place),
+        changes=changes,
+        documents=docs,
+        note=note,
+    )
+    result = _api_call(lambda api: api.correct(application, req))
+    console.print(result.message)
+
+
+@notice_app.command("post")
+def notice_post(
+    actor: ActorId,
+    village: Annotated[
+        str | None, typer.Option("--village", help="post the village notice of this village")
+    ] = None,
+    township: Annotated[
+        str | None, typer.Option("--township", help="post the township notice of this township")
+    ] = None,
+    actor_name: ActorName = None,
+) -> None:
+    """Post a notice list now: every application of the place waiting for it."""
+    if (village is None) == (township is None):
+        raise fail("give exactly one of --village or --township", 2)
+    if village:
+        level, code, role, stage = Level.VILLAGE, village, Role.VILLAGE_COMMITTEE, "village_notice"
+    else:
+        assert township is not None
+        level, code, role, stage = (
+            Level.TOWNSHIP,
+            township,
+            Role.TOWNSHIP_POVERTY_OFFICE,
+            "township_notice",
+        )
+    who = _actor(actor, actor_name, role, code)
+    results = _api_call(lambda api: api.post_notices_at(level, code, who, stage))
+    if not results:
+        console.print(
+            f"no application of {code} is waiting for the {stage.replace('_', ' ')} to be posted"
+        )
+        return
+    for wf, r in results:
+        console.print(f"{wf}: {getattr(r, 'message', r)}")
+
+
+@app.command()
+def status(
+    application: Annotated[str, typer.Argument(help="workflow id")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    trail: Annotated[
+        bool, typer.Option("--trail", help="also print the full decision trail")
+    ] = False,
+) -> None:
+    """An application's stage, what it waits for, its dates and (optionally) its trail."""
+
+    async def _go(api: Any) -> tuple[Any, Any]:
+        st = await api.status(application)
+        return st, (await api.trail(application) if trail else None)
+
+    st, events = _api_call(_go)
+    if as_json:
+        data = st.model_dump(mode="json")
+        if events is not None:
+            data["trail"] = [e.model_dump(mode="json") for e in events]
+        console.print_json(json.dumps(data, ensure_ascii=False))
+        return
+    console.print(
+        f"[bold]{st.workflow_id}[/bold]  {st.applicant_masked}  stage [bold]{st.stage}[/bold]"
+    )
+    console.print(st.details_zh)
+    console.print(st.details_en)
+    if events:
+        table = Table("#", "at", "kind", "who", "what")
+        for e in events:
+            table.add_row(
+                str(e.seq),
+                e.at.isoformat(timespec="seconds"),
+                e.kind,
+                f"{e.actor.name} ({e.actor.role.value})",
+                e.summary,
+            )
+        console.print(table)
+
+
+@app.command("list")
+def list_(
+    stage: Annotated[str | None, typer.Option()] = None,
+    village: Annotated[str | None, typer.Option()] = None,
+    township: Annotated[str | None, typer.Option()] = None,
+    county: Annotated[str | None, typer.Option()] = None,
+    programme: Annotated[str | None, typer.Option()] = None,
+    season: Annotated[int | None, typer.Option()] = None,
+    overdue: Annotated[bool | None, typer.Option("--overdue/--not-overdue")] = None,
+    limit: Annotated[int, typer.Option()] = 1000,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Applications by stage, place and overdue flag (Temporal visibility)."""
+
+    async def _go(api: Any) -> list[Any]:
+        return [
+            x
+            async for x in api.list(
+                stage=stage,
+                village=village,
+                township=township,
+                county=county,
+                programme=programme,
+                season=season,
+                overdue=overdue,
+                limit=limit,
+            )
+        ]
+
+    rows = _api_call(_go)
+    if as_json:
+        console.print_json(json.dumps([r.__dict__ for r in rows], default=str))
+        return
+    table = Table(
+        "workflow id", "stage", "village", "overdue", "at risk", "next deadline", "status"
+    )
+    for r in rows:
+        table.add_row(
+            r.workflow_id,
+            r.stage,
+            r.village,
+            "yes" if r.overdue else "",
+            "yes" if r.at_risk else "",
+            r.next_deadline.isoformat() if r.next_deadline else "",
+            r.status,
+        )
+    console.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,329 @@
+"""The typed client API for services (and the CLI): submit, decide, object, post, list.
+
+Every request is checked twice: here (intake rules R5 need the registry) and in
+the workflow's update validators (stage, role, place, four eyes). A refusal
+raises :class:`Refused` with a one-line reason naming every failing field.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from activities.sealing import Keys
+from models import search
+from models.application import (
+    Actor,
+    ApplicantRecord,
+    ApplicationForm,
+    ApplicationInput,
+    ApplicationStatus,
+    CorrectionRequest,
+    DecisionRequest,
+    NoticePosting,
+    ObjectionRequest,
+    ObjectionResolution,
+    RequestResult,
+    TrailEvent,
+    WithdrawalRequest,
+)
+from models.calendar import WorkingCalendar
+from models.domain import Level, Role
+from models.intake import FieldProblem, RegisteredMember, check_application
+from models.planner import window
+from models.privacy import mask_account, mask_national_id
+from models.programme import Programme
+from workflows.application import ApplicationWorkflow
+
+
+class Refused(Exception):
+    """A request aidflow will not carry out; ``str()`` is the one-line reason."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        problems: list[FieldProblem] | None = None,
+        existing: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+        self.existing = existing
+
+
+@dataclass(frozen=True)
+class Listed:
+    workflow_id: str
+    stage: str
+    village: str
+    overdue: bool
+    at_risk: bool
+    next_deadline: datetime | None
+    status: str
+
+
+def application_workflow_id(programme: str, season: int, county_code: str, id_hash: str) -> str:
+    """Readable for operators, never the identity number itself (R9)."""
+    return f"{programme}/{season}/{county_code[:6]}/{id_hash}"
+
+
+class AidflowClient:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        task_queue: str,
+        keys: Keys,
+        calendar: WorkingCalendar,
+        programmes: dict[str, Programme],
+        lookup_member: Callable[[str], RegisteredMember | None],
+    ) -> None:
+        self.client = client
+        self.task_queue = task_queue
+        self.keys = keys
+        self.calendar = calendar
+        self.programmes = programmes
+        self._lookup_member = lookup_member
+
+    # ------------------------------------------------------------- intake
+
+    async def submit(
+        self,
+        form: ApplicationForm,
+        *,
+        submitted_by: Actor | None = None,
+        now: datetime | None = None,
+    ) -> str:
+        """Start the application's workflow; returns its workflow id."""
+        programme = self.programmes.get(form.programme)
+        if programme is None:
+            raise Refused(
+                f"programme: unknown {form.programme!r} (known: {', '.join(self.programmes)})"
+            )
+        now = now or datetime.now(UTC)
+        problems = check_application(
+            form,
+            programme,
+            now=now,
+            window=window(programme, form.season, self.calendar),
+            lookup_member=lambda nid: self._lookup_member(self.keys.hash_id(nid)),
+        )
+        if problems:
+            raise Refused("; ".join(str(p) for p in problems), problems=problems)
+        id_hash = self.keys.hash_id(form.national_id)
+        workflow_id = application_workflow_id(
+            programme.code, form.season, form.places.county_code, id_hash
+        )
+        applicant = ApplicantRecord(
+            name=form.applicant_name,
+            national_id_masked=mask_national_id(form.national_id),
+            national_id_hash=id_hash,
+            national_id_sealed=self.keys.seal(form.national_id),
+            phone_sealed=self.keys.seal(form.phone),
+            email_sealed=self.keys.seal(form.email),
+            household_no=form.household_no,
+            university=form.university,
+            education_level=form.education_level,
+            freshman=form.freshman,
+            bank_name=form.bank_name,
+            account_masked=mask_account(form.account_number),
+            account_sealed=self.keys.seal(form.account_number),
+            account_holder=form.account_holder,
+            documents=dict(form.documents),
+        )
+        actor = submitted_by or Actor(
+            id=f"applicant:{id_hash}",
+            name=form.applicant_name,
+            role=Role.APPLICANT,
+            place_code=form.places.village_code,
+        )
+        amount = programme.amount_for(
+            {"education_level": form.education_level.value, "freshman": str(form.freshman).lower()}
+        )
+        inp = ApplicationInput(
+            workflow_id=workflow_id,
+            programme=programme,
+            season=form.season,
+            places=form.places,
+            applicant=applicant,
+            amount_cny=amount,
+            submitted_at=now,
+            submitted_by=actor,
+            calendar=self.calendar.name,
+        )
+        try:
+            await self.client.start_workflow(
+                ApplicationWorkflow.run,
+                inp,
+                id=workflow_id,
+                task_queue=self.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=_initial_attributes(inp),
+                static_summary=(
+                    f"{programme.name_zh} {form.season} · {form.applicant_name} "
+                    f"{applicant.national_id_masked} · {form.places.village_name or form.places.village_code}"
+                ),
+                static_details=(
+                    f"**{programme.name_zh} / {programme.name_en}**, season {form.season}, "
+                    f"{amount} CNY\n\napplicant {form.applicant_name} {applicant.national_id_masked}, "
+                    f"{form.university}\n\nvillage {form.places.village_name} {form.places.village_code}, "
+                    f"township {form.places.township_name} {form.places.township_code}, "
+                    f"county {form.places.county_name} {form.places.county_code}"
+                ),
+            )
+        except WorkflowAlreadyStartedError:
+            raise Refused(
+                f"national_id: this student already applied to {programme.code} {form.season}: {workflow_id}",
+                problems=[
+                    FieldProblem(field="national_id", problem=f"already applied: {workflow_id}")
+                ],
+                existing=workflow_id,
+            ) from None
+        return workflow_id
+
+    # ------------------------------------------------------------ requests
+
+    def handle(self, workflow_id: str) -> WorkflowHandle[Any, Any]:
+        return self.client.get_workflow_handle(workflow_id)
+
+    async def _update(self, workflow_id: str, update: Any, req: Any) -> RequestResult:
+        try:
+            result: RequestResult = await self.handle(workflow_id).execute_update(
+                update, req, id=req.request_id, result_type=RequestResult
+            )
+        except WorkflowUpdateFailedError as e:
+            cause = e.cause
+            raise Refused(
+                cause.message if isinstance(cause, ApplicationError) else str(cause)
+            ) from None
+        except RPCError as e:
+            raise Refused(f"{workflow_id}: {e.message}") from None
+        return result
+
+    async def decide(self, workflow_id: str, req: DecisionRequest) -> RequestResult:
+        return await self._update(workflow_id, ApplicationWorkflow.decide, req)
+
+    async def correct(self, workflow_id: str, req: CorrectionRequest) -> RequestResult:
+        return await self._update(workflow_id, ApplicationWorkflow.correct, req)
+
+    async def lodge_objection(self, workflow_id: str, req: ObjectionRequest) -> RequestResult:
+        return await self._update(workflow_id, ApplicationWorkflow.lodge_objection, req)
+
+    async def resolve_objection(self, workflow_id: str, req: ObjectionResolution) -> RequestResult:
+        return await self._update(workflow_id, ApplicationWorkflow.resolve_objection, req)
+
+    async def post_notice(self, workflow_id: str, req: NoticePosting) -> RequestResult:
+        return await self._update(workflow_id, ApplicationWorkflow.post_notice, req)
+
+    async def withdraw(self, workflow_id: str, req: WithdrawalRequest) -> RequestResult:
+        return await self._update(workflow_id, ApplicationWorkflow.withdraw, req)
+
+    async def post_notices_at(
+        self, level: Level, place_code: str, actor: Actor, stage: str
+    ) -> list[tuple[str, RequestResult | Refused]]:
+        """The owner posts one list: every application of the place waiting for that posting."""
+        column = {Level.VILLAGE: "Village", Level.TOWNSHIP: "Township", Level.COUNTY: "County"}[
+            level
+        ]
+        query = (
+            f"WorkflowType = 'ApplicationWorkflow' AND ExecutionStatus = 'Running' AND "
+            f"{column} = '{place_code}' AND Stage = '{stage}' AND WaitingFor = '{actor.role.value}'"
+        )
+        posting_id = uuid.uuid4().hex[:12]
+        out: list[tuple[str, RequestResult | Refused]] = []
+        async for wf in self.client.list_workflows(query):
+            req = NoticePosting(request_id=f"post-{posting_id}-{wf.id}", actor=actor, stage=stage)
+            try:
+                out.append((wf.id, await self.post_notice(wf.id, req)))
+            except Refused as r:
+                out.append((wf.id, r))
+        return out
+
+    # ------------------------------------------------------------- reading
+
+    async def status(self, workflow_id: str) -> ApplicationStatus:
+        try:
+            return await self.handle(workflow_id).query(ApplicationWorkflow.status)
+        except RPCError as e:
+            raise Refused(f"{workflow_id}: {e.message}") from None
+
+    async def trail(self, workflow_id: str) -> list[TrailEvent]:
+        return await self.handle(workflow_id).query(ApplicationWorkflow.trail)
+
+    async def list(
+        self,
+        *,
+        programme: str | None = None,
+        season: int | None = None,
+        stage: str | None = None,
+        county: str | None = None,
+        township: str | None = None,
+        village: str | None = None,
+        overdue: bool | None = None,
+        at_risk: bool | None = None,
+        running_only: bool = False,
+        limit: int | None = None,
+    ) -> AsyncIterator[Listed]:
+        clauses = ["WorkflowType = 'ApplicationWorkflow'"]
+        for name, value in (
+            ("Programme", programme),
+            ("Stage", stage),
+            ("County", county),
+            ("Township", township),
+            ("Village", village),
+        ):
+            if value is not None:
+                clauses.append(f"{name} = '{_quote(value)}'")
+        if season is not None:
+            clauses.append(f"Season = {int(season)}")
+        if overdue is not None:
+            clauses.append(f"Overdue = {str(overdue).lower()}")
+        if at_risk is not None:
+            clauses.append(f"AtRisk = {str(at_risk).lower()}")
+        if running_only:
+            clauses.append("ExecutionStatus = 'Running'")
+        async for wf in self.client.list_workflows(" AND ".join(clauses), limit=limit):
+            sa = wf.typed_search_attributes
+            yield Listed(
+                workflow_id=wf.id,
+                stage=sa.get(search.STAGE) or "",
+                village=sa.get(search.VILLAGE) or "",
+                overdue=bool(sa.get(search.OVERDUE)),
+                at_risk=bool(sa.get(search.AT_RISK)),
+                next_deadline=sa.get(search.NEXT_DEADLINE),
+                status=(wf.status or WorkflowExecutionStatus.RUNNING).name.lower(),
+            )
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _initial_attributes(inp: ApplicationInput) -> TypedSearchAttributes:
+    first = inp.programme.steps[0]
+    role = getattr(first, "role", Role.SYSTEM)
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(search.PROGRAMME, inp.programme.code),
+        SearchAttributePair(search.SEASON, inp.season),
+        SearchAttributePair(search.COUNTY, inp.places.county_code),
+        SearchAttributePair(search.TOWNSHIP, inp.places.township_code),
+        SearchAttributePair(search.VILLAGE, inp.places.village_code),
+        SearchAttributePair(search.STAGE, first.stage),
+        SearchAttributePair(search.WAITING_FOR, role.value),
+        SearchAttributePair(search.OVERDUE, False),
+        SearchAttributePair(search.AT_RISK, False),
+    ]
+    return TypedSearchAttributes(pairs)

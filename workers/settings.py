@@ -1,0 +1,133 @@
+"""Configuration: environment variables (prefix ``AIDFLOW_``) over an optional TOML file.
+
+Precedence, highest first: explicit overrides, environment, ``aidflow.toml``
+(or the file named by ``AIDFLOW_CONFIG``), defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("AIDFLOW_CONFIG", "aidflow.toml"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AIDFLOW_", extra="ignore")
+
+    data_dir: Path = Field(Path(".aidflow"), description="Where the embedded stack keeps its files")
+
+    # Temporal
+    temporal_address: str = Field(
+        "localhost:7233", description="host:port of the Temporal frontend"
+    )
+    temporal_namespace: str = "default"
+    task_queue: str = "aidflow"
+    temporal_tls_cert: Path | None = Field(None, description="client certificate (mTLS)")
+    temporal_tls_key: Path | None = Field(None, description="client private key (mTLS)")
+    temporal_tls_ca: Path | None = Field(None, description="server CA, if not a public one")
+    temporal_api_key: SecretStr | None = Field(None, description="Temporal Cloud API key")
+
+    # Embedded stack (aidflow up)
+    ui_port: int = 8233
+    grpc_port: int = 7233
+
+    # Database: SQLite under data_dir unless given; production uses
+    # postgresql+psycopg://user:password@host/db
+    database_url: SecretStr | None = None
+
+    # The deployment's secret (64 hex characters): keys the identity-number hash in
+    # workflow ids and seals identity/account numbers in workflow inputs (R9).
+    # Every worker and client of one deployment must share it.
+    # Unset: a random one is created once in data_dir/secret.key.
+    secret_key: SecretStr | None = None
+
+    calendar: Literal["state-council"] = "state-council"
+    calendar_dir: Path | None = Field(
+        None, description="extra holiday schedule files cn-YYYY.txt (default: data_dir/schedules)"
+    )
+
+    # Observability
+    log_format: Literal["console", "json"] = "console"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_port: int | None = Field(
+        9464, description="Prometheus metrics port of the worker; empty to disable"
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=_config_file()),
+        )
+
+    # Derived values -------------------------------------------------------
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.data_dir / 'aidflow.db').resolve()}"
+
+    @property
+    def effective_calendar_dir(self) -> Path:
+        return self.calendar_dir or self.data_dir / "schedules"
+
+    def secret_key_bytes(self) -> bytes:
+        if self.secret_key is not None:
+            return bytes.fromhex(self.secret_key.get_secret_value())
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(os.urandom(32).hex())
+        return bytes.fromhex(path.read_text().strip())
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration with secrets masked, for ``aidflow config show``."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "********"
+            elif isinstance(value, Path):
+                value = str(value)
+            out[name] = value
+        out["database_url (effective)"] = mask_url(self.effective_database_url)
+        out["config_file"] = str(_config_file()) + ("" if _config_file().exists() else " (absent)")
+        return out
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a database URL."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "********"

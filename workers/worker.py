@@ -1,0 +1,105 @@
+"""The worker: every workflow and activity of aidflow on one task queue.
+
+Several workers on several machines may poll the same task queue; nothing
+here assumes there is only one.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.service import TLSConfig
+from temporalio.worker import Worker
+
+from activities.calendars import build_calendar
+from activities.db import make_engine
+from activities.records import RecordActivities
+from activities.sealing import Keys
+from activities.workflow_calendar import CalendarActivities
+from models.calendar import WorkingCalendar
+from workers.settings import Settings
+from workflows import ALL_WORKFLOWS
+
+
+@dataclass
+class Dependencies:
+    """What the activities need; built once per worker process."""
+
+    engine: Engine
+    calendar: WorkingCalendar
+    keys: Keys
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Dependencies:
+        return cls(
+            engine=make_engine(settings.effective_database_url),
+            calendar=build_calendar(settings.calendar, settings.effective_calendar_dir),
+            keys=Keys(settings.secret_key_bytes()),
+        )
+
+    def activities(self) -> Sequence[Any]:
+        cal = CalendarActivities(self.calendar)
+        rec = RecordActivities(self.engine, self.keys)
+        return [
+            cal.compute_season_schedule,
+            cal.compute_notice_period,
+            cal.next_posting_time,
+            cal.project_remaining_steps,
+            rec.record_events,
+        ]
+
+
+def make_runtime(metrics_port: int | None) -> Runtime | None:
+    """A runtime that serves the SDK's Prometheus metrics, or None for the default runtime."""
+    if metrics_port is None:
+        return None
+    return Runtime(
+        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"0.0.0.0:{metrics_port}"))
+    )
+
+
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    tls: bool | TLSConfig = False
+    if settings.temporal_tls_cert or settings.temporal_tls_ca:
+        tls = TLSConfig(
+            client_cert=settings.temporal_tls_cert.read_bytes()
+            if settings.temporal_tls_cert
+            else None,
+            client_private_key=settings.temporal_tls_key.read_bytes()
+            if settings.temporal_tls_key
+            else None,
+            server_root_ca_cert=settings.temporal_tls_ca.read_bytes()
+            if settings.temporal_tls_ca
+            else None,
+        )
+    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    kwargs: dict[str, Any] = {}
+    if runtime is not None:
+        kwargs["runtime"] = runtime
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+        tls=tls if not api_key else (tls or True),
+        api_key=api_key,
+        **kwargs,
+    )
+
+
+def build_worker(client: Client, task_queue: str, deps: Dependencies) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=ALL_WORKFLOWS,
+        activities=deps.activities(),
+        # Calendar and database activities are synchronous; they run on this pool.
+        activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=16),
+        max_concurrent_activities=16,
+    )
