@@ -18,6 +18,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -196,8 +197,8 @@ class AidflowClient:
 
     # ------------------------------------------------------------ requests
 
-    def handle(self, workflow_id: str) -> WorkflowHandle[Any, Any]:
-        return self.client.get_workflow_handle(workflow_id)
+    def handle(self, workflow_id: str) -> WorkflowHandle[ApplicationWorkflow, ApplicationStatus]:
+        return self.client.get_workflow_handle_for(ApplicationWorkflow.run, workflow_id)
 
     async def _update(self, workflow_id: str, update: Any, req: Any) -> RequestResult:
         try:
@@ -209,9 +210,23 @@ class AidflowClient:
             raise Refused(
                 cause.message if isinstance(cause, ApplicationError) else str(cause)
             ) from None
-        except RPCError as e:
-            raise Refused(f"{workflow_id}: {e.message}") from None
+        except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as e:
+            raise Refused(await self._why_not(workflow_id, e)) from None
         return result
+
+    async def _why_not(self, workflow_id: str, error: Exception) -> str:
+        """Explain a request that could not reach a running workflow."""
+        try:
+            desc = await self.handle(workflow_id).describe()
+        except RPCError:
+            return f"no application {workflow_id}"
+        if desc.status is not None and desc.status != WorkflowExecutionStatus.RUNNING:
+            try:
+                final = await self.handle(workflow_id).result()
+                return f"the application is closed: {final.stage} ({workflow_id})"
+            except Exception:
+                return f"the application is closed: {desc.status.name.lower()} ({workflow_id})"
+        return f"{workflow_id}: {getattr(error, 'message', str(error))}"
 
     async def decide(self, workflow_id: str, req: DecisionRequest) -> RequestResult:
         return await self._update(workflow_id, ApplicationWorkflow.decide, req)

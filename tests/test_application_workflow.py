@@ -1,0 +1,695 @@
+"""ApplicationWorkflow against the real dev server, with per-workflow time skipping.
+
+Season 2027 (provisional calendar). Each workflow starts on the wall clock
+(before the 2027 window) and the tests fast-forward it to the instants that
+matter. Hand-computed 2027 dates used below (Mid-Autumn is Wed 15 Sep 2027):
+- the window closes at 24:00 on Tue 31 Aug; the village notice posted then counts
+  1, 2, 3, 6, 7 Sep and ends at 00:00 on Wed 8 Sep;
+- a township decision on Wed 8 Sep is posted at 08:00 on Thu 9 Sep, counts 10, 13,
+  14, 16, 17 Sep and ends at 00:00 on Sat 18 Sep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlmodel import Session, col
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from activities.tables import ApplicationRow, AuditEntry, OutboxMessage
+from models import search
+from models.application import (
+    ApplicationStatus,
+    CorrectionRequest,
+    DecisionRequest,
+    NoticePosting,
+    ObjectionRequest,
+    ObjectionResolution,
+    WithdrawalRequest,
+)
+from models.calendar import SHANGHAI
+from models.domain import DecisionKind, DocumentKind, ObjectionOutcome
+from tests.support import (
+    IN_WINDOW_2027,
+    OTHER_VILLAGE,
+    applicant,
+    county_official,
+    form,
+    public,
+    township_official,
+    village_official,
+)
+from workers.client import AidflowClient, Refused
+
+pytestmark = pytest.mark.devserver
+HISTORIES = Path(__file__).parent / "histories"
+
+
+def cst(m: int, d: int, hh: int = 0, mm: int = 0, y: int = 2027) -> datetime:
+    return datetime(y, m, d, hh, mm, tzinfo=SHANGHAI)
+
+
+def rid() -> str:
+    return uuid.uuid4().hex
+
+
+class Case:
+    """One application under test, with helpers to move its clock and act on it."""
+
+    def __init__(self, api: AidflowClient, env: WorkflowEnvironment, wf: str) -> None:
+        self.api, self.env, self.wf = api, env, wf
+        self.handle: WorkflowHandle[Any, Any] = api.handle(wf)
+
+    async def now(self) -> datetime:
+        return await self.env.get_current_time(self.handle)
+
+    async def advance_to(self, instant: datetime) -> None:
+        delta = instant - await self.now()
+        assert delta > timedelta(0), f"already past {instant}"
+        await self.env.fast_forward(self.handle, delta)
+
+    async def status(self) -> ApplicationStatus:
+        return await self.api.status(self.wf)
+
+    async def wait_for(
+        self, check: Callable[[ApplicationStatus], bool], what: str
+    ) -> ApplicationStatus:
+        for _ in range(100):
+            st = await self.status()
+            if check(st):
+                return st
+            await asyncio.sleep(0.1)
+        pytest.fail(f"{self.wf} never reached: {what}; last: {st.stage} / {st.details_en}")
+
+    async def at_stage(self, stage: str) -> ApplicationStatus:
+        return await self.wait_for(lambda s: s.stage == stage, f"stage {stage}")
+
+    async def decide(
+        self,
+        stage: str,
+        decision: DecisionKind,
+        actor: Any,
+        reason: str = "",
+        request_id: str | None = None,
+    ) -> Any:
+        return await self.api.decide(
+            self.wf,
+            DecisionRequest(
+                request_id=request_id or rid(),
+                actor=actor,
+                stage=stage,
+                decision=decision,
+                reason=reason,
+            ),
+        )
+
+    async def approve(self, stage: str, actor: Any) -> None:
+        await self.decide(stage, DecisionKind.APPROVE, actor)
+
+    async def kinds(self) -> list[str]:
+        return [e.kind for e in await self.api.trail(self.wf)]
+
+    async def save_history(self, name: str) -> None:
+        """With AIDFLOW_RECORD_HISTORIES=1, keep this run's history as a replay fixture."""
+        if os.environ.get("AIDFLOW_RECORD_HISTORIES") == "1":
+            await self.wait_for(lambda s: True, "settle")
+            history = await self.handle.fetch_history()
+            (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+    async def history_types(self) -> list[int]:
+        return [e.event_type async for e in self.handle.fetch_history_events()]
+
+
+Stack = tuple[AidflowClient, Any, Any]
+# One student per case across the whole session: workflow ids derive from the identity number.
+_SERIALS = iter(range(1, 900))
+
+
+@pytest.fixture
+def new_case(app_stack: Stack, ts_env: WorkflowEnvironment) -> Callable[..., Awaitable[Case]]:
+    api, _, _ = app_stack
+
+    async def make(**overrides: Any) -> Case:
+        serial = next(_SERIALS)
+        wf = await api.submit(form(serial, **overrides), now=IN_WINDOW_2027)
+        case = Case(api, ts_env, wf)
+        await case.wait_for(lambda s: s.waiting_for == "village_committee", "started")
+        return case
+
+    return make
+
+
+async def through_village_notice(case: Case) -> None:
+    await case.approve("village_review", village_official())
+    await case.wait_for(
+        lambda s: s.waiting_until == cst(9, 1), "village posting scheduled at window close"
+    )
+    await case.advance_to(cst(9, 8, 0, 1))
+    await case.at_stage("township_review")
+
+
+# --------------------------------------------------------------------------- happy path
+
+
+async def test_happy_path_to_county_approval(
+    new_case: Callable[..., Awaitable[Case]], app_stack: Stack
+) -> None:
+    case = await new_case()
+    st = await case.status()
+    assert st.stage == "village_review" and st.waiting_for == "village_committee"
+    assert "村委会初审" in st.details_zh and st.provisional
+
+    await case.approve("village_review", village_official())
+    st = await case.wait_for(lambda s: s.stage == "village_notice", "village notice")
+    assert st.waiting_for == "village_committee"  # waiting for the posting
+    assert st.waiting_until == cst(9, 1)  # posted when the window closes
+
+    await case.advance_to(cst(9, 3, 12))
+    st = await case.status()
+    assert st.notice is not None
+    assert st.notice.posted_at == cst(9, 1)
+    assert st.notice.ends_at == cst(9, 8)
+    assert st.notice.counted_days == [
+        "2027-09-01",
+        "2027-09-02",
+        "2027-09-03",
+        "2027-09-06",
+        "2027-09-07",
+    ]
+    assert st.waiting_for == "public"
+
+    await case.advance_to(cst(9, 8, 0, 1))
+    await case.at_stage("township_review")
+    await case.approve("township_review", township_official())
+    st = await case.wait_for(
+        lambda s: s.stage == "township_notice" and s.waiting_until is not None, "township notice"
+    )
+    assert st.waiting_until == cst(9, 9, 8)  # 08:00 of the next working day
+
+    await case.advance_to(cst(9, 10, 9))
+    st = await case.status()
+    assert st.notice is not None and st.notice.posted_at == cst(9, 9, 8)
+    assert st.notice.counted_days == [
+        "2027-09-10",
+        "2027-09-13",
+        "2027-09-14",
+        "2027-09-16",
+        "2027-09-17",
+    ]
+    assert st.notice.ends_at == cst(9, 18)
+
+    await case.advance_to(cst(9, 18, 0, 1))
+    await case.at_stage("county_approval")
+    await case.approve("county_approval", county_official())
+    st = await case.at_stage("awaiting_funds")
+    # The township notice could not end by 10 Sep, nor county approval by 15 Sep.
+    assert st.overdue == ["reviews_done", "county_approval"]
+
+    kinds = await case.kinds()
+    assert kinds.count("decision") == 3 and kinds.count("notice_posted") == 2 and "overdue" in kinds
+
+    # The database has the read model, a full audit chain and the outbox.
+    _, _, engine = app_stack
+    await case.wait_for(lambda s: True, "flush")
+    for _ in range(50):
+        with Session(engine) as s:
+            row = s.get(ApplicationRow, case.wf)
+            n_audit = len(
+                s.execute(select(AuditEntry).where(col(AuditEntry.workflow_id) == case.wf)).all()
+            )
+        if row is not None and row.stage == "awaiting_funds" and n_audit == len(kinds):
+            break
+        await asyncio.sleep(0.1)
+    assert row is not None and row.stage == "awaiting_funds" and row.overdue
+    assert n_audit == len(kinds)
+    with Session(engine) as s:
+        bodies = [
+            m.body
+            for m in s.execute(
+                select(OutboxMessage).where(col(OutboxMessage.workflow_id) == case.wf)
+            ).scalars()
+        ]
+    assert any("公示至" in b for b in bodies)
+    await case.save_history("happy_path_to_awaiting_funds")
+
+
+# ------------------------------------------------------------------------ rejections
+
+
+async def test_rejection_at_village_review(new_case: Callable[..., Awaitable[Case]]) -> None:
+    case = await new_case()
+    await case.decide(
+        "village_review", DecisionKind.REJECT, village_official(), reason="不符合条件：非全日制"
+    )
+    st = await case.at_stage("rejected")
+    assert "非全日制" in st.details_zh
+    result = await case.handle.result()
+    assert result.stage == "rejected"
+    await case.save_history("rejected_at_village_review")
+
+
+async def test_rejection_at_township_review(new_case: Callable[..., Awaitable[Case]]) -> None:
+    case = await new_case()
+    await through_village_notice(case)
+    await case.decide(
+        "township_review", DecisionKind.REJECT, township_official(), reason="户籍核实不符"
+    )
+    await case.at_stage("rejected")
+
+
+async def test_rejection_at_county_approval(new_case: Callable[..., Awaitable[Case]]) -> None:
+    case = await new_case()
+    await through_village_notice(case)
+    await case.approve("township_review", township_official())
+    await case.wait_for(
+        lambda s: s.stage == "township_notice" and s.waiting_until is not None, "township notice"
+    )
+    await case.advance_to(cst(9, 18, 0, 1))
+    await case.at_stage("county_approval")
+    await case.decide(
+        "county_approval", DecisionKind.REJECT, county_official(), reason="学籍核验未通过"
+    )
+    await case.at_stage("rejected")
+
+
+async def test_reject_and_return_need_a_reason(new_case: Callable[..., Awaitable[Case]]) -> None:
+    case = await new_case()
+    for decision in (DecisionKind.REJECT, DecisionKind.RETURN_FOR_CORRECTION):
+        with pytest.raises(Refused, match="reason is required"):
+            await case.decide("village_review", decision, village_official(), reason="  ")
+
+
+async def test_return_for_correction_and_re_review(
+    new_case: Callable[..., Awaitable[Case]],
+) -> None:
+    case = await new_case()
+    await case.decide(
+        "village_review",
+        DecisionKind.RETURN_FOR_CORRECTION,
+        village_official(),
+        reason="缺户口簿复印件",
+    )
+    st = await case.wait_for(lambda s: s.waiting_for == "applicant", "waiting for correction")
+    assert st.stage == "village_review"
+    with pytest.raises(Refused, match="waiting for the correction"):
+        await case.approve("village_review", village_official())
+    await case.api.correct(
+        case.wf,
+        CorrectionRequest(
+            request_id=rid(),
+            actor=applicant(),
+            documents={DocumentKind.HOUSEHOLD_REGISTER_HEAD: 1},
+            note="补交",
+        ),
+    )
+    await case.wait_for(lambda s: s.waiting_for == "village_committee", "back to the village")
+    await case.approve("village_review", village_official())
+    await case.at_stage("village_notice")
+    assert (await case.kinds()).count("correction") == 1
+
+
+async def test_correction_when_not_returned_is_refused(
+    new_case: Callable[..., Awaitable[Case]],
+) -> None:
+    case = await new_case()
+    with pytest.raises(Refused, match="nothing to correct"):
+        await case.api.correct(
+            case.wf,
+            CorrectionRequest(request_id=rid(), actor=applicant(), changes={"university": "x"}),
+        )
+
+
+# ---------------------------------------------------------------- who may decide (R4)
+
+
+async def test_four_eyes(new_case: Callable[..., Awaitable[Case]]) -> None:
+    case = await new_case()
+    # One person holding both roles (for the test's sake: same id) may not decide two stages.
+    await through_village_notice(case)
+    twice = township_official().model_copy(update={"id": village_official().id})
+    with pytest.raises(Refused, match="four eyes: village-1 already decided village_review"):
+        await case.approve("township_review", twice)
+
+
+async def test_wrong_village_wrong_role_wrong_stage(
+    new_case: Callable[..., Awaitable[Case]],
+) -> None:
+    case = await new_case()
+    with pytest.raises(Refused, match=f"place {OTHER_VILLAGE} is not the application's village"):
+        await case.approve("village_review", village_official(place=OTHER_VILLAGE))
+    with pytest.raises(Refused, match="role township_poverty_office may not decide village_review"):
+        await case.approve(
+            "village_review", township_official().model_copy(update={"place_code": "341225100201"})
+        )
+    with pytest.raises(
+        Refused, match=r"in stage village_review \(village first review\), not county_approval"
+    ):
+        await case.approve("county_approval", county_official())
+    # Every problem at once: wrong role, wrong place, missing reason.
+    with pytest.raises(Refused) as e:
+        await case.decide("village_review", DecisionKind.REJECT, township_official(), reason="")
+    assert "role" in str(e.value) and "place" in str(e.value) and "reason" in str(e.value)
+
+
+async def test_refused_update_leaves_no_event_in_history(
+    new_case: Callable[..., Awaitable[Case]],
+) -> None:
+    case = await new_case()
+    with pytest.raises(Refused):
+        await case.approve("county_approval", county_official())
+    update_events = {
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_REJECTED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ADMITTED,
+    }
+    assert not update_events & set(await case.history_types())
+    # An accepted one, by contrast, is in the history.
+    await case.approve("village_review", village_official())
+    assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED in await case.history_types()
+
+
+async def test_refused_signal_is_recorded_in_the_trail(
+    new_case: Callable[..., Awaitable[Case]],
+) -> None:
+    case = await new_case()
+    req = DecisionRequest(
+        request_id="sig-1",
+        actor=county_official(),
+        stage="county_approval",
+        decision=DecisionKind.APPROVE,
+    )
+    await case.handle.signal("decide_signal", req)
+    for _ in range(50):
+        trail = await case.api.trail(case.wf)
+        if trail[-1].kind == "refused":
+            break
+        await asyncio.sleep(0.1)
+    assert trail[-1].kind == "refused"
+    assert "not county_approval" in trail[-1].summary
+    assert trail[-1].actor.id == "county-1"
+    # A good signal goes through.
+    ok = DecisionRequest(
+        request_id="sig-2",
+        actor=village_official(),
+        stage="village_review",
+        decision=DecisionKind.APPROVE,
+    )
+    await case.handle.signal("decide_signal", ok)
+    await case.at_stage("village_notice")
+
+
+async def test_duplicate_request_id_returns_the_first_answer(
+    new_case: Callable[..., Awaitable[Case]],
+) -> None:
+    case = await new_case()
+    first = await case.decide(
+        "village_review", DecisionKind.APPROVE, village_official(), request_id="dup-1"
+    )
+    await case.at_stage("village_notice")
+    again = await case.decide(
+        "village_review", DecisionKind.APPROVE, village_official(), request_id="dup-1"
+    )
+    assert again == first
+    assert (await case.kinds()).count("decision") == 1
+
+
+# -------------------------------------------------------------------------- intake (R5)
+
+
+async def test_duplicate_application_points_to_the_first(
+    new_case: Callable[..., Awaitable[Case]], app_stack: Stack
+) -> None:
+    api, _, _ = app_stack
+    wf = await api.submit(form(990), now=IN_WINDOW_2027)
+    with pytest.raises(Refused) as e:
+        await api.submit(form(990, applicant_name="另一个名字"), now=IN_WINDOW_2027)
+    assert e.value.existing == wf and wf in str(e.value)
+    assert "341225" in wf and form(990).national_id not in wf  # R9: no identity number in the id
+
+
+async def test_outside_the_window_and_every_field_at_once(app_stack: Stack) -> None:
+    api, _, _ = app_stack
+    bad = form(991, national_id="341225200703151230", education_level="postgraduate", documents={})
+    with pytest.raises(Refused) as e:
+        await api.submit(bad, now=cst(9, 2))
+    fields = {p.field for p in e.value.problems}
+    assert {"national_id", "education_level", "submitted_at"} <= fields
+    assert any(f.startswith("documents.") for f in fields)
+    assert "2027-08-01 to 2027-08-31" in str(e.value)
+
+
+async def test_not_on_the_registry_is_refused(app_stack: Stack) -> None:
+    api, _, _ = app_stack
+    with pytest.raises(Refused, match="registry"):
+        await api.submit(form(999), now=IN_WINDOW_2027)
+
+
+# --------------------------------------------------------------------- notices (R2, R3)
+
+
+async def test_late_village_posting_is_at_8_of_the_next_working_day(
+    new_case: Callable[..., Awaitable[Case]],
+) -> None:
+    case = await new_case()
+    await case.advance_to(cst(9, 2, 10))  # after the window closed
+    await case.approve("village_review", village_official())
+    st = await case.wait_for(
+        lambda s: s.stage == "village_notice" and s.waiting_until is not None, "scheduled"
+    )
+    assert st.waiting_until == cst(9, 3, 8)
+    await case.advance_to(cst(9, 3, 9))
+    st = await case.status()
+    assert st.notice is not None and st.notice.posted_at == cst(9, 3, 8)
+    assert st.notice.counted_days == [
+        "2027-09-06",
+        "2027-09-07",
+        "2027-09-08",
+        "2027-09-09",
+        "2027-09-10",
+    ]
+    assert st.notice.ends_at == cst(9, 11)
+
+
+async def test_village_posts_explicitly_before_the_automatic_time(
+    new_case: Callable[..., Awaitable[Case]],
+) -> None:
+    case = await new_case()
+    await case.advance_to(cst(9, 2, 10))
+    await case.approve("village_review", village_official())
+    await case.wait_for(lambda s: s.waiting_until == cst(9, 3, 8), "scheduled")
+    await case.advance_to(cst(9, 2, 16))
+    result = await case.api.post_notice(
+        case.wf, NoticePosting(request_id=rid(), actor=village_official(), stage="village_notice")
+    )
+    assert result.accepted
+    st = await case.wait_for(lambda s: s.notice is not None, "posted")
+    assert st.notice is not None
+    assert abs(st.notice.posted_at - cst(9, 2, 16)) < timedelta(minutes=1)
+    assert st.notice.counted_days[0] == "2027-09-03"
+    with pytest.raises(Refused, match="already posted"):
+        await case.api.post_notice(
+            case.wf,
+            NoticePosting(request_id=rid(), actor=village_official(), stage="village_notice"),
+        )
+
+
+async def test_objection_dismissed_and_holding_past_the_notice_end(
+    new_case: Callable[..., Awaitable[Case]],
+) -> None:
+    case = await new_case()
+    await case.approve("village_review", village_official())
+    await case.wait_for(lambda s: s.waiting_until == cst(9, 1), "scheduled")
+    with pytest.raises(Refused, match="not posted yet"):
+        await case.api.lodge_objection(
+            case.wf, ObjectionRequest(request_id=rid(), actor=public(), text="早了")
+        )
+    await case.advance_to(cst(9, 3, 10))
+    r = await case.api.lodge_objection(
+        case.wf,
+        ObjectionRequest(
+            request_id=rid(), actor=public(), text="家庭已脱贫且有经营收入", contact="13912345678"
+        ),
+    )
+    assert "obj-1" in r.message
+    await case.advance_to(cst(9, 9, 10))  # past the notice's end
+    st = await case.status()
+    assert st.stage == "village_notice"  # held by the open objection
+    assert "obj-1" in st.details_en and st.waiting_for == "village_committee"
+    with pytest.raises(Refused, match="ended at 2027-09-08 00:00"):
+        await case.api.lodge_objection(
+            case.wf, ObjectionRequest(request_id=rid(), actor=public(2), text="太晚了")
+        )
+    with pytest.raises(Refused, match="needs village_committee"):
+        await case.api.resolve_objection(
+            case.wf,
+            ObjectionResolution(
+                request_id=rid(),
+                actor=township_official(),
+                objection_id="obj-1",
+                outcome=ObjectionOutcome.DISMISSED,
+                reason="x",
+            ),
+        )
+    await case.api.resolve_objection(
+        case.wf,
+        ObjectionResolution(
+            request_id=rid(),
+            actor=village_official(2),
+            objection_id="obj-1",
+            outcome=ObjectionOutcome.DISMISSED,
+            reason="经核实收入低于标准",
+        ),
+    )
+    await case.at_stage("township_review")
+    st = await case.status()
+    assert st.objections[0].outcome == ObjectionOutcome.DISMISSED and st.objections[
+        0
+    ].contact_masked.endswith("5678")
+    assert "13912345678" not in st.objections[0].contact_masked
+    await case.save_history("objection_dismissed_then_township_review")
+
+
+async def test_objection_upheld_rejects(new_case: Callable[..., Awaitable[Case]]) -> None:
+    case = await new_case()
+    await case.approve("village_review", village_official())
+    await case.wait_for(lambda s: s.waiting_until == cst(9, 1), "scheduled")
+    await case.advance_to(cst(9, 2, 10))
+    await case.api.lodge_objection(
+        case.wf, ObjectionRequest(request_id=rid(), actor=public(), text="已就业，非在校生")
+    )
+    await case.api.resolve_objection(
+        case.wf,
+        ObjectionResolution(
+            request_id=rid(),
+            actor=village_official(),
+            objection_id="obj-1",
+            outcome=ObjectionOutcome.UPHELD,
+            reason="核实已退学",
+        ),
+    )
+    st = await case.at_stage("rejected")
+    assert "核实已退学" in st.details_zh
+    await case.handle.result()
+    await case.save_history("objection_upheld")
+
+
+async def test_township_posts_automatically_after_its_decision(
+    new_case: Callable[..., Awaitable[Case]],
+) -> None:
+    case = await new_case()
+    await through_village_notice(case)
+    await case.advance_to(cst(9, 10, 17))  # Friday evening
+    await case.approve("township_review", township_official())
+    st = await case.wait_for(
+        lambda s: s.stage == "township_notice" and s.waiting_until is not None, "scheduled"
+    )
+    assert st.waiting_until == cst(9, 13, 8)  # Monday 08:00
+    await case.advance_to(cst(9, 13, 9))
+    st = await case.status()
+    assert st.notice is not None and st.notice.posted_at == cst(9, 13, 8)
+    # 14, 16, 17, 20, 21 (15 Sep is Mid-Autumn 2027).
+    assert st.notice.ends_at == cst(9, 22)
+
+
+# ----------------------------------------------------------------------- fixed dates (R6)
+
+
+async def test_overdue_at_each_fixed_date(
+    new_case: Callable[..., Awaitable[Case]], ts_env: WorkflowEnvironment
+) -> None:
+    case = await new_case()
+    await case.advance_to(cst(9, 11, 0, 5))
+    st = await case.wait_for(lambda s: s.overdue == ["reviews_done"], "reviews_done overdue")
+    desc = await case.handle.describe()
+    assert desc.typed_search_attributes.get(search.OVERDUE) is True
+    await case.advance_to(cst(9, 16, 0, 5))
+    await case.wait_for(
+        lambda s: s.overdue == ["reviews_done", "county_approval"], "county_approval overdue"
+    )
+    await case.advance_to(cst(9, 21, 0, 5))
+    st = await case.wait_for(lambda s: len(s.overdue) == 3, "payout overdue")
+    assert st.overdue == ["reviews_done", "county_approval", "payout"]
+    assert st.stage == "village_review"  # nothing is skipped
+    assert "OVERDUE" in st.details_en and "已逾期" in st.details_zh
+
+
+async def test_at_risk_is_projected_from_intake(new_case: Callable[..., Awaitable[Case]]) -> None:
+    case = await new_case()
+    st = await case.status()
+    # Even the fastest path cannot finish the township notice by 10 Sep 2027.
+    assert st.at_risk == ["reviews_done"]
+    desc = await case.handle.describe()
+    assert desc.typed_search_attributes.get(search.AT_RISK) is True
+
+
+# -------------------------------------------------------------------------- withdrawal
+
+
+async def test_withdrawal(new_case: Callable[..., Awaitable[Case]]) -> None:
+    case = await new_case()
+    await through_village_notice(case)
+    with pytest.raises(Refused, match="only the applicant"):
+        await case.api.withdraw(
+            case.wf, WithdrawalRequest(request_id=rid(), actor=village_official())
+        )
+    await case.api.withdraw(
+        case.wf, WithdrawalRequest(request_id=rid(), actor=applicant(), reason="已获其他资助")
+    )
+    st = await case.at_stage("withdrawn")
+    assert st.waiting_for == ""
+    with pytest.raises(Refused, match="closed"):
+        await case.approve("township_review", township_official())
+
+
+# ---------------------------------------------------------------- operators (Web UI)
+
+
+async def test_search_attributes_and_current_details(
+    new_case: Callable[..., Awaitable[Case]], app_stack: Stack
+) -> None:
+    api, _, _ = app_stack
+    case = await new_case()
+    await case.approve("village_review", village_official())
+    await case.at_stage("village_notice")
+    listed = [
+        x async for x in api.list(stage="village_notice", village="341225100201", running_only=True)
+    ]
+    for _ in range(50):
+        if any(x.workflow_id == case.wf for x in listed):
+            break
+        await asyncio.sleep(0.2)
+        listed = [
+            x
+            async for x in api.list(
+                stage="village_notice", village="341225100201", running_only=True
+            )
+        ]
+    mine = next(x for x in listed if x.workflow_id == case.wf)
+    assert mine.at_risk and not mine.overdue and mine.next_deadline == cst(9, 11)
+    desc = await case.handle.describe()
+    sa = desc.typed_search_attributes
+    assert sa.get(search.PROGRAMME) == "county-subsidy" and sa.get(search.SEASON) == 2027
+    assert sa.get(search.WAITING_FOR) == "village_committee"
+    details = desc.raw_description.workflow_extended_info  # noqa: F841 - exists on this server
+    meta = await case.handle.describe()
+    summary = await meta.static_summary()
+    assert summary is not None and "县助学补贴" in summary and "341225********" in summary
+    current = desc.raw_description
+    assert current is not None
+    # The current details say what the workflow waits for, in Chinese and English.
+    q = await case.handle.query("__temporal_workflow_metadata")
+    assert (
+        "等待村委会张贴村级公示" in q.current_details
+        and "waiting for the village committee" in q.current_details
+    )
