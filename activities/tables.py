@@ -82,6 +82,7 @@ class OutboxMessage(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     next_attempt_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     sent_at: datetime | None = _ts()
+    delivered_via: str | None = Field(default=None, max_length=32)
     last_error: str | None = None
 
 
@@ -119,3 +120,6 @@ class Place(SQLModel, table=True):
     name: str = Field(max_length=100)
     level: str = Field(max_length=16)
     parent_code: str | None = Field(default=None, max_length=12, index=True)
+    # The office of this place (village committee, township office, county bureau).
+    contact_email: str = Field(default="", max_length=200)
+    contact_phone: str = Field(default="", max_length=32)

@@ -40,6 +40,12 @@ notice_app = typer.Typer(help="Public notices.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(notice_app, name="notice")
+registry_app = typer.Typer(help="The registry of registered poor households.", no_args_is_help=True)
+places_app = typer.Typer(help="Counties, townships and villages.", no_args_is_help=True)
+audit_app = typer.Typer(help="The append-only audit log.", no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+app.add_typer(places_app, name="places")
+app.add_typer(audit_app, name="audit")
 
 # Wide enough for the plan table when the output is a file or a pipe.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -90,6 +96,7 @@ def up() -> None:
 
 async def _up(s: Settings) -> None:
     from activities.db import upgrade
+    from activities.notify import OutboxSender
     from workers.embedded import single_instance, start_dev_server, wait_for_server
     from workers.worker import Dependencies, build_worker, connect, make_runtime
 
@@ -119,9 +126,12 @@ async def _up(s: Settings) -> None:
                     title="aidflow is up",
                 )
             )
+            sender = OutboxSender(deps.engine, s.channels())
             async with worker:
+                delivering = asyncio.create_task(sender.run_forever(stop))
                 await stop.wait()
                 console.print("stopping…")
+                await delivering
             deps.engine.dispose()
         finally:
             await asyncio.to_thread(server.stop)
@@ -131,6 +141,7 @@ async def _up(s: Settings) -> None:
 @app.command()
 def worker() -> None:
     """Run a worker against the configured Temporal cluster and database (production)."""
+    from activities.notify import OutboxSender
     from workers.worker import Dependencies, build_worker, connect, make_runtime
 
     s = settings()
@@ -156,8 +167,11 @@ def worker() -> None:
             task_queue=s.task_queue,
             metrics_port=s.metrics_port,
         )
+        sender = OutboxSender(deps.engine, s.channels())
         async with w:
+            delivering = asyncio.create_task(sender.run_forever(stop))
             await stop.wait()
+            await delivering
         deps.engine.dispose()
 
     run(_main())
@@ -187,6 +201,101 @@ def db_upgrade() -> None:
     console.print(
         f"database {mask_url(s.effective_database_url)} at revision {current_revision(s.effective_database_url)}"
     )
+
+
+# ------------------------------------------------------------------ data and audit
+
+
+def _engine(s: Settings) -> Any:
+    from activities.db import make_engine, upgrade
+
+    upgrade(s.effective_database_url)
+    return make_engine(s.effective_database_url)
+
+
+def _print_import(report: Any, what: str) -> None:
+    if report.problems and not report.imported:
+        for p in report.problems[:200]:
+            err.print(str(p), highlight=False)
+        raise fail(
+            f"{what}: {len(report.bad_rows)} bad row(s) of {report.rows}; nothing imported (--skip-bad imports the good rows)"
+        )
+    console.print(f"{what}: imported {report.imported} of {report.rows} row(s)")
+    if report.rejects_file:
+        console.print(
+            f"[yellow]{len(report.bad_rows)} bad row(s) written to {report.rejects_file}[/yellow]"
+        )
+
+
+@registry_app.command("import")
+def registry_import(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV: household_no, head_name, member_ids (;-separated), county_code, township_code, village_code, status, year"
+        ),
+    ],
+    skip_bad: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad", help="import the good rows, write the bad ones to FILE.rejects.csv"
+        ),
+    ] = False,
+) -> None:
+    """Import the county poverty office's registry (identity numbers stored only hashed and masked)."""
+    from activities.importing import import_registry
+    from activities.sealing import Keys
+
+    s = settings()
+    keys = Keys(s.secret_key_bytes())
+    _print_import(import_registry(_engine(s), file, keys.hash_id, skip_bad=skip_bad), "registry")
+
+
+@places_app.command("import")
+def places_import(
+    file: Annotated[
+        Path,
+        typer.Argument(help="CSV: code, name, level, parent_code[, contact_email, contact_phone]"),
+    ],
+    skip_bad: Annotated[bool, typer.Option("--skip-bad")] = False,
+) -> None:
+    """Import places (12-digit division codes) and their offices' contacts."""
+    from activities.importing import import_places
+
+    _print_import(import_places(_engine(settings()), file, skip_bad=skip_bad), "places")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    season: Annotated[int | None, typer.Option()] = None,
+    programme: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Check every application's hash chain; name the first broken row of each."""
+    from activities.audit import verify
+
+    report = verify(_engine(settings()), season=season, programme=programme)
+    if report.ok:
+        console.print(f"audit log intact: {report.chains} application(s), {report.rows} row(s)")
+        return
+    for b in report.breaks:
+        err.print(f"BROKEN {b}", highlight=False)
+    raise fail(f"audit log broken in {len(report.breaks)} of {report.chains} application(s)")
+
+
+@audit_app.command("export")
+def audit_export(
+    out: Annotated[Path, typer.Option("--out", help="file to write")],
+    fmt: Annotated[str, typer.Option("--format", help="csv or xlsx")] = "csv",
+    season: Annotated[int | None, typer.Option()] = None,
+    programme: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Export the audit log for an auditor (CSV or XLSX)."""
+    from activities.audit import export
+
+    if fmt not in ("csv", "xlsx"):
+        raise fail("--format must be csv or xlsx", 2)
+    n = export(_engine(settings()), out, fmt, season=season, programme=programme)
+    console.print(f"wrote {n} audit row(s) to {out}")
 
 
 # ---------------------------------------------------------------------------- plan

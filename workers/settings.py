@@ -58,6 +58,17 @@ class Settings(BaseSettings):
         None, description="extra holiday schedule files cn-YYYY.txt (default: data_dir/schedules)"
     )
 
+    # Notifications: e-mail over SMTP, SMS through a gateway's HTTP webhook;
+    # without them, messages go to the log.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "aidflow@localhost"
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    sms_webhook_url: str | None = None
+    sms_webhook_token: SecretStr | None = None
+
     # Observability
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -92,6 +103,31 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite:///{(self.data_dir / 'aidflow.db').resolve()}"
+
+    def channels(self) -> Any:
+        from activities.notify import Channels, LogChannel, SmtpChannel, WebhookChannel
+
+        email = (
+            SmtpChannel(
+                host=self.smtp_host,
+                port=self.smtp_port,
+                sender=self.smtp_from,
+                username=self.smtp_user,
+                password=self.smtp_password.get_secret_value() if self.smtp_password else None,
+                starttls=self.smtp_starttls,
+            )
+            if self.smtp_host
+            else None
+        )
+        sms = (
+            WebhookChannel(
+                self.sms_webhook_url,
+                self.sms_webhook_token.get_secret_value() if self.sms_webhook_token else None,
+            )
+            if self.sms_webhook_url
+            else None
+        )
+        return Channels(log=LogChannel(), email=email, sms=sms)
 
     @property
     def effective_calendar_dir(self) -> Path:

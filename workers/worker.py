@@ -93,7 +93,8 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     )
 
 
-def build_worker(client: Client, task_queue: str, deps: Dependencies) -> Worker:
+def build_worker(client: Client, task_queue: str, deps: Dependencies, **options: Any) -> Worker:
+    """``options`` go to :class:`Worker` (tests use ``max_cached_workflows=0`` to force replays)."""
     return Worker(
         client,
         task_queue=task_queue,
@@ -102,4 +103,5 @@ def build_worker(client: Client, task_queue: str, deps: Dependencies) -> Worker:
         # Calendar and database activities are synchronous; they run on this pool.
         activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=16),
         max_concurrent_activities=16,
+        **options,
     )

@@ -1,0 +1,569 @@
+"""Activities and data on SQLite and PostgreSQL: migrations, idempotent writes, the audit chain,
+imports, the outbox and its channels."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from activities.audit import export, verify
+from activities.db import current_revision
+from activities.importing import import_places, import_registry
+from activities.notify import Channels, LogChannel, OutboxSender, SmtpChannel, WebhookChannel
+from activities.records import RecordActivities
+from activities.registry import RegistryReader
+from activities.sealing import Keys
+from activities.tables import (
+    ApplicationRow,
+    AuditEntry,
+    Household,
+    HouseholdMember,
+    OutboxMessage,
+    Place,
+)
+from models.application import Actor, TrailEvent
+from models.domain import Role
+from models.records import ApplicationSnapshot, EventBatch, NotificationIntent
+from tests.support import PLACES, free_port, make_national_id
+
+SYSTEM = Actor(id="aidflow", name="aidflow", role=Role.SYSTEM)
+T0 = datetime(2027, 8, 10, 2, 0, tzinfo=UTC)
+
+
+def snapshot(
+    wf: str, stage: str = "village_review", keys: Keys | None = None
+) -> ApplicationSnapshot:
+    return ApplicationSnapshot(
+        workflow_id=wf,
+        programme="county-subsidy",
+        season=2027,
+        places=PLACES,
+        applicant_name="学生1",
+        national_id_masked="341225********0011",
+        national_id_hash="h" * 16,
+        university="安徽大学",
+        stage=stage,
+        overdue_dates=[],
+        at_risk=False,
+        amount_cny=3000,
+        submitted_at=T0,
+        applicant_phone_sealed=keys.seal("13800000001") if keys else "",
+    )
+
+
+def event(seq: int, kind: str = "stage_entered", stage: str = "village_review") -> TrailEvent:
+    return TrailEvent(
+        seq=seq,
+        at=T0 + timedelta(minutes=seq),
+        kind=kind,
+        stage=stage,
+        actor=SYSTEM,
+        summary=f"event {seq}",
+        detail={"n": seq},
+    )
+
+
+def batch(
+    wf: str, seqs: range, keys: Keys, stage: str = "village_review", notify: bool = True
+) -> EventBatch:
+    notes = (
+        {s: [NotificationIntent(audience="applicant", template="submitted")] for s in seqs}
+        if notify
+        else {}
+    )
+    return EventBatch(
+        snapshot=snapshot(wf, stage, keys),
+        events=[event(s, stage=stage) for s in seqs],
+        notifications=notes,
+    )
+
+
+def dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    out = {}
+    with engine.connect() as conn:
+        for table in ("applications", "audit_log", "outbox"):
+            rows = conn.execute(text(f"select * from {table} order by 1")).all()
+            out[table] = [tuple(r) for r in rows]
+    return out
+
+
+# ---------------------------------------------------------------------------- schema
+
+
+def test_migrations_from_empty(db_url: str, engine: Engine) -> None:
+    assert current_revision(db_url) == "0002"
+    tables = set(inspect(engine).get_table_names())
+    assert {
+        "applications",
+        "audit_log",
+        "outbox",
+        "households",
+        "household_members",
+        "places",
+        "alembic_version",
+    } <= tables
+
+
+# ------------------------------------------------------------------- record_events
+
+
+def test_record_events_retry_changes_nothing(engine: Engine, keys: Keys) -> None:
+    rec = RecordActivities(engine, keys)
+    b = batch("wf/1", range(1, 4), keys)
+    assert rec.record_events(b) == 3
+    before = dump(engine)
+    assert rec.record_events(b) == 0  # a retry after a crash
+    assert dump(engine) == before
+    assert len(before["audit_log"]) == 3 and len(before["outbox"]) == 3
+
+
+def test_partial_retry_writes_only_the_rest(engine: Engine, keys: Keys) -> None:
+    rec = RecordActivities(engine, keys)
+    rec.record_events(batch("wf/2", range(1, 3), keys))
+    assert rec.record_events(batch("wf/2", range(1, 5), keys)) == 2
+    with Session(engine) as s:
+        seqs = s.exec(
+            select(AuditEntry.seq)
+            .where(AuditEntry.workflow_id == "wf/2")
+            .order_by(col(AuditEntry.seq))
+        ).all()
+        assert list(seqs) == [1, 2, 3, 4]
+        assert (
+            len(s.exec(select(OutboxMessage).where(OutboxMessage.workflow_id == "wf/2")).all()) == 4
+        )
+
+
+def test_read_model_never_moves_backwards(engine: Engine, keys: Keys) -> None:
+    rec = RecordActivities(engine, keys)
+    rec.record_events(batch("wf/3", range(1, 6), keys, stage="township_review"))
+    rec.record_events(batch("wf/3", range(1, 3), keys, stage="village_review"))  # a stale replay
+    with Session(engine) as s:
+        row = s.get(ApplicationRow, "wf/3")
+        assert row is not None and row.stage == "township_review" and row.last_seq == 5
+
+
+def test_outbox_texts_hold_no_identity_number(engine: Engine, keys: Keys) -> None:
+    rec = RecordActivities(engine, keys)
+    nid = make_national_id(42)
+    b = EventBatch(
+        snapshot=snapshot("wf/4", keys=keys).model_copy(update={"applicant_name": f"张三{nid}"}),
+        events=[event(1)],
+        notifications={
+            1: [
+                NotificationIntent(
+                    audience="applicant",
+                    template="rejected",
+                    params={"reason": f"身份证 {nid} 不符"},
+                )
+            ]
+        },
+    )
+    rec.record_events(b)
+    with Session(engine) as s:
+        msg = s.exec(select(OutboxMessage)).one()
+    assert nid not in msg.body and "341225********" in msg.body
+    assert msg.recipient == "13800000001"  # the sealed phone, opened by the activity
+
+
+def test_concurrent_writers(db_url: str, engine: Engine, keys: Keys) -> None:
+    """The worker runs 16 activity threads at once: no 'database is locked' on SQLite."""
+    rec = RecordActivities(engine, keys)
+
+    def write(i: int) -> int:
+        total = 0
+        for start in range(1, 21, 5):
+            total += rec.record_events(batch(f"wf/c{i}", range(start, start + 5), keys))
+        return total
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(write, range(32)))
+    assert results == [20] * 32
+    assert verify(engine).ok
+
+
+# ------------------------------------------------------------------------ audit chain
+
+
+def _chain(
+    engine: Engine, keys: Keys, wf: str = "county-subsidy/2027/341225/abc", n: int = 5
+) -> str:
+    RecordActivities(engine, keys).record_events(batch(wf, range(1, n + 1), keys, notify=False))
+    return wf
+
+
+def test_intact_chain_verifies(engine: Engine, keys: Keys) -> None:
+    _chain(engine, keys)
+    report = verify(engine, season=2027)
+    assert report.ok and report.chains == 1 and report.rows == 5
+
+
+def test_edited_row_is_detected(engine: Engine, keys: Keys) -> None:
+    wf = _chain(engine, keys)
+    with Session(engine) as s, s.begin():
+        e = s.exec(select(AuditEntry).where(AuditEntry.seq == 3)).one()
+        e.actor_id = "someone-else"
+        s.add(e)
+    [b] = verify(engine).breaks
+    assert (b.workflow_id, b.seq) == (wf, 3) and "edited" in b.problem
+
+
+def test_deleted_rows_are_detected(engine: Engine, keys: Keys) -> None:
+    _chain(engine, keys)
+    with Session(engine) as s, s.begin():
+        s.delete(s.exec(select(AuditEntry).where(AuditEntry.seq == 2)).one())
+    [b] = verify(engine).breaks
+    assert b.seq == 3 and "deleted or inserted" in b.problem
+
+
+def test_deleted_last_row_is_detected(engine: Engine, keys: Keys) -> None:
+    _chain(engine, keys)
+    with Session(engine) as s, s.begin():
+        s.delete(s.exec(select(AuditEntry).where(AuditEntry.seq == 5)).one())
+    [b] = verify(engine).breaks
+    assert b.seq == 5 and "deleted at the end" in b.problem
+
+
+def test_inserted_row_is_detected(engine: Engine, keys: Keys) -> None:
+    wf = _chain(engine, keys)
+    with Session(engine) as s, s.begin():
+        third = s.exec(select(AuditEntry).where(AuditEntry.seq == 3)).one()
+        forged = AuditEntry(
+            workflow_id=wf,
+            seq=3,
+            at=third.at,
+            kind="decision",
+            stage="village_review",
+            actor_id="forger",
+            actor_role="village_committee",
+            detail={},
+            prev_hash=third.prev_hash,
+            hash=third.hash,
+        )
+        # The unique (workflow_id, seq) constraint already refuses a second seq 3 ...
+        s.add(forged)
+        with pytest.raises(Exception, match=r"(?i)unique"):
+            s.flush()
+    # ... so a forger must renumber: shift the later rows up and insert at 3.
+    with Session(engine) as s, s.begin():
+        for e in sorted(
+            s.exec(select(AuditEntry).where(AuditEntry.seq >= 3)).all(), key=lambda e: -e.seq
+        ):
+            e.seq += 1
+            s.add(e)
+            s.flush()
+        second = s.exec(select(AuditEntry).where(AuditEntry.seq == 2)).one()
+        s.add(
+            AuditEntry(
+                workflow_id=wf,
+                seq=3,
+                at=second.at,
+                kind="decision",
+                stage="village_review",
+                actor_id="forger",
+                actor_role="village_committee",
+                detail={},
+                prev_hash=second.hash,
+                hash="0" * 64,
+            )
+        )
+    [b] = verify(engine).breaks
+    assert b.seq == 3 and "edited" in b.problem
+
+
+def test_export_csv_and_xlsx(engine: Engine, keys: Keys, tmp_path: Path) -> None:
+    _chain(engine, keys)
+    n = export(engine, tmp_path / "audit.csv", "csv", season=2027)
+    assert n == 5
+    lines = (tmp_path / "audit.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert lines[0].startswith("workflow_id,seq,at,kind") and len(lines) == 6
+    assert export(engine, tmp_path / "audit.xlsx", "xlsx", season=2027) == 5
+    from openpyxl import load_workbook
+
+    ws = load_workbook(tmp_path / "audit.xlsx").active
+    assert ws is not None and ws.max_row == 6 and ws.cell(1, 1).value == "workflow_id"
+    assert export(engine, tmp_path / "none.csv", "csv", season=2030) == 0
+
+
+# --------------------------------------------------------------------------- imports
+
+
+HEADER = "household_no,head_name,member_ids,county_code,township_code,village_code,status,year\n"
+
+
+def _registry_row(n: int, **over: str) -> str:
+    row = {
+        "household_no": f"HH{n:05d}",
+        "head_name": f"户主{n}",
+        "member_ids": f"{make_national_id(n)};{make_national_id(n + 500, birth='19750101')}",
+        "county_code": PLACES.county_code,
+        "township_code": PLACES.township_code,
+        "village_code": PLACES.village_code,
+        "status": "active",
+        "year": "2027",
+    }
+    row.update(over)
+    return ",".join(row.values()) + "\n"
+
+
+def test_registry_import_good_file(engine: Engine, keys: Keys, tmp_path: Path) -> None:
+    f = tmp_path / "registry.csv"
+    f.write_text(HEADER + "".join(_registry_row(n) for n in range(1, 4)), encoding="utf-8")
+    report = import_registry(engine, f, keys.hash_id)
+    assert report.imported == 3 and not report.problems
+    member = RegistryReader(engine).lookup(keys.hash_id(make_national_id(2)))
+    assert (
+        member is not None
+        and member.household_no == "HH00002"
+        and member.village_code == PLACES.village_code
+    )
+    # Re-importing is idempotent; nothing is stored in clear.
+    assert import_registry(engine, f, keys.hash_id).imported == 3
+    with Session(engine) as s:
+        assert len(s.exec(select(Household)).all()) == 3
+        members = s.exec(select(HouseholdMember)).all()
+        assert len(members) == 6
+        assert all("*" in m.national_id_masked for m in members)
+        assert make_national_id(1) not in json.dumps([m.model_dump() for m in members])
+
+
+def test_registry_import_bad_file_imports_nothing(
+    engine: Engine, keys: Keys, tmp_path: Path
+) -> None:
+    f = tmp_path / "registry.csv"
+    bad_id = make_national_id(9)[:-1] + ("0" if make_national_id(9)[-1] != "0" else "1")
+    f.write_text(
+        HEADER
+        + _registry_row(1)
+        + _registry_row(2, member_ids=bad_id, status="gone")
+        + _registry_row(3, village_code="34122510"),
+        encoding="utf-8",
+    )
+    report = import_registry(engine, f, keys.hash_id)
+    assert report.imported == 0
+    as_text = [str(p) for p in report.problems]
+    assert any(
+        p.startswith("row 3, member_ids: member 1 (341225********") and "check digit" in p
+        for p in as_text
+    )
+    assert any(p.startswith("row 3, status:") for p in as_text)
+    assert any(p.startswith("row 4, village_code:") for p in as_text)
+    assert bad_id not in " ".join(as_text)
+    with Session(engine) as s:
+        assert s.exec(select(Household)).all() == []
+
+
+def test_registry_import_mixed_with_skip_bad(engine: Engine, keys: Keys, tmp_path: Path) -> None:
+    f = tmp_path / "registry.csv"
+    f.write_text(
+        HEADER + _registry_row(1) + _registry_row(2, year="twenty") + _registry_row(3),
+        encoding="utf-8",
+    )
+    report = import_registry(engine, f, keys.hash_id, skip_bad=True)
+    assert report.imported == 2 and report.bad_rows == [3]
+    assert report.rejects_file is not None
+    rejects = report.rejects_file.read_text(encoding="utf-8").splitlines()
+    assert len(rejects) == 2 and "year:" in rejects[1]
+
+
+def test_registry_missing_column(engine: Engine, keys: Keys, tmp_path: Path) -> None:
+    f = tmp_path / "registry.csv"
+    f.write_text("household_no,head_name\nHH1,x\n", encoding="utf-8")
+    report = import_registry(engine, f, keys.hash_id)
+    assert report.imported == 0 and "member_ids" in report.problems[0].field
+
+
+def test_places_import_sample_county(engine: Engine, tmp_path: Path) -> None:
+    sample = tmp_path / "places.csv"
+    sample.write_text(
+        resources.files("models.sample").joinpath("places.csv").read_text(encoding="utf-8"),
+        encoding="utf-8",
+    )
+    report = import_places(engine, sample)
+    assert report.imported == 11 and not report.problems
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "code,name,level,parent_code\n341225199000,某乡,township,341225100000\n341225199201,某村,village,999999999999\n"
+    )
+    report = import_places(engine, bad)
+    assert report.imported == 0
+    assert [str(p) for p in report.problems] == [
+        "row 2, parent_code: 341225100000 is a township, not a county",
+        "row 3, parent_code: '999999999999' is not a known township",
+    ]
+    with Session(engine) as s:
+        assert s.get(Place, "341225100201") is not None
+
+
+# --------------------------------------------------------------------------- outbox
+
+
+class _Recorder:
+    def __init__(self, fail_first: int = 0) -> None:
+        self.sent: list[tuple[str, str, str, str]] = []
+        self.fail_first = fail_first
+        self.name = "test"
+
+    async def send(self, recipient: str, subject: str, body: str, key: str) -> None:
+        if self.fail_first:
+            self.fail_first -= 1
+            raise ConnectionError("gateway down")
+        self.sent.append((recipient, subject, body, key))
+
+
+def _outbox(engine: Engine, keys: Keys, n: int = 3) -> None:
+    RecordActivities(engine, keys).record_events(batch("wf/o", range(1, n + 1), keys))
+
+
+async def test_sender_delivers_once_with_two_senders(engine: Engine, keys: Keys) -> None:
+    _outbox(engine, keys, 5)
+    rec = _Recorder()
+    a = OutboxSender(engine, Channels(log=rec, sms=rec))
+    b = OutboxSender(engine, Channels(log=rec, sms=rec))
+    results = await asyncio.gather(a.run_once(), b.run_once())
+    assert sum(r[0] for r in results) == 5
+    assert len(rec.sent) == 5 and len({k for *_, k in rec.sent}) == 5
+    with Session(engine) as s:
+        assert {m.status for m in s.exec(select(OutboxMessage)).all()} == {"sent"}
+
+
+async def test_sender_retries_with_backoff_then_fails(engine: Engine, keys: Keys) -> None:
+    _outbox(engine, keys, 1)
+    rec = _Recorder(fail_first=10)
+    sender = OutboxSender(engine, Channels(log=rec), backoff=timedelta(0), max_attempts=3)
+    for _ in range(3):
+        assert await sender.run_once() == (0, 1)
+    with Session(engine) as s:
+        msg = s.exec(select(OutboxMessage)).one()
+    assert msg.status == "failed" and msg.attempts == 3 and "gateway down" in (msg.last_error or "")
+    # With backoff, a failed message is not due again at once.
+    _outbox(engine, keys, 2)
+    rec2 = _Recorder(fail_first=1)
+    slow = OutboxSender(engine, Channels(log=rec2), backoff=timedelta(hours=1))
+    assert await slow.run_once() == (0, 1)  # seq 2 fails once and waits an hour
+    assert await slow.run_once() == (0, 0)
+    with Session(engine) as s:
+        msg2 = s.exec(
+            select(OutboxMessage).where(col(OutboxMessage.dedupe_key).endswith(":2:0"))
+        ).one()
+    assert msg2.status == "pending" and msg2.next_attempt_at.replace(tzinfo=UTC) > datetime.now(
+        UTC
+    ) + timedelta(minutes=50)
+
+
+async def test_smtp_channel_with_local_server(engine: Engine, keys: Keys, tmp_path: Path) -> None:
+    from aiosmtpd.controller import Controller
+
+    received: list[Any] = []
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd API
+            received.append(envelope)
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        # An office recipient resolves through the places table to its e-mail address.
+        sample = tmp_path / "places.csv"
+        sample.write_text(
+            resources.files("models.sample").joinpath("places.csv").read_text(encoding="utf-8"),
+            encoding="utf-8",
+        )
+        import_places(engine, sample)
+        RecordActivities(engine, keys).record_events(
+            EventBatch(
+                snapshot=snapshot("wf/m", keys=keys),
+                events=[event(1)],
+                notifications={
+                    1: [
+                        NotificationIntent(
+                            audience="office",
+                            role=Role.COUNTY_EDUCATION_BUREAU,
+                            place_code="341225000000",
+                            template="overdue",
+                            params={"date": "县教育局审批完成", "on": "09-15", "stage": "乡镇复核"},
+                        )
+                    ]
+                },
+            )
+        )
+        sender = OutboxSender(
+            engine,
+            Channels(
+                log=LogChannel(),
+                email=SmtpChannel(
+                    host="127.0.0.1", port=port, sender="aidflow@funan.example.gov.cn"
+                ),
+            ),
+        )
+        assert await sender.run_once() == (1, 0)
+    finally:
+        controller.stop()
+    [env] = received
+    assert env.rcpt_tos == ["jyj@funan.example.gov.cn"]
+    from email import message_from_bytes
+    from email.header import decode_header, make_header
+
+    msg = message_from_bytes(env.content)
+    assert str(make_header(decode_header(msg["Subject"]))) == "逾期提醒"
+    body = msg.get_payload(decode=True).decode("utf-8")  # type: ignore[union-attr]
+    assert "县教育局" in body and "09-15" in body
+
+
+async def test_webhook_channel_with_local_server(engine: Engine, keys: Keys) -> None:
+    posts: list[dict[str, Any]] = []
+    failures = [1]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if failures[0]:
+                failures[0] -= 1
+                self.send_response(503)
+            else:
+                posts.append(
+                    {
+                        **body,
+                        "idempotency": self.headers["Idempotency-Key"],
+                        "auth": self.headers["Authorization"],
+                    }
+                )
+                self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        _outbox(engine, keys, 1)
+        url = f"http://127.0.0.1:{server.server_address[1]}/sms"
+        sender = OutboxSender(
+            engine, Channels(log=LogChannel(), sms=WebhookChannel(url, "tok")), backoff=timedelta(0)
+        )
+        assert await sender.run_once() == (0, 1)  # the gateway answers 503 once
+        assert await sender.run_once() == (1, 0)
+    finally:
+        server.shutdown()
+    [post] = posts
+    assert (
+        post["to"] == "13800000001"
+        and post["auth"] == "Bearer tok"
+        and post["idempotency"] == "wf/o:1:0"
+    )
+    assert "申请已受理" in post["text"]
