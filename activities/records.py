@@ -124,6 +124,10 @@ class RecordActivities:
             "decided_at": snap.decided_at,
             "updated_at": datetime.now(UTC),
             "rejection_reason": snap.rejection_reason,
+            "bank_name": snap.bank_name,
+            "account_masked": snap.account_masked,
+            "account_sealed": snap.account_sealed,
+            "account_holder": snap.account_holder,
         }
         if row is None:
             session.add(ApplicationRow(workflow_id=snap.workflow_id, **values))

@@ -43,6 +43,11 @@ class ApplicationRow(SQLModel, table=True):
     decided_at: datetime | None = _ts()
     updated_at: datetime | None = _ts()
     rejection_reason: str | None = None
+    # The account on file (sealed: only payment activities open it).
+    bank_name: str = Field(default="", max_length=100)
+    account_masked: str = Field(default="", max_length=32)
+    account_sealed: str = Field(default="")
+    account_holder: str = Field(default="", max_length=100)
 
 
 class AuditEntry(SQLModel, table=True):
@@ -123,3 +128,67 @@ class Place(SQLModel, table=True):
     # The office of this place (village committee, township office, county bureau).
     contact_email: str = Field(default="", max_length=200)
     contact_phone: str = Field(default="", max_length=32)
+
+
+class FundsRequest(SQLModel, table=True):
+    """A county's request for the season's funds, with its roster (花名册)."""
+
+    __tablename__ = "funds_requests"
+
+    id: str = Field(primary_key=True, max_length=100)
+    programme: str = Field(max_length=64)
+    season: int
+    county_code: str = Field(max_length=12, index=True)
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    count: int
+    total_cny: int
+    roster_path: str = ""
+    arrived_at: datetime | None = _ts()
+    arrived_amount_cny: int | None = None
+    arrived_reference: str | None = Field(default=None, max_length=100)
+
+
+class FundsRequestItem(SQLModel, table=True):
+    __tablename__ = "funds_request_items"
+
+    request_id: str = Field(foreign_key="funds_requests.id", primary_key=True, max_length=100)
+    workflow_id: str = Field(
+        primary_key=True, max_length=200, unique=True
+    )  # one request per application
+    amount_cny: int
+
+
+class PayoutBatch(SQLModel, table=True):
+    __tablename__ = "payout_batches"
+
+    id: str = Field(primary_key=True, max_length=100)
+    programme: str = Field(max_length=64)
+    season: int
+    county_code: str = Field(max_length=12, index=True)
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    file_path: str = ""
+    count: int = 0
+    total_cny: int = 0
+    status: str = Field(default="prepared", max_length=16)  # prepared, sent, settled
+
+
+class Payment(SQLModel, table=True):
+    """One payment attempt. The idempotency key (application, season, attempt) is unique:
+    a batch re-sent after a crash can never create a second payment."""
+
+    __tablename__ = "payments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=200, unique=True)
+    workflow_id: str = Field(max_length=200, index=True)
+    attempt: int
+    batch_id: str = Field(foreign_key="payout_batches.id", max_length=100, index=True)
+    sequence: int
+    amount_cny: int
+    account_masked: str = Field(max_length=32)
+    account_holder: str = Field(max_length=100)
+    status: str = Field(default="sent", max_length=16)  # sent, paid, returned
+    reason: str | None = None
+    bank_reference: str | None = Field(default=None, max_length=100)
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    settled_at: datetime | None = _ts()

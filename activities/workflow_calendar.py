@@ -8,7 +8,7 @@ history, so a replay sees exactly what the original run saw.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time, timedelta
 
 from temporalio import activity
 
@@ -21,6 +21,7 @@ from models.records import (
     PostingTimeRequest,
     Projection,
     ProjectionRequest,
+    ReminderTimesRequest,
     ScheduleRequest,
     SeasonSchedule,
 )
@@ -51,6 +52,21 @@ class CalendarActivities:
             fixed_dates=dates,
             provisional_years=provisional,
         )
+
+    @activity.defn(name="compute_reminder_times")
+    def compute_reminder_times(self, req: ReminderTimesRequest) -> list[DatedKey]:
+        """09:00, ``days_before`` calendar days before each fixed date."""
+        out = []
+        for d in req.programme.fixed_dates:
+            day = d.on.in_year(req.season)
+            out.append(
+                DatedKey(
+                    key=d.key,
+                    day=day,
+                    due_at=self._calendar.at(day - timedelta(days=req.days_before), time(9, 0)),
+                )
+            )
+        return out
 
     @activity.defn(name="compute_notice_period")
     def compute_notice_period(self, req: NoticeRequest) -> NoticeResult:

@@ -45,6 +45,14 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "补贴已发放",
         "{name}同学：{programme}{amount}元已发放至您家庭的一卡通账户（{account}）。",
     ),
+    "season_reminder": (
+        "时间节点提醒",
+        "{office}：{season}年{programme}“{date}”须于{on}前完成，请及时安排。",
+    ),
+    "funds_requested": (
+        "已列入资金申请",
+        "{name}同学：您的{programme}申请已经县教育局审批，已列入资金申请，资金到位后将打卡发放。",
+    ),
     "payment_returned": (
         "发放被退回",
         "{name}同学：{programme}发放被银行退回（{reason}），请到村委会更正账户信息。",

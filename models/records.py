@@ -45,6 +45,12 @@ class SeasonSchedule(_Model):
         raise KeyError(key)
 
 
+class ReminderTimesRequest(_Model):
+    programme: Programme
+    season: int
+    days_before: int
+
+
 class NoticeRequest(_Model):
     posted_at: datetime
     days: int
@@ -120,6 +126,10 @@ class ApplicationSnapshot(_Model):
     rejection_reason: str | None = None
     applicant_phone_sealed: str = ""
     applicant_email_sealed: str = ""
+    bank_name: str = ""
+    account_masked: str = ""
+    account_sealed: str = ""
+    account_holder: str = ""
 
 
 class EventBatch(_Model):

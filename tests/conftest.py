@@ -14,10 +14,15 @@ Which server for which test:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -28,8 +33,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.bank import BankSimulator, SimulatorRules
 from activities.calendars import build_calendar
 from activities.db import make_engine, upgrade
+from activities.importing import import_places
 from activities.sealing import Keys
 from models import search
 from models.calendar import WorkingCalendar
@@ -159,21 +166,45 @@ def registry(keys: Keys) -> Registry:
     return reg
 
 
-@pytest_asyncio.fixture
-async def app_stack(
-    ts_env: WorkflowEnvironment,
+@dataclass
+class AppStack:
+    api: AidflowClient
+    worker: Worker
+    engine: Engine
+    bank: BankSimulator
+    deps: Dependencies
+
+
+@contextlib.asynccontextmanager
+async def make_stack(
+    env: WorkflowEnvironment,
     keys: Keys,
     calendar: WorkingCalendar,
     registry: Registry,
     tmp_path: Path,
-) -> AsyncIterator[tuple[AidflowClient, Worker, Engine]]:
-    """A worker on its own task queue with a fresh SQLite database, and a client API."""
+    *,
+    replace: Callable[[Dependencies], Sequence[Any]] | None = None,
+) -> AsyncIterator[AppStack]:
+    """A worker on its own task queue with a fresh SQLite database, a simulated bank, and a client API."""
     url = f"sqlite:///{tmp_path / 'app.db'}"
     upgrade(url)
-    deps = Dependencies(engine=make_engine(url), calendar=calendar, keys=keys)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    sample = tmp_path / "places.csv"
+    sample.write_text(
+        resources.files("models.sample").joinpath("places.csv").read_text(encoding="utf-8"),
+        encoding="utf-8",
+    )
+    import_places(make_engine(url), sample)
+    deps = Dependencies(
+        engine=make_engine(url),
+        calendar=calendar,
+        keys=keys,
+        files_dir=tmp_path / "files",
+        bank_dir=tmp_path / "bank",
+    )
     queue = f"tq-{uuid.uuid4().hex[:8]}"
-    client: Client = ts_env.client
-    worker = build_worker(client, queue, deps)
+    client: Client = env.client
+    worker = build_worker(client, queue, deps, replace=replace(deps) if replace else ())
     api = AidflowClient(
         client,
         task_queue=queue,
@@ -182,6 +213,33 @@ async def app_stack(
         programmes=dict(BUILTIN_PROGRAMMES),
         lookup_member=registry.lookup,
     )
+    bank = BankSimulator(deps.bank_dir, SimulatorRules())
+    stop = asyncio.Event()
     async with worker:
-        yield api, worker, deps.engine
+        simulator = asyncio.create_task(bank.run_forever(stop, interval=0.1))
+        try:
+            yield AppStack(api=api, worker=worker, engine=deps.engine, bank=bank, deps=deps)
+        finally:
+            stop.set()
+            await simulator
+            # Workflows ids repeat across tests (one season per county): leave nothing running.
+            async for wf in client.list_workflows(
+                f"TaskQueue = '{queue}' AND ExecutionStatus = 'Running'"
+            ):
+                with contextlib.suppress(Exception):
+                    await client.get_workflow_handle(wf.id, run_id=wf.run_id).terminate(
+                        "test finished"
+                    )
     deps.engine.dispose()
+
+
+@pytest_asyncio.fixture
+async def app_stack(
+    ts_env: WorkflowEnvironment,
+    keys: Keys,
+    calendar: WorkingCalendar,
+    registry: Registry,
+    tmp_path: Path,
+) -> AsyncIterator[AppStack]:
+    async with make_stack(ts_env, keys, calendar, registry, tmp_path) as stack:
+        yield stack

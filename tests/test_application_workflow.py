@@ -39,6 +39,7 @@ from models.application import (
 )
 from models.calendar import SHANGHAI
 from models.domain import DecisionKind, DocumentKind, ObjectionOutcome
+from tests.conftest import AppStack
 from tests.support import (
     IN_WINDOW_2027,
     OTHER_VILLAGE,
@@ -130,14 +131,13 @@ class Case:
         return [e.event_type async for e in self.handle.fetch_history_events()]
 
 
-Stack = tuple[AidflowClient, Any, Any]
 # One student per case across the whole session: workflow ids derive from the identity number.
 _SERIALS = iter(range(1, 900))
 
 
 @pytest.fixture
-def new_case(app_stack: Stack, ts_env: WorkflowEnvironment) -> Callable[..., Awaitable[Case]]:
-    api, _, _ = app_stack
+def new_case(app_stack: AppStack, ts_env: WorkflowEnvironment) -> Callable[..., Awaitable[Case]]:
+    api = app_stack.api
 
     async def make(**overrides: Any) -> Case:
         serial = next(_SERIALS)
@@ -162,7 +162,7 @@ async def through_village_notice(case: Case) -> None:
 
 
 async def test_happy_path_to_county_approval(
-    new_case: Callable[..., Awaitable[Case]], app_stack: Stack
+    new_case: Callable[..., Awaitable[Case]], app_stack: AppStack
 ) -> None:
     case = await new_case()
     st = await case.status()
@@ -219,7 +219,7 @@ async def test_happy_path_to_county_approval(
     assert kinds.count("decision") == 3 and kinds.count("notice_posted") == 2 and "overdue" in kinds
 
     # The database has the read model, a full audit chain and the outbox.
-    _, _, engine = app_stack
+    engine = app_stack.engine
     await case.wait_for(lambda s: True, "flush")
     for _ in range(50):
         with Session(engine) as s:
@@ -428,9 +428,9 @@ async def test_duplicate_request_id_returns_the_first_answer(
 
 
 async def test_duplicate_application_points_to_the_first(
-    new_case: Callable[..., Awaitable[Case]], app_stack: Stack
+    new_case: Callable[..., Awaitable[Case]], app_stack: AppStack
 ) -> None:
-    api, _, _ = app_stack
+    api = app_stack.api
     wf = await api.submit(form(990), now=IN_WINDOW_2027)
     with pytest.raises(Refused) as e:
         await api.submit(form(990, applicant_name="另一个名字"), now=IN_WINDOW_2027)
@@ -438,8 +438,8 @@ async def test_duplicate_application_points_to_the_first(
     assert "341225" in wf and form(990).national_id not in wf  # R9: no identity number in the id
 
 
-async def test_outside_the_window_and_every_field_at_once(app_stack: Stack) -> None:
-    api, _, _ = app_stack
+async def test_outside_the_window_and_every_field_at_once(app_stack: AppStack) -> None:
+    api = app_stack.api
     bad = form(991, national_id="341225200703151230", education_level="postgraduate", documents={})
     with pytest.raises(Refused) as e:
         await api.submit(bad, now=cst(9, 2))
@@ -449,8 +449,8 @@ async def test_outside_the_window_and_every_field_at_once(app_stack: Stack) -> N
     assert "2027-08-01 to 2027-08-31" in str(e.value)
 
 
-async def test_not_on_the_registry_is_refused(app_stack: Stack) -> None:
-    api, _, _ = app_stack
+async def test_not_on_the_registry_is_refused(app_stack: AppStack) -> None:
+    api = app_stack.api
     with pytest.raises(Refused, match="registry"):
         await api.submit(form(999), now=IN_WINDOW_2027)
 
@@ -656,9 +656,9 @@ async def test_withdrawal(new_case: Callable[..., Awaitable[Case]]) -> None:
 
 
 async def test_search_attributes_and_current_details(
-    new_case: Callable[..., Awaitable[Case]], app_stack: Stack
+    new_case: Callable[..., Awaitable[Case]], app_stack: AppStack
 ) -> None:
-    api, _, _ = app_stack
+    api = app_stack.api
     case = await new_case()
     await case.approve("village_review", village_official())
     await case.at_stage("village_notice")

@@ -51,7 +51,13 @@ async def test_full_application_logs_carry_context_and_no_identity_number(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'p.db'}"
     upgrade(url)
-    deps = Dependencies(engine=make_engine(url), calendar=calendar, keys=keys)
+    deps = Dependencies(
+        engine=make_engine(url),
+        calendar=calendar,
+        keys=keys,
+        files_dir=tmp_path / "files",
+        bank_dir=tmp_path / "bank",
+    )
     queue = f"tq-{uuid.uuid4().hex[:8]}"
     # No workflow cache: every workflow task replays the whole history, so a log
     # line written again during replay would show up as a duplicate.
@@ -102,6 +108,10 @@ async def test_full_application_logs_carry_context_and_no_identity_number(
         final = await handle.result()
         assert final.stage == "rejected"
         await OutboxSender(deps.engine, Channels(log=LogChannel())).run_once()
+        for (
+            season
+        ) in api.started_seasons():  # the next test's season must not find this one running
+            await ts_env.client.get_workflow_handle(season).terminate("test finished")
     deps.engine.dispose()
 
     lines = [json.loads(x) for x in captured_logs.getvalue().splitlines() if x.strip()]

@@ -7,6 +7,7 @@ raises :class:`Refused` with a one-line reason naming every failing field.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -15,12 +16,18 @@ from typing import Any
 
 from temporalio.client import (
     Client,
+    WithStartWorkflowOperation,
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
@@ -43,11 +50,22 @@ from models.application import (
 )
 from models.calendar import WorkingCalendar
 from models.domain import Level, Role
+from models.ids import season_workflow_id
 from models.intake import FieldProblem, RegisteredMember, check_application
+from models.payout import (
+    AccountCorrection,
+    BatchResult,
+    FundsArrival,
+    FundsArrivalResult,
+    FundsRequestCommand,
+    FundsRequestSummary,
+    SeasonInput,
+)
 from models.planner import window
 from models.privacy import mask_account, mask_national_id
 from models.programme import Programme
 from workflows.application import ApplicationWorkflow
+from workflows.season import SeasonWorkflow
 
 
 class Refused(Exception):
@@ -91,7 +109,10 @@ class AidflowClient:
         calendar: WorkingCalendar,
         programmes: dict[str, Programme],
         lookup_member: Callable[[str], RegisteredMember | None],
+        bank: str = "simulated",
     ) -> None:
+        self.bank = bank
+        self._seasons: set[str] = set()
         self.client = client
         self.task_queue = task_queue
         self.keys = keys
@@ -125,6 +146,7 @@ class AidflowClient:
         if problems:
             raise Refused("; ".join(str(p) for p in problems), problems=problems)
         id_hash = self.keys.hash_id(form.national_id)
+        await self.ensure_season(programme.code, form.season, form.places.county_code)
         workflow_id = application_workflow_id(
             programme.code, form.season, form.places.county_code, id_hash
         )
@@ -266,6 +288,141 @@ class AidflowClient:
             except Refused as r:
                 out.append((wf.id, r))
         return out
+
+    # ------------------------------------------------------- season, funds, payout
+
+    def season_input(self, programme: str, season: int, county_code: str) -> SeasonInput:
+        return SeasonInput(
+            programme=self.programmes[programme],
+            season=season,
+            county_code=county_code,
+            bank=self.bank,
+        )
+
+    def _season_start(
+        self, programme: str, season: int, county_code: str
+    ) -> WithStartWorkflowOperation[SeasonWorkflow, Any]:
+        return WithStartWorkflowOperation(
+            SeasonWorkflow.run,
+            self.season_input(programme, season, county_code),
+            id=season_workflow_id(programme, season, county_code),
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=f"{self.programmes[programme].name_zh} {season} 季度流程 · county {county_code}",
+        )
+
+    def started_seasons(self) -> list[str]:
+        """The season workflows this client has started or found running."""
+        return sorted(self._seasons)
+
+    async def ensure_season(self, programme: str, season: int, county_code: str) -> str:
+        """Start the county's season workflow if it is not running (reminders, funds, batches, report)."""
+        wf_id = season_workflow_id(programme, season, county_code)
+        if wf_id in self._seasons:
+            return wf_id
+        with contextlib.suppress(
+            WorkflowAlreadyStartedError
+        ):  # it ran and finished: the season is over
+            await self.client.start_workflow(
+                SeasonWorkflow.run,
+                self.season_input(programme, season, county_code),
+                id=wf_id,
+                task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+                static_summary=f"{self.programmes[programme].name_zh} {season} 季度流程 · county {county_code}",
+            )
+        self._seasons.add(wf_id)
+        return wf_id
+
+    async def request_funds(
+        self,
+        programme: str,
+        season: int,
+        county_code: str,
+        actor: Actor,
+        request_id: str | None = None,
+    ) -> FundsRequestSummary:
+        self._seasons.add(season_workflow_id(programme, season, county_code))
+        cmd = FundsRequestCommand(
+            request_id=request_id or f"fr-{county_code[:6]}-{season}-{uuid.uuid4().hex[:6]}",
+            actor=actor,
+        )
+        try:
+            return await self.client.execute_update_with_start_workflow(
+                SeasonWorkflow.request_funds,
+                cmd,
+                start_workflow_operation=self._season_start(programme, season, county_code),
+                id=cmd.request_id,
+            )
+        except WorkflowUpdateFailedError as e:
+            cause = e.cause
+            raise Refused(
+                cause.message if isinstance(cause, ApplicationError) else str(cause)
+            ) from None
+
+    async def funds_arrived(
+        self,
+        programme: str,
+        season: int,
+        county_code: str,
+        actor: Actor,
+        funds_request_id: str,
+        amount_cny: int,
+        reference: str,
+        request_id: str | None = None,
+    ) -> FundsArrivalResult:
+        msg = FundsArrival(
+            request_id=request_id or f"arrival-{reference}",
+            actor=actor,
+            funds_request_id=funds_request_id,
+            amount_cny=amount_cny,
+            reference=reference,
+        )
+        handle = self.client.get_workflow_handle_for(
+            SeasonWorkflow.run, season_workflow_id(programme, season, county_code)
+        )
+        try:
+            return await handle.execute_update(SeasonWorkflow.funds_arrived, msg, id=msg.request_id)
+        except WorkflowUpdateFailedError as e:
+            cause = e.cause
+            raise Refused(
+                cause.message if isinstance(cause, ApplicationError) else str(cause)
+            ) from None
+        except RPCError as e:
+            raise Refused(
+                f"no running season workflow for {programme} {season} {county_code}: {e.message}"
+            ) from None
+
+    async def correct_account(
+        self,
+        workflow_id: str,
+        actor: Actor,
+        *,
+        bank_name: str,
+        account_number: str,
+        account_holder: str,
+        request_id: str | None = None,
+    ) -> RequestResult:
+        if not (account_number.isdigit() and 12 <= len(account_number) <= 19):
+            raise Refused("account_number: must be 12 to 19 digits")
+        req = AccountCorrection(
+            request_id=request_id or uuid.uuid4().hex,
+            actor=actor,
+            bank_name=bank_name,
+            account_masked=mask_account(account_number),
+            account_sealed=self.keys.seal(account_number),
+            account_holder=account_holder,
+        )
+        return await self._update(workflow_id, ApplicationWorkflow.correct_account, req)
+
+    async def season_batches(
+        self, programme: str, season: int, county_code: str
+    ) -> list[BatchResult]:
+        handle = self.client.get_workflow_handle_for(
+            SeasonWorkflow.run, season_workflow_id(programme, season, county_code)
+        )
+        return await handle.query(SeasonWorkflow.batches)
 
     # ------------------------------------------------------------- reading
 

@@ -69,6 +69,16 @@ class Settings(BaseSettings):
     sms_webhook_url: str | None = None
     sms_webhook_token: SecretStr | None = None
 
+    # The agent bank: "simulated" (a bank simulator answers the files, for development
+    # and demos) or "file-exchange" (outbox/inbox folders shared with the real bank).
+    bank: Literal["simulated", "file-exchange"] = "simulated"
+    bank_dir: Path | None = Field(None, description="outbox/inbox folders (default: data_dir/bank)")
+    bank_sim_closed_suffixes: list[str] = Field(
+        default_factory=list, description="simulator: accounts ending so are closed"
+    )
+    bank_sim_return_rate: float = 0.0
+    bank_sim_delay_seconds: float = 0.0
+
     # Observability
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -128,6 +138,15 @@ class Settings(BaseSettings):
             else None
         )
         return Channels(log=LogChannel(), email=email, sms=sms)
+
+    @property
+    def effective_bank_dir(self) -> Path:
+        return self.bank_dir or self.data_dir / "bank"
+
+    @property
+    def files_dir(self) -> Path:
+        """Rosters, payout batch files and reports."""
+        return self.data_dir / "files"
 
     @property
     def effective_calendar_dir(self) -> Path:

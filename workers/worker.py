@@ -9,9 +9,11 @@ from __future__ import annotations
 import concurrent.futures
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from temporalio.activity import _Definition
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
@@ -20,7 +22,9 @@ from temporalio.worker import Worker
 
 from activities.calendars import build_calendar
 from activities.db import make_engine
+from activities.funds import FundsActivities
 from activities.records import RecordActivities
+from activities.report import ReportActivities
 from activities.sealing import Keys
 from activities.workflow_calendar import CalendarActivities
 from models.calendar import WorkingCalendar
@@ -35,6 +39,8 @@ class Dependencies:
     engine: Engine
     calendar: WorkingCalendar
     keys: Keys
+    files_dir: Path
+    bank_dir: Path
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Dependencies:
@@ -42,17 +48,33 @@ class Dependencies:
             engine=make_engine(settings.effective_database_url),
             calendar=build_calendar(settings.calendar, settings.effective_calendar_dir),
             keys=Keys(settings.secret_key_bytes()),
+            files_dir=settings.files_dir,
+            bank_dir=settings.effective_bank_dir,
         )
 
     def activities(self) -> Sequence[Any]:
         cal = CalendarActivities(self.calendar)
         rec = RecordActivities(self.engine, self.keys)
+        funds = FundsActivities(
+            self.engine, self.keys, self.calendar, self.files_dir, self.bank_dir
+        )
+        report = ReportActivities(self.engine, self.files_dir)
         return [
             cal.compute_season_schedule,
+            cal.compute_reminder_times,
             cal.compute_notice_period,
             cal.next_posting_time,
             cal.project_remaining_steps,
             rec.record_events,
+            funds.create_funds_request,
+            funds.record_funds_arrival,
+            funds.compute_pay_by,
+            funds.prepare_payments,
+            funds.send_batch,
+            funds.await_bank_result,
+            funds.record_payment_results,
+            report.build_season_report,
+            report.send_season_reminder,
         ]
 
 
@@ -93,15 +115,32 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     )
 
 
-def build_worker(client: Client, task_queue: str, deps: Dependencies, **options: Any) -> Worker:
-    """``options`` go to :class:`Worker` (tests use ``max_cached_workflows=0`` to force replays)."""
+def build_worker(
+    client: Client,
+    task_queue: str,
+    deps: Dependencies,
+    *,
+    replace: Sequence[Any] = (),
+    **options: Any,
+) -> Worker:
+    """``replace``: activities that stand in for those of the same name (tests inject faults).
+    ``options`` go to :class:`Worker` (tests use ``max_cached_workflows=0`` to force replays)."""
+    by_name = {_activity_name(a): a for a in deps.activities()}
+    by_name.update({_activity_name(a): a for a in replace})
     return Worker(
         client,
         task_queue=task_queue,
         workflows=ALL_WORKFLOWS,
-        activities=deps.activities(),
+        activities=list(by_name.values()),
         # Calendar and database activities are synchronous; they run on this pool.
         activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=16),
         max_concurrent_activities=16,
         **options,
     )
+
+
+def _activity_name(fn: Any) -> str:
+    defn = _Definition.from_callable(fn)
+    if defn is None or defn.name is None:
+        raise ValueError(f"{fn!r} is not an activity")
+    return defn.name

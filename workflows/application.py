@@ -53,6 +53,15 @@ with workflow.unsafe.imports_passed_through():
         Role,
         Stage,
     )
+    from models.ids import season_workflow_id
+    from models.payout import (
+        AccountCorrection,
+        FundsJoin,
+        FundsRelease,
+        PayItem,
+        PaymentOutcome,
+        PaymentSent,
+    )
     from models.programme import FundsStep, NoticeStep, PayoutStep, ReviewStep, Step
     from models.records import (
         ApplicationSnapshot,
@@ -67,6 +76,8 @@ with workflow.unsafe.imports_passed_through():
     )
 
 SYSTEM = Actor(id="aidflow", name="aidflow", role=Role.SYSTEM)
+# Pseudo fixed-date key for R7's "within 10 days of the funds' arrival".
+PAYMENT_LIMIT = "payment_limit"
 _LOCAL = timedelta(seconds=10)
 _PERSIST_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
@@ -125,6 +136,13 @@ class ApplicationWorkflow:
         self._unsaved_notes: dict[int, list[NotificationIntent]] = {}
         self._published: dict[str, Any] = {}
         self._watchers: list[asyncio.Task[None]] = []
+        # Funds and payout (R7)
+        self._funds_request: str | None = None
+        self._release: FundsRelease | None = None
+        self._payment_attempt = 1
+        self._payment_in_flight: PaymentSent | None = None
+        self._returned_reason: str | None = None
+        self._paid = False
         # Recorded here, before any update or signal delivered with the first task is handled.
         self._record(
             "submitted",
@@ -167,13 +185,20 @@ class ApplicationWorkflow:
                 await self._review(step)
             elif isinstance(step, NoticeStep):
                 await self._notice_period(step)
-            elif isinstance(step, FundsStep | PayoutStep):
-                # Funds and payout are driven by the county's funds request and the
-                # payout batches; until they release this application it waits here.
-                await workflow.wait_condition(lambda: self._step_done or self._terminal is not None)
+            elif isinstance(step, FundsStep):
+                # The season workflow puts the application on the county's funds
+                # request and releases it when the funds arrive.
+                await workflow.wait_condition(
+                    lambda: self._release is not None or self._terminal is not None
+                )
+            elif isinstance(step, PayoutStep):
+                await self._payout(step)
 
         if self._terminal is None:
             self._terminal = Stage.PAID
+            self._record(
+                "stage_entered", SYSTEM, "已发放，申请办结 / paid; the application is closed", {}
+            )
         self._stage = self._terminal
         self._publish()
         await workflow.wait_condition(
@@ -306,6 +331,235 @@ class ApplicationWorkflow:
         await workflow.wait_condition(
             lambda: not self._open_objections() or self._terminal is not None
         )
+
+    # ------------------------------------------------------------ funds, payout
+
+    async def _payout(self, step: PayoutStep) -> None:
+        assert self._release is not None
+        self._watchers.append(asyncio.create_task(self._watch_pay_by(self._release.pay_by)))
+        await workflow.wait_condition(lambda: self._paid or self._terminal is not None)
+        if self._paid:
+            await workflow.get_external_workflow_handle(self._season_id()).signal(
+                "payment_settled", self._inp.workflow_id
+            )
+
+    async def _watch_pay_by(self, pay_by: datetime) -> None:
+        delay = pay_by - workflow.now()
+        if delay > timedelta(0):
+            await workflow.sleep(delay, summary=f"payment limit {_fmt(pay_by)}")
+        if self._paid or self._terminal is not None:
+            return
+        self._overdue.append(PAYMENT_LIMIT)
+        self._record(
+            "overdue",
+            SYSTEM,
+            f"逾期：资金到位后{_fmt(pay_by)}前未发放 / overdue: not paid by {_fmt(pay_by)} (10 days after the funds arrived)",
+            {"fixed_date": PAYMENT_LIMIT, "due_at": pay_by.isoformat(), "stage": self._stage},
+            notify=[
+                NotificationIntent(
+                    audience="county",
+                    role=Role.COUNTY_EDUCATION_BUREAU,
+                    place_code=self._inp.places.county_code,
+                    template="overdue",
+                    params={
+                        "date": "资金到位后10日内发放",
+                        "on": _fmt(pay_by),
+                        "stage": self._stage_zh(),
+                    },
+                ),
+            ],
+        )
+        self._publish()
+
+    def _date_label(self, key: str) -> tuple[str, str]:
+        if key == PAYMENT_LIMIT:
+            return "资金到位后10日内发放", "payment within 10 days of the funds' arrival"
+        d = self._programme.fixed_date(key)
+        return d.label_zh, d.label_en
+
+    def _season_id(self) -> str:
+        return season_workflow_id(
+            self._programme.code, self._inp.season, self._inp.places.county_code
+        )
+
+    @workflow.signal
+    def funds_requested(self, join: FundsJoin) -> None:
+        if (
+            self._funds_request is not None
+            or not isinstance(self._steps[self._index], FundsStep)
+            or self._terminal
+        ):
+            return
+        self._funds_request = join.request_id
+        self._record(
+            "funds",
+            SYSTEM,
+            f"已列入资金申请 {join.request_id} / on funds request {join.request_id}",
+            {"funds_request": join.request_id},
+            notify=[NotificationIntent(audience="applicant", template="funds_requested")],
+        )
+        self._publish()
+
+    @workflow.signal
+    def funds_released(self, release: FundsRelease) -> None:
+        if (
+            self._release is not None
+            or not isinstance(self._steps[self._index], FundsStep)
+            or self._terminal
+        ):
+            return
+        self._release = release
+        self._record(
+            "funds",
+            SYSTEM,
+            f"资金已到位（{release.reference}），须于 {_fmt(release.pay_by)} 前发放 / funds arrived ({release.reference}); pay by {_fmt(release.pay_by)}",
+            {
+                "funds_request": release.request_id,
+                "reference": release.reference,
+                "arrived_at": release.arrived_at.isoformat(),
+                "pay_by": release.pay_by.isoformat(),
+            },
+        )
+
+    @workflow.signal
+    def payment_sent(self, sent: PaymentSent) -> None:
+        if self._release is None or self._paid or sent.attempt != self._payment_attempt:
+            return
+        self._payment_in_flight = sent
+        self._record(
+            "payment",
+            SYSTEM,
+            f"已送银行代发（批次 {sent.batch_id}，账户 {sent.account_masked}） / sent to the bank in batch {sent.batch_id} to {sent.account_masked}",
+            {
+                "batch_id": sent.batch_id,
+                "idempotency_key": sent.idempotency_key,
+                "attempt": sent.attempt,
+                "account": sent.account_masked,
+            },
+        )
+        self._publish()
+
+    @workflow.signal
+    def payment_result(self, outcome: PaymentOutcome) -> None:
+        sent = self._payment_in_flight
+        if sent is None or outcome.idempotency_key != sent.idempotency_key or self._paid:
+            return  # a stale or repeated result changes nothing
+        self._payment_in_flight = None
+        if outcome.status == "paid":
+            self._paid = True
+            self._record(
+                "payment",
+                SYSTEM,
+                f"已发放 {self._inp.amount_cny} 元至 {sent.account_masked} / paid {self._inp.amount_cny} CNY to {sent.account_masked}",
+                {
+                    "batch_id": outcome.batch_id,
+                    "idempotency_key": outcome.idempotency_key,
+                    "status": "paid",
+                    "bank_reference": outcome.bank_reference,
+                    "amount_cny": self._inp.amount_cny,
+                },
+                notify=[
+                    NotificationIntent(
+                        audience="applicant",
+                        template="paid",
+                        params={"account": sent.account_masked},
+                    )
+                ],
+            )
+        else:
+            self._returned_reason = outcome.reason
+            self._stage = Stage.AWAITING_ACCOUNT_CORRECTION
+            self._record(
+                "payment",
+                SYSTEM,
+                f"银行退票：{outcome.reason} / returned by the bank: {outcome.reason}",
+                {
+                    "batch_id": outcome.batch_id,
+                    "idempotency_key": outcome.idempotency_key,
+                    "status": "returned",
+                    "reason": outcome.reason,
+                },
+                notify=[
+                    NotificationIntent(
+                        audience="applicant",
+                        template="payment_returned",
+                        params={"reason": outcome.reason},
+                    ),
+                    NotificationIntent(
+                        audience="office",
+                        role=Role.VILLAGE_COMMITTEE,
+                        place_code=self._inp.places.village_code,
+                        template="work_waiting",
+                        params={"stage": "更正一卡通账户"},
+                    ),
+                ],
+            )
+        self._publish()
+
+    @workflow.update
+    async def correct_account(self, req: AccountCorrection) -> RequestResult:
+        if req.request_id in self._results:
+            return self._results[req.request_id]
+        applicant = self._inp.applicant.model_copy(
+            update={
+                "bank_name": req.bank_name,
+                "account_masked": req.account_masked,
+                "account_sealed": req.account_sealed,
+                "account_holder": req.account_holder,
+            }
+        )
+        self._inp = self._inp.model_copy(update={"applicant": applicant})
+        self._payment_attempt += 1
+        self._returned_reason = None
+        self._stage = self._steps[self._index].stage
+        self._record(
+            "correction",
+            req.actor,
+            f"一卡通账户已更正为 {req.account_masked}，待补发 / account corrected to {req.account_masked}; re-payment in the next batch",
+            {
+                "request_id": req.request_id,
+                "account": req.account_masked,
+                "attempt": self._payment_attempt,
+            },
+        )
+        result = RequestResult(
+            request_id=req.request_id,
+            accepted=True,
+            stage=self._stage,
+            message=f"account corrected to {req.account_masked}; re-payment (attempt {self._payment_attempt}) in the next batch",
+        )
+        self._results[req.request_id] = result
+        self._publish()
+        await workflow.get_external_workflow_handle(self._season_id()).signal(
+            "repayment_ready",
+            PayItem(
+                workflow_id=self._inp.workflow_id,
+                amount_cny=self._inp.amount_cny,
+                attempt=self._payment_attempt,
+            ),
+        )
+        return result
+
+    @correct_account.validator
+    def _validate_account(self, req: AccountCorrection) -> None:
+        if req.request_id in self._results:
+            return
+        self._check_open()
+        if self._stage != Stage.AWAITING_ACCOUNT_CORRECTION:
+            raise Refused(
+                f"the application is in {self._stage}; an account is corrected only after a returned payment"
+            )
+        problems = []
+        if req.actor.role is not Role.VILLAGE_COMMITTEE:
+            problems.append(
+                f"role {req.actor.role.value} may not correct the account; it needs village_committee"
+            )
+        if req.actor.place_code != self._inp.places.village_code:
+            problems.append(
+                f"place {req.actor.place_code or '(none)'} is not the application's village {self._inp.places.village_code}"
+            )
+        if problems:
+            raise Refused("; ".join(problems))
 
     # ------------------------------------------------------------ deadlines
 
@@ -928,6 +1182,8 @@ class ApplicationWorkflow:
         step = self._steps[self._index]
         if self._awaiting_correction:
             return Role.APPLICANT.value
+        if self._stage == Stage.AWAITING_ACCOUNT_CORRECTION:
+            return Role.VILLAGE_COMMITTEE.value
         if isinstance(step, NoticeStep):
             if self._awaiting_posting or self._open_objections():
                 return step.owner.value
@@ -941,6 +1197,8 @@ class ApplicationWorkflow:
             return self._auto_post_at
         if self._notice is not None and not self._open_objections():
             return self._notice.ends_at
+        if self._release is not None and isinstance(self._steps[self._index], PayoutStep):
+            return self._release.pay_by
         return self._due_at()
 
     def _due_at(self) -> datetime | None:
@@ -978,6 +1236,24 @@ class ApplicationWorkflow:
                 en = f"{step.label_en} up until {_fmt(self._notice.ends_at)}" + (
                     f"; {len(open_)} open objection(s)" if open_ else ""
                 )
+        elif isinstance(step, FundsStep):
+            if self._funds_request:
+                zh = f"已列入资金申请 {self._funds_request}，等待县扶贫开发领导小组拨付资金"
+                en = f"on funds request {self._funds_request}; waiting for the county leading group's funds"
+            else:
+                zh = "县教育局已审批，等待列入资金申请"
+                en = "county-approved; waiting to join the county's funds request"
+        elif isinstance(step, PayoutStep) and self._stage == Stage.AWAITING_ACCOUNT_CORRECTION:
+            zh = f"银行退票（{self._returned_reason}），等待村委会更正一卡通账户后补发"
+            en = f"returned by the bank ({self._returned_reason}); waiting for the village committee to correct the account"
+        elif isinstance(step, PayoutStep):
+            pay_by = _fmt(self._release.pay_by) if self._release else "-"
+            if self._payment_in_flight:
+                zh = f"已送银行代发（批次 {self._payment_in_flight.batch_id}），等待回盘；须于 {pay_by} 前发放"
+                en = f"at the bank in batch {self._payment_in_flight.batch_id}; waiting for its result; pay by {pay_by}"
+            else:
+                zh = f"资金已到位，等待打卡发放；须于 {pay_by} 前发放"
+                en = f"funds arrived; waiting for the card payout; pay by {pay_by}"
         else:
             role = _actor_role(step)
             who_zh = ROLE_NAME_ZH.get(role, "") if role else ""
@@ -987,12 +1263,8 @@ class ApplicationWorkflow:
             )
         zh, en = f"{zh}；{due_zh}", f"{en}; {due_en}"
         if self._overdue:
-            zh += "；已逾期：" + "、".join(
-                self._programme.fixed_date(k).label_zh for k in self._overdue
-            )
-            en += "; OVERDUE: " + ", ".join(
-                self._programme.fixed_date(k).label_en for k in self._overdue
-            )
+            zh += "；已逾期：" + "、".join(self._date_label(k)[0] for k in self._overdue)
+            en += "; OVERDUE: " + ", ".join(self._date_label(k)[1] for k in self._overdue)
         if self._at_risk:
             zh += "；有风险：" + "、".join(
                 self._programme.fixed_date(k).label_zh for k in self._at_risk
@@ -1074,6 +1346,10 @@ class ApplicationWorkflow:
             rejection_reason=self._rejection_reason,
             applicant_phone_sealed=a.phone_sealed,
             applicant_email_sealed=a.email_sealed,
+            bank_name=a.bank_name,
+            account_masked=a.account_masked,
+            account_sealed=a.account_sealed,
+            account_holder=a.account_holder,
         )
 
     async def _persist_loop(self) -> None:

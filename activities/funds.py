@@ -1,0 +1,368 @@
+"""Funds requests, payout batches and payments (R7). Every activity here is idempotent.
+
+Exactly once: each payment attempt has an idempotency key (application, season,
+attempt) with a unique constraint; ``prepare_payments`` checks before it
+inserts and never includes an application that is already paid; the bank file
+carries the keys, and the bank pays a key once. A worker that dies after
+sending a batch and before recording it re-sends the same file with the same
+keys on retry: nothing is paid twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pydantic import BaseModel
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+from temporalio import activity
+
+from activities.bank import DISBURSEMENT_COLUMNS, FileExchangeBank
+from activities.sealing import Keys
+from activities.tables import (
+    ApplicationRow,
+    FundsRequest,
+    FundsRequestItem,
+    Payment,
+    PayoutBatch,
+    Place,
+)
+from models.calendar import WorkingCalendar, end_of_day
+from models.payout import (
+    BankResultRow,
+    FundsRequestSummary,
+    PaymentSent,
+    PayoutBatchInput,
+    PreparedBatch,
+)
+
+
+class FundsRequestInput(BaseModel):
+    request_id: str
+    programme: str
+    season: int
+    county_code: str
+
+
+class FundsArrivalRecord(BaseModel):
+    funds_request_id: str
+    amount_cny: int
+    reference: str
+    arrived_at: datetime
+
+
+class PayByRequest(BaseModel):
+    arrived_at: datetime
+    limit_calendar_days: int
+    payout_due_at: datetime
+
+
+class BankWait(BaseModel):
+    batch_id: str
+    poll_seconds: float = 2.0
+
+
+class PaymentResults(BaseModel):
+    batch_id: str
+    rows: list[BankResultRow]
+
+
+ROSTER_HEADER = (
+    "序号 No.",
+    "姓名 Name",
+    "身份证号 ID (masked)",
+    "村 Village",
+    "乡镇 Township",
+    "学校 University",
+    "金额(元) Amount CNY",
+    "开户行 Bank",
+    "一卡通账号 Account (masked)",
+)
+
+
+def payment_key(programme: str, season: int, id_hash: str, attempt: int) -> str:
+    return f"{programme}/{season}/{id_hash}/{attempt}"
+
+
+class FundsActivities:
+    def __init__(
+        self, engine: Engine, keys: Keys, calendar: WorkingCalendar, files_dir: Path, bank_dir: Path
+    ) -> None:
+        self._engine = engine
+        self._keys = keys
+        self._calendar = calendar
+        self._files = files_dir
+        self._bank = FileExchangeBank(bank_dir)
+
+    # ------------------------------------------------------------ funds request
+
+    @activity.defn(name="create_funds_request")
+    def create_funds_request(self, req: FundsRequestInput) -> FundsRequestSummary:
+        """The county-approved applications not yet on a request, with the roster (花名册)."""
+        with Session(self._engine) as s, s.begin():
+            existing = s.get(FundsRequest, req.request_id)
+            if existing is not None:
+                ids = list(
+                    s.exec(
+                        select(FundsRequestItem.workflow_id).where(
+                            FundsRequestItem.request_id == req.request_id
+                        )
+                    ).all()
+                )
+                return FundsRequestSummary(
+                    request_id=existing.id,
+                    county_code=existing.county_code,
+                    season=existing.season,
+                    count=existing.count,
+                    total_cny=existing.total_cny,
+                    roster_path=existing.roster_path,
+                    workflow_ids=sorted(ids),
+                    created=False,
+                )
+            on_request = select(FundsRequestItem.workflow_id)
+            rows = s.exec(
+                select(ApplicationRow)
+                .where(
+                    ApplicationRow.programme == req.programme,
+                    ApplicationRow.season == req.season,
+                    ApplicationRow.county_code == req.county_code,
+                    ApplicationRow.stage == "awaiting_funds",
+                    col(ApplicationRow.workflow_id).not_in(on_request),
+                )
+                .order_by(
+                    col(ApplicationRow.township_code),
+                    col(ApplicationRow.village_code),
+                    col(ApplicationRow.workflow_id),
+                )
+            ).all()
+            places = {p.code: p.name for p in s.exec(select(Place)).all()}
+            roster = self._files / "rosters" / f"{req.request_id.replace('/', '_')}.xlsx"
+            self._write_roster(roster, rows, places)
+            total = sum(r.amount_cny for r in rows)
+            s.add(
+                FundsRequest(
+                    id=req.request_id,
+                    programme=req.programme,
+                    season=req.season,
+                    county_code=req.county_code,
+                    created_at=datetime.now(UTC),
+                    count=len(rows),
+                    total_cny=total,
+                    roster_path=str(roster),
+                )
+            )
+            s.flush()
+            ids = [r.workflow_id for r in rows]
+            for r in rows:
+                s.add(
+                    FundsRequestItem(
+                        request_id=req.request_id,
+                        workflow_id=r.workflow_id,
+                        amount_cny=r.amount_cny,
+                    )
+                )
+        return FundsRequestSummary(
+            request_id=req.request_id,
+            county_code=req.county_code,
+            season=req.season,
+            count=len(ids),
+            total_cny=total,
+            roster_path=str(roster),
+            workflow_ids=ids,
+        )
+
+    @staticmethod
+    def _write_roster(path: Path, rows: Sequence[ApplicationRow], places: dict[str, str]) -> None:
+        import xlsxwriter
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        wb = xlsxwriter.Workbook(str(path))
+        ws = wb.add_worksheet("花名册")
+        bold = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1})
+        money = wb.add_format({"num_format": "#,##0"})
+        ws.write_row(0, 0, ROSTER_HEADER, bold)
+        for i, r in enumerate(rows, start=1):
+            ws.write_row(
+                i,
+                0,
+                [
+                    i,
+                    r.applicant_name,
+                    r.national_id_masked,
+                    places.get(r.village_code, r.village_code),
+                    places.get(r.township_code, r.township_code),
+                    r.university,
+                ],
+            )
+            ws.write_number(i, 6, r.amount_cny, money)
+            ws.write_row(i, 7, [r.bank_name, r.account_masked])
+        ws.write(len(rows) + 1, 5, "合计 Total", bold)
+        ws.write_number(len(rows) + 1, 6, sum(r.amount_cny for r in rows), money)
+        ws.set_column(0, 0, 8)
+        ws.set_column(1, 8, 20)
+        ws.freeze_panes(1, 0)
+        wb.close()
+
+    @activity.defn(name="record_funds_arrival")
+    def record_funds_arrival(self, arrival: FundsArrivalRecord) -> None:
+        with Session(self._engine) as s, s.begin():
+            request = s.get(FundsRequest, arrival.funds_request_id)
+            if request is None:
+                raise ValueError(f"no funds request {arrival.funds_request_id}")
+            if request.arrived_at is None:
+                request.arrived_at = arrival.arrived_at
+                request.arrived_amount_cny = arrival.amount_cny
+                request.arrived_reference = arrival.reference
+                s.add(request)
+
+    @activity.defn(name="compute_pay_by")
+    def compute_pay_by(self, req: PayByRequest) -> datetime:
+        """Within N calendar days of the funds' arrival, and never after the payout date."""
+        last_day = self._calendar.day_of(req.arrived_at) + timedelta(days=req.limit_calendar_days)
+        return min(end_of_day(self._calendar, last_day), req.payout_due_at)
+
+    # ------------------------------------------------------------------ batches
+
+    @activity.defn(name="prepare_payments")
+    def prepare_payments(self, batch: PayoutBatchInput) -> PreparedBatch:
+        included: list[PaymentSent] = []
+        skipped: list[str] = []
+        lines: list[list[object]] = []
+        now = datetime.now(UTC)
+        with Session(self._engine) as s, s.begin():
+            if s.get(PayoutBatch, batch.batch_id) is None:
+                s.add(
+                    PayoutBatch(
+                        id=batch.batch_id,
+                        programme=batch.programme,
+                        season=batch.season,
+                        county_code=batch.county_code,
+                        created_at=now,
+                    )
+                )
+                s.flush()
+            for sequence, item in enumerate(batch.items, start=1):
+                row = s.get(ApplicationRow, item.workflow_id)
+                if row is None:
+                    raise ValueError(f"no application row for {item.workflow_id}")
+                already_paid = s.exec(
+                    select(Payment).where(
+                        Payment.workflow_id == item.workflow_id, Payment.status == "paid"
+                    )
+                ).first()
+                key = payment_key(batch.programme, batch.season, row.national_id_hash, item.attempt)
+                payment = s.exec(select(Payment).where(Payment.idempotency_key == key)).first()
+                if already_paid is not None and (payment is None or payment.id != already_paid.id):
+                    skipped.append(item.workflow_id)  # never paid twice
+                    continue
+                if payment is None:
+                    if item.amount_cny != row.amount_cny:
+                        raise ValueError(
+                            f"{item.workflow_id}: amount {item.amount_cny} is not the approved {row.amount_cny}"
+                        )
+                    payment = Payment(
+                        idempotency_key=key,
+                        workflow_id=item.workflow_id,
+                        attempt=item.attempt,
+                        batch_id=batch.batch_id,
+                        sequence=sequence,
+                        amount_cny=row.amount_cny,
+                        account_masked=row.account_masked,
+                        account_holder=row.account_holder,
+                        created_at=now,
+                    )
+                    s.add(payment)
+                included.append(
+                    PaymentSent(
+                        workflow_id=item.workflow_id,
+                        batch_id=payment.batch_id,
+                        idempotency_key=key,
+                        attempt=item.attempt,
+                        account_masked=payment.account_masked,
+                    )
+                )
+                lines.append(
+                    [
+                        payment.batch_id,
+                        payment.sequence,
+                        self._keys.open(row.account_sealed),
+                        payment.account_holder,
+                        payment.amount_cny,
+                        key,
+                    ]
+                )
+            total = sum(int(x[4]) for x in lines)  # type: ignore[call-overload]
+            s.execute(
+                update(PayoutBatch)
+                .where(col(PayoutBatch.id) == batch.batch_id)
+                .values(count=len(lines), total_cny=total)
+            )
+        out = io.StringIO()
+        w = csv.writer(out)
+        w.writerow(DISBURSEMENT_COLUMNS)
+        w.writerows(lines)
+        path = self._files / "batches" / f"{batch.batch_id}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(out.getvalue(), encoding="utf-8")
+        path.chmod(0o600)  # it holds full account numbers
+        return PreparedBatch(
+            batch_id=batch.batch_id,
+            file_path=str(path),
+            included=included,
+            skipped=skipped,
+            total_cny=total,
+        )
+
+    @activity.defn(name="send_batch")
+    def send_batch(self, prepared: PreparedBatch) -> str:
+        text = Path(prepared.file_path).read_text(encoding="utf-8")
+        sent = self._bank.send(prepared.batch_id, text)
+        with Session(self._engine) as s, s.begin():
+            s.execute(
+                update(PayoutBatch)
+                .where(
+                    col(PayoutBatch.id) == prepared.batch_id, col(PayoutBatch.status) == "prepared"
+                )
+                .values(status="sent", file_path=str(sent))
+            )
+        return str(sent)
+
+    @activity.defn(name="await_bank_result")
+    async def await_bank_result(self, wait: BankWait) -> list[BankResultRow]:
+        """Polls the bank's inbox, heartbeating, until the result file is there."""
+        while True:
+            rows = await asyncio.to_thread(self._bank.result, wait.batch_id)
+            if rows is not None:
+                return rows
+            activity.heartbeat()
+            await asyncio.sleep(wait.poll_seconds)
+
+    @activity.defn(name="record_payment_results")
+    def record_payment_results(self, results: PaymentResults) -> None:
+        now = datetime.now(UTC)
+        with Session(self._engine) as s, s.begin():
+            for r in results.rows:
+                s.execute(
+                    update(Payment)
+                    .where(
+                        col(Payment.idempotency_key) == r.idempotency_key,
+                        col(Payment.status) == "sent",
+                    )
+                    .values(
+                        status=r.status,
+                        reason=r.reason or None,
+                        bank_reference=r.bank_reference or None,
+                        settled_at=now,
+                    )
+                )
+            s.execute(
+                update(PayoutBatch)
+                .where(col(PayoutBatch.id) == results.batch_id)
+                .values(status="settled")
+            )

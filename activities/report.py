@@ -1,0 +1,401 @@
+"""The season report and the season's reminders (written to the outbox)."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+from temporalio import activity
+
+from activities.tables import ApplicationRow, AuditEntry, OutboxMessage, Payment, Place
+from models.notifications import render
+from models.programme import Programme
+
+
+class ReportRequest(BaseModel):
+    programme: str
+    season: int
+    county_code: str
+
+
+class ReportFiles(BaseModel):
+    xlsx: str
+    markdown: str
+
+
+class ReminderRequest(BaseModel):
+    programme: Programme
+    season: int
+    county_code: str
+    fixed_date_key: str
+
+
+class SeasonReport(BaseModel):
+    programme: str
+    season: int
+    county_code: str
+    county_name: str
+    generated_at: datetime
+    applications: int
+    by_stage: dict[str, int]
+    by_township: list[dict[str, Any]]
+    by_village: list[dict[str, Any]]
+    paid_count: int
+    paid_cny: int
+    rejections_by_reason: dict[str, int]
+    objections: dict[str, int]
+    overdue: list[dict[str, Any]]
+    overdue_by_date: dict[str, int]
+    returned_payments: list[dict[str, Any]]
+    repaid: int
+    roster: list[dict[str, Any]]
+
+
+def build_report(engine: Engine, programme: str, season: int, county_code: str) -> SeasonReport:
+    with Session(engine) as s:
+        rows = s.exec(
+            select(ApplicationRow)
+            .where(
+                ApplicationRow.programme == programme,
+                ApplicationRow.season == season,
+                ApplicationRow.county_code == county_code,
+            )
+            .order_by(
+                col(ApplicationRow.township_code),
+                col(ApplicationRow.village_code),
+                col(ApplicationRow.workflow_id),
+            )
+        ).all()
+        ids = [r.workflow_id for r in rows]
+        places = {p.code: p.name for p in s.exec(select(Place)).all()}
+        audit = (
+            s.exec(select(AuditEntry).where(col(AuditEntry.workflow_id).in_(ids))).all()
+            if ids
+            else []
+        )
+        payments = (
+            s.exec(
+                select(Payment).where(col(Payment.workflow_id).in_(ids)).order_by(col(Payment.id))
+            ).all()
+            if ids
+            else []
+        )
+    paid_by_wf = {p.workflow_id for p in payments if p.status == "paid"}
+
+    def group(key: str) -> list[dict[str, Any]]:
+        acc: dict[str, dict[str, Any]] = defaultdict(
+            lambda: {"applications": 0, "approved_cny": 0, "paid": 0, "paid_cny": 0, "rejected": 0}
+        )
+        for r in rows:
+            code = getattr(r, key)
+            g = acc[code]
+            g["applications"] += 1
+            if r.stage not in ("rejected", "withdrawn"):
+                g["approved_cny"] += (
+                    r.amount_cny
+                    if r.stage
+                    in ("awaiting_funds", "awaiting_payment", "awaiting_account_correction", "paid")
+                    else 0
+                )
+            if r.workflow_id in paid_by_wf:
+                g["paid"] += 1
+                g["paid_cny"] += r.amount_cny
+            if r.stage == "rejected":
+                g["rejected"] += 1
+        return [{"code": c, "name": places.get(c, c), **v} for c, v in sorted(acc.items())]
+
+    objections: Counter[str] = Counter()
+    for e in audit:
+        if e.kind == "objection_lodged":
+            objections["lodged"] += 1
+        elif e.kind == "objection_resolved":
+            objections[str(e.detail.get("outcome", "resolved"))] += 1
+    overdue = [
+        {
+            "workflow_id": r.workflow_id,
+            "applicant": r.applicant_name,
+            "village": places.get(r.village_code, r.village_code),
+            "stage": r.stage,
+            "missed": ", ".join(r.overdue_dates),
+        }
+        for r in rows
+        if r.overdue_dates
+    ]
+    overdue_by_date: Counter[str] = Counter(d for r in rows for d in r.overdue_dates)
+    returned = [
+        {
+            "workflow_id": p.workflow_id,
+            "batch": p.batch_id,
+            "attempt": p.attempt,
+            "account": p.account_masked,
+            "reason": p.reason or "",
+        }
+        for p in payments
+        if p.status == "returned"
+    ]
+    returned_wfs = {p["workflow_id"] for p in returned}
+    roster = [
+        {
+            "no": i,
+            "name": r.applicant_name,
+            "id": r.national_id_masked,
+            "village": places.get(r.village_code, r.village_code),
+            "township": places.get(r.township_code, r.township_code),
+            "university": r.university,
+            "amount_cny": r.amount_cny,
+            "bank": r.bank_name,
+            "account": r.account_masked,
+            "stage": r.stage,
+        }
+        for i, r in enumerate((r for r in rows if r.workflow_id in paid_by_wf), start=1)
+    ]
+    return SeasonReport(
+        programme=programme,
+        season=season,
+        county_code=county_code,
+        county_name=places.get(county_code, county_code),
+        generated_at=datetime.now(UTC),
+        applications=len(rows),
+        by_stage=dict(Counter(r.stage for r in rows)),
+        by_township=group("township_code"),
+        by_village=group("village_code"),
+        paid_count=len(paid_by_wf),
+        paid_cny=sum(r.amount_cny for r in rows if r.workflow_id in paid_by_wf),
+        rejections_by_reason=dict(
+            Counter((r.rejection_reason or "—") for r in rows if r.stage == "rejected")
+        ),
+        objections=dict(objections),
+        overdue=overdue,
+        overdue_by_date=dict(overdue_by_date),
+        returned_payments=returned,
+        repaid=len(returned_wfs & paid_by_wf),
+        roster=roster,
+    )
+
+
+def to_markdown(r: SeasonReport) -> str:
+    out = [
+        f"# {r.county_name} {r.season} {r.programme}: season summary / 工作总结",
+        "",
+        f"Generated {r.generated_at.isoformat(timespec='seconds')}. Applications: **{r.applications}**; "
+        f"paid: **{r.paid_count}** ({r.paid_cny:,} CNY).",
+        "",
+        "## By stage",
+        "",
+        "| stage | applications |",
+        "|---|---:|",
+        *[f"| {k} | {v} |" for k, v in sorted(r.by_stage.items())],
+        "",
+        "## By township",
+        "",
+        "| township | applications | paid | paid CNY | rejected |",
+        "|---|---:|---:|---:|---:|",
+        *[
+            f"| {g['name']} | {g['applications']} | {g['paid']} | {g['paid_cny']:,} | {g['rejected']} |"
+            for g in r.by_township
+        ],
+        "",
+        "## By village",
+        "",
+        "| village | applications | paid | paid CNY | rejected |",
+        "|---|---:|---:|---:|---:|",
+        *[
+            f"| {g['name']} | {g['applications']} | {g['paid']} | {g['paid_cny']:,} | {g['rejected']} |"
+            for g in r.by_village
+        ],
+        "",
+        "## Rejections by reason",
+        "",
+        *([f"- {k}: {v}" for k, v in sorted(r.rejections_by_reason.items())] or ["- none"]),
+        "",
+        "## Objections",
+        "",
+        *([f"- {k}: {v}" for k, v in sorted(r.objections.items())] or ["- none"]),
+        "",
+        "## Overdue",
+        "",
+        *(
+            [f"- {k}: {v} application(s)" for k, v in sorted(r.overdue_by_date.items())]
+            or ["- none"]
+        ),
+        *[
+            f"  - {o['workflow_id']} ({o['village']}, {o['stage']}): missed {o['missed']}"
+            for o in r.overdue
+        ],
+        "",
+        "## Returned payments (退票) and re-payments (补发)",
+        "",
+        f"Returned: {len(r.returned_payments)}; re-paid since: {r.repaid}.",
+        "",
+        *[
+            f"- {p['workflow_id']} batch {p['batch']} attempt {p['attempt']} ({p['account']}): {p['reason']}"
+            for p in r.returned_payments
+        ],
+        "",
+        "## Final roster / 花名册",
+        "",
+        "| No. | name | ID | village | township | university | CNY | bank | account |",
+        "|---:|---|---|---|---|---|---:|---|---|",
+        *[
+            f"| {x['no']} | {x['name']} | {x['id']} | {x['village']} | {x['township']} | {x['university']} | {x['amount_cny']:,} | {x['bank']} | {x['account']} |"
+            for x in r.roster
+        ],
+        "",
+    ]
+    return "\n".join(out)
+
+
+def write_report(r: SeasonReport, out_dir: Path) -> ReportFiles:
+    import xlsxwriter
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"season-report-{r.programme}-{r.season}-{r.county_code}"
+    md = out_dir / f"{stem}.md"
+    md.write_text(to_markdown(r), encoding="utf-8")
+    xlsx = out_dir / f"{stem}.xlsx"
+    wb = xlsxwriter.Workbook(str(xlsx))
+    bold = wb.add_format({"bold": True})
+
+    def sheet(name: str, header: list[str], rows: list[list[Any]]) -> None:
+        ws = wb.add_worksheet(name)
+        ws.write_row(0, 0, header, bold)
+        for i, row in enumerate(rows, start=1):
+            ws.write_row(i, 0, row)
+        ws.set_column(0, len(header), 18)
+
+    sheet(
+        "summary",
+        ["item", "value"],
+        [
+            ["applications", r.applications],
+            ["paid", r.paid_count],
+            ["paid CNY", r.paid_cny],
+            *[[f"stage {k}", v] for k, v in sorted(r.by_stage.items())],
+        ],
+    )
+    sheet(
+        "townships",
+        ["code", "name", "applications", "approved CNY", "paid", "paid CNY", "rejected"],
+        [
+            [
+                g["code"],
+                g["name"],
+                g["applications"],
+                g["approved_cny"],
+                g["paid"],
+                g["paid_cny"],
+                g["rejected"],
+            ]
+            for g in r.by_township
+        ],
+    )
+    sheet(
+        "villages",
+        ["code", "name", "applications", "approved CNY", "paid", "paid CNY", "rejected"],
+        [
+            [
+                g["code"],
+                g["name"],
+                g["applications"],
+                g["approved_cny"],
+                g["paid"],
+                g["paid_cny"],
+                g["rejected"],
+            ]
+            for g in r.by_village
+        ],
+    )
+    sheet(
+        "rejections",
+        ["reason", "count"],
+        [[k, v] for k, v in sorted(r.rejections_by_reason.items())],
+    )
+    sheet("objections", ["outcome", "count"], [[k, v] for k, v in sorted(r.objections.items())])
+    sheet(
+        "overdue",
+        ["workflow id", "applicant", "village", "stage", "missed"],
+        [
+            [o["workflow_id"], o["applicant"], o["village"], o["stage"], o["missed"]]
+            for o in r.overdue
+        ],
+    )
+    sheet(
+        "returned",
+        ["workflow id", "batch", "attempt", "account", "reason"],
+        [
+            [p["workflow_id"], p["batch"], p["attempt"], p["account"], p["reason"]]
+            for p in r.returned_payments
+        ],
+    )
+    sheet(
+        "roster",
+        ["No.", "name", "ID", "village", "township", "university", "CNY", "bank", "account"],
+        [
+            [
+                x["no"],
+                x["name"],
+                x["id"],
+                x["village"],
+                x["township"],
+                x["university"],
+                x["amount_cny"],
+                x["bank"],
+                x["account"],
+            ]
+            for x in r.roster
+        ],
+    )
+    wb.close()
+    return ReportFiles(xlsx=str(xlsx), markdown=str(md))
+
+
+class ReportActivities:
+    def __init__(self, engine: Engine, files_dir: Path) -> None:
+        self._engine = engine
+        self._files = files_dir
+
+    @activity.defn(name="build_season_report")
+    def build_season_report(self, req: ReportRequest) -> ReportFiles:
+        report = build_report(self._engine, req.programme, req.season, req.county_code)
+        return write_report(report, self._files / "reports")
+
+    @activity.defn(name="send_season_reminder")
+    def send_season_reminder(self, req: ReminderRequest) -> None:
+        """Before a fixed date: the responsible office and the county are reminded (once)."""
+        fixed = req.programme.fixed_date(req.fixed_date_key)
+        county = req.county_code
+        subject, body = render(
+            "season_reminder",
+            {
+                "date": fixed.label_zh,
+                "on": f"{fixed.on.month}月{fixed.on.day}日",
+                "programme": req.programme.name_zh,
+                "season": req.season,
+            },
+        )
+        now = datetime.now(UTC)
+        with Session(self._engine) as s, s.begin():
+            for i, role in enumerate(
+                dict.fromkeys([fixed.responsible.value, "county_education_bureau"])
+            ):
+                key = f"season/{req.programme.code}/{req.season}/{county}/reminder/{req.fixed_date_key}/{i}"
+                if (
+                    s.exec(select(OutboxMessage).where(OutboxMessage.dedupe_key == key)).first()
+                    is None
+                ):
+                    s.add(
+                        OutboxMessage(
+                            dedupe_key=key,
+                            channel="default",
+                            recipient=f"{role}@{county}",
+                            subject=subject,
+                            body=body,
+                            created_at=now,
+                            next_attempt_at=now,
+                        )
+                    )

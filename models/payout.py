@@ -1,0 +1,147 @@
+"""Funds and card payout (R7): the messages between applications, the season and the batches."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.application import Actor
+from models.programme import Programme
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- application <- season / batch (signals) --------------------------------------
+
+
+class FundsJoin(_Model):
+    """The application is on the county's funds request."""
+
+    request_id: str
+    requested_at: datetime
+
+
+class FundsRelease(_Model):
+    """The funds arrived: pay by ``pay_by`` (10 calendar days, never after the payout date)."""
+
+    request_id: str
+    reference: str
+    arrived_at: datetime
+    pay_by: datetime
+
+
+class PaymentSent(_Model):
+    workflow_id: str
+    batch_id: str
+    idempotency_key: str
+    attempt: int
+    account_masked: str
+
+
+class PaymentOutcome(_Model):
+    batch_id: str
+    idempotency_key: str
+    status: Literal["paid", "returned"]
+    reason: str = ""
+    bank_reference: str = ""
+
+
+class AccountCorrection(_Model):
+    """The village sends the corrected 一卡通 account after a returned payment."""
+
+    request_id: str = Field(min_length=1, max_length=100)
+    actor: Actor
+    bank_name: str = Field(min_length=1, max_length=100)
+    account_masked: str
+    account_sealed: str
+    account_holder: str = Field(min_length=1, max_length=100)
+
+
+# --- the season workflow ------------------------------------------------------------
+
+
+class SeasonInput(_Model):
+    programme: Programme
+    season: int
+    county_code: str
+    county_name: str = ""
+    bank: str = "simulated"
+    # Returned payments corrected within this time go out together in one re-payment batch.
+    repayment_batch_delay: timedelta = timedelta(hours=1)
+    reminder_days_before: int = 3
+
+
+class FundsRequestCommand(_Model):
+    request_id: str = Field(min_length=1, max_length=100)
+    actor: Actor
+
+
+class FundsRequestSummary(_Model):
+    request_id: str
+    county_code: str
+    season: int
+    count: int
+    total_cny: int
+    roster_path: str
+    workflow_ids: list[str]
+    created: bool = True  # False when the request already existed (a repeat)
+
+
+class FundsArrival(_Model):
+    request_id: str = Field(min_length=1, max_length=100)  # idempotency key of this message
+    actor: Actor
+    funds_request_id: str
+    amount_cny: int
+    reference: str = Field(min_length=1, max_length=100)
+
+
+class FundsArrivalResult(_Model):
+    funds_request_id: str
+    released: int
+    pay_by: datetime
+    batch_id: str
+
+
+# --- payout batches -------------------------------------------------------------------
+
+
+class PayItem(_Model):
+    workflow_id: str
+    amount_cny: int
+    attempt: int
+
+
+class PayoutBatchInput(_Model):
+    batch_id: str
+    programme: str
+    season: int
+    county_code: str
+    items: list[PayItem]
+    bank: str = "simulated"
+
+
+class PreparedBatch(_Model):
+    batch_id: str
+    file_path: str
+    included: list[PaymentSent]
+    skipped: list[str]  # workflow ids already paid (never paid twice)
+    total_cny: int
+
+
+class BankResultRow(_Model):
+    sequence: int
+    idempotency_key: str
+    status: Literal["paid", "returned"]
+    reason: str = ""
+    bank_reference: str = ""
+
+
+class BatchResult(_Model):
+    batch_id: str
+    paid: int
+    returned: int
+    skipped: int

@@ -1,0 +1,318 @@
+"""R7: funds request, funds arrival, card payout in batches, returns and re-payment, the season report.
+
+Clocks: every workflow has its own virtual clock under per-workflow time
+skipping. The tests keep them consistent the way the county's calendar does:
+they move every application, and the season workflow, to the same instant
+before the workflows talk to each other (payout batches inherit the season's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import Session, col, select
+from temporalio import activity
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from activities.funds import FundsActivities, PaymentResults
+from activities.report import build_report, to_markdown
+from activities.sealing import Keys
+from activities.tables import OutboxMessage, Payment
+from models.application import Actor, WithdrawalRequest
+from models.calendar import WorkingCalendar
+from models.domain import DecisionKind, Role
+from models.ids import season_workflow_id
+from models.payout import PreparedBatch
+from tests.conftest import AppStack, Registry, make_stack
+from tests.support import COUNTY, applicant, county_official, township_official, village_official
+from tests.test_application_workflow import Case, cst, rid
+from workers.client import Refused
+from workers.worker import Dependencies
+from workflows.season import SeasonWorkflow
+
+pytestmark = pytest.mark.devserver
+
+FINANCE = Actor(id="finance-1", name="县财政局", role=Role.COUNTY_FINANCE, place_code=COUNTY)
+BUREAU = county_official(7)
+
+
+async def to_awaiting_funds(case: Case) -> None:
+    await case.approve("village_review", village_official())
+    await case.wait_for(lambda s: s.waiting_until == cst(9, 1), "village posting scheduled")
+    await case.advance_to(cst(9, 8, 0, 1))
+    await case.at_stage("township_review")
+    await case.approve("township_review", township_official())
+    await case.wait_for(
+        lambda s: s.stage == "township_notice" and s.waiting_until is not None, "township notice"
+    )
+    await case.advance_to(cst(9, 18, 0, 1))
+    await case.at_stage("county_approval")
+    await case.approve("county_approval", county_official())
+    await case.at_stage("awaiting_funds")
+
+
+async def season_handle(stack: AppStack) -> WorkflowHandle[Any, Any]:
+    return stack.api.client.get_workflow_handle_for(
+        SeasonWorkflow.run, season_workflow_id("county-subsidy", 2027, COUNTY)
+    )
+
+
+async def advance(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any], to: datetime) -> None:
+    delta = to - await env.get_current_time(handle)
+    if delta > timedelta(0):
+        await env.fast_forward(handle, delta)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, tries: int = 200) -> None:
+    for _ in range(tries):
+        if await check():
+            return
+        await asyncio.sleep(0.1)
+    pytest.fail(f"never: {what}")
+
+
+@pytest.fixture
+def new_case(app_stack: AppStack, ts_env: WorkflowEnvironment) -> Callable[..., Awaitable[Case]]:
+    from tests.support import IN_WINDOW_2027, form
+    from tests.test_application_workflow import _SERIALS
+
+    async def make(**overrides: Any) -> Case:
+        serial = next(_SERIALS)
+        wf = await app_stack.api.submit(form(serial, **overrides), now=IN_WINDOW_2027)
+        case = Case(app_stack.api, ts_env, wf)
+        await case.wait_for(lambda s: s.waiting_for == "village_committee", "started")
+        return case
+
+    return make
+
+
+async def test_full_season_paid_returned_repaid_and_reported(
+    new_case: Callable[..., Awaitable[Case]], app_stack: AppStack, ts_env: WorkflowEnvironment
+) -> None:
+    api, engine = app_stack.api, app_stack.engine
+    good = [await new_case() for _ in range(2)]
+    closed = await new_case()
+    # The bank will return the payment to this one's account (closed account).
+    closed_account = (
+        await api.status(closed.wf)
+    ).applicant_masked  # masked; the rule uses the account's last digits
+    del closed_account
+    row_suffix = None
+    from activities.tables import ApplicationRow
+
+    rejected = await new_case()
+    withdrawn = await new_case()
+    for c in [*good, closed]:
+        await to_awaiting_funds(c)
+    await rejected.decide(
+        "village_review", DecisionKind.REJECT, village_official(), reason="非全日制本科"
+    )
+    await withdrawn.api.withdraw(
+        withdrawn.wf, WithdrawalRequest(request_id=rid(), actor=applicant(), reason="已获其他资助")
+    )
+    await rejected.at_stage("rejected")
+    await withdrawn.at_stage("withdrawn")
+
+    with Session(engine) as s:
+        row = s.get(ApplicationRow, closed.wf)
+        assert row is not None
+        row_suffix = app_stack.deps.keys.open(row.account_sealed)[-5:]
+    app_stack.bank.rules.closed_account_suffixes = (row_suffix,)
+
+    season = await season_handle(app_stack)
+    await advance(ts_env, season, cst(9, 18, 0, 2))
+
+    # The funds request takes the three county-approved applications, with the roster.
+    summary = await api.request_funds("county-subsidy", 2027, COUNTY, BUREAU, request_id="fr-1")
+    assert summary.count == 3 and summary.total_cny == 9000
+    assert sorted(summary.workflow_ids) == sorted(c.wf for c in [*good, closed])
+    from openpyxl import load_workbook
+
+    ws = load_workbook(summary.roster_path).active
+    assert ws is not None and ws.max_row == 5  # header, three rows, total
+    assert "341225********" in str(ws.cell(2, 3).value) and "*" in str(ws.cell(2, 9).value)
+    again = await api.request_funds("county-subsidy", 2027, COUNTY, BUREAU, request_id="fr-1")
+    assert again == summary  # a repeat changes nothing
+    await good[0].wait_for(lambda s: "fr-1" in s.details_en, "on the funds request")
+
+    # A wrong amount is refused with the difference; the right one releases the payout.
+    with pytest.raises(
+        Refused, match=r"does not match the request's 9000 CNY \(difference -3000 CNY\)"
+    ):
+        await api.funds_arrived(
+            "county-subsidy", 2027, COUNTY, FINANCE, "fr-1", 6000, "CZ-2027-001"
+        )
+    arrival = await api.funds_arrived(
+        "county-subsidy", 2027, COUNTY, FINANCE, "fr-1", 9000, "CZ-2027-001"
+    )
+    assert arrival.released == 3
+    assert arrival.pay_by == cst(
+        9, 21
+    )  # ten days would be 29 Sep; the payout date (20 Sep) comes first
+
+    for c in good:
+        st = await c.at_stage("paid")
+        assert st.waiting_for == ""
+    st = await closed.wait_for(lambda s: s.stage == "awaiting_account_correction", "returned")
+    assert st.waiting_for == "village_committee" and "account closed" in st.details_en
+
+    # Only the village may correct the account; then it is re-paid in a later batch.
+    with pytest.raises(Refused, match="needs village_committee"):
+        await api.correct_account(
+            closed.wf,
+            applicant(),
+            bank_name="阜南农商银行",
+            account_number="6230201234567800999",
+            account_holder="家长",
+        )
+    await api.correct_account(
+        closed.wf,
+        village_official(),
+        bank_name="阜南农商银行",
+        account_number="6230201234567800999",
+        account_holder="家长",
+    )
+    await closed.wait_for(lambda s: s.stage == "awaiting_payment", "corrected")
+    await advance(
+        ts_env, season, cst(9, 18, 2)
+    )  # the re-payment batch goes out after collecting corrections
+    await closed.at_stage("paid")
+
+    # Database and bank agree: every application paid once, exactly 3000, to the account on file.
+    with Session(engine) as s:
+        payments = s.exec(select(Payment).order_by(col(Payment.id))).all()
+    paid = [p for p in payments if p.status == "paid"]
+    assert sorted(p.workflow_id for p in paid) == sorted(c.wf for c in [*good, closed])
+    assert all(p.amount_cny == 3000 for p in paid)
+    returned = [p for p in payments if p.status == "returned"]
+    assert [(p.workflow_id, p.attempt) for p in returned] == [(closed.wf, 1)]
+    assert next(p for p in paid if p.workflow_id == closed.wf).account_masked.endswith("0999")
+    ledger = app_stack.bank.ledger()
+    assert len({x["idempotency_key"] for x in ledger}) == len(ledger) == 4
+    assert app_stack.bank.paid_total() == 9000
+
+    # The season report, against the outcome this test knows.
+    report = build_report(engine, "county-subsidy", 2027, COUNTY)
+    assert report.applications == 5
+    assert report.by_stage == {"paid": 3, "rejected": 1, "withdrawn": 1}
+    assert report.paid_count == 3 and report.paid_cny == 9000
+    assert report.rejections_by_reason == {"非全日制本科": 1}
+    assert len(report.returned_payments) == 1 and report.repaid == 1
+    assert report.overdue_by_date == {"reviews_done": 3, "county_approval": 3}
+    assert [x["name"] for x in report.roster] and len(report.roster) == 3
+    md = to_markdown(report)
+    assert "Returned: 1; re-paid since: 1." in md and "| 王家坝镇 | 5 | 3 | 9,000 | 1 |" in md
+
+    # The season workflow wrote its reminders, and writes the report after the payout date.
+    await advance(ts_env, season, cst(9, 21, 0, 5))
+    await eventually(lambda: _report_ready(season), "season report")
+    files = await season.query(SeasonWorkflow.report)
+    assert files is not None and files.xlsx.endswith(".xlsx")
+    with Session(engine) as s:
+        reminders = s.exec(
+            select(OutboxMessage).where(col(OutboxMessage.dedupe_key).contains("/reminder/"))
+        ).all()
+    assert {m.subject for m in reminders} == {"时间节点提醒"} and len(reminders) >= 3
+
+
+async def _report_ready(season: WorkflowHandle[Any, Any]) -> bool:
+    return await season.query(SeasonWorkflow.report) is not None
+
+
+async def test_funds_arriving_late_marks_overdue(
+    new_case: Callable[..., Awaitable[Case]], app_stack: AppStack, ts_env: WorkflowEnvironment
+) -> None:
+    case = await new_case()
+    await to_awaiting_funds(case)
+    await case.advance_to(cst(9, 21, 0, 5))  # the payout date passes with no funds
+    st = await case.wait_for(lambda s: "payout" in s.overdue, "payout overdue")
+    assert st.stage == "awaiting_funds"
+    desc = await case.handle.describe()
+    from models import search
+
+    assert desc.typed_search_attributes.get(search.OVERDUE) is True
+
+
+async def test_wrong_actor_cannot_request_or_release_funds(app_stack: AppStack) -> None:
+    with pytest.raises(Refused, match="needs county_education_bureau"):
+        await app_stack.api.request_funds("county-subsidy", 2027, COUNTY, village_official())
+    with pytest.raises(Refused, match="no funds request nope"):
+        await app_stack.api.funds_arrived("county-subsidy", 2027, COUNTY, FINANCE, "nope", 1, "X")
+
+
+class CrashingFunds(FundsActivities):
+    """Dies once right after handing the file to the bank, and once right after recording
+    the results: the steps a crashed worker leaves unrecorded, so Temporal runs them again."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.crashed = {"send": 0, "record": 0}
+
+    @activity.defn(name="send_batch")
+    def send_batch(self, prepared: PreparedBatch) -> str:
+        path = super().send_batch(prepared)
+        if self.crashed["send"] == 0:
+            self.crashed["send"] += 1
+            raise RuntimeError("worker died after sending the batch")
+        return path
+
+    @activity.defn(name="record_payment_results")
+    def record_payment_results(self, results: PaymentResults) -> None:
+        super().record_payment_results(results)
+        if self.crashed["record"] == 0:
+            self.crashed["record"] += 1
+            raise RuntimeError("worker died after recording the results")
+
+
+async def test_crash_between_sending_and_recording_pays_once(
+    ts_env: WorkflowEnvironment,
+    keys: Keys,
+    calendar: WorkingCalendar,
+    registry: Registry,
+    tmp_path: Path,
+) -> None:
+    from tests.support import IN_WINDOW_2027, form
+    from tests.test_application_workflow import _SERIALS
+
+    crashing: list[CrashingFunds] = []
+
+    def faults(deps: Dependencies) -> list[Any]:
+        crashing.append(
+            CrashingFunds(deps.engine, deps.keys, deps.calendar, deps.files_dir, deps.bank_dir)
+        )
+        return [crashing[0].send_batch, crashing[0].record_payment_results]
+
+    async with make_stack(ts_env, keys, calendar, registry, tmp_path, replace=faults) as stack:
+        api = stack.api
+        case = Case(api, ts_env, await api.submit(form(next(_SERIALS)), now=IN_WINDOW_2027))
+        await to_awaiting_funds(case)
+        season = await season_handle(stack)
+        await advance(ts_env, season, cst(9, 18, 0, 2))
+        summary = await api.request_funds(
+            "county-subsidy", 2027, COUNTY, BUREAU, request_id=f"fr-{case.wf[-6:]}"
+        )
+        await api.funds_arrived(
+            "county-subsidy",
+            2027,
+            COUNTY,
+            FINANCE,
+            summary.request_id,
+            summary.total_cny,
+            f"CZ-{case.wf[-6:]}",
+        )
+        await case.at_stage("paid")
+        assert crashing[0].crashed == {"send": 1, "record": 1}
+        with Session(stack.engine) as s:
+            payments = s.exec(select(Payment).where(Payment.workflow_id == case.wf)).all()
+        assert [(p.status, p.attempt, p.amount_cny) for p in payments] == [("paid", 1, 3000)]
+        ledger = stack.bank.ledger()
+        assert (
+            len(ledger) == 1 and ledger[0]["status"] == "paid" and ledger[0]["amount_cny"] == 3000
+        )
+        assert (await case.kinds()).count("payment") == 2  # sent, paid: once each

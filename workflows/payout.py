@@ -1,0 +1,97 @@
+"""PayoutBatchWorkflow: one disbursement file to the agent bank, and its results.
+
+Prepare (payment rows with idempotency keys, the bank file) -> send -> tell each
+application its payment is out -> wait for the bank's result (a heartbeating
+poll of the inbox) -> record -> tell each application paid or returned.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.funds import BankWait, FundsActivities, PaymentResults
+    from models.payout import BatchResult, PaymentOutcome, PayoutBatchInput
+
+_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+
+
+@workflow.defn
+class PayoutBatchWorkflow:
+    def __init__(self) -> None:
+        self._phase = "preparing"
+
+    @workflow.run
+    async def run(self, batch: PayoutBatchInput) -> BatchResult:
+        workflow.set_current_details(
+            f"**准备代发文件** / preparing batch {batch.batch_id} ({len(batch.items)} payments)"
+        )
+        prepared = await workflow.execute_activity_method(
+            FundsActivities.prepare_payments,
+            batch,
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=_RETRY,
+            summary=f"prepare {len(batch.items)} payments",
+        )
+        self._phase = "sending"
+        await workflow.execute_activity_method(
+            FundsActivities.send_batch,
+            prepared,
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=_RETRY,
+            summary="hand the disbursement file to the bank",
+        )
+        by_key = {p.idempotency_key: p.workflow_id for p in prepared.included}
+        for sent in prepared.included:
+            await workflow.get_external_workflow_handle(sent.workflow_id).signal(
+                "payment_sent", sent
+            )
+        self._phase = "waiting for the bank"
+        workflow.set_current_details(
+            f"**等待银行回盘** / waiting for the bank's result of {batch.batch_id}: {len(prepared.included)} payments, {prepared.total_cny} CNY"
+        )
+        rows = await workflow.execute_activity_method(
+            FundsActivities.await_bank_result,
+            BankWait(batch_id=batch.batch_id),
+            start_to_close_timeout=timedelta(days=30),
+            heartbeat_timeout=timedelta(seconds=60),
+            retry_policy=_RETRY,
+            summary="wait for the bank's result file",
+        )
+        await workflow.execute_activity_method(
+            FundsActivities.record_payment_results,
+            PaymentResults(batch_id=batch.batch_id, rows=rows),
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=_RETRY,
+            summary="record the bank's results",
+        )
+        paid = returned = 0
+        for row in rows:
+            outcome = PaymentOutcome(
+                batch_id=batch.batch_id,
+                idempotency_key=row.idempotency_key,
+                status=row.status,
+                reason=row.reason,
+                bank_reference=row.bank_reference,
+            )
+            await workflow.get_external_workflow_handle(by_key[row.idempotency_key]).signal(
+                "payment_result", outcome
+            )
+            if row.status == "paid":
+                paid += 1
+            else:
+                returned += 1
+        self._phase = "settled"
+        workflow.set_current_details(
+            f"**已回盘** / settled: {paid} paid, {returned} returned, {len(prepared.skipped)} skipped (already paid)"
+        )
+        return BatchResult(
+            batch_id=batch.batch_id, paid=paid, returned=returned, skipped=len(prepared.skipped)
+        )
+
+    @workflow.query
+    def phase(self) -> str:
+        return self._phase

@@ -1,0 +1,367 @@
+"""SeasonWorkflow: one per programme, season and county.
+
+It knows the season's fixed dates and reminds the responsible offices before
+each; it takes the county's funds request and the funds' arrival (updates with
+validators); it releases the applications and pays them in batches
+(PayoutBatchWorkflow children), re-paying corrected returns in later batches;
+after the payout date it writes the county's season report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.funds import (
+        FundsActivities,
+        FundsArrivalRecord,
+        FundsRequestInput,
+        PayByRequest,
+    )
+    from activities.report import ReminderRequest, ReportActivities, ReportFiles, ReportRequest
+    from activities.workflow_calendar import CalendarActivities
+    from models.domain import Role
+    from models.ids import payout_batch_workflow_id
+    from models.payout import (
+        BatchResult,
+        FundsArrival,
+        FundsArrivalResult,
+        FundsJoin,
+        FundsRelease,
+        FundsRequestCommand,
+        FundsRequestSummary,
+        PayItem,
+        PayoutBatchInput,
+        SeasonInput,
+    )
+    from models.programme import PayoutStep
+    from models.records import ReminderTimesRequest, ScheduleRequest, SeasonSchedule
+    from workflows.application import Refused
+    from workflows.payout import PayoutBatchWorkflow
+
+_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+_ACT = timedelta(minutes=5)
+
+
+@workflow.defn
+class SeasonWorkflow:
+    @workflow.init
+    def __init__(self, inp: SeasonInput) -> None:
+        self._inp = inp
+        self._schedule: SeasonSchedule | None = None
+        self._requests: dict[str, FundsRequestSummary] = {}
+        self._arrivals: dict[str, FundsArrivalResult] = {}  # by message request id (idempotent)
+        self._released: set[str] = set()  # funds request ids released
+        self._pending: list[PayItem] = []  # corrected returns waiting for the next batch
+        self._unsettled: set[str] = set()  # released applications not yet paid
+        self._batches: list[BatchResult] = []
+        self._running_batches = 0
+        self._batch_seq = 0
+        self._report: ReportFiles | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @workflow.run
+    async def run(self, inp: SeasonInput) -> list[BatchResult]:
+        self._schedule = await workflow.execute_local_activity_method(
+            CalendarActivities.compute_season_schedule,
+            ScheduleRequest(programme=inp.programme, season=inp.season),
+            start_to_close_timeout=timedelta(seconds=10),
+            summary="season schedule",
+        )
+        reminders = await workflow.execute_local_activity_method(
+            CalendarActivities.compute_reminder_times,
+            ReminderTimesRequest(
+                programme=inp.programme, season=inp.season, days_before=inp.reminder_days_before
+            ),
+            start_to_close_timeout=timedelta(seconds=10),
+            summary="reminder times",
+        )
+        self._tasks = [asyncio.create_task(self._remind(r.key, r.due_at)) for r in reminders]
+        self._tasks.append(asyncio.create_task(self._report_after_payout()))
+        summary_due = self._schedule.due_at("summary")
+        self._describe()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: bool(self._pending) or self._season_over(summary_due),
+                    timeout=max(summary_due - workflow.now(), timedelta(0)) or None,
+                    timeout_summary="the season's summary date",
+                )
+            if self._pending:
+                # Corrections that arrive close together go out in one re-payment batch.
+                await workflow.sleep(
+                    inp.repayment_batch_delay,
+                    summary="collect corrected accounts for a re-payment batch",
+                )
+                items, self._pending = self._pending, []
+                self._start_batch(items)
+                continue
+            if self._season_over(summary_due):
+                break
+        await workflow.wait_condition(
+            lambda: self._running_batches == 0 and workflow.all_handlers_finished()
+        )
+        return self._batches
+
+    def _season_over(self, summary_due: datetime) -> bool:
+        return (
+            workflow.now() >= summary_due
+            and not self._unsettled
+            and not self._pending
+            and self._running_batches == 0
+            and self._report is not None
+        )
+
+    # ------------------------------------------------------------- reminders, report
+
+    async def _remind(self, key: str, at: datetime) -> None:
+        delay = at - workflow.now()
+        fixed = self._inp.programme.fixed_date(key)
+        if delay <= timedelta(0):
+            return  # the reminder time has passed: nothing to remind of
+        await workflow.sleep(delay, summary=f"reminder before {fixed.label_en} ({fixed.on})")
+        await workflow.execute_activity_method(
+            ReportActivities.send_season_reminder,
+            ReminderRequest(
+                programme=self._inp.programme,
+                season=self._inp.season,
+                county_code=self._inp.county_code,
+                fixed_date_key=key,
+            ),
+            start_to_close_timeout=_ACT,
+            retry_policy=_RETRY,
+            summary=f"remind: {fixed.label_en}",
+        )
+
+    async def _report_after_payout(self) -> None:
+        assert self._schedule is not None
+        delay = self._schedule.due_at("payout") - workflow.now()
+        if delay > timedelta(0):
+            await workflow.sleep(delay, summary="the payout date: then the season report")
+        self._report = await workflow.execute_activity_method(
+            ReportActivities.build_season_report,
+            ReportRequest(
+                programme=self._inp.programme.code,
+                season=self._inp.season,
+                county_code=self._inp.county_code,
+            ),
+            start_to_close_timeout=_ACT,
+            retry_policy=_RETRY,
+            summary="season report (XLSX and Markdown)",
+        )
+        self._describe()
+
+    # ------------------------------------------------------------------ funds
+
+    @workflow.update
+    async def request_funds(self, cmd: FundsRequestCommand) -> FundsRequestSummary:
+        if cmd.request_id in self._requests:
+            return self._requests[cmd.request_id]
+        summary = await workflow.execute_activity_method(
+            FundsActivities.create_funds_request,
+            FundsRequestInput(
+                request_id=cmd.request_id,
+                programme=self._inp.programme.code,
+                season=self._inp.season,
+                county_code=self._inp.county_code,
+            ),
+            start_to_close_timeout=_ACT,
+            retry_policy=_RETRY,
+            summary="funds request and roster",
+        )
+        self._requests[cmd.request_id] = summary
+        join = FundsJoin(request_id=cmd.request_id, requested_at=workflow.now())
+        for wf in summary.workflow_ids:
+            await workflow.get_external_workflow_handle(wf).signal("funds_requested", join)
+        self._describe()
+        return summary
+
+    @request_funds.validator
+    def _check_request(self, cmd: FundsRequestCommand) -> None:
+        if cmd.request_id in self._requests:
+            return
+        self._check_actor(cmd.actor, (Role.COUNTY_EDUCATION_BUREAU,))
+
+    @workflow.update
+    async def funds_arrived(self, msg: FundsArrival) -> FundsArrivalResult:
+        if msg.request_id in self._arrivals:
+            return self._arrivals[msg.request_id]
+        request = self._requests[msg.funds_request_id]
+        self._released.add(msg.funds_request_id)
+        arrived_at = workflow.now()
+        assert self._schedule is not None
+        payout_step = next(s for s in self._inp.programme.steps if isinstance(s, PayoutStep))
+        pay_by = await workflow.execute_local_activity_method(
+            FundsActivities.compute_pay_by,
+            PayByRequest(
+                arrived_at=arrived_at,
+                limit_calendar_days=payout_step.limit_calendar_days,
+                payout_due_at=self._schedule.due_at(payout_step.due),
+            ),
+            start_to_close_timeout=timedelta(seconds=10),
+            summary="payment limit",
+        )
+        await workflow.execute_activity_method(
+            FundsActivities.record_funds_arrival,
+            FundsArrivalRecord(
+                funds_request_id=msg.funds_request_id,
+                amount_cny=msg.amount_cny,
+                reference=msg.reference,
+                arrived_at=arrived_at,
+            ),
+            start_to_close_timeout=_ACT,
+            retry_policy=_RETRY,
+            summary="record the funds' arrival",
+        )
+        release = FundsRelease(
+            request_id=msg.funds_request_id,
+            reference=msg.reference,
+            arrived_at=arrived_at,
+            pay_by=pay_by,
+        )
+        for wf in request.workflow_ids:
+            await workflow.get_external_workflow_handle(wf).signal("funds_released", release)
+        self._unsettled.update(request.workflow_ids)
+        amounts = await self._amounts(request)
+        batch_id = self._start_batch(
+            [
+                PayItem(workflow_id=wf, amount_cny=amounts[wf], attempt=1)
+                for wf in request.workflow_ids
+            ]
+        )
+        result = FundsArrivalResult(
+            funds_request_id=msg.funds_request_id,
+            released=len(request.workflow_ids),
+            pay_by=pay_by,
+            batch_id=batch_id,
+        )
+        self._arrivals[msg.request_id] = result
+        self._describe()
+        return result
+
+    async def _amounts(self, request: FundsRequestSummary) -> dict[str, int]:
+        # Every application of the county subsidy has the programme's one amount; the
+        # batch activity checks each against the approved amount on file.
+        amount = self._inp.programme.amounts[0].amount_cny
+        return {wf: amount for wf in request.workflow_ids}
+
+    @funds_arrived.validator
+    def _check_arrival(self, msg: FundsArrival) -> None:
+        if msg.request_id in self._arrivals:
+            return
+        problems = []
+        try:
+            self._check_actor(msg.actor, (Role.COUNTY_FINANCE, Role.COUNTY_LEADING_GROUP))
+        except Refused as r:
+            problems.append(r.message)
+        request = self._requests.get(msg.funds_request_id)
+        if request is None:
+            known = ", ".join(self._requests) or "none"
+            problems.append(f"no funds request {msg.funds_request_id} (known: {known})")
+        elif msg.funds_request_id in self._released:
+            problems.append(f"the funds of {msg.funds_request_id} already arrived")
+        elif msg.amount_cny != request.total_cny:
+            diff = msg.amount_cny - request.total_cny
+            problems.append(
+                f"amount {msg.amount_cny} CNY does not match the request's {request.total_cny} CNY "
+                f"(difference {diff:+d} CNY)"
+            )
+        if problems:
+            raise Refused("; ".join(problems))
+
+    @workflow.signal
+    def repayment_ready(self, item: PayItem) -> None:
+        if item.workflow_id in self._unsettled and all(
+            p.workflow_id != item.workflow_id for p in self._pending
+        ):
+            self._pending.append(item)
+            self._describe()
+
+    def _check_actor(self, actor: object, roles: tuple[Role, ...]) -> None:
+        problems = []
+        role = getattr(actor, "role", None)
+        if role not in roles:
+            problems.append(
+                f"role {getattr(role, 'value', role)} may not do this; it needs {' or '.join(r.value for r in roles)}"
+            )
+        if getattr(actor, "place_code", "") != self._inp.county_code:
+            problems.append(
+                f"place {getattr(actor, 'place_code', '') or '(none)'} is not the county {self._inp.county_code}"
+            )
+        if problems:
+            raise Refused("; ".join(problems))
+
+    # ----------------------------------------------------------------- batches
+
+    def _start_batch(self, items: list[PayItem]) -> str:
+        self._batch_seq += 1
+        batch_id = f"{self._inp.programme.code}-{self._inp.season}-{self._inp.county_code[:6]}-b{self._batch_seq:03d}"
+        self._running_batches += 1
+        self._tasks.append(asyncio.create_task(self._run_batch(batch_id, items)))
+        return batch_id
+
+    async def _run_batch(self, batch_id: str, items: list[PayItem]) -> None:
+        result = await workflow.execute_child_workflow(
+            PayoutBatchWorkflow.run,
+            PayoutBatchInput(
+                batch_id=batch_id,
+                programme=self._inp.programme.code,
+                season=self._inp.season,
+                county_code=self._inp.county_code,
+                items=items,
+                bank=self._inp.bank,
+            ),
+            id=payout_batch_workflow_id(batch_id),
+            static_summary=f"代发批次 {batch_id}: {len(items)} payments",
+        )
+        self._batches.append(result)
+        self._running_batches -= 1
+        self._describe()
+
+    @workflow.signal
+    def payment_settled(self, workflow_id: str) -> None:
+        """An application tells the season it is paid."""
+        self._unsettled.discard(workflow_id)
+        self._describe()
+
+    # ------------------------------------------------------------------ queries
+
+    @workflow.query
+    def funds_requests(self) -> list[FundsRequestSummary]:
+        return list(self._requests.values())
+
+    @workflow.query
+    def batches(self) -> list[BatchResult]:
+        return list(self._batches)
+
+    @workflow.query
+    def report(self) -> ReportFiles | None:
+        return self._report
+
+    def _describe(self) -> None:
+        open_requests = [r for r in self._requests.values() if r.request_id not in self._released]
+        parts_zh, parts_en = [], []
+        if open_requests:
+            r = open_requests[0]
+            parts_zh.append(f"等待资金到位：{r.request_id}，{r.count}人，{r.total_cny}元")
+            parts_en.append(
+                f"waiting for the funds of {r.request_id}: {r.count} applications, {r.total_cny} CNY"
+            )
+        if self._running_batches:
+            parts_zh.append(f"{self._running_batches}个代发批次等待银行回盘")
+            parts_en.append(f"{self._running_batches} payout batch(es) at the bank")
+        if self._pending:
+            parts_zh.append(f"{len(self._pending)}笔补发待批")
+            parts_en.append(f"{len(self._pending)} re-payment(s) waiting for the next batch")
+        if self._unsettled:
+            parts_en.append(f"{len(self._unsettled)} released application(s) not yet paid")
+        if self._report:
+            parts_en.append(f"season report: {self._report.markdown}")
+        zh = "；".join(parts_zh) or "等待本季资金申请"
+        en = "; ".join(parts_en) or "waiting for the season's funds request"
+        workflow.set_current_details(f"**{zh}**\n\n{en}")
