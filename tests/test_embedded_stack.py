@@ -221,3 +221,132 @@ def test_config_file_is_read(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert '"task_queue": "county-341225"' in r.stdout
+
+
+def _cli(stack: Stack, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(VENV_BIN / "aidflow"), *args],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd or stack.data_dir.parent,
+    )
+
+
+def test_command_line_round_trip(stack: Stack, tmp_path: Path) -> None:
+    """An office's day on the command line: places, registry, apply, decide, status, list, notice."""
+    import json as _json
+    from importlib import resources
+
+    from tests.support import make_national_id
+
+    stack.start()
+    places = tmp_path / "places.csv"
+    places.write_text(
+        resources.files("models.sample").joinpath("places.csv").read_text(encoding="utf-8"),
+        encoding="utf-8",
+    )
+    r = _cli(stack, "places", "import", str(places))
+    assert r.returncode == 0 and "imported 11 of 11" in r.stdout, r.stdout + r.stderr
+    registry = tmp_path / "registry.csv"
+    registry.write_text(
+        "household_no,head_name,member_ids,county_code,township_code,village_code,status,year\n"
+        f"HH00901,户主,{make_national_id(901)},341225000000,341225100000,341225100201,active,2027\n",
+        encoding="utf-8",
+    )
+    r = _cli(stack, "registry", "import", str(registry))
+    assert r.returncode == 0 and "imported 1 of 1" in r.stdout, r.stdout + r.stderr
+
+    apps = tmp_path / "apps.csv"
+    header = (
+        "programme,season,applicant_name,national_id,phone,household_no,places.county_code,places.township_code,"
+        "places.village_code,university,education_level,bank_name,account_number,account_holder,"
+        "documents.application_form,documents.household_register_head,documents.household_register_student,"
+        "documents.identity_card,documents.student_card,documents.subsidy_card_passbook\n"
+    )
+    good = (
+        f"county-subsidy,2027,学生901,{make_national_id(901)},13800000901,HH00901,341225000000,341225100000,"
+        "341225100201,安徽大学,undergraduate_full_time,阜南农商银行,6230201234567890901,家长901,3,1,1,1,1,1\n"
+    )
+    bad = (
+        f"county-subsidy,2027,学生902,{make_national_id(902)},,HH00902,341225000000,341225100000,"
+        "341225100201,安徽大学,undergraduate_full_time,阜南农商银行,6230201234567890902,家长902,1,1,1,1,1,1\n"
+    )
+    apps.write_text(header + good + bad, encoding="utf-8")
+    r = _cli(stack, "apply", str(apps), "--received-at", "2027-08-10T10:00+08:00", "--json")
+    assert r.returncode == 1, r.stderr  # one row refused
+    rows = _json.loads(r.stdout)
+    assert rows[0]["accepted"] and rows[0]["workflow_id"].startswith("county-subsidy/2027/341225/")
+    assert (
+        not rows[1]["accepted"]
+        and "registry" in rows[1]["reason"]
+        and "documents.application_form" in rows[1]["reason"]
+    )
+    assert make_national_id(902) not in r.stdout + r.stderr
+    wf = rows[0]["workflow_id"]
+
+    r = _cli(
+        stack,
+        "decide",
+        wf,
+        "--stage",
+        "county_approval",
+        "--decision",
+        "approve",
+        "--actor",
+        "c1",
+        "--role",
+        "county_education_bureau",
+        "--place",
+        "341225000000",
+    )
+    assert r.returncode == 1 and "refused:" in r.stderr and "village_review" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    r = _cli(
+        stack,
+        "decide",
+        wf,
+        "--stage",
+        "village_review",
+        "--decision",
+        "approve",
+        "--actor",
+        "v1",
+        "--role",
+        "village_committee",
+        "--place",
+        "341225100201",
+    )
+    assert r.returncode == 0 and "approved; next: village_notice" in r.stdout, r.stderr
+    for _ in range(50):
+        r = _cli(stack, "status", wf, "--json", "--trail")
+        st = _json.loads(r.stdout)
+        if st["stage"] == "village_notice":
+            break
+        time.sleep(0.2)
+    assert st["stage"] == "village_notice" and st["waiting_for"] == "village_committee"
+    kinds = [e["kind"] for e in st["trail"]]
+    assert (
+        kinds[:2] == ["submitted", "stage_entered"] and "decision" in kinds and "at_risk" in kinds
+    )
+    # Before the window closes the village list cannot go up (it goes up automatically at the close).
+    for _ in range(40):
+        r = _cli(stack, "notice", "post", "--village", "341225100201", "--actor", "v1")
+        if wf in r.stdout:
+            break
+        time.sleep(0.5)  # visibility may lag a moment behind
+    assert (
+        wf in r.stdout
+        and "posted after the application window closes (2027-09-01 00:00)" in r.stdout
+    ), r.stdout
+    for _ in range(50):
+        r = _cli(stack, "list", "--village", "341225100201", "--json")
+        listed = _json.loads(r.stdout)
+        if listed and listed[0]["stage"] == "village_notice" and listed[0]["at_risk"]:
+            break
+        time.sleep(0.2)
+    assert [x["workflow_id"] for x in listed] == [wf] and listed[0]["at_risk"]
+    r = _cli(stack, "audit", "verify")
+    assert r.returncode == 0 and "audit log intact" in r.stdout, r.stdout + r.stderr
+    assert stack.stop() == 0

@@ -9,6 +9,7 @@ before the workflows talk to each other (payout batches inherit the season's).
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,7 +32,7 @@ from models.ids import season_workflow_id
 from models.payout import PreparedBatch
 from tests.conftest import AppStack, Registry, make_stack
 from tests.support import COUNTY, applicant, county_official, township_official, village_official
-from tests.test_application_workflow import Case, cst, rid
+from tests.test_application_workflow import HISTORIES, Case, cst, rid
 from workers.client import Refused
 from workers.worker import Dependencies
 from workflows.season import SeasonWorkflow
@@ -183,6 +184,10 @@ async def test_full_season_paid_returned_repaid_and_reported(
         ts_env, season, cst(9, 18, 2)
     )  # the re-payment batch goes out after collecting corrections
     await closed.at_stage("paid")
+    await closed.handle.result()
+    await good[0].handle.result()
+    await closed.save_history("returned_then_repaid")
+    await good[0].save_history("paid")
 
     # Database and bank agree: every application paid once, exactly 3000, to the account on file.
     with Session(engine) as s:
@@ -214,6 +219,14 @@ async def test_full_season_paid_returned_repaid_and_reported(
     await eventually(lambda: _report_ready(season), "season report")
     files = await season.query(SeasonWorkflow.report)
     assert files is not None and files.xlsx.endswith(".xlsx")
+    if os.environ.get("AIDFLOW_RECORD_HISTORIES") == "1":
+        (HISTORIES / "season_with_two_batches.json").write_text(
+            (await season.fetch_history()).to_json()
+        )
+        batch = api.client.get_workflow_handle(f"payout/county-subsidy-2027-{COUNTY[:6]}-b001")
+        (HISTORIES / "payout_batch_with_a_return.json").write_text(
+            (await batch.fetch_history()).to_json()
+        )
     with Session(engine) as s:
         reminders = s.exec(
             select(OutboxMessage).where(col(OutboxMessage.dedupe_key).contains("/reminder/"))

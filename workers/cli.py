@@ -40,6 +40,8 @@ notice_app = typer.Typer(help="Public notices.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(notice_app, name="notice")
+funds_app = typer.Typer(help="Funds requests and arrivals.", no_args_is_help=True)
+app.add_typer(funds_app, name="funds")
 registry_app = typer.Typer(help="The registry of registered poor households.", no_args_is_help=True)
 places_app = typer.Typer(help="Counties, townships and villages.", no_args_is_help=True)
 audit_app = typer.Typer(help="The append-only audit log.", no_args_is_help=True)
@@ -128,10 +130,13 @@ async def _up(s: Settings) -> None:
             )
             sender = OutboxSender(deps.engine, s.channels())
             async with worker:
-                delivering = asyncio.create_task(sender.run_forever(stop))
+                background = [
+                    asyncio.create_task(sender.run_forever(stop)),
+                    *_bank_simulator(s, stop),
+                ]
                 await stop.wait()
                 console.print("stopping…")
-                await delivering
+                await asyncio.gather(*background)
             deps.engine.dispose()
         finally:
             await asyncio.to_thread(server.stop)
@@ -169,12 +174,29 @@ def worker() -> None:
         )
         sender = OutboxSender(deps.engine, s.channels())
         async with w:
-            delivering = asyncio.create_task(sender.run_forever(stop))
+            background = [asyncio.create_task(sender.run_forever(stop)), *_bank_simulator(s, stop)]
             await stop.wait()
-            await delivering
+            await asyncio.gather(*background)
         deps.engine.dispose()
 
     run(_main())
+
+
+def _bank_simulator(s: Settings, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+    """With AIDFLOW_BANK=simulated, a simulated agent bank answers the disbursement files."""
+    if s.bank != "simulated":
+        return []
+    from activities.bank import BankSimulator, SimulatorRules
+
+    sim = BankSimulator(
+        s.effective_bank_dir,
+        SimulatorRules(
+            closed_account_suffixes=tuple(s.bank_sim_closed_suffixes),
+            return_rate=s.bank_sim_return_rate,
+            delay_seconds=s.bank_sim_delay_seconds,
+        ),
+    )
+    return [asyncio.create_task(sim.run_forever(stop))]
 
 
 @config_app.command("show")
@@ -467,6 +489,13 @@ RequestId = Annotated[
 @app.command()
 def apply(
     file: Annotated[Path, typer.Argument(help="JSON (object or list) or CSV of applications")],
+    received_at: Annotated[
+        str | None,
+        typer.Option(
+            "--received-at",
+            help="when the village received the paper forms (ISO-8601 with offset); default now",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Submit applications; prints one result per row."""
@@ -475,13 +504,21 @@ def apply(
     from workers.forms import read_forms
 
     rows = read_forms(file)
+    at: datetime | None = None
+    if received_at is not None:
+        try:
+            at = datetime.fromisoformat(received_at)
+        except ValueError:
+            raise fail(f"--received-at {received_at!r} is not an ISO-8601 instant", 2) from None
+        if at.tzinfo is None:
+            raise fail("--received-at needs an offset, e.g. 2027-08-10T10:00+08:00", 2)
 
     async def _go(api: Any) -> list[dict[str, Any]]:
         out = []
         for n, row in rows:
             try:
                 f = ApplicationForm.model_validate(row)
-                wf = await api.submit(f)
+                wf = await api.submit(f, now=at)
                 out.append({"row": n, "accepted": True, "workflow_id": wf})
             except ValidationError as e:
                 msg = "; ".join(
@@ -704,6 +741,90 @@ def status(
                 e.summary,
             )
         console.print(table)
+
+
+@funds_app.command("request")
+def funds_request(
+    county: Annotated[str, typer.Option(help="12-digit county code")],
+    season: Annotated[int, typer.Option()],
+    actor: ActorId,
+    programme: Annotated[str, typer.Option()] = "county-subsidy",
+    actor_name: ActorName = None,
+    request_id: RequestId = None,
+) -> None:
+    """The county's funds request: every county-approved application not yet requested, with the roster (XLSX)."""
+    who = _actor(actor, actor_name, Role.COUNTY_EDUCATION_BUREAU, county)
+    summary = _api_call(
+        lambda api: api.request_funds(programme, season, county, who, request_id=request_id)
+    )
+    console.print(
+        f"funds request {summary.request_id}: {summary.count} application(s), {summary.total_cny} CNY"
+    )
+    console.print(f"roster: {summary.roster_path}")
+
+
+@funds_app.command("arrived")
+def funds_arrived_cmd(
+    county: Annotated[str, typer.Option(help="12-digit county code")],
+    season: Annotated[int, typer.Option()],
+    amount: Annotated[int, typer.Option(help="CNY received")],
+    reference: Annotated[str, typer.Option(help="the transfer's reference")],
+    request: Annotated[str, typer.Option("--request", help="the funds request id")],
+    actor: ActorId,
+    role: Annotated[Role, typer.Option()] = Role.COUNTY_FINANCE,
+    programme: Annotated[str, typer.Option()] = "county-subsidy",
+    actor_name: ActorName = None,
+) -> None:
+    """The funds arrived: release the request's applications for payment (amount must match)."""
+    who = _actor(actor, actor_name, role, county)
+    result = _api_call(
+        lambda api: api.funds_arrived(programme, season, county, who, request, amount, reference)
+    )
+    console.print(
+        f"released {result.released} application(s); pay by {result.pay_by.isoformat()}; batch {result.batch_id}"
+    )
+
+
+@app.command("correct-account")
+def correct_account_cmd(
+    application: Annotated[str, typer.Argument(help="workflow id")],
+    account: Annotated[str, typer.Option(help="the corrected 一卡通 account number")],
+    holder: Annotated[str, typer.Option(help="account holder")],
+    bank_name: Annotated[str, typer.Option("--bank")],
+    actor: ActorId,
+    place: Place,
+    request_id: RequestId = None,
+) -> None:
+    """After a returned payment (退票): the village sends the corrected account; re-paid in a later batch."""
+    who = _actor(actor, None, Role.VILLAGE_COMMITTEE, place)
+    result = _api_call(
+        lambda api: api.correct_account(
+            application,
+            who,
+            bank_name=bank_name,
+            account_number=account,
+            account_holder=holder,
+            request_id=request_id,
+        )
+    )
+    console.print(result.message)
+
+
+@app.command()
+def report(
+    county: Annotated[str, typer.Option(help="12-digit county code")],
+    season: Annotated[int, typer.Option()],
+    programme: Annotated[str, typer.Option()] = "county-subsidy",
+    out_dir: Annotated[Path | None, typer.Option("--out-dir")] = None,
+) -> None:
+    """The county's season report (XLSX and Markdown), now."""
+    from activities.report import build_report, write_report
+
+    s = settings()
+    files = write_report(
+        build_report(_engine(s), programme, season, county), out_dir or s.files_dir / "reports"
+    )
+    console.print(f"season report: {files.markdown}\n               {files.xlsx}")
 
 
 @app.command("list")

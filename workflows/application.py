@@ -1007,6 +1007,15 @@ class ApplicationWorkflow:
             )
         if not self._awaiting_posting:
             raise Refused(f"the {step.label_en} is already posted")
+        if (
+            step.first_posting == "window_close"
+            and self._schedule is not None
+            and workflow.now() < self._schedule.window_closes_at
+        ):
+            raise Refused(
+                f"the {step.label_en} is posted after the application window closes "
+                f"({_fmt(self._schedule.window_closes_at)}); it will be posted then automatically"
+            )
         problems = []
         if req.actor.role != step.owner:
             problems.append(
