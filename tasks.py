@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The two commands of the README, for a fresh machine that has only Python 3.11+.
 
-    python3 tasks.py run    # set up, then run aidflow on the embedded default
+    python3 tasks.py run    # set up, then run the demo season on the embedded default (aidflow demo)
     python3 tasks.py test   # set up, then lint, type-check and run the whole test suite
 
 Both create ./.venv and install the project into it (again only when
@@ -49,7 +49,7 @@ def main() -> None:
         sys.exit("usage: python3 tasks.py run|test|setup [args...]")
     setup()
     if task == "run":
-        os.execv(BIN / "aidflow", [str(BIN / "aidflow"), *(extra or ["up"])])
+        os.execv(BIN / "aidflow", [str(BIN / "aidflow"), *(extra or ["demo"])])
     if task == "test":
         sh(BIN / "ruff", "check", ".")
         sh(BIN / "mypy", ".")

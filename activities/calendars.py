@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from importlib import resources
 from pathlib import Path
 
 import chinese_calendar
 
-from models.calendar import StateCouncilCalendar, WorkingCalendar, YearSchedule
+from models.calendar import CompressedCalendar, StateCouncilCalendar, WorkingCalendar, YearSchedule
 
 SHIPPED_SCHEDULES = "models.schedules"
 
@@ -45,8 +46,30 @@ def state_council_calendar(extra_dir: Path | None = None) -> StateCouncilCalenda
     )
 
 
-def build_calendar(kind: str, extra_dir: Path | None = None) -> WorkingCalendar:
-    """The calendar named by configuration (``AIDFLOW_CALENDAR``)."""
+def build_calendar(
+    kind: str,
+    extra_dir: Path | None = None,
+    *,
+    epoch: datetime | None = None,
+    base_day: date | None = None,
+    day_seconds: float | None = None,
+) -> WorkingCalendar:
+    """The calendar named by configuration (``AIDFLOW_CALENDAR``).
+
+    ``compressed`` plays the State Council calendar fast: ``base_day`` starts at
+    ``epoch`` and each day lasts ``day_seconds`` (the demo's calendar).
+    """
     if kind == "state-council":
         return state_council_calendar(extra_dir)
-    raise ValueError(f"unknown calendar {kind!r}; known: state-council")
+    if kind == "compressed":
+        if epoch is None or base_day is None or day_seconds is None:
+            raise ValueError(
+                "the compressed calendar needs calendar_epoch, calendar_base_day and calendar_day_seconds"
+            )
+        return CompressedCalendar(
+            state_council_calendar(extra_dir),
+            epoch=epoch,
+            base_day=base_day,
+            day_seconds=day_seconds,
+        )
+    raise ValueError(f"unknown calendar {kind!r}; known: state-council, compressed")

@@ -228,6 +228,50 @@ class StateCouncilCalendar(WorkingCalendar):
         return schedule is not None and schedule.provisional
 
 
+class CompressedCalendar(WorkingCalendar):
+    """A real calendar, played fast: calendar day ``base_day`` begins at ``epoch`` and
+    every calendar day lasts ``day_seconds``. Which days are working days comes from
+    ``base`` (weekends and holidays keep their shape). For demos; chosen by configuration.
+    """
+
+    name = "compressed"
+
+    def __init__(
+        self, base: WorkingCalendar, *, epoch: datetime, base_day: date, day_seconds: float
+    ) -> None:
+        _require_aware(epoch)
+        if day_seconds <= 0:
+            raise ValueError("a compressed day lasts a positive number of seconds")
+        self._base = base
+        self.epoch = epoch
+        self.base_day = base_day
+        self.day_seconds = day_seconds
+
+    def is_working_day(self, day: date) -> bool:
+        return self._base.is_working_day(day)
+
+    def is_provisional(self, day: date) -> bool:
+        return self._base.is_provisional(day)
+
+    def day_start(self, day: date) -> datetime:
+        return self.epoch + timedelta(seconds=(day - self.base_day).days * self.day_seconds)
+
+    def day_of(self, instant: datetime) -> date:
+        _require_aware(instant)
+        elapsed = (instant - self.epoch).total_seconds()
+        return self.base_day + timedelta(days=int(elapsed // self.day_seconds))
+
+    def at(self, day: date, clock: time) -> datetime:
+        seconds_into_day = clock.hour * 3600 + clock.minute * 60 + clock.second
+        return self.day_start(day) + timedelta(seconds=self.day_seconds * seconds_into_day / 86400)
+
+    def clock_of(self, instant: datetime) -> datetime:
+        """The calendar's local time of a real instant (for display)."""
+        day = self.day_of(instant)
+        fraction = (instant - self.day_start(day)).total_seconds() / self.day_seconds
+        return datetime.combine(day, time(0), SHANGHAI) + timedelta(seconds=fraction * 86400)
+
+
 # ---------------------------------------------------------------------------
 # Notice periods (R2) and deadlines (R6).
 

@@ -273,4 +273,17 @@ COUNTY_SUBSIDY = Programme(
     ),
 )
 
-BUILTIN_PROGRAMMES: dict[str, Programme] = {COUNTY_SUBSIDY.code: COUNTY_SUBSIDY}
+# The demo's programme: the county subsidy with a one-week application window, so that a
+# season fits into minutes on the compressed calendar. Everything else is the real thing.
+COUNTY_SUBSIDY_DEMO = COUNTY_SUBSIDY.model_copy(
+    update={
+        "code": "county-subsidy-demo",
+        "name_zh": "县助学补贴（演示）",
+        "name_en": "County study subsidy (demo)",
+        "window_closes": MonthDay(month=8, day=7),
+    }
+)
+
+BUILTIN_PROGRAMMES: dict[str, Programme] = {
+    p.code: p for p in (COUNTY_SUBSIDY, COUNTY_SUBSIDY_DEMO)
+}

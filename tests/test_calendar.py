@@ -249,3 +249,24 @@ def test_notice_holds_exactly_n_whole_working_days(posted: datetime, days: int) 
 
 
 _CAL = build_calendar("state-council")
+
+
+def test_compressed_calendar_keeps_the_shape_of_weeks(calendar: WorkingCalendar) -> None:
+    from models.calendar import CompressedCalendar
+
+    epoch = datetime.fromisoformat("2026-11-29T12:00:00+00:00")
+    fast = CompressedCalendar(calendar, epoch=epoch, base_day=date(2026, 9, 1), day_seconds=10)
+    assert fast.day_start(date(2026, 9, 1)) == epoch
+    assert fast.day_start(date(2026, 9, 8)) == epoch + timedelta(seconds=70)
+    assert fast.day_of(epoch + timedelta(seconds=69.9)) == date(2026, 9, 7)
+    assert fast.at(date(2026, 9, 2), time(12)) == epoch + timedelta(seconds=15)
+    # R2 on the fast calendar: the same counted days as on the real one.
+    p = notice_period(fast, epoch + timedelta(seconds=3.96), 5)  # 09:30 on 1 September
+    assert p.counted_days == tuple(date(2026, 9, d) for d in (2, 3, 4, 7, 8))
+    assert p.ends_at == epoch + timedelta(seconds=80)
+    assert next_working_day_at(fast, epoch + timedelta(seconds=31), time(8)) == fast.at(
+        date(2026, 9, 7), time(8)
+    )
+    plan = plan_season(COUNTY_SUBSIDY, 2026, fast)
+    real = plan_season(COUNTY_SUBSIDY, 2026, calendar)
+    assert [s.meets_due for s in plan.steps] == [s.meets_due for s in real.steps]

@@ -97,56 +97,67 @@ def up() -> None:
 
 
 async def _up(s: Settings) -> None:
-    from activities.db import upgrade
-    from activities.notify import OutboxSender
-    from workers.embedded import single_instance, start_dev_server, wait_for_server
-    from workers.worker import Dependencies, build_worker, connect, make_runtime
+    from workers.embedded import embedded_stack
+    from workers.settings import mask_url
 
-    with single_instance(s.data_dir):
-        server = start_dev_server(s)
-        try:
-            await wait_for_server(server, s)
-            await asyncio.to_thread(upgrade, s.effective_database_url)
-            local = s.model_copy(update={"temporal_address": server.address})
-            client = await connect(local, make_runtime(s.metrics_port))
-            deps = Dependencies.from_settings(s)
-            worker = build_worker(client, s.task_queue, deps)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            from workers.settings import mask_url
-
-            console.print(
-                Panel.fit(
-                    f"[bold]Temporal Web UI[/bold]  {server.ui_url}\n"
-                    f"[bold]Temporal gRPC[/bold]    {server.address}  (namespace {s.temporal_namespace}, task queue {s.task_queue})\n"
-                    f"[bold]Database[/bold]         {mask_url(s.effective_database_url)}\n"
-                    f"[bold]Worker metrics[/bold]   "
-                    + (f"http://localhost:{s.metrics_port}/metrics" if s.metrics_port else "off")
-                    + f"\n[bold]Data dir[/bold]         {s.data_dir.resolve()}\n\nCtrl-C stops everything.",
-                    title="aidflow is up",
-                )
+    async with embedded_stack(s) as stack:
+        console.print(
+            Panel.fit(
+                f"[bold]Temporal Web UI[/bold]  {stack.server.ui_url}\n"
+                f"[bold]Temporal gRPC[/bold]    {stack.server.address}  (namespace {s.temporal_namespace}, task queue {s.task_queue})\n"
+                f"[bold]Database[/bold]         {mask_url(s.effective_database_url)}\n"
+                f"[bold]Worker metrics[/bold]   "
+                + (f"http://localhost:{s.metrics_port}/metrics" if s.metrics_port else "off")
+                + f"\n[bold]Data dir[/bold]         {s.data_dir.resolve()}\n\nCtrl-C stops everything.",
+                title="aidflow is up",
             )
-            sender = OutboxSender(deps.engine, s.channels())
-            async with worker:
-                background = [
-                    asyncio.create_task(sender.run_forever(stop)),
-                    *_bank_simulator(s, stop),
-                ]
-                await stop.wait()
-                console.print("stopping…")
-                await asyncio.gather(*background)
-            deps.engine.dispose()
-        finally:
-            await asyncio.to_thread(server.stop)
+        )
+        await stack.stop.wait()
+        console.print("stopping…")
     console.print("stopped.")
+
+
+@app.command()
+def demo(
+    applicants: Annotated[int, typer.Option(help="synthetic applicants")] = 50,
+    day_seconds: Annotated[
+        float, typer.Option("--day-seconds", help="how long one calendar day lasts")
+    ] = 10.0,
+    seed: Annotated[int, typer.Option()] = 7,
+    exit_when_done: Annotated[
+        bool, typer.Option("--exit-when-done", help="stop the stack when the season is over")
+    ] = False,
+) -> None:
+    """A live season on the embedded stack, to watch in the Web UI (about ten minutes)."""
+    from workers.demo import run_demo
+    from workers.embedded import StackError
+
+    s = settings()
+    # The live table owns the terminal; logs go to a file in the demo's data dir.
+    s = s.model_copy(update={"log_level": "WARNING"})
+    _setup_logging(s)
+    try:
+        result = run(
+            run_demo(
+                s,
+                applicants_count=applicants,
+                day_seconds=day_seconds,
+                seed=seed,
+                console=console,
+                exit_when_done=exit_when_done,
+            )
+        )
+    except StackError as e:
+        raise fail(str(e)) from None
+    if result.report_md is None:
+        raise fail("the demo stopped before the season was over")
 
 
 @app.command()
 def worker() -> None:
     """Run a worker against the configured Temporal cluster and database (production)."""
     from activities.notify import OutboxSender
+    from workers.embedded import bank_simulator
     from workers.worker import Dependencies, build_worker, connect, make_runtime
 
     s = settings()
@@ -174,29 +185,12 @@ def worker() -> None:
         )
         sender = OutboxSender(deps.engine, s.channels())
         async with w:
-            background = [asyncio.create_task(sender.run_forever(stop)), *_bank_simulator(s, stop)]
+            background = [asyncio.create_task(sender.run_forever(stop)), *bank_simulator(s, stop)]
             await stop.wait()
             await asyncio.gather(*background)
         deps.engine.dispose()
 
     run(_main())
-
-
-def _bank_simulator(s: Settings, stop: asyncio.Event) -> list[asyncio.Task[None]]:
-    """With AIDFLOW_BANK=simulated, a simulated agent bank answers the disbursement files."""
-    if s.bank != "simulated":
-        return []
-    from activities.bank import BankSimulator, SimulatorRules
-
-    sim = BankSimulator(
-        s.effective_bank_dir,
-        SimulatorRules(
-            closed_account_suffixes=tuple(s.bank_sim_closed_suffixes),
-            return_rate=s.bank_sim_return_rate,
-            delay_seconds=s.bank_sim_delay_seconds,
-        ),
-    )
-    return [asyncio.create_task(sim.run_forever(stop))]
 
 
 @config_app.command("show")
@@ -339,11 +333,10 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """A season's fastest possible timeline, or one notice's counted days and end."""
-    from activities.calendars import build_calendar
 
     s = settings()
     try:
-        cal = build_calendar(s.calendar, s.effective_calendar_dir)
+        cal = s.build_calendar()
     except ScheduleFileError as e:
         raise fail(f"bad holiday schedule file: {e}") from None
     try:
@@ -439,7 +432,6 @@ def print_plan(p: SeasonPlan) -> None:
 
 def _api_call(fn: Callable[[Any], Awaitable[T]]) -> T:
     """Connect, build the client API, run ``fn(api)``; refusals exit 1 on one line."""
-    from activities.calendars import build_calendar
     from activities.db import make_engine
     from activities.registry import RegistryReader
     from activities.sealing import Keys
@@ -459,7 +451,7 @@ def _api_call(fn: Callable[[Any], Awaitable[T]]) -> T:
                 client,
                 task_queue=s.task_queue,
                 keys=Keys(s.secret_key_bytes()),
-                calendar=build_calendar(s.calendar, s.effective_calendar_dir),
+                calendar=s.build_calendar(),
                 programmes=dict(BUILTIN_PROGRAMMES),
                 lookup_member=RegistryReader(engine).lookup,
             )

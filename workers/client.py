@@ -11,7 +11,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.client import (
@@ -112,6 +112,8 @@ class AidflowClient:
         bank: str = "simulated",
     ) -> None:
         self.bank = bank
+        # Corrected returns collected this long go out in one re-payment batch.
+        self.repayment_batch_delay = timedelta(hours=1)
         self._seasons: set[str] = set()
         self.client = client
         self.task_queue = task_queue
@@ -297,6 +299,7 @@ class AidflowClient:
             season=season,
             county_code=county_code,
             bank=self.bank,
+            repayment_batch_delay=self.repayment_batch_delay,
         )
 
     def _season_start(
@@ -320,9 +323,8 @@ class AidflowClient:
         wf_id = season_workflow_id(programme, season, county_code)
         if wf_id in self._seasons:
             return wf_id
-        with contextlib.suppress(
-            WorkflowAlreadyStartedError
-        ):  # it ran and finished: the season is over
+        # A season that completed is over: it is not started again.
+        with contextlib.suppress(WorkflowAlreadyStartedError):
             await self.client.start_workflow(
                 SeasonWorkflow.run,
                 self.season_input(programme, season, county_code),

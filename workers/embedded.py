@@ -17,10 +17,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from models import search
 from workers.settings import Settings
@@ -170,3 +170,67 @@ async def wait_for_server(server: DevServer, settings: Settings, within: float =
             last = e
             await asyncio.sleep(0.3)
     raise StackError(f"the Temporal dev server did not answer within {within:.0f}s: {last}")
+
+
+@dataclass
+class RunningStack:
+    server: DevServer
+    client: Any
+    deps: Any
+    settings: Settings
+    stop: asyncio.Event
+
+
+@contextlib.asynccontextmanager
+async def embedded_stack(settings: Settings) -> AsyncIterator[RunningStack]:
+    """Dev server + migrated database + worker + outbox sender (+ bank simulator), until ``stop``."""
+    from activities.db import upgrade
+    from activities.notify import OutboxSender
+    from workers.worker import Dependencies, build_worker, connect, make_runtime
+
+    with single_instance(settings.data_dir):
+        server = start_dev_server(settings)
+        try:
+            await wait_for_server(server, settings)
+            await asyncio.to_thread(upgrade, settings.effective_database_url)
+            local = settings.model_copy(update={"temporal_address": server.address})
+            client = await connect(local, make_runtime(settings.metrics_port))
+            deps = Dependencies.from_settings(settings)
+            worker = build_worker(client, settings.task_queue, deps)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            sender = OutboxSender(deps.engine, settings.channels())
+            async with worker:
+                background = [
+                    asyncio.create_task(sender.run_forever(stop)),
+                    *bank_simulator(settings, stop),
+                ]
+                try:
+                    yield RunningStack(
+                        server=server, client=client, deps=deps, settings=settings, stop=stop
+                    )
+                finally:
+                    stop.set()
+                    await asyncio.gather(*background)
+            deps.engine.dispose()
+        finally:
+            await asyncio.to_thread(server.stop)
+
+
+def bank_simulator(s: Settings, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+    """With AIDFLOW_BANK=simulated, a simulated agent bank answers the disbursement files."""
+    if s.bank != "simulated":
+        return []
+    from activities.bank import BankSimulator, SimulatorRules
+
+    sim = BankSimulator(
+        s.effective_bank_dir,
+        SimulatorRules(
+            closed_account_suffixes=tuple(s.bank_sim_closed_suffixes),
+            return_rate=s.bank_sim_return_rate,
+            delay_seconds=s.bank_sim_delay_seconds,
+        ),
+    )
+    return [asyncio.create_task(sim.run_forever(stop))]

@@ -7,6 +7,7 @@ Precedence, highest first: explicit overrides, environment, ``aidflow.toml``
 from __future__ import annotations
 
 import os
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,7 +54,12 @@ class Settings(BaseSettings):
     # Unset: a random one is created once in data_dir/secret.key.
     secret_key: SecretStr | None = None
 
-    calendar: Literal["state-council"] = "state-council"
+    calendar: Literal["state-council", "compressed"] = "state-council"
+    # The compressed (demo) calendar: calendar_base_day begins at calendar_epoch and
+    # every day lasts calendar_day_seconds. Every worker and client must agree on them.
+    calendar_epoch: datetime | None = None
+    calendar_base_day: date | None = None
+    calendar_day_seconds: float | None = None
     calendar_dir: Path | None = Field(
         None, description="extra holiday schedule files cn-YYYY.txt (default: data_dir/schedules)"
     )
@@ -113,6 +119,17 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite:///{(self.data_dir / 'aidflow.db').resolve()}"
+
+    def build_calendar(self) -> Any:
+        from activities.calendars import build_calendar
+
+        return build_calendar(
+            self.calendar,
+            self.effective_calendar_dir,
+            epoch=self.calendar_epoch,
+            base_day=self.calendar_base_day,
+            day_seconds=self.calendar_day_seconds,
+        )
 
     def channels(self) -> Any:
         from activities.notify import Channels, LogChannel, SmtpChannel, WebhookChannel

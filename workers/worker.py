@@ -20,7 +20,6 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
 from temporalio.worker import Worker
 
-from activities.calendars import build_calendar
 from activities.db import make_engine
 from activities.funds import FundsActivities
 from activities.records import RecordActivities
@@ -46,7 +45,7 @@ class Dependencies:
     def from_settings(cls, settings: Settings) -> Dependencies:
         return cls(
             engine=make_engine(settings.effective_database_url),
-            calendar=build_calendar(settings.calendar, settings.effective_calendar_dir),
+            calendar=settings.build_calendar(),
             keys=Keys(settings.secret_key_bytes()),
             files_dir=settings.files_dir,
             bank_dir=settings.effective_bank_dir,

@@ -1,0 +1,47 @@
+"""`aidflow demo`, shortened: a whole season on the embedded stack with the compressed calendar."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from openpyxl import load_workbook
+from rich.console import Console
+
+from tests.support import free_port
+from workers.demo import run_demo
+from workers.settings import Settings
+
+
+async def test_demo_runs_a_whole_season(tmp_path: Path) -> None:
+    base = Settings(
+        data_dir=tmp_path,
+        grpc_port=free_port(),
+        ui_port=free_port(),
+        metrics_port=None,
+        secret_key="cd" * 32,  # type: ignore[arg-type]
+    )
+    out = tmp_path / "demo.out"
+    with out.open("w") as f:
+        result = await run_demo(
+            base,
+            applicants_count=12,
+            day_seconds=1.5,
+            seed=3,
+            exit_when_done=True,
+            console=Console(file=f, width=140),
+            data_dir=tmp_path / "demo",
+        )
+    assert (
+        result.report_md is not None
+        and result.report_xlsx is not None
+        and result.roster is not None
+    )
+    assert set(result.statuses.values()) <= {"paid", "rejected", "withdrawn"}
+    assert list(result.statuses.values()).count("paid") >= 6
+    md = Path(result.report_md).read_text(encoding="utf-8")
+    assert "阜南县" in md and f"Applications: **{len(result.statuses)}**" in md
+    roster = load_workbook(result.roster).active
+    assert roster is not None and roster.max_row >= 2
+    assert "demo finished" in out.read_text(encoding="utf-8")
+    assert not os.environ.get("AIDFLOW_DATA_DIR")

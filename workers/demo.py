@@ -1,0 +1,445 @@
+"""``aidflow demo``: a live season on the embedded stack, to watch in the Temporal Web UI.
+
+The real programme, workflows, activities, database and bank files; only the
+calendar is compressed (one calendar day lasts ``day_seconds``; weekends and
+holidays keep their shape) and the window is a week long, so the season fits in
+about ten minutes. Simulated officials act through the same client API services
+use: mostly approvals, some rejections, returns for correction and objections;
+the bank returns a few payments, which the villages correct and are re-paid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import tempfile
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from activities.importing import import_places, import_registry
+from activities.registry import RegistryReader
+from models.application import (
+    Actor,
+    ApplicationStatus,
+    CorrectionRequest,
+    DecisionRequest,
+    ObjectionRequest,
+    ObjectionResolution,
+)
+from models.calendar import CompressedCalendar
+from models.domain import DecisionKind, DocumentKind, ObjectionOutcome, Role
+from models.programme import BUILTIN_PROGRAMMES, COUNTY_SUBSIDY_DEMO
+from workers.client import AidflowClient, Refused
+from workers.embedded import RunningStack, embedded_stack
+from workers.settings import Settings
+from workers.synthetic import applicants, registry_csv
+
+PROGRAMME = COUNTY_SUBSIDY_DEMO.code
+SEASON = 2026
+STAGE_ORDER = (
+    "village_review",
+    "village_notice",
+    "township_review",
+    "township_notice",
+    "county_approval",
+    "awaiting_funds",
+    "awaiting_payment",
+    "awaiting_account_correction",
+    "paid",
+    "rejected",
+    "withdrawn",
+)
+REJECT_REASONS = ("家庭经济状况已改善，不符合条件", "非全日制本科在读", "户籍不在本村")
+RETURN_REASONS = ("缺少户主户口簿复印件", "申请表签字不全")
+OBJECTIONS = ("该户家中有经营性收入，经济条件较好", "该生已于今年退学", "申请人家庭人口信息有误")
+
+
+@dataclass
+class DemoResult:
+    statuses: dict[str, str]
+    roster: str | None
+    report_md: str | None
+    report_xlsx: str | None
+    seconds: float
+
+
+@dataclass
+class Officials:
+    """The county's people, acting on what each application waits for."""
+
+    api: AidflowClient
+    calendar: CompressedCalendar
+    rng: random.Random
+    county: str
+    due: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    done: set[tuple[str, str]] = field(default_factory=set)
+    objection_targets: set[str] = field(default_factory=set)
+    returned_once: set[str] = field(default_factory=set)
+    funds_request: str | None = None
+    funds_total: int = 0
+    funds_arrive_at: datetime | None = None
+    funds_arrived: bool = False
+    log: list[str] = field(default_factory=list)
+
+    def days(self, lo: float, hi: float) -> timedelta:
+        return timedelta(seconds=self.rng.uniform(lo, hi) * self.calendar.day_seconds)
+
+    def later(self, wf: str, what: str, lo: float, hi: float) -> bool:
+        """True once the action's (random) delay has passed; schedules it the first time."""
+        key = (wf, what)
+        if key in self.done:
+            return False
+        now = datetime.now(UTC)
+        if key not in self.due:
+            self.due[key] = now + self.days(lo, hi)
+        if now < self.due[key]:
+            return False
+        self.done.add(key)
+        return True
+
+    def official(self, role: Role, st: ApplicationStatus) -> Actor:
+        place = {
+            Role.VILLAGE_COMMITTEE: st.places.village_code,
+            Role.TOWNSHIP_POVERTY_OFFICE: st.places.township_code,
+        }.get(role, st.places.county_code)
+        name = {
+            Role.VILLAGE_COMMITTEE: "村委会主任",
+            Role.TOWNSHIP_POVERTY_OFFICE: "乡镇扶贫专干",
+            Role.COUNTY_EDUCATION_BUREAU: "县教育局资助中心",
+        }.get(role, "县财政局")
+        return Actor(id=f"{role.value}-{place[-4:]}", name=name, role=role, place_code=place)
+
+    async def act(self, st: ApplicationStatus) -> None:
+        wf, stage = st.workflow_id, st.stage
+        try:
+            if stage in ("village_review", "township_review", "county_approval"):
+                await self._review(st)
+            elif stage == "village_notice" and st.notice is not None:
+                await self._notice(st)
+            elif stage == "awaiting_account_correction" and self.later(wf, "account", 0.5, 1.5):
+                await self.api.correct_account(
+                    wf,
+                    self.official(Role.VILLAGE_COMMITTEE, st),
+                    bank_name="阜南农商银行",
+                    account_number=f"62302099{self.rng.randint(0, 10**11 - 1):011d}",
+                    account_holder="户主",
+                )
+                self.log.append(f"{wf[-6:]}: 村委会更正一卡通账户 / village corrected the account")
+        except Refused as r:
+            self.log.append(f"{wf[-6:]}: refused: {r}")
+
+    async def _review(self, st: ApplicationStatus) -> None:
+        wf, stage = st.workflow_id, st.stage
+        role = {
+            "village_review": Role.VILLAGE_COMMITTEE,
+            "township_review": Role.TOWNSHIP_POVERTY_OFFICE,
+        }.get(stage, Role.COUNTY_EDUCATION_BUREAU)
+        if st.waiting_for == Role.APPLICANT.value:
+            if self.later(wf, f"correct-{stage}", 0.5, 1.5):
+                await self.api.correct(
+                    wf,
+                    CorrectionRequest(
+                        request_id=uuid.uuid4().hex,
+                        actor=Actor(id=f"applicant-{wf[-6:]}", name="申请人", role=Role.APPLICANT),
+                        documents={DocumentKind.HOUSEHOLD_REGISTER_HEAD: 1},
+                        note="已补交",
+                    ),
+                )
+                self.log.append(f"{wf[-6:]}: 申请人补交材料 / applicant corrected")
+            return
+        if not self.later(wf, f"decide-{stage}-{len(self.returned_once & {wf})}", 0.3, 2.0):
+            return
+        roll = self.rng.random()
+        decision, reason = DecisionKind.APPROVE, ""
+        if stage == "village_review" and wf not in self.returned_once and roll < 0.10:
+            decision, reason = DecisionKind.RETURN_FOR_CORRECTION, self.rng.choice(RETURN_REASONS)
+            self.returned_once.add(wf)
+        elif roll > 0.96 - (0.02 if stage == "village_review" else 0):
+            decision, reason = DecisionKind.REJECT, self.rng.choice(REJECT_REASONS)
+        await self.api.decide(
+            wf,
+            DecisionRequest(
+                request_id=uuid.uuid4().hex,
+                actor=self.official(role, st),
+                stage=stage,
+                decision=decision,
+                reason=reason,
+            ),
+        )
+        self.log.append(
+            f"{wf[-6:]}: {stage} {decision.value}" + (f"（{reason}）" if reason else "")
+        )
+
+    async def _notice(self, st: ApplicationStatus) -> None:
+        wf = st.workflow_id
+        assert st.notice is not None
+        now = datetime.now(UTC)
+        if (
+            wf in self.objection_targets
+            and now < st.notice.ends_at
+            and self.later(wf, "object", 0.2, 2.0)
+        ):
+            await self.api.lodge_objection(
+                wf,
+                ObjectionRequest(
+                    request_id=uuid.uuid4().hex,
+                    actor=Actor(
+                        id=f"villager-{self.rng.randint(1, 99)}", name="村民", role=Role.PUBLIC
+                    ),
+                    text=self.rng.choice(OBJECTIONS),
+                    contact=f"139{self.rng.randint(0, 10**8 - 1):08d}",
+                ),
+            )
+            self.log.append(f"{wf[-6:]}: 村民提出异议 / objection lodged")
+        for o in st.objections:
+            if o.outcome is None and self.later(wf, f"resolve-{o.id}", 0.5, 2.5):
+                upheld = sorted(self.objection_targets)[0] == wf
+                await self.api.resolve_objection(
+                    wf,
+                    ObjectionResolution(
+                        request_id=uuid.uuid4().hex,
+                        actor=self.official(Role.VILLAGE_COMMITTEE, st),
+                        objection_id=o.id,
+                        outcome=ObjectionOutcome.UPHELD if upheld else ObjectionOutcome.DISMISSED,
+                        reason="经入户核实情况属实" if upheld else "经入户核实，家庭情况符合条件",
+                    ),
+                )
+                self.log.append(
+                    f"{wf[-6:]}: 异议{'成立' if upheld else '不成立'} / objection {'upheld' if upheld else 'dismissed'}"
+                )
+
+    async def county_funds(self, statuses: dict[str, ApplicationStatus]) -> None:
+        """The bureau asks for the funds once nothing is left before county approval; finance pays a day later."""
+        stages = Counter(s.stage for s in statuses.values())
+        before = sum(stages[s] for s in STAGE_ORDER[:5])
+        if self.funds_request is None and stages["awaiting_funds"] and before == 0:
+            bureau = Actor(
+                id="county-bureau-1",
+                name="县教育局资助中心",
+                role=Role.COUNTY_EDUCATION_BUREAU,
+                place_code=self.county,
+            )
+            summary = await self.api.request_funds(PROGRAMME, SEASON, self.county, bureau)
+            self.funds_request, self.funds_total = summary.request_id, summary.total_cny
+            self.funds_arrive_at = datetime.now(UTC) + self.days(1, 1.5)
+            self.log.append(
+                f"县教育局资金申请 {summary.request_id}: {summary.count} 人 {summary.total_cny} 元; roster {summary.roster_path}"
+            )
+        if (
+            self.funds_request
+            and not self.funds_arrived
+            and self.funds_arrive_at
+            and datetime.now(UTC) >= self.funds_arrive_at
+        ):
+            finance = Actor(
+                id="county-finance-1",
+                name="县财政局",
+                role=Role.COUNTY_FINANCE,
+                place_code=self.county,
+            )
+            result = await self.api.funds_arrived(
+                PROGRAMME,
+                SEASON,
+                self.county,
+                finance,
+                self.funds_request,
+                self.funds_total,
+                f"CZ{SEASON}-001",
+            )
+            self.funds_arrived = True
+            self.log.append(
+                f"资金到位 / funds arrived: {result.released} released, batch {result.batch_id}"
+            )
+
+
+def demo_settings(base: Settings, day_seconds: float, data_dir: Path | None = None) -> Settings:
+    epoch = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+    return base.model_copy(
+        update={
+            "data_dir": data_dir or base.data_dir / "demo",
+            "calendar": "compressed",
+            "calendar_epoch": epoch,
+            "calendar_base_day": date(SEASON, 8, 1),
+            "calendar_day_seconds": day_seconds,
+            "bank": "simulated",
+            "bank_sim_delay_seconds": min(day_seconds, 5.0),
+        }
+    )
+
+
+async def run_demo(
+    base: Settings,
+    *,
+    applicants_count: int = 50,
+    day_seconds: float = 10.0,
+    seed: int = 7,
+    console: Console | None = None,
+    exit_when_done: bool = False,
+    data_dir: Path | None = None,
+) -> DemoResult:
+    console = console or Console()
+    settings = demo_settings(base, day_seconds, data_dir)
+    shutil.rmtree(settings.data_dir, ignore_errors=True)  # a demo starts from nothing
+    rng = random.Random(seed)
+    forms = applicants(applicants_count, SEASON, seed, programme=PROGRAMME)
+    # The bank returns a few payments (closed accounts); the villages correct them.
+    returned = rng.sample(range(applicants_count), k=max(2, applicants_count // 10))
+    settings = settings.model_copy(
+        update={"bank_sim_closed_suffixes": [forms[i].account_number[-6:] for i in returned]}
+    )
+    started = datetime.now(UTC)
+    async with embedded_stack(settings) as stack:
+        return await _drive(stack, settings, forms, rng, console, started, exit_when_done)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _drive(
+    stack: RunningStack,
+    settings: Settings,
+    forms: list[Any],
+    rng: random.Random,
+    console: Console,
+    started: datetime,
+    exit_when_done: bool,
+) -> DemoResult:
+    from activities.sealing import Keys
+
+    deps = stack.deps
+    calendar = deps.calendar
+    assert isinstance(calendar, CompressedCalendar)
+    with tempfile.TemporaryDirectory() as tmp:
+        places = Path(tmp) / "places.csv"
+        from importlib import resources
+
+        places.write_text(
+            resources.files("models.sample").joinpath("places.csv").read_text(encoding="utf-8"),
+            encoding="utf-8",
+        )
+        import_places(deps.engine, places)
+        reg = Path(tmp) / "registry.csv"
+        reg.write_text(registry_csv(forms, SEASON), encoding="utf-8")
+        keys = Keys(settings.secret_key_bytes())
+        import_registry(deps.engine, reg, keys.hash_id)
+    api = AidflowClient(
+        stack.client,
+        task_queue=settings.task_queue,
+        keys=keys,
+        calendar=calendar,
+        programmes=dict(BUILTIN_PROGRAMMES),
+        lookup_member=RegistryReader(deps.engine).lookup,
+    )
+    api.repayment_batch_delay = timedelta(seconds=calendar.day_seconds)
+    county = forms[0].places.county_code
+    officials = Officials(api=api, calendar=calendar, rng=rng, county=county)
+    # Applicants come in over the first five days of the one-week window.
+    submit_at = sorted(
+        calendar.day_start(date(SEASON, 8, 1)) + officials.days(0.05, 5) for _ in forms
+    )
+    pending = list(zip(submit_at, forms, strict=True))
+    workflow_ids: list[str] = []
+    statuses: dict[str, ApplicationStatus] = {}
+    season_id = None
+
+    def view() -> Group:
+        today = calendar.clock_of(datetime.now(UTC))
+        counts = Counter(s.stage for s in statuses.values())
+        table = Table(
+            title=f"aidflow demo · {COUNTY_SUBSIDY_DEMO.name_zh} {SEASON} · 演示日期 {today:%Y-%m-%d %a %H:%M}"
+        )
+        table.add_column("stage")
+        table.add_column("applications", justify="right")
+        table.add_column("overdue", justify="right")
+        for stage in STAGE_ORDER:
+            od = sum(1 for s in statuses.values() if s.stage == stage and s.overdue)
+            table.add_row(stage, str(counts.get(stage, 0)), str(od) if od else "")
+        table.add_row("[dim]not yet submitted[/dim]", str(len(pending)), "")
+        info = Panel.fit(
+            f"Web UI: [link]{stack.server.ui_url}[/link]   (one calendar day = {calendar.day_seconds:g} s)\n"
+            + "\n".join(officials.log[-8:]),
+            title="what is happening",
+        )
+        return Group(table, info)
+
+    report = None
+    with Live(view(), console=console, refresh_per_second=2, transient=False) as live:
+        while not stack.stop.is_set():
+            now = datetime.now(UTC)
+            while pending and pending[0][0] <= now:
+                _, f = pending.pop(0)
+                try:
+                    wf = await api.submit(f)
+                    workflow_ids.append(wf)
+                    if len(workflow_ids) % 12 == 3:
+                        officials.objection_targets.add(wf)
+                except Refused as r:
+                    officials.log.append(f"intake refused: {r}")
+                season_id = season_id or api.started_seasons()[0]
+            results = await asyncio.gather(
+                *(api.status(wf) for wf in workflow_ids), return_exceptions=True
+            )
+            for wf, st in zip(workflow_ids, results, strict=True):
+                if isinstance(st, ApplicationStatus):
+                    statuses[wf] = st
+            await asyncio.gather(
+                *(
+                    officials.act(st)
+                    for st in statuses.values()
+                    if st.stage not in ("paid", "rejected", "withdrawn")
+                )
+            )
+            try:
+                await officials.county_funds(statuses)
+            except Refused as r:
+                officials.log.append(f"funds refused: {r}")
+            if (
+                not pending
+                and statuses
+                and all(s.stage in ("paid", "rejected", "withdrawn") for s in statuses.values())
+            ):
+                report = await _season_report(api, season_id)
+                if report is not None:
+                    live.update(view())
+                    break
+            live.update(view())
+            await asyncio.sleep(0.5)
+        seconds = (datetime.now(UTC) - started).total_seconds()
+        roster = next(
+            (line.split("roster ", 1)[1] for line in officials.log if "roster " in line), None
+        )
+    if report is not None:
+        console.print(
+            Panel.fit(
+                f"Finished in {seconds:.0f} s.\nRoster (花名册): {roster}\nSeason report: {report.markdown}\n"
+                f"                {report.xlsx}\nWeb UI: {stack.server.ui_url}",
+                title="demo finished",
+            )
+        )
+        if not exit_when_done:
+            console.print("The stack stays up for you to explore. Ctrl-C stops it.")
+            await stack.stop.wait()
+    return DemoResult(
+        statuses={k: v.stage for k, v in statuses.items()},
+        roster=roster,
+        report_md=report.markdown if report else None,
+        report_xlsx=report.xlsx if report else None,
+        seconds=seconds,
+    )
+
+
+async def _season_report(api: AidflowClient, season_id: str | None) -> Any:
+    if season_id is None:
+        return None
+    from workflows.season import SeasonWorkflow
+
+    handle = api.client.get_workflow_handle_for(SeasonWorkflow.run, season_id)
+    return await handle.query(SeasonWorkflow.report)

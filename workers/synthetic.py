@@ -1,0 +1,140 @@
+"""Synthetic applicants in the sample county, for the demo, the simulation and benchmarks.
+
+Identity numbers are generated with valid GB 11643 check digits in the sample
+county's region code; they belong to nobody.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from dataclasses import dataclass
+from importlib import resources
+
+from models.application import ApplicationForm, Places
+from models.domain import DocumentKind, EducationLevel
+from models.privacy import national_id_check_char
+
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢"
+GIVEN = (
+    "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍红梅鹏飞晨浩宇欣怡子涵思雨佳琪梓轩一诺"
+)
+UNIVERSITIES = (
+    "安徽大学",
+    "合肥工业大学",
+    "安徽师范大学",
+    "阜阳师范大学",
+    "安徽农业大学",
+    "安徽医科大学",
+    "中国科学技术大学",
+)
+
+
+@dataclass(frozen=True)
+class Village:
+    places: Places
+
+
+def sample_villages() -> list[Village]:
+    rows = list(
+        csv.DictReader(
+            io.StringIO(
+                resources.files("models.sample").joinpath("places.csv").read_text(encoding="utf-8")
+            )
+        )
+    )
+    names = {r["code"]: r["name"] for r in rows}
+    county = next(r for r in rows if r["level"] == "county")
+    out = []
+    for r in rows:
+        if r["level"] != "village":
+            continue
+        township = r["parent_code"]
+        out.append(
+            Village(
+                Places(
+                    county_code=county["code"],
+                    township_code=township,
+                    village_code=r["code"],
+                    county_name=county["name"],
+                    township_name=names[township],
+                    village_name=r["name"],
+                )
+            )
+        )
+    return out
+
+
+def national_id(serial: int, birth_year: int) -> str:
+    first17 = f"341225{birth_year}{(serial % 12) + 1:02d}{(serial % 28) + 1:02d}{serial % 1000:03d}"
+    return first17 + national_id_check_char(first17)
+
+
+def applicants(
+    n: int, season: int, seed: int, programme: str = "county-subsidy"
+) -> list[ApplicationForm]:
+    rng = random.Random(seed)
+    villages = sample_villages()
+    forms = []
+    for i in range(1, n + 1):
+        v = villages[(i - 1) % len(villages)]
+        name = rng.choice(SURNAMES) + "".join(rng.choice(GIVEN) for _ in range(rng.choice((1, 2))))
+        forms.append(
+            ApplicationForm(
+                programme=programme,
+                season=season,
+                applicant_name=name,
+                national_id=national_id(i, season - 19 + rng.randint(-1, 1)),
+                phone=f"138{rng.randint(0, 99_999_999):08d}",
+                household_no=f"HH{season}{i:05d}",
+                places=v.places,
+                university=rng.choice(UNIVERSITIES),
+                education_level=EducationLevel.UNDERGRADUATE_FULL_TIME,
+                freshman=rng.random() < 0.3,
+                bank_name="阜南农商银行",
+                account_number=f"62302012{i:011d}",
+                account_holder=name[0] + "某",
+                documents={
+                    DocumentKind.APPLICATION_FORM: 3,
+                    DocumentKind.HOUSEHOLD_REGISTER_HEAD: 1,
+                    DocumentKind.HOUSEHOLD_REGISTER_STUDENT: 1,
+                    DocumentKind.IDENTITY_CARD: 1,
+                    DocumentKind.STUDENT_CARD: 1,
+                    DocumentKind.SUBSIDY_CARD_PASSBOOK: 1,
+                },
+            )
+        )
+    return forms
+
+
+def registry_csv(forms: list[ApplicationForm], season: int) -> str:
+    """The registered-poor households of these applicants, as the registry import reads them."""
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(
+        [
+            "household_no",
+            "head_name",
+            "member_ids",
+            "county_code",
+            "township_code",
+            "village_code",
+            "status",
+            "year",
+        ]
+    )
+    for f in forms:
+        w.writerow(
+            [
+                f.household_no,
+                f.account_holder,
+                f.national_id,
+                f.places.county_code,
+                f.places.township_code,
+                f.places.village_code,
+                "active",
+                season,
+            ]
+        )
+    return out.getvalue()
