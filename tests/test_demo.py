@@ -19,7 +19,7 @@ async def test_demo_runs_a_whole_season(tmp_path: Path) -> None:
         grpc_port=free_port(),
         ui_port=free_port(),
         metrics_port=None,
-        secret_key="cd" * 32,  # type: ignore[arg-type]
+        secret_key="cd" * 32,
     )
     out = tmp_path / "demo.out"
     with out.open("w") as f:
