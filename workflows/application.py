@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -638,14 +639,11 @@ class ApplicationWorkflow:
 
     @workflow.update
     async def decide(self, req: DecisionRequest) -> RequestResult:
-        if req.request_id in self._results:
-            return self._results[req.request_id]
-        return self._apply_decision(req)
+        return self._answer(req, self._apply_decision)
 
     @decide.validator
     def _validate_decide(self, req: DecisionRequest) -> None:
-        if req.request_id not in self._results:
-            self._check_decision(req)
+        self._validate(req, self._check_decision)
 
     @workflow.signal(name="decide_signal")
     def decide_signal(self, req: DecisionRequest) -> None:
@@ -737,14 +735,11 @@ class ApplicationWorkflow:
 
     @workflow.update
     async def correct(self, req: CorrectionRequest) -> RequestResult:
-        if req.request_id in self._results:
-            return self._results[req.request_id]
-        return self._apply_correction(req)
+        return self._answer(req, self._apply_correction)
 
     @correct.validator
     def _validate_correct(self, req: CorrectionRequest) -> None:
-        if req.request_id not in self._results:
-            self._check_correction(req)
+        self._validate(req, self._check_correction)
 
     @workflow.signal(name="correct_signal")
     def correct_signal(self, req: CorrectionRequest) -> None:
@@ -800,14 +795,11 @@ class ApplicationWorkflow:
 
     @workflow.update
     async def lodge_objection(self, req: ObjectionRequest) -> RequestResult:
-        if req.request_id in self._results:
-            return self._results[req.request_id]
-        return self._apply_objection(req)
+        return self._answer(req, self._apply_objection)
 
     @lodge_objection.validator
     def _validate_objection(self, req: ObjectionRequest) -> None:
-        if req.request_id not in self._results:
-            self._check_objection(req)
+        self._validate(req, self._check_objection)
 
     @workflow.signal(name="lodge_objection_signal")
     def lodge_objection_signal(self, req: ObjectionRequest) -> None:
@@ -878,14 +870,11 @@ class ApplicationWorkflow:
 
     @workflow.update
     async def resolve_objection(self, req: ObjectionResolution) -> RequestResult:
-        if req.request_id in self._results:
-            return self._results[req.request_id]
-        return self._apply_resolution(req)
+        return self._answer(req, self._apply_resolution)
 
     @resolve_objection.validator
     def _validate_resolution(self, req: ObjectionResolution) -> None:
-        if req.request_id not in self._results:
-            self._check_resolution(req)
+        self._validate(req, self._check_resolution)
 
     @workflow.signal(name="resolve_objection_signal")
     def resolve_objection_signal(self, req: ObjectionResolution) -> None:
@@ -985,14 +974,11 @@ class ApplicationWorkflow:
 
     @workflow.update
     async def post_notice(self, req: NoticePosting) -> RequestResult:
-        if req.request_id in self._results:
-            return self._results[req.request_id]
-        return self._apply_posting(req)
+        return self._answer(req, self._apply_posting)
 
     @post_notice.validator
     def _validate_posting(self, req: NoticePosting) -> None:
-        if req.request_id not in self._results:
-            self._check_posting(req)
+        self._validate(req, self._check_posting)
 
     @workflow.signal(name="post_notice_signal")
     def post_notice_signal(self, req: NoticePosting) -> None:
@@ -1044,14 +1030,11 @@ class ApplicationWorkflow:
 
     @workflow.update
     async def withdraw(self, req: WithdrawalRequest) -> RequestResult:
-        if req.request_id in self._results:
-            return self._results[req.request_id]
-        return self._apply_withdrawal(req)
+        return self._answer(req, self._apply_withdrawal)
 
     @withdraw.validator
     def _validate_withdrawal(self, req: WithdrawalRequest) -> None:
-        if req.request_id not in self._results:
-            self._check_withdrawal(req)
+        self._validate(req, self._check_withdrawal)
 
     @workflow.signal(name="withdraw_signal")
     def withdraw_signal(self, req: WithdrawalRequest) -> None:
@@ -1116,6 +1099,16 @@ class ApplicationWorkflow:
         return self._programme.model_dump(mode="json")
 
     # -------------------------------------------------------------- helpers
+
+    def _answer(self, req: Any, apply: Callable[[Any], RequestResult]) -> RequestResult:
+        """R4: a repeated request id gets the first answer and changes nothing."""
+        if req.request_id in self._results:
+            return self._results[req.request_id]
+        return apply(req)
+
+    def _validate(self, req: Any, check: Callable[[Any], None]) -> None:
+        if req.request_id not in self._results:
+            check(req)
 
     def _via_signal(self, req: Any, check: Any, apply: Any) -> None:
         if req.request_id in self._results:
