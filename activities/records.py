@@ -145,7 +145,7 @@ class RecordActivities:
     ) -> None:
         params = {
             "name": snap.applicant_name,
-            "programme": snap.programme,
+            "programme": snap.programme_name or snap.programme,
             "season": snap.season,
             "app": snap.workflow_id.rsplit("/", 1)[-1],
             "amount": snap.amount_cny,

@@ -14,7 +14,7 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     ),
     "work_waiting": (
         "待办：{stage}",
-        "{office}：{programme}申请 {app}（{name}）已进入{stage}，请及时办理。",
+        "{office}：{programme}申请 {app}（{name}）已进入{stage}，请及时办理。{provisional_note}",
     ),
     "notice_posted": (
         "公示已张贴",
@@ -35,11 +35,11 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     ),
     "overdue": (
         "逾期提醒",
-        "{office}：申请 {app}（{name}）未能在{on}前完成“{date}”，目前处于{stage}。",
+        "{office}：申请 {app}（{name}）未能在{on}前完成“{date}”，目前处于{stage}。{provisional_note}",
     ),
     "at_risk": (
         "时间节点风险",
-        "{office}：按工作日推算，申请 {app} 可能无法在{on}前完成“{date}”，请尽早安排。",
+        "{office}：按工作日推算，申请 {app} 可能无法在{on}前完成“{date}”，请尽早安排。{provisional_note}",
     ),
     "paid": (
         "补贴已发放",
@@ -64,7 +64,9 @@ def render(template: str, params: dict[str, Any], *, role: Role | None = None) -
     subject, body = TEMPLATES[template]
     values = dict(params)
     values.setdefault("office", ROLE_NAME_ZH.get(role, "") if role else "")
-    values["provisional_note"] = "（依据暂定节假日安排推算）" if values.get("provisional") else ""
+    values["provisional_note"] = (
+        "（依据暂定节假日安排推算，以国务院正式安排为准）" if values.get("provisional") else ""
+    )
     return subject.format_map(_Default(values)), body.format_map(_Default(values))
 
 

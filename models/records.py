@@ -108,6 +108,7 @@ class ApplicationSnapshot(_Model):
 
     workflow_id: str
     programme: str
+    programme_name: str = ""
     season: int
     places: Places
     applicant_name: str

@@ -252,6 +252,37 @@ async def test_funds_arriving_late_marks_overdue(
     assert desc.typed_search_attributes.get(search.OVERDUE) is True
 
 
+async def test_payment_limit_passing_marks_overdue(
+    new_case: Callable[..., Awaitable[Case]], app_stack: AppStack, ts_env: WorkflowEnvironment
+) -> None:
+    case = await new_case()
+    await to_awaiting_funds(case)
+    app_stack.bank.rules.delay_seconds = 10_000  # the bank does not answer in time
+    season = await season_handle(app_stack)
+    await advance(ts_env, season, cst(9, 18, 0, 2))
+    summary = await app_stack.api.request_funds(
+        "county-subsidy", 2027, COUNTY, BUREAU, request_id="fr-late-bank"
+    )
+    arrival = await app_stack.api.funds_arrived(
+        "county-subsidy", 2027, COUNTY, FINANCE, summary.request_id, summary.total_cny, "CZ-late"
+    )
+    assert arrival.pay_by == cst(9, 21)
+    await case.wait_for(
+        lambda s: s.stage == "awaiting_payment" and "at the bank" in s.details_en,
+        "sent to the bank",
+    )
+    await case.advance_to(cst(9, 21, 0, 5))
+    st = await case.wait_for(lambda s: "payment_limit" in s.overdue, "payment limit overdue")
+    assert "payout" in st.overdue and "payment within 10 days" in st.details_en
+
+    async def county_told() -> bool:
+        with Session(app_stack.engine) as s:
+            msgs = s.exec(select(OutboxMessage).where(OutboxMessage.workflow_id == case.wf)).all()
+        return any("资金到位后10日内发放" in m.body and "暂定" in m.body for m in msgs)
+
+    await eventually(county_told, "the county told, with the provisional note")
+
+
 async def test_wrong_actor_cannot_request_or_release_funds(app_stack: AppStack) -> None:
     with pytest.raises(Refused, match="needs county_education_bureau"):
         await app_stack.api.request_funds("county-subsidy", 2027, COUNTY, village_official())

@@ -1322,6 +1322,12 @@ class ApplicationWorkflow:
         self._trail.append(event)
         self._unsaved.append(event)
         if notify:
+            if self._schedule is not None and self._schedule.provisional_years:
+                # Dates computed from a provisional holiday schedule say so (calendar issue).
+                notify = [
+                    n.model_copy(update={"params": {**n.params, "provisional": True}})
+                    for n in notify
+                ]
             self._unsaved_notes[event.seq] = notify
         workflow.logger.info(summary, extra={"event": kind, "seq": event.seq, "stage": event.stage})
 
@@ -1330,6 +1336,7 @@ class ApplicationWorkflow:
         return ApplicationSnapshot(
             workflow_id=self._inp.workflow_id,
             programme=self._programme.code,
+            programme_name=self._programme.name_zh,
             season=self._inp.season,
             places=self._inp.places,
             applicant_name=a.name,
