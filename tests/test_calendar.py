@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
@@ -270,3 +272,55 @@ def test_compressed_calendar_keeps_the_shape_of_weeks(calendar: WorkingCalendar)
     plan = plan_season(COUNTY_SUBSIDY, 2026, fast)
     real = plan_season(COUNTY_SUBSIDY, 2026, calendar)
     assert [s.meets_due for s in plan.steps] == [s.meets_due for s in real.steps]
+
+
+def _aidflow(
+    *args: str, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIDFLOW_")} | (env_extra or {})
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "aidflow"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def test_plan_command_table_and_json() -> None:
+    r = _aidflow("plan", "--season", "2026")
+    assert r.returncode == 0, r.stderr
+    assert "township public notice" in r.stdout and "NO, 4.0 days late" in r.stdout
+    assert "CANNOT be met" in r.stdout and "PROVISIONAL" not in r.stdout
+    j = json.loads(_aidflow("plan", "--season", "2026", "--json").stdout)
+    notice = next(s for s in j["steps"] if s["stage"] == "township_notice")
+    assert notice["earliest_end"] == "2026-09-15T00:00:00+08:00" and not notice["meets_due"]
+    assert j["at_risk"] == ["township_notice"]
+    assert "PROVISIONAL" in _aidflow("plan", "--season", "2027").stdout
+
+
+def test_plan_command_one_notice_and_errors(tmp_path: Path) -> None:
+    r = _aidflow("plan", "--notice-days", "5", "--posted", "2026-09-01T09:30+08:00", "--json")
+    j = json.loads(r.stdout)
+    assert j["counted_days"] == [
+        "2026-09-02",
+        "2026-09-03",
+        "2026-09-04",
+        "2026-09-07",
+        "2026-09-08",
+    ]
+    assert j["ends_at"] == "2026-09-09T00:00:00+08:00"
+    r = _aidflow("plan", "--season", "2028")
+    assert (
+        r.returncode == 1
+        and "no working-day data for 2028" in r.stderr
+        and "Traceback" not in r.stderr
+    )
+    (tmp_path / "cn-2028.txt").write_text(
+        "year: 2028\nstatus: official\nsource: x\nholiday 2028-13-01 x\n"
+    )
+    r = _aidflow("plan", "--season", "2028", env_extra={"AIDFLOW_CALENDAR_DIR": str(tmp_path)})
+    assert r.returncode == 1 and "line 4" in r.stderr and "Traceback" not in r.stderr
