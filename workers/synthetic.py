@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass
 from importlib import resources
 
+from activities.importing import REGISTRY_COLUMNS
 from models.application import ApplicationForm, Places
 from models.domain import DocumentKind, EducationLevel
 from models.privacy import national_id_check_char
@@ -112,18 +113,7 @@ def registry_csv(forms: list[ApplicationForm], season: int) -> str:
     """The registered-poor households of these applicants, as the registry import reads them."""
     out = io.StringIO()
     w = csv.writer(out)
-    w.writerow(
-        [
-            "household_no",
-            "head_name",
-            "member_ids",
-            "county_code",
-            "township_code",
-            "village_code",
-            "status",
-            "year",
-        ]
-    )
+    w.writerow(REGISTRY_COLUMNS)
     for f in forms:
         w.writerow(
             [
