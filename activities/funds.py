@@ -108,13 +108,11 @@ class FundsActivities:
         with Session(self._engine) as s, s.begin():
             existing = s.get(FundsRequest, req.request_id)
             if existing is not None:
-                ids = list(
-                    s.exec(
-                        select(FundsRequestItem.workflow_id).where(
-                            FundsRequestItem.request_id == req.request_id
-                        )
-                    ).all()
-                )
+                items = s.exec(
+                    select(FundsRequestItem).where(FundsRequestItem.request_id == req.request_id)
+                ).all()
+                ids = sorted(i.workflow_id for i in items)
+                amounts = {i.workflow_id: i.amount_cny for i in items}
                 return FundsRequestSummary(
                     request_id=existing.id,
                     county_code=existing.county_code,
@@ -122,7 +120,8 @@ class FundsActivities:
                     count=existing.count,
                     total_cny=existing.total_cny,
                     roster_path=existing.roster_path,
-                    workflow_ids=sorted(ids),
+                    workflow_ids=ids,
+                    amounts=amounts,
                     created=False,
                 )
             on_request = select(FundsRequestItem.workflow_id)
@@ -159,6 +158,7 @@ class FundsActivities:
             )
             s.flush()
             ids = [r.workflow_id for r in rows]
+            amounts = {r.workflow_id: r.amount_cny for r in rows}
             for r in rows:
                 s.add(
                     FundsRequestItem(
@@ -175,6 +175,7 @@ class FundsActivities:
             total_cny=total,
             roster_path=str(roster),
             workflow_ids=ids,
+            amounts=amounts,
         )
 
     @staticmethod

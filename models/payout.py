@@ -88,6 +88,7 @@ class FundsRequestSummary(_Model):
     total_cny: int
     roster_path: str
     workflow_ids: list[str]
+    amounts: dict[str, int] = Field(default_factory=dict)  # approved amount by workflow id
     created: bool = True  # False when the request already existed (a repeat)
 
 

@@ -227,10 +227,9 @@ class SeasonWorkflow:
         for wf in request.workflow_ids:
             await workflow.get_external_workflow_handle(wf).signal("funds_released", release)
         self._unsettled.update(request.workflow_ids)
-        amounts = await self._amounts(request)
         batch_id = self._start_batch(
             [
-                PayItem(workflow_id=wf, amount_cny=amounts[wf], attempt=1)
+                PayItem(workflow_id=wf, amount_cny=self._approved_amount(request, wf), attempt=1)
                 for wf in request.workflow_ids
             ]
         )
@@ -244,11 +243,11 @@ class SeasonWorkflow:
         self._describe()
         return result
 
-    async def _amounts(self, request: FundsRequestSummary) -> dict[str, int]:
-        # Every application of the county subsidy has the programme's one amount; the
-        # batch activity checks each against the approved amount on file.
-        amount = self._inp.programme.amounts[0].amount_cny
-        return {wf: amount for wf in request.workflow_ids}
+    def _approved_amount(self, request: FundsRequestSummary, workflow_id: str) -> int:
+        """The amount on the request's roster (the approved amount on file). Requests
+        recorded before the roster carried amounts fall back to the programme's one
+        amount, as they were paid; the batch activity checks it against the file."""
+        return request.amounts.get(workflow_id, self._inp.programme.amounts[0].amount_cny)
 
     @funds_arrived.validator
     def _check_arrival(self, msg: FundsArrival) -> None:
