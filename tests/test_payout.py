@@ -24,7 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.funds import FundsActivities, PaymentResults
 from activities.report import build_report, to_markdown
 from activities.sealing import Keys
-from activities.tables import OutboxMessage, Payment
+from activities.tables import ApplicationRow, OutboxMessage, Payment
 from models.application import Actor, WithdrawalRequest
 from models.calendar import WorkingCalendar
 from models.domain import DecisionKind, Role
@@ -98,15 +98,7 @@ async def test_full_season_paid_returned_repaid_and_reported(
 ) -> None:
     api, engine = app_stack.api, app_stack.engine
     good = [await new_case() for _ in range(2)]
-    closed = await new_case()
-    # The bank will return the payment to this one's account (closed account).
-    closed_account = (
-        await api.status(closed.wf)
-    ).applicant_masked  # masked; the rule uses the account's last digits
-    del closed_account
-    row_suffix = None
-    from activities.tables import ApplicationRow
-
+    closed = await new_case()  # the bank will return its payment: a closed account
     rejected = await new_case()
     withdrawn = await new_case()
     for c in [*good, closed]:
@@ -123,8 +115,8 @@ async def test_full_season_paid_returned_repaid_and_reported(
     with Session(engine) as s:
         row = s.get(ApplicationRow, closed.wf)
         assert row is not None
-        row_suffix = app_stack.deps.keys.open(row.account_sealed)[-5:]
-    app_stack.bank.rules.closed_account_suffixes = (row_suffix,)
+        closed_suffix = app_stack.deps.keys.open(row.account_sealed)[-5:]
+    app_stack.bank.rules.closed_account_suffixes = (closed_suffix,)
 
     season = await season_handle(app_stack)
     await advance(ts_env, season, cst(9, 18, 0, 2))
