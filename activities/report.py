@@ -56,6 +56,28 @@ class SeasonReport(BaseModel):
     roster: list[dict[str, Any]]
 
 
+# Stages an application reaches only after the county approved it.
+_COUNTY_APPROVED = frozenset(
+    {"awaiting_funds", "awaiting_payment", "awaiting_account_correction", "paid"}
+)
+_GROUP_COLUMNS = ["code", "name", "applications", "approved CNY", "paid", "paid CNY", "rejected"]
+_GROUP_KEYS = ["code", "name", "applications", "approved_cny", "paid", "paid_cny", "rejected"]
+
+
+def _group_markdown(title: str, groups: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"## By {title}",
+        "",
+        f"| {title} | applications | paid | paid CNY | rejected |",
+        "|---|---:|---:|---:|---:|",
+        *[
+            f"| {g['name']} | {g['applications']} | {g['paid']} | {g['paid_cny']:,} | {g['rejected']} |"
+            for g in groups
+        ],
+        "",
+    ]
+
+
 def build_report(engine: Engine, programme: str, season: int, county_code: str) -> SeasonReport:
     with Session(engine) as s:
         rows = s.exec(
@@ -95,13 +117,8 @@ def build_report(engine: Engine, programme: str, season: int, county_code: str) 
             code = getattr(r, key)
             g = acc[code]
             g["applications"] += 1
-            if r.stage not in ("rejected", "withdrawn"):
-                g["approved_cny"] += (
-                    r.amount_cny
-                    if r.stage
-                    in ("awaiting_funds", "awaiting_payment", "awaiting_account_correction", "paid")
-                    else 0
-                )
+            if r.stage in _COUNTY_APPROVED:
+                g["approved_cny"] += r.amount_cny
             if r.workflow_id in paid_by_wf:
                 g["paid"] += 1
                 g["paid_cny"] += r.amount_cny
@@ -191,24 +208,8 @@ def to_markdown(r: SeasonReport) -> str:
         "|---|---:|",
         *[f"| {k} | {v} |" for k, v in sorted(r.by_stage.items())],
         "",
-        "## By township",
-        "",
-        "| township | applications | paid | paid CNY | rejected |",
-        "|---|---:|---:|---:|---:|",
-        *[
-            f"| {g['name']} | {g['applications']} | {g['paid']} | {g['paid_cny']:,} | {g['rejected']} |"
-            for g in r.by_township
-        ],
-        "",
-        "## By village",
-        "",
-        "| village | applications | paid | paid CNY | rejected |",
-        "|---|---:|---:|---:|---:|",
-        *[
-            f"| {g['name']} | {g['applications']} | {g['paid']} | {g['paid_cny']:,} | {g['rejected']} |"
-            for g in r.by_village
-        ],
-        "",
+        *_group_markdown("township", r.by_township),
+        *_group_markdown("village", r.by_village),
         "## Rejections by reason",
         "",
         *([f"- {k}: {v}" for k, v in sorted(r.rejections_by_reason.items())] or ["- none"]),
@@ -278,38 +279,8 @@ def write_report(r: SeasonReport, out_dir: Path) -> ReportFiles:
             *[[f"stage {k}", v] for k, v in sorted(r.by_stage.items())],
         ],
     )
-    sheet(
-        "townships",
-        ["code", "name", "applications", "approved CNY", "paid", "paid CNY", "rejected"],
-        [
-            [
-                g["code"],
-                g["name"],
-                g["applications"],
-                g["approved_cny"],
-                g["paid"],
-                g["paid_cny"],
-                g["rejected"],
-            ]
-            for g in r.by_township
-        ],
-    )
-    sheet(
-        "villages",
-        ["code", "name", "applications", "approved CNY", "paid", "paid CNY", "rejected"],
-        [
-            [
-                g["code"],
-                g["name"],
-                g["applications"],
-                g["approved_cny"],
-                g["paid"],
-                g["paid_cny"],
-                g["rejected"],
-            ]
-            for g in r.by_village
-        ],
-    )
+    for name, groups in (("townships", r.by_township), ("villages", r.by_village)):
+        sheet(name, _GROUP_COLUMNS, [[g[k] for k in _GROUP_KEYS] for g in groups])
     sheet(
         "rejections",
         ["reason", "count"],
