@@ -230,10 +230,7 @@ class AidflowClient:
                 update, req, id=req.request_id, result_type=RequestResult
             )
         except WorkflowUpdateFailedError as e:
-            cause = e.cause
-            raise Refused(
-                cause.message if isinstance(cause, ApplicationError) else str(cause)
-            ) from None
+            raise _refused(e) from None
         except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as e:
             raise Refused(await self._why_not(workflow_id, e)) from None
         return result
@@ -358,10 +355,7 @@ class AidflowClient:
                 id=cmd.request_id,
             )
         except WorkflowUpdateFailedError as e:
-            cause = e.cause
-            raise Refused(
-                cause.message if isinstance(cause, ApplicationError) else str(cause)
-            ) from None
+            raise _refused(e) from None
 
     async def funds_arrived(
         self,
@@ -387,10 +381,7 @@ class AidflowClient:
         try:
             return await handle.execute_update(SeasonWorkflow.funds_arrived, msg, id=msg.request_id)
         except WorkflowUpdateFailedError as e:
-            cause = e.cause
-            raise Refused(
-                cause.message if isinstance(cause, ApplicationError) else str(cause)
-            ) from None
+            raise _refused(e) from None
         except RPCError as e:
             raise Refused(
                 f"no running season workflow for {programme} {season} {county_code}: {e.message}"
@@ -480,6 +471,12 @@ class AidflowClient:
                 next_deadline=sa.get(search.NEXT_DEADLINE),
                 status=(wf.status or WorkflowExecutionStatus.RUNNING).name.lower(),
             )
+
+
+def _refused(error: WorkflowUpdateFailedError) -> Refused:
+    """A validator's or handler's refusal, as the one-line reason it gave."""
+    cause = error.cause
+    return Refused(cause.message if isinstance(cause, ApplicationError) else str(cause))
 
 
 def _quote(value: str) -> str:
