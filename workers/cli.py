@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -156,9 +155,8 @@ def demo(
 @app.command()
 def worker() -> None:
     """Run a worker against the configured Temporal cluster and database (production)."""
-    from activities.notify import OutboxSender
-    from workers.embedded import bank_simulator
-    from workers.worker import Dependencies, build_worker, connect, make_runtime
+    from workers.logs import get_logger
+    from workers.worker import connect, make_runtime, running_worker
 
     s = settings()
     _setup_logging(s)
@@ -168,27 +166,15 @@ def worker() -> None:
             client = await connect(s, make_runtime(s.metrics_port))
         except Exception as e:
             raise fail(f"cannot connect to Temporal at {s.temporal_address}: {e}") from None
-        deps = Dependencies.from_settings(s)
-        w = build_worker(client, s.task_queue, deps)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        from workers.logs import get_logger
-
-        get_logger().info(
-            "worker started",
-            address=s.temporal_address,
-            namespace=s.temporal_namespace,
-            task_queue=s.task_queue,
-            metrics_port=s.metrics_port,
-        )
-        sender = OutboxSender(deps.engine, s.channels())
-        async with w:
-            background = [asyncio.create_task(sender.run_forever(stop)), *bank_simulator(s, stop)]
+        async with running_worker(client, s) as (_, stop):
+            get_logger().info(
+                "worker started",
+                address=s.temporal_address,
+                namespace=s.temporal_namespace,
+                task_queue=s.task_queue,
+                metrics_port=s.metrics_port,
+            )
             await stop.wait()
-            await asyncio.gather(*background)
-        deps.engine.dispose()
 
     run(_main())
 

@@ -185,8 +185,7 @@ class RunningStack:
 async def embedded_stack(settings: Settings) -> AsyncIterator[RunningStack]:
     """Dev server + migrated database + worker + outbox sender (+ bank simulator), until ``stop``."""
     from activities.db import upgrade
-    from activities.notify import OutboxSender
-    from workers.worker import Dependencies, build_worker, connect, make_runtime
+    from workers.worker import connect, make_runtime, running_worker
 
     with single_instance(settings.data_dir):
         server = start_dev_server(settings)
@@ -195,42 +194,9 @@ async def embedded_stack(settings: Settings) -> AsyncIterator[RunningStack]:
             await asyncio.to_thread(upgrade, settings.effective_database_url)
             local = settings.model_copy(update={"temporal_address": server.address})
             client = await connect(local, make_runtime(settings.metrics_port))
-            deps = Dependencies.from_settings(settings)
-            worker = build_worker(client, settings.task_queue, deps)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            sender = OutboxSender(deps.engine, settings.channels())
-            async with worker:
-                background = [
-                    asyncio.create_task(sender.run_forever(stop)),
-                    *bank_simulator(settings, stop),
-                ]
-                try:
-                    yield RunningStack(
-                        server=server, client=client, deps=deps, settings=settings, stop=stop
-                    )
-                finally:
-                    stop.set()
-                    await asyncio.gather(*background)
-            deps.engine.dispose()
+            async with running_worker(client, settings) as (deps, stop):
+                yield RunningStack(
+                    server=server, client=client, deps=deps, settings=settings, stop=stop
+                )
         finally:
             await asyncio.to_thread(server.stop)
-
-
-def bank_simulator(s: Settings, stop: asyncio.Event) -> list[asyncio.Task[None]]:
-    """With AIDFLOW_BANK=simulated, a simulated agent bank answers the disbursement files."""
-    if s.bank != "simulated":
-        return []
-    from activities.bank import BankSimulator, SimulatorRules
-
-    sim = BankSimulator(
-        s.effective_bank_dir,
-        SimulatorRules(
-            closed_account_suffixes=tuple(s.bank_sim_closed_suffixes),
-            return_rate=s.bank_sim_return_rate,
-            delay_seconds=s.bank_sim_delay_seconds,
-        ),
-    )
-    return [asyncio.create_task(sim.run_forever(stop))]

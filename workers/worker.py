@@ -6,8 +6,11 @@ here assumes there is only one.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
-from collections.abc import Sequence
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,3 +146,50 @@ def _activity_name(fn: Any) -> str:
     if defn is None or defn.name is None:
         raise ValueError(f"{fn!r} is not an activity")
     return defn.name
+
+
+def bank_simulator(s: Settings, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+    """With AIDFLOW_BANK=simulated, a simulated agent bank answers the disbursement files."""
+    if s.bank != "simulated":
+        return []
+    from activities.bank import BankSimulator, SimulatorRules
+
+    sim = BankSimulator(
+        s.effective_bank_dir,
+        SimulatorRules(
+            closed_account_suffixes=tuple(s.bank_sim_closed_suffixes),
+            return_rate=s.bank_sim_return_rate,
+            delay_seconds=s.bank_sim_delay_seconds,
+        ),
+    )
+    return [asyncio.create_task(sim.run_forever(stop))]
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    client: Client, settings: Settings
+) -> AsyncIterator[tuple[Dependencies, asyncio.Event]]:
+    """The worker with its outbox sender (and the bank simulator when configured), until
+    SIGINT, SIGTERM or the yielded event stops it. Used by ``aidflow worker`` and ``up``."""
+    from activities.notify import OutboxSender
+
+    deps = Dependencies.from_settings(settings)
+    worker = build_worker(client, settings.task_queue, deps)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    sender = OutboxSender(deps.engine, settings.channels())
+    try:
+        async with worker:
+            background = [
+                asyncio.create_task(sender.run_forever(stop)),
+                *bank_simulator(settings, stop),
+            ]
+            try:
+                yield deps, stop
+            finally:
+                stop.set()
+                await asyncio.gather(*background)
+    finally:
+        deps.engine.dispose()
