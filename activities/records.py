@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 from temporalio import activity
 
+from activities.db import one_writer
 from activities.sealing import Keys
 from activities.tables import ApplicationRow, AuditEntry, OutboxMessage
 from models.application import TrailEvent
@@ -72,7 +73,7 @@ class RecordActivities:
     def _write(self, batch: EventBatch) -> int:
         snap = batch.snapshot
         wf = snap.workflow_id
-        with Session(self._engine) as session, session.begin():
+        with one_writer(self._engine), Session(self._engine) as session, session.begin():
             last = session.execute(
                 select(AuditEntry.seq, AuditEntry.hash)  # type: ignore[call-overload]
                 .where(AuditEntry.workflow_id == wf)

@@ -153,6 +153,115 @@ def demo(
 
 
 @app.command()
+def simulate(
+    applications: Annotated[int, typer.Option(help="synthetic applicants")] = 1000,
+    season: Annotated[int, typer.Option(help="season year (one still to come)")] = 2027,
+    seed: Annotated[int, typer.Option()] = 1,
+    officials_delay: Annotated[
+        float,
+        typer.Option(
+            "--officials-delay",
+            help="multiplies the officials' mean decision delays (0: act the moment a step opens)",
+        ),
+    ] = 1.0,
+    objection_rate: Annotated[
+        float, typer.Option("--objection-rate", help="share of notices with an objection")
+    ] = 0.04,
+    objection_upheld: Annotated[
+        float, typer.Option("--objection-upheld", help="share of objections upheld")
+    ] = 0.3,
+    return_rate: Annotated[
+        float, typer.Option("--return-rate", help="share returned for correction by the village")
+    ] = 0.08,
+    rejection_rate: Annotated[
+        float, typer.Option("--rejection-rate", help="share rejected at each review")
+    ] = 0.02,
+    bank_return_rate: Annotated[
+        float, typer.Option("--bank-return-rate", help="share of accounts the bank finds closed")
+    ] = 0.03,
+    funds_delay: Annotated[
+        int, typer.Option("--funds-delay", help="working days from funds request to arrival")
+    ] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="the result as JSON")] = False,
+) -> None:
+    """A whole season of synthetic applicants on the real programme and calendar, time skipped."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from workers.client import Refused
+    from workers.embedded import StackError
+    from workers.simulate import (
+        Scenario,
+        SeasonSimulation,
+        print_result,
+        result_json,
+        run_simulation,
+    )
+
+    problems = [
+        f"{name} must be between 0 and 1"
+        for name, v in (
+            ("--objection-rate", objection_rate),
+            ("--objection-upheld", objection_upheld),
+            ("--return-rate", return_rate),
+            ("--rejection-rate", rejection_rate),
+            ("--bank-return-rate", bank_return_rate),
+        )
+        if not 0 <= v <= 1
+    ]
+    if applications < 1:
+        problems.append("--applications must be at least 1")
+    if officials_delay < 0:
+        problems.append("--officials-delay must not be negative")
+    if funds_delay < 0:
+        problems.append("--funds-delay must not be negative")
+    if problems:
+        raise fail("; ".join(problems), 2)
+    scenario = Scenario(
+        applications=applications,
+        season=season,
+        seed=seed,
+        officials_delay=officials_delay,
+        objection_rate=objection_rate,
+        objection_upheld=objection_upheld,
+        return_rate=return_rate,
+        rejection_rate=rejection_rate,
+        bank_return_rate=bank_return_rate,
+        funds_delay_days=funds_delay,
+    )
+    s = settings().model_copy(update={"log_level": "WARNING"})
+    _setup_logging(s)
+    tz = s.build_calendar().tz
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} settled · {task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=as_json,
+    ) as bar:
+        task = bar.add_task("simulating", total=applications, info="starting the server")
+
+        def progress(sim: SeasonSimulation) -> None:
+            settled = sum(1 for a in sim.apps if a.terminal)
+            bar.update(
+                task,
+                completed=settled,
+                description=f"season {season} · {sim.now.astimezone(tz):%Y-%m-%d}",
+                info=f"{sim.clocks.fast_forwards} fast-forwards",
+            )
+
+        try:
+            result = run(run_simulation(scenario, s, progress=progress))
+        except (StackError, Refused) as e:
+            raise fail(str(e)) from None
+    if as_json:
+        console.print_json(result_json(result))
+    else:
+        print_result(result, console)
+
+
+@app.command()
 def worker() -> None:
     """Run a worker against the configured Temporal cluster and database (production)."""
     from workers.logs import get_logger

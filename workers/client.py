@@ -130,8 +130,13 @@ class AidflowClient:
         *,
         submitted_by: Actor | None = None,
         now: datetime | None = None,
+        start_at: datetime | None = None,
     ) -> str:
-        """Start the application's workflow; returns its workflow id."""
+        """Start the application's workflow; returns its workflow id.
+
+        ``start_at``: a later instant for the workflow's first task (a delayed start).
+        ``aidflow simulate`` uses it with time skipping, which skips the delay, so the
+        application starts at its simulated receipt instant."""
         programme = self.programmes.get(form.programme)
         if programme is None:
             raise Refused(
@@ -148,7 +153,9 @@ class AidflowClient:
         if problems:
             raise Refused("; ".join(str(p) for p in problems), problems=problems)
         id_hash = self.keys.hash_id(form.national_id)
-        await self.ensure_season(programme.code, form.season, form.places.county_code)
+        await self.ensure_season(
+            programme.code, form.season, form.places.county_code, start_at=start_at
+        )
         workflow_id = application_workflow_id(
             programme.code, form.season, form.places.county_code, id_hash
         )
@@ -197,6 +204,7 @@ class AidflowClient:
                 task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 search_attributes=_initial_attributes(inp),
+                start_delay=_delay_until(start_at),
                 static_summary=(
                     f"{programme.name_zh} {form.season} · {form.applicant_name} "
                     f"{applicant.national_id_masked} · {form.places.village_name or form.places.village_code}"
@@ -315,7 +323,9 @@ class AidflowClient:
         """The season workflows this client has started or found running."""
         return sorted(self._seasons)
 
-    async def ensure_season(self, programme: str, season: int, county_code: str) -> str:
+    async def ensure_season(
+        self, programme: str, season: int, county_code: str, *, start_at: datetime | None = None
+    ) -> str:
         """Start the county's season workflow if it is not running (reminders, funds, batches, report)."""
         wf_id = season_workflow_id(programme, season, county_code)
         if wf_id in self._seasons:
@@ -329,6 +339,7 @@ class AidflowClient:
                 task_queue=self.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+                start_delay=_delay_until(start_at),
                 static_summary=f"{self.programmes[programme].name_zh} {season} 季度流程 · county {county_code}",
             )
         self._seasons.add(wf_id)
@@ -498,3 +509,10 @@ def _initial_attributes(inp: ApplicationInput) -> TypedSearchAttributes:
         SearchAttributePair(search.AT_RISK, False),
     ]
     return TypedSearchAttributes(pairs)
+
+
+def _delay_until(start_at: datetime | None) -> timedelta | None:
+    if start_at is None:
+        return None
+    delay = start_at - datetime.now(UTC)
+    return delay if delay > timedelta(0) else None

@@ -21,7 +21,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.db import make_engine
 from activities.funds import FundsActivities
@@ -31,7 +31,7 @@ from activities.sealing import Keys
 from activities.workflow_calendar import CalendarActivities
 from models.calendar import WorkingCalendar
 from workers.settings import Settings
-from workflows import ALL_WORKFLOWS
+from workflows.registry import ALL_WORKFLOWS
 
 
 @dataclass
@@ -123,10 +123,13 @@ def build_worker(
     deps: Dependencies,
     *,
     replace: Sequence[Any] = (),
+    sandboxed: bool = True,
     **options: Any,
 ) -> Worker:
     """``replace``: activities that stand in for those of the same name (tests inject faults).
     ``options`` go to :class:`Worker` (tests use ``max_cached_workflows=0`` to force replays)."""
+    if not sandboxed:
+        options.setdefault("workflow_runner", UnsandboxedWorkflowRunner())
     by_name = {_activity_name(a): a for a in deps.activities()}
     by_name.update({_activity_name(a): a for a in replace})
     return Worker(
@@ -137,6 +140,10 @@ def build_worker(
         # Calendar and database activities are synchronous; they run on this pool.
         activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=16),
         max_concurrent_activities=16,
+        # The sandbox re-imports the workflow modules for every workflow and runs code
+        # for every payload (measured: 40% of the worker's CPU in aidflow simulate).
+        # Production and the tests keep it; the simulator, a local throwaway run of the
+        # same code, may go without (determinism is also checked by the replay tests).
         **options,
     )
 

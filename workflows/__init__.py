@@ -1,9 +1,6 @@
-"""Temporal workflows. Deterministic: see each module's docstring."""
+"""Temporal workflows. Deterministic: see each module's docstring.
 
-from workflows.application import ApplicationWorkflow
-from workflows.payout import PayoutBatchWorkflow
-from workflows.season import SeasonWorkflow
-
-ALL_WORKFLOWS: list[type] = [ApplicationWorkflow, SeasonWorkflow, PayoutBatchWorkflow]
-
-__all__ = ["ALL_WORKFLOWS", "ApplicationWorkflow", "PayoutBatchWorkflow", "SeasonWorkflow"]
+This package file imports nothing: the workflow sandbox re-imports a workflow's
+modules for every workflow it starts, and each import here would be paid again
+by every application. The worker's list of workflows is in ``workflows.registry``.
+"""

@@ -77,6 +77,8 @@ with workflow.unsafe.imports_passed_through():
     )
 
 SYSTEM = Actor(id="aidflow", name="aidflow", role=Role.SYSTEM)
+# Patch id: trail batches are written by a local activity (issue 7: workflow tasks per application).
+PERSIST_LOCALLY = "persist-trail-locally"
 # Pseudo fixed-date key for R7's "within 10 days of the funds' arrival".
 PAYMENT_LIMIT = "payment_limit"
 _LOCAL = timedelta(seconds=10)
@@ -1369,13 +1371,28 @@ class ApplicationWorkflow:
             notes = {
                 e.seq: self._unsaved_notes.pop(e.seq) for e in batch if e.seq in self._unsaved_notes
             }
-            await workflow.execute_activity_method(
-                RecordActivities.record_events,
-                EventBatch(snapshot=self._snapshot(), events=batch, notifications=notes),
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=_PERSIST_RETRY,
-                summary=f"record events {batch[0].seq}-{batch[-1].seq}",
-            )
+            payload = EventBatch(snapshot=self._snapshot(), events=batch, notifications=notes)
+            summary = f"record events {batch[0].seq}-{batch[-1].seq}"
+            if workflow.patched(PERSIST_LOCALLY):
+                # A local activity: the write runs inside the workflow task, so a batch costs
+                # one history marker instead of three events and a workflow task of its own.
+                # The write is short and idempotent (by sequence number), which is what a
+                # local activity needs; histories recorded before keep the remote activity.
+                await workflow.execute_local_activity_method(
+                    RecordActivities.record_events,
+                    payload,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=_PERSIST_RETRY,
+                    summary=summary,
+                )
+            else:
+                await workflow.execute_activity_method(
+                    RecordActivities.record_events,
+                    payload,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=_PERSIST_RETRY,
+                    summary=summary,
+                )
             del self._unsaved[: len(batch)]
 
 

@@ -12,6 +12,8 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+from workflows.messaging import signal_each
+
 with workflow.unsafe.imports_passed_through():
     from activities.funds import BankWait, FundsActivities, PaymentResults
     from models.payout import BatchResult, PaymentOutcome, PayoutBatchInput
@@ -45,10 +47,7 @@ class PayoutBatchWorkflow:
             summary="hand the disbursement file to the bank",
         )
         by_key = {p.idempotency_key: p.workflow_id for p in prepared.included}
-        for sent in prepared.included:
-            await workflow.get_external_workflow_handle(sent.workflow_id).signal(
-                "payment_sent", sent
-            )
+        await signal_each("payment_sent", [(sent.workflow_id, sent) for sent in prepared.included])
         self._phase = "waiting for the bank"
         workflow.set_current_details(
             f"**等待银行回盘** / waiting for the bank's result of {batch.batch_id}: {len(prepared.included)} payments, {prepared.total_cny} CNY"
@@ -68,22 +67,24 @@ class PayoutBatchWorkflow:
             retry_policy=_RETRY,
             summary="record the bank's results",
         )
-        paid = returned = 0
-        for row in rows:
-            outcome = PaymentOutcome(
-                batch_id=batch.batch_id,
-                idempotency_key=row.idempotency_key,
-                status=row.status,
-                reason=row.reason,
-                bank_reference=row.bank_reference,
-            )
-            await workflow.get_external_workflow_handle(by_key[row.idempotency_key]).signal(
-                "payment_result", outcome
-            )
-            if row.status == "paid":
-                paid += 1
-            else:
-                returned += 1
+        await signal_each(
+            "payment_result",
+            [
+                (
+                    by_key[row.idempotency_key],
+                    PaymentOutcome(
+                        batch_id=batch.batch_id,
+                        idempotency_key=row.idempotency_key,
+                        status=row.status,
+                        reason=row.reason,
+                        bank_reference=row.bank_reference,
+                    ),
+                )
+                for row in rows
+            ],
+        )
+        paid = sum(1 for row in rows if row.status == "paid")
+        returned = len(rows) - paid
         self._phase = "settled"
         workflow.set_current_details(
             f"**已回盘** / settled: {paid} paid, {returned} returned, {len(prepared.skipped)} skipped (already paid)"

@@ -16,6 +16,8 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+from workflows.messaging import signal_each
+
 with workflow.unsafe.imports_passed_through():
     from activities.funds import (
         FundsActivities,
@@ -176,8 +178,7 @@ class SeasonWorkflow:
         )
         self._requests[cmd.request_id] = summary
         join = FundsJoin(request_id=cmd.request_id, requested_at=workflow.now())
-        for wf in summary.workflow_ids:
-            await workflow.get_external_workflow_handle(wf).signal("funds_requested", join)
+        await signal_each("funds_requested", [(wf, join) for wf in summary.workflow_ids])
         self._describe()
         return summary
 
@@ -224,8 +225,7 @@ class SeasonWorkflow:
             arrived_at=arrived_at,
             pay_by=pay_by,
         )
-        for wf in request.workflow_ids:
-            await workflow.get_external_workflow_handle(wf).signal("funds_released", release)
+        await signal_each("funds_released", [(wf, release) for wf in request.workflow_ids])
         self._unsettled.update(request.workflow_ids)
         batch_id = self._start_batch(
             [

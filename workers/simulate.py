@@ -1,0 +1,1105 @@
+"""``aidflow simulate``: a whole season of the real programme on the real calendar, time skipped.
+
+The county's what-if tool. N synthetic applicants apply over the window; simulated
+officials decide with seeded delays (working days, office hours), villagers object,
+applicants correct returned applications, the bank returns some payments and the
+villages correct the accounts. Everything runs through the real workflows,
+activities, database and bank files; only time is skipped. At the end: the season
+report and the deadline statistics (who missed which fixed date, at which step, by
+how much).
+
+How the clocks stay consistent
+------------------------------
+The dev server's time skipping (v2) gives every workflow its own virtual clock,
+moved forward by a fast-forward on that workflow alone. Workflows that talk to
+each other (applications, the season workflow, its payout batches) and the
+simulated officials outside them must agree on the time, or a decision lands on
+the wrong day. The design here is a conservative discrete-event simulation that
+moves each clock lazily:
+
+- The driver owns the simulated time. Every action of a simulated person is an
+  event at an instant; the driver processes events in time order.
+- Before an event touches a workflow, the driver fast-forwards that workflow to
+  the event's instant (never backwards). Timers inside it (notice ends, fixed
+  dates, payment limits) fire on the way, at their own instants, because the
+  fast-forward stops at every timer and runs its workflow task and activities.
+- Applications do not talk to each other, so events of different applications
+  are processed concurrently, each application's in order. Events that touch the
+  season workflow (funds request, funds arrival, account corrections, re-payment
+  batches, the payout date, the season's end) are *shared*: the driver first
+  finishes every event before them, then moves the season and every application
+  it will message to the same instant, and processes the shared event alone.
+- A workflow starts at its simulated instant: the client starts it with a start
+  delay, and the start carries a fast-forward of exactly that delay, so its first
+  task (the "application received" event) already runs at the receipt instant.
+- Payout batches are child workflows of the season; a child starts at its
+  parent's virtual time, so batches need no clock of their own.
+
+The price: a fast-forward per workflow per event (about seven per application),
+and the simulation can only move forward from the wall clock (a season whose
+window has passed cannot be simulated).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import random
+import shutil
+import statistics
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import temporalio.api.common.v1
+import temporalio.api.workflowservice.v1
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+from temporalio.api.enums.v1.time_skipping_pb2 import FastForwardPollingResult
+from temporalio.client import (
+    Client,
+    Interceptor,
+    OutboundInterceptor,
+    StartWorkflowInput,
+    StartWorkflowUpdateWithStartInput,
+    UpdateWithStartStartWorkflowInput,
+    WorkflowHandle,
+)
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
+from temporalio.testing import TimeSkipper, TimeSkippingConfig, WorkflowEnvironment
+
+from activities.bank import BankSimulator, SimulatorRules
+from activities.db import make_engine, upgrade
+from activities.importing import import_places, import_registry
+from activities.registry import RegistryReader
+from activities.sealing import Keys
+from activities.tables import AuditEntry
+from models import search
+from models.application import (
+    Actor,
+    ApplicationForm,
+    ApplicationStatus,
+    CorrectionRequest,
+    DecisionRequest,
+    ObjectionRequest,
+    ObjectionResolution,
+)
+from models.calendar import WorkingCalendar, end_of_day, notice_period
+from models.domain import DecisionKind, DocumentKind, ObjectionOutcome, Role
+from models.planner import window
+from models.programme import COUNTY_SUBSIDY, NoticeStep, PayoutStep, Programme, ReviewStep
+from workers.client import AidflowClient, Refused
+from workers.settings import Settings
+from workers.synthetic import applicants, registry_csv
+from workers.worker import Dependencies, build_worker
+
+# Mean delays in working days at --officials-delay 1.0 (seeded, exponentially distributed).
+MEAN_DELAY_DAYS = {
+    "village_review": 1.5,
+    "township_review": 2.0,
+    "county_approval": 2.0,
+    "applicant_correction": 2.0,
+    "objection_resolution": 2.0,
+    "account_correction": 2.0,
+    "funds_request": 1.0,
+}
+OFFICE_OPENS = clock(8, 30)
+OFFICE_HOURS = 9.0
+REJECT_REASONS = ("家庭经济状况已改善，不符合条件", "非全日制本科在读", "户籍不在本村")
+RETURN_REASONS = ("缺少户主户口簿复印件", "申请表签字不全")
+OBJECTIONS = ("该户家中有经营性收入，经济条件较好", "该生已于今年退学", "申请人家庭人口信息有误")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What the county wants to try. Rates are per application and step."""
+
+    applications: int
+    season: int = 2027
+    seed: int = 1
+    officials_delay: float = 1.0  # multiplies every mean delay; 0: act the moment a step opens
+    objection_rate: float = 0.04  # per public notice
+    objection_upheld: float = 0.3
+    return_rate: float = 0.08  # village returns for correction
+    rejection_rate: float = 0.02  # per review step
+    bank_return_rate: float = 0.03  # accounts the bank finds closed
+    funds_delay_days: int = 3  # working days between the funds request and their arrival
+    repayment_batch_delay: timedelta = timedelta(hours=1)
+    concurrency: int = 200
+
+
+@dataclass
+class Applicant:
+    form: ApplicationForm
+    submit_at: datetime
+    workflow_id: str = ""
+    terminal: str | None = None  # paid, rejected, refused at intake
+    returned_once: bool = False
+    approved_at: datetime | None = None  # county approval: now on the funds path
+    requested: bool = False
+
+
+@dataclass
+class DateMiss:
+    """Applications that missed one fixed date."""
+
+    key: str
+    label: str
+    due_at: datetime
+    missed: int
+    by_stage: dict[str, int]
+    late_days: list[float]  # for those that finished the step late
+    never_done: int  # not done by the season's end
+
+
+@dataclass
+class SimulationResult:
+    scenario: Scenario
+    wall_seconds: float
+    outcomes: dict[str, int]
+    objections: int
+    returns: int
+    bank_returns: int
+    funds_requests: int
+    batches: int
+    fast_forwards: int
+    requests: int
+    misses: list[DateMiss]
+    report_md: str | None
+    report_xlsx: str | None
+    roster: str | None
+    data_dir: Path
+    workflow_ids: list[str] = field(default_factory=list)
+    wall_by_phase: dict[str, float] = field(default_factory=dict)
+    events: int = 0
+
+
+# ------------------------------------------------------------------- clocks
+
+
+class _StartAtSimulatedInstant(Interceptor):
+    """A delayed start becomes a skipped start: the start carries a fast-forward of
+    exactly its delay, so the workflow's first task runs at the intended instant."""
+
+    def __init__(self) -> None:
+        self.fast_forward_ids: dict[str, str] = {}
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        return _StartAtOutbound(next, self)
+
+
+class _StartAtOutbound(OutboundInterceptor):
+    def __init__(self, next: OutboundInterceptor, owner: _StartAtSimulatedInstant) -> None:
+        super().__init__(next)
+        self._owner = owner
+
+    def _stamp(self, input: StartWorkflowInput | UpdateWithStartStartWorkflowInput) -> None:
+        if input.start_delay is None:
+            return
+        ff_id = uuid.uuid4().hex
+        config = temporalio.api.common.v1.TimeSkippingConfig(enabled=True)
+        config.fast_forward_config.id = ff_id
+        config.fast_forward_config.duration.FromTimedelta(input.start_delay)
+        input.time_skipping_config = config
+        self._owner.fast_forward_ids[input.id] = ff_id
+
+    async def start_workflow(self, input: StartWorkflowInput) -> WorkflowHandle[Any, Any]:
+        self._stamp(input)
+        return await super().start_workflow(input)
+
+    async def start_update_with_start_workflow(
+        self, input: StartWorkflowUpdateWithStartInput
+    ) -> Any:
+        self._stamp(input.start_workflow_input)
+        return await super().start_update_with_start_workflow(input)
+
+
+class Clocks:
+    """Every workflow's virtual clock as the driver knows it; moved only forward."""
+
+    def __init__(self, client: Client, starts: _StartAtSimulatedInstant) -> None:
+        self._client = client
+        self._skipper = TimeSkipper(client, config=TimeSkippingConfig(enabled=False))
+        self._starts = starts
+        self._at: dict[str, tuple[datetime, float]] = {}  # id -> (virtual instant, monotonic then)
+        self.fast_forwards = 0
+
+    def now(self, workflow_id: str) -> datetime:
+        at, mono = self._at[workflow_id]
+        return at + timedelta(seconds=time.monotonic() - mono)
+
+    async def started(self, workflow_id: str, at: datetime) -> None:
+        """Wait until the start's fast-forward reached ``at``."""
+        ff_id = self._starts.fast_forward_ids.pop(workflow_id, None)
+        if ff_id is not None:
+            await self._poll(workflow_id, ff_id)
+        self._at[workflow_id] = (at, time.monotonic())
+
+    async def advance(self, workflow_id: str, to: datetime) -> bool:
+        """Move the workflow's clock to ``to``; False if it has finished."""
+        delta = to - self.now(workflow_id)
+        if delta <= timedelta(milliseconds=1):
+            return True
+        handle = self._client.get_workflow_handle(workflow_id)
+        try:
+            reached = await self._skipper.fast_forward(handle, delta)
+        except RPCError:
+            return False  # closed: nothing to move
+        self.fast_forwards += 1
+        self._at[workflow_id] = (to, time.monotonic())
+        return reached
+
+    async def _poll(self, workflow_id: str, ff_id: str) -> None:
+        req = temporalio.api.workflowservice.v1.PollWorkflowExecutionTimeSkippingRequest(
+            namespace=self._client.namespace,
+            workflow_execution=temporalio.api.common.v1.WorkflowExecution(
+                workflow_id=workflow_id, run_id=""
+            ),
+            fast_forward_id=ff_id,
+        )
+        while True:
+            resp = await self._client.workflow_service.poll_workflow_execution_time_skipping(
+                req, retry=True
+            )
+            if resp.fast_forward_polling_result in (
+                FastForwardPollingResult.FAST_FORWARD_POLLING_RESULT_FAST_FORWARD_COMPLETED,
+                FastForwardPollingResult.FAST_FORWARD_POLLING_RESULT_FAST_FORWARD_FAILED,
+            ):
+                return
+
+
+# ------------------------------------------------------------------- events
+
+
+@dataclass(order=True)
+class _Event:
+    at: datetime
+    seq: int
+    shared: bool = field(compare=False)
+    label: str = field(compare=False)
+    action: Callable[[datetime], Coroutine[Any, Any, None]] = field(compare=False)
+
+
+def office_instant(
+    cal: WorkingCalendar, after: datetime, mean_days: float, rng: random.Random
+) -> datetime:
+    """When a person acts on something that reached them at ``after``: a whole number
+    of working days later (exponential, mean ``mean_days``), within office hours.
+    A mean of 0 is "at once" (what the season planner assumes)."""
+    if mean_days <= 0:
+        return after + timedelta(seconds=1)
+    k = int(rng.expovariate(1 / mean_days))
+    day = cal.day_of(after)
+    while not cal.is_working_day(day):
+        day += timedelta(days=1)
+    for _ in range(k):
+        day += timedelta(days=1)
+        while not cal.is_working_day(day):
+            day += timedelta(days=1)
+    at = cal.at(day, OFFICE_OPENS) + timedelta(seconds=rng.uniform(0, OFFICE_HOURS * 3600))
+    if at <= after:
+        at = after + timedelta(minutes=rng.uniform(5, 90))
+    return at.replace(microsecond=0)
+
+
+class SeasonSimulation:
+    def __init__(
+        self,
+        scenario: Scenario,
+        api: AidflowClient,
+        clocks: Clocks,
+        calendar: WorkingCalendar,
+        engine: Engine,
+        programme: Programme = COUNTY_SUBSIDY,
+        progress: Callable[[SeasonSimulation], None] | None = None,
+    ) -> None:
+        self.s = scenario
+        self.api = api
+        self.clocks = clocks
+        self.cal = calendar
+        self.engine = engine
+        self.programme = programme
+        self.rng = random.Random(scenario.seed)
+        self._progress = progress or (lambda _: None)
+        self._heap: list[_Event] = []  # applications' own events
+        self._shared: list[_Event] = []  # events that touch the season workflow
+        self._seq = itertools.count()
+        self.apps: list[Applicant] = []
+        self.county = ""
+        self.season_id = ""
+        self.now = datetime.min.replace(tzinfo=UTC)  # the newest processed instant
+        self.counts: Counter[str] = Counter()
+        self._funds_request_at: datetime | None = None
+        self._repayment: list[Applicant] = []
+        self._repayment_at: datetime | None = None
+        self.roster: str | None = None
+        self._limit = asyncio.Semaphore(scenario.concurrency)
+        # Where the wall time goes, by kind of event (shared events run alone).
+        self.wall_by_phase: defaultdict[str, float] = defaultdict(float)
+        self.events = 0
+
+    # -------------------------------------------------------------- scheduling
+
+    def _at(
+        self,
+        at: datetime,
+        label: str,
+        action: Callable[[datetime], Coroutine[Any, Any, None]],
+        *,
+        shared: bool = False,
+    ) -> None:
+        heap = self._shared if shared else self._heap
+        heapq.heappush(heap, _Event(at, next(self._seq), shared, label, action))
+
+    def _delay(self, after: datetime, what: str) -> datetime:
+        return office_instant(
+            self.cal, after, MEAN_DELAY_DAYS[what] * self.s.officials_delay, self.rng
+        )
+
+    async def run(self) -> None:
+        forms = applicants(self.s.applications, self.s.season, self.s.seed, self.programme.code)
+        self.county = forms[0].places.county_code
+        opens, closes = window(self.programme, self.s.season, self.cal)
+        days = [
+            d
+            for d in (
+                self.cal.day_of(opens) + timedelta(days=i) for i in range((closes - opens).days + 1)
+            )
+            if self.cal.is_working_day(d) and self.cal.day_start(d) < closes
+        ]
+        # More come early in the window than late; all during office hours.
+        for f in forms:
+            day = days[min(int(self.rng.expovariate(3 / len(days))), len(days) - 1)]
+            at = self.cal.at(day, OFFICE_OPENS) + timedelta(
+                seconds=self.rng.uniform(0, OFFICE_HOURS * 3600)
+            )
+            self.apps.append(Applicant(form=f, submit_at=at.replace(microsecond=0)))
+        start = min(a.submit_at for a in self.apps) - timedelta(minutes=1)
+        if start <= datetime.now(UTC):
+            raise Refused(
+                f"season {self.s.season}'s window opened before today; time skipping only moves "
+                "forward from the wall clock, so simulate a season still to come"
+            )
+        self.season_id = await self.api.ensure_season(
+            self.programme.code, self.s.season, self.county, start_at=start
+        )
+        await self.clocks.started(self.season_id, start)
+        for a in self.apps:
+            self._at(a.submit_at, "submit", self._submitter(a))
+        funds_by = self._next_working_day(self.programme.fixed_date("county_approval"))
+        self._at(funds_by, "county requests funds (latest)", self._request_funds, shared=True)
+        payout = self.programme.fixed_date("payout").on.in_year(self.s.season)
+        self._at(
+            end_of_day(self.cal, payout) + timedelta(seconds=1),
+            "payout date",
+            self._payout_date,
+            shared=True,
+        )
+        summary = self.programme.fixed_date("summary").on.in_year(self.s.season)
+        self._at(
+            end_of_day(self.cal, summary) + timedelta(minutes=1),
+            "season end",
+            self._season_end,
+            shared=True,
+        )
+        await self._loop()
+
+    def _next_working_day(self, fixed: Any) -> datetime:
+        day = fixed.on.in_year(self.s.season) + timedelta(days=1)
+        while not self.cal.is_working_day(day):
+            day += timedelta(days=1)
+        return self.cal.at(day, clock(10, 0))
+
+    async def _loop(self) -> None:
+        """Application events run concurrently, as soon as they are due and a slot is
+        free, up to the next shared event; a shared event runs alone once nothing before
+        it is left or in flight."""
+        in_flight: dict[asyncio.Task[None], _Event] = {}
+        started = time.monotonic()
+        while True:
+            horizon = self._shared[0].at if self._shared else None
+            while (
+                self._heap
+                and (horizon is None or self._heap[0].at < horizon)
+                and len(in_flight) < self.s.concurrency
+            ):
+                ev = heapq.heappop(self._heap)
+                in_flight[asyncio.create_task(ev.action(ev.at))] = ev
+            if in_flight:
+                done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    ev = in_flight.pop(task)
+                    task.result()  # a failure stops the simulation, loudly
+                    self.now = max(self.now, ev.at)
+                    self.events += 1
+                self._progress(self)
+                continue
+            self.wall_by_phase["applications (concurrent)"] += time.monotonic() - started
+            self._county_checks_funds()
+            if not self._shared:
+                break
+            ev = heapq.heappop(self._shared)
+            started = time.monotonic()
+            self.now = max(self.now, ev.at)
+            await ev.action(ev.at)
+            self.events += 1
+            self.wall_by_phase[ev.label] += time.monotonic() - started
+            self._progress(self)
+            started = time.monotonic()
+
+    # -------------------------------------------------------------- applicants
+
+    def _submitter(self, a: Applicant) -> Callable[[datetime], Coroutine[Any, Any, None]]:
+        async def submit(at: datetime) -> None:
+            try:
+                a.workflow_id = await self.api.submit(a.form, now=at, start_at=at)
+            except Refused:
+                a.terminal = "refused at intake"
+                return
+            self.counts["submitted"] += 1
+            await self.clocks.started(a.workflow_id, at)
+            self._review_later(a, "village_review", at)
+
+        return submit
+
+    def _review_later(self, a: Applicant, stage: str, opened_at: datetime) -> None:
+        async def decide(at: datetime) -> None:
+            await self._decide(a, stage, at)
+
+        self._at(self._delay(opened_at, stage), f"{stage} decision", decide)
+
+    def _official(self, a: Applicant, role: Role) -> Actor:
+        p = a.form.places
+        place = {
+            Role.VILLAGE_COMMITTEE: p.village_code,
+            Role.TOWNSHIP_POVERTY_OFFICE: p.township_code,
+        }.get(role, p.county_code)
+        return Actor(id=f"{role.value}-{place}", name=role.value, role=role, place_code=place)
+
+    async def _decide(self, a: Applicant, stage: str, at: datetime, attempt: int = 1) -> None:
+        await self.clocks.advance(a.workflow_id, at)
+        step = next(s for s in self.programme.steps if s.stage == stage)
+        assert isinstance(step, ReviewStep)
+        roll = self.rng.random()
+        decision, reason = DecisionKind.APPROVE, ""
+        if stage == "village_review" and not a.returned_once and roll < self.s.return_rate:
+            decision, reason = DecisionKind.RETURN_FOR_CORRECTION, self.rng.choice(RETURN_REASONS)
+        elif roll > 1 - self.s.rejection_rate:
+            decision, reason = DecisionKind.REJECT, self.rng.choice(REJECT_REASONS)
+        try:
+            await self.api.decide(
+                a.workflow_id,
+                DecisionRequest(
+                    request_id=uuid.uuid4().hex,
+                    actor=self._official(a, step.role),
+                    stage=stage,
+                    decision=decision,
+                    reason=reason,
+                ),
+            )
+        except Refused:
+            # Not in that stage yet (an objection still open, say): look again later.
+            self.counts["decisions refused"] += 1
+            if attempt < 20:
+                self._at(
+                    at + timedelta(hours=4),
+                    f"{stage} decision (again)",
+                    lambda t: self._decide(a, stage, t, attempt + 1),
+                )
+            return
+        self.counts["requests"] += 1
+        if decision is DecisionKind.RETURN_FOR_CORRECTION:
+            a.returned_once = True
+            self.counts["returned for correction"] += 1
+            self._at(
+                self._delay(at, "applicant_correction"),
+                "applicant correction",
+                lambda t: self._correct(a, stage, t),
+            )
+        elif decision is DecisionKind.REJECT:
+            a.terminal = "rejected"
+        elif stage == "county_approval":
+            a.approved_at = at
+        else:
+            await self._notice(a, self._step_after(stage), at)
+
+    def _step_after(self, stage: str) -> NoticeStep:
+        steps = self.programme.steps
+        i = next(i for i, s in enumerate(steps) if s.stage == stage)
+        nxt = steps[i + 1]
+        assert isinstance(nxt, NoticeStep)
+        return nxt
+
+    def _review_after(self, notice: NoticeStep) -> str:
+        steps = self.programme.steps
+        i = next(i for i, s in enumerate(steps) if s.stage == notice.stage)
+        return steps[i + 1].stage
+
+    async def _correct(self, a: Applicant, stage: str, at: datetime) -> None:
+        await self.clocks.advance(a.workflow_id, at)
+        await self.api.correct(
+            a.workflow_id,
+            CorrectionRequest(
+                request_id=uuid.uuid4().hex,
+                actor=Actor(
+                    id=f"applicant-{a.form.household_no}", name="申请人", role=Role.APPLICANT
+                ),
+                documents={DocumentKind.HOUSEHOLD_REGISTER_HEAD: 1},
+                note="已补交",
+            ),
+        )
+        self.counts["requests"] += 1
+        self._review_later(a, stage, at)
+
+    async def _notice(self, a: Applicant, step: NoticeStep, decided_at: datetime) -> None:
+        """The notice is posted by the workflow itself (at the window's close or the next
+        working morning); a villager may object while it hangs."""
+        st = await self.api.status(a.workflow_id)
+        posted_at = st.waiting_until or decided_at
+        period = notice_period(self.cal, posted_at, step.days, step.counting)
+        nxt = self._review_after(step)
+        if self.rng.random() < self.s.objection_rate:
+            span = (period.ends_at - period.posted_at).total_seconds()
+            at = period.posted_at + timedelta(seconds=self.rng.uniform(60, max(120, span - 3600)))
+            self._at(
+                at.replace(microsecond=0),
+                "objection",
+                lambda t: self._object(a, step, period.ends_at, t),
+            )
+        else:
+            self._review_later(a, nxt, period.ends_at)
+
+    async def _object(
+        self, a: Applicant, step: NoticeStep, ends_at: datetime, at: datetime
+    ) -> None:
+        await self.clocks.advance(a.workflow_id, at)
+        try:
+            await self.api.lodge_objection(
+                a.workflow_id,
+                ObjectionRequest(
+                    request_id=uuid.uuid4().hex,
+                    actor=Actor(
+                        id=f"villager-{self.rng.randint(1, 999)}", name="村民", role=Role.PUBLIC
+                    ),
+                    text=self.rng.choice(OBJECTIONS),
+                    contact=f"139{self.rng.randint(0, 10**8 - 1):08d}",
+                ),
+            )
+        except Refused:
+            self._review_later(a, self._review_after(step), ends_at)
+            return
+        self.counts["objections"] += 1
+        self.counts["requests"] += 1
+        self._at(
+            self._delay(at, "objection_resolution"),
+            "objection resolution",
+            lambda t: self._resolve(a, step, ends_at, t),
+        )
+
+    async def _resolve(
+        self, a: Applicant, step: NoticeStep, ends_at: datetime, at: datetime
+    ) -> None:
+        await self.clocks.advance(a.workflow_id, at)
+        st = await self.api.status(a.workflow_id)
+        upheld = self.rng.random() < self.s.objection_upheld
+        for o in st.objections:
+            if o.outcome is None:
+                await self.api.resolve_objection(
+                    a.workflow_id,
+                    ObjectionResolution(
+                        request_id=uuid.uuid4().hex,
+                        actor=self._official(a, step.owner),
+                        objection_id=o.id,
+                        outcome=ObjectionOutcome.UPHELD if upheld else ObjectionOutcome.DISMISSED,
+                        reason="经入户核实情况属实" if upheld else "经入户核实，家庭情况符合条件",
+                    ),
+                )
+                self.counts["requests"] += 1
+        if upheld:
+            a.terminal = "rejected"
+            self.counts["objections upheld"] += 1
+        else:
+            self._review_later(a, self._review_after(step), max(ends_at, at))
+
+    # ------------------------------------------------------------ the county
+
+    def _county_checks_funds(self) -> None:
+        """The bureau asks for the funds once no application is left before county
+        approval (everything approved goes on one request); the shared event at the
+        first working day after the county-approval date is its latest moment."""
+        waiting = [a for a in self.apps if a.approved_at and not a.requested and not a.terminal]
+        if not waiting or self._funds_request_at is not None:
+            return
+        before = [a for a in self.apps if a.terminal is None and a.approved_at is None]
+        if before:
+            return
+        last = max(a.approved_at for a in waiting if a.approved_at)
+        at = max(self._delay(last, "funds_request"), self.now)
+        self._funds_request_at = at
+        self._at(at, "county requests funds", self._request_funds, shared=True)
+
+    def _bureau(self) -> Actor:
+        return Actor(
+            id="county-bureau-1",
+            name="县教育局资助中心",
+            role=Role.COUNTY_EDUCATION_BUREAU,
+            place_code=self.county,
+        )
+
+    async def _everyone_to(self, at: datetime, apps: list[Applicant]) -> None:
+        """The shared instant: the season and the applications it will message."""
+
+        async def one(a: Applicant) -> None:
+            async with self._limit:
+                await self.clocks.advance(a.workflow_id, at)
+
+        await asyncio.gather(*(one(a) for a in apps if a.workflow_id))
+        await self.clocks.advance(self.season_id, at)
+
+    async def _request_funds(self, at: datetime) -> None:
+        self._funds_request_at = None
+        waiting = [a for a in self.apps if a.approved_at and not a.requested and not a.terminal]
+        if not waiting:
+            return
+        await self._everyone_to(at, waiting)
+        summary = await self.api.request_funds(
+            self.programme.code, self.s.season, self.county, self._bureau()
+        )
+        self.counts["funds requests"] += 1
+        self.roster = self.roster or summary.roster_path
+        on_request = set(summary.workflow_ids)
+        apps = [a for a in waiting if a.workflow_id in on_request]
+        for a in apps:
+            a.requested = True
+        arrive = self._next_office_morning(at, self.s.funds_delay_days)
+
+        async def arrived(t: datetime) -> None:
+            await self._funds_arrive(summary.request_id, summary.total_cny, apps, t)
+
+        self._at(arrive, "funds arrive", arrived, shared=True)
+
+    def _next_office_morning(self, after: datetime, working_days: int) -> datetime:
+        day = self.cal.day_of(after)
+        n = 0
+        while n < working_days:
+            day += timedelta(days=1)
+            if self.cal.is_working_day(day):
+                n += 1
+        return max(self.cal.at(day, clock(10, 0)), after + timedelta(seconds=1))
+
+    async def _funds_arrive(
+        self, request_id: str, total: int, apps: list[Applicant], at: datetime
+    ) -> None:
+        await self._everyone_to(at, apps)
+        finance = Actor(
+            id="county-finance-1", name="县财政局", role=Role.COUNTY_FINANCE, place_code=self.county
+        )
+        result = await self.api.funds_arrived(
+            self.programme.code,
+            self.s.season,
+            self.county,
+            finance,
+            request_id,
+            total,
+            f"CZ{self.s.season}-{self.counts['funds requests']:03d}",
+        )
+        await self._batch_done(result.batch_id)
+        await self._settle(apps, at)
+
+    async def _batch_done(self, batch_id: str, within: float = 300.0) -> None:
+        from workflows.season import SeasonWorkflow
+
+        handle = self.api.client.get_workflow_handle_for(SeasonWorkflow.run, self.season_id)
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if any(b.batch_id == batch_id for b in await handle.query(SeasonWorkflow.batches)):
+                self.counts["batches"] += 1
+                return
+            await asyncio.sleep(0.2)
+        raise TimeoutError(f"payout batch {batch_id} did not finish within {within:.0f} s")
+
+    async def _settle(self, apps: list[Applicant], at: datetime) -> None:
+        """After a batch: paid ones are done; returned ones wait for their village."""
+        statuses = await asyncio.gather(*(self._settled_status(a) for a in apps))
+        for a, st in zip(apps, statuses, strict=True):
+            if st.stage == "paid":
+                a.terminal = "paid"
+            elif st.stage == "awaiting_account_correction":
+                self.counts["bank returns"] += 1
+                when = self._delay(at, "account_correction")
+                self._at(
+                    when,
+                    "account correction",
+                    lambda t, a=a: self._correct_account(a, t),  # type: ignore[misc]
+                    shared=True,
+                )
+
+    async def _settled_status(self, a: Applicant) -> ApplicationStatus:
+        """The batch is done once it has signalled; the application may not have
+        handled the result yet."""
+        for _ in range(100):
+            st = await self.api.status(a.workflow_id)
+            if st.stage != "awaiting_payment":
+                return st
+            await asyncio.sleep(0.1)
+        return st
+
+    async def _correct_account(self, a: Applicant, at: datetime) -> None:
+        await self._everyone_to(at, [a])
+        await self.api.correct_account(
+            a.workflow_id,
+            self._official(a, Role.VILLAGE_COMMITTEE),
+            bank_name="阜南农商银行",
+            account_number=f"62302099{self.rng.randint(0, 10**11 - 1):011d}",
+            account_holder=a.form.account_holder,
+        )
+        self.counts["requests"] += 1
+        self._repayment.append(a)
+        if self._repayment_at is None:
+            # The season collects corrections for repayment_batch_delay, then pays them.
+            self._repayment_at = at + self.s.repayment_batch_delay + timedelta(seconds=1)
+            self._at(self._repayment_at, "re-payment batch", self._repay, shared=True)
+
+    async def _repay(self, at: datetime) -> None:
+        apps, self._repayment, self._repayment_at = self._repayment, [], None
+        from workflows.season import SeasonWorkflow
+
+        handle = self.api.client.get_workflow_handle_for(SeasonWorkflow.run, self.season_id)
+        before = len(await handle.query(SeasonWorkflow.batches))
+        await self._everyone_to(at, apps)  # the season's timer starts the batch on the way
+        deadline = time.monotonic() + 300
+        while len(await handle.query(SeasonWorkflow.batches)) <= before:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the re-payment batch did not finish within 300 s")
+            await asyncio.sleep(0.2)
+        self.counts["batches"] += 1
+        await self._settle(apps, at)
+
+    async def _payout_date(self, at: datetime) -> None:
+        await self._everyone_to(at, self._live())
+
+    async def _season_end(self, at: datetime) -> None:
+        await self._everyone_to(at, self._live())
+
+    def _live(self) -> list[Applicant]:
+        return [a for a in self.apps if a.workflow_id and a.terminal is None]
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def deadline_misses(
+    engine: Engine, programme: Programme, season: int, cal: WorkingCalendar
+) -> list[DateMiss]:
+    """From the audit log: who missed which fixed date, at which step, and how late the
+    step was finally done (the first event after the last step due that date)."""
+    with Session(engine) as session:
+        rows = session.exec(
+            select(AuditEntry).order_by(col(AuditEntry.workflow_id), col(AuditEntry.seq))
+        ).all()
+    by_app: dict[str, list[AuditEntry]] = {}
+    for r in rows:
+        by_app.setdefault(r.workflow_id, []).append(r)
+    steps = programme.steps
+    out = []
+    for fixed in programme.fixed_dates:
+        due_steps = [i for i, s in enumerate(steps) if s.due == fixed.key]
+        if not due_steps:
+            continue
+        last_due = max(due_steps)
+        due_at = end_of_day(cal, fixed.on.in_year(season))
+        by_stage: Counter[str] = Counter()
+        late: list[float] = []
+        never = 0
+        for events in by_app.values():
+            missed = [
+                e for e in events if e.kind == "overdue" and e.detail.get("fixed_date") == fixed.key
+            ]
+            if not missed:
+                continue
+            by_stage[missed[0].detail.get("stage", missed[0].stage)] += 1
+            done_at = _step_done_at(events, last_due, isinstance(steps[last_due], PayoutStep))
+            if done_at is None:
+                never += 1
+            else:
+                late.append((done_at - due_at).total_seconds() / 86400)
+        out.append(
+            DateMiss(
+                key=fixed.key,
+                label=fixed.label_en,
+                due_at=due_at,
+                missed=sum(by_stage.values()),
+                by_stage=dict(by_stage),
+                late_days=sorted(late),
+                never_done=never,
+            )
+        )
+    return out
+
+
+def _step_done_at(events: list[AuditEntry], last_due: int, is_payout: bool) -> datetime | None:
+    for e in events:
+        if is_payout:
+            if e.kind == "payment" and e.detail.get("status") == "paid":
+                return _aware(e.at)
+        elif e.kind == "stage_entered" and int(e.detail.get("step_index", -1)) > last_due:
+            return _aware(e.at)
+    return None
+
+
+def _aware(at: datetime) -> datetime:
+    # SQLite hands back naive UTC datetimes; PostgreSQL aware ones.
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+# --------------------------------------------------------------------- stack
+
+
+@contextlib.asynccontextmanager
+async def simulation_stack(
+    data_dir: Path, settings: Settings, closed_suffixes: list[str], applications: int
+) -> AsyncIterator[tuple[Client, Clocks, Dependencies]]:
+    """A private dev server with time skipping (in memory), a fresh SQLite database in
+    ``data_dir``, a worker and the simulated bank. Nothing here touches the county's
+    real database or Temporal cluster."""
+    from workers.embedded import temporal_binary
+
+    env = await WorkflowEnvironment.start_time_skipping_v2(
+        ts_config=TimeSkippingConfig(enabled=False),
+        dev_server_existing_path=temporal_binary(),
+        data_converter=pydantic_data_converter,
+        search_attributes=search.ALL,
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "frontend.WorkflowTimeSkippingEnabled=true",
+            "--log-level",
+            "error",
+        ],
+    )
+    try:
+        starts = _StartAtSimulatedInstant()
+        config = env.client.config()
+        config["interceptors"] = [starts]
+        client = Client(**config)
+        url = f"sqlite:///{data_dir / 'aidflow.db'}"
+        await asyncio.to_thread(upgrade, url)
+        deps = Dependencies(
+            engine=make_engine(url),
+            calendar=settings.build_calendar(),
+            keys=Keys(settings.secret_key_bytes()),
+            files_dir=data_dir / "files",
+            bank_dir=data_dir / "bank",
+        )
+        deps.files_dir.mkdir(parents=True, exist_ok=True)
+        bank = BankSimulator(
+            deps.bank_dir,
+            SimulatorRules(closed_account_suffixes=tuple(closed_suffixes), delay_seconds=0.0),
+        )
+        stop = asyncio.Event()
+        worker = build_worker(
+            client,
+            settings.task_queue,
+            deps,
+            sandboxed=False,
+            # Every application stays cached: an evicted one would replay its history.
+            max_cached_workflows=max(1000, applications + 100),
+            max_concurrent_workflow_tasks=64,
+        )
+        try:
+            async with worker:
+                bank_task = asyncio.create_task(bank.run_forever(stop))
+                try:
+                    yield client, Clocks(client, starts), deps
+                finally:
+                    stop.set()
+                    await bank_task
+        finally:
+            deps.engine.dispose()
+    finally:
+        await env.shutdown()
+
+
+async def run_simulation(
+    scenario: Scenario,
+    base: Settings,
+    *,
+    data_dir: Path | None = None,
+    progress: Callable[[SeasonSimulation], None] | None = None,
+) -> SimulationResult:
+    data_dir = data_dir or base.data_dir / "simulate"
+    shutil.rmtree(data_dir, ignore_errors=True)  # every run starts from nothing
+    data_dir.mkdir(parents=True)
+    settings = base.model_copy(update={"calendar": "state-council", "data_dir": data_dir})
+    cal = settings.build_calendar()
+    started = time.monotonic()
+    # The closed accounts are drawn from the scenario's seed before the stack starts.
+    forms = applicants(scenario.applications, scenario.season, scenario.seed)
+    rng = random.Random(scenario.seed ^ 0x5EED)
+    closed = [
+        forms[i].account_number[-6:]
+        for i in rng.sample(range(len(forms)), k=round(len(forms) * scenario.bank_return_rate))
+    ]
+    async with simulation_stack(data_dir, settings, closed, scenario.applications) as (
+        client,
+        clocks,
+        deps,
+    ):
+        tmp = data_dir / "import"
+        tmp.mkdir()
+        places = tmp / "places.csv"
+        places.write_text(
+            resources.files("models.sample").joinpath("places.csv").read_text(encoding="utf-8"),
+            encoding="utf-8",
+        )
+        import_places(deps.engine, places)
+        reg = tmp / "registry.csv"
+        reg.write_text(registry_csv(forms, scenario.season), encoding="utf-8")
+        import_registry(deps.engine, reg, deps.keys.hash_id)
+        api = AidflowClient(
+            client,
+            task_queue=settings.task_queue,
+            keys=deps.keys,
+            calendar=cal,
+            programmes={COUNTY_SUBSIDY.code: COUNTY_SUBSIDY},
+            lookup_member=RegistryReader(deps.engine).lookup,
+        )
+        api.repayment_batch_delay = scenario.repayment_batch_delay
+        sim = SeasonSimulation(scenario, api, clocks, cal, deps.engine, progress=progress)
+        await sim.run()
+        report = await _season_report(api, sim.season_id)
+        for a in sim._live():
+            a.terminal = f"still in {(await api.status(a.workflow_id)).stage}"
+        misses = await asyncio.to_thread(
+            deadline_misses, deps.engine, COUNTY_SUBSIDY, scenario.season, cal
+        )
+    outcomes = Counter(a.terminal or "not finished" for a in sim.apps)
+    return SimulationResult(
+        scenario=scenario,
+        wall_seconds=time.monotonic() - started,
+        outcomes=dict(outcomes),
+        objections=sim.counts["objections"],
+        returns=sim.counts["returned for correction"],
+        bank_returns=sim.counts["bank returns"],
+        funds_requests=sim.counts["funds requests"],
+        batches=sim.counts["batches"],
+        fast_forwards=clocks.fast_forwards,
+        requests=sim.counts["requests"],
+        misses=misses,
+        report_md=report.markdown if report else None,
+        report_xlsx=report.xlsx if report else None,
+        roster=sim.roster,
+        data_dir=data_dir,
+        workflow_ids=[a.workflow_id for a in sim.apps if a.workflow_id],
+        wall_by_phase=dict(sim.wall_by_phase),
+        events=sim.events,
+    )
+
+
+async def _season_report(api: AidflowClient, season_id: str) -> Any:
+    from workflows.season import SeasonWorkflow
+
+    handle = api.client.get_workflow_handle_for(SeasonWorkflow.run, season_id)
+    for _ in range(100):
+        report = await handle.query(SeasonWorkflow.report)
+        if report is not None:
+            return report
+        await asyncio.sleep(0.2)
+    return None
+
+
+def result_json(r: SimulationResult) -> str:
+    import json
+
+    return json.dumps(
+        {
+            "scenario": {
+                k: (v.total_seconds() if isinstance(v, timedelta) else v)
+                for k, v in r.scenario.__dict__.items()
+            },
+            "wall_seconds": round(r.wall_seconds, 1),
+            "outcomes": r.outcomes,
+            "objections": r.objections,
+            "returned_for_correction": r.returns,
+            "bank_returns": r.bank_returns,
+            "funds_requests": r.funds_requests,
+            "batches": r.batches,
+            "requests": r.requests,
+            "fast_forwards": r.fast_forwards,
+            "deadlines": [
+                {
+                    "fixed_date": m.key,
+                    "label": m.label,
+                    "due_at": m.due_at.isoformat(),
+                    "missed": m.missed,
+                    "at_step": m.by_stage,
+                    "late_days_median": round(_median(m.late_days), 2),
+                    "late_days_max": round(max(m.late_days, default=0.0), 2),
+                    "not_done_at_season_end": m.never_done,
+                }
+                for m in r.misses
+            ],
+            "report": {"markdown": r.report_md, "xlsx": r.report_xlsx},
+            "roster": r.roster,
+        },
+        ensure_ascii=False,
+    )
+
+
+def print_result(r: SimulationResult, console: Any) -> None:
+    from rich.table import Table
+
+    s = r.scenario
+    console.print(
+        f"[bold]{COUNTY_SUBSIDY.name_en} {s.season}[/bold]: {s.applications} applicants, seed {s.seed}, "
+        f"officials' delay x{s.officials_delay:g}, objections {s.objection_rate:.0%}, "
+        f"returns {s.return_rate:.0%}, rejections {s.rejection_rate:.0%}/review, "
+        f"closed accounts {s.bank_return_rate:.0%}, funds after {s.funds_delay_days} working days"
+    )
+    outcomes = Table("outcome", "applications", title="how the season ended")
+    for k, v in sorted(r.outcomes.items(), key=lambda kv: -kv[1]):
+        outcomes.add_row(k, str(v))
+    outcomes.add_row(
+        "[dim]objections / returns / bank returns[/dim]",
+        f"{r.objections} / {r.returns} / {r.bank_returns}",
+    )
+    console.print(outcomes)
+    dates = Table(
+        "fixed date",
+        "due (24:00)",
+        "missed",
+        "where they were then",
+        "done late by (median / max days)",
+        "not done by season end",
+        title="deadline statistics",
+    )
+    for m in r.misses:
+        where = ", ".join(f"{k} {v}" for k, v in sorted(m.by_stage.items(), key=lambda kv: -kv[1]))
+        late = f"{_median(m.late_days):.1f} / {max(m.late_days):.1f}" if m.late_days else "-"
+        dates.add_row(
+            m.label,
+            f"{(m.due_at - timedelta(seconds=1)):%Y-%m-%d}",
+            f"[red]{m.missed}[/red]" if m.missed else "0",
+            where or "-",
+            late,
+            str(m.never_done),
+        )
+    console.print(dates)
+    console.print(
+        f"Season report: {r.report_md}\n               {r.report_xlsx}\nRoster (花名册): {r.roster}\n"
+        f"Simulated in {r.wall_seconds:.0f} s wall time ({r.requests} requests, "
+        f"{r.fast_forwards} fast-forwards, {r.batches} payout batches); data in {r.data_dir}"
+    )
+
+
+def _median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else 0.0

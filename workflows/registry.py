@@ -1,0 +1,7 @@
+"""Every workflow type a worker registers."""
+
+from workflows.application import ApplicationWorkflow
+from workflows.payout import PayoutBatchWorkflow
+from workflows.season import SeasonWorkflow
+
+ALL_WORKFLOWS: list[type] = [ApplicationWorkflow, SeasonWorkflow, PayoutBatchWorkflow]
