@@ -77,6 +77,9 @@ def window(
     return opens, closes
 
 
+_JUST_AFTER = timedelta(microseconds=1)
+
+
 def project_steps(
     programme: Programme,
     season: int,
@@ -98,8 +101,14 @@ def project_steps(
         start = t
         if isinstance(step, NoticeStep):
             if step.first_posting == "window_close":
+                # The workflow posts it by a timer at exactly this instant.
                 start = max(t, window_closes)
-            period = notice_period(calendar, start, step.days, step.counting)
+                period = notice_period(calendar, start, step.days, step.counting)
+            else:
+                # Posted by its owner after the review's decision, so strictly after the
+                # instant the review opened: a review that opens at 00:00 (a notice just
+                # ended) cannot have its notice up for the whole of that day.
+                period = notice_period(calendar, start + _JUST_AFTER, step.days, step.counting)
             end = period.ends_at
             counted = period.counted_days
             provisional = provisional or period.provisional

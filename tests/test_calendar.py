@@ -199,7 +199,10 @@ def test_plan_2026_township_notice_cannot_end_by_10_september(calendar: WorkingC
     by_stage = {s.stage: s for s in plan.steps}
     assert by_stage["village_notice"].earliest_start == at(2026, 9, 1)
     assert by_stage["village_notice"].earliest_end == at(2026, 9, 8)
-    assert by_stage["township_notice"].earliest_end == at(2026, 9, 15)
+    # Posted just after the township review opens at 00:00 on Tue 8 Sep: the 8th is not
+    # a whole day up, so the days are 9, 10, 11, 14 and 15 September.
+    assert by_stage["township_notice"].counted_days[0] == date(2026, 9, 9)
+    assert by_stage["township_notice"].earliest_end == at(2026, 9, 16)
     assert not by_stage["township_notice"].meets_due
     assert by_stage["county_approval"].meets_due
     assert [s.stage for s in plan.at_risk] == ["township_notice"]
@@ -293,11 +296,11 @@ def _aidflow(
 def test_plan_command_table_and_json() -> None:
     r = _aidflow("plan", "--season", "2026")
     assert r.returncode == 0, r.stderr
-    assert "township public notice" in r.stdout and "NO, 4.0 days late" in r.stdout
+    assert "township public notice" in r.stdout and "NO, 5.0 days late" in r.stdout
     assert "CANNOT be met" in r.stdout and "PROVISIONAL" not in r.stdout
     j = json.loads(_aidflow("plan", "--season", "2026", "--json").stdout)
     notice = next(s for s in j["steps"] if s["stage"] == "township_notice")
-    assert notice["earliest_end"] == "2026-09-15T00:00:00+08:00" and not notice["meets_due"]
+    assert notice["earliest_end"] == "2026-09-16T00:00:00+08:00" and not notice["meets_due"]
     assert j["at_risk"] == ["township_notice"]
     assert "PROVISIONAL" in _aidflow("plan", "--season", "2027").stdout
 

@@ -91,6 +91,7 @@ from models.application import (
     ApplicationStatus,
     CorrectionRequest,
     DecisionRequest,
+    NoticePosting,
     ObjectionRequest,
     ObjectionResolution,
 )
@@ -112,6 +113,7 @@ MEAN_DELAY_DAYS = {
     "objection_resolution": 2.0,
     "account_correction": 2.0,
     "funds_request": 1.0,
+    "notice_posting": 0.5,
 }
 OFFICE_OPENS = clock(8, 30)
 OFFICE_HOURS = 9.0
@@ -306,9 +308,17 @@ def office_instant(
         day += timedelta(days=1)
         while not cal.is_working_day(day):
             day += timedelta(days=1)
-    at = cal.at(day, OFFICE_OPENS) + timedelta(seconds=rng.uniform(0, OFFICE_HOURS * 3600))
+    opens = cal.at(day, OFFICE_OPENS)
+    closes = opens + timedelta(hours=OFFICE_HOURS)
+    at = opens + timedelta(seconds=rng.uniform(0, OFFICE_HOURS * 3600))
     if at <= after:
-        at = after + timedelta(minutes=rng.uniform(5, 90))
+        if after < closes - timedelta(minutes=5):  # reached them during office hours
+            at = after + (closes - after) * rng.uniform(0.05, 1)
+        else:  # after hours: the next working day
+            day += timedelta(days=1)
+            while not cal.is_working_day(day):
+                day += timedelta(days=1)
+            at = cal.at(day, OFFICE_OPENS) + timedelta(seconds=rng.uniform(0, OFFICE_HOURS * 3600))
     return at.replace(microsecond=0)
 
 
@@ -562,10 +572,34 @@ class SeasonSimulation:
         self._review_later(a, stage, at)
 
     async def _notice(self, a: Applicant, step: NoticeStep, decided_at: datetime) -> None:
-        """The notice is posted by the workflow itself (at the window's close or the next
-        working morning); a villager may object while it hangs."""
+        """The village notice goes up by itself when the window closes; the township
+        posts its notice some time after deciding, unless the workflow's automatic
+        posting (the next working morning) comes first."""
         st = await self.api.status(a.workflow_id)
-        posted_at = st.waiting_until or decided_at
+        auto_at = st.waiting_until or decided_at
+        if step.first_posting == "after_review":
+            post_at = self._delay(decided_at, "notice_posting")
+            if post_at < auto_at:
+                self._at(post_at, "notice posting", lambda t: self._post(a, step, t))
+                return
+        self._notice_up(a, step, auto_at)
+
+    async def _post(self, a: Applicant, step: NoticeStep, at: datetime) -> None:
+        await self.clocks.advance(a.workflow_id, at)
+        with contextlib.suppress(Refused):  # posted automatically in the meantime
+            await self.api.post_notice(
+                a.workflow_id,
+                NoticePosting(
+                    request_id=uuid.uuid4().hex,
+                    actor=self._official(a, step.owner),
+                    stage=step.stage,
+                ),
+            )
+            self.counts["requests"] += 1
+        st = await self.api.status(a.workflow_id)
+        self._notice_up(a, step, st.notice.posted_at if st.notice else at)
+
+    def _notice_up(self, a: Applicant, step: NoticeStep, posted_at: datetime) -> None:
         period = notice_period(self.cal, posted_at, step.days, step.counting)
         nxt = self._review_after(step)
         if self.rng.random() < self.s.objection_rate:

@@ -1,0 +1,139 @@
+"""``aidflow simulate``: the simulated season keeps every workflow on one consistent time.
+
+The proof: with officials who act the moment a step opens (``--officials-delay 0``)
+and nobody objecting or returning anything, every application's recorded instants
+are the plan's (``aidflow plan``): the notices are posted and end exactly when the
+plan says, each review opens when the notice before it ends, the fixed dates are
+missed by exactly the plan's margin, and the funds arrive in every application at
+the instant the season recorded. Each of these instants comes from a different
+workflow's clock (the application's timers, the season's update, the payout
+batch's signals), so a clock out of step would show here.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, col, select
+
+from activities.db import make_engine
+from activities.tables import AuditEntry
+from models.calendar import SHANGHAI, WorkingCalendar
+from models.planner import plan_season
+from models.programme import COUNTY_SUBSIDY
+from workers.settings import Settings
+from workers.simulate import Scenario, office_instant, run_simulation
+
+pytestmark = pytest.mark.devserver
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+async def test_simulated_season_matches_the_plan(tmp_path: Path, calendar: WorkingCalendar) -> None:
+    scenario = Scenario(
+        applications=8,
+        season=2027,
+        seed=3,
+        officials_delay=0,
+        objection_rate=0,
+        return_rate=0,
+        rejection_rate=0,
+        bank_return_rate=0.125,  # one closed account: returned, corrected, re-paid
+    )
+    result = await run_simulation(scenario, Settings(data_dir=tmp_path), data_dir=tmp_path / "sim")
+    assert result.outcomes == {"paid": 8}, result.outcomes
+    assert result.bank_returns == 1 and result.batches == 2
+    assert result.report_md and Path(result.report_md).exists()
+    assert result.roster and Path(result.roster).exists()
+
+    plan = {s.stage: s for s in plan_season(COUNTY_SUBSIDY, 2027, calendar).steps}
+    engine = make_engine(f"sqlite:///{tmp_path / 'sim' / 'aidflow.db'}")
+    with Session(engine) as session:
+        rows = session.exec(
+            select(AuditEntry).order_by(col(AuditEntry.workflow_id), col(AuditEntry.seq))
+        ).all()
+    engine.dispose()
+    trails: dict[str, list[AuditEntry]] = {}
+    for r in rows:
+        trails.setdefault(r.workflow_id, []).append(r)
+    assert len(trails) == 8
+    slack = timedelta(seconds=30)  # real time that passes between simulated instants
+    for wf, trail in trails.items():
+        posted = [e for e in trail if e.kind == "notice_posted"]
+        assert [e.stage for e in posted] == ["village_notice", "township_notice"], wf
+        for e in posted:
+            step = plan[e.stage]
+            # The notice's own instants: equal to the plan's, to the microsecond.
+            ends_at = datetime.fromisoformat(e.detail["ends_at"])
+            assert ends_at == step.earliest_end, (wf, e.stage)
+            assert [date.fromisoformat(d) for d in e.detail["counted_days"]] == list(
+                step.counted_days
+            )
+            # And recorded at the plan's instant on the application's clock.
+            assert abs(_aware(e.at) - step.earliest_start) < slack, (wf, e.stage, e.at)
+        entered = {e.stage: _aware(e.at) for e in trail if e.kind == "stage_entered"}
+        for stage in ("township_review", "county_approval", "awaiting_funds"):
+            assert abs(entered[stage] - plan[stage].earliest_start) < slack, (wf, stage)
+        # The season's funds arrival, recorded by the application at the season's instant.
+        funds = next(e for e in trail if e.kind == "funds" and "arrived_at" in e.detail)
+        assert abs(_aware(funds.at) - datetime.fromisoformat(funds.detail["arrived_at"])) < slack
+        paid = next(e for e in trail if e.kind == "payment" and e.detail.get("status") == "paid")
+        assert _aware(paid.at) >= _aware(funds.at)
+
+    # The deadline statistics say what the plan says: the township notice cannot end by
+    # 10 September 2027 nor the county approve by the 15th; both by exactly the plan's margin.
+    misses = {m.key: m for m in result.misses}
+    for key, stage in (("reviews_done", "township_notice"), ("county_approval", "county_approval")):
+        planned_late = -plan[stage].slack.total_seconds() / 86400
+        assert planned_late > 0
+        assert misses[key].missed == 8
+        assert all(abs(d - planned_late) < 0.01 for d in misses[key].late_days), (
+            key,
+            misses[key].late_days,
+            planned_late,
+        )
+
+
+def test_office_instant(calendar: WorkingCalendar) -> None:
+    import random
+
+    friday_evening = datetime(2027, 9, 10, 19, 0, tzinfo=SHANGHAI)
+    assert office_instant(
+        calendar, friday_evening, 0, random.Random(1)
+    ) == friday_evening + timedelta(seconds=1)
+    rng = random.Random(5)
+    for _ in range(200):
+        at = office_instant(calendar, friday_evening, 2.0, rng)
+        local = at.astimezone(SHANGHAI)
+        assert at > friday_evening
+        assert calendar.is_working_day(local.date()), local
+        # Within office hours (08:30-17:30), or a little after a same-day arrival.
+        assert (8, 30) <= (local.hour, local.minute) <= (17, 30), local
+
+
+def test_simulate_refuses_bad_knobs_naming_each() -> None:
+    aidflow = str(Path(sys.executable).parent / "aidflow")
+    r = subprocess.run(
+        [
+            aidflow,
+            "simulate",
+            "--applications",
+            "0",
+            "--objection-rate",
+            "1.5",
+            "--officials-delay",
+            "-1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2, r.stderr
+    for name in ("--applications", "--objection-rate", "--officials-delay"):
+        assert name in r.stderr
