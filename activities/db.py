@@ -80,3 +80,23 @@ def current_revision(url: str) -> str | None:
             return MigrationContext.configure(conn).get_current_revision()
     finally:
         engine.dispose()
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def schema_problem(url: str) -> str | None:
+    """None when the database is migrated to this code's schema; else why not, in a line."""
+    try:
+        current = current_revision(url)
+    except Exception as e:  # unreachable database, bad URL
+        return f"cannot read the database: {type(e).__name__}: {str(e).splitlines()[0]}"
+    head = head_revision()
+    if current == head:
+        return None
+    if current is None:
+        return "the database has no aidflow schema yet: run `aidflow db upgrade`"
+    return f"the database schema is at {current}, this aidflow needs {head}: run `aidflow db upgrade`"

@@ -193,6 +193,17 @@ def test_port_taken_is_refused_in_one_line(tmp_path: Path) -> None:
     assert sys.executable  # the venv's own aidflow was used
 
 
+def test_worker_refuses_an_unmigrated_database_in_one_line(tmp_path: Path) -> None:
+    env = _env(tmp_path, free_port(), free_port(), free_port())
+    env["AIDFLOW_DATABASE_URL"] = f"sqlite:///{tmp_path / 'empty.db'}"
+    r = subprocess.run(
+        [str(VENV_BIN / "aidflow"), "worker"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 1
+    assert "no aidflow schema yet: run `aidflow db upgrade`" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
 def test_config_show_masks_secrets(tmp_path: Path) -> None:
     env = _env(tmp_path, 7233, 8233, 9464)
     env["AIDFLOW_DATABASE_URL"] = "postgresql+psycopg://aid:hunter2@db.example/aid"

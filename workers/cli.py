@@ -264,11 +264,17 @@ def simulate(
 @app.command()
 def worker() -> None:
     """Run a worker against the configured Temporal cluster and database (production)."""
+    from activities.db import schema_problem
     from workers.logs import get_logger
+    from workers.settings import mask_url
     from workers.worker import connect, make_runtime, running_worker
 
     s = settings()
     _setup_logging(s)
+    # Refuse at once rather than fail every activity (and the outbox every 2 s).
+    problem = schema_problem(s.effective_database_url)
+    if problem:
+        raise fail(f"{mask_url(s.effective_database_url)}: {problem}")
 
     async def _main() -> None:
         try:

@@ -46,13 +46,15 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import os
 import random
 import shutil
 import statistics
+import sys
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock
@@ -899,6 +901,21 @@ def _aware(at: datetime) -> datetime:
 # --------------------------------------------------------------------- stack
 
 
+@contextlib.contextmanager
+def _child_stdout_to_devnull() -> Iterator[None]:
+    """Processes started inside inherit /dev/null as their stdout."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 @contextlib.asynccontextmanager
 async def simulation_stack(
     data_dir: Path, settings: Settings, closed_suffixes: list[str], applications: int
@@ -908,18 +925,18 @@ async def simulation_stack(
     real database or Temporal cluster."""
     from workers.embedded import temporal_binary
 
-    env = await WorkflowEnvironment.start_time_skipping_v2(
-        ts_config=TimeSkippingConfig(enabled=False),
-        dev_server_existing_path=temporal_binary(),
-        data_converter=pydantic_data_converter,
-        search_attributes=search.ALL,
-        dev_server_extra_args=[
-            "--dynamic-config-value",
-            "frontend.WorkflowTimeSkippingEnabled=true",
-            "--log-level",
-            "error",
-        ],
-    )
+    with _child_stdout_to_devnull():  # the server's banner would garble --json output
+        env = await WorkflowEnvironment.start_time_skipping_v2(
+            ts_config=TimeSkippingConfig(enabled=False),
+            dev_server_existing_path=temporal_binary(),
+            dev_server_log_level="error",
+            data_converter=pydantic_data_converter,
+            search_attributes=search.ALL,
+            dev_server_extra_args=[
+                "--dynamic-config-value",
+                "frontend.WorkflowTimeSkippingEnabled=true",
+            ],
+        )
     try:
         starts = _StartAtSimulatedInstant()
         config = env.client.config()

@@ -1,0 +1,133 @@
+"""The baseline of the benchmark: bare Temporal workflows with no domain logic.
+
+A ``BareApplication`` follows a script taken from a real application's history
+(``bench/run.py`` reads it from part (a)): the same updates, timers (with the
+same durations), activities, local activities and signals, in the same order,
+each doing nothing. What aidflow costs on top of this is the cost of its domain
+logic; what this costs is the ceiling of this machine's Temporal server and SDK.
+
+    python -m bench.baseline worker --address 127.0.0.1:7233 --task-queue bare
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import signal
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+
+@dataclass
+class Script:
+    # One entry per step: "update", "signal", "activity", "local", or "timer:<seconds>".
+    steps: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BareStatus:
+    next: str  # what the workflow waits for: "update", "signal", or "other"
+    waiting_until: datetime | None
+    done: bool
+
+
+@activity.defn
+def noop(step: int) -> int:
+    return step
+
+
+@workflow.defn
+class BareApplication:
+    def __init__(self) -> None:
+        self._next = "other"
+        self._until: datetime | None = None
+        self._updates = 0
+        self._signals = 0
+        self._done = False
+
+    @workflow.run
+    async def run(self, script: Script) -> int:
+        expected_updates = expected_signals = 0
+        for i, step in enumerate(script.steps):
+            if step == "update":
+                expected_updates += 1
+                self._next = "update"
+                await workflow.wait_condition(lambda n=expected_updates: self._updates >= n)  # type: ignore[misc]
+            elif step == "signal":
+                expected_signals += 1
+                self._next = "signal"
+                await workflow.wait_condition(lambda n=expected_signals: self._signals >= n)  # type: ignore[misc]
+            elif step == "activity":
+                self._next = "other"
+                await workflow.execute_activity(
+                    noop, i, start_to_close_timeout=timedelta(seconds=30)
+                )
+            elif step == "local":
+                self._next = "other"
+                await workflow.execute_local_activity(
+                    noop, i, start_to_close_timeout=timedelta(seconds=10)
+                )
+            elif step.startswith("timer:"):
+                delay = timedelta(seconds=float(step.split(":", 1)[1]))
+                self._next = "other"
+                self._until = workflow.now() + delay
+                await workflow.sleep(delay)
+                self._until = None
+        self._done = True
+        return len(script.steps)
+
+    @workflow.update
+    async def decide(self, request_id: str) -> str:
+        self._updates += 1
+        self._next = "other"
+        return request_id
+
+    @decide.validator
+    def _check(self, request_id: str) -> None:
+        if not request_id:
+            raise ValueError("request_id is required")
+
+    @workflow.signal
+    def event(self, _: str) -> None:
+        self._signals += 1
+        self._next = "other"
+
+    @workflow.query
+    def status(self) -> BareStatus:
+        return BareStatus(next=self._next, waiting_until=self._until, done=self._done)
+
+
+async def run_worker(address: str, task_queue: str) -> None:
+    client = await Client.connect(address)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    # The same worker options as aidflow's (workers/worker.py): sandboxed, 16 activity threads.
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[BareApplication],
+        activities=[noop],
+        activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=16),
+        max_concurrent_activities=16,
+    ):
+        await stop.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command", choices=["worker"])
+    parser.add_argument("--address", required=True)
+    parser.add_argument("--task-queue", default="bare")
+    args = parser.parse_args()
+    asyncio.run(run_worker(args.address, args.task_queue))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,713 @@
+"""aidflow's benchmark, one command:
+
+    .venv/bin/python -m bench.run                      # defaults below
+    .venv/bin/python -m bench.run --applications 300 --day-seconds 1 --idle 10000 --simulate 1000
+
+1. Side by side on one Temporal dev server (SQLite persistence, as ``aidflow up``):
+   (a) the county-subsidy pipeline for N applications, on the compressed calendar,
+       driven by concurrent simulated services through the client API (decisions as
+       updates, the county's funds request and arrival, the simulated bank paying);
+   (b) the baseline: N bare workflows doing what one of (a)'s applications did (its
+       updates, timers with their durations, activities, local activities and
+       signals, read from its history) with no domain logic.
+   Each worker is its own process (``aidflow worker``; ``python -m bench.baseline
+   worker``), so its peak RSS is its own. Printed: applications completed per
+   second, decision-update latency p50/p99, worker peak RSS, and (a)/(b).
+2. The idle footprint: ``--idle`` applications waiting in a posted notice (real
+   calendar, a 5-working-day timer each): worker RSS and database sizes.
+3. ``aidflow simulate`` scaling: wall time for each size in ``--simulate``.
+
+Results go to the terminal and to bench/results/<UTC time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHistory
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+console = Console(stderr=True)
+
+
+# ------------------------------------------------------------------ processes
+
+
+@dataclass
+class Proc:
+    """A child process whose memory we read from /proc."""
+
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def _status(self, key: str) -> float:
+        try:
+            text = Path(f"/proc/{self.popen.pid}/status").read_text()
+        except OSError:
+            return float("nan")
+        for line in text.splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024  # kB -> MiB
+        return float("nan")
+
+    def rss_mib(self) -> float:
+        return self._status("VmRSS")
+
+    def peak_rss_mib(self) -> float:
+        return self._status("VmHWM")
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(20)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+
+
+def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> Proc:
+    out = open(log, "ab")  # noqa: SIM115 - handed to the child
+    p = subprocess.Popen(
+        args,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+    )
+    out.close()
+    return Proc(p, log)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def dev_server(work: Path) -> AsyncIterator[tuple[str, Path]]:
+    """The dev server as ``aidflow up`` runs it (SQLite file), on free ports."""
+    from workers.embedded import start_dev_server, wait_for_server
+    from workers.settings import Settings
+
+    s = Settings(data_dir=work, grpc_port=free_port(), ui_port=free_port(), metrics_port=None)
+    server = start_dev_server(s)
+    try:
+        await wait_for_server(server, s)
+        yield server.address, work / "temporal.db"
+    finally:
+        server.stop()
+
+
+def file_mib(*paths: Path) -> float:
+    total = 0
+    for p in paths:
+        for q in (p, Path(str(p) + "-wal"), Path(str(p) + "-shm")):
+            if q.exists():
+                total += q.stat().st_size
+    return total / 2**20
+
+
+def pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+# ------------------------------------------------------------- (a) pipeline
+
+
+@dataclass
+class RunResult:
+    name: str
+    applications: int
+    completed: int
+    wall_seconds: float
+    per_second: float
+    update_p50_ms: float
+    update_p99_ms: float
+    updates: int
+    worker_peak_rss_mib: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+SECRET = "bench-secret-0123456789abcdef0123456789"
+
+
+def pipeline_env(address: str, work: Path, epoch: datetime, day_seconds: float) -> dict[str, str]:
+    return {
+        "AIDFLOW_TEMPORAL_ADDRESS": address,
+        "AIDFLOW_TASK_QUEUE": "bench-pipeline",
+        "AIDFLOW_DATA_DIR": str(work),
+        "AIDFLOW_DATABASE_URL": f"sqlite:///{work / 'aidflow.db'}",
+        "AIDFLOW_SECRET_KEY": SECRET,
+        "AIDFLOW_CALENDAR": "compressed",
+        "AIDFLOW_CALENDAR_EPOCH": epoch.isoformat(),
+        "AIDFLOW_CALENDAR_BASE_DAY": "2026-08-01",
+        "AIDFLOW_CALENDAR_DAY_SECONDS": str(day_seconds),
+        "AIDFLOW_BANK": "simulated",
+        "AIDFLOW_BANK_SIM_DELAY_SECONDS": "0",
+        "AIDFLOW_LOG_LEVEL": "WARNING",
+        "AIDFLOW_METRICS_PORT": "",
+    }
+
+
+async def run_pipeline(
+    address: str, work: Path, n: int, day_seconds: float
+) -> tuple[RunResult, WorkflowHistory]:
+    from activities.db import make_engine, upgrade
+    from activities.importing import import_places, import_registry
+    from activities.registry import RegistryReader
+    from models.application import Actor, DecisionRequest
+    from models.domain import DecisionKind, Role
+    from models.programme import BUILTIN_PROGRAMMES, COUNTY_SUBSIDY_DEMO
+    from workers.client import AidflowClient
+    from workers.settings import Settings
+    from workers.synthetic import applicants, registry_csv
+    from workers.worker import connect
+
+    work.mkdir(parents=True, exist_ok=True)
+    # The calendar starts once the worker is up and the registry is in.
+    epoch = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=20)
+    env = pipeline_env(address, work, epoch, day_seconds)
+    os.environ.update(env)  # this process's client settings: the same calendar and key
+    settings = Settings()
+    url = settings.effective_database_url
+    upgrade(url)
+    engine = make_engine(url)
+    forms = applicants(n, 2026, seed=11, programme=COUNTY_SUBSIDY_DEMO.code)
+    with tempfile.TemporaryDirectory() as tmp:
+        places = Path(tmp) / "places.csv"
+        places.write_text(
+            resources.files("models.sample").joinpath("places.csv").read_text(encoding="utf-8"),
+            encoding="utf-8",
+        )
+        import_places(engine, places)
+        reg = Path(tmp) / "registry.csv"
+        reg.write_text(registry_csv(forms, 2026), encoding="utf-8")
+        from activities.sealing import Keys
+
+        keys = Keys(settings.secret_key_bytes())
+        import_registry(engine, reg, keys.hash_id)
+    worker = spawn([str(BIN / "aidflow"), "worker"], work / "worker-a.log", env)
+    try:
+        client = await connect(settings)
+        cal = settings.build_calendar()
+        api = AidflowClient(
+            client,
+            task_queue=settings.task_queue,
+            keys=keys,
+            calendar=cal,
+            programmes=dict(BUILTIN_PROGRAMMES),
+            lookup_member=RegistryReader(engine).lookup,
+        )
+        api.repayment_batch_delay = timedelta(seconds=day_seconds)
+        await asyncio.sleep(max(0.0, (epoch - datetime.now(UTC)).total_seconds()) + 0.2)
+        latencies: list[float] = []
+        roles = {
+            "village_review": Role.VILLAGE_COMMITTEE,
+            "township_review": Role.TOWNSHIP_POVERTY_OFFICE,
+            "county_approval": Role.COUNTY_EDUCATION_BUREAU,
+        }
+        stages: dict[str, str] = {}
+        done_at: dict[str, float] = {}
+        started = time.monotonic()
+        sem = asyncio.Semaphore(64)
+
+        async def submit(f: Any) -> str:
+            async with sem:
+                return await api.submit(f)
+
+        wfs = await asyncio.gather(*(submit(f) for f in forms))
+        county = forms[0].places.county_code
+
+        async def service(wf: str) -> None:
+            """The offices' systems: decide the moment an application reaches them."""
+            while True:
+                st = await api.status(wf)
+                stages[wf] = st.stage
+                if st.stage in ("paid", "rejected", "withdrawn"):
+                    done_at[wf] = time.monotonic()
+                    return
+                role = roles.get(st.stage)
+                if role is not None and st.waiting_for == role.value:
+                    place = {
+                        Role.VILLAGE_COMMITTEE: st.places.village_code,
+                        Role.TOWNSHIP_POVERTY_OFFICE: st.places.township_code,
+                    }.get(role, st.places.county_code)
+                    t0 = time.perf_counter()
+                    await api.decide(
+                        wf,
+                        DecisionRequest(
+                            request_id=uuid.uuid4().hex,
+                            actor=Actor(
+                                id=f"{role.value}-{place}", name="x", role=role, place_code=place
+                            ),
+                            stage=st.stage,
+                            decision=DecisionKind.APPROVE,
+                        ),
+                    )
+                    latencies.append(time.perf_counter() - t0)
+                    continue
+                wait = 0.5
+                if st.waiting_until is not None:
+                    wait = (st.waiting_until - datetime.now(UTC)).total_seconds() + 0.05
+                await asyncio.sleep(min(max(wait, 0.05), 2.0))
+
+        async def county_office() -> None:
+            """Funds requested once every application awaits them; finance pays at once."""
+            while not (len(stages) == n and all(s == "awaiting_funds" for s in stages.values())):
+                await asyncio.sleep(0.2)
+            bureau = Actor(
+                id="bureau", name="x", role=Role.COUNTY_EDUCATION_BUREAU, place_code=county
+            )
+            summary = await api.request_funds(COUNTY_SUBSIDY_DEMO.code, 2026, county, bureau)
+            finance = Actor(id="finance", name="x", role=Role.COUNTY_FINANCE, place_code=county)
+            await api.funds_arrived(
+                COUNTY_SUBSIDY_DEMO.code,
+                2026,
+                county,
+                finance,
+                summary.request_id,
+                summary.total_cny,
+                "CZ-BENCH",
+            )
+
+        await asyncio.gather(county_office(), *(service(wf) for wf in wfs))
+        wall = max(done_at.values()) - started
+        history = await api.handle(wfs[0]).fetch_history()
+        paid = sum(1 for s in stages.values() if s == "paid")
+        rss = worker.peak_rss_mib()
+    finally:
+        worker.stop()
+        engine.dispose()
+    return (
+        RunResult(
+            name="(a) aidflow pipeline",
+            applications=n,
+            completed=paid,
+            wall_seconds=wall,
+            per_second=paid / wall,
+            update_p50_ms=pct(latencies, 0.5) * 1000,
+            update_p99_ms=pct(latencies, 0.99) * 1000,
+            updates=len(latencies),
+            worker_peak_rss_mib=rss,
+            extra={"day_seconds": day_seconds},
+        ),
+        history,
+    )
+
+
+def script_of(history: WorkflowHistory) -> tuple[list[str], dict[str, int]]:
+    """What one application did, in order, as the baseline's script; and its counts."""
+    steps: list[str] = []
+    fired = {
+        e.timer_fired_event_attributes.started_event_id
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED
+    }
+    counts = {"updates": 0, "signals": 0, "activities": 0, "local_activities": 0, "timers": 0}
+    wfts = 0
+    for e in history.events:
+        t = e.event_type
+        if t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+            steps.append("update")
+            counts["updates"] += 1
+        elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            steps.append("signal")
+            counts["signals"] += 1
+        elif t == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            steps.append("activity")
+            counts["activities"] += 1
+        elif t == EventType.EVENT_TYPE_MARKER_RECORDED:
+            steps.append("local")
+            counts["local_activities"] += 1
+        elif t == EventType.EVENT_TYPE_TIMER_STARTED and e.event_id in fired:
+            secs = e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
+            steps.append(f"timer:{secs.total_seconds():.3f}")
+            counts["timers"] += 1
+        elif t == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            wfts += 1
+    counts["workflow_tasks"] = wfts
+    counts["history_events"] = len(history.events)
+    return steps, counts
+
+
+# ------------------------------------------------------------- (b) baseline
+
+
+async def run_baseline(address: str, work: Path, n: int, steps: list[str]) -> RunResult:
+    from bench.baseline import BareApplication, BareStatus, Script
+
+    worker = spawn(
+        [str(sys.executable), "-m", "bench.baseline", "worker", "--address", address],
+        work / "worker-b.log",
+    )
+    try:
+        client = await Client.connect(address)
+        await asyncio.sleep(3)  # the worker's start-up, as (a)'s before its epoch
+        latencies: list[float] = []
+        done_at: list[float] = []
+        started = time.monotonic()
+        sem = asyncio.Semaphore(64)
+        run_id = uuid.uuid4().hex[:6]
+
+        async def start(i: int) -> Any:
+            async with sem:
+                return await client.start_workflow(
+                    BareApplication.run,
+                    Script(steps=steps),
+                    id=f"bare-{run_id}-{i}",
+                    task_queue="bare",
+                )
+
+        handles = await asyncio.gather(*(start(i) for i in range(n)))
+
+        async def service(h: Any) -> None:
+            while True:
+                st: BareStatus = await h.query(BareApplication.status)
+                if st.done:
+                    await h.result()
+                    done_at.append(time.monotonic())
+                    return
+                if st.next == "update":
+                    t0 = time.perf_counter()
+                    await h.execute_update(BareApplication.decide, uuid.uuid4().hex)
+                    latencies.append(time.perf_counter() - t0)
+                    continue
+                if st.next == "signal":
+                    await h.signal(BareApplication.event, "x")
+                    continue
+                wait = 0.5
+                if st.waiting_until is not None:
+                    wait = (st.waiting_until - datetime.now(UTC)).total_seconds() + 0.05
+                await asyncio.sleep(min(max(wait, 0.05), 2.0))
+
+        await asyncio.gather(*(service(h) for h in handles))
+        wall = max(done_at) - started
+        rss = worker.peak_rss_mib()
+    finally:
+        worker.stop()
+    return RunResult(
+        name="(b) bare Temporal baseline",
+        applications=n,
+        completed=len(done_at),
+        wall_seconds=wall,
+        per_second=len(done_at) / wall,
+        update_p50_ms=pct(latencies, 0.5) * 1000,
+        update_p99_ms=pct(latencies, 0.99) * 1000,
+        updates=len(latencies),
+        worker_peak_rss_mib=rss,
+    )
+
+
+# ------------------------------------------------------------ idle footprint
+
+
+@dataclass
+class IdleResult:
+    applications: int
+    setup_seconds: float
+    worker_rss_mib: float
+    worker_peak_rss_mib: float
+    app_db_mib: float
+    temporal_db_mib: float
+
+
+def idle_programme() -> Any:
+    """The county subsidy with its window around today and dates a month on, and the
+    village notice posted by the village right after its review."""
+    from models.programme import COUNTY_SUBSIDY, MonthDay, NoticeStep
+
+    today = date.today()
+    end_of_year = date(today.year, 12, 31)
+
+    def md(d: date) -> MonthDay:
+        d = min(d, end_of_year)
+        return MonthDay(month=d.month, day=d.day)
+
+    steps = tuple(
+        s.model_copy(update={"first_posting": "after_review"}) if isinstance(s, NoticeStep) else s
+        for s in COUNTY_SUBSIDY.steps
+    )
+    later = {"reviews_done": 30, "county_approval": 35, "payout": 40, "summary": 60}
+    fixed = tuple(
+        f.model_copy(update={"on": md(today + timedelta(days=later[f.key]))})
+        for f in COUNTY_SUBSIDY.fixed_dates
+    )
+    return COUNTY_SUBSIDY.model_copy(
+        update={
+            "code": "bench-idle",
+            "window_opens": md(today - timedelta(days=1)),
+            "window_closes": md(today + timedelta(days=1)),
+            "steps": steps,
+            "fixed_dates": fixed,
+        }
+    )
+
+
+async def run_idle(n: int, work: Path) -> IdleResult:
+    from activities.db import make_engine, upgrade
+    from activities.importing import import_places, import_registry
+    from activities.registry import RegistryReader
+    from activities.sealing import Keys
+    from models.application import Actor, DecisionRequest, NoticePosting
+    from models.domain import DecisionKind, Role
+    from workers.client import AidflowClient
+    from workers.settings import Settings
+    from workers.synthetic import applicants, registry_csv
+    from workers.worker import connect
+
+    prog = idle_programme()
+    season = date.today().year
+    async with dev_server(work / "temporal") as (address, temporal_db):
+        env = {
+            "AIDFLOW_TEMPORAL_ADDRESS": address,
+            "AIDFLOW_TASK_QUEUE": "bench-idle",
+            "AIDFLOW_DATA_DIR": str(work),
+            "AIDFLOW_DATABASE_URL": f"sqlite:///{work / 'aidflow.db'}",
+            "AIDFLOW_SECRET_KEY": SECRET,
+            "AIDFLOW_CALENDAR": "state-council",
+            "AIDFLOW_LOG_LEVEL": "WARNING",
+            "AIDFLOW_METRICS_PORT": "",
+        }
+        for k in (
+            "AIDFLOW_CALENDAR_EPOCH",
+            "AIDFLOW_CALENDAR_BASE_DAY",
+            "AIDFLOW_CALENDAR_DAY_SECONDS",
+        ):
+            os.environ.pop(k, None)
+        os.environ.update(env)
+        settings = Settings()
+        upgrade(settings.effective_database_url)
+        engine = make_engine(settings.effective_database_url)
+        keys = Keys(settings.secret_key_bytes())
+        forms = applicants(n, season, seed=5, programme=prog.code)
+        with tempfile.TemporaryDirectory() as tmp:
+            places = Path(tmp) / "places.csv"
+            places.write_text(
+                resources.files("models.sample").joinpath("places.csv").read_text("utf-8"),
+                encoding="utf-8",
+            )
+            import_places(engine, places)
+            reg = Path(tmp) / "registry.csv"
+            reg.write_text(registry_csv(forms, season), encoding="utf-8")
+            import_registry(engine, reg, keys.hash_id)
+        worker = spawn([str(BIN / "aidflow"), "worker"], work / "worker-idle.log", env)
+        try:
+            client = await connect(settings)
+            api = AidflowClient(
+                client,
+                task_queue=settings.task_queue,
+                keys=keys,
+                calendar=settings.build_calendar(),
+                programmes={prog.code: prog},
+                lookup_member=RegistryReader(engine).lookup,
+            )
+            sem = asyncio.Semaphore(64)
+            started = time.monotonic()
+            done = 0
+
+            async def one(f: Any) -> None:
+                nonlocal done
+                async with sem:
+                    wf = await api.submit(f)
+                    village = f.places.village_code
+                    actor = Actor(
+                        id=f"vc-{village}",
+                        name="x",
+                        role=Role.VILLAGE_COMMITTEE,
+                        place_code=village,
+                    )
+                    await api.decide(
+                        wf,
+                        DecisionRequest(
+                            request_id=uuid.uuid4().hex,
+                            actor=actor,
+                            stage="village_review",
+                            decision=DecisionKind.APPROVE,
+                        ),
+                    )
+                    await api.post_notice(
+                        wf,
+                        NoticePosting(
+                            request_id=uuid.uuid4().hex, actor=actor, stage="village_notice"
+                        ),
+                    )
+                    done += 1
+                    if done % 1000 == 0:
+                        console.print(f"  idle: {done}/{n} in a posted notice")
+
+            await asyncio.gather(*(one(f) for f in forms))
+            setup = time.monotonic() - started
+            await asyncio.sleep(15)  # idle: the persistence settles, nothing else happens
+            result = IdleResult(
+                applications=n,
+                setup_seconds=setup,
+                worker_rss_mib=worker.rss_mib(),
+                worker_peak_rss_mib=worker.peak_rss_mib(),
+                app_db_mib=file_mib(work / "aidflow.db"),
+                temporal_db_mib=file_mib(temporal_db),
+            )
+        finally:
+            worker.stop()
+            engine.dispose()
+    return result
+
+
+# ------------------------------------------------------------------ simulate
+
+
+async def run_simulate(n: int, work: Path) -> dict[str, Any]:
+    env = {"AIDFLOW_DATA_DIR": str(work / f"sim-{n}"), "AIDFLOW_LOG_LEVEL": "WARNING"}
+    t0 = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        str(BIN / "aidflow"),
+        "simulate",
+        "--applications",
+        str(n),
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **env},
+        cwd=ROOT,
+    )
+    out, err = await proc.communicate()
+    wall = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"aidflow simulate {n} failed: {err.decode()[-2000:]}")
+    data: dict[str, Any] = json.loads(out)
+    return {"applications": n, "process_wall_seconds": round(wall, 1), **data}
+
+
+# ---------------------------------------------------------------------- main
+
+
+def machine() -> dict[str, Any]:
+    cpu = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = "?"
+    with contextlib.suppress(OSError):
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kb / 2**20:.0f} GiB"
+    import temporalio
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory": mem,
+        "python": platform.python_version(),
+        "temporalio": temporalio.__version__,
+        "os": platform.platform(),
+    }
+
+
+def show(results: dict[str, Any]) -> None:
+    a, b = results.get("pipeline"), results.get("baseline")
+    if a and b:
+        t = Table("", "(a) aidflow", "(b) bare Temporal", "(a)/(b)", title="pipeline vs baseline")
+        for label, key, fmt in (
+            ("applications completed", "completed", "{:.0f}"),
+            ("wall time (s)", "wall_seconds", "{:.1f}"),
+            ("completed per second", "per_second", "{:.2f}"),
+            ("decision update p50 (ms)", "update_p50_ms", "{:.1f}"),
+            ("decision update p99 (ms)", "update_p99_ms", "{:.1f}"),
+            ("worker peak RSS (MiB)", "worker_peak_rss_mib", "{:.0f}"),
+        ):
+            ratio = a[key] / b[key] if b[key] else float("nan")
+            t.add_row(label, fmt.format(a[key]), fmt.format(b[key]), f"{ratio:.2f}")
+        console.print(t)
+        console.print(f"one application of (a): {results['per_application']}")
+    if results.get("idle"):
+        console.print(f"idle footprint: {results['idle']}")
+    for s in results.get("simulate", []):
+        console.print(
+            f"aidflow simulate {s['applications']}: {s['wall_seconds']} s in-process, "
+            f"{s['process_wall_seconds']} s for the command; outcomes {s['outcomes']}"
+        )
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "command": " ".join(["python -m bench.run", *sys.argv[1:]]),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+    }
+    with tempfile.TemporaryDirectory(prefix="aidflow-bench-") as tmp:
+        work = Path(tmp)
+        if args.applications:
+            async with dev_server(work / "temporal") as (address, _):
+                console.print(f"(a) pipeline, {args.applications} applications …")
+                a, history = await run_pipeline(
+                    address, work / "a", args.applications, args.day_seconds
+                )
+                steps, counts = script_of(history)
+                results["pipeline"] = asdict(a)
+                results["per_application"] = counts
+                console.print(f"(b) baseline, {args.applications} bare workflows …")
+                b = await run_baseline(address, work / "b", args.applications, steps)
+                results["baseline"] = asdict(b)
+        if args.idle:
+            console.print(f"idle footprint, {args.idle} applications …")
+            results["idle"] = asdict(await run_idle(args.idle, work / "idle"))
+        results["simulate"] = []
+        for n in args.simulate:
+            console.print(f"aidflow simulate --applications {n} …")
+            results["simulate"].append(await run_simulate(n, work))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--applications", type=int, default=300, help="(a) and (b): 0 skips them")
+    parser.add_argument("--day-seconds", type=float, default=1.0, help="(a): compressed day")
+    parser.add_argument("--idle", type=int, default=10000, help="idle footprint: 0 skips it")
+    parser.add_argument(
+        "--simulate",
+        type=lambda s: [int(x) for x in s.split(",") if x],
+        default=[1000],
+        help="sizes for aidflow simulate, comma-separated ('' skips)",
+    )
+    args = parser.parse_args()
+    results = asyncio.run(main_async(args))
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    path = out / f"{results['started'].replace(':', '')}.json"
+    path.write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str))
+    show(results)
+    console.print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()
