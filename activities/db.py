@@ -99,4 +99,6 @@ def schema_problem(url: str) -> str | None:
         return None
     if current is None:
         return "the database has no aidflow schema yet: run `aidflow db upgrade`"
-    return f"the database schema is at {current}, this aidflow needs {head}: run `aidflow db upgrade`"
+    return (
+        f"the database schema is at {current}, this aidflow needs {head}: run `aidflow db upgrade`"
+    )

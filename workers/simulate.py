@@ -77,6 +77,7 @@ from temporalio.client import (
     WorkflowHandle,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 from temporalio.testing import TimeSkipper, TimeSkippingConfig, WorkflowEnvironment
 
@@ -85,19 +86,18 @@ from activities.db import make_engine, upgrade
 from activities.importing import import_places, import_registry
 from activities.registry import RegistryReader
 from activities.sealing import Keys
-from activities.tables import AuditEntry
+from activities.tables import ApplicationRow, AuditEntry
 from models import search
 from models.application import (
     Actor,
     ApplicationForm,
-    ApplicationStatus,
     CorrectionRequest,
     DecisionRequest,
     NoticePosting,
     ObjectionRequest,
     ObjectionResolution,
 )
-from models.calendar import WorkingCalendar, end_of_day, notice_period
+from models.calendar import WorkingCalendar, end_of_day, next_working_day_at, notice_period
 from models.domain import DecisionKind, DocumentKind, ObjectionOutcome, Role
 from models.planner import window
 from models.programme import COUNTY_SUBSIDY, NoticeStep, PayoutStep, Programme, ReviewStep
@@ -355,6 +355,7 @@ class SeasonSimulation:
         self._repayment: list[Applicant] = []
         self._repayment_at: datetime | None = None
         self.roster: str | None = None
+        self.window_closes = datetime.max.replace(tzinfo=UTC)
         self._limit = asyncio.Semaphore(scenario.concurrency)
         # Where the wall time goes, by kind of event (shared events run alone).
         self.wall_by_phase: defaultdict[str, float] = defaultdict(float)
@@ -382,6 +383,7 @@ class SeasonSimulation:
         forms = applicants(self.s.applications, self.s.season, self.s.seed, self.programme.code)
         self.county = forms[0].places.county_code
         opens, closes = window(self.programme, self.s.season, self.cal)
+        self.window_closes = closes
         days = [
             d
             for d in (
@@ -577,8 +579,11 @@ class SeasonSimulation:
         """The village notice goes up by itself when the window closes; the township
         posts its notice some time after deciding, unless the workflow's automatic
         posting (the next working morning) comes first."""
-        st = await self.api.status(a.workflow_id)
-        auto_at = st.waiting_until or decided_at
+        # The workflow's own rule for its automatic posting (the same model functions).
+        if step.first_posting == "window_close" and decided_at < self.window_closes:
+            auto_at = self.window_closes
+        else:
+            auto_at = next_working_day_at(self.cal, decided_at, step.auto_post_at)
         if step.first_posting == "after_review":
             post_at = self._delay(decided_at, "notice_posting")
             if post_at < auto_at:
@@ -598,8 +603,7 @@ class SeasonSimulation:
                 ),
             )
             self.counts["requests"] += 1
-        st = await self.api.status(a.workflow_id)
-        self._notice_up(a, step, st.notice.posted_at if st.notice else at)
+        self._notice_up(a, step, at)
 
     def _notice_up(self, a: Applicant, step: NoticeStep, posted_at: datetime) -> None:
         period = notice_period(self.cal, posted_at, step.days, step.counting)
@@ -766,11 +770,11 @@ class SeasonSimulation:
 
     async def _settle(self, apps: list[Applicant], at: datetime) -> None:
         """After a batch: paid ones are done; returned ones wait for their village."""
-        statuses = await asyncio.gather(*(self._settled_status(a) for a in apps))
-        for a, st in zip(apps, statuses, strict=True):
-            if st.stage == "paid":
+        stages = await self._settled_stages(apps)
+        for a in apps:
+            if stages[a.workflow_id] == "paid":
                 a.terminal = "paid"
-            elif st.stage == "awaiting_account_correction":
+            elif stages[a.workflow_id] == "awaiting_account_correction":
                 self.counts["bank returns"] += 1
                 when = self._delay(at, "account_correction")
                 self._at(
@@ -780,15 +784,27 @@ class SeasonSimulation:
                     shared=True,
                 )
 
-    async def _settled_status(self, a: Applicant) -> ApplicationStatus:
-        """The batch is done once it has signalled; the application may not have
-        handled the result yet."""
-        for _ in range(100):
-            st = await self.api.status(a.workflow_id)
-            if st.stage != "awaiting_payment":
-                return st
-            await asyncio.sleep(0.1)
-        return st
+    async def _settled_stages(self, apps: list[Applicant], within: float = 300.0) -> dict[str, str]:
+        """The batch is done once it has signalled; the applications record the result
+        soon after. Read from the read model, not by querying every workflow."""
+        ids = [a.workflow_id for a in apps]
+        deadline = time.monotonic() + within
+        while True:
+            stages = await asyncio.to_thread(self._stages, ids)
+            if all(stages.get(wf) not in (None, "awaiting_payment") for wf in ids):
+                return stages
+            if time.monotonic() > deadline:
+                raise TimeoutError("payments were not recorded within 300 s")
+            await asyncio.sleep(0.2)
+
+    def _stages(self, ids: list[str]) -> dict[str, str]:
+        with Session(self.engine) as session:
+            rows = session.exec(
+                select(ApplicationRow.workflow_id, ApplicationRow.stage).where(
+                    col(ApplicationRow.workflow_id).in_(ids)
+                )
+            ).all()
+        return {wf: stage for wf, stage in rows}
 
     async def _correct_account(self, a: Applicant, at: datetime) -> None:
         await self._everyone_to(at, [a])
@@ -939,9 +955,22 @@ async def simulation_stack(
         )
     try:
         starts = _StartAtSimulatedInstant()
-        config = env.client.config()
-        config["interceptors"] = [starts]
-        client = Client(**config)
+        # The SDK core's warnings (slow workflow tasks under a full load) would flood the
+        # terminal; errors still show.
+        runtime = Runtime(
+            telemetry=TelemetryConfig(
+                logging=LoggingConfig(
+                    filter=TelemetryFilter(core_level="ERROR", other_level="ERROR")
+                )
+            )
+        )
+        client = await Client.connect(
+            env.client.service_client.config.target_host,
+            namespace=env.client.namespace,
+            data_converter=pydantic_data_converter,
+            interceptors=[starts],
+            runtime=runtime,
+        )
         url = f"sqlite:///{data_dir / 'aidflow.db'}"
         await asyncio.to_thread(upgrade, url)
         deps = Dependencies(
@@ -1099,6 +1128,8 @@ def result_json(r: SimulationResult) -> str:
                 }
                 for m in r.misses
             ],
+            "wall_seconds_by_phase": {k: round(v, 1) for k, v in r.wall_by_phase.items()},
+            "events": r.events,
             "report": {"markdown": r.report_md, "xlsx": r.report_xlsx},
             "roster": r.roster,
         },
@@ -1145,6 +1176,12 @@ def print_result(r: SimulationResult, console: Any) -> None:
             str(m.never_done),
         )
     console.print(dates)
+    phases = ", ".join(
+        f"{k} {v:.0f} s"
+        for k, v in sorted(r.wall_by_phase.items(), key=lambda kv: -kv[1])
+        if v >= 0.5
+    )
+    console.print(f"[dim]Where the wall time went: {phases}[/dim]")
     console.print(
         f"Season report: {r.report_md}\n               {r.report_xlsx}\nRoster (花名册): {r.roster}\n"
         f"Simulated in {r.wall_seconds:.0f} s wall time ({r.requests} requests, "
