@@ -336,13 +336,17 @@ class FundsActivities:
 
     @activity.defn(name="await_bank_result")
     async def await_bank_result(self, wait: BankWait) -> list[BankResultRow]:
-        """Polls the bank's inbox, heartbeating, until the result file is there."""
+        """Polls the bank's inbox, heartbeating, until the result file is there: soon
+        after sending at first (a quick bank answers in under a second), then every
+        ``poll_seconds``."""
+        pause = 0.05
         while True:
             rows = await asyncio.to_thread(self._bank.result, wait.batch_id)
             if rows is not None:
                 return rows
             activity.heartbeat()
-            await asyncio.sleep(wait.poll_seconds)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, wait.poll_seconds)
 
     @activity.defn(name="record_payment_results")
     def record_payment_results(self, results: PaymentResults) -> None:
