@@ -40,7 +40,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, **kwargs)
 
 
-_WRITE_LOCKS: WeakKeyDictionary[Engine, threading.Lock] = WeakKeyDictionary()
+_WRITE_LOCKS: WeakKeyDictionary[Engine, threading.RLock] = WeakKeyDictionary()
 _LOCKS_LOCK = threading.Lock()
 
 
@@ -54,7 +54,7 @@ def one_writer(engine: Engine) -> contextlib.AbstractContextManager[Any]:
     with _LOCKS_LOCK:
         lock = _WRITE_LOCKS.get(engine)
         if lock is None:
-            lock = _WRITE_LOCKS[engine] = threading.Lock()
+            lock = _WRITE_LOCKS[engine] = threading.RLock()
     return lock
 
 

@@ -24,6 +24,7 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 
 from activities.bank import DISBURSEMENT_COLUMNS, FileExchangeBank
+from activities.db import one_writer
 from activities.sealing import Keys
 from activities.tables import (
     ApplicationRow,
@@ -105,7 +106,7 @@ class FundsActivities:
     @activity.defn(name="create_funds_request")
     def create_funds_request(self, req: FundsRequestInput) -> FundsRequestSummary:
         """The county-approved applications not yet on a request, with the roster (花名册)."""
-        with Session(self._engine) as s, s.begin():
+        with one_writer(self._engine), Session(self._engine) as s, s.begin():
             existing = s.get(FundsRequest, req.request_id)
             if existing is not None:
                 items = s.exec(
@@ -212,7 +213,7 @@ class FundsActivities:
 
     @activity.defn(name="record_funds_arrival")
     def record_funds_arrival(self, arrival: FundsArrivalRecord) -> None:
-        with Session(self._engine) as s, s.begin():
+        with one_writer(self._engine), Session(self._engine) as s, s.begin():
             request = s.get(FundsRequest, arrival.funds_request_id)
             if request is None:
                 raise ValueError(f"no funds request {arrival.funds_request_id}")
@@ -236,7 +237,7 @@ class FundsActivities:
         skipped: list[str] = []
         lines: list[list[object]] = []
         now = datetime.now(UTC)
-        with Session(self._engine) as s, s.begin():
+        with one_writer(self._engine), Session(self._engine) as s, s.begin():
             if s.get(PayoutBatch, batch.batch_id) is None:
                 s.add(
                     PayoutBatch(
@@ -324,7 +325,7 @@ class FundsActivities:
     def send_batch(self, prepared: PreparedBatch) -> str:
         text = Path(prepared.file_path).read_text(encoding="utf-8")
         sent = self._bank.send(prepared.batch_id, text)
-        with Session(self._engine) as s, s.begin():
+        with one_writer(self._engine), Session(self._engine) as s, s.begin():
             s.execute(
                 update(PayoutBatch)
                 .where(
@@ -351,7 +352,7 @@ class FundsActivities:
     @activity.defn(name="record_payment_results")
     def record_payment_results(self, results: PaymentResults) -> None:
         now = datetime.now(UTC)
-        with Session(self._engine) as s, s.begin():
+        with one_writer(self._engine), Session(self._engine) as s, s.begin():
             for r in results.rows:
                 s.execute(
                     update(Payment)

@@ -24,6 +24,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from activities.db import one_writer
 from activities.tables import OutboxMessage, Place
 from models.privacy import mask_sensitive_text
 
@@ -146,7 +147,7 @@ class OutboxSender:
 
     def _claim(self, msg: OutboxMessage) -> bool:
         """Optimistic claim: only one sender moves the lease forward from what it saw."""
-        with Session(self._engine) as s, s.begin():
+        with one_writer(self._engine), Session(self._engine) as s, s.begin():
             result = s.execute(
                 update(OutboxMessage)
                 .where(
@@ -171,7 +172,7 @@ class OutboxSender:
     def _finish(self, msg: OutboxMessage, via: str | None, error: str | None) -> None:
         now = datetime.now(UTC)
         attempts = msg.attempts + 1
-        with Session(self._engine) as s, s.begin():
+        with one_writer(self._engine), Session(self._engine) as s, s.begin():
             if error is None:
                 values = {
                     "status": "sent",

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio import activity
 
+from activities.db import one_writer
 from activities.tables import ApplicationRow, AuditEntry, OutboxMessage, Payment, Place
 from models.notifications import render
 from models.programme import Programme
@@ -350,7 +351,7 @@ class ReportActivities:
             },
         )
         now = datetime.now(UTC)
-        with Session(self._engine) as s, s.begin():
+        with one_writer(self._engine), Session(self._engine) as s, s.begin():
             for i, role in enumerate(
                 dict.fromkeys([fixed.responsible.value, "county_education_bureau"])
             ):

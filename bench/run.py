@@ -87,6 +87,7 @@ class Proc:
 
 
 def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> Proc:
+    log.parent.mkdir(parents=True, exist_ok=True)
     out = open(log, "ab")  # noqa: SIM115 - handed to the child
     p = subprocess.Popen(
         args,
@@ -156,7 +157,7 @@ class RunResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-SECRET = "bench-secret-0123456789abcdef0123456789"
+SECRET = "0123456789abcdef" * 4  # hex, as AIDFLOW_SECRET_KEY wants
 
 
 def pipeline_env(address: str, work: Path, epoch: datetime, day_seconds: float) -> dict[str, str]:

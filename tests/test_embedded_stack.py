@@ -219,6 +219,20 @@ def test_config_show_masks_secrets(tmp_path: Path) -> None:
     assert "postgresql+psycopg://aid:***@db.example/aid" in r.stdout
 
 
+def test_empty_metrics_port_disables_metrics(tmp_path: Path) -> None:
+    env = _env(tmp_path, 7233, 8233, 9464)
+    env["AIDFLOW_METRICS_PORT"] = ""
+    r = subprocess.run(
+        [str(VENV_BIN / "aidflow"), "config", "show", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert '"metrics_port": null' in r.stdout
+
+
 def test_config_file_is_read(tmp_path: Path) -> None:
     (tmp_path / "aidflow.toml").write_text('task_queue = "county-341225"\nlog_format = "json"\n')
     env = _env(tmp_path, 7233, 8233, 9464)

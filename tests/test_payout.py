@@ -32,7 +32,7 @@ from models.ids import season_workflow_id
 from models.payout import PreparedBatch
 from tests.conftest import AppStack, Registry, make_stack
 from tests.support import COUNTY, applicant, county_official, township_official, village_official
-from tests.test_application_workflow import HISTORIES, Case, cst, rid
+from tests.test_application_workflow import Case, cst, history_path, rid
 from workers.client import Refused
 from workers.worker import Dependencies
 from workflows.season import SeasonWorkflow
@@ -212,11 +212,9 @@ async def test_full_season_paid_returned_repaid_and_reported(
     files = await season.query(SeasonWorkflow.report)
     assert files is not None and files.xlsx.endswith(".xlsx")
     if os.environ.get("AIDFLOW_RECORD_HISTORIES") == "1":
-        (HISTORIES / "season_with_two_batches.json").write_text(
-            (await season.fetch_history()).to_json()
-        )
+        history_path("season_with_two_batches").write_text((await season.fetch_history()).to_json())
         batch = api.client.get_workflow_handle(f"payout/county-subsidy-2027-{COUNTY[:6]}-b001")
-        (HISTORIES / "payout_batch_with_a_return.json").write_text(
+        history_path("payout_batch_with_a_return").write_text(
             (await batch.fetch_history()).to_json()
         )
     with Session(engine) as s:

@@ -22,11 +22,16 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 def test_there_are_recorded_histories() -> None:
     names = {p.stem for p in HISTORIES}
-    assert {
+    expected = {
         "happy_path_to_awaiting_funds",
         "rejected_at_village_review",
         "objection_upheld",
-    } <= names
+        "paid",
+        "season_with_two_batches",
+    }
+    # Before and after the patches of issue 7 (local-activity persistence, signals together).
+    assert expected <= names
+    assert {f"{n}@v2" for n in expected} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)

@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     def _upper(cls, v: Any) -> Any:
         return v.upper() if isinstance(v, str) else v
 
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: Any) -> Any:
+        # AIDFLOW_METRICS_PORT= (empty) disables the metrics endpoint, as documented.
+        return None if isinstance(v, str) and not v.strip() else v
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -146,6 +146,7 @@ class ApplicationWorkflow:
         self._payment_in_flight: PaymentSent | None = None
         self._returned_reason: str | None = None
         self._paid = False
+        self._persist_locally = False  # decided at the start of run()
         # Recorded here, before any update or signal delivered with the first task is handled.
         self._record(
             "submitted",
@@ -164,6 +165,9 @@ class ApplicationWorkflow:
 
     @workflow.run
     async def run(self, inp: ApplicationInput) -> ApplicationStatus:
+        # Versions are decided here, before the first command, where a replay reaches
+        # the same point whatever the timing of local activities and messages.
+        self._persist_locally = workflow.patched(PERSIST_LOCALLY)
         self._schedule = await workflow.execute_local_activity_method(
             CalendarActivities.compute_season_schedule,
             ScheduleRequest(programme=self._programme, season=inp.season),
@@ -1373,7 +1377,7 @@ class ApplicationWorkflow:
             }
             payload = EventBatch(snapshot=self._snapshot(), events=batch, notifications=notes)
             summary = f"record events {batch[0].seq}-{batch[-1].seq}"
-            if workflow.patched(PERSIST_LOCALLY):
+            if self._persist_locally:
                 # A local activity: the write runs inside the workflow task, so a batch costs
                 # one history marker instead of three events and a workflow task of its own.
                 # The write is short and idempotent (by sequence number), which is what a

@@ -13,9 +13,15 @@ from temporalio import workflow
 SIGNAL_TOGETHER = "signal-many-together"
 
 
-async def signal_each(name: str, targets: Sequence[tuple[str, Any]]) -> None:
+def signal_together() -> bool:
+    """Call once at the start of a workflow's run (a point a replay reaches the same
+    way) and pass the answer to :func:`signal_each`."""
+    return workflow.patched(SIGNAL_TOGETHER)
+
+
+async def signal_each(name: str, targets: Sequence[tuple[str, Any]], *, together: bool) -> None:
     """Send ``name`` to each (workflow id, argument), in order."""
-    if workflow.patched(SIGNAL_TOGETHER):
+    if together:
         await asyncio.gather(
             *(workflow.get_external_workflow_handle(wf).signal(name, arg) for wf, arg in targets)
         )

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from workflows.messaging import signal_each
+from workflows.messaging import signal_each, signal_together
 
 with workflow.unsafe.imports_passed_through():
     from activities.funds import (
@@ -66,9 +66,11 @@ class SeasonWorkflow:
         self._batch_seq = 0
         self._report: ReportFiles | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._together = False  # decided at the start of run()
 
     @workflow.run
     async def run(self, inp: SeasonInput) -> list[BatchResult]:
+        self._together = signal_together()  # before the first command: see messaging
         self._schedule = await workflow.execute_local_activity_method(
             CalendarActivities.compute_season_schedule,
             ScheduleRequest(programme=inp.programme, season=inp.season),
@@ -178,7 +180,9 @@ class SeasonWorkflow:
         )
         self._requests[cmd.request_id] = summary
         join = FundsJoin(request_id=cmd.request_id, requested_at=workflow.now())
-        await signal_each("funds_requested", [(wf, join) for wf in summary.workflow_ids])
+        await signal_each(
+            "funds_requested", [(wf, join) for wf in summary.workflow_ids], together=self._together
+        )
         self._describe()
         return summary
 
@@ -225,7 +229,11 @@ class SeasonWorkflow:
             arrived_at=arrived_at,
             pay_by=pay_by,
         )
-        await signal_each("funds_released", [(wf, release) for wf in request.workflow_ids])
+        await signal_each(
+            "funds_released",
+            [(wf, release) for wf in request.workflow_ids],
+            together=self._together,
+        )
         self._unsettled.update(request.workflow_ids)
         batch_id = self._start_batch(
             [
