@@ -43,7 +43,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import Client, WorkflowHistory, WorkflowQueryFailedError
+from temporalio.service import RPCError
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -187,7 +188,7 @@ async def run_pipeline(
     from models.application import Actor, DecisionRequest
     from models.domain import DecisionKind, Role
     from models.programme import BUILTIN_PROGRAMMES, COUNTY_SUBSIDY_DEMO
-    from workers.client import AidflowClient
+    from workers.client import AidflowClient, Refused
     from workers.settings import Settings
     from workers.synthetic import applicants, registry_csv
     from workers.worker import connect
@@ -230,6 +231,7 @@ async def run_pipeline(
         api.repayment_batch_delay = timedelta(seconds=day_seconds)
         await asyncio.sleep(max(0.0, (epoch - datetime.now(UTC)).total_seconds()) + 0.2)
         latencies: list[float] = []
+        query_timeouts: list[str] = []
         roles = {
             "village_review": Role.VILLAGE_COMMITTEE,
             "township_review": Role.TOWNSHIP_POVERTY_OFFICE,
@@ -250,7 +252,12 @@ async def run_pipeline(
         async def service(wf: str) -> None:
             """The offices' systems: decide the moment an application reaches them."""
             while True:
-                st = await api.status(wf)
+                try:
+                    st = await api.status(wf)
+                except Refused:  # a query that timed out under load: look again
+                    query_timeouts.append(wf)
+                    await asyncio.sleep(1.0)
+                    continue
                 stages[wf] = st.stage
                 if st.stage in ("paid", "rejected", "withdrawn"):
                     done_at[wf] = time.monotonic()
@@ -318,7 +325,7 @@ async def run_pipeline(
             update_p99_ms=pct(latencies, 0.99) * 1000,
             updates=len(latencies),
             worker_peak_rss_mib=rss,
-            extra={"day_seconds": day_seconds},
+            extra={"day_seconds": day_seconds, "status_query_timeouts": len(query_timeouts)},
         ),
         history,
     )
@@ -373,6 +380,7 @@ async def run_baseline(address: str, work: Path, n: int, steps: list[str]) -> Ru
         client = await Client.connect(address)
         await asyncio.sleep(3)  # the worker's start-up, as (a)'s before its epoch
         latencies: list[float] = []
+        query_timeouts: list[str] = []
         done_at: list[float] = []
         started = time.monotonic()
         sem = asyncio.Semaphore(64)
@@ -391,7 +399,12 @@ async def run_baseline(address: str, work: Path, n: int, steps: list[str]) -> Ru
 
         async def service(h: Any) -> None:
             while True:
-                st: BareStatus = await h.query(BareApplication.status)
+                try:
+                    st: BareStatus = await h.query(BareApplication.status)
+                except (RPCError, WorkflowQueryFailedError):  # timed out under load
+                    query_timeouts.append(h.id)
+                    await asyncio.sleep(1.0)
+                    continue
                 if st.done:
                     await h.result()
                     done_at.append(time.monotonic())
@@ -424,6 +437,7 @@ async def run_baseline(address: str, work: Path, n: int, steps: list[str]) -> Ru
         update_p99_ms=pct(latencies, 0.99) * 1000,
         updates=len(latencies),
         worker_peak_rss_mib=rss,
+        extra={"status_query_timeouts": len(query_timeouts)},
     )
 
 
