@@ -116,6 +116,7 @@ async def run_worker(address: str, task_queue: str) -> None:
         activities=[noop],
         activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=16),
         max_concurrent_activities=16,
+        max_concurrent_workflow_tasks=16,
     ):
         await stop.wait()
 

@@ -141,7 +141,9 @@ def poll_after(waiting_until: datetime | None) -> float:
     if waiting_until is None:
         return 1.0
     left = (waiting_until - datetime.now(UTC)).total_seconds()
-    return min(max(left + 0.05, 0.05), 5.0)
+    if left < 0:
+        return 1.0  # overdue, or its task is late: no use asking again at once
+    return min(left + 0.05, 5.0)
 
 
 def pct(xs: list[float], q: float) -> float:

@@ -140,6 +140,11 @@ def build_worker(
         # Calendar and database activities are synchronous; they run on this pool.
         activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=16),
         max_concurrent_activities=16,
+        # Start only the workflow tasks this process can finish promptly; the rest wait
+        # in the server's queue. With the default (100), a burst of decisions on two
+        # cores started tasks that then sat for over 10 s (their timeout) behind the
+        # others, timed out and were retried from scratch (measured in bench/).
+        max_concurrent_workflow_tasks=options.pop("max_concurrent_workflow_tasks", 16),
         # The sandbox re-imports the workflow modules for every workflow and runs code
         # for every payload (measured: 40% of the worker's CPU in aidflow simulate).
         # Production and the tests keep it; the simulator, a local throwaway run of the
