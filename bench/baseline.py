@@ -25,7 +25,8 @@ from temporalio.worker import Worker
 
 @dataclass
 class Script:
-    # One entry per step: "update", "signal", "activity", "local", or "timer:<seconds>".
+    # One entry per step: "update", "signal", "activity", "local", "timer:<seconds>" (the
+    # step waits for it) or "bgtimer:<seconds>" (runs beside the steps, like a watcher).
     steps: list[str] = field(default_factory=list)
 
 
@@ -53,6 +54,7 @@ class BareApplication:
     @workflow.run
     async def run(self, script: Script) -> int:
         expected_updates = expected_signals = 0
+        watchers: list[asyncio.Task[None]] = []  # like aidflow's fixed-date watchers
         for i, step in enumerate(script.steps):
             if step == "update":
                 expected_updates += 1
@@ -72,12 +74,20 @@ class BareApplication:
                 await workflow.execute_local_activity(
                     noop, i, start_to_close_timeout=timedelta(seconds=10)
                 )
+            elif step.startswith("bgtimer:"):
+                watchers.append(
+                    asyncio.create_task(
+                        workflow.sleep(timedelta(seconds=float(step.split(":", 1)[1])))
+                    )
+                )
             elif step.startswith("timer:"):
                 delay = timedelta(seconds=float(step.split(":", 1)[1]))
                 self._next = "other"
                 self._until = workflow.now() + delay
                 await workflow.sleep(delay)
                 self._until = None
+        for w in watchers:
+            w.cancel()
         self._done = True
         return len(script.steps)
 

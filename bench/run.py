@@ -366,7 +366,11 @@ def script_of(history: WorkflowHistory) -> tuple[list[str], dict[str, int]]:
             counts["local_activities"] += 1
         elif t == EventType.EVENT_TYPE_TIMER_STARTED and e.event_id in fired:
             secs = e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
-            steps.append(f"timer:{secs.total_seconds():.3f}")
+            summary = e.user_metadata.summary.data.decode(errors="replace")
+            # Fixed-date and payment-limit watchers run beside the steps; the rest
+            # (postings, notice ends, re-payment waits) are what the steps wait for.
+            beside = "fixed date" in summary or "payment limit" in summary
+            steps.append(f"{'bgtimer' if beside else 'timer'}:{secs.total_seconds():.3f}")
             counts["timers"] += 1
         elif t == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
             wfts += 1
@@ -712,7 +716,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--applications", type=int, default=300, help="(a) and (b): 0 skips them")
-    parser.add_argument("--day-seconds", type=float, default=1.0, help="(a): compressed day")
+    parser.add_argument("--day-seconds", type=float, default=3.0, help="(a): compressed day")
     parser.add_argument("--idle", type=int, default=10000, help="idle footprint: 0 skips it")
     parser.add_argument(
         "--simulate",
