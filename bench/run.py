@@ -675,6 +675,9 @@ def show(results: dict[str, Any]) -> None:
     if results.get("idle"):
         console.print(f"idle footprint: {results['idle']}")
     for s in results.get("simulate", []):
+        if "failed" in s:
+            console.print(f"aidflow simulate {s['applications']} FAILED: {s['failed']}")
+            continue
         console.print(
             f"aidflow simulate {s['applications']}: {s['wall_seconds']} s in-process, "
             f"{s['process_wall_seconds']} s for the command; outcomes {s['outcomes']}"
@@ -701,14 +704,29 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 console.print(f"(b) baseline, {args.applications} bare workflows …")
                 b = await run_baseline(address, work / "b", args.applications, steps)
                 results["baseline"] = asdict(b)
+                save(results)
         if args.idle:
             console.print(f"idle footprint, {args.idle} applications …")
             results["idle"] = asdict(await run_idle(args.idle, work / "idle"))
+            save(results)
         results["simulate"] = []
         for n in args.simulate:
             console.print(f"aidflow simulate --applications {n} …")
-            results["simulate"].append(await run_simulate(n, work))
+            try:
+                results["simulate"].append(await run_simulate(n, work))
+            except RuntimeError as e:  # recorded, and the other figures kept
+                results["simulate"].append({"applications": n, "failed": str(e)[-500:]})
+            save(results)
     return results
+
+
+def save(results: dict[str, Any]) -> Path:
+    """Written after every part, so a part that fails loses nothing measured before."""
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    path = out / f"{results['started'].replace(':', '')}.json"
+    path.write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str))
+    return path
 
 
 def main() -> None:
@@ -726,10 +744,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    path = out / f"{results['started'].replace(':', '')}.json"
-    path.write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str))
+    path = save(results)
     show(results)
     console.print(f"results: {path}")
 

@@ -60,7 +60,7 @@ from datetime import UTC, datetime, timedelta
 from datetime import time as clock
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import temporalio.api.common.v1
 import temporalio.api.workflowservice.v1
@@ -105,6 +105,8 @@ from workers.client import AidflowClient, Refused
 from workers.settings import Settings
 from workers.synthetic import applicants, registry_csv
 from workers.worker import Dependencies, build_worker
+
+T = TypeVar("T")
 
 # Mean delays in working days at --officials-delay 1.0 (seeded, exponentially distributed).
 MEAN_DELAY_DAYS = {
@@ -375,6 +377,23 @@ class SeasonSimulation:
         heap = self._shared if shared else self._heap
         heapq.heappush(heap, _Event(at, next(self._seq), shared, label, action))
 
+    async def _again(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """A request that timed out under load is sent again, the same (its request id
+        makes the repeat change nothing); a refusal for a reason is passed on."""
+        for attempt in range(8):
+            try:
+                return await make()
+            except Refused as r:
+                if (
+                    "Timeout" not in str(r)
+                    and "cancellation" not in str(r)
+                    and "no application" not in str(r)
+                ):
+                    raise
+                self.counts["requests repeated after a timeout"] += 1
+                await asyncio.sleep(min(2.0**attempt, 30.0))
+        return await make()
+
     def _delay(self, after: datetime, what: str) -> datetime:
         return office_instant(
             self.cal, after, MEAN_DELAY_DAYS[what] * self.s.officials_delay, self.rng
@@ -511,17 +530,15 @@ class SeasonSimulation:
             decision, reason = DecisionKind.RETURN_FOR_CORRECTION, self.rng.choice(RETURN_REASONS)
         elif roll > 1 - self.s.rejection_rate:
             decision, reason = DecisionKind.REJECT, self.rng.choice(REJECT_REASONS)
+        req = DecisionRequest(
+            request_id=uuid.uuid4().hex,
+            actor=self._official(a, step.role),
+            stage=stage,
+            decision=decision,
+            reason=reason,
+        )
         try:
-            await self.api.decide(
-                a.workflow_id,
-                DecisionRequest(
-                    request_id=uuid.uuid4().hex,
-                    actor=self._official(a, step.role),
-                    stage=stage,
-                    decision=decision,
-                    reason=reason,
-                ),
-            )
+            await self._again(lambda: self.api.decide(a.workflow_id, req))
         except Refused:
             # Not in that stage yet (an objection still open, say): look again later.
             self.counts["decisions refused"] += 1
@@ -562,17 +579,13 @@ class SeasonSimulation:
 
     async def _correct(self, a: Applicant, stage: str, at: datetime) -> None:
         await self.clocks.advance(a.workflow_id, at)
-        await self.api.correct(
-            a.workflow_id,
-            CorrectionRequest(
-                request_id=uuid.uuid4().hex,
-                actor=Actor(
-                    id=f"applicant-{a.form.household_no}", name="申请人", role=Role.APPLICANT
-                ),
-                documents={DocumentKind.HOUSEHOLD_REGISTER_HEAD: 1},
-                note="已补交",
-            ),
+        correction = CorrectionRequest(
+            request_id=uuid.uuid4().hex,
+            actor=Actor(id=f"applicant-{a.form.household_no}", name="申请人", role=Role.APPLICANT),
+            documents={DocumentKind.HOUSEHOLD_REGISTER_HEAD: 1},
+            note="已补交",
         )
+        await self._again(lambda: self.api.correct(a.workflow_id, correction))
         self.counts["requests"] += 1
         self._review_later(a, stage, at)
 
@@ -594,15 +607,11 @@ class SeasonSimulation:
 
     async def _post(self, a: Applicant, step: NoticeStep, at: datetime) -> None:
         await self.clocks.advance(a.workflow_id, at)
+        posting = NoticePosting(
+            request_id=uuid.uuid4().hex, actor=self._official(a, step.owner), stage=step.stage
+        )
         with contextlib.suppress(Refused):  # posted automatically in the meantime
-            await self.api.post_notice(
-                a.workflow_id,
-                NoticePosting(
-                    request_id=uuid.uuid4().hex,
-                    actor=self._official(a, step.owner),
-                    stage=step.stage,
-                ),
-            )
+            await self._again(lambda: self.api.post_notice(a.workflow_id, posting))
             self.counts["requests"] += 1
         self._notice_up(a, step, at)
 
@@ -624,18 +633,14 @@ class SeasonSimulation:
         self, a: Applicant, step: NoticeStep, ends_at: datetime, at: datetime
     ) -> None:
         await self.clocks.advance(a.workflow_id, at)
+        objection = ObjectionRequest(
+            request_id=uuid.uuid4().hex,
+            actor=Actor(id=f"villager-{self.rng.randint(1, 999)}", name="村民", role=Role.PUBLIC),
+            text=self.rng.choice(OBJECTIONS),
+            contact=f"139{self.rng.randint(0, 10**8 - 1):08d}",
+        )
         try:
-            await self.api.lodge_objection(
-                a.workflow_id,
-                ObjectionRequest(
-                    request_id=uuid.uuid4().hex,
-                    actor=Actor(
-                        id=f"villager-{self.rng.randint(1, 999)}", name="村民", role=Role.PUBLIC
-                    ),
-                    text=self.rng.choice(OBJECTIONS),
-                    contact=f"139{self.rng.randint(0, 10**8 - 1):08d}",
-                ),
-            )
+            await self._again(lambda: self.api.lodge_objection(a.workflow_id, objection))
         except Refused:
             self._review_later(a, self._review_after(step), ends_at)
             return
@@ -655,15 +660,15 @@ class SeasonSimulation:
         upheld = self.rng.random() < self.s.objection_upheld
         for o in st.objections:
             if o.outcome is None:
-                await self.api.resolve_objection(
-                    a.workflow_id,
-                    ObjectionResolution(
-                        request_id=uuid.uuid4().hex,
-                        actor=self._official(a, step.owner),
-                        objection_id=o.id,
-                        outcome=ObjectionOutcome.UPHELD if upheld else ObjectionOutcome.DISMISSED,
-                        reason="经入户核实情况属实" if upheld else "经入户核实，家庭情况符合条件",
-                    ),
+                resolution = ObjectionResolution(
+                    request_id=uuid.uuid4().hex,
+                    actor=self._official(a, step.owner),
+                    objection_id=o.id,
+                    outcome=ObjectionOutcome.UPHELD if upheld else ObjectionOutcome.DISMISSED,
+                    reason="经入户核实情况属实" if upheld else "经入户核实，家庭情况符合条件",
+                )
+                await self._again(
+                    lambda r=resolution: self.api.resolve_objection(a.workflow_id, r)  # type: ignore[misc]
                 )
                 self.counts["requests"] += 1
         if upheld:
@@ -724,8 +729,11 @@ class SeasonSimulation:
         # The request takes what the read model shows awaiting funds: let it catch up
         # with the approvals the workflows accepted.
         await self._read_model_shows(waiting, {"awaiting_funds"})
-        summary = await self.api.request_funds(
-            self.programme.code, self.s.season, self.county, self._bureau()
+        request_id = f"fr-{self.county[:6]}-{self.s.season}-{uuid.uuid4().hex[:6]}"
+        summary = await self._again(
+            lambda: self.api.request_funds(
+                self.programme.code, self.s.season, self.county, self._bureau(), request_id
+            )
         )
         self.counts["funds requests"] += 1
         self.roster = self.roster or summary.roster_path
@@ -756,14 +764,16 @@ class SeasonSimulation:
         finance = Actor(
             id="county-finance-1", name="县财政局", role=Role.COUNTY_FINANCE, place_code=self.county
         )
-        result = await self.api.funds_arrived(
-            self.programme.code,
-            self.s.season,
-            self.county,
-            finance,
-            request_id,
-            total,
-            f"CZ{self.s.season}-{self.counts['funds requests']:03d}",
+        result = await self._again(
+            lambda: self.api.funds_arrived(
+                self.programme.code,
+                self.s.season,
+                self.county,
+                finance,
+                request_id,
+                total,
+                f"CZ{self.s.season}-{self.counts['funds requests']:03d}",
+            )
         )
         started = time.monotonic()
         await self._batch_done(result.batch_id)
@@ -829,12 +839,17 @@ class SeasonSimulation:
 
     async def _correct_account(self, a: Applicant, at: datetime) -> None:
         await self._everyone_to(at, [a])
-        await self.api.correct_account(
-            a.workflow_id,
-            self._official(a, Role.VILLAGE_COMMITTEE),
-            bank_name="阜南农商银行",
-            account_number=f"62302099{self.rng.randint(0, 10**11 - 1):011d}",
-            account_holder=a.form.account_holder,
+        account = f"62302099{self.rng.randint(0, 10**11 - 1):011d}"
+        request_id = uuid.uuid4().hex
+        await self._again(
+            lambda: self.api.correct_account(
+                a.workflow_id,
+                self._official(a, Role.VILLAGE_COMMITTEE),
+                bank_name="阜南农商银行",
+                account_number=account,
+                account_holder=a.form.account_holder,
+                request_id=request_id,
+            )
         )
         self.counts["requests"] += 1
         self._repayment.append(a)
