@@ -349,21 +349,20 @@ def script_of(history: WorkflowHistory) -> tuple[list[str], dict[str, int]]:
         if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED
     }
     counts = {"updates": 0, "signals": 0, "activities": 0, "local_activities": 0, "timers": 0}
+    # Event type -> (the baseline's step, what it counts as).
+    plain = {
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: ("update", "updates"),
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED: ("signal", "signals"),
+        EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED: ("activity", "activities"),
+        EventType.EVENT_TYPE_MARKER_RECORDED: ("local", "local_activities"),
+    }
     wfts = 0
     for e in history.events:
         t = e.event_type
-        if t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
-            steps.append("update")
-            counts["updates"] += 1
-        elif t == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-            steps.append("signal")
-            counts["signals"] += 1
-        elif t == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            steps.append("activity")
-            counts["activities"] += 1
-        elif t == EventType.EVENT_TYPE_MARKER_RECORDED:
-            steps.append("local")
-            counts["local_activities"] += 1
+        if t in plain:
+            step, counted = plain[t]
+            steps.append(step)
+            counts[counted] += 1
         elif t == EventType.EVENT_TYPE_TIMER_STARTED and e.event_id in fired:
             secs = e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
             summary = e.user_metadata.summary.data.decode(errors="replace")
