@@ -22,6 +22,8 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from workers.sandbox import DirectContextSandboxRunner
+
 
 @dataclass
 class Script:
@@ -118,11 +120,13 @@ async def run_worker(address: str, task_queue: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    # The same worker options as aidflow's (workers/worker.py): sandboxed, 16 activity threads.
+    # The same worker options as aidflow's (workers/worker.py): the same sandboxed runner,
+    # 16 activity threads, at most 16 workflow tasks at once.
     async with Worker(
         client,
         task_queue=task_queue,
         workflows=[BareApplication],
+        workflow_runner=DirectContextSandboxRunner(),
         activities=[noop],
         activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=16),
         max_concurrent_activities=16,

@@ -30,6 +30,7 @@ from activities.report import ReportActivities
 from activities.sealing import Keys
 from activities.workflow_calendar import CalendarActivities
 from models.calendar import WorkingCalendar
+from workers.sandbox import DirectContextSandboxRunner
 from workers.settings import Settings
 from workflows.registry import ALL_WORKFLOWS
 
@@ -128,8 +129,10 @@ def build_worker(
 ) -> Worker:
     """``replace``: activities that stand in for those of the same name (tests inject faults).
     ``options`` go to :class:`Worker` (tests use ``max_cached_workflows=0`` to force replays)."""
-    if not sandboxed:
-        options.setdefault("workflow_runner", UnsandboxedWorkflowRunner())
+    options.setdefault(
+        "workflow_runner",
+        DirectContextSandboxRunner() if sandboxed else UnsandboxedWorkflowRunner(),
+    )
     by_name = {_activity_name(a): a for a in deps.activities()}
     by_name.update({_activity_name(a): a for a in replace})
     return Worker(
@@ -145,10 +148,11 @@ def build_worker(
         # cores started tasks that then sat for over 10 s (their timeout) behind the
         # others, timed out and were retried from scratch (measured in bench/).
         max_concurrent_workflow_tasks=options.pop("max_concurrent_workflow_tasks", 16),
-        # The sandbox re-imports the workflow modules for every workflow and runs code
-        # for every payload (measured: 40% of the worker's CPU in aidflow simulate).
-        # Production and the tests keep it; the simulator, a local throwaway run of the
-        # same code, may go without (determinism is also checked by the replay tests).
+        # Workflow code runs in the SDK's sandbox (default restrictions), without the
+        # sandbox's per-payload cost (workers/sandbox.py). The simulator, a local
+        # throwaway run of the same code, goes without the sandbox: it re-imports the
+        # workflow module for every workflow (determinism is also checked by the
+        # replay tests over recorded histories).
         **options,
     )
 
