@@ -35,8 +35,7 @@ import pytest_asyncio
 from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.bank import BankSimulator, SimulatorRules
@@ -44,13 +43,13 @@ from activities.calendars import build_calendar
 from activities.db import make_engine, upgrade
 from activities.importing import import_places
 from activities.sealing import Keys
-from models import search
 from models.calendar import WorkingCalendar
 from models.intake import RegisteredMember
 from models.programme import BUILTIN_PROGRAMMES
-from tests.support import binary, make_national_id
+from tests.support import make_national_id
 from workers.client import AidflowClient
 from workers.logs import configure_logging
+from workers.simulate import start_time_skipping_server
 from workers.worker import Dependencies, build_worker
 
 POSTGRES_URL = os.environ.get(
@@ -129,17 +128,7 @@ def calendar() -> WorkingCalendar:
 
 @pytest_asyncio.fixture(scope="session")
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping_v2(
-        # Workflows start on the wall clock; tests fast-forward each one explicitly.
-        ts_config=TimeSkippingConfig(enabled=False),
-        dev_server_existing_path=binary("temporal"),
-        data_converter=pydantic_data_converter,
-        search_attributes=search.ALL,
-        dev_server_extra_args=[
-            "--dynamic-config-value",
-            "frontend.WorkflowTimeSkippingEnabled=true",
-        ],
-    )
+    env = await start_time_skipping_server()
     try:
         yield env
     finally:

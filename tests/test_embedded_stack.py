@@ -204,48 +204,38 @@ def test_worker_refuses_an_unmigrated_database_in_one_line(tmp_path: Path) -> No
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-def test_config_show_masks_secrets(tmp_path: Path) -> None:
-    env = _env(tmp_path, 7233, 8233, 9464)
-    env["AIDFLOW_DATABASE_URL"] = "postgresql+psycopg://aid:hunter2@db.example/aid"
+def _config_show(env: dict[str, str], cwd: Path | None = None) -> str:
+    """``aidflow config show --json`` with ``env``: its output (it must succeed)."""
     r = subprocess.run(
         [str(VENV_BIN / "aidflow"), "config", "show", "--json"],
         env=env,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert r.returncode == 0, r.stderr
-    assert "hunter2" not in r.stdout and SECRET not in r.stdout
-    assert "postgresql+psycopg://aid:***@db.example/aid" in r.stdout
+    return r.stdout
+
+
+def test_config_show_masks_secrets(tmp_path: Path) -> None:
+    env = _env(tmp_path, 7233, 8233, 9464)
+    env["AIDFLOW_DATABASE_URL"] = "postgresql+psycopg://aid:hunter2@db.example/aid"
+    shown = _config_show(env)
+    assert "hunter2" not in shown and SECRET not in shown
+    assert "postgresql+psycopg://aid:***@db.example/aid" in shown
 
 
 def test_empty_metrics_port_disables_metrics(tmp_path: Path) -> None:
     env = _env(tmp_path, 7233, 8233, 9464)
     env["AIDFLOW_METRICS_PORT"] = ""
-    r = subprocess.run(
-        [str(VENV_BIN / "aidflow"), "config", "show", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert r.returncode == 0, r.stderr
-    assert '"metrics_port": null' in r.stdout
+    assert '"metrics_port": null' in _config_show(env)
 
 
 def test_config_file_is_read(tmp_path: Path) -> None:
     (tmp_path / "aidflow.toml").write_text('task_queue = "county-341225"\nlog_format = "json"\n')
     env = _env(tmp_path, 7233, 8233, 9464)
-    r = subprocess.run(
-        [str(VENV_BIN / "aidflow"), "config", "show", "--json"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert r.returncode == 0, r.stderr
-    assert '"task_queue": "county-341225"' in r.stdout
+    assert '"task_queue": "county-341225"' in _config_show(env, cwd=tmp_path)
 
 
 def _cli(stack: Stack, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -992,6 +992,25 @@ def _child_stdout_to_devnull() -> Iterator[None]:
         os.close(devnull)
 
 
+async def start_time_skipping_server() -> WorkflowEnvironment:
+    """A private in-memory dev server with per-workflow time skipping, aidflow's search
+    attributes and its data converter. Workflows start on the wall clock and move only
+    when fast-forwarded (the simulator's server, and the tests')."""
+    from workers.embedded import temporal_binary
+
+    return await WorkflowEnvironment.start_time_skipping_v2(
+        ts_config=TimeSkippingConfig(enabled=False),
+        dev_server_existing_path=temporal_binary(),
+        dev_server_log_level="error",
+        data_converter=pydantic_data_converter,
+        search_attributes=search.ALL,
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "frontend.WorkflowTimeSkippingEnabled=true",
+        ],
+    )
+
+
 @contextlib.asynccontextmanager
 async def simulation_stack(
     data_dir: Path, settings: Settings, closed_suffixes: list[str], applications: int
@@ -999,20 +1018,8 @@ async def simulation_stack(
     """A private dev server with time skipping (in memory), a fresh SQLite database in
     ``data_dir``, a worker and the simulated bank. Nothing here touches the county's
     real database or Temporal cluster."""
-    from workers.embedded import temporal_binary
-
     with _child_stdout_to_devnull():  # the server's banner would garble --json output
-        env = await WorkflowEnvironment.start_time_skipping_v2(
-            ts_config=TimeSkippingConfig(enabled=False),
-            dev_server_existing_path=temporal_binary(),
-            dev_server_log_level="error",
-            data_converter=pydantic_data_converter,
-            search_attributes=search.ALL,
-            dev_server_extra_args=[
-                "--dynamic-config-value",
-                "frontend.WorkflowTimeSkippingEnabled=true",
-            ],
-        )
+        env = await start_time_skipping_server()
     try:
         starts = _StartAtSimulatedInstant()
         # The SDK core's warnings (slow workflow tasks under a full load) would flood the
