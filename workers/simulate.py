@@ -66,6 +66,7 @@ import temporalio.api.common.v1
 import temporalio.api.workflowservice.v1
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
+from temporalio.api.enums.v1 import EventType
 from temporalio.api.enums.v1.time_skipping_pb2 import FastForwardPollingResult
 from temporalio.client import (
     Client,
@@ -849,8 +850,32 @@ class SeasonSimulation:
                 return now
             if time.monotonic() > deadline:
                 late = [wf for wf in ids if now.get(wf) not in stages][:3]
-                raise TimeoutError(f"not recorded within {within:.0f} s: {late}")
+                seen = [await self._diagnose(wf, now.get(wf)) for wf in late]
+                raise TimeoutError(
+                    f"not recorded within {within:.0f} s as {sorted(stages)}:\n" + "\n".join(seen)
+                )
             await asyncio.sleep(0.1)
+
+    async def _diagnose(self, workflow_id: str, stage: str | None) -> str:
+        """What the server says of a workflow the simulation waited for in vain."""
+        handle = self.api.client.get_workflow_handle(workflow_id)
+        try:
+            raw = (await handle.describe()).raw_description
+            ts = raw.workflow_extended_info.time_skipping_info
+            tail = [
+                f"{e.event_id}:{EventType.Name(e.event_type).removeprefix('EVENT_TYPE_')}"
+                async for e in handle.fetch_history_events()
+            ][-8:]
+        except RPCError as err:
+            return f"  {workflow_id}: read model {stage}; describe failed: {err}"
+        return (
+            f"  {workflow_id}: read model {stage}; "
+            f"status {raw.workflow_execution_info.status}, "
+            f"clock {ts.current_time.ToDatetime(tzinfo=UTC).isoformat()}, "
+            f"fast-forward {ts.effective_config.fast_forward_config.id or '-'}, "
+            f"pending workflow task {raw.HasField('pending_workflow_task')}, "
+            f"last events {' '.join(tail)}"
+        )
 
     def _stages(self, ids: list[str]) -> dict[str, str]:
         with Session(self.engine) as session:
