@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlmodel import Session, col, select
 from temporalio import activity
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.funds import FundsActivities, PaymentResults
@@ -240,6 +240,41 @@ async def test_funds_arriving_late_marks_overdue(
     from models import search
 
     assert desc.typed_search_attributes.get(search.OVERDUE) is True
+
+
+async def test_season_stays_open_while_requested_funds_have_not_arrived(
+    new_case: Callable[..., Awaitable[Case]], app_stack: AppStack, ts_env: WorkflowEnvironment
+) -> None:
+    case = await new_case()
+    await to_awaiting_funds(case)
+    season = await season_handle(app_stack)
+    await advance(ts_env, season, cst(10, 28, 10))  # shortly before the summary date (30 Oct)
+    summary = await app_stack.api.request_funds(
+        "county-subsidy", 2027, COUNTY, BUREAU, request_id="fr-before-summary"
+    )
+    await advance(ts_env, season, cst(11, 2, 10))  # the summary date has passed
+    await eventually(lambda: _report_ready(season), "season report")
+    desc = await season.describe()
+    assert desc.status == WorkflowExecutionStatus.RUNNING
+    assert "waiting for the funds of fr-before-summary" in (await season_details(season))
+
+    await case.advance_to(cst(11, 2, 10))
+    await app_stack.api.funds_arrived(
+        "county-subsidy", 2027, COUNTY, FINANCE, summary.request_id, summary.total_cny, "CZ-1102"
+    )
+    await case.wait_for(lambda s: s.stage == "paid", "paid")
+    # Nothing is left open: the season closes by itself.
+    batches = await asyncio.wait_for(season.result(), timeout=60)
+    assert [b.paid for b in batches] == [1]
+    if os.environ.get("AIDFLOW_RECORD_HISTORIES") == "1":
+        history_path("season_open_until_requested_funds_arrive").write_text(
+            (await season.fetch_history()).to_json()
+        )
+
+
+async def season_details(season: WorkflowHandle[Any, Any]) -> str:
+    meta = await season.query("__temporal_workflow_metadata")
+    return str(meta.current_details)
 
 
 async def test_payment_limit_passing_marks_overdue(

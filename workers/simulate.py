@@ -384,6 +384,7 @@ class SeasonSimulation:
         self._repayment_at: datetime | None = None
         self.roster: str | None = None
         self.window_closes = datetime.max.replace(tzinfo=UTC)
+        self.season_ends_at = datetime.max.replace(tzinfo=UTC)
         self._limit = asyncio.Semaphore(scenario.concurrency)
         # Where the wall time goes, by kind of event (shared events run alone).
         self.wall_by_phase: defaultdict[str, float] = defaultdict(float)
@@ -465,8 +466,9 @@ class SeasonSimulation:
             shared=True,
         )
         summary = self.programme.fixed_date("summary").on.in_year(self.s.season)
+        self.season_ends_at = end_of_day(self.cal, summary) + timedelta(minutes=1)
         self._at(
-            end_of_day(self.cal, summary) + timedelta(minutes=1),
+            self.season_ends_at,
             "season end",
             self._season_end,
             shared=True,
@@ -720,6 +722,8 @@ class SeasonSimulation:
         else:
             last = max(a.approved_at for a in waiting if a.approved_at)
             at = max(self._delay(last, "funds_request"), self.now)
+        if at >= self.season_ends_at:
+            return  # the season closes first: these stay unpaid (not done at season end)
         self._funds_request_at = at
         self._at(at, "county requests funds", self._request_funds, shared=True)
 
@@ -801,7 +805,8 @@ class SeasonSimulation:
             )
         )
         started = time.monotonic()
-        await self._batch_done(result.batch_id)
+        # A payout batch pays and signals its applications: allow time by its size.
+        await self._batch_done(result.batch_id, within=300.0 + 0.5 * len(apps))
         self.wall_by_phase["(of which: payout batches)"] += time.monotonic() - started
         started = time.monotonic()
         await self._settle(apps, at)
@@ -840,14 +845,19 @@ class SeasonSimulation:
         self, apps: list[Applicant], stages: set[str], within: float = 300.0
     ) -> dict[str, str]:
         """Until the read model shows each application in one of ``stages`` (the
-        workflows record their events a moment after they happen). Read from the
-        database, not by querying every workflow."""
+        workflows record their events a moment after they happen); gives up after
+        ``within`` seconds without progress. Read from the database, not by querying
+        every workflow."""
         ids = [a.workflow_id for a in apps]
         deadline = time.monotonic() + within
+        shown = 0
         while True:
             now = await asyncio.to_thread(self._stages, ids)
-            if all(now.get(wf) in stages for wf in ids):
+            there = sum(now.get(wf) in stages for wf in ids)
+            if there == len(ids):
                 return now
+            if there > shown:  # progress: a large batch may take long, a stalled one not
+                shown, deadline = there, time.monotonic() + within
             if time.monotonic() > deadline:
                 late = [wf for wf in ids if now.get(wf) not in stages][:3]
                 seen = [await self._diagnose(wf, now.get(wf)) for wf in late]

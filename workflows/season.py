@@ -46,6 +46,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.application import Refused
     from workflows.payout import PayoutBatchWorkflow
 
+# Patch id: the season stays open while funds it asked for have not arrived. Before it,
+# a request made shortly before the summary date was stranded: the season closed at that
+# date and refused the funds' arrival (found by aidflow simulate at 1,000 applications).
+WAIT_FOR_REQUESTED_FUNDS = "season-waits-for-requested-funds"
+
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 _ACT = timedelta(minutes=5)
 
@@ -67,10 +72,12 @@ class SeasonWorkflow:
         self._report: ReportFiles | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._together = False  # decided at the start of run()
+        self._waits_for_requested_funds = False  # decided at the start of run()
 
     @workflow.run
     async def run(self, inp: SeasonInput) -> list[BatchResult]:
         self._together = signal_together()  # before the first command: see messaging
+        self._waits_for_requested_funds = workflow.patched(WAIT_FOR_REQUESTED_FUNDS)
         self._schedule = await workflow.execute_local_activity_method(
             CalendarActivities.compute_season_schedule,
             ScheduleRequest(programme=inp.programme, season=inp.season),
@@ -115,11 +122,16 @@ class SeasonWorkflow:
     def _season_over(self, summary_due: datetime) -> bool:
         return (
             workflow.now() >= summary_due
+            and not (self._waits_for_requested_funds and self._open_requests())
             and not self._unsettled
             and not self._pending
             and self._running_batches == 0
             and self._report is not None
         )
+
+    def _open_requests(self) -> list[FundsRequestSummary]:
+        """Funds asked for that have not arrived."""
+        return [r for r in self._requests.values() if r.request_id not in self._released]
 
     # ------------------------------------------------------------- reminders, report
 
@@ -351,7 +363,7 @@ class SeasonWorkflow:
         return self._report
 
     def _describe(self) -> None:
-        open_requests = [r for r in self._requests.values() if r.request_id not in self._released]
+        open_requests = self._open_requests()
         parts_zh, parts_en = [], []
         if open_requests:
             r = open_requests[0]
