@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from temporalio import activity
@@ -29,6 +29,21 @@ GENESIS = "0" * 64
 _AUDIT: Table = AuditEntry.__table__  # type: ignore[attr-defined]
 _OUTBOX: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
 _ROWS: Table = ApplicationRow.__table__  # type: ignore[attr-defined]
+
+# Statements built once: values go in as execution parameters, so SQLAlchemy reuses
+# the compiled form instead of rebuilding each statement for every batch.
+_LAST_ENTRY = (
+    select(_AUDIT.c.seq, _AUDIT.c.hash)
+    .where(_AUDIT.c.workflow_id == bindparam("wf"))
+    .order_by(_AUDIT.c.seq.desc())
+    .limit(1)
+    .with_for_update()
+)
+_ROW_SEQ = select(_ROWS.c.last_seq).where(_ROWS.c.workflow_id == bindparam("wf")).with_for_update()
+_INSERT_ROW = insert(_ROWS)
+_UPDATE_ROW = update(_ROWS).where(_ROWS.c.workflow_id == bindparam("row_id"))
+_INSERT_ENTRIES = insert(_AUDIT)
+_INSERT_MESSAGES = insert(_OUTBOX)
 
 
 def entry_hash(prev_hash: str, entry: AuditEntry) -> str:
@@ -84,13 +99,7 @@ class RecordActivities:
         snap = batch.snapshot
         wf = snap.workflow_id
         with one_writer(self._engine), self._engine.begin() as conn:
-            last = conn.execute(
-                select(_AUDIT.c.seq, _AUDIT.c.hash)
-                .where(_AUDIT.c.workflow_id == wf)
-                .order_by(_AUDIT.c.seq.desc())
-                .limit(1)
-                .with_for_update()
-            ).first()
+            last = conn.execute(_LAST_ENTRY, {"wf": wf}).first()
             last_seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS)
             entries: list[dict[str, Any]] = []
             messages: list[dict[str, Any]] = []
@@ -105,9 +114,9 @@ class RecordActivities:
                 for i, intent in enumerate(batch.notifications.get(event.seq, [])):
                     messages.append(self._outbox(snap, event, i, intent))
             if entries:
-                conn.execute(insert(_AUDIT), entries)
+                conn.execute(_INSERT_ENTRIES, entries)
             if messages:
-                conn.execute(insert(_OUTBOX), messages)
+                conn.execute(_INSERT_MESSAGES, messages)
             self._upsert_row(conn, snap, max(e.seq for e in batch.events))
         activity.logger.info("recorded events", extra={"new": len(entries), "upto": last_seq})
         return len(entries)
@@ -141,12 +150,11 @@ class RecordActivities:
             "account_sealed": snap.account_sealed,
             "account_holder": snap.account_holder,
         }
-        key = _ROWS.c.workflow_id == snap.workflow_id
-        current = conn.execute(select(_ROWS.c.last_seq).where(key).with_for_update()).first()
+        current = conn.execute(_ROW_SEQ, {"wf": snap.workflow_id}).first()
         if current is None:
-            conn.execute(insert(_ROWS).values(workflow_id=snap.workflow_id, **values))
+            conn.execute(_INSERT_ROW, {"workflow_id": snap.workflow_id, **values})
         elif current[0] < seq:  # never move the read model backwards
-            conn.execute(update(_ROWS).where(key).values(**values))
+            conn.execute(_UPDATE_ROW, {"row_id": snap.workflow_id, **values})
 
     def _outbox(
         self,

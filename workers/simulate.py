@@ -122,7 +122,7 @@ MEAN_DELAY_DAYS = {
 }
 FUNDS_REQUEST_EVERY_DAYS = 5
 # A fast-forward not reported done after this long is checked against the workflow's clock.
-UNREPORTED_AFTER_SECONDS = 10.0
+UNREPORTED_AFTER_SECONDS = 3.0
 OFFICE_OPENS = clock(8, 30)
 OFFICE_HOURS = 9.0
 REJECT_REASONS = ("家庭经济状况已改善，不符合条件", "非全日制本科在读", "户籍不在本村")
