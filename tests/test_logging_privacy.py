@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import re
 import uuid
 from collections.abc import Iterator
@@ -146,3 +147,25 @@ async def test_full_application_logs_carry_context_and_no_identity_number(
     assert set(seqs) == set(range(1, max(seqs) + 1))
     assert any(x.get("logger") == "aidflow.notify" for x in lines)
     await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_tracebacks_are_masked_and_print_no_locals(fmt: str) -> None:
+    """An exception logged anywhere (a simulator task, an activity) carries neither the
+    identity number in its message nor those in the frames' local variables."""
+    national_id = make_national_id(4242)
+    account = "6230201200000000650"
+    stream = io.StringIO()
+    configure_logging(fmt, "INFO", stream=stream)
+    try:
+        applicant = {"national_id": national_id, "account_number": account}  # noqa: F841
+        try:
+            raise ValueError(f"no application for {national_id}")
+        except ValueError:
+            logging.getLogger("aidflow.test").exception("lookup failed")
+    finally:
+        configure_logging("console", "WARNING")
+    out = stream.getvalue()
+    assert "lookup failed" in out and "ValueError" in out
+    assert national_id not in out and account not in out
+    assert national_id[:6] in out  # masked, not dropped

@@ -79,7 +79,9 @@ def configure_logging(fmt: str = "console", level: str = "INFO", stream: Any = N
     structlog.configure(
         processors=[
             *shared,
-            structlog.processors.format_exc_info if fmt == "json" else _noop,
+            # Tracebacks become text before masking (R9 holds for them too), without
+            # the locals of each frame that a rich console traceback would print.
+            structlog.processors.format_exc_info,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -91,8 +93,8 @@ def configure_logging(fmt: str = "console", level: str = "INFO", stream: Any = N
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             _flatten_temporal_context,
+            structlog.processors.format_exc_info,
             mask_sensitive,
-            structlog.processors.format_exc_info if fmt == "json" else _noop,
             renderer,
         ],
     )
@@ -106,10 +108,6 @@ def configure_logging(fmt: str = "console", level: str = "INFO", stream: Any = N
     logging.getLogger("temporalio.workflow").setLevel(level)
     logging.getLogger("temporalio.activity").setLevel(level)
     logging.getLogger("alembic").setLevel("WARNING")
-
-
-def _noop(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    return event_dict
 
 
 def get_logger(name: str = "aidflow") -> Any:

@@ -123,7 +123,8 @@ MEAN_DELAY_DAYS = {
 FUNDS_REQUEST_EVERY_DAYS = 5
 # A fast-forward not reported done after this long is checked against the workflow's clock.
 FAST_FORWARD_CHECK_SECONDS = 3.0
-FAST_FORWARD_TRIES = 5
+FAST_FORWARD_STALLED_SECONDS = 60.0
+FAST_FORWARD_TRIES = 10
 OFFICE_OPENS = clock(8, 30)
 OFFICE_HOURS = 9.0
 REJECT_REASONS = ("家庭经济状况已改善，不符合条件", "非全日制本科在读", "户籍不在本村")
@@ -273,30 +274,36 @@ class Clocks:
         # fast-forward was never reported done, and the workflow then took no signal or
         # update until a later fast-forward completed; or the fast-forward never started
         # (the clock kept wall-clock pace). So a fast-forward not done after a few
-        # seconds is checked against the workflow's clock, and asked again for what is
-        # left (at least a millisecond, which completes the stuck one).
+        # seconds is checked against the workflow's clock: one that reached its instant
+        # is asked again for a millisecond (which completes), one that has not moved
+        # for a minute for what is left.
         checked_at, clock_then = time.monotonic(), self.now(workflow_id)
-        tries = 0
+        moved_at, tries = checked_at, 0
         try:
             while True:
                 done, _ = await asyncio.wait({forward}, timeout=FAST_FORWARD_CHECK_SECONDS)
                 if done:
                     reached = forward.result()
                     break
-                clock = await self._clock_of(handle)
-                wall = time.monotonic() - checked_at
-                if clock >= to or (clock - clock_then).total_seconds() < 1.5 * wall:
-                    tries += 1
-                    if tries > FAST_FORWARD_TRIES:
-                        raise RuntimeError(
-                            f"{workflow_id}: a fast-forward to {to.isoformat()} did not "
-                            f"complete in {tries} tries (its clock: {clock.isoformat()})"
-                        )
-                    forward.cancel()
-                    self.restarted += 1
-                    left = max(to - clock, timedelta(milliseconds=1))
-                    forward = asyncio.ensure_future(self._skipper.fast_forward(handle, left))
-                checked_at, clock_then = time.monotonic(), clock
+                clock, now = await self._clock_of(handle), time.monotonic()
+                if (clock - clock_then).total_seconds() > 1.5 * (now - checked_at):
+                    moved_at = now  # skipping, not just keeping wall-clock pace
+                checked_at, clock_then = now, clock
+                # Under load a fast-forward may wait its turn for a long time: only one
+                # that reached its instant, or has not moved for a minute, is asked again.
+                if clock < to and now - moved_at < FAST_FORWARD_STALLED_SECONDS:
+                    continue
+                tries += 1
+                if tries > FAST_FORWARD_TRIES:
+                    raise RuntimeError(
+                        f"{workflow_id}: a fast-forward to {to.isoformat()} did not "
+                        f"complete in {tries} tries (its clock: {clock.isoformat()})"
+                    )
+                forward.cancel()
+                self.restarted += 1
+                left = max(to - clock, timedelta(milliseconds=1))
+                forward = asyncio.ensure_future(self._skipper.fast_forward(handle, left))
+                moved_at = now
         except RPCError:
             return False  # closed: nothing to move
         finally:
