@@ -121,7 +121,7 @@ MEAN_DELAY_DAYS = {
     "notice_posting": 0.5,
 }
 FUNDS_REQUEST_EVERY_DAYS = 5
-# A fast-forward not reported done after this long is checked against the workflow's clock.
+# How often a fast-forward not yet reported done is checked against the workflow's clock.
 FAST_FORWARD_CHECK_SECONDS = 3.0
 FAST_FORWARD_STALLED_SECONDS = 60.0
 FAST_FORWARD_TRIES = 10
@@ -273,10 +273,10 @@ class Clocks:
         # one fast-forward in ten under load: the workflow reached the instant but the
         # fast-forward was never reported done, and the workflow then took no signal or
         # update until a later fast-forward completed; or the fast-forward never started
-        # (the clock kept wall-clock pace). So a fast-forward not done after a few
-        # seconds is checked against the workflow's clock: one that reached its instant
-        # is asked again for a millisecond (which completes), one that has not moved
-        # for a minute for what is left.
+        # (the clock kept wall-clock pace). So a fast-forward not done is checked
+        # against the workflow's clock every few seconds; one that has not moved for a
+        # minute is asked again for what is left (at least a millisecond, which
+        # completes one that reached its instant unannounced).
         checked_at, clock_then = time.monotonic(), self.now(workflow_id)
         moved_at, tries = checked_at, 0
         try:
@@ -289,9 +289,11 @@ class Clocks:
                 if (clock - clock_then).total_seconds() > 1.5 * (now - checked_at):
                     moved_at = now  # skipping, not just keeping wall-clock pace
                 checked_at, clock_then = now, clock
-                # Under load a fast-forward may wait its turn for a long time: only one
-                # that reached its instant, or has not moved for a minute, is asked again.
-                if clock < to and now - moved_at < FAST_FORWARD_STALLED_SECONDS:
+                # Under load a fast-forward may wait its turn for a long time, and a
+                # workflow's clock may show the instant before the timers on the way
+                # have fired: only one not done after a minute, and that has not moved
+                # for a minute, is asked again.
+                if now - moved_at < FAST_FORWARD_STALLED_SECONDS:
                     continue
                 tries += 1
                 if tries > FAST_FORWARD_TRIES:
