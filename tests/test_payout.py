@@ -18,7 +18,10 @@ from typing import Any
 import pytest
 from sqlmodel import Session, col, select
 from temporalio import activity
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.funds import FundsActivities, PaymentResults
@@ -270,6 +273,23 @@ async def test_season_stays_open_while_requested_funds_have_not_arrived(
         history_path("season_open_until_requested_funds_arrive").write_text(
             (await season.fetch_history()).to_json()
         )
+    # A completed season is not started again (by design), and the tests share one
+    # server and one county: give the season's id back for the tests that follow.
+    await ts_env.client.workflow_service.delete_workflow_execution(
+        DeleteWorkflowExecutionRequest(
+            namespace=ts_env.client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=season.id),
+        )
+    )
+    await eventually(lambda: _gone(season), "the season deleted")
+
+
+async def _gone(handle: WorkflowHandle[Any, Any]) -> bool:
+    try:
+        await handle.describe()
+    except RPCError:
+        return True
+    return False
 
 
 async def season_details(season: WorkflowHandle[Any, Any]) -> str:
