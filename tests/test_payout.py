@@ -18,10 +18,7 @@ from typing import Any
 import pytest
 from sqlmodel import Session, col, select
 from temporalio import activity
-from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.funds import FundsActivities, PaymentResults
@@ -37,6 +34,7 @@ from tests.conftest import AppStack, Registry, make_stack
 from tests.support import COUNTY, applicant, county_official, township_official, village_official
 from tests.test_application_workflow import Case, cst, history_path, rid
 from workers.client import Refused
+from workers.simulate import start_time_skipping_server
 from workers.worker import Dependencies
 from workflows.season import SeasonWorkflow
 
@@ -246,50 +244,55 @@ async def test_funds_arriving_late_marks_overdue(
 
 
 async def test_season_stays_open_while_requested_funds_have_not_arrived(
-    new_case: Callable[..., Awaitable[Case]], app_stack: AppStack, ts_env: WorkflowEnvironment
+    keys: Keys, calendar: WorkingCalendar, registry: Registry, tmp_path: Path
 ) -> None:
-    case = await new_case()
-    await to_awaiting_funds(case)
-    season = await season_handle(app_stack)
-    await advance(ts_env, season, cst(10, 28, 10))  # shortly before the summary date (30 Oct)
-    summary = await app_stack.api.request_funds(
-        "county-subsidy", 2027, COUNTY, BUREAU, request_id="fr-before-summary"
-    )
-    await advance(ts_env, season, cst(11, 2, 10))  # the summary date has passed
-    await eventually(lambda: _report_ready(season), "season report")
-    desc = await season.describe()
-    assert desc.status == WorkflowExecutionStatus.RUNNING
-    assert "waiting for the funds of fr-before-summary" in (await season_details(season))
+    from tests.support import IN_WINDOW_2027, form
+    from tests.test_application_workflow import _SERIALS
 
-    await case.advance_to(cst(11, 2, 10))
-    await app_stack.api.funds_arrived(
-        "county-subsidy", 2027, COUNTY, FINANCE, summary.request_id, summary.total_cny, "CZ-1102"
-    )
-    await case.wait_for(lambda s: s.stage == "paid", "paid")
-    # Nothing is left open: the season closes by itself.
-    batches = await asyncio.wait_for(season.result(), timeout=60)
-    assert [b.paid for b in batches] == [1]
-    if os.environ.get("AIDFLOW_RECORD_HISTORIES") == "1":
-        history_path("season_open_until_requested_funds_arrive").write_text(
-            (await season.fetch_history()).to_json()
-        )
-    # A completed season is not started again (by design), and the tests share one
-    # server and one county: give the season's id back for the tests that follow.
-    await ts_env.client.workflow_service.delete_workflow_execution(
-        DeleteWorkflowExecutionRequest(
-            namespace=ts_env.client.namespace,
-            workflow_execution=WorkflowExecution(workflow_id=season.id),
-        )
-    )
-    await eventually(lambda: _gone(season), "the season deleted")
-
-
-async def _gone(handle: WorkflowHandle[Any, Any]) -> bool:
+    # Its own server: this test closes the county's season, and a completed season is
+    # not started again (by design), while the other tests share one server and county.
+    env = await start_time_skipping_server()
     try:
-        await handle.describe()
-    except RPCError:
-        return True
-    return False
+        async with make_stack(env, keys, calendar, registry, tmp_path) as stack:
+            case = Case(
+                stack.api, env, await stack.api.submit(form(next(_SERIALS)), now=IN_WINDOW_2027)
+            )
+            await to_awaiting_funds(case)
+            season = await season_handle(stack)
+            await advance(env, season, cst(10, 28, 10))  # shortly before the summary date
+            summary = await stack.api.request_funds(
+                "county-subsidy", 2027, COUNTY, BUREAU, request_id="fr-before-summary"
+            )
+            await advance(env, season, cst(11, 2, 10))  # the summary date (30 Oct) has passed
+            await eventually(lambda: _report_ready(season), "season report")
+            desc = await season.describe()
+            assert desc.status == WorkflowExecutionStatus.RUNNING
+            assert "waiting for the funds of fr-before-summary" in (await season_details(season))
+
+            await case.advance_to(cst(11, 2, 10))
+            await stack.api.funds_arrived(
+                "county-subsidy",
+                2027,
+                COUNTY,
+                FINANCE,
+                summary.request_id,
+                summary.total_cny,
+                "CZ-1102",
+            )
+
+            async def paid() -> bool:
+                return (await case.status()).stage == "paid"
+
+            await eventually(paid, "paid through the bank", tries=600)
+            # Nothing is left open: the season closes by itself.
+            batches = await asyncio.wait_for(season.result(), timeout=60)
+            assert [b.paid for b in batches] == [1]
+            if os.environ.get("AIDFLOW_RECORD_HISTORIES") == "1":
+                history_path("season_open_until_requested_funds_arrive").write_text(
+                    (await season.fetch_history()).to_json()
+                )
+    finally:
+        await env.shutdown()
 
 
 async def season_details(season: WorkflowHandle[Any, Any]) -> str:
