@@ -56,7 +56,7 @@ pytestmark = pytest.mark.devserver
 HISTORIES = Path(__file__).parent / "histories"
 # Recordings of the current workflow code are kept beside the older ones (which must
 # keep replaying): bump this when workflow code changes behind a patch.
-HISTORY_TAG = "v3"  # v3: the season waits for requested funds (patch in workflows/season.py)
+HISTORY_TAG = "v3"  # v3: the season waits for requested funds; signals to many go in chunks
 
 
 def history_path(name: str) -> Path:

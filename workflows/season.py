@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from workflows.messaging import signal_each, signal_together
+from workflows.messaging import Together, signal_each, signal_together
 
 with workflow.unsafe.imports_passed_through():
     from activities.funds import (
@@ -71,7 +71,7 @@ class SeasonWorkflow:
         self._batch_seq = 0
         self._report: ReportFiles | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._together = False  # decided at the start of run()
+        self._together = Together.ONE_BY_ONE  # decided at the start of run()
         self._waits_for_requested_funds = False  # decided at the start of run()
 
     @workflow.run
