@@ -11,7 +11,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from workflows import messaging
+import workflows.messaging as messaging
 
 
 @workflow.defn

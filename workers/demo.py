@@ -441,5 +441,5 @@ async def _season_report(api: AidflowClient, season_id: str | None) -> Any:
         return None
     from workflows.season import SeasonWorkflow
 
-    handle = api.client.get_workflow_handle_for(SeasonWorkflow.run, season_id)
+    handle = api.client.get_workflow_handle(season_id)
     return await handle.query(SeasonWorkflow.report)

@@ -854,7 +854,7 @@ class SeasonSimulation:
     async def _batch_done(self, batch_id: str, within: float = 300.0) -> None:
         from workflows.season import SeasonWorkflow
 
-        handle = self.api.client.get_workflow_handle_for(SeasonWorkflow.run, self.season_id)
+        handle = self.api.client.get_workflow_handle(self.season_id)
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             if any(b.batch_id == batch_id for b in await handle.query(SeasonWorkflow.batches)):
@@ -960,7 +960,7 @@ class SeasonSimulation:
         apps, self._repayment, self._repayment_at = self._repayment, [], None
         from workflows.season import SeasonWorkflow
 
-        handle = self.api.client.get_workflow_handle_for(SeasonWorkflow.run, self.season_id)
+        handle = self.api.client.get_workflow_handle(self.season_id)
         before = len(await handle.query(SeasonWorkflow.batches))
         await self._everyone_to(at, apps)  # the season's timer starts the batch on the way
         deadline = time.monotonic() + 300
@@ -1231,7 +1231,7 @@ async def run_simulation(
 async def _season_report(api: AidflowClient, season_id: str) -> Any:
     from workflows.season import SeasonWorkflow
 
-    handle = api.client.get_workflow_handle_for(SeasonWorkflow.run, season_id)
+    handle = api.client.get_workflow_handle(season_id)
     for _ in range(100):
         report = await handle.query(SeasonWorkflow.report)
         if report is not None:

@@ -71,7 +71,7 @@ class SeasonWorkflow:
         self._batch_seq = 0
         self._report: ReportFiles | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._together = Together.ONE_BY_ONE  # decided at the start of run()
+        self._together: Together = Together.ONE_BY_ONE  # decided at the start of run()
         self._waits_for_requested_funds = False  # decided at the start of run()
 
     @workflow.run
