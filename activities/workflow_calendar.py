@@ -1,18 +1,27 @@
 """Calendar computations for workflows, run as local activities.
 
-Why activities and not plain function calls inside the workflow: the calendar
-depends on data files an operator may change (next year's schedule, a
-correction). As activity results the instants are written into the workflow
-history, so a replay sees exactly what the original run saw.
+Why activities: the calendar depends on data files an operator may change (next
+year's schedule, a correction). As activity results the instants, and the table of
+working days the application workflow computes from, are written into the workflow
+history, so a replay sees exactly what the original run saw. The other activities
+here answer what the table cannot (a day outside it) and workflows recorded before
+the table existed.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from temporalio import activity
 
-from models.calendar import WorkingCalendar, end_of_day, next_working_day_at, notice_period
+from models.calendar import (
+    DayTable,
+    WorkingCalendar,
+    end_of_day,
+    next_working_day_at,
+    notice_period,
+    tabulate,
+)
 from models.planner import project_steps, window
 from models.records import (
     DatedKey,
@@ -28,8 +37,33 @@ from models.records import (
 
 
 class CalendarActivities:
-    def __init__(self, calendar: WorkingCalendar) -> None:
+    def __init__(self, calendar: WorkingCalendar, *, calendar_is_fixed: bool = False) -> None:
+        """``calendar_is_fixed``: the workflows cannot outlive this calendar's data, so
+        provisional days are final for them (see :class:`models.calendar.DayTable`)."""
         self._calendar = calendar
+        self._calendar_is_fixed = calendar_is_fixed
+        # Every application of a season asks for the same table; the calendar is fixed
+        # for the life of the worker, so it is computed once per season.
+        self._tables: dict[int, DayTable | None] = {}
+
+    def _table(self, season: int) -> DayTable | None:
+        # From the year before the season (an application may be started before its
+        # season's year, as the tests do) to the end of the next (late payments), as far
+        # as there is data.
+        if season not in self._tables:
+            final = self._calendar_is_fixed
+            self._tables[season] = tabulate(
+                self._calendar,
+                date(season - 1, 1, 1),
+                date(season + 1, 12, 31),
+                provisional_is_final=final,
+            ) or tabulate(
+                self._calendar,
+                date(season, 1, 1),
+                date(season + 1, 12, 31),
+                provisional_is_final=final,
+            )
+        return self._tables[season]
 
     @activity.defn(name="compute_season_schedule")
     def compute_season_schedule(self, req: ScheduleRequest) -> SeasonSchedule:
@@ -51,6 +85,7 @@ class CalendarActivities:
             window_closes_at=closes,
             fixed_dates=dates,
             provisional_years=provisional,
+            working_days=self._table(req.season),
         )
 
     @activity.defn(name="compute_reminder_times")

@@ -1,9 +1,12 @@
 """Working days (R1), notice periods (R2) and fixed-date deadlines (R6).
 
 Everything here is pure: a calendar is built from data given to it, and the
-functions only compute. Workflows never call these directly: they ask an
-activity, so that the instants land in the workflow history and a later change
-of a schedule file never changes what a replay sees.
+functions only compute. A workflow never reads a schedule file: an activity gives
+it its calendar's days as a :class:`DayTable`, which lands in the workflow history,
+so a later change of a schedule file never changes what a replay sees. The
+functions below then run inside the application workflow on a
+:class:`TabulatedCalendar`: they are workflow code, and a change to what they
+compute must go through ``workflow.patched`` like any other.
 
 Nothing outside a :class:`WorkingCalendar` may assume that a day lasts 24 hours:
 the demo's compressed calendar maps each calendar day to a few seconds.
@@ -15,7 +18,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -270,6 +273,152 @@ class CompressedCalendar(WorkingCalendar):
         day = self.day_of(instant)
         fraction = (instant - self.day_start(day)).total_seconds() / self.day_seconds
         return datetime.combine(day, time(0), SHANGHAI) + timedelta(seconds=fraction * 86400)
+
+
+# ---------------------------------------------------------------------------
+# A calendar as data, for workflows.
+
+
+class OutsideTable(LookupError):
+    """A day the table does not hold: the calendar itself must answer."""
+
+
+_TABLE_CHARS = {(True, False): "W", (False, False): "R", (True, True): "w", (False, True): "r"}
+
+
+@dataclass(frozen=True)
+class DayTable:
+    """The days of a calendar over a span, as data a workflow keeps in its history.
+
+    ``days`` holds one letter per day from ``first_day``: ``W`` working, ``R`` rest;
+    lower case when the day's status is provisional. Every day lasts ``day_seconds``
+    (true of China's time, which has no daylight saving, and of the compressed demo
+    calendar); :func:`tabulate` checks it day by day.
+
+    A provisional day may become official while an application runs (the State Council
+    publishes the next year's arrangement in the autumn; the worker loads it when it
+    restarts), so the table does not answer for it unless ``provisional_is_final``:
+    true only where the workflows cannot outlive the calendar data they started with
+    (``aidflow simulate``: workflows, worker and calendar live and die in one process).
+    """
+
+    calendar: str
+    first_day: date
+    first_day_starts_at: datetime
+    day_seconds: float
+    days: str
+    provisional_is_final: bool = False
+
+
+class TabulatedCalendar(WorkingCalendar):
+    """A :class:`WorkingCalendar` answered from a :class:`DayTable`.
+
+    The application workflow gets the table once, from the activity that computes its
+    season schedule, so the table is in its history; the notice periods, postings and
+    projections are then computed here, in the workflow, instead of by a local activity
+    each (issue 7: up to twelve fewer local activities per application). A replay computes the
+    same instants from the same table. For a day outside the table, or provisional in
+    it, it raises :class:`OutsideTable` and the workflow asks the activity, as before.
+    """
+
+    def __init__(self, table: DayTable) -> None:
+        _require_aware(table.first_day_starts_at)
+        self.table = table
+        self.name = table.calendar
+        self._length = timedelta(seconds=table.day_seconds)
+
+    @property
+    def tz(self) -> tzinfo:
+        tz = self.table.first_day_starts_at.tzinfo
+        assert tz is not None
+        return tz
+
+    def _letter(self, day: date) -> str:
+        index = (day - self.table.first_day).days
+        if not 0 <= index < len(self.table.days):
+            raise OutsideTable(
+                f"{day} is outside the table ({self.table.first_day}, {len(self.table.days)} days)"
+            )
+        letter = self.table.days[index]
+        if letter.islower() and not self.table.provisional_is_final:
+            raise OutsideTable(f"{day} is provisional: the calendar may know better by now")
+        return letter
+
+    def is_working_day(self, day: date) -> bool:
+        return self._letter(day) in "Ww"
+
+    def is_provisional(self, day: date) -> bool:
+        return self._letter(day).islower()
+
+    def day_start(self, day: date) -> datetime:
+        # The same arithmetic as CompressedCalendar.day_start, so that both give the
+        # same microsecond; for a 24-hour day it is plain midnight.
+        offset = (day - self.table.first_day).days * self.table.day_seconds
+        return self.table.first_day_starts_at + timedelta(seconds=offset)
+
+    def day_of(self, instant: datetime) -> date:
+        _require_aware(instant)
+        day = self.table.first_day + timedelta(
+            days=(instant - self.table.first_day_starts_at) // self._length
+        )
+        # Guard the floor division against a rounded day length: the day is the one
+        # whose start is at or before the instant and whose successor's is after it.
+        if self.day_start(day) > instant:
+            day -= timedelta(days=1)
+        elif self.day_start(day + timedelta(days=1)) <= instant:
+            day += timedelta(days=1)
+        return day
+
+    def at(self, day: date, clock: time) -> datetime:
+        seconds_into_day = clock.hour * 3600 + clock.minute * 60 + clock.second
+        return self.day_start(day) + timedelta(
+            seconds=self.table.day_seconds * seconds_into_day / 86400
+        )
+
+
+def tabulate(
+    calendar: WorkingCalendar, first: date, last: date, *, provisional_is_final: bool = False
+) -> DayTable | None:
+    """``calendar``'s days from ``first`` to ``last``, or to the day before the first
+    one it has no data for. None when its days cannot be tabulated exactly (a day of
+    another length, a clock time the table would place elsewhere) or ``first`` has no data.
+    """
+    local_start = calendar.day_start(first)
+    offset = local_start.utcoffset()
+    assert offset is not None
+    # A fixed offset, as the table reads back from a history; it also makes the
+    # arithmetic and comparisons below absolute (with one zone on both sides Python
+    # compares wall clocks, which would hide a daylight-saving day).
+    start = local_start.astimezone(timezone(offset))
+    length = (calendar.day_start(first + timedelta(days=1)) - start).total_seconds()
+    if length <= 0:
+        return None
+    letters: list[str] = []
+    day = first
+    while day <= last:
+        try:
+            letters.append(_TABLE_CHARS[calendar.is_working_day(day), calendar.is_provisional(day)])
+        except CalendarDataMissing:
+            break
+        day += timedelta(days=1)
+    if not letters:
+        return None
+    table = DayTable(
+        calendar=calendar.name,
+        first_day=first,
+        first_day_starts_at=start,
+        day_seconds=length,
+        days="".join(letters),
+        provisional_is_final=provisional_is_final,
+    )
+    tabulated = TabulatedCalendar(table)
+    for i in range(len(letters) + 1):
+        d = first + timedelta(days=i)
+        if tabulated.day_start(d) != calendar.day_start(d) or tabulated.at(
+            d, time(9, 30)
+        ) != calendar.at(d, time(9, 30)):
+            return None
+    return table
 
 
 # ---------------------------------------------------------------------------

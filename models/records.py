@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.application import Places, TrailEvent
-from models.calendar import NoticeCounting
+from models.calendar import DayTable, NoticeCounting
 from models.domain import Role
 from models.planner import PlannedStep
 from models.programme import Programme
@@ -37,6 +37,10 @@ class SeasonSchedule(_Model):
     window_closes_at: datetime
     fixed_dates: list[DatedKey]
     provisional_years: list[int]
+    # The calendar's days from 1 January of the year before the season to the end of the
+    # year after it (as far as there is data): the application workflow computes its notices and
+    # projections from it. None in histories recorded before it existed.
+    working_days: DayTable | None = None
 
     def due_at(self, key: str) -> datetime:
         for d in self.fixed_dates:

@@ -12,10 +12,11 @@ matter. Hand-computed 2027 dates used below (Mid-Autumn is Wed 15 Sep 2027):
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,10 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+import models
+from activities.sealing import Keys
 from activities.tables import ApplicationRow, AuditEntry, OutboxMessage
+from activities.workflow_calendar import CalendarActivities
 from models import search
 from models.application import (
     ApplicationStatus,
@@ -37,9 +41,9 @@ from models.application import (
     ObjectionResolution,
     WithdrawalRequest,
 )
-from models.calendar import SHANGHAI
+from models.calendar import SHANGHAI, StateCouncilCalendar, WorkingCalendar, YearSchedule
 from models.domain import DecisionKind, DocumentKind, ObjectionOutcome
-from tests.conftest import AppStack
+from tests.conftest import AppStack, Registry, make_stack
 from tests.support import (
     IN_WINDOW_2027,
     OTHER_VILLAGE,
@@ -56,7 +60,9 @@ pytestmark = pytest.mark.devserver
 HISTORIES = Path(__file__).parent / "histories"
 # Recordings of the current workflow code are kept beside the older ones (which must
 # keep replaying): bump this when workflow code changes behind a patch.
-HISTORY_TAG = "v3"  # v3: the season waits for requested funds; signals to many go in chunks
+# v3: the season waits for requested funds; signals to many go in chunks.
+# v4: applications compute notices and projections from the schedule's table of days.
+HISTORY_TAG = "v4"
 
 
 def history_path(name: str) -> Path:
@@ -133,6 +139,16 @@ class Case:
             await self.wait_for(lambda s: True, "settle")
             history = await self.handle.fetch_history()
             history_path(name).write_text(history.to_json())
+
+    async def local_activity_types(self) -> dict[str, int]:
+        """How many times the history ran each local activity."""
+        counts: dict[str, int] = {}
+        async for e in self.handle.fetch_history_events():
+            marker = e.marker_recorded_event_attributes
+            if e.HasField("marker_recorded_event_attributes") and "data" in marker.details:
+                meta = json.loads(marker.details["data"].payloads[0].data)
+                counts[meta["activity_type"]] = counts.get(meta["activity_type"], 0) + 1
+        return counts
 
     async def history_types(self) -> list[int]:
         return [e.event_type async for e in self.handle.fetch_history_events()]
@@ -247,7 +263,110 @@ async def test_happy_path_to_county_approval(
             ).scalars()
         ]
     assert any("公示至" in b for b in bodies)
+    # The calendar came once, as the season's schedule with its table of working days;
+    # the two notices, the posting time and the five projections were computed from it.
+    # 2027's days are provisional: the schedule's table does not answer for them, so
+    # the notices and the posting time were asked of the calendar itself (see the next
+    # test for why; aidflow simulate, whose calendar cannot change, asks once).
+    calendar_questions = await case.local_activity_types()
+    assert calendar_questions["compute_season_schedule"] == 1
+    assert calendar_questions["compute_notice_period"] == 2
     await case.save_history("happy_path_to_awaiting_funds")
+
+
+async def test_where_the_calendar_cannot_change_the_table_answers_everything(
+    ts_env: WorkflowEnvironment,
+    keys: Keys,
+    calendar: WorkingCalendar,
+    registry: Registry,
+    tmp_path: Path,
+) -> None:
+    """With provisional days final (``aidflow simulate``), the application asks the
+    calendar once and computes the rest from the table: the same instants as above."""
+    fixed = CalendarActivities(calendar, calendar_is_fixed=True)
+    async with make_stack(
+        ts_env,
+        keys,
+        calendar,
+        registry,
+        tmp_path,
+        replace=lambda _: [fixed.compute_season_schedule],
+    ) as stack:
+        wf = await stack.api.submit(form(next(_SERIALS)), now=IN_WINDOW_2027)
+        case = Case(stack.api, ts_env, wf)
+        await case.wait_for(lambda s: s.waiting_for == "village_committee", "started")
+        await through_village_notice(case)
+        await case.approve("township_review", township_official())
+        await case.wait_for(lambda s: s.waiting_until == cst(9, 9, 8), "township posting")
+        await case.advance_to(cst(9, 10, 9))
+        st = await case.status()
+        assert st.notice is not None and st.notice.ends_at == cst(9, 18)
+        assert st.notice.provisional  # still said, though taken as final
+        await case.advance_to(cst(9, 18, 0, 1))
+        await case.at_stage("county_approval")
+        await case.approve("county_approval", county_official())
+        st = await case.at_stage("awaiting_funds")
+        assert st.overdue == ["reviews_done", "county_approval"]
+        calendar_questions = await case.local_activity_types()
+        calendar_questions.pop("record_events")  # trail batches: as many as the timing makes
+        assert calendar_questions == {"compute_season_schedule": 1}
+        await case.save_history("awaiting_funds_from_the_calendar_table")
+
+
+class Replaceable(WorkingCalendar):
+    """The worker's calendar, whose data a test replaces as a restarted worker would
+    load a newly installed schedule file."""
+
+    name = "state-council"
+
+    def __init__(self, current: WorkingCalendar) -> None:
+        self.current = current
+
+    def is_working_day(self, day: date) -> bool:
+        return self.current.is_working_day(day)
+
+    def is_provisional(self, day: date) -> bool:
+        return self.current.is_provisional(day)
+
+
+async def test_an_official_schedule_installed_mid_season_governs_later_notices(
+    ts_env: WorkflowEnvironment,
+    keys: Keys,
+    calendar: WorkingCalendar,
+    registry: Registry,
+    tmp_path: Path,
+) -> None:
+    worker_calendar = Replaceable(calendar)
+    async with make_stack(ts_env, keys, worker_calendar, registry, tmp_path) as stack:
+        wf = await stack.api.submit(form(next(_SERIALS)), now=IN_WINDOW_2027)
+        case = Case(stack.api, ts_env, wf)
+        await case.wait_for(lambda s: s.waiting_for == "village_committee", "started")
+        await through_village_notice(case)
+
+        # The State Council's 2027 arrangement comes out: Mid-Autumn is two days off.
+        shipped = (Path(models.__file__).parent / "schedules" / "cn-2027.txt").read_text()
+        official = shipped.replace("status: provisional", "status: official") + (
+            "holiday 2027-09-16 中秋节 Mid-Autumn Festival (official arrangement)\n"
+        )
+        worker_calendar.current = StateCouncilCalendar(
+            [YearSchedule.parse(official, "cn-2027.txt (official)")],
+            package_lookup=calendar.is_working_day,
+            package_years=range(2004, 2027),
+        )
+
+        await case.approve("township_review", township_official())
+        await case.wait_for(lambda s: s.waiting_until == cst(9, 9, 8), "township posting")
+        await case.advance_to(cst(9, 10, 9))
+        st = await case.status()
+        # By the provisional file it would have ended on 18 September (the happy path).
+        assert st.notice is not None and st.notice.counted_days == [
+            "2027-09-10",
+            "2027-09-13",
+            "2027-09-14",
+            "2027-09-17",
+            "2027-09-20",
+        ]
+        assert st.notice.ends_at == cst(9, 21) and not st.notice.provisional
 
 
 # ------------------------------------------------------------------------ rejections

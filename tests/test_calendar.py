@@ -6,6 +6,7 @@ import json
 import subprocess
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -15,15 +16,20 @@ from activities.calendars import build_calendar, load_schedules
 from models.calendar import (
     SHANGHAI,
     CalendarDataMissing,
+    CompressedCalendar,
     NoticeCounting,
+    OutsideTable,
     ScheduleFileError,
+    TabulatedCalendar,
     WorkingCalendar,
     YearSchedule,
     next_working_day_at,
     notice_period,
+    tabulate,
 )
-from models.planner import plan_season
+from models.planner import plan_season, project_steps
 from models.programme import COUNTY_SUBSIDY
+from models.records import SeasonSchedule
 
 
 def at(y: int, m: int, d: int, hh: int = 0, mm: int = 0) -> datetime:
@@ -257,8 +263,6 @@ _CAL = build_calendar("state-council")
 
 
 def test_compressed_calendar_keeps_the_shape_of_weeks(calendar: WorkingCalendar) -> None:
-    from models.calendar import CompressedCalendar
-
     epoch = datetime.fromisoformat("2026-11-29T12:00:00+00:00")
     fast = CompressedCalendar(calendar, epoch=epoch, base_day=date(2026, 9, 1), day_seconds=10)
     assert fast.day_start(date(2026, 9, 1)) == epoch
@@ -327,3 +331,113 @@ def test_plan_command_one_notice_and_errors(tmp_path: Path) -> None:
     )
     r = _aidflow("plan", "--season", "2028", env_extra={"AIDFLOW_CALENDAR_DIR": str(tmp_path)})
     assert r.returncode == 1 and "line 4" in r.stderr and "Traceback" not in r.stderr
+
+
+# --- The calendar as a table (what the application workflow computes from) -------------
+
+_FAST = CompressedCalendar(
+    _CAL,
+    epoch=datetime.fromisoformat("2026-11-29T12:00:00+00:00"),
+    base_day=date(2026, 8, 1),
+    day_seconds=3,
+)
+
+
+def _table_through_history(cal: WorkingCalendar, season: int) -> TabulatedCalendar:
+    """The table as the workflow gets it: inside its schedule, through JSON."""
+    table = tabulate(cal, date(season, 1, 1), date(season + 1, 12, 31), provisional_is_final=True)
+    assert table is not None
+    wire = SeasonSchedule(
+        calendar=cal.name,
+        window_opens_at=cal.day_start(date(season, 8, 1)),
+        window_closes_at=cal.day_start(date(season, 8, 31)),
+        fixed_dates=[],
+        provisional_years=[],
+        working_days=table,
+    ).model_dump_json()
+    schedule = SeasonSchedule.model_validate_json(wire)
+    assert schedule.working_days is not None
+    return TabulatedCalendar(schedule.working_days)
+
+
+_TABLES = {
+    "state-council": (_CAL, _table_through_history(_CAL, 2026)),
+    "compressed": (_FAST, _table_through_history(_FAST, 2026)),
+}
+in_2026 = st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 11, 30))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    which=st.sampled_from(sorted(_TABLES)),
+    local=in_2026,
+    days=st.integers(min_value=1, max_value=15),
+    counting=st.sampled_from(list(NoticeCounting)),
+    clock=st.sampled_from([time(0), time(8), time(9, 30), time(17, 59)]),
+)
+def test_the_table_answers_what_its_calendar_answers(
+    which: str, local: datetime, days: int, counting: NoticeCounting, clock: time
+) -> None:
+    cal, table = _TABLES[which]
+    # An instant anywhere in the span, and the same instant at a day boundary.
+    instant = cal.at(local.date(), local.time().replace(microsecond=0))
+    boundary = cal.day_start(local.date())
+    for posted in (instant, boundary, boundary - timedelta(microseconds=1)):
+        assert table.day_of(posted) == cal.day_of(posted)
+        assert notice_period(table, posted, days, counting) == notice_period(
+            cal, posted, days, counting
+        )
+        assert next_working_day_at(table, posted, clock) == next_working_day_at(cal, posted, clock)
+    assert table.is_provisional(local.date()) == cal.is_provisional(local.date())
+
+
+@pytest.mark.parametrize("which", sorted(_TABLES))
+def test_projections_from_the_table_equal_the_calendars(which: str) -> None:
+    cal, table = _TABLES[which]
+    for step in range(len(COUNTY_SUBSIDY.steps)):
+        for day in (date(2026, 8, 3), date(2026, 9, 9), date(2026, 11, 20)):
+            at_ = cal.at(day, time(10))
+            assert project_steps(
+                COUNTY_SUBSIDY, 2026, table, from_index=step, at=at_
+            ) == project_steps(COUNTY_SUBSIDY, 2026, cal, from_index=step, at=at_)
+
+
+def test_the_table_ends_where_the_data_ends() -> None:
+    # Shipped data ends with 2027: the table of season 2027 holds 2027 only, and a day
+    # beyond it is not guessed: the workflow asks the calendar, which refuses.
+    table = tabulate(_CAL, date(2027, 1, 1), date(2028, 12, 31))
+    assert table is not None and len(table.days) == 365
+    assert table.days[date(2027, 2, 5).timetuple().tm_yday - 1] == "r"  # Spring Festival
+    tabulated = TabulatedCalendar(table)
+    with pytest.raises(OutsideTable):
+        tabulated.is_working_day(date(2028, 1, 3))
+    # 2027 is provisional: the table does not answer for it, the calendar (which may
+    # have the official arrangement by then) does; unless provisional days are final.
+    with pytest.raises(OutsideTable, match="provisional"):
+        notice_period(tabulated, at(2027, 9, 9, 8), 5)
+    final = tabulate(_CAL, date(2027, 1, 1), date(2028, 12, 31), provisional_is_final=True)
+    assert final is not None
+    assert notice_period(TabulatedCalendar(final), at(2027, 9, 9, 8), 5) == notice_period(
+        _CAL, at(2027, 9, 9, 8), 5
+    )
+    with pytest.raises(CalendarDataMissing):
+        notice_period(_CAL, at(2027, 12, 28), 5)
+    assert tabulate(_CAL, date(2030, 1, 1), date(2030, 12, 31)) is None
+
+
+def test_a_calendar_whose_days_are_not_equal_is_not_tabulated() -> None:
+    class Lisbon(WorkingCalendar):  # daylight saving: a 23-hour and a 25-hour day a year
+        name = "lisbon"
+
+        @property
+        def tz(self) -> ZoneInfo:
+            return ZoneInfo("Europe/Lisbon")
+
+        def is_working_day(self, day: date) -> bool:
+            return day.weekday() < 5
+
+        def is_provisional(self, day: date) -> bool:
+            return False
+
+    assert tabulate(Lisbon(), date(2026, 1, 1), date(2026, 2, 1)) is not None
+    assert tabulate(Lisbon(), date(2026, 1, 1), date(2026, 12, 31)) is None

@@ -32,6 +32,9 @@ def test_there_are_recorded_histories() -> None:
     # Before and after the patches of issue 7 (local-activity persistence, signals together).
     assert expected <= names
     assert {f"{n}@v2" for n in expected} <= names
+    # v4: applications compute notices and projections from the schedule's table of days.
+    assert {f"{n}@v4" for n in expected} <= names
+    assert "awaiting_funds_from_the_calendar_table@v4" in names  # no calendar activities
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)

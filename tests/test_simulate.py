@@ -12,8 +12,12 @@ batch's signals), so a clock out of step would show here.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -29,6 +33,7 @@ from workers.settings import Settings
 from workers.simulate import Scenario, office_instant, run_simulation
 
 pytestmark = pytest.mark.devserver
+ROOT = Path(__file__).parent.parent
 
 
 def _aware(at: datetime) -> datetime:
@@ -51,6 +56,15 @@ async def test_simulated_season_matches_the_plan(tmp_path: Path, calendar: Worki
     assert result.bank_returns == 1 and result.batches == 2
     assert result.report_md and Path(result.report_md).exists()
     assert result.roster and Path(result.roster).exists()
+    # The simulator's calendar cannot change under its workflows: each application
+    # asked it once and computed its notices and projections from the table it got.
+    cost = result.cost_per_paid_application
+    assert cost["local_activities:compute_season_schedule"] == 1
+    assert {k for k in cost if k.startswith("local_activities:")} == {
+        "local_activities:compute_season_schedule",
+        "local_activities:record_events",
+    }, cost
+    assert cost["workflow_tasks"] > 10 and cost["timers"] >= 4 and "activities" not in cost
 
     plan = {s.stage: s for s in plan_season(COUNTY_SUBSIDY, 2027, calendar).steps}
     engine = make_engine(f"sqlite:///{tmp_path / 'sim' / 'aidflow.db'}")
@@ -165,3 +179,44 @@ def test_simulate_refuses_bad_knobs_naming_each() -> None:
     assert r.returncode == 2, r.stderr
     for name in ("--applications", "--objection-rate", "--officials-delay"):
         assert name in r.stderr
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by its parent) has stopped too.
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux: /proc, prctl")
+def test_the_simulators_server_dies_with_it() -> None:
+    """A killed ``aidflow simulate`` (or test run) leaves no dev server behind: it did,
+    after a SIGTERM, because the SDK starts that server and stops it only on shutdown."""
+    script = (
+        "import asyncio, os, sys\n"
+        "from workers.embedded import child_pids\n"
+        "from workers.simulate import start_time_skipping_server\n"
+        "async def main():\n"
+        "    env = await start_time_skipping_server()\n"
+        "    servers = [p for p in child_pids()\n"
+        "               if 'start-dev' in open(f'/proc/{p}/cmdline').read()]\n"
+        "    print(*servers, flush=True)\n"
+        "    await asyncio.sleep(600)\n"
+        "asyncio.run(main())\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    assert proc.stdout is not None
+    servers = [int(p) for p in proc.stdout.readline().split()]
+    assert len(servers) == 1 and _alive(servers[0])
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    deadline = time.monotonic() + 15
+    while _alive(servers[0]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(servers[0]), "the dev server outlived the process that started it"

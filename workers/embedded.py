@@ -83,6 +83,61 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+# A watchman for a server the SDK started (it starts the time-skipping dev server
+# itself, so aidflow cannot ask the kernel to stop it with us): it is our child and
+# gets SIGTERM when we die however we die (kill -9 included), and stops the server
+# then; it leaves by itself once the server has gone.
+_WATCHMAN = """
+import os, signal, sys, time
+server = int(sys.argv[1])
+def stop(*_):
+    try:
+        os.kill(server, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+print("ready", flush=True)
+while True:
+    try:
+        os.kill(server, 0)
+    except ProcessLookupError:
+        sys.exit(0)
+    time.sleep(1)
+"""
+
+
+def child_pids() -> set[int]:
+    """This process's children (Linux; empty elsewhere)."""
+    pids: set[int] = set()
+    with contextlib.suppress(OSError):
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids.update(int(p) for p in f.read().split())
+    return pids
+
+
+_watchmen: list[subprocess.Popen[bytes]] = []  # kept: a dropped Popen warns while it runs
+
+
+def stop_with_us(pid: int) -> None:
+    """Have ``pid`` stopped when this process ends, however it ends (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return
+    watchman = subprocess.Popen(
+        [sys.executable, "-c", _WATCHMAN, str(pid)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,
+    )
+    # Until its handler is in place, a SIGTERM would end the watchman alone.
+    assert watchman.stdout is not None
+    watchman.stdout.readline()
+    watchman.stdout.close()
+    _watchmen.append(watchman)
+
+
 @dataclass
 class DevServer:
     process: subprocess.Popen[bytes]

@@ -46,6 +46,7 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import json
 import os
 import random
 import shutil
@@ -198,6 +199,8 @@ class SimulationResult:
     workflow_ids: list[str] = field(default_factory=list)
     wall_by_phase: dict[str, float] = field(default_factory=dict)
     events: int = 0
+    # What a paid application cost, averaged over a sample of their histories.
+    cost_per_paid_application: dict[str, float] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------- clocks
@@ -1069,9 +1072,10 @@ async def start_time_skipping_server() -> WorkflowEnvironment:
     """A private in-memory dev server with per-workflow time skipping, aidflow's search
     attributes and its data converter. Workflows start on the wall clock and move only
     when fast-forwarded (the simulator's server, and the tests')."""
-    from workers.embedded import temporal_binary
+    from workers.embedded import child_pids, stop_with_us, temporal_binary
 
-    return await WorkflowEnvironment.start_time_skipping_v2(
+    before = child_pids()
+    env = await WorkflowEnvironment.start_time_skipping_v2(
         ts_config=TimeSkippingConfig(enabled=False),
         dev_server_existing_path=temporal_binary(),
         dev_server_log_level="error",
@@ -1082,6 +1086,11 @@ async def start_time_skipping_server() -> WorkflowEnvironment:
             "frontend.WorkflowTimeSkippingEnabled=true",
         ],
     )
+    # The SDK stops the server on shutdown(); if this process is killed first, the
+    # server must not live on (it did, after a SIGTERM to aidflow simulate).
+    for pid in child_pids() - before:
+        stop_with_us(pid)
+    return env
 
 
 @contextlib.asynccontextmanager
@@ -1119,6 +1128,9 @@ async def simulation_stack(
             keys=Keys(settings.secret_key_bytes()),
             files_dir=data_dir / "files",
             bank_dir=data_dir / "bank",
+            # The simulated season lives and dies with this process and its calendar:
+            # its applications may take the provisional 2027 days from their table.
+            calendar_is_fixed=True,
         )
         deps.files_dir.mkdir(parents=True, exist_ok=True)
         bank = BankSimulator(
@@ -1203,6 +1215,8 @@ async def run_simulation(
         misses = await asyncio.to_thread(
             deadline_misses, deps.engine, COUNTY_SUBSIDY, scenario.season, cal
         )
+        paid = [a.workflow_id for a in sim.apps if a.terminal == "paid"]
+        cost = await cost_per_application(client, paid[:20])
     outcomes = Counter(a.terminal or "not finished" for a in sim.apps)
     return SimulationResult(
         scenario=scenario,
@@ -1224,7 +1238,31 @@ async def run_simulation(
         workflow_ids=[a.workflow_id for a in sim.apps if a.workflow_id],
         wall_by_phase=dict(sim.wall_by_phase),
         events=sim.events,
+        cost_per_paid_application=cost,
     )
+
+
+async def cost_per_application(client: Client, workflow_ids: list[str]) -> dict[str, float]:
+    """History events, workflow tasks, timers and local activities (by type) of these
+    workflows, averaged: what the server and the worker did for each."""
+    totals: Counter[str] = Counter()
+    for wf in workflow_ids:
+        async for e in client.get_workflow_handle(wf).fetch_history_events():
+            totals["history_events"] += 1
+            if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+                totals["workflow_tasks"] += 1
+            elif e.event_type == EventType.EVENT_TYPE_TIMER_STARTED:
+                totals["timers"] += 1
+            elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                totals["activities"] += 1
+            elif e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+                details = e.marker_recorded_event_attributes.details
+                if "data" in details:  # a local activity's marker (a patch has none)
+                    kind = json.loads(details["data"].payloads[0].data)["activity_type"]
+                    totals["local_activities"] += 1
+                    totals[f"local_activities:{kind}"] += 1
+    n = len(workflow_ids)
+    return {k: round(v / n, 1) for k, v in sorted(totals.items())} if n else {}
 
 
 async def _season_report(api: AidflowClient, season_id: str) -> Any:
@@ -1240,7 +1278,6 @@ async def _season_report(api: AidflowClient, season_id: str) -> Any:
 
 
 def result_json(r: SimulationResult) -> str:
-    import json
 
     return json.dumps(
         {
@@ -1273,6 +1310,7 @@ def result_json(r: SimulationResult) -> str:
             ],
             "wall_seconds_by_phase": {k: round(v, 1) for k, v in r.wall_by_phase.items()},
             "events": r.events,
+            "cost_per_paid_application": r.cost_per_paid_application,
             "report": {"markdown": r.report_md, "xlsx": r.report_xlsx},
             "roster": r.roster,
         },
@@ -1330,6 +1368,14 @@ def print_result(r: SimulationResult, console: Any) -> None:
         f"Simulated in {r.wall_seconds:.0f} s wall time ({r.requests} requests, "
         f"{r.fast_forwards} fast-forwards, {r.batches} payout batches); data in {r.data_dir}"
     )
+    if r.cost_per_paid_application:
+        c = r.cost_per_paid_application
+        console.print(
+            f"[dim]A paid application cost {c.get('history_events', 0):g} history events, "
+            f"{c.get('workflow_tasks', 0):g} workflow tasks, {c.get('timers', 0):g} timers, "
+            f"{c.get('activities', 0):g} activities, "
+            f"{c.get('local_activities', 0):g} local activities.[/dim]"
+        )
     if r.fast_forwards_restarted:
         console.print(
             f"[dim]{r.fast_forwards_restarted} fast-forwards stalled and were asked again "

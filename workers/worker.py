@@ -44,6 +44,9 @@ class Dependencies:
     keys: Keys
     files_dir: Path
     bank_dir: Path
+    # True where the workflows cannot outlive this process's calendar data (the
+    # simulator): provisional days are then final for them.
+    calendar_is_fixed: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Dependencies:
@@ -56,7 +59,7 @@ class Dependencies:
         )
 
     def activities(self) -> Sequence[Any]:
-        cal = CalendarActivities(self.calendar)
+        cal = CalendarActivities(self.calendar, calendar_is_fixed=self.calendar_is_fixed)
         rec = RecordActivities(self.engine, self.keys)
         funds = FundsActivities(
             self.engine, self.keys, self.calendar, self.files_dir, self.bank_dir

@@ -1,10 +1,12 @@
 """ApplicationWorkflow: one application, from intake to county approval and on to payout.
 
-Deterministic by construction: time comes from ``workflow.now()``; every
-calendar computation (window, notice ends, fixed dates, projections) comes
-from a local activity, so its result is recorded in the history and a later
-change of a holiday file never changes what a replay sees; every write goes
-through the ``record_events`` activity.
+Deterministic by construction: time comes from ``workflow.now()``; the calendar
+(window, fixed dates, and a table of the working days) comes from a local
+activity, so it is recorded in the history and a later change of a holiday file
+never changes what a replay sees; notice ends, postings and projections are
+computed from that table here (``models.calendar``, ``models.planner``: pure code,
+workflow code for versioning purposes); every write goes through the
+``record_events`` activity.
 
 Requests (decisions, objections, postings, corrections, withdrawals) arrive as
 updates with validators (refused at once, nothing written to history) or as
@@ -45,6 +47,12 @@ with workflow.unsafe.imports_passed_through():
         TrailKind,
         WithdrawalRequest,
     )
+    from models.calendar import (
+        OutsideTable,
+        TabulatedCalendar,
+        next_working_day_at,
+        notice_period,
+    )
     from models.domain import (
         ROLE_NAME_ZH,
         STAGE_NAME_EN,
@@ -63,11 +71,13 @@ with workflow.unsafe.imports_passed_through():
         PaymentOutcome,
         PaymentSent,
     )
+    from models.planner import project_steps
     from models.programme import FundsStep, NoticeStep, PayoutStep, ReviewStep, Step
     from models.records import (
         ApplicationSnapshot,
         EventBatch,
         NoticeRequest,
+        NoticeResult,
         NotificationIntent,
         PostingTimeRequest,
         Projection,
@@ -79,6 +89,9 @@ with workflow.unsafe.imports_passed_through():
 SYSTEM = Actor(id="aidflow", name="aidflow", role=Role.SYSTEM)
 # Patch id: trail batches are written by a local activity (issue 7: workflow tasks per application).
 PERSIST_LOCALLY = "persist-trail-locally"
+# Patch id: notices, postings and projections computed from the schedule's table of
+# working days instead of a local activity each (issue 7: up to 12 fewer per application).
+CALENDAR_IN_WORKFLOW = "calendar-table-in-workflow"
 # Pseudo fixed-date key for R7's "within 10 days of the funds' arrival".
 PAYMENT_LIMIT = "payment_limit"
 _LOCAL = timedelta(seconds=10)
@@ -147,6 +160,8 @@ class ApplicationWorkflow:
         self._returned_reason: str | None = None
         self._paid = False
         self._persist_locally = False  # decided at the start of run()
+        # The season's working days, once the schedule has come (and the patch allows).
+        self._calendar: TabulatedCalendar | None = None
         # Recorded here, before any update or signal delivered with the first task is handled.
         self._record(
             "submitted",
@@ -168,12 +183,15 @@ class ApplicationWorkflow:
         # Versions are decided here, before the first command, where a replay reaches
         # the same point whatever the timing of local activities and messages.
         self._persist_locally = workflow.patched(PERSIST_LOCALLY)
+        calendar_here = workflow.patched(CALENDAR_IN_WORKFLOW)
         self._schedule = await workflow.execute_local_activity_method(
             CalendarActivities.compute_season_schedule,
             ScheduleRequest(programme=self._programme, season=inp.season),
             start_to_close_timeout=_LOCAL,
             summary="season schedule from the working-day calendar",
         )
+        if calendar_here and self._schedule.working_days is not None:
+            self._calendar = TabulatedCalendar(self._schedule.working_days)
         persister = asyncio.create_task(self._persist_loop())
         self._watchers = [
             asyncio.create_task(self._watch_fixed_date(fixed.key, fixed.due_at))
@@ -247,12 +265,7 @@ class ApplicationWorkflow:
             auto_at = self._schedule.window_closes_at
             rule = "申请期结束时自动公示 / posted automatically when the application window closes"
         else:
-            auto_at = await workflow.execute_local_activity_method(
-                CalendarActivities.next_posting_time,
-                PostingTimeRequest(after=now, clock=step.auto_post_at),
-                start_to_close_timeout=_LOCAL,
-                summary="next working day for the automatic posting",
-            )
+            auto_at = await self._next_posting_time(now, step)
             rule = (
                 f"下一工作日{step.auto_post_at:%H:%M}自动公示 / posted automatically at "
                 f"{step.auto_post_at:%H:%M} of the next working day"
@@ -279,12 +292,7 @@ class ApplicationWorkflow:
         self._explicit_post = None
         self._awaiting_posting = False
         self._auto_post_at = None
-        period = await workflow.execute_local_activity_method(
-            CalendarActivities.compute_notice_period,
-            NoticeRequest(posted_at=posted_at, days=step.days, counting=step.counting),
-            start_to_close_timeout=_LOCAL,
-            summary=f"{step.label_en}: {step.days} {step.counting.value.replace('_', ' ')}",
-        )
+        period = await self._notice_period_from(posted_at, step)
         self._notice = NoticeWindow(
             stage=step.stage,
             posted_at=period.posted_at,
@@ -606,9 +614,50 @@ class ApplicationWorkflow:
         )
         self._publish()
 
-    async def _project(self, from_index: int, at: datetime) -> None:
-        """R6: project the remaining steps on the calendar; warn when a date is at risk."""
-        projection: Projection = await workflow.execute_local_activity_method(
+    # The three calendar questions: answered from the table when there is one and it
+    # holds the days in question as settled, else by a local activity (histories from
+    # before the table, a day beyond its data, or a provisional day: see DayTable).
+
+    async def _next_posting_time(self, after: datetime, step: NoticeStep) -> datetime:
+        if self._calendar is not None:
+            with contextlib.suppress(OutsideTable):
+                return next_working_day_at(self._calendar, after, step.auto_post_at)
+        return await workflow.execute_local_activity_method(
+            CalendarActivities.next_posting_time,
+            PostingTimeRequest(after=after, clock=step.auto_post_at),
+            start_to_close_timeout=_LOCAL,
+            summary="next working day for the automatic posting",
+        )
+
+    async def _notice_period_from(self, posted_at: datetime, step: NoticeStep) -> NoticeResult:
+        if self._calendar is not None:
+            with contextlib.suppress(OutsideTable):
+                p = notice_period(self._calendar, posted_at, step.days, step.counting)
+                return NoticeResult(
+                    posted_at=p.posted_at,
+                    ends_at=p.ends_at,
+                    counted_days=list(p.counted_days),
+                    provisional=p.provisional,
+                )
+        return await workflow.execute_local_activity_method(
+            CalendarActivities.compute_notice_period,
+            NoticeRequest(posted_at=posted_at, days=step.days, counting=step.counting),
+            start_to_close_timeout=_LOCAL,
+            summary=f"{step.label_en}: {step.days} {step.counting.value.replace('_', ' ')}",
+        )
+
+    async def _projection(self, from_index: int, at: datetime) -> Projection:
+        if self._calendar is not None:
+            with contextlib.suppress(OutsideTable):
+                steps = project_steps(
+                    self._programme,
+                    self._inp.season,
+                    self._calendar,
+                    from_index=from_index,
+                    at=at,
+                )
+                return Projection(steps=list(steps))
+        return await workflow.execute_local_activity_method(
             CalendarActivities.project_remaining_steps,
             ProjectionRequest(
                 programme=self._programme, season=self._inp.season, from_index=from_index, at=at
@@ -616,6 +665,10 @@ class ApplicationWorkflow:
             start_to_close_timeout=_LOCAL,
             summary="project remaining steps on the calendar",
         )
+
+    async def _project(self, from_index: int, at: datetime) -> None:
+        """R6: project the remaining steps on the calendar; warn when a date is at risk."""
+        projection = await self._projection(from_index, at)
         at_risk = [k for k in projection.at_risk_keys if k not in self._overdue]
         new = [k for k in at_risk if k not in self._at_risk]
         self._at_risk = at_risk
