@@ -4,8 +4,8 @@ Why activities: the calendar depends on data files an operator may change (next
 year's schedule, a correction). As activity results the instants, and the table of
 working days the application workflow computes from, are written into the workflow
 history, so a replay sees exactly what the original run saw. The other activities
-here answer what the table cannot (a day outside it) and workflows recorded before
-the table existed.
+here answer what the table cannot (a day outside it, or provisional in it) and
+workflows recorded before the table existed.
 """
 
 from __future__ import annotations
