@@ -50,6 +50,11 @@ with workflow.unsafe.imports_passed_through():
 # a request made shortly before the summary date was stranded: the season closed at that
 # date and refused the funds' arrival (found by aidflow simulate at 1,000 applications).
 WAIT_FOR_REQUESTED_FUNDS = "season-waits-for-requested-funds"
+# Patch id: an arrival puts its applications among the unsettled in the same step as it
+# marks their request released. Before, the awaits between the two let a season past
+# its summary date see nothing open and close while its last batch paid; the paid
+# applications' payment_settled signals then failed and failed them (tests/test_payout).
+SETTLE_BEFORE_RELEASE = "season-unsettled-with-release"
 
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 _ACT = timedelta(minutes=5)
@@ -73,11 +78,13 @@ class SeasonWorkflow:
         self._tasks: list[asyncio.Task[None]] = []
         self._together: Together = Together.ONE_BY_ONE  # decided at the start of run()
         self._waits_for_requested_funds = False  # decided at the start of run()
+        self._unsettled_with_release = False  # decided at the start of run()
 
     @workflow.run
     async def run(self, inp: SeasonInput) -> list[BatchResult]:
         self._together = signal_together()  # before the first command: see messaging
         self._waits_for_requested_funds = workflow.patched(WAIT_FOR_REQUESTED_FUNDS)
+        self._unsettled_with_release = workflow.patched(SETTLE_BEFORE_RELEASE)
         self._schedule = await workflow.execute_local_activity_method(
             CalendarActivities.compute_season_schedule,
             ScheduleRequest(programme=inp.programme, season=inp.season),
@@ -210,6 +217,8 @@ class SeasonWorkflow:
             return self._arrivals[msg.request_id]
         request = self._requests[msg.funds_request_id]
         self._released.add(msg.funds_request_id)
+        if self._unsettled_with_release:
+            self._unsettled.update(request.workflow_ids)
         arrived_at = workflow.now()
         assert self._schedule is not None
         payout_step = next(s for s in self._inp.programme.steps if isinstance(s, PayoutStep))
