@@ -163,13 +163,17 @@ def new_case(app_stack: AppStack, ts_env: WorkflowEnvironment) -> Callable[..., 
     api = app_stack.api
 
     async def make(**overrides: Any) -> Case:
-        serial = next(_SERIALS)
-        wf = await api.submit(form(serial, **overrides), now=IN_WINDOW_2027)
-        case = Case(api, ts_env, wf)
-        await case.wait_for(lambda s: s.waiting_for == "village_committee", "started")
-        return case
+        return await submitted_case(api, ts_env, **overrides)
 
     return make
+
+
+async def submitted_case(api: AidflowClient, env: WorkflowEnvironment, **overrides: Any) -> Case:
+    """A new student's application, submitted in the 2027 window and started."""
+    wf = await api.submit(form(next(_SERIALS), **overrides), now=IN_WINDOW_2027)
+    case = Case(api, env, wf)
+    await case.wait_for(lambda s: s.waiting_for == "village_committee", "started")
+    return case
 
 
 async def through_village_notice(case: Case) -> None:
@@ -292,9 +296,7 @@ async def test_where_the_calendar_cannot_change_the_table_answers_everything(
         tmp_path,
         replace=lambda _: [fixed.compute_season_schedule],
     ) as stack:
-        wf = await stack.api.submit(form(next(_SERIALS)), now=IN_WINDOW_2027)
-        case = Case(stack.api, ts_env, wf)
-        await case.wait_for(lambda s: s.waiting_for == "village_committee", "started")
+        case = await submitted_case(stack.api, ts_env)
         await through_village_notice(case)
         await case.approve("township_review", township_official())
         await case.wait_for(lambda s: s.waiting_until == cst(9, 9, 8), "township posting")
@@ -338,9 +340,7 @@ async def test_an_official_schedule_installed_mid_season_governs_later_notices(
 ) -> None:
     worker_calendar = Replaceable(calendar)
     async with make_stack(ts_env, keys, worker_calendar, registry, tmp_path) as stack:
-        wf = await stack.api.submit(form(next(_SERIALS)), now=IN_WINDOW_2027)
-        case = Case(stack.api, ts_env, wf)
-        await case.wait_for(lambda s: s.waiting_for == "village_committee", "started")
+        case = await submitted_case(stack.api, ts_env)
         await through_village_notice(case)
 
         # The State Council's 2027 arrangement comes out: Mid-Autumn is two days off.
