@@ -185,6 +185,15 @@ async def through_village_notice(case: Case) -> None:
     await case.at_stage("township_review")
 
 
+async def township_notice_posted(case: Case) -> ApplicationStatus:
+    """From the township review: approved, the notice posted automatically at 08:00 of
+    the next working day (9 September), the status the morning after."""
+    await case.approve("township_review", township_official())
+    await case.wait_for(lambda s: s.waiting_until == cst(9, 9, 8), "township posting")
+    await case.advance_to(cst(9, 10, 9))
+    return await case.status()
+
+
 # --------------------------------------------------------------------------- happy path
 
 
@@ -298,10 +307,7 @@ async def test_where_the_calendar_cannot_change_the_table_answers_everything(
     ) as stack:
         case = await submitted_case(stack.api, ts_env)
         await through_village_notice(case)
-        await case.approve("township_review", township_official())
-        await case.wait_for(lambda s: s.waiting_until == cst(9, 9, 8), "township posting")
-        await case.advance_to(cst(9, 10, 9))
-        st = await case.status()
+        st = await township_notice_posted(case)
         assert st.notice is not None and st.notice.ends_at == cst(9, 18)
         assert st.notice.provisional  # still said, though taken as final
         await case.advance_to(cst(9, 18, 0, 1))
@@ -354,10 +360,7 @@ async def test_an_official_schedule_installed_mid_season_governs_later_notices(
             package_years=range(2004, 2027),
         )
 
-        await case.approve("township_review", township_official())
-        await case.wait_for(lambda s: s.waiting_until == cst(9, 9, 8), "township posting")
-        await case.advance_to(cst(9, 10, 9))
-        st = await case.status()
+        st = await township_notice_posted(case)
         # By the provisional file it would have ended on 18 September (the happy path).
         assert st.notice is not None and st.notice.counted_days == [
             "2027-09-10",
