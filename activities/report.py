@@ -15,6 +15,7 @@ from temporalio import activity
 from activities.db import one_writer
 from activities.tables import ApplicationRow, AuditEntry, OutboxMessage, Payment, Place
 from models.notifications import render
+from models.payout import ReportFiles
 from models.programme import Programme
 
 
@@ -22,11 +23,6 @@ class ReportRequest(BaseModel):
     programme: str
     season: int
     county_code: str
-
-
-class ReportFiles(BaseModel):
-    xlsx: str
-    markdown: str
 
 
 class ReminderRequest(BaseModel):

@@ -64,6 +64,13 @@ class AccountCorrection(_Model):
 # --- the season workflow ------------------------------------------------------------
 
 
+class ReportFiles(_Model):
+    """Where the season report was written."""
+
+    xlsx: str
+    markdown: str
+
+
 class SeasonInput(_Model):
     programme: Programme
     season: int
@@ -73,6 +80,36 @@ class SeasonInput(_Model):
     # Returned payments corrected within this time go out together in one re-payment batch.
     repayment_batch_delay: timedelta = timedelta(hours=1)
     reminder_days_before: int = 3
+    # At most this many payments in one disbursement file (one PayoutBatchWorkflow):
+    # a batch's history holds four events per payment and its prepared file travels
+    # as one payload, both of which Temporal caps (51,200 events, 2 MB).
+    payout_batch_size: int = Field(default=2000, ge=1)
+    # A run of the season continues as new once its history grew by this many events;
+    # 0: when the server suggests it (at 4,096 events or 4 MB by default). Tests set it low.
+    continue_as_new_after_events: int = Field(default=0, ge=0)
+    # What an earlier run of this season handed on when it continued as new.
+    carried: SeasonCarry | None = None
+
+
+class SeasonCarry(_Model):
+    """The season's state, handed from one run to the next (continue-as-new).
+
+    Requests whose funds arrived are handed on without their roster's workflow ids and
+    amounts (nothing reads them again), so the hand-over stays small: what grows with
+    the county is only the applications released and not yet paid, and requests still
+    waiting for their funds.
+    """
+
+    requests: list[FundsRequestSummary] = Field(default_factory=list)
+    arrivals: dict[str, FundsArrivalResult] = Field(default_factory=dict)
+    released: list[str] = Field(default_factory=list)
+    pending: list[PayItem] = Field(default_factory=list)
+    unsettled: list[str] = Field(default_factory=list)
+    batches: list[BatchResult] = Field(default_factory=list)
+    batch_seq: int = 0
+    reminded: list[str] = Field(default_factory=list)  # fixed-date keys already reminded of
+    report: ReportFiles | None = None
+    runs: int = 1  # runs before the one this starts
 
 
 class FundsRequestCommand(_Model):
@@ -104,7 +141,8 @@ class FundsArrivalResult(_Model):
     funds_request_id: str
     released: int
     pay_by: datetime
-    batch_id: str
+    batch_id: str  # the first of batch_ids
+    batch_ids: list[str] = Field(default_factory=list)  # empty before batches were capped
 
 
 # --- payout batches -------------------------------------------------------------------
@@ -146,3 +184,6 @@ class BatchResult(_Model):
     paid: int
     returned: int
     skipped: int
+
+
+SeasonInput.model_rebuild()

@@ -19,6 +19,7 @@ import pytest
 from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.funds import FundsActivities, PaymentResults
@@ -33,7 +34,7 @@ from models.payout import PreparedBatch
 from tests.conftest import AppStack, Registry, make_stack
 from tests.support import COUNTY, applicant, county_official, township_official, village_official
 from tests.test_application_workflow import Case, cst, history_path, rid
-from workers.client import Refused
+from workers.client import Refused, query_when_ready
 from workers.simulate import start_time_skipping_server
 from workers.worker import Dependencies
 from workflows.season import SeasonWorkflow
@@ -290,6 +291,95 @@ async def test_season_stays_open_while_requested_funds_have_not_arrived(
             if os.environ.get("AIDFLOW_RECORD_HISTORIES") == "1":
                 history_path("season_open_until_requested_funds_arrive").write_text(
                     (await season.fetch_history()).to_json()
+                )
+    finally:
+        await env.shutdown()
+
+
+async def test_a_long_season_continues_as_new_and_pays_in_capped_batches(
+    keys: Keys, calendar: WorkingCalendar, registry: Registry, tmp_path: Path
+) -> None:
+    """A county's season outgrows one run's history: it hands its state to a new run
+    (requests, arrivals, the unpaid, batches, the report) and carries on; a large
+    release is split into disbursement files of at most payout_batch_size payments."""
+    from tests.support import IN_WINDOW_2027, form
+    from tests.test_application_workflow import _SERIALS
+
+    env = await start_time_skipping_server()  # its own: this season is configured and closed
+    try:
+        async with make_stack(env, keys, calendar, registry, tmp_path) as stack:
+            api = stack.api
+            api.payout_batch_size = 2
+            api.season_continue_after_events = 30
+            cases = [
+                Case(api, env, await api.submit(form(next(_SERIALS)), now=IN_WINDOW_2027))
+                for _ in range(3)
+            ]
+            for c in cases:
+                await to_awaiting_funds(c)
+            season = await season_handle(stack)
+            first_run = (await season.describe()).run_id
+            await advance(env, season, cst(9, 18, 0, 2))
+            summary = await api.request_funds(
+                "county-subsidy", 2027, COUNTY, BUREAU, request_id="fr-long"
+            )
+            assert summary.count == 3
+            arrival = await api.funds_arrived(
+                "county-subsidy", 2027, COUNTY, FINANCE, "fr-long", 9000, "CZ-LONG"
+            )
+            assert arrival.batch_ids == [arrival.batch_id, arrival.batch_id[:-1] + "2"]
+
+            async def all_paid() -> bool:
+                return [(await c.status()).stage for c in cases] == ["paid"] * 3
+
+            await eventually(all_paid, "all three paid", tries=600)
+
+            async def handed_over() -> bool:
+                if (await season.describe()).run_id == first_run:
+                    return False
+                try:  # the new run answers queries once its first task is done
+                    return "of the season (continued as new)" in await season_details(season)
+                except RPCError:
+                    return False
+
+            await eventually(handed_over, "the season continued as new, and says so")
+            # The new run knows what the old one did: repeats answer as before, from the
+            # hand-over (the arrival) and from the file (the request's roster).
+            again = await api.funds_arrived(
+                "county-subsidy", 2027, COUNTY, FINANCE, "fr-long", 9000, "CZ-LONG"
+            )
+            assert again == arrival
+            repeat = await api.request_funds(
+                "county-subsidy", 2027, COUNTY, BUREAU, request_id="fr-long"
+            )
+            assert sorted(repeat.workflow_ids) == sorted(summary.workflow_ids)
+            assert repeat.total_cny == 9000 and repeat.created
+            assert sorted(
+                (b.batch_id, b.paid) for b in await query_when_ready(season, SeasonWorkflow.batches)
+            ) == [
+                (arrival.batch_ids[0], 2),
+                (arrival.batch_ids[1], 1),
+            ]
+            with Session(stack.engine) as s:
+                paid = s.exec(select(Payment).where(Payment.status == "paid")).all()
+            assert sorted(p.workflow_id for p in paid) == sorted(c.wf for c in cases)
+            assert stack.bank.paid_total() == 9000  # nothing paid twice across the runs
+
+            # The season still writes its report and closes by itself, with every batch.
+            await advance(env, season, cst(11, 2, 10))
+            batches = await asyncio.wait_for(season.result(), timeout=60)
+            assert sorted(b.paid for b in batches) == [1, 2]
+            runs = [
+                w.status async for w in env.client.list_workflows(f"WorkflowId = '{season.id}'")
+            ]
+            assert runs.count(WorkflowExecutionStatus.CONTINUED_AS_NEW) >= 1, runs
+            if os.environ.get("AIDFLOW_RECORD_HISTORIES") == "1":
+                history_path("season_continued_as_new").write_text(
+                    (await season.fetch_history()).to_json()
+                )
+                old = env.client.get_workflow_handle(season.id, run_id=first_run)
+                history_path("season_before_continuing_as_new").write_text(
+                    (await old.fetch_history()).to_json()
                 )
     finally:
         await env.shutdown()

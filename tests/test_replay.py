@@ -35,6 +35,8 @@ def test_there_are_recorded_histories() -> None:
     # v4: applications compute notices and projections from the schedule's table of days.
     assert {f"{n}@v4" for n in expected} <= names
     assert "awaiting_funds_from_the_calendar_table@v4" in names  # no calendar activities
+    # A season that continued as new: the run that handed over, and the one that took over.
+    assert {"season_before_continuing_as_new@v4", "season_continued_as_new@v4"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)

@@ -7,6 +7,7 @@ raises :class:`Refused` with a one-line reason naming every failing field.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -114,6 +115,10 @@ class AidflowClient:
         self.bank = bank
         # Corrected returns collected this long go out in one re-payment batch.
         self.repayment_batch_delay = timedelta(hours=1)
+        # Payments per disbursement file, and (tests only) how long a season run's
+        # history grows before it continues as new (0: when the server suggests it).
+        self.payout_batch_size = SeasonInput.model_fields["payout_batch_size"].default
+        self.season_continue_after_events = 0
         self._seasons: set[str] = set()
         self.client = client
         self.task_queue = task_queue
@@ -305,6 +310,8 @@ class AidflowClient:
             county_code=county_code,
             bank=self.bank,
             repayment_batch_delay=self.repayment_batch_delay,
+            payout_batch_size=self.payout_batch_size,
+            continue_as_new_after_events=self.season_continue_after_events,
         )
 
     def _season_start(
@@ -426,7 +433,8 @@ class AidflowClient:
         handle = self.client.get_workflow_handle_for(
             SeasonWorkflow.run, season_workflow_id(programme, season, county_code)
         )
-        return await handle.query(SeasonWorkflow.batches)
+        batches: list[BatchResult] = await query_when_ready(handle, SeasonWorkflow.batches)
+        return batches
 
     # ------------------------------------------------------------- reading
 
@@ -482,6 +490,23 @@ class AidflowClient:
                 next_deadline=sa.get(search.NEXT_DEADLINE),
                 status=(wf.status or WorkflowExecutionStatus.RUNNING).name.lower(),
             )
+
+
+async def query_when_ready(handle: WorkflowHandle[Any, Any], query: Any) -> Any:
+    """A query, asked again for a few seconds while the workflow's run has not had its
+    first workflow task: the moment after a season continued as new, the server answers
+    "Workflow task is not scheduled yet"."""
+    for _ in range(QUERY_READY_TRIES - 1):
+        try:
+            return await handle.query(query)
+        except RPCError as e:
+            if "not scheduled yet" not in e.message:
+                raise
+        await asyncio.sleep(0.1)
+    return await handle.query(query)
+
+
+QUERY_READY_TRIES = 100
 
 
 def _refused(error: WorkflowUpdateFailedError) -> Refused:

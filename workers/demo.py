@@ -39,7 +39,7 @@ from models.application import (
 from models.calendar import CompressedCalendar
 from models.domain import DecisionKind, DocumentKind, ObjectionOutcome, Role
 from models.programme import BUILTIN_PROGRAMMES, COUNTY_SUBSIDY_DEMO
-from workers.client import AidflowClient, Refused
+from workers.client import AidflowClient, Refused, query_when_ready
 from workers.embedded import RunningStack, embedded_stack
 from workers.settings import Settings
 from workers.synthetic import applicants, registry_csv
@@ -442,4 +442,4 @@ async def _season_report(api: AidflowClient, season_id: str | None) -> Any:
     from workflows.season import SeasonWorkflow
 
     handle = api.client.get_workflow_handle(season_id)
-    return await handle.query(SeasonWorkflow.report)
+    return await query_when_ready(handle, SeasonWorkflow.report)

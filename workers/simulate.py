@@ -103,7 +103,7 @@ from models.calendar import WorkingCalendar, end_of_day, next_working_day_at, no
 from models.domain import DecisionKind, DocumentKind, ObjectionOutcome, Role
 from models.planner import window
 from models.programme import COUNTY_SUBSIDY, NoticeStep, PayoutStep, Programme, ReviewStep
-from workers.client import AidflowClient, Refused
+from workers.client import AidflowClient, Refused, query_when_ready
 from workers.settings import Settings
 from workers.synthetic import applicants, registry_csv
 from workers.worker import Dependencies, build_worker
@@ -203,7 +203,8 @@ class SimulationResult:
     events: int = 0
     # What a paid application cost, averaged over a sample of their histories.
     cost_per_paid_application: dict[str, float] = field(default_factory=dict)
-    season_history_events: int = 0
+    season_history_events: int = 0  # over all its runs
+    season_runs: int = 0
 
 
 # ------------------------------------------------------------------- clocks
@@ -864,7 +865,8 @@ class SeasonSimulation:
         )
         started = time.monotonic()
         # A payout batch pays and signals its applications: allow time by its size.
-        await self._batch_done(result.batch_id, within=300.0 + 0.5 * len(apps))
+        for batch_id in result.batch_ids or [result.batch_id]:
+            await self._batch_done(batch_id, within=300.0 + 0.5 * len(apps))
         self.wall_by_phase["(of which: payout batches)"] += time.monotonic() - started
         started = time.monotonic()
         await self._settle(apps, at)
@@ -876,7 +878,8 @@ class SeasonSimulation:
         handle = self.api.client.get_workflow_handle(self.season_id)
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            if any(b.batch_id == batch_id for b in await handle.query(SeasonWorkflow.batches)):
+            batches = await query_when_ready(handle, SeasonWorkflow.batches)
+            if any(b.batch_id == batch_id for b in batches):
                 self.counts["batches"] += 1
                 return
             await asyncio.sleep(0.2)
@@ -980,10 +983,10 @@ class SeasonSimulation:
         from workflows.season import SeasonWorkflow
 
         handle = self.api.client.get_workflow_handle(self.season_id)
-        before = len(await handle.query(SeasonWorkflow.batches))
+        before = len(await query_when_ready(handle, SeasonWorkflow.batches))
         await self._everyone_to(at, apps)  # the season's timer starts the batch on the way
         deadline = time.monotonic() + 300
-        while len(await handle.query(SeasonWorkflow.batches)) <= before:
+        while len(await query_when_ready(handle, SeasonWorkflow.batches)) <= before:
             if time.monotonic() > deadline:
                 raise TimeoutError("the re-payment batch did not finish within 300 s")
             await asyncio.sleep(0.2)
@@ -1234,11 +1237,9 @@ async def run_simulation(
         )
         paid = [a.workflow_id for a in sim.apps if a.terminal == "paid"]
         cost = await cost_per_application(client, paid[:20])
-        # The county's one season workflow grows with the county: Temporal ends a run at
-        # 51,200 history events (and refuses its 10,001st signal).
-        season_events = (await cost_per_application(client, [sim.season_id])).get(
-            "history_events", 0
-        )
+        # The county's one season workflow grows with the county; it continues as new
+        # before a run nears Temporal's limits (51,200 events, 10,000 signals).
+        season_events, season_runs = await history_across_runs(client, sim.season_id)
     outcomes = Counter(a.terminal or "not finished" for a in sim.apps)
     return SimulationResult(
         scenario=scenario,
@@ -1261,8 +1262,20 @@ async def run_simulation(
         wall_by_phase=dict(sim.wall_by_phase),
         events=sim.events,
         cost_per_paid_application=cost,
-        season_history_events=int(season_events),
+        season_history_events=season_events,
+        season_runs=season_runs,
     )
+
+
+async def history_across_runs(client: Client, workflow_id: str) -> tuple[int, int]:
+    """History events of a workflow over all its runs (continue-as-new), and the runs."""
+    events = runs = 0
+    async for execution in client.list_workflows(f"WorkflowId = '{workflow_id}'"):
+        runs += 1
+        handle = client.get_workflow_handle(workflow_id, run_id=execution.run_id)
+        async for _ in handle.fetch_history_events():
+            events += 1
+    return events, runs
 
 
 async def cost_per_application(client: Client, workflow_ids: list[str]) -> dict[str, float]:
@@ -1293,7 +1306,7 @@ async def _season_report(api: AidflowClient, season_id: str) -> Any:
 
     handle = api.client.get_workflow_handle(season_id)
     for _ in range(100):
-        report = await handle.query(SeasonWorkflow.report)
+        report = await query_when_ready(handle, SeasonWorkflow.report)
         if report is not None:
             return report
         await asyncio.sleep(0.2)
@@ -1335,6 +1348,7 @@ def result_json(r: SimulationResult) -> str:
             "events": r.events,
             "cost_per_paid_application": r.cost_per_paid_application,
             "season_history_events": r.season_history_events,
+            "season_runs": r.season_runs,
             "report": {"markdown": r.report_md, "xlsx": r.report_xlsx},
             "roster": r.roster,
         },
@@ -1399,7 +1413,7 @@ def print_result(r: SimulationResult, console: Any) -> None:
             f"{c.get('workflow_tasks', 0):g} workflow tasks, {c.get('timers', 0):g} timers, "
             f"{c.get('activities', 0):g} activities, "
             f"{c.get('local_activities', 0):g} local activities; the season's history "
-            f"{r.season_history_events:,} events.[/dim]"
+            f"{r.season_history_events:,} events in {r.season_runs} run(s).[/dim]"
         )
     if r.fast_forwards_restarted:
         console.print(

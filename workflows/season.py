@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
         FundsRequestInput,
         PayByRequest,
     )
-    from activities.report import ReminderRequest, ReportActivities, ReportFiles, ReportRequest
+    from activities.report import ReminderRequest, ReportActivities, ReportRequest
     from activities.workflow_calendar import CalendarActivities
     from models.domain import Role
     from models.ids import payout_batch_workflow_id
@@ -39,6 +39,8 @@ with workflow.unsafe.imports_passed_through():
         FundsRequestSummary,
         PayItem,
         PayoutBatchInput,
+        ReportFiles,
+        SeasonCarry,
         SeasonInput,
     )
     from models.programme import PayoutStep
@@ -55,6 +57,15 @@ WAIT_FOR_REQUESTED_FUNDS = "season-waits-for-requested-funds"
 # its summary date see nothing open and close while its last batch paid; the paid
 # applications' payment_settled signals then failed and failed them (tests/test_payout).
 SETTLE_BEFORE_RELEASE = "season-unsettled-with-release"
+# Patch id: the season continues as new when its history grows long, handing its state
+# (SeasonCarry) to the next run, and pays in batches of at most payout_batch_size. Before
+# it, one run carried the whole county: at about 8,700 applications its history neared
+# Temporal's 51,200 events (and 10,000 signals per run), and the applications' signals
+# to it failed (aidflow simulate, 10,000 applications).
+CONTINUE_AS_NEW = "season-continues-as-new"
+
+# A run hands over only after it has done at least this much (see _history_long).
+MIN_RUN_EVENTS = 500
 
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 _ACT = timedelta(minutes=5)
@@ -79,12 +90,20 @@ class SeasonWorkflow:
         self._together: Together = Together.ONE_BY_ONE  # decided at the start of run()
         self._waits_for_requested_funds = False  # decided at the start of run()
         self._unsettled_with_release = False  # decided at the start of run()
+        self._continues = False  # continue-as-new and capped batches; decided at the start of run()
+        self._reminded: set[str] = set()
+        self._busy = 0  # the season's own activities in flight (reminders, report)
+        self._runs = 1
+        self._started_length = 0
+        if inp.carried is not None:
+            self._take_over(inp.carried)
 
     @workflow.run
     async def run(self, inp: SeasonInput) -> list[BatchResult]:
         self._together = signal_together()  # before the first command: see messaging
         self._waits_for_requested_funds = workflow.patched(WAIT_FOR_REQUESTED_FUNDS)
         self._unsettled_with_release = workflow.patched(SETTLE_BEFORE_RELEASE)
+        self._continues = workflow.patched(CONTINUE_AS_NEW)
         self._schedule = await workflow.execute_local_activity_method(
             CalendarActivities.compute_season_schedule,
             ScheduleRequest(programme=inp.programme, season=inp.season),
@@ -99,14 +118,24 @@ class SeasonWorkflow:
             start_to_close_timeout=timedelta(seconds=10),
             summary="reminder times",
         )
-        self._tasks = [asyncio.create_task(self._remind(r.key, r.due_at)) for r in reminders]
-        self._tasks.append(asyncio.create_task(self._report_after_payout()))
+        self._tasks = [
+            asyncio.create_task(self._remind(r.key, r.due_at))
+            for r in reminders
+            if r.key not in self._reminded
+        ]
+        if self._report is None:
+            self._tasks.append(asyncio.create_task(self._report_after_payout()))
         summary_due = self._schedule.due_at("summary")
+        self._started_length = workflow.info().get_current_history_length()
         self._describe()
         while True:
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
-                    lambda: bool(self._pending) or self._season_over(summary_due),
+                    lambda: (
+                        bool(self._pending)
+                        or self._season_over(summary_due)
+                        or self._history_long()
+                    ),
                     timeout=max(summary_due - workflow.now(), timedelta(0)) or None,
                     timeout_summary="the season's summary date",
                 )
@@ -117,10 +146,12 @@ class SeasonWorkflow:
                     summary="collect corrected accounts for a re-payment batch",
                 )
                 items, self._pending = self._pending, []
-                self._start_batch(items)
+                self._start_batches(items)
                 continue
             if self._season_over(summary_due):
                 break
+            if self._history_long():
+                await self._continue_as_new()
         await workflow.wait_condition(
             lambda: self._running_batches == 0 and workflow.all_handlers_finished()
         )
@@ -136,6 +167,64 @@ class SeasonWorkflow:
             and self._report is not None
         )
 
+    # ------------------------------------------------------------ continue-as-new
+
+    def _history_long(self) -> bool:
+        if not self._continues:
+            return False
+        info = workflow.info()
+        # Counted from the run's start, so that a run whose start alone is long (a large
+        # hand-over) does not hand over again at once.
+        grown = info.get_current_history_length() - self._started_length
+        limit = self._inp.continue_as_new_after_events
+        if limit:
+            return grown >= limit
+        return grown >= MIN_RUN_EVENTS and info.is_continue_as_new_suggested()
+
+    async def _continue_as_new(self) -> None:
+        """Hand the season to a new run at a quiet moment: no batch at the bank, no
+        update or activity of its own half done (a payout batch is a child: it reports
+        to the run that started it). Signals and updates that arrive meanwhile are kept
+        by the server for the new run."""
+        await workflow.wait_condition(
+            lambda: (
+                self._running_batches == 0 and self._busy == 0 and workflow.all_handlers_finished()
+            ),
+            timeout_summary="a quiet moment to continue as new",
+        )
+        workflow.continue_as_new(self._inp.model_copy(update={"carried": self._carry()}))
+
+    def _carry(self) -> SeasonCarry:
+        return SeasonCarry(
+            requests=[
+                r.model_copy(update={"workflow_ids": [], "amounts": {}})
+                if r.request_id in self._released
+                else r
+                for r in self._requests.values()
+            ],
+            arrivals=self._arrivals,
+            released=sorted(self._released),
+            pending=self._pending,
+            unsettled=sorted(self._unsettled),
+            batches=self._batches,
+            batch_seq=self._batch_seq,
+            reminded=sorted(self._reminded),
+            report=self._report,
+            runs=self._runs,
+        )
+
+    def _take_over(self, carried: SeasonCarry) -> None:
+        self._requests = {r.request_id: r for r in carried.requests}
+        self._arrivals = dict(carried.arrivals)
+        self._released = set(carried.released)
+        self._pending = list(carried.pending)
+        self._unsettled = set(carried.unsettled)
+        self._batches = list(carried.batches)
+        self._batch_seq = carried.batch_seq
+        self._reminded = set(carried.reminded)
+        self._report = carried.report
+        self._runs = carried.runs + 1
+
     def _open_requests(self) -> list[FundsRequestSummary]:
         """Funds asked for that have not arrived."""
         return [r for r in self._requests.values() if r.request_id not in self._released]
@@ -148,43 +237,58 @@ class SeasonWorkflow:
         if delay <= timedelta(0):
             return  # the reminder time has passed: nothing to remind of
         await workflow.sleep(delay, summary=f"reminder before {fixed.label_en} ({fixed.on})")
-        await workflow.execute_activity_method(
-            ReportActivities.send_season_reminder,
-            ReminderRequest(
-                programme=self._inp.programme,
-                season=self._inp.season,
-                county_code=self._inp.county_code,
-                fixed_date_key=key,
-            ),
-            start_to_close_timeout=_ACT,
-            retry_policy=_RETRY,
-            summary=f"remind: {fixed.label_en}",
-        )
+        self._busy += 1
+        try:
+            await workflow.execute_activity_method(
+                ReportActivities.send_season_reminder,
+                ReminderRequest(
+                    programme=self._inp.programme,
+                    season=self._inp.season,
+                    county_code=self._inp.county_code,
+                    fixed_date_key=key,
+                ),
+                start_to_close_timeout=_ACT,
+                retry_policy=_RETRY,
+                summary=f"remind: {fixed.label_en}",
+            )
+        finally:
+            self._busy -= 1
+        self._reminded.add(key)
 
     async def _report_after_payout(self) -> None:
         assert self._schedule is not None
         delay = self._schedule.due_at("payout") - workflow.now()
         if delay > timedelta(0):
             await workflow.sleep(delay, summary="the payout date: then the season report")
-        self._report = await workflow.execute_activity_method(
-            ReportActivities.build_season_report,
-            ReportRequest(
-                programme=self._inp.programme.code,
-                season=self._inp.season,
-                county_code=self._inp.county_code,
-            ),
-            start_to_close_timeout=_ACT,
-            retry_policy=_RETRY,
-            summary="season report (XLSX and Markdown)",
-        )
+        self._busy += 1
+        try:
+            self._report = await workflow.execute_activity_method(
+                ReportActivities.build_season_report,
+                ReportRequest(
+                    programme=self._inp.programme.code,
+                    season=self._inp.season,
+                    county_code=self._inp.county_code,
+                ),
+                start_to_close_timeout=_ACT,
+                retry_policy=_RETRY,
+                summary="season report (XLSX and Markdown)",
+            )
+        finally:
+            self._busy -= 1
         self._describe()
 
     # ------------------------------------------------------------------ funds
 
     @workflow.update
     async def request_funds(self, cmd: FundsRequestCommand) -> FundsRequestSummary:
-        if cmd.request_id in self._requests:
-            return self._requests[cmd.request_id]
+        if self._inp.carried is not None and self._schedule is None:
+            # A run continued as new takes updates at once: let run() decide its patches.
+            await workflow.wait_condition(lambda: self._schedule is not None)
+        known = self._requests.get(cmd.request_id)
+        if known is not None and (known.workflow_ids or not known.count):
+            return known
+        # New, or handed over from an earlier run without its roster (see SeasonCarry):
+        # the activity creates the request, or reads the one on file.
         summary = await workflow.execute_activity_method(
             FundsActivities.create_funds_request,
             FundsRequestInput(
@@ -195,8 +299,10 @@ class SeasonWorkflow:
             ),
             start_to_close_timeout=_ACT,
             retry_policy=_RETRY,
-            summary="funds request and roster",
+            summary="funds request and roster" if known is None else "funds request on file",
         )
+        if known is not None:
+            return summary.model_copy(update={"created": known.created})
         self._requests[cmd.request_id] = summary
         join = FundsJoin(request_id=cmd.request_id, requested_at=workflow.now())
         await signal_each(
@@ -215,11 +321,15 @@ class SeasonWorkflow:
     async def funds_arrived(self, msg: FundsArrival) -> FundsArrivalResult:
         if msg.request_id in self._arrivals:
             return self._arrivals[msg.request_id]
+        arrived_at = workflow.now()
+        if self._schedule is None:
+            # An update can come before run() has decided its patches and read the
+            # schedule (a run continued as new takes updates at once): wait for them.
+            await workflow.wait_condition(lambda: self._schedule is not None)
         request = self._requests[msg.funds_request_id]
         self._released.add(msg.funds_request_id)
         if self._unsettled_with_release:
             self._unsettled.update(request.workflow_ids)
-        arrived_at = workflow.now()
         assert self._schedule is not None
         payout_step = next(s for s in self._inp.programme.steps if isinstance(s, PayoutStep))
         pay_by = await workflow.execute_local_activity_method(
@@ -256,7 +366,7 @@ class SeasonWorkflow:
             together=self._together,
         )
         self._unsettled.update(request.workflow_ids)
-        batch_id = self._start_batch(
+        batch_ids = self._start_batches(
             [
                 PayItem(workflow_id=wf, amount_cny=self._approved_amount(request, wf), attempt=1)
                 for wf in request.workflow_ids
@@ -266,7 +376,8 @@ class SeasonWorkflow:
             funds_request_id=msg.funds_request_id,
             released=len(request.workflow_ids),
             pay_by=pay_by,
-            batch_id=batch_id,
+            batch_id=batch_ids[0],
+            batch_ids=batch_ids if self._continues else [],
         )
         self._arrivals[msg.request_id] = result
         self._describe()
@@ -325,6 +436,11 @@ class SeasonWorkflow:
             raise Refused("; ".join(problems))
 
     # ----------------------------------------------------------------- batches
+
+    def _start_batches(self, items: list[PayItem]) -> list[str]:
+        """One disbursement file, or (capped) as many as payout_batch_size needs."""
+        size = self._inp.payout_batch_size if self._continues else max(len(items), 1)
+        return [self._start_batch(items[i : i + size]) for i in range(0, len(items) or 1, size)]
 
     def _start_batch(self, items: list[PayItem]) -> str:
         self._batch_seq += 1
@@ -390,6 +506,8 @@ class SeasonWorkflow:
             parts_en.append(f"{len(self._unsettled)} released application(s) not yet paid")
         if self._report:
             parts_en.append(f"season report: {self._report.markdown}")
+        if self._runs > 1:
+            parts_en.append(f"run {self._runs} of the season (continued as new)")
         zh = "；".join(parts_zh) or "等待本季资金申请"
         en = "; ".join(parts_en) or "waiting for the season's funds request"
         workflow.set_current_details(f"**{zh}**\n\n{en}")
