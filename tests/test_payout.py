@@ -498,3 +498,23 @@ async def test_crash_between_sending_and_recording_pays_once(
             len(ledger) == 1 and ledger[0]["status"] == "paid" and ledger[0]["amount_cny"] == 3000
         )
         assert (await case.kinds()).count("payment") == 2  # sent, paid: once each
+
+
+async def test_the_simulators_diagnosis_names_clock_tasks_and_last_events(
+    new_case: Callable[..., Awaitable[Case]], app_stack: AppStack
+) -> None:
+    """What `aidflow simulate` prints when it gives up on a workflow (a stalled clock)."""
+    from workers.simulate import diagnose
+
+    case = await new_case()
+    text = await diagnose(app_stack.api.client, case.wf, "clock stalled")
+    import re
+
+    assert re.fullmatch(
+        rf"  {re.escape(case.wf)}: clock stalled; status 1, clock \d{{4}}-\S+, "
+        r"fast-forward \S+, pending workflow task (none|attempt \d+), "
+        r"pending activities none, last events( \d+:[A-Z_]+){8}",
+        text,
+    ), text
+    gone = await diagnose(app_stack.api.client, "no-such-workflow", "clock stalled")
+    assert "describe failed" in gone

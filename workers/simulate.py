@@ -303,9 +303,10 @@ class Clocks:
                     continue
                 tries += 1
                 if tries > FAST_FORWARD_TRIES:
+                    seen = await diagnose(self._client, workflow_id, "clock stalled")
                     raise RuntimeError(
                         f"{workflow_id}: a fast-forward to {to.isoformat()} did not "
-                        f"complete in {tries} tries (its clock: {clock.isoformat()})"
+                        f"complete in {tries} tries (its clock: {clock.isoformat()})\n{seen}"
                     )
                 forward.cancel()
                 self.restarted += 1
@@ -928,25 +929,7 @@ class SeasonSimulation:
             await asyncio.sleep(0.1)
 
     async def _diagnose(self, workflow_id: str, stage: str | None) -> str:
-        """What the server says of a workflow the simulation waited for in vain."""
-        handle = self.api.client.get_workflow_handle(workflow_id)
-        try:
-            raw = (await handle.describe()).raw_description
-            ts = raw.workflow_extended_info.time_skipping_info
-            tail = [
-                f"{e.event_id}:{EventType.Name(e.event_type).removeprefix('EVENT_TYPE_')}"
-                async for e in handle.fetch_history_events()
-            ][-8:]
-        except RPCError as err:
-            return f"  {workflow_id}: read model {stage}; describe failed: {err}"
-        return (
-            f"  {workflow_id}: read model {stage}; "
-            f"status {raw.workflow_execution_info.status}, "
-            f"clock {ts.current_time.ToDatetime(tzinfo=UTC).isoformat()}, "
-            f"fast-forward {ts.effective_config.fast_forward_config.id or '-'}, "
-            f"pending workflow task {raw.HasField('pending_workflow_task')}, "
-            f"last events {' '.join(tail)}"
-        )
+        return await diagnose(self.api.client, workflow_id, f"read model {stage}")
 
     def _stages(self, ids: list[str]) -> dict[str, str]:
         with Session(self.engine) as session:
@@ -1264,6 +1247,42 @@ async def run_simulation(
         cost_per_paid_application=cost,
         season_history_events=season_events,
         season_runs=season_runs,
+    )
+
+
+async def diagnose(client: Client, workflow_id: str, context: str) -> str:
+    """What the server says of a workflow the simulation waited for in vain: status,
+    virtual clock and fast-forward, the pending workflow task and activities, and the
+    last events of its history."""
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        raw = (await handle.describe()).raw_description
+        ts = raw.workflow_extended_info.time_skipping_info
+        tail = [
+            f"{e.event_id}:{EventType.Name(e.event_type).removeprefix('EVENT_TYPE_')}"
+            async for e in handle.fetch_history_events()
+        ][-8:]
+    except RPCError as err:
+        return f"  {workflow_id}: {context}; describe failed: {err}"
+    task = (
+        f"attempt {raw.pending_workflow_task.attempt}"
+        if raw.HasField("pending_workflow_task")
+        else "none"
+    )
+    activities = [
+        f"{a.activity_type.name} (attempt {a.attempt}"
+        + (f", {a.last_failure.message[:80]}" if a.HasField("last_failure") else "")
+        + ")"
+        for a in raw.pending_activities
+    ]
+    return (
+        f"  {workflow_id}: {context}; "
+        f"status {raw.workflow_execution_info.status}, "
+        f"clock {ts.current_time.ToDatetime(tzinfo=UTC).isoformat()}, "
+        f"fast-forward {ts.effective_config.fast_forward_config.id or '-'}, "
+        f"pending workflow task {task}, "
+        f"pending activities {', '.join(activities) or 'none'}, "
+        f"last events {' '.join(tail)}"
     )
 
 
