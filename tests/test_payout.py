@@ -518,3 +518,33 @@ async def test_the_simulators_diagnosis_names_clock_tasks_and_last_events(
     ), text
     gone = await diagnose(app_stack.api.client, "no-such-workflow", "clock stalled")
     assert "describe failed" in gone
+
+
+async def test_a_query_is_asked_again_while_the_workflow_cannot_answer() -> None:
+    """A just-continued run with no task yet, or a task that failed on the 2 s deadlock
+    limit, is a moment's state: asked again; any other failure is not."""
+    from temporalio.client import WorkflowQueryFailedError
+    from temporalio.service import RPCStatusCode
+
+    class Flaky:
+        def __init__(self, failures: list[Exception]) -> None:
+            self.failures, self.asked = failures, 0
+
+        async def query(self, _query: Any) -> str:
+            self.asked += 1
+            if self.failures:
+                raise self.failures.pop(0)
+            return "answer"
+
+    passing = Flaky(
+        [
+            RPCError("Workflow task is not scheduled yet.", RPCStatusCode.FAILED_PRECONDITION, b""),
+            WorkflowQueryFailedError("[TMPRL1101] Potential deadlock detected"),
+        ]
+    )
+    assert await query_when_ready(passing, "batches") == "answer"  # type: ignore[arg-type]
+    assert passing.asked == 3
+    failing = Flaky([WorkflowQueryFailedError("unknown queryType nope")])
+    with pytest.raises(WorkflowQueryFailedError, match="unknown queryType"):
+        await query_when_ready(failing, "nope")  # type: ignore[arg-type]
+    assert failing.asked == 1
