@@ -337,10 +337,7 @@ async def test_a_long_season_continues_as_new_and_pays_in_capped_batches(
             async def handed_over() -> bool:
                 if (await season.describe()).run_id == first_run:
                     return False
-                try:  # the new run answers queries once its first task is done
-                    return "of the season (continued as new)" in await season_details(season)
-                except RPCError:
-                    return False
+                return "of the season (continued as new)" in await season_details(season)
 
             await eventually(handed_over, "the season continued as new, and says so")
             # The new run knows what the old one did: repeats answer as before, from the
@@ -386,7 +383,7 @@ async def test_a_long_season_continues_as_new_and_pays_in_capped_batches(
 
 
 async def season_details(season: WorkflowHandle[Any, Any]) -> str:
-    meta = await season.query("__temporal_workflow_metadata")
+    meta = await query_when_ready(season, "__temporal_workflow_metadata")
     return str(meta.current_details)
 
 
