@@ -19,14 +19,14 @@ import pytest
 from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from activities.funds import FundsActivities, PaymentResults
 from activities.report import build_report, to_markdown
 from activities.sealing import Keys
 from activities.tables import ApplicationRow, OutboxMessage, Payment
-from models.application import Actor, WithdrawalRequest
+from models.application import Actor, DecisionRequest, WithdrawalRequest
 from models.calendar import WorkingCalendar
 from models.domain import DecisionKind, Role
 from models.ids import season_workflow_id
@@ -34,7 +34,7 @@ from models.payout import PreparedBatch
 from tests.conftest import AppStack, Registry, make_stack
 from tests.support import COUNTY, applicant, county_official, township_official, village_official
 from tests.test_application_workflow import Case, cst, history_path, rid
-from workers.client import Refused, query_when_ready
+from workers.client import AidflowClient, Refused, query_when_ready
 from workers.simulate import start_time_skipping_server
 from workers.worker import Dependencies
 from workflows.season import SeasonWorkflow
@@ -521,7 +521,6 @@ async def test_a_query_is_asked_again_while_the_workflow_cannot_answer() -> None
     """A just-continued run with no task yet, or a task that failed on the 2 s deadlock
     limit, is a moment's state: asked again; any other failure is not."""
     from temporalio.client import WorkflowQueryFailedError
-    from temporalio.service import RPCStatusCode
 
     class Flaky:
         def __init__(self, failures: list[Exception]) -> None:
@@ -545,3 +544,33 @@ async def test_a_query_is_asked_again_while_the_workflow_cannot_answer() -> None
     with pytest.raises(WorkflowQueryFailedError, match="unknown queryType"):
         await query_when_ready(failing, "nope")  # type: ignore[arg-type]
     assert failing.asked == 1
+
+
+async def test_a_cancelled_request_stays_cancelled() -> None:
+    """The SDK turns a cancelled update call into the error of an RPC timeout; the client
+    must not answer a cancelled caller with a refusal (a "try again" to a retry loop)."""
+    from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+
+    class SlowHandle:
+        async def execute_update(self, *_: Any, **__: Any) -> Any:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError as e:  # what the SDK does
+                raise WorkflowUpdateRPCTimeoutOrCancelledError() from e
+
+        async def describe(self) -> Any:
+            raise RPCError("not found", RPCStatusCode.NOT_FOUND, b"")
+
+    api = AidflowClient.__new__(AidflowClient)
+    api.handle = lambda _id: SlowHandle()  # type: ignore[method-assign,assignment,return-value]
+    req = DecisionRequest(
+        request_id="d-1",
+        actor=village_official(),
+        stage="village_review",
+        decision=DecisionKind.APPROVE,
+    )
+    call = asyncio.create_task(api.decide("wf", req))
+    await asyncio.sleep(0.05)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call

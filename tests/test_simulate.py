@@ -220,3 +220,31 @@ def test_the_simulators_server_dies_with_it() -> None:
     while _alive(servers[0]) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _alive(servers[0]), "the dev server outlived the process that started it"
+
+
+async def test_a_failed_event_ends_the_simulation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One event failing stops the season at once, with that failure, while decisions are
+    in flight. The SDK reports a cancelled update call as an RPC timeout; the simulator
+    retried those, so the in-flight decisions ignored their cancellation and a failed
+    10,000 run sat idle instead of exiting (this test then hangs until pytest's timeout)."""
+    from workers import simulate
+
+    decide = simulate.SeasonSimulation._decide
+    calls = 0
+
+    async def failing_decide(
+        self: simulate.SeasonSimulation, a: object, stage: str, at: datetime, attempt: int = 1
+    ) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 20:
+            raise RuntimeError("injected: an official's system is down")
+        await decide(self, a, stage, at, attempt)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(simulate.SeasonSimulation, "_decide", failing_decide)
+    scenario = Scenario(applications=40, seed=5)
+    with pytest.raises(RuntimeError, match="official's system is down"):
+        await run_simulation(scenario, Settings(data_dir=tmp_path), data_dir=tmp_path / "sim")
+    assert calls >= 20

@@ -192,6 +192,7 @@ def simulate(
     from workers.simulate import (
         Scenario,
         SeasonSimulation,
+        SimulationStalled,
         print_result,
         result_json,
         run_simulation,
@@ -253,7 +254,7 @@ def simulate(
 
         try:
             result = run(run_simulation(scenario, s, progress=progress))
-        except (StackError, Refused) as e:
+        except (StackError, Refused, SimulationStalled) as e:
             raise fail(str(e)) from None
     if as_json:
         console.print_json(result_json(result))

@@ -246,6 +246,12 @@ class AidflowClient:
         except WorkflowUpdateFailedError as e:
             raise _refused(e) from None
         except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as e:
+            # The SDK turns the caller's own cancellation into the same error as an RPC
+            # timeout; a cancelled caller must stay cancelled (retrying it kept a failed
+            # simulation alive), not hear "try again".
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError() from e
             raise Refused(await self._why_not(workflow_id, e)) from None
         return result
 

@@ -55,7 +55,7 @@ import sys
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock
@@ -128,6 +128,8 @@ FUNDS_REQUEST_EVERY_DAYS = 5
 FAST_FORWARD_CHECK_SECONDS = 10.0
 FAST_FORWARD_STALLED_SECONDS = 60.0
 FAST_FORWARD_TRIES = 10
+# After one event fails, how long the others in flight get to stop before the run ends.
+CANCEL_GRACE_SECONDS = 30.0
 OFFICE_OPENS = clock(8, 30)
 OFFICE_HOURS = 9.0
 REJECT_REASONS = ("家庭经济状况已改善，不符合条件", "非全日制本科在读", "户籍不在本村")
@@ -247,6 +249,11 @@ class _StartAtOutbound(OutboundInterceptor):
         return await super().start_update_with_start_workflow(input)
 
 
+class SimulationStalled(RuntimeError):
+    """The simulated season stopped moving: a clock, a batch or the read model waited in
+    vain. The message says what the server knew of the workflow it waited for."""
+
+
 class Clocks:
     """Every workflow's virtual clock as the driver knows it; moved only forward."""
 
@@ -304,7 +311,7 @@ class Clocks:
                 tries += 1
                 if tries > FAST_FORWARD_TRIES:
                     seen = await diagnose(self._client, workflow_id, "clock stalled")
-                    raise RuntimeError(
+                    raise SimulationStalled(
                         f"{workflow_id}: a fast-forward to {to.isoformat()} did not "
                         f"complete in {tries} tries (its clock: {clock.isoformat()})\n{seen}"
                     )
@@ -553,7 +560,9 @@ class SeasonSimulation:
                 task = await finished.get()
                 while True:
                     ev = in_flight.pop(task)
-                    task.result()  # a failure stops the simulation, loudly
+                    if task.exception() is not None:
+                        await _cancel_all(in_flight)
+                        task.result()  # a failure stops the simulation, loudly
                     self.now = max(self.now, ev.at)
                     self.events += 1
                     if finished.empty():
@@ -884,7 +893,7 @@ class SeasonSimulation:
                 self.counts["batches"] += 1
                 return
             await asyncio.sleep(0.2)
-        raise TimeoutError(f"payout batch {batch_id} did not finish within {within:.0f} s")
+        raise SimulationStalled(f"payout batch {batch_id} did not finish within {within:.0f} s")
 
     async def _settle(self, apps: list[Applicant], at: datetime) -> None:
         """After a batch: paid ones are done; returned ones wait for their village."""
@@ -923,7 +932,7 @@ class SeasonSimulation:
             if time.monotonic() > deadline:
                 late = [wf for wf in ids if now.get(wf) not in stages][:3]
                 seen = [await self._diagnose(wf, now.get(wf)) for wf in late]
-                raise TimeoutError(
+                raise SimulationStalled(
                     f"not recorded within {within:.0f} s as {sorted(stages)}:\n" + "\n".join(seen)
                 )
             await asyncio.sleep(0.1)
@@ -971,7 +980,7 @@ class SeasonSimulation:
         deadline = time.monotonic() + 300
         while len(await query_when_ready(handle, SeasonWorkflow.batches)) <= before:
             if time.monotonic() > deadline:
-                raise TimeoutError("the re-payment batch did not finish within 300 s")
+                raise SimulationStalled("the re-payment batch did not finish within 300 s")
             await asyncio.sleep(0.2)
         self.counts["batches"] += 1
         await self._settle(apps, at)
@@ -1046,6 +1055,16 @@ def _step_done_at(events: list[AuditEntry], last_due: int, is_payout: bool) -> d
         elif e.kind == "stage_entered" and int(e.detail.get("step_index", -1)) > last_due:
             return _aware(e.at)
     return None
+
+
+async def _cancel_all(tasks: Iterable[asyncio.Task[None]]) -> None:
+    """Stop the other in-flight events after one failed, so that the failure ends the
+    run at once instead of waiting behind them (a failed 10,000 run once sat idle)."""
+    pending = list(tasks)
+    for t in pending:
+        t.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=CANCEL_GRACE_SECONDS)
 
 
 def _aware(at: datetime) -> datetime:
