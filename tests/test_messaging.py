@@ -1,4 +1,4 @@
-"""Signals to many go out in workflow tasks of at most CHUNK each (a county-sized list in
+"""Signals to many go out in workflow tasks of at most SMALL_CHUNK each (a county-sized list in
 one activation exceeded the SDK's deadlock limit)."""
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def tasks_with_signals(history: WorkflowHistory) -> list[int]:
 async def test_signals_go_out_in_chunks(
     ts_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(messaging, "CHUNK", 2)  # unsandboxed: the workflow sees this module
+    monkeypatch.setattr(messaging, "SMALL_CHUNK", 2)  # unsandboxed: the workflow sees this module
     queue = f"tq-{uuid.uuid4().hex[:8]}"
     client = ts_env.client
     async with Worker(
@@ -68,7 +68,7 @@ async def test_signals_go_out_in_chunks(
         announcer = await client.start_workflow(
             Announcer.run, targets, id=f"announcer-{queue}", task_queue=queue
         )
-        assert await announcer.result() == "IN_CHUNKS"
+        assert await announcer.result() == "IN_SMALL_CHUNKS"
         for t in targets:
             assert await client.get_workflow_handle(t).result() == 1
         assert tasks_with_signals(await announcer.fetch_history()) == [2, 2, 1]

@@ -37,6 +37,12 @@ def test_there_are_recorded_histories() -> None:
     assert "awaiting_funds_from_the_calendar_table@v4" in names  # no calendar activities
     # A season that continued as new: the run that handed over, and the one that took over.
     assert {"season_before_continuing_as_new@v4", "season_continued_as_new@v4"} <= names
+    # v5: signals to many in chunks of 100, in the season and the payout batch.
+    assert {
+        "season_with_two_batches@v5",
+        "payout_batch_with_a_return@v5",
+        "season_continued_as_new@v5",
+    } <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)

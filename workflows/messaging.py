@@ -18,6 +18,12 @@ SIGNAL_TOGETHER = "signal-many-together"
 # failed and the season stuck (aidflow simulate, 10,000 applications).
 SIGNAL_IN_CHUNKS = "signal-in-chunks"
 CHUNK = 500
+# Patch id: ... of at most SMALL_CHUNK. An activation of 500 signals still took over
+# two seconds on a loaded two-core machine (aidflow simulate, 3,000 applications: the
+# task failed on the deadlock limit and was retried, and a query sent meanwhile failed).
+# A fifth of that leaves the limit ten times the time a chunk takes when all is well.
+SIGNAL_IN_SMALL_CHUNKS = "signal-in-chunks-of-100"
+SMALL_CHUNK = 100
 
 
 class Together(enum.Enum):
@@ -26,6 +32,7 @@ class Together(enum.Enum):
     ONE_BY_ONE = "one after the other"
     ALL_AT_ONCE = "all in one workflow task"
     IN_CHUNKS = f"at most {CHUNK} per workflow task"
+    IN_SMALL_CHUNKS = f"at most {SMALL_CHUNK} per workflow task"
 
 
 def signal_together() -> Together:
@@ -35,7 +42,9 @@ def signal_together() -> Together:
         return Together.ONE_BY_ONE
     if not workflow.patched(SIGNAL_IN_CHUNKS):
         return Together.ALL_AT_ONCE
-    return Together.IN_CHUNKS
+    if not workflow.patched(SIGNAL_IN_SMALL_CHUNKS):
+        return Together.IN_CHUNKS
+    return Together.IN_SMALL_CHUNKS
 
 
 async def signal_each(name: str, targets: Sequence[tuple[str, Any]], *, together: Together) -> None:
@@ -44,7 +53,11 @@ async def signal_each(name: str, targets: Sequence[tuple[str, Any]], *, together
         for wf, arg in targets:
             await workflow.get_external_workflow_handle(wf).signal(name, arg)
         return
-    size = len(targets) if together is Together.ALL_AT_ONCE else CHUNK
+    size = {
+        Together.ALL_AT_ONCE: len(targets),
+        Together.IN_CHUNKS: CHUNK,
+        Together.IN_SMALL_CHUNKS: SMALL_CHUNK,
+    }[together]
     for start in range(0, len(targets), max(size, 1)):
         await asyncio.gather(
             *(
