@@ -15,7 +15,7 @@ from temporalio import activity
 from activities.db import one_writer
 from activities.tables import ApplicationRow, AuditEntry, OutboxMessage, Payment, Place
 from models.notifications import render
-from models.payout import ReportFiles
+from models.payout import ReportFiles, ReportKind
 from models.programme import Programme
 
 
@@ -23,6 +23,7 @@ class ReportRequest(BaseModel):
     programme: str
     season: int
     county_code: str
+    as_of: ReportKind = "payout_date"
 
 
 class ReminderRequest(BaseModel):
@@ -38,6 +39,7 @@ class SeasonReport(BaseModel):
     county_code: str
     county_name: str
     generated_at: datetime
+    as_of: ReportKind = "payout_date"
     applications: int
     by_stage: dict[str, int]
     by_township: list[dict[str, Any]]
@@ -75,7 +77,13 @@ def _group_markdown(title: str, groups: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def build_report(engine: Engine, programme: str, season: int, county_code: str) -> SeasonReport:
+def build_report(
+    engine: Engine,
+    programme: str,
+    season: int,
+    county_code: str,
+    as_of: ReportKind = "payout_date",
+) -> SeasonReport:
     with Session(engine) as s:
         rows = s.exec(
             select(ApplicationRow)
@@ -174,6 +182,7 @@ def build_report(engine: Engine, programme: str, season: int, county_code: str) 
         county_code=county_code,
         county_name=places.get(county_code, county_code),
         generated_at=datetime.now(UTC),
+        as_of=as_of,
         applications=len(rows),
         by_stage=dict(Counter(r.stage for r in rows)),
         by_township=group("township_code"),
@@ -192,9 +201,17 @@ def build_report(engine: Engine, programme: str, season: int, county_code: str) 
     )
 
 
+_TITLES: dict[ReportKind, str] = {
+    "payout_date": "at the payout date / 打卡发放截止情况",
+    "season_end": "season summary / 工作总结",
+}
+# The payout date's report keeps the name it always had; the summary has its own.
+_STEMS: dict[ReportKind, str] = {"payout_date": "season-report", "season_end": "season-summary"}
+
+
 def to_markdown(r: SeasonReport) -> str:
     out = [
-        f"# {r.county_name} {r.season} {r.programme}: season summary / 工作总结",
+        f"# {r.county_name} {r.season} {r.programme}: {_TITLES[r.as_of]}",
         "",
         f"Generated {r.generated_at.isoformat(timespec='seconds')}. Applications: **{r.applications}**; "
         f"paid: **{r.paid_count}** ({r.paid_cny:,} CNY).",
@@ -252,7 +269,7 @@ def write_report(r: SeasonReport, out_dir: Path) -> ReportFiles:
     import xlsxwriter
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"season-report-{r.programme}-{r.season}-{r.county_code}"
+    stem = f"{_STEMS[r.as_of]}-{r.programme}-{r.season}-{r.county_code}"
     md = out_dir / f"{stem}.md"
     md.write_text(to_markdown(r), encoding="utf-8")
     xlsx = out_dir / f"{stem}.xlsx"
@@ -270,6 +287,8 @@ def write_report(r: SeasonReport, out_dir: Path) -> ReportFiles:
         "summary",
         ["item", "value"],
         [
+            ["report", _TITLES[r.as_of]],
+            ["generated", r.generated_at.isoformat(timespec="seconds")],
             ["applications", r.applications],
             ["paid", r.paid_count],
             ["paid CNY", r.paid_cny],
@@ -319,7 +338,7 @@ def write_report(r: SeasonReport, out_dir: Path) -> ReportFiles:
         ],
     )
     wb.close()
-    return ReportFiles(xlsx=str(xlsx), markdown=str(md))
+    return ReportFiles(xlsx=str(xlsx), markdown=str(md), as_of=r.as_of)
 
 
 class ReportActivities:
@@ -329,7 +348,7 @@ class ReportActivities:
 
     @activity.defn(name="build_season_report")
     def build_season_report(self, req: ReportRequest) -> ReportFiles:
-        report = build_report(self._engine, req.programme, req.season, req.county_code)
+        report = build_report(self._engine, req.programme, req.season, req.county_code, req.as_of)
         return write_report(report, self._files / "reports")
 
     @activity.defn(name="send_season_reminder")

@@ -64,11 +64,17 @@ class AccountCorrection(_Model):
 # --- the season workflow ------------------------------------------------------------
 
 
+# Which season report: the one written at the payout date (the state of the county
+# then), or the season summary written when the season closes (工作总结: everything paid).
+ReportKind = Literal["payout_date", "season_end"]
+
+
 class ReportFiles(_Model):
-    """Where the season report was written."""
+    """Where a season report was written."""
 
     xlsx: str
     markdown: str
+    as_of: ReportKind = "payout_date"
 
 
 class SeasonInput(_Model):

@@ -62,7 +62,8 @@ HISTORIES = Path(__file__).parent / "histories"
 # keep replaying): bump this when workflow code changes behind a patch.
 # v3: the season waits for requested funds; signals to many go in chunks.
 # v4: applications compute notices and projections from the schedule's table of days.
-# v5: signals to many in chunks of 100 (only the season's and the batch's recorded).
+# v5: signals to many in chunks of 100; the season writes its summary when it closes
+# (only the season's and the batch's recorded).
 HISTORY_TAG = "v5"
 
 

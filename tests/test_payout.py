@@ -212,7 +212,19 @@ async def test_full_season_paid_returned_repaid_and_reported(
     await advance(ts_env, season, cst(9, 21, 0, 5))
     await eventually(lambda: _report_ready(season), "season report")
     files = await season.query(SeasonWorkflow.report)
-    assert files is not None and files.xlsx.endswith(".xlsx")
+    assert files is not None and files.xlsx.endswith(".xlsx") and files.as_of == "payout_date"
+    assert "at the payout date" in Path(files.markdown).read_text(encoding="utf-8")
+
+    # Past the summary date, with everything paid, the season closes and writes its
+    # summary as of then; the payout date's report stays as it was.
+    await advance(ts_env, season, cst(10, 31, 0, 5))
+    assert [b.paid for b in await asyncio.wait_for(season.result(), timeout=60)] == [2, 1]
+    summary_files = await season.query(SeasonWorkflow.report)
+    assert summary_files is not None and summary_files.as_of == "season_end"
+    assert Path(summary_files.markdown).name.startswith("season-summary-")
+    text = Path(summary_files.markdown).read_text(encoding="utf-8")
+    assert "season summary / 工作总结" in text and "paid: **3** (9,000 CNY)" in text
+    assert Path(files.markdown).exists() and files.markdown != summary_files.markdown
     if os.environ.get("AIDFLOW_RECORD_HISTORIES") == "1":
         history_path("season_with_two_batches").write_text((await season.fetch_history()).to_json())
         batch = api.client.get_workflow_handle(f"payout/county-subsidy-2027-{COUNTY[:6]}-b001")

@@ -55,6 +55,7 @@ async def test_simulated_season_matches_the_plan(tmp_path: Path, calendar: Worki
     assert result.outcomes == {"paid": 8}, result.outcomes
     assert result.bank_returns == 1 and result.batches == 2
     assert result.report_md and Path(result.report_md).exists()
+    assert result.report_as_of == "season_end"  # the season closed and wrote its summary
     assert result.roster and Path(result.roster).exists()
     # The simulator's calendar cannot change under its workflows: each application
     # asked it once and computed its notices and projections from the table it got.
@@ -131,10 +132,17 @@ async def test_the_same_seed_gives_the_same_season(tmp_path: Path) -> None:
         r = await run_simulation(scenario, Settings(data_dir=tmp_path), data_dir=tmp_path / run)
         misses = [(m.key, m.missed, m.by_stage, m.never_done) for m in r.misses]
         late = [d for m in r.misses for d in m.late_days]
+        # The report shown is the season summary, written when the season closed: it
+        # counts the payments made after the payout date too (here, most of them).
+        assert r.report_as_of == "season_end" and r.report_md, r.report_md
+        paid = r.outcomes.get("paid", 0)
+        assert f"paid: **{paid}** ({paid * 3000:,} CNY)" in Path(r.report_md).read_text("utf-8")
         return (r.outcomes, r.objections, r.returns, r.bank_returns, r.batches, misses), late
 
     first, late_first = await season("first")
     assert first[1] and first[2] and first[3], first  # objections, returns, bank returns
+    payout = next(m for m in first[5] if m[0] == "payout")  # type: ignore[attr-defined]
+    assert payout[1] > 0, payout  # paid after the payout date: missing from that date's report
     second, late_second = await season("second")
     assert second == first
     # How late, in days: equal but for the seconds of real time between simulated instants.

@@ -419,7 +419,8 @@ async def _drive(
     if report is not None:
         console.print(
             Panel.fit(
-                f"Finished in {seconds:.0f} s.\nRoster (花名册): {roster}\nSeason report: {report.markdown}\n"
+                f"Finished in {seconds:.0f} s.\nRoster (花名册): {roster}\n"
+                f"{_REPORT_LABELS[report.as_of]}: {report.markdown}\n"
                 f"                {report.xlsx}\nWeb UI: {stack.server.ui_url}",
                 title="demo finished",
             )
@@ -434,6 +435,13 @@ async def _drive(
         report_xlsx=report.xlsx if report else None,
         seconds=seconds,
     )
+
+
+_REPORT_LABELS = {
+    "payout_date": "Season report at the payout date (the summary follows when the season "
+    "closes, after its summary date)",
+    "season_end": "Season summary",
+}
 
 
 async def _season_report(api: AidflowClient, season_id: str | None) -> Any:

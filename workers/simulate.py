@@ -130,6 +130,8 @@ FAST_FORWARD_STALLED_SECONDS = 60.0
 FAST_FORWARD_TRIES = 10
 # After one event fails, how long the others in flight get to stop before the run ends.
 CANCEL_GRACE_SECONDS = 30.0
+# How long the simulator waits, after the season's end, for the season to close.
+SEASON_CLOSE_SECONDS = 120.0
 OFFICE_OPENS = clock(8, 30)
 OFFICE_HOURS = 9.0
 REJECT_REASONS = ("家庭经济状况已改善，不符合条件", "非全日制本科在读", "户籍不在本村")
@@ -198,6 +200,7 @@ class SimulationResult:
     misses: list[DateMiss]
     report_md: str | None
     report_xlsx: str | None
+    report_as_of: str | None  # "season_end": the season summary; "payout_date": see _season_report
     roster: str | None
     data_dir: Path
     workflow_ids: list[str] = field(default_factory=list)
@@ -1258,6 +1261,7 @@ async def run_simulation(
         misses=misses,
         report_md=report.markdown if report else None,
         report_xlsx=report.xlsx if report else None,
+        report_as_of=report.as_of if report else None,
         roster=sim.roster,
         data_dir=data_dir,
         workflow_ids=[a.workflow_id for a in sim.apps if a.workflow_id],
@@ -1340,9 +1344,14 @@ async def cost_per_application(client: Client, workflow_ids: list[str]) -> dict[
 
 
 async def _season_report(api: AidflowClient, season_id: str) -> Any:
+    """The season summary: the season, its clock past the summary date, closes by itself
+    once everything released is paid, and writes it then. A season that cannot close
+    (a payment still open) gives the payout date's report instead, after a while."""
     from workflows.season import SeasonWorkflow
 
     handle = api.client.get_workflow_handle(season_id)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(handle.result(), timeout=SEASON_CLOSE_SECONDS)
     for _ in range(100):
         report = await query_when_ready(handle, SeasonWorkflow.report)
         if report is not None:
@@ -1387,7 +1396,7 @@ def result_json(r: SimulationResult) -> str:
             "cost_per_paid_application": r.cost_per_paid_application,
             "season_history_events": r.season_history_events,
             "season_runs": r.season_runs,
-            "report": {"markdown": r.report_md, "xlsx": r.report_xlsx},
+            "report": {"as_of": r.report_as_of, "markdown": r.report_md, "xlsx": r.report_xlsx},
             "roster": r.roster,
         },
         ensure_ascii=False,
@@ -1440,7 +1449,8 @@ def print_result(r: SimulationResult, console: Any) -> None:
     )
     console.print(f"[dim]Where the wall time went: {phases}[/dim]")
     console.print(
-        f"Season report: {r.report_md}\n               {r.report_xlsx}\nRoster (花名册): {r.roster}\n"
+        f"{'Season summary' if r.report_as_of == 'season_end' else 'Season report (at the payout date; the season did not close)'}: "
+        f"{r.report_md}\n               {r.report_xlsx}\nRoster (花名册): {r.roster}\n"
         f"Simulated in {r.wall_seconds:.0f} s wall time ({r.requests} requests, "
         f"{r.fast_forwards} fast-forwards, {r.batches} payout batches); data in {r.data_dir}"
     )

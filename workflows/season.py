@@ -4,7 +4,8 @@ It knows the season's fixed dates and reminds the responsible offices before
 each; it takes the county's funds request and the funds' arrival (updates with
 validators); it releases the applications and pays them in batches
 (PayoutBatchWorkflow children), re-paying corrected returns in later batches;
-after the payout date it writes the county's season report.
+at the payout date it writes the county's season report (the state of the county
+then), and when it closes, the season summary (工作总结: everything paid by then).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         PayItem,
         PayoutBatchInput,
         ReportFiles,
+        ReportKind,
         SeasonCarry,
         SeasonInput,
     )
@@ -63,6 +65,11 @@ SETTLE_BEFORE_RELEASE = "season-unsettled-with-release"
 # Temporal's 51,200 events (and 10,000 signals per run), and the applications' signals
 # to it failed (aidflow simulate, 10,000 applications).
 CONTINUE_AS_NEW = "season-continues-as-new"
+# Patch id: when the season closes it writes the season summary as of then. Before it,
+# the only report was the one written at the payout date, which misses every payment
+# made later: in aidflow simulate's default scenario of 10,000 applications, 9,149 were
+# paid after the payout date and that report, shown as the season's, said 0 paid.
+SUMMARY_AT_CLOSE = "season-summary-at-close"
 
 # A run hands over only after it has done at least this much (see _history_long).
 MIN_RUN_EVENTS = 500
@@ -85,7 +92,9 @@ class SeasonWorkflow:
         self._batches: list[BatchResult] = []
         self._running_batches = 0
         self._batch_seq = 0
-        self._report: ReportFiles | None = None
+        self._report: ReportFiles | None = None  # at the payout date
+        self._summary: ReportFiles | None = None  # when the season closes
+        self._summarises = False  # decided at the start of run()
         self._tasks: list[asyncio.Task[None]] = []
         self._together: Together = Together.ONE_BY_ONE  # decided at the start of run()
         self._waits_for_requested_funds = False  # decided at the start of run()
@@ -104,6 +113,7 @@ class SeasonWorkflow:
         self._waits_for_requested_funds = workflow.patched(WAIT_FOR_REQUESTED_FUNDS)
         self._unsettled_with_release = workflow.patched(SETTLE_BEFORE_RELEASE)
         self._continues = workflow.patched(CONTINUE_AS_NEW)
+        self._summarises = workflow.patched(SUMMARY_AT_CLOSE)
         self._schedule = await workflow.execute_local_activity_method(
             CalendarActivities.compute_season_schedule,
             ScheduleRequest(programme=inp.programme, season=inp.season),
@@ -155,6 +165,9 @@ class SeasonWorkflow:
         await workflow.wait_condition(
             lambda: self._running_batches == 0 and workflow.all_handlers_finished()
         )
+        if self._summarises:
+            self._summary = await self._write_report("season_end")
+            self._describe()
         return self._batches
 
     def _season_over(self, summary_due: datetime) -> bool:
@@ -260,22 +273,30 @@ class SeasonWorkflow:
         delay = self._schedule.due_at("payout") - workflow.now()
         if delay > timedelta(0):
             await workflow.sleep(delay, summary="the payout date: then the season report")
+        self._report = await self._write_report("payout_date")
+        self._describe()
+
+    async def _write_report(self, as_of: ReportKind) -> ReportFiles:
         self._busy += 1
         try:
-            self._report = await workflow.execute_activity_method(
+            return await workflow.execute_activity_method(
                 ReportActivities.build_season_report,
                 ReportRequest(
                     programme=self._inp.programme.code,
                     season=self._inp.season,
                     county_code=self._inp.county_code,
+                    as_of=as_of,
                 ),
                 start_to_close_timeout=_ACT,
                 retry_policy=_RETRY,
-                summary="season report (XLSX and Markdown)",
+                summary=(
+                    "season report (XLSX and Markdown)"
+                    if as_of == "payout_date"
+                    else "season summary (XLSX and Markdown)"
+                ),
             )
         finally:
             self._busy -= 1
-        self._describe()
 
     # ------------------------------------------------------------------ funds
 
@@ -485,7 +506,8 @@ class SeasonWorkflow:
 
     @workflow.query
     def report(self) -> ReportFiles | None:
-        return self._report
+        """The season summary once the season has closed; before, the payout date's."""
+        return self._summary or self._report
 
     def _describe(self) -> None:
         open_requests = self._open_requests()
@@ -504,8 +526,10 @@ class SeasonWorkflow:
             parts_en.append(f"{len(self._pending)} re-payment(s) waiting for the next batch")
         if self._unsettled:
             parts_en.append(f"{len(self._unsettled)} released application(s) not yet paid")
-        if self._report:
-            parts_en.append(f"season report: {self._report.markdown}")
+        if self._summary:
+            parts_en.append(f"season summary: {self._summary.markdown}")
+        elif self._report:
+            parts_en.append(f"season report at the payout date: {self._report.markdown}")
         if self._runs > 1:
             parts_en.append(f"run {self._runs} of the season (continued as new)")
         zh = "；".join(parts_zh) or "等待本季资金申请"
