@@ -225,7 +225,35 @@ async def make_stack(
                     await client.get_workflow_handle(wf.id, run_id=wf.run_id).terminate(
                         "test finished"
                     )
+            # A season that closed in a test would refuse the next test's requests (a
+            # closed season is not started again): delete it.
+            await _delete_seasons(client, queue)
     deps.engine.dispose()
+
+
+async def _delete_seasons(client: Client, queue: str) -> None:
+    from temporalio.api.common.v1 import WorkflowExecution
+    from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
+    from temporalio.service import RPCError, RPCStatusCode
+
+    async for wf in client.list_workflows(
+        f"TaskQueue = '{queue}' AND WorkflowType = 'SeasonWorkflow'"
+    ):
+        with contextlib.suppress(RPCError):  # already gone
+            await client.workflow_service.delete_workflow_execution(
+                DeleteWorkflowExecutionRequest(
+                    namespace=client.namespace,
+                    workflow_execution=WorkflowExecution(workflow_id=wf.id, run_id=wf.run_id),
+                )
+            )
+        for _ in range(100):  # deletion is asynchronous
+            try:
+                await client.get_workflow_handle(wf.id, run_id=wf.run_id).describe()
+            except RPCError as e:
+                if e.status == RPCStatusCode.NOT_FOUND:
+                    break
+                raise
+            await asyncio.sleep(0.1)
 
 
 @pytest_asyncio.fixture

@@ -225,6 +225,9 @@ async def test_full_season_paid_returned_repaid_and_reported(
     text = Path(summary_files.markdown).read_text(encoding="utf-8")
     assert "season summary / 工作总结" in text and "paid: **3** (9,000 CNY)" in text
     assert Path(files.markdown).exists() and files.markdown != summary_files.markdown
+    # A closed season is not started afresh by a late request (its batches from b001).
+    with pytest.raises(Refused, match="season of 341225000000 is closed"):
+        await api.request_funds("county-subsidy", 2027, COUNTY, BUREAU, request_id="fr-late")
     if os.environ.get("AIDFLOW_RECORD_HISTORIES") == "1":
         history_path("season_with_two_batches").write_text((await season.fetch_history()).to_json())
         batch = api.client.get_workflow_handle(f"payout/county-subsidy-2027-{COUNTY[:6]}-b001")

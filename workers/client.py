@@ -330,6 +330,9 @@ class AidflowClient:
             id=season_workflow_id(programme, season, county_code),
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            # A season that completed is over (its summary written): a request does not
+            # start it afresh, with its batch numbers from b001 again (see request_funds).
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
             static_summary=f"{self.programmes[programme].name_zh} {season} 季度流程 · county {county_code}",
         )
 
@@ -381,6 +384,12 @@ class AidflowClient:
             )
         except WorkflowUpdateFailedError as e:
             raise _refused(e) from None
+        except WorkflowAlreadyStartedError:
+            raise Refused(
+                f"the {programme} {season} season of {county_code} is closed (its summary is "
+                "written): no funds request after it",
+                problems=[FieldProblem(field="season", problem="closed")],
+            ) from None
 
     async def funds_arrived(
         self,
