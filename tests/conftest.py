@@ -225,7 +225,7 @@ async def make_stack(
                     await client.get_workflow_handle(wf.id, run_id=wf.run_id).terminate(
                         "test finished"
                     )
-            # A season that closed in a test would refuse the next test's requests (a
+            # A season that completed in a test would refuse the next test's requests (a
             # closed season is not started again): delete it.
             await _delete_seasons(client, queue)
     deps.engine.dispose()
@@ -236,8 +236,10 @@ async def _delete_seasons(client: Client, queue: str) -> None:
     from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
     from temporalio.service import RPCError, RPCStatusCode
 
+    # Only completed ones: a terminated season is started again by the next request.
     async for wf in client.list_workflows(
-        f"TaskQueue = '{queue}' AND WorkflowType = 'SeasonWorkflow'"
+        f"TaskQueue = '{queue}' AND WorkflowType = 'SeasonWorkflow' "
+        "AND ExecutionStatus = 'Completed'"
     ):
         with contextlib.suppress(RPCError):  # already gone
             await client.workflow_service.delete_workflow_execution(
