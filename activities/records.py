@@ -22,6 +22,7 @@ from activities.tables import ApplicationRow, AuditEntry, OutboxMessage
 from models.application import TrailEvent
 from models.notifications import render
 from models.privacy import mask_sensitive_text
+from models.programmes import BUILTIN_PROGRAMMES
 from models.records import ApplicationSnapshot, EventBatch, NotificationIntent
 
 GENESIS = "0" * 64
@@ -171,7 +172,9 @@ class RecordActivities:
             "amount": snap.amount_cny,
             **intent.params,
         }
-        subject, body = render(intent.template, params, role=intent.role)
+        programme = BUILTIN_PROGRAMMES.get(snap.programme)
+        texts = programme.notifications if programme else None
+        subject, body = render(intent.template, params, role=intent.role, texts=texts)
         if intent.audience == "applicant":
             recipient = (
                 self._keys.open(snap.applicant_phone_sealed)

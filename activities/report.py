@@ -53,11 +53,22 @@ class SeasonReport(BaseModel):
     returned_payments: list[dict[str, Any]]
     repaid: int
     roster: list[dict[str, Any]]
+    # Programmes paid by signed receipt (签领): what was signed for, by funding source,
+    # and the grants still unclaimed.
+    received_by_source: dict[str, int] = {}
+    unclaimed: list[dict[str, Any]] = []
 
 
 # Stages an application reaches only after the county approved it.
 _COUNTY_APPROVED = frozenset(
-    {"awaiting_funds", "awaiting_payment", "awaiting_account_correction", "paid"}
+    {
+        "awaiting_funds",
+        "awaiting_payment",
+        "awaiting_account_correction",
+        "paid",
+        "awaiting_receipt",
+        "received",
+    }
 )
 _GROUP_COLUMNS = ["code", "name", "applications", "approved CNY", "paid", "paid CNY", "rejected"]
 _GROUP_KEYS = ["code", "name", "applications", "approved_cny", "paid", "paid_cny", "rejected"]
@@ -112,7 +123,23 @@ def build_report(
             if ids
             else []
         )
-    paid_by_wf = {p.workflow_id for p in payments if p.status == "paid"}
+    receipts = {e.workflow_id: e for e in audit if e.kind == "receipt"}
+    # Paid: by the bank, or signed for in person.
+    paid_by_wf = {p.workflow_id for p in payments if p.status == "paid"} | set(receipts)
+    received_by_source: Counter[str] = Counter(
+        str(e.detail.get("funding_source", "")) for e in receipts.values()
+    )
+    unclaimed = [
+        {
+            "workflow_id": r.workflow_id,
+            "applicant": r.applicant_name,
+            "id": r.national_id_masked,
+            "village": places.get(r.village_code, r.village_code),
+            "amount_cny": r.amount_cny,
+        }
+        for r in rows
+        if r.stage == "awaiting_receipt"
+    ]
 
     def group(key: str) -> list[dict[str, Any]]:
         acc: dict[str, dict[str, Any]] = defaultdict(
@@ -198,6 +225,8 @@ def build_report(
         returned_payments=returned,
         repaid=len(returned_wfs & paid_by_wf),
         roster=roster,
+        received_by_source=dict(received_by_source),
+        unclaimed=unclaimed,
     )
 
 
@@ -252,6 +281,29 @@ def to_markdown(r: SeasonReport) -> str:
             for p in r.returned_payments
         ],
         "",
+        *(
+            [
+                "## Signed receipts by funding source / 签领资金来源",
+                "",
+                *[f"- {k}: {v}" for k, v in sorted(r.received_by_source.items())],
+                "",
+            ]
+            if r.received_by_source
+            else []
+        ),
+        *(
+            [
+                "## Unclaimed grants / 未签领",
+                "",
+                *[
+                    f"- {u['applicant']} {u['id']} ({u['village']}): {u['amount_cny']:,} CNY, {u['workflow_id']}"
+                    for u in r.unclaimed
+                ],
+                "",
+            ]
+            if r.unclaimed
+            else []
+        ),
         "## Final roster / 花名册",
         "",
         "| No. | name | ID | village | township | university | CNY | bank | account |",

@@ -199,7 +199,7 @@ async def run_pipeline(
     from activities.registry import RegistryReader
     from models.application import Actor, DecisionRequest
     from models.domain import DecisionKind, Role
-    from models.programme import BUILTIN_PROGRAMMES, COUNTY_SUBSIDY_DEMO
+    from models.programmes import BUILTIN_PROGRAMMES, COUNTY_SUBSIDY_DEMO
     from workers.client import AidflowClient, Refused
     from workers.settings import Settings
     from workers.synthetic import applicants, registry_csv
@@ -477,7 +477,8 @@ class IdleResult:
 def idle_programme() -> Any:
     """The county subsidy with its window around today and dates a month on, and the
     village notice posted by the village right after its review."""
-    from models.programme import COUNTY_SUBSIDY, MonthDay, NoticeStep
+    from models.programme import MonthDay, NoticeStep
+    from models.programmes import COUNTY_SUBSIDY
 
     today = date.today()
     end_of_year = date(today.year, 12, 31)

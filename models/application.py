@@ -34,6 +34,9 @@ class Places(_Model):
     county_name: str = ""
     township_name: str = ""
     village_name: str = ""
+    # The high school that submitted the application, for programmes a school submits to.
+    school_code: str = Field(default="", max_length=32)
+    school_name: str = Field(default="", max_length=100)
 
     @field_validator("county_code", "township_code", "village_code")
     @classmethod
@@ -44,6 +47,7 @@ class Places(_Model):
 
     def code_at(self, level: Level) -> str:
         return {
+            Level.SCHOOL: self.school_code,
             Level.VILLAGE: self.village_code,
             Level.TOWNSHIP: self.township_code,
             Level.COUNTY: self.county_code,
@@ -51,6 +55,7 @@ class Places(_Model):
 
     def name_at(self, level: Level) -> str:
         return {
+            Level.SCHOOL: self.school_name,
             Level.VILLAGE: self.village_name,
             Level.TOWNSHIP: self.township_name,
             Level.COUNTY: self.county_name,
@@ -64,6 +69,10 @@ class Actor(_Model):
     name: str = Field(min_length=1, max_length=100)
     role: Role
     place_code: str = ""
+
+
+# aidflow itself: timers, automatic postings, messages between its workflows.
+SYSTEM = Actor(id="aidflow", name="aidflow", role=Role.SYSTEM)
 
 
 class ApplicationForm(_Model):
@@ -80,6 +89,8 @@ class ApplicationForm(_Model):
     university: str = Field(min_length=1, max_length=200)
     education_level: EducationLevel
     freshman: bool = False
+    # Where the university is, for programmes whose amount depends on it (new-student aid).
+    university_in_province: bool | None = None
     bank_name: str = Field(min_length=1, max_length=100)
     account_number: str = Field(pattern=r"^\d{12,19}$")
     account_holder: str = Field(min_length=1, max_length=100)
@@ -103,6 +114,7 @@ class ApplicantRecord(_Model):
     university: str
     education_level: EducationLevel
     freshman: bool
+    university_in_province: bool | None = None
     bank_name: str
     account_masked: str
     account_sealed: str
@@ -169,6 +181,15 @@ class WithdrawalRequest(_Request):
     reason: str = ""
 
 
+class ReceiptRecord(_Request):
+    """The student signed the receipt sheet in person (签领), the originals checked."""
+
+    documents_checked: list[DocumentKind] = Field(default_factory=list)
+    copy_kept: bool = False
+    funding_source: str = Field(min_length=1, max_length=64)
+    sheet_ref: str = Field(default="", max_length=200)  # the receipt sheet's number or scan
+
+
 class RequestResult(_Model):
     request_id: str
     accepted: bool
@@ -196,6 +217,7 @@ TrailKind = Literal[
     "withdrawn",
     "funds",
     "payment",
+    "receipt",
 ]
 
 

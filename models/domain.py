@@ -6,6 +6,7 @@ from enum import StrEnum
 
 
 class Level(StrEnum):
+    SCHOOL = "school"  # a high school submitting its students (new-student aid)
     VILLAGE = "village"
     TOWNSHIP = "township"
     COUNTY = "county"
@@ -18,6 +19,7 @@ class Role(StrEnum):
     COUNTY_LEADING_GROUP = "county_leading_group"  # 县扶贫开发领导小组
     COUNTY_FINANCE = "county_finance"  # 县财政局
     COUNTY_POVERTY_OFFICE = "county_poverty_office"  # 县扶贫办
+    HIGH_SCHOOL = "high_school"  # 高中 (submits its graduates' applications)
     APPLICANT = "applicant"
     PUBLIC = "public"  # anyone may object to a notice
     SYSTEM = "system"  # aidflow itself (timers, automatic postings)
@@ -30,6 +32,7 @@ ROLE_LEVEL: dict[Role, Level] = {
     Role.COUNTY_LEADING_GROUP: Level.COUNTY,
     Role.COUNTY_FINANCE: Level.COUNTY,
     Role.COUNTY_POVERTY_OFFICE: Level.COUNTY,
+    Role.HIGH_SCHOOL: Level.SCHOOL,
 }
 
 ROLE_NAME_ZH: dict[Role, str] = {
@@ -39,6 +42,7 @@ ROLE_NAME_ZH: dict[Role, str] = {
     Role.COUNTY_LEADING_GROUP: "县扶贫开发领导小组",
     Role.COUNTY_FINANCE: "县财政局",
     Role.COUNTY_POVERTY_OFFICE: "县扶贫办",
+    Role.HIGH_SCHOOL: "高中",
     Role.APPLICANT: "申请人",
     Role.PUBLIC: "公众",
     Role.SYSTEM: "系统",
@@ -108,12 +112,14 @@ class Stage(StrEnum):
     AWAITING_FUNDS = "awaiting_funds"
     AWAITING_PAYMENT = "awaiting_payment"
     AWAITING_ACCOUNT_CORRECTION = "awaiting_account_correction"
+    AWAITING_RECEIPT = "awaiting_receipt"
     PAID = "paid"
+    RECEIVED = "received"  # signed for in person (签领)
     REJECTED = "rejected"
     WITHDRAWN = "withdrawn"
 
 
-TERMINAL_STAGES = frozenset({Stage.PAID, Stage.REJECTED, Stage.WITHDRAWN})
+TERMINAL_STAGES = frozenset({Stage.PAID, Stage.RECEIVED, Stage.REJECTED, Stage.WITHDRAWN})
 
 STAGE_NAME_ZH: dict[str, str] = {
     Stage.VILLAGE_REVIEW: "村委会初审",
@@ -126,7 +132,9 @@ STAGE_NAME_ZH: dict[str, str] = {
     Stage.AWAITING_FUNDS: "等待资金到位",
     Stage.AWAITING_PAYMENT: "等待打卡发放",
     Stage.AWAITING_ACCOUNT_CORRECTION: "等待更正账户",
+    Stage.AWAITING_RECEIPT: "等待本人签领",
     Stage.PAID: "已发放",
+    Stage.RECEIVED: "已签领",
     Stage.REJECTED: "未通过",
     Stage.WITHDRAWN: "已撤回",
 }
@@ -142,7 +150,9 @@ STAGE_NAME_EN: dict[str, str] = {
     Stage.AWAITING_FUNDS: "awaiting funds",
     Stage.AWAITING_PAYMENT: "awaiting card payout",
     Stage.AWAITING_ACCOUNT_CORRECTION: "awaiting account correction",
+    Stage.AWAITING_RECEIPT: "awaiting the signed receipt",
     Stage.PAID: "paid",
+    Stage.RECEIVED: "received (signed for)",
     Stage.REJECTED: "rejected",
     Stage.WITHDRAWN: "withdrawn",
 }

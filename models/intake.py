@@ -11,7 +11,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict
 
 from models.application import ApplicationForm
-from models.domain import DOCUMENT_NAME_ZH, HouseholdCategory
+from models.domain import DOCUMENT_NAME_ZH, HouseholdCategory, Role
 from models.privacy import national_id_problem
 from models.programme import Programme
 
@@ -100,6 +100,26 @@ def check_application(
             FieldProblem(
                 field="education_level",
                 problem=f"{form.education_level.value} is not eligible (needs {allowed})",
+            )
+        )
+
+    if programme.eligibility.freshman_only and not form.freshman:
+        problems.append(
+            FieldProblem(
+                field="freshman", problem="the programme is for students admitted this year"
+            )
+        )
+    for name in programme.amount_attributes:
+        if getattr(form, name, None) is None:
+            problems.append(
+                FieldProblem(
+                    field=name, problem=f"required: the amount of {programme.code} depends on it"
+                )
+            )
+    if Role.HIGH_SCHOOL in programme.submitted_by and not form.places.school_code:
+        problems.append(
+            FieldProblem(
+                field="places.school_code", problem="the submitting high school is required"
             )
         )
 

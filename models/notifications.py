@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from models.domain import ROLE_NAME_ZH, Role
+from models.programme import NotificationText
 
 TEMPLATES: dict[str, tuple[str, str]] = {
     # key: (subject, body); {name}, {programme}, {season}, {app} are always available.
@@ -45,6 +47,10 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "补贴已发放",
         "{name}同学：{programme}{amount}元已发放至您家庭的一卡通账户（{account}）。",
     ),
+    "received": (
+        "资助已签领",
+        "{name}同学：您已签领{programme}{amount}元。",
+    ),
     "season_reminder": (
         "时间节点提醒",
         "{office}：{season}年{programme}“{date}”须于{on}前完成，请及时安排。",
@@ -60,8 +66,16 @@ TEMPLATES: dict[str, tuple[str, str]] = {
 }
 
 
-def render(template: str, params: dict[str, Any], *, role: Role | None = None) -> tuple[str, str]:
-    subject, body = TEMPLATES[template]
+def render(
+    template: str,
+    params: dict[str, Any],
+    *,
+    role: Role | None = None,
+    texts: Mapping[str, NotificationText] | None = None,
+) -> tuple[str, str]:
+    """The subject and body; a programme's own text (``texts``) wins over the shared one."""
+    own = (texts or {}).get(template)
+    subject, body = (own.subject, own.body) if own else TEMPLATES[template]
     values = dict(params)
     values.setdefault("office", ROLE_NAME_ZH.get(role, "") if role else "")
     values["provisional_note"] = (

@@ -13,8 +13,8 @@ from datetime import date, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
-from models.calendar import WorkingCalendar, end_of_day, notice_period
-from models.programme import FundsStep, NoticeStep, PayoutStep, Programme, ReviewStep
+from models.calendar import WorkingCalendar, end_of_day
+from models.programme import Programme
 
 
 class PlannedStep(BaseModel):
@@ -77,9 +77,6 @@ def window(
     return opens, closes
 
 
-_JUST_AFTER = timedelta(microseconds=1)
-
-
 def project_steps(
     programme: Programme,
     season: int,
@@ -96,24 +93,9 @@ def project_steps(
         due = programme.fixed_date(step.due)
         due_day = due.on.in_year(season)
         due_at = end_of_day(calendar, due_day)
-        counted: tuple[date, ...] = ()
-        provisional = calendar.is_provisional(calendar.day_of(t))
-        start = t
-        if isinstance(step, NoticeStep):
-            if step.first_posting == "window_close":
-                # The workflow posts it by a timer at exactly this instant.
-                start = max(t, window_closes)
-                period = notice_period(calendar, start, step.days, step.counting)
-            else:
-                # Posted by its owner after the review's decision, so strictly after the
-                # instant the review opened: a review that opens at 00:00 (a notice just
-                # ended) cannot have its notice up for the whole of that day.
-                period = notice_period(calendar, start + _JUST_AFTER, step.days, step.counting)
-            end = period.ends_at
-            counted = period.counted_days
-            provisional = provisional or period.provisional
-        elif isinstance(step, ReviewStep | FundsStep | PayoutStep):
-            end = start
+        span = step.project(calendar, t, window_closes)
+        provisional = calendar.is_provisional(calendar.day_of(t)) or span.provisional
+        start, end, counted = span.start, span.end, span.counted_days
         planned.append(
             PlannedStep(
                 stage=step.stage,

@@ -45,7 +45,7 @@ from activities.importing import import_places
 from activities.sealing import Keys
 from models.calendar import WorkingCalendar
 from models.intake import RegisteredMember
-from models.programme import BUILTIN_PROGRAMMES
+from models.programmes import BUILTIN_PROGRAMMES
 from tests.support import make_national_id
 from workers.client import AidflowClient
 from workers.logs import configure_logging

@@ -8,7 +8,7 @@ from temporalio.client import WorkflowHistory
 
 from bench.run import pct, poll_after, script_of
 
-PAID = Path(__file__).parent / "histories" / "paid@v2.json"
+PAID = Path(__file__).parent / "histories" / "paid@baseline.json"
 
 
 def test_baseline_script_of_a_paid_application() -> None:

@@ -28,7 +28,7 @@ from models.calendar import (
     tabulate,
 )
 from models.planner import plan_season, project_steps
-from models.programme import COUNTY_SUBSIDY
+from models.programmes import COUNTY_SUBSIDY
 from models.records import SeasonSchedule
 
 

@@ -23,7 +23,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from activities.calendars import build_calendar
 from activities.sealing import Keys
 from models import search
-from models.programme import BUILTIN_PROGRAMMES
+from models.programmes import BUILTIN_PROGRAMMES
 from tests.conftest import Registry
 from tests.support import IN_WINDOW_2027, VENV_BIN, form, free_port
 from workers.client import AidflowClient

@@ -24,7 +24,7 @@ from models.application import DecisionRequest, ObjectionRequest, ObjectionResol
 from models.calendar import SHANGHAI, WorkingCalendar
 from models.domain import DecisionKind, ObjectionOutcome
 from models.privacy import is_valid_national_id
-from models.programme import BUILTIN_PROGRAMMES
+from models.programmes import BUILTIN_PROGRAMMES
 from tests.conftest import Registry
 from tests.support import IN_WINDOW_2027, form, make_national_id, public, village_official
 from workers.client import AidflowClient

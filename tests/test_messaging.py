@@ -32,10 +32,9 @@ class Listener:
 @workflow.defn
 class Announcer:
     @workflow.run
-    async def run(self, targets: list[str]) -> str:
-        together = messaging.signal_together()
-        await messaging.signal_each("hear", [(t, 1) for t in targets], together=together)
-        return together.name
+    async def run(self, targets: list[str]) -> int:
+        await messaging.signal_each("hear", [(t, 1) for t in targets])
+        return len(targets)
 
 
 def tasks_with_signals(history: WorkflowHistory) -> list[int]:
@@ -53,7 +52,7 @@ def tasks_with_signals(history: WorkflowHistory) -> list[int]:
 async def test_signals_go_out_in_chunks(
     ts_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(messaging, "SMALL_CHUNK", 2)  # unsandboxed: the workflow sees this module
+    monkeypatch.setattr(messaging, "CHUNK", 2)  # unsandboxed: the workflow sees this module
     queue = f"tq-{uuid.uuid4().hex[:8]}"
     client = ts_env.client
     async with Worker(
@@ -68,7 +67,7 @@ async def test_signals_go_out_in_chunks(
         announcer = await client.start_workflow(
             Announcer.run, targets, id=f"announcer-{queue}", task_queue=queue
         )
-        assert await announcer.result() == "IN_SMALL_CHUNKS"
+        assert await announcer.result() == 5
         for t in targets:
             assert await client.get_workflow_handle(t).result() == 1
         assert tasks_with_signals(await announcer.fetch_history()) == [2, 2, 1]

@@ -525,7 +525,7 @@ async def test_the_simulators_diagnosis_names_clock_tasks_and_last_events(
     assert re.fullmatch(
         rf"  {re.escape(case.wf)}: clock stalled; status 1, clock \d{{4}}-\S+, "
         r"fast-forward \S+, pending workflow task (none|attempt \d+), "
-        r"pending activities none, last events( \d+:[A-Z_]+){8}",
+        r"pending activities none, last events( \d+:[A-Z_]+){1,8}",
         text,
     ), text
     gone = await diagnose(app_stack.api.client, "no-such-workflow", "clock stalled")

@@ -28,7 +28,7 @@ from activities.db import make_engine
 from activities.tables import AuditEntry
 from models.calendar import SHANGHAI, WorkingCalendar
 from models.planner import plan_season
-from models.programme import COUNTY_SUBSIDY
+from models.programmes import COUNTY_SUBSIDY
 from workers.settings import Settings
 from workers.simulate import Scenario, office_instant, run_simulation
 

@@ -24,7 +24,7 @@ from rich.table import Table
 from models.calendar import CalendarDataMissing, NoticeCounting, ScheduleFileError, notice_period
 from models.domain import DecisionKind, Level, ObjectionOutcome, Role
 from models.planner import SeasonPlan, plan_season
-from models.programme import BUILTIN_PROGRAMMES
+from models.programmes import BUILTIN_PROGRAMMES
 from workers.settings import Settings
 
 app = typer.Typer(
@@ -417,6 +417,66 @@ def audit_export(
 
 
 # ---------------------------------------------------------------------------- plan
+
+
+@app.command()
+def programmes(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The programme registry: every programme aidflow runs, and what it does today."""
+    from models.programmes import REGISTRY
+
+    rows: list[dict[str, Any]] = []
+    for p in REGISTRY.values():
+        latest = p.amounts[-1]
+        rows.append(
+            {
+                "code": p.code,
+                "name_zh": p.name_zh,
+                "name_en": p.name_en,
+                "kind": p.kind,
+                "rounds": ["(one a year)"],
+                "submitted_by": [r.value for r in p.submitted_by],
+                "steps": [f"{s.kind}:{s.stage}" for s in p.steps],
+                "ends_in": p.done_stage,
+                "amounts_cny": {
+                    "from_year": latest.from_year,
+                    "options": [
+                        {"amount_cny": o.amount_cny, "when": dict(o.when)} for o in latest.options
+                    ],
+                },
+                "source": p.source,
+                "does_today": p.description_en,
+            }
+        )
+    if as_json:
+        console.print_json(json.dumps(rows, ensure_ascii=False))
+        return
+    table = Table(
+        "code",
+        "名称 / name",
+        "kind",
+        "rounds",
+        "steps → end",
+        "amount (CNY)",
+        "what it does today",
+        title="aidflow programmes · 资助项目",
+        show_lines=True,
+    )
+    for r in rows:
+        amounts = ", ".join(
+            str(o["amount_cny"])
+            + (f" ({', '.join(f'{k}={v}' for k, v in o['when'].items())})" if o["when"] else "")
+            for o in r["amounts_cny"]["options"]
+        )
+        table.add_row(
+            r["code"],
+            f"{r['name_zh']}\n{r['name_en']}",
+            r["kind"],
+            ", ".join(r["rounds"]),
+            " → ".join(s.split(":")[1] for s in r["steps"]) + f" → {r['ends_in']}",
+            f"{amounts} (from {r['amounts_cny']['from_year']})",
+            f"{r['does_today']}\n[dim]{r['source']}[/dim]",
+        )
+    console.print(table)
 
 
 @app.command()

@@ -46,6 +46,7 @@ from models.application import (
     NoticePosting,
     ObjectionRequest,
     ObjectionResolution,
+    ReceiptRecord,
     RequestResult,
     TrailEvent,
     WithdrawalRequest,
@@ -188,9 +189,16 @@ class AidflowClient:
             role=Role.APPLICANT,
             place_code=form.places.village_code,
         )
-        amount = programme.amount_for(
-            {"education_level": form.education_level.value, "freshman": str(form.freshman).lower()}
-        )
+        if actor.role not in programme.submitted_by:
+            raise Refused(
+                f"submitted_by: {programme.code} applications are submitted by the "
+                f"{' or '.join(r.value for r in programme.submitted_by)}, not {actor.role.value}"
+            )
+        if actor.role is Role.HIGH_SCHOOL and actor.place_code != form.places.school_code:
+            raise Refused(
+                f"submitted_by: high school {actor.place_code} may not submit for school {form.places.school_code}"
+            )
+        amount = programme.amount_for(form.season, amount_attributes(form, programme))
         inp = ApplicationInput(
             workflow_id=workflow_id,
             programme=programme,
@@ -286,6 +294,9 @@ class AidflowClient:
 
     async def withdraw(self, workflow_id: str, req: WithdrawalRequest) -> RequestResult:
         return await self._update(workflow_id, ApplicationWorkflow.withdraw, req)
+
+    async def record_receipt(self, workflow_id: str, req: ReceiptRecord) -> RequestResult:
+        return await self._update(workflow_id, ApplicationWorkflow.record_receipt, req)
 
     async def post_notices_at(
         self, level: Level, place_code: str, actor: Actor, stage: str
@@ -540,9 +551,18 @@ def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
+def amount_attributes(form: ApplicationForm, programme: Programme) -> dict[str, str]:
+    """The form's values of the attributes the programme's amounts depend on, as text."""
+    values: dict[str, str] = {}
+    for name in programme.amount_attributes:
+        value = getattr(form, name)
+        values[name] = str(value).lower() if isinstance(value, bool) else str(value)
+    return values
+
+
 def _initial_attributes(inp: ApplicationInput) -> TypedSearchAttributes:
     first = inp.programme.steps[0]
-    role = getattr(first, "role", Role.SYSTEM)
+    role = first.actor_role or Role.SYSTEM
     pairs: list[SearchAttributePair[Any]] = [
         SearchAttributePair(search.PROGRAMME, inp.programme.code),
         SearchAttributePair(search.SEASON, inp.season),

@@ -38,7 +38,7 @@ from models.application import (
 )
 from models.calendar import CompressedCalendar
 from models.domain import DecisionKind, DocumentKind, ObjectionOutcome, Role
-from models.programme import BUILTIN_PROGRAMMES, COUNTY_SUBSIDY_DEMO
+from models.programmes import BUILTIN_PROGRAMMES, COUNTY_SUBSIDY_DEMO
 from workers.client import AidflowClient, Refused, query_when_ready
 from workers.embedded import RunningStack, embedded_stack
 from workers.settings import Settings

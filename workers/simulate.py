@@ -102,7 +102,8 @@ from models.application import (
 from models.calendar import WorkingCalendar, end_of_day, next_working_day_at, notice_period
 from models.domain import DecisionKind, DocumentKind, ObjectionOutcome, Role
 from models.planner import window
-from models.programme import COUNTY_SUBSIDY, NoticeStep, PayoutStep, Programme, ReviewStep
+from models.programme import NoticeStep, PayoutStep, Programme, ReviewStep
+from models.programmes import COUNTY_SUBSIDY
 from workers.client import AidflowClient, Refused, query_when_ready
 from workers.settings import Settings
 from workers.synthetic import applicants, registry_csv

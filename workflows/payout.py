@@ -12,7 +12,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from workflows.messaging import signal_each, signal_together
+from workflows.messaging import signal_each
 
 with workflow.unsafe.imports_passed_through():
     from activities.funds import BankWait, FundsActivities, PaymentResults
@@ -28,7 +28,6 @@ class PayoutBatchWorkflow:
 
     @workflow.run
     async def run(self, batch: PayoutBatchInput) -> BatchResult:
-        together = signal_together()
         workflow.set_current_details(
             f"**准备代发文件** / preparing batch {batch.batch_id} ({len(batch.items)} payments)"
         )
@@ -48,11 +47,7 @@ class PayoutBatchWorkflow:
             summary="hand the disbursement file to the bank",
         )
         by_key = {p.idempotency_key: p.workflow_id for p in prepared.included}
-        await signal_each(
-            "payment_sent",
-            [(sent.workflow_id, sent) for sent in prepared.included],
-            together=together,
-        )
+        await signal_each("payment_sent", [(sent.workflow_id, sent) for sent in prepared.included])
         self._phase = "waiting for the bank"
         workflow.set_current_details(
             f"**等待银行回盘** / waiting for the bank's result of {batch.batch_id}: {len(prepared.included)} payments, {prepared.total_cny} CNY"
@@ -87,7 +82,6 @@ class PayoutBatchWorkflow:
                 )
                 for row in rows
             ],
-            together=together,
         )
         paid = sum(1 for row in rows if row.status == "paid")
         returned = len(rows) - paid

@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from workflows.messaging import Together, signal_each, signal_together
+from workflows.messaging import signal_each
+from workflows.steps import Refused
 
 with workflow.unsafe.imports_passed_through():
     from activities.funds import (
@@ -45,31 +46,9 @@ with workflow.unsafe.imports_passed_through():
         SeasonCarry,
         SeasonInput,
     )
-    from models.programme import PayoutStep
+    from models.programme import FundsStep, PayoutStep
     from models.records import ReminderTimesRequest, ScheduleRequest, SeasonSchedule
-    from workflows.application import Refused
     from workflows.payout import PayoutBatchWorkflow
-
-# Patch id: the season stays open while funds it asked for have not arrived. Before it,
-# a request made shortly before the summary date was stranded: the season closed at that
-# date and refused the funds' arrival (found by aidflow simulate at 1,000 applications).
-WAIT_FOR_REQUESTED_FUNDS = "season-waits-for-requested-funds"
-# Patch id: an arrival puts its applications among the unsettled in the same step as it
-# marks their request released. Before, the awaits between the two let a season past
-# its summary date see nothing open and close while its last batch paid; the paid
-# applications' payment_settled signals then failed and failed them (tests/test_payout).
-SETTLE_BEFORE_RELEASE = "season-unsettled-with-release"
-# Patch id: the season continues as new when its history grows long, handing its state
-# (SeasonCarry) to the next run, and pays in batches of at most payout_batch_size. Before
-# it, one run carried the whole county: at about 8,700 applications its history neared
-# Temporal's 51,200 events (and 10,000 signals per run), and the applications' signals
-# to it failed (aidflow simulate, 10,000 applications).
-CONTINUE_AS_NEW = "season-continues-as-new"
-# Patch id: when the season closes it writes the season summary as of then. Before it,
-# the only report was the one written at the payout date, which misses every payment
-# made later: in aidflow simulate's default scenario of 10,000 applications, 9,149 were
-# paid after the payout date and that report, shown as the season's, said 0 paid.
-SUMMARY_AT_CLOSE = "season-summary-at-close"
 
 # A run hands over only after it has done at least this much (see _history_long).
 MIN_RUN_EVENTS = 500
@@ -94,12 +73,7 @@ class SeasonWorkflow:
         self._batch_seq = 0
         self._report: ReportFiles | None = None  # at the payout date
         self._summary: ReportFiles | None = None  # when the season closes
-        self._summarises = False  # decided at the start of run()
         self._tasks: list[asyncio.Task[None]] = []
-        self._together: Together = Together.ONE_BY_ONE  # decided at the start of run()
-        self._waits_for_requested_funds = False  # decided at the start of run()
-        self._unsettled_with_release = False  # decided at the start of run()
-        self._continues = False  # continue-as-new and capped batches; decided at the start of run()
         self._reminded: set[str] = set()
         self._busy = 0  # the season's own activities in flight (reminders, report)
         self._runs = 1
@@ -109,11 +83,6 @@ class SeasonWorkflow:
 
     @workflow.run
     async def run(self, inp: SeasonInput) -> list[BatchResult]:
-        self._together = signal_together()  # before the first command: see messaging
-        self._waits_for_requested_funds = workflow.patched(WAIT_FOR_REQUESTED_FUNDS)
-        self._unsettled_with_release = workflow.patched(SETTLE_BEFORE_RELEASE)
-        self._continues = workflow.patched(CONTINUE_AS_NEW)
-        self._summarises = workflow.patched(SUMMARY_AT_CLOSE)
         self._schedule = await workflow.execute_local_activity_method(
             CalendarActivities.compute_season_schedule,
             ScheduleRequest(programme=inp.programme, season=inp.season),
@@ -165,15 +134,14 @@ class SeasonWorkflow:
         await workflow.wait_condition(
             lambda: self._running_batches == 0 and workflow.all_handlers_finished()
         )
-        if self._summarises:
-            self._summary = await self._write_report("season_end")
-            self._describe()
+        self._summary = await self._write_report("season_end")
+        self._describe()
         return self._batches
 
     def _season_over(self, summary_due: datetime) -> bool:
         return (
             workflow.now() >= summary_due
-            and not (self._waits_for_requested_funds and self._open_requests())
+            and not self._open_requests()
             and not self._unsettled
             and not self._pending
             and self._running_batches == 0
@@ -183,8 +151,6 @@ class SeasonWorkflow:
     # ------------------------------------------------------------ continue-as-new
 
     def _history_long(self) -> bool:
-        if not self._continues:
-            return False
         info = workflow.info()
         # Counted from the run's start, so that a run whose start alone is long (a large
         # hand-over) does not hand over again at once.
@@ -270,7 +236,7 @@ class SeasonWorkflow:
 
     async def _report_after_payout(self) -> None:
         assert self._schedule is not None
-        delay = self._schedule.due_at("payout") - workflow.now()
+        delay = self._schedule.due_at(self._inp.programme.payout_date_key) - workflow.now()
         if delay > timedelta(0):
             await workflow.sleep(delay, summary="the payout date: then the season report")
         self._report = await self._write_report("payout_date")
@@ -326,9 +292,7 @@ class SeasonWorkflow:
             return summary.model_copy(update={"created": known.created})
         self._requests[cmd.request_id] = summary
         join = FundsJoin(request_id=cmd.request_id, requested_at=workflow.now())
-        await signal_each(
-            "funds_requested", [(wf, join) for wf in summary.workflow_ids], together=self._together
-        )
+        await signal_each("funds_requested", [(wf, join) for wf in summary.workflow_ids])
         self._describe()
         return summary
 
@@ -336,7 +300,10 @@ class SeasonWorkflow:
     def _check_request(self, cmd: FundsRequestCommand) -> None:
         if cmd.request_id in self._requests:
             return
-        self._check_actor(cmd.actor, (Role.COUNTY_EDUCATION_BUREAU,))
+        funds = self._inp.programme.find_step(FundsStep)
+        if funds is None:
+            raise Refused(f"{self._inp.programme.code} pays without a funds request")
+        self._check_actor(cmd.actor, (funds.requested_by,))
 
     @workflow.update
     async def funds_arrived(self, msg: FundsArrival) -> FundsArrivalResult:
@@ -349,10 +316,12 @@ class SeasonWorkflow:
             await workflow.wait_condition(lambda: self._schedule is not None)
         request = self._requests[msg.funds_request_id]
         self._released.add(msg.funds_request_id)
-        if self._unsettled_with_release:
-            self._unsettled.update(request.workflow_ids)
+        # In the same step as the release: a season past its summary date must not see
+        # nothing open and close while these are paid (their settlements would fail).
+        self._unsettled.update(request.workflow_ids)
         assert self._schedule is not None
-        payout_step = next(s for s in self._inp.programme.steps if isinstance(s, PayoutStep))
+        payout_step = self._inp.programme.find_step(PayoutStep)
+        assert payout_step is not None  # a request exists only where the programme has funds
         pay_by = await workflow.execute_local_activity_method(
             FundsActivities.compute_pay_by,
             PayByRequest(
@@ -381,12 +350,7 @@ class SeasonWorkflow:
             arrived_at=arrived_at,
             pay_by=pay_by,
         )
-        await signal_each(
-            "funds_released",
-            [(wf, release) for wf in request.workflow_ids],
-            together=self._together,
-        )
-        self._unsettled.update(request.workflow_ids)
+        await signal_each("funds_released", [(wf, release) for wf in request.workflow_ids])
         batch_ids = self._start_batches(
             [
                 PayItem(workflow_id=wf, amount_cny=self._approved_amount(request, wf), attempt=1)
@@ -398,17 +362,16 @@ class SeasonWorkflow:
             released=len(request.workflow_ids),
             pay_by=pay_by,
             batch_id=batch_ids[0],
-            batch_ids=batch_ids if self._continues else [],
+            batch_ids=batch_ids,
         )
         self._arrivals[msg.request_id] = result
         self._describe()
         return result
 
     def _approved_amount(self, request: FundsRequestSummary, workflow_id: str) -> int:
-        """The amount on the request's roster (the approved amount on file). Requests
-        recorded before the roster carried amounts fall back to the programme's one
-        amount, as they were paid; the batch activity checks it against the file."""
-        return request.amounts.get(workflow_id, self._inp.programme.amounts[0].amount_cny)
+        """The amount on the request's roster (the approved amount on file; the batch
+        activity checks it against the file)."""
+        return request.amounts[workflow_id]
 
     @funds_arrived.validator
     def _check_arrival(self, msg: FundsArrival) -> None:
@@ -416,7 +379,8 @@ class SeasonWorkflow:
             return
         problems = []
         try:
-            self._check_actor(msg.actor, (Role.COUNTY_FINANCE, Role.COUNTY_LEADING_GROUP))
+            funds = self._inp.programme.find_step(FundsStep)
+            self._check_actor(msg.actor, funds.arrival_reported_by if funds else ())
         except Refused as r:
             problems.append(r.message)
         request = self._requests.get(msg.funds_request_id)
@@ -460,7 +424,7 @@ class SeasonWorkflow:
 
     def _start_batches(self, items: list[PayItem]) -> list[str]:
         """One disbursement file, or (capped) as many as payout_batch_size needs."""
-        size = self._inp.payout_batch_size if self._continues else max(len(items), 1)
+        size = self._inp.payout_batch_size
         return [self._start_batch(items[i : i + size]) for i in range(0, len(items) or 1, size)]
 
     def _start_batch(self, items: list[PayItem]) -> str:

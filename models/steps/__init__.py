@@ -1,0 +1,31 @@
+"""Step kinds of a programme, as data: one module a kind.
+
+Adding a kind: its definition here (a model with a ``kind`` literal), its runner in
+``workflows/steps``, and its simulated official in ``workers/officials``.
+"""
+
+from typing import Annotated
+
+from pydantic import Field
+
+from models.steps.base import Span, StepBase
+from models.steps.funds import FundsStep
+from models.steps.notice import NoticeStep
+from models.steps.payout import PayoutStep
+from models.steps.receipt import ReceiptStep
+from models.steps.review import ReviewStep
+
+Step = Annotated[
+    ReviewStep | NoticeStep | FundsStep | PayoutStep | ReceiptStep, Field(discriminator="kind")
+]
+
+__all__ = [
+    "FundsStep",
+    "NoticeStep",
+    "PayoutStep",
+    "ReceiptStep",
+    "ReviewStep",
+    "Span",
+    "Step",
+    "StepBase",
+]

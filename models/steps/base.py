@@ -1,0 +1,53 @@
+"""What every step kind's definition has: its stage, labels, who acts, and its fixed date.
+
+A step kind is data in a programme (one of these models) plus a runner in
+``workflows/steps`` that carries it out. The definition also owns what is pure
+about the step: who acts on it, at which level, and how the planner projects it
+onto the calendar (:meth:`StepBase.project`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from models.calendar import WorkingCalendar
+from models.domain import Level, Role
+
+
+class StepBase(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stage: str
+    label_zh: str
+    label_en: str
+    due: str  # key of a FixedDate of the programme
+    # Whether the application may still be withdrawn while it is at this step.
+    withdrawable: ClassVar[bool] = True
+    # The stage an application ends in when this step is its programme's last one.
+    done_stage: ClassVar[str] = "done"
+
+    @property
+    def actor_role(self) -> Role | None:
+        """The office whose action the step waits for (None: nobody's)."""
+        return None
+
+    @property
+    def actor_level(self) -> Level:
+        """The level at which :attr:`actor_role` must hold the application's place."""
+        return Level.COUNTY
+
+    def project(self, calendar: WorkingCalendar, start: datetime, window_closes: datetime) -> Span:
+        """The earliest end if the step opens at ``start`` and everyone acts at once."""
+        return Span(start=start, end=start)
+
+
+@dataclass(frozen=True)
+class Span:
+    start: datetime
+    end: datetime
+    counted_days: tuple[date, ...] = ()
+    provisional: bool = False

@@ -1,0 +1,55 @@
+"""A public notice (公示): a list posted for N working or calendar days, objections allowed (R2, R3)."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from typing import Literal
+
+from pydantic import Field
+
+from models.calendar import NoticeCounting, WorkingCalendar, notice_period
+from models.domain import Level, Role
+from models.steps.base import Span, StepBase
+
+_JUST_AFTER = timedelta(microseconds=1)
+
+
+class NoticeStep(StepBase):
+    kind: Literal["notice"] = "notice"
+    owner: Role  # who posts it and resolves objections
+    level: Level
+    days: int = Field(ge=1)
+    counting: NoticeCounting = NoticeCounting.WORKING_DAYS
+    # "window_close": the first list goes up when the application window closes;
+    # "after_review": after the preceding review. Either way, an application
+    # that becomes ready later goes onto the next posting, automatically at
+    # ``auto_post_at`` of the next working day unless the owner posts earlier.
+    first_posting: Literal["window_close", "after_review"] = "after_review"
+    auto_post_at: time = time(8, 0)
+    # What an upheld objection does: the application is rejected with the owner's reason.
+    on_upheld: Literal["reject"] = "reject"
+
+    @property
+    def actor_role(self) -> Role:
+        return self.owner
+
+    @property
+    def actor_level(self) -> Level:
+        return self.level
+
+    def project(self, calendar: WorkingCalendar, start: datetime, window_closes: datetime) -> Span:
+        if self.first_posting == "window_close":
+            # The workflow posts it by a timer at exactly this instant.
+            start = max(start, window_closes)
+            period = notice_period(calendar, start, self.days, self.counting)
+        else:
+            # Posted by its owner after the review's decision, so strictly after the
+            # instant the review opened: a review that opens at 00:00 (a notice just
+            # ended) cannot have its notice up for the whole of that day.
+            period = notice_period(calendar, start + _JUST_AFTER, self.days, self.counting)
+        return Span(
+            start=start,
+            end=period.ends_at,
+            counted_days=period.counted_days,
+            provisional=period.provisional,
+        )

@@ -1,0 +1,205 @@
+"""The programme registry, and the new-student enrolment aid (PROCESS.md §4.1) end to end.
+
+New-student aid 2027 (provisional calendar): the window is 10 July to 10 August; the
+county notice goes up when the window closes (00:00 on Wed 11 August) for 5 calendar
+days (11–15 August) and ends at 00:00 on Mon 16 August; grants are signed for by
+5 September.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from activities.report import build_report
+from models.application import Actor, ObjectionRequest, ObjectionResolution, ReceiptRecord
+from models.calendar import WorkingCalendar
+from models.domain import DocumentKind, ObjectionOutcome, Role
+from models.planner import plan_season
+from models.programme import Programme
+from models.programmes import NEW_STUDENT_AID, REGISTRY
+from tests.conftest import AppStack
+from tests.support import PLACES, VENV_BIN, county_official, form, public
+from tests.test_application_workflow import Case, cst, rid
+from workers.client import Refused
+
+SCHOOL = "341225-HS01"
+IN_NSA_WINDOW_2027 = datetime(2027, 7, 20, 2, 0, tzinfo=UTC)
+
+
+def school() -> Actor:
+    return Actor(id="school-1", name="阜南一中", role=Role.HIGH_SCHOOL, place_code=SCHOOL)
+
+
+def nsa_form(serial: int, *, in_province: bool) -> Any:
+    return form(
+        serial,
+        programme="new-student-aid",
+        freshman=True,
+        university_in_province=in_province,
+        university="安徽大学" if in_province else "浙江大学",
+        places=PLACES.model_copy(update={"school_code": SCHOOL, "school_name": "阜南一中"}),
+        documents={
+            DocumentKind.APPLICATION_FORM: 1,
+            DocumentKind.IDENTITY_CARD: 1,
+            DocumentKind.ADMISSION_LETTER: 1,
+        },
+    )
+
+
+@pytest.mark.parametrize("programme", list(REGISTRY.values()), ids=lambda p: p.code)
+def test_every_programme_plans_its_season(programme: Programme, calendar: WorkingCalendar) -> None:
+    plan = plan_season(programme, 2026, calendar)
+    assert [s.stage for s in plan.steps] == [s.stage for s in programme.steps]
+    assert plan.window_opens_at < plan.window_closes_at
+    starts = [s.earliest_start for s in plan.steps]
+    assert starts == sorted(starts)
+
+
+def test_the_registry_is_one_file_a_programme() -> None:
+    assert {"county-subsidy", "new-student-aid"} <= set(REGISTRY)
+    assert NEW_STUDENT_AID.done_stage == "received"
+    assert NEW_STUDENT_AID.amount_for(2027, {"university_in_province": "true"}) == 500
+    assert NEW_STUDENT_AID.amount_for(2027, {"university_in_province": "false"}) == 1000
+    with pytest.raises(ValueError, match="no amounts of new-student-aid apply to 2015"):
+        NEW_STUDENT_AID.amounts_for_year(2015)
+
+
+def test_aidflow_programmes_lists_the_registry() -> None:
+    out = subprocess.run(
+        [str(VENV_BIN / "aidflow"), "programmes", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rows = {r["code"]: r for r in json.loads(out)}
+    assert set(rows) == set(REGISTRY)
+    assert rows["new-student-aid"]["ends_in"] == "received"
+    assert rows["county-subsidy"]["steps"][-1] == "payout:awaiting_payment"
+
+
+async def test_intake_of_new_student_aid(app_stack: AppStack) -> None:
+    api = app_stack.api
+    # The school submits; the student alone may not.
+    with pytest.raises(Refused, match="submitted by the high_school, not applicant"):
+        await api.submit(nsa_form(801, in_province=True), now=IN_NSA_WINDOW_2027)
+    other_school = school().model_copy(update={"place_code": "341225-HS02"})
+    with pytest.raises(Refused, match="may not submit for school 341225-HS01"):
+        await api.submit(
+            nsa_form(801, in_province=True), submitted_by=other_school, now=IN_NSA_WINDOW_2027
+        )
+    # Every failing field at once: not a freshman, no university location, no admission letter.
+    bad = nsa_form(801, in_province=True).model_copy(
+        update={
+            "freshman": False,
+            "university_in_province": None,
+            "documents": {DocumentKind.APPLICATION_FORM: 1, DocumentKind.IDENTITY_CARD: 1},
+        }
+    )
+    with pytest.raises(Refused) as refused:
+        await api.submit(bad, submitted_by=school(), now=IN_NSA_WINDOW_2027)
+    fields = {p.field for p in refused.value.problems}
+    assert {"freshman", "university_in_province", "documents.admission_letter"} <= fields
+
+
+async def test_new_student_aid_from_school_to_signed_receipt(
+    app_stack: AppStack, ts_env: WorkflowEnvironment
+) -> None:
+    api = app_stack.api
+    county = county_official()
+    signed = Case(
+        api,
+        ts_env,
+        await api.submit(
+            nsa_form(802, in_province=True), submitted_by=school(), now=IN_NSA_WINDOW_2027
+        ),
+    )
+    unclaimed = Case(
+        api,
+        ts_env,
+        await api.submit(
+            nsa_form(803, in_province=False), submitted_by=school(), now=IN_NSA_WINDOW_2027
+        ),
+    )
+    for case, amount in ((signed, 500), (unclaimed, 1000)):
+        st = await case.wait_for(lambda s: s.waiting_for == "county_education_bureau", "started")
+        assert st.stage == "county_review" and st.amount_cny == amount
+        await case.approve("county_review", county)
+        st = await case.wait_for(lambda s: s.waiting_until == cst(8, 11), "posting at window close")
+        assert st.stage == "county_notice"
+
+    # The county notice: 5 calendar days, weekends counted; an objection, dismissed.
+    await signed.advance_to(cst(8, 12, 9))
+    st = await signed.status()
+    assert st.notice is not None and st.notice.ends_at == cst(8, 16)
+    assert st.notice.counted_days == [f"2027-08-{d}" for d in (11, 12, 13, 14, 15)]
+    await api.lodge_objection(
+        signed.wf, ObjectionRequest(request_id=rid(), actor=public(), text="家庭条件较好")
+    )
+    with pytest.raises(Refused, match="needs county_education_bureau"):
+        await api.resolve_objection(
+            signed.wf,
+            ObjectionResolution(
+                request_id=rid(),
+                actor=school(),
+                objection_id="obj-1",
+                outcome=ObjectionOutcome.DISMISSED,
+                reason="x",
+            ),
+        )
+    await api.resolve_objection(
+        signed.wf,
+        ObjectionResolution(
+            request_id=rid(),
+            actor=county,
+            objection_id="obj-1",
+            outcome=ObjectionOutcome.DISMISSED,
+            reason="经核实属建档立卡户",
+        ),
+    )
+    await signed.advance_to(cst(8, 16, 0, 1))
+    st = await signed.at_stage("awaiting_receipt")
+    assert "sign for the grant in person" in st.details_en and "本人" in st.details_zh
+
+    # The receipt: the originals checked, a copy kept, the funding source named.
+    with pytest.raises(Refused) as refused:
+        await api.record_receipt(
+            signed.wf,
+            ReceiptRecord(request_id=rid(), actor=county, funding_source="lottery"),
+        )
+    message = str(refused.value)
+    assert "documents_checked" in message and "copy_kept" in message
+    assert "funding_source: 'lottery' is not one of programme, high_school_own_funds" in message
+    receipt = ReceiptRecord(
+        request_id=rid(),
+        actor=county,
+        documents_checked=[DocumentKind.ADMISSION_LETTER],
+        copy_kept=True,
+        funding_source="high_school_own_funds",
+        sheet_ref="签领表 2027-001",
+    )
+    result = await api.record_receipt(signed.wf, receipt)
+    assert result.accepted and result.message.startswith("received: 500 CNY")
+    assert (await api.record_receipt(signed.wf, receipt)) == result  # a repeat changes nothing
+    st = await signed.at_stage("received")
+    await signed.save_history("new_student_aid_received")
+    trail = await api.trail(signed.wf)
+    event = next(e for e in trail if e.kind == "receipt")
+    assert event.actor.id == county.id and event.detail["checked_by"] == county.id
+    assert event.detail["funding_source"] == "high_school_own_funds"
+    assert event.detail["amount_cny"] == 500
+
+    # The other is never claimed: overdue at its date, and reported as unclaimed.
+    await unclaimed.advance_to(cst(9, 6, 0, 1))
+    st = await unclaimed.wait_for(lambda s: "handed_out" in s.overdue, "overdue at 5 September")
+    assert st.stage == "awaiting_receipt"
+    report = build_report(app_stack.engine, "new-student-aid", 2027, PLACES.county_code)
+    assert report.paid_count == 1 and report.paid_cny == 500
+    assert report.received_by_source == {"high_school_own_funds": 1}
+    assert [u["workflow_id"] for u in report.unclaimed] == [unclaimed.wf]
+    assert report.unclaimed[0]["id"].count("*") >= 8  # masked (R9)

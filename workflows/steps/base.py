@@ -1,0 +1,226 @@
+"""What a step runner is, and what it may ask of the application it runs in.
+
+A runner carries out one step of an application: it waits for what the step
+needs, says in plain words what that is and until when, checks the requests that
+concern the step and applies them. A request a step does not take is refused by
+the defaults below, naming the stage the application is in. The application
+workflow asks its current runner and never which kind of step it is.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from temporalio.exceptions import ApplicationError
+
+if TYPE_CHECKING:
+    from models.application import (
+        Actor,
+        ApplicationInput,
+        CorrectionRequest,
+        DecisionRequest,
+        NoticePosting,
+        Objection,
+        ObjectionRequest,
+        ObjectionResolution,
+        ReceiptRecord,
+        RequestResult,
+        TrailKind,
+        WithdrawalRequest,
+    )
+    from models.calendar import TabulatedCalendar
+    from models.domain import Level, Role
+    from models.payout import AccountCorrection, FundsJoin, FundsRelease
+    from models.programme import Programme
+    from models.records import NotificationIntent, SeasonSchedule
+    from models.steps import StepBase
+    from workflows.steps.payout import PaymentState
+
+S = TypeVar("S", bound="StepBase")
+
+
+class Refused(ApplicationError):
+    """A request that breaks a rule. Its message says why, in one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, type="RequestRefused", non_retryable=True)
+
+
+_CST = timezone(timedelta(hours=8), "CST")
+
+
+def fmt(instant: datetime | None) -> str:
+    """An instant as Shanghai wall time (UTC+8, no DST: no tz data needed in the sandbox)."""
+    if instant is None:
+        return "-"
+    return instant.astimezone(_CST).strftime("%Y-%m-%d %H:%M")
+
+
+def role_words(role: Role) -> str:
+    return role.value.replace("_", " ")
+
+
+class Application(Protocol):
+    """The application workflow as its runners see it."""
+
+    inp: ApplicationInput
+    programme: Programme
+    calendar: TabulatedCalendar | None
+    index: int
+    payment: PaymentState
+    objections: list[Objection]
+    objector_contacts: dict[str, str]
+    decided_by: dict[str, str]
+    overdue: list[str]
+
+    @property
+    def schedule(self) -> SeasonSchedule: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    def record(
+        self,
+        kind: TrailKind,
+        actor: Actor,
+        summary: str,
+        detail: dict[str, Any] | None = None,
+        *,
+        notify: list[NotificationIntent] | None = None,
+    ) -> None: ...
+
+    def publish(self) -> None: ...
+
+    def stage_zh(self) -> str: ...
+
+    def reject(self, reason: str) -> None: ...
+
+    def result(self, request_id: str, message: str) -> RequestResult: ...
+
+    def office_notice(self, step: StepBase, template: str) -> list[NotificationIntent]: ...
+
+    def check_place(self, actor: Actor, role: Role, level: Level, what: str) -> list[str]: ...
+
+    async def project(self, from_index: int, at: datetime) -> None: ...
+
+    def watch(self, coro: Any) -> None: ...
+
+    def season_id(self) -> str: ...
+
+
+class StepRunner(Generic[S]):
+    """Runs one step; the defaults refuse every request (a step takes only its own)."""
+
+    def __init__(self, app: Application, step: S) -> None:
+        self.app = app
+        self.step = step
+
+    async def run(self) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------- what it waits for
+
+    @property
+    def stage(self) -> str:
+        return self.step.stage
+
+    def waiting_for(self) -> Role | None:
+        return self.step.actor_role
+
+    def waiting_until(self) -> datetime | None:
+        """None: until the step's fixed date."""
+        return None
+
+    def details(self) -> tuple[str, str]:
+        from models.domain import ROLE_NAME_ZH
+
+        role = self.step.actor_role
+        who_zh = ROLE_NAME_ZH.get(role, "") if role else ""
+        return f"等待{who_zh}{self.step.label_zh}", f"waiting for {self.step.label_en}" + (
+            f" by the {role_words(role)}" if role else ""
+        )
+
+    # ------------------------------------------------------------- requests
+
+    def _not_here(self, what: str) -> Refused:
+        return Refused(
+            f"the application is in stage {self.stage} ({self.step.label_en}); {what} is not taken here"
+        )
+
+    def check_decision(self, req: DecisionRequest) -> None:
+        raise Refused(
+            f"the application is in stage {self.stage} ({self.step.label_en}), not {req.stage}"
+        )
+
+    def apply_decision(self, req: DecisionRequest) -> RequestResult:
+        raise self._not_here("a decision")
+
+    def check_correction(self, req: CorrectionRequest) -> None:
+        raise Refused(
+            f"nothing to correct: the application is in {self.stage} and was not returned"
+        )
+
+    def apply_correction(self, req: CorrectionRequest) -> RequestResult:
+        raise self._not_here("a correction")
+
+    def check_posting(self, req: NoticePosting) -> None:
+        raise Refused(
+            f"the application is in stage {self.stage} ({self.step.label_en}), not {req.stage}"
+        )
+
+    def apply_posting(self, req: NoticePosting) -> RequestResult:
+        raise self._not_here("a posting")
+
+    def check_objection(self, req: ObjectionRequest) -> None:
+        raise Refused(f"no notice is up: the application is in {self.stage} ({self.step.label_en})")
+
+    def apply_objection(self, req: ObjectionRequest) -> RequestResult:
+        raise self._not_here("an objection")
+
+    def check_resolution(self, req: ObjectionResolution) -> None:
+        objection = self.objection(req.objection_id)
+        raise Refused(f"objection {objection.id} is not open here ({self.stage})")
+
+    def objection(self, objection_id: str) -> Objection:
+        """The objection, if it exists and is open; else the refusal that says why not."""
+        objection = next((o for o in self.app.objections if o.id == objection_id), None)
+        if objection is None:
+            known = ", ".join(o.id for o in self.app.objections) or "none"
+            raise Refused(f"no objection {objection_id} on this application (known: {known})")
+        if objection.outcome is not None:
+            raise Refused(
+                f"objection {objection.id} was already resolved: {objection.outcome.value}"
+            )
+        return objection
+
+    def apply_resolution(self, req: ObjectionResolution) -> RequestResult:
+        raise self._not_here("an objection's resolution")
+
+    def check_account(self, req: AccountCorrection) -> None:
+        raise Refused(
+            f"the application is in {self.stage}; an account is corrected only after a returned payment"
+        )
+
+    async def apply_account(self, req: AccountCorrection) -> RequestResult:
+        raise self._not_here("an account correction")
+
+    def check_receipt(self, req: ReceiptRecord) -> None:
+        raise self._not_here("a signed receipt")
+
+    def apply_receipt(self, req: ReceiptRecord) -> RequestResult:
+        raise self._not_here("a signed receipt")
+
+    def check_withdrawal(self, req: WithdrawalRequest) -> None:
+        if not self.step.withdrawable:
+            raise Refused(
+                f"the {self.step.label_en} has started; the application can no longer be withdrawn"
+            )
+
+    # ------------------------------------------- messages from aidflow's workflows
+
+    def on_funds_requested(self, join: FundsJoin) -> None:
+        """Ignored unless the step waits for funds (a stale message changes nothing)."""
+
+    def on_funds_released(self, release: FundsRelease) -> None:
+        """Ignored unless the step waits for funds."""
