@@ -42,12 +42,14 @@ from models.payout import (
     PayoutBatchInput,
     PreparedBatch,
 )
+from models.season import season_label
 
 
 class FundsRequestInput(BaseModel):
     request_id: str
     programme: str
     season: int
+    round: str = ""
     county_code: str
 
 
@@ -87,7 +89,8 @@ ROSTER_HEADER = (
 )
 
 
-def payment_key(programme: str, season: int, id_hash: str, attempt: int) -> str:
+def payment_key(programme: str, season: str, id_hash: str, attempt: int) -> str:
+    """``season`` is the season key (2027, 2027-spring): a student is paid once a round."""
     return f"{programme}/{season}/{id_hash}/{attempt}"
 
 
@@ -131,6 +134,7 @@ class FundsActivities:
                 .where(
                     ApplicationRow.programme == req.programme,
                     ApplicationRow.season == req.season,
+                    ApplicationRow.round == req.round,
                     ApplicationRow.county_code == req.county_code,
                     ApplicationRow.stage == "awaiting_funds",
                     col(ApplicationRow.workflow_id).not_in(on_request),
@@ -258,7 +262,12 @@ class FundsActivities:
                         Payment.workflow_id == item.workflow_id, Payment.status == "paid"
                     )
                 ).first()
-                key = payment_key(batch.programme, batch.season, row.national_id_hash, item.attempt)
+                key = payment_key(
+                    batch.programme,
+                    season_label(batch.season, batch.round),
+                    row.national_id_hash,
+                    item.attempt,
+                )
                 payment = s.exec(select(Payment).where(Payment.idempotency_key == key)).first()
                 if already_paid is not None and (payment is None or payment.id != already_paid.id):
                     skipped.append(item.workflow_id)  # never paid twice

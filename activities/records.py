@@ -126,6 +126,7 @@ class RecordActivities:
         values: dict[str, Any] = {
             "programme": snap.programme,
             "season": snap.season,
+            "round": snap.round,
             "county_code": snap.places.county_code,
             "township_code": snap.places.township_code,
             "village_code": snap.places.village_code,
@@ -168,6 +169,7 @@ class RecordActivities:
             "name": snap.applicant_name,
             "programme": snap.programme_name or snap.programme,
             "season": snap.season,
+            "round": snap.round,
             "app": snap.workflow_id.rsplit("/", 1)[-1],
             "amount": snap.amount_cny,
             **intent.params,

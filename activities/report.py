@@ -17,11 +17,13 @@ from activities.tables import ApplicationRow, AuditEntry, OutboxMessage, Payment
 from models.notifications import render
 from models.payout import ReportFiles, ReportKind
 from models.programme import Programme
+from models.season import season_label
 
 
 class ReportRequest(BaseModel):
     programme: str
     season: int
+    round: str = ""
     county_code: str
     as_of: ReportKind = "payout_date"
 
@@ -36,6 +38,7 @@ class ReminderRequest(BaseModel):
 class SeasonReport(BaseModel):
     programme: str
     season: int
+    round: str = ""
     county_code: str
     county_name: str
     generated_at: datetime
@@ -94,6 +97,7 @@ def build_report(
     season: int,
     county_code: str,
     as_of: ReportKind = "payout_date",
+    round_: str = "",
 ) -> SeasonReport:
     with Session(engine) as s:
         rows = s.exec(
@@ -101,6 +105,7 @@ def build_report(
             .where(
                 ApplicationRow.programme == programme,
                 ApplicationRow.season == season,
+                ApplicationRow.round == round_,
                 ApplicationRow.county_code == county_code,
             )
             .order_by(
@@ -206,6 +211,7 @@ def build_report(
     return SeasonReport(
         programme=programme,
         season=season,
+        round=round_,
         county_code=county_code,
         county_name=places.get(county_code, county_code),
         generated_at=datetime.now(UTC),
@@ -240,7 +246,7 @@ _STEMS: dict[ReportKind, str] = {"payout_date": "season-report", "season_end": "
 
 def to_markdown(r: SeasonReport) -> str:
     out = [
-        f"# {r.county_name} {r.season} {r.programme}: {_TITLES[r.as_of]}",
+        f"# {r.county_name} {season_label(r.season, r.round)} {r.programme}: {_TITLES[r.as_of]}",
         "",
         f"Generated {r.generated_at.isoformat(timespec='seconds')}. Applications: **{r.applications}**; "
         f"paid: **{r.paid_count}** ({r.paid_cny:,} CNY).",
@@ -321,7 +327,7 @@ def write_report(r: SeasonReport, out_dir: Path) -> ReportFiles:
     import xlsxwriter
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{_STEMS[r.as_of]}-{r.programme}-{r.season}-{r.county_code}"
+    stem = f"{_STEMS[r.as_of]}-{r.programme}-{season_label(r.season, r.round)}-{r.county_code}"
     md = out_dir / f"{stem}.md"
     md.write_text(to_markdown(r), encoding="utf-8")
     xlsx = out_dir / f"{stem}.xlsx"
@@ -400,7 +406,9 @@ class ReportActivities:
 
     @activity.defn(name="build_season_report")
     def build_season_report(self, req: ReportRequest) -> ReportFiles:
-        report = build_report(self._engine, req.programme, req.season, req.county_code, req.as_of)
+        report = build_report(
+            self._engine, req.programme, req.season, req.county_code, req.as_of, req.round
+        )
         return write_report(report, self._files / "reports")
 
     @activity.defn(name="send_season_reminder")
@@ -419,10 +427,10 @@ class ReportActivities:
         )
         now = datetime.now(UTC)
         with one_writer(self._engine), Session(self._engine) as s, s.begin():
-            for i, role in enumerate(
-                dict.fromkeys([fixed.responsible.value, "county_education_bureau"])
-            ):
-                key = f"season/{req.programme.code}/{req.season}/{county}/reminder/{req.fixed_date_key}/{i}"
+            told = [fixed.responsible.value, *(r.value for r in req.programme.always_told)]
+            season = season_label(req.season, req.programme.round_key)
+            for i, role in enumerate(dict.fromkeys(told)):
+                key = f"season/{req.programme.code}/{season}/{county}/reminder/{req.fixed_date_key}/{i}"
                 if (
                     s.exec(select(OutboxMessage).where(OutboxMessage.dedupe_key == key)).first()
                     is None

@@ -23,6 +23,7 @@ class ApplicationRow(SQLModel, table=True):
     workflow_id: str = Field(primary_key=True, max_length=200)
     programme: str = Field(max_length=64, index=True)
     season: int = Field(index=True)
+    round: str = Field(default="", max_length=16)  # R12: "" for one round a year
     county_code: str = Field(max_length=12, index=True)
     township_code: str = Field(max_length=12, index=True)
     village_code: str = Field(max_length=12, index=True)

@@ -543,7 +543,7 @@ async def run_idle(n: int, work: Path) -> IdleResult:
         upgrade(settings.effective_database_url)
         engine = make_engine(settings.effective_database_url)
         keys = Keys(settings.secret_key_bytes())
-        forms = applicants(n, season, seed=5, programme=prog.code)
+        forms = applicants(n, season, seed=5, programme=prog)
         with tempfile.TemporaryDirectory() as tmp:
             places = Path(tmp) / "places.csv"
             places.write_text(

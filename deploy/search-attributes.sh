@@ -6,6 +6,7 @@ set -euo pipefail
 temporal operator search-attribute create "$@" \
   --name Programme --type Keyword \
   --name Season --type Int \
+  --name Round --type Keyword \
   --name County --type Keyword \
   --name Township --type Keyword \
   --name Village --type Keyword \

@@ -80,6 +80,7 @@ class ApplicationForm(_Model):
 
     programme: str = "county-subsidy"
     season: int
+    round: str = Field(default="", pattern=r"^[a-z]{0,16}$")  # R12: "" for one round a year
     applicant_name: str = Field(min_length=1, max_length=100)
     national_id: str
     phone: str = ""

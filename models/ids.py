@@ -1,10 +1,21 @@
-"""Workflow ids: readable for operators, never an identity number (R9)."""
+"""Workflow ids: readable for operators, never an identity number (R9).
+
+The season part is the season key (R12): ``2027``, or ``2027-spring`` for a round.
+"""
 
 from __future__ import annotations
 
+from models.season import season_label
 
-def season_workflow_id(programme: str, season: int, county_code: str) -> str:
-    return f"season/{programme}/{season}/{county_code[:6]}"
+
+def application_workflow_id(
+    programme: str, season: int, county_code: str, id_hash: str, round_: str = ""
+) -> str:
+    return f"{programme}/{season_label(season, round_)}/{county_code[:6]}/{id_hash}"
+
+
+def season_workflow_id(programme: str, season: int, county_code: str, round_: str = "") -> str:
+    return f"season/{programme}/{season_label(season, round_)}/{county_code[:6]}"
 
 
 def payout_batch_workflow_id(batch_id: str) -> str:

@@ -164,6 +164,7 @@ class PayoutBatchInput(_Model):
     batch_id: str
     programme: str
     season: int
+    round: str = ""
     county_code: str
     items: list[PayItem]
     bank: str = "simulated"

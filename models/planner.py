@@ -56,6 +56,7 @@ class SeasonPlan(BaseModel):
     programme: str
     programme_version: int
     season: int
+    round: str = ""  # R12: the round planned, "" for one round a year
     calendar: str
     window_opens_at: datetime
     window_closes_at: datetime
@@ -141,6 +142,7 @@ def plan_season(programme: Programme, season: int, calendar: WorkingCalendar) ->
         programme=programme.code,
         programme_version=programme.version,
         season=season,
+        round=programme.round_key,
         calendar=calendar.name,
         window_opens_at=opens,
         window_closes_at=closes,

@@ -32,6 +32,7 @@ __all__ = [
     "Programme",
     "ReceiptStep",
     "ReviewStep",
+    "Round",
     "Step",
 ]
 
@@ -112,6 +113,18 @@ class NotificationText(_Frozen):
     body: str
 
 
+class Round(_Frozen):
+    """One round of a programme that takes applications more than once a year (R12)."""
+
+    key: str = Field(pattern=r"^[a-z]{1,16}$")  # in ids: 2027-spring
+    label_zh: str
+    label_en: str
+    window_opens: MonthDay
+    window_closes: MonthDay
+    # The round's own fixed dates; empty: the programme's.
+    fixed_dates: tuple[FixedDate, ...] = ()
+
+
 class Programme(_Frozen):
     code: str = Field(pattern=r"^[a-z][a-z0-9-]{1,39}$")
     version: int = 1
@@ -136,6 +149,10 @@ class Programme(_Frozen):
     corrections: CorrectionRule = CorrectionRule()
     one_per_student_per_season: bool = True
     notifications: dict[str, NotificationText] = Field(default_factory=dict)
+    # Rounds within a year (R12); none: one round a year, keyed by the year alone.
+    rounds: tuple[Round, ...] = ()
+    # Set on the definition resolved for one round (for_round): what applications keep.
+    round_key: str = ""
 
     @model_validator(mode="after")
     def _check(self) -> Programme:
@@ -148,10 +165,39 @@ class Programme(_Frozen):
         for step in self.steps:
             if step.due not in keys:
                 raise ValueError(f"step {step.stage} is due at unknown fixed date {step.due!r}")
+        for r in self.rounds:
+            round_keys = {d.key for d in r.fixed_dates} or set(keys)
+            missing = sorted({s.due for s in self.steps} - round_keys)
+            if missing:
+                raise ValueError(f"round {r.key} lacks the fixed dates {', '.join(missing)}")
+        if len({r.key for r in self.rounds}) != len(self.rounds):
+            raise ValueError("round keys must be unique")
         years = [a.from_year for a in self.amounts]
         if years != sorted(set(years)):
             raise ValueError("amounts must be in increasing from_year order, one entry a year")
         return self
+
+    def for_round(self, key: str) -> Programme:
+        """The definition in force for one round: its window and fixed dates.
+
+        A programme with one round a year takes only the empty key."""
+        if not self.rounds:
+            if key:
+                raise ValueError(f"{self.code} has one round a year: no round {key!r}")
+            return self
+        chosen = next((r for r in self.rounds if r.key == key), None)
+        if chosen is None:
+            known = ", ".join(r.key for r in self.rounds)
+            raise ValueError(f"{self.code} has the rounds {known}, not {key or '(none)'!r}")
+        return self.model_copy(
+            update={
+                "window_opens": chosen.window_opens,
+                "window_closes": chosen.window_closes,
+                "fixed_dates": chosen.fixed_dates or self.fixed_dates,
+                "rounds": (),
+                "round_key": chosen.key,
+            }
+        )
 
     def fixed_date(self, key: str) -> FixedDate:
         for d in self.fixed_dates:

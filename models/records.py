@@ -114,6 +114,7 @@ class ApplicationSnapshot(_Model):
     programme: str
     programme_name: str = ""
     season: int
+    round: str = ""
     places: Places
     applicant_name: str
     national_id_masked: str

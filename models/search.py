@@ -1,7 +1,9 @@
 """Custom search attributes operators filter on in the Web UI.
 
 The dev server accepts at most 10 Keyword attributes and 3 of each other
-type; this set uses 6 Keyword, 1 Int, 2 Bool and 1 Datetime.
+type; this set uses 7 Keyword, 1 Int, 2 Bool and 1 Datetime. Programmes share them
+(no attribute per programme): a season is ``Season`` (the year) and ``Round`` ("" for
+one round a year, else e.g. "spring").
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from temporalio.common import SearchAttributeKey
 
 PROGRAMME = SearchAttributeKey.for_keyword("Programme")
 SEASON = SearchAttributeKey.for_int("Season")
+ROUND = SearchAttributeKey.for_keyword("Round")
 COUNTY = SearchAttributeKey.for_keyword("County")
 TOWNSHIP = SearchAttributeKey.for_keyword("Township")
 VILLAGE = SearchAttributeKey.for_keyword("Village")
@@ -22,6 +25,7 @@ NEXT_DEADLINE = SearchAttributeKey.for_datetime("NextDeadline")
 ALL: tuple[SearchAttributeKey, ...] = (  # type: ignore[type-arg]
     PROGRAMME,
     SEASON,
+    ROUND,
     COUNTY,
     TOWNSHIP,
     VILLAGE,

@@ -45,3 +45,33 @@ async def test_demo_runs_a_whole_season(tmp_path: Path) -> None:
     assert roster is not None and roster.max_row >= 2
     assert "demo finished" in out.read_text(encoding="utf-8")
     assert not os.environ.get("AIDFLOW_DATA_DIR")
+
+
+async def test_demo_of_the_new_student_aid(tmp_path: Path) -> None:
+    """The same officials, acting on another programme's steps: the county reviews, the
+    notice is up for five calendar days, students sign for their grants in person."""
+    base = Settings(
+        data_dir=tmp_path,
+        grpc_port=free_port(),
+        ui_port=free_port(),
+        metrics_port=None,
+        secret_key="cd" * 32,
+    )
+    out = tmp_path / "demo.out"
+    with out.open("w") as f:
+        result = await run_demo(
+            base,
+            applicants_count=8,
+            day_seconds=1.0,
+            seed=3,
+            exit_when_done=True,
+            console=Console(file=f, width=140),
+            data_dir=tmp_path / "demo",
+            programme="new-student-aid",
+        )
+    assert result.report_md is not None
+    assert set(result.statuses.values()) <= {"received", "rejected", "withdrawn"}
+    assert list(result.statuses.values()).count("received") >= 4
+    md = Path(result.report_md).read_text(encoding="utf-8")
+    assert "new-student-aid-demo" in md and "## Signed receipts" in md
+    assert "新生入学资助（演示）" in out.read_text(encoding="utf-8")

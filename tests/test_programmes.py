@@ -8,6 +8,7 @@ days (11–15 August) and ends at 00:00 on Mon 16 August; grants are signed for 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from datetime import UTC, datetime
@@ -17,14 +18,25 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from activities.report import build_report
+from models import search
 from models.application import Actor, ObjectionRequest, ObjectionResolution, ReceiptRecord
 from models.calendar import WorkingCalendar
-from models.domain import DocumentKind, ObjectionOutcome, Role
+from models.domain import DocumentKind, Level, ObjectionOutcome, Role
 from models.planner import plan_season
 from models.programme import Programme
-from models.programmes import NEW_STUDENT_AID, REGISTRY
+from models.programmes import COUNTY_SUBSIDY, NEW_STUDENT_AID, REGISTRY
+from models.season import SeasonKey
 from tests.conftest import AppStack
-from tests.support import PLACES, VENV_BIN, county_official, form, public
+from tests.support import (
+    IN_WINDOW_2027,
+    PLACES,
+    VENV_BIN,
+    VILLAGE,
+    county_official,
+    form,
+    public,
+    village_official,
+)
 from tests.test_application_workflow import Case, cst, rid
 from workers.client import Refused
 
@@ -203,3 +215,146 @@ async def test_new_student_aid_from_school_to_signed_receipt(
     assert report.received_by_source == {"high_school_own_funds": 1}
     assert [u["workflow_id"] for u in report.unclaimed] == [unclaimed.wf]
     assert report.unclaimed[0]["id"].count("*") >= 8  # masked (R9)
+
+
+# --------------------------------------------------------------- seasons with rounds (R12)
+
+
+def two_rounds() -> Programme:
+    """The county subsidy taken twice a year: a spring round with its own dates, and an
+    autumn round with the programme's (a test programme: Rain and Dew will be the first)."""
+    data = COUNTY_SUBSIDY.model_dump(mode="json")
+    spring_dates = [
+        {**d, "on": {"month": m, "day": day}}
+        for d, (m, day) in zip(
+            data["fixed_dates"], [(4, 10), (4, 15), (4, 20), (5, 30)], strict=True
+        )
+    ]
+    data.update(
+        code="two-rounds",
+        rounds=[
+            {
+                "key": "spring",
+                "label_zh": "春季",
+                "label_en": "spring",
+                "window_opens": {"month": 3, "day": 1},
+                "window_closes": {"month": 3, "day": 31},
+                "fixed_dates": spring_dates,
+            },
+            {
+                "key": "autumn",
+                "label_zh": "秋季",
+                "label_en": "autumn",
+                "window_opens": {"month": 8, "day": 1},
+                "window_closes": {"month": 8, "day": 31},
+            },
+        ],
+    )
+    return Programme.model_validate(data)
+
+
+def test_a_round_has_its_own_window_and_dates(calendar: WorkingCalendar) -> None:
+    programme = two_rounds()
+    spring = programme.for_round("spring")
+    assert spring.round_key == "spring" and spring.fixed_date("payout").on.month == 4
+    assert programme.for_round("autumn").fixed_date("payout").on.month == 9
+    plan = plan_season(spring, 2026, calendar)
+    assert plan.round == "spring" and plan.window_opens_at.month == 3
+    with pytest.raises(ValueError, match="has the rounds spring, autumn, not '\\(none\\)'"):
+        programme.for_round("")
+    with pytest.raises(ValueError, match="one round a year: no round 'spring'"):
+        COUNTY_SUBSIDY.for_round("spring")
+    assert str(SeasonKey.parse("2027-spring")) == "2027-spring"
+    assert str(SeasonKey.parse("2027")) == "2027" and SeasonKey.parse("2027").round == ""
+    with pytest.raises(ValueError, match="year-round"):
+        SeasonKey.parse("spring-2027")
+
+
+def test_aidflow_plan_takes_a_round() -> None:
+    out = subprocess.run(
+        [str(VENV_BIN / "aidflow"), "plan", "--season", "2026-spring", "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2 and "one round a year: no round 'spring'" in out.stdout + out.stderr
+
+
+async def test_one_student_in_two_rounds_of_a_year(
+    app_stack: AppStack, ts_env: WorkflowEnvironment
+) -> None:
+    api = app_stack.api
+    api.programmes["two-rounds"] = two_rounds()
+    spring_form = form(804, programme="two-rounds", round="spring")
+    autumn_form = form(804, programme="two-rounds", round="autumn")
+    spring = await api.submit(spring_form, now=datetime(2027, 3, 10, 2, tzinfo=UTC))
+    autumn = await api.submit(autumn_form, now=IN_WINDOW_2027)
+    assert "/2027-spring/" in spring and "/2027-autumn/" in autumn
+    # Each round keeps its own window and dates, and is its own season.
+    spring_case, autumn_case = Case(api, ts_env, spring), Case(api, ts_env, autumn)
+    st = await spring_case.wait_for(lambda s: s.waiting_until is not None, "scheduled")
+    assert (
+        await autumn_case.wait_for(lambda s: s.waiting_until is not None, "scheduled")
+    ).waiting_until
+    desc = await spring_case.handle.describe()
+    assert desc.typed_search_attributes.get(search.ROUND) == "spring"
+    assert desc.typed_search_attributes.get(search.SEASON) == 2027
+    assert {s for s in api.started_seasons() if "two-rounds" in s} == {
+        "season/two-rounds/2027-spring/341225",
+        "season/two-rounds/2027-autumn/341225",
+    }
+    listed = [x.workflow_id async for x in api.list(programme="two-rounds", round_="autumn")]
+    assert listed == [autumn]
+    assert "4/10" in st.details_en  # the spring round's own fixed date
+    # The round must be one the programme has.
+    with pytest.raises(
+        Refused, match="round: two-rounds has the rounds spring, autumn, not 'summer'"
+    ):
+        await api.submit(form(805, programme="two-rounds", round="summer"), now=IN_WINDOW_2027)
+
+
+async def test_posting_one_programmes_notice_leaves_the_others_alone(
+    app_stack: AppStack, ts_env: WorkflowEnvironment
+) -> None:
+    """Two programmes with applications at one village: the village posts one programme's
+    list; the other's applications still wait for their own posting."""
+    api = app_stack.api
+    steps = tuple(
+        s.model_copy(update={"first_posting": "after_review"}) if s.kind == "notice" else s
+        for s in COUNTY_SUBSIDY.steps
+    )
+    for code in ("notice-a", "notice-b"):
+        api.programmes[code] = COUNTY_SUBSIDY.model_copy(update={"code": code, "steps": steps})
+    a = Case(api, ts_env, await api.submit(form(806, programme="notice-a"), now=IN_WINDOW_2027))
+    b = Case(api, ts_env, await api.submit(form(807, programme="notice-b"), now=IN_WINDOW_2027))
+    for case in (a, b):
+        await case.wait_for(lambda s: s.waiting_for == "village_committee", "started")
+        await case.approve("village_review", village_official())
+        await case.wait_for(lambda s: s.stage == "village_notice" and s.notice is None, "ready")
+    for _ in range(100):  # visibility is eventually consistent
+        listed = {x.workflow_id async for x in api.list(stage="village_notice", running_only=True)}
+        if {a.wf, b.wf} <= listed:
+            break
+        await asyncio.sleep(0.1)
+    posted = await api.post_notices_at(
+        Level.VILLAGE,
+        VILLAGE,
+        village_official(),
+        "village_notice",
+        programme="notice-a",
+        season=2027,
+    )
+    assert [wf for wf, _ in posted] == [a.wf]
+    assert (await a.wait_for(lambda s: s.notice is not None, "posted")).notice is not None
+    st = await b.status()
+    assert st.notice is None and st.waiting_for == "village_committee"  # still its own list
+    # A place code is a value, never query text (it was pasted into the query before).
+    assert (
+        await api.post_notices_at(
+            Level.VILLAGE,
+            "x' OR Village != '",
+            village_official(),
+            "village_notice",
+            programme="notice-b",
+        )
+        == []
+    )

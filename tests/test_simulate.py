@@ -256,3 +256,27 @@ async def test_a_failed_event_ends_the_simulation(
     with pytest.raises(RuntimeError, match="official's system is down"):
         await run_simulation(scenario, Settings(data_dir=tmp_path), data_dir=tmp_path / "sim")
     assert calls >= 20
+
+
+async def test_a_new_student_aid_season_simulated(tmp_path: Path) -> None:
+    """The simulated people act on the programme's steps: the school submits, the county
+    reviews and resolves objections, students sign for their grants; some never come."""
+    scenario = Scenario(
+        programme="new-student-aid",
+        applications=16,
+        seed=3,
+        objection_rate=0.2,
+        return_rate=0.2,
+        unclaimed_rate=0.2,
+    )
+    r = await run_simulation(scenario, Settings(data_dir=tmp_path), data_dir=tmp_path / "sim")
+    received = r.outcomes.get("received", 0)
+    unclaimed = r.outcomes.get("still in awaiting_receipt", 0)
+    assert received and unclaimed and r.objections and r.returns, r.outcomes
+    assert r.funds_requests == 0 and r.batches == 0  # paid by signature, not by the bank
+    assert r.report_as_of == "season_end" and r.report_md
+    report = Path(r.report_md).read_text("utf-8")
+    assert "## Unclaimed grants / 未签领" in report and "## Signed receipts" in report
+    assert [m.key for m in r.misses] == ["review_done", "handed_out"]
+    handed_out = next(m for m in r.misses if m.key == "handed_out")
+    assert handed_out.missed >= unclaimed and handed_out.by_stage.get("awaiting_receipt")

@@ -24,7 +24,9 @@ from rich.table import Table
 from models.calendar import CalendarDataMissing, NoticeCounting, ScheduleFileError, notice_period
 from models.domain import DecisionKind, Level, ObjectionOutcome, Role
 from models.planner import SeasonPlan, plan_season
+from models.programme import NoticeStep
 from models.programmes import BUILTIN_PROGRAMMES
+from models.season import SeasonKey, season_label
 from workers.settings import Settings
 
 app = typer.Typer(
@@ -52,6 +54,19 @@ app.add_typer(audit_app, name="audit")
 console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 300)
 T = TypeVar("T")
+
+
+def _season_key(text: str) -> SeasonKey:
+    try:
+        return SeasonKey.parse(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+# R12: a season is a year, or a year and a round (2027-spring).
+SeasonOption = Annotated[
+    SeasonKey, typer.Option("--season", parser=_season_key, metavar="YEAR[-ROUND]")
+]
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -126,10 +141,17 @@ def demo(
     exit_when_done: Annotated[
         bool, typer.Option("--exit-when-done", help="stop the stack when the season is over")
     ] = False,
+    programme: Annotated[
+        str, typer.Option(help="programme code (aidflow programmes lists them)")
+    ] = "county-subsidy",
 ) -> None:
     """A live season on the embedded stack, to watch in the Web UI (about ten minutes)."""
+    from models.programmes import REGISTRY
     from workers.demo import run_demo
     from workers.embedded import StackError
+
+    if programme not in REGISTRY:
+        raise fail(f"--programme: unknown {programme!r} (known: {', '.join(REGISTRY)})", 2)
 
     s = settings()
     # The live table owns the terminal; logs go to a file in the demo's data dir.
@@ -144,6 +166,7 @@ def demo(
                 seed=seed,
                 console=console,
                 exit_when_done=exit_when_done,
+                programme=programme,
             )
         )
     except StackError as e:
@@ -156,6 +179,9 @@ def demo(
 def simulate(
     applications: Annotated[int, typer.Option(help="synthetic applicants")] = 1000,
     season: Annotated[int, typer.Option(help="season year (one still to come)")] = 2027,
+    programme: Annotated[
+        str, typer.Option(help="programme code (aidflow programmes lists them)")
+    ] = "county-subsidy",
     seed: Annotated[int, typer.Option()] = 1,
     officials_delay: Annotated[
         float,
@@ -211,6 +237,10 @@ def simulate(
     ]
     if applications < 1:
         problems.append("--applications must be at least 1")
+    from models.programmes import REGISTRY
+
+    if programme not in REGISTRY:
+        problems.append(f"--programme: unknown {programme!r} (known: {', '.join(REGISTRY)})")
     if officials_delay < 0:
         problems.append("--officials-delay must not be negative")
     if funds_delay < 0:
@@ -218,6 +248,7 @@ def simulate(
     if problems:
         raise fail("; ".join(problems), 2)
     scenario = Scenario(
+        programme=programme,
         applications=applications,
         season=season,
         seed=seed,
@@ -482,7 +513,12 @@ def programmes(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
 @app.command()
 def plan(
     programme: Annotated[str, typer.Option(help="programme code")] = "county-subsidy",
-    season: Annotated[int | None, typer.Option(help="season year")] = None,
+    season: Annotated[
+        SeasonKey | None,
+        typer.Option(
+            parser=_season_key, metavar="YEAR[-ROUND]", help="the season: 2026, 2027-spring"
+        ),
+    ] = None,
     notice_days: Annotated[
         int | None, typer.Option("--notice-days", help="one notice: its length")
     ] = None,
@@ -540,7 +576,11 @@ def plan(
             raise fail(
                 f"unknown programme {programme!r} (known: {', '.join(BUILTIN_PROGRAMMES)})", 2
             )
-        result = plan_season(prog, season, cal)
+        try:
+            prog = prog.for_round(season.round)
+        except ValueError as e:
+            raise fail(str(e), 2) from None
+        result = plan_season(prog, season.year, cal)
     except CalendarDataMissing as e:
         raise fail(str(e)) from None
     if as_json:
@@ -561,7 +601,7 @@ def print_plan(p: SeasonPlan) -> None:
     def t(x: datetime) -> str:
         return x.astimezone(SHANGHAI).strftime("%a %Y-%m-%d %H:%M")
 
-    title = f"{p.programme} {p.season}: fastest possible timeline ({p.calendar} calendar)"
+    title = f"{p.programme} {season_label(p.season, p.round)}: fastest possible timeline ({p.calendar} calendar)"
     table = Table(
         "stage", "earliest start", "earliest end", "must be done by (24:00)", "ok?", title=title
     )
@@ -832,26 +872,46 @@ def notice_post(
     township: Annotated[
         str | None, typer.Option("--township", help="post the township notice of this township")
     ] = None,
+    county: Annotated[
+        str | None, typer.Option("--county", help="post the county notice of this county")
+    ] = None,
+    programme: Annotated[str, typer.Option(help="programme code")] = "county-subsidy",
+    season: Annotated[
+        SeasonKey | None,
+        typer.Option(parser=_season_key, metavar="YEAR[-ROUND]", help="only this season"),
+    ] = None,
     actor_name: ActorName = None,
 ) -> None:
-    """Post a notice list now: every application of the place waiting for it."""
-    if (village is None) == (township is None):
-        raise fail("give exactly one of --village or --township", 2)
-    if village:
-        level, code, role, stage = Level.VILLAGE, village, Role.VILLAGE_COMMITTEE, "village_notice"
-    else:
-        assert township is not None
-        level, code, role, stage = (
-            Level.TOWNSHIP,
-            township,
-            Role.TOWNSHIP_POVERTY_OFFICE,
-            "township_notice",
+    """Post a notice list now: every application of the programme at the place waiting for it."""
+    given = [
+        (lvl, c)
+        for lvl, c in ((Level.VILLAGE, village), (Level.TOWNSHIP, township), (Level.COUNTY, county))
+        if c
+    ]
+    if len(given) != 1:
+        raise fail("give exactly one of --village, --township or --county", 2)
+    level, code = given[0]
+    prog = BUILTIN_PROGRAMMES.get(programme)
+    if prog is None:
+        raise fail(f"unknown programme {programme!r} (known: {', '.join(BUILTIN_PROGRAMMES)})", 2)
+    notice = next((s for s in prog.steps if isinstance(s, NoticeStep) and s.level is level), None)
+    if notice is None:
+        raise fail(f"{programme} has no {level.value} notice", 2)
+    who = _actor(actor, actor_name, notice.owner, code)
+    results = _api_call(
+        lambda api: api.post_notices_at(
+            level,
+            code,
+            who,
+            notice.stage,
+            programme=programme,
+            season=season.year if season else None,
+            round_=season.round if season else None,
         )
-    who = _actor(actor, actor_name, role, code)
-    results = _api_call(lambda api: api.post_notices_at(level, code, who, stage))
+    )
     if not results:
         console.print(
-            f"no application of {code} is waiting for the {stage.replace('_', ' ')} to be posted"
+            f"no {programme} application of {code} is waiting for the {notice.label_en} to be posted"
         )
         return
     for wf, r in results:
@@ -900,7 +960,7 @@ def status(
 @funds_app.command("request")
 def funds_request(
     county: Annotated[str, typer.Option(help="12-digit county code")],
-    season: Annotated[int, typer.Option()],
+    season: SeasonOption,
     actor: ActorId,
     programme: Annotated[str, typer.Option()] = "county-subsidy",
     actor_name: ActorName = None,
@@ -909,7 +969,9 @@ def funds_request(
     """The county's funds request: every county-approved application not yet requested, with the roster (XLSX)."""
     who = _actor(actor, actor_name, Role.COUNTY_EDUCATION_BUREAU, county)
     summary = _api_call(
-        lambda api: api.request_funds(programme, season, county, who, request_id=request_id)
+        lambda api: api.request_funds(
+            programme, season.year, county, who, request_id=request_id, round_=season.round
+        )
     )
     console.print(
         f"funds request {summary.request_id}: {summary.count} application(s), {summary.total_cny} CNY"
@@ -920,7 +982,7 @@ def funds_request(
 @funds_app.command("arrived")
 def funds_arrived_cmd(
     county: Annotated[str, typer.Option(help="12-digit county code")],
-    season: Annotated[int, typer.Option()],
+    season: SeasonOption,
     amount: Annotated[int, typer.Option(help="CNY received")],
     reference: Annotated[str, typer.Option(help="the transfer's reference")],
     request: Annotated[str, typer.Option("--request", help="the funds request id")],
@@ -932,7 +994,9 @@ def funds_arrived_cmd(
     """The funds arrived: release the request's applications for payment (amount must match)."""
     who = _actor(actor, actor_name, role, county)
     result = _api_call(
-        lambda api: api.funds_arrived(programme, season, county, who, request, amount, reference)
+        lambda api: api.funds_arrived(
+            programme, season.year, county, who, request, amount, reference, round_=season.round
+        )
     )
     console.print(
         f"released {result.released} application(s); pay by {result.pay_by.isoformat()}; batch {result.batch_id}"
@@ -967,7 +1031,7 @@ def correct_account_cmd(
 @app.command()
 def report(
     county: Annotated[str, typer.Option(help="12-digit county code")],
-    season: Annotated[int, typer.Option()],
+    season: SeasonOption,
     programme: Annotated[str, typer.Option()] = "county-subsidy",
     out_dir: Annotated[Path | None, typer.Option("--out-dir")] = None,
 ) -> None:
@@ -976,7 +1040,8 @@ def report(
 
     s = settings()
     files = write_report(
-        build_report(_engine(s), programme, season, county), out_dir or s.files_dir / "reports"
+        build_report(_engine(s), programme, season.year, county, round_=season.round),
+        out_dir or s.files_dir / "reports",
     )
     console.print(f"season report: {files.markdown}\n               {files.xlsx}")
 
@@ -988,7 +1053,10 @@ def list_(
     township: Annotated[str | None, typer.Option()] = None,
     county: Annotated[str | None, typer.Option()] = None,
     programme: Annotated[str | None, typer.Option()] = None,
-    season: Annotated[int | None, typer.Option()] = None,
+    season: Annotated[
+        SeasonKey | None,
+        typer.Option(parser=_season_key, metavar="YEAR[-ROUND]", help="2027: every round"),
+    ] = None,
     overdue: Annotated[bool | None, typer.Option("--overdue/--not-overdue")] = None,
     limit: Annotated[int, typer.Option()] = 1000,
     as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -1004,7 +1072,8 @@ def list_(
                 township=township,
                 county=county,
                 programme=programme,
-                season=season,
+                season=season.year if season else None,
+                round_=season.round or None if season else None,
                 overdue=overdue,
                 limit=limit,
             )

@@ -53,7 +53,7 @@ from models.application import (
 )
 from models.calendar import WorkingCalendar
 from models.domain import Level, Role
-from models.ids import season_workflow_id
+from models.ids import application_workflow_id, season_workflow_id
 from models.intake import FieldProblem, RegisteredMember, check_application
 from models.payout import (
     AccountCorrection,
@@ -67,6 +67,7 @@ from models.payout import (
 from models.planner import window
 from models.privacy import mask_account, mask_national_id
 from models.programme import Programme
+from models.season import season_label
 from workflows.application import ApplicationWorkflow
 from workflows.season import SeasonWorkflow
 
@@ -95,11 +96,6 @@ class Listed:
     at_risk: bool
     next_deadline: datetime | None
     status: str
-
-
-def application_workflow_id(programme: str, season: int, county_code: str, id_hash: str) -> str:
-    """Readable for operators, never the identity number itself (R9)."""
-    return f"{programme}/{season}/{county_code[:6]}/{id_hash}"
 
 
 class AidflowClient:
@@ -144,11 +140,17 @@ class AidflowClient:
         ``start_at``: a later instant for the workflow's first task (a delayed start).
         ``aidflow simulate`` uses it with time skipping, which skips the delay, so the
         application starts at its simulated receipt instant."""
-        programme = self.programmes.get(form.programme)
-        if programme is None:
+        known = self.programmes.get(form.programme)
+        if known is None:
             raise Refused(
                 f"programme: unknown {form.programme!r} (known: {', '.join(self.programmes)})"
             )
+        try:
+            programme = known.for_round(form.round)  # R12: the round's window and dates
+        except ValueError as e:
+            raise Refused(
+                f"round: {e}", problems=[FieldProblem(field="round", problem=str(e))]
+            ) from None
         now = now or datetime.now(UTC)
         problems = check_application(
             form,
@@ -161,10 +163,14 @@ class AidflowClient:
             raise Refused("; ".join(str(p) for p in problems), problems=problems)
         id_hash = self.keys.hash_id(form.national_id)
         await self.ensure_season(
-            programme.code, form.season, form.places.county_code, start_at=start_at
+            programme.code,
+            form.season,
+            form.places.county_code,
+            start_at=start_at,
+            round_=form.round,
         )
         workflow_id = application_workflow_id(
-            programme.code, form.season, form.places.county_code, id_hash
+            programme.code, form.season, form.places.county_code, id_hash, form.round
         )
         applicant = ApplicantRecord(
             name=form.applicant_name,
@@ -299,19 +305,40 @@ class AidflowClient:
         return await self._update(workflow_id, ApplicationWorkflow.record_receipt, req)
 
     async def post_notices_at(
-        self, level: Level, place_code: str, actor: Actor, stage: str
+        self,
+        level: Level,
+        place_code: str,
+        actor: Actor,
+        stage: str,
+        *,
+        programme: str,
+        season: int | None = None,
+        round_: str | None = None,
     ) -> list[tuple[str, RequestResult | Refused]]:
-        """The owner posts one list: every application of the place waiting for that posting."""
-        column = {Level.VILLAGE: "Village", Level.TOWNSHIP: "Township", Level.COUNTY: "County"}[
-            level
+        """The owner posts one list: every application of the programme (and season) at the
+        place waiting for that posting. Another programme's notice at the same place is its
+        own list and is left alone."""
+        column = {
+            Level.SCHOOL: "Village",  # schools post no notices; never matches a school code
+            Level.VILLAGE: "Village",
+            Level.TOWNSHIP: "Township",
+            Level.COUNTY: "County",
+        }[level]
+        clauses = [
+            "WorkflowType = 'ApplicationWorkflow'",
+            "ExecutionStatus = 'Running'",
+            f"Programme = '{_quote(programme)}'",
+            f"{column} = '{_quote(place_code)}'",
+            f"Stage = '{_quote(stage)}'",
+            f"WaitingFor = '{_quote(actor.role.value)}'",
         ]
-        query = (
-            f"WorkflowType = 'ApplicationWorkflow' AND ExecutionStatus = 'Running' AND "
-            f"{column} = '{place_code}' AND Stage = '{stage}' AND WaitingFor = '{actor.role.value}'"
-        )
+        if season is not None:
+            clauses.append(f"Season = {int(season)}")
+        if round_ is not None:
+            clauses.append(f"Round = '{_quote(round_)}'")
         posting_id = uuid.uuid4().hex[:12]
         out: list[tuple[str, RequestResult | Refused]] = []
-        async for wf in self.client.list_workflows(query):
+        async for wf in self.client.list_workflows(" AND ".join(clauses)):
             req = NoticePosting(request_id=f"post-{posting_id}-{wf.id}", actor=actor, stage=stage)
             try:
                 out.append((wf.id, await self.post_notice(wf.id, req)))
@@ -321,9 +348,11 @@ class AidflowClient:
 
     # ------------------------------------------------------- season, funds, payout
 
-    def season_input(self, programme: str, season: int, county_code: str) -> SeasonInput:
+    def season_input(
+        self, programme: str, season: int, county_code: str, round_: str = ""
+    ) -> SeasonInput:
         return SeasonInput(
-            programme=self.programmes[programme],
+            programme=self.programmes[programme].for_round(round_),
             season=season,
             county_code=county_code,
             bank=self.bank,
@@ -333,18 +362,18 @@ class AidflowClient:
         )
 
     def _season_start(
-        self, programme: str, season: int, county_code: str
+        self, programme: str, season: int, county_code: str, round_: str = ""
     ) -> WithStartWorkflowOperation[SeasonWorkflow, Any]:
         return WithStartWorkflowOperation(
             SeasonWorkflow.run,
-            self.season_input(programme, season, county_code),
-            id=season_workflow_id(programme, season, county_code),
+            self.season_input(programme, season, county_code, round_),
+            id=season_workflow_id(programme, season, county_code, round_),
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             # A season that completed is over (its summary written): a request does not
             # start it afresh, with its batch numbers from b001 again (see request_funds).
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-            static_summary=f"{self.programmes[programme].name_zh} {season} 季度流程 · county {county_code}",
+            static_summary=_season_summary(self.programmes[programme], season, round_, county_code),
         )
 
     def started_seasons(self) -> list[str]:
@@ -352,23 +381,31 @@ class AidflowClient:
         return sorted(self._seasons)
 
     async def ensure_season(
-        self, programme: str, season: int, county_code: str, *, start_at: datetime | None = None
+        self,
+        programme: str,
+        season: int,
+        county_code: str,
+        *,
+        start_at: datetime | None = None,
+        round_: str = "",
     ) -> str:
         """Start the county's season workflow if it is not running (reminders, funds, batches, report)."""
-        wf_id = season_workflow_id(programme, season, county_code)
+        wf_id = season_workflow_id(programme, season, county_code, round_)
         if wf_id in self._seasons:
             return wf_id
         # A season that completed is over: it is not started again.
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await self.client.start_workflow(
                 SeasonWorkflow.run,
-                self.season_input(programme, season, county_code),
+                self.season_input(programme, season, county_code, round_),
                 id=wf_id,
                 task_queue=self.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
                 start_delay=_delay_until(start_at),
-                static_summary=f"{self.programmes[programme].name_zh} {season} 季度流程 · county {county_code}",
+                static_summary=_season_summary(
+                    self.programmes[programme], season, round_, county_code
+                ),
             )
         self._seasons.add(wf_id)
         return wf_id
@@ -380,8 +417,9 @@ class AidflowClient:
         county_code: str,
         actor: Actor,
         request_id: str | None = None,
+        round_: str = "",
     ) -> FundsRequestSummary:
-        self._seasons.add(season_workflow_id(programme, season, county_code))
+        self._seasons.add(season_workflow_id(programme, season, county_code, round_))
         cmd = FundsRequestCommand(
             request_id=request_id or f"fr-{county_code[:6]}-{season}-{uuid.uuid4().hex[:6]}",
             actor=actor,
@@ -390,7 +428,7 @@ class AidflowClient:
             return await self.client.execute_update_with_start_workflow(
                 SeasonWorkflow.request_funds,
                 cmd,
-                start_workflow_operation=self._season_start(programme, season, county_code),
+                start_workflow_operation=self._season_start(programme, season, county_code, round_),
                 id=cmd.request_id,
             )
         except WorkflowUpdateFailedError as e:
@@ -412,6 +450,7 @@ class AidflowClient:
         amount_cny: int,
         reference: str,
         request_id: str | None = None,
+        round_: str = "",
     ) -> FundsArrivalResult:
         msg = FundsArrival(
             request_id=request_id or f"arrival-{reference}",
@@ -421,7 +460,7 @@ class AidflowClient:
             reference=reference,
         )
         handle = self.client.get_workflow_handle_for(
-            SeasonWorkflow.run, season_workflow_id(programme, season, county_code)
+            SeasonWorkflow.run, season_workflow_id(programme, season, county_code, round_)
         )
         try:
             return await handle.execute_update(SeasonWorkflow.funds_arrived, msg, id=msg.request_id)
@@ -455,10 +494,10 @@ class AidflowClient:
         return await self._update(workflow_id, ApplicationWorkflow.correct_account, req)
 
     async def season_batches(
-        self, programme: str, season: int, county_code: str
+        self, programme: str, season: int, county_code: str, round_: str = ""
     ) -> list[BatchResult]:
         handle = self.client.get_workflow_handle_for(
-            SeasonWorkflow.run, season_workflow_id(programme, season, county_code)
+            SeasonWorkflow.run, season_workflow_id(programme, season, county_code, round_)
         )
         batches: list[BatchResult] = await query_when_ready(handle, SeasonWorkflow.batches)
         return batches
@@ -479,6 +518,7 @@ class AidflowClient:
         *,
         programme: str | None = None,
         season: int | None = None,
+        round_: str | None = None,
         stage: str | None = None,
         county: str | None = None,
         township: str | None = None,
@@ -491,6 +531,7 @@ class AidflowClient:
         clauses = ["WorkflowType = 'ApplicationWorkflow'"]
         for name, value in (
             ("Programme", programme),
+            ("Round", round_),
             ("Stage", stage),
             ("County", county),
             ("Township", township),
@@ -566,6 +607,7 @@ def _initial_attributes(inp: ApplicationInput) -> TypedSearchAttributes:
     pairs: list[SearchAttributePair[Any]] = [
         SearchAttributePair(search.PROGRAMME, inp.programme.code),
         SearchAttributePair(search.SEASON, inp.season),
+        SearchAttributePair(search.ROUND, inp.programme.round_key),
         SearchAttributePair(search.COUNTY, inp.places.county_code),
         SearchAttributePair(search.TOWNSHIP, inp.places.township_code),
         SearchAttributePair(search.VILLAGE, inp.places.village_code),
@@ -575,6 +617,10 @@ def _initial_attributes(inp: ApplicationInput) -> TypedSearchAttributes:
         SearchAttributePair(search.AT_RISK, False),
     ]
     return TypedSearchAttributes(pairs)
+
+
+def _season_summary(programme: Programme, season: int, round_: str, county_code: str) -> str:
+    return f"{programme.name_zh} {season_label(season, round_)} 季度流程 · county {county_code}"
 
 
 def _delay_until(start_at: datetime | None) -> timedelta | None:

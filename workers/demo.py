@@ -35,30 +35,29 @@ from models.application import (
     DecisionRequest,
     ObjectionRequest,
     ObjectionResolution,
+    ReceiptRecord,
 )
 from models.calendar import CompressedCalendar
-from models.domain import DecisionKind, DocumentKind, ObjectionOutcome, Role
-from models.programmes import BUILTIN_PROGRAMMES, COUNTY_SUBSIDY_DEMO
+from models.domain import ROLE_LEVEL, DecisionKind, DocumentKind, Level, ObjectionOutcome, Role
+from models.programme import FundsStep, NoticeStep, PayoutStep, Programme, ReceiptStep, ReviewStep
+from models.programmes import BUILTIN_PROGRAMMES, DEMO_VARIANTS
 from workers.client import AidflowClient, Refused, query_when_ready
 from workers.embedded import RunningStack, embedded_stack
 from workers.settings import Settings
-from workers.synthetic import applicants, registry_csv
+from workers.synthetic import applicants, registry_csv, school_actor
 
-PROGRAMME = COUNTY_SUBSIDY_DEMO.code
 SEASON = 2026
-STAGE_ORDER = (
-    "village_review",
-    "village_notice",
-    "township_review",
-    "township_notice",
-    "county_approval",
-    "awaiting_funds",
-    "awaiting_payment",
-    "awaiting_account_correction",
-    "paid",
-    "rejected",
-    "withdrawn",
-)
+ENDS = ("rejected", "withdrawn")
+
+
+def stage_order(programme: Programme) -> list[str]:
+    """The programme's stages in order, then the ends (for the demo's table)."""
+    stages = [s.stage for s in programme.steps]
+    if programme.find_step(PayoutStep):
+        stages.append("awaiting_account_correction")
+    return [*stages, programme.done_stage, *ENDS]
+
+
 REJECT_REASONS = ("家庭经济状况已改善，不符合条件", "非全日制本科在读", "户籍不在本村")
 RETURN_REASONS = ("缺少户主户口簿复印件", "申请表签字不全")
 OBJECTIONS = ("该户家中有经营性收入，经济条件较好", "该生已于今年退学", "申请人家庭人口信息有误")
@@ -81,6 +80,7 @@ class Officials:
     calendar: CompressedCalendar
     rng: random.Random
     county: str
+    programme: Programme
     due: dict[tuple[str, str], datetime] = field(default_factory=dict)
     done: set[tuple[str, str]] = field(default_factory=set)
     objection_targets: set[str] = field(default_factory=set)
@@ -108,49 +108,72 @@ class Officials:
         return True
 
     def official(self, role: Role, st: ApplicationStatus) -> Actor:
-        place = {
-            Role.VILLAGE_COMMITTEE: st.places.village_code,
-            Role.TOWNSHIP_POVERTY_OFFICE: st.places.township_code,
-        }.get(role, st.places.county_code)
+        place = st.places.code_at(ROLE_LEVEL.get(role, Level.COUNTY))
         name = {
             Role.VILLAGE_COMMITTEE: "村委会主任",
             Role.TOWNSHIP_POVERTY_OFFICE: "乡镇扶贫专干",
             Role.COUNTY_EDUCATION_BUREAU: "县教育局资助中心",
+            Role.HIGH_SCHOOL: "高中资助办",
         }.get(role, "县财政局")
         return Actor(id=f"{role.value}-{place[-4:]}", name=name, role=role, place_code=place)
 
     async def act(self, st: ApplicationStatus) -> None:
+        """Whoever the application's current step waits for acts on it, after a while."""
         wf, stage = st.workflow_id, st.stage
         try:
-            if stage in ("village_review", "township_review", "county_approval"):
-                await self._review(st)
-            elif stage == "village_notice" and st.notice is not None:
-                await self._notice(st)
-            elif stage == "awaiting_account_correction" and self.later(wf, "account", 0.5, 1.5):
-                await self.api.correct_account(
-                    wf,
-                    self.official(Role.VILLAGE_COMMITTEE, st),
-                    bank_name="阜南农商银行",
-                    account_number=f"62302099{self.rng.randint(0, 10**11 - 1):011d}",
-                    account_holder="户主",
-                )
-                self.log.append(f"{wf[-6:]}: 村委会更正一卡通账户 / village corrected the account")
+            if stage == "awaiting_account_correction":
+                payout = self.programme.find_step(PayoutStep)
+                if payout and self.later(wf, "account", 0.5, 1.5):
+                    await self._correct_account(st, payout)
+                return
+            step = self.programme.step(stage)
+            if isinstance(step, ReviewStep):
+                await self._review(st, step)
+            elif isinstance(step, NoticeStep) and st.notice is not None:
+                await self._notice(st, step)
+            elif isinstance(step, ReceiptStep) and self.later(wf, "receipt", 0.5, 3.0):
+                await self._sign(st, step)
         except Refused as r:
             self.log.append(f"{wf[-6:]}: refused: {r}")
 
-    async def _review(self, st: ApplicationStatus) -> None:
-        wf, stage = st.workflow_id, st.stage
-        role = {
-            "village_review": Role.VILLAGE_COMMITTEE,
-            "township_review": Role.TOWNSHIP_POVERTY_OFFICE,
-        }.get(stage, Role.COUNTY_EDUCATION_BUREAU)
-        if st.waiting_for == Role.APPLICANT.value:
+    async def _sign(self, st: ApplicationStatus, step: ReceiptStep) -> None:
+        await self.api.record_receipt(
+            st.workflow_id,
+            ReceiptRecord(
+                request_id=uuid.uuid4().hex,
+                actor=self.official(step.handed_out_by, st),
+                documents_checked=list(step.documents_checked),
+                copy_kept=True,
+                funding_source=step.funding_sources[0],
+            ),
+        )
+        self.log.append(f"{st.workflow_id[-6:]}: 学生本人签领 / signed for in person")
+
+    async def _correct_account(self, st: ApplicationStatus, payout: PayoutStep) -> None:
+        wf = st.workflow_id
+        await self.api.correct_account(
+            wf,
+            self.official(payout.account_corrected_by, st),
+            bank_name="阜南农商银行",
+            account_number=f"62302099{self.rng.randint(0, 10**11 - 1):011d}",
+            account_holder="户主",
+        )
+        self.log.append(f"{wf[-6:]}: 村委会更正一卡通账户 / village corrected the account")
+
+    async def _review(self, st: ApplicationStatus, step: ReviewStep) -> None:
+        wf, stage, role = st.workflow_id, st.stage, step.role
+        corrector = self.programme.corrections.by[0]
+        if st.waiting_for == corrector.value and corrector is not role:
             if self.later(wf, f"correct-{stage}", 0.5, 1.5):
                 await self.api.correct(
                     wf,
                     CorrectionRequest(
                         request_id=uuid.uuid4().hex,
-                        actor=Actor(id=f"applicant-{wf[-6:]}", name="申请人", role=Role.APPLICANT),
+                        actor=(
+                            Actor(id=f"applicant-{wf[-6:]}", name="申请人", role=Role.APPLICANT)
+                            if corrector is Role.APPLICANT
+                            else self.official(corrector, st)
+                        ),
                         documents={DocumentKind.HOUSEHOLD_REGISTER_HEAD: 1},
                         note="已补交",
                     ),
@@ -161,10 +184,11 @@ class Officials:
             return
         roll = self.rng.random()
         decision, reason = DecisionKind.APPROVE, ""
-        if stage == "village_review" and wf not in self.returned_once and roll < 0.10:
+        first = stage == self.programme.steps[0].stage
+        if first and wf not in self.returned_once and roll < 0.10:
             decision, reason = DecisionKind.RETURN_FOR_CORRECTION, self.rng.choice(RETURN_REASONS)
             self.returned_once.add(wf)
-        elif roll > 0.96 - (0.02 if stage == "village_review" else 0):
+        elif roll > 0.96 - (0.02 if first else 0):
             decision, reason = DecisionKind.REJECT, self.rng.choice(REJECT_REASONS)
         await self.api.decide(
             wf,
@@ -180,7 +204,7 @@ class Officials:
             f"{wf[-6:]}: {stage} {decision.value}" + (f"（{reason}）" if reason else "")
         )
 
-    async def _notice(self, st: ApplicationStatus) -> None:
+    async def _notice(self, st: ApplicationStatus, step: NoticeStep) -> None:
         wf = st.workflow_id
         assert st.notice is not None
         now = datetime.now(UTC)
@@ -208,7 +232,7 @@ class Officials:
                     wf,
                     ObjectionResolution(
                         request_id=uuid.uuid4().hex,
-                        actor=self.official(Role.VILLAGE_COMMITTEE, st),
+                        actor=self.official(step.owner, st),
                         objection_id=o.id,
                         outcome=ObjectionOutcome.UPHELD if upheld else ObjectionOutcome.DISMISSED,
                         reason="经入户核实情况属实" if upheld else "经入户核实，家庭情况符合条件",
@@ -220,16 +244,20 @@ class Officials:
 
     async def county_funds(self, statuses: dict[str, ApplicationStatus]) -> None:
         """The bureau asks for the funds once nothing is left before county approval; finance pays a day later."""
+        funds = self.programme.find_step(FundsStep)
+        if funds is None:
+            return  # paid without a funds request (by signature)
         stages = Counter(s.stage for s in statuses.values())
-        before = sum(stages[s] for s in STAGE_ORDER[:5])
-        if self.funds_request is None and stages["awaiting_funds"] and before == 0:
+        earlier = [s.stage for s in self.programme.steps[: self.programme.step_index(funds.stage)]]
+        before = sum(stages[s] for s in earlier)
+        if self.funds_request is None and stages[funds.stage] and before == 0:
             bureau = Actor(
                 id="county-bureau-1",
                 name="县教育局资助中心",
-                role=Role.COUNTY_EDUCATION_BUREAU,
+                role=funds.requested_by,
                 place_code=self.county,
             )
-            summary = await self.api.request_funds(PROGRAMME, SEASON, self.county, bureau)
+            summary = await self.api.request_funds(self.programme.code, SEASON, self.county, bureau)
             self.funds_request, self.funds_total = summary.request_id, summary.total_cny
             self.funds_arrive_at = datetime.now(UTC) + self.days(1, 1.5)
             self.log.append(
@@ -248,7 +276,7 @@ class Officials:
                 place_code=self.county,
             )
             result = await self.api.funds_arrived(
-                PROGRAMME,
+                self.programme.code,
                 SEASON,
                 self.county,
                 finance,
@@ -262,14 +290,19 @@ class Officials:
             )
 
 
-def demo_settings(base: Settings, day_seconds: float, data_dir: Path | None = None) -> Settings:
+def demo_settings(
+    base: Settings,
+    day_seconds: float,
+    data_dir: Path | None = None,
+    first_day: date = date(SEASON, 8, 1),
+) -> Settings:
     epoch = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
     return base.model_copy(
         update={
             "data_dir": data_dir or base.data_dir / "demo",
             "calendar": "compressed",
             "calendar_epoch": epoch,
-            "calendar_base_day": date(SEASON, 8, 1),
+            "calendar_base_day": first_day,
             "calendar_day_seconds": day_seconds,
             "bank": "simulated",
             "bank_sim_delay_seconds": min(day_seconds, 5.0),
@@ -286,12 +319,15 @@ async def run_demo(
     console: Console | None = None,
     exit_when_done: bool = False,
     data_dir: Path | None = None,
+    programme: str = "county-subsidy",
 ) -> DemoResult:
     console = console or Console()
-    settings = demo_settings(base, day_seconds, data_dir)
+    demo_programme = DEMO_VARIANTS[f"{programme}-demo"]
+    first_day = demo_programme.window_opens.in_year(SEASON)
+    settings = demo_settings(base, day_seconds, data_dir, first_day)
     shutil.rmtree(settings.data_dir, ignore_errors=True)  # a demo starts from nothing
     rng = random.Random(seed)
-    forms = applicants(applicants_count, SEASON, seed, programme=PROGRAMME)
+    forms = applicants(applicants_count, SEASON, seed, programme=demo_programme)
     # The bank returns a few payments (closed accounts); the villages correct them.
     returned = rng.sample(range(applicants_count), k=max(2, applicants_count // 10))
     settings = settings.model_copy(
@@ -299,13 +335,16 @@ async def run_demo(
     )
     started = datetime.now(UTC)
     async with embedded_stack(settings) as stack:
-        return await _drive(stack, settings, forms, rng, console, started, exit_when_done)
+        return await _drive(
+            stack, settings, demo_programme, forms, rng, console, started, exit_when_done
+        )
     raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def _drive(
     stack: RunningStack,
     settings: Settings,
+    programme: Programme,
     forms: list[Any],
     rng: random.Random,
     console: Console,
@@ -340,11 +379,12 @@ async def _drive(
     )
     api.repayment_batch_delay = timedelta(seconds=calendar.day_seconds)
     county = forms[0].places.county_code
-    officials = Officials(api=api, calendar=calendar, rng=rng, county=county)
+    officials = Officials(api=api, calendar=calendar, rng=rng, county=county, programme=programme)
+    first_day = programme.window_opens.in_year(SEASON)
+    ends = {programme.done_stage, *ENDS}
+    by_school = Role.HIGH_SCHOOL in programme.submitted_by
     # Applicants come in over the first five days of the one-week window.
-    submit_at = sorted(
-        calendar.day_start(date(SEASON, 8, 1)) + officials.days(0.05, 5) for _ in forms
-    )
+    submit_at = sorted(calendar.day_start(first_day) + officials.days(0.05, 5) for _ in forms)
     pending = list(zip(submit_at, forms, strict=True))
     workflow_ids: list[str] = []
     statuses: dict[str, ApplicationStatus] = {}
@@ -354,12 +394,12 @@ async def _drive(
         today = calendar.clock_of(datetime.now(UTC))
         counts = Counter(s.stage for s in statuses.values())
         table = Table(
-            title=f"aidflow demo · {COUNTY_SUBSIDY_DEMO.name_zh} {SEASON} · 演示日期 {today:%Y-%m-%d %a %H:%M}"
+            title=f"aidflow demo · {programme.name_zh} {SEASON} · 演示日期 {today:%Y-%m-%d %a %H:%M}"
         )
         table.add_column("stage")
         table.add_column("applications", justify="right")
         table.add_column("overdue", justify="right")
-        for stage in STAGE_ORDER:
+        for stage in stage_order(programme):
             od = sum(1 for s in statuses.values() if s.stage == stage and s.overdue)
             table.add_row(stage, str(counts.get(stage, 0)), str(od) if od else "")
         table.add_row("[dim]not yet submitted[/dim]", str(len(pending)), "")
@@ -377,7 +417,8 @@ async def _drive(
             while pending and pending[0][0] <= now:
                 _, f = pending.pop(0)
                 try:
-                    wf = await api.submit(f)
+                    by = school_actor(f.places.school_code) if by_school else None
+                    wf = await api.submit(f, submitted_by=by)
                     workflow_ids.append(wf)
                     if len(workflow_ids) % 12 == 3:
                         officials.objection_targets.add(wf)
@@ -391,21 +432,13 @@ async def _drive(
                 if isinstance(st, ApplicationStatus):
                     statuses[wf] = st
             await asyncio.gather(
-                *(
-                    officials.act(st)
-                    for st in statuses.values()
-                    if st.stage not in ("paid", "rejected", "withdrawn")
-                )
+                *(officials.act(st) for st in statuses.values() if st.stage not in ends)
             )
             try:
                 await officials.county_funds(statuses)
             except Refused as r:
                 officials.log.append(f"funds refused: {r}")
-            if (
-                not pending
-                and statuses
-                and all(s.stage in ("paid", "rejected", "withdrawn") for s in statuses.values())
-            ):
+            if not pending and statuses and all(s.stage in ends for s in statuses.values()):
                 report = await _season_report(api, season_id)
                 if report is not None:
                     live.update(view())

@@ -98,24 +98,27 @@ from models.application import (
     NoticePosting,
     ObjectionRequest,
     ObjectionResolution,
+    ReceiptRecord,
 )
 from models.calendar import WorkingCalendar, end_of_day, next_working_day_at, notice_period
-from models.domain import DecisionKind, DocumentKind, ObjectionOutcome, Role
+from models.domain import ROLE_LEVEL, DecisionKind, DocumentKind, Level, ObjectionOutcome, Role
 from models.planner import window
-from models.programme import NoticeStep, PayoutStep, Programme, ReviewStep
-from models.programmes import COUNTY_SUBSIDY
+from models.programme import FundsStep, NoticeStep, Programme, ReceiptStep, ReviewStep
+from models.programmes import BUILTIN_PROGRAMMES, COUNTY_SUBSIDY
 from workers.client import AidflowClient, Refused, query_when_ready
 from workers.settings import Settings
-from workers.synthetic import applicants, registry_csv
+from workers.synthetic import applicants, registry_csv, school_actor
 from workers.worker import Dependencies, build_worker
 
 T = TypeVar("T")
 
 # Mean delays in working days at --officials-delay 1.0 (seeded, exponentially distributed).
 MEAN_DELAY_DAYS = {
-    "village_review": 1.5,
-    "township_review": 2.0,
-    "county_approval": 2.0,
+    # A review, by the level of the office that decides it.
+    "review_village": 1.5,
+    "review_township": 2.0,
+    "review_county": 2.0,
+    "receipt": 3.0,  # the student comes to sign for the grant
     "applicant_correction": 2.0,
     "objection_resolution": 2.0,
     "account_correction": 2.0,
@@ -156,6 +159,8 @@ class Scenario:
     funds_delay_days: int = 3  # working days between the funds request and their arrival
     repayment_batch_delay: timedelta = timedelta(hours=1)
     concurrency: int = 1000
+    programme: str = "county-subsidy"
+    unclaimed_rate: float = 0.03  # grants paid by signature that nobody comes to sign for
 
 
 @dataclass
@@ -515,9 +520,13 @@ class SeasonSimulation:
         await self.clocks.started(self.season_id, start)
         for a in self.apps:
             self._at(a.submit_at, "submit", self._submitter(a))
-        funds_by = self._next_working_day(self.programme.fixed_date("county_approval"))
-        self._at(funds_by, "county requests funds (latest)", self._request_funds, shared=True)
-        payout = self.programme.fixed_date("payout").on.in_year(self.s.season)
+        funds = self.programme.find_step(FundsStep)
+        if funds is not None:
+            # At the latest the first working day after the date of the step before it.
+            before = self.programme.steps[self.programme.step_index(funds.stage) - 1]
+            funds_by = self._next_working_day(self.programme.fixed_date(before.due))
+            self._at(funds_by, "county requests funds (latest)", self._request_funds, shared=True)
+        payout = self.programme.fixed_date(self.programme.payout_date_key).on.in_year(self.s.season)
         self._at(
             end_of_day(self.cal, payout) + timedelta(seconds=1),
             "payout date",
@@ -591,30 +600,75 @@ class SeasonSimulation:
 
     def _submitter(self, a: Applicant) -> Callable[[datetime], Coroutine[Any, Any, None]]:
         async def submit(at: datetime) -> None:
+            by = None
+            if Role.HIGH_SCHOOL in self.programme.submitted_by:
+                by = school_actor(a.form.places.school_code)
             try:
-                a.workflow_id = await self.api.submit(a.form, now=at, start_at=at)
+                a.workflow_id = await self.api.submit(a.form, now=at, start_at=at, submitted_by=by)
             except Refused:
                 a.terminal = "refused at intake"
                 return
             self.counts["submitted"] += 1
             await self.clocks.started(a.workflow_id, at)
-            self._review_later(a, "village_review", at)
+            self._enter(a, 0, at)
 
         return submit
+
+    def _enter(self, a: Applicant, index: int, at: datetime) -> None:
+        """Step ``index`` opened for ``a`` at ``at``: the simulated people of that step act."""
+        step = self.programme.steps[index]
+        if isinstance(step, ReviewStep):
+            self._review_later(a, step.stage, at)
+        elif isinstance(step, NoticeStep):
+            self._notice(a, step, at)
+        elif isinstance(step, FundsStep):
+            a.approved_at = at  # on the county's funds path
+        elif isinstance(step, ReceiptStep):
+            if a.rng.random() < self.s.unclaimed_rate:
+                return  # nobody comes: it stays open, is overdue at its date and reported
+            self._at(
+                self._delay(at, "receipt", a.rng),
+                "signed receipt",
+                lambda t: self._sign(a, step, t),
+            )
+
+    def _after(self, a: Applicant, stage: str, at: datetime) -> None:
+        self._enter(a, self.programme.step_index(stage) + 1, at)
 
     def _review_later(self, a: Applicant, stage: str, opened_at: datetime) -> None:
         async def decide(at: datetime) -> None:
             await self._decide(a, stage, at)
 
-        self._at(self._delay(opened_at, stage, a.rng), f"{stage} decision", decide)
+        step = self.programme.step(stage)
+        what = f"review_{step.actor_level.value}"
+        self._at(self._delay(opened_at, what, a.rng), f"{stage} decision", decide)
 
     def _official(self, a: Applicant, role: Role) -> Actor:
-        p = a.form.places
-        place = {
-            Role.VILLAGE_COMMITTEE: p.village_code,
-            Role.TOWNSHIP_POVERTY_OFFICE: p.township_code,
-        }.get(role, p.county_code)
+        place = a.form.places.code_at(ROLE_LEVEL.get(role, Level.COUNTY))
         return Actor(id=f"{role.value}-{place}", name=role.value, role=role, place_code=place)
+
+    async def _sign(self, a: Applicant, step: ReceiptStep, at: datetime) -> None:
+        await self.clocks.advance(a.workflow_id, at)
+        # Mostly the programme's funds; now and then the high school's own (PROCESS.md §4.1).
+        sources = step.funding_sources
+        source = sources[-1] if len(sources) > 1 and a.rng.random() < 0.1 else sources[0]
+        receipt = ReceiptRecord(
+            request_id=uuid.uuid4().hex,
+            actor=self._official(a, step.handed_out_by),
+            documents_checked=list(step.documents_checked),
+            copy_kept=True,
+            funding_source=source,
+        )
+        try:
+            await self._again(lambda: self.api.record_receipt(a.workflow_id, receipt))
+        except Refused:
+            # Not there yet (an objection still open, say): the student comes back later.
+            self._at(
+                at + timedelta(days=1), "signed receipt (again)", lambda t: self._sign(a, step, t)
+            )
+            return
+        self.counts["requests"] += 1
+        a.terminal = "received"
 
     async def _decide(self, a: Applicant, stage: str, at: datetime, attempt: int = 1) -> None:
         await self.clocks.advance(a.workflow_id, at)
@@ -622,7 +676,8 @@ class SeasonSimulation:
         assert isinstance(step, ReviewStep)
         roll = a.rng.random()
         decision, reason = DecisionKind.APPROVE, ""
-        if stage == "village_review" and not a.returned_once and roll < self.s.return_rate:
+        first = stage == self.programme.steps[0].stage  # the first review returns some
+        if first and not a.returned_once and roll < self.s.return_rate:
             decision, reason = DecisionKind.RETURN_FOR_CORRECTION, a.rng.choice(RETURN_REASONS)
         elif roll > 1 - self.s.rejection_rate:
             decision, reason = DecisionKind.REJECT, a.rng.choice(REJECT_REASONS)
@@ -656,28 +711,20 @@ class SeasonSimulation:
             )
         elif decision is DecisionKind.REJECT:
             a.terminal = "rejected"
-        elif stage == "county_approval":
-            a.approved_at = at
         else:
-            await self._notice(a, self._step_after(stage), at)
-
-    def _step_after(self, stage: str) -> NoticeStep:
-        steps = self.programme.steps
-        i = next(i for i, s in enumerate(steps) if s.stage == stage)
-        nxt = steps[i + 1]
-        assert isinstance(nxt, NoticeStep)
-        return nxt
-
-    def _review_after(self, notice: NoticeStep) -> str:
-        steps = self.programme.steps
-        i = next(i for i, s in enumerate(steps) if s.stage == notice.stage)
-        return steps[i + 1].stage
+            self._after(a, stage, at)
 
     async def _correct(self, a: Applicant, stage: str, at: datetime) -> None:
         await self.clocks.advance(a.workflow_id, at)
+        who = self.programme.corrections.by[0]  # the applicant, or the school for its students
+        actor = (
+            Actor(id=f"applicant-{a.form.household_no}", name="申请人", role=Role.APPLICANT)
+            if who is Role.APPLICANT
+            else self._official(a, who)
+        )
         correction = CorrectionRequest(
             request_id=uuid.uuid4().hex,
-            actor=Actor(id=f"applicant-{a.form.household_no}", name="申请人", role=Role.APPLICANT),
+            actor=actor,
             documents={DocumentKind.HOUSEHOLD_REGISTER_HEAD: 1},
             note="已补交",
         )
@@ -685,7 +732,7 @@ class SeasonSimulation:
         self.counts["requests"] += 1
         self._review_later(a, stage, at)
 
-    async def _notice(self, a: Applicant, step: NoticeStep, decided_at: datetime) -> None:
+    def _notice(self, a: Applicant, step: NoticeStep, decided_at: datetime) -> None:
         """The village notice goes up by itself when the window closes; the township
         posts its notice some time after deciding, unless the workflow's automatic
         posting (the next working morning) comes first."""
@@ -713,7 +760,6 @@ class SeasonSimulation:
 
     def _notice_up(self, a: Applicant, step: NoticeStep, posted_at: datetime) -> None:
         period = notice_period(self.cal, posted_at, step.days, step.counting)
-        nxt = self._review_after(step)
         if a.rng.random() < self.s.objection_rate:
             span = (period.ends_at - period.posted_at).total_seconds()
             at = period.posted_at + timedelta(seconds=a.rng.uniform(60, max(120, span - 3600)))
@@ -723,7 +769,7 @@ class SeasonSimulation:
                 lambda t: self._object(a, step, period.ends_at, t),
             )
         else:
-            self._review_later(a, nxt, period.ends_at)
+            self._after(a, step.stage, period.ends_at)
 
     async def _object(
         self, a: Applicant, step: NoticeStep, ends_at: datetime, at: datetime
@@ -738,7 +784,7 @@ class SeasonSimulation:
         try:
             await self._again(lambda: self.api.lodge_objection(a.workflow_id, objection))
         except Refused:
-            self._review_later(a, self._review_after(step), ends_at)
+            self._after(a, step.stage, ends_at)
             return
         self.counts["objections"] += 1
         self.counts["requests"] += 1
@@ -771,7 +817,7 @@ class SeasonSimulation:
             a.terminal = "rejected"
             self.counts["objections upheld"] += 1
         else:
-            self._review_later(a, self._review_after(step), max(ends_at, at))
+            self._after(a, step.stage, max(ends_at, at))
 
     # ------------------------------------------------------------ the county
 
@@ -1032,7 +1078,7 @@ def deadline_misses(
             if not missed:
                 continue
             by_stage[missed[0].detail.get("stage", missed[0].stage)] += 1
-            done_at = _step_done_at(events, last_due, isinstance(steps[last_due], PayoutStep))
+            done_at = _step_done_at(events, last_due, last_due == len(steps) - 1)
             if done_at is None:
                 never += 1
             else:
@@ -1051,10 +1097,10 @@ def deadline_misses(
     return out
 
 
-def _step_done_at(events: list[AuditEntry], last_due: int, is_payout: bool) -> datetime | None:
+def _step_done_at(events: list[AuditEntry], last_due: int, is_last: bool) -> datetime | None:
     for e in events:
-        if is_payout:
-            if e.kind == "payment" and e.detail.get("status") == "paid":
+        if is_last:  # the programme's end: paid by the bank, or signed for
+            if (e.kind == "payment" and e.detail.get("status") == "paid") or e.kind == "receipt":
                 return _aware(e.at)
         elif e.kind == "stage_entered" and int(e.detail.get("step_index", -1)) > last_due:
             return _aware(e.at)
@@ -1202,7 +1248,8 @@ async def run_simulation(
     cal = settings.build_calendar()
     started = time.monotonic()
     # The closed accounts are drawn from the scenario's seed before the stack starts.
-    forms = applicants(scenario.applications, scenario.season, scenario.seed)
+    programme = BUILTIN_PROGRAMMES[scenario.programme]
+    forms = applicants(scenario.applications, scenario.season, scenario.seed, programme)
     rng = random.Random(scenario.seed ^ 0x5EED)
     closed = [
         forms[i].account_number[-6:]
@@ -1229,19 +1276,21 @@ async def run_simulation(
             task_queue=settings.task_queue,
             keys=deps.keys,
             calendar=cal,
-            programmes={COUNTY_SUBSIDY.code: COUNTY_SUBSIDY},
+            programmes={programme.code: programme},
             lookup_member=RegistryReader(deps.engine).lookup,
         )
         api.repayment_batch_delay = scenario.repayment_batch_delay
-        sim = SeasonSimulation(scenario, api, clocks, cal, deps.engine, progress=progress)
+        sim = SeasonSimulation(
+            scenario, api, clocks, cal, deps.engine, programme=programme, progress=progress
+        )
         await sim.run()
         report = await _season_report(api, sim.season_id)
         for a in sim._live():
             a.terminal = f"still in {(await api.status(a.workflow_id)).stage}"
         misses = await asyncio.to_thread(
-            deadline_misses, deps.engine, COUNTY_SUBSIDY, scenario.season, cal
+            deadline_misses, deps.engine, programme, scenario.season, cal
         )
-        paid = [a.workflow_id for a in sim.apps if a.terminal == "paid"]
+        paid = [a.workflow_id for a in sim.apps if a.terminal in ("paid", "received")]
         cost = await cost_per_application(client, paid[:20])
         # The county's one season workflow grows with the county; it continues as new
         # before a run nears Temporal's limits (51,200 events, 10,000 signals).
@@ -1409,7 +1458,7 @@ def print_result(r: SimulationResult, console: Any) -> None:
 
     s = r.scenario
     console.print(
-        f"[bold]{COUNTY_SUBSIDY.name_en} {s.season}[/bold]: {s.applications} applicants, seed {s.seed}, "
+        f"[bold]{BUILTIN_PROGRAMMES[s.programme].name_en} {s.season}[/bold]: {s.applications} applicants, seed {s.seed}, "
         f"officials' delay x{s.officials_delay:g}, objections {s.objection_rate:.0%}, "
         f"returns {s.return_rate:.0%}, rejections {s.rejection_rate:.0%}/review, "
         f"closed accounts {s.bank_return_rate:.0%}, funds after {s.funds_delay_days} working days"

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from importlib import resources
 
 from activities.importing import REGISTRY_COLUMNS
-from models.application import ApplicationForm, Places
-from models.domain import DocumentKind, EducationLevel
+from models.application import Actor, ApplicationForm, Places
+from models.domain import EducationLevel, Role
 from models.privacy import national_id_check_char
+from models.programme import Programme
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢"
 GIVEN = (
@@ -72,40 +73,62 @@ def national_id(serial: int, birth_year: int) -> str:
     return first17 + national_id_check_char(first17)
 
 
+def school_of(places: Places) -> str:
+    """The sample county's high school for a township (one each): its place code."""
+    return f"{places.township_code[:9]}-HS"
+
+
+def school_actor(school: str) -> Actor:
+    return Actor(
+        id=f"high_school-{school}", name="高中资助办", role=Role.HIGH_SCHOOL, place_code=school
+    )
+
+
 def applicants(
-    n: int, season: int, seed: int, programme: str = "county-subsidy"
+    n: int, season: int, seed: int, programme: str | Programme = "county-subsidy"
 ) -> list[ApplicationForm]:
+    """Forms that pass the programme's intake: its documents, its level, its attributes
+    (a programme of the registry by its code, or a definition)."""
+    from models.programmes import BUILTIN_PROGRAMMES
+
+    definition = BUILTIN_PROGRAMMES[programme] if isinstance(programme, str) else programme
+    # One copy set of the first document that satisfies each checklist line.
+    documents = {r.any_of[0]: r.copies for r in definition.eligibility.documents}
+    by_school = Role.HIGH_SCHOOL in definition.submitted_by
     rng = random.Random(seed)
     villages = sample_villages()
     forms = []
     for i in range(1, n + 1):
         v = villages[(i - 1) % len(villages)]
         name = rng.choice(SURNAMES) + "".join(rng.choice(GIVEN) for _ in range(rng.choice((1, 2))))
-        forms.append(
-            ApplicationForm(
-                programme=programme,
-                season=season,
-                applicant_name=name,
-                national_id=national_id(i, season - 19 + rng.randint(-1, 1)),
-                phone=f"138{rng.randint(0, 99_999_999):08d}",
-                household_no=f"HH{season}{i:05d}",
-                places=v.places,
-                university=rng.choice(UNIVERSITIES),
-                education_level=EducationLevel.UNDERGRADUATE_FULL_TIME,
-                freshman=rng.random() < 0.3,
-                bank_name="阜南农商银行",
-                account_number=f"62302012{i:011d}",
-                account_holder=name[0] + "某",
-                documents={
-                    DocumentKind.APPLICATION_FORM: 3,
-                    DocumentKind.HOUSEHOLD_REGISTER_HEAD: 1,
-                    DocumentKind.HOUSEHOLD_REGISTER_STUDENT: 1,
-                    DocumentKind.IDENTITY_CARD: 1,
-                    DocumentKind.STUDENT_CARD: 1,
-                    DocumentKind.SUBSIDY_CARD_PASSBOOK: 1,
-                },
-            )
+        form = ApplicationForm(
+            programme=definition.code,
+            season=season,
+            applicant_name=name,
+            national_id=national_id(i, season - 19 + rng.randint(-1, 1)),
+            phone=f"138{rng.randint(0, 99_999_999):08d}",
+            household_no=f"HH{season}{i:05d}",
+            places=v.places,
+            university=rng.choice(UNIVERSITIES),
+            education_level=EducationLevel.UNDERGRADUATE_FULL_TIME,
+            freshman=rng.random() < 0.3,
+            bank_name="阜南农商银行",
+            account_number=f"62302012{i:011d}",
+            account_holder=name[0] + "某",
+            documents=dict(documents),
         )
+        # Only what this programme needs is drawn, after the rest: the county subsidy's
+        # applicants stay what they were for the same seed.
+        extra: dict[str, object] = {}
+        if definition.eligibility.freshman_only:
+            extra["freshman"] = True
+        if "university_in_province" in definition.amount_attributes:
+            extra["university_in_province"] = rng.random() < 0.7
+        if by_school:
+            extra["places"] = v.places.model_copy(
+                update={"school_code": school_of(v.places), "school_name": "县第一中学"}
+            )
+        forms.append(form.model_copy(update=extra) if extra else form)
     return forms
 
 

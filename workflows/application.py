@@ -223,7 +223,12 @@ class ApplicationWorkflow:
         self._watchers.append(asyncio.create_task(coro))
 
     def season_id(self) -> str:
-        return season_workflow_id(self.programme.code, self.inp.season, self.inp.places.county_code)
+        return season_workflow_id(
+            self.programme.code,
+            self.inp.season,
+            self.inp.places.county_code,
+            self.programme.round_key,
+        )
 
     def stage_zh(self) -> str:
         return self._stage_zh(self.stage)
@@ -656,6 +661,7 @@ class ApplicationWorkflow:
             programme=self.programme.code,
             programme_name=self.programme.name_zh,
             season=self.inp.season,
+            round=self.programme.round_key,
             places=self.inp.places,
             applicant_name=a.name,
             national_id_masked=a.national_id_masked,

@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.programme import FundsStep, PayoutStep
     from models.records import ReminderTimesRequest, ScheduleRequest, SeasonSchedule
+    from models.season import season_label
     from workflows.payout import PayoutBatchWorkflow
 
 # A run hands over only after it has done at least this much (see _history_long).
@@ -250,6 +251,7 @@ class SeasonWorkflow:
                 ReportRequest(
                     programme=self._inp.programme.code,
                     season=self._inp.season,
+                    round=self._inp.programme.round_key,
                     county_code=self._inp.county_code,
                     as_of=as_of,
                 ),
@@ -282,6 +284,7 @@ class SeasonWorkflow:
                 request_id=cmd.request_id,
                 programme=self._inp.programme.code,
                 season=self._inp.season,
+                round=self._inp.programme.round_key,
                 county_code=self._inp.county_code,
             ),
             start_to_close_timeout=_ACT,
@@ -429,7 +432,9 @@ class SeasonWorkflow:
 
     def _start_batch(self, items: list[PayItem]) -> str:
         self._batch_seq += 1
-        batch_id = f"{self._inp.programme.code}-{self._inp.season}-{self._inp.county_code[:6]}-b{self._batch_seq:03d}"
+        programme = self._inp.programme
+        season = season_label(self._inp.season, programme.round_key)
+        batch_id = f"{programme.code}-{season}-{self._inp.county_code[:6]}-b{self._batch_seq:03d}"
         self._running_batches += 1
         self._tasks.append(asyncio.create_task(self._run_batch(batch_id, items)))
         return batch_id
@@ -441,6 +446,7 @@ class SeasonWorkflow:
                 batch_id=batch_id,
                 programme=self._inp.programme.code,
                 season=self._inp.season,
+                round=self._inp.programme.round_key,
                 county_code=self._inp.county_code,
                 items=items,
                 bank=self._inp.bank,

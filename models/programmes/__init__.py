@@ -31,19 +31,25 @@ REGISTRY: dict[str, Programme] = _load()
 COUNTY_SUBSIDY = REGISTRY["county-subsidy"]
 NEW_STUDENT_AID = REGISTRY["new-student-aid"]
 
-# The demo's programme: the county subsidy with a one-week application window, so that a
-# season fits into minutes on the compressed calendar. Everything else is the real thing.
-COUNTY_SUBSIDY_DEMO = COUNTY_SUBSIDY.model_copy(
-    update={
-        "code": "county-subsidy-demo",
-        "name_zh": "县助学补贴（演示）",
-        "name_en": "County study subsidy (demo)",
-        "window_closes": MonthDay(month=8, day=7),
-    }
-)
 
-# What a worker and the clients know: the registry and the demo's variant.
-BUILTIN_PROGRAMMES: dict[str, Programme] = {
-    **REGISTRY,
-    COUNTY_SUBSIDY_DEMO.code: COUNTY_SUBSIDY_DEMO,
+def demo_variant(programme: Programme) -> Programme:
+    """The demo's programme: the real one with a one-week application window, so that a
+    season fits into minutes on the compressed calendar. Everything else is the real thing."""
+    opens = programme.window_opens
+    return programme.model_copy(
+        update={
+            "code": f"{programme.code}-demo",
+            "name_zh": f"{programme.name_zh}（演示）",
+            "name_en": f"{programme.name_en} (demo)",
+            "window_closes": MonthDay(month=opens.month, day=opens.day + 6),
+        }
+    )
+
+
+DEMO_VARIANTS: dict[str, Programme] = {
+    f"{code}-demo": demo_variant(p) for code, p in REGISTRY.items()
 }
+COUNTY_SUBSIDY_DEMO = DEMO_VARIANTS["county-subsidy-demo"]
+
+# What a worker and the clients know: the registry and the demo's variants.
+BUILTIN_PROGRAMMES: dict[str, Programme] = {**REGISTRY, **DEMO_VARIANTS}
