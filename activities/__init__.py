@@ -1,1 +1,2 @@
-"""Activities: every side effect of aidflow (database, calendar data, notifications, bank)."""
+"""Activities: every side effect a workflow causes, each idempotent (the trail and read
+model, funds requests and payout batches, reports and reminders, calendar answers)."""

@@ -23,17 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio import activity
 
-from activities.bank import DISBURSEMENT_COLUMNS, FileExchangeBank
-from activities.db import one_writer
-from activities.sealing import Keys
-from activities.tables import (
-    ApplicationRow,
-    FundsRequest,
-    FundsRequestItem,
-    Payment,
-    PayoutBatch,
-    Place,
-)
+from integrations.bank import DISBURSEMENT_COLUMNS, FileExchangeBank
 from models.calendar import WorkingCalendar, end_of_day
 from models.payout import (
     BankResultRow,
@@ -43,6 +33,16 @@ from models.payout import (
     PreparedBatch,
 )
 from models.season import season_label
+from store.db import one_writer
+from store.sealing import Keys
+from store.tables import (
+    ApplicationRow,
+    FundsRequest,
+    FundsRequestItem,
+    Payment,
+    PayoutBatch,
+    Place,
+)
 
 
 class FundsRequestInput(BaseModel):

@@ -6,8 +6,6 @@ two attempts racing, write nothing twice and never move the read model back.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,16 +14,15 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from temporalio import activity
 
-from activities.db import one_writer
-from activities.sealing import Keys
-from activities.tables import ApplicationRow, AuditEntry, OutboxMessage
 from models.application import TrailEvent
 from models.notifications import render
 from models.privacy import mask_sensitive_text
 from models.programmes import BUILTIN_PROGRAMMES
 from models.records import ApplicationSnapshot, EventBatch, NotificationIntent
-
-GENESIS = "0" * 64
+from store.chain import GENESIS, chain_hash, utc
+from store.db import one_writer
+from store.sealing import Keys
+from store.tables import ApplicationRow, AuditEntry, OutboxMessage
 
 _AUDIT: Table = AuditEntry.__table__  # type: ignore[attr-defined]
 _OUTBOX: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
@@ -45,35 +42,6 @@ _INSERT_ROW = insert(_ROWS)
 _UPDATE_ROW = update(_ROWS).where(_ROWS.c.workflow_id == bindparam("row_id"))
 _INSERT_ENTRIES = insert(_AUDIT)
 _INSERT_MESSAGES = insert(_OUTBOX)
-
-
-def entry_hash(prev_hash: str, entry: AuditEntry) -> str:
-    """The chain link: sha256 over the previous hash and this row's canonical content."""
-    return _chain_hash(prev_hash, entry.model_dump())
-
-
-def _chain_hash(prev_hash: str, entry: dict[str, Any]) -> str:
-    body = json.dumps(
-        {
-            "workflow_id": entry["workflow_id"],
-            "seq": entry["seq"],
-            "at": _utc(entry["at"]).isoformat(),
-            "kind": entry["kind"],
-            "stage": entry["stage"],
-            "actor_id": entry["actor_id"],
-            "actor_role": entry["actor_role"],
-            "detail": entry["detail"],
-        },
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
-
-
-def _utc(at: datetime) -> datetime:
-    # SQLite returns naive datetimes; aidflow stores UTC.
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 class RecordActivities:
@@ -109,7 +77,7 @@ class RecordActivities:
                     continue  # already recorded by an earlier attempt
                 entry = _audit_entry(wf, event)
                 entry["prev_hash"] = prev_hash
-                entry["hash"] = _chain_hash(prev_hash, entry)
+                entry["hash"] = chain_hash(prev_hash, entry)
                 entries.append(entry)
                 prev_hash, last_seq = entry["hash"], event.seq
                 for i, intent in enumerate(batch.notifications.get(event.seq, [])):
@@ -205,7 +173,7 @@ def _audit_entry(workflow_id: str, event: TrailEvent) -> dict[str, Any]:
     return {
         "workflow_id": workflow_id,
         "seq": event.seq,
-        "at": _utc(event.at),
+        "at": utc(event.at),
         "kind": event.kind,
         "stage": event.stage,
         "actor_id": event.actor.id,

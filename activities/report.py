@@ -12,12 +12,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio import activity
 
-from activities.db import one_writer
-from activities.tables import ApplicationRow, AuditEntry, OutboxMessage, Payment, Place
 from models.notifications import render
 from models.payout import ReportFiles, ReportKind
 from models.programme import Programme
 from models.season import season_label
+from store.db import one_writer
+from store.tables import ApplicationRow, AuditEntry, OutboxMessage, Payment, Place
 
 
 class ReportRequest(BaseModel):

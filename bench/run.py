@@ -194,12 +194,12 @@ def pipeline_env(address: str, work: Path, epoch: datetime, day_seconds: float) 
 async def run_pipeline(
     address: str, work: Path, n: int, day_seconds: float
 ) -> tuple[RunResult, WorkflowHistory]:
-    from activities.db import make_engine, upgrade
-    from activities.importing import import_places, import_registry
-    from activities.registry import RegistryReader
     from models.application import Actor, DecisionRequest
     from models.domain import DecisionKind, Role
     from models.programmes import BUILTIN_PROGRAMMES, COUNTY_SUBSIDY_DEMO
+    from store.db import make_engine, upgrade
+    from store.importing import import_places, import_registry
+    from store.registry import RegistryReader
     from workers.client import AidflowClient, Refused
     from workers.settings import Settings
     from workers.synthetic import applicants, registry_csv
@@ -224,7 +224,7 @@ async def run_pipeline(
         import_places(engine, places)
         reg = Path(tmp) / "registry.csv"
         reg.write_text(registry_csv(forms, 2026), encoding="utf-8")
-        from activities.sealing import Keys
+        from store.sealing import Keys
 
         keys = Keys(settings.secret_key_bytes())
         import_registry(engine, reg, keys.hash_id)
@@ -508,12 +508,12 @@ def idle_programme() -> Any:
 
 
 async def run_idle(n: int, work: Path) -> IdleResult:
-    from activities.db import make_engine, upgrade
-    from activities.importing import import_places, import_registry
-    from activities.registry import RegistryReader
-    from activities.sealing import Keys
     from models.application import Actor, DecisionRequest, NoticePosting
     from models.domain import DecisionKind, Role
+    from store.db import make_engine, upgrade
+    from store.importing import import_places, import_registry
+    from store.registry import RegistryReader
+    from store.sealing import Keys
     from workers.client import AidflowClient
     from workers.settings import Settings
     from workers.synthetic import applicants, registry_csv

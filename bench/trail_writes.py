@@ -12,9 +12,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from activities.db import make_engine, upgrade
 from activities.records import RecordActivities
-from activities.sealing import Keys
+from store.db import make_engine, upgrade
+from store.sealing import Keys
 from tests.test_persistence import batch
 
 

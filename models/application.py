@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from models.domain import (
     DecisionKind,
@@ -17,6 +25,7 @@ from models.domain import (
     Role,
 )
 from models.programme import Programme
+from models.text import ActorId, Line, LongText, Name, PlaceCode, RequestId, StageName
 
 _PLACE_CODE = re.compile(r"^\d{12}$")
 
@@ -65,10 +74,10 @@ class Places(_Model):
 class Actor(_Model):
     """Who acts: an official of an office at a place, the applicant, anyone, or aidflow."""
 
-    id: str = Field(min_length=1, max_length=100)
-    name: str = Field(min_length=1, max_length=100)
+    id: ActorId
+    name: Name
     role: Role
-    place_code: str = ""
+    place_code: PlaceCode = ""
 
 
 # aidflow itself: timers, automatic postings, messages between its workflows.
@@ -81,20 +90,20 @@ class ApplicationForm(_Model):
     programme: str = "county-subsidy"
     season: int
     round: str = Field(default="", pattern=r"^[a-z]{0,16}$")  # R12: "" for one round a year
-    applicant_name: str = Field(min_length=1, max_length=100)
+    applicant_name: Name
     national_id: str
     phone: str = ""
     email: str = ""
     household_no: str = Field(min_length=1, max_length=64)
     places: Places
-    university: str = Field(min_length=1, max_length=200)
+    university: Annotated[Line, Field(min_length=1)]
     education_level: EducationLevel
     freshman: bool = False
     # Where the university is, for programmes whose amount depends on it (new-student aid).
     university_in_province: bool | None = None
-    bank_name: str = Field(min_length=1, max_length=100)
+    bank_name: Name
     account_number: str = Field(pattern=r"^\d{12,19}$")
-    account_holder: str = Field(min_length=1, max_length=100)
+    account_holder: Name
     documents: dict[DocumentKind, int] = Field(default_factory=dict)
 
 
@@ -142,44 +151,73 @@ class ApplicationInput(_Model):
 
 
 class _Request(_Model):
-    request_id: str = Field(min_length=1, max_length=100)
+    request_id: RequestId
     actor: Actor
 
 
 class DecisionRequest(_Request):
-    stage: str
+    stage: StageName
     decision: DecisionKind
-    reason: str = ""
+    reason: LongText = ""
+
+
+class CorrectionChanges(_Model):
+    """What a correction may change, each field with its type (a null changes nothing and
+    is refused: it would have emptied the field)."""
+
+    name: Name | None = None
+    university: Annotated[Line, Field(min_length=1)] | None = None
+    education_level: EducationLevel | None = None
+    freshman: bool | None = None
+    university_in_province: bool | None = None
+    bank_name: Name | None = None
+    account_holder: Name | None = None
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> CorrectionChanges:
+        nulls = sorted(k for k in self.model_fields_set if getattr(self, k) is None)
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)}: null is not a correction")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _only_given(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Only what was given travels: a null would read as "set this to nothing".
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if k in self.model_fields_set}
+
+    def given(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in sorted(self.model_fields_set)}
 
 
 class CorrectionRequest(_Request):
     """Corrected data or documents after a return for correction."""
 
-    changes: dict[str, Any] = Field(default_factory=dict)
-    documents: dict[DocumentKind, int] | None = None
-    note: str = ""
+    changes: CorrectionChanges = Field(default_factory=CorrectionChanges)
+    documents: dict[DocumentKind, Annotated[int, Field(ge=0, le=10)]] | None = None
+    note: LongText = ""
 
 
 class ObjectionRequest(_Request):
-    text: str = Field(min_length=1, max_length=2000)
-    contact: str = ""
-    evidence_ref: str = ""
+    text: Annotated[LongText, Field(min_length=1)]
+    contact: Annotated[Line, Field(max_length=100)] = ""
+    evidence_ref: Line = ""
 
 
 class ObjectionResolution(_Request):
-    objection_id: str
+    objection_id: str = Field(pattern=r"^obj-\d{1,6}$")
     outcome: ObjectionOutcome
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: Annotated[LongText, Field(min_length=1)]
 
 
 class NoticePosting(_Request):
     """An explicit posting by the notice's owner (otherwise aidflow posts automatically)."""
 
-    stage: str
+    stage: StageName
 
 
 class WithdrawalRequest(_Request):
-    reason: str = ""
+    reason: LongText = ""
 
 
 class ReceiptRecord(_Request):
@@ -187,8 +225,8 @@ class ReceiptRecord(_Request):
 
     documents_checked: list[DocumentKind] = Field(default_factory=list)
     copy_kept: bool = False
-    funding_source: str = Field(min_length=1, max_length=64)
-    sheet_ref: str = Field(default="", max_length=200)  # the receipt sheet's number or scan
+    funding_source: str = Field(min_length=1, max_length=64, pattern=r"^[a-z_]+$")
+    sheet_ref: Line = ""  # the receipt sheet's number or scan
 
 
 class RequestResult(_Model):

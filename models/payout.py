@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models.application import Actor
 from models.programme import Programme
+from models.text import Name, RequestId
 
 
 class _Model(BaseModel):
@@ -53,12 +54,13 @@ class PaymentOutcome(_Model):
 class AccountCorrection(_Model):
     """The village sends the corrected 一卡通 account after a returned payment."""
 
-    request_id: str = Field(min_length=1, max_length=100)
+    request_id: RequestId
     actor: Actor
-    bank_name: str = Field(min_length=1, max_length=100)
-    account_masked: str
-    account_sealed: str
-    account_holder: str = Field(min_length=1, max_length=100)
+    bank_name: Name
+    # Masked by aidflow's client, never in full (R9): at most 6 digits shown, then stars.
+    account_masked: str = Field(pattern=r"^\d{0,6}\*+\d{4}$", max_length=19)
+    account_sealed: str = Field(pattern=r"^gAAAAA[A-Za-z0-9_=-]+$", max_length=400)  # Fernet
+    account_holder: Name
 
 
 # --- the season workflow ------------------------------------------------------------

@@ -38,14 +38,14 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.bank import BankSimulator, SimulatorRules
-from activities.calendars import build_calendar
-from activities.db import make_engine, upgrade
-from activities.importing import import_places
-from activities.sealing import Keys
+from integrations.bank import BankSimulator, SimulatorRules
 from models.calendar import WorkingCalendar
 from models.intake import RegisteredMember
 from models.programmes import BUILTIN_PROGRAMMES
+from store.calendars import build_calendar
+from store.db import make_engine, upgrade
+from store.importing import import_places
+from store.sealing import Keys
 from tests.support import make_national_id
 from workers.client import AidflowClient
 from workers.logs import configure_logging

@@ -24,12 +24,10 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session, col
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 import models
-from activities.sealing import Keys
-from activities.tables import ApplicationRow, AuditEntry, OutboxMessage
 from activities.workflow_calendar import CalendarActivities
 from models import search
 from models.application import (
@@ -43,6 +41,8 @@ from models.application import (
 )
 from models.calendar import SHANGHAI, StateCouncilCalendar, WorkingCalendar, YearSchedule
 from models.domain import DecisionKind, DocumentKind, ObjectionOutcome
+from store.sealing import Keys
+from store.tables import ApplicationRow, AuditEntry, OutboxMessage
 from tests.conftest import AppStack, Registry, make_stack
 from tests.support import (
     IN_WINDOW_2027,
@@ -534,6 +534,33 @@ async def test_refused_signal_is_recorded_in_the_trail(
     )
     await case.handle.signal("decide_signal", ok)
     await case.at_stage("village_notice")
+
+
+async def test_a_signal_without_its_argument_breaks_nothing(
+    new_case: Callable[..., Awaitable[Case]], app_stack: AppStack
+) -> None:
+    """`temporal workflow signal --name decide_signal` with no input failed the workflow
+    task on every retry, and the application answered nothing again (issue 16)."""
+    case = await new_case()
+    for name in ("decide_signal", "withdraw_signal", "funds_released", "payment_result"):
+        await case.handle.signal(name)
+    for _ in range(50):
+        trail = await case.api.trail(case.wf)
+        if [e.kind for e in trail].count("refused") == 2:
+            break
+        await asyncio.sleep(0.1)
+    refused = [e for e in trail if e.kind == "refused"]
+    assert [e.detail["request"] for e in refused] == ["decide_signal", "withdraw_signal"]
+    season = app_stack.api.client.get_workflow_handle(app_stack.api.started_seasons()[0])
+    await season.signal("payment_settled")
+    await season.signal("repayment_ready")
+    # Both still answer and take requests.
+    await case.approve("village_review", village_official())
+    await case.at_stage("village_notice")
+    assert (await season.describe()).status == WorkflowExecutionStatus.RUNNING
+    from workflows.season import SeasonWorkflow
+
+    assert await season.query(SeasonWorkflow.batches) == []
 
 
 async def test_duplicate_request_id_returns_the_first_answer(

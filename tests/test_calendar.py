@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from activities.calendars import build_calendar, load_schedules
 from models.calendar import (
     SHANGHAI,
     CalendarDataMissing,
@@ -30,6 +29,7 @@ from models.calendar import (
 from models.planner import plan_season, project_steps
 from models.programmes import COUNTY_SUBSIDY
 from models.records import SeasonSchedule
+from store.calendars import build_calendar, load_schedules
 
 
 def at(y: int, m: int, d: int, hh: int = 0, mm: int = 0) -> datetime:

@@ -20,10 +20,10 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from activities.calendars import build_calendar
-from activities.sealing import Keys
 from models import search
 from models.programmes import BUILTIN_PROGRAMMES
+from store.calendars import build_calendar
+from store.sealing import Keys
 from tests.conftest import Registry
 from tests.support import IN_WINDOW_2027, VENV_BIN, form, free_port
 from workers.client import AidflowClient

@@ -16,15 +16,15 @@ import pytest
 from sqlmodel import Session, select
 from temporalio.testing import WorkflowEnvironment
 
-from activities.db import make_engine, upgrade
-from activities.notify import Channels, LogChannel, OutboxSender
-from activities.sealing import Keys
-from activities.tables import OutboxMessage
+from integrations.notify import Channels, LogChannel, OutboxSender
 from models.application import DecisionRequest, ObjectionRequest, ObjectionResolution
 from models.calendar import SHANGHAI, WorkingCalendar
 from models.domain import DecisionKind, ObjectionOutcome
 from models.privacy import is_valid_national_id
 from models.programmes import BUILTIN_PROGRAMMES
+from store.db import make_engine, upgrade
+from store.sealing import Keys
+from store.tables import OutboxMessage
 from tests.conftest import Registry
 from tests.support import IN_WINDOW_2027, form, make_national_id, public, village_official
 from workers.client import AidflowClient

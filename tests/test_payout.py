@@ -24,13 +24,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.funds import FundsActivities, PaymentResults
 from activities.report import build_report, to_markdown
-from activities.sealing import Keys
-from activities.tables import ApplicationRow, OutboxMessage, Payment
 from models.application import Actor, DecisionRequest, WithdrawalRequest
 from models.calendar import WorkingCalendar
 from models.domain import DecisionKind, Role
 from models.ids import season_workflow_id
 from models.payout import PreparedBatch
+from store.sealing import Keys
+from store.tables import ApplicationRow, OutboxMessage, Payment
 from tests.conftest import AppStack, Registry, make_stack
 from tests.support import COUNTY, applicant, county_official, township_official, village_official
 from tests.test_application_workflow import Case, cst, history_path, rid

@@ -18,14 +18,17 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from activities.audit import export, verify
-from activities.db import current_revision
-from activities.importing import import_places, import_registry
-from activities.notify import Channels, LogChannel, OutboxSender, SmtpChannel, WebhookChannel
 from activities.records import RecordActivities
-from activities.registry import RegistryReader
-from activities.sealing import Keys
-from activities.tables import (
+from integrations.notify import Channels, LogChannel, OutboxSender, SmtpChannel, WebhookChannel
+from models.application import Actor, TrailEvent
+from models.domain import Role
+from models.records import ApplicationSnapshot, EventBatch, NotificationIntent
+from store.audit import export, verify
+from store.db import current_revision
+from store.importing import import_places, import_registry
+from store.registry import RegistryReader
+from store.sealing import Keys
+from store.tables import (
     ApplicationRow,
     AuditEntry,
     Household,
@@ -33,9 +36,6 @@ from activities.tables import (
     OutboxMessage,
     Place,
 )
-from models.application import Actor, TrailEvent
-from models.domain import Role
-from models.records import ApplicationSnapshot, EventBatch, NotificationIntent
 from tests.support import PLACES, free_port, make_national_id
 
 SYSTEM = Actor(id="aidflow", name="aidflow", role=Role.SYSTEM)

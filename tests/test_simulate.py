@@ -24,11 +24,11 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, col, select
 
-from activities.db import make_engine
-from activities.tables import AuditEntry
 from models.calendar import SHANGHAI, WorkingCalendar
 from models.planner import plan_season
 from models.programmes import COUNTY_SUBSIDY
+from store.db import make_engine
+from store.tables import AuditEntry
 from workers.settings import Settings
 from workers.simulate import Scenario, office_instant, run_simulation
 

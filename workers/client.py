@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -33,7 +34,6 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from activities.sealing import Keys
 from models import search
 from models.application import (
     Actor,
@@ -68,6 +68,7 @@ from models.planner import window
 from models.privacy import mask_account, mask_national_id
 from models.programme import Programme
 from models.season import season_label
+from store.sealing import Keys
 from workflows.application import ApplicationWorkflow
 from workflows.season import SeasonWorkflow
 
@@ -255,7 +256,7 @@ class AidflowClient:
     async def _update(self, workflow_id: str, update: Any, req: Any) -> RequestResult:
         try:
             result: RequestResult = await self.handle(workflow_id).execute_update(
-                update, req, id=req.request_id, result_type=RequestResult
+                update, req, id=update_id(req), result_type=RequestResult
             )
         except WorkflowUpdateFailedError as e:
             raise _refused(e) from None
@@ -429,7 +430,7 @@ class AidflowClient:
                 SeasonWorkflow.request_funds,
                 cmd,
                 start_workflow_operation=self._season_start(programme, season, county_code, round_),
-                id=cmd.request_id,
+                id=update_id(cmd),
             )
         except WorkflowUpdateFailedError as e:
             raise _refused(e) from None
@@ -463,7 +464,7 @@ class AidflowClient:
             SeasonWorkflow.run, season_workflow_id(programme, season, county_code, round_)
         )
         try:
-            return await handle.execute_update(SeasonWorkflow.funds_arrived, msg, id=msg.request_id)
+            return await handle.execute_update(SeasonWorkflow.funds_arrived, msg, id=update_id(msg))
         except WorkflowUpdateFailedError as e:
             raise _refused(e) from None
         except RPCError as e:
@@ -580,6 +581,15 @@ async def query_when_ready(handle: WorkflowHandle[Any, Any], query: Any) -> Any:
 
 
 QUERY_READY_TRIES = 100
+
+
+def update_id(req: Any) -> str:
+    """The Temporal update id of a request: its kind, its request id and a digest of its
+    body. The server answers a repeated update id with the first update's outcome without
+    asking the workflow, so the bare request id let an objection sent with a decision's id
+    come back "accepted" with the decision's answer; now the workflow sees it and refuses."""
+    digest = hashlib.sha256(req.model_dump_json().encode()).hexdigest()[:16]
+    return f"{type(req).__name__}/{req.request_id}/{digest}"
 
 
 def _refused(error: WorkflowUpdateFailedError) -> Refused:

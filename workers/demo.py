@@ -26,8 +26,6 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from activities.importing import import_places, import_registry
-from activities.registry import RegistryReader
 from models.application import (
     Actor,
     ApplicationStatus,
@@ -41,6 +39,8 @@ from models.calendar import CompressedCalendar
 from models.domain import ROLE_LEVEL, DecisionKind, DocumentKind, Level, ObjectionOutcome, Role
 from models.programme import FundsStep, NoticeStep, PayoutStep, Programme, ReceiptStep, ReviewStep
 from models.programmes import BUILTIN_PROGRAMMES, DEMO_VARIANTS
+from store.importing import import_places, import_registry
+from store.registry import RegistryReader
 from workers.client import AidflowClient, Refused, query_when_ready
 from workers.embedded import RunningStack, embedded_stack
 from workers.settings import Settings
@@ -351,7 +351,7 @@ async def _drive(
     started: datetime,
     exit_when_done: bool,
 ) -> DemoResult:
-    from activities.sealing import Keys
+    from store.sealing import Keys
 
     deps = stack.deps
     calendar = deps.calendar

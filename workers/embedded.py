@@ -239,7 +239,7 @@ class RunningStack:
 @contextlib.asynccontextmanager
 async def embedded_stack(settings: Settings) -> AsyncIterator[RunningStack]:
     """Dev server + migrated database + worker + outbox sender (+ bank simulator), until ``stop``."""
-    from activities.db import upgrade
+    from store.db import upgrade
     from workers.worker import connect, make_runtime, running_worker
 
     with single_instance(settings.data_dir):

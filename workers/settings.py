@@ -127,7 +127,7 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'aidflow.db').resolve()}"
 
     def build_calendar(self) -> Any:
-        from activities.calendars import build_calendar
+        from store.calendars import build_calendar
 
         return build_calendar(
             self.calendar,
@@ -138,7 +138,7 @@ class Settings(BaseSettings):
         )
 
     def channels(self) -> Any:
-        from activities.notify import Channels, LogChannel, SmtpChannel, WebhookChannel
+        from integrations.notify import Channels, LogChannel, SmtpChannel, WebhookChannel
 
         email = (
             SmtpChannel(

@@ -83,12 +83,7 @@ from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, Telemetr
 from temporalio.service import RPCError
 from temporalio.testing import TimeSkipper, TimeSkippingConfig, WorkflowEnvironment
 
-from activities.bank import BankSimulator, SimulatorRules
-from activities.db import make_engine, upgrade
-from activities.importing import import_places, import_registry
-from activities.registry import RegistryReader
-from activities.sealing import Keys
-from activities.tables import ApplicationRow, AuditEntry
+from integrations.bank import BankSimulator, SimulatorRules
 from models import search
 from models.application import (
     Actor,
@@ -105,6 +100,11 @@ from models.domain import ROLE_LEVEL, DecisionKind, DocumentKind, Level, Objecti
 from models.planner import window
 from models.programme import FundsStep, NoticeStep, Programme, ReceiptStep, ReviewStep
 from models.programmes import BUILTIN_PROGRAMMES, COUNTY_SUBSIDY
+from store.db import make_engine, upgrade
+from store.importing import import_places, import_registry
+from store.registry import RegistryReader
+from store.sealing import Keys
+from store.tables import ApplicationRow, AuditEntry
 from workers.client import AidflowClient, Refused, query_when_ready
 from workers.settings import Settings
 from workers.synthetic import applicants, registry_csv, school_actor

@@ -12,11 +12,11 @@ import random
 from dataclasses import dataclass
 from importlib import resources
 
-from activities.importing import REGISTRY_COLUMNS
 from models.application import Actor, ApplicationForm, Places
 from models.domain import EducationLevel, Role
 from models.privacy import national_id_check_char
 from models.programme import Programme
+from store.importing import REGISTRY_COLUMNS
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢"
 GIVEN = (

@@ -23,13 +23,13 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from activities.db import make_engine
 from activities.funds import FundsActivities
 from activities.records import RecordActivities
 from activities.report import ReportActivities
-from activities.sealing import Keys
 from activities.workflow_calendar import CalendarActivities
 from models.calendar import WorkingCalendar
+from store.db import make_engine
+from store.sealing import Keys
 from workers.sandbox import DirectContextSandboxRunner
 from workers.settings import Settings
 from workflows.registry import ALL_WORKFLOWS
@@ -171,7 +171,7 @@ def bank_simulator(s: Settings, stop: asyncio.Event) -> list[asyncio.Task[None]]
     """With AIDFLOW_BANK=simulated, a simulated agent bank answers the disbursement files."""
     if s.bank != "simulated":
         return []
-    from activities.bank import BankSimulator, SimulatorRules
+    from integrations.bank import BankSimulator, SimulatorRules
 
     sim = BankSimulator(
         s.effective_bank_dir,
@@ -190,7 +190,7 @@ async def running_worker(
 ) -> AsyncIterator[tuple[Dependencies, asyncio.Event]]:
     """The worker with its outbox sender (and the bank simulator when configured), until
     SIGINT, SIGTERM or the yielded event stops it. Used by ``aidflow worker`` and ``up``."""
-    from activities.notify import OutboxSender
+    from integrations.notify import OutboxSender
 
     deps = Dependencies.from_settings(settings)
     worker = build_worker(client, settings.task_queue, deps)

@@ -18,20 +18,19 @@ returns the first answer and changes nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import hashlib
 from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey
 
-from workflows.steps import PAYMENT_LIMIT, PaymentState, Refused, StepRunner, runner_for
+from workflows import deadlines, operators
+from workflows.steps import PaymentState, Refused, StepRunner, runner_for
 from workflows.trail import Trail
 
 with workflow.unsafe.imports_passed_through():
     from activities.workflow_calendar import CalendarActivities
-    from models import search
     from models.application import (
         SYSTEM,
         Actor,
@@ -49,7 +48,7 @@ with workflow.unsafe.imports_passed_through():
         TrailKind,
         WithdrawalRequest,
     )
-    from models.calendar import OutsideTable, TabulatedCalendar
+    from models.calendar import TabulatedCalendar
     from models.domain import ROLE_LEVEL, STAGE_NAME_EN, STAGE_NAME_ZH, Level, Role, Stage
     from models.ids import season_workflow_id
     from models.payout import (
@@ -59,12 +58,8 @@ with workflow.unsafe.imports_passed_through():
         PaymentOutcome,
         PaymentSent,
     )
-    from models.planner import project_steps
     from models.records import (
-        ApplicationSnapshot,
         NotificationIntent,
-        Projection,
-        ProjectionRequest,
         ScheduleRequest,
         SeasonSchedule,
     )
@@ -86,6 +81,7 @@ class ApplicationWorkflow:
         self.terminal: str | None = None
         self.rejection_reason: str | None = None
         self.results: dict[str, RequestResult] = {}
+        self.request_keys: dict[str, str] = {}  # request id -> kind and digest of its body
         self.decided_by: dict[str, str] = {}  # actor id -> stage decided (four eyes)
         self.decided_at: datetime | None = None
         self.objections: list[Objection] = []
@@ -93,9 +89,9 @@ class ApplicationWorkflow:
         self.overdue: list[str] = []
         self.at_risk: list[str] = []
         self.payment = PaymentState(self)
-        self._schedule: SeasonSchedule | None = None
+        self.schedule_or_none: SeasonSchedule | None = None
         self._trail = Trail()
-        self._published: dict[str, Any] = {}
+        self.published: dict[str, Any] = {}
         self._watchers: list[asyncio.Task[None]] = []
         # The first step's runner exists before run(), so that a request handled with
         # the first workflow task is not undone when run() starts.
@@ -117,19 +113,21 @@ class ApplicationWorkflow:
 
     @workflow.run
     async def run(self, inp: ApplicationInput) -> ApplicationStatus:
-        self._schedule = await workflow.execute_local_activity_method(
+        self.schedule_or_none = await workflow.execute_local_activity_method(
             CalendarActivities.compute_season_schedule,
             ScheduleRequest(programme=self.programme, season=inp.season),
             start_to_close_timeout=_LOCAL,
             summary="season schedule from the working-day calendar",
         )
-        if self._schedule.working_days is not None:
-            self.calendar = TabulatedCalendar(self._schedule.working_days)
-        persister = asyncio.create_task(self._trail.persist_forever(self._snapshot))
+        if self.schedule_or_none.working_days is not None:
+            self.calendar = TabulatedCalendar(self.schedule_or_none.working_days)
+        persister = asyncio.create_task(
+            self._trail.persist_forever(lambda: operators.snapshot(self))
+        )
         steps = self.programme.steps
-        for fixed in self._schedule.fixed_dates:
+        for fixed in self.schedule_or_none.fixed_dates:
             if any(s.due == fixed.key for s in steps):
-                self.watch(self._watch_fixed_date(fixed.key, fixed.due_at))
+                self.watch(deadlines.watch_fixed_date(self, fixed.key, fixed.due_at))
 
         for index, step in enumerate(steps):
             if self.closed:
@@ -146,7 +144,7 @@ class ApplicationWorkflow:
             self.record(
                 "stage_entered",
                 SYSTEM,
-                f"{self._stage_zh(self.terminal)}，申请办结 / {self._stage_en(self.terminal)}; the application is closed",
+                f"{self.label(self.terminal)[0]}，申请办结 / {self.label(self.terminal)[1]}; the application is closed",
             )
         self.publish()
         await workflow.wait_condition(
@@ -168,8 +166,8 @@ class ApplicationWorkflow:
 
     @property
     def schedule(self) -> SeasonSchedule:
-        assert self._schedule is not None, "the schedule is read at the start of run()"
-        return self._schedule
+        assert self.schedule_or_none is not None, "the schedule is read at the start of run()"
+        return self.schedule_or_none
 
     @property
     def closed(self) -> bool:
@@ -231,100 +229,22 @@ class ApplicationWorkflow:
         )
 
     def stage_zh(self) -> str:
-        return self._stage_zh(self.stage)
+        return self.label(self.stage)[0]
 
-    def _stage_zh(self, stage: str) -> str:
-        return self._label(stage)[0]
+    def stage_en(self, stage: str) -> str:
+        return self.label(stage)[1]
 
-    def _stage_en(self, stage: str) -> str:
-        return self._label(stage)[1]
-
-    def _label(self, stage: str) -> tuple[str, str]:
+    def label(self, stage: str) -> tuple[str, str]:
+        """A stage's name, Chinese and English: the programme's step, or an end."""
         for s in self.programme.steps:
             if s.stage == stage:
                 return s.label_zh, s.label_en
         return STAGE_NAME_ZH.get(stage, stage), STAGE_NAME_EN.get(stage, stage)
 
-    # ------------------------------------------------------------ deadlines
-
-    async def _watch_fixed_date(self, key: str, due_at: datetime) -> None:
-        fixed = self.programme.fixed_date(key)
-        delay = due_at - workflow.now()
-        if delay > timedelta(0):
-            await workflow.sleep(delay, summary=f"fixed date: {fixed.label_en} by {fixed.on}")
-        last_due = max(i for i, s in enumerate(self.programme.steps) if s.due == key)
-        if self.closed or self.index > last_due:
-            return
-        self.overdue.append(key)
-        told = [
-            fixed.responsible,
-            *(r for r in self.programme.always_told if r != fixed.responsible),
-        ]
-        params = {"date": fixed.label_zh, "on": str(fixed.on), "stage": self.stage_zh()}
-        self.record(
-            "overdue",
-            SYSTEM,
-            f"逾期：{fixed.label_zh}（{fixed.on}）未完成，当前{self.stage_zh()} / overdue: "
-            f"{fixed.label_en} by {fixed.on} missed in {self._stage_en(self.stage)}",
-            {"fixed_date": key, "due_at": due_at.isoformat(), "stage": self.stage},
-            notify=[
-                NotificationIntent(
-                    audience="office" if i == 0 else "county",
-                    role=role,
-                    place_code=self.place_of(role),
-                    template="overdue",
-                    params=params,
-                )
-                for i, role in enumerate(told)
-            ],
-        )
-        self.publish()
+    # ------------------------------------------------------------ deadlines (R6)
 
     async def project(self, from_index: int, at: datetime) -> None:
-        """R6: project the remaining steps on the calendar; warn when a date is at risk."""
-        projection = await self._projection(from_index, at)
-        at_risk = [k for k in projection.at_risk_keys if k not in self.overdue]
-        new = [k for k in at_risk if k not in self.at_risk]
-        self.at_risk = at_risk
-        if not new:
-            return
-        labels = [self.programme.fixed_date(k) for k in new]
-        self.record(
-            "at_risk",
-            SYSTEM,
-            "日期有风险："
-            + "、".join(f"{d.label_zh}（{d.on}）" for d in labels)
-            + " / at risk: "
-            + ", ".join(f"{d.label_en} by {d.on}" for d in labels),
-            {"keys": new, "projection": [s.model_dump(mode="json") for s in projection.steps]},
-            notify=[
-                NotificationIntent(
-                    audience="office",
-                    role=d.responsible,
-                    place_code=self.place_of(d.responsible),
-                    template="at_risk",
-                    params={"date": d.label_zh, "on": str(d.on)},
-                )
-                for d in labels
-            ],
-        )
-
-    async def _projection(self, from_index: int, at: datetime) -> Projection:
-        if self.calendar is not None:
-            with contextlib.suppress(OutsideTable):
-                steps = project_steps(
-                    self.programme, self.inp.season, self.calendar, from_index=from_index, at=at
-                )
-                return Projection(steps=list(steps))
-        # A day beyond the table's data, or a provisional one: ask the calendar itself.
-        return await workflow.execute_local_activity_method(
-            CalendarActivities.project_remaining_steps,
-            ProjectionRequest(
-                programme=self.programme, season=self.inp.season, from_index=from_index, at=at
-            ),
-            start_to_close_timeout=_LOCAL,
-            summary="project remaining steps on the calendar",
-        )
+        await deadlines.project(self, from_index, at)
 
     # ------------------------------------------------------------ requests
     # Each request kind: an update (validator + handler) and, for services that cannot
@@ -454,24 +374,42 @@ class ApplicationWorkflow:
 
     @workflow.update
     async def correct_account(self, req: AccountCorrection) -> RequestResult:
-        if req.request_id in self.results:
-            return self.results[req.request_id]
+        first = self._repeat(req)
+        if first is not None:
+            return first
+        self.request_keys[req.request_id] = _request_key(req)
         return await self.runner.apply_account(req)
 
     @correct_account.validator
     def _validate_account(self, req: AccountCorrection) -> None:
         self._validate(req, self.runner.check_account)
 
+    def _repeat(self, req: Any) -> RequestResult | None:
+        """R4: the first answer if this is a repeat of an earlier request; a request id
+        used again for another request (another body, or another kind of request) is
+        refused, naming the first: it answered "accepted" and silently did nothing."""
+        first = self.results.get(req.request_id)
+        if first is None:
+            return None
+        if self.request_keys.get(req.request_id) != _request_key(req):
+            raise Refused(
+                f"request id {req.request_id} was already used for another request "
+                f"({self.request_keys.get(req.request_id, '?').split(':')[0]}, answered: {first.message}); "
+                "send a new request id"
+            )
+        return first
+
     def _answer(self, req: Any, apply: Callable[[Any], RequestResult]) -> RequestResult:
-        """R4: a repeated request id gets the first answer and changes nothing."""
-        if req.request_id in self.results:
-            return self.results[req.request_id]
+        first = self._repeat(req)
+        if first is not None:
+            return first
+        self.request_keys[req.request_id] = _request_key(req)
         result = apply(req)
         self.publish()
         return result
 
     def _validate(self, req: Any, check: Callable[[Any], None]) -> None:
-        if req.request_id in self.results:
+        if self._repeat(req) is not None:
             return
         if self.closed:
             raise Refused(f"the application is closed: {self.terminal}")
@@ -493,11 +431,21 @@ class ApplicationWorkflow:
             )
             self.publish()
             return
-        if req.request_id in self.results:
-            return
         try:
+            if self._repeat(req) is not None:
+                return
             self._validate(req, check)
         except Refused as refusal:
+            if req.request_id in self.results:  # an id used for another request: say so
+                self.record(
+                    "refused",
+                    req.actor,
+                    f"请求被拒绝 / request refused: {refusal.message}",
+                    {"request": type(req).__name__, "reason": refusal.message},
+                )
+                self.publish()
+                return
+            self.request_keys[req.request_id] = _request_key(req)
             self.results[req.request_id] = RequestResult(
                 request_id=req.request_id, accepted=False, stage=self.stage, message=refusal.message
             )
@@ -517,35 +465,46 @@ class ApplicationWorkflow:
 
     # ----------------------------------------- messages from the season and its batches
 
+    # A message without its argument (sent by hand, say) is dropped with a warning: it must
+    # not fail the workflow task, which would stop the application for good.
+
     @workflow.signal
-    def funds_requested(self, join: FundsJoin) -> None:
+    def funds_requested(self, join: FundsJoin | None = None) -> None:
+        if join is None:
+            return _dropped("funds_requested")
         self.runner.on_funds_requested(join)
 
     @workflow.signal
-    def funds_released(self, release: FundsRelease) -> None:
+    def funds_released(self, release: FundsRelease | None = None) -> None:
+        if release is None:
+            return _dropped("funds_released")
         self.runner.on_funds_released(release)
 
     @workflow.signal
-    def payment_sent(self, sent: PaymentSent) -> None:
+    def payment_sent(self, sent: PaymentSent | None = None) -> None:
+        if sent is None:
+            return _dropped("payment_sent")
         self.payment.sent(sent)
 
     @workflow.signal
-    def payment_result(self, outcome: PaymentOutcome) -> None:
+    def payment_result(self, outcome: PaymentOutcome | None = None) -> None:
+        if outcome is None:
+            return _dropped("payment_result")
         self.payment.result(outcome)
 
     # -------------------------------------------------------------- queries
 
     @workflow.query
     def status(self) -> ApplicationStatus:
-        zh, en = self._details()
+        zh, en = operators.details(self)
         notice = getattr(self.runner, "notice", None) if not self.closed else None
         return ApplicationStatus(
             workflow_id=self.inp.workflow_id,
             programme=self.programme.code,
             season=self.inp.season,
             stage=self.stage,
-            waiting_for=self._waiting_for(),
-            waiting_until=self._waiting_until(),
+            waiting_for=operators.waiting_for(self),
+            waiting_until=operators.waiting_until(self),
             overdue=list(self.overdue),
             at_risk=list(self.at_risk),
             notice=notice,
@@ -553,7 +512,7 @@ class ApplicationWorkflow:
             amount_cny=self.inp.amount_cny,
             applicant_masked=f"{self.inp.applicant.name} {self.inp.applicant.national_id_masked}",
             places=self.inp.places,
-            provisional=bool(self._schedule and self._schedule.provisional_years),
+            provisional=bool(self.schedule_or_none and self.schedule_or_none.provisional_years),
             details_zh=zh,
             details_en=en,
         )
@@ -568,72 +527,8 @@ class ApplicationWorkflow:
 
     # ------------------------------------------------- what operators see
 
-    def _waiting_for(self) -> str:
-        if self.closed:
-            return ""
-        return (self.runner.waiting_for() or Role.SYSTEM).value
-
-    def _waiting_until(self) -> datetime | None:
-        if self.closed:
-            return None
-        return self.runner.waiting_until() or self._due_at()
-
-    def _due_at(self) -> datetime | None:
-        if self._schedule is None or self.closed:
-            return None
-        return self._schedule.due_at(self.programme.steps[self.index].due)
-
-    def _date_label(self, key: str) -> tuple[str, str]:
-        if key == PAYMENT_LIMIT:
-            return self.payment.limit_label()
-        d = self.programme.fixed_date(key)
-        return d.label_zh, d.label_en
-
-    def _details(self) -> tuple[str, str]:
-        """What the application waits for, from whom, until when: plain words for operators."""
-        if self.terminal is not None:
-            zh, en = self._label(self.terminal)
-            if self.rejection_reason:
-                zh, en = f"{zh}：{self.rejection_reason}", f"{en}: {self.rejection_reason}"
-            return zh, en
-        zh, en = self.runner.details()
-        due = self.programme.fixed_date(self.programme.steps[self.index].due)
-        zh += f"；须于{due.on.month}月{due.on.day}日前完成"
-        en += f"; due by {due.on.month}/{due.on.day} ({due.label_en})"
-        if self.overdue:
-            zh += "；已逾期：" + "、".join(self._date_label(k)[0] for k in self.overdue)
-            en += "; OVERDUE: " + ", ".join(self._date_label(k)[1] for k in self.overdue)
-        if self.at_risk:
-            zh += "；有风险：" + "、".join(self._date_label(k)[0] for k in self.at_risk)
-            en += "; AT RISK: " + ", ".join(self._date_label(k)[1] for k in self.at_risk)
-        if self._schedule and self._schedule.provisional_years:
-            zh += "（日历为暂定数据）"
-            en += " (provisional calendar)"
-        return zh, en
-
     def publish(self) -> None:
-        """Keep search attributes and the UI's current details in step with the state;
-        an attribute is upserted only when it changed."""
-        attrs: dict[str, Any] = {
-            "Stage": self.stage,
-            "WaitingFor": self._waiting_for(),
-            "Overdue": bool(self.overdue),
-            "AtRisk": bool(self.at_risk),
-            "NextDeadline": self._due_at(),
-        }
-        changed = {k: v for k, v in attrs.items() if self._published.get(k, object()) != v}
-        if changed:
-            workflow.upsert_search_attributes(
-                [
-                    _SA_KEYS[name].value_unset()
-                    if value is None
-                    else _SA_KEYS[name].value_set(value)
-                    for name, value in changed.items()
-                ]
-            )
-            self._published.update(changed)
-        zh, en = self._details()
-        workflow.set_current_details(f"**{zh}**\n\n{en}")
+        operators.publish(self)
 
     # ---------------------------------------------------------------- trail
 
@@ -646,50 +541,19 @@ class ApplicationWorkflow:
         *,
         notify: list[NotificationIntent] | None = None,
     ) -> None:
-        if notify and self._schedule is not None and self._schedule.provisional_years:
+        if notify and self.schedule_or_none is not None and self.schedule_or_none.provisional_years:
             # Dates computed from a provisional holiday schedule say so.
             notify = [
                 n.model_copy(update={"params": {**n.params, "provisional": True}}) for n in notify
             ]
         self._trail.record(kind, self.stage, actor, summary, detail, notify)
 
-    def _snapshot(self) -> ApplicationSnapshot:
-        a = self.inp.applicant
-        notice = getattr(self.runner, "notice", None)
-        return ApplicationSnapshot(
-            workflow_id=self.inp.workflow_id,
-            programme=self.programme.code,
-            programme_name=self.programme.name_zh,
-            season=self.inp.season,
-            round=self.programme.round_key,
-            places=self.inp.places,
-            applicant_name=a.name,
-            national_id_masked=a.national_id_masked,
-            national_id_hash=a.national_id_hash,
-            university=a.university,
-            stage=self.stage,
-            overdue_dates=list(self.overdue),
-            at_risk=bool(self.at_risk),
-            amount_cny=self.inp.amount_cny,
-            submitted_at=self.inp.submitted_at,
-            notice_posted_at=notice.posted_at if notice else None,
-            notice_ends_at=notice.ends_at if notice else None,
-            next_deadline=self._due_at(),
-            decided_at=self.decided_at,
-            rejection_reason=self.rejection_reason,
-            applicant_phone_sealed=a.phone_sealed,
-            applicant_email_sealed=a.email_sealed,
-            bank_name=a.bank_name,
-            account_masked=a.account_masked,
-            account_sealed=a.account_sealed,
-            account_holder=a.account_holder,
-        )
+
+def _dropped(name: str) -> None:
+    workflow.logger.warning(f"signal {name} without its argument: dropped")
 
 
-_SA_KEYS: dict[str, SearchAttributeKey[Any]] = {
-    "Stage": search.STAGE,
-    "WaitingFor": search.WAITING_FOR,
-    "Overdue": search.OVERDUE,
-    "AtRisk": search.AT_RISK,
-    "NextDeadline": search.NEXT_DEADLINE,
-}
+def _request_key(req: Any) -> str:
+    """What a request id stands for: the kind of request and a digest of its body."""
+    body = req.model_dump_json().encode()
+    return f"{type(req).__name__}:{hashlib.sha256(body).hexdigest()[:16]}"

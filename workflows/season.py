@@ -402,7 +402,10 @@ class SeasonWorkflow:
             raise Refused("; ".join(problems))
 
     @workflow.signal
-    def repayment_ready(self, item: PayItem) -> None:
+    def repayment_ready(self, item: PayItem | None = None) -> None:
+        if item is None:  # sent without its argument: dropped, never a failed task
+            workflow.logger.warning("signal repayment_ready without its argument: dropped")
+            return
         if item.workflow_id in self._unsettled and all(
             p.workflow_id != item.workflow_id for p in self._pending
         ):
@@ -459,8 +462,11 @@ class SeasonWorkflow:
         self._describe()
 
     @workflow.signal
-    def payment_settled(self, workflow_id: str) -> None:
+    def payment_settled(self, workflow_id: str | None = None) -> None:
         """An application tells the season it is paid."""
+        if workflow_id is None:  # sent without its argument: dropped, never a failed task
+            workflow.logger.warning("signal payment_settled without its argument: dropped")
+            return
         self._unsettled.discard(workflow_id)
         self._describe()
 

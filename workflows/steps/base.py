@@ -12,7 +12,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from temporalio import workflow
 from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from models.domain import ROLE_NAME_ZH
 
 if TYPE_CHECKING:
     from models.application import (
@@ -133,8 +137,6 @@ class StepRunner(Generic[S]):
         return None
 
     def details(self) -> tuple[str, str]:
-        from models.domain import ROLE_NAME_ZH
-
         role = self.step.actor_role
         who_zh = ROLE_NAME_ZH.get(role, "") if role else ""
         return f"等待{who_zh}{self.step.label_zh}", f"waiting for {self.step.label_en}" + (

@@ -116,7 +116,7 @@ class ReviewRunner(StepRunner[ReviewStep]):
         elif req.actor.role is not Role.APPLICANT:
             role = req.actor.role
             problems += self.app.check_place(req.actor, role, ROLE_LEVEL[role], "correct")
-        unknown = sorted(set(req.changes) - set(rule.fields))
+        unknown = sorted(set(req.changes.given()) - set(rule.fields))
         if unknown:
             problems.append(
                 f"fields {', '.join(unknown)} cannot be corrected here (allowed: {', '.join(sorted(rule.fields))})"
@@ -126,7 +126,7 @@ class ReviewRunner(StepRunner[ReviewStep]):
 
     def apply_correction(self, req: CorrectionRequest) -> RequestResult:
         app = self.app
-        updates = dict(req.changes)
+        updates = req.changes.given()
         if req.documents is not None:
             updates["documents"] = req.documents
         applicant = app.inp.applicant.model_copy(update=updates)

@@ -6,8 +6,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from activities.tables import Household, HouseholdMember
 from models.intake import RegisteredMember
+from store.tables import Household, HouseholdMember
 
 
 class RegistryReader:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import activities.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
-from activities.db import make_engine
+import store.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+from store.db import make_engine
 
 config = context.config
 target_metadata = SQLModel.metadata

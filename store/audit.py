@@ -17,8 +17,8 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from activities.records import GENESIS, entry_hash
-from activities.tables import ApplicationRow, AuditEntry
+from store.chain import GENESIS, entry_hash
+from store.tables import ApplicationRow, AuditEntry
 
 
 @dataclass(frozen=True)

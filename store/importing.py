@@ -20,9 +20,9 @@ from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from activities.tables import Household, HouseholdMember, Place
 from models.domain import Level
 from models.privacy import mask_national_id, national_id_problem
+from store.tables import Household, HouseholdMember, Place
 
 REGISTRY_COLUMNS = (
     "household_no",

@@ -24,9 +24,9 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from activities.db import one_writer
-from activities.tables import OutboxMessage, Place
 from models.privacy import mask_sensitive_text
+from store.db import one_writer
+from store.tables import OutboxMessage, Place
 
 _EMAIL = re.compile(r"^[^@\s:]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+?\d{6,15}$")

@@ -1,0 +1,110 @@
+"""Bounds at the boundary (issue 16): every request field has a limit and a character
+class, and a request id stands for one request."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+
+import pytest
+from pydantic import ValidationError
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from models.application import Actor, CorrectionRequest, DecisionRequest, ObjectionRequest
+from models.domain import DecisionKind, Role
+from models.payout import AccountCorrection
+from tests.support import public, village_official
+from tests.test_application_workflow import Case
+from tests.test_application_workflow import new_case as new_case  # the fixture
+from workers.client import Refused
+
+
+def _fields(error: ValidationError) -> set[str]:
+    return {".".join(str(p) for p in e["loc"]) for e in error.errors()}
+
+
+def test_actor_ids_are_normalised_and_text_has_no_controls() -> None:
+    a = Actor(id=" village-1 ", name="村干部", role=Role.VILLAGE_COMMITTEE)
+    assert a.id == "village-1"
+    assert Actor(id="ｖｉｌｌａｇｅ-1", name="x", role=Role.PUBLIC).id == "village-1"  # NFKC
+    with pytest.raises(ValidationError) as e:
+        Actor(id="a b", name="张\u202e三", role=Role.PUBLIC, place_code="x' OR 1")
+    assert _fields(e.value) == {"id", "name", "place_code"}
+    with pytest.raises(ValidationError, match="control"):
+        DecisionRequest(
+            request_id="r1",
+            actor=public(),
+            stage="village_review",
+            decision=DecisionKind.REJECT,
+            reason="不符合\x00条件",
+        )
+
+
+def test_sizes_are_stated_limits() -> None:
+    with pytest.raises(ValidationError, match="at most 2000 characters") as e:
+        ObjectionRequest(request_id="r1", actor=public(), text="异" * 1_500_000, contact="1" * 200)
+    assert _fields(e.value) == {"text", "contact"}
+    with pytest.raises(ValidationError) as e:
+        DecisionRequest(
+            request_id="r" * 101, actor=public(), stage="x" * 1_000_000, decision="approve"
+        )
+    assert _fields(e.value) == {"request_id", "stage"}
+
+
+def test_a_correction_names_every_wrong_field() -> None:
+    with pytest.raises(ValidationError) as e:
+        CorrectionRequest.model_validate(
+            {
+                "request_id": "r1",
+                "actor": public().model_dump(),
+                "changes": {"name": None, "university": 12345, "nope": 1},
+            }
+        )
+    assert {"changes.university", "changes.nope"} <= _fields(e.value)
+    with pytest.raises(ValidationError, match="name: null is not a correction"):
+        CorrectionRequest.model_validate(
+            {"request_id": "r1", "actor": public().model_dump(), "changes": {"name": None}}
+        )
+    ok = CorrectionRequest(request_id="r1", actor=public(), changes={"university": "安徽大学"})
+    assert ok.changes.given() == {"university": "安徽大学"}
+    # Through Temporal's converter and back, as a workflow receives it (only what was given).
+    for req in (ok, CorrectionRequest(request_id="r2", actor=public(), note="已补交")):
+        payloads = pydantic_data_converter.payload_converter.to_payloads([req])
+        assert json.loads(payloads[0].data)["changes"] == req.changes.given()
+        back = pydantic_data_converter.payload_converter.from_payloads(
+            payloads, [CorrectionRequest]
+        )
+        assert back == [req]
+
+
+def test_an_account_correction_carries_a_masked_number_and_a_sealed_one() -> None:
+    with pytest.raises(ValidationError) as e:
+        AccountCorrection(
+            request_id="r1",
+            actor=village_official(),
+            bank_name="阜南农商银行",
+            account_masked="6230201234567800012",  # the full number (R9)
+            account_sealed="not-a-fernet-token",
+            account_holder="户主",
+        )
+    assert _fields(e.value) == {"account_masked", "account_sealed"}
+
+
+async def test_four_eyes_and_request_ids_compare_what_they_stand_for(
+    new_case: Callable[..., Awaitable[Case]],
+) -> None:
+    case = await new_case()
+    first = await case.decide(
+        "village_review", DecisionKind.APPROVE, village_official(), request_id="same-id"
+    )
+    assert first.accepted
+    # The same id for another kind of request (an objection) is refused, naming the first.
+    with pytest.raises(Refused, match="request id same-id was already used for another request"):
+        await case.api.lodge_objection(
+            case.wf, ObjectionRequest(request_id="same-id", actor=public(), text="x")
+        )
+    # A repeat of the same request still gets the first answer.
+    again = await case.decide(
+        "village_review", DecisionKind.APPROVE, village_official(), request_id="same-id"
+    )
+    assert again == first

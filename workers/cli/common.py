@@ -1,0 +1,163 @@
+"""What every command shares: the Typer apps, the consoles, settings, one-line failures,
+the client API call, option types."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from models.domain import Role
+from models.programmes import BUILTIN_PROGRAMMES
+from models.season import SeasonKey
+from workers.settings import Settings
+
+app = typer.Typer(
+    name="aidflow",
+    help="Durable, auditable, deadline-aware student-aid pipelines on Temporal.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+_PANELS = {
+    "config": "数据 / Data",
+    "db": "数据 / Data",
+    "registry": "数据 / Data",
+    "places": "数据 / Data",
+    "audit": "数据 / Data",
+    "notice": "公示 / Notices",
+    "funds": "资金与报告 / Funds and reports",
+}
+config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
+db_app = typer.Typer(help="The application database.", no_args_is_help=True)
+notice_app = typer.Typer(help="Public notices.", no_args_is_help=True)
+app.add_typer(config_app, name="config", rich_help_panel=_PANELS["config"])
+app.add_typer(db_app, name="db", rich_help_panel=_PANELS["db"])
+app.add_typer(notice_app, name="notice", rich_help_panel=_PANELS["notice"])
+funds_app = typer.Typer(help="Funds requests and arrivals.", no_args_is_help=True)
+app.add_typer(funds_app, name="funds", rich_help_panel=_PANELS["funds"])
+registry_app = typer.Typer(help="The registry of registered poor households.", no_args_is_help=True)
+places_app = typer.Typer(help="Counties, townships and villages.", no_args_is_help=True)
+audit_app = typer.Typer(help="The append-only audit log.", no_args_is_help=True)
+app.add_typer(registry_app, name="registry", rich_help_panel=_PANELS["registry"])
+app.add_typer(places_app, name="places", rich_help_panel=_PANELS["places"])
+app.add_typer(audit_app, name="audit", rich_help_panel=_PANELS["audit"])
+
+# Wide enough for the plan table when the output is a file or a pipe.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 300)
+T = TypeVar("T")
+
+
+def season_key(text: str) -> SeasonKey:
+    try:
+        return SeasonKey.parse(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+# R12: a season is a year, or a year and a round (2027-spring).
+SeasonOption = Annotated[
+    SeasonKey, typer.Option("--season", parser=season_key, metavar="YEAR[-ROUND]")
+]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]aidflow:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in x['loc'])}: {x['msg']}" for x in e.errors()
+        )
+        raise fail(f"bad configuration: {problems}", 2) from None
+
+
+def setup_logging(s: Settings) -> None:
+    from workers.logs import configure_logging
+
+    configure_logging(s.log_format, s.log_level)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+# --------------------------------------------------------------------------- stack
+
+
+def engine_for(s: Settings) -> Any:
+    from store.db import make_engine, upgrade
+
+    upgrade(s.effective_database_url)
+    return make_engine(s.effective_database_url)
+
+
+def print_import(report: Any, what: str) -> None:
+    if report.problems and not report.imported:
+        for p in report.problems[:200]:
+            err.print(str(p), highlight=False)
+        raise fail(
+            f"{what}: {len(report.bad_rows)} bad row(s) of {report.rows}; nothing imported (--skip-bad imports the good rows)"
+        )
+    console.print(f"{what}: imported {report.imported} of {report.rows} row(s)")
+    if report.rejects_file:
+        console.print(
+            f"[yellow]{len(report.bad_rows)} bad row(s) written to {report.rejects_file}[/yellow]"
+        )
+
+
+def api_call(fn: Callable[[Any], Awaitable[T]]) -> T:
+    """Connect, build the client API, run ``fn(api)``; refusals exit 1 on one line."""
+    from store.db import make_engine
+    from store.registry import RegistryReader
+    from store.sealing import Keys
+    from workers.client import AidflowClient, Refused
+    from workers.worker import connect
+
+    s = settings()
+
+    async def _main() -> T:
+        try:
+            client = await connect(s)
+        except Exception as e:
+            raise fail(f"cannot connect to Temporal at {s.temporal_address}: {e}") from None
+        engine = make_engine(s.effective_database_url)
+        try:
+            api = AidflowClient(
+                client,
+                task_queue=s.task_queue,
+                keys=Keys(s.secret_key_bytes()),
+                calendar=s.build_calendar(),
+                programmes=dict(BUILTIN_PROGRAMMES),
+                lookup_member=RegistryReader(engine).lookup,
+            )
+            return await fn(api)
+        except Refused as r:
+            raise fail(f"refused: {r}") from None
+        finally:
+            engine.dispose()
+
+    return run(_main())
+
+
+def make_actor(actor_id: str, name: str | None, role: Role, place: str) -> Any:
+    from models.application import Actor
+
+    return Actor(id=actor_id, name=name or actor_id, role=role, place_code=place)
+
+
+ActorId = Annotated[str, typer.Option("--actor", help="the deciding official's id")]
+ActorName = Annotated[str | None, typer.Option("--actor-name")]
+Place = Annotated[str, typer.Option("--place", help="the actor's 12-digit place code")]
+RequestId = Annotated[
+    str | None, typer.Option("--request-id", help="idempotency key (default: random)")
+]

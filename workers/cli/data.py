@@ -1,0 +1,129 @@
+"""Configuration, the database, imports of places and the registry, the audit log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from workers.cli.common import (
+    audit_app,
+    config_app,
+    console,
+    db_app,
+    engine_for,
+    err,
+    fail,
+    places_app,
+    print_import,
+    registry_app,
+    settings,
+)
+
+PANEL = "数据 / Data"
+
+
+@config_app.command("show")
+def config_show(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Print the effective configuration, secrets masked."""
+    values = settings().masked()
+    if as_json:
+        console.print_json(json.dumps(values, default=str))
+        return
+    table = Table("setting", "value", title="aidflow configuration")
+    for k, v in values.items():
+        table.add_row(k, "" if v is None else str(v))
+    console.print(table)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the application database to the newest schema."""
+    from store.db import current_revision, upgrade
+    from workers.settings import mask_url
+
+    s = settings()
+    upgrade(s.effective_database_url)
+    console.print(
+        f"database {mask_url(s.effective_database_url)} at revision {current_revision(s.effective_database_url)}"
+    )
+
+
+# ------------------------------------------------------------------ data and audit
+
+
+@registry_app.command("import")
+def registry_import(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV: household_no, head_name, member_ids (;-separated), county_code, township_code, village_code, status, year"
+        ),
+    ],
+    skip_bad: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad", help="import the good rows, write the bad ones to FILE.rejects.csv"
+        ),
+    ] = False,
+) -> None:
+    """Import the county poverty office's registry (identity numbers stored only hashed and masked)."""
+    from store.importing import import_registry
+    from store.sealing import Keys
+
+    s = settings()
+    keys = Keys(s.secret_key_bytes())
+    print_import(import_registry(engine_for(s), file, keys.hash_id, skip_bad=skip_bad), "registry")
+
+
+@places_app.command("import")
+def places_import(
+    file: Annotated[
+        Path,
+        typer.Argument(help="CSV: code, name, level, parent_code[, contact_email, contact_phone]"),
+    ],
+    skip_bad: Annotated[bool, typer.Option("--skip-bad")] = False,
+) -> None:
+    """Import places (12-digit division codes) and their offices' contacts."""
+    from store.importing import import_places
+
+    print_import(import_places(engine_for(settings()), file, skip_bad=skip_bad), "places")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    season: Annotated[int | None, typer.Option()] = None,
+    programme: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Check every application's hash chain; name the first broken row of each."""
+    from store.audit import verify
+
+    report = verify(engine_for(settings()), season=season, programme=programme)
+    if report.ok:
+        console.print(f"audit log intact: {report.chains} application(s), {report.rows} row(s)")
+        return
+    for b in report.breaks:
+        err.print(f"BROKEN {b}", highlight=False)
+    raise fail(f"audit log broken in {len(report.breaks)} of {report.chains} application(s)")
+
+
+@audit_app.command("export")
+def audit_export(
+    out: Annotated[Path, typer.Option("--out", help="file to write")],
+    fmt: Annotated[str, typer.Option("--format", help="csv or xlsx")] = "csv",
+    season: Annotated[int | None, typer.Option()] = None,
+    programme: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Export the audit log for an auditor (CSV or XLSX)."""
+    from store.audit import export
+
+    if fmt not in ("csv", "xlsx"):
+        raise fail("--format must be csv or xlsx", 2)
+    n = export(engine_for(settings()), out, fmt, season=season, programme=programme)
+    console.print(f"wrote {n} audit row(s) to {out}")
+
+
+# ---------------------------------------------------------------------------- plan

@@ -1,0 +1,79 @@
+"""Public notices: an office posts its list."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from models.domain import Level
+from models.programme import NoticeStep
+from models.programmes import BUILTIN_PROGRAMMES
+from models.season import SeasonKey
+from workers.cli.common import (
+    ActorId,
+    ActorName,
+    api_call,
+    console,
+    fail,
+    make_actor,
+    notice_app,
+    season_key,
+)
+
+PANEL = "公示 / Notices"
+
+
+@notice_app.command("post")
+def notice_post(
+    actor: ActorId,
+    village: Annotated[
+        str | None, typer.Option("--village", help="post the village notice of this village")
+    ] = None,
+    township: Annotated[
+        str | None, typer.Option("--township", help="post the township notice of this township")
+    ] = None,
+    county: Annotated[
+        str | None, typer.Option("--county", help="post the county notice of this county")
+    ] = None,
+    programme: Annotated[str, typer.Option(help="programme code")] = "county-subsidy",
+    season: Annotated[
+        SeasonKey | None,
+        typer.Option(parser=season_key, metavar="YEAR[-ROUND]", help="only this season"),
+    ] = None,
+    actor_name: ActorName = None,
+) -> None:
+    """Post a notice list now: every application of the programme at the place waiting for it."""
+    given = [
+        (lvl, c)
+        for lvl, c in ((Level.VILLAGE, village), (Level.TOWNSHIP, township), (Level.COUNTY, county))
+        if c
+    ]
+    if len(given) != 1:
+        raise fail("give exactly one of --village, --township or --county", 2)
+    level, code = given[0]
+    prog = BUILTIN_PROGRAMMES.get(programme)
+    if prog is None:
+        raise fail(f"unknown programme {programme!r} (known: {', '.join(BUILTIN_PROGRAMMES)})", 2)
+    notice = next((s for s in prog.steps if isinstance(s, NoticeStep) and s.level is level), None)
+    if notice is None:
+        raise fail(f"{programme} has no {level.value} notice", 2)
+    who = make_actor(actor, actor_name, notice.owner, code)
+    results = api_call(
+        lambda api: api.post_notices_at(
+            level,
+            code,
+            who,
+            notice.stage,
+            programme=programme,
+            season=season.year if season else None,
+            round_=season.round if season else None,
+        )
+    )
+    if not results:
+        console.print(
+            f"no {programme} application of {code} is waiting for the {notice.label_en} to be posted"
+        )
+        return
+    for wf, r in results:
+        console.print(f"{wf}: {getattr(r, 'message', r)}")

@@ -1,0 +1,331 @@
+"""Applications and the requests services send them: intake, decisions, objections,
+corrections, withdrawals, account corrections; status and lists."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+
+from models.domain import DecisionKind, ObjectionOutcome, Role
+from models.season import SeasonKey
+from workers.cli.common import (
+    ActorId,
+    ActorName,
+    Place,
+    RequestId,
+    api_call,
+    app,
+    console,
+    fail,
+    make_actor,
+    season_key,
+)
+
+PANEL = "申请与请求 / Applications and requests"
+
+
+@app.command(rich_help_panel=PANEL)
+def apply(
+    file: Annotated[Path, typer.Argument(help="JSON (object or list) or CSV of applications")],
+    received_at: Annotated[
+        str | None,
+        typer.Option(
+            "--received-at",
+            help="when the village received the paper forms (ISO-8601 with offset); default now",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Submit applications; prints one result per row."""
+    from models.application import ApplicationForm
+    from workers.client import Refused
+    from workers.forms import read_forms
+
+    rows = read_forms(file)
+    at: datetime | None = None
+    if received_at is not None:
+        try:
+            at = datetime.fromisoformat(received_at)
+        except ValueError:
+            raise fail(f"--received-at {received_at!r} is not an ISO-8601 instant", 2) from None
+        if at.tzinfo is None:
+            raise fail("--received-at needs an offset, e.g. 2027-08-10T10:00+08:00", 2)
+
+    async def _go(api: Any) -> list[dict[str, Any]]:
+        out = []
+        for n, row in rows:
+            try:
+                f = ApplicationForm.model_validate(row)
+                wf = await api.submit(f, now=at)
+                out.append({"row": n, "accepted": True, "workflow_id": wf})
+            except ValidationError as e:
+                msg = "; ".join(
+                    f"{'.'.join(str(p) for p in x['loc'])}: {x['msg']}" for x in e.errors()
+                )
+                out.append({"row": n, "accepted": False, "reason": msg})
+            except Refused as r:
+                out.append({"row": n, "accepted": False, "reason": str(r)})
+        return out
+
+    results = api_call(_go)
+    if as_json:
+        console.print_json(json.dumps(results, ensure_ascii=False))
+    else:
+        table = Table("row", "result", "workflow id / reason")
+        for r in results:
+            table.add_row(
+                str(r["row"]),
+                "[green]accepted[/green]" if r["accepted"] else "[red]refused[/red]",
+                r.get("workflow_id") or r["reason"],
+            )
+        console.print(table)
+    if any(not r["accepted"] for r in results):
+        raise typer.Exit(1)
+
+
+@app.command(rich_help_panel=PANEL)
+def decide(
+    application: Annotated[str, typer.Argument(help="workflow id")],
+    stage: Annotated[str, typer.Option()],
+    decision: Annotated[DecisionKind, typer.Option()],
+    actor: ActorId,
+    role: Annotated[Role, typer.Option()],
+    place: Place,
+    reason: Annotated[str, typer.Option()] = "",
+    actor_name: ActorName = None,
+    request_id: RequestId = None,
+) -> None:
+    """Take a review decision: approve, reject or return (for correction)."""
+    from models.application import DecisionRequest
+
+    req = DecisionRequest(
+        request_id=request_id or uuid.uuid4().hex,
+        actor=make_actor(actor, actor_name, role, place),
+        stage=stage,
+        decision=decision,
+        reason=reason,
+    )
+    result = api_call(lambda api: api.decide(application, req))
+    console.print(f"{result.message} (request {result.request_id})")
+
+
+@app.command("object", rich_help_panel=PANEL)
+def object_(
+    application: Annotated[str, typer.Argument(help="workflow id")],
+    text: Annotated[str, typer.Option(help="the objection")],
+    actor: Annotated[str, typer.Option("--actor", help="who objects (any id)")] = "anonymous",
+    contact: Annotated[str, typer.Option()] = "",
+    evidence: Annotated[str, typer.Option(help="reference to evidence")] = "",
+    request_id: RequestId = None,
+) -> None:
+    """Lodge an objection against an application on a public notice."""
+    from models.application import ObjectionRequest
+
+    req = ObjectionRequest(
+        request_id=request_id or uuid.uuid4().hex,
+        actor=make_actor(actor, None, Role.PUBLIC, ""),
+        text=text,
+        contact=contact,
+        evidence_ref=evidence,
+    )
+    result = api_call(lambda api: api.lodge_objection(application, req))
+    console.print(result.message)
+
+
+@app.command(rich_help_panel=PANEL)
+def resolve(
+    application: Annotated[str, typer.Argument(help="workflow id")],
+    objection: Annotated[str, typer.Option(help="objection id, e.g. obj-1")],
+    outcome: Annotated[ObjectionOutcome, typer.Option()],
+    reason: Annotated[str, typer.Option()],
+    actor: ActorId,
+    role: Annotated[Role, typer.Option()],
+    place: Place,
+    actor_name: ActorName = None,
+    request_id: RequestId = None,
+) -> None:
+    """Resolve an objection (the notice's owner): upheld rejects, dismissed goes on."""
+    from models.application import ObjectionResolution
+
+    req = ObjectionResolution(
+        request_id=request_id or uuid.uuid4().hex,
+        actor=make_actor(actor, actor_name, role, place),
+        objection_id=objection,
+        outcome=outcome,
+        reason=reason,
+    )
+    result = api_call(lambda api: api.resolve_objection(application, req))
+    console.print(result.message)
+
+
+@app.command(rich_help_panel=PANEL)
+def withdraw(
+    application: Annotated[str, typer.Argument(help="workflow id")],
+    actor: ActorId,
+    place: Place,
+    reason: Annotated[str, typer.Option()] = "",
+    request_id: RequestId = None,
+) -> None:
+    """Withdraw an application (the applicant), at any stage before payout."""
+    from models.application import WithdrawalRequest
+
+    req = WithdrawalRequest(
+        request_id=request_id or uuid.uuid4().hex,
+        actor=make_actor(actor, None, Role.APPLICANT, place),
+        reason=reason,
+    )
+    result = api_call(lambda api: api.withdraw(application, req))
+    console.print(result.message)
+
+
+@app.command(rich_help_panel=PANEL)
+def correct(
+    application: Annotated[str, typer.Argument(help="workflow id")],
+    actor: ActorId,
+    role: Annotated[Role, typer.Option()],
+    place: Place,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="field=value, repeatable")] = None,
+    document: Annotated[
+        list[str] | None, typer.Option("--document", help="kind=copies, repeatable")
+    ] = None,
+    note: Annotated[str, typer.Option()] = "",
+    request_id: RequestId = None,
+) -> None:
+    """Send corrected data or documents after a return for correction."""
+    from models.application import CorrectionRequest
+
+    changes = dict(x.split("=", 1) for x in set_ or [])
+    docs = {k: int(v) for k, v in (x.split("=", 1) for x in document or [])} or None
+    req = CorrectionRequest(
+        request_id=request_id or uuid.uuid4().hex,
+        actor=make_actor(actor, None, role, place),
+        changes=changes,
+        documents=docs,
+        note=note,
+    )
+    result = api_call(lambda api: api.correct(application, req))
+    console.print(result.message)
+
+
+@app.command("correct-account", rich_help_panel=PANEL)
+def correct_account_cmd(
+    application: Annotated[str, typer.Argument(help="workflow id")],
+    account: Annotated[str, typer.Option(help="the corrected 一卡通 account number")],
+    holder: Annotated[str, typer.Option(help="account holder")],
+    bank_name: Annotated[str, typer.Option("--bank")],
+    actor: ActorId,
+    place: Place,
+    request_id: RequestId = None,
+) -> None:
+    """After a returned payment (退票): the village sends the corrected account; re-paid in a later batch."""
+    who = make_actor(actor, None, Role.VILLAGE_COMMITTEE, place)
+    result = api_call(
+        lambda api: api.correct_account(
+            application,
+            who,
+            bank_name=bank_name,
+            account_number=account,
+            account_holder=holder,
+            request_id=request_id,
+        )
+    )
+    console.print(result.message)
+
+
+@app.command(rich_help_panel=PANEL)
+def status(
+    application: Annotated[str, typer.Argument(help="workflow id")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    trail: Annotated[
+        bool, typer.Option("--trail", help="also print the full decision trail")
+    ] = False,
+) -> None:
+    """An application's stage, what it waits for, its dates and (optionally) its trail."""
+
+    async def _go(api: Any) -> tuple[Any, Any]:
+        st = await api.status(application)
+        return st, (await api.trail(application) if trail else None)
+
+    st, events = api_call(_go)
+    if as_json:
+        data = st.model_dump(mode="json")
+        if events is not None:
+            data["trail"] = [e.model_dump(mode="json") for e in events]
+        console.print_json(json.dumps(data, ensure_ascii=False))
+        return
+    console.print(
+        f"[bold]{st.workflow_id}[/bold]  {st.applicant_masked}  stage [bold]{st.stage}[/bold]"
+    )
+    console.print(st.details_zh)
+    console.print(st.details_en)
+    if events:
+        table = Table("#", "at", "kind", "who", "what")
+        for e in events:
+            table.add_row(
+                str(e.seq),
+                e.at.isoformat(timespec="seconds"),
+                e.kind,
+                f"{e.actor.name} ({e.actor.role.value})",
+                e.summary,
+            )
+        console.print(table)
+
+
+@app.command("list", rich_help_panel=PANEL)
+def list_(
+    stage: Annotated[str | None, typer.Option()] = None,
+    village: Annotated[str | None, typer.Option()] = None,
+    township: Annotated[str | None, typer.Option()] = None,
+    county: Annotated[str | None, typer.Option()] = None,
+    programme: Annotated[str | None, typer.Option()] = None,
+    season: Annotated[
+        SeasonKey | None,
+        typer.Option(parser=season_key, metavar="YEAR[-ROUND]", help="2027: every round"),
+    ] = None,
+    overdue: Annotated[bool | None, typer.Option("--overdue/--not-overdue")] = None,
+    limit: Annotated[int, typer.Option()] = 1000,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Applications by stage, place and overdue flag (Temporal visibility)."""
+
+    async def _go(api: Any) -> list[Any]:
+        return [
+            x
+            async for x in api.list(
+                stage=stage,
+                village=village,
+                township=township,
+                county=county,
+                programme=programme,
+                season=season.year if season else None,
+                round_=season.round or None if season else None,
+                overdue=overdue,
+                limit=limit,
+            )
+        ]
+
+    rows = api_call(_go)
+    if as_json:
+        console.print_json(json.dumps([r.__dict__ for r in rows], default=str))
+        return
+    table = Table(
+        "workflow id", "stage", "village", "overdue", "at risk", "next deadline", "status"
+    )
+    for r in rows:
+        table.add_row(
+            r.workflow_id,
+            r.stage,
+            r.village,
+            "yes" if r.overdue else "",
+            "yes" if r.at_risk else "",
+            r.next_deadline.isoformat() if r.next_deadline else "",
+            r.status,
+        )
+    console.print(table)

@@ -1,0 +1,250 @@
+"""Running aidflow: the embedded stack, a worker, the demo and the what-if simulator."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.panel import Panel
+
+from workers.cli.common import (
+    app,
+    console,
+    err,
+    fail,
+    run,
+    settings,
+    setup_logging,
+)
+from workers.settings import Settings
+
+PANEL = "运行 / Run"
+
+
+@app.command(rich_help_panel=PANEL)
+def up() -> None:
+    """Start the embedded stack: Temporal dev server + Web UI, database, worker."""
+    from workers.embedded import StackError
+
+    s = settings()
+    setup_logging(s)
+    try:
+        run(_up(s))
+    except StackError as e:
+        raise fail(str(e)) from None
+
+
+async def _up(s: Settings) -> None:
+    from workers.embedded import embedded_stack
+    from workers.settings import mask_url
+
+    async with embedded_stack(s) as stack:
+        console.print(
+            Panel.fit(
+                f"[bold]Temporal Web UI[/bold]  {stack.server.ui_url}\n"
+                f"[bold]Temporal gRPC[/bold]    {stack.server.address}  (namespace {s.temporal_namespace}, task queue {s.task_queue})\n"
+                f"[bold]Database[/bold]         {mask_url(s.effective_database_url)}\n"
+                f"[bold]Worker metrics[/bold]   "
+                + (f"http://localhost:{s.metrics_port}/metrics" if s.metrics_port else "off")
+                + f"\n[bold]Data dir[/bold]         {s.data_dir.resolve()}\n\nCtrl-C stops everything.",
+                title="aidflow is up",
+            )
+        )
+        await stack.stop.wait()
+        console.print("stopping…")
+    console.print("stopped.")
+
+
+@app.command(rich_help_panel=PANEL)
+def demo(
+    applicants: Annotated[int, typer.Option(help="synthetic applicants")] = 50,
+    day_seconds: Annotated[
+        float, typer.Option("--day-seconds", help="how long one calendar day lasts")
+    ] = 10.0,
+    seed: Annotated[int, typer.Option()] = 7,
+    exit_when_done: Annotated[
+        bool, typer.Option("--exit-when-done", help="stop the stack when the season is over")
+    ] = False,
+    programme: Annotated[
+        str, typer.Option(help="programme code (aidflow programmes lists them)")
+    ] = "county-subsidy",
+) -> None:
+    """A live season on the embedded stack, to watch in the Web UI (about ten minutes)."""
+    from models.programmes import REGISTRY
+    from workers.demo import run_demo
+    from workers.embedded import StackError
+
+    if programme not in REGISTRY:
+        raise fail(f"--programme: unknown {programme!r} (known: {', '.join(REGISTRY)})", 2)
+
+    s = settings()
+    # The live table owns the terminal; logs go to a file in the demo's data dir.
+    s = s.model_copy(update={"log_level": "WARNING"})
+    setup_logging(s)
+    try:
+        result = run(
+            run_demo(
+                s,
+                applicants_count=applicants,
+                day_seconds=day_seconds,
+                seed=seed,
+                console=console,
+                exit_when_done=exit_when_done,
+                programme=programme,
+            )
+        )
+    except StackError as e:
+        raise fail(str(e)) from None
+    if result.report_md is None:
+        raise fail("the demo stopped before the season was over")
+
+
+@app.command(rich_help_panel=PANEL)
+def simulate(
+    applications: Annotated[int, typer.Option(help="synthetic applicants")] = 1000,
+    season: Annotated[int, typer.Option(help="season year (one still to come)")] = 2027,
+    programme: Annotated[
+        str, typer.Option(help="programme code (aidflow programmes lists them)")
+    ] = "county-subsidy",
+    seed: Annotated[int, typer.Option()] = 1,
+    officials_delay: Annotated[
+        float,
+        typer.Option(
+            "--officials-delay",
+            help="multiplies the officials' mean decision delays (0: act the moment a step opens)",
+        ),
+    ] = 1.0,
+    objection_rate: Annotated[
+        float, typer.Option("--objection-rate", help="share of notices with an objection")
+    ] = 0.04,
+    objection_upheld: Annotated[
+        float, typer.Option("--objection-upheld", help="share of objections upheld")
+    ] = 0.3,
+    return_rate: Annotated[
+        float, typer.Option("--return-rate", help="share returned for correction by the village")
+    ] = 0.08,
+    rejection_rate: Annotated[
+        float, typer.Option("--rejection-rate", help="share rejected at each review")
+    ] = 0.02,
+    bank_return_rate: Annotated[
+        float, typer.Option("--bank-return-rate", help="share of accounts the bank finds closed")
+    ] = 0.03,
+    funds_delay: Annotated[
+        int, typer.Option("--funds-delay", help="working days from funds request to arrival")
+    ] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="the result as JSON")] = False,
+) -> None:
+    """A whole season of synthetic applicants on the real programme and calendar, time skipped."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from workers.client import Refused
+    from workers.embedded import StackError
+    from workers.simulate import (
+        Scenario,
+        SeasonSimulation,
+        SimulationStalled,
+        print_result,
+        result_json,
+        run_simulation,
+    )
+
+    problems = [
+        f"{name} must be between 0 and 1"
+        for name, v in (
+            ("--objection-rate", objection_rate),
+            ("--objection-upheld", objection_upheld),
+            ("--return-rate", return_rate),
+            ("--rejection-rate", rejection_rate),
+            ("--bank-return-rate", bank_return_rate),
+        )
+        if not 0 <= v <= 1
+    ]
+    if applications < 1:
+        problems.append("--applications must be at least 1")
+    from models.programmes import REGISTRY
+
+    if programme not in REGISTRY:
+        problems.append(f"--programme: unknown {programme!r} (known: {', '.join(REGISTRY)})")
+    if officials_delay < 0:
+        problems.append("--officials-delay must not be negative")
+    if funds_delay < 0:
+        problems.append("--funds-delay must not be negative")
+    if problems:
+        raise fail("; ".join(problems), 2)
+    scenario = Scenario(
+        programme=programme,
+        applications=applications,
+        season=season,
+        seed=seed,
+        officials_delay=officials_delay,
+        objection_rate=objection_rate,
+        objection_upheld=objection_upheld,
+        return_rate=return_rate,
+        rejection_rate=rejection_rate,
+        bank_return_rate=bank_return_rate,
+        funds_delay_days=funds_delay,
+    )
+    s = settings().model_copy(update={"log_level": "WARNING"})
+    setup_logging(s)
+    tz = s.build_calendar().tz
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} settled · {task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=as_json,
+    ) as bar:
+        task = bar.add_task("simulating", total=applications, info="starting the server")
+
+        def progress(sim: SeasonSimulation) -> None:
+            settled = sum(1 for a in sim.apps if a.terminal)
+            bar.update(
+                task,
+                completed=settled,
+                description=f"season {season} · {sim.now.astimezone(tz):%Y-%m-%d}",
+                info=f"{sim.clocks.fast_forwards} fast-forwards",
+            )
+
+        try:
+            result = run(run_simulation(scenario, s, progress=progress))
+        except (StackError, Refused, SimulationStalled) as e:
+            raise fail(str(e)) from None
+    if as_json:
+        console.print_json(result_json(result))
+    else:
+        print_result(result, console)
+
+
+@app.command(rich_help_panel=PANEL)
+def worker() -> None:
+    """Run a worker against the configured Temporal cluster and database (production)."""
+    from store.db import schema_problem
+    from workers.logs import get_logger
+    from workers.settings import mask_url
+    from workers.worker import connect, make_runtime, running_worker
+
+    s = settings()
+    setup_logging(s)
+    # Refuse at once rather than fail every activity (and the outbox every 2 s).
+    problem = schema_problem(s.effective_database_url)
+    if problem:
+        raise fail(f"{mask_url(s.effective_database_url)}: {problem}")
+
+    async def _main() -> None:
+        try:
+            client = await connect(s, make_runtime(s.metrics_port))
+        except Exception as e:
+            raise fail(f"cannot connect to Temporal at {s.temporal_address}: {e}") from None
+        async with running_worker(client, s) as (_, stop):
+            get_logger().info(
+                "worker started",
+                address=s.temporal_address,
+                namespace=s.temporal_namespace,
+                task_queue=s.task_queue,
+                metrics_port=s.metrics_port,
+            )
+            await stop.wait()
+
+    run(_main())

@@ -1,0 +1,106 @@
+"""Fixed dates and projections (R6): when a date passes and the application has not got
+past the steps due then, it is overdue, and the responsible office and the programme's
+always-told offices are told; at every step the remaining steps are projected on the
+calendar and a date at risk is said as soon as it is."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.workflow_calendar import CalendarActivities
+    from models.application import SYSTEM
+    from models.calendar import OutsideTable
+    from models.planner import project_steps
+    from models.records import NotificationIntent, Projection, ProjectionRequest
+
+if TYPE_CHECKING:
+    from workflows.application import ApplicationWorkflow
+
+_LOCAL = timedelta(seconds=10)
+
+
+async def watch_fixed_date(app: ApplicationWorkflow, key: str, due_at: datetime) -> None:
+    fixed = app.programme.fixed_date(key)
+    delay = due_at - workflow.now()
+    if delay > timedelta(0):
+        await workflow.sleep(delay, summary=f"fixed date: {fixed.label_en} by {fixed.on}")
+    last_due = max(i for i, s in enumerate(app.programme.steps) if s.due == key)
+    if app.closed or app.index > last_due:
+        return
+    app.overdue.append(key)
+    told = [
+        fixed.responsible,
+        *(r for r in app.programme.always_told if r != fixed.responsible),
+    ]
+    params = {"date": fixed.label_zh, "on": str(fixed.on), "stage": app.stage_zh()}
+    app.record(
+        "overdue",
+        SYSTEM,
+        f"逾期：{fixed.label_zh}（{fixed.on}）未完成，当前{app.stage_zh()} / overdue: "
+        f"{fixed.label_en} by {fixed.on} missed in {app.stage_en(app.stage)}",
+        {"fixed_date": key, "due_at": due_at.isoformat(), "stage": app.stage},
+        notify=[
+            NotificationIntent(
+                audience="office" if i == 0 else "county",
+                role=role,
+                place_code=app.place_of(role),
+                template="overdue",
+                params=params,
+            )
+            for i, role in enumerate(told)
+        ],
+    )
+    app.publish()
+
+
+async def project(app: ApplicationWorkflow, from_index: int, at: datetime) -> None:
+    """R6: project the remaining steps on the calendar; warn when a date is at risk."""
+    projection = await _projection(app, from_index, at)
+    at_risk = [k for k in projection.at_risk_keys if k not in app.overdue]
+    new = [k for k in at_risk if k not in app.at_risk]
+    app.at_risk = at_risk
+    if not new:
+        return
+    labels = [app.programme.fixed_date(k) for k in new]
+    app.record(
+        "at_risk",
+        SYSTEM,
+        "日期有风险："
+        + "、".join(f"{d.label_zh}（{d.on}）" for d in labels)
+        + " / at risk: "
+        + ", ".join(f"{d.label_en} by {d.on}" for d in labels),
+        {"keys": new, "projection": [s.model_dump(mode="json") for s in projection.steps]},
+        notify=[
+            NotificationIntent(
+                audience="office",
+                role=d.responsible,
+                place_code=app.place_of(d.responsible),
+                template="at_risk",
+                params={"date": d.label_zh, "on": str(d.on)},
+            )
+            for d in labels
+        ],
+    )
+
+
+async def _projection(app: ApplicationWorkflow, from_index: int, at: datetime) -> Projection:
+    if app.calendar is not None:
+        with contextlib.suppress(OutsideTable):
+            steps = project_steps(
+                app.programme, app.inp.season, app.calendar, from_index=from_index, at=at
+            )
+            return Projection(steps=list(steps))
+    # A day beyond the table's data, or a provisional one: ask the calendar itapp.
+    return await workflow.execute_local_activity_method(
+        CalendarActivities.project_remaining_steps,
+        ProjectionRequest(
+            programme=app.programme, season=app.inp.season, from_index=from_index, at=at
+        ),
+        start_to_close_timeout=_LOCAL,
+        summary="project remaining steps on the calendar",
+    )

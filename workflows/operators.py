@@ -1,0 +1,133 @@
+"""What operators see of an application: its search attributes, its current details in
+plain words (Chinese first, English beside), and the read-model row the trail writes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey
+
+from workflows.steps import PAYMENT_LIMIT
+
+with workflow.unsafe.imports_passed_through():
+    from models import search
+    from models.domain import Role
+    from models.records import ApplicationSnapshot
+
+if TYPE_CHECKING:
+    from workflows.application import ApplicationWorkflow
+
+
+def waiting_for(app: ApplicationWorkflow) -> str:
+    if app.closed:
+        return ""
+    return (app.runner.waiting_for() or Role.SYSTEM).value
+
+
+def waiting_until(app: ApplicationWorkflow) -> datetime | None:
+    if app.closed:
+        return None
+    return app.runner.waiting_until() or due_at(app)
+
+
+def due_at(app: ApplicationWorkflow) -> datetime | None:
+    if app.schedule_or_none is None or app.closed:
+        return None
+    return app.schedule_or_none.due_at(app.programme.steps[app.index].due)
+
+
+def date_label(app: ApplicationWorkflow, key: str) -> tuple[str, str]:
+    if key == PAYMENT_LIMIT:
+        return app.payment.limit_label()
+    d = app.programme.fixed_date(key)
+    return d.label_zh, d.label_en
+
+
+def details(app: ApplicationWorkflow) -> tuple[str, str]:
+    """What the application waits for, from whom, until when: plain words for operators."""
+    if app.terminal is not None:
+        zh, en = app.label(app.terminal)
+        if app.rejection_reason:
+            zh, en = f"{zh}：{app.rejection_reason}", f"{en}: {app.rejection_reason}"
+        return zh, en
+    zh, en = app.runner.details()
+    due = app.programme.fixed_date(app.programme.steps[app.index].due)
+    zh += f"；须于{due.on.month}月{due.on.day}日前完成"
+    en += f"; due by {due.on.month}/{due.on.day} ({due.label_en})"
+    if app.overdue:
+        zh += "；已逾期：" + "、".join(date_label(app, k)[0] for k in app.overdue)
+        en += "; OVERDUE: " + ", ".join(date_label(app, k)[1] for k in app.overdue)
+    if app.at_risk:
+        zh += "；有风险：" + "、".join(date_label(app, k)[0] for k in app.at_risk)
+        en += "; AT RISK: " + ", ".join(date_label(app, k)[1] for k in app.at_risk)
+    if app.schedule_or_none and app.schedule_or_none.provisional_years:
+        zh += "（日历为暂定数据）"
+        en += " (provisional calendar)"
+    return zh, en
+
+
+def publish(app: ApplicationWorkflow) -> None:
+    """Keep search attributes and the UI's current details in step with the state;
+    an attribute is upserted only when it changed."""
+    attrs: dict[str, Any] = {
+        "Stage": app.stage,
+        "WaitingFor": waiting_for(app),
+        "Overdue": bool(app.overdue),
+        "AtRisk": bool(app.at_risk),
+        "NextDeadline": due_at(app),
+    }
+    changed = {k: v for k, v in attrs.items() if app.published.get(k, object()) != v}
+    if changed:
+        workflow.upsert_search_attributes(
+            [
+                _SA_KEYS[name].value_unset() if value is None else _SA_KEYS[name].value_set(value)
+                for name, value in changed.items()
+            ]
+        )
+        app.published.update(changed)
+    zh, en = details(app)
+    workflow.set_current_details(f"**{zh}**\n\n{en}")
+
+
+def snapshot(app: ApplicationWorkflow) -> ApplicationSnapshot:
+    a = app.inp.applicant
+    notice = getattr(app.runner, "notice", None)
+    return ApplicationSnapshot(
+        workflow_id=app.inp.workflow_id,
+        programme=app.programme.code,
+        programme_name=app.programme.name_zh,
+        season=app.inp.season,
+        round=app.programme.round_key,
+        places=app.inp.places,
+        applicant_name=a.name,
+        national_id_masked=a.national_id_masked,
+        national_id_hash=a.national_id_hash,
+        university=a.university,
+        stage=app.stage,
+        overdue_dates=list(app.overdue),
+        at_risk=bool(app.at_risk),
+        amount_cny=app.inp.amount_cny,
+        submitted_at=app.inp.submitted_at,
+        notice_posted_at=notice.posted_at if notice else None,
+        notice_ends_at=notice.ends_at if notice else None,
+        next_deadline=due_at(app),
+        decided_at=app.decided_at,
+        rejection_reason=app.rejection_reason,
+        applicant_phone_sealed=a.phone_sealed,
+        applicant_email_sealed=a.email_sealed,
+        bank_name=a.bank_name,
+        account_masked=a.account_masked,
+        account_sealed=a.account_sealed,
+        account_holder=a.account_holder,
+    )
+
+
+_SA_KEYS: dict[str, SearchAttributeKey[Any]] = {
+    "Stage": search.STAGE,
+    "WaitingFor": search.WAITING_FOR,
+    "Overdue": search.OVERDUE,
+    "AtRisk": search.AT_RISK,
+    "NextDeadline": search.NEXT_DEADLINE,
+}
