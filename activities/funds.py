@@ -33,6 +33,8 @@ from models.payout import (
     PreparedBatch,
 )
 from models.season import season_label
+from store import cells
+from store.cells import WORKBOOK_OPTIONS
 from store.db import one_writer
 from store.sealing import Keys
 from store.tables import (
@@ -188,7 +190,7 @@ class FundsActivities:
         import xlsxwriter
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        wb = xlsxwriter.Workbook(str(path))
+        wb = xlsxwriter.Workbook(str(path), WORKBOOK_OPTIONS)
         ws = wb.add_worksheet("花名册")
         bold = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1})
         money = wb.add_format({"num_format": "#,##0"})
@@ -197,17 +199,19 @@ class FundsActivities:
             ws.write_row(
                 i,
                 0,
-                [
-                    i,
-                    r.applicant_name,
-                    r.national_id_masked,
-                    places.get(r.village_code, r.village_code),
-                    places.get(r.township_code, r.township_code),
-                    r.university,
-                ],
+                cells.row(
+                    [
+                        i,
+                        r.applicant_name,
+                        r.national_id_masked,
+                        places.get(r.village_code, r.village_code),
+                        places.get(r.township_code, r.township_code),
+                        r.university,
+                    ]
+                ),
             )
             ws.write_number(i, 6, r.amount_cny, money)
-            ws.write_row(i, 7, [r.bank_name, r.account_masked])
+            ws.write_row(i, 7, cells.row([r.bank_name, r.account_masked]))
         ws.write(len(rows) + 1, 5, "合计 Total", bold)
         ws.write_number(len(rows) + 1, 6, sum(r.amount_cny for r in rows), money)
         ws.set_column(0, 0, 8)

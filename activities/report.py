@@ -16,6 +16,8 @@ from models.notifications import render
 from models.payout import ReportFiles, ReportKind
 from models.programme import Programme
 from models.season import season_label
+from store import cells
+from store.cells import WORKBOOK_OPTIONS
 from store.db import one_writer
 from store.tables import ApplicationRow, AuditEntry, OutboxMessage, Payment, Place
 
@@ -331,14 +333,14 @@ def write_report(r: SeasonReport, out_dir: Path) -> ReportFiles:
     md = out_dir / f"{stem}.md"
     md.write_text(to_markdown(r), encoding="utf-8")
     xlsx = out_dir / f"{stem}.xlsx"
-    wb = xlsxwriter.Workbook(str(xlsx))
+    wb = xlsxwriter.Workbook(str(xlsx), WORKBOOK_OPTIONS)
     bold = wb.add_format({"bold": True})
 
     def sheet(name: str, header: list[str], rows: list[list[Any]]) -> None:
         ws = wb.add_worksheet(name)
         ws.write_row(0, 0, header, bold)
         for i, row in enumerate(rows, start=1):
-            ws.write_row(i, 0, row)
+            ws.write_row(i, 0, cells.row(row))
         ws.set_column(0, len(header), 18)
 
     sheet(

@@ -39,9 +39,14 @@ RESULT_COLUMNS = ("batch_id", "sequence", "idempotency_key", "status", "reason",
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    """Written whole (the other side never sees half a file) and readable by the owner
+    alone: a disbursement file holds full account numbers."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)  # the other side never sees half a file
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(tmp, 0o600)  # whatever the umask, and if the file was there before
+    os.replace(tmp, path)
 
 
 @dataclass

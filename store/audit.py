@@ -17,6 +17,8 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from store import cells
+from store.cells import WORKBOOK_OPTIONS
 from store.chain import GENESIS, entry_hash
 from store.tables import ApplicationRow, AuditEntry
 
@@ -168,20 +170,20 @@ def export(
             w = csv.writer(f)
             w.writerow(EXPORT_COLUMNS)
             for row in _export_rows(engine, season, programme):
-                w.writerow(row)
+                w.writerow(cells.row(row))
                 n += 1
         return n
     if fmt == "xlsx":
         import xlsxwriter
 
-        wb = xlsxwriter.Workbook(str(out), {"constant_memory": True})
+        wb = xlsxwriter.Workbook(str(out), {"constant_memory": True, **WORKBOOK_OPTIONS})
         ws = wb.add_worksheet("audit log")
         bold = wb.add_format({"bold": True})
         ws.write_row(0, 0, EXPORT_COLUMNS, bold)
         ws.freeze_panes(1, 0)
         for row in _export_rows(engine, season, programme):
             n += 1
-            ws.write_row(n, 0, row)
+            ws.write_row(n, 0, cells.row(row))
         wb.close()
         return n
     raise ValueError(f"format must be csv or xlsx, not {fmt!r}")

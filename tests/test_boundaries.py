@@ -3,16 +3,21 @@ class, and a request id stands for one request."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from temporalio.client import WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from models.application import Actor, CorrectionRequest, DecisionRequest, ObjectionRequest
 from models.domain import DecisionKind, Role
 from models.payout import AccountCorrection
+from tests.conftest import AppStack
 from tests.support import public, village_official
 from tests.test_application_workflow import Case
 from tests.test_application_workflow import new_case as new_case  # the fixture
@@ -108,3 +113,60 @@ async def test_four_eyes_and_request_ids_compare_what_they_stand_for(
         "village_review", DecisionKind.APPROVE, village_official(), request_id="same-id"
     )
     assert again == first
+
+
+def test_text_in_files_is_never_a_formula(tmp_path: Path) -> None:
+    from openpyxl import load_workbook
+
+    from activities.funds import FundsActivities
+    from integrations.bank import FileExchangeBank
+    from store import cells
+    from store.tables import ApplicationRow
+
+    assert cells.row(['=HYPERLINK("http://x")', "+1", "张三", 3000, "a\x00b"]) == [
+        '\'=HYPERLINK("http://x")',
+        "'+1",
+        "张三",
+        3000,
+        "ab",
+    ]
+    row = ApplicationRow(
+        workflow_id="wf/1",
+        programme="county-subsidy",
+        season=2027,
+        county_code="341225000000",
+        township_code="341225100000",
+        village_code="341225100201",
+        applicant_name='=HYPERLINK("http://evil","点击")',
+        national_id_masked="341225********1234",
+        national_id_hash="h",
+        stage="awaiting_funds",
+        amount_cny=3000,
+    )
+    roster = tmp_path / "roster.xlsx"
+    FundsActivities._write_roster(roster, [row], {})
+    sheet = load_workbook(roster).active
+    assert sheet is not None
+    name = sheet["B2"]
+    assert name.data_type == "s" and str(name.value).startswith("'=HYPERLINK")
+    # The bank's disbursement file holds full account numbers: the owner alone reads it.
+    sent = FileExchangeBank(tmp_path / "bank").send("b001", "batch_id\nb001\n")
+    assert sent.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    "workflow_type", ["ApplicationWorkflow", "SeasonWorkflow", "PayoutBatchWorkflow"]
+)
+async def test_a_malformed_start_fails_at_once(app_stack: AppStack, workflow_type: str) -> None:
+    """`temporal workflow start --type ApplicationWorkflow --input '{}'` stayed running with
+    a failing workflow task; it now fails, naming what is wrong."""
+    client = app_stack.api.client
+    handle = await client.start_workflow(
+        workflow_type,
+        {"workflow_id": "x"},
+        id=f"malformed-{workflow_type}-{uuid.uuid4().hex[:6]}",
+        task_queue=app_stack.api.task_queue,
+    )
+    with pytest.raises(WorkflowFailureError) as failed:
+        await asyncio.wait_for(handle.result(), 30)
+    assert "validation error" in str(failed.value.cause)

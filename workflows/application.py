@@ -23,6 +23,7 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from temporalio import workflow
 
 from workflows import deadlines, operators
@@ -70,7 +71,9 @@ __all__ = ["ApplicationWorkflow", "Refused"]
 _LOCAL = timedelta(seconds=10)
 
 
-@workflow.defn
+# An input that does not validate (a start by hand with '{}', say) fails the workflow at
+# once with pydantic's reasons, instead of failing its first task on every retry.
+@workflow.defn(failure_exception_types=[ValidationError])
 class ApplicationWorkflow:
     @workflow.init
     def __init__(self, inp: ApplicationInput) -> None:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 from datetime import datetime, timedelta
 
+from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
@@ -58,7 +59,9 @@ _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=tim
 _ACT = timedelta(minutes=5)
 
 
-@workflow.defn
+# An input that does not validate (a start by hand with '{}', say) fails the workflow at
+# once with pydantic's reasons, instead of failing its first task on every retry.
+@workflow.defn(failure_exception_types=[ValidationError])
 class SeasonWorkflow:
     @workflow.init
     def __init__(self, inp: SeasonInput) -> None:

@@ -7,10 +7,12 @@ error exits with status 2.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from pydantic import ValidationError
 
+from workers.cli import common
 from workers.cli.common import app
 
 # The command groups register their commands on the app when imported, in the order
@@ -25,13 +27,27 @@ def main() -> None:
     """Every error ends the command on one line with exit status 1, never a traceback
     (a traceback may show what it should not, and tells an official nothing). Usage
     errors keep typer's own message and status 2."""
+    code = 0
     try:
         app()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
     except KeyboardInterrupt:
-        sys.exit(130)
+        code = 130
     except Exception as e:
         print(f"aidflow: {one_line(e)}", file=sys.stderr)
-        sys.exit(1)
+        code = 1
+    if common.state.connected:
+        # The Temporal SDK's native threads can race the interpreter's finalization (seen
+        # once in CI: "PyGILState_Release ... finalizing", status -6 after the command had
+        # printed its answer). A command that only talked to the server as a client has
+        # nothing left to clean up: its output is flushed and the process ends here.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def one_line(error: Exception) -> str:

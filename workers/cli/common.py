@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -115,8 +116,17 @@ def print_import(report: Any, what: str) -> None:
         )
 
 
+@dataclass
+class _State:
+    connected: bool = False  # this command connected to Temporal as a client
+
+
+state = _State()
+
+
 def api_call(fn: Callable[[Any], Awaitable[T]]) -> T:
     """Connect, build the client API, run ``fn(api)``; refusals exit 1 on one line."""
+    state.connected = True
     from store.db import make_engine
     from store.registry import RegistryReader
     from store.sealing import Keys
