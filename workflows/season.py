@@ -274,7 +274,7 @@ class SeasonWorkflow:
     @workflow.update
     async def request_funds(self, cmd: FundsRequestCommand) -> FundsRequestSummary:
         if self._inp.carried is not None and self._schedule is None:
-            # A run continued as new takes updates at once: let run() decide its patches.
+            # A run continued as new takes updates at once: let run() read the schedule first.
             await workflow.wait_condition(lambda: self._schedule is not None)
         known = self._requests.get(cmd.request_id)
         if known is not None and (known.workflow_ids or not known.count):
@@ -317,8 +317,8 @@ class SeasonWorkflow:
             return self._arrivals[msg.request_id]
         arrived_at = workflow.now()
         if self._schedule is None:
-            # An update can come before run() has decided its patches and read the
-            # schedule (a run continued as new takes updates at once): wait for them.
+            # An update can come before run() has read the schedule (a run continued as
+            # new takes updates at once): wait for it.
             await workflow.wait_condition(lambda: self._schedule is not None)
         request = self._requests[msg.funds_request_id]
         self._released.add(msg.funds_request_id)
