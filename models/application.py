@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -23,6 +24,7 @@ from models.domain import (
     Level,
     ObjectionOutcome,
     Role,
+    level_of,
 )
 from models.programme import Programme
 from models.text import ActorId, Line, LongText, Name, PlaceCode, RequestId, StageName
@@ -62,6 +64,10 @@ class Places(_Model):
             Level.COUNTY: self.county_code,
         }[level]
 
+    def code_for(self, role: Role) -> str:
+        """The application's place that an office of ``role`` must hold."""
+        return self.code_at(level_of(role))
+
     def name_at(self, level: Level) -> str:
         return {
             Level.SCHOOL: self.school_name,
@@ -78,6 +84,13 @@ class Actor(_Model):
     name: Name
     role: Role
     place_code: PlaceCode = ""
+
+
+def request_digest(req: BaseModel) -> str:
+    """A digest of a request's body: with its kind, what its request id stands for (the
+    workflow refuses the id used again for another request; the client makes it part of
+    the Temporal update id)."""
+    return hashlib.sha256(req.model_dump_json().encode()).hexdigest()[:16]
 
 
 # aidflow itself: timers, automatic postings, messages between its workflows.

@@ -35,6 +35,12 @@ ROLE_LEVEL: dict[Role, Level] = {
     Role.HIGH_SCHOOL: Level.SCHOOL,
 }
 
+
+def level_of(role: Role) -> Level:
+    """The level at which an office holds its place (aidflow's own roles: the county)."""
+    return ROLE_LEVEL.get(role, Level.COUNTY)
+
+
 ROLE_NAME_ZH: dict[Role, str] = {
     Role.VILLAGE_COMMITTEE: "村委会",
     Role.TOWNSHIP_POVERTY_OFFICE: "乡镇扶贫部门",

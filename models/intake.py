@@ -10,7 +10,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from models.application import ApplicationForm
+from models.application import Actor, ApplicationForm
 from models.domain import DOCUMENT_NAME_ZH, HouseholdCategory, Role
 from models.privacy import national_id_problem
 from models.programme import Programme
@@ -44,11 +44,13 @@ def check_application(
     now: datetime,
     window: tuple[datetime, datetime],
     lookup_member: Callable[[str], RegisteredMember | None],
+    submitted_by: Actor,
 ) -> list[FieldProblem]:
     """Every problem of ``form``; an empty list means it may be accepted.
 
     ``lookup_member`` takes the identity number and answers from the registry
-    of registered poor households (by keyed hash; the caller does the hashing).
+    of registered poor households (by keyed hash; the caller does the hashing);
+    ``submitted_by`` is who submits: the applicant, or an office the programme names.
     """
     problems: list[FieldProblem] = []
     if form.programme != programme.code:
@@ -120,6 +122,23 @@ def check_application(
         problems.append(
             FieldProblem(
                 field="places.school_code", problem="the submitting high school is required"
+            )
+        )
+    if submitted_by.role not in programme.submitted_by:
+        allowed = " or the ".join(r.value for r in programme.submitted_by)
+        problems.append(
+            FieldProblem(
+                field="submitted_by",
+                problem=f"{programme.code} applications are submitted by the {allowed}, not {submitted_by.role.value}",
+            )
+        )
+    elif (
+        submitted_by.role is Role.HIGH_SCHOOL and submitted_by.place_code != form.places.school_code
+    ):
+        problems.append(
+            FieldProblem(
+                field="submitted_by",
+                problem=f"high school {submitted_by.place_code} may not submit for school {form.places.school_code}",
             )
         )
 

@@ -117,6 +117,8 @@ async def test_intake_of_new_student_aid(app_stack: AppStack) -> None:
         await api.submit(bad, submitted_by=school(), now=IN_NSA_WINDOW_2027)
     fields = {p.field for p in refused.value.problems}
     assert {"freshman", "university_in_province", "documents.admission_letter"} <= fields
+    # Refused at intake, nothing was started: not even the county's season.
+    assert api.started_seasons() == []
 
 
 async def test_new_student_aid_from_school_to_signed_receipt(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from models.application import (
     RequestResult,
     TrailEvent,
     WithdrawalRequest,
+    request_digest,
 )
 from models.calendar import WorkingCalendar
 from models.domain import Level, Role
@@ -153,16 +153,23 @@ class AidflowClient:
                 f"round: {e}", problems=[FieldProblem(field="round", problem=str(e))]
             ) from None
         now = now or datetime.now(UTC)
+        id_hash = self.keys.hash_id(form.national_id)
+        actor = submitted_by or Actor(
+            id=f"applicant:{id_hash}",
+            name=form.applicant_name,
+            role=Role.APPLICANT,
+            place_code=form.places.village_code,
+        )
         problems = check_application(
             form,
             programme,
             now=now,
             window=window(programme, form.season, self.calendar),
             lookup_member=lambda nid: self._lookup_member(self.keys.hash_id(nid)),
+            submitted_by=actor,
         )
         if problems:
             raise Refused("; ".join(str(p) for p in problems), problems=problems)
-        id_hash = self.keys.hash_id(form.national_id)
         await self.ensure_season(
             programme.code,
             form.season,
@@ -184,27 +191,13 @@ class AidflowClient:
             university=form.university,
             education_level=form.education_level,
             freshman=form.freshman,
+            university_in_province=form.university_in_province,
             bank_name=form.bank_name,
             account_masked=mask_account(form.account_number),
             account_sealed=self.keys.seal(form.account_number),
             account_holder=form.account_holder,
             documents=dict(form.documents),
         )
-        actor = submitted_by or Actor(
-            id=f"applicant:{id_hash}",
-            name=form.applicant_name,
-            role=Role.APPLICANT,
-            place_code=form.places.village_code,
-        )
-        if actor.role not in programme.submitted_by:
-            raise Refused(
-                f"submitted_by: {programme.code} applications are submitted by the "
-                f"{' or '.join(r.value for r in programme.submitted_by)}, not {actor.role.value}"
-            )
-        if actor.role is Role.HIGH_SCHOOL and actor.place_code != form.places.school_code:
-            raise Refused(
-                f"submitted_by: high school {actor.place_code} may not submit for school {form.places.school_code}"
-            )
         amount = programme.amount_for(form.season, amount_attributes(form, programme))
         inp = ApplicationInput(
             workflow_id=workflow_id,
@@ -588,8 +581,7 @@ def update_id(req: Any) -> str:
     body. The server answers a repeated update id with the first update's outcome without
     asking the workflow, so the bare request id let an objection sent with a decision's id
     come back "accepted" with the decision's answer; now the workflow sees it and refuses."""
-    digest = hashlib.sha256(req.model_dump_json().encode()).hexdigest()[:16]
-    return f"{type(req).__name__}/{req.request_id}/{digest}"
+    return f"{type(req).__name__}/{req.request_id}/{request_digest(req)}"
 
 
 def _refused(error: WorkflowUpdateFailedError) -> Refused:

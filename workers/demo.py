@@ -36,7 +36,7 @@ from models.application import (
     ReceiptRecord,
 )
 from models.calendar import CompressedCalendar
-from models.domain import ROLE_LEVEL, DecisionKind, DocumentKind, Level, ObjectionOutcome, Role
+from models.domain import DecisionKind, DocumentKind, ObjectionOutcome, Role
 from models.programme import FundsStep, NoticeStep, PayoutStep, Programme, ReceiptStep, ReviewStep
 from models.programmes import BUILTIN_PROGRAMMES, DEMO_VARIANTS
 from store.importing import import_places, import_registry
@@ -108,7 +108,7 @@ class Officials:
         return True
 
     def official(self, role: Role, st: ApplicationStatus) -> Actor:
-        place = st.places.code_at(ROLE_LEVEL.get(role, Level.COUNTY))
+        place = st.places.code_for(role)
         name = {
             Role.VILLAGE_COMMITTEE: "村委会主任",
             Role.TOWNSHIP_POVERTY_OFFICE: "乡镇扶贫专干",

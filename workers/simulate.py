@@ -96,7 +96,7 @@ from models.application import (
     ReceiptRecord,
 )
 from models.calendar import WorkingCalendar, end_of_day, next_working_day_at, notice_period
-from models.domain import ROLE_LEVEL, DecisionKind, DocumentKind, Level, ObjectionOutcome, Role
+from models.domain import DecisionKind, DocumentKind, ObjectionOutcome, Role
 from models.planner import window
 from models.programme import FundsStep, NoticeStep, Programme, ReceiptStep, ReviewStep
 from models.programmes import BUILTIN_PROGRAMMES, COUNTY_SUBSIDY
@@ -644,7 +644,7 @@ class SeasonSimulation:
         self._at(self._delay(opened_at, what, a.rng), f"{stage} decision", decide)
 
     def _official(self, a: Applicant, role: Role) -> Actor:
-        place = a.form.places.code_at(ROLE_LEVEL.get(role, Level.COUNTY))
+        place = a.form.places.code_for(role)
         return Actor(id=f"{role.value}-{place}", name=role.value, role=role, place_code=place)
 
     async def _sign(self, a: Applicant, step: ReceiptStep, at: datetime) -> None:

@@ -18,7 +18,6 @@ returns the first answer and changes nothing.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,9 +47,10 @@ with workflow.unsafe.imports_passed_through():
         TrailEvent,
         TrailKind,
         WithdrawalRequest,
+        request_digest,
     )
     from models.calendar import TabulatedCalendar
-    from models.domain import ROLE_LEVEL, STAGE_NAME_EN, STAGE_NAME_ZH, Level, Role, Stage
+    from models.domain import STAGE_NAME_EN, STAGE_NAME_ZH, Level, Role, Stage
     from models.ids import season_workflow_id
     from models.payout import (
         AccountCorrection,
@@ -190,9 +190,6 @@ class ApplicationWorkflow:
         )
         self.results[request_id] = result
         return result
-
-    def place_of(self, role: Role) -> str:
-        return self.inp.places.code_at(ROLE_LEVEL.get(role, Level.COUNTY))
 
     def check_place(self, actor: Actor, role: Role, level: Level, what: str) -> list[str]:
         """R4/R10: the actor has the role, and holds the application's place at the level."""
@@ -377,10 +374,9 @@ class ApplicationWorkflow:
 
     @workflow.update
     async def correct_account(self, req: AccountCorrection) -> RequestResult:
-        first = self._repeat(req)
+        first = self._begin(req)
         if first is not None:
             return first
-        self.request_keys[req.request_id] = _request_key(req)
         return await self.runner.apply_account(req)
 
     @correct_account.validator
@@ -402,11 +398,17 @@ class ApplicationWorkflow:
             )
         return first
 
-    def _answer(self, req: Any, apply: Callable[[Any], RequestResult]) -> RequestResult:
+    def _begin(self, req: Any) -> RequestResult | None:
+        """The first answer to a repeat; else the request id is taken for this request."""
         first = self._repeat(req)
+        if first is None:
+            self.request_keys[req.request_id] = _request_key(req)
+        return first
+
+    def _answer(self, req: Any, apply: Callable[[Any], RequestResult]) -> RequestResult:
+        first = self._begin(req)
         if first is not None:
             return first
-        self.request_keys[req.request_id] = _request_key(req)
         result = apply(req)
         self.publish()
         return result
@@ -435,23 +437,16 @@ class ApplicationWorkflow:
             self.publish()
             return
         try:
-            if self._repeat(req) is not None:
-                return
-            self._validate(req, check)
+            self._validate(req, check)  # a repeat passes, and _answer gives its first answer
         except Refused as refusal:
-            if req.request_id in self.results:  # an id used for another request: say so
-                self.record(
-                    "refused",
-                    req.actor,
-                    f"请求被拒绝 / request refused: {refusal.message}",
-                    {"request": type(req).__name__, "reason": refusal.message},
+            if req.request_id not in self.results:  # a new id: the refusal is its answer
+                self.request_keys[req.request_id] = _request_key(req)
+                self.results[req.request_id] = RequestResult(
+                    request_id=req.request_id,
+                    accepted=False,
+                    stage=self.stage,
+                    message=refusal.message,
                 )
-                self.publish()
-                return
-            self.request_keys[req.request_id] = _request_key(req)
-            self.results[req.request_id] = RequestResult(
-                request_id=req.request_id, accepted=False, stage=self.stage, message=refusal.message
-            )
             self.record(
                 "refused",
                 req.actor,
@@ -558,5 +553,4 @@ def _dropped(name: str) -> None:
 
 def _request_key(req: Any) -> str:
     """What a request id stands for: the kind of request and a digest of its body."""
-    body = req.model_dump_json().encode()
-    return f"{type(req).__name__}:{hashlib.sha256(body).hexdigest()[:16]}"
+    return f"{type(req).__name__}:{request_digest(req)}"

@@ -48,7 +48,7 @@ async def watch_fixed_date(app: ApplicationWorkflow, key: str, due_at: datetime)
             NotificationIntent(
                 audience="office" if i == 0 else "county",
                 role=role,
-                place_code=app.place_of(role),
+                place_code=app.inp.places.code_for(role),
                 template="overdue",
                 params=params,
             )
@@ -79,7 +79,7 @@ async def project(app: ApplicationWorkflow, from_index: int, at: datetime) -> No
             NotificationIntent(
                 audience="office",
                 role=d.responsible,
-                place_code=app.place_of(d.responsible),
+                place_code=app.inp.places.code_for(d.responsible),
                 template="at_risk",
                 params={"date": d.label_zh, "on": str(d.on)},
             )

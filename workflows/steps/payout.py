@@ -13,7 +13,7 @@ from workflows.steps.base import Application, Refused, StepRunner, fmt
 
 with workflow.unsafe.imports_passed_through():
     from models.application import SYSTEM, RequestResult
-    from models.domain import ROLE_LEVEL, ROLE_NAME_ZH, Role, Stage
+    from models.domain import ROLE_NAME_ZH, Role, Stage, level_of
     from models.payout import AccountCorrection, FundsRelease, PayItem, PaymentOutcome, PaymentSent
     from models.records import NotificationIntent
     from models.steps import PayoutStep
@@ -105,7 +105,7 @@ class PaymentState:
                     NotificationIntent(
                         audience="office",
                         role=corrected_by,
-                        place_code=app.inp.places.code_at(ROLE_LEVEL[corrected_by]),
+                        place_code=app.inp.places.code_for(corrected_by),
                         template="work_waiting",
                         params={"stage": "更正一卡通账户"},
                     ),
@@ -143,7 +143,7 @@ class PayoutRunner(StepRunner[PayoutStep]):
                 NotificationIntent(
                     audience="county",
                     role=role,
-                    place_code=app.inp.places.code_at(ROLE_LEVEL[role]),
+                    place_code=app.inp.places.code_for(role),
                     template="overdue",
                     params={
                         "date": f"资金到位后{days}日内发放",
@@ -197,7 +197,7 @@ class PayoutRunner(StepRunner[PayoutStep]):
         if self.app.payment.returned_reason is None:
             super().check_account(req)
         who = self.step.account_corrected_by
-        problems = self.app.check_place(req.actor, who, ROLE_LEVEL[who], "correct the account")
+        problems = self.app.check_place(req.actor, who, level_of(who), "correct the account")
         if problems:
             raise Refused("; ".join(problems))
 

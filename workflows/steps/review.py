@@ -8,7 +8,7 @@ from workflows.steps.base import Refused, StepRunner
 
 with workflow.unsafe.imports_passed_through():
     from models.application import CorrectionRequest, DecisionRequest, RequestResult
-    from models.domain import ROLE_LEVEL, ROLE_NAME_ZH, DecisionKind, Role
+    from models.domain import ROLE_NAME_ZH, DecisionKind, Role, level_of
     from models.records import NotificationIntent
     from models.steps import ReviewStep
 
@@ -115,7 +115,7 @@ class ReviewRunner(StepRunner[ReviewStep]):
             )
         elif req.actor.role is not Role.APPLICANT:
             role = req.actor.role
-            problems += self.app.check_place(req.actor, role, ROLE_LEVEL[role], "correct")
+            problems += self.app.check_place(req.actor, role, level_of(role), "correct")
         unknown = sorted(set(req.changes.given()) - set(rule.fields))
         if unknown:
             problems.append(
