@@ -178,5 +178,11 @@ def _audit_entry(workflow_id: str, event: TrailEvent) -> dict[str, Any]:
         "stage": event.stage,
         "actor_id": event.actor.id,
         "actor_role": event.actor.role.value,
-        "detail": {"summary": event.summary, "actor_name": event.actor.name, **event.detail},
+        "detail": {
+            "summary": event.summary,
+            "actor_name": event.actor.name,
+            # R10: the credential that proved the request (in the chained hash).
+            **({"credential": event.actor.credential} if event.actor.credential else {}),
+            **event.detail,
+        },
     }

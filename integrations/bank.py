@@ -49,6 +49,15 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def inside(folder: Path, name: str) -> Path:
+    """``folder / name``, refused unless it stays a file of ``folder`` (a name built from
+    an id must not climb out with ``..`` or a slash)."""
+    path = folder / name
+    if "/" in name or "\\" in name or name.startswith(".") or path.resolve().parent != folder.resolve():
+        raise ValueError(f"{name!r} is not a file name inside {folder}")
+    return path
+
+
 @dataclass
 class FileExchangeBank:
     root: Path
@@ -64,14 +73,14 @@ class FileExchangeBank:
     def send(self, batch_id: str, disbursement_csv: str) -> Path:
         """Idempotent: the same batch file again is a no-op."""
         self.outbox.mkdir(parents=True, exist_ok=True)
-        path = self.outbox / f"{batch_id}.csv"
+        path = inside(self.outbox, f"{batch_id}.csv")
         if path.exists() and path.read_text(encoding="utf-8") == disbursement_csv:
             return path
         _atomic_write(path, disbursement_csv)
         return path
 
     def result(self, batch_id: str) -> list[BankResultRow] | None:
-        path = self.inbox / f"{batch_id}.result.csv"
+        path = inside(self.inbox, f"{batch_id}.result.csv")
         if not path.exists():
             return None
         rows = []

@@ -84,6 +84,9 @@ class Actor(_Model):
     name: Name
     role: Role
     place_code: PlaceCode = ""
+    # The credential behind the request (R10): set from its signed statement, never
+    # taken from a body; the audit log shows it beside the actor.
+    credential: str = Field(default="", max_length=64)
 
 
 def request_digest(req: BaseModel) -> str:
@@ -156,6 +159,9 @@ class ApplicationInput(_Model):
     amount_cny: int
     submitted_at: datetime
     submitted_by: Actor
+    # The office that received a paper form and dated it (R10: only an office's
+    # credential sets ``submitted_at`` in the past); None when submitted online.
+    received_by: Actor | None = None
     calendar: str = "state-council"
 
 

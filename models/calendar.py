@@ -66,6 +66,10 @@ class WorkingCalendar(ABC):
     def tz(self) -> tzinfo:
         return SHANGHAI
 
+    def clock_of(self, instant: datetime) -> datetime:
+        """The calendar's local time of a real instant (for display)."""
+        return instant.astimezone(self.tz)
+
     def day_start(self, day: date) -> datetime:
         """The instant at which local calendar day ``day`` begins (00:00)."""
         return datetime.combine(day, time(0), self.tz)

@@ -172,3 +172,13 @@ def check_application(
                 )
             )
     return problems
+
+
+def amount_due(programme: Programme, season: int, values: object) -> int:
+    """The programme's amount for the values its amounts depend on (a form, or the
+    applicant's record in a workflow: both have the attributes by the same names)."""
+    attributes: dict[str, str] = {}
+    for name in programme.amount_attributes:
+        value = getattr(values, name, None)
+        attributes[name] = str(value).lower() if isinstance(value, bool) else str(value)
+    return programme.amount_for(season, attributes)

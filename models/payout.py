@@ -163,7 +163,8 @@ class PayItem(_Model):
 
 
 class PayoutBatchInput(_Model):
-    batch_id: str
+    # A file name at the bank (outbox/<batch_id>.csv): letters, digits and hyphens only.
+    batch_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,119}$")
     programme: str
     season: int
     round: str = ""

@@ -10,9 +10,10 @@ what may be corrected and by whom, and the programme's own notification texts.
 from __future__ import annotations
 
 from datetime import date
+from enum import StrEnum
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
 
 from models.domain import DocumentKind, EducationLevel, HouseholdCategory, Level, Role
 from models.steps import FundsStep, NoticeStep, PayoutStep, ReceiptStep, ReviewStep, Step, StepBase
@@ -90,6 +91,12 @@ class Eligibility(_Frozen):
     household_categories: frozenset[HouseholdCategory]
     documents: tuple[DocumentRequirement, ...]
     freshman_only: bool = False  # only students in their first year (admitted this year)
+
+    # Sets serialise in sorted order: in hash order they differed between processes, and a
+    # programme travels in workflow inputs (histories, digests of signed statements).
+    @field_serializer("education_levels", "household_categories")
+    def _sorted(self, values: frozenset[StrEnum]) -> list[str]:
+        return sorted(v.value for v in values)
 
 
 class CorrectionRule(_Frozen):

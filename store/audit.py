@@ -128,6 +128,7 @@ EXPORT_COLUMNS = (
     "stage",
     "actor_id",
     "actor_role",
+    "credential",
     "summary",
     "detail",
     "prev_hash",
@@ -145,6 +146,7 @@ def _export_rows(
             ).all():
                 detail = dict(e.detail)
                 summary = str(detail.pop("summary", ""))
+                credential = str(detail.pop("credential", ""))
                 yield [
                     e.workflow_id,
                     e.seq,
@@ -153,6 +155,7 @@ def _export_rows(
                     e.stage,
                     e.actor_id,
                     e.actor_role,
+                    credential,
                     summary,
                     json.dumps(detail, ensure_ascii=False, sort_keys=True),
                     e.prev_hash,

@@ -12,6 +12,7 @@ import hmac
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from models.authority import derive
 from models.privacy import keyed_hash
 
 
@@ -24,6 +25,10 @@ class Keys:
         self.id_hash = hmac.new(secret, b"aidflow/id-hash/v1", hashlib.sha256).digest()
         fernet_key = hmac.new(secret, b"aidflow/seal/v1", hashlib.sha256).digest()
         self._fernet = Fernet(base64.urlsafe_b64encode(fernet_key))
+        # R10: credentials' keys derive from this one (gateway, workers); internal
+        # messages between workflows are sealed with the other (workers only).
+        self.authority = derive(secret, "authority")
+        self.internal = derive(secret, "internal")
 
     def hash_id(self, national_id: str) -> str:
         return keyed_hash(self.id_hash, national_id)

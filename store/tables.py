@@ -193,3 +193,23 @@ class Payment(SQLModel, table=True):
     bank_reference: str | None = Field(default=None, max_length=100)
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     settled_at: datetime | None = _ts()
+
+
+class CredentialRow(SQLModel, table=True):
+    """An office's or a service's credential (R10): bound to one actor, role and place.
+
+    The API key itself is not stored: it is derived from the deployment's authority key
+    and the binding (``models.authority.credential_key``), and only its SHA-256 is kept,
+    so a reader of the database can neither use nor mint one."""
+
+    __tablename__ = "credentials"
+
+    id: str = Field(primary_key=True, max_length=64)
+    actor_id: str = Field(max_length=64)
+    actor_name: str = Field(max_length=100)
+    role: str = Field(max_length=64)
+    place_code: str = Field(default="", max_length=32)
+    key_sha256: str = Field(max_length=64)
+    note: str = Field(default="", max_length=200)
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    revoked_at: datetime | None = _ts()

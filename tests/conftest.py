@@ -49,6 +49,7 @@ from store.sealing import Keys
 from tests.support import make_national_id
 from workers.client import AidflowClient
 from workers.logs import configure_logging
+from workers.signing import SKIPPED_CLOCK_LIFETIME
 from workers.simulate import start_time_skipping_server
 from workers.worker import Dependencies, build_worker
 
@@ -207,6 +208,7 @@ async def make_stack(
         calendar=calendar,
         programmes=dict(BUILTIN_PROGRAMMES),
         lookup_member=registry.lookup,
+        statement_lifetime=SKIPPED_CLOCK_LIFETIME,
     )
     bank = BankSimulator(deps.bank_dir, SimulatorRules())
     stop = asyncio.Event()

@@ -546,11 +546,19 @@ async def test_a_signal_without_its_argument_breaks_nothing(
         await case.handle.signal(name)
     for _ in range(50):
         trail = await case.api.trail(case.wf)
-        if [e.kind for e in trail].count("refused") == 2:
+        if [e.kind for e in trail].count("refused") == 4:
             break
         await asyncio.sleep(0.1)
     refused = [e for e in trail if e.kind == "refused"]
-    assert [e.detail["request"] for e in refused] == ["decide_signal", "withdraw_signal"]
+    # Each is recorded as refused, saying why (R10: none carries its proof).
+    assert [e.detail["request"] for e in refused] == [
+        "decide_signal",
+        "withdraw_signal",
+        "funds_released",
+        "payment_result",
+    ]
+    assert "statement" in refused[0].detail["reason"]
+    assert "seal" in refused[2].detail["reason"]
     season = app_stack.api.client.get_workflow_handle(app_stack.api.started_seasons()[0])
     await season.signal("payment_settled")
     await season.signal("repayment_ready")

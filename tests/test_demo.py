@@ -51,6 +51,70 @@ async def test_demo_runs_a_whole_season(tmp_path: Path) -> None:
     assert roster is not None and roster.max_row >= 2
     assert "demo finished" in out.read_text(encoding="utf-8")
     assert not os.environ.get("AIDFLOW_DATA_DIR")
+    await dashboard_shows(result, tmp_path)
+
+
+async def dashboard_shows(result: DemoResult, tmp_path: Path) -> None:
+    """The county dashboard, rendered by a real headless browser, shows the demo's numbers."""
+    import asyncio
+    import re
+    from datetime import timedelta
+
+    import uvicorn
+    from fastapi import FastAPI
+
+    from store.db import make_engine
+    from store.sealing import Keys
+    from tests.browser import chromium, dump_dom
+    from workers.gateway import dashboard, problems
+    from workers.gateway.auth import Authenticator
+
+    chromium()  # skips, saying why, without a browser
+    assert result.programme is not None and result.calendar is not None
+    engine = make_engine(f"sqlite:///{tmp_path / 'demo' / 'aidflow.db'}")
+    key = Keys(bytes.fromhex("cd" * 32)).authority
+    app = FastAPI()
+    problems.install(app)
+    app.state.auth = Authenticator(engine, key)
+    programmes = {result.programme.code: result.programme}
+    app.include_router(dashboard.router(engine, key, programmes, result.calendar))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
+        await asyncio.sleep(0.05)
+    try:
+        link = dashboard.signed_link(
+            f"http://127.0.0.1:{port}",
+            key,
+            county=result.county,
+            programme=result.programme.code,
+            season="2026",
+            valid=timedelta(minutes=5),
+        )
+        dom = await asyncio.to_thread(dump_dom, link, tmp_path / "dashboard.png")
+        forged_link = link[:-1] + ("1" if link.endswith("0") else "0")
+        forged = await asyncio.to_thread(dump_dom, forged_link)
+    finally:
+        server.should_exit = True
+        await serving
+        engine.dispose()
+
+    def kpi(name: str) -> int:
+        m = re.search(rf'id="{name}".*?<b>(\d+)</b>', dom, re.S)
+        assert m, name
+        return int(m.group(1))
+
+    stages = list(result.statuses.values())
+    assert "县级看板" in dom and "county dashboard" in dom
+    assert kpi("total") == len(stages)
+    assert kpi("done") == stages.count(result.programme.done_stage)
+    assert kpi("rejected") == stages.count("rejected")
+    total = re.search(r"data-stage=\"rejected\">(\d+)<", dom)
+    assert total and int(total.group(1)) == stages.count("rejected")
+    assert "<svg" in dom and 'data-series="done"' in dom
+    assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+    assert "not signed" in forged and "县级看板" not in forged
 
 
 async def test_demo_of_the_new_student_aid(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +39,7 @@ def _env(data_dir: Path, grpc: int, ui: int, metrics: int) -> dict[str, str]:
         AIDFLOW_GRPC_PORT=str(grpc),
         AIDFLOW_UI_PORT=str(ui),
         AIDFLOW_METRICS_PORT=str(metrics),
+        AIDFLOW_API_PORT=str(free_port()),
         AIDFLOW_TEMPORAL_ADDRESS=f"127.0.0.1:{grpc}",
         AIDFLOW_SECRET_KEY=SECRET,
         AIDFLOW_LOG_FORMAT="json",
@@ -105,6 +107,20 @@ def test_up_serves_ui_registers_attributes_polls_and_survives_restart(stack: Sta
         assert r.status == 200
     with urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics}/metrics", timeout=10) as r:
         assert b"temporal_" in r.read()
+    # The HTTP API beside the worker (R10): its OpenAPI document, and no entry without a key.
+    api = f"http://127.0.0.1:{stack.env['AIDFLOW_API_PORT']}"
+    for _ in range(50):
+        try:
+            with urllib.request.urlopen(f"{api}/openapi.json", timeout=10) as r:
+                assert b"/v1/batches/decisions" in r.read()
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        pytest.fail("the HTTP API did not answer")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{api}/v1/me", timeout=10)
+    assert refused.value.code == 401
     assert (stack.data_dir / "aidflow.db").exists()
 
     async def first_run() -> str:
@@ -238,10 +254,13 @@ def test_config_file_is_read(tmp_path: Path) -> None:
     assert '"task_queue": "county-341225"' in _config_show(env, cwd=tmp_path)
 
 
-def _cli(stack: Stack, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def _cli(
+    stack: Stack, *args: str, cwd: Path | None = None, key: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**stack.env, "AIDFLOW_API_KEY": key} if key else stack.env
     return subprocess.run(
         [str(VENV_BIN / "aidflow"), *args],
-        env=stack.env,
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
@@ -289,7 +308,39 @@ def test_command_line_round_trip(stack: Stack, tmp_path: Path) -> None:
         "341225100201,安徽大学,undergraduate_full_time,阜南农商银行,6230201234567890902,家长902,1,1,1,1,1,1\n"
     )
     apps.write_text(header + good + bad, encoding="utf-8")
+    # R10: each office acts with its own credential (the actor is the credential's).
+    keys = {}
+    for name, role, place in (
+        ("v1", "village_committee", "341225100201"),
+        ("c1", "county_education_bureau", "341225000000"),
+    ):
+        r = _cli(
+            stack,
+            "credentials",
+            "create",
+            "--actor",
+            name,
+            "--role",
+            role,
+            "--place",
+            place,
+            "--json",
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
+        keys[name] = _json.loads(r.stdout)["api_key"]
+    r = _cli(stack, "credentials", "list")
+    assert r.returncode == 0 and "v1" in r.stdout and "c1" in r.stdout, r.stdout + r.stderr
     r = _cli(stack, "apply", str(apps), "--received-at", "2027-08-10T10:00+08:00", "--json")
+    assert r.returncode == 2 and "AIDFLOW_API_KEY" in r.stderr  # only an office dates forms
+    r = _cli(
+        stack,
+        "apply",
+        str(apps),
+        "--received-at",
+        "2027-08-10T10:00+08:00",
+        "--json",
+        key=keys["v1"],
+    )
     assert r.returncode == 1, r.stderr  # one row refused
     rows = _json.loads(r.stdout)
     assert rows[0]["accepted"] and rows[0]["workflow_id"].startswith("county-subsidy/2027/341225/")
@@ -309,12 +360,7 @@ def test_command_line_round_trip(stack: Stack, tmp_path: Path) -> None:
         "county_approval",
         "--decision",
         "approve",
-        "--actor",
-        "c1",
-        "--role",
-        "county_education_bureau",
-        "--place",
-        "341225000000",
+        key=keys["c1"],
     )
     assert r.returncode == 1 and "refused:" in r.stderr and "village_review" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
@@ -326,12 +372,7 @@ def test_command_line_round_trip(stack: Stack, tmp_path: Path) -> None:
         "village_review",
         "--decision",
         "approve",
-        "--actor",
-        "v1",
-        "--role",
-        "village_committee",
-        "--place",
-        "341225100201",
+        key=keys["v1"],
     )
     assert r.returncode == 0 and "approved; next: village_notice" in r.stdout, r.stderr
     for _ in range(50):
@@ -347,7 +388,7 @@ def test_command_line_round_trip(stack: Stack, tmp_path: Path) -> None:
     )
     # Before the window closes the village list cannot go up (it goes up automatically at the close).
     for _ in range(40):
-        r = _cli(stack, "notice", "post", "--village", "341225100201", "--actor", "v1")
+        r = _cli(stack, "notice", "post", "--village", "341225100201", key=keys["v1"])
         if wf in r.stdout:
             break
         time.sleep(0.5)  # visibility may lag a moment behind

@@ -29,6 +29,7 @@ from tests.conftest import Registry
 from tests.support import IN_WINDOW_2027, form, make_national_id, public, village_official
 from workers.client import AidflowClient
 from workers.logs import configure_logging
+from workers.signing import SKIPPED_CLOCK_LIFETIME
 from workers.worker import Dependencies, build_worker
 
 ID_LIKE = re.compile(r"(?<![0-9])[0-9]{17}[0-9X](?![0-9])")
@@ -70,6 +71,7 @@ async def test_full_application_logs_carry_context_and_no_identity_number(
         calendar=calendar,
         programmes=dict(BUILTIN_PROGRAMMES),
         lookup_member=registry.lookup,
+        statement_lifetime=SKIPPED_CLOCK_LIFETIME,
     )
     secret_id = make_national_id(880)
     registry.add(880, form(880).places.village_code)

@@ -103,7 +103,7 @@ def dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def test_migrations_from_empty(db_url: str, engine: Engine) -> None:
-    assert current_revision(db_url) == "0004"
+    assert current_revision(db_url) == "0005"
     tables = set(inspect(engine).get_table_names())
     assert {
         "applications",
@@ -113,6 +113,7 @@ def test_migrations_from_empty(db_url: str, engine: Engine) -> None:
         "household_members",
         "places",
         "alembic_version",
+        "credentials",  # 0005: R10
     } <= tables
     columns = {c["name"] for c in inspect(engine).get_columns("applications")}
     assert "round" in columns  # 0004: seasons with rounds (R12)

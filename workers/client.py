@@ -51,10 +51,11 @@ from models.application import (
     WithdrawalRequest,
     request_digest,
 )
+from models.authority import STATEMENT_LIFETIME
 from models.calendar import WorkingCalendar
 from models.domain import Level, Role
 from models.ids import application_workflow_id, season_workflow_id
-from models.intake import FieldProblem, RegisteredMember, check_application
+from models.intake import FieldProblem, RegisteredMember, amount_due, check_application
 from models.payout import (
     AccountCorrection,
     BatchResult,
@@ -69,6 +70,7 @@ from models.privacy import mask_account, mask_national_id
 from models.programme import Programme
 from models.season import season_label
 from store.sealing import Keys
+from workers.signing import Signer, SigningInterceptor
 from workflows.application import ApplicationWorkflow
 from workflows.season import SeasonWorkflow
 
@@ -82,10 +84,14 @@ class Refused(Exception):
         *,
         problems: list[FieldProblem] | None = None,
         existing: str | None = None,
+        kind: str = "refused",
     ) -> None:
         super().__init__(message)
         self.problems = problems or []
         self.existing = existing
+        # "refused" (the request breaks a rule), "forbidden" (who asks may not: role,
+        # place, four eyes), "not_found" (no such workflow): the gateway's 409, 403, 404.
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,7 @@ class AidflowClient:
         programmes: dict[str, Programme],
         lookup_member: Callable[[str], RegisteredMember | None],
         bank: str = "simulated",
+        statement_lifetime: timedelta = STATEMENT_LIFETIME,
     ) -> None:
         self.bank = bank
         # Corrected returns collected this long go out in one re-payment batch.
@@ -119,7 +126,19 @@ class AidflowClient:
         self.payout_batch_size = SeasonInput.model_fields["payout_batch_size"].default
         self.season_continue_after_events = 0
         self._seasons: set[str] = set()
-        self.client = client
+        # R10: what this client sends carries a statement signed with the deployment's
+        # authority key for the actor it acts for (workers/signing.py); the workers
+        # refuse what does not. ``statement_lifetime``: longer only where the workflows'
+        # clocks run ahead of the wall clock (time skipping: tests, the simulator).
+        config = client.config()
+        config["interceptors"] = [
+            *config["interceptors"],
+            SigningInterceptor(
+                Signer(keys.authority, statement_lifetime),
+                client.data_converter.payload_converter,
+            ),
+        ]
+        self.client = Client(**config)
         self.task_queue = task_queue
         self.keys = keys
         self.calendar = calendar
@@ -133,6 +152,7 @@ class AidflowClient:
         form: ApplicationForm,
         *,
         submitted_by: Actor | None = None,
+        received_by: Actor | None = None,
         now: datetime | None = None,
         start_at: datetime | None = None,
     ) -> str:
@@ -198,7 +218,7 @@ class AidflowClient:
             account_holder=form.account_holder,
             documents=dict(form.documents),
         )
-        amount = programme.amount_for(form.season, amount_attributes(form, programme))
+        amount = amount_due(programme, form.season, form)
         inp = ApplicationInput(
             workflow_id=workflow_id,
             programme=programme,
@@ -208,6 +228,7 @@ class AidflowClient:
             amount_cny=amount,
             submitted_at=now,
             submitted_by=actor,
+            received_by=received_by,
             calendar=self.calendar.name,
         )
         try:
@@ -241,6 +262,37 @@ class AidflowClient:
             ) from None
         return workflow_id
 
+    async def submit_as(
+        self, form: ApplicationForm, caller: Actor, *, received_at: datetime | None = None
+    ) -> str:
+        """R10: submit as the caller's credential. A programme's submitting office (a
+        high school) submits as itself; the applicant submits online; the office of the
+        applicant's village receives a paper form for the applicant, and only it may date
+        it (``received_at``), recorded as received by it."""
+        known = self.programmes.get(form.programme)
+        submitting = known.submitted_by if known else ()
+        if caller.role in submitting and caller.role is not Role.APPLICANT:
+            who, received_by = caller, None
+        elif caller.role is Role.APPLICANT and Role.APPLICANT in submitting:
+            if received_at is not None:
+                raise Refused(
+                    "received_at: only the receiving office may date a paper form", kind="forbidden"
+                )
+            who, received_by = caller, None
+        elif caller.role is Role.VILLAGE_COMMITTEE and Role.APPLICANT in submitting:
+            if caller.place_code != form.places.village_code:
+                raise Refused(
+                    f"place {caller.place_code} is not the applicant's village {form.places.village_code}",
+                    kind="forbidden",
+                )
+            who, received_by = None, caller
+        else:
+            raise Refused(
+                f"role {caller.role.value} does not submit {form.programme} applications",
+                kind="forbidden",
+            )
+        return await self.submit(form, submitted_by=who, received_by=received_by, now=received_at)
+
     # ------------------------------------------------------------ requests
 
     def handle(self, workflow_id: str) -> WorkflowHandle[ApplicationWorkflow, ApplicationStatus]:
@@ -260,7 +312,10 @@ class AidflowClient:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise asyncio.CancelledError() from e
-            raise Refused(await self._why_not(workflow_id, e)) from None
+            why = await self._why_not(workflow_id, e)
+            raise Refused(
+                why, kind="not_found" if why.startswith("no application") else "refused"
+            ) from None
         return result
 
     async def _why_not(self, workflow_id: str, error: Exception) -> str:
@@ -587,20 +642,14 @@ def update_id(req: Any) -> str:
 def _refused(error: WorkflowUpdateFailedError) -> Refused:
     """A validator's or handler's refusal, as the one-line reason it gave."""
     cause = error.cause
-    return Refused(cause.message if isinstance(cause, ApplicationError) else str(cause))
+    if not isinstance(cause, ApplicationError):
+        return Refused(str(cause))
+    forbidden = cause.type in ("RequestForbidden", "Unproven")
+    return Refused(cause.message, kind="forbidden" if forbidden else "refused")
 
 
 def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\'")
-
-
-def amount_attributes(form: ApplicationForm, programme: Programme) -> dict[str, str]:
-    """The form's values of the attributes the programme's amounts depend on, as text."""
-    values: dict[str, str] = {}
-    for name in programme.amount_attributes:
-        value = getattr(form, name)
-        values[name] = str(value).lower() if isinstance(value, bool) else str(value)
-    return values
 
 
 def _initial_attributes(inp: ApplicationInput) -> TypedSearchAttributes:

@@ -35,7 +35,7 @@ from models.application import (
     ObjectionResolution,
     ReceiptRecord,
 )
-from models.calendar import CompressedCalendar
+from models.calendar import CompressedCalendar, WorkingCalendar
 from models.domain import DecisionKind, DocumentKind, ObjectionOutcome, Role
 from models.programme import FundsStep, NoticeStep, PayoutStep, Programme, ReceiptStep, ReviewStep
 from models.programmes import BUILTIN_PROGRAMMES, DEMO_VARIANTS
@@ -70,6 +70,10 @@ class DemoResult:
     report_md: str | None
     report_xlsx: str | None
     seconds: float
+    # What the county dashboard needs to show this season again (tests render it).
+    programme: Programme | None = None
+    county: str = ""
+    calendar: WorkingCalendar | None = None
 
 
 @dataclass
@@ -467,6 +471,9 @@ async def _drive(
         report_md=report.markdown if report else None,
         report_xlsx=report.xlsx if report else None,
         seconds=seconds,
+        programme=programme,
+        county=county,
+        calendar=calendar,
     )
 
 

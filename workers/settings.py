@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     # Observability
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # The credential the CLI acts with (R10): an office's API key.
+    api_key: SecretStr | None = Field(None, description="the CLI's credential (API key)")
+    # The HTTP API (R10): `aidflow serve`, and `aidflow up` beside the worker.
+    api_host: str = Field("127.0.0.1", description="where the HTTP API listens")
+    api_port: int = Field(8000, ge=0, le=65535, description="the HTTP API's port (0: off in up)")
     metrics_port: int | None = Field(
         9464, description="Prometheus metrics port of the worker; empty to disable"
     )

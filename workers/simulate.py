@@ -107,6 +107,7 @@ from store.sealing import Keys
 from store.tables import ApplicationRow, AuditEntry
 from workers.client import AidflowClient, Refused, query_when_ready
 from workers.settings import Settings
+from workers.signing import SKIPPED_CLOCK_LIFETIME
 from workers.synthetic import applicants, registry_csv, school_actor
 from workers.worker import Dependencies, build_worker
 
@@ -1276,6 +1277,7 @@ async def run_simulation(
             task_queue=settings.task_queue,
             keys=deps.keys,
             calendar=cal,
+            statement_lifetime=SKIPPED_CLOCK_LIFETIME,
             programmes={programme.code: programme},
             lookup_member=RegistryReader(deps.engine).lookup,
         )

@@ -32,6 +32,7 @@ from store.db import make_engine
 from store.sealing import Keys
 from workers.sandbox import DirectContextSandboxRunner
 from workers.settings import Settings
+from workflows.authority import AuthorityInterceptor
 from workflows.registry import ALL_WORKFLOWS
 
 
@@ -136,6 +137,11 @@ def build_worker(
         "workflow_runner",
         DirectContextSandboxRunner() if sandboxed else UnsandboxedWorkflowRunner(),
     )
+    # R10: no message reaches a handler without proof of who sent it (workflows/authority.py).
+    options["interceptors"] = [
+        AuthorityInterceptor(authority_key=deps.keys.authority, internal_key=deps.keys.internal),
+        *options.get("interceptors", ()),
+    ]
     by_name = {_activity_name(a): a for a in deps.activities()}
     by_name.update({_activity_name(a): a for a in replace})
     return Worker(

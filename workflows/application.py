@@ -24,9 +24,11 @@ from typing import Any
 
 from pydantic import ValidationError
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 from workflows import deadlines, operators
 from workflows.steps import PaymentState, Refused, StepRunner, runner_for
+from workflows.steps.base import AuthorityProblem
 from workflows.trail import Trail
 
 with workflow.unsafe.imports_passed_through():
@@ -52,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
     from models.calendar import TabulatedCalendar
     from models.domain import STAGE_NAME_EN, STAGE_NAME_ZH, Level, Role, Stage
     from models.ids import season_workflow_id
+    from models.intake import amount_due
     from models.payout import (
         AccountCorrection,
         FundsJoin,
@@ -107,6 +110,11 @@ class ApplicationWorkflow:
                 "programme_version": self.programme.version,
                 "amount_cny": inp.amount_cny,
                 "submitted_at": inp.submitted_at.isoformat(),
+                **(
+                    {"received_by": inp.received_by.id, "received_by_credential": inp.received_by.credential}
+                    if inp.received_by is not None
+                    else {}
+                ),
             },
             notify=[NotificationIntent(audience="applicant", template="submitted")],
         )
@@ -116,6 +124,7 @@ class ApplicationWorkflow:
 
     @workflow.run
     async def run(self, inp: ApplicationInput) -> ApplicationStatus:
+        _check_amount(inp)
         self.schedule_or_none = await workflow.execute_local_activity_method(
             CalendarActivities.compute_season_schedule,
             ScheduleRequest(programme=self.programme, season=inp.season),
@@ -193,13 +202,17 @@ class ApplicationWorkflow:
 
     def check_place(self, actor: Actor, role: Role, level: Level, what: str) -> list[str]:
         """R4/R10: the actor has the role, and holds the application's place at the level."""
-        problems = []
+        problems: list[str] = []
         if actor.role != role:
-            problems.append(f"role {actor.role.value} may not {what}; it needs {role.value}")
+            problems.append(
+                AuthorityProblem(f"role {actor.role.value} may not {what}; it needs {role.value}")
+            )
         expected = self.inp.places.code_at(level)
         if actor.place_code != expected:
             problems.append(
-                f"place {actor.place_code or '(none)'} is not the application's {level.value} {expected or '(none)'}"
+                AuthorityProblem(
+                    f"place {actor.place_code or '(none)'} is not the application's {level.value} {expected or '(none)'}"
+                )
             )
         return problems
 
@@ -461,6 +474,16 @@ class ApplicationWorkflow:
             return
         self._answer(req, apply)
 
+    def refuse_unproven(self, name: str, problem: str) -> None:
+        """A signal whose sender is not proven (workflows/authority.py): recorded, dropped."""
+        self.record(
+            "refused",
+            SYSTEM,
+            f"消息被拒绝 / message refused: {name}: {problem}",
+            {"request": name, "reason": problem},
+        )
+        self.publish()
+
     # ----------------------------------------- messages from the season and its batches
 
     # A message without its argument (sent by hand, say) is dropped with a warning: it must
@@ -545,6 +568,24 @@ class ApplicationWorkflow:
                 n.model_copy(update={"params": {**n.params, "provisional": True}}) for n in notify
             ]
         self._trail.record(kind, self.stage, actor, summary, detail, notify)
+
+
+def _check_amount(inp: ApplicationInput) -> None:
+    """The amount is the programme's, whoever started the workflow (R10, intake on the
+    server side): an input with another amount does not proceed."""
+    try:
+        due = amount_due(inp.programme, inp.season, inp.applicant)
+    except ValueError as e:
+        raise ApplicationError(
+            f"refused to run: {e}", type="Unproven", non_retryable=True
+        ) from None
+    if inp.amount_cny != due:
+        raise ApplicationError(
+            f"refused to run: amount_cny {inp.amount_cny} is not the programme's {due} CNY "
+            f"({inp.programme.code} {inp.season})",
+            type="Unproven",
+            non_retryable=True,
+        )
 
 
 def _dropped(name: str) -> None:

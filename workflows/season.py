@@ -20,6 +20,7 @@ from temporalio.common import RetryPolicy
 
 from workflows.messaging import signal_each
 from workflows.steps import Refused
+from workflows.steps.base import AuthorityProblem
 
 with workflow.unsafe.imports_passed_through():
     from activities.funds import (
@@ -402,7 +403,7 @@ class SeasonWorkflow:
                 f"(difference {diff:+d} CNY)"
             )
         if problems:
-            raise Refused("; ".join(problems))
+            raise Refused(problems)
 
     @workflow.signal
     def repayment_ready(self, item: PayItem | None = None) -> None:
@@ -416,18 +417,22 @@ class SeasonWorkflow:
             self._describe()
 
     def _check_actor(self, actor: object, roles: tuple[Role, ...]) -> None:
-        problems = []
+        problems: list[str] = []
         role = getattr(actor, "role", None)
         if role not in roles:
             problems.append(
-                f"role {getattr(role, 'value', role)} may not do this; it needs {' or '.join(r.value for r in roles)}"
+                AuthorityProblem(
+                    f"role {getattr(role, 'value', role)} may not do this; it needs {' or '.join(r.value for r in roles)}"
+                )
             )
         if getattr(actor, "place_code", "") != self._inp.county_code:
             problems.append(
-                f"place {getattr(actor, 'place_code', '') or '(none)'} is not the county {self._inp.county_code}"
+                AuthorityProblem(
+                    f"place {getattr(actor, 'place_code', '') or '(none)'} is not the county {self._inp.county_code}"
+                )
             )
         if problems:
-            raise Refused("; ".join(problems))
+            raise Refused(problems)
 
     # ----------------------------------------------------------------- batches
 

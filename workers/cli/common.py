@@ -159,15 +159,30 @@ def api_call(fn: Callable[[Any], Awaitable[T]]) -> T:
     return run(_main())
 
 
-def make_actor(actor_id: str, name: str | None, role: Role, place: str) -> Any:
+def acting(*, public: bool = False) -> Any:
+    """Who this command acts as (R10): the credential in AIDFLOW_API_KEY, checked against
+    the database (a revoked one is refused), never an actor named on the command line.
+    An objection (``public``) may be anonymous."""
     from models.application import Actor
+    from store.credentials import Unauthenticated, authenticate
+    from store.sealing import Keys
 
-    return Actor(id=actor_id, name=name or actor_id, role=role, place_code=place)
+    s = settings()
+    if s.api_key is None:
+        if public:
+            return Actor(id="public:cli", name="公众 / member of the public", role=Role.PUBLIC)
+        raise fail(
+            "no credential: set AIDFLOW_API_KEY to your office's API key (aidflow credentials create)"
+        )
+    try:
+        binding = authenticate(
+            engine_for(s), Keys(s.secret_key_bytes()).authority, s.api_key.get_secret_value()
+        )
+    except Unauthenticated as e:
+        raise fail(f"AIDFLOW_API_KEY: {e}") from None
+    return binding.actor()
 
 
-ActorId = Annotated[str, typer.Option("--actor", help="the deciding official's id")]
-ActorName = Annotated[str | None, typer.Option("--actor-name")]
-Place = Annotated[str, typer.Option("--place", help="the actor's 12-digit place code")]
 RequestId = Annotated[
     str | None, typer.Option("--request-id", help="idempotency key (default: random)")
 ]

@@ -7,18 +7,15 @@ from typing import Annotated
 
 import typer
 
-from models.domain import Role
 from workers.cli.common import (
-    ActorId,
-    ActorName,
     RequestId,
     SeasonOption,
+    acting,
     api_call,
     app,
     console,
     engine_for,
     funds_app,
-    make_actor,
     settings,
 )
 
@@ -29,13 +26,11 @@ PANEL = "资金与报告 / Funds and reports"
 def funds_request(
     county: Annotated[str, typer.Option(help="12-digit county code")],
     season: SeasonOption,
-    actor: ActorId,
     programme: Annotated[str, typer.Option()] = "county-subsidy",
-    actor_name: ActorName = None,
     request_id: RequestId = None,
 ) -> None:
     """The county's funds request: every county-approved application not yet requested, with the roster (XLSX)."""
-    who = make_actor(actor, actor_name, Role.COUNTY_EDUCATION_BUREAU, county)
+    who = acting()
     summary = api_call(
         lambda api: api.request_funds(
             programme, season.year, county, who, request_id=request_id, round_=season.round
@@ -54,13 +49,10 @@ def funds_arrived_cmd(
     amount: Annotated[int, typer.Option(help="CNY received")],
     reference: Annotated[str, typer.Option(help="the transfer's reference")],
     request: Annotated[str, typer.Option("--request", help="the funds request id")],
-    actor: ActorId,
-    role: Annotated[Role, typer.Option()] = Role.COUNTY_FINANCE,
     programme: Annotated[str, typer.Option()] = "county-subsidy",
-    actor_name: ActorName = None,
 ) -> None:
     """The funds arrived: release the request's applications for payment (amount must match)."""
-    who = make_actor(actor, actor_name, role, county)
+    who = acting()
     result = api_call(
         lambda api: api.funds_arrived(
             programme, season.year, county, who, request, amount, reference, round_=season.round

@@ -11,12 +11,10 @@ from models.programme import NoticeStep
 from models.programmes import BUILTIN_PROGRAMMES
 from models.season import SeasonKey
 from workers.cli.common import (
-    ActorId,
-    ActorName,
+    acting,
     api_call,
     console,
     fail,
-    make_actor,
     notice_app,
     season_key,
 )
@@ -26,7 +24,6 @@ PANEL = "公示 / Notices"
 
 @notice_app.command("post")
 def notice_post(
-    actor: ActorId,
     village: Annotated[
         str | None, typer.Option("--village", help="post the village notice of this village")
     ] = None,
@@ -41,7 +38,6 @@ def notice_post(
         SeasonKey | None,
         typer.Option(parser=season_key, metavar="YEAR[-ROUND]", help="only this season"),
     ] = None,
-    actor_name: ActorName = None,
 ) -> None:
     """Post a notice list now: every application of the programme at the place waiting for it."""
     given = [
@@ -58,7 +54,7 @@ def notice_post(
     notice = next((s for s in prog.steps if isinstance(s, NoticeStep) and s.level is level), None)
     if notice is None:
         raise fail(f"{programme} has no {level.value} notice", 2)
-    who = make_actor(actor, actor_name, notice.owner, code)
+    who = acting()
     results = api_call(
         lambda api: api.post_notices_at(
             level,

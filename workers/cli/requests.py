@@ -13,19 +13,17 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from models.domain import DecisionKind, ObjectionOutcome, Role
+from models.domain import DecisionKind, ObjectionOutcome
 from models.season import SeasonKey
 from workers.cli.common import (
-    ActorId,
-    ActorName,
-    Place,
     RequestId,
+    acting,
     api_call,
     app,
     console,
     fail,
-    make_actor,
     season_key,
+    settings,
 )
 
 PANEL = "申请与请求 / Applications and requests"
@@ -49,6 +47,10 @@ def apply(
     from workers.forms import read_forms
 
     rows = read_forms(file)
+    # An office's credential submits (and may date paper forms); without one, online.
+    who = acting() if settings().api_key is not None else None
+    if received_at is not None and who is None:
+        raise fail("--received-at: only an office dates paper forms; set AIDFLOW_API_KEY", 2)
     at: datetime | None = None
     if received_at is not None:
         try:
@@ -63,7 +65,7 @@ def apply(
         for n, row in rows:
             try:
                 f = ApplicationForm.model_validate(row)
-                wf = await api.submit(f, now=at)
+                wf = await (api.submit_as(f, who, received_at=at) if who else api.submit(f))
                 out.append({"row": n, "accepted": True, "workflow_id": wf})
             except ValidationError as e:
                 msg = "; ".join(
@@ -95,11 +97,7 @@ def decide(
     application: Annotated[str, typer.Argument(help="workflow id")],
     stage: Annotated[str, typer.Option()],
     decision: Annotated[DecisionKind, typer.Option()],
-    actor: ActorId,
-    role: Annotated[Role, typer.Option()],
-    place: Place,
     reason: Annotated[str, typer.Option()] = "",
-    actor_name: ActorName = None,
     request_id: RequestId = None,
 ) -> None:
     """Take a review decision: approve, reject or return (for correction)."""
@@ -107,7 +105,7 @@ def decide(
 
     req = DecisionRequest(
         request_id=request_id or uuid.uuid4().hex,
-        actor=make_actor(actor, actor_name, role, place),
+        actor=acting(),
         stage=stage,
         decision=decision,
         reason=reason,
@@ -120,7 +118,6 @@ def decide(
 def object_(
     application: Annotated[str, typer.Argument(help="workflow id")],
     text: Annotated[str, typer.Option(help="the objection")],
-    actor: Annotated[str, typer.Option("--actor", help="who objects (any id)")] = "anonymous",
     contact: Annotated[str, typer.Option()] = "",
     evidence: Annotated[str, typer.Option(help="reference to evidence")] = "",
     request_id: RequestId = None,
@@ -130,7 +127,7 @@ def object_(
 
     req = ObjectionRequest(
         request_id=request_id or uuid.uuid4().hex,
-        actor=make_actor(actor, None, Role.PUBLIC, ""),
+        actor=acting(public=True),
         text=text,
         contact=contact,
         evidence_ref=evidence,
@@ -145,10 +142,6 @@ def resolve(
     objection: Annotated[str, typer.Option(help="objection id, e.g. obj-1")],
     outcome: Annotated[ObjectionOutcome, typer.Option()],
     reason: Annotated[str, typer.Option()],
-    actor: ActorId,
-    role: Annotated[Role, typer.Option()],
-    place: Place,
-    actor_name: ActorName = None,
     request_id: RequestId = None,
 ) -> None:
     """Resolve an objection (the notice's owner): upheld rejects, dismissed goes on."""
@@ -156,7 +149,7 @@ def resolve(
 
     req = ObjectionResolution(
         request_id=request_id or uuid.uuid4().hex,
-        actor=make_actor(actor, actor_name, role, place),
+        actor=acting(),
         objection_id=objection,
         outcome=outcome,
         reason=reason,
@@ -168,8 +161,6 @@ def resolve(
 @app.command(rich_help_panel=PANEL)
 def withdraw(
     application: Annotated[str, typer.Argument(help="workflow id")],
-    actor: ActorId,
-    place: Place,
     reason: Annotated[str, typer.Option()] = "",
     request_id: RequestId = None,
 ) -> None:
@@ -178,7 +169,7 @@ def withdraw(
 
     req = WithdrawalRequest(
         request_id=request_id or uuid.uuid4().hex,
-        actor=make_actor(actor, None, Role.APPLICANT, place),
+        actor=acting(),
         reason=reason,
     )
     result = api_call(lambda api: api.withdraw(application, req))
@@ -188,9 +179,6 @@ def withdraw(
 @app.command(rich_help_panel=PANEL)
 def correct(
     application: Annotated[str, typer.Argument(help="workflow id")],
-    actor: ActorId,
-    role: Annotated[Role, typer.Option()],
-    place: Place,
     set_: Annotated[list[str] | None, typer.Option("--set", help="field=value, repeatable")] = None,
     document: Annotated[
         list[str] | None, typer.Option("--document", help="kind=copies, repeatable")
@@ -205,7 +193,7 @@ def correct(
     docs = {k: int(v) for k, v in (x.split("=", 1) for x in document or [])} or None
     req = CorrectionRequest(
         request_id=request_id or uuid.uuid4().hex,
-        actor=make_actor(actor, None, role, place),
+        actor=acting(),
         changes=changes,
         documents=docs,
         note=note,
@@ -220,12 +208,10 @@ def correct_account_cmd(
     account: Annotated[str, typer.Option(help="the corrected 一卡通 account number")],
     holder: Annotated[str, typer.Option(help="account holder")],
     bank_name: Annotated[str, typer.Option("--bank")],
-    actor: ActorId,
-    place: Place,
     request_id: RequestId = None,
 ) -> None:
     """After a returned payment (退票): the village sends the corrected account; re-paid in a later batch."""
-    who = make_actor(actor, None, Role.VILLAGE_COMMITTEE, place)
+    who = acting()
     result = api_call(
         lambda api: api.correct_account(
             application,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 import typer
@@ -39,10 +40,22 @@ async def _up(s: Settings) -> None:
     from workers.settings import mask_url
 
     async with embedded_stack(s) as stack:
+        gateway = None
+        if s.api_port:
+            from workers.gateway.serving import serve_gateway
+
+            gateway = asyncio.create_task(serve_gateway(stack.client, s, stack.stop))
         console.print(
             Panel.fit(
                 f"[bold]Temporal Web UI[/bold]  {stack.server.ui_url}\n"
                 f"[bold]Temporal gRPC[/bold]    {stack.server.address}  (namespace {s.temporal_namespace}, task queue {s.task_queue})\n"
+                f"[bold]HTTP API[/bold]         "
+                + (
+                    f"http://{s.api_host}:{s.api_port}  (OpenAPI /openapi.json)"
+                    if s.api_port
+                    else "off"
+                )
+                + "\n"
                 f"[bold]Database[/bold]         {mask_url(s.effective_database_url)}\n"
                 f"[bold]Worker metrics[/bold]   "
                 + (f"http://localhost:{s.metrics_port}/metrics" if s.metrics_port else "off")
@@ -52,6 +65,8 @@ async def _up(s: Settings) -> None:
         )
         await stack.stop.wait()
         console.print("stopping…")
+        if gateway is not None:
+            await gateway
     console.print("stopped.")
 
 

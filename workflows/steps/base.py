@@ -9,6 +9,7 @@ workflow asks its current runner and never which kind of step it is.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -44,11 +45,25 @@ if TYPE_CHECKING:
 S = TypeVar("S", bound="StepBase")
 
 
-class Refused(ApplicationError):
-    """A request that breaks a rule. Its message says why, in one line."""
+class AuthorityProblem(str):
+    """A problem with who asks (role, place, four eyes), not with what is asked: the
+    gateway answers it 403 rather than 409."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, type="RequestRefused", non_retryable=True)
+    __slots__ = ()
+
+
+class Refused(ApplicationError):
+    """A request that breaks a rule. Its message says why, in one line; its type is
+    ``RequestForbidden`` when any of its problems is an :class:`AuthorityProblem`."""
+
+    def __init__(self, message: str | Sequence[str]) -> None:
+        problems = [message] if isinstance(message, str) else list(message)
+        forbidden = any(isinstance(p, AuthorityProblem) for p in problems)
+        super().__init__(
+            "; ".join(problems),
+            type="RequestForbidden" if forbidden else "RequestRefused",
+            non_retryable=True,
+        )
 
 
 _CST = timezone(timedelta(hours=8), "CST")

@@ -177,7 +177,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
             )
         problems = app.check_place(req.actor, step.owner, step.level, f"post the {step.label_en}")
         if problems:
-            raise Refused("; ".join(problems))
+            raise Refused(problems)
 
     def apply_posting(self, req: NoticePosting) -> RequestResult:
         self.explicit_post = workflow.now()
@@ -243,7 +243,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
             req.actor, step.owner, step.level, f"resolve objections to the {step.label_en}"
         )
         if problems:
-            raise Refused("; ".join(problems))
+            raise Refused(problems)
 
     def apply_resolution(self, req: ObjectionResolution) -> RequestResult:
         app = self.app

@@ -199,7 +199,7 @@ class PayoutRunner(StepRunner[PayoutStep]):
         who = self.step.account_corrected_by
         problems = self.app.check_place(req.actor, who, level_of(who), "correct the account")
         if problems:
-            raise Refused("; ".join(problems))
+            raise Refused(problems)
 
     async def apply_account(self, req: AccountCorrection) -> RequestResult:
         app, payment = self.app, self.app.payment

@@ -46,7 +46,7 @@ class ReceiptRunner(StepRunner[ReceiptStep]):
                 f"funding_source: {req.funding_source!r} is not one of {', '.join(step.funding_sources)}"
             )
         if problems:
-            raise Refused("; ".join(problems))
+            raise Refused(problems)
 
     def apply_receipt(self, req: ReceiptRecord) -> RequestResult:
         app = self.app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from workflows.steps.base import Refused, StepRunner
+from workflows.steps.base import AuthorityProblem, Refused, StepRunner
 
 with workflow.unsafe.imports_passed_through():
     from models.application import CorrectionRequest, DecisionRequest, RequestResult
@@ -51,7 +51,9 @@ class ReviewRunner(StepRunner[ReviewStep]):
         earlier = self.app.decided_by.get(req.actor.id)
         if earlier is not None and earlier != step.stage:
             problems.append(
-                f"four eyes: {req.actor.id} already decided {earlier} of this application"
+                AuthorityProblem(
+                    f"four eyes: {req.actor.id} already decided {earlier} of this application"
+                )
             )
         if (
             req.decision in (DecisionKind.REJECT, DecisionKind.RETURN_FOR_CORRECTION)
@@ -63,7 +65,7 @@ class ReviewRunner(StepRunner[ReviewStep]):
                 "the application was returned for correction; waiting for the correction"
             )
         if problems:
-            raise Refused("; ".join(problems))
+            raise Refused(problems)
 
     def apply_decision(self, req: DecisionRequest) -> RequestResult:
         app, step = self.app, self.step
@@ -108,10 +110,12 @@ class ReviewRunner(StepRunner[ReviewStep]):
         if not self.awaiting_correction:
             super().check_correction(req)
         rule = self.app.programme.corrections
-        problems = []
+        problems: list[str] = []
         if req.actor.role not in rule.by:
             problems.append(
-                f"corrections come from the {' or the '.join(r.value for r in rule.by)}"
+                AuthorityProblem(
+                    f"corrections come from the {' or the '.join(r.value for r in rule.by)}"
+                )
             )
         elif req.actor.role is not Role.APPLICANT:
             role = req.actor.role
@@ -122,7 +126,7 @@ class ReviewRunner(StepRunner[ReviewStep]):
                 f"fields {', '.join(unknown)} cannot be corrected here (allowed: {', '.join(sorted(rule.fields))})"
             )
         if problems:
-            raise Refused("; ".join(problems))
+            raise Refused(problems)
 
     def apply_correction(self, req: CorrectionRequest) -> RequestResult:
         app = self.app

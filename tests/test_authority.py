@@ -1,0 +1,327 @@
+"""R10: who acts is proven by a credential, never declared in a request.
+
+The attacks of issue 21, replayed through a raw Temporal client of the namespace
+(``ts_env.client``: no authority key, like the ``temporal`` CLI), each refused; and
+the statements themselves, tampered every way, refused by the pure check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.testing import WorkflowEnvironment
+
+from models.application import (
+    ApplicationInput,
+    DecisionRequest,
+    WithdrawalRequest,
+)
+from models.authority import (
+    Binding,
+    Statement,
+    body_digest,
+    credential_key,
+    make_seal,
+    seal_problem,
+    sign_statement,
+    statement_problem,
+)
+from models.domain import DecisionKind, Role
+from models.ids import payout_batch_workflow_id
+from models.payout import AccountCorrection, PayItem, PaymentOutcome, PayoutBatchInput
+from store.sealing import Keys
+from tests.conftest import AppStack
+from tests.support import COUNTY, VILLAGE, county_official, village_official
+from tests.test_application_workflow import Case, rid
+from workers.signing import SKIPPED_CLOCK_LIFETIME, ServiceCredential, SigningInterceptor
+from workflows.application import ApplicationWorkflow
+from workflows.payout import PayoutBatchWorkflow
+
+pytestmark = pytest.mark.devserver
+
+KEY = b"k" * 32
+NOW = datetime(2027, 8, 20, tzinfo=UTC)
+
+
+# ------------------------------------------------------------ the statement itself
+
+
+def _statement(**change: Any) -> Statement:
+    binding = Binding(
+        credential="c1", actor_id="v-1", role=Role.VILLAGE_COMMITTEE, place_code=VILLAGE
+    )
+    st = Statement(
+        binding=binding,
+        workflow_id="wf-a",
+        message="decide",
+        digest=body_digest([{"request_id": "r1"}]),
+        expires_at=NOW + timedelta(minutes=10),
+    )
+    return sign_statement(credential_key(KEY, binding), st).model_copy(update=change)
+
+
+def _problem(st: Statement, **expect: Any) -> str | None:
+    return statement_problem(
+        KEY,
+        st,
+        workflow_id=expect.get("workflow_id", "wf-a"),
+        message=expect.get("message", "decide"),
+        digest=expect.get("digest", body_digest([{"request_id": "r1"}])),
+        now=expect.get("now", NOW),
+    )
+
+
+def test_a_statement_proves_only_its_own_message() -> None:
+    assert _problem(_statement()) is None
+    forged_role = _statement().binding.model_copy(update={"role": Role.COUNTY_EDUCATION_BUREAU})
+    assert "not signed" in (_problem(_statement(binding=forged_role)) or "")
+    assert "not signed" in (_problem(_statement(mac="0" * 64)) or "")
+    assert "workflow" in (_problem(_statement(), workflow_id="wf-b") or "")
+    assert "for decide, not withdraw" in (_problem(_statement(), message="withdraw") or "")
+    other_body = body_digest([{"request_id": "r2"}])
+    assert "another body" in (_problem(_statement(), digest=other_body) or "")
+    assert "expired" in (_problem(_statement(), now=NOW + timedelta(hours=1)) or "")
+    # Signed with another deployment's key.
+    assert "not signed" in (
+        statement_problem(
+            b"x" * 32,
+            _statement(),
+            workflow_id="wf-a",
+            message="decide",
+            digest=body_digest([{"request_id": "r1"}]),
+            now=NOW,
+        )
+        or ""
+    )
+
+
+def test_the_actor_fields_are_not_part_of_the_body() -> None:
+    """The statement stands for the actor: a body that names another actor is the same body."""
+    a = body_digest([{"request_id": "r1", "actor": {"id": "mallory"}}])
+    assert a == body_digest([{"request_id": "r1", "actor": {"id": "v-1"}}])
+    assert a != body_digest([{"request_id": "r1", "stage": "x"}])
+
+
+def test_a_seal_is_for_one_message() -> None:
+    seal = make_seal(
+        KEY, sender="payout/b1", target="app-1", message="payment_result", digest="a" * 64
+    )
+    assert (
+        seal_problem(KEY, seal, target="app-1", message="payment_result", digest="a" * 64) is None
+    )
+    assert seal_problem(KEY, seal, target="app-2", message="payment_result", digest="a" * 64)
+    assert seal_problem(KEY, seal, target="app-1", message="payment_result", digest="b" * 64)
+    assert seal_problem(b"x" * 32, seal, target="app-1", message="payment_result", digest="a" * 64)
+
+
+# ------------------------------------------------------ attacks through a raw client
+
+
+@pytest.fixture
+def new_case(app_stack: AppStack, ts_env: WorkflowEnvironment) -> Callable[..., Awaitable[Case]]:
+    from tests.support import IN_WINDOW_2027, form
+    from tests.test_application_workflow import _SERIALS
+
+    async def make(**overrides: Any) -> Case:
+        wf = await app_stack.api.submit(form(next(_SERIALS), **overrides), now=IN_WINDOW_2027)
+        case = Case(app_stack.api, ts_env, wf)
+        await case.wait_for(lambda s: s.waiting_for == "village_committee", "started")
+        return case
+
+    return make
+
+
+async def _refusals(case: Case, n: int) -> list[Any]:
+    for _ in range(100):
+        refused = [e for e in await case.api.trail(case.wf) if e.kind == "refused"]
+        if len(refused) >= n:
+            return refused
+        await asyncio.sleep(0.1)
+    pytest.fail(f"{case.wf}: fewer than {n} refusals recorded")
+
+
+async def test_a_raw_client_cannot_decide_withdraw_or_pay(
+    new_case: Callable[..., Awaitable[Case]], ts_env: WorkflowEnvironment, keys: Keys
+) -> None:
+    """A made-up 'mallory' declaring the county bureau, a stranger's withdrawal by signal,
+    a forged bank result: none moves the application."""
+    case = await new_case()
+    raw = ts_env.client.get_workflow_handle(case.wf)
+    mallory = county_official(99).model_copy(update={"id": "mallory"})
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await raw.execute_update(
+            ApplicationWorkflow.decide,
+            DecisionRequest(
+                request_id=rid(),
+                actor=mallory,
+                stage="village_review",
+                decision=DecisionKind.APPROVE,
+            ),
+        )
+    assert "statement" in str(refused.value.cause)
+    # A made-up village actor redirecting the payout to another account.
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await raw.execute_update(
+            ApplicationWorkflow.correct_account,
+            AccountCorrection(
+                request_id=rid(),
+                actor=village_official().model_copy(update={"id": "mallory"}),
+                bank_name="某银行",
+                account_masked="623020******9999",
+                account_sealed=keys.seal("6230201234569999"),
+                account_holder="mallory",
+            ),
+        )
+    assert "statement" in str(refused.value.cause)
+    await raw.signal(
+        ApplicationWorkflow.withdraw_signal,
+        WithdrawalRequest(request_id=rid(), actor=village_official(), reason="x"),
+    )
+    await raw.signal(
+        ApplicationWorkflow.payment_result,
+        PaymentOutcome(batch_id="b1", idempotency_key="k", status="paid", bank_reference="r"),
+    )
+    refused_events = await _refusals(case, 2)
+    assert [e.detail["request"] for e in refused_events] == ["withdraw_signal", "payment_result"]
+    status = await case.status()
+    assert status.stage == "village_review" and status.waiting_for == "village_committee"
+    # The gateway's own request still goes through.
+    await case.approve("village_review", village_official())
+    await case.at_stage("village_notice")
+
+
+async def test_the_actor_is_the_credentials_not_the_bodys(
+    new_case: Callable[..., Awaitable[Case]], ts_env: WorkflowEnvironment, keys: Keys
+) -> None:
+    """A village service signing with its own credential sends a Temporal update directly;
+    the body's forged county role has no effect: the workflow sees the village official."""
+    case = await new_case()
+    official = village_official()
+    binding = Binding.of(official, "svc-village-1")
+    service = ServiceCredential(
+        binding, credential_key(keys.authority, binding), SKIPPED_CLOCK_LIFETIME
+    )
+    config = ts_env.client.config()
+    config["interceptors"] = [
+        SigningInterceptor(service, ts_env.client.data_converter.payload_converter)
+    ]
+    as_service = Client(**config).get_workflow_handle(case.wf)
+    forged = county_official().model_copy(update={"id": "someone-else"})
+    await as_service.execute_update(
+        ApplicationWorkflow.decide,
+        DecisionRequest(
+            request_id=rid(), actor=forged, stage="village_review", decision=DecisionKind.APPROVE
+        ),
+    )
+    await case.at_stage("village_notice")
+    decided = [e for e in await case.api.trail(case.wf) if e.kind == "decision"][-1]
+    assert (decided.actor.id, decided.actor.role) == (official.id, Role.VILLAGE_COMMITTEE)
+    assert decided.actor.credential == "svc-village-1"
+    # The same credential on a stage that is not the village's: refused as before.
+    with pytest.raises(WorkflowUpdateFailedError):
+        await as_service.execute_update(
+            ApplicationWorkflow.decide,
+            DecisionRequest(
+                request_id=rid(),
+                actor=forged,
+                stage="county_approval",
+                decision=DecisionKind.APPROVE,
+            ),
+        )
+
+
+async def test_hand_started_workflows_do_not_run(
+    new_case: Callable[..., Awaitable[Case]],
+    ts_env: WorkflowEnvironment,
+    app_stack: AppStack,
+    tmp_path: Path,
+) -> None:
+    """A hand-started application with a made-up amount, and a hand-started payout batch
+    whose id climbs out of the bank folder: both fail at once, nothing paid, no file."""
+    case = await new_case()
+    real = await _input_of(case)
+    queue = app_stack.worker.task_queue
+    forged = real.model_copy(
+        update={"workflow_id": f"forged-{uuid.uuid4().hex[:6]}", "amount_cny": 999_999}
+    )
+    for client, why in ((ts_env.client, "statement"), (app_stack.api.client, "amount_cny 999999")):
+        # The raw client has no statement; even the gateway's signature does not make
+        # an amount the programme's.
+        wf_id = f"forged-{uuid.uuid4().hex[:8]}"
+        handle = await client.start_workflow(
+            ApplicationWorkflow.run,
+            forged.model_copy(update={"workflow_id": wf_id}),
+            id=wf_id,
+            task_queue=queue,
+        )
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+        assert why in str(failed.value.cause), failed.value.cause
+    batch = PayoutBatchInput.model_construct(
+        batch_id="../../../../x",
+        programme="county-subsidy",
+        season=2027,
+        round="",
+        county_code=COUNTY,
+        items=[PayItem(workflow_id=case.wf, amount_cny=3000, attempt=1)],
+        bank="simulated",
+    )
+    handle = await ts_env.client.start_workflow(
+        "PayoutBatchWorkflow",
+        batch,
+        id=payout_batch_workflow_id(f"hand-{uuid.uuid4().hex[:6]}"),
+        task_queue=queue,
+    )
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    good_id = PayoutBatchInput(
+        batch_id="county-subsidy-2027-341225-b900",
+        programme="county-subsidy",
+        season=2027,
+        county_code=COUNTY,
+        items=batch.items,
+    )
+    batch_handle = await ts_env.client.start_workflow(
+        PayoutBatchWorkflow.run, good_id, id=payout_batch_workflow_id("hand-2"), task_queue=queue
+    )
+    with pytest.raises(WorkflowFailureError) as failed:
+        await batch_handle.result()
+    assert "started by its season" in str(failed.value.cause)
+    assert not list(app_stack.deps.bank_dir.rglob("*.csv"))
+    assert not list(tmp_path.parent.rglob("x.csv"))
+    assert (await case.handle.describe()).status == WorkflowExecutionStatus.RUNNING
+
+
+async def _input_of(case: Case) -> ApplicationInput:
+    history = await case.handle.fetch_history()
+    payload = history.events[0].workflow_execution_started_event_attributes.input.payloads[0]
+    return ApplicationInput.model_validate_json(payload.data)
+
+
+def test_every_message_a_workflow_takes_needs_its_proof() -> None:
+    """A new update or signal cannot slip past R10: each one a workflow defines is either
+    a request (a statement proves it) or internal (aidflow's seal proves it)."""
+    from temporalio.workflow import _Definition
+
+    from models.authority import INTERNAL, REQUESTS
+    from workflows.registry import ALL_WORKFLOWS
+
+    for cls in ALL_WORKFLOWS:
+        defn = _Definition.must_from_class(cls)
+        kind = str(defn.name)
+        names = {n for n in (*defn.signals, *defn.updates) if n is not None}
+        proven = REQUESTS.get(kind, frozenset()) | INTERNAL.get(kind, frozenset())
+        assert names <= proven, (kind, sorted(names - proven))
+        assert not REQUESTS.get(kind, frozenset()) & INTERNAL.get(kind, frozenset())

@@ -1,0 +1,289 @@
+"""The HTTP gateway (R10), with a real HTTP client against the real stack: uvicorn on a
+port, the dev server, the worker, credentials in the database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+import uvicorn
+from temporalio.testing import WorkflowEnvironment
+
+from models.domain import Role
+from store import credentials
+from tests.conftest import AppStack, Registry
+from tests.support import (
+    COUNTY,
+    IN_WINDOW_2027,
+    OTHER_VILLAGE,
+    PLACES,
+    TOWNSHIP,
+    VILLAGE,
+    form,
+    free_port,
+)
+from tests.test_application_workflow import _SERIALS, Case, cst
+from workers.gateway import create_app
+
+pytestmark = pytest.mark.devserver
+
+
+@dataclass
+class Gateway:
+    http: httpx.AsyncClient
+    keys: dict[str, str]  # name -> API key
+    stack: AppStack
+    env: WorkflowEnvironment
+    registry: Registry
+
+    def auth(self, name: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[name]}"}
+
+    async def new_case(self, village: str = VILLAGE) -> Case:
+        serial = next(_SERIALS)
+        self.registry.add(serial, village)
+        places = PLACES.model_copy(update={"village_code": village})
+        wf = await self.stack.api.submit(form(serial, places=places), now=IN_WINDOW_2027)
+        case = Case(self.stack.api, self.env, wf)
+        await case.wait_for(lambda s: s.waiting_for == "village_committee", "started")
+        return case
+
+    async def decide(self, who: str, wf: str, stage: str, **body: Any) -> httpx.Response:
+        return await self.http.post(
+            f"/v1/applications/{wf}/decisions",
+            json={"stage": stage, "decision": "approve", **body},
+            headers=self.auth(who),
+        )
+
+
+OFFICES = {
+    "village": ("village-1", Role.VILLAGE_COMMITTEE, VILLAGE),
+    "other_village": ("village-9", Role.VILLAGE_COMMITTEE, OTHER_VILLAGE),
+    "township": ("township-1", Role.TOWNSHIP_POVERTY_OFFICE, TOWNSHIP),
+    "county": ("county-1", Role.COUNTY_EDUCATION_BUREAU, COUNTY),
+    # The village official again, now holding a county office: four eyes is per person.
+    "same_person_at_county": ("village-1", Role.COUNTY_EDUCATION_BUREAU, COUNTY),
+    "applicant": ("applicant-1", Role.APPLICANT, VILLAGE),
+    "revoked": ("village-2", Role.VILLAGE_COMMITTEE, VILLAGE),
+}
+
+
+@pytest_asyncio.fixture
+async def gateway(
+    app_stack: AppStack, ts_env: WorkflowEnvironment, registry: Registry
+) -> AsyncIterator[Gateway]:
+    keys = {}
+    for name, (actor, role, place) in OFFICES.items():
+        row, token = credentials.create(
+            app_stack.engine,
+            app_stack.deps.keys.authority,
+            actor_id=actor,
+            actor_name=actor,
+            role=role,
+            place_code=place,
+        )
+        keys[name] = token
+        if name == "revoked":
+            credentials.revoke(app_stack.engine, row.id)
+    app = create_app(app_stack.api, app_stack.engine, app_stack.deps.keys)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
+        await asyncio.sleep(0.05)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            yield Gateway(http, keys, app_stack, ts_env, registry)
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+
+
+def problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status and body["detail"]
+    return body
+
+
+async def test_no_wrong_or_revoked_credential_is_401(gateway: Gateway) -> None:
+    case = await gateway.new_case()
+    url = f"/v1/applications/{case.wf}/decisions"
+    body = {"stage": "village_review", "decision": "approve"}
+    problem(await gateway.http.post(url, json=body), 401)
+    forged = gateway.keys["village"][:-4] + "AAAA"
+    assert (
+        "wrong"
+        in problem(
+            await gateway.http.post(url, json=body, headers={"Authorization": f"Bearer {forged}"}),
+            401,
+        )["detail"]
+    )
+    assert (
+        "revoked"
+        in problem(await gateway.http.post(url, json=body, headers=gateway.auth("revoked")), 401)[
+            "detail"
+        ]
+    )
+    me = await gateway.http.get("/v1/me", headers=gateway.auth("village"))
+    assert me.json()["role"] == "village_committee" and me.json()["place_code"] == VILLAGE
+    assert (await case.status()).stage == "village_review"
+
+
+async def test_place_role_and_four_eyes_are_403_and_the_body_names_no_actor(
+    gateway: Gateway,
+) -> None:
+    case = await gateway.new_case()
+    wf = case.wf
+    assert (
+        "place"
+        in problem(await gateway.decide("other_village", wf, "village_review"), 403)["detail"]
+    )
+    assert "role" in problem(await gateway.decide("township", wf, "village_review"), 403)["detail"]
+    # A role declared in the body is not a field of the request: refused, naming it.
+    forged = await gateway.decide(
+        "other_village",
+        wf,
+        "village_review",
+        actor={"id": "x", "name": "x", "role": "county_education_bureau", "place_code": COUNTY},
+    )
+    assert any(e["field"] == "actor" for e in problem(forged, 422)["errors"])
+    done = await gateway.decide("village", wf, "village_review", request_id="gw-v-1")
+    assert done.status_code == 200 and done.json()["accepted"], done.text
+    decided = [e for e in await case.api.trail(wf) if e.kind == "decision"][-1]
+    assert decided.actor.id == "village-1" and decided.actor.credential.startswith("c-")
+    # On to the county's stage.
+    await case.wait_for(lambda s: s.waiting_until == cst(9, 1), "village posting scheduled")
+    await case.advance_to(cst(9, 8, 0, 1))
+    await case.at_stage("township_review")
+    assert (await gateway.decide("township", wf, "township_review")).status_code == 200
+    await case.wait_for(
+        lambda s: s.stage == "township_notice" and s.waiting_until is not None, "township notice"
+    )
+    await case.advance_to(cst(9, 18, 0, 1))
+    await case.at_stage("county_approval")
+    assert "role" in problem(await gateway.decide("township", wf, "county_approval"), 403)["detail"]
+    assert (
+        "four eyes"
+        in problem(await gateway.decide("same_person_at_county", wf, "county_approval"), 403)[
+            "detail"
+        ]
+    )
+    assert (await gateway.decide("county", wf, "county_approval")).json()["accepted"]
+
+
+async def test_a_batch_of_30_with_two_bad_items(gateway: Gateway) -> None:
+    cases = await asyncio.gather(*(gateway.new_case() for _ in range(29)))
+    elsewhere = await gateway.new_case(village=OTHER_VILLAGE)
+    items = [
+        {
+            "workflow_id": c.wf,
+            "request_id": f"b-{i}",
+            "stage": "village_review",
+            "decision": "approve",
+        }
+        for i, c in enumerate(cases[:28])
+    ]
+    items.insert(
+        5,
+        {
+            "workflow_id": elsewhere.wf,
+            "request_id": "b-other",
+            "stage": "village_review",
+            "decision": "approve",
+        },
+    )
+    items.insert(
+        17,
+        {
+            "workflow_id": "county-subsidy/2027/341225/nobody",
+            "request_id": "b-none",
+            "stage": "village_review",
+            "decision": "approve",
+        },
+    )
+    assert len(items) == 30
+    response = await gateway.http.post(
+        "/v1/batches/decisions", json={"items": items}, headers=gateway.auth("village")
+    )
+    assert response.status_code == 200, response.text
+    outcome = response.json()
+    assert (outcome["done"], outcome["refused"]) == (28, 2)
+    assert sorted(outcome["refused_items"]) == sorted(
+        [f"{elsewhere.wf} b-other", "county-subsidy/2027/341225/nobody b-none"]
+    )
+    by_id = {r["request_id"]: r for r in outcome["results"]}
+    assert by_id["b-other"]["status"] == 403 and "place" in by_id["b-other"]["message"]
+    assert by_id["b-none"]["status"] == 404
+    for c in cases[:28]:
+        await c.at_stage("village_notice")
+    assert (await cases[28].status()).stage == "village_review"
+
+
+async def test_intake_on_the_server_and_who_may_date_a_paper_form(gateway: Gateway) -> None:
+    f = form(next(_SERIALS)).model_dump(mode="json")
+    # Today (December 2026) is outside the 2027 window: refused by the server's intake,
+    # naming the field.
+    refused = await gateway.http.post(
+        "/v1/applications", json={"form": f}, headers=gateway.auth("village")
+    )
+    assert refused.status_code == 422 and refused.json()["errors"], refused.text
+    # An applicant does not date a paper form.
+    problem(
+        await gateway.http.post(
+            "/v1/applications",
+            json={"form": f, "received_at": "2026-11-30T10:00:00+08:00"},
+            headers=gateway.auth("applicant"),
+        ),
+        403,
+    )
+    malformed = await gateway.http.post(
+        "/v1/applications",
+        content=b"{not json",
+        headers={**gateway.auth("village"), "content-type": "application/json"},
+    )
+    problem(malformed, 400)
+    missing = await gateway.http.post(
+        "/v1/applications", json={"form": {"season": "x"}}, headers=gateway.auth("village")
+    )
+    fields = {e["field"] for e in problem(missing, 422)["errors"]}
+    assert {"form.season", "form.applicant_name", "form.places"} <= fields
+
+
+async def test_public_objections_are_anonymous_and_rate_limited(gateway: Gateway) -> None:
+    case = await gateway.new_case()
+    url = f"/v1/applications/{case.wf}/objections"
+    statuses = [
+        (await gateway.http.post(url, json={"text": "他家有车"})).status_code for _ in range(6)
+    ]
+    # Not at a notice yet: refused by the workflow (409) — but heard, five times a minute.
+    assert statuses[:5] == [409] * 5 and statuses[5] == 429
+    problem(await gateway.http.post(url, content=b"x" * 20_000), 413)
+
+
+async def test_the_openapi_document_is_complete(gateway: Gateway) -> None:
+    doc = (await gateway.http.get("/openapi.json")).json()
+    paths = set(doc["paths"])
+    for suffix in (
+        "decisions",
+        "corrections",
+        "objections",
+        "objection-resolutions",
+        "postings",
+        "withdrawal",
+        "receipts",
+        "account",
+        "trail",
+    ):
+        assert f"/v1/applications/{{workflow_id}}/{suffix}" in paths, suffix
+    assert {"/v1/applications", "/v1/batches/decisions", "/v1/batches/postings", "/v1/me"} <= paths
+    assert "/v1/seasons/{programme}/{season}/{county}/funds-requests" in paths
+    assert "ProblemDetail" in doc["components"]["schemas"]

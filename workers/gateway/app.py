@@ -1,0 +1,414 @@
+"""aidflow's HTTP/JSON API: every request a service sends, for every programme (R10).
+
+The caller's credential is the actor; the gateway runs intake on the server side and
+signs what it sends the workflows for that credential (``workers/signing.py``); the
+workers check every signature again. Refusals are problem details (RFC 9457).
+"""
+
+import asyncio
+import dataclasses
+import tempfile
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.engine import Engine
+
+from models.application import (
+    ApplicationStatus,
+    CorrectionRequest,
+    DecisionRequest,
+    NoticePosting,
+    ObjectionRequest,
+    ObjectionResolution,
+    Places,
+    ReceiptRecord,
+    RequestResult,
+    TrailEvent,
+    WithdrawalRequest,
+)
+from models.domain import ROLE_LEVEL, Level
+from models.ids import season_workflow_id
+from models.payout import BatchResult, FundsArrivalResult, FundsRequestSummary
+from models.season import SeasonKey
+from store import audit
+from store.sealing import Keys
+from workers.client import AidflowClient, Refused, query_when_ready
+from workers.gateway import bodies as b
+from workers.gateway import dashboard, problems
+from workers.gateway.auth import Authenticator, Caller
+from workers.gateway.problems import Problem, ProblemDetail
+from workflows.season import SeasonWorkflow
+
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ProblemDetail, "description": title}
+    for status, title in problems.TITLES.items()
+}
+# Items of one batch sent at once: enough to keep a worker busy, not a burst.
+BATCH_CONCURRENCY = 16
+
+
+def _caller(request: Request) -> Caller:
+    auth: Authenticator = request.app.state.auth
+    return auth.caller(request)
+
+
+async def _public(request: Request) -> Caller:
+    auth: Authenticator = request.app.state.auth
+    return await auth.public(request)
+
+
+# The caller: an office's or a service's credential; or, for an objection, anyone.
+Office = Annotated[Caller, Depends(_caller)]
+Anyone = Annotated[Caller, Depends(_public)]
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+]
+
+
+def create_app(api: AidflowClient, engine: Engine, keys: Keys) -> FastAPI:
+    app = FastAPI(
+        title="aidflow",
+        summary="学生资助审批流程 / student-aid approval pipelines",
+        description=(
+            "Every request names no actor: the credential is the actor (R10). "
+            "Send `Authorization: Bearer <API key>`; `Idempotency-Key` is the request id. "
+            "Refusals are `application/problem+json` naming every wrong field."
+        ),
+        version="1",
+        responses=REFUSALS,
+    )
+    problems.install(app)
+    app.state.auth = Authenticator(engine, keys.authority)
+    app.include_router(dashboard.router(engine, keys.authority, api.programmes, api.calendar))
+
+    def request_id(body: BaseModel, key: str | None) -> str:
+        given = getattr(body, "request_id", None)
+        if given and key and given != key:
+            raise Problem(422, f"request_id {given} and Idempotency-Key {key} differ")
+        return str(given or key or uuid.uuid4().hex)
+
+    def build(model: type[Any], body: BaseModel, who: Caller, key: str | None) -> Any:
+        data = body.model_dump(exclude_unset=True, exclude={"request_id"})
+        return model.model_validate(
+            {**data, "request_id": request_id(body, key), "actor": who.actor}
+        )
+
+    # ------------------------------------------------------------------ who am I
+
+    @app.get("/v1/me", tags=["credentials"])
+    async def me(who: Office) -> b.CallerInfo:
+        """The credential's binding: what the gateway will act as."""
+        x = who.binding
+        return b.CallerInfo(
+            credential=x.credential,
+            actor_id=x.actor_id,
+            actor_name=x.actor_name,
+            role=x.role.value,
+            place_code=x.place_code,
+        )
+
+    # ---------------------------------------------------------------- intake
+
+    @app.post("/v1/applications", status_code=201, tags=["applications"])
+    async def apply(body: b.ApplicationBody, who: Office) -> dict[str, str]:
+        """Submit an application; intake (R5) runs here, on the server, and the amount is
+        the programme's. ``received_at`` (a paper form) is taken only from the office of
+        the applicant's village, and recorded as received by it."""
+        if body.received_at is not None and body.received_at.tzinfo is None:
+            raise Problem(422, "received_at: needs an offset, e.g. 2027-08-10T10:00+08:00")
+        wf = await api.submit_as(body.form, who.actor, received_at=body.received_at)
+        return {"workflow_id": wf}
+
+    # -------------------------------------------------------------- requests
+
+    async def send(method: Any, wf: str, req: Any) -> RequestResult:
+        result: RequestResult = await method(wf, req)
+        return result
+
+    @app.post("/v1/applications/{workflow_id:path}/decisions", tags=["requests"])
+    async def decide(
+        workflow_id: str, body: b.DecisionBody, who: Office, key: IdempotencyKey = None
+    ) -> RequestResult:
+        return await send(api.decide, workflow_id, build(DecisionRequest, body, who, key))
+
+    @app.post("/v1/applications/{workflow_id:path}/corrections", tags=["requests"])
+    async def correct(
+        workflow_id: str, body: b.CorrectionBody, who: Office, key: IdempotencyKey = None
+    ) -> RequestResult:
+        return await send(api.correct, workflow_id, build(CorrectionRequest, body, who, key))
+
+    @app.post("/v1/applications/{workflow_id:path}/objections", tags=["requests"])
+    async def lodge_objection(
+        workflow_id: str, body: b.ObjectionBody, who: Anyone, key: IdempotencyKey = None
+    ) -> RequestResult:
+        """Anyone may object to a notice: no credential needed (rate- and size-limited)."""
+        req = build(ObjectionRequest, body, who, key)
+        return await send(api.lodge_objection, workflow_id, req)
+
+    @app.post("/v1/applications/{workflow_id:path}/objection-resolutions", tags=["requests"])
+    async def resolve_objection(
+        workflow_id: str, body: b.ResolutionBody, who: Office, key: IdempotencyKey = None
+    ) -> RequestResult:
+        req = build(ObjectionResolution, body, who, key)
+        return await send(api.resolve_objection, workflow_id, req)
+
+    @app.post("/v1/applications/{workflow_id:path}/postings", tags=["requests"])
+    async def post_notice(
+        workflow_id: str, body: b.PostingBody, who: Office, key: IdempotencyKey = None
+    ) -> RequestResult:
+        return await send(api.post_notice, workflow_id, build(NoticePosting, body, who, key))
+
+    @app.post("/v1/applications/{workflow_id:path}/withdrawal", tags=["requests"])
+    async def withdraw(
+        workflow_id: str, body: b.WithdrawalBody, who: Office, key: IdempotencyKey = None
+    ) -> RequestResult:
+        return await send(api.withdraw, workflow_id, build(WithdrawalRequest, body, who, key))
+
+    @app.post("/v1/applications/{workflow_id:path}/receipts", tags=["requests"])
+    async def record_receipt(
+        workflow_id: str, body: b.ReceiptBody, who: Office, key: IdempotencyKey = None
+    ) -> RequestResult:
+        req = build(ReceiptRecord, body, who, key)
+        return await send(api.record_receipt, workflow_id, req)
+
+    @app.post("/v1/applications/{workflow_id:path}/account", tags=["requests"])
+    async def correct_account(
+        workflow_id: str, body: b.AccountBody, who: Office, key: IdempotencyKey = None
+    ) -> RequestResult:
+        """The corrected account after a return; the number is sealed here at once."""
+        return await api.correct_account(
+            workflow_id,
+            who.actor,
+            bank_name=body.bank_name,
+            account_number=body.account_number,
+            account_holder=body.account_holder,
+            request_id=request_id(body, key),
+        )
+
+    # ---------------------------------------------------------------- batches
+
+    async def each(items: list[Any], one: Any) -> b.BatchOutcome:
+        gate = asyncio.Semaphore(BATCH_CONCURRENCY)
+
+        async def run(item: Any) -> b.ItemResult:
+            async with gate:
+                try:
+                    result: RequestResult = await one(item)
+                    return b.ItemResult(
+                        workflow_id=item.workflow_id,
+                        request_id=item.request_id,
+                        accepted=result.accepted,
+                        status=200,
+                        message=result.message,
+                    )
+                except Refused as r:
+                    status = problems.refusal_status(r)
+                    message = str(r)
+                except ValidationError as e:
+                    status = 422
+                    message = "; ".join(
+                        f"{f.field}: {f.problem}" for f in problems.field_errors(e.errors())
+                    )
+                return b.ItemResult(
+                    workflow_id=item.workflow_id,
+                    request_id=item.request_id,
+                    accepted=False,
+                    status=status,
+                    message=message,
+                )
+
+        results = list(await asyncio.gather(*(run(i) for i in items)))
+        refused = [r for r in results if not r.accepted]
+        return b.BatchOutcome(
+            done=len(results) - len(refused),
+            refused=len(refused),
+            refused_items=[f"{r.workflow_id} {r.request_id}" for r in refused],
+            results=results,
+        )
+
+    @app.post("/v1/batches/decisions", tags=["batches"])
+    async def decide_many(body: b.DecisionBatch, who: Office) -> b.BatchOutcome:
+        """A list decided in one request (a village committee's list, the county's
+        approvals): each item its own request id and its own result."""
+
+        async def one(item: b.DecisionItem) -> RequestResult:
+            req = DecisionRequest.model_validate(
+                {**item.model_dump(exclude={"workflow_id"}), "actor": who.actor}
+            )
+            return await api.decide(item.workflow_id, req)
+
+        return await each(body.items, one)
+
+    @app.post("/v1/batches/postings", tags=["batches"])
+    async def post_many(body: b.PostingBatch, who: Office) -> b.BatchOutcome:
+        async def one(item: b.PostingItem) -> RequestResult:
+            req = NoticePosting.model_validate(
+                {**item.model_dump(exclude={"workflow_id"}), "actor": who.actor}
+            )
+            return await api.post_notice(item.workflow_id, req)
+
+        return await each(body.items, one)
+
+    # ------------------------------------------------------------------ reading
+
+    def may_read(who: Caller, places: Places) -> None:
+        level = ROLE_LEVEL.get(who.role)
+        if level is None or places.code_at(level) != who.binding.place_code:
+            raise Problem(403, f"{who.binding.credential} does not hold this application's place")
+
+    @app.get("/v1/applications/{workflow_id:path}/trail", tags=["reading"])
+    async def trail(workflow_id: str, who: Office) -> list[TrailEvent]:
+        may_read(who, (await status_of(workflow_id)).places)
+        return await api.trail(workflow_id)
+
+    async def status_of(workflow_id: str) -> ApplicationStatus:
+        try:
+            return await api.status(workflow_id)
+        except Exception:
+            raise Problem(404, f"no application {workflow_id}") from None
+
+    @app.get("/v1/applications/{workflow_id:path}", tags=["reading"])
+    async def status(workflow_id: str, who: Office) -> ApplicationStatus:
+        st = await status_of(workflow_id)
+        may_read(who, st.places)
+        return st
+
+    @app.get("/v1/applications", tags=["reading"])
+    async def listing(
+        who: Office,
+        programme: str | None = None,
+        season: Annotated[str | None, Query(pattern=r"^\d{4}(-[a-z]{1,16})?$")] = None,
+        stage: Annotated[str | None, Query(max_length=64)] = None,
+        overdue: bool | None = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    ) -> list[dict[str, Any]]:
+        """Applications at the caller's place (a village's, a township's, the county's)."""
+        level = ROLE_LEVEL.get(who.role)
+        if level is None or level is Level.SCHOOL:
+            raise Problem(403, f"role {who.role.value} lists no applications")
+        key = SeasonKey.parse(season) if season else None
+        place = who.binding.place_code
+        rows = api.list(
+            programme=programme,
+            season=key.year if key else None,
+            round_=key.round if key else None,
+            stage=stage,
+            overdue=overdue,
+            limit=limit,
+            county=place if level is Level.COUNTY else None,
+            township=place if level is Level.TOWNSHIP else None,
+            village=place if level is Level.VILLAGE else None,
+        )
+        return [
+            {**asdict(r), "next_deadline": r.next_deadline.isoformat() if r.next_deadline else None}
+            async for r in rows
+        ]
+
+    # ----------------------------------------------------------------- seasons
+
+    def season_of(programme: str, season: str) -> SeasonKey:
+        try:
+            return SeasonKey.parse(season)
+        except ValueError as e:
+            raise Problem(422, f"season: {e}") from None
+
+    @app.post(
+        "/v1/seasons/{programme}/{season}/{county}/funds-requests", tags=["funds"], status_code=201
+    )
+    async def request_funds(
+        programme: str,
+        season: str,
+        county: str,
+        body: b.FundsRequestBody,
+        who: Office,
+        key: IdempotencyKey = None,
+    ) -> FundsRequestSummary:
+        s = season_of(programme, season)
+        return await api.request_funds(
+            programme, s.year, county, who.actor, request_id(body, key), round_=s.round
+        )
+
+    @app.post("/v1/seasons/{programme}/{season}/{county}/funds-arrivals", tags=["funds"])
+    async def funds_arrived(
+        programme: str,
+        season: str,
+        county: str,
+        body: b.FundsArrivalBody,
+        who: Office,
+        key: IdempotencyKey = None,
+    ) -> FundsArrivalResult:
+        s = season_of(programme, season)
+        return await api.funds_arrived(
+            programme,
+            s.year,
+            county,
+            who.actor,
+            body.funds_request_id,
+            body.amount_cny,
+            body.reference,
+            request_id=request_id(body, key),
+            round_=s.round,
+        )
+
+    @app.get("/v1/seasons/{programme}/{season}/{county}/batches", tags=["funds"])
+    async def batches(programme: str, season: str, county: str, who: Office) -> list[BatchResult]:
+        county_only(who, county)
+        s = season_of(programme, season)
+        return await api.season_batches(programme, s.year, county, round_=s.round)
+
+    @app.get("/v1/seasons/{programme}/{season}/{county}/report", tags=["funds"])
+    async def season_report(
+        programme: str, season: str, county: str, who: Office
+    ) -> dict[str, Any]:
+        """The season's report (written at the payout date, then the summary): where its
+        files are and its Markdown text."""
+        county_only(who, county)
+        s = season_of(programme, season)
+        handle = api.client.get_workflow_handle_for(
+            SeasonWorkflow.run, season_workflow_id(programme, s.year, county, s.round)
+        )
+        try:
+            files = await query_when_ready(handle, SeasonWorkflow.report)
+        except Exception:
+            raise Problem(404, f"no season {programme} {season} of {county}") from None
+        if files is None:
+            raise Problem(404, "the season's report is not written yet (at the payout date)")
+        text = await asyncio.to_thread(Path(files.markdown).read_text, encoding="utf-8")
+        return {**files.model_dump(mode="json"), "text": text}
+
+    @app.get("/v1/audit/verify", tags=["audit"])
+    async def audit_verify(
+        who: Office, season: int | None = None, programme: str | None = None
+    ) -> dict[str, Any]:
+        """Every hash chain checked from its start; the first break of each named."""
+        county_only(who, who.binding.place_code)
+        report = await asyncio.to_thread(audit.verify, engine, season=season, programme=programme)
+        return {**dataclasses.asdict(report), "ok": report.ok}
+
+    @app.get("/v1/audit/export", tags=["audit"], response_class=FileResponse)
+    async def audit_export(
+        who: Office,
+        season: int | None = None,
+        programme: str | None = None,
+        fmt: Annotated[str, Query(alias="format", pattern="^(csv|xlsx)$")] = "csv",
+    ) -> FileResponse:
+        """The audit log as CSV or XLSX (text neutralised against formulas)."""
+        county_only(who, who.binding.place_code)
+        out = Path(tempfile.mkdtemp(prefix="aidflow-audit-")) / f"audit.{fmt}"
+        await asyncio.to_thread(audit.export, engine, out, fmt, season=season, programme=programme)
+        return FileResponse(out, filename=out.name)
+
+    def county_only(who: Caller, county: str) -> None:
+        if ROLE_LEVEL.get(who.role) is not Level.COUNTY or who.binding.place_code != county:
+            raise Problem(403, "only the county's offices read this")
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

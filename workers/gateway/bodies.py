@@ -1,0 +1,133 @@
+"""What a service sends over HTTP: the workflow's requests without their actor (the
+credential is the actor, R10) and with the request id optional (``Idempotency-Key``,
+or a new one)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from models.application import (
+    ApplicationForm,
+    CorrectionRequest,
+    DecisionRequest,
+    NoticePosting,
+    ObjectionRequest,
+    ObjectionResolution,
+    ReceiptRecord,
+    WithdrawalRequest,
+)
+from models.text import Line, Name, RequestId
+
+
+def _body(model: type[BaseModel], name: str) -> type[BaseModel]:
+    fields: dict[str, Any] = {
+        k: (f.annotation, f)
+        for k, f in model.model_fields.items()
+        if k not in ("actor", "request_id")
+    }
+    fields["request_id"] = (RequestId | None, None)
+    return create_model(
+        name, __config__=ConfigDict(extra="forbid"), __doc__=model.__doc__, **fields
+    )
+
+
+if TYPE_CHECKING:  # built at run time from the requests; to the type checker, models
+    DecisionBody: TypeAlias = BaseModel
+    CorrectionBody: TypeAlias = BaseModel
+    ObjectionBody: TypeAlias = BaseModel
+    ResolutionBody: TypeAlias = BaseModel
+    PostingBody: TypeAlias = BaseModel
+    WithdrawalBody: TypeAlias = BaseModel
+    ReceiptBody: TypeAlias = BaseModel
+else:
+    DecisionBody = _body(DecisionRequest, "DecisionBody")
+    CorrectionBody = _body(CorrectionRequest, "CorrectionBody")
+    ObjectionBody = _body(ObjectionRequest, "ObjectionBody")
+    ResolutionBody = _body(ObjectionResolution, "ResolutionBody")
+    PostingBody = _body(NoticePosting, "PostingBody")
+    WithdrawalBody = _body(WithdrawalRequest, "WithdrawalBody")
+    ReceiptBody = _body(ReceiptRecord, "ReceiptBody")
+
+
+class AccountBody(BaseModel):
+    """The corrected 一卡通 account after a returned payment (sealed at once; the full
+    number is never stored, logged or echoed)."""
+
+    model_config = ConfigDict(extra="forbid")
+    request_id: RequestId | None = None
+    bank_name: Name
+    account_number: str = Field(pattern=r"^\d{12,19}$")
+    account_holder: Name
+
+
+class ApplicationBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    form: ApplicationForm
+    # When the office received the paper form (R5's window is checked against it). Only
+    # an office's credential may say so, never an applicant's; it is recorded with it.
+    received_at: datetime | None = None
+
+
+class DecisionItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    workflow_id: str = Field(min_length=1, max_length=200)
+    request_id: RequestId
+    stage: str = Field(min_length=1, max_length=64)
+    decision: str = Field(min_length=1, max_length=32)
+    reason: str = Field(default="", max_length=2000)
+
+
+class PostingItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    workflow_id: str = Field(min_length=1, max_length=200)
+    request_id: RequestId
+    stage: str = Field(min_length=1, max_length=64)
+
+
+class DecisionBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[DecisionItem] = Field(min_length=1, max_length=1000)
+
+
+class PostingBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[PostingItem] = Field(min_length=1, max_length=1000)
+
+
+class ItemResult(BaseModel):
+    workflow_id: str
+    request_id: str
+    accepted: bool
+    status: int  # the HTTP status this item alone would have had
+    message: str
+
+
+class BatchOutcome(BaseModel):
+    done: int
+    refused: int
+    refused_items: list[str]  # "workflow_id request_id" of each refused item
+    results: list[ItemResult]
+
+
+class FundsRequestBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    request_id: RequestId | None = None
+
+
+class FundsArrivalBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    request_id: RequestId | None = None
+    funds_request_id: str = Field(min_length=1, max_length=100)
+    amount_cny: int = Field(gt=0, le=10**10)
+    reference: Line = Field(min_length=1)
+
+
+class CallerInfo(BaseModel):
+    credential: str
+    actor_id: str
+    actor_name: str
+    role: str
+    place_code: str

@@ -1,0 +1,62 @@
+"""Running the gateway: uvicorn on ``api_host:api_port``, until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+from models.programmes import BUILTIN_PROGRAMMES
+from store.db import make_engine
+from store.registry import RegistryReader
+from store.sealing import Keys
+from workers.client import AidflowClient
+from workers.gateway.app import create_app
+from workers.settings import Settings
+
+
+class _Beside(uvicorn.Server):
+    """Beside the worker (``aidflow up``): the worker's own handlers own SIGINT/SIGTERM
+    (uvicorn's would take them over and raise them again after its shutdown)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def gateway_client(client: Any, s: Settings, engine: Any) -> AidflowClient:
+    return AidflowClient(
+        client,
+        task_queue=s.task_queue,
+        keys=Keys(s.secret_key_bytes()),
+        calendar=s.build_calendar(),
+        programmes=dict(BUILTIN_PROGRAMMES),
+        lookup_member=RegistryReader(engine).lookup,
+        bank=s.bank,
+    )
+
+
+async def serve_gateway(client: Any, s: Settings, stop: asyncio.Event | None = None) -> None:
+    """Serve until ``stop`` is set (or, without one, until SIGINT/SIGTERM)."""
+    engine = make_engine(s.effective_database_url)
+    app = create_app(gateway_client(client, s, engine), engine, Keys(s.secret_key_bytes()))
+    config = uvicorn.Config(
+        app, host=s.api_host, port=s.api_port, log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config) if stop is None else _Beside(config)
+    serving = asyncio.create_task(server.serve())
+    try:
+        if stop is None:
+            await serving
+        else:
+            await asyncio.wait(
+                [serving, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+            )
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+        engine.dispose()

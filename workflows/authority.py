@@ -1,0 +1,217 @@
+"""The worker's check of who sent each message (R10), before any handler sees it.
+
+A worker interceptor: the keys come with the worker's construction (like its data
+converter), never from the history, so a history cannot vouch for itself.
+
+- A request (update or request signal; ``models.authority.REQUESTS``) needs a
+  statement that proves it; the handler then sees the statement's actor in place of
+  the body's. A refused update is rejected at once (nothing in the history); a refused
+  signal is recorded by the workflow as refused (``refuse_unproven``) and dropped.
+- A message between aidflow's workflows (``INTERNAL``) needs aidflow's seal; this
+  interceptor seals every such message a workflow sends.
+- A start needs a statement too (the gateway's, after intake on the server side);
+  a payout batch needs to be its season's child; a run continued as new was started by
+  its own workflow. A start without its proof fails at once, saying why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from temporalio import workflow
+from temporalio.api.common.v1 import Payload
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import (
+    ExecuteWorkflowInput,
+    HandleSignalInput,
+    HandleUpdateInput,
+    Interceptor,
+    SignalExternalWorkflowInput,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+    WorkflowOutboundInterceptor,
+)
+
+from workflows.steps.base import AuthorityProblem, Refused
+
+with workflow.unsafe.imports_passed_through():
+    from models.authority import (
+        INTERNAL,
+        REQUESTS,
+        SEAL_HEADER,
+        STATEMENT_HEADER,
+        Seal,
+        Statement,
+        body_digest,
+        make_seal,
+        seal_problem,
+        statement_problem,
+    )
+    from models.ids import season_workflow_id
+
+_NO_PROOF = "it carries no statement of who sends it (R10: requests go through aidflow's gateway or are signed with the sender's own credential)"
+
+
+class AuthorityInterceptor(Interceptor):
+    def __init__(self, *, authority_key: bytes, internal_key: bytes) -> None:
+        self._authority_key = authority_key
+        self._internal_key = internal_key
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor]:
+        authority_key, internal_key = self._authority_key, self._internal_key
+
+        class _Outbound(WorkflowOutboundInterceptor):
+            async def signal_external_workflow(self, input: SignalExternalWorkflowInput) -> None:
+                seal = make_seal(
+                    internal_key,
+                    sender=workflow.info().workflow_id,
+                    target=input.workflow_id,
+                    message=input.signal,
+                    digest=body_digest(input.args),
+                )
+                input.headers = {**input.headers, SEAL_HEADER: _payload(seal)}
+                await super().signal_external_workflow(input)
+
+        class _Inbound(WorkflowInboundInterceptor):
+            def init(self, outbound: WorkflowOutboundInterceptor) -> None:
+                super().init(_Outbound(outbound))
+
+            async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
+                problem = _start_problem(authority_key, input)
+                if problem is not None:
+                    raise ApplicationError(
+                        f"refused to run: {problem}", type="Unproven", non_retryable=True
+                    )
+                return await super().execute_workflow(input)
+
+            async def handle_signal(self, input: HandleSignalInput) -> None:
+                kind = workflow.info().workflow_type
+                if input.signal in REQUESTS.get(kind, ()):
+                    proven = _proven(authority_key, input.signal, input.args, input.headers)
+                    if isinstance(proven, str):
+                        return _refuse(input.signal, proven)
+                    input = dataclasses.replace(input, args=proven)
+                elif input.signal in INTERNAL.get(kind, ()):
+                    problem = _seal_problem(internal_key, input.signal, input.args, input.headers)
+                    if problem is not None:
+                        return _refuse(input.signal, problem)
+                await super().handle_signal(input)
+
+            def handle_update_validator(self, input: HandleUpdateInput) -> None:
+                if input.update in REQUESTS.get(workflow.info().workflow_type, ()):
+                    proven = _proven(authority_key, input.update, input.args, input.headers)
+                    if isinstance(proven, str):
+                        raise Refused([AuthorityProblem(f"{input.update} refused: {proven}")])
+                    input = dataclasses.replace(input, args=proven)
+                super().handle_update_validator(input)
+
+            async def handle_update_handler(self, input: HandleUpdateInput) -> Any:
+                # The validator proved the statement when the update was accepted (a
+                # replay does not run validators); here the handler gets its actor.
+                if input.update in REQUESTS.get(workflow.info().workflow_type, ()):
+                    statement = _statement(input.headers)
+                    if statement is None:
+                        raise Refused([AuthorityProblem(f"{input.update} refused: {_NO_PROOF}")])
+                    input = dataclasses.replace(input, args=_as_actor(statement, input.args))
+                return await super().handle_update_handler(input)
+
+        return _Inbound
+
+
+def _payload(value: Any) -> Payload:
+    return workflow.payload_converter().to_payloads([value])[0]
+
+
+def _statement(headers: Any) -> Statement | None:
+    raw = headers.get(STATEMENT_HEADER)
+    if raw is None:
+        return None
+    try:
+        statement: Statement = workflow.payload_converter().from_payloads([raw], [Statement])[0]
+    except Exception:
+        return None
+    return statement
+
+
+def _proven(key: bytes, message: str, args: Any, headers: Any) -> list[Any] | str:
+    """The arguments with the statement's actor, or why the message is not proven."""
+    statement = _statement(headers)
+    if statement is None:
+        return _NO_PROOF
+    if not args or args[0] is None:
+        return "it carries no request"
+    problem = statement_problem(
+        key,
+        statement,
+        workflow_id=workflow.info().workflow_id,
+        message=message,
+        digest=body_digest(args),
+        now=workflow.now(),
+    )
+    return problem if problem is not None else _as_actor(statement, args)
+
+
+def _as_actor(statement: Statement, args: Any) -> list[Any]:
+    first, *rest = args
+    if hasattr(first, "actor"):
+        first = first.model_copy(update={"actor": statement.binding.actor()})
+    return [first, *rest]
+
+
+def _seal_problem(key: bytes, message: str, args: Any, headers: Any) -> str | None:
+    raw = headers.get(SEAL_HEADER)
+    if raw is None:
+        return "it is a message only aidflow's workflows send, and it carries no seal"
+    try:
+        seal: Seal = workflow.payload_converter().from_payloads([raw], [Seal])[0]
+    except Exception:
+        return "its seal does not read"
+    return seal_problem(
+        key, seal, target=workflow.info().workflow_id, message=message, digest=body_digest(args)
+    )
+
+
+def _refuse(message: str, problem: str) -> None:
+    hook = getattr(workflow.instance(), "refuse_unproven", None)
+    if hook is not None:
+        hook(message, problem)
+    else:
+        workflow.logger.warning(f"signal {message} refused: {problem}")
+
+
+def _start_problem(key: bytes, input: ExecuteWorkflowInput) -> str | None:
+    info = workflow.info()
+    if info.continued_run_id is not None:
+        return None  # only the workflow itself continues as new
+    if info.workflow_type == "PayoutBatchWorkflow":
+        batch = input.args[0]
+        season = season_workflow_id(batch.programme, batch.season, batch.county_code, batch.round)
+        if info.parent is None or info.parent.workflow_id != season:
+            return f"a payout batch is started by its season {season}, and this one was not"
+        return None
+    statement = _statement(input.headers)
+    if statement is None:
+        return _NO_PROOF
+    problem = statement_problem(
+        key,
+        statement,
+        workflow_id=info.workflow_id,
+        message="start",
+        digest=body_digest(input.args),
+        now=workflow.now(),
+    )
+    if problem is not None:
+        return problem
+    submitted_by = getattr(input.args[0], "submitted_by", None)
+    if submitted_by is not None and (
+        (submitted_by.id, submitted_by.role, submitted_by.place_code)
+        != (statement.binding.actor_id, statement.binding.role, statement.binding.place_code)
+    ):
+        return (
+            f"submitted_by {submitted_by.id} ({submitted_by.role.value}) is not the "
+            f"credential's actor {statement.binding.actor_id} ({statement.binding.role.value})"
+        )
+    return None
