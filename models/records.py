@@ -147,3 +147,12 @@ class EventBatch(_Model):
     snapshot: ApplicationSnapshot
     events: list[TrailEvent]
     notifications: dict[int, list[NotificationIntent]] = Field(default_factory=dict)  # by seq
+
+
+class ChainHead(_Model):
+    """An application's audit chain after a recording: its last seq and that row's hash
+    (kept in the workflow's history, so the database cannot rewrite it unseen)."""
+
+    seq: int
+    hash: str
+    new: int = 0

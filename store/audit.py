@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from models.records import ChainHead
 from store import cells
 from store.cells import WORKBOOK_OPTIONS
 from store.chain import GENESIS, entry_hash
@@ -63,13 +64,26 @@ def _workflows(
 
 
 def verify(
-    engine: Engine, *, season: int | None = None, programme: str | None = None
+    engine: Engine,
+    key: bytes,
+    *,
+    season: int | None = None,
+    programme: str | None = None,
+    witness: Mapping[str, ChainHead] | None = None,
 ) -> VerifyReport:
-    """Every chain from its genesis; the first break of each chain is reported."""
+    """Every chain from its genesis; the first break of each chain is reported.
+
+    ``key``: the audit key (``Keys.audit``): a row hashed without it does not verify.
+    ``witness``: each application's chain head as its workflow history recorded it
+    (``workers/witness.py``): a chain that ends before it, differs from it, or is gone
+    altogether (with its application row) is reported too."""
     breaks: list[Break] = []
     rows = 0
     with Session(engine) as session:
         chains = _workflows(session, season, programme)
+        if witness is not None:
+            known = {wf for wf, _ in chains}
+            chains += [(wf, 0) for wf in sorted(set(witness) - known)]
         for wf, expected_last in chains:
             entries = session.exec(
                 select(AuditEntry)
@@ -94,7 +108,7 @@ def verify(
                         e.seq,
                         "its prev_hash does not match the previous row: a row was inserted, deleted or edited",
                     )
-                elif entry_hash(prev, e) != e.hash:
+                elif entry_hash(key, prev, e) != e.hash:
                     broken = Break(
                         wf, e.id, e.seq, "its content does not match its hash: the row was edited"
                     )
@@ -115,9 +129,38 @@ def verify(
                     len(entries) + 1,
                     f"the chain ends at seq {len(entries)} but the application recorded {expected_last}: rows were deleted at the end",
                 )
+            head = witness.get(wf) if witness is not None else None
+            if broken is None and head is not None:
+                broken = _against_witness(wf, entries, head)
             if broken:
                 breaks.append(broken)
     return VerifyReport(chains=len(chains), rows=rows, breaks=breaks)
+
+
+def _against_witness(wf: str, entries: Sequence[AuditEntry], head: ChainHead) -> Break | None:
+    if not entries and head.seq:
+        return Break(
+            wf,
+            None,
+            1,
+            f"the workflow's history records {head.seq} events but the database has none: the chain was deleted",
+        )
+    if len(entries) < head.seq:
+        return Break(
+            wf,
+            None,
+            len(entries) + 1,
+            f"the workflow's history records the chain up to seq {head.seq}, the database only to {len(entries)}: rows were deleted at the end",
+        )
+    if head.seq and entries[head.seq - 1].hash != head.hash:
+        e = entries[head.seq - 1]
+        return Break(
+            wf,
+            e.id,
+            e.seq,
+            "its hash is not the one the workflow's history recorded: the chain was rewritten",
+        )
+    return None
 
 
 EXPORT_COLUMNS = (

@@ -1,9 +1,16 @@
 """The audit log's hash chain (R8): each row carries the hash of the previous row of the
-same application, over the row's canonical content."""
+same application, over the row's canonical content.
+
+The hash is keyed (HMAC-SHA256 with a key derived from the deployment secret, which the
+database does not hold): whoever can write the database cannot recompute a chain after
+editing it, nor append a row that verifies. The head of each chain (seq and hash) is
+also what the recording activity answers, so each application's history holds it: a
+witness the database cannot rewrite (``store/audit.py``, ``workers/witness.py``)."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -13,12 +20,12 @@ from store.tables import AuditEntry
 GENESIS = "0" * 64
 
 
-def entry_hash(prev_hash: str, entry: AuditEntry) -> str:
-    """The chain link: sha256 over the previous hash and this row's canonical content."""
-    return chain_hash(prev_hash, entry.model_dump())
+def entry_hash(key: bytes, prev_hash: str, entry: AuditEntry) -> str:
+    """The chain link: HMAC over the previous hash and this row's canonical content."""
+    return chain_hash(key, prev_hash, entry.model_dump())
 
 
-def chain_hash(prev_hash: str, entry: dict[str, Any]) -> str:
+def chain_hash(key: bytes, prev_hash: str, entry: dict[str, Any]) -> str:
     body = json.dumps(
         {
             "workflow_id": entry["workflow_id"],
@@ -34,7 +41,7 @@ def chain_hash(prev_hash: str, entry: dict[str, Any]) -> str:
         ensure_ascii=False,
         separators=(",", ":"),
     )
-    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
+    return hmac.new(key, (prev_hash + body).encode(), hashlib.sha256).hexdigest()
 
 
 def utc(at: datetime) -> datetime:

@@ -29,6 +29,8 @@ class Keys:
         # messages between workflows are sealed with the other (workers only).
         self.authority = derive(secret, "authority")
         self.internal = derive(secret, "internal")
+        # The audit chain's key (store/chain.py): the database never holds it.
+        self.audit = derive(secret, "audit")
 
     def hash_id(self, national_id: str) -> str:
         return keyed_hash(self.id_hash, national_id)

@@ -405,4 +405,8 @@ def test_command_line_round_trip(stack: Stack, tmp_path: Path) -> None:
     assert [x["workflow_id"] for x in listed] == [wf] and listed[0]["at_risk"]
     r = _cli(stack, "audit", "verify")
     assert r.returncode == 0 and "audit log intact" in r.stdout, r.stdout + r.stderr
+    r = _cli(stack, "audit", "verify", "--witness")
+    assert r.returncode == 0 and "each matching its workflow history (1)" in r.stdout, (
+        r.stdout + r.stderr
+    )
     assert stack.stop() == 0

@@ -125,9 +125,9 @@ def test_migrations_from_empty(db_url: str, engine: Engine) -> None:
 def test_record_events_retry_changes_nothing(engine: Engine, keys: Keys) -> None:
     rec = RecordActivities(engine, keys)
     b = batch("wf/1", range(1, 4), keys)
-    assert rec.record_events(b) == 3
+    assert rec.record_events(b).new == 3
     before = dump(engine)
-    assert rec.record_events(b) == 0  # a retry after a crash
+    assert rec.record_events(b).new == 0  # a retry after a crash
     assert dump(engine) == before
     assert len(before["audit_log"]) == 3 and len(before["outbox"]) == 3
 
@@ -135,7 +135,7 @@ def test_record_events_retry_changes_nothing(engine: Engine, keys: Keys) -> None
 def test_partial_retry_writes_only_the_rest(engine: Engine, keys: Keys) -> None:
     rec = RecordActivities(engine, keys)
     rec.record_events(batch("wf/2", range(1, 3), keys))
-    assert rec.record_events(batch("wf/2", range(1, 5), keys)) == 2
+    assert rec.record_events(batch("wf/2", range(1, 5), keys)).new == 2
     with Session(engine) as s:
         seqs = s.exec(
             select(AuditEntry.seq)
@@ -187,13 +187,13 @@ def test_concurrent_writers(db_url: str, engine: Engine, keys: Keys) -> None:
     def write(i: int) -> int:
         total = 0
         for start in range(1, 21, 5):
-            total += rec.record_events(batch(f"wf/c{i}", range(start, start + 5), keys))
+            total += rec.record_events(batch(f"wf/c{i}", range(start, start + 5), keys)).new
         return total
 
     with ThreadPoolExecutor(16) as pool:
         results = list(pool.map(write, range(32)))
     assert results == [20] * 32
-    assert verify(engine).ok
+    assert verify(engine, keys.audit).ok
 
 
 # ------------------------------------------------------------------------ audit chain
@@ -208,7 +208,7 @@ def _chain(
 
 def test_intact_chain_verifies(engine: Engine, keys: Keys) -> None:
     _chain(engine, keys)
-    report = verify(engine, season=2027)
+    report = verify(engine, keys.audit, season=2027)
     assert report.ok and report.chains == 1 and report.rows == 5
 
 
@@ -218,7 +218,7 @@ def test_edited_row_is_detected(engine: Engine, keys: Keys) -> None:
         e = s.exec(select(AuditEntry).where(AuditEntry.seq == 3)).one()
         e.actor_id = "someone-else"
         s.add(e)
-    [b] = verify(engine).breaks
+    [b] = verify(engine, keys.audit).breaks
     assert (b.workflow_id, b.seq) == (wf, 3) and "edited" in b.problem
 
 
@@ -226,7 +226,7 @@ def test_deleted_rows_are_detected(engine: Engine, keys: Keys) -> None:
     _chain(engine, keys)
     with Session(engine) as s, s.begin():
         s.delete(s.exec(select(AuditEntry).where(AuditEntry.seq == 2)).one())
-    [b] = verify(engine).breaks
+    [b] = verify(engine, keys.audit).breaks
     assert b.seq == 3 and "deleted or inserted" in b.problem
 
 
@@ -234,7 +234,7 @@ def test_deleted_last_row_is_detected(engine: Engine, keys: Keys) -> None:
     _chain(engine, keys)
     with Session(engine) as s, s.begin():
         s.delete(s.exec(select(AuditEntry).where(AuditEntry.seq == 5)).one())
-    [b] = verify(engine).breaks
+    [b] = verify(engine, keys.audit).breaks
     assert b.seq == 5 and "deleted at the end" in b.problem
 
 
@@ -281,8 +281,94 @@ def test_inserted_row_is_detected(engine: Engine, keys: Keys) -> None:
                 hash="0" * 64,
             )
         )
-    [b] = verify(engine).breaks
+    [b] = verify(engine, keys.audit).breaks
     assert b.seq == 3 and "edited" in b.problem
+
+
+def test_a_row_hashed_without_the_key_does_not_verify(engine: Engine, keys: Keys) -> None:
+    """A database writer without the audit key: an appended 'paid' row with a plain
+    SHA-256, or an edit with the chain recomputed, is caught (issue 16)."""
+    import hashlib
+
+    from store.chain import chain_hash
+
+    wf = _chain(engine, keys)
+    with Session(engine) as s, s.begin():
+        last = s.exec(select(AuditEntry).where(AuditEntry.seq == 5)).one()
+        forged: dict[str, Any] = {
+            "workflow_id": wf,
+            "seq": 6,
+            "at": last.at,
+            "kind": "payment",
+            "stage": "paid",
+            "actor_id": "aidflow",
+            "actor_role": "system",
+            "detail": {"summary": "paid"},
+        }
+        body = json.dumps(forged | {"at": last.at.isoformat()}, sort_keys=True)
+        s.add(
+            AuditEntry(
+                **forged,
+                prev_hash=last.hash,
+                hash=hashlib.sha256((last.hash + body).encode()).hexdigest(),
+            )
+        )
+        row = s.get(ApplicationRow, wf)
+        assert row is not None
+        row.last_seq = 6
+        s.add(row)
+    [b] = verify(engine, keys.audit).breaks
+    assert b.seq == 6 and "edited" in b.problem
+    # Edit row 2 and recompute the chain from there with another key: caught at row 2.
+    with Session(engine) as s, s.begin():
+        rows = s.exec(select(AuditEntry).order_by(col(AuditEntry.seq))).all()
+        rows[1].actor_id = "someone-else"
+        prev = rows[0].hash
+        for e in rows[1:]:
+            e.prev_hash = prev
+            e.hash = chain_hash(b"not-the-key", prev, e.model_dump())
+            prev = e.hash
+            s.add(e)
+    [b] = verify(engine, keys.audit).breaks
+    assert b.seq == 2 and "edited" in b.problem
+
+
+def test_the_witness_catches_what_the_database_alone_cannot(engine: Engine, keys: Keys) -> None:
+    """The last row deleted with last_seq lowered, and a whole chain deleted with its
+    application row, verify against the database alone; the workflow history's chain
+    head (the witness) names both."""
+    from store.chain import GENESIS
+
+    rec = RecordActivities(engine, keys)
+    heads = {
+        wf: rec.record_events(batch(wf, range(1, 6), keys, notify=False))
+        for wf in ("county-subsidy/2027/341225/w1", "county-subsidy/2027/341225/w2")
+    }
+    assert heads["county-subsidy/2027/341225/w1"].seq == 5
+    assert heads["county-subsidy/2027/341225/w1"].hash != GENESIS
+    assert verify(engine, keys.audit, witness=heads).ok
+    with Session(engine) as s, s.begin():
+        s.delete(
+            s.exec(
+                select(AuditEntry).where(
+                    AuditEntry.workflow_id == "county-subsidy/2027/341225/w1", AuditEntry.seq == 5
+                )
+            ).one()
+        )
+        row = s.get(ApplicationRow, "county-subsidy/2027/341225/w1")
+        assert row is not None
+        row.last_seq = 4
+        s.add(row)
+        for e in s.exec(
+            select(AuditEntry).where(AuditEntry.workflow_id == "county-subsidy/2027/341225/w2")
+        ):
+            s.delete(e)
+        gone = s.get(ApplicationRow, "county-subsidy/2027/341225/w2")
+        s.delete(gone)
+    assert verify(engine, keys.audit).ok  # the database alone cannot tell
+    breaks = {b.workflow_id: b for b in verify(engine, keys.audit, witness=heads).breaks}
+    assert "deleted at the end" in breaks["county-subsidy/2027/341225/w1"].problem
+    assert "chain was deleted" in breaks["county-subsidy/2027/341225/w2"].problem
 
 
 def test_export_csv_and_xlsx(engine: Engine, keys: Keys, tmp_path: Path) -> None:

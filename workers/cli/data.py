@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -20,7 +20,9 @@ from workers.cli.common import (
     places_app,
     print_import,
     registry_app,
+    run,
     settings,
+    state,
 )
 
 PANEL = "数据 / Data"
@@ -97,13 +99,44 @@ def places_import(
 def audit_verify(
     season: Annotated[int | None, typer.Option()] = None,
     programme: Annotated[str | None, typer.Option()] = None,
+    witness: Annotated[
+        bool,
+        typer.Option(
+            "--witness",
+            help="also compare each chain with the head its workflow history recorded (needs Temporal)",
+        ),
+    ] = False,
 ) -> None:
-    """Check every application's hash chain; name the first broken row of each."""
+    """Check every application's keyed hash chain; name the first broken row of each."""
     from store.audit import verify
+    from store.sealing import Keys
 
-    report = verify(engine_for(settings()), season=season, programme=programme)
+    s = settings()
+    heads = None
+    if witness:
+        from models.season import SeasonKey
+        from workers.witness import chain_heads
+        from workers.worker import connect
+
+        async def _heads() -> Any:
+            state.connected = True
+            client = await connect(s)
+            key = SeasonKey(year=season) if season is not None else None
+            return await chain_heads(client, programme=programme, season=key)
+
+        heads = run(_heads())
+    report = verify(
+        engine_for(s),
+        Keys(s.secret_key_bytes()).audit,
+        season=season,
+        programme=programme,
+        witness=heads,
+    )
     if report.ok:
-        console.print(f"audit log intact: {report.chains} application(s), {report.rows} row(s)")
+        seen = f", each matching its workflow history ({len(heads)})" if heads is not None else ""
+        console.print(
+            f"audit log intact: {report.chains} application(s), {report.rows} row(s){seen}"
+        )
         return
     for b in report.breaks:
         err.print(f"BROKEN {b}", highlight=False)

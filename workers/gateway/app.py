@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import Engine
+from temporalio.client import WorkflowHandle
 
 from models.application import (
     ApplicationStatus,
@@ -33,7 +34,7 @@ from models.application import (
 )
 from models.domain import ROLE_LEVEL, Level
 from models.ids import season_workflow_id
-from models.payout import BatchResult, FundsArrivalResult, FundsRequestSummary
+from models.payout import BatchResult, FundsArrivalResult, FundsRequestSummary, ReportFiles
 from models.season import SeasonKey
 from store import audit
 from store.sealing import Keys
@@ -42,6 +43,7 @@ from workers.gateway import bodies as b
 from workers.gateway import dashboard, problems
 from workers.gateway.auth import Authenticator, Caller
 from workers.gateway.problems import Problem, ProblemDetail
+from workers.witness import chain_heads
 from workflows.season import SeasonWorkflow
 
 REFUSALS: dict[int | str, dict[str, Any]] = {
@@ -369,11 +371,11 @@ def create_app(api: AidflowClient, engine: Engine, keys: Keys) -> FastAPI:
         files are and its Markdown text."""
         county_only(who, county)
         s = season_of(programme, season)
-        handle = api.client.get_workflow_handle_for(
-            SeasonWorkflow.run, season_workflow_id(programme, s.year, county, s.round)
+        handle: WorkflowHandle[Any, Any] = api.client.get_workflow_handle(
+            season_workflow_id(programme, s.year, county, s.round)
         )
         try:
-            files = await query_when_ready(handle, SeasonWorkflow.report)
+            files: ReportFiles | None = await query_when_ready(handle, SeasonWorkflow.report)
         except Exception:
             raise Problem(404, f"no season {programme} {season} of {county}") from None
         if files is None:
@@ -385,9 +387,14 @@ def create_app(api: AidflowClient, engine: Engine, keys: Keys) -> FastAPI:
     async def audit_verify(
         who: Office, season: int | None = None, programme: str | None = None
     ) -> dict[str, Any]:
-        """Every hash chain checked from its start; the first break of each named."""
+        """Every keyed hash chain checked from its start and against the head its
+        workflow history recorded; the first break of each named."""
         county_only(who, who.binding.place_code)
-        report = await asyncio.to_thread(audit.verify, engine, season=season, programme=programme)
+        key = SeasonKey(year=season) if season is not None else None
+        heads = await chain_heads(api.client, programme=programme, season=key)
+        report = await asyncio.to_thread(
+            audit.verify, engine, keys.audit, season=season, programme=programme, witness=heads
+        )
         return {**dataclasses.asdict(report), "ok": report.ok}
 
     @app.get("/v1/audit/export", tags=["audit"], response_class=FileResponse)
