@@ -376,7 +376,14 @@ async def run_fuzz(requests: int, seed: int, work: Path, applications: int = 6) 
     registry.write_text(registry_csv(forms, 2027), encoding="utf-8")
     import_registry(engine, registry, keys.hash_id)
     calendar = build_calendar("state-council")
-    deps = Dependencies(engine, calendar, keys, work / "files", work / "bank")
+    deps = Dependencies(
+        engine,
+        calendar,
+        keys,
+        work / "files",
+        work / "bank",
+        statement_max_lifetime=SKIPPED_CLOCK_LIFETIME,
+    )
     queue = f"fuzz-{uuid.uuid4().hex[:8]}"
     api = AidflowClient(
         env.client,

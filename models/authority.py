@@ -118,7 +118,7 @@ class Statement(_Frozen):
     message: str = Field(max_length=64)  # the update or signal name, or "start"
     digest: str = Field(pattern=r"^[0-9a-f]{64}$")
     expires_at: datetime
-    mac: str = Field(default="", max_length=64)
+    mac: str = Field(default="", pattern=r"^[0-9a-f]{0,64}$")
 
     def signed_part(self) -> bytes:
         return _canonical(self.model_dump(mode="json", exclude={"mac"})).encode()
@@ -131,7 +131,7 @@ class Seal(_Frozen):
     target: str = Field(max_length=400)
     message: str = Field(max_length=64)
     digest: str = Field(pattern=r"^[0-9a-f]{64}$")
-    mac: str = Field(default="", max_length=64)
+    mac: str = Field(default="", pattern=r"^[0-9a-f]{0,64}$")
 
     def signed_part(self) -> bytes:
         return _canonical(self.model_dump(mode="json", exclude={"mac"})).encode()
@@ -192,7 +192,7 @@ def statement_problem(
 ) -> str | None:
     """Why ``statement`` does not prove this message, or None when it does."""
     key = credential_key(authority_key, statement.binding)
-    if not hmac.compare_digest(statement.mac, _mac(key, statement.signed_part())):
+    if not hmac.compare_digest(statement.mac.encode(), _mac(key, statement.signed_part()).encode()):
         return f"the statement of credential {statement.binding.credential} is not signed by it"
     if statement.workflow_id != workflow_id:
         return f"the statement is for workflow {statement.workflow_id}, not this one"
@@ -211,7 +211,7 @@ def make_seal(key: bytes, *, sender: str, target: str, message: str, digest: str
 
 
 def seal_problem(key: bytes, seal: Seal, *, target: str, message: str, digest: str) -> str | None:
-    if not hmac.compare_digest(seal.mac, _mac(key, seal.signed_part())):
+    if not hmac.compare_digest(seal.mac.encode(), _mac(key, seal.signed_part()).encode()):
         return "its seal is not aidflow's"
     if (seal.target, seal.message, seal.digest) != (target, message, digest):
         return "its seal is for another message"

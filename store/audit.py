@@ -48,15 +48,17 @@ class VerifyReport:
 
 
 def _workflows(
-    session: Session, season: int | None, programme: str | None
+    session: Session, season: int | None, programme: str | None, county: str | None = None
 ) -> list[tuple[str, int]]:
     q = select(ApplicationRow.workflow_id, ApplicationRow.last_seq)
+    if county is not None:
+        q = q.where(ApplicationRow.county_code == county)
     if season is not None:
         q = q.where(ApplicationRow.season == season)
     if programme is not None:
         q = q.where(ApplicationRow.programme == programme)
     expected = {wf: n for wf, n in session.exec(q).all()}
-    if season is None and programme is None:
+    if season is None and programme is None and county is None:
         # Chains whose read-model row is gone are checked too.
         for wf in session.exec(select(AuditEntry.workflow_id).distinct()).all():
             expected.setdefault(wf, -1)
@@ -69,6 +71,7 @@ def verify(
     *,
     season: int | None = None,
     programme: str | None = None,
+    county: str | None = None,
     witness: Mapping[str, ChainHead] | None = None,
 ) -> VerifyReport:
     """Every chain from its genesis; the first break of each chain is reported.
@@ -80,7 +83,7 @@ def verify(
     breaks: list[Break] = []
     rows = 0
     with Session(engine) as session:
-        chains = _workflows(session, season, programme)
+        chains = _workflows(session, season, programme, county)
         if witness is not None:
             known = {wf for wf, _ in chains}
             chains += [(wf, 0) for wf in sorted(set(witness) - known)]
@@ -180,10 +183,10 @@ EXPORT_COLUMNS = (
 
 
 def _export_rows(
-    engine: Engine, season: int | None, programme: str | None
+    engine: Engine, season: int | None, programme: str | None, county: str | None = None
 ) -> Iterator[list[object]]:
     with Session(engine) as session:
-        for wf, _ in _workflows(session, season, programme):
+        for wf, _ in _workflows(session, season, programme, county):
             for e in session.exec(
                 select(AuditEntry).where(AuditEntry.workflow_id == wf).order_by(col(AuditEntry.seq))
             ).all():
@@ -207,7 +210,13 @@ def _export_rows(
 
 
 def export(
-    engine: Engine, out: Path, fmt: str, *, season: int | None = None, programme: str | None = None
+    engine: Engine,
+    out: Path,
+    fmt: str,
+    *,
+    season: int | None = None,
+    programme: str | None = None,
+    county: str | None = None,
 ) -> int:
     """Write the audit log as CSV or XLSX; returns the number of rows."""
     n = 0
@@ -215,7 +224,7 @@ def export(
         with out.open("w", newline="", encoding="utf-8-sig") as f:
             w = csv.writer(f)
             w.writerow(EXPORT_COLUMNS)
-            for row in _export_rows(engine, season, programme):
+            for row in _export_rows(engine, season, programme, county):
                 w.writerow(cells.row(row))
                 n += 1
         return n
@@ -227,7 +236,7 @@ def export(
         bold = wb.add_format({"bold": True})
         ws.write_row(0, 0, EXPORT_COLUMNS, bold)
         ws.freeze_panes(1, 0)
-        for row in _export_rows(engine, season, programme):
+        for row in _export_rows(engine, season, programme, county):
             n += 1
             ws.write_row(n, 0, cells.row(row))
         wb.close()

@@ -197,6 +197,7 @@ async def make_stack(
         keys=keys,
         files_dir=tmp_path / "files",
         bank_dir=tmp_path / "bank",
+        statement_max_lifetime=SKIPPED_CLOCK_LIFETIME,
     )
     queue = f"tq-{uuid.uuid4().hex[:8]}"
     client: Client = env.client

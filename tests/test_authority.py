@@ -8,6 +8,7 @@ the statements themselves, tampered every way, refused by the pure check.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -15,8 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     Client,
+    Interceptor,
+    OutboundInterceptor,
+    SignalWorkflowInput,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowUpdateFailedError,
@@ -29,6 +34,8 @@ from models.application import (
     WithdrawalRequest,
 )
 from models.authority import (
+    SEAL_HEADER,
+    STATEMENT_HEADER,
     Binding,
     Statement,
     body_digest,
@@ -240,6 +247,150 @@ async def test_the_actor_is_the_credentials_not_the_bodys(
                 decision=DecisionKind.APPROVE,
             ),
         )
+    # A statement that would hold for twenty years is refused, whoever signed it.
+    lasting = ServiceCredential(
+        binding, credential_key(keys.authority, binding), timedelta(days=20 * 366)
+    )
+    config["interceptors"] = [
+        SigningInterceptor(lasting, ts_env.client.data_converter.payload_converter)
+    ]
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await (
+            Client(**config)
+            .get_workflow_handle(case.wf)
+            .execute_update(
+                ApplicationWorkflow.withdraw,
+                WithdrawalRequest(request_id=rid(), actor=official, reason="x"),
+            )
+        )
+    assert "longer than a statement may" in str(refused.value.cause)
+
+
+class _Header(Interceptor):
+    """A raw client that puts what it likes into a message's headers."""
+
+    def __init__(self, headers: dict[str, Any]) -> None:
+        self.headers = headers
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        headers = self.headers
+
+        class _Out(OutboundInterceptor):
+            async def signal_workflow(self, input: SignalWorkflowInput) -> None:
+                input.headers = {**input.headers, **headers}
+                await super().signal_workflow(input)
+
+        return _Out(next)
+
+
+async def test_a_garbled_proof_is_refused_and_breaks_nothing(
+    new_case: Callable[..., Awaitable[Case]], ts_env: WorkflowEnvironment
+) -> None:
+    """A statement or seal whose MAC is not hex (compare_digest raised on it, failing the
+    workflow task for good) is refused like no proof at all."""
+    case = await new_case()
+    converter = ts_env.client.data_converter.payload_converter
+    good = _statement()
+    garbled = {**good.model_dump(mode="json"), "mac": "é" * 64}
+    seal = {
+        "sender": "x",
+        "target": case.wf,
+        "message": "payment_result",
+        "digest": "0" * 64,
+        "mac": "é",
+    }
+    config = ts_env.client.config()
+    config["interceptors"] = [
+        _Header(
+            {
+                STATEMENT_HEADER: converter.to_payloads([garbled])[0],
+                SEAL_HEADER: converter.to_payloads([seal])[0],
+            }
+        )
+    ]
+    handle = Client(**config).get_workflow_handle(case.wf)
+    await handle.signal(
+        ApplicationWorkflow.withdraw_signal,
+        WithdrawalRequest(request_id=rid(), actor=village_official(), reason="x"),
+    )
+    await handle.signal(
+        ApplicationWorkflow.payment_result,
+        PaymentOutcome(batch_id="b1", idempotency_key="k", status="paid"),
+    )
+    assert len(await _refusals(case, 2)) == 2
+    await case.approve("village_review", village_official())
+    await case.at_stage("village_notice")
+    failed = [
+        e
+        async for e in case.handle.fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+    ]
+    assert not failed
+
+
+async def test_a_start_is_the_gateways_and_no_cron_runs_unchecked(
+    new_case: Callable[..., Awaitable[Case]],
+    ts_env: WorkflowEnvironment,
+    app_stack: AppStack,
+    keys: Keys,
+) -> None:
+    """A service's own credential does not start an application (intake is the
+    gateway's); a payout batch on a cron schedule, whose later runs look "continued",
+    is refused on every run."""
+    case = await new_case()
+    real = await _input_of(case)
+    queue = app_stack.worker.task_queue
+    binding = Binding.of(village_official(), "svc-village-1")
+    service = ServiceCredential(
+        binding, credential_key(keys.authority, binding), SKIPPED_CLOCK_LIFETIME
+    )
+    config = ts_env.client.config()
+    config["interceptors"] = [
+        SigningInterceptor(service, ts_env.client.data_converter.payload_converter)
+    ]
+    wf_id = f"by-service-{uuid.uuid4().hex[:8]}"
+    handle = await Client(**config).start_workflow(
+        ApplicationWorkflow.run,
+        real.model_copy(update={"workflow_id": wf_id}),
+        id=wf_id,
+        task_queue=queue,
+    )
+    with pytest.raises(WorkflowFailureError) as failed:
+        await handle.result()
+    assert "started by aidflow's gateway" in str(failed.value.cause)
+
+    batch = PayoutBatchInput(
+        batch_id="county-subsidy-2027-341225-b901",
+        programme="county-subsidy",
+        season=2027,
+        county_code=COUNTY,
+        items=[PayItem(workflow_id=case.wf, amount_cny=3000, attempt=1)],
+    )
+    cron_id = payout_batch_workflow_id(f"cron-{uuid.uuid4().hex[:6]}")
+    await ts_env.client.start_workflow(
+        PayoutBatchWorkflow.run, batch, id=cron_id, task_queue=queue, cron_schedule="@every 2s"
+    )
+    reasons: list[str] = []
+    try:
+        for _ in range(100):
+            reasons = []
+            async for wf in ts_env.client.list_workflows(f"WorkflowId = '{cron_id}'"):
+                if wf.status == WorkflowExecutionStatus.FAILED:
+                    run = ts_env.client.get_workflow_handle(cron_id, run_id=wf.run_id)
+                    async for e in run.fetch_history_events():
+                        if e.HasField("workflow_execution_failed_event_attributes"):
+                            reasons.append(
+                                e.workflow_execution_failed_event_attributes.failure.message
+                            )
+            if len(reasons) >= 2:
+                break
+            await asyncio.sleep(0.3)
+    finally:
+        with contextlib.suppress(Exception):
+            await ts_env.client.get_workflow_handle(cron_id).terminate("test finished")
+    assert len(reasons) >= 2, reasons
+    assert any("cron" in r for r in reasons) and all("refused to run" in r for r in reasons)
+    assert not list(app_stack.deps.bank_dir.rglob("*.csv"))
 
 
 async def test_hand_started_workflows_do_not_run(

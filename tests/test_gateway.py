@@ -245,6 +245,16 @@ async def test_intake_on_the_server_and_who_may_date_a_paper_form(gateway: Gatew
         ),
         403,
     )
+    # An applicant's credential submits no one else's application.
+    assert (
+        "own application"
+        in problem(
+            await gateway.http.post(
+                "/v1/applications", json={"form": f}, headers=gateway.auth("applicant")
+            ),
+            403,
+        )["detail"]
+    )
     malformed = await gateway.http.post(
         "/v1/applications",
         content=b"{not json",

@@ -59,6 +59,7 @@ async def test_full_application_logs_carry_context_and_no_identity_number(
         keys=keys,
         files_dir=tmp_path / "files",
         bank_dir=tmp_path / "bank",
+        statement_max_lifetime=SKIPPED_CLOCK_LIFETIME,
     )
     queue = f"tq-{uuid.uuid4().hex[:8]}"
     # No workflow cache: every workflow task replays the whole history, so a log

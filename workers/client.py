@@ -274,6 +274,12 @@ class AidflowClient:
         if caller.role in submitting and caller.role is not Role.APPLICANT:
             who, received_by = caller, None
         elif caller.role is Role.APPLICANT and Role.APPLICANT in submitting:
+            # An applicant's credential stands for one student: their own application.
+            if caller.id != f"applicant:{self.keys.hash_id(form.national_id)}":
+                raise Refused(
+                    "national_id: an applicant's credential submits only its own application",
+                    kind="forbidden",
+                )
             if received_at is not None:
                 raise Refused(
                     "received_at: only the receiving office may date a paper form", kind="forbidden"

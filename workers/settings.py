@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # The credential the CLI acts with (R10): an office's API key.
     api_key: SecretStr | None = Field(None, description="the CLI's credential (API key)")
+    api_url: str | None = Field(
+        None,
+        description="the HTTP API the CLI sends requests to (default http://API_HOST:API_PORT)",
+    )
     # The HTTP API (R10): `aidflow serve`, and `aidflow up` beside the worker.
     api_host: str = Field("127.0.0.1", description="where the HTTP API listens")
     api_port: int = Field(8000, ge=0, le=65535, description="the HTTP API's port (0: off in up)")

@@ -121,7 +121,10 @@ class SigningInterceptor(Interceptor):
             statement = self._signer.statement(workflow_id, message, args)
         else:
             actor = acting_actor(args) or SYSTEM  # a season is started by the gateway
-            binding = Binding.of(actor, actor.credential or GATEWAY_CREDENTIAL)
+            # A start is the gateway's own word (intake ran here); a request, the word of
+            # the credential it authenticated.
+            credential = GATEWAY_CREDENTIAL if message == "start" else actor.credential
+            binding = Binding.of(actor, credential or GATEWAY_CREDENTIAL)
             statement = self._signer.statement(
                 binding, workflow_id=workflow_id, message=message, args=args
             )

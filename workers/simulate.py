@@ -1204,6 +1204,7 @@ async def simulation_stack(
             # The simulated season lives and dies with this process and its calendar:
             # its applications may take the provisional 2027 days from their table.
             calendar_is_fixed=True,
+            statement_max_lifetime=SKIPPED_CLOCK_LIFETIME,
         )
         deps.files_dir.mkdir(parents=True, exist_ok=True)
         bank = BankSimulator(

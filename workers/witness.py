@@ -38,7 +38,11 @@ async def chain_head(handle: WorkflowHandle[Any, Any]) -> ChainHead | None:
 
 
 async def chain_heads(
-    client: Client, *, programme: str | None = None, season: SeasonKey | None = None
+    client: Client,
+    *,
+    programme: str | None = None,
+    season: SeasonKey | None = None,
+    county: str | None = None,
 ) -> dict[str, ChainHead]:
     """Every application's witness, by workflow id (the newest run of each)."""
     query = ["WorkflowType = 'ApplicationWorkflow'"]
@@ -46,6 +50,8 @@ async def chain_heads(
         query.append(f"Programme = '{_quote(programme)}'")
     if season is not None:
         query.append(f"Season = {int(season.year)}")
+    if county:
+        query.append(f"County = '{_quote(county)}'")
     ids = [wf.id async for wf in client.list_workflows(" AND ".join(query))]
     gate = asyncio.Semaphore(CONCURRENCY)
 

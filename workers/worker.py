@@ -12,6 +12,7 @@ import contextlib
 import signal
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from activities.funds import FundsActivities
 from activities.records import RecordActivities
 from activities.report import ReportActivities
 from activities.workflow_calendar import CalendarActivities
+from models.authority import STATEMENT_LIFETIME
 from models.calendar import WorkingCalendar
 from store.db import make_engine
 from store.sealing import Keys
@@ -48,6 +50,9 @@ class Dependencies:
     # True where the workflows cannot outlive this process's calendar data (the
     # simulator): provisional days are then final for them.
     calendar_is_fixed: bool = False
+    # The longest a request's statement may hold (R10); longer only where the
+    # workflows' clocks are skipped ahead of the wall clock (tests, the simulator).
+    statement_max_lifetime: timedelta = STATEMENT_LIFETIME + timedelta(minutes=5)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Dependencies:
@@ -139,7 +144,11 @@ def build_worker(
     )
     # R10: no message reaches a handler without proof of who sent it (workflows/authority.py).
     options["interceptors"] = [
-        AuthorityInterceptor(authority_key=deps.keys.authority, internal_key=deps.keys.internal),
+        AuthorityInterceptor(
+            authority_key=deps.keys.authority,
+            internal_key=deps.keys.internal,
+            max_lifetime=deps.statement_max_lifetime,
+        ),
         *options.get("interceptors", ()),
     ]
     by_name = {_activity_name(a): a for a in deps.activities()}

@@ -111,7 +111,10 @@ class ApplicationWorkflow:
                 "amount_cny": inp.amount_cny,
                 "submitted_at": inp.submitted_at.isoformat(),
                 **(
-                    {"received_by": inp.received_by.id, "received_by_credential": inp.received_by.credential}
+                    {
+                        "received_by": inp.received_by.id,
+                        "received_by_credential": inp.received_by.credential,
+                    }
                     if inp.received_by is not None
                     else {}
                 ),

@@ -17,12 +17,14 @@ converter), never from the history, so a history cannot vouch for itself.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NoReturn
 
 from temporalio import workflow
 from temporalio.api.common.v1 import Payload
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import (
+    ContinueAsNewInput,
     ExecuteWorkflowInput,
     HandleSignalInput,
     HandleUpdateInput,
@@ -37,10 +39,12 @@ from workflows.steps.base import AuthorityProblem, Refused
 
 with workflow.unsafe.imports_passed_through():
     from models.authority import (
+        GATEWAY_CREDENTIAL,
         INTERNAL,
         REQUESTS,
         SEAL_HEADER,
         STATEMENT_HEADER,
+        STATEMENT_LIFETIME,
         Seal,
         Statement,
         body_digest,
@@ -50,18 +54,33 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.ids import season_workflow_id
 
+CONTINUED = "continue_as_new"
+# Clocks of gateway and worker apart by at most this much.
+_SKEW = timedelta(minutes=5)
 _NO_PROOF = "it carries no statement of who sends it (R10: requests go through aidflow's gateway or are signed with the sender's own credential)"
 
 
 class AuthorityInterceptor(Interceptor):
-    def __init__(self, *, authority_key: bytes, internal_key: bytes) -> None:
+    """``max_lifetime``: the longest a statement may still hold when it arrives (the
+    signer sets its expiry; this caps it). Longer only where the workflows' clocks are
+    skipped ahead of the wall clock (tests, the simulator)."""
+
+    def __init__(
+        self,
+        *,
+        authority_key: bytes,
+        internal_key: bytes,
+        max_lifetime: timedelta = STATEMENT_LIFETIME + _SKEW,
+    ) -> None:
         self._authority_key = authority_key
         self._internal_key = internal_key
+        self._max_lifetime = max_lifetime
 
     def workflow_interceptor_class(
         self, input: WorkflowInterceptorClassInput
     ) -> type[WorkflowInboundInterceptor]:
         authority_key, internal_key = self._authority_key, self._internal_key
+        max_lifetime = self._max_lifetime
 
         class _Outbound(WorkflowOutboundInterceptor):
             async def signal_external_workflow(self, input: SignalExternalWorkflowInput) -> None:
@@ -75,12 +94,26 @@ class AuthorityInterceptor(Interceptor):
                 input.headers = {**input.headers, SEAL_HEADER: _payload(seal)}
                 await super().signal_external_workflow(input)
 
+            def continue_as_new(self, input: ContinueAsNewInput) -> NoReturn:
+                # The next run proves it was continued by this workflow, not started by
+                # hand with a forged "continued" look (a cron or retry run has that too).
+                wf = workflow.info().workflow_id
+                seal = make_seal(
+                    internal_key,
+                    sender=wf,
+                    target=wf,
+                    message=CONTINUED,
+                    digest=body_digest(input.args),
+                )
+                input.headers = {**input.headers, SEAL_HEADER: _payload(seal)}
+                super().continue_as_new(input)
+
         class _Inbound(WorkflowInboundInterceptor):
             def init(self, outbound: WorkflowOutboundInterceptor) -> None:
                 super().init(_Outbound(outbound))
 
             async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
-                problem = _start_problem(authority_key, input)
+                problem = _start_problem(authority_key, internal_key, max_lifetime, input)
                 if problem is not None:
                     raise ApplicationError(
                         f"refused to run: {problem}", type="Unproven", non_retryable=True
@@ -90,7 +123,9 @@ class AuthorityInterceptor(Interceptor):
             async def handle_signal(self, input: HandleSignalInput) -> None:
                 kind = workflow.info().workflow_type
                 if input.signal in REQUESTS.get(kind, ()):
-                    proven = _proven(authority_key, input.signal, input.args, input.headers)
+                    proven = _proven(
+                        authority_key, max_lifetime, input.signal, input.args, input.headers
+                    )
                     if isinstance(proven, str):
                         return _refuse(input.signal, proven)
                     input = dataclasses.replace(input, args=proven)
@@ -102,19 +137,28 @@ class AuthorityInterceptor(Interceptor):
 
             def handle_update_validator(self, input: HandleUpdateInput) -> None:
                 if input.update in REQUESTS.get(workflow.info().workflow_type, ()):
-                    proven = _proven(authority_key, input.update, input.args, input.headers)
+                    proven = _proven(
+                        authority_key, max_lifetime, input.update, input.args, input.headers
+                    )
                     if isinstance(proven, str):
                         raise Refused([AuthorityProblem(f"{input.update} refused: {proven}")])
                     input = dataclasses.replace(input, args=proven)
                 super().handle_update_validator(input)
 
             async def handle_update_handler(self, input: HandleUpdateInput) -> Any:
-                # The validator proved the statement when the update was accepted (a
-                # replay does not run validators); here the handler gets its actor.
+                # The validator proved the statement when the update was accepted; a
+                # replay does not run validators, so only a live handler proves it again
+                # (an update without a validator must not take a forged actor).
                 if input.update in REQUESTS.get(workflow.info().workflow_type, ()):
                     statement = _statement(input.headers)
                     if statement is None:
                         raise Refused([AuthorityProblem(f"{input.update} refused: {_NO_PROOF}")])
+                    if not workflow.unsafe.is_replaying():
+                        proven = _proven(
+                            authority_key, max_lifetime, input.update, input.args, input.headers
+                        )
+                        if isinstance(proven, str):
+                            raise Refused([AuthorityProblem(f"{input.update} refused: {proven}")])
                     input = dataclasses.replace(input, args=_as_actor(statement, input.args))
                 return await super().handle_update_handler(input)
 
@@ -136,22 +180,37 @@ def _statement(headers: Any) -> Statement | None:
     return statement
 
 
-def _proven(key: bytes, message: str, args: Any, headers: Any) -> list[Any] | str:
+def _proven(
+    key: bytes, max_lifetime: timedelta, message: str, args: Any, headers: Any
+) -> list[Any] | str:
     """The arguments with the statement's actor, or why the message is not proven."""
     statement = _statement(headers)
     if statement is None:
         return _NO_PROOF
     if not args or args[0] is None:
         return "it carries no request"
-    problem = statement_problem(
+    problem = _problem(key, max_lifetime, statement, message, args, workflow.now())
+    return problem if problem is not None else _as_actor(statement, args)
+
+
+def _problem(
+    key: bytes,
+    max_lifetime: timedelta,
+    statement: Statement,
+    message: str,
+    args: Any,
+    now: datetime,
+) -> str | None:
+    if statement.expires_at - now > max_lifetime:
+        return f"the statement holds until {statement.expires_at.isoformat()}, longer than a statement may"
+    return statement_problem(
         key,
         statement,
         workflow_id=workflow.info().workflow_id,
         message=message,
         digest=body_digest(args),
-        now=workflow.now(),
+        now=now,
     )
-    return problem if problem is not None else _as_actor(statement, args)
 
 
 def _as_actor(statement: Statement, args: Any) -> list[Any]:
@@ -182,10 +241,28 @@ def _refuse(message: str, problem: str) -> None:
         workflow.logger.warning(f"signal {message} refused: {problem}")
 
 
-def _start_problem(key: bytes, input: ExecuteWorkflowInput) -> str | None:
+def _start_problem(
+    key: bytes, internal_key: bytes, max_lifetime: timedelta, input: ExecuteWorkflowInput
+) -> str | None:
     info = workflow.info()
+    if info.cron_schedule or info.attempt > 1:
+        return "aidflow's workflows run neither on a cron schedule nor retried as a whole"
     if info.continued_run_id is not None:
-        return None  # only the workflow itself continues as new
+        # Only the workflow itself continues as new: its seal says so.
+        raw = input.headers.get(SEAL_HEADER)
+        if raw is None:
+            return "a continued run carries no seal of the run before it"
+        try:
+            seal: Seal = workflow.payload_converter().from_payloads([raw], [Seal])[0]
+        except Exception:
+            return "its seal does not read"
+        return seal_problem(
+            internal_key,
+            seal,
+            target=info.workflow_id,
+            message=CONTINUED,
+            digest=body_digest(input.args),
+        )
     if info.workflow_type == "PayoutBatchWorkflow":
         batch = input.args[0]
         season = season_workflow_id(batch.programme, batch.season, batch.county_code, batch.round)
@@ -195,14 +272,11 @@ def _start_problem(key: bytes, input: ExecuteWorkflowInput) -> str | None:
     statement = _statement(input.headers)
     if statement is None:
         return _NO_PROOF
-    problem = statement_problem(
-        key,
-        statement,
-        workflow_id=info.workflow_id,
-        message="start",
-        digest=body_digest(input.args),
-        now=workflow.now(),
-    )
+    if statement.binding.credential != GATEWAY_CREDENTIAL:
+        # Intake runs in the gateway: a start is the gateway's word, no service's.
+        return f"a workflow is started by aidflow's gateway, not by credential {statement.binding.credential}"
+    # As of the start: a run that waited for a worker is not refused for the wait.
+    problem = _problem(key, max_lifetime, statement, "start", input.args, info.start_time)
     if problem is not None:
         return problem
     submitted_by = getattr(input.args[0], "submitted_by", None)

@@ -13,7 +13,6 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from models.domain import Role
 from models.programmes import BUILTIN_PROGRAMMES
 from models.season import SeasonKey
 from workers.settings import Settings
@@ -159,28 +158,43 @@ def api_call(fn: Callable[[Any], Awaitable[T]]) -> T:
     return run(_main())
 
 
-def acting(*, public: bool = False) -> Any:
-    """Who this command acts as (R10): the credential in AIDFLOW_API_KEY, checked against
-    the database (a revoked one is refused), never an actor named on the command line.
-    An objection (``public``) may be anonymous."""
-    from models.application import Actor
-    from store.credentials import Unauthenticated, authenticate
-    from store.sealing import Keys
+def gateway_request(
+    method: str, path: str, body: Any = None, *, anonymous: bool = False
+) -> tuple[bool, Any]:
+    """One request to aidflow's HTTP API as the credential in AIDFLOW_API_KEY (R10: the
+    CLI is a client of the gateway like any service). Returns (accepted, answer); an
+    answer refused is the problem's detail."""
+    import httpx
 
     s = settings()
-    if s.api_key is None:
-        if public:
-            return Actor(id="public:cli", name="公众 / member of the public", role=Role.PUBLIC)
+    if s.api_key is None and not anonymous:
         raise fail(
             "no credential: set AIDFLOW_API_KEY to your office's API key (aidflow credentials create)"
         )
+    url = s.api_url or f"http://{s.api_host}:{s.api_port}"
+    headers = {"Authorization": f"Bearer {s.api_key.get_secret_value()}"} if s.api_key else {}
     try:
-        binding = authenticate(
-            engine_for(s), Keys(s.secret_key_bytes()).authority, s.api_key.get_secret_value()
-        )
-    except Unauthenticated as e:
-        raise fail(f"AIDFLOW_API_KEY: {e}") from None
-    return binding.actor()
+        r = httpx.request(method, url + path, json=body, headers=headers, timeout=120)
+    except httpx.HTTPError as e:
+        raise fail(
+            f"cannot reach aidflow's API at {url} ({e}); is aidflow up or aidflow serve running?"
+        ) from None
+    if r.status_code >= 400:
+        try:
+            problem = r.json()
+            detail = str(problem.get("detail") or problem)
+        except ValueError:
+            detail = r.text[:300]
+        return False, f"{detail} (HTTP {r.status_code})"
+    return True, r.json()
+
+
+def gateway_call(method: str, path: str, body: Any = None, *, anonymous: bool = False) -> Any:
+    """:func:`gateway_request`; a refusal ends the command on one line, status 1."""
+    ok, answer = gateway_request(method, path, body, anonymous=anonymous)
+    if not ok:
+        raise fail(f"refused: {answer}")
+    return answer
 
 
 RequestId = Annotated[

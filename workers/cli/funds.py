@@ -10,12 +10,11 @@ import typer
 from workers.cli.common import (
     RequestId,
     SeasonOption,
-    acting,
-    api_call,
     app,
     console,
     engine_for,
     funds_app,
+    gateway_call,
     settings,
 )
 
@@ -30,16 +29,15 @@ def funds_request(
     request_id: RequestId = None,
 ) -> None:
     """The county's funds request: every county-approved application not yet requested, with the roster (XLSX)."""
-    who = acting()
-    summary = api_call(
-        lambda api: api.request_funds(
-            programme, season.year, county, who, request_id=request_id, round_=season.round
-        )
+    summary = gateway_call(
+        "POST",
+        f"/v1/seasons/{programme}/{season}/{county}/funds-requests",
+        {"request_id": request_id} if request_id else {},
     )
     console.print(
-        f"funds request {summary.request_id}: {summary.count} application(s), {summary.total_cny} CNY"
+        f"funds request {summary['request_id']}: {summary['count']} application(s), {summary['total_cny']} CNY"
     )
-    console.print(f"roster: {summary.roster_path}")
+    console.print(f"roster: {summary['roster_path']}")
 
 
 @funds_app.command("arrived")
@@ -52,14 +50,13 @@ def funds_arrived_cmd(
     programme: Annotated[str, typer.Option()] = "county-subsidy",
 ) -> None:
     """The funds arrived: release the request's applications for payment (amount must match)."""
-    who = acting()
-    result = api_call(
-        lambda api: api.funds_arrived(
-            programme, season.year, county, who, request, amount, reference, round_=season.round
-        )
+    result = gateway_call(
+        "POST",
+        f"/v1/seasons/{programme}/{season}/{county}/funds-arrivals",
+        {"funds_request_id": request, "amount_cny": amount, "reference": reference},
     )
     console.print(
-        f"released {result.released} application(s); pay by {result.pay_by.isoformat()}; batch {result.batch_id}"
+        f"released {result['released']} application(s); pay by {result['pay_by']}; batch {result['batch_id']}"
     )
 
 

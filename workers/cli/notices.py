@@ -11,12 +11,12 @@ from models.programme import NoticeStep
 from models.programmes import BUILTIN_PROGRAMMES
 from models.season import SeasonKey
 from workers.cli.common import (
-    acting,
-    api_call,
     console,
     fail,
+    gateway_call,
     notice_app,
     season_key,
+    settings,
 )
 
 PANEL = "公示 / Notices"
@@ -54,22 +54,25 @@ def notice_post(
     notice = next((s for s in prog.steps if isinstance(s, NoticeStep) and s.level is level), None)
     if notice is None:
         raise fail(f"{programme} has no {level.value} notice", 2)
-    who = acting()
-    results = api_call(
-        lambda api: api.post_notices_at(
-            level,
-            code,
-            who,
-            notice.stage,
-            programme=programme,
-            season=season.year if season else None,
-            round_=season.round if season else None,
+    if settings().api_key is None:
+        raise fail("no credential: set AIDFLOW_API_KEY to the notice owner's API key", 2)
+    results = [
+        (r["workflow_id"], r["message"])
+        for r in gateway_call(
+            "POST",
+            "/v1/notices/postings",
+            {
+                "programme": programme,
+                "level": level.value,
+                "place_code": code,
+                "season": str(season) if season else None,
+            },
         )
-    )
+    ]
     if not results:
         console.print(
             f"no {programme} application of {code} is waiting for the {notice.label_en} to be posted"
         )
         return
-    for wf, r in results:
-        console.print(f"{wf}: {getattr(r, 'message', r)}")
+    for wf, message in results:
+        console.print(f"{wf}: {message}")

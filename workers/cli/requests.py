@@ -10,18 +10,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.table import Table
 
 from models.domain import DecisionKind, ObjectionOutcome
 from models.season import SeasonKey
 from workers.cli.common import (
     RequestId,
-    acting,
     api_call,
     app,
     console,
     fail,
+    gateway_call,
+    gateway_request,
     season_key,
     settings,
 )
@@ -42,14 +42,10 @@ def apply(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Submit applications; prints one result per row."""
-    from models.application import ApplicationForm
-    from workers.client import Refused
     from workers.forms import read_forms
 
     rows = read_forms(file)
-    # An office's credential submits (and may date paper forms); without one, online.
-    who = acting() if settings().api_key is not None else None
-    if received_at is not None and who is None:
+    if received_at is not None and settings().api_key is None:
         raise fail("--received-at: only an office dates paper forms; set AIDFLOW_API_KEY", 2)
     at: datetime | None = None
     if received_at is not None:
@@ -60,23 +56,15 @@ def apply(
         if at.tzinfo is None:
             raise fail("--received-at needs an offset, e.g. 2027-08-10T10:00+08:00", 2)
 
-    async def _go(api: Any) -> list[dict[str, Any]]:
-        out = []
-        for n, row in rows:
-            try:
-                f = ApplicationForm.model_validate(row)
-                wf = await (api.submit_as(f, who, received_at=at) if who else api.submit(f))
-                out.append({"row": n, "accepted": True, "workflow_id": wf})
-            except ValidationError as e:
-                msg = "; ".join(
-                    f"{'.'.join(str(p) for p in x['loc'])}: {x['msg']}" for x in e.errors()
-                )
-                out.append({"row": n, "accepted": False, "reason": msg})
-            except Refused as r:
-                out.append({"row": n, "accepted": False, "reason": str(r)})
-        return out
-
-    results = api_call(_go)
+    # Each row to the gateway, which runs intake (R5) on the server.
+    results: list[dict[str, Any]] = []
+    for n, row in rows:
+        body = {"form": row, **({"received_at": at.isoformat()} if at else {})}
+        ok, answer = gateway_request("POST", "/v1/applications", body)
+        if ok:
+            results.append({"row": n, "accepted": True, "workflow_id": answer["workflow_id"]})
+        else:
+            results.append({"row": n, "accepted": False, "reason": answer})
     if as_json:
         console.print_json(json.dumps(results, ensure_ascii=False))
     else:
@@ -101,17 +89,17 @@ def decide(
     request_id: RequestId = None,
 ) -> None:
     """Take a review decision: approve, reject or return (for correction)."""
-    from models.application import DecisionRequest
-
-    req = DecisionRequest(
-        request_id=request_id or uuid.uuid4().hex,
-        actor=acting(),
-        stage=stage,
-        decision=decision,
-        reason=reason,
+    result = gateway_call(
+        "POST",
+        f"/v1/applications/{application}/decisions",
+        {
+            "request_id": request_id or uuid.uuid4().hex,
+            "stage": stage,
+            "decision": decision.value,
+            "reason": reason,
+        },
     )
-    result = api_call(lambda api: api.decide(application, req))
-    console.print(f"{result.message} (request {result.request_id})")
+    console.print(f"{result['message']} (request {result['request_id']})")
 
 
 @app.command("object", rich_help_panel=PANEL)
@@ -122,18 +110,19 @@ def object_(
     evidence: Annotated[str, typer.Option(help="reference to evidence")] = "",
     request_id: RequestId = None,
 ) -> None:
-    """Lodge an objection against an application on a public notice."""
-    from models.application import ObjectionRequest
-
-    req = ObjectionRequest(
-        request_id=request_id or uuid.uuid4().hex,
-        actor=acting(public=True),
-        text=text,
-        contact=contact,
-        evidence_ref=evidence,
+    """Lodge an objection against an application on a public notice (no credential needed)."""
+    result = gateway_call(
+        "POST",
+        f"/v1/applications/{application}/objections",
+        {
+            "request_id": request_id or uuid.uuid4().hex,
+            "text": text,
+            "contact": contact,
+            "evidence_ref": evidence,
+        },
+        anonymous=True,
     )
-    result = api_call(lambda api: api.lodge_objection(application, req))
-    console.print(result.message)
+    console.print(result["message"])
 
 
 @app.command(rich_help_panel=PANEL)
@@ -145,17 +134,17 @@ def resolve(
     request_id: RequestId = None,
 ) -> None:
     """Resolve an objection (the notice's owner): upheld rejects, dismissed goes on."""
-    from models.application import ObjectionResolution
-
-    req = ObjectionResolution(
-        request_id=request_id or uuid.uuid4().hex,
-        actor=acting(),
-        objection_id=objection,
-        outcome=outcome,
-        reason=reason,
+    result = gateway_call(
+        "POST",
+        f"/v1/applications/{application}/objection-resolutions",
+        {
+            "request_id": request_id or uuid.uuid4().hex,
+            "objection_id": objection,
+            "outcome": outcome.value,
+            "reason": reason,
+        },
     )
-    result = api_call(lambda api: api.resolve_objection(application, req))
-    console.print(result.message)
+    console.print(result["message"])
 
 
 @app.command(rich_help_panel=PANEL)
@@ -165,15 +154,12 @@ def withdraw(
     request_id: RequestId = None,
 ) -> None:
     """Withdraw an application (the applicant), at any stage before payout."""
-    from models.application import WithdrawalRequest
-
-    req = WithdrawalRequest(
-        request_id=request_id or uuid.uuid4().hex,
-        actor=acting(),
-        reason=reason,
+    result = gateway_call(
+        "POST",
+        f"/v1/applications/{application}/withdrawal",
+        {"request_id": request_id or uuid.uuid4().hex, "reason": reason},
     )
-    result = api_call(lambda api: api.withdraw(application, req))
-    console.print(result.message)
+    console.print(result["message"])
 
 
 @app.command(rich_help_panel=PANEL)
@@ -187,19 +173,20 @@ def correct(
     request_id: RequestId = None,
 ) -> None:
     """Send corrected data or documents after a return for correction."""
-    from models.application import CorrectionRequest
-
-    changes = dict(x.split("=", 1) for x in set_ or [])
-    docs = {k: int(v) for k, v in (x.split("=", 1) for x in document or [])} or None
-    req = CorrectionRequest(
-        request_id=request_id or uuid.uuid4().hex,
-        actor=acting(),
-        changes=changes,
-        documents=docs,
-        note=note,
-    )
-    result = api_call(lambda api: api.correct(application, req))
-    console.print(result.message)
+    try:
+        changes = dict(x.split("=", 1) for x in set_ or [])
+        docs = {k: int(v) for k, v in (x.split("=", 1) for x in document or [])} or None
+    except ValueError:
+        raise fail("--set takes field=value and --document kind=copies", 2) from None
+    body: dict[str, Any] = {
+        "request_id": request_id or uuid.uuid4().hex,
+        "changes": changes,
+        "note": note,
+    }
+    if docs is not None:
+        body["documents"] = docs
+    result = gateway_call("POST", f"/v1/applications/{application}/corrections", body)
+    console.print(result["message"])
 
 
 @app.command("correct-account", rich_help_panel=PANEL)
@@ -211,18 +198,17 @@ def correct_account_cmd(
     request_id: RequestId = None,
 ) -> None:
     """After a returned payment (退票): the village sends the corrected account; re-paid in a later batch."""
-    who = acting()
-    result = api_call(
-        lambda api: api.correct_account(
-            application,
-            who,
-            bank_name=bank_name,
-            account_number=account,
-            account_holder=holder,
-            request_id=request_id,
-        )
+    result = gateway_call(
+        "POST",
+        f"/v1/applications/{application}/account",
+        {
+            "request_id": request_id or uuid.uuid4().hex,
+            "bank_name": bank_name,
+            "account_number": account,
+            "account_holder": holder,
+        },
     )
-    console.print(result.message)
+    console.print(result["message"])
 
 
 @app.command(rich_help_panel=PANEL)

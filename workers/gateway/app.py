@@ -7,6 +7,7 @@ workers check every signature again. Refusals are problem details (RFC 9457).
 
 import asyncio
 import dataclasses
+import shutil
 import tempfile
 import uuid
 from dataclasses import asdict
@@ -17,6 +18,7 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import Engine
+from starlette.background import BackgroundTask
 from temporalio.client import WorkflowHandle
 
 from models.application import (
@@ -36,6 +38,7 @@ from models.domain import ROLE_LEVEL, Level
 from models.ids import season_workflow_id
 from models.payout import BatchResult, FundsArrivalResult, FundsRequestSummary, ReportFiles
 from models.season import SeasonKey
+from models.steps import NoticeStep
 from store import audit
 from store.sealing import Keys
 from workers.client import AidflowClient, Refused, query_when_ready
@@ -256,6 +259,44 @@ def create_app(api: AidflowClient, engine: Engine, keys: Keys) -> FastAPI:
 
         return await each(body.items, one)
 
+    @app.post("/v1/notices/postings", tags=["batches"])
+    async def post_notices(body: b.NoticeBody, who: Office) -> list[b.NoticeItem]:
+        """Post the notice of the caller's place now, for every application waiting for
+        it (the list a village committee puts up)."""
+        level = Level(body.level)
+        programme = api.programmes.get(body.programme)
+        if programme is None:
+            raise Problem(404, f"no programme {body.programme}")
+        notice = next(
+            (s for s in programme.steps if isinstance(s, NoticeStep) and s.level is level), None
+        )
+        if notice is None:
+            raise Problem(422, f"{body.programme} has no {level.value} notice")
+        if ROLE_LEVEL.get(who.role) is not level:
+            raise Problem(403, f"role {who.role.value} does not post a {level.value} notice")
+        if body.place_code is not None and body.place_code != who.binding.place_code:
+            raise Problem(
+                403, f"place {body.place_code} is not the credential's {who.binding.place_code}"
+            )
+        key = season_of(body.programme, body.season) if body.season else None
+        results = await api.post_notices_at(
+            level,
+            who.binding.place_code,
+            who.actor,
+            notice.stage,
+            programme=body.programme,
+            season=key.year if key else None,
+            round_=key.round if key else None,
+        )
+        return [
+            b.NoticeItem(
+                workflow_id=wf,
+                accepted=isinstance(r, RequestResult) and r.accepted,
+                message=r.message if isinstance(r, RequestResult) else str(r),
+            )
+            for wf, r in results
+        ]
+
     # ------------------------------------------------------------------ reading
 
     def may_read(who: Caller, places: Places) -> None:
@@ -314,6 +355,8 @@ def create_app(api: AidflowClient, engine: Engine, keys: Keys) -> FastAPI:
     # ----------------------------------------------------------------- seasons
 
     def season_of(programme: str, season: str) -> SeasonKey:
+        if programme not in api.programmes:
+            raise Problem(404, f"no programme {programme} (known: {', '.join(api.programmes)})")
         try:
             return SeasonKey.parse(season)
         except ValueError as e:
@@ -330,6 +373,7 @@ def create_app(api: AidflowClient, engine: Engine, keys: Keys) -> FastAPI:
         who: Office,
         key: IdempotencyKey = None,
     ) -> FundsRequestSummary:
+        county_only(who, county)
         s = season_of(programme, season)
         return await api.request_funds(
             programme, s.year, county, who.actor, request_id(body, key), round_=s.round
@@ -344,6 +388,7 @@ def create_app(api: AidflowClient, engine: Engine, keys: Keys) -> FastAPI:
         who: Office,
         key: IdempotencyKey = None,
     ) -> FundsArrivalResult:
+        county_only(who, county)
         s = season_of(programme, season)
         return await api.funds_arrived(
             programme,
@@ -389,11 +434,18 @@ def create_app(api: AidflowClient, engine: Engine, keys: Keys) -> FastAPI:
     ) -> dict[str, Any]:
         """Every keyed hash chain checked from its start and against the head its
         workflow history recorded; the first break of each named."""
-        county_only(who, who.binding.place_code)
+        county = who.binding.place_code
+        county_only(who, county)
         key = SeasonKey(year=season) if season is not None else None
-        heads = await chain_heads(api.client, programme=programme, season=key)
+        heads = await chain_heads(api.client, programme=programme, season=key, county=county)
         report = await asyncio.to_thread(
-            audit.verify, engine, keys.audit, season=season, programme=programme, witness=heads
+            audit.verify,
+            engine,
+            keys.audit,
+            season=season,
+            programme=programme,
+            county=county,
+            witness=heads,
         )
         return {**dataclasses.asdict(report), "ok": report.ok}
 
@@ -405,10 +457,19 @@ def create_app(api: AidflowClient, engine: Engine, keys: Keys) -> FastAPI:
         fmt: Annotated[str, Query(alias="format", pattern="^(csv|xlsx)$")] = "csv",
     ) -> FileResponse:
         """The audit log as CSV or XLSX (text neutralised against formulas)."""
-        county_only(who, who.binding.place_code)
-        out = Path(tempfile.mkdtemp(prefix="aidflow-audit-")) / f"audit.{fmt}"
-        await asyncio.to_thread(audit.export, engine, out, fmt, season=season, programme=programme)
-        return FileResponse(out, filename=out.name)
+        county = who.binding.place_code
+        county_only(who, county)
+        folder = Path(tempfile.mkdtemp(prefix="aidflow-audit-"))
+        out = folder / f"audit.{fmt}"
+        await asyncio.to_thread(
+            audit.export, engine, out, fmt, season=season, programme=programme, county=county
+        )
+        # The file goes once, to this caller; then it is removed.
+        return FileResponse(
+            out,
+            filename=out.name,
+            background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
+        )
 
     def county_only(who: Caller, county: str) -> None:
         if ROLE_LEVEL.get(who.role) is not Level.COUNTY or who.binding.place_code != county:

@@ -8,6 +8,7 @@ public objection to a notice, is rate-limited per client address and size-limite
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -79,7 +80,10 @@ class Authenticator:
             raise Problem(
                 429, f"at most {OBJECTIONS_PER_MINUTE} objections a minute from one address"
             )
-        who = hashlib.sha256(f"aidflow-public/{address}".encode()).hexdigest()[:12]
+        # Keyed: an unkeyed hash of an IPv4 address is reversed in minutes.
+        who = hmac.new(self._key, f"aidflow-public/{address}".encode(), hashlib.sha256).hexdigest()[
+            :12
+        ]
         return Caller(
             Binding(
                 credential=PUBLIC_CREDENTIAL,

@@ -5,7 +5,7 @@ or a new one)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -131,3 +131,20 @@ class CallerInfo(BaseModel):
     actor_name: str
     role: str
     place_code: str
+
+
+class NoticeBody(BaseModel):
+    """Post a notice list now: every application of the programme at the caller's place
+    waiting for that notice (the caller is the notice's owner there)."""
+
+    model_config = ConfigDict(extra="forbid")
+    programme: str = Field(default="county-subsidy", max_length=40)
+    level: Literal["village", "township", "county"]
+    place_code: str | None = Field(default=None, pattern=r"^\d{12}$")  # the caller's own
+    season: str | None = Field(default=None, pattern=r"^\d{4}(-[a-z]{1,16})?$")
+
+
+class NoticeItem(BaseModel):
+    workflow_id: str
+    accepted: bool
+    message: str

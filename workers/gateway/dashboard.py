@@ -72,12 +72,12 @@ def router(
         programme: str = Query("county-subsidy", max_length=40),
         season: str = Query(pattern=r"^\d{4}(-[a-z]{1,16})?$"),
         expires: int | None = None,
-        sig: str | None = Query(None, max_length=64),
+        sig: str | None = Query(None, pattern=r"^[0-9a-f]{64}$"),
     ) -> HTMLResponse:
         """县级看板 / the county dashboard (HTML)."""
         if sig is not None and expires is not None:
             good = link_signature(authority_key, county, programme, season, expires)
-            if not hmac.compare_digest(sig, good):
+            if not hmac.compare_digest(sig.encode(), good.encode()):
                 raise Problem(403, "the dashboard link is not signed by this deployment")
             if datetime.now(UTC).timestamp() > expires:
                 raise Problem(403, "the dashboard link has expired: ask for a new one")
