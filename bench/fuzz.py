@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import random
-import socket
 import sys
 import tempfile
 import traceback
@@ -32,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
@@ -49,6 +47,7 @@ from store.registry import RegistryReader
 from store.sealing import Keys
 from workers.client import AidflowClient
 from workers.gateway import create_app
+from workers.gateway.serving import serving_app
 from workers.signing import SKIPPED_CLOCK_LIFETIME
 from workers.simulate import start_time_skipping_server
 from workers.synthetic import applicants, registry_csv
@@ -349,12 +348,6 @@ CLASSES: dict[str, Callable[[Target, random.Random], Awaitable[Outcome]]] = {
 # ------------------------------------------------------------------- the stack
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def run_fuzz(requests: int, seed: int, work: Path, applications: int = 6) -> dict[str, Any]:
     rng = random.Random(seed)
     env = await start_time_skipping_server()
@@ -407,21 +400,15 @@ async def run_fuzz(requests: int, seed: int, work: Path, applications: int = 6) 
         )[1]
         for name, (a, r, p) in offices.items()
     }
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(api, engine, keys), host="127.0.0.1", port=port, log_level="error"
-        )
-    )
     per_class: dict[str, Stats] = defaultdict(Stats)
     started = datetime.now(UTC)
-    async with build_worker(env.client, queue, deps):
-        serving = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.05)
-        try:
+    try:
+        async with (
+            build_worker(env.client, queue, deps),
+            serving_app(create_app(api, engine, keys)) as url,
+        ):
             apps = [await api.submit(f, now=IN_WINDOW_2027) for f in forms]
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            async with httpx.AsyncClient(base_url=url, timeout=60) as http:
                 t = Target(http, env.client, api_keys, apps, queue)
                 names = list(CLASSES)
                 for _ in range(requests):
@@ -434,11 +421,9 @@ async def run_fuzz(requests: int, seed: int, work: Path, applications: int = 6) 
                 unrecorded = await _unrecorded_signal_refusals(api, t)
                 task_failures = await _task_failures(env.client, apps)
                 still = await _still_take_a_good_request(t)
-        finally:
-            server.should_exit = True
-            await serving
-            await env.shutdown()
-            engine.dispose()
+    finally:
+        await env.shutdown()
+        engine.dispose()
     total = Stats()
     for s in per_class.values():
         total.tried += s.tried

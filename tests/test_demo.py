@@ -60,7 +60,6 @@ async def dashboard_shows(result: DemoResult, tmp_path: Path) -> None:
     import re
     from datetime import timedelta
 
-    import uvicorn
     from fastapi import FastAPI
 
     from store.db import make_engine
@@ -68,6 +67,7 @@ async def dashboard_shows(result: DemoResult, tmp_path: Path) -> None:
     from tests.browser import chromium, dump_dom
     from workers.gateway import dashboard, problems
     from workers.gateway.auth import Authenticator
+    from workers.gateway.serving import serving_app
 
     chromium()  # skips, saying why, without a browser
     assert result.programme is not None and result.calendar is not None
@@ -78,26 +78,20 @@ async def dashboard_shows(result: DemoResult, tmp_path: Path) -> None:
     app.state.auth = Authenticator(engine, key)
     programmes = {result.programme.code: result.programme}
     app.include_router(dashboard.router(engine, key, programmes, result.calendar))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    serving = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
-        await asyncio.sleep(0.05)
     try:
-        link = dashboard.signed_link(
-            f"http://127.0.0.1:{port}",
-            key,
-            county=result.county,
-            programme=result.programme.code,
-            season="2026",
-            valid=timedelta(minutes=5),
-        )
-        dom = await asyncio.to_thread(dump_dom, link, tmp_path / "dashboard.png")
-        forged_link = link[:-1] + ("1" if link.endswith("0") else "0")
-        forged = await asyncio.to_thread(dump_dom, forged_link)
+        async with serving_app(app) as url:
+            link = dashboard.signed_link(
+                url,
+                key,
+                county=result.county,
+                programme=result.programme.code,
+                season="2026",
+                valid=timedelta(minutes=5),
+            )
+            dom = await asyncio.to_thread(dump_dom, link, tmp_path / "dashboard.png")
+            forged_link = link[:-1] + ("1" if link.endswith("0") else "0")
+            forged = await asyncio.to_thread(dump_dom, forged_link)
     finally:
-        server.should_exit = True
-        await serving
         engine.dispose()
 
     def kpi(name: str) -> int:

@@ -4,7 +4,6 @@ port, the dev server, the worker, credentials in the database."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-import uvicorn
 from temporalio.testing import WorkflowEnvironment
 
 from models.domain import Role
@@ -26,10 +24,10 @@ from tests.support import (
     TOWNSHIP,
     VILLAGE,
     form,
-    free_port,
 )
 from tests.test_application_workflow import _SERIALS, Case, cst
 from workers.gateway import create_app
+from workers.gateway.serving import serving_app
 
 pytestmark = pytest.mark.devserver
 
@@ -92,18 +90,11 @@ async def gateway(
         if name == "revoked":
             credentials.revoke(app_stack.engine, row.id)
     app = create_app(app_stack.api, app_stack.engine, app_stack.deps.keys)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    serving = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
-        await asyncio.sleep(0.05)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
-            yield Gateway(http, keys, app_stack, ts_env, registry)
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await serving
+    async with (
+        serving_app(app) as url,
+        httpx.AsyncClient(base_url=url, timeout=60) as http,
+    ):
+        yield Gateway(http, keys, app_stack, ts_env, registry)
 
 
 def problem(response: httpx.Response, status: int) -> dict[str, Any]:

@@ -13,7 +13,6 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from models.programmes import BUILTIN_PROGRAMMES
 from models.season import SeasonKey
 from workers.settings import Settings
 
@@ -127,9 +126,8 @@ def api_call(fn: Callable[[Any], Awaitable[T]]) -> T:
     """Connect, build the client API, run ``fn(api)``; refusals exit 1 on one line."""
     state.connected = True
     from store.db import make_engine
-    from store.registry import RegistryReader
-    from store.sealing import Keys
-    from workers.client import AidflowClient, Refused
+    from workers.client import Refused
+    from workers.gateway.serving import gateway_client
     from workers.worker import connect
 
     s = settings()
@@ -141,15 +139,7 @@ def api_call(fn: Callable[[Any], Awaitable[T]]) -> T:
             raise fail(f"cannot connect to Temporal at {s.temporal_address}: {e}") from None
         engine = make_engine(s.effective_database_url)
         try:
-            api = AidflowClient(
-                client,
-                task_queue=s.task_queue,
-                keys=Keys(s.secret_key_bytes()),
-                calendar=s.build_calendar(),
-                programmes=dict(BUILTIN_PROGRAMMES),
-                lookup_member=RegistryReader(engine).lookup,
-            )
-            return await fn(api)
+            return await fn(gateway_client(client, s, engine))
         except Refused as r:
             raise fail(f"refused: {r}") from None
         finally:

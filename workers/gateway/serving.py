@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+import socket
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import uvicorn
@@ -37,6 +38,29 @@ def gateway_client(client: Any, s: Settings, engine: Any) -> AidflowClient:
         lookup_member=RegistryReader(engine).lookup,
         bank=s.bank,
     )
+
+
+@contextlib.asynccontextmanager
+async def serving_app(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """An ASGI app served by uvicorn in this event loop, until the block ends; yields
+    its base URL (``port`` 0: a free one). The tests, the fuzzer and the demo's
+    dashboard check use it."""
+    if port == 0:
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+    server = _Beside(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            await serving  # it failed to start: say why
+        await asyncio.sleep(0.05)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
 
 
 async def serve_gateway(client: Any, s: Settings, stop: asyncio.Event | None = None) -> None:
