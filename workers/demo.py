@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
@@ -33,6 +34,7 @@ from models.application import (
     DecisionRequest,
     ObjectionRequest,
     ObjectionResolution,
+    Places,
     ReceiptRecord,
 )
 from models.calendar import CompressedCalendar, WorkingCalendar
@@ -43,6 +45,9 @@ from store.importing import import_places, import_registry
 from store.registry import RegistryReader
 from workers.client import AidflowClient, Refused, query_when_ready
 from workers.embedded import RunningStack, embedded_stack
+from workers.gateway import create_app
+from workers.gateway.offices import Offices
+from workers.gateway.serving import serving_app
 from workers.settings import Settings
 from workers.synthetic import applicants, registry_csv, school_actor
 
@@ -80,7 +85,7 @@ class DemoResult:
 class Officials:
     """The county's people, acting on what each application waits for."""
 
-    api: AidflowClient
+    api: Offices
     calendar: CompressedCalendar
     rng: random.Random
     county: str
@@ -294,6 +299,17 @@ class Officials:
             )
 
 
+def village_office(places: Places) -> Actor:
+    """The village committee that receives a family's paper form (as Officials names it)."""
+    code = places.village_code
+    return Actor(
+        id=f"{Role.VILLAGE_COMMITTEE.value}-{code[-4:]}",
+        name="村委会主任",
+        role=Role.VILLAGE_COMMITTEE,
+        place_code=code,
+    )
+
+
 def demo_settings(
     base: Settings,
     day_seconds: float,
@@ -382,8 +398,35 @@ async def _drive(
         lookup_member=RegistryReader(deps.engine).lookup,
     )
     api.repayment_batch_delay = timedelta(seconds=calendar.day_seconds)
+    # The officials act as the county's systems would: over HTTP, each office with its
+    # own credential (R10); the gateway shares this process's client API.
+    async with (
+        serving_app(create_app(api, deps.engine, keys)) as url,
+        httpx.AsyncClient(base_url=url, timeout=60) as http,
+    ):
+        offices = Offices(http, deps.engine, keys.authority)
+        return await _season(
+            stack, programme, forms, rng, console, started, exit_when_done, api, offices
+        )
+
+
+async def _season(
+    stack: RunningStack,
+    programme: Programme,
+    forms: list[Any],
+    rng: random.Random,
+    console: Console,
+    started: datetime,
+    exit_when_done: bool,
+    api: AidflowClient,
+    offices: Offices,
+) -> DemoResult:
+    calendar = stack.deps.calendar
+    assert isinstance(calendar, CompressedCalendar)
     county = forms[0].places.county_code
-    officials = Officials(api=api, calendar=calendar, rng=rng, county=county, programme=programme)
+    officials = Officials(
+        api=offices, calendar=calendar, rng=rng, county=county, programme=programme
+    )
     first_day = programme.window_opens.in_year(SEASON)
     ends = {programme.done_stage, *ENDS}
     by_school = Role.HIGH_SCHOOL in programme.submitted_by
@@ -422,7 +465,9 @@ async def _drive(
                 _, f = pending.pop(0)
                 try:
                     by = school_actor(f.places.school_code) if by_school else None
-                    wf = await api.submit(f, submitted_by=by)
+                    # A school submits its students; otherwise the village office
+                    # receives the family's form.
+                    wf = await offices.submit(f, submitted_by=by or village_office(f.places))
                     workflow_ids.append(wf)
                     if len(workflow_ids) % 12 == 3:
                         officials.objection_targets.add(wf)
