@@ -220,6 +220,34 @@ def test_worker_refuses_an_unmigrated_database_in_one_line(tmp_path: Path) -> No
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+def test_worker_beside_a_taken_metrics_port_says_so(tmp_path: Path) -> None:
+    """Beside a running `aidflow up` the worker's metrics port is taken: it said it
+    could not connect to Temporal (issue 16); it names the port and the setting."""
+    import socket
+
+    from store.db import upgrade
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    upgrade(url)
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = _env(tmp_path, free_port(), free_port(), port)
+        env["AIDFLOW_DATABASE_URL"] = url
+        r = subprocess.run(
+            [str(VENV_BIN / "aidflow"), "worker"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert r.returncode == 1
+    assert f"metrics port {port} is taken" in r.stderr and "AIDFLOW_METRICS_PORT" in r.stderr
+    assert "cannot connect to Temporal" not in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
 def _config_show(env: dict[str, str], cwd: Path | None = None) -> str:
     """``aidflow config show --json`` with ``env``: its output (it must succeed)."""
     r = subprocess.run(

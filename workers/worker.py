@@ -90,13 +90,29 @@ class Dependencies:
         ]
 
 
+class MetricsPortTaken(Exception):
+    """The worker's metrics port is in use (another worker, or ``aidflow up``, here)."""
+
+
 def make_runtime(metrics_port: int | None) -> Runtime | None:
     """A runtime that serves the SDK's Prometheus metrics, or None for the default runtime."""
     if metrics_port is None:
         return None
-    return Runtime(
-        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"0.0.0.0:{metrics_port}"))
-    )
+    try:
+        return Runtime(
+            telemetry=TelemetryConfig(
+                metrics=PrometheusConfig(bind_address=f"0.0.0.0:{metrics_port}")
+            )
+        )
+    except ValueError as e:
+        if "in use" not in str(e):
+            raise
+        # It read as a failure to reach Temporal (issue 16), which it is not.
+        raise MetricsPortTaken(
+            f"the worker's metrics port {metrics_port} is taken (is another aidflow worker or "
+            "`aidflow up` running on this machine?): set AIDFLOW_METRICS_PORT to a free port, "
+            "or to nothing to serve no metrics"
+        ) from None
 
 
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:

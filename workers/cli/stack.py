@@ -238,7 +238,7 @@ def worker() -> None:
     from store.db import schema_problem
     from workers.logs import get_logger
     from workers.settings import mask_url
-    from workers.worker import connect, make_runtime, running_worker
+    from workers.worker import MetricsPortTaken, connect, make_runtime, running_worker
 
     s = settings()
     setup_logging(s)
@@ -249,7 +249,11 @@ def worker() -> None:
 
     async def _main() -> None:
         try:
-            client = await connect(s, make_runtime(s.metrics_port))
+            runtime = make_runtime(s.metrics_port)
+        except MetricsPortTaken as e:
+            raise fail(str(e)) from None
+        try:
+            client = await connect(s, runtime)
         except Exception as e:
             raise fail(f"cannot connect to Temporal at {s.temporal_address}: {e}") from None
         async with running_worker(client, s) as (_, stop):
