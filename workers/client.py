@@ -382,15 +382,15 @@ class AidflowClient:
         clauses = [
             "WorkflowType = 'ApplicationWorkflow'",
             "ExecutionStatus = 'Running'",
-            f"Programme = '{_quote(programme)}'",
-            f"{column} = '{_quote(place_code)}'",
-            f"Stage = '{_quote(stage)}'",
-            f"WaitingFor = '{_quote(actor.role.value)}'",
+            f"Programme = '{quote(programme)}'",
+            f"{column} = '{quote(place_code)}'",
+            f"Stage = '{quote(stage)}'",
+            f"WaitingFor = '{quote(actor.role.value)}'",
         ]
         if season is not None:
             clauses.append(f"Season = {int(season)}")
         if round_ is not None:
-            clauses.append(f"Round = '{_quote(round_)}'")
+            clauses.append(f"Round = '{quote(round_)}'")
         posting_id = uuid.uuid4().hex[:12]
         out: list[tuple[str, RequestResult | Refused]] = []
         async for wf in self.client.list_workflows(" AND ".join(clauses)):
@@ -593,7 +593,7 @@ class AidflowClient:
             ("Village", village),
         ):
             if value is not None:
-                clauses.append(f"{name} = '{_quote(value)}'")
+                clauses.append(f"{name} = '{quote(value)}'")
         if season is not None:
             clauses.append(f"Season = {int(season)}")
         if overdue is not None:
@@ -654,7 +654,8 @@ def _refused(error: WorkflowUpdateFailedError) -> Refused:
     return Refused(cause.message, kind="forbidden" if forbidden else "refused")
 
 
-def _quote(value: str) -> str:
+def quote(value: str) -> str:
+    """A value inside a visibility query's single quotes (never widens the query)."""
     return value.replace("\\", "\\\\").replace("'", "\\'")
 
 

@@ -14,6 +14,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from models.records import ChainHead
 from models.season import SeasonKey
+from workers.client import quote
 
 # Histories read at once: enough to hide the round trips, not a burst on the frontend.
 CONCURRENCY = 16
@@ -47,11 +48,11 @@ async def chain_heads(
     """Every application's witness, by workflow id (the newest run of each)."""
     query = ["WorkflowType = 'ApplicationWorkflow'"]
     if programme:
-        query.append(f"Programme = '{_quote(programme)}'")
+        query.append(f"Programme = '{quote(programme)}'")
     if season is not None:
         query.append(f"Season = {int(season.year)}")
     if county:
-        query.append(f"County = '{_quote(county)}'")
+        query.append(f"County = '{quote(county)}'")
     ids = [wf.id async for wf in client.list_workflows(" AND ".join(query))]
     gate = asyncio.Semaphore(CONCURRENCY)
 
@@ -61,7 +62,3 @@ async def chain_heads(
 
     heads = await asyncio.gather(*(one(wf) for wf in dict.fromkeys(ids)))
     return {wf: head for wf, head in heads if head is not None}
-
-
-def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("'", "\\'")

@@ -220,10 +220,14 @@ def _as_actor(statement: Statement, args: Any) -> list[Any]:
     return [first, *rest]
 
 
-def _seal_problem(key: bytes, message: str, args: Any, headers: Any) -> str | None:
+def _seal_problem(
+    key: bytes, message: str, args: Any, headers: Any, *, missing: str | None = None
+) -> str | None:
+    """Why the message does not carry aidflow's seal for itself (``missing``: what to
+    say when it carries none)."""
     raw = headers.get(SEAL_HEADER)
     if raw is None:
-        return "it is a message only aidflow's workflows send, and it carries no seal"
+        return missing or "it is a message only aidflow's workflows send, and it carries no seal"
     try:
         seal: Seal = workflow.payload_converter().from_payloads([raw], [Seal])[0]
     except Exception:
@@ -249,19 +253,12 @@ def _start_problem(
         return "aidflow's workflows run neither on a cron schedule nor retried as a whole"
     if info.continued_run_id is not None:
         # Only the workflow itself continues as new: its seal says so.
-        raw = input.headers.get(SEAL_HEADER)
-        if raw is None:
-            return "a continued run carries no seal of the run before it"
-        try:
-            seal: Seal = workflow.payload_converter().from_payloads([raw], [Seal])[0]
-        except Exception:
-            return "its seal does not read"
-        return seal_problem(
+        return _seal_problem(
             internal_key,
-            seal,
-            target=info.workflow_id,
-            message=CONTINUED,
-            digest=body_digest(input.args),
+            CONTINUED,
+            input.args,
+            input.headers,
+            missing="a continued run carries no seal of the run before it",
         )
     if info.workflow_type == "PayoutBatchWorkflow":
         batch = input.args[0]
