@@ -241,9 +241,14 @@ def build_report(
 _TITLES: dict[ReportKind, str] = {
     "payout_date": "at the payout date / 打卡发放截止情况",
     "season_end": "season summary / 工作总结",
+    "on_request": "as of now / 即时情况",
 }
 # The payout date's report keeps the name it always had; the summary has its own.
-_STEMS: dict[ReportKind, str] = {"payout_date": "season-report", "season_end": "season-summary"}
+_STEMS: dict[ReportKind, str] = {
+    "payout_date": "season-report",
+    "season_end": "season-summary",
+    "on_request": "season-now",
+}
 
 
 def to_markdown(r: SeasonReport) -> str:

@@ -405,7 +405,7 @@ async def run_fuzz(requests: int, seed: int, work: Path, applications: int = 6) 
     try:
         async with (
             build_worker(env.client, queue, deps),
-            serving_app(create_app(api, engine, keys)) as url,
+            serving_app(create_app(api, engine, keys, deps.files_dir)) as url,
         ):
             apps = [await api.submit(f, now=IN_WINDOW_2027) for f in forms]
             async with httpx.AsyncClient(base_url=url, timeout=60) as http:

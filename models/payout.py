@@ -68,7 +68,7 @@ class AccountCorrection(_Model):
 
 # Which season report: the one written at the payout date (the state of the county
 # then), or the season summary written when the season closes (工作总结: everything paid).
-ReportKind = Literal["payout_date", "season_end"]
+ReportKind = Literal["payout_date", "season_end", "on_request"]
 
 
 class ReportFiles(_Model):

@@ -404,7 +404,7 @@ def test_command_line_round_trip(stack: Stack, tmp_path: Path) -> None:
     )
     assert r.returncode == 0 and "approved; next: village_notice" in r.stdout, r.stderr
     for _ in range(50):
-        r = _cli(stack, "status", wf, "--json", "--trail")
+        r = _cli(stack, "status", wf, "--json", "--trail", key=keys["v1"])
         st = _json.loads(r.stdout)
         if st["stage"] == "village_notice":
             break
@@ -425,16 +425,28 @@ def test_command_line_round_trip(stack: Stack, tmp_path: Path) -> None:
         and "posted after the application window closes (2027-09-01 00:00)" in r.stdout
     ), r.stdout
     for _ in range(50):
-        r = _cli(stack, "list", "--village", "341225100201", "--json")
+        r = _cli(stack, "list", "--village", "341225100201", "--json", key=keys["c1"])
         listed = _json.loads(r.stdout)
         if listed and listed[0]["stage"] == "village_notice" and listed[0]["at_risk"]:
             break
         time.sleep(0.2)
     assert [x["workflow_id"] for x in listed] == [wf] and listed[0]["at_risk"]
-    r = _cli(stack, "audit", "verify")
+    # Reads go through the gateway too, at the key's place only.
+    r = _cli(stack, "list", "--village", "341225100202", key=keys["v1"])
+    assert r.returncode == 1 and "does not hold village 341225100202" in r.stderr, r.stderr
+    r = _cli(stack, "audit", "verify", key=keys["v1"])
+    assert r.returncode == 1 and "only the county's offices" in r.stderr, r.stderr
+    r = _cli(stack, "audit", "verify", "--database")
     assert r.returncode == 0 and "audit log intact" in r.stdout, r.stdout + r.stderr
-    r = _cli(stack, "audit", "verify", "--witness")
+    r = _cli(stack, "audit", "verify", key=keys["c1"])
     assert r.returncode == 0 and "each matching its workflow history (1)" in r.stdout, (
         r.stdout + r.stderr
     )
+    out = stack.data_dir.parent / "audit.csv"
+    r = _cli(stack, "audit", "export", "--out", str(out), key=keys["c1"])
+    assert r.returncode == 0 and wf in out.read_text(encoding="utf-8"), r.stdout + r.stderr
+    r = _cli(stack, "report", "--county", "341225000000", "--season", "2027", key=keys["c1"])
+    assert r.returncode == 0 and ".xlsx" in r.stdout, r.stdout + r.stderr
+    markdown = next(w for w in r.stdout.split() if w.endswith(".md"))
+    assert "阜南县 2027 county-subsidy: as of now" in Path(markdown).read_text(encoding="utf-8")
     assert stack.stop() == 0

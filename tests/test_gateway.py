@@ -89,7 +89,7 @@ async def gateway(
         keys[name] = token
         if name == "revoked":
             credentials.revoke(app_stack.engine, row.id)
-    app = create_app(app_stack.api, app_stack.engine, app_stack.deps.keys)
+    app = create_app(app_stack.api, app_stack.engine, app_stack.deps.keys, app_stack.deps.files_dir)
     async with (
         serving_app(app) as url,
         httpx.AsyncClient(base_url=url, timeout=60) as http,
@@ -287,4 +287,53 @@ async def test_the_openapi_document_is_complete(gateway: Gateway) -> None:
         assert f"/v1/applications/{{workflow_id}}/{suffix}" in paths, suffix
     assert {"/v1/applications", "/v1/batches/decisions", "/v1/batches/postings", "/v1/me"} <= paths
     assert "/v1/seasons/{programme}/{season}/{county}/funds-requests" in paths
+    assert "/v1/seasons/{programme}/{season}/{county}/reports" in paths
+    assert {"/v1/audit/verify", "/v1/audit/export"} <= paths
     assert "ProblemDetail" in doc["components"]["schemas"]
+
+
+async def test_reads_are_at_the_callers_place(gateway: Gateway) -> None:
+    case = await gateway.new_case()
+    mine = await gateway.http.get(f"/v1/applications/{case.wf}", headers=gateway.auth("village"))
+    assert mine.status_code == 200 and mine.json()["stage"] == "village_review", mine.text
+    assert (
+        "place"
+        in problem(
+            await gateway.http.get(
+                f"/v1/applications/{case.wf}/trail", headers=gateway.auth("other_village")
+            ),
+            403,
+        )["detail"]
+    )
+    # A village's key cannot widen its list to another village; the county's may narrow.
+    assert (
+        f"village {OTHER_VILLAGE}"
+        in problem(
+            await gateway.http.get(
+                "/v1/applications",
+                params={"village": OTHER_VILLAGE},
+                headers=gateway.auth("village"),
+            ),
+            403,
+        )["detail"]
+    )
+    for _ in range(50):
+        listed = await gateway.http.get(
+            "/v1/applications",
+            params={"village": VILLAGE, "season": "2027"},
+            headers=gateway.auth("county"),
+        )
+        if case.wf in {r["workflow_id"] for r in listed.json()}:
+            break
+        await asyncio.sleep(0.2)  # visibility lags a moment behind
+    assert case.wf in {r["workflow_id"] for r in listed.json()}, listed.text
+    other = await gateway.http.get(
+        "/v1/applications", params={"village": OTHER_VILLAGE}, headers=gateway.auth("county")
+    )
+    assert case.wf not in {r["workflow_id"] for r in other.json()}
+    # The season report, built now: the county's alone.
+    path = f"/v1/seasons/county-subsidy/2027/{COUNTY}/reports"
+    assert problem(await gateway.http.post(path, headers=gateway.auth("village")), 403)
+    built = await gateway.http.post(path, headers=gateway.auth("county"))
+    assert built.status_code == 201, built.text
+    assert built.json()["xlsx"].endswith(".xlsx") and "即时情况" in built.json()["text"]

@@ -401,7 +401,7 @@ async def _drive(
     # The officials act as the county's systems would: over HTTP, each office with its
     # own credential (R10); the gateway shares this process's client API.
     async with (
-        serving_app(create_app(api, deps.engine, keys)) as url,
+        serving_app(create_app(api, deps.engine, keys, deps.files_dir)) as url,
         httpx.AsyncClient(base_url=url, timeout=60) as http,
     ):
         offices = Offices(http, deps.engine, keys.authority)

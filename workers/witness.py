@@ -1,7 +1,7 @@
 """The audit log's witness: each application's chain head as its workflow history
 recorded it (the answers of ``record_events``), read back from Temporal.
 
-The database cannot rewrite a history: ``aidflow audit verify --witness`` compares the
+The database cannot rewrite a history: ``aidflow audit verify`` (``GET /v1/audit/verify``) compares the
 two and names any chain that ends early, differs or is gone (``store/audit.py``)."""
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 """What every command shares: the Typer apps, the consoles, settings, one-line failures,
-the client API call, option types."""
+the calls to aidflow's HTTP API, option types."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
 
 import typer
 from pydantic import ValidationError
@@ -122,38 +123,17 @@ class _State:
 state = _State()
 
 
-def api_call(fn: Callable[[Any], Awaitable[T]]) -> T:
-    """Connect, build the client API, run ``fn(api)``; refusals exit 1 on one line."""
-    state.connected = True
-    from store.db import make_engine
-    from workers.client import Refused
-    from workers.gateway.serving import gateway_client
-    from workers.worker import connect
-
-    s = settings()
-
-    async def _main() -> T:
-        try:
-            client = await connect(s)
-        except Exception as e:
-            raise fail(f"cannot connect to Temporal at {s.temporal_address}: {e}") from None
-        engine = make_engine(s.effective_database_url)
-        try:
-            return await fn(gateway_client(client, s, engine))
-        except Refused as r:
-            raise fail(f"refused: {r}") from None
-        finally:
-            engine.dispose()
-
-    return run(_main())
-
-
-def gateway_request(
-    method: str, path: str, body: Any = None, *, anonymous: bool = False
-) -> tuple[bool, Any]:
+def gateway_response(
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    params: dict[str, Any] | None = None,
+    anonymous: bool = False,
+) -> Any:
     """One request to aidflow's HTTP API as the credential in AIDFLOW_API_KEY (R10: the
-    CLI is a client of the gateway like any service). Returns (accepted, answer); an
-    answer refused is the problem's detail."""
+    CLI is a client of the gateway like any service, for reading as for acting). Returns
+    the ``httpx.Response``; a gateway that cannot be reached ends the command."""
     import httpx
 
     s = settings()
@@ -163,25 +143,58 @@ def gateway_request(
         )
     url = s.api_url or f"http://{s.api_host}:{s.api_port}"
     headers = {"Authorization": f"Bearer {s.api_key.get_secret_value()}"} if s.api_key else {}
+    query = {k: v for k, v in (params or {}).items() if v is not None}
     try:
-        r = httpx.request(method, url + path, json=body, headers=headers, timeout=120)
+        return httpx.request(
+            method,
+            url + quote(path, safe="/:@-._~"),
+            json=body,
+            params=query,
+            headers=headers,
+            timeout=120,
+        )
     except httpx.HTTPError as e:
         raise fail(
             f"cannot reach aidflow's API at {url} ({e}); is aidflow up or aidflow serve running?"
         ) from None
+
+
+def refusal(r: Any) -> str:
+    """The problem's detail of a refused response, with its HTTP status."""
+    try:
+        problem = r.json()
+        detail = str(problem.get("detail") or problem)
+    except ValueError:
+        detail = r.text[:300]
+    return f"{detail} (HTTP {r.status_code})"
+
+
+def gateway_request(
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    params: dict[str, Any] | None = None,
+    anonymous: bool = False,
+) -> tuple[bool, Any]:
+    """:func:`gateway_response` as (accepted, answer): the JSON answer, or, refused, the
+    problem's detail."""
+    r = gateway_response(method, path, body, params=params, anonymous=anonymous)
     if r.status_code >= 400:
-        try:
-            problem = r.json()
-            detail = str(problem.get("detail") or problem)
-        except ValueError:
-            detail = r.text[:300]
-        return False, f"{detail} (HTTP {r.status_code})"
+        return False, refusal(r)
     return True, r.json()
 
 
-def gateway_call(method: str, path: str, body: Any = None, *, anonymous: bool = False) -> Any:
+def gateway_call(
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    params: dict[str, Any] | None = None,
+    anonymous: bool = False,
+) -> Any:
     """:func:`gateway_request`; a refusal ends the command on one line, status 1."""
-    ok, answer = gateway_request(method, path, body, anonymous=anonymous)
+    ok, answer = gateway_request(method, path, body, params=params, anonymous=anonymous)
     if not ok:
         raise fail(f"refused: {answer}")
     return answer

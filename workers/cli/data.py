@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -17,12 +17,13 @@ from workers.cli.common import (
     engine_for,
     err,
     fail,
+    gateway_call,
+    gateway_response,
     places_app,
     print_import,
+    refusal,
     registry_app,
-    run,
     settings,
-    state,
 )
 
 PANEL = "数据 / Data"
@@ -99,48 +100,44 @@ def places_import(
 def audit_verify(
     season: Annotated[int | None, typer.Option()] = None,
     programme: Annotated[str | None, typer.Option()] = None,
-    witness: Annotated[
+    database: Annotated[
         bool,
         typer.Option(
-            "--witness",
-            help="also compare each chain with the head its workflow history recorded (needs Temporal)",
+            "--database",
+            help=(
+                "check the chains in the database here, with the deployment's key, without "
+                "the gateway (and so without comparing them with the workflow histories)"
+            ),
         ),
     ] = False,
 ) -> None:
-    """Check every application's keyed hash chain; name the first broken row of each."""
-    from store.audit import verify
-    from store.sealing import Keys
+    """Check every application's keyed hash chain, and (through the gateway) each chain's
+    head against the one its workflow history recorded; name the first break of each."""
+    if database:
+        from store.audit import verify
+        from store.sealing import Keys
 
-    s = settings()
-    heads = None
-    if witness:
-        from models.season import SeasonKey
-        from workers.witness import chain_heads
-        from workers.worker import connect
-
-        async def _heads() -> Any:
-            state.connected = True
-            client = await connect(s)
-            key = SeasonKey(year=season) if season is not None else None
-            return await chain_heads(client, programme=programme, season=key)
-
-        heads = run(_heads())
-    report = verify(
-        engine_for(s),
-        Keys(s.secret_key_bytes()).audit,
-        season=season,
-        programme=programme,
-        witness=heads,
-    )
-    if report.ok:
-        seen = f", each matching its workflow history ({len(heads)})" if heads is not None else ""
-        console.print(
-            f"audit log intact: {report.chains} application(s), {report.rows} row(s){seen}"
+        s = settings()
+        local = verify(
+            engine_for(s), Keys(s.secret_key_bytes()).audit, season=season, programme=programme
         )
+        chains, rows, breaks, seen = local.chains, local.rows, [str(b) for b in local.breaks], ""
+    else:
+        answer = gateway_call(
+            "GET", "/v1/audit/verify", params={"season": season, "programme": programme}
+        )
+        chains, rows = answer["chains"], answer["rows"]
+        breaks = [
+            f"{b['workflow_id']} seq {b['seq']} (row id {b['row_id']}): {b['problem']}"
+            for b in answer["breaks"]
+        ]
+        seen = f", each matching its workflow history ({chains})"
+    if not breaks:
+        console.print(f"audit log intact: {chains} application(s), {rows} row(s){seen}")
         return
-    for b in report.breaks:
+    for b in breaks:
         err.print(f"BROKEN {b}", highlight=False)
-    raise fail(f"audit log broken in {len(report.breaks)} of {report.chains} application(s)")
+    raise fail(f"audit log broken in {len(breaks)} of {chains} application(s)")
 
 
 @audit_app.command("export")
@@ -150,13 +147,21 @@ def audit_export(
     season: Annotated[int | None, typer.Option()] = None,
     programme: Annotated[str | None, typer.Option()] = None,
 ) -> None:
-    """Export the audit log for an auditor (CSV or XLSX)."""
-    from store.audit import export
-
+    """Export your county's audit log for an auditor (CSV or XLSX), through the gateway."""
     if fmt not in ("csv", "xlsx"):
         raise fail("--format must be csv or xlsx", 2)
-    n = export(engine_for(settings()), out, fmt, season=season, programme=programme)
-    console.print(f"wrote {n} audit row(s) to {out}")
+    r = gateway_response(
+        "GET",
+        "/v1/audit/export",
+        params={"format": fmt, "season": season, "programme": programme},
+    )
+    if r.status_code >= 400:
+        raise fail(f"refused: {refusal(r)}")
+    try:
+        out.write_bytes(r.content)
+    except OSError as e:
+        raise fail(f"cannot write {out}: {e.strerror or e}") from None
+    console.print(f"wrote the audit log ({len(r.content):,} bytes) to {out}")
 
 
 # ---------------------------------------------------------------------------- plan

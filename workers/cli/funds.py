@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,10 +11,8 @@ from workers.cli.common import (
     SeasonOption,
     app,
     console,
-    engine_for,
     funds_app,
     gateway_call,
-    settings,
 )
 
 PANEL = "资金与报告 / Funds and reports"
@@ -65,14 +62,7 @@ def report(
     county: Annotated[str, typer.Option(help="12-digit county code")],
     season: SeasonOption,
     programme: Annotated[str, typer.Option()] = "county-subsidy",
-    out_dir: Annotated[Path | None, typer.Option("--out-dir")] = None,
 ) -> None:
-    """The county's season report (XLSX and Markdown), now."""
-    from activities.report import build_report, write_report
-
-    s = settings()
-    files = write_report(
-        build_report(engine_for(s), programme, season.year, county, round_=season.round),
-        out_dir or s.files_dir / "reports",
-    )
-    console.print(f"season report: {files.markdown}\n               {files.xlsx}")
+    """The county's season report (XLSX and Markdown), built now by the gateway."""
+    files = gateway_call("POST", f"/v1/seasons/{programme}/{season}/{county}/reports")
+    console.print(f"season report: {files['markdown']}\n               {files['xlsx']}")

@@ -16,7 +16,6 @@ from models.domain import DecisionKind, ObjectionOutcome
 from models.season import SeasonKey
 from workers.cli.common import (
     RequestId,
-    api_call,
     app,
     console,
     fail,
@@ -220,32 +219,30 @@ def status(
     ] = False,
 ) -> None:
     """An application's stage, what it waits for, its dates and (optionally) its trail."""
-
-    async def _go(api: Any) -> tuple[Any, Any]:
-        st = await api.status(application)
-        return st, (await api.trail(application) if trail else None)
-
-    st, events = api_call(_go)
+    st = gateway_call("GET", f"/v1/applications/{application}")
+    events = gateway_call("GET", f"/v1/applications/{application}/trail") if trail else None
     if as_json:
-        data = st.model_dump(mode="json")
-        if events is not None:
-            data["trail"] = [e.model_dump(mode="json") for e in events]
-        console.print_json(json.dumps(data, ensure_ascii=False))
+        console.print_json(
+            json.dumps(
+                {**st, **({"trail": events} if events is not None else {})}, ensure_ascii=False
+            )
+        )
         return
     console.print(
-        f"[bold]{st.workflow_id}[/bold]  {st.applicant_masked}  stage [bold]{st.stage}[/bold]"
+        f"[bold]{st['workflow_id']}[/bold]  {st['applicant_masked']}  stage [bold]{st['stage']}[/bold]",
+        highlight=False,
     )
-    console.print(st.details_zh)
-    console.print(st.details_en)
+    console.print(st["details_zh"], highlight=False)
+    console.print(st["details_en"], highlight=False)
     if events:
         table = Table("#", "at", "kind", "who", "what")
         for e in events:
             table.add_row(
-                str(e.seq),
-                e.at.isoformat(timespec="seconds"),
-                e.kind,
-                f"{e.actor.name} ({e.actor.role.value})",
-                e.summary,
+                str(e["seq"]),
+                e["at"],
+                e["kind"],
+                f"{e['actor']['name']} ({e['actor']['role']})",
+                e["summary"],
             )
         console.print(table)
 
@@ -255,7 +252,6 @@ def list_(
     stage: Annotated[str | None, typer.Option()] = None,
     village: Annotated[str | None, typer.Option()] = None,
     township: Annotated[str | None, typer.Option()] = None,
-    county: Annotated[str | None, typer.Option()] = None,
     programme: Annotated[str | None, typer.Option()] = None,
     season: Annotated[
         SeasonKey | None,
@@ -265,39 +261,34 @@ def list_(
     limit: Annotated[int, typer.Option()] = 1000,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Applications by stage, place and overdue flag (Temporal visibility)."""
-
-    async def _go(api: Any) -> list[Any]:
-        return [
-            x
-            async for x in api.list(
-                stage=stage,
-                village=village,
-                township=township,
-                county=county,
-                programme=programme,
-                season=season.year if season else None,
-                round_=season.round or None if season else None,
-                overdue=overdue,
-                limit=limit,
-            )
-        ]
-
-    rows = api_call(_go)
+    """Applications at your office's place, by stage, place inside it and overdue flag."""
+    rows = gateway_call(
+        "GET",
+        "/v1/applications",
+        params={
+            "stage": stage,
+            "village": village,
+            "township": township,
+            "programme": programme,
+            "season": str(season) if season else None,
+            "overdue": None if overdue is None else str(overdue).lower(),
+            "limit": limit,
+        },
+    )
     if as_json:
-        console.print_json(json.dumps([r.__dict__ for r in rows], default=str))
+        console.print_json(json.dumps(rows, ensure_ascii=False))
         return
     table = Table(
         "workflow id", "stage", "village", "overdue", "at risk", "next deadline", "status"
     )
     for r in rows:
         table.add_row(
-            r.workflow_id,
-            r.stage,
-            r.village,
-            "yes" if r.overdue else "",
-            "yes" if r.at_risk else "",
-            r.next_deadline.isoformat() if r.next_deadline else "",
-            r.status,
+            r["workflow_id"],
+            r["stage"],
+            r["village"],
+            "yes" if r["overdue"] else "",
+            "yes" if r["at_risk"] else "",
+            r["next_deadline"] or "",
+            r["status"],
         )
     console.print(table)

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from starlette.background import BackgroundTask
 from temporalio.client import WorkflowHandle
 
+from activities.report import build_report, write_report
 from models.application import (
     ApplicationStatus,
     CorrectionRequest,
@@ -75,7 +76,7 @@ IdempotencyKey = Annotated[
 ]
 
 
-def create_app(api: AidflowClient, engine: Engine, keys: Keys) -> FastAPI:
+def create_app(api: AidflowClient, engine: Engine, keys: Keys, files_dir: Path) -> FastAPI:
     app = FastAPI(
         title="aidflow",
         summary="学生资助审批流程 / student-aid approval pipelines",
@@ -328,24 +329,37 @@ def create_app(api: AidflowClient, engine: Engine, keys: Keys) -> FastAPI:
         season: Annotated[str | None, Query(pattern=r"^\d{4}(-[a-z]{1,16})?$")] = None,
         stage: Annotated[str | None, Query(max_length=64)] = None,
         overdue: bool | None = None,
+        township: Annotated[str | None, Query(pattern=r"^\d{12}$")] = None,
+        village: Annotated[str | None, Query(pattern=r"^\d{12}$")] = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     ) -> list[dict[str, Any]]:
-        """Applications at the caller's place (a village's, a township's, the county's)."""
+        """Applications at the caller's place (a village's, a township's, the county's),
+        narrowed to one township or village inside it if asked."""
         level = ROLE_LEVEL.get(who.role)
         if level is None or level is Level.SCHOOL:
             raise Problem(403, f"role {who.role.value} lists no applications")
         key = SeasonKey.parse(season) if season else None
         place = who.binding.place_code
+        prefix = {Level.COUNTY: 6, Level.TOWNSHIP: 9, Level.VILLAGE: 12}[level]
+        outside = [
+            f"{name} {code}"
+            for name, code in (("township", township), ("village", village))
+            if code is not None and code[:prefix] != place[:prefix]
+        ]
+        if outside:
+            raise Problem(
+                403, f"{who.binding.credential} does not hold {', '.join(outside)} (holds {place})"
+            )
         rows = api.list(
             programme=programme,
             season=key.year if key else None,
-            round_=key.round if key else None,
+            round_=(key.round or None) if key else None,  # 2027: every round of 2027
             stage=stage,
             overdue=overdue,
             limit=limit,
             county=place if level is Level.COUNTY else None,
-            township=place if level is Level.TOWNSHIP else None,
-            village=place if level is Level.VILLAGE else None,
+            township=township or (place if level is Level.TOWNSHIP else None),
+            village=village or (place if level is Level.VILLAGE else None),
         )
         return [
             {**asdict(r), "next_deadline": r.next_deadline.isoformat() if r.next_deadline else None}
@@ -425,6 +439,21 @@ def create_app(api: AidflowClient, engine: Engine, keys: Keys) -> FastAPI:
             raise Problem(404, f"no season {programme} {season} of {county}") from None
         if files is None:
             raise Problem(404, "the season's report is not written yet (at the payout date)")
+        text = await asyncio.to_thread(Path(files.markdown).read_text, encoding="utf-8")
+        return {**files.model_dump(mode="json"), "text": text}
+
+    @app.post("/v1/seasons/{programme}/{season}/{county}/reports", tags=["funds"], status_code=201)
+    async def report_now(programme: str, season: str, county: str, who: Office) -> dict[str, Any]:
+        """The season's report built now from the database (XLSX and Markdown): where its
+        files are and its Markdown text."""
+        county_only(who, county)
+        s = season_of(programme, season)
+        files = await asyncio.to_thread(
+            lambda: write_report(
+                build_report(engine, programme, s.year, county, "on_request", round_=s.round),
+                files_dir / "reports",
+            )
+        )
         text = await asyncio.to_thread(Path(files.markdown).read_text, encoding="utf-8")
         return {**files.model_dump(mode="json"), "text": text}
 

@@ -66,7 +66,9 @@ async def serving_app(app: Any, host: str = "127.0.0.1", port: int = 0) -> Async
 async def serve_gateway(client: Any, s: Settings, stop: asyncio.Event | None = None) -> None:
     """Serve until ``stop`` is set (or, without one, until SIGINT/SIGTERM)."""
     engine = make_engine(s.effective_database_url)
-    app = create_app(gateway_client(client, s, engine), engine, Keys(s.secret_key_bytes()))
+    app = create_app(
+        gateway_client(client, s, engine), engine, Keys(s.secret_key_bytes()), s.files_dir
+    )
     config = uvicorn.Config(
         app, host=s.api_host, port=s.api_port, log_level="warning", access_log=False
     )
