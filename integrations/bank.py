@@ -53,7 +53,12 @@ def inside(folder: Path, name: str) -> Path:
     """``folder / name``, refused unless it stays a file of ``folder`` (a name built from
     an id must not climb out with ``..`` or a slash)."""
     path = folder / name
-    if "/" in name or "\\" in name or name.startswith(".") or path.resolve().parent != folder.resolve():
+    if (
+        "/" in name
+        or "\\" in name
+        or name.startswith(".")
+        or path.resolve().parent != folder.resolve()
+    ):
         raise ValueError(f"{name!r} is not a file name inside {folder}")
     return path
 

@@ -39,6 +39,10 @@ SEAL_HEADER = "aidflow-seal"
 # workflow, one message and one body (with its request id): it repeats that request,
 # which answers its first answer and changes nothing (R4); the expiry is the second line.
 STATEMENT_LIFETIME = timedelta(minutes=10)
+# A request signal from a revoked credential is refused from this long after the
+# revocation: every replay handles a signal again and must give the same answer, and the
+# workers' list of revocations (refreshed every few seconds) always knows one this old.
+REVOKED_SIGNAL_GRACE = timedelta(seconds=60)
 # The in-process gateway's own credential: it starts seasons and signs for the tools
 # that run beside the stack (demo, simulator, CLI on the server).
 GATEWAY_CREDENTIAL = "gateway"

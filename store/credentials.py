@@ -79,6 +79,19 @@ def listing(engine: Engine) -> list[CredentialRow]:
         return list(session.exec(select(CredentialRow).order_by(col(CredentialRow.created_at))))
 
 
+def revocations(engine: Engine) -> dict[str, datetime]:
+    """Every revoked credential and when it was revoked (UTC)."""
+    with Session(engine) as session:
+        rows = session.exec(
+            select(CredentialRow.id, CredentialRow.revoked_at).where(
+                col(CredentialRow.revoked_at).is_not(None)
+            )
+        )
+        return {
+            cid: (at if at.tzinfo else at.replace(tzinfo=UTC)) for cid, at in rows if at is not None
+        }
+
+
 def revoke(engine: Engine, credential_id: str) -> CredentialRow:
     with Session(engine) as session:
         row = session.get(CredentialRow, credential_id)

@@ -49,6 +49,7 @@ from store.sealing import Keys
 from tests.support import make_national_id
 from workers.client import AidflowClient
 from workers.logs import configure_logging
+from workers.revocations import Revocations
 from workers.signing import SKIPPED_CLOCK_LIFETIME
 from workers.simulate import start_time_skipping_server
 from workers.worker import Dependencies, build_worker
@@ -199,6 +200,7 @@ async def make_stack(
         bank_dir=tmp_path / "bank",
         statement_max_lifetime=SKIPPED_CLOCK_LIFETIME,
     )
+    deps.revocations = Revocations(deps.engine)  # refreshed by the tests that revoke
     queue = f"tq-{uuid.uuid4().hex[:8]}"
     client: Client = env.client
     worker = build_worker(client, queue, deps, replace=replace(deps) if replace else ())

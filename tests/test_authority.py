@@ -34,6 +34,7 @@ from models.application import (
     WithdrawalRequest,
 )
 from models.authority import (
+    REVOKED_SIGNAL_GRACE,
     SEAL_HEADER,
     STATEMENT_HEADER,
     Binding,
@@ -476,3 +477,58 @@ def test_every_message_a_workflow_takes_needs_its_proof() -> None:
         proven = REQUESTS.get(kind, frozenset()) | INTERNAL.get(kind, frozenset())
         assert names <= proven, (kind, sorted(names - proven))
         assert not REQUESTS.get(kind, frozenset()) & INTERNAL.get(kind, frozenset())
+
+
+async def test_a_revoked_service_credential_is_refused_by_the_workers(
+    new_case: Callable[..., Awaitable[Case]],
+    ts_env: WorkflowEnvironment,
+    app_stack: AppStack,
+    keys: Keys,
+) -> None:
+    """R10: a service that signs its own Temporal messages is refused once its credential
+    is revoked, without the gateway: an update at once, a request signal from
+    REVOKED_SIGNAL_GRACE after (so that every replay gives the same answer)."""
+    from store import credentials
+
+    case = await new_case()
+    official = village_official()
+    row, _ = credentials.create(
+        app_stack.engine,
+        keys.authority,
+        actor_id=official.id,
+        actor_name=official.name,
+        role=official.role,
+        place_code=official.place_code,
+    )
+    binding = credentials.binding_of(row)
+    service = ServiceCredential(
+        binding, credential_key(keys.authority, binding), SKIPPED_CLOCK_LIFETIME
+    )
+    config = ts_env.client.config()
+    config["interceptors"] = [
+        SigningInterceptor(service, ts_env.client.data_converter.payload_converter)
+    ]
+    as_service = Client(**config).get_workflow_handle(case.wf)
+    credentials.revoke(app_stack.engine, row.id)
+    revocations = app_stack.deps.revocations
+    assert revocations is not None
+    revocations.refresh()
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await as_service.execute_update(
+            ApplicationWorkflow.decide,
+            DecisionRequest(
+                request_id=rid(),
+                actor=official,
+                stage="village_review",
+                decision=DecisionKind.APPROVE,
+            ),
+        )
+    assert f"credential {row.id} was revoked" in str(refused.value.cause)
+    await case.advance_to(await case.now() + REVOKED_SIGNAL_GRACE + timedelta(seconds=1))
+    await as_service.signal(
+        ApplicationWorkflow.withdraw_signal,
+        WithdrawalRequest(request_id=rid(), actor=official, reason="家庭自愿放弃"),
+    )
+    (refusal,) = await _refusals(case, 1)
+    assert f"credential {row.id} was revoked" in refusal.summary, refusal.summary
+    assert (await case.status()).stage == "village_review"

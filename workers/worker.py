@@ -32,6 +32,7 @@ from models.authority import STATEMENT_LIFETIME
 from models.calendar import WorkingCalendar
 from store.db import make_engine
 from store.sealing import Keys
+from workers.revocations import Revocations
 from workers.sandbox import DirectContextSandboxRunner
 from workers.settings import Settings
 from workflows.authority import AuthorityInterceptor
@@ -53,15 +54,19 @@ class Dependencies:
     # The longest a request's statement may hold (R10); longer only where the
     # workflows' clocks are skipped ahead of the wall clock (tests, the simulator).
     statement_max_lifetime: timedelta = STATEMENT_LIFETIME + timedelta(minutes=5)
+    # The revoked credentials, refreshed beside the worker (running_worker).
+    revocations: Revocations | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Dependencies:
+        engine = make_engine(settings.effective_database_url)
         return cls(
-            engine=make_engine(settings.effective_database_url),
+            engine=engine,
             calendar=settings.build_calendar(),
             keys=Keys(settings.secret_key_bytes()),
             files_dir=settings.files_dir,
             bank_dir=settings.effective_bank_dir,
+            revocations=Revocations(engine),
         )
 
     def activities(self) -> Sequence[Any]:
@@ -164,6 +169,7 @@ def build_worker(
             authority_key=deps.keys.authority,
             internal_key=deps.keys.internal,
             max_lifetime=deps.statement_max_lifetime,
+            revocations=deps.revocations,
         ),
         *options.get("interceptors", ()),
     ]
@@ -231,10 +237,15 @@ async def running_worker(
         loop.add_signal_handler(sig, stop.set)
     sender = OutboxSender(deps.engine, settings.channels())
     try:
+        revocations = deps.revocations
+        if revocations is not None:
+            # Known before the first task: a credential revoked while the worker was down.
+            await asyncio.to_thread(revocations.refresh)
         async with worker:
             background = [
                 asyncio.create_task(sender.run_forever(stop)),
                 *bank_simulator(settings, stop),
+                *([asyncio.create_task(revocations.run(stop))] if revocations else []),
             ]
             try:
                 yield deps, stop

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from temporalio import workflow
 from temporalio.api.common.v1 import Payload
@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         GATEWAY_CREDENTIAL,
         INTERNAL,
         REQUESTS,
+        REVOKED_SIGNAL_GRACE,
         SEAL_HEADER,
         STATEMENT_HEADER,
         STATEMENT_LIFETIME,
@@ -60,10 +61,19 @@ _SKEW = timedelta(minutes=5)
 _NO_PROOF = "it carries no statement of who sends it (R10: requests go through aidflow's gateway or are signed with the sender's own credential)"
 
 
+class RevocationList(Protocol):
+    """The revoked credentials as the worker knows them (``workers/revocations.py``)."""
+
+    def revoked_by(self, credential: str, at: datetime, *, grace: timedelta) -> datetime | None:
+        """When ``credential`` was revoked, if that was at least ``grace`` before ``at``."""
+
+
 class AuthorityInterceptor(Interceptor):
     """``max_lifetime``: the longest a statement may still hold when it arrives (the
     signer sets its expiry; this caps it). Longer only where the workflows' clocks are
-    skipped ahead of the wall clock (tests, the simulator)."""
+    skipped ahead of the wall clock (tests, the simulator). ``revocations``: a revoked
+    credential's requests are refused (an update at once; a signal, which every replay
+    handles again, from ``REVOKED_SIGNAL_GRACE`` after, so that replays agree)."""
 
     def __init__(
         self,
@@ -71,16 +81,30 @@ class AuthorityInterceptor(Interceptor):
         authority_key: bytes,
         internal_key: bytes,
         max_lifetime: timedelta = STATEMENT_LIFETIME + _SKEW,
+        revocations: RevocationList | None = None,
     ) -> None:
         self._authority_key = authority_key
         self._internal_key = internal_key
         self._max_lifetime = max_lifetime
+        self._revocations = revocations
 
     def workflow_interceptor_class(
         self, input: WorkflowInterceptorClassInput
     ) -> type[WorkflowInboundInterceptor]:
         authority_key, internal_key = self._authority_key, self._internal_key
-        max_lifetime = self._max_lifetime
+        max_lifetime, revocations = self._max_lifetime, self._revocations
+
+        def revoked(headers: Any, grace: timedelta) -> str | None:
+            statement = _statement(headers)
+            if revocations is None or statement is None:
+                return None
+            credential = statement.binding.credential
+            when = revocations.revoked_by(credential, workflow.now(), grace=grace)
+            return (
+                None
+                if when is None
+                else f"credential {credential} was revoked at {when.isoformat()}"
+            )
 
         class _Outbound(WorkflowOutboundInterceptor):
             async def signal_external_workflow(self, input: SignalExternalWorkflowInput) -> None:
@@ -128,6 +152,9 @@ class AuthorityInterceptor(Interceptor):
                     )
                     if isinstance(proven, str):
                         return _refuse(input.signal, proven)
+                    problem = revoked(input.headers, REVOKED_SIGNAL_GRACE)
+                    if problem is not None:
+                        return _refuse(input.signal, problem)
                     input = dataclasses.replace(input, args=proven)
                 elif input.signal in INTERNAL.get(kind, ()):
                     problem = _seal_problem(internal_key, input.signal, input.args, input.headers)
@@ -142,6 +169,10 @@ class AuthorityInterceptor(Interceptor):
                     )
                     if isinstance(proven, str):
                         raise Refused([AuthorityProblem(f"{input.update} refused: {proven}")])
+                    # A validator never runs on replay: refused the moment the list knows.
+                    problem = revoked(input.headers, timedelta(0))
+                    if problem is not None:
+                        raise Refused([AuthorityProblem(f"{input.update} refused: {problem}")])
                     input = dataclasses.replace(input, args=proven)
                 super().handle_update_validator(input)
 
