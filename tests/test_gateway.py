@@ -337,3 +337,15 @@ async def test_reads_are_at_the_callers_place(gateway: Gateway) -> None:
     built = await gateway.http.post(path, headers=gateway.auth("county"))
     assert built.status_code == 201, built.text
     assert built.json()["xlsx"].endswith(".xlsx") and "即时情况" in built.json()["text"]
+
+
+def test_the_objection_limit_counts_an_ipv6_subscriber_as_one() -> None:
+    from workers.gateway.auth import _network
+
+    assert (
+        _network("2001:db8:1:2:aaaa::1") == _network("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    )
+    assert _network("2001:db8:1:3::1") != _network("2001:db8:1:2::1")
+    assert _network("203.0.113.7") == "203.0.113.7" != _network("203.0.113.8")
+    assert _network("::ffff:203.0.113.7") == "203.0.113.7"
+    assert _network("testclient") == "testclient"

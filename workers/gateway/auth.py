@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -75,10 +76,12 @@ class Authenticator:
         size = int(request.headers.get("content-length") or 0)
         if size > OBJECTION_MAX_BYTES or len(await request.body()) > OBJECTION_MAX_BYTES:
             raise Problem(413, f"an objection is at most {OBJECTION_MAX_BYTES} bytes")
-        address = request.client.host if request.client else "unknown"
+        address = _network(request.client.host if request.client else "unknown")
         if not self._limiter.hit(self._objections, "objection", address):
             raise Problem(
-                429, f"at most {OBJECTIONS_PER_MINUTE} objections a minute from one address"
+                429,
+                f"at most {OBJECTIONS_PER_MINUTE} objections a minute from one address "
+                "(an IPv6 address: from one /64 network)",
             )
         # Keyed: an unkeyed hash of an IPv4 address is reversed in minutes.
         who = hmac.new(self._key, f"aidflow-public/{address}".encode(), hashlib.sha256).hexdigest()[
@@ -92,3 +95,15 @@ class Authenticator:
                 role=Role.PUBLIC,
             )
         )
+
+
+def _network(host: str) -> str:
+    """The unit of the objection limit: an IPv4 address, or an IPv6 address's /64 (one
+    subscriber holds a whole /64 and could otherwise change address per request)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
+    return str(ip.ipv4_mapped or ip) if isinstance(ip, ipaddress.IPv6Address) else str(ip)
