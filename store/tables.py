@@ -213,3 +213,14 @@ class CredentialRow(SQLModel, table=True):
     note: str = Field(default="", max_length=200)
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     revoked_at: datetime | None = _ts()
+
+
+class DeploymentRow(SQLModel, table=True):
+    """The database's identity (one row, made with the database). The Temporal namespace
+    records the identity of the database its workers write (workers/deployment.py): a
+    worker pointed at another database refuses to start."""
+
+    __tablename__ = "deployment"
+
+    database_id: str = Field(primary_key=True, max_length=64)
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

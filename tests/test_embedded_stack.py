@@ -248,6 +248,62 @@ def test_worker_beside_a_taken_metrics_port_says_so(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+def test_a_worker_pointed_at_another_database_refuses_to_start(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Such a worker took the stack's tasks and wrote to the wrong database without a
+    word (issue 16); the namespace records the stack's database, and it refuses."""
+    from store.db import upgrade
+
+    stack.start()
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    upgrade(other)
+    env = {**stack.env, "AIDFLOW_DATABASE_URL": other, "AIDFLOW_METRICS_PORT": ""}
+    r = subprocess.run(
+        [str(VENV_BIN / "aidflow"), "worker"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "is not the one the namespace default's workers write" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    # Its own database: it starts (and stops on SIGTERM).
+    env["AIDFLOW_DATABASE_URL"] = f"sqlite:///{stack.data_dir / 'aidflow.db'}"
+    worker = subprocess.Popen(
+        [str(VENV_BIN / "aidflow"), "worker"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert worker.stdout is not None
+    for line in worker.stdout:
+        if "worker started" in line:
+            break
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    assert stack.stop() == 0
+
+
+def test_sigterm_while_starting_leaves_no_server_behind(stack: Stack) -> None:
+    """`aidflow up` stopped while its dev server was starting exited before the server
+    did (issue 16): now it stops the server, waits for it, and only then exits."""
+    stack.proc = subprocess.Popen(
+        [str(VENV_BIN / "aidflow"), "up"],
+        env=stack.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not stack.server_pids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stack.server_pids(), "the dev server never started"
+    stack.proc.send_signal(signal.SIGTERM)
+    out, _ = stack.proc.communicate(timeout=60)
+    assert stack.proc.returncode == 0, out
+    assert "Traceback" not in out
+    assert stack.server_pids() == [], "aidflow up exited before its Temporal server"
+
+
 def _config_show(env: dict[str, str], cwd: Path | None = None) -> str:
     """``aidflow config show --json`` with ``env``: its output (it must succeed)."""
     r = subprocess.run(

@@ -242,6 +242,13 @@ async def embedded_stack(settings: Settings) -> AsyncIterator[RunningStack]:
     from store.db import upgrade
     from workers.worker import connect, make_runtime, running_worker
 
+    # SIGINT or SIGTERM before the worker is up (it then takes them over) stops the start:
+    # the dev server is stopped and waited for, never left behind (issue 16).
+    loop = asyncio.get_running_loop()
+    starting = asyncio.current_task()
+    assert starting is not None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, starting.cancel)
     with single_instance(settings.data_dir):
         server = start_dev_server(settings)
         try:
@@ -254,4 +261,5 @@ async def embedded_stack(settings: Settings) -> AsyncIterator[RunningStack]:
                     server=server, client=client, deps=deps, settings=settings, stop=stop
                 )
         finally:
-            await asyncio.to_thread(server.stop)
+            # Not in a thread: a second signal must not cancel the wait for the child.
+            server.stop()

@@ -32,9 +32,10 @@ from models.authority import STATEMENT_LIFETIME
 from models.calendar import WorkingCalendar
 from store.db import make_engine
 from store.sealing import Keys
+from workers.deployment import check_database
 from workers.revocations import Revocations
 from workers.sandbox import DirectContextSandboxRunner
-from workers.settings import Settings
+from workers.settings import Settings, mask_url
 from workflows.authority import AuthorityInterceptor
 from workflows.registry import ALL_WORKFLOWS
 
@@ -237,6 +238,7 @@ async def running_worker(
         loop.add_signal_handler(sig, stop.set)
     sender = OutboxSender(deps.engine, settings.channels())
     try:
+        await check_database(client, deps.engine, mask_url(settings.effective_database_url))
         revocations = deps.revocations
         if revocations is not None:
             # Known before the first task: a credential revoked while the worker was down.

@@ -25,14 +25,17 @@ PANEL = "运行 / Run"
 @app.command(rich_help_panel=PANEL)
 def up() -> None:
     """Start the embedded stack: Temporal dev server + Web UI, database, worker."""
+    from workers.deployment import WrongDatabase
     from workers.embedded import StackError
 
     s = settings()
     setup_logging(s)
     try:
         run(_up(s))
-    except StackError as e:
+    except (StackError, WrongDatabase) as e:
         raise fail(str(e)) from None
+    except asyncio.CancelledError:  # SIGINT/SIGTERM while starting: nothing left running
+        console.print("stopped while starting.")
 
 
 async def _up(s: Settings) -> None:
@@ -236,6 +239,7 @@ def simulate(
 def worker() -> None:
     """Run a worker against the configured Temporal cluster and database (production)."""
     from store.db import schema_problem
+    from workers.deployment import WrongDatabase
     from workers.logs import get_logger
     from workers.settings import mask_url
     from workers.worker import MetricsPortTaken, connect, make_runtime, running_worker
@@ -266,4 +270,7 @@ def worker() -> None:
             )
             await stop.wait()
 
-    run(_main())
+    try:
+        run(_main())
+    except WrongDatabase as e:
+        raise fail(str(e)) from None
