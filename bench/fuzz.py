@@ -1,7 +1,8 @@
-"""The fuzzer (issue 16): seeded bad requests of every class, through the HTTP API and a
-raw Temporal client of the namespace, against the real stack (dev server, worker,
-SQLite, the gateway on a port); then every touched workflow must still take a good
-request.
+"""The fuzzer (issue 16): seeded bad requests of every class, through the HTTP API, the
+command line (a clerk's typing) and a raw Temporal client of the namespace (messages
+without proof, undecodable signals, forged internal messages, malformed starts), against
+the real stack (dev server, worker, SQLite, the gateway on a port); then every touched
+workflow must still take a good request.
 
     python -m bench.fuzz --requests 10000 --seed 1
 
@@ -17,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import sys
 import tempfile
@@ -35,6 +37,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
+from bench import r9
 from models.application import DecisionRequest, WithdrawalRequest
 from models.domain import DecisionKind, Role
 from models.payout import FundsRelease, PaymentOutcome
@@ -92,6 +95,8 @@ class Target:
     keys: dict[str, str]  # office -> API key
     apps: list[str]  # workflow ids, all at village_review
     queue: str
+    url: str = ""  # the gateway's, for the command line
+    work: Path = Path(".")
     signals: Counter[str] = field(default_factory=Counter)  # refusals each app must record
 
     def auth(self, office: str) -> dict[str, str]:
@@ -288,6 +293,69 @@ async def raw_request_signal(t: Target, rng: random.Random) -> Outcome:
     return Outcome("refused", "recorded as refused (checked at the end)")
 
 
+async def raw_undecodable_signal(t: Target, rng: random.Random) -> Outcome:
+    """A request or internal signal with no argument, two, or one that is not its type:
+    it once failed the workflow task for good; now it is recorded as refused."""
+    wf = rng.choice(t.apps)
+    name = rng.choice(
+        ["decide_signal", "withdraw_signal", "lodge_objection_signal", "payment_result"]
+    )
+    args: list[Any] = rng.choice(
+        [[], ["x", "y"], ["not a request"], [12345], [{"request_id": None}], [[]]]
+    )
+    await t.raw.get_workflow_handle(wf).signal(name, args=args)
+    t.signals[wf] += 1
+    return Outcome("refused", "recorded as refused (checked at the end)")
+
+
+async def cli_bad_input(t: Target, rng: random.Random) -> Outcome:
+    """The command line, as an office's clerk mistypes it: refused on one line with a
+    non-zero status, never a traceback."""
+    wf = rng.choice(t.apps)
+    folder = t.work / "cli"
+    folder.mkdir(exist_ok=True)
+    broken = folder / "broken.json"
+    broken.write_text('{"programme": "county-subsidy", ', encoding="utf-8")
+    args = rng.choice(
+        [
+            ["decide", wf, "--stage", "nope", "--decision", "approve"],
+            ["decide", wf, "--stage", "village_review", "--decision", "maybe"],
+            ["decide", "no-such-application", "--stage", "village_review", "--decision", "approve"],
+            ["apply", str(folder / "missing.csv")],
+            ["apply", str(folder)],
+            ["apply", str(broken)],
+            ["correct", wf, "--set", "name"],
+            ["correct", wf, "--document", "household_register_head=x"],
+            ["report", "--county", "341225000000", "--season", "twenty"],
+            ["plan", "--programme", "nope", "--season", "2027"],
+            ["status", "no-such-application"],
+            ["list", "--village", "x' OR 1=1"],
+            ["correct-account", wf, "--account", "12ab", "--holder", "x", "--bank", "x"],
+            ["audit", "export", "--out", str(folder), "--format", "pdf"],
+        ]
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AIDFLOW_")},
+        "AIDFLOW_API_URL": t.url,
+        "AIDFLOW_API_KEY": t.keys["village"],
+        "AIDFLOW_DATA_DIR": str(t.work / "cli-data"),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "aidflow"),
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate()
+    text = err.decode(errors="replace").strip()
+    if proc.returncode == 0:
+        return Outcome("accepted", f"aidflow {' '.join(args)}: exit 0")
+    if "Traceback" in text or not text:
+        return Outcome("crash", f"aidflow {' '.join(args)}: {text[-300:] or 'no reason given'}")
+    return Outcome("refused", text.splitlines()[-1])
+
+
 async def raw_forged_internal(t: Target, rng: random.Random) -> Outcome:
     wf = rng.choice(t.apps)
     handle = t.raw.get_workflow_handle(wf)
@@ -342,6 +410,8 @@ CLASSES: dict[str, Callable[[Target, random.Random], Awaitable[Outcome]]] = {
     "raw_request_signal": raw_request_signal,
     "raw_forged_internal": raw_forged_internal,
     "raw_malformed_start": raw_malformed_start,
+    "raw_undecodable_signal": raw_undecodable_signal,
+    "cli_bad_input": cli_bad_input,
 }
 
 
@@ -409,7 +479,7 @@ async def run_fuzz(requests: int, seed: int, work: Path, applications: int = 6) 
         ):
             apps = [await api.submit(f, now=IN_WINDOW_2027) for f in forms]
             async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-                t = Target(http, env.client, api_keys, apps, queue)
+                t = Target(http, env.client, api_keys, apps, queue, url=url, work=work)
                 names = list(CLASSES)
                 for _ in range(requests):
                     name = rng.choice(names)
@@ -421,6 +491,7 @@ async def run_fuzz(requests: int, seed: int, work: Path, applications: int = 6) 
                 unrecorded = await _unrecorded_signal_refusals(api, t)
                 task_failures = await _task_failures(env.client, apps)
                 still = await _still_take_a_good_request(t)
+                privacy = await _r9(env.client, engine, work, apps + api.started_seasons())
     finally:
         await env.shutdown()
         engine.dispose()
@@ -443,6 +514,7 @@ async def run_fuzz(requests: int, seed: int, work: Path, applications: int = 6) 
         "crashes": total.crashes,
         "signals_not_recorded": unrecorded,
         "workflows_still_taking_good_requests": f"{still}/{len(apps)}",
+        "r9": privacy,
         "classes": {
             k: {
                 "tried": v.tried,
@@ -454,6 +526,28 @@ async def run_fuzz(requests: int, seed: int, work: Path, applications: int = 6) 
             for k, v in sorted(per_class.items())
         },
     }
+
+
+async def _r9(client: Client, engine: Any, work: Path, workflow_ids: list[str]) -> dict[str, Any]:
+    """R9 after the fuzzing: every history, table and export (audit log as CSV and
+    XLSX, the season report) holds no full identity or account number."""
+    from activities.report import build_report, write_report
+    from store.audit import export
+
+    out = work / "exports"
+    out.mkdir(exist_ok=True)
+    rows = await asyncio.to_thread(export, engine, out / "audit.csv", "csv")
+    await asyncio.to_thread(export, engine, out / "audit.xlsx", "xlsx")
+    county = "341225000000"
+    await asyncio.to_thread(
+        lambda: write_report(build_report(engine, "county-subsidy", 2027, county), out)
+    )
+    findings = await r9.scan_histories(client, workflow_ids)
+    findings += await asyncio.to_thread(r9.scan_database, engine)
+    findings += await asyncio.to_thread(
+        r9.scan_files, work, skip=[work / "registry.csv", work / "places.csv"]
+    )
+    return r9.summary(findings, histories=len(workflow_ids), audit_rows=rows)
 
 
 async def _unrecorded_signal_refusals(api: AidflowClient, t: Target) -> int:

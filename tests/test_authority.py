@@ -468,6 +468,7 @@ def test_every_message_a_workflow_takes_needs_its_proof() -> None:
     from temporalio.workflow import _Definition
 
     from models.authority import INTERNAL, REQUESTS
+    from workflows.authority import BODIES
     from workflows.registry import ALL_WORKFLOWS
 
     for cls in ALL_WORKFLOWS:
@@ -477,6 +478,9 @@ def test_every_message_a_workflow_takes_needs_its_proof() -> None:
         proven = REQUESTS.get(kind, frozenset()) | INTERNAL.get(kind, frozenset())
         assert names <= proven, (kind, sorted(names - proven))
         assert not REQUESTS.get(kind, frozenset()) & INTERNAL.get(kind, frozenset())
+        # Every signal's body is decoded by the interceptor, never dropped by the SDK.
+        signals = {n for n in defn.signals if n is not None}
+        assert signals <= set(BODIES), (kind, sorted(signals - set(BODIES)))
 
 
 async def test_a_revoked_service_credential_is_refused_by_the_workers(

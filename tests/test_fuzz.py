@@ -1,6 +1,6 @@
-"""The fuzzer (issue 16) in every CI run: 500 seeded bad requests through the HTTP API
-and a raw Temporal client; none accepted, no failed workflow task, no crash, and every
-touched application still takes a good request."""
+"""The fuzzer (issue 16) in every CI run: 500 seeded bad requests through the HTTP API,
+the command line and a raw Temporal client; none accepted, no failed workflow task, no
+crash, every touched application still takes a good request, and R9 holds after it."""
 
 from __future__ import annotations
 
@@ -23,5 +23,7 @@ async def test_500_bad_requests_are_all_refused(tmp_path: Path) -> None:
         0,
     ), summary
     assert summary["refused"] == 500
+    # R9 after it: no full identity or account number in any history, table or export.
+    assert summary["r9"]["clean"], summary["r9"]
     apps = summary["workflows_still_taking_good_requests"].split("/")
     assert apps[0] == apps[1] and int(apps[0]) >= 3

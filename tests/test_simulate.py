@@ -137,7 +137,17 @@ async def test_the_same_seed_gives_the_same_season(tmp_path: Path) -> None:
         assert r.report_as_of == "season_end" and r.report_md, r.report_md
         paid = r.outcomes.get("paid", 0)
         assert f"paid: **{paid}** ({paid * 3000:,} CNY)" in Path(r.report_md).read_text("utf-8")
-        return (r.outcomes, r.objections, r.returns, r.bank_returns, r.batches, misses), late
+        # Applicant by applicant, not only in total.
+        assert len(r.by_applicant) == 16 and len(r.outcome_digest) == 16
+        return (
+            r.outcomes,
+            r.by_applicant,
+            r.objections,
+            r.returns,
+            r.bank_returns,
+            r.batches,
+            misses,
+        ), late
 
     first, late_first = await season("first")
     assert first[1] and first[2] and first[3], first  # objections, returns, bank returns

@@ -80,7 +80,7 @@ from temporalio.client import (
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import TimeSkipper, TimeSkippingConfig, WorkflowEnvironment
 
 from integrations.bank import BankSimulator, SimulatorRules
@@ -164,6 +164,12 @@ class Scenario:
     unclaimed_rate: float = 0.03  # grants paid by signature that nobody comes to sign for
 
 
+# RPC failures of a server under load: the request is sent again, not taken as "closed".
+_BUSY = frozenset(
+    {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED}
+)
+
+
 @dataclass
 class Applicant:
     form: ApplicationForm
@@ -173,9 +179,15 @@ class Applicant:
     returned_once: bool = False
     approved_at: datetime | None = None  # county approval: now on the funds path
     requested: bool = False
-    # The applicant's own random stream: its draws do not depend on the order in which
-    # concurrent events of other applicants finish, so a seed gives the same season.
-    rng: random.Random = field(default_factory=random.Random)
+    # The applicant's own random draws, each keyed by what it decides (and which visit
+    # of a stage): they depend neither on the order in which concurrent events of other
+    # applicants finish nor on how often a refused request was tried again, so a seed
+    # gives the same season.
+    seed_key: str = ""
+    opened: Counter[str] = field(default_factory=Counter)  # times each stage was opened
+
+    def draw(self, what: str) -> random.Random:
+        return random.Random(f"{self.seed_key}/{what}")
 
 
 @dataclass
@@ -217,6 +229,17 @@ class SimulationResult:
     cost_per_paid_application: dict[str, float] = field(default_factory=dict)
     season_history_events: int = 0  # over all its runs
     season_runs: int = 0
+    # How each applicant (by its index) ended: the same seed must give the same map.
+    by_applicant: list[str] = field(default_factory=list)
+    # Requests refused or sent again, which must not change the season (same-seed runs).
+    retries: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def outcome_digest(self) -> str:
+        """SHA-256 of how each applicant ended, in order: two runs compared at a glance."""
+        import hashlib
+
+        return hashlib.sha256("\n".join(self.by_applicant).encode()).hexdigest()[:16]
 
 
 # ------------------------------------------------------------------- clocks
@@ -274,6 +297,7 @@ class Clocks:
         self._at: dict[str, tuple[datetime, float]] = {}  # id -> (virtual instant, monotonic then)
         self.fast_forwards = 0
         self.restarted = 0  # fast-forwards asked again (see advance)
+        self.busy = 0  # fast-forwards refused by a busy server, asked again
 
     def now(self, workflow_id: str) -> datetime:
         at, mono = self._at[workflow_id]
@@ -330,7 +354,11 @@ class Clocks:
                 left = max(to - clock, timedelta(milliseconds=1))
                 forward = asyncio.ensure_future(self._skipper.fast_forward(handle, left))
                 moved_at = now
-        except RPCError:
+        except RPCError as e:
+            if e.status in _BUSY:  # the server under load, not a closed workflow: again
+                self.busy += 1
+                await asyncio.sleep(1.0)
+                return await self.advance(workflow_id, to)
             return False  # closed: nothing to move
         finally:
             forward.cancel()
@@ -506,7 +534,7 @@ class SeasonSimulation:
                 Applicant(
                     form=f,
                     submit_at=at.replace(microsecond=0),
-                    rng=random.Random(f"{self.s.seed}/{len(self.apps)}"),
+                    seed_key=f"{self.s.seed}/{len(self.apps)}",
                 )
             )
         start = min(a.submit_at for a in self.apps) - timedelta(minutes=1)
@@ -625,10 +653,10 @@ class SeasonSimulation:
         elif isinstance(step, FundsStep):
             a.approved_at = at  # on the county's funds path
         elif isinstance(step, ReceiptStep):
-            if a.rng.random() < self.s.unclaimed_rate:
+            if a.draw("unclaimed").random() < self.s.unclaimed_rate:
                 return  # nobody comes: it stays open, is overdue at its date and reported
             self._at(
-                self._delay(at, "receipt", a.rng),
+                self._delay(at, "receipt", a.draw("delay/receipt")),
                 "signed receipt",
                 lambda t: self._sign(a, step, t),
             )
@@ -642,7 +670,9 @@ class SeasonSimulation:
 
         step = self.programme.step(stage)
         what = f"review_{step.actor_level.value}"
-        self._at(self._delay(opened_at, what, a.rng), f"{stage} decision", decide)
+        a.opened[stage] += 1
+        delay = self._delay(opened_at, what, a.draw(f"delay/{stage}/{a.opened[stage]}"))
+        self._at(delay, f"{stage} decision", decide)
 
     def _official(self, a: Applicant, role: Role) -> Actor:
         place = a.form.places.code_for(role)
@@ -652,7 +682,8 @@ class SeasonSimulation:
         await self.clocks.advance(a.workflow_id, at)
         # Mostly the programme's funds; now and then the high school's own (PROCESS.md §4.1).
         sources = step.funding_sources
-        source = sources[-1] if len(sources) > 1 and a.rng.random() < 0.1 else sources[0]
+        own = a.draw("funding_source").random() < 0.1
+        source = sources[-1] if len(sources) > 1 and own else sources[0]
         receipt = ReceiptRecord(
             request_id=uuid.uuid4().hex,
             actor=self._official(a, step.handed_out_by),
@@ -675,13 +706,15 @@ class SeasonSimulation:
         await self.clocks.advance(a.workflow_id, at)
         step = next(s for s in self.programme.steps if s.stage == stage)
         assert isinstance(step, ReviewStep)
-        roll = a.rng.random()
+        # The same draw however often the request was refused and tried again.
+        rng = a.draw(f"decide/{stage}/{a.opened[stage]}")
+        roll = rng.random()
         decision, reason = DecisionKind.APPROVE, ""
         first = stage == self.programme.steps[0].stage  # the first review returns some
         if first and not a.returned_once and roll < self.s.return_rate:
-            decision, reason = DecisionKind.RETURN_FOR_CORRECTION, a.rng.choice(RETURN_REASONS)
+            decision, reason = DecisionKind.RETURN_FOR_CORRECTION, rng.choice(RETURN_REASONS)
         elif roll > 1 - self.s.rejection_rate:
-            decision, reason = DecisionKind.REJECT, a.rng.choice(REJECT_REASONS)
+            decision, reason = DecisionKind.REJECT, rng.choice(REJECT_REASONS)
         req = DecisionRequest(
             request_id=uuid.uuid4().hex,
             actor=self._official(a, step.role),
@@ -706,7 +739,7 @@ class SeasonSimulation:
             a.returned_once = True
             self.counts["returned for correction"] += 1
             self._at(
-                self._delay(at, "applicant_correction", a.rng),
+                self._delay(at, "applicant_correction", a.draw("delay/applicant_correction")),
                 "applicant correction",
                 lambda t: self._correct(a, stage, t),
             )
@@ -743,7 +776,9 @@ class SeasonSimulation:
         else:
             auto_at = next_working_day_at(self.cal, decided_at, step.auto_post_at)
         if step.first_posting == "after_review":
-            post_at = self._delay(decided_at, "notice_posting", a.rng)
+            post_at = self._delay(
+                decided_at, "notice_posting", a.draw(f"delay/posting/{step.stage}")
+            )
             if post_at < auto_at:
                 self._at(post_at, "notice posting", lambda t: self._post(a, step, t))
                 return
@@ -761,9 +796,10 @@ class SeasonSimulation:
 
     def _notice_up(self, a: Applicant, step: NoticeStep, posted_at: datetime) -> None:
         period = notice_period(self.cal, posted_at, step.days, step.counting)
-        if a.rng.random() < self.s.objection_rate:
+        rng = a.draw(f"objection/{step.stage}")
+        if rng.random() < self.s.objection_rate:
             span = (period.ends_at - period.posted_at).total_seconds()
-            at = period.posted_at + timedelta(seconds=a.rng.uniform(60, max(120, span - 3600)))
+            at = period.posted_at + timedelta(seconds=rng.uniform(60, max(120, span - 3600)))
             self._at(
                 at.replace(microsecond=0),
                 "objection",
@@ -776,21 +812,32 @@ class SeasonSimulation:
         self, a: Applicant, step: NoticeStep, ends_at: datetime, at: datetime
     ) -> None:
         await self.clocks.advance(a.workflow_id, at)
+        rng = a.draw(f"objector/{step.stage}")
         objection = ObjectionRequest(
             request_id=uuid.uuid4().hex,
-            actor=Actor(id=f"villager-{a.rng.randint(1, 999)}", name="村民", role=Role.PUBLIC),
-            text=a.rng.choice(OBJECTIONS),
-            contact=f"139{a.rng.randint(0, 10**8 - 1):08d}",
+            actor=Actor(id=f"villager-{rng.randint(1, 999)}", name="村民", role=Role.PUBLIC),
+            text=rng.choice(OBJECTIONS),
+            contact=f"139{rng.randint(0, 10**8 - 1):08d}",
         )
         try:
             await self._again(lambda: self.api.lodge_objection(a.workflow_id, objection))
         except Refused:
-            self._after(a, step.stage, ends_at)
+            # Not open to objections yet (its clock behind, say): the villager comes back in
+            # an hour while the notice lasts, with the same objection.
+            self.counts["objections refused"] += 1
+            if at + timedelta(hours=2) < ends_at:
+                self._at(
+                    at + timedelta(hours=1),
+                    "objection (again)",
+                    lambda t: self._object(a, step, ends_at, t),
+                )
+            else:
+                self._after(a, step.stage, ends_at)
             return
         self.counts["objections"] += 1
         self.counts["requests"] += 1
         self._at(
-            self._delay(at, "objection_resolution", a.rng),
+            self._delay(at, "objection_resolution", a.draw(f"delay/resolution/{step.stage}")),
             "objection resolution",
             lambda t: self._resolve(a, step, ends_at, t),
         )
@@ -800,7 +847,7 @@ class SeasonSimulation:
     ) -> None:
         await self.clocks.advance(a.workflow_id, at)
         st = await self.api.status(a.workflow_id)
-        upheld = a.rng.random() < self.s.objection_upheld
+        upheld = a.draw(f"upheld/{step.stage}").random() < self.s.objection_upheld
         for o in st.objections:
             if o.outcome is None:
                 resolution = ObjectionResolution(
@@ -955,7 +1002,9 @@ class SeasonSimulation:
                 a.terminal = "paid"
             elif stages[a.workflow_id] == "awaiting_account_correction":
                 self.counts["bank returns"] += 1
-                when = self._delay(at, "account_correction", a.rng)
+                a.opened["account"] += 1
+                visit = a.opened["account"]
+                when = self._delay(at, "account_correction", a.draw(f"delay/account/{visit}"))
                 self._at(
                     when,
                     "account correction",
@@ -1002,7 +1051,8 @@ class SeasonSimulation:
 
     async def _correct_account(self, a: Applicant, at: datetime) -> None:
         await self._everyone_to(at, [a])
-        account = f"62302099{a.rng.randint(0, 10**11 - 1):011d}"
+        visit = a.opened["account"]
+        account = f"62302099{a.draw(f'account/{visit}').randint(0, 10**11 - 1):011d}"
         request_id = uuid.uuid4().hex
         await self._again(
             lambda: self.api.correct_account(
@@ -1323,6 +1373,13 @@ async def run_simulation(
         cost_per_paid_application=cost,
         season_history_events=season_events,
         season_runs=season_runs,
+        by_applicant=[a.terminal or "not finished" for a in sim.apps],
+        retries={
+            "decisions_refused": sim.counts["decisions refused"],
+            "objections_refused": sim.counts["objections refused"],
+            "requests_repeated_after_a_timeout": sim.counts["requests repeated after a timeout"],
+            "fast_forwards_on_a_busy_server": clocks.busy,
+        },
     )
 
 
@@ -1431,6 +1488,8 @@ def result_json(r: SimulationResult) -> str:
             "requests": r.requests,
             "fast_forwards": r.fast_forwards,
             "fast_forwards_restarted": r.fast_forwards_restarted,
+            "retries": r.retries,
+            "outcome_digest": r.outcome_digest,
             "deadlines": [
                 {
                     "fixed_date": m.key,

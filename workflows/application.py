@@ -57,10 +57,6 @@ with workflow.unsafe.imports_passed_through():
     from models.intake import amount_due
     from models.payout import (
         AccountCorrection,
-        FundsJoin,
-        FundsRelease,
-        PaymentOutcome,
-        PaymentSent,
     )
     from models.records import (
         NotificationIntent,
@@ -264,7 +260,10 @@ class ApplicationWorkflow:
 
     # ------------------------------------------------------------ requests
     # Each request kind: an update (validator + handler) and, for services that cannot
-    # wait, a signal. The current step's runner checks and applies it.
+    # wait, a signal. The current step's runner checks and applies it. A signal's body
+    # is typed ``Any`` here: the SDK would drop one that does not decode unseen, so the
+    # worker's interceptor decodes it into its model (workflows/authority.py, BODIES)
+    # and records one that does not as refused.
 
     @workflow.update
     async def decide(self, req: DecisionRequest) -> RequestResult:
@@ -275,7 +274,7 @@ class ApplicationWorkflow:
         self._validate(req, self.runner.check_decision)
 
     @workflow.signal(name="decide_signal")
-    def decide_signal(self, req: DecisionRequest | None = None) -> None:
+    def decide_signal(self, req: Any = None) -> None:
         self._via_signal(
             "decide_signal", req, lambda r: self.runner.check_decision(r), self._decided
         )
@@ -293,7 +292,7 @@ class ApplicationWorkflow:
         self._validate(req, self.runner.check_correction)
 
     @workflow.signal(name="correct_signal")
-    def correct_signal(self, req: CorrectionRequest | None = None) -> None:
+    def correct_signal(self, req: Any = None) -> None:
         self._via_signal(
             "correct_signal",
             req,
@@ -310,7 +309,7 @@ class ApplicationWorkflow:
         self._validate(req, self.runner.check_objection)
 
     @workflow.signal(name="lodge_objection_signal")
-    def lodge_objection_signal(self, req: ObjectionRequest | None = None) -> None:
+    def lodge_objection_signal(self, req: Any = None) -> None:
         self._via_signal(
             "lodge_objection_signal",
             req,
@@ -327,7 +326,7 @@ class ApplicationWorkflow:
         self._validate(req, self.runner.check_resolution)
 
     @workflow.signal(name="resolve_objection_signal")
-    def resolve_objection_signal(self, req: ObjectionResolution | None = None) -> None:
+    def resolve_objection_signal(self, req: Any = None) -> None:
         self._via_signal(
             "resolve_objection_signal",
             req,
@@ -344,7 +343,7 @@ class ApplicationWorkflow:
         self._validate(req, self.runner.check_posting)
 
     @workflow.signal(name="post_notice_signal")
-    def post_notice_signal(self, req: NoticePosting | None = None) -> None:
+    def post_notice_signal(self, req: Any = None) -> None:
         self._via_signal(
             "post_notice_signal",
             req,
@@ -361,7 +360,7 @@ class ApplicationWorkflow:
         self._validate(req, self._check_withdrawal)
 
     @workflow.signal(name="withdraw_signal")
-    def withdraw_signal(self, req: WithdrawalRequest | None = None) -> None:
+    def withdraw_signal(self, req: Any = None) -> None:
         self._via_signal("withdraw_signal", req, self._check_withdrawal, self._withdrawn)
 
     def _check_withdrawal(self, req: WithdrawalRequest) -> None:
@@ -493,25 +492,25 @@ class ApplicationWorkflow:
     # not fail the workflow task, which would stop the application for good.
 
     @workflow.signal
-    def funds_requested(self, join: FundsJoin | None = None) -> None:
+    def funds_requested(self, join: Any = None) -> None:
         if join is None:
             return _dropped("funds_requested")
         self.runner.on_funds_requested(join)
 
     @workflow.signal
-    def funds_released(self, release: FundsRelease | None = None) -> None:
+    def funds_released(self, release: Any = None) -> None:
         if release is None:
             return _dropped("funds_released")
         self.runner.on_funds_released(release)
 
     @workflow.signal
-    def payment_sent(self, sent: PaymentSent | None = None) -> None:
+    def payment_sent(self, sent: Any = None) -> None:
         if sent is None:
             return _dropped("payment_sent")
         self.payment.sent(sent)
 
     @workflow.signal
-    def payment_result(self, outcome: PaymentOutcome | None = None) -> None:
+    def payment_result(self, outcome: Any = None) -> None:
         if outcome is None:
             return _dropped("payment_result")
         self.payment.result(outcome)

@@ -38,6 +38,16 @@ from temporalio.worker import (
 from workflows.steps.base import AuthorityProblem, Refused
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import TypeAdapter, ValidationError
+
+    from models.application import (
+        CorrectionRequest,
+        DecisionRequest,
+        NoticePosting,
+        ObjectionRequest,
+        ObjectionResolution,
+        WithdrawalRequest,
+    )
     from models.authority import (
         GATEWAY_CREDENTIAL,
         INTERNAL,
@@ -54,6 +64,26 @@ with workflow.unsafe.imports_passed_through():
         statement_problem,
     )
     from models.ids import season_workflow_id
+    from models.payout import FundsJoin, FundsRelease, PayItem, PaymentOutcome, PaymentSent
+
+# The body each signal carries. Its handler takes ``Any``: the SDK drops a signal whose
+# body does not decode into the handler's type without a word, so the body is decoded
+# here, and one that does not decode is refused and recorded, like any other.
+BODIES: dict[str, type] = {
+    "decide_signal": DecisionRequest,
+    "correct_signal": CorrectionRequest,
+    "lodge_objection_signal": ObjectionRequest,
+    "resolve_objection_signal": ObjectionResolution,
+    "post_notice_signal": NoticePosting,
+    "withdraw_signal": WithdrawalRequest,
+    "funds_requested": FundsJoin,
+    "funds_released": FundsRelease,
+    "payment_sent": PaymentSent,
+    "payment_result": PaymentOutcome,
+    "repayment_ready": PayItem,
+    "payment_settled": str,
+}
+_ADAPTERS = {name: TypeAdapter(model) for name, model in BODIES.items()}
 
 CONTINUED = "continue_as_new"
 # Clocks of gateway and worker apart by at most this much.
@@ -146,6 +176,11 @@ class AuthorityInterceptor(Interceptor):
 
             async def handle_signal(self, input: HandleSignalInput) -> None:
                 kind = workflow.info().workflow_type
+                if input.signal in BODIES:
+                    body = _body(input.signal, input.args)
+                    if isinstance(body, str):
+                        return _refuse(input.signal, body)
+                    input = dataclasses.replace(input, args=body)
                 if input.signal in REQUESTS.get(kind, ()):
                     proven = _proven(
                         authority_key, max_lifetime, input.signal, input.args, input.headers
@@ -194,6 +229,25 @@ class AuthorityInterceptor(Interceptor):
                 return await super().handle_update_handler(input)
 
         return _Inbound
+
+
+def _body(signal: str, args: Any) -> list[Any] | str:
+    """The signal's one argument as its model, or why it is not one."""
+    model = BODIES[signal]
+    if not args or args[0] is None:
+        return "it carries no request"
+    if len(args) > 1:
+        return f"it carries {len(args)} arguments, and takes one ({model.__name__})"
+    if isinstance(args[0], model):
+        return list(args)
+    try:
+        return [_ADAPTERS[signal].validate_python(args[0])]
+    except ValidationError as e:
+        wrong = "; ".join(
+            f"{'.'.join(str(x) for x in err['loc']) or 'body'}: {err['msg']}"
+            for err in e.errors()[:10]
+        )
+        return f"its body is not a {model.__name__}: {wrong}"
 
 
 def _payload(value: Any) -> Payload:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import ValidationError
 from temporalio import workflow
@@ -406,7 +407,7 @@ class SeasonWorkflow:
             raise Refused(problems)
 
     @workflow.signal
-    def repayment_ready(self, item: PayItem | None = None) -> None:
+    def repayment_ready(self, item: Any = None) -> None:  # a PayItem (BODIES)
         if item is None:  # sent without its argument: dropped, never a failed task
             workflow.logger.warning("signal repayment_ready without its argument: dropped")
             return
@@ -470,7 +471,7 @@ class SeasonWorkflow:
         self._describe()
 
     @workflow.signal
-    def payment_settled(self, workflow_id: str | None = None) -> None:
+    def payment_settled(self, workflow_id: Any = None) -> None:  # a str (BODIES)
         """An application tells the season it is paid."""
         if workflow_id is None:  # sent without its argument: dropped, never a failed task
             workflow.logger.warning("signal payment_settled without its argument: dropped")
