@@ -43,7 +43,7 @@ from models.programme import FundsStep, NoticeStep, PayoutStep, Programme, Recei
 from models.programmes import BUILTIN_PROGRAMMES, DEMO_VARIANTS
 from store.importing import import_places, import_registry
 from store.registry import RegistryReader
-from workers.client import AidflowClient, Refused, query_when_ready
+from workers.client import AidflowClient, Refused
 from workers.embedded import RunningStack, embedded_stack
 from workers.gateway import create_app
 from workers.gateway.offices import Offices
@@ -424,6 +424,13 @@ async def _season(
     calendar = stack.deps.calendar
     assert isinstance(calendar, CompressedCalendar)
     county = forms[0].places.county_code
+    # The county's office reads every application of the county (over HTTP, R10).
+    reader = Actor(
+        id="county-bureau-1",
+        name="县教育局资助中心",
+        role=Role.COUNTY_EDUCATION_BUREAU,
+        place_code=county,
+    )
     officials = Officials(
         api=offices, calendar=calendar, rng=rng, county=county, programme=programme
     )
@@ -435,7 +442,6 @@ async def _season(
     pending = list(zip(submit_at, forms, strict=True))
     workflow_ids: list[str] = []
     statuses: dict[str, ApplicationStatus] = {}
-    season_id = None
 
     def view() -> Group:
         today = calendar.clock_of(datetime.now(UTC))
@@ -473,9 +479,8 @@ async def _season(
                         officials.objection_targets.add(wf)
                 except Refused as r:
                     officials.log.append(f"intake refused: {r}")
-                season_id = season_id or api.started_seasons()[0]
             results = await asyncio.gather(
-                *(api.status(wf) for wf in workflow_ids), return_exceptions=True
+                *(offices.status(wf, reader) for wf in workflow_ids), return_exceptions=True
             )
             for wf, st in zip(workflow_ids, results, strict=True):
                 if isinstance(st, ApplicationStatus):
@@ -488,7 +493,7 @@ async def _season(
             except Refused as r:
                 officials.log.append(f"funds refused: {r}")
             if not pending and statuses and all(s.stage in ends for s in statuses.values()):
-                report = await _season_report(api, season_id)
+                report = await offices.season_report(programme.code, SEASON, county, reader)
                 if report is not None:
                     live.update(view())
                     break
@@ -527,12 +532,3 @@ _REPORT_LABELS = {
     "closes, after its summary date)",
     "season_end": "Season summary",
 }
-
-
-async def _season_report(api: AidflowClient, season_id: str | None) -> Any:
-    if season_id is None:
-        return None
-    from workflows.season import SeasonWorkflow
-
-    handle = api.client.get_workflow_handle(season_id)
-    return await query_when_ready(handle, SeasonWorkflow.report)

@@ -83,7 +83,9 @@ BODIES: dict[str, type] = {
     "repayment_ready": PayItem,
     "payment_settled": str,
 }
-_ADAPTERS = {name: TypeAdapter(model) for name, model in BODIES.items()}
+_ADAPTERS: dict[str, TypeAdapter[Any]] = {
+    name: TypeAdapter(model) for name, model in BODIES.items()
+}
 
 CONTINUED = "continue_as_new"
 # Clocks of gateway and worker apart by at most this much.

@@ -1,7 +1,7 @@
 """The county's offices as clients of the HTTP API: each with its own credential (R10).
 
-The demo's officials act through this, as any county system would: a request names no
-actor; the office's API key is the actor. The methods mirror the typed client's
+The demo's officials act and read through this, as any county system would: a request
+names no actor; the office's API key is the actor. The methods mirror the typed client's
 (``workers/client.py``) so that the same code drives either; refusals raise its
 :class:`~workers.client.Refused` with the problem's detail.
 """
@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 from sqlalchemy.engine import Engine
 
-from models.application import Actor, ApplicationForm, RequestResult
-from models.payout import FundsArrivalResult, FundsRequestSummary
+from models.application import Actor, ApplicationForm, ApplicationStatus, RequestResult
+from models.payout import FundsArrivalResult, FundsRequestSummary, ReportFiles
 from models.season import season_label
 from store import credentials
 from workers.client import Refused
@@ -46,9 +46,11 @@ class Offices:
             )
         return self._tokens[key]
 
-    async def _send(self, path: str, body: dict[str, Any], actor: Actor | None) -> Any:
+    async def _send(
+        self, path: str, body: dict[str, Any] | None, actor: Actor | None, method: str = "POST"
+    ) -> Any:
         headers = {"Authorization": f"Bearer {self._token(actor)}"} if actor else {}
-        r = await self.http.post(path, json=body, headers=headers)
+        r = await self.http.request(method, path, json=body, headers=headers)
         if r.status_code >= 400:
             try:
                 detail = str(r.json().get("detail") or r.text)
@@ -66,6 +68,26 @@ class Offices:
         return RequestResult.model_validate(
             await self._send(f"/v1/applications/{wf}/{kind}", body, actor)
         )
+
+    # What the demo reads, as the county's office reads it.
+
+    async def status(self, wf: str, reader: Actor) -> ApplicationStatus:
+        return ApplicationStatus.model_validate(
+            await self._send(f"/v1/applications/{wf}", None, reader, "GET")
+        )
+
+    async def season_report(
+        self, programme: str, season: int, county: str, reader: Actor, round_: str = ""
+    ) -> ReportFiles | None:
+        """The season's report once it is written (at the payout date), else None."""
+        path = f"/v1/seasons/{programme}/{season_label(season, round_)}/{county}/report"
+        try:
+            answer = await self._send(path, None, reader, "GET")
+            return ReportFiles.model_validate({k: answer[k] for k in ReportFiles.model_fields})
+        except Refused as r:
+            if r.kind == "not_found":
+                return None
+            raise
 
     # The requests the demo's officials send, by the typed client's names.
 
