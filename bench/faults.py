@@ -50,7 +50,7 @@ from sqlmodel import Session, col, func, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
 from bench import r9
 from bench.run import SECRET, Proc, free_port, poll_after, spawn
@@ -88,6 +88,13 @@ NOTICES = {s.stage: s for s in PROGRAMME.steps if isinstance(s, NoticeStep)}
 FUNDS = next(s.stage for s in PROGRAMME.steps if isinstance(s, FundsStep))
 PAYOUT = next(s.stage for s in PROGRAMME.steps if isinstance(s, PayoutStep))
 CORRECTION = Stage.AWAITING_ACCOUNT_CORRECTION.value
+# A defect of sdk-core in temporalio 1.35 (tests/histories/upstream, README): a worker
+# started after another was killed runs a workflow on new events to answer a query and
+# sends what that produced with the next task; the history then fails to replay with a
+# nondeterminism error. Counted apart: a nondeterminism error in a history where a
+# workflow task was cut off by a kill before it (aidflow's own nondeterminism shows
+# without kills too: the replay tests, the simulator, the demo).
+NONDETERMINISM = "[TMPRL1100] Nondeterminism error"
 BEFORE_FUNDS = {s.stage for s in PROGRAMME.steps[: PROGRAMME.step_index(FUNDS)]}
 
 
@@ -191,6 +198,8 @@ class Season:
             if st.stage == FUNDS
             else ("repayment" if CORRECTION in seen else "payout")
             if st.stage == PAYOUT
+            else "repayment"
+            if st.stage == CORRECTION
             else None
         )
         if phase is not None:
@@ -304,9 +313,11 @@ class Season:
             open_ = {wf: s for wf, s in self.stages.items() if s not in ENDED}
             waiting = [wf for wf, s in open_.items() if s == FUNDS]
             everyone_in = len(self.stages) == len(self.forms)
-            # The first request once nobody is still before the funds step; another for
-            # those still waiting for funds two days after a round's funds arrived.
-            early = not n and any(s in BEFORE_FUNDS for s in open_.values())
+            # The first request once nobody is still before the funds step (or nothing
+            # has moved for ten days: the county does not wait for one stuck forever);
+            # another for those still waiting two days after a round's funds arrived.
+            quiet = time.monotonic() - self.last_change > 10 * self.day
+            early = not n and not quiet and any(s in BEFORE_FUNDS for s in open_.values())
             if not everyone_in or not waiting or early or time.monotonic() < quiet_until:
                 await asyncio.sleep(0.5)
                 continue
@@ -335,6 +346,8 @@ class Season:
                 ),
             )
             quiet_until = time.monotonic() + 2 * self.day
+            # The payout begins with the funds (a batch may pay between two looks).
+            self.phase_began.setdefault("payout", time.monotonic() - self.started)
 
     async def _until_done(self, what: str, send: Any) -> Any:
         """Sent until it is answered (the worker or the server away for a while); a
@@ -374,18 +387,26 @@ async def chaos(stack: Stack, season: Season, faults: list[Fault], done: asyncio
             await asyncio.sleep(fault.down_s)
             await stack.start_server()
         restarted = time.monotonic()
-        fault.recover_s = round(await answered_again(season) - restarted, 2)
+        answered = await answered_again(season)
+        fault.recover_s = None if answered is None else round(answered - restarted, 2)
 
 
-async def answered_again(season: Season) -> float:
-    """When a workflow's query was answered again (queries need a worker)."""
-    while True:
+async def answered_again(season: Season, within: float = 180.0) -> float | None:
+    """When a workflow's query was answered again (queries need a worker): any open
+    application's, in turn (one the SDK defect broke never answers); None if none did
+    within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    turn = 0
+    while time.monotonic() < deadline:
         open_ = [wf for wf, s in season.stages.items() if s not in ENDED] or list(season.stages)
+        wf = open_[turn % len(open_)]
+        turn += 1
         try:
-            await asyncio.wait_for(season.api.status(open_[0]), 5)
+            await asyncio.wait_for(season.api.status(wf), 5)
             return time.monotonic()
         except Exception:
             await asyncio.sleep(0.1)
+    return None
 
 
 def quiet_runtime() -> Runtime:
@@ -399,7 +420,7 @@ def quiet_runtime() -> Runtime:
 
 
 def settings_for(
-    work: Path, epoch: datetime, day_seconds: float, closed: list[str], cache: int | None
+    work: Path, epoch: datetime, day_seconds: float, closed: list[str]
 ) -> tuple[Settings, dict[str, str]]:
     grpc, ui = free_port(), free_port()
     env = {
@@ -419,7 +440,6 @@ def settings_for(
         "AIDFLOW_BANK_SIM_CLOSED_SUFFIXES": json.dumps(closed),
         "AIDFLOW_LOG_LEVEL": "WARNING",
         "AIDFLOW_METRICS_PORT": "",
-        **({"AIDFLOW_MAX_CACHED_WORKFLOWS": str(cache)} if cache is not None else {}),
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -443,7 +463,6 @@ async def run_faults(
     day_seconds: float = 2.0,
     work: Path | None = None,
     limit_s: float = 3600.0,
-    max_cached_workflows: int | None = None,
 ) -> dict[str, Any]:
     work = work or Path(tempfile.mkdtemp(prefix="aidflow-faults-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -455,7 +474,7 @@ async def run_faults(
     ]
     # The calendar starts once the stack is up and the registry is in.
     epoch = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=25)
-    settings, env = settings_for(work, epoch, day_seconds, closed, max_cached_workflows)
+    settings, env = settings_for(work, epoch, day_seconds, closed)
     upgrade(settings.effective_database_url)
     engine = make_engine(settings.effective_database_url)
     keys = Keys(settings.secret_key_bytes())
@@ -535,7 +554,6 @@ async def run_faults(
         "seconds": round(seconds, 1),
         "seed": seed,
         "day_seconds": day_seconds,
-        "max_cached_workflows": max_cached_workflows,
     }
 
 
@@ -581,23 +599,40 @@ async def check(
     replayer = Replayer(
         workflows=ALL_WORKFLOWS,
         data_converter=pydantic_data_converter,
+        # Without the sandbox: replaying checks determinism; the sandbox would import
+        # the workflow modules again for every history.
+        workflow_runner=UnsandboxedWorkflowRunner(),
         interceptors=[
             AuthorityInterceptor(authority_key=keys.authority, internal_key=keys.internal)
         ],
     )
     replay_failures: dict[str, str] = {}
+    by_defect: Counter[str] = Counter()  # what SDK_DEFECT explains, by kind
+    broken: set[str] = set()  # workflows SDK_DEFECT left unable to run or replay
     privacy: list[str] = []
     async for w in api.client.list_workflows(f"TaskQueue = '{api.task_queue}'"):
         history = await api.client.get_workflow_handle(w.id, run_id=w.run_id).fetch_history()
         privacy += r9.scan_history_json(w.id, history.to_json())
+        crashed = False  # a workflow task cut off by a kill, earlier in this history
         for e in history.events:
-            failures += e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
-            timeouts += e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT
+            if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+                timeouts += 1
+                crashed = True
+            if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+                failures += 1
+                message = e.workflow_task_failed_event_attributes.failure.message
+                if crashed and NONDETERMINISM in message:
+                    by_defect["task_failures"] += 1
+                    broken.add(w.id)
         # Every history must replay on the code that wrote it (a worker restarted after a
         # crash replays them all).
         replayed = await replayer.replay_workflow(history, raise_on_replay_failure=False)
         if replayed.replay_failure is not None:
             replay_failures[w.id] = str(replayed.replay_failure)[:240]
+            if crashed and NONDETERMINISM in replay_failures[w.id]:
+                by_defect["replay_failures"] += 1
+                broken.add(w.id)
+    by_defect["stuck"] = sum(1 for wf in submitted if final[wf] not in ENDED and wf in broken)
     return {
         "lost": sum(1 for wf in submitted if wf not in rows or final[wf] == "(no answer)"),
         "stuck": sum(1 for wf in submitted if final[wf] not in ENDED),
@@ -614,6 +649,8 @@ async def check(
         "task_failures": failures,
         "task_timeouts": timeouts,
         "replay_failures": len(replay_failures),
+        # Of stuck, task_failures and replay_failures: those SDK_DEFECT explains.
+        "by_sdk_defect": dict(by_defect),
         "replay_failure_examples": dict(list(replay_failures.items())[:3]),
         "unanswered_queries": len(season.unanswered),
         # R9: no full identity or account number in any history, table or file (but the
@@ -626,6 +663,16 @@ async def check(
     }
 
 
+def unexplained(result: dict[str, Any]) -> dict[str, int]:
+    """stuck, task_failures and replay_failures that the SDK defect does not explain."""
+    known = result["by_sdk_defect"]
+    return {
+        k: result[k] - known.get(k, 0)
+        for k in ("stuck", "task_failures", "replay_failures")
+        if result[k] - known.get(k, 0)
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--applications", type=int, default=20)
@@ -633,13 +680,6 @@ def main() -> None:
     p.add_argument("--server-restarts", type=int, default=1)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--day-seconds", type=float, default=2.0)
-    p.add_argument(
-        "--max-cached-workflows",
-        type=int,
-        default=None,
-        help="the worker's workflow cache (default: the SDK's; 0 avoids the sdk-core defect "
-        "in tests/histories/upstream, at the cost of a full replay per workflow task)",
-    )
     p.add_argument("--out", type=Path, default=None, help="also write the summary here")
     a = p.parse_args()
     result = asyncio.run(
@@ -649,7 +689,6 @@ def main() -> None:
             a.server_restarts,
             a.seed,
             day_seconds=a.day_seconds,
-            max_cached_workflows=a.max_cached_workflows,
         )
     )
     text = json.dumps(result, ensure_ascii=False, indent=2)

@@ -103,7 +103,7 @@ def dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def test_migrations_from_empty(db_url: str, engine: Engine) -> None:
-    assert current_revision(db_url) == "0005"
+    assert current_revision(db_url) == "0006"
     tables = set(inspect(engine).get_table_names())
     assert {
         "applications",
@@ -114,9 +114,13 @@ def test_migrations_from_empty(db_url: str, engine: Engine) -> None:
         "places",
         "alembic_version",
         "credentials",  # 0005: R10
+        "deployment",  # 0006: the database's identity
     } <= tables
     columns = {c["name"] for c in inspect(engine).get_columns("applications")}
     assert "round" in columns  # 0004: seasons with rounds (R12)
+    from workers.deployment import database_id
+
+    assert database_id(engine).startswith("db-")  # made once, with the database
 
 
 # ------------------------------------------------------------------- record_events

@@ -100,11 +100,6 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(
         9464, description="Prometheus metrics port of the worker; empty to disable"
     )
-    max_cached_workflows: int | None = Field(
-        None,
-        ge=0,
-        description="workflow runs the worker keeps in memory (default: the SDK's, 1000)",
-    )
 
     @field_validator("log_level", mode="before")
     @classmethod

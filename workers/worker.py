@@ -231,12 +231,7 @@ async def running_worker(
     from integrations.notify import OutboxSender
 
     deps = Dependencies.from_settings(settings)
-    cache: dict[str, Any] = (
-        {"max_cached_workflows": settings.max_cached_workflows}
-        if settings.max_cached_workflows is not None
-        else {}
-    )
-    worker = build_worker(client, settings.task_queue, deps, **cache)
+    worker = build_worker(client, settings.task_queue, deps)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

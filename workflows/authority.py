@@ -90,6 +90,7 @@ _ADAPTERS: dict[str, TypeAdapter[Any]] = {
 CONTINUED = "continue_as_new"
 # Clocks of gateway and worker apart by at most this much.
 _SKEW = timedelta(minutes=5)
+_NO_SEAL = "it is a message only aidflow's workflows send, and it carries no seal"
 _NO_PROOF = "it carries no statement of who sends it (R10: requests go through aidflow's gateway or are signed with the sender's own credential)"
 
 
@@ -179,6 +180,13 @@ class AuthorityInterceptor(Interceptor):
             async def handle_signal(self, input: HandleSignalInput) -> None:
                 kind = workflow.info().workflow_type
                 if input.signal in BODIES:
+                    # Its proof is looked for first (a message without one is refused
+                    # for that, whatever it carries), then its body decoded.
+                    request = input.signal in REQUESTS.get(kind, ())
+                    if request and _statement(input.headers) is None:
+                        return _refuse(input.signal, _NO_PROOF)
+                    if not request and SEAL_HEADER not in input.headers:
+                        return _refuse(input.signal, _NO_SEAL)
                     body = _body(input.signal, input.args)
                     if isinstance(body, str):
                         return _refuse(input.signal, body)
@@ -314,7 +322,7 @@ def _seal_problem(
     say when it carries none)."""
     raw = headers.get(SEAL_HEADER)
     if raw is None:
-        return missing or "it is a message only aidflow's workflows send, and it carries no seal"
+        return missing or _NO_SEAL
     try:
         seal: Seal = workflow.payload_converter().from_payloads([raw], [Seal])[0]
     except Exception:
