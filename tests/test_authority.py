@@ -210,6 +210,19 @@ async def test_a_raw_client_cannot_decide_withdraw_or_pay(
     await case.at_stage("village_notice")
 
 
+def _as_service(env: WorkflowEnvironment, keys: Keys, binding: Binding) -> Client:
+    """A client that signs every message with this service credential, as a county
+    service sending Temporal messages itself would."""
+    service = ServiceCredential(
+        binding, credential_key(keys.authority, binding), SKIPPED_CLOCK_LIFETIME
+    )
+    config = env.client.config()
+    config["interceptors"] = [
+        SigningInterceptor(service, env.client.data_converter.payload_converter)
+    ]
+    return Client(**config)
+
+
 async def test_the_actor_is_the_credentials_not_the_bodys(
     new_case: Callable[..., Awaitable[Case]], ts_env: WorkflowEnvironment, keys: Keys
 ) -> None:
@@ -218,14 +231,8 @@ async def test_the_actor_is_the_credentials_not_the_bodys(
     case = await new_case()
     official = village_official()
     binding = Binding.of(official, "svc-village-1")
-    service = ServiceCredential(
-        binding, credential_key(keys.authority, binding), SKIPPED_CLOCK_LIFETIME
-    )
     config = ts_env.client.config()
-    config["interceptors"] = [
-        SigningInterceptor(service, ts_env.client.data_converter.payload_converter)
-    ]
-    as_service = Client(**config).get_workflow_handle(case.wf)
+    as_service = _as_service(ts_env, keys, binding).get_workflow_handle(case.wf)
     forged = county_official().model_copy(update={"id": "someone-else"})
     await as_service.execute_update(
         ApplicationWorkflow.decide,
@@ -504,15 +511,7 @@ async def test_a_revoked_service_credential_is_refused_by_the_workers(
         role=official.role,
         place_code=official.place_code,
     )
-    binding = credentials.binding_of(row)
-    service = ServiceCredential(
-        binding, credential_key(keys.authority, binding), SKIPPED_CLOCK_LIFETIME
-    )
-    config = ts_env.client.config()
-    config["interceptors"] = [
-        SigningInterceptor(service, ts_env.client.data_converter.payload_converter)
-    ]
-    as_service = Client(**config).get_workflow_handle(case.wf)
+    as_service = _as_service(ts_env, keys, credentials.binding_of(row)).get_workflow_handle(case.wf)
     credentials.revoke(app_stack.engine, row.id)
     revocations = app_stack.deps.revocations
     assert revocations is not None

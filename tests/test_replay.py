@@ -73,15 +73,13 @@ def _workflow_id(path: Path) -> str:
     return path.stem
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
-async def test_history_replays(path: Path, keys: Keys) -> None:
-    history = WorkflowHistory.from_json(_workflow_id(path), path.read_text())
-    # With the worker's own check of who sent each message (R10), under the tests' key.
-    replayer = Replayer(
+def _replayer(keys: Keys) -> Replayer:
+    """The workers' workflows with their own check of who sent each message (R10), as
+    the runs that recorded the histories had it: clocks skipped ahead of the wall clock."""
+    return Replayer(
         workflows=ALL_WORKFLOWS,
         data_converter=pydantic_data_converter,
         interceptors=[
-            # As the tests that recorded them ran: their clocks skipped ahead of the wall clock.
             AuthorityInterceptor(
                 authority_key=keys.authority,
                 internal_key=keys.internal,
@@ -89,7 +87,12 @@ async def test_history_replays(path: Path, keys: Keys) -> None:
             )
         ],
     )
-    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+async def test_history_replays(path: Path, keys: Keys) -> None:
+    history = WorkflowHistory.from_json(_workflow_id(path), path.read_text())
+    result = await _replayer(keys).replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
 
 
@@ -144,18 +147,7 @@ async def test_a_history_written_after_a_query_ran_new_events_replays(name: str)
     path = UPSTREAM / f"{name}.json"
     keys = Keys(bytes.fromhex(SECRET))  # the fault harness's deployment key
     history = WorkflowHistory.from_json(_workflow_id(path), path.read_text())
-    replayer = Replayer(
-        workflows=ALL_WORKFLOWS,
-        data_converter=pydantic_data_converter,
-        interceptors=[
-            AuthorityInterceptor(
-                authority_key=keys.authority,
-                internal_key=keys.internal,
-                max_lifetime=SKIPPED_CLOCK_LIFETIME,
-            )
-        ],
-    )
-    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    result = await _replayer(keys).replay_workflow(history, raise_on_replay_failure=False)
     failure = str(result.replay_failure or "")
     if failure and UPSTREAM_DEFECTS[name] not in failure:
         pytest.fail(f"fails otherwise than the known defect: {failure[:300]}")
