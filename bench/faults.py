@@ -42,7 +42,6 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +65,13 @@ from models.programme import FundsStep, NoticeStep, PayoutStep, ReviewStep
 from models.programmes import BUILTIN_PROGRAMMES, COUNTY_SUBSIDY_DEMO
 from store import audit
 from store.db import make_engine, upgrade
-from store.importing import import_places, import_registry
 from store.registry import RegistryReader
 from store.sealing import Keys
 from store.tables import ApplicationRow, Payment
 from workers.client import AidflowClient, Refused
 from workers.embedded import DevServer, start_dev_server, wait_for_server
 from workers.settings import Settings
-from workers.synthetic import applicants, registry_csv
+from workers.synthetic import applicants, load_sample_county
 from workers.witness import chain_heads
 from workers.worker import connect
 from workflows.authority import AuthorityInterceptor
@@ -478,16 +476,7 @@ async def run_faults(
     upgrade(settings.effective_database_url)
     engine = make_engine(settings.effective_database_url)
     keys = Keys(settings.secret_key_bytes())
-    with tempfile.TemporaryDirectory() as tmp:
-        places = Path(tmp) / "places.csv"
-        places.write_text(
-            resources.files("models.sample").joinpath("places.csv").read_text(encoding="utf-8"),
-            encoding="utf-8",
-        )
-        import_places(engine, places)
-        reg = Path(tmp) / "registry.csv"
-        reg.write_text(registry_csv(forms, SEASON), encoding="utf-8")
-        import_registry(engine, reg, keys.hash_id)
+    load_sample_county(engine, forms, SEASON, keys.hash_id)
     stack = Stack(work, settings, env)
     faults = plan(kills, server_restarts, rng)
     started = time.monotonic()

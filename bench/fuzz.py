@@ -28,7 +28,6 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,6 @@ from models.programmes import BUILTIN_PROGRAMMES
 from store import credentials
 from store.calendars import build_calendar
 from store.db import make_engine, upgrade
-from store.importing import import_places, import_registry
 from store.registry import RegistryReader
 from store.sealing import Keys
 from workers.client import AidflowClient
@@ -53,7 +51,7 @@ from workers.gateway import create_app
 from workers.gateway.serving import serving_app
 from workers.signing import SKIPPED_CLOCK_LIFETIME
 from workers.simulate import start_time_skipping_server
-from workers.synthetic import applicants, registry_csv
+from workers.synthetic import applicants, load_sample_county
 from workers.worker import Dependencies, build_worker
 from workflows.application import ApplicationWorkflow
 
@@ -424,20 +422,12 @@ async def run_fuzz(requests: int, seed: int, work: Path, applications: int = 6) 
     url = f"sqlite:///{work / 'fuzz.db'}"
     upgrade(url)
     engine = make_engine(url)
-    places = work / "places.csv"
-    places.write_text(
-        resources.files("models.sample").joinpath("places.csv").read_text(encoding="utf-8"),
-        encoding="utf-8",
-    )
-    import_places(engine, places)
     # The synthetic applicants go round the sample villages: keep one village's.
     drawn = applicants(applications * 12, 2027, seed)
     village = drawn[0].places.village_code
     forms = [f for f in drawn if f.places.village_code == village][:applications]
     keys = Keys(rng.randbytes(32))
-    registry = work / "registry.csv"
-    registry.write_text(registry_csv(forms, 2027), encoding="utf-8")
-    import_registry(engine, registry, keys.hash_id)
+    load_sample_county(engine, forms, 2027, keys.hash_id, work)
     calendar = build_calendar("state-council")
     deps = Dependencies(
         engine,

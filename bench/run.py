@@ -36,7 +36,6 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -198,11 +197,10 @@ async def run_pipeline(
     from models.domain import DecisionKind, Role
     from models.programmes import BUILTIN_PROGRAMMES, COUNTY_SUBSIDY_DEMO
     from store.db import make_engine, upgrade
-    from store.importing import import_places, import_registry
     from store.registry import RegistryReader
     from workers.client import AidflowClient, Refused
     from workers.settings import Settings
-    from workers.synthetic import applicants, registry_csv
+    from workers.synthetic import applicants, load_sample_county
     from workers.worker import connect
 
     work.mkdir(parents=True, exist_ok=True)
@@ -215,19 +213,10 @@ async def run_pipeline(
     upgrade(url)
     engine = make_engine(url)
     forms = applicants(n, 2026, seed=11, programme=COUNTY_SUBSIDY_DEMO.code)
-    with tempfile.TemporaryDirectory() as tmp:
-        places = Path(tmp) / "places.csv"
-        places.write_text(
-            resources.files("models.sample").joinpath("places.csv").read_text(encoding="utf-8"),
-            encoding="utf-8",
-        )
-        import_places(engine, places)
-        reg = Path(tmp) / "registry.csv"
-        reg.write_text(registry_csv(forms, 2026), encoding="utf-8")
-        from store.sealing import Keys
+    from store.sealing import Keys
 
-        keys = Keys(settings.secret_key_bytes())
-        import_registry(engine, reg, keys.hash_id)
+    keys = Keys(settings.secret_key_bytes())
+    load_sample_county(engine, forms, 2026, keys.hash_id)
     worker = spawn([str(BIN / "aidflow"), "worker"], work / "worker-a.log", env)
     try:
         client = await connect(settings)
@@ -511,12 +500,11 @@ async def run_idle(n: int, work: Path) -> IdleResult:
     from models.application import Actor, DecisionRequest, NoticePosting
     from models.domain import DecisionKind, Role
     from store.db import make_engine, upgrade
-    from store.importing import import_places, import_registry
     from store.registry import RegistryReader
     from store.sealing import Keys
     from workers.client import AidflowClient
     from workers.settings import Settings
-    from workers.synthetic import applicants, registry_csv
+    from workers.synthetic import applicants, load_sample_county
     from workers.worker import connect
 
     prog = idle_programme()
@@ -544,16 +532,7 @@ async def run_idle(n: int, work: Path) -> IdleResult:
         engine = make_engine(settings.effective_database_url)
         keys = Keys(settings.secret_key_bytes())
         forms = applicants(n, season, seed=5, programme=prog)
-        with tempfile.TemporaryDirectory() as tmp:
-            places = Path(tmp) / "places.csv"
-            places.write_text(
-                resources.files("models.sample").joinpath("places.csv").read_text("utf-8"),
-                encoding="utf-8",
-            )
-            import_places(engine, places)
-            reg = Path(tmp) / "registry.csv"
-            reg.write_text(registry_csv(forms, season), encoding="utf-8")
-            import_registry(engine, reg, keys.hash_id)
+        load_sample_county(engine, forms, season, keys.hash_id)
         worker = spawn([str(BIN / "aidflow"), "worker"], work / "worker-idle.log", env)
         try:
             client = await connect(settings)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import random
 import shutil
-import tempfile
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -41,7 +40,6 @@ from models.calendar import CompressedCalendar, WorkingCalendar
 from models.domain import DecisionKind, DocumentKind, ObjectionOutcome, Role
 from models.programme import FundsStep, NoticeStep, PayoutStep, Programme, ReceiptStep, ReviewStep
 from models.programmes import BUILTIN_PROGRAMMES, DEMO_VARIANTS
-from store.importing import import_places, import_registry
 from store.registry import RegistryReader
 from workers.client import AidflowClient, Refused
 from workers.embedded import RunningStack, embedded_stack
@@ -49,7 +47,7 @@ from workers.gateway import create_app
 from workers.gateway.offices import Offices
 from workers.gateway.serving import serving_app
 from workers.settings import Settings
-from workers.synthetic import applicants, registry_csv, school_actor
+from workers.synthetic import applicants, load_sample_county, school_actor
 
 SEASON = 2026
 ENDS = ("rejected", "withdrawn")
@@ -376,19 +374,8 @@ async def _drive(
     deps = stack.deps
     calendar = deps.calendar
     assert isinstance(calendar, CompressedCalendar)
-    with tempfile.TemporaryDirectory() as tmp:
-        places = Path(tmp) / "places.csv"
-        from importlib import resources
-
-        places.write_text(
-            resources.files("models.sample").joinpath("places.csv").read_text(encoding="utf-8"),
-            encoding="utf-8",
-        )
-        import_places(deps.engine, places)
-        reg = Path(tmp) / "registry.csv"
-        reg.write_text(registry_csv(forms, SEASON), encoding="utf-8")
-        keys = Keys(settings.secret_key_bytes())
-        import_registry(deps.engine, reg, keys.hash_id)
+    keys = Keys(settings.secret_key_bytes())
+    load_sample_county(deps.engine, forms, SEASON, keys.hash_id)
     api = AidflowClient(
         stack.client,
         task_queue=settings.task_queue,

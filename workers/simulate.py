@@ -59,7 +59,6 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterat
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock
-from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -101,14 +100,13 @@ from models.planner import window
 from models.programme import FundsStep, NoticeStep, Programme, ReceiptStep, ReviewStep
 from models.programmes import BUILTIN_PROGRAMMES, COUNTY_SUBSIDY
 from store.db import make_engine, upgrade
-from store.importing import import_places, import_registry
 from store.registry import RegistryReader
 from store.sealing import Keys
 from store.tables import ApplicationRow, AuditEntry
 from workers.client import AidflowClient, Refused, query_when_ready
 from workers.settings import Settings
 from workers.signing import SKIPPED_CLOCK_LIFETIME
-from workers.synthetic import applicants, registry_csv, school_actor
+from workers.synthetic import applicants, load_sample_county, school_actor
 from workers.worker import Dependencies, build_worker
 
 T = TypeVar("T")
@@ -1312,17 +1310,9 @@ async def run_simulation(
         clocks,
         deps,
     ):
-        tmp = data_dir / "import"
-        tmp.mkdir()
-        places = tmp / "places.csv"
-        places.write_text(
-            resources.files("models.sample").joinpath("places.csv").read_text(encoding="utf-8"),
-            encoding="utf-8",
+        load_sample_county(
+            deps.engine, forms, scenario.season, deps.keys.hash_id, data_dir / "import"
         )
-        import_places(deps.engine, places)
-        reg = tmp / "registry.csv"
-        reg.write_text(registry_csv(forms, scenario.season), encoding="utf-8")
-        import_registry(deps.engine, reg, deps.keys.hash_id)
         api = AidflowClient(
             client,
             task_queue=settings.task_queue,

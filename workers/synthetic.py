@@ -9,8 +9,11 @@ from __future__ import annotations
 import csv
 import io
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
+from typing import Any
 
 from models.application import Actor, ApplicationForm, Places
 from models.domain import EducationLevel, Role
@@ -151,3 +154,31 @@ def registry_csv(forms: list[ApplicationForm], season: int) -> str:
             ]
         )
     return out.getvalue()
+
+
+def load_sample_county(
+    engine: Any,
+    forms: list[ApplicationForm],
+    season: int,
+    hash_id: Callable[[str], str],
+    folder: Path | None = None,
+) -> None:
+    """The sample county's places and the registered households of these applicants,
+    imported as ``aidflow places import`` and ``aidflow registry import`` would: the
+    files written to ``folder`` (kept), or to a temporary one."""
+    import tempfile
+
+    from store.importing import import_places, import_registry
+
+    with tempfile.TemporaryDirectory() as tmp:
+        where = folder or Path(tmp)
+        where.mkdir(parents=True, exist_ok=True)
+        places = where / "places.csv"
+        places.write_text(
+            resources.files("models.sample").joinpath("places.csv").read_text(encoding="utf-8"),
+            encoding="utf-8",
+        )
+        import_places(engine, places)
+        registry = where / "registry.csv"
+        registry.write_text(registry_csv(forms, season), encoding="utf-8")
+        import_registry(engine, registry, hash_id)
