@@ -621,7 +621,12 @@ async def check(
             if crashed and NONDETERMINISM in replay_failures[w.id]:
                 by_defect["replay_failures"] += 1
                 broken.add(w.id)
-    by_defect["stuck"] = sum(1 for wf in submitted if final[wf] not in ENDED and wf in broken)
+    # A season the defect broke holds every application that waits on it (its funds,
+    # its batches) as well.
+    season_broken = any(not wf.startswith(PROGRAMME.code + "/") for wf in broken)
+    by_defect["stuck"] = sum(
+        1 for wf in submitted if final[wf] not in ENDED and (wf in broken or season_broken)
+    )
     return {
         "lost": sum(1 for wf in submitted if wf not in rows or final[wf] == "(no answer)"),
         "stuck": sum(1 for wf in submitted if final[wf] not in ENDED),
