@@ -113,9 +113,11 @@ def plan(kills: int, restarts: int, rng: random.Random) -> list[Fault]:
         Fault("worker", PHASES[i % len(PHASES)], rng.uniform(0.1, 0.9), rng.uniform(0.5, 3.0))
         for i in range(kills)
     ]
+    # Restarts spread like the kills, the first in a notice: the longest phase (at least
+    # ten working days), so it comes before the season can end whatever the kills took.
     faults += [
-        Fault("server", rng.choice(("notice", "payout")), rng.uniform(0.1, 0.9), rng.uniform(5, 25))
-        for _ in range(restarts)
+        Fault("server", ("notice", "payout")[j % 2], rng.uniform(0.1, 0.9), rng.uniform(5, 25))
+        for j in range(restarts)
     ]
     return sorted(faults, key=lambda f: (PHASES.index(f.phase), f.after_days))
 
