@@ -207,7 +207,7 @@ async def http_late_objection_or_wrong_request(t: Target, rng: random.Random) ->
                 "village",
             ),
             ("receipts", {"funding_source": "county_budget"}, "village"),
-            ("postings", {"stage": "village_notice"}, "township"),
+            ("withdrawal", {"reason": "x"}, "village"),  # only the applicant withdraws
         ]
     )
     headers = t.auth(office) if office else {}

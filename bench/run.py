@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -497,12 +498,13 @@ def idle_programme() -> Any:
 
 
 async def run_idle(n: int, work: Path) -> IdleResult:
-    from models.application import Actor, DecisionRequest, NoticePosting
-    from models.domain import DecisionKind, Role
+    from models.application import Actor, DecisionRequest
+    from models.domain import DecisionKind, Level, Role
+    from models.notice import NoticePostRequest
     from store.db import make_engine, upgrade
     from store.registry import RegistryReader
     from store.sealing import Keys
-    from workers.client import AidflowClient
+    from workers.client import AidflowClient, Refused
     from workers.settings import Settings
     from workers.synthetic import applicants, load_sample_county
     from workers.worker import connect
@@ -568,17 +570,30 @@ async def run_idle(n: int, work: Path) -> IdleResult:
                             decision=DecisionKind.APPROVE,
                         ),
                     )
-                    await api.post_notice(
-                        wf,
-                        NoticePosting(
-                            request_id=uuid.uuid4().hex, actor=actor, stage="village_notice"
-                        ),
-                    )
                     done += 1
                     if done % 1000 == 0:
-                        console.print(f"  idle: {done}/{n} in a posted notice")
+                        console.print(f"  idle: {done}/{n} approved by their villages")
 
             await asyncio.gather(*(one(f) for f in forms))
+            # Each village posts its list once everyone approved is on it.
+            villages = Counter(f.places.village_code for f in forms)
+
+            async def post(village: str, members: int) -> None:
+                notice = api.notice_id(prog.code, season, Level.VILLAGE, village)
+                while True:
+                    with contextlib.suppress(Refused):
+                        if len((await api.notice_status(notice)).pending) >= members:
+                            break
+                    await asyncio.sleep(0.5)
+                actor = Actor(
+                    id=f"vc-{village}", name="x", role=Role.VILLAGE_COMMITTEE, place_code=village
+                )
+                await api.post_notice(
+                    notice, NoticePostRequest(request_id=uuid.uuid4().hex, actor=actor)
+                )
+
+            await asyncio.gather(*(post(v, k) for v, k in villages.items()))
+            console.print(f"  idle: {n} in {len(villages)} posted notices")
             setup = time.monotonic() - started
             await asyncio.sleep(15)  # idle: the persistence settles, nothing else happens
             result = IdleResult(

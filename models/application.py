@@ -229,12 +229,6 @@ class ObjectionResolution(_Request):
     reason: Annotated[LongText, Field(min_length=1)]
 
 
-class NoticePosting(_Request):
-    """An explicit posting by the notice's owner (otherwise aidflow posts automatically)."""
-
-    stage: StageName
-
-
 class WithdrawalRequest(_Request):
     reason: LongText = ""
 

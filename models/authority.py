@@ -62,7 +62,6 @@ REQUESTS: dict[str, frozenset[str]] = {
                     "correct",
                     "lodge_objection",
                     "resolve_objection",
-                    "post_notice",
                     "withdraw",
                 )
                 for name in (base, f"{base}_signal")
@@ -72,11 +71,21 @@ REQUESTS: dict[str, frozenset[str]] = {
         }
     ),
     "SeasonWorkflow": frozenset({"request_funds", "funds_arrived"}),
+    "NoticeWorkflow": frozenset({"post"}),
 }
 INTERNAL: dict[str, frozenset[str]] = {
     "ApplicationWorkflow": frozenset(
-        {"funds_requested", "funds_released", "payment_sent", "payment_result"}
+        {
+            "funds_requested",
+            "funds_released",
+            "payment_sent",
+            "payment_result",
+            "notice_posted",
+            "notice_scheduled",
+        }
     ),
+    # ``join`` is an update: sealed by the join activity (activities/notices.py).
+    "NoticeWorkflow": frozenset({"join", "member_changed", "posting_due"}),
     "SeasonWorkflow": frozenset({"repayment_ready", "payment_settled"}),
 }
 

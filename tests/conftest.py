@@ -39,6 +39,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from integrations.bank import BankSimulator, SimulatorRules
+from models import search
 from models.calendar import WorkingCalendar
 from models.intake import RegisteredMember
 from models.programmes import BUILTIN_PROGRAMMES
@@ -51,7 +52,7 @@ from workers.client import AidflowClient
 from workers.logs import configure_logging
 from workers.revocations import Revocations
 from workers.signing import SKIPPED_CLOCK_LIFETIME
-from workers.simulate import start_time_skipping_server
+from workers.simulate import NoticeClock, start_time_skipping_server
 from workers.worker import Dependencies, build_worker
 
 POSTGRES_URL = os.environ.get(
@@ -203,7 +204,10 @@ async def make_stack(
     deps.revocations = Revocations(deps.engine)  # refreshed by the tests that revoke
     queue = f"tq-{uuid.uuid4().hex[:8]}"
     client: Client = env.client
-    worker = build_worker(client, queue, deps, replace=replace(deps) if replace else ())
+    # The worker's own client starts notices (a join) on their member's clock.
+    config = client.config()
+    config["interceptors"] = [*config["interceptors"], NoticeClock()]
+    worker = build_worker(Client(**config), queue, deps, replace=replace(deps) if replace else ())
     api = AidflowClient(
         client,
         task_queue=queue,
@@ -222,7 +226,10 @@ async def make_stack(
         finally:
             stop.set()
             await simulator
-            # Workflows ids repeat across tests (one season per county): leave nothing running.
+            # Workflows ids repeat across tests (one season per county, one notice per
+            # place): leave nothing running. A notice started a moment ago may not be
+            # listed yet: its id comes from the applications that joined it.
+            await _end_notices(client, api, queue)
             async for wf in client.list_workflows(
                 f"TaskQueue = '{queue}' AND ExecutionStatus = 'Running'"
             ):
@@ -234,6 +241,44 @@ async def make_stack(
             # closed season is not started again): delete it.
             await _delete_seasons(client, queue)
     deps.engine.dispose()
+
+
+async def _end_notices(client: Client, api: AidflowClient, queue: str) -> None:
+    from models.notice import notice_workflow_id
+    from models.steps import NoticeStep
+
+    ids: set[str] = set()
+    async for wf in client.list_workflows(
+        f"TaskQueue = '{queue}' AND WorkflowType = 'ApplicationWorkflow'"
+    ):
+        attrs = wf.typed_search_attributes
+        programme = api.programmes.get(attrs.get(search.PROGRAMME) or "")
+        season = attrs.get(search.SEASON)
+        if programme is None or season is None:
+            continue
+        places = {
+            "village": attrs.get(search.VILLAGE),
+            "township": attrs.get(search.TOWNSHIP),
+            "county": attrs.get(search.COUNTY),
+        }
+        for step in programme.steps:
+            if not isinstance(step, NoticeStep):
+                continue
+            place = places.get(step.level.value)
+            if place:
+                ids.add(
+                    notice_workflow_id(
+                        programme.code,
+                        season,
+                        attrs.get(search.ROUND) or "",
+                        step.level,
+                        place,
+                        step.stage,
+                    )
+                )
+    for notice_id in ids:
+        with contextlib.suppress(Exception):
+            await client.get_workflow_handle(notice_id).terminate("test finished")
 
 
 async def _delete_seasons(client: Client, queue: str) -> None:

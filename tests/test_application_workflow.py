@@ -12,6 +12,7 @@ matter. Hand-computed 2027 dates used below (Mid-Autumn is Wed 15 Sep 2027):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import uuid
@@ -25,6 +26,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 import models
@@ -34,19 +36,21 @@ from models.application import (
     ApplicationStatus,
     CorrectionRequest,
     DecisionRequest,
-    NoticePosting,
     ObjectionRequest,
     ObjectionResolution,
     WithdrawalRequest,
 )
 from models.calendar import SHANGHAI, StateCouncilCalendar, WorkingCalendar, YearSchedule
-from models.domain import DecisionKind, DocumentKind, ObjectionOutcome
+from models.domain import DecisionKind, DocumentKind, Level, ObjectionOutcome, Role
+from models.notice import NoticePostRequest, NoticeStatus, notice_workflow_id
+from models.steps import NoticeStep
 from store.sealing import Keys
 from store.tables import ApplicationRow, AuditEntry, OutboxMessage
 from tests.conftest import AppStack, Registry, make_stack
 from tests.support import (
     IN_WINDOW_2027,
     OTHER_VILLAGE,
+    VILLAGE,
     applicant,
     county_official,
     form,
@@ -86,9 +90,38 @@ class Case:
         return await self.env.get_current_time(self.handle)
 
     async def advance_to(self, instant: datetime) -> None:
-        delta = instant - await self.now()
-        assert delta > timedelta(0), f"already past {instant}"
-        await self.env.fast_forward(self.handle, delta)
+        """Move the application's clock, then its notices' (each workflow has its own
+        clock on this server; a notice's posting time comes from its members' clocks,
+        an owner's explicit posting from the notice's)."""
+        assert instant > await self.now(), f"already past {instant}"
+        await self._move(self.handle, instant)
+        for n in await self.notices():
+            await self._move(self.api.client.get_workflow_handle(n.notice_id), instant)
+
+    async def _move(self, handle: WorkflowHandle[Any, Any], to: datetime) -> None:
+        delta = to - await self.env.get_current_time(handle)
+        if delta > timedelta(0):
+            await self.env.fast_forward(handle, delta)
+
+    async def notices(self) -> list[NoticeStatus]:
+        """The running notices of this application's programme at its places."""
+        st = await self.status()
+        out: list[NoticeStatus] = []
+        for step in self.api.programmes[st.programme].steps:
+            if isinstance(step, NoticeStep):
+                notice_id = notice_workflow_id(
+                    st.programme,
+                    st.season,
+                    "",
+                    step.level,
+                    st.places.code_at(step.level),
+                    step.stage,
+                )
+                with contextlib.suppress(Refused, RPCError):
+                    described = await self.api.client.get_workflow_handle(notice_id).describe()
+                    if described.status is WorkflowExecutionStatus.RUNNING:
+                        out.append(await self.api.notice_status(notice_id))
+        return out
 
     async def status(self) -> ApplicationStatus:
         return await self.api.status(self.wf)
@@ -98,7 +131,8 @@ class Case:
     ) -> ApplicationStatus:
         for _ in range(100):
             st = await self.status()
-            if check(st):
+            # A step that is still starting (joining its notice) is not a state to check.
+            if "joining the" not in st.details_en and check(st):
                 return st
             await asyncio.sleep(0.1)
         pytest.fail(f"{self.wf} never reached: {what}; last: {st.stage} / {st.details_en}")
@@ -131,11 +165,13 @@ class Case:
     async def kinds(self) -> list[str]:
         return [e.kind for e in await self.api.trail(self.wf)]
 
-    async def save_history(self, name: str) -> None:
-        """With AIDFLOW_RECORD_HISTORIES=1, keep this run's history as a replay fixture."""
+    async def save_history(self, name: str, workflow_id: str | None = None) -> None:
+        """With AIDFLOW_RECORD_HISTORIES=1, keep this run's history as a replay fixture
+        (``workflow_id``: another workflow's, one of its notices)."""
         if os.environ.get("AIDFLOW_RECORD_HISTORIES") == "1":
             await self.wait_for(lambda s: True, "settle")
-            history = await self.handle.fetch_history()
+            handle = self.api.client.get_workflow_handle(workflow_id or self.wf)
+            history = await handle.fetch_history()
             history_path(name).write_text(history.to_json())
 
     async def local_activity_types(self) -> dict[str, int]:
@@ -204,9 +240,11 @@ async def test_happy_path_to_county_approval(
     assert "村委会初审" in st.details_zh and st.provisional
 
     await case.approve("village_review", village_official())
-    st = await case.wait_for(lambda s: s.stage == "village_notice", "village notice")
+    st = await case.wait_for(
+        lambda s: s.stage == "village_notice" and s.waiting_until == cst(9, 1),
+        "on the village notice, posted when the window closes",
+    )
     assert st.waiting_for == "village_committee"  # waiting for the posting
-    assert st.waiting_until == cst(9, 1)  # posted when the window closes
 
     await case.advance_to(cst(9, 3, 12))
     st = await case.status()
@@ -275,14 +313,14 @@ async def test_happy_path_to_county_approval(
         ]
     assert any("公示至" in b for b in bodies)
     # The calendar came once, as the season's schedule with its table of working days;
-    # the two notices, the posting time and the five projections were computed from it.
-    # 2027's days are provisional: the schedule's table does not answer for them, so
-    # the notices and the posting time were asked of the calendar itself (see the next
-    # test for why; aidflow simulate, whose calendar cannot change, asks once).
+    # the projections were computed from it. The notices' periods are the notices'
+    # (computed once a posting, in the notice's history), never the application's.
     calendar_questions = await case.local_activity_types()
     assert calendar_questions["compute_season_schedule"] == 1
-    assert calendar_questions["compute_notice_period"] == 2
+    assert "compute_notice_period" not in calendar_questions
     await case.save_history("happy_path_to_awaiting_funds")
+    township = case.api.notice_id("county-subsidy", 2027, Level.TOWNSHIP, st.places.township_code)
+    await case.save_history("township_notice_posted_automatically", township)
 
 
 async def test_where_the_calendar_cannot_change_the_table_answers_everything(
@@ -651,19 +689,29 @@ async def test_village_posts_explicitly_before_the_automatic_time(
     await case.approve("village_review", village_official())
     await case.wait_for(lambda s: s.waiting_until == cst(9, 3, 8), "scheduled")
     await case.advance_to(cst(9, 2, 16))
+    notice = case.api.notice_id("county-subsidy", 2027, Level.VILLAGE, VILLAGE)
+    with pytest.raises(Refused, match="needs village_committee") as refused:
+        await case.api.post_notice(
+            notice, NoticePostRequest(request_id=rid(), actor=township_official())
+        )
+    assert refused.value.kind == "forbidden"
     result = await case.api.post_notice(
-        case.wf, NoticePosting(request_id=rid(), actor=village_official(), stage="village_notice")
+        notice, NoticePostRequest(request_id=rid(), actor=village_official())
     )
-    assert result.accepted
+    assert result.accepted and "1 application(s)" in result.message
     st = await case.wait_for(lambda s: s.notice is not None, "posted")
     assert st.notice is not None
     assert abs(st.notice.posted_at - cst(9, 2, 16)) < timedelta(minutes=1)
     assert st.notice.counted_days[0] == "2027-09-03"
-    with pytest.raises(Refused, match="already posted"):
+    with pytest.raises(Refused, match="nothing to post"):
         await case.api.post_notice(
-            case.wf,
-            NoticePosting(request_id=rid(), actor=village_official(), stage="village_notice"),
+            notice, NoticePostRequest(request_id=rid(), actor=village_official())
         )
+    posted = (await case.api.notice_status(notice)).postings[-1]
+    assert posted.members == [case.wf] and posted.posting == "explicit"
+    assert posted.posted_by is not None and posted.posted_by.role is Role.VILLAGE_COMMITTEE
+    assert {f.kind for f in posted.files} == {"xlsx", "html"}
+    await case.save_history("village_notice_posted_by_its_owner", notice)
 
 
 async def test_objection_dismissed_and_holding_past_the_notice_end(

@@ -473,13 +473,16 @@ def test_command_line_round_trip(stack: Stack, tmp_path: Path) -> None:
     # Before the window closes the village list cannot go up (it goes up automatically at the close).
     for _ in range(40):
         r = _cli(stack, "notice", "post", "--village", "341225100201", key=keys["v1"])
-        if wf in r.stdout:
+        if "window closes" in r.stderr:
             break
-        time.sleep(0.5)  # visibility may lag a moment behind
+        time.sleep(0.5)  # the notice may not be listed yet (visibility lags a moment)
     assert (
-        wf in r.stdout
-        and "posted after the application window closes (2027-09-01 00:00)" in r.stdout
-    ), r.stdout
+        r.returncode == 1
+        and "posted when the application window closes (2027-09-01 00:00)" in r.stderr
+    ), r.stdout + r.stderr
+    notice = "notice/county-subsidy/2027/village/341225100201/village_notice"
+    r = _cli(stack, "notice", "show", notice, key=keys["v1"])
+    assert r.returncode == 0 and "1 件申请待村委会" in r.stdout, r.stdout + r.stderr
     for _ in range(50):
         r = _cli(stack, "list", "--village", "341225100201", "--json", key=keys["c1"])
         listed = _json.loads(r.stdout)

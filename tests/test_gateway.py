@@ -278,14 +278,14 @@ async def test_the_openapi_document_is_complete(gateway: Gateway) -> None:
         "corrections",
         "objections",
         "objection-resolutions",
-        "postings",
         "withdrawal",
         "receipts",
         "account",
         "trail",
     ):
         assert f"/v1/applications/{{workflow_id}}/{suffix}" in paths, suffix
-    assert {"/v1/applications", "/v1/batches/decisions", "/v1/batches/postings", "/v1/me"} <= paths
+    assert {"/v1/applications", "/v1/batches/decisions", "/v1/notices/postings", "/v1/me"} <= paths
+    assert "/v1/notices/{notice_id}" in paths
     assert "/v1/seasons/{programme}/{season}/{county}/funds-requests" in paths
     assert "/v1/seasons/{programme}/{season}/{county}/reports" in paths
     assert {"/v1/audit/verify", "/v1/audit/export"} <= paths

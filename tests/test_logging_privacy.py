@@ -27,6 +27,7 @@ from store.sealing import Keys
 from store.tables import OutboxMessage
 from tests.conftest import Registry
 from tests.support import IN_WINDOW_2027, form, make_national_id, public, village_official
+from tests.test_application_workflow import Case
 from workers.client import AidflowClient
 from workers.logs import configure_logging
 from workers.signing import SKIPPED_CLOCK_LIFETIME
@@ -88,8 +89,9 @@ async def test_full_application_logs_carry_context_and_no_identity_number(
                 decision=DecisionKind.APPROVE,
             ),
         )
-        now = await ts_env.get_current_time(handle)
-        await ts_env.fast_forward(handle, datetime(2027, 9, 2, 10, tzinfo=SHANGHAI) - now)
+        case = Case(api, ts_env, wf)
+        await case.at_stage("village_notice")  # on the village's notice
+        await case.advance_to(datetime(2027, 9, 2, 10, tzinfo=SHANGHAI))  # and it is up
         await api.lodge_objection(
             wf,
             ObjectionRequest(

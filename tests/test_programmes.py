@@ -8,9 +8,9 @@ days (11–15 August) and ends at 00:00 on Mon 16 August; grants are signed for 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from models import search
 from models.application import Actor, ObjectionRequest, ObjectionResolution, ReceiptRecord
 from models.calendar import WorkingCalendar
 from models.domain import DocumentKind, Level, ObjectionOutcome, Role
+from models.notice import NoticePostRequest
 from models.planner import plan_season
 from models.programme import Programme
 from models.programmes import COUNTY_SUBSIDY, NEW_STUDENT_AID, REGISTRY
@@ -332,31 +333,16 @@ async def test_posting_one_programmes_notice_leaves_the_others_alone(
         await case.wait_for(lambda s: s.waiting_for == "village_committee", "started")
         await case.approve("village_review", village_official())
         await case.wait_for(lambda s: s.stage == "village_notice" and s.notice is None, "ready")
-    for _ in range(100):  # visibility is eventually consistent
-        listed = {x.workflow_id async for x in api.list(stage="village_notice", running_only=True)}
-        if {a.wf, b.wf} <= listed:
-            break
-        await asyncio.sleep(0.1)
-    posted = await api.post_notices_at(
-        Level.VILLAGE,
-        VILLAGE,
-        village_official(),
-        "village_notice",
-        programme="notice-a",
-        season=2027,
+    notice_a = api.notice_id("notice-a", 2027, Level.VILLAGE, VILLAGE)
+    notice_b = api.notice_id("notice-b", 2027, Level.VILLAGE, VILLAGE)
+    assert notice_a != notice_b
+    posted = await api.post_notice(
+        notice_a, NoticePostRequest(request_id=uuid.uuid4().hex, actor=village_official())
     )
-    assert [wf for wf, _ in posted] == [a.wf]
+    assert posted.accepted
+    assert (await api.notice_status(notice_a)).postings[-1].members == [a.wf]
     assert (await a.wait_for(lambda s: s.notice is not None, "posted")).notice is not None
     st = await b.status()
     assert st.notice is None and st.waiting_for == "village_committee"  # still its own list
-    # A place code is a value, never query text (it was pasted into the query before).
-    assert (
-        await api.post_notices_at(
-            Level.VILLAGE,
-            "x' OR Village != '",
-            village_official(),
-            "village_notice",
-            programme="notice-b",
-        )
-        == []
-    )
+    other = await api.notice_status(notice_b)
+    assert [m.workflow_id for m in other.pending] == [b.wf] and not other.postings

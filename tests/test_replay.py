@@ -24,15 +24,12 @@ from workflows.authority import AuthorityInterceptor
 from workflows.registry import ALL_WORKFLOWS
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
-# Histories that fail to replay because of a defect in the Temporal SDK itself, recorded
-# where aidflow met it (bench/faults.py); each test below turns green, and fails as
-# strict xfail, once an SDK release fixes it.
-UPSTREAM = Path(__file__).parent / "histories" / "upstream"
 
 
 def test_there_are_recorded_histories() -> None:
     """One baseline set for every workflow type and path that matters (see README,
-    'Versioning'): an application of each programme, the season, the payout batch."""
+    'Versioning'): an application of each programme, a notice, the season, the payout
+    batch."""
     names = {p.stem for p in HISTORIES}
     assert names == {
         f"{n}@baseline"
@@ -45,6 +42,8 @@ def test_there_are_recorded_histories() -> None:
             "paid",
             "returned_then_repaid",
             "new_student_aid_received",
+            "village_notice_posted_by_its_owner",
+            "township_notice_posted_automatically",
             "season_with_two_batches",
             "payout_batch_with_a_return",
             "season_open_until_requested_funds_arrive",
@@ -104,7 +103,7 @@ def test_recorded_histories_hold_no_identity_or_account_number() -> None:
 
     from models.privacy import is_valid_national_id
 
-    for path in [*HISTORIES, *sorted(UPSTREAM.glob("*.json"))]:
+    for path in HISTORIES:
         for match in re.finditer(r'"data":\s*"([A-Za-z0-9+/=]+)"', path.read_text()):
             text = base64.b64decode(match.group(1)).decode(errors="replace")
             ids = [
@@ -115,40 +114,3 @@ def test_recorded_histories_hold_no_identity_or_account_number() -> None:
             # Not a run of digits inside a hex digest (statements' MACs, hashes).
             accounts = re.findall(r"(?<![0-9a-f])[0-9]{16,19}(?![0-9a-f])", text)
             assert not ids and not accounts, (path.name, json.dumps(ids + accounts))
-
-
-# Each: a history a worker restarted after a crash wrote, and the defect it shows. In
-# both, the new worker answered a status query before it had run the workflow task that
-# was waiting (a timer had fired while no worker was up): sdk-core ran the workflow on
-# the new events for the query, kept the commands that produced, and sent them with the
-# next workflow task. Replaying the history cannot produce them in that place again.
-UPSTREAM_DEFECTS = {
-    # An update accepted after those commands: core expects an update's acceptance
-    # first in its workflow task (history_update.rs: "the only thing that can run before
-    # an update validator is a signal handler").
-    "update-accepted-after-a-query-ran-the-timer": "Update machine does not handle this event",
-    # The workflow ran on the new events at the time of its previous task, not of the
-    # task that recorded them: replayed at the recorded task's time, it decides otherwise
-    # (here: one search attribute more before the notice's timer).
-    "a-query-ran-a-fired-timer-with-a-stale-clock": "UpsertWorkflowSearchAttributesMachine does not handle",
-}
-
-
-@pytest.mark.parametrize("name", sorted(UPSTREAM_DEFECTS))
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="temporalio 1.35 (sdk-core): a query on a run not in the worker's cache runs the "
-    "workflow on events no workflow task has run yet; found by bench/faults.py, 2026-12-01",
-)
-async def test_a_history_written_after_a_query_ran_new_events_replays(name: str) -> None:
-    from bench.run import SECRET
-
-    path = UPSTREAM / f"{name}.json"
-    keys = Keys(bytes.fromhex(SECRET))  # the fault harness's deployment key
-    history = WorkflowHistory.from_json(_workflow_id(path), path.read_text())
-    result = await _replayer(keys).replay_workflow(history, raise_on_replay_failure=False)
-    failure = str(result.replay_failure or "")
-    if failure and UPSTREAM_DEFECTS[name] not in failure:
-        pytest.fail(f"fails otherwise than the known defect: {failure[:300]}")
-    assert not failure, failure[:300]

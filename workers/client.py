@@ -31,7 +31,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from models import search
 from models.application import (
@@ -42,7 +42,6 @@ from models.application import (
     ApplicationStatus,
     CorrectionRequest,
     DecisionRequest,
-    NoticePosting,
     ObjectionRequest,
     ObjectionResolution,
     ReceiptRecord,
@@ -56,6 +55,7 @@ from models.calendar import WorkingCalendar
 from models.domain import Level, Role
 from models.ids import application_workflow_id, season_workflow_id
 from models.intake import FieldProblem, RegisteredMember, amount_due, check_application
+from models.notice import NoticePostRequest, NoticeStatus, notice_workflow_id
 from models.payout import (
     AccountCorrection,
     BatchResult,
@@ -69,9 +69,11 @@ from models.planner import window
 from models.privacy import mask_account, mask_national_id
 from models.programme import Programme
 from models.season import season_label
+from models.steps import NoticeStep
 from store.sealing import Keys
 from workers.signing import Signer, SigningInterceptor
 from workflows.application import ApplicationWorkflow
+from workflows.notice import NoticeWorkflow
 from workflows.season import SeasonWorkflow
 
 
@@ -350,56 +352,93 @@ class AidflowClient:
     async def resolve_objection(self, workflow_id: str, req: ObjectionResolution) -> RequestResult:
         return await self._update(workflow_id, ApplicationWorkflow.resolve_objection, req)
 
-    async def post_notice(self, workflow_id: str, req: NoticePosting) -> RequestResult:
-        return await self._update(workflow_id, ApplicationWorkflow.post_notice, req)
-
     async def withdraw(self, workflow_id: str, req: WithdrawalRequest) -> RequestResult:
         return await self._update(workflow_id, ApplicationWorkflow.withdraw, req)
 
     async def record_receipt(self, workflow_id: str, req: ReceiptRecord) -> RequestResult:
         return await self._update(workflow_id, ApplicationWorkflow.record_receipt, req)
 
-    async def post_notices_at(
+    # ------------------------------------------------------------ notices
+
+    def notice_id(
         self,
+        programme: str,
+        season: int,
         level: Level,
         place_code: str,
-        actor: Actor,
-        stage: str,
         *,
+        round_: str = "",
+        stage: str | None = None,
+    ) -> str:
+        """The notice workflow's id: the programme's notice step at ``level`` unless
+        ``stage`` names another."""
+        prog = self.programmes[programme]
+        step = next(
+            (
+                s
+                for s in prog.steps
+                if isinstance(s, NoticeStep) and s.level is level and stage in (None, s.stage)
+            ),
+            None,
+        )
+        if step is None:
+            raise Refused(f"{programme} has no {level.value} notice", kind="not_found")
+        return notice_workflow_id(programme, season, round_, level, place_code, step.stage)
+
+    async def post_notice(self, notice_id: str, req: NoticePostRequest) -> RequestResult:
+        """The owner posts the notice now: every application waiting for it is on this
+        posting; the answer says how many and until when."""
+        handle = self.client.get_workflow_handle_for(NoticeWorkflow.run, notice_id)
+        try:
+            result: RequestResult = await handle.execute_update(
+                NoticeWorkflow.post, req, id=update_id(req)
+            )
+        except WorkflowUpdateFailedError as e:
+            raise _refused(e) from None
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND:
+                raise Refused(
+                    f"no notice {notice_id} is open: no application has been ready for it yet",
+                    kind="not_found",
+                ) from None
+            raise Refused(f"{notice_id}: {e.message}") from None
+        return result
+
+    async def notice_status(self, notice_id: str) -> NoticeStatus:
+        handle = self.client.get_workflow_handle_for(NoticeWorkflow.run, notice_id)
+        try:
+            status: NoticeStatus = await query_when_ready(handle, NoticeWorkflow.status)
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND:
+                raise Refused(f"no notice {notice_id}", kind="not_found") from None
+            raise
+        return status
+
+    async def notices_at(
+        self,
         programme: str,
+        level: Level,
+        place_code: str,
+        *,
         season: int | None = None,
         round_: str | None = None,
-    ) -> list[tuple[str, RequestResult | Refused]]:
-        """The owner posts one list: every application of the programme (and season) at the
-        place waiting for that posting. Another programme's notice at the same place is its
-        own list and is left alone."""
-        column = {
-            Level.SCHOOL: "Village",  # schools post no notices; never matches a school code
-            Level.VILLAGE: "Village",
-            Level.TOWNSHIP: "Township",
-            Level.COUNTY: "County",
-        }[level]
-        clauses = [
-            "WorkflowType = 'ApplicationWorkflow'",
-            "ExecutionStatus = 'Running'",
-            f"Programme = '{quote(programme)}'",
-            f"{column} = '{quote(place_code)}'",
-            f"Stage = '{quote(stage)}'",
-            f"WaitingFor = '{quote(actor.role.value)}'",
-        ]
+        running: bool = True,
+    ) -> list[str]:
+        """The notices of a programme at a place (newest first), by their ids."""
+        clauses = ["WorkflowType = 'NoticeWorkflow'", f"Programme = '{quote(programme)}'"]
+        if running:
+            clauses.append("ExecutionStatus = 'Running'")
         if season is not None:
             clauses.append(f"Season = {int(season)}")
         if round_ is not None:
             clauses.append(f"Round = '{quote(round_)}'")
-        posting_id = uuid.uuid4().hex[:12]
-        out: list[tuple[str, RequestResult | Refused]] = []
+        ids: list[str] = []
         async for wf in self.client.list_workflows(" AND ".join(clauses)):
-            req = NoticePosting(request_id=f"post-{posting_id}-{wf.id}", actor=actor, stage=stage)
-            try:
-                out.append((wf.id, await self.post_notice(wf.id, req)))
-            except Refused as r:
-                out.append((wf.id, r))
-        return out
+            parts = wf.id.split("/")
+            mine = len(parts) == 6 and parts[3] == level.value and parts[4] == place_code
+            if mine and wf.id not in ids:
+                ids.append(wf.id)
+        return ids
 
     # ------------------------------------------------------- season, funds, payout
 

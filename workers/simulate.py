@@ -89,13 +89,13 @@ from models.application import (
     ApplicationForm,
     CorrectionRequest,
     DecisionRequest,
-    NoticePosting,
     ObjectionRequest,
     ObjectionResolution,
     ReceiptRecord,
 )
 from models.calendar import WorkingCalendar, end_of_day, next_working_day_at, notice_period
 from models.domain import DecisionKind, DocumentKind, ObjectionOutcome, Role
+from models.notice import NoticePostRequest, NoticeStatus, notice_workflow_id
 from models.planner import window
 from models.programme import FundsStep, NoticeStep, Programme, ReceiptStep, ReviewStep
 from models.programmes import BUILTIN_PROGRAMMES, COUNTY_SUBSIDY
@@ -186,6 +186,20 @@ class Applicant:
 
     def draw(self, what: str) -> random.Random:
         return random.Random(f"{self.seed_key}/{what}")
+
+
+@dataclass
+class _Notice:
+    """A notice as the driver plans it: who waits for its next posting, and when."""
+
+    notice_id: str
+    step: NoticeStep
+    owner: Actor
+    pending: list[tuple[Applicant, datetime]] = field(default_factory=list)  # and when ready
+    first: datetime | None = None  # the first pending member's ready instant
+    plan: int = 0  # the planned posting event that stands (earlier ones are void)
+    postings: int = 0
+    log: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -280,6 +294,27 @@ class _StartAtOutbound(OutboundInterceptor):
         return await super().start_update_with_start_workflow(input)
 
 
+class NoticeClock(Interceptor):
+    """A notice is started by its first member's joining (an activity). On this server
+    every workflow has its own clock, and a workflow started without one has none: the
+    notice's starts with time skipping on, at the wall clock, behind every member's;
+    the driver moves it to each posting (a clock only moves forward, and members seen
+    out of order must not set it ahead)."""
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        return _NoticeClockOutbound(next)
+
+
+class _NoticeClockOutbound(OutboundInterceptor):
+    async def start_update_with_start_workflow(
+        self, input: StartWorkflowUpdateWithStartInput
+    ) -> Any:
+        start = input.start_workflow_input
+        if start.workflow == "NoticeWorkflow":
+            start.time_skipping_config = temporalio.api.common.v1.TimeSkippingConfig(enabled=True)
+        return await super().start_update_with_start_workflow(input)
+
+
 class SimulationStalled(RuntimeError):
     """The simulated season stopped moving: a clock, a batch or the read model waited in
     vain. The message says what the server knew of the workflow it waited for."""
@@ -307,6 +342,13 @@ class Clocks:
         if ff_id is not None:
             await self._poll(workflow_id, ff_id)
         self._at[workflow_id] = (at, time.monotonic())
+
+    async def track(self, workflow_id: str) -> None:
+        """Know the clock of a workflow the driver did not start (a notice, started by
+        its first member's joining): as the server keeps it."""
+        if workflow_id not in self._at:
+            handle = self._client.get_workflow_handle(workflow_id)
+            self._at[workflow_id] = (await self._clock_of(handle), time.monotonic())
 
     async def advance(self, workflow_id: str, to: datetime) -> bool:
         """Move the workflow's clock to ``to``; False if it has finished."""
@@ -467,6 +509,7 @@ class SeasonSimulation:
         self._funds_request_at: datetime | None = None
         self._repayment: list[Applicant] = []
         self._repayment_at: datetime | None = None
+        self._notices: dict[str, _Notice] = {}
         self.roster: str | None = None
         self.window_closes = datetime.max.replace(tzinfo=UTC)
         self.season_ends_at = datetime.max.replace(tzinfo=UTC)
@@ -765,32 +808,115 @@ class SeasonSimulation:
         self._review_later(a, stage, at)
 
     def _notice(self, a: Applicant, step: NoticeStep, decided_at: datetime) -> None:
-        """The village notice goes up by itself when the window closes; the township
-        posts its notice some time after deciding, unless the workflow's automatic
-        posting (the next working morning) comes first."""
-        # The workflow's own rule for its automatic posting (the same model functions).
-        if step.first_posting == "window_close" and decided_at < self.window_closes:
+        """``a`` joins its notice (the notice workflow of its place), ready at
+        ``decided_at``. The notice goes up by itself at its rule's time after its first
+        member was ready (the village notice when the window closes), unless its owner
+        posts it earlier; the posting lists everyone ready by then. Postings are shared
+        events: they touch the notice and all its members."""
+        places = a.form.places
+        key = notice_workflow_id(
+            self.programme.code,
+            self.s.season,
+            self.programme.round_key,
+            step.level,
+            places.code_at(step.level),
+            step.stage,
+        )
+        n = self._notices.setdefault(key, _Notice(key, step, self._official(a, step.owner)))
+        n.pending.append((a, decided_at))
+        self._plan_posting(n)
+
+    def _plan_posting(self, n: _Notice) -> None:
+        """The next posting, by the notice's own rule (the same model functions) from its
+        first waiting member, whichever order they were seen in: planned again if an
+        earlier one is seen late (the plan before it is void)."""
+        if not n.pending:
+            return
+        first = min(ready for _, ready in n.pending)
+        if n.first == first:
+            return  # the plan stands
+        n.first, step = first, n.step
+        if step.first_posting == "window_close" and first < self.window_closes:
             auto_at = self.window_closes
         else:
-            auto_at = next_working_day_at(self.cal, decided_at, step.auto_post_at)
+            auto_at = next_working_day_at(self.cal, first, step.auto_post_at)
+        at, explicit = auto_at, False
         if step.first_posting == "after_review":
-            post_at = self._delay(
-                decided_at, "notice_posting", a.draw(f"delay/posting/{step.stage}")
-            )
+            rng = random.Random(f"{self.s.seed}/{n.notice_id}/{n.postings + 1}")
+            post_at = self._delay(first, "notice_posting", rng)
             if post_at < auto_at:
-                self._at(post_at, "notice posting", lambda t: self._post(a, step, t))
-                return
-        self._notice_up(a, step, auto_at)
+                at, explicit = post_at, True
+        n.plan += 1
+        plan = n.plan
+        self._at(at, "notice posting", lambda t: self._posting(n, plan, explicit, t), shared=True)
 
-    async def _post(self, a: Applicant, step: NoticeStep, at: datetime) -> None:
-        await self.clocks.advance(a.workflow_id, at)
-        posting = NoticePosting(
-            request_id=uuid.uuid4().hex, actor=self._official(a, step.owner), stage=step.stage
+    async def _posting(self, n: _Notice, plan: int, explicit: bool, at: datetime) -> None:
+        if plan != n.plan:
+            return  # planned again for an earlier time
+        members = [a for a, ready in n.pending if ready <= at]
+        n.log.append(
+            f"at {at.isoformat()} {'explicit' if explicit else 'auto'}: "
+            + ", ".join(f"{a.workflow_id[-6:]}@{r.isoformat()}" for a, r in n.pending)
         )
-        with contextlib.suppress(Refused):  # posted automatically in the meantime
-            await self._again(lambda: self.api.post_notice(a.workflow_id, posting))
-            self.counts["requests"] += 1
-        self._notice_up(a, step, at)
+        n.pending = [(a, ready) for a, ready in n.pending if ready > at]
+        n.first = None
+        if members:
+            n.postings += 1
+            # Every member's join reached the notice (it is sent after the decision).
+            await self._notice_shows(
+                n,
+                lambda st: {a.workflow_id for a in members} <= {m.workflow_id for m in st.pending},
+                members,
+                "every member joined",
+            )
+            await self.clocks.track(n.notice_id)
+            await self._everyone_to(at, members, also=n.notice_id)
+            if explicit:
+                req = NoticePostRequest(request_id=uuid.uuid4().hex, actor=n.owner)
+                await self._again(lambda: self.api.post_notice(n.notice_id, req))
+                self.counts["requests"] += 1
+            # (else a member's clock reached the time on the way, and said so)
+            await self._notice_shows(
+                n, lambda st: len(st.postings) >= n.postings, members, f"posted at {at.isoformat()}"
+            )
+            self.counts["notice postings"] += 1
+            for a in members:
+                if a.terminal is None:
+                    self._notice_up(a, n.step, at)
+        self._plan_posting(n)  # those ready after it: the next posting
+
+    async def _notice_shows(
+        self,
+        n: _Notice,
+        what: Callable[[NoticeStatus], bool],
+        members: list[Applicant],
+        expect: str,
+    ) -> None:
+        deadline = time.monotonic() + 300
+        st: NoticeStatus | None = None
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Refused):
+                st = await self.api.notice_status(n.notice_id)
+                if what(st):
+                    return
+            await asyncio.sleep(0.1)
+        seen = await diagnose(self.api.client, n.notice_id, "notice")
+        pending = {m.workflow_id for m in st.pending} if st else set()
+        them = [
+            f"{a.workflow_id}: {(await self.api.status(a.workflow_id)).details_en}"
+            for a in members
+            if a.workflow_id not in pending
+        ]
+        raise SimulationStalled(
+            f"{n.notice_id}: {expect}, not within 300 s (auto {st.auto_post_at if st else '-'}, "
+            f"{len(st.postings) if st else 0} postings)\n{seen}\nnot pending: "
+            + "; ".join(them)
+            + f"\nmodel: {n.log}\nnotice postings: "
+            + "; ".join(
+                f"{p.number} {p.posting} at {p.posted_at.isoformat()}: {p.members}"
+                for p in (st.postings if st else [])
+            )
+        )
 
     def _notice_up(self, a: Applicant, step: NoticeStep, posted_at: datetime) -> None:
         period = notice_period(self.cal, posted_at, step.days, step.counting)
@@ -896,8 +1022,11 @@ class SeasonSimulation:
             place_code=self.county,
         )
 
-    async def _everyone_to(self, at: datetime, apps: list[Applicant]) -> None:
-        """The shared instant: the season and the applications it will message."""
+    async def _everyone_to(
+        self, at: datetime, apps: list[Applicant], *, also: str | None = None
+    ) -> None:
+        """The shared instant: the applications, then the workflow that will message
+        them (the season, or ``also``: a notice)."""
 
         async def one(a: Applicant) -> None:
             async with self._limit:
@@ -905,7 +1034,7 @@ class SeasonSimulation:
 
         started = time.monotonic()
         await asyncio.gather(*(one(a) for a in apps if a.workflow_id))
-        await self.clocks.advance(self.season_id, at)
+        await self.clocks.advance(also or self.season_id, at)
         self.wall_by_phase["(of which: moving clocks to shared instants)"] += (
             time.monotonic() - started
         )
@@ -1238,7 +1367,7 @@ async def simulation_stack(
             env.client.service_client.config.target_host,
             namespace=env.client.namespace,
             data_converter=pydantic_data_converter,
-            interceptors=[starts],
+            interceptors=[starts, NoticeClock()],
             runtime=runtime,
         )
         url = f"sqlite:///{data_dir / 'aidflow.db'}"

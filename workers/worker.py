@@ -25,6 +25,7 @@ from temporalio.service import TLSConfig
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.funds import FundsActivities
+from activities.notices import NoticeActivities
 from activities.records import RecordActivities
 from activities.report import ReportActivities
 from activities.workflow_calendar import CalendarActivities
@@ -70,13 +71,15 @@ class Dependencies:
             revocations=Revocations(engine),
         )
 
-    def activities(self) -> Sequence[Any]:
+    def activities(self, client: Client | None = None) -> Sequence[Any]:
+        """``client``: for the activities that message workflows (a notice's joining)."""
         cal = CalendarActivities(self.calendar, calendar_is_fixed=self.calendar_is_fixed)
         rec = RecordActivities(self.engine, self.keys)
         funds = FundsActivities(
             self.engine, self.keys, self.calendar, self.files_dir, self.bank_dir
         )
         report = ReportActivities(self.engine, self.files_dir)
+        notices = NoticeActivities(client, self.keys.internal, self.files_dir)
         return [
             cal.compute_season_schedule,
             cal.compute_reminder_times,
@@ -93,6 +96,8 @@ class Dependencies:
             funds.record_payment_results,
             report.build_season_report,
             report.send_season_reminder,
+            notices.join_notice,
+            notices.write_notice_list,
         ]
 
 
@@ -174,7 +179,7 @@ def build_worker(
         ),
         *options.get("interceptors", ()),
     ]
-    by_name = {_activity_name(a): a for a in deps.activities()}
+    by_name = {_activity_name(a): a for a in deps.activities(client)}
     by_name.update({_activity_name(a): a for a in replace})
     return Worker(
         client,

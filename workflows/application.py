@@ -40,7 +40,6 @@ with workflow.unsafe.imports_passed_through():
         ApplicationStatus,
         CorrectionRequest,
         DecisionRequest,
-        NoticePosting,
         Objection,
         ObjectionRequest,
         ObjectionResolution,
@@ -335,23 +334,6 @@ class ApplicationWorkflow:
         )
 
     @workflow.update
-    async def post_notice(self, req: NoticePosting) -> RequestResult:
-        return self._answer(req, lambda r: self.runner.apply_posting(r))
-
-    @post_notice.validator
-    def _validate_posting(self, req: NoticePosting) -> None:
-        self._validate(req, self.runner.check_posting)
-
-    @workflow.signal(name="post_notice_signal")
-    def post_notice_signal(self, req: Any = None) -> None:
-        self._via_signal(
-            "post_notice_signal",
-            req,
-            lambda r: self.runner.check_posting(r),
-            lambda r: self.runner.apply_posting(r),
-        )
-
-    @workflow.update
     async def withdraw(self, req: WithdrawalRequest) -> RequestResult:
         return self._answer(req, self._withdrawn)
 
@@ -486,7 +468,7 @@ class ApplicationWorkflow:
         )
         self.publish()
 
-    # ----------------------------------------- messages from the season and its batches
+    # ------------------------------ messages from its notices, the season and its batches
 
     # A message without its argument (sent by hand, say) is dropped with a warning: it must
     # not fail the workflow task, which would stop the application for good.
@@ -502,6 +484,18 @@ class ApplicationWorkflow:
         if release is None:
             return _dropped("funds_released")
         self.runner.on_funds_released(release)
+
+    @workflow.signal
+    def notice_posted(self, posted: Any = None) -> None:
+        if posted is None:
+            return _dropped("notice_posted")
+        self.runner.on_notice_posted(posted)
+
+    @workflow.signal
+    def notice_scheduled(self, joined: Any = None) -> None:
+        if joined is None:
+            return _dropped("notice_scheduled")
+        self.runner.on_notice_scheduled(joined)
 
     @workflow.signal
     def payment_sent(self, sent: Any = None) -> None:

@@ -43,7 +43,6 @@ with workflow.unsafe.imports_passed_through():
     from models.application import (
         CorrectionRequest,
         DecisionRequest,
-        NoticePosting,
         ObjectionRequest,
         ObjectionResolution,
         WithdrawalRequest,
@@ -64,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         statement_problem,
     )
     from models.ids import season_workflow_id
+    from models.notice import MemberChange, NoticeInput, NoticeJoined, NoticePosted, PostingDue
     from models.payout import FundsJoin, FundsRelease, PayItem, PaymentOutcome, PaymentSent
 
 # The body each signal carries. Its handler takes ``Any``: the SDK drops a signal whose
@@ -74,7 +74,6 @@ BODIES: dict[str, type] = {
     "correct_signal": CorrectionRequest,
     "lodge_objection_signal": ObjectionRequest,
     "resolve_objection_signal": ObjectionResolution,
-    "post_notice_signal": NoticePosting,
     "withdraw_signal": WithdrawalRequest,
     "funds_requested": FundsJoin,
     "funds_released": FundsRelease,
@@ -82,6 +81,10 @@ BODIES: dict[str, type] = {
     "payment_result": PaymentOutcome,
     "repayment_ready": PayItem,
     "payment_settled": str,
+    "notice_posted": NoticePosted,
+    "notice_scheduled": NoticeJoined,
+    "member_changed": MemberChange,
+    "posting_due": PostingDue,
 }
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {
     name: TypeAdapter(model) for name, model in BODIES.items()
@@ -208,6 +211,10 @@ class AuthorityInterceptor(Interceptor):
                 await super().handle_signal(input)
 
             def handle_update_validator(self, input: HandleUpdateInput) -> None:
+                if input.update in INTERNAL.get(workflow.info().workflow_type, ()):
+                    problem = _seal_problem(internal_key, input.update, input.args, input.headers)
+                    if problem is not None:
+                        raise Refused([AuthorityProblem(f"{input.update} refused: {problem}")])
                 if input.update in REQUESTS.get(workflow.info().workflow_type, ()):
                     proven = _proven(
                         authority_key, max_lifetime, input.update, input.args, input.headers
@@ -225,7 +232,12 @@ class AuthorityInterceptor(Interceptor):
                 # The validator proved the statement when the update was accepted; a
                 # replay does not run validators, so only a live handler proves it again
                 # (an update without a validator must not take a forged actor).
-                if input.update in REQUESTS.get(workflow.info().workflow_type, ()):
+                kind = workflow.info().workflow_type
+                if input.update in INTERNAL.get(kind, ()) and not workflow.unsafe.is_replaying():
+                    problem = _seal_problem(internal_key, input.update, input.args, input.headers)
+                    if problem is not None:
+                        raise Refused([AuthorityProblem(f"{input.update} refused: {problem}")])
+                if input.update in REQUESTS.get(kind, ()):
                     statement = _statement(input.headers)
                     if statement is None:
                         raise Refused([AuthorityProblem(f"{input.update} refused: {_NO_PROOF}")])
@@ -361,6 +373,18 @@ def _start_problem(
         if info.parent is None or info.parent.workflow_id != season:
             return f"a payout batch is started by its season {season}, and this one was not"
         return None
+    if info.workflow_type == "NoticeWorkflow":
+        # Started by an application's joining (activities/notices.py), under its seal.
+        notice = input.args[0] if input.args else None
+        if isinstance(notice, NoticeInput) and notice.workflow_id != info.workflow_id:
+            return f"a notice runs under its own id {notice.workflow_id}, not {info.workflow_id}"
+        return _seal_problem(
+            internal_key,
+            "start",
+            input.args,
+            input.headers,
+            missing="a notice is started by an application joining it, and this start carries no seal",
+        )
     statement = _statement(input.headers)
     if statement is None:
         return _NO_PROOF

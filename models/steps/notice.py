@@ -26,6 +26,8 @@ class NoticeStep(StepBase):
     # ``auto_post_at`` of the next working day unless the owner posts earlier.
     first_posting: Literal["window_close", "after_review"] = "after_review"
     auto_post_at: time = time(8, 0)
+    # The owner's posting carries a photograph or scan of the posted list (Rain and Dew).
+    evidence_required: bool = False
     # What an upheld objection does: the application is rejected with the owner's reason.
     on_upheld: Literal["reject"] = "reject"
 

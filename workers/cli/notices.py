@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from models.domain import Level
 from models.programme import NoticeStep
@@ -38,8 +41,18 @@ def notice_post(
         SeasonKey | None,
         typer.Option(parser=season_key, metavar="YEAR[-ROUND]", help="only this season"),
     ] = None,
+    photo: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--photo",
+            exists=True,
+            dir_okay=False,
+            help="a photograph or scan of the posted list (JPEG, PNG or PDF); repeatable",
+        ),
+    ] = None,
 ) -> None:
-    """Post a notice list now: every application of the programme at the place waiting for it."""
+    """Post a notice now: every application of the programme at the place waiting for it
+    is on this posting."""
     given = [
         (lvl, c)
         for lvl, c in ((Level.VILLAGE, village), (Level.TOWNSHIP, township), (Level.COUNTY, county))
@@ -56,23 +69,77 @@ def notice_post(
         raise fail(f"{programme} has no {level.value} notice", 2)
     if settings().api_key is None:
         raise fail("no credential: set AIDFLOW_API_KEY to the notice owner's API key", 2)
-    results = [
-        (r["workflow_id"], r["message"])
-        for r in gateway_call(
-            "POST",
-            "/v1/notices/postings",
-            {
-                "programme": programme,
-                "level": level.value,
-                "place_code": code,
-                "season": str(season) if season else None,
-            },
+    evidence = [_evidence(p) for p in photo or []]
+    results = gateway_call(
+        "POST",
+        "/v1/notices/postings",
+        {
+            "programme": programme,
+            "level": level.value,
+            "place_code": code,
+            "season": str(season) if season else None,
+            "evidence": evidence,
+        },
+    )
+    for r in results:
+        mark = "[green]✓[/]" if r["accepted"] else "[red]✗[/]"
+        console.print(f"{mark} {r['notice_id']}: {r['message']}")
+
+
+_MEDIA = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".pdf": "application/pdf",
+}
+
+
+def _evidence(path: Path) -> dict[str, str]:
+    media = _MEDIA.get(path.suffix.lower())
+    if media is None:
+        raise fail(f"{path}: a photograph or scan is .jpg, .png or .pdf", 2)
+    return {
+        "filename": path.name,
+        "media_type": media,
+        "content_base64": base64.b64encode(path.read_bytes()).decode(),
+    }
+
+
+@notice_app.command("show")
+def notice_show(
+    notice_id: Annotated[
+        str,
+        typer.Argument(
+            help="the notice's id, e.g. notice/county-subsidy/2027/village/340123101001/village_notice"
+        ),
+    ],
+) -> None:
+    """A notice: who waits for its next posting, its postings and their periods, its
+    open objections."""
+    st = gateway_call("GET", f"/v1/notices/{notice_id}")
+    console.print(f"[bold]{st['details_zh']}[/]\n{st['details_en']}")
+    table = Table(
+        "批次 posting",
+        "张贴 posted",
+        "期满 ends",
+        "件数 applications",
+        "方式 how",
+        "清单 list (SHA-256)",
+    )
+    for p in st["postings"]:
+        xlsx = next((f for f in p["files"] if f["kind"] == "xlsx"), None)
+        table.add_row(
+            str(p["number"]),
+            p["posted_at"],
+            p["ends_at"],
+            str(len(p["members"])),
+            p["posting"] + (f" ({len(p['evidence'])} photo)" if p["evidence"] else ""),
+            xlsx["sha256"][:16] if xlsx else "-",
         )
-    ]
-    if not results:
+    console.print(table)
+    if st["pending"]:
         console.print(
-            f"no {programme} application of {code} is waiting for the {notice.label_en} to be posted"
+            f"待张贴 / waiting for the next posting: {len(st['pending'])}; automatic {st['auto_post_at']}"
         )
-        return
-    for wf, message in results:
-        console.print(f"{wf}: {message}")
+    for wf, n in st["open_objections"].items():
+        console.print(f"异议 / open objections: {wf}: {n}")

@@ -6,7 +6,10 @@ workers check every signature again. Refusals are problem details (RFC 9457).
 """
 
 import asyncio
+import base64
+import binascii
 import dataclasses
+import hashlib
 import shutil
 import tempfile
 import uuid
@@ -26,7 +29,6 @@ from models.application import (
     ApplicationStatus,
     CorrectionRequest,
     DecisionRequest,
-    NoticePosting,
     ObjectionRequest,
     ObjectionResolution,
     Places,
@@ -37,6 +39,7 @@ from models.application import (
 )
 from models.domain import ROLE_LEVEL, Level
 from models.ids import season_workflow_id
+from models.notice import Evidence, NoticePostRequest, NoticeStatus
 from models.payout import BatchResult, FundsArrivalResult, FundsRequestSummary, ReportFiles
 from models.season import SeasonKey
 from models.steps import NoticeStep
@@ -163,12 +166,6 @@ def create_app(api: AidflowClient, engine: Engine, keys: Keys, files_dir: Path) 
         req = build(ObjectionResolution, body, who, key)
         return await send(api.resolve_objection, workflow_id, req)
 
-    @app.post("/v1/applications/{workflow_id:path}/postings", tags=["requests"])
-    async def post_notice(
-        workflow_id: str, body: b.PostingBody, who: Office, key: IdempotencyKey = None
-    ) -> RequestResult:
-        return await send(api.post_notice, workflow_id, build(NoticePosting, body, who, key))
-
     @app.post("/v1/applications/{workflow_id:path}/withdrawal", tags=["requests"])
     async def withdraw(
         workflow_id: str, body: b.WithdrawalBody, who: Office, key: IdempotencyKey = None
@@ -250,53 +247,129 @@ def create_app(api: AidflowClient, engine: Engine, keys: Keys, files_dir: Path) 
 
         return await each(body.items, one)
 
-    @app.post("/v1/batches/postings", tags=["batches"])
-    async def post_many(body: b.PostingBatch, who: Office) -> b.BatchOutcome:
-        async def one(item: b.PostingItem) -> RequestResult:
-            req = NoticePosting.model_validate(
-                {**item.model_dump(exclude={"workflow_id"}), "actor": who.actor}
+    # ---------------------------------------------------------------- notices
+
+    def keep_evidence(uploads: list[b.EvidenceUpload]) -> list[Evidence]:
+        """Each photograph or scan kept under its SHA-256 (the same file twice is one
+        file); the notice's history keeps the digest."""
+        kept: list[Evidence] = []
+        folder = files_dir / "evidence"
+        for i, up in enumerate(uploads):
+            try:
+                data = base64.b64decode(up.content_base64, validate=True)
+            except (binascii.Error, ValueError):
+                raise Problem(422, f"evidence.{i}.content_base64: not base64") from None
+            if not data or len(data) > b.EVIDENCE_MAX_BYTES:
+                raise Problem(
+                    422,
+                    f"evidence.{i}: {len(data)} bytes; a file is 1 byte to "
+                    f"{b.EVIDENCE_MAX_BYTES // 1_000_000} MB",
+                )
+            if not data.startswith(b.EVIDENCE_MAGIC[up.media_type]):
+                raise Problem(422, f"evidence.{i}: the file is not {up.media_type}")
+            digest = hashlib.sha256(data).hexdigest()
+            folder.mkdir(parents=True, exist_ok=True)
+            target = folder / f"{digest}{b.EVIDENCE_SUFFIX[up.media_type]}"
+            if not target.exists():
+                partial = target.with_suffix(".partial")
+                partial.write_bytes(data)
+                partial.replace(target)
+            kept.append(
+                Evidence(
+                    sha256=digest, filename=up.filename, media_type=up.media_type, size=len(data)
+                )
             )
-            return await api.post_notice(item.workflow_id, req)
+        return kept
 
-        return await each(body.items, one)
-
-    @app.post("/v1/notices/postings", tags=["batches"])
-    async def post_notices(body: b.NoticeBody, who: Office) -> list[b.NoticeItem]:
-        """Post the notice of the caller's place now, for every application waiting for
-        it (the list a village committee puts up)."""
+    @app.post("/v1/notices/postings", tags=["notices"])
+    async def post_notices(
+        body: b.NoticeBody, who: Office, key: IdempotencyKey = None
+    ) -> list[b.NoticeItem]:
+        """Post the notice of the caller's place now: every application waiting for it is
+        on this posting (the list the village committee puts up), with a photograph or
+        scan of the posted list as evidence where the programme keeps one. Without
+        ``season``, every open notice of the programme at the place that has a list to
+        post."""
         level = Level(body.level)
         programme = api.programmes.get(body.programme)
         if programme is None:
             raise Problem(404, f"no programme {body.programme}")
-        notice = next(
-            (s for s in programme.steps if isinstance(s, NoticeStep) and s.level is level), None
-        )
-        if notice is None:
+        if not any(isinstance(s, NoticeStep) and s.level is level for s in programme.steps):
             raise Problem(422, f"{body.programme} has no {level.value} notice")
         if ROLE_LEVEL.get(who.role) is not level:
             raise Problem(403, f"role {who.role.value} does not post a {level.value} notice")
-        if body.place_code is not None and body.place_code != who.binding.place_code:
-            raise Problem(
-                403, f"place {body.place_code} is not the credential's {who.binding.place_code}"
+        place = who.binding.place_code
+        if body.place_code is not None and body.place_code != place:
+            raise Problem(403, f"place {body.place_code} is not the credential's {place}")
+        rid = request_id(body, key)
+        evidence = keep_evidence(body.evidence)
+        if body.season:
+            k = season_of(body.programme, body.season)
+            ids = [api.notice_id(body.programme, k.year, level, place, round_=k.round)]
+        else:
+            ids = await api.notices_at(body.programme, level, place)
+            if not ids:
+                raise Problem(404, f"no open {level.value} notice of {body.programme} at {place}")
+        out: list[b.NoticeItem] = []
+        for notice_id in ids:
+            req = NoticePostRequest(
+                request_id=rid if len(ids) == 1 else f"{rid}.{len(out)}",
+                actor=who.actor,
+                evidence=evidence,
             )
-        key = season_of(body.programme, body.season) if body.season else None
-        results = await api.post_notices_at(
-            level,
-            who.binding.place_code,
-            who.actor,
-            notice.stage,
-            programme=body.programme,
-            season=key.year if key else None,
-            round_=key.round if key else None,
+            try:
+                r = await api.post_notice(notice_id, req)
+                out.append(
+                    b.NoticeItem(notice_id=notice_id, accepted=r.accepted, message=r.message)
+                )
+            except Refused as e:
+                if len(ids) == 1:
+                    raise
+                out.append(b.NoticeItem(notice_id=notice_id, accepted=False, message=str(e)))
+        return out
+
+    @app.get("/v1/notices/{notice_id:path}/postings/{number}/list.{kind}", tags=["notices"])
+    async def notice_list(notice_id: str, number: int, kind: str, who: Office) -> FileResponse:
+        """A posting's printed list (XLSX, or the printable page: ``html``)."""
+        st = await notice_of(notice_id, who)
+        posting = next((p for p in st.postings if p.number == number), None)
+        if posting is None:
+            raise Problem(404, f"{notice_id} has no posting {number}")
+        f = next((f for f in posting.files if f.kind == kind), None)
+        if f is None:
+            raise Problem(404, f"no {kind} list (xlsx or html)")
+        media = (
+            "text/html"
+            if kind == "html"
+            else ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
         )
-        return [
-            b.NoticeItem(
-                workflow_id=wf,
-                accepted=isinstance(r, RequestResult) and r.accepted,
-                message=r.message if isinstance(r, RequestResult) else str(r),
+        return FileResponse(f.path, media_type=media, filename=Path(f.path).name)
+
+    @app.get("/v1/notices/{notice_id:path}", tags=["notices"])
+    async def notice(notice_id: str, who: Office) -> NoticeStatus:
+        """A notice: who waits for its next posting, its postings and their periods, its
+        open objections."""
+        return await notice_of(notice_id, who)
+
+    async def notice_of(notice_id: str, who: Caller) -> NoticeStatus:
+        try:
+            st = await api.notice_status(notice_id)
+        except Refused:
+            raise Problem(404, f"no notice {notice_id}") from None
+        level = ROLE_LEVEL.get(who.role)
+        place = who.binding.place_code
+        # The notice's owner, or an office of its county (its township for a village's).
+        if level is None or not (
+            place == st.place_code
+            or (level is Level.COUNTY and st.place_code.startswith(place[:6]))
+            or (
+                level is Level.TOWNSHIP
+                and st.level is Level.VILLAGE
+                and st.place_code.startswith(place[:9])
             )
-            for wf, r in results
-        ]
+        ):
+            raise Problem(403, f"{who.binding.credential} does not hold this notice's place")
+        return st
 
     # ------------------------------------------------------------------ reading
 

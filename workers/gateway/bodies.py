@@ -13,7 +13,6 @@ from models.application import (
     ApplicationForm,
     CorrectionRequest,
     DecisionRequest,
-    NoticePosting,
     ObjectionRequest,
     ObjectionResolution,
     ReceiptRecord,
@@ -39,7 +38,6 @@ if TYPE_CHECKING:  # built at run time from the requests; to the type checker, m
     CorrectionBody: TypeAlias = BaseModel
     ObjectionBody: TypeAlias = BaseModel
     ResolutionBody: TypeAlias = BaseModel
-    PostingBody: TypeAlias = BaseModel
     WithdrawalBody: TypeAlias = BaseModel
     ReceiptBody: TypeAlias = BaseModel
 else:
@@ -47,7 +45,6 @@ else:
     CorrectionBody = _body(CorrectionRequest, "CorrectionBody")
     ObjectionBody = _body(ObjectionRequest, "ObjectionBody")
     ResolutionBody = _body(ObjectionResolution, "ResolutionBody")
-    PostingBody = _body(NoticePosting, "PostingBody")
     WithdrawalBody = _body(WithdrawalRequest, "WithdrawalBody")
     ReceiptBody = _body(ReceiptRecord, "ReceiptBody")
 
@@ -80,21 +77,9 @@ class DecisionItem(BaseModel):
     reason: str = Field(default="", max_length=2000)
 
 
-class PostingItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    workflow_id: str = Field(min_length=1, max_length=200)
-    request_id: RequestId
-    stage: str = Field(min_length=1, max_length=64)
-
-
 class DecisionBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     items: list[DecisionItem] = Field(min_length=1, max_length=1000)
-
-
-class PostingBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    items: list[PostingItem] = Field(min_length=1, max_length=1000)
 
 
 class ItemResult(BaseModel):
@@ -133,18 +118,39 @@ class CallerInfo(BaseModel):
     place_code: str
 
 
-class NoticeBody(BaseModel):
-    """Post a notice list now: every application of the programme at the caller's place
-    waiting for that notice (the caller is the notice's owner there)."""
+EVIDENCE_MAX_BYTES = 10_000_000
+EVIDENCE_MAGIC: dict[str, bytes] = {
+    "image/jpeg": b"\xff\xd8\xff",
+    "image/png": b"\x89PNG\r\n\x1a\n",
+    "application/pdf": b"%PDF-",
+}
+EVIDENCE_SUFFIX = {"image/jpeg": ".jpg", "image/png": ".png", "application/pdf": ".pdf"}
+
+
+class EvidenceUpload(BaseModel):
+    """A photograph or scan of the posted list, its bytes in base64."""
 
     model_config = ConfigDict(extra="forbid")
+    filename: Line = Field(min_length=1, max_length=120, pattern=r"^[^/\\]+$")
+    media_type: Literal["image/jpeg", "image/png", "application/pdf"]
+    # 10 MB of file is 13.4 MB of base64.
+    content_base64: str = Field(min_length=4, max_length=13_400_000)
+
+
+class NoticeBody(BaseModel):
+    """Post a notice now: every application waiting for the programme's notice at the
+    caller's place (the caller is the notice's owner there)."""
+
+    model_config = ConfigDict(extra="forbid")
+    request_id: RequestId | None = None
     programme: str = Field(default="county-subsidy", max_length=40)
     level: Literal["village", "township", "county"]
     place_code: str | None = Field(default=None, pattern=r"^\d{12}$")  # the caller's own
     season: str | None = Field(default=None, pattern=r"^\d{4}(-[a-z]{1,16})?$")
+    evidence: list[EvidenceUpload] = Field(default_factory=list, max_length=10)
 
 
 class NoticeItem(BaseModel):
-    workflow_id: str
+    notice_id: str
     accepted: bool
     message: str

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
         ApplicationInput,
         CorrectionRequest,
         DecisionRequest,
-        NoticePosting,
         Objection,
         ObjectionRequest,
         ObjectionResolution,
@@ -36,6 +35,7 @@ if TYPE_CHECKING:
     )
     from models.calendar import TabulatedCalendar
     from models.domain import Level, Role
+    from models.notice import NoticeJoined, NoticePosted
     from models.payout import AccountCorrection, FundsJoin, FundsRelease
     from models.programme import Programme
     from models.records import NotificationIntent, SeasonSchedule
@@ -181,14 +181,6 @@ class StepRunner(Generic[S]):
     def apply_correction(self, req: CorrectionRequest) -> RequestResult:
         raise self._not_here("a correction")
 
-    def check_posting(self, req: NoticePosting) -> None:
-        raise Refused(
-            f"the application is in stage {self.stage} ({self.step.label_en}), not {req.stage}"
-        )
-
-    def apply_posting(self, req: NoticePosting) -> RequestResult:
-        raise self._not_here("a posting")
-
     def check_objection(self, req: ObjectionRequest) -> None:
         raise Refused(f"no notice is up: the application is in {self.stage} ({self.step.label_en})")
 
@@ -241,3 +233,9 @@ class StepRunner(Generic[S]):
 
     def on_funds_released(self, release: FundsRelease) -> None:
         """Ignored unless the step waits for funds."""
+
+    def on_notice_posted(self, posted: NoticePosted) -> None:
+        """Ignored unless the step waits for that notice's posting."""
+
+    def on_notice_scheduled(self, joined: NoticeJoined) -> None:
+        """Ignored unless the step waits for that notice's posting."""

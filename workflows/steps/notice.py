@@ -1,6 +1,8 @@
-"""A public notice step (R2, R3): posted by its owner or automatically, up for N days,
-objections held until its owner resolves them; R9's rule on what a notice shows is
-the roster's (activities/report)."""
+"""A public notice step (R2, R3): the application joins its notice (a NoticeWorkflow of
+its programme, season, level, place and stage, started if it is not running) and
+waits for the posting it is on; the notice tells it the period, computed once for
+every member. Objections are lodged against it while the notice is up and held here
+until the notice's owner resolves them; the notice is told how many are open."""
 
 from __future__ import annotations
 
@@ -8,84 +10,98 @@ import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import FailureError
 
 from workflows.steps.base import Refused, StepRunner, fmt, role_words
 
 with workflow.unsafe.imports_passed_through():
-    from activities.workflow_calendar import CalendarActivities
+    from activities.notices import NoticeActivities
     from models.application import (
         SYSTEM,
-        NoticePosting,
         NoticeWindow,
         Objection,
         ObjectionRequest,
         ObjectionResolution,
         RequestResult,
     )
-    from models.calendar import OutsideTable, next_working_day_at, notice_period
-    from models.domain import ROLE_NAME_ZH, DecisionKind, ObjectionOutcome, Role
-    from models.records import NoticeRequest, NoticeResult, NotificationIntent, PostingTimeRequest
+    from models.domain import ROLE_NAME_ZH, DecisionKind, Level, ObjectionOutcome, Role
+    from models.notice import (
+        JoinRequest,
+        MemberChange,
+        NoticeInput,
+        NoticeJoin,
+        NoticeJoined,
+        NoticeMember,
+        NoticePosted,
+        PostingDue,
+    )
+    from models.records import NotificationIntent
     from models.steps import NoticeStep
 
-_LOCAL = timedelta(seconds=10)
+_JOIN = timedelta(minutes=1)
+_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+# Joined, and no posting told a day after the notice's automatic posting was due: the
+# notice is asked again (an operator may have ended it); the answer is the same if it
+# still has the application.
+_ASK_AGAIN_AFTER = timedelta(days=1)
 
 
 class NoticeRunner(StepRunner[NoticeStep]):
     awaiting_posting = False
     auto_post_at: datetime | None = None
-    explicit_post: datetime | None = None
+    notice_id: str | None = None
+    posted: NoticePosted | None = None
+    rescheduled = 0  # times the notice moved the automatic posting time
     notice: NoticeWindow | None = None
 
     async def run(self) -> None:
         app, step = self.app, self.step
-        now = workflow.now()
-        if step.first_posting == "window_close" and now < app.schedule.window_closes_at:
-            auto_at = app.schedule.window_closes_at
-            rule = "申请期结束时自动公示 / posted automatically when the application window closes"
-        else:
-            auto_at = await self._next_posting_time(now)
-            rule = (
-                f"下一工作日{step.auto_post_at:%H:%M}自动公示 / posted automatically at "
-                f"{step.auto_post_at:%H:%M} of the next working day"
-            )
-        self.awaiting_posting, self.auto_post_at = True, auto_at
-        app.record(
-            "notice_scheduled",
-            SYSTEM,
-            f"{step.label_zh}待张贴，最迟 {fmt(auto_at)} / {step.label_en} to be posted by {fmt(auto_at)}",
-            {"auto_post_at": auto_at.isoformat(), "rule": rule},
-        )
-        app.publish()
-        with contextlib.suppress(TimeoutError):
-            await workflow.wait_condition(
-                lambda: self.explicit_post is not None or app.closed,
-                timeout=max(auto_at - workflow.now(), timedelta(0)),
-                timeout_summary=f"auto-post {step.label_en} at {fmt(auto_at)}",
-            )
+        attempt = 0
+        self.awaiting_posting = True
+        while self.posted is None and not app.closed:
+            attempt += 1
+            joined = await self._join(attempt)
+            self.notice_id, self.auto_post_at = joined.notice_id, joined.auto_post_at
+            if attempt == 1:
+                app.record(
+                    "notice_scheduled",
+                    SYSTEM,
+                    f"{step.label_zh}待张贴（第{joined.posting}批），最迟 {fmt(joined.auto_post_at)} / "
+                    f"{step.label_en} to be posted by {fmt(joined.auto_post_at)} (posting {joined.posting})",
+                    {
+                        "notice": joined.notice_id,
+                        "posting": joined.posting,
+                        "auto_post_at": joined.auto_post_at.isoformat(),
+                        "rule": f"{joined.rule_zh} / {joined.rule_en}",
+                    },
+                )
+            app.publish()
+            await self._wait_for_posting()
         if app.closed:
+            self.tell_notice(left=True)
             return
-        posted_at = self.explicit_post or auto_at
-        posting = "explicit" if self.explicit_post else "automatic"
+        posted = self.posted
+        assert posted is not None
         self.awaiting_posting, self.auto_post_at = False, None
-        period = await self._period(posted_at)
-        self.notice = NoticeWindow(
-            stage=step.stage,
-            posted_at=period.posted_at,
-            ends_at=period.ends_at,
-            counted_days=[d.isoformat() for d in period.counted_days],
-            provisional=period.provisional,
-        )
+        self.notice = posted.window
+        window = posted.window
         app.record(
             "notice_posted",
             SYSTEM,
-            f"{step.label_zh}已张贴，{fmt(period.posted_at)} 至 {fmt(period.ends_at)} / "
-            f"{step.label_en} posted ({posting}), ends {fmt(period.ends_at)}",
+            f"{step.label_zh}已张贴，{fmt(window.posted_at)} 至 {fmt(window.ends_at)} / "
+            f"{step.label_en} posted ({posted.how}), ends {fmt(window.ends_at)}",
             {
-                "posted_at": period.posted_at.isoformat(),
-                "ends_at": period.ends_at.isoformat(),
-                "counted_days": self.notice.counted_days,
-                "provisional": period.provisional,
-                "posting": posting,
+                "notice": posted.notice_id,
+                "posting_no": posted.posting,
+                "posted_at": window.posted_at.isoformat(),
+                "ends_at": window.ends_at.isoformat(),
+                "counted_days": window.counted_days,
+                "provisional": window.provisional,
+                "posting": posted.how,
+                "posted_by": posted.posted_by,
+                "evidence_sha256": posted.evidence_sha256,
+                "list_sha256": posted.list_sha256,
             },
             notify=[
                 NotificationIntent(
@@ -93,20 +109,20 @@ class NoticeRunner(StepRunner[NoticeStep]):
                     template="notice_posted",
                     params={
                         "notice": step.label_zh,
-                        "ends_at": fmt(period.ends_at),
-                        "provisional": period.provisional,
+                        "ends_at": fmt(window.ends_at),
+                        "provisional": window.provisional,
                     },
                 )
             ],
         )
         if app.index + 1 < len(app.programme.steps):
-            await app.project(app.index + 1, period.ends_at)
+            await app.project(app.index + 1, window.ends_at)
         app.publish()
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
                 lambda: app.closed,
-                timeout=max(period.ends_at - workflow.now(), timedelta(0)),
-                timeout_summary=f"{step.label_en} ends {fmt(period.ends_at)}",
+                timeout=max(window.ends_at - workflow.now(), timedelta(0)),
+                timeout_summary=f"{step.label_en} ends {fmt(window.ends_at)}",
             )
         if app.closed:
             return
@@ -119,6 +135,107 @@ class NoticeRunner(StepRunner[NoticeStep]):
         app.publish()
         # R3: an open objection holds the application in the notice until resolved.
         await workflow.wait_condition(lambda: not self.open_objections() or app.closed)
+
+    async def _join(self, attempt: int) -> NoticeJoined:
+        app, step = self.app, self.step
+        places, a = app.inp.places, app.inp.applicant
+        place_name = {
+            Level.VILLAGE: places.village_name,
+            Level.TOWNSHIP: places.township_name,
+            Level.COUNTY: places.county_name,
+            Level.SCHOOL: places.school_name,
+        }[step.level]
+        notice = NoticeInput(
+            programme=app.programme.code,
+            programme_name_zh=app.programme.name_zh,
+            season=app.inp.season,
+            round=app.programme.round_key,
+            county_code=places.county_code,
+            place_code=places.code_at(step.level),
+            place_name=place_name,
+            step=step,
+            window_closes_at=app.schedule.window_closes_at,
+        )
+        member = NoticeMember(
+            workflow_id=app.inp.workflow_id,
+            name=a.name,
+            village=places.village_name or places.village_code,
+            school_or_level=places.school_name or a.university or a.education_level.value,
+            amount_cny=app.inp.amount_cny,
+            joined_at=workflow.now(),
+        )
+        return await workflow.execute_activity_method(
+            NoticeActivities.join_notice,
+            JoinRequest(notice=notice, join=NoticeJoin(member=member, attempt=attempt)),
+            start_to_close_timeout=_JOIN,
+            retry_policy=_RETRY,
+            summary=f"join the {step.label_en} of {notice.place_code}",
+        )
+
+    async def _wait_for_posting(self) -> None:
+        """Until the posting is told: at the automatic posting time (by this
+        application's clock; the notice may move it) the notice is told it is due; a
+        day later without a posting, the caller asks again."""
+        while self.posted is None and not self.app.closed:
+            at, seen = self.auto_post_at, self.rescheduled
+            assert at is not None
+            if await self._posted_by(at, seen):
+                continue
+            self._tell(
+                "posting_due", PostingDue(workflow_id=self.app.inp.workflow_id, auto_post_at=at)
+            )
+            if not await self._posted_by(workflow.now() + _ASK_AGAIN_AFTER, seen):
+                return
+
+    async def _posted_by(self, at: datetime, seen: int) -> bool:
+        """Until the posting is told, the application closes or the time moves (True);
+        False at ``at``."""
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: self.posted is not None or self.app.closed or self.rescheduled != seen,
+                timeout=max(at - workflow.now(), timedelta(0)),
+                timeout_summary=f"{self.step.label_en} posted (automatically {fmt(at)})",
+            )
+            return True
+        return False
+
+    def on_notice_scheduled(self, joined: NoticeJoined) -> None:
+        """The notice moved this application's automatic posting time."""
+        if joined.notice_id != self.notice_id or self.posted is not None or self.app.closed:
+            return
+        self.auto_post_at = joined.auto_post_at
+        self.rescheduled += 1
+        self.app.publish()
+
+    def on_notice_posted(self, posted: NoticePosted) -> None:
+        if posted.notice_id != self.notice_id or self.posted is not None or self.app.closed:
+            return  # a stale message (another notice, or told twice) changes nothing
+        self.posted = posted
+
+    def tell_notice(self, *, left: bool = False) -> None:
+        """What the notice's operator sees of this member: its open objections, or that
+        it left."""
+        self._tell(
+            "member_changed",
+            MemberChange(
+                workflow_id=self.app.inp.workflow_id,
+                open_objections=0 if left else len(self.open_objections()),
+                left=left,
+            ),
+        )
+
+    def _tell(self, signal: str, body: MemberChange | PostingDue) -> None:
+        """A message to the notice (sealed by the worker); a notice that has ended has
+        nothing to hear: passed over."""
+        notice_id = self.notice_id
+        if notice_id is None:
+            return
+
+        async def send() -> None:
+            with contextlib.suppress(FailureError):
+                await workflow.get_external_workflow_handle(notice_id).signal(signal, body)
+
+        self.app.watch(send())
 
     def open_objections(self) -> list[Objection]:
         return [o for o in self.app.objections if o.outcome is None and o.stage == self.stage]
@@ -143,6 +260,8 @@ class NoticeRunner(StepRunner[NoticeStep]):
             ROLE_NAME_ZH[self.step.owner],
             role_words(self.step.owner),
         )
+        if self.notice_id is None:
+            return f"正在加入{step.label_zh}", f"joining the {step.label_en}"
         if self.notice is None:
             return (
                 f"等待{owner_zh}张贴{step.label_zh}，最迟 {fmt(self.auto_post_at)} 自动张贴",
@@ -161,27 +280,6 @@ class NoticeRunner(StepRunner[NoticeStep]):
             f"{step.label_en} up until {fmt(self.notice.ends_at)}"
             + (f"; {len(open_)} open objection(s)" if open_ else ""),
         )
-
-    # --------------------------------------------------------------- posting
-
-    def check_posting(self, req: NoticePosting) -> None:
-        app, step = self.app, self.step
-        if req.stage != step.stage:
-            super().check_posting(req)
-        if not self.awaiting_posting:
-            raise Refused(f"the {step.label_en} is already posted")
-        if step.first_posting == "window_close" and workflow.now() < app.schedule.window_closes_at:
-            raise Refused(
-                f"the {step.label_en} is posted after the application window closes "
-                f"({fmt(app.schedule.window_closes_at)}); it will be posted then automatically"
-            )
-        problems = app.check_place(req.actor, step.owner, step.level, f"post the {step.label_en}")
-        if problems:
-            raise Refused(problems)
-
-    def apply_posting(self, req: NoticePosting) -> RequestResult:
-        self.explicit_post = workflow.now()
-        return self.app.result(req.request_id, f"{self.stage} posted by {req.actor.id}")
 
     # ------------------------------------------------------------ objections
 
@@ -229,6 +327,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
                 )
             ],
         )
+        self.tell_notice()
         return app.result(
             req.request_id,
             f"objection {objection.id} lodged; the {step.label_en}'s owner resolves it",
@@ -300,43 +399,11 @@ class NoticeRunner(StepRunner[NoticeStep]):
                     )
                 ],
             )
+        self.tell_notice()
         return app.result(
             req.request_id,
             f"objection {objection.id} {req.outcome.value}"
             + ("; application rejected" if upheld else ""),
-        )
-
-    # ------------------------------------------------------------- calendar
-    # Answered from the schedule's table where it holds the days as settled, else by a
-    # local activity (a day beyond its data, or a provisional one: see DayTable).
-
-    async def _next_posting_time(self, after: datetime) -> datetime:
-        if self.app.calendar is not None:
-            with contextlib.suppress(OutsideTable):
-                return next_working_day_at(self.app.calendar, after, self.step.auto_post_at)
-        return await workflow.execute_local_activity_method(
-            CalendarActivities.next_posting_time,
-            PostingTimeRequest(after=after, clock=self.step.auto_post_at),
-            start_to_close_timeout=_LOCAL,
-            summary="next working day for the automatic posting",
-        )
-
-    async def _period(self, posted_at: datetime) -> NoticeResult:
-        step = self.step
-        if self.app.calendar is not None:
-            with contextlib.suppress(OutsideTable):
-                p = notice_period(self.app.calendar, posted_at, step.days, step.counting)
-                return NoticeResult(
-                    posted_at=p.posted_at,
-                    ends_at=p.ends_at,
-                    counted_days=list(p.counted_days),
-                    provisional=p.provisional,
-                )
-        return await workflow.execute_local_activity_method(
-            CalendarActivities.compute_notice_period,
-            NoticeRequest(posted_at=posted_at, days=step.days, counting=step.counting),
-            start_to_close_timeout=_LOCAL,
-            summary=f"{step.label_en}: {step.days} {step.counting.value.replace('_', ' ')}",
         )
 
 

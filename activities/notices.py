@@ -1,0 +1,191 @@
+"""A notice's side effects: an application joining it (the notice started if it is not
+running), and the posted list printed for the notice board.
+
+Joining is an update-with-start from this activity, sealed with aidflow's internal
+key (workflows/authority.py refuses a notice started, or joined, without the seal):
+a workflow cannot start another that outlives it and that many others share. A retry
+is the same update id, so the notice answers it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import (
+    Client,
+    Interceptor,
+    OutboundInterceptor,
+    StartWorkflowUpdateWithStartInput,
+    WithStartWorkflowOperation,
+    WorkflowUpdateHandle,
+)
+from temporalio.common import WorkflowIDConflictPolicy
+
+from models.authority import SEAL_HEADER, body_digest, make_seal
+from models.domain import ROLE_NAME_ZH
+from models.notice import JoinRequest, ListFile, NoticeJoined, NoticeListRequest
+from store import cells
+from store.cells import WORKBOOK_OPTIONS
+
+_CST = timezone(timedelta(hours=8), "CST")
+# The first instant of a workbook's properties: the file's bytes depend on its rows only.
+_FIXED_CREATED = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+class _Sealing(Interceptor):
+    def __init__(self, key: bytes, client: Client) -> None:
+        self._key = key
+        self._converter = client.data_converter.payload_converter
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        return _SealingOutbound(next, self)
+
+    def header(self, sender: str, target: str, message: str, args: Any) -> dict[str, Any]:
+        seal = make_seal(
+            self._key, sender=sender, target=target, message=message, digest=body_digest(args)
+        )
+        return {SEAL_HEADER: self._converter.to_payloads([seal])[0]}
+
+
+class _SealingOutbound(OutboundInterceptor):
+    def __init__(self, next: OutboundInterceptor, root: _Sealing) -> None:
+        super().__init__(next)
+        self._root = root
+
+    async def start_update_with_start_workflow(
+        self, input: StartWorkflowUpdateWithStartInput
+    ) -> WorkflowUpdateHandle[Any]:
+        sender = activity.info().workflow_id or "aidflow"
+        start, update = input.start_workflow_input, input.update_workflow_input
+        start.headers = {
+            **start.headers,
+            **self._root.header(sender, start.id, "start", start.args),
+        }
+        update.headers = {
+            **update.headers,
+            **self._root.header(sender, start.id, update.update, update.args),
+        }
+        return await super().start_update_with_start_workflow(input)
+
+
+class NoticeActivities:
+    def __init__(self, client: Client | None, internal_key: bytes, files_dir: Path) -> None:
+        self._client: Client | None = None
+        if client is not None:
+            config = client.config()
+            config["interceptors"] = [*config["interceptors"], _Sealing(internal_key, client)]
+            self._client = Client(**config)
+        self._files = files_dir
+
+    @activity.defn(name="join_notice")
+    async def join_notice(self, req: JoinRequest) -> NoticeJoined:
+        if self._client is None:
+            raise RuntimeError("this worker has no Temporal client for notices")
+        notice_id = req.notice.workflow_id
+        start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+            "NoticeWorkflow",
+            req.notice,
+            id=notice_id,
+            task_queue=activity.info().task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=(
+                f"{req.notice.place_name or req.notice.place_code} "
+                f"{req.notice.programme_name_zh} {req.notice.step.label_zh}"
+            ),
+        )
+        joined: NoticeJoined = await self._client.execute_update_with_start_workflow(
+            "join",
+            req.join,
+            start_workflow_operation=start,
+            id=f"join/{req.join.member.workflow_id}/{req.join.attempt}",
+            result_type=NoticeJoined,
+        )
+        return joined
+
+    @activity.defn(name="write_notice_list")
+    def write_notice_list(self, req: NoticeListRequest) -> list[ListFile]:
+        """The posting's list for the notice board, as XLSX and as a printable page; the
+        same request writes the same bytes (a retry changes nothing)."""
+        out = self._files / "notices" / req.notice.workflow_id.replace("/", "_")
+        out.mkdir(parents=True, exist_ok=True)
+        stem = out / f"posting-{req.number}"
+        title, period, header, rows = _list_content(req)
+        xlsx = stem.with_suffix(".xlsx")
+        _write_xlsx(xlsx, title, period, header, rows)
+        page = stem.with_suffix(".html")
+        page.write_text(_page(title, period, header, rows), encoding="utf-8")
+        return [
+            ListFile(kind="xlsx", path=str(xlsx), sha256=_sha256(xlsx)),
+            ListFile(kind="html", path=str(page), sha256=_sha256(page)),
+        ]
+
+
+def _list_content(req: NoticeListRequest) -> tuple[str, str, list[str], list[list[Any]]]:
+    """R9's notice rule: name, village, school or level, amount; nothing else."""
+    n = req.notice
+    title = (
+        f"{n.place_name or n.place_code} {n.programme_name_zh}{n.step.label_zh}"
+        f"（第{req.number}批） / {n.step.label_en}, posting {req.number}"
+    )
+    owner = ROLE_NAME_ZH.get(n.step.owner, n.step.owner.value)
+    period = (
+        f"公示期：{_cst(req.posted_at)} 至 {_cst(req.ends_at)}。公示期内如有异议，请向{owner}反映。"
+        f" / Up from {_cst(req.posted_at)} until {_cst(req.ends_at)}; objections to the "
+        f"{n.step.owner.value.replace('_', ' ')}."
+    )
+    header = ["序号 No.", "姓名 Name", "村 Village", "学校或层次 School or level", "金额（元） CNY"]
+    rows = [
+        [i, m.name, m.village, m.school_or_level, m.amount_cny]
+        for i, m in enumerate(sorted(req.members, key=lambda m: (m.village, m.name)), start=1)
+    ]
+    return title, period, header, rows
+
+
+def _write_xlsx(
+    path: Path, title: str, period: str, header: list[str], rows: list[list[Any]]
+) -> None:
+    import xlsxwriter
+
+    wb = xlsxwriter.Workbook(str(path), WORKBOOK_OPTIONS)
+    wb.set_properties({"title": title, "created": _FIXED_CREATED})
+    bold = wb.add_format({"bold": True})
+    ws = wb.add_worksheet("公示 notice")
+    ws.write(0, 0, cells.cell(title), bold)
+    ws.write(1, 0, cells.cell(period))
+    ws.write_row(3, 0, header, bold)
+    for i, row in enumerate(rows, start=4):
+        ws.write_row(i, 0, cells.row(row))
+    ws.set_column(0, 0, 8)
+    ws.set_column(1, len(header), 22)
+    wb.close()
+
+
+def _page(title: str, period: str, header: list[str], rows: list[list[Any]]) -> str:
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{esc(str(cells.cell(v)))}</td>" for v in row) + "</tr>"
+        for row in rows
+    )
+    return (
+        '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
+        f"<title>{esc(title)}</title><style>body{{font-family:sans-serif;margin:2em}}"
+        "table{border-collapse:collapse}td,th{border:1px solid #333;padding:4px 10px}"
+        "@media print{button{display:none}}</style></head><body>"
+        f"<h1>{esc(title)}</h1><p>{esc(period)}</p>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        "</body></html>\n"
+    )
+
+
+def _cst(at: datetime) -> str:
+    return at.astimezone(_CST).strftime("%Y-%m-%d %H:%M")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
