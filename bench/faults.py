@@ -86,7 +86,7 @@ NOTICES = {s.stage: s for s in PROGRAMME.steps if isinstance(s, NoticeStep)}
 FUNDS = next(s.stage for s in PROGRAMME.steps if isinstance(s, FundsStep))
 PAYOUT = next(s.stage for s in PROGRAMME.steps if isinstance(s, PayoutStep))
 CORRECTION = Stage.AWAITING_ACCOUNT_CORRECTION.value
-# A defect of sdk-core in temporalio 1.35 (tests/histories/upstream, README): a worker
+# A defect of sdk-core in temporalio 1.35 (README, "A defect of the Temporal SDK"): a worker
 # started after another was killed runs a workflow on new events to answer a query and
 # sends what that produced with the next task; the history then fails to replay with a
 # nondeterminism error. Counted apart: a nondeterminism error in a history where a

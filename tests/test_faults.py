@@ -2,8 +2,8 @@
 embedded stack's parts, its worker killed (SIGKILL) three times and its Temporal server
 restarted once. What aidflow guarantees through crashes: nothing lost, nothing paid
 twice or to another account, the audit log intact and equal to the histories, R9 held;
-and no history that fails to replay but for the sdk-core defect recorded in
-tests/histories/upstream (a nondeterminism error after a kill; counted apart in
+and no history that fails to replay but for the sdk-core defect described in the
+README (a nondeterminism error after a kill; counted apart in
 ``by_sdk_defect``, with the applications it leaves stuck: BENCHMARKS.md)."""
 
 from __future__ import annotations

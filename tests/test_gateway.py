@@ -4,6 +4,9 @@ port, the dev server, the worker, credentials in the database."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -349,3 +352,85 @@ def test_the_objection_limit_counts_an_ipv6_subscriber_as_one() -> None:
     assert _network("203.0.113.7") == "203.0.113.7" != _network("203.0.113.8")
     assert _network("::ffff:203.0.113.7") == "203.0.113.7"
     assert _network("testclient") == "testclient"
+
+
+# A 1x1 PNG: what a village committee's phone uploads, in miniature.
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+
+
+async def test_a_village_posts_its_notice_with_a_photograph(gateway: Gateway) -> None:
+    """The village posts its list (after the window, so that it may), a photograph of
+    the posted list attached: the file is kept under its SHA-256, the digest is in the
+    notice's history, each member hears of the posting, and the printed list shows
+    only what R9 lets a notice show."""
+    cases = [await gateway.new_case() for _ in range(2)]
+    for c in cases:
+        await c.advance_to(cst(9, 2, 10))
+        assert (await gateway.decide("village", c.wf, "village_review")).status_code == 200
+        await c.wait_for(lambda s: s.stage == "village_notice" and s.notice is None, "joined")
+    for c in cases:
+        await c.advance_to(cst(9, 2, 11))  # the notice's clock too: it posts at 11:00
+    photo = {
+        "filename": "公示照片.png",
+        "media_type": "image/png",
+        "content_base64": base64.b64encode(PNG).decode(),
+    }
+    body = {"level": "village", "season": "2027", "evidence": [photo]}
+    # Not its owner; not a photograph; then the village itself.
+    problem(
+        await gateway.http.post(
+            "/v1/notices/postings", json=body, headers=gateway.auth("township")
+        ),
+        403,
+    )
+    fake = {**photo, "content_base64": base64.b64encode(b"GIF89a....").decode()}
+    problem(
+        await gateway.http.post(
+            "/v1/notices/postings",
+            json={**body, "evidence": [fake]},
+            headers=gateway.auth("village"),
+        ),
+        422,
+    )
+    r = await gateway.http.post("/v1/notices/postings", json=body, headers=gateway.auth("village"))
+    assert r.status_code == 200, r.text
+    [item] = r.json()
+    assert item["accepted"] and "2 application(s)" in item["message"], item
+    notice_id = item["notice_id"]
+    digest = hashlib.sha256(PNG).hexdigest()
+    kept = gateway.stack.deps.files_dir / "evidence" / f"{digest}.png"
+    assert kept.read_bytes() == PNG
+    for c in cases:
+        st = await c.wait_for(lambda s: s.notice is not None, "posted")
+        assert st.notice is not None and st.notice.posted_at.date().isoformat() == "2027-09-02"
+        posted = next(e for e in await c.api.trail(c.wf) if e.kind == "notice_posted")
+        assert posted.detail["evidence_sha256"] == [digest] and posted.detail["posted_by"]
+    # The notice as the county sees it; a village elsewhere may not.
+    seen = await gateway.http.get(f"/v1/notices/{notice_id}", headers=gateway.auth("county"))
+    assert seen.status_code == 200, seen.text
+    [posting] = seen.json()["postings"]
+    assert posting["evidence"][0]["sha256"] == digest
+    assert sorted(posting["members"]) == sorted(c.wf for c in cases)
+    problem(
+        await gateway.http.get(f"/v1/notices/{notice_id}", headers=gateway.auth("other_village")),
+        403,
+    )
+    page = await gateway.http.get(
+        f"/v1/notices/{notice_id}/postings/1/list.html", headers=gateway.auth("village")
+    )
+    assert page.status_code == 200 and "公示期" in page.text
+    xlsx = await gateway.http.get(
+        f"/v1/notices/{notice_id}/postings/1/list.xlsx", headers=gateway.auth("village")
+    )
+    assert xlsx.status_code == 200 and xlsx.content[:2] == b"PK"
+    listed = await gateway.stack.api.notice_status(notice_id)
+    assert hashlib.sha256(xlsx.content).hexdigest() == next(
+        f.sha256 for f in listed.postings[0].files if f.kind == "xlsx"
+    )
+    # R9: names and villages, never identity, account or phone numbers.
+    for c in cases:
+        st = await c.status()
+        assert st.applicant_masked.split()[0] in page.text
+    assert not re.search(r"\d{17}[\dX]|\d{16,19}|1[3-9]\d{9}", page.text), page.text
