@@ -629,6 +629,15 @@ async def check(
     by_defect["stuck"] = sum(
         1 for wf in submitted if final[wf] not in ENDED and (wf in broken or season_broken)
     )
+    # What each stuck application the defect does not explain says it waits for.
+    stuck_examples: dict[str, str] = {}
+    for wf in submitted:
+        if final[wf] in ENDED or wf in broken or season_broken or len(stuck_examples) >= 5:
+            continue
+        try:
+            stuck_examples[wf] = (await asyncio.wait_for(api.status(wf), 20)).details_en[:200]
+        except Exception as e:
+            stuck_examples[wf] = f"(no answer: {type(e).__name__})"
     return {
         "lost": sum(1 for wf in submitted if wf not in rows or final[wf] == "(no answer)"),
         "stuck": sum(1 for wf in submitted if final[wf] not in ENDED),
@@ -648,6 +657,7 @@ async def check(
         # Of stuck, task_failures and replay_failures: those SDK_DEFECT explains.
         "by_sdk_defect": dict(by_defect),
         "replay_failure_examples": dict(list(replay_failures.items())[:3]),
+        "stuck_examples": stuck_examples,
         "unanswered_queries": len(season.unanswered),
         # R9: no full identity or account number in any history, table or file (but the
         # bank's disbursement files).

@@ -229,7 +229,7 @@ async def make_stack(
             # Workflows ids repeat across tests (one season per county, one notice per
             # place): leave nothing running. A notice started a moment ago may not be
             # listed yet: its id comes from the applications that joined it.
-            await _end_notices(client, api, queue)
+            await end_notices(client, api, queue)
             async for wf in client.list_workflows(
                 f"TaskQueue = '{queue}' AND ExecutionStatus = 'Running'"
             ):
@@ -243,7 +243,10 @@ async def make_stack(
     deps.engine.dispose()
 
 
-async def _end_notices(client: Client, api: AidflowClient, queue: str) -> None:
+async def end_notices(client: Client, api: AidflowClient, queue: str) -> None:
+    """Terminate the notices a test's applications joined (their ids repeat across
+    tests: a notice left running on a finished test's queue would take the next test's
+    joins and never answer), and any other notice still running."""
     from models.notice import notice_workflow_id
     from models.steps import NoticeStep
 
@@ -276,6 +279,10 @@ async def _end_notices(client: Client, api: AidflowClient, queue: str) -> None:
                         step.stage,
                     )
                 )
+    async for wf in client.list_workflows(
+        "WorkflowType = 'NoticeWorkflow' AND ExecutionStatus = 'Running'"
+    ):
+        ids.add(wf.id)
     for notice_id in ids:
         with contextlib.suppress(Exception):
             await client.get_workflow_handle(notice_id).terminate("test finished")

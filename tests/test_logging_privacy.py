@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from sqlmodel import Session, select
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from integrations.notify import Channels, LogChannel, OutboxSender
@@ -25,12 +26,13 @@ from models.programmes import BUILTIN_PROGRAMMES
 from store.db import make_engine, upgrade
 from store.sealing import Keys
 from store.tables import OutboxMessage
-from tests.conftest import Registry
+from tests.conftest import Registry, end_notices
 from tests.support import IN_WINDOW_2027, form, make_national_id, public, village_official
 from tests.test_application_workflow import Case
 from workers.client import AidflowClient
 from workers.logs import configure_logging
 from workers.signing import SKIPPED_CLOCK_LIFETIME
+from workers.simulate import NoticeClock
 from workers.worker import Dependencies, build_worker
 
 ID_LIKE = re.compile(r"(?<![0-9])[0-9]{17}[0-9X](?![0-9])")
@@ -65,7 +67,9 @@ async def test_full_application_logs_carry_context_and_no_identity_number(
     queue = f"tq-{uuid.uuid4().hex[:8]}"
     # No workflow cache: every workflow task replays the whole history, so a log
     # line written again during replay would show up as a duplicate.
-    worker = build_worker(ts_env.client, queue, deps, max_cached_workflows=0)
+    config = ts_env.client.config()
+    config["interceptors"] = [*config["interceptors"], NoticeClock()]
+    worker = build_worker(Client(**config), queue, deps, max_cached_workflows=0)
     api = AidflowClient(
         ts_env.client,
         task_queue=queue,
@@ -118,6 +122,7 @@ async def test_full_application_logs_carry_context_and_no_identity_number(
             season
         ) in api.started_seasons():  # the next test's season must not find this one running
             await ts_env.client.get_workflow_handle(season).terminate("test finished")
+        await end_notices(ts_env.client, api, queue)
     deps.engine.dispose()
 
     lines = [json.loads(x) for x in captured_logs.getvalue().splitlines() if x.strip()]

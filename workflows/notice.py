@@ -56,7 +56,7 @@ with workflow.unsafe.imports_passed_through():
 # starts it again): the operator's list of notices stays the live ones.
 QUIET = timedelta(days=30)
 _LOCAL = timedelta(seconds=10)
-_ACT = timedelta(minutes=2)
+_ACT = timedelta(seconds=30)  # printing a list: one cut off by a crash is tried again soon
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 _PLACE_ATTRIBUTE: dict[Level, SearchAttributeKey[Any]] = {

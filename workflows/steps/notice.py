@@ -39,7 +39,8 @@ with workflow.unsafe.imports_passed_through():
     from models.records import NotificationIntent
     from models.steps import NoticeStep
 
-_JOIN = timedelta(minutes=1)
+# The join answers in milliseconds; one cut off by a crashed worker is tried again soon.
+_JOIN = timedelta(seconds=10)
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 # Joined, and no posting told a day after the notice's automatic posting was due: the
 # notice is asked again (an operator may have ended it); the answer is the same if it
