@@ -270,8 +270,10 @@ class NoticeWorkflow:
                 rule_zh=zh,
                 rule_en=en,
             )
-        self.pending[wf] = j.member
-        joined_at = j.member.joined_at
+        # Asked again while waiting: it keeps the instant it was first ready (a later
+        # one would take it off the posting it is due for).
+        member = self.pending.setdefault(wf, j.member)
+        joined_at = member.joined_at
         # The automatic posting follows the first member to become ready, whichever
         # join arrived first (applications' clocks may differ a little; in the simulator,
         # a lot), so the time is the same whatever the order of arrival.

@@ -62,8 +62,11 @@ class NoticeRunner(StepRunner[NoticeStep]):
         self.awaiting_posting = True
         while self.posted is None and not app.closed:
             attempt += 1
+            told = self.rescheduled
             joined = await self._join(attempt)
-            self.notice_id, self.auto_post_at = joined.notice_id, joined.auto_post_at
+            self.notice_id = joined.notice_id
+            if self.rescheduled == told:  # else the notice's later word stands
+                self.auto_post_at = joined.auto_post_at
             if attempt == 1:
                 app.record(
                     "notice_scheduled",
@@ -165,6 +168,8 @@ class NoticeRunner(StepRunner[NoticeStep]):
             amount_cny=app.inp.amount_cny,
             joined_at=workflow.now(),
         )
+        # Known before the answer: a message from the notice may come first.
+        self.notice_id = notice.workflow_id
         return await workflow.execute_activity_method(
             NoticeActivities.join_notice,
             JoinRequest(notice=notice, join=NoticeJoin(member=member, attempt=attempt)),
@@ -261,7 +266,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
             ROLE_NAME_ZH[self.step.owner],
             role_words(self.step.owner),
         )
-        if self.notice_id is None:
+        if self.auto_post_at is None and self.notice is None:
             return f"正在加入{step.label_zh}", f"joining the {step.label_en}"
         if self.notice is None:
             return (
