@@ -96,6 +96,11 @@ def request_digest(req: BaseModel) -> str:
     return hashlib.sha256(req.model_dump_json().encode()).hexdigest()[:16]
 
 
+def request_key(req: BaseModel) -> str:
+    """What a request id stands for: the kind of request and a digest of its body."""
+    return f"{type(req).__name__}:{request_digest(req)}"
+
+
 # aidflow itself: timers, automatic postings, messages between its workflows.
 SYSTEM = Actor(id="aidflow", name="aidflow", role=Role.SYSTEM)
 

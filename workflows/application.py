@@ -48,7 +48,7 @@ with workflow.unsafe.imports_passed_through():
         TrailEvent,
         TrailKind,
         WithdrawalRequest,
-        request_digest,
+        request_key,
     )
     from models.calendar import TabulatedCalendar
     from models.domain import STAGE_NAME_EN, STAGE_NAME_ZH, Level, Role, Stage
@@ -387,7 +387,7 @@ class ApplicationWorkflow:
         first = self.results.get(req.request_id)
         if first is None:
             return None
-        if self.request_keys.get(req.request_id) != _request_key(req):
+        if self.request_keys.get(req.request_id) != request_key(req):
             raise Refused(
                 f"request id {req.request_id} was already used for another request "
                 f"({self.request_keys.get(req.request_id, '?').split(':')[0]}, answered: {first.message}); "
@@ -399,7 +399,7 @@ class ApplicationWorkflow:
         """The first answer to a repeat; else the request id is taken for this request."""
         first = self._repeat(req)
         if first is None:
-            self.request_keys[req.request_id] = _request_key(req)
+            self.request_keys[req.request_id] = request_key(req)
         return first
 
     def _answer(self, req: Any, apply: Callable[[Any], RequestResult]) -> RequestResult:
@@ -437,7 +437,7 @@ class ApplicationWorkflow:
             self._validate(req, check)  # a repeat passes, and _answer gives its first answer
         except Refused as refusal:
             if req.request_id not in self.results:  # a new id: the refusal is its answer
-                self.request_keys[req.request_id] = _request_key(req)
+                self.request_keys[req.request_id] = request_key(req)
                 self.results[req.request_id] = RequestResult(
                     request_id=req.request_id,
                     accepted=False,
@@ -586,8 +586,3 @@ def _check_amount(inp: ApplicationInput) -> None:
 
 def _dropped(name: str) -> None:
     workflow.logger.warning(f"signal {name} without its argument: dropped")
-
-
-def _request_key(req: Any) -> str:
-    """What a request id stands for: the kind of request and a digest of its body."""
-    return f"{type(req).__name__}:{request_digest(req)}"

@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.notices import NoticeActivities
     from activities.workflow_calendar import CalendarActivities
     from models import search
-    from models.application import Actor, NoticeWindow, RequestResult, request_digest
+    from models.application import Actor, NoticeWindow, RequestResult, request_key
     from models.domain import ROLE_NAME_ZH, Level, Role
     from models.notice import (
         MemberChange,
@@ -360,7 +360,7 @@ class NoticeWorkflow:
         first = self.results.get(req.request_id)
         if first is not None:
             return first
-        self.request_keys[req.request_id] = _request_key(req)
+        self.request_keys[req.request_id] = request_key(req)
         number = self.next_number
         self.explicit = (workflow.now(), req)
         await workflow.wait_condition(lambda: len(self.postings) >= number)
@@ -381,7 +381,7 @@ class NoticeWorkflow:
     def _validate_post(self, req: NoticePostRequest) -> None:
         first = self.results.get(req.request_id)
         if first is not None or req.request_id in self.request_keys:
-            if self.request_keys.get(req.request_id) != _request_key(req):
+            if self.request_keys.get(req.request_id) != request_key(req):
                 raise Refused(
                     f"request id {req.request_id} was already used for another request; "
                     "send a new request id"
@@ -514,7 +514,3 @@ class NoticeWorkflow:
             self.published.update({k: v[1] for k, v in changed.items()})
         zh, en = self.details()
         workflow.set_current_details(f"**{zh}**\n\n{en}")
-
-
-def _request_key(req: Any) -> str:
-    return f"{type(req).__name__}:{request_digest(req)}"
