@@ -24,11 +24,10 @@ from typing import Any
 
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
 
-from workflows import deadlines, operators
+from workflows import deadlines, operators, requests
 from workflows.steps import PaymentState, Refused, StepRunner, runner_for
-from workflows.steps.base import AuthorityProblem
+from workflows.steps.base import office_notice
 from workflows.trail import Trail
 
 with workflow.unsafe.imports_passed_through():
@@ -48,12 +47,10 @@ with workflow.unsafe.imports_passed_through():
         TrailEvent,
         TrailKind,
         WithdrawalRequest,
-        request_key,
     )
     from models.calendar import TabulatedCalendar
-    from models.domain import STAGE_NAME_EN, STAGE_NAME_ZH, Level, Role, Stage
+    from models.domain import STAGE_NAME_EN, STAGE_NAME_ZH, Role, Stage
     from models.ids import season_workflow_id
-    from models.intake import amount_due
     from models.payout import (
         AccountCorrection,
     )
@@ -122,7 +119,7 @@ class ApplicationWorkflow:
 
     @workflow.run
     async def run(self, inp: ApplicationInput) -> ApplicationStatus:
-        _check_amount(inp)
+        requests.check_amount(inp)
         self.schedule_or_none = await workflow.execute_local_activity_method(
             CalendarActivities.compute_season_schedule,
             ScheduleRequest(programme=self.programme, season=inp.season),
@@ -169,7 +166,7 @@ class ApplicationWorkflow:
             SYSTEM,
             f"进入{step.label_zh} / entered {step.label_en}",
             {"step_index": self.index},
-            notify=self.office_notice(step, "work_waiting"),
+            notify=office_notice(self.inp.places, step, "work_waiting"),
         )
 
     # ------------------------------------------------------ what runners use
@@ -197,36 +194,6 @@ class ApplicationWorkflow:
         )
         self.results[request_id] = result
         return result
-
-    def check_place(self, actor: Actor, role: Role, level: Level, what: str) -> list[str]:
-        """R4/R10: the actor has the role, and holds the application's place at the level."""
-        problems: list[str] = []
-        if actor.role != role:
-            problems.append(
-                AuthorityProblem(f"role {actor.role.value} may not {what}; it needs {role.value}")
-            )
-        expected = self.inp.places.code_at(level)
-        if actor.place_code != expected:
-            problems.append(
-                AuthorityProblem(
-                    f"place {actor.place_code or '(none)'} is not the application's {level.value} {expected or '(none)'}"
-                )
-            )
-        return problems
-
-    def office_notice(self, step: StepBase, template: str) -> list[NotificationIntent]:
-        role = step.actor_role
-        if role is None:
-            return []
-        return [
-            NotificationIntent(
-                audience="office",
-                role=role,
-                place_code=self.inp.places.code_at(step.actor_level),
-                template=template,
-                params={"stage": step.label_zh},
-            )
-        ]
 
     def watch(self, coro: Coroutine[Any, Any, None]) -> None:
         self._watchers.append(asyncio.create_task(coro))
@@ -266,16 +233,16 @@ class ApplicationWorkflow:
 
     @workflow.update
     async def decide(self, req: DecisionRequest) -> RequestResult:
-        return self._answer(req, self._decided)
+        return requests.answer(self, req, self._decided)
 
     @decide.validator
     def _validate_decide(self, req: DecisionRequest) -> None:
-        self._validate(req, self.runner.check_decision)
+        requests.validate(self, req, self.runner.check_decision)
 
     @workflow.signal(name="decide_signal")
     def decide_signal(self, req: Any = None) -> None:
-        self._via_signal(
-            "decide_signal", req, lambda r: self.runner.check_decision(r), self._decided
+        requests.via_signal(
+            self, "decide_signal", req, lambda r: self.runner.check_decision(r), self._decided
         )
 
     def _decided(self, req: DecisionRequest) -> RequestResult:
@@ -284,15 +251,16 @@ class ApplicationWorkflow:
 
     @workflow.update
     async def correct(self, req: CorrectionRequest) -> RequestResult:
-        return self._answer(req, lambda r: self.runner.apply_correction(r))
+        return requests.answer(self, req, lambda r: self.runner.apply_correction(r))
 
     @correct.validator
     def _validate_correct(self, req: CorrectionRequest) -> None:
-        self._validate(req, self.runner.check_correction)
+        requests.validate(self, req, self.runner.check_correction)
 
     @workflow.signal(name="correct_signal")
     def correct_signal(self, req: Any = None) -> None:
-        self._via_signal(
+        requests.via_signal(
+            self,
             "correct_signal",
             req,
             lambda r: self.runner.check_correction(r),
@@ -301,15 +269,16 @@ class ApplicationWorkflow:
 
     @workflow.update
     async def lodge_objection(self, req: ObjectionRequest) -> RequestResult:
-        return self._answer(req, lambda r: self.runner.apply_objection(r))
+        return requests.answer(self, req, lambda r: self.runner.apply_objection(r))
 
     @lodge_objection.validator
     def _validate_objection(self, req: ObjectionRequest) -> None:
-        self._validate(req, self.runner.check_objection)
+        requests.validate(self, req, self.runner.check_objection)
 
     @workflow.signal(name="lodge_objection_signal")
     def lodge_objection_signal(self, req: Any = None) -> None:
-        self._via_signal(
+        requests.via_signal(
+            self,
             "lodge_objection_signal",
             req,
             lambda r: self.runner.check_objection(r),
@@ -318,15 +287,16 @@ class ApplicationWorkflow:
 
     @workflow.update
     async def resolve_objection(self, req: ObjectionResolution) -> RequestResult:
-        return self._answer(req, lambda r: self.runner.apply_resolution(r))
+        return requests.answer(self, req, lambda r: self.runner.apply_resolution(r))
 
     @resolve_objection.validator
     def _validate_resolution(self, req: ObjectionResolution) -> None:
-        self._validate(req, self.runner.check_resolution)
+        requests.validate(self, req, self.runner.check_resolution)
 
     @workflow.signal(name="resolve_objection_signal")
     def resolve_objection_signal(self, req: Any = None) -> None:
-        self._via_signal(
+        requests.via_signal(
+            self,
             "resolve_objection_signal",
             req,
             lambda r: self.runner.check_resolution(r),
@@ -335,15 +305,15 @@ class ApplicationWorkflow:
 
     @workflow.update
     async def withdraw(self, req: WithdrawalRequest) -> RequestResult:
-        return self._answer(req, self._withdrawn)
+        return requests.answer(self, req, self._withdrawn)
 
     @withdraw.validator
     def _validate_withdrawal(self, req: WithdrawalRequest) -> None:
-        self._validate(req, self._check_withdrawal)
+        requests.validate(self, req, self._check_withdrawal)
 
     @workflow.signal(name="withdraw_signal")
     def withdraw_signal(self, req: Any = None) -> None:
-        self._via_signal("withdraw_signal", req, self._check_withdrawal, self._withdrawn)
+        requests.via_signal(self, "withdraw_signal", req, self._check_withdrawal, self._withdrawn)
 
     def _check_withdrawal(self, req: WithdrawalRequest) -> None:
         if req.actor.role is not Role.APPLICANT:
@@ -363,100 +333,22 @@ class ApplicationWorkflow:
 
     @workflow.update
     async def record_receipt(self, req: ReceiptRecord) -> RequestResult:
-        return self._answer(req, lambda r: self.runner.apply_receipt(r))
+        return requests.answer(self, req, lambda r: self.runner.apply_receipt(r))
 
     @record_receipt.validator
     def _validate_receipt(self, req: ReceiptRecord) -> None:
-        self._validate(req, self.runner.check_receipt)
+        requests.validate(self, req, self.runner.check_receipt)
 
     @workflow.update
     async def correct_account(self, req: AccountCorrection) -> RequestResult:
-        first = self._begin(req)
+        first = requests.begin(self, req)
         if first is not None:
             return first
         return await self.runner.apply_account(req)
 
     @correct_account.validator
     def _validate_account(self, req: AccountCorrection) -> None:
-        self._validate(req, self.runner.check_account)
-
-    def _repeat(self, req: Any) -> RequestResult | None:
-        """R4: the first answer if this is a repeat of an earlier request; a request id
-        used again for another request (another body, or another kind of request) is
-        refused, naming the first: it answered "accepted" and silently did nothing."""
-        first = self.results.get(req.request_id)
-        if first is None:
-            return None
-        if self.request_keys.get(req.request_id) != request_key(req):
-            raise Refused(
-                f"request id {req.request_id} was already used for another request "
-                f"({self.request_keys.get(req.request_id, '?').split(':')[0]}, answered: {first.message}); "
-                "send a new request id"
-            )
-        return first
-
-    def _begin(self, req: Any) -> RequestResult | None:
-        """The first answer to a repeat; else the request id is taken for this request."""
-        first = self._repeat(req)
-        if first is None:
-            self.request_keys[req.request_id] = request_key(req)
-        return first
-
-    def _answer(self, req: Any, apply: Callable[[Any], RequestResult]) -> RequestResult:
-        first = self._begin(req)
-        if first is not None:
-            return first
-        result = apply(req)
-        self.publish()
-        return result
-
-    def _validate(self, req: Any, check: Callable[[Any], None]) -> None:
-        if self._repeat(req) is not None:
-            return
-        if self.closed:
-            raise Refused(f"the application is closed: {self.terminal}")
-        check(req)
-
-    def _via_signal(
-        self,
-        name: str,
-        req: Any,
-        check: Callable[[Any], None],
-        apply: Callable[[Any], RequestResult],
-    ) -> None:
-        if req is None:  # a signal sent without its request: nothing to apply, but said
-            self.record(
-                "refused",
-                SYSTEM,
-                f"请求被拒绝 / request refused: {name} carried no request",
-                {"request": name},
-            )
-            self.publish()
-            return
-        try:
-            self._validate(req, check)  # a repeat passes, and _answer gives its first answer
-        except Refused as refusal:
-            if req.request_id not in self.results:  # a new id: the refusal is its answer
-                self.request_keys[req.request_id] = request_key(req)
-                self.results[req.request_id] = RequestResult(
-                    request_id=req.request_id,
-                    accepted=False,
-                    stage=self.stage,
-                    message=refusal.message,
-                )
-            self.record(
-                "refused",
-                req.actor,
-                f"请求被拒绝 / request refused: {refusal.message}",
-                {
-                    "request_id": req.request_id,
-                    "request": type(req).__name__,
-                    "reason": refusal.message,
-                },
-            )
-            self.publish()
-            return
-        self._answer(req, apply)
+        requests.validate(self, req, self.runner.check_account)
 
     def refuse_unproven(self, name: str, problem: str) -> None:
         """A signal whose sender is not proven (workflows/authority.py): recorded, dropped."""
@@ -470,69 +362,35 @@ class ApplicationWorkflow:
 
     # ------------------------------ messages from its notices, the season and its batches
 
-    # A message without its argument (sent by hand, say) is dropped with a warning: it must
-    # not fail the workflow task, which would stop the application for good.
-
     @workflow.signal
     def funds_requested(self, join: Any = None) -> None:
-        if join is None:
-            return _dropped("funds_requested")
-        self.runner.on_funds_requested(join)
+        _forward("funds_requested", join, self.runner.on_funds_requested)
 
     @workflow.signal
     def funds_released(self, release: Any = None) -> None:
-        if release is None:
-            return _dropped("funds_released")
-        self.runner.on_funds_released(release)
+        _forward("funds_released", release, self.runner.on_funds_released)
 
     @workflow.signal
     def notice_posted(self, posted: Any = None) -> None:
-        if posted is None:
-            return _dropped("notice_posted")
-        self.runner.on_notice_posted(posted)
+        _forward("notice_posted", posted, self.runner.on_notice_posted)
 
     @workflow.signal
     def notice_scheduled(self, joined: Any = None) -> None:
-        if joined is None:
-            return _dropped("notice_scheduled")
-        self.runner.on_notice_scheduled(joined)
+        _forward("notice_scheduled", joined, self.runner.on_notice_scheduled)
 
     @workflow.signal
     def payment_sent(self, sent: Any = None) -> None:
-        if sent is None:
-            return _dropped("payment_sent")
-        self.payment.sent(sent)
+        _forward("payment_sent", sent, self.payment.sent)
 
     @workflow.signal
     def payment_result(self, outcome: Any = None) -> None:
-        if outcome is None:
-            return _dropped("payment_result")
-        self.payment.result(outcome)
+        _forward("payment_result", outcome, self.payment.result)
 
     # -------------------------------------------------------------- queries
 
     @workflow.query
     def status(self) -> ApplicationStatus:
-        zh, en = operators.details(self)
-        notice = getattr(self.runner, "notice", None) if not self.closed else None
-        return ApplicationStatus(
-            workflow_id=self.inp.workflow_id,
-            programme=self.programme.code,
-            season=self.inp.season,
-            stage=self.stage,
-            waiting_for=operators.waiting_for(self),
-            waiting_until=operators.waiting_until(self),
-            overdue=list(self.overdue),
-            at_risk=list(self.at_risk),
-            notice=notice,
-            objections=list(self.objections),
-            amount_cny=self.inp.amount_cny,
-            applicant_masked=f"{self.inp.applicant.name} {self.inp.applicant.national_id_masked}",
-            places=self.inp.places,
-            provisional=bool(self.schedule_or_none and self.schedule_or_none.provisional_years),
-            details_zh=zh,
-            details_en=en,
-        )
+        return operators.status(self)
 
     @workflow.query
     def trail(self) -> list[TrailEvent]:
@@ -566,23 +424,10 @@ class ApplicationWorkflow:
         self._trail.record(kind, self.stage, actor, summary, detail, notify)
 
 
-def _check_amount(inp: ApplicationInput) -> None:
-    """The amount is the programme's, whoever started the workflow (R10, intake on the
-    server side): an input with another amount does not proceed."""
-    try:
-        due = amount_due(inp.programme, inp.season, inp.applicant)
-    except ValueError as e:
-        raise ApplicationError(
-            f"refused to run: {e}", type="Unproven", non_retryable=True
-        ) from None
-    if inp.amount_cny != due:
-        raise ApplicationError(
-            f"refused to run: amount_cny {inp.amount_cny} is not the programme's {due} CNY "
-            f"({inp.programme.code} {inp.season})",
-            type="Unproven",
-            non_retryable=True,
-        )
-
-
-def _dropped(name: str) -> None:
-    workflow.logger.warning(f"signal {name} without its argument: dropped")
+def _forward(name: str, message: Any, to: Callable[[Any], None]) -> None:
+    """An internal message to its handler; one without its argument (sent by hand, say)
+    is dropped with a warning: it must not fail the workflow task."""
+    if message is None:
+        workflow.logger.warning(f"signal {name} without its argument: dropped")
+        return
+    to(message)

@@ -30,6 +30,7 @@ from temporalio.exceptions import FailureError
 
 from workflows.messaging import signal_each
 from workflows.steps.base import AuthorityProblem, Refused, fmt
+from workflows.visibility import upsert_changed
 
 with workflow.unsafe.imports_passed_through():
     from activities.notices import NoticeActivities
@@ -291,16 +292,20 @@ class NoticeWorkflow:
             return await self._join(j)
         assert self.auto_post_at is not None
         self.told_auto[wf] = self.auto_post_at
-        if moved:  # the others were told a later time
-            await self._reschedule()
         zh, en = self._rule()
-        return NoticeJoined(
+        # The answer as it stands now: while the others are told below, a posting may
+        # begin (and clear the time until it has the next one); what changes after this
+        # instant reaches the member by signal, as it reaches every member.
+        answer = NoticeJoined(
             notice_id=self.inp.workflow_id,
             posting=self.next_number,
             auto_post_at=self.auto_post_at,
             rule_zh=zh,
             rule_en=en,
         )
+        if moved:  # the others were told a later time
+            await self._reschedule()
+        return answer
 
     @workflow.signal
     def posting_due(self, due: Any = None) -> None:
@@ -491,26 +496,18 @@ class NoticeWorkflow:
             else (Role.PUBLIC.value if up else "")
         )
         deadline = self.auto_post_at if self.pending else (up[-1].ends_at if up else None)
-        attrs: dict[str, tuple[SearchAttributeKey[Any], Any]] = {
-            "Programme": (search.PROGRAMME, self.inp.programme),
-            "Season": (search.SEASON, self.inp.season),
-            "Round": (search.ROUND, self.inp.round),
-            "County": (search.COUNTY, self.inp.county_code),
-            "Stage": (search.STAGE, self.step.stage),
-            "WaitingFor": (search.WAITING_FOR, waiting),
-            "NextDeadline": (search.NEXT_DEADLINE, deadline),
-        }
+        attrs: list[tuple[SearchAttributeKey[Any], Any]] = [
+            (search.PROGRAMME, self.inp.programme),
+            (search.SEASON, self.inp.season),
+            (search.ROUND, self.inp.round),
+            (search.COUNTY, self.inp.county_code),
+            (search.STAGE, self.step.stage),
+            (search.WAITING_FOR, waiting),
+            (search.NEXT_DEADLINE, deadline),
+        ]
         place_key = _PLACE_ATTRIBUTE.get(self.step.level)
         if place_key is not None:
-            attrs[place_key.name] = (place_key, self.inp.place_code)
-        changed = {k: v for k, v in attrs.items() if self.published.get(k, object()) != v[1]}
-        if changed:
-            workflow.upsert_search_attributes(
-                [
-                    key.value_unset() if value is None else key.value_set(value)
-                    for key, value in changed.values()
-                ]
-            )
-            self.published.update({k: v[1] for k, v in changed.items()})
+            attrs.append((place_key, self.inp.place_code))
+        upsert_changed(self.published, attrs)
         zh, en = self.details()
         workflow.set_current_details(f"**{zh}**\n\n{en}")

@@ -4,15 +4,16 @@ plain words (Chinese first, English beside), and the read-model row the trail wr
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey
 
 from workflows.steps import PAYMENT_LIMIT
+from workflows.visibility import upsert_changed
 
 with workflow.unsafe.imports_passed_through():
     from models import search
+    from models.application import ApplicationStatus
     from models.domain import Role
     from models.records import ApplicationSnapshot
 
@@ -71,24 +72,42 @@ def details(app: ApplicationWorkflow) -> tuple[str, str]:
 def publish(app: ApplicationWorkflow) -> None:
     """Keep search attributes and the UI's current details in step with the state;
     an attribute is upserted only when it changed."""
-    attrs: dict[str, Any] = {
-        "Stage": app.stage,
-        "WaitingFor": waiting_for(app),
-        "Overdue": bool(app.overdue),
-        "AtRisk": bool(app.at_risk),
-        "NextDeadline": due_at(app),
-    }
-    changed = {k: v for k, v in attrs.items() if app.published.get(k, object()) != v}
-    if changed:
-        workflow.upsert_search_attributes(
-            [
-                _SA_KEYS[name].value_unset() if value is None else _SA_KEYS[name].value_set(value)
-                for name, value in changed.items()
-            ]
-        )
-        app.published.update(changed)
+    upsert_changed(
+        app.published,
+        [
+            (search.STAGE, app.stage),
+            (search.WAITING_FOR, waiting_for(app)),
+            (search.OVERDUE, bool(app.overdue)),
+            (search.AT_RISK, bool(app.at_risk)),
+            (search.NEXT_DEADLINE, due_at(app)),
+        ],
+    )
     zh, en = details(app)
     workflow.set_current_details(f"**{zh}**\n\n{en}")
+
+
+def status(app: ApplicationWorkflow) -> ApplicationStatus:
+    """The status query: where the application stands, in plain words too."""
+    zh, en = details(app)
+    notice = getattr(app.runner, "notice", None) if not app.closed else None
+    return ApplicationStatus(
+        workflow_id=app.inp.workflow_id,
+        programme=app.programme.code,
+        season=app.inp.season,
+        stage=app.stage,
+        waiting_for=waiting_for(app),
+        waiting_until=waiting_until(app),
+        overdue=list(app.overdue),
+        at_risk=list(app.at_risk),
+        notice=notice,
+        objections=list(app.objections),
+        amount_cny=app.inp.amount_cny,
+        applicant_masked=f"{app.inp.applicant.name} {app.inp.applicant.national_id_masked}",
+        places=app.inp.places,
+        provisional=bool(app.schedule_or_none and app.schedule_or_none.provisional_years),
+        details_zh=zh,
+        details_en=en,
+    )
 
 
 def snapshot(app: ApplicationWorkflow) -> ApplicationSnapshot:
@@ -122,12 +141,3 @@ def snapshot(app: ApplicationWorkflow) -> ApplicationSnapshot:
         account_sealed=a.account_sealed,
         account_holder=a.account_holder,
     )
-
-
-_SA_KEYS: dict[str, SearchAttributeKey[Any]] = {
-    "Stage": search.STAGE,
-    "WaitingFor": search.WAITING_FOR,
-    "Overdue": search.OVERDUE,
-    "AtRisk": search.AT_RISK,
-    "NextDeadline": search.NEXT_DEADLINE,
-}

@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from models.domain import ROLE_NAME_ZH
+    from models.records import NotificationIntent
 
 if TYPE_CHECKING:
     from models.application import (
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
         Objection,
         ObjectionRequest,
         ObjectionResolution,
+        Places,
         ReceiptRecord,
         RequestResult,
         TrailKind,
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
     from models.notice import NoticeJoined, NoticePosted
     from models.payout import AccountCorrection, FundsJoin, FundsRelease
     from models.programme import Programme
-    from models.records import NotificationIntent, SeasonSchedule
+    from models.records import SeasonSchedule
     from models.steps import StepBase
     from workflows.steps.payout import PaymentState
 
@@ -117,15 +119,45 @@ class Application(Protocol):
 
     def result(self, request_id: str, message: str) -> RequestResult: ...
 
-    def office_notice(self, step: StepBase, template: str) -> list[NotificationIntent]: ...
-
-    def check_place(self, actor: Actor, role: Role, level: Level, what: str) -> list[str]: ...
-
     async def project(self, from_index: int, at: datetime) -> None: ...
 
     def watch(self, coro: Any) -> None: ...
 
     def season_id(self) -> str: ...
+
+
+def check_place(places: Places, actor: Actor, role: Role, level: Level, what: str) -> list[str]:
+    """R4/R10: the actor has the role, and holds the application's place at the level."""
+    problems: list[str] = []
+    if actor.role != role:
+        problems.append(
+            AuthorityProblem(f"role {actor.role.value} may not {what}; it needs {role.value}")
+        )
+    expected = places.code_at(level)
+    if actor.place_code != expected:
+        problems.append(
+            AuthorityProblem(
+                f"place {actor.place_code or '(none)'} is not the application's "
+                f"{level.value} {expected or '(none)'}"
+            )
+        )
+    return problems
+
+
+def office_notice(places: Places, step: StepBase, template: str) -> list[NotificationIntent]:
+    """The office a step waits for is told (``template``) at its place."""
+    role = step.actor_role
+    if role is None:
+        return []
+    return [
+        NotificationIntent(
+            audience="office",
+            role=role,
+            place_code=places.code_at(step.actor_level),
+            template=template,
+            params={"stage": step.label_zh},
+        )
+    ]
 
 
 class StepRunner(Generic[S]):
@@ -137,6 +169,9 @@ class StepRunner(Generic[S]):
 
     async def run(self) -> None:
         raise NotImplementedError
+
+    def check_place(self, actor: Actor, role: Role, level: Level, what: str) -> list[str]:
+        return check_place(self.app.inp.places, actor, role, level, what)
 
     # ------------------------------------------------------- what it waits for
 

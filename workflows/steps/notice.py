@@ -344,7 +344,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
         if objection.stage != self.stage:
             super().check_resolution(req)
         step = self.step
-        problems = self.app.check_place(
+        problems = self.check_place(
             req.actor, step.owner, step.level, f"resolve objections to the {step.label_en}"
         )
         if problems:

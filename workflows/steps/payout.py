@@ -197,7 +197,7 @@ class PayoutRunner(StepRunner[PayoutStep]):
         if self.app.payment.returned_reason is None:
             super().check_account(req)
         who = self.step.account_corrected_by
-        problems = self.app.check_place(req.actor, who, level_of(who), "correct the account")
+        problems = self.check_place(req.actor, who, level_of(who), "correct the account")
         if problems:
             raise Refused(problems)
 

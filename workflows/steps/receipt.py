@@ -31,9 +31,7 @@ class ReceiptRunner(StepRunner[ReceiptStep]):
 
     def check_receipt(self, req: ReceiptRecord) -> None:
         step = self.step
-        problems = self.app.check_place(
-            req.actor, step.handed_out_by, step.level, "record a receipt"
-        )
+        problems = self.check_place(req.actor, step.handed_out_by, step.level, "record a receipt")
         missing = [d.value for d in step.documents_checked if d not in req.documents_checked]
         if missing:
             problems.append(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from workflows.steps.base import AuthorityProblem, Refused, StepRunner
+from workflows.steps.base import AuthorityProblem, Refused, StepRunner, office_notice
 
 with workflow.unsafe.imports_passed_through():
     from models.application import CorrectionRequest, DecisionRequest, RequestResult
@@ -47,7 +47,7 @@ class ReviewRunner(StepRunner[ReviewStep]):
         step = self.step
         if req.stage != step.stage:
             super().check_decision(req)
-        problems = self.app.check_place(req.actor, step.role, step.level, f"decide {step.stage}")
+        problems = self.check_place(req.actor, step.role, step.level, f"decide {step.stage}")
         earlier = self.app.decided_by.get(req.actor.id)
         if earlier is not None and earlier != step.stage:
             problems.append(
@@ -119,7 +119,7 @@ class ReviewRunner(StepRunner[ReviewStep]):
             )
         elif req.actor.role is not Role.APPLICANT:
             role = req.actor.role
-            problems += self.app.check_place(req.actor, role, level_of(role), "correct")
+            problems += self.check_place(req.actor, role, level_of(role), "correct")
         unknown = sorted(set(req.changes.given()) - set(rule.fields))
         if unknown:
             problems.append(
@@ -141,6 +141,6 @@ class ReviewRunner(StepRunner[ReviewStep]):
             req.actor,
             f"已更正，{self.step.label_zh}重新审核 / corrected; {self.step.label_en} reviews again",
             {"request_id": req.request_id, "fields": sorted(updates), "note": req.note},
-            notify=app.office_notice(self.step, "work_waiting"),
+            notify=office_notice(app.inp.places, self.step, "work_waiting"),
         )
         return app.result(req.request_id, "corrected; the same stage reviews again")
