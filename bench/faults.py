@@ -53,15 +53,9 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
 from bench import r9
 from bench.run import SECRET, Proc, free_port, poll_after, spawn
-from models.application import (
-    Actor,
-    ApplicationStatus,
-    DecisionRequest,
-    ObjectionRequest,
-    ObjectionResolution,
-)
-from models.domain import DecisionKind, ObjectionOutcome, Role, Stage
-from models.programme import FundsStep, NoticeStep, PayoutStep, ReviewStep
+from models.application import ApplicationStatus
+from models.domain import Role
+from models.programme import FundsStep
 from models.programmes import BUILTIN_PROGRAMMES, COUNTY_SUBSIDY_DEMO
 from store import audit
 from store.db import make_engine, upgrade
@@ -70,6 +64,7 @@ from store.sealing import Keys
 from store.tables import ApplicationRow, Payment
 from workers.client import AidflowClient, Refused
 from workers.embedded import DevServer, start_dev_server, wait_for_server
+from workers.officials import desk_at, people
 from workers.settings import Settings
 from workers.synthetic import applicants, load_sample_county
 from workers.witness import chain_heads
@@ -81,11 +76,17 @@ SEASON = 2026
 PROGRAMME = COUNTY_SUBSIDY_DEMO
 PHASES = ("review", "notice", "funds", "payout", "repayment")
 ENDED = {PROGRAMME.done_stage, "rejected", "withdrawn"}
-REVIEWS = {s.stage: s for s in PROGRAMME.steps if isinstance(s, ReviewStep)}
-NOTICES = {s.stage: s for s in PROGRAMME.steps if isinstance(s, NoticeStep)}
-FUNDS = next(s.stage for s in PROGRAMME.steps if isinstance(s, FundsStep))
-PAYOUT = next(s.stage for s in PROGRAMME.steps if isinstance(s, PayoutStep))
-CORRECTION = Stage.AWAITING_ACCOUNT_CORRECTION.value
+
+
+def _funds_step() -> FundsStep:
+    step = PROGRAMME.find_step(FundsStep)
+    if step is None:
+        raise RuntimeError("the fault harness runs a programme paid from requested funds")
+    return step
+
+
+_FUNDS = _funds_step()
+FUNDS = _FUNDS.stage
 # A defect of sdk-core in temporalio 1.35 (README, "A defect of the Temporal SDK"): a worker
 # started after another was killed runs a workflow on new events to answer a query and
 # sends what that produced with the next task; the history then fails to replay with a
@@ -94,6 +95,15 @@ CORRECTION = Stage.AWAITING_ACCOUNT_CORRECTION.value
 # without kills too: the replay tests, the simulator, the demo).
 NONDETERMINISM = "[TMPRL1100] Nondeterminism error"
 BEFORE_FUNDS = {s.stage for s in PROGRAMME.steps[: PROGRAMME.step_index(FUNDS)]}
+
+
+def phase_of(stage: str, seen: set[str]) -> str | None:
+    """The phase an application in ``stage`` is in: its step's kind, or "repayment"
+    once a step's inner stage (a returned payment's correction) has been seen."""
+    step = PROGRAMME.step_at(stage)
+    if step is None:
+        return None
+    return "repayment" if seen & set(step.stages_within) else step.kind
 
 
 @dataclass
@@ -170,6 +180,8 @@ class Season:
         self.funds_done = False
         self.unanswered: set[str] = set()  # closed, and its status query fails
         self.last_change = time.monotonic()
+        self.index: dict[str, int] = {}  # each application's number, for its draws and ids
+        self.visits: Counter[tuple[str, str]] = Counter()
 
     async def closed(self, wf: str) -> bool:
         try:
@@ -188,25 +200,11 @@ class Season:
         self.stages[wf] = st.stage
         seen = self.seen.setdefault(wf, set())
         seen.add(st.stage)
-        now = time.monotonic() - self.started
-        phase = (
-            "review"
-            if st.stage in REVIEWS
-            else "notice"
-            if st.stage in NOTICES
-            else "funds"
-            if st.stage == FUNDS
-            else ("repayment" if CORRECTION in seen else "payout")
-            if st.stage == PAYOUT
-            else "repayment"
-            if st.stage == CORRECTION
-            else None
-        )
+        phase = phase_of(st.stage, seen)
         if phase is not None:
-            self.phase_began.setdefault(phase, now)
+            self.phase_began.setdefault(phase, time.monotonic() - self.started)
 
     async def application(self, i: int, wf: str) -> None:
-        visits: Counter[str] = Counter()
         failed = 0
         while True:
             try:
@@ -224,7 +222,7 @@ class Season:
             if st.stage in ENDED:
                 return
             try:
-                acted = await self.act(i, wf, st, visits)
+                acted = await self.act(i, wf, st)
             except Refused as e:
                 self.errors[f"refused: {str(e)[:60]}"] += 1
                 acted = False
@@ -235,78 +233,47 @@ class Season:
             if not acted:
                 await asyncio.sleep(poll_after(st.waiting_until))
 
-    async def act(self, i: int, wf: str, st: ApplicationStatus, visits: Counter[str]) -> bool:
-        review = REVIEWS.get(st.stage)
-        if review is not None and st.waiting_for == review.role.value:
-            visit = visits[st.stage]
-            rejected = self.rng(i, f"{st.stage}/{visit}").random() < 0.02
-            await self.api.decide(
-                wf,
-                DecisionRequest(
-                    request_id=f"f-{i}-{st.stage}-{visit}",
-                    actor=self.official(review.role, st),
-                    stage=st.stage,
-                    decision=DecisionKind.REJECT if rejected else DecisionKind.APPROVE,
-                    reason="家庭经济状况已改善" if rejected else "",
-                ),
-            )
-            visits[st.stage] += 1
-            return True
-        notice = NOTICES.get(st.stage)
-        if notice is not None and st.notice is not None:
-            open_ = [o for o in st.objections if o.outcome is None]
-            for o in open_:
-                upheld = self.rng(i, f"resolve/{o.id}").random() < 0.02
-                await self.api.resolve_objection(
-                    wf,
-                    ObjectionResolution(
-                        request_id=f"f-{i}-resolve-{o.id}",
-                        actor=self.official(notice.owner, st),
-                        objection_id=o.id,
-                        outcome=ObjectionOutcome.UPHELD if upheld else ObjectionOutcome.DISMISSED,
-                        reason="经入户核实情况属实" if upheld else "经入户核实，家庭情况符合条件",
-                    ),
-                )
-            objects = self.rng(i, f"object/{st.stage}").random() < 0.08
-            if objects and not st.objections and datetime.now(UTC) < st.notice.ends_at:
-                await self.api.lodge_objection(
-                    wf,
-                    ObjectionRequest(
-                        request_id=f"f-{i}-object-{st.stage}",
-                        actor=Actor(id=f"villager-{i}", name="村民", role=Role.PUBLIC),
-                        text="该户家中新建楼房，请核实",
-                    ),
-                )
-                return True
-            return bool(open_)
-        if st.stage == CORRECTION:
-            visit = visits[CORRECTION]
-            await self.api.correct_account(
-                wf,
-                self.official(Role.VILLAGE_COMMITTEE, st),
-                bank_name="阜南农商银行",
-                account_number=f"62302099{self.rng(i, f'account/{visit}').randrange(10**11):011d}",
-                account_holder="户主",
-                request_id=f"f-{i}-account-{visit}",
-            )
-            visits[CORRECTION] += 1
-            return True
-        return False
+    async def act(self, i: int, wf: str, st: ApplicationStatus) -> bool:
+        """The desk of the application's step acts at once (the harness's offices do not
+        wait), with request ids fixed by the visit: a retry after a fault changes nothing."""
+        self.index[wf] = i
+        desk = desk_at(PROGRAMME, st.stage)
+        return desk is not None and await desk.act(self, st)
 
-    def official(self, role: Role, st: ApplicationStatus) -> Actor:
-        place = st.places.code_for(role)
-        return Actor(id=f"{role.value}-{place}", name="经办人", role=role, place_code=place)
+    # The floor the desks act on (workers/officials/base.Floor).
+
+    return_rate = 0.0  # nothing returned for correction: every review decides at once
+
+    def rejection_rate(self, first: bool) -> float:
+        return 0.02
+
+    def due(self, st: ApplicationStatus, what: str, lo: float, hi: float) -> bool:
+        return True
+
+    def draw(self, st: ApplicationStatus, what: str) -> random.Random:
+        return self.rng(self.index[st.workflow_id], f"{what}/{self.visit(st, what)}")
+
+    def visit(self, st: ApplicationStatus, what: str) -> int:
+        return self.visits[(st.workflow_id, what)]
+
+    def request_id(self, st: ApplicationStatus, what: str) -> str:
+        return f"f-{self.index[st.workflow_id]}-{what}-{self.visit(st, what)}"
+
+    def sent(self, st: ApplicationStatus, what: str, note: str) -> None:
+        self.visits[(st.workflow_id, what)] += 1
+
+    def objects(self, st: ApplicationStatus) -> bool:
+        return self.draw(st, "objects").random() < 0.08
+
+    def upholds(self, st: ApplicationStatus, objection_id: str) -> bool:
+        return self.draw(st, f"upholds/{objection_id}").random() < 0.02
 
     async def county_office(self) -> None:
         """Funds asked for once every application still open waits for them, and again
         for any that reach the funds step later; finance answers a day after each. Fixed
         request ids: a retry after a fault changes nothing."""
-        bureau = Actor(
-            id="bureau", name="县教育局", role=Role.COUNTY_EDUCATION_BUREAU, place_code=self.county
-        )
-        finance = Actor(
-            id="finance", name="县财政局", role=Role.COUNTY_FINANCE, place_code=self.county
-        )
+        bureau = people.county_office(_FUNDS.requested_by, self.county)
+        finance = people.county_office(Role.COUNTY_FINANCE, self.county)
         n = 0
         quiet_until = 0.0  # after a round, the ones it released leave the funds step
         while True:

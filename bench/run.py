@@ -467,7 +467,8 @@ class IdleResult:
 def idle_programme() -> Any:
     """The county subsidy with its window around today and dates a month on, and the
     village notice posted by the village right after its review."""
-    from models.programme import MonthDay, NoticeStep
+    from models.domain import Level
+    from models.programme import MonthDay
     from models.programmes import COUNTY_SUBSIDY
 
     today = date.today()
@@ -477,8 +478,10 @@ def idle_programme() -> Any:
         d = min(d, end_of_year)
         return MonthDay(month=d.month, day=d.day)
 
+    # Every notice goes up after its review (not at the window's close).
+    notices = {n.stage for n in map(COUNTY_SUBSIDY.notice_at, Level) if n is not None}
     steps = tuple(
-        s.model_copy(update={"first_posting": "after_review"}) if isinstance(s, NoticeStep) else s
+        s.model_copy(update={"first_posting": "after_review"}) if s.stage in notices else s
         for s in COUNTY_SUBSIDY.steps
     )
     later = {"reviews_done": 30, "county_approval": 35, "payout": 40, "summary": 60}

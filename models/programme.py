@@ -218,6 +218,31 @@ class Programme(_Frozen):
                 return s
         raise KeyError(stage)
 
+    def step_at(self, stage: str) -> Step | None:
+        """The step an application in ``stage`` is at (None: it has ended)."""
+        return next((s for s in self.steps if stage in (s.stage, *s.stages_within)), None)
+
+    def stages(self) -> list[str]:
+        """Every stage of the programme's steps, in order, without the ends."""
+        return [x for s in self.steps for x in (s.stage, *s.stages_within)]
+
+    @property
+    def approved_stage(self) -> str:
+        """The stage an application enters once no step can reject it any more."""
+        last = max(i for i, s in enumerate(self.steps) if s.decides)
+        return self.steps[last + 1].stage if last + 1 < len(self.steps) else self.done_stage
+
+    def notice_at(self, level: Level, stage: str | None = None) -> NoticeStep | None:
+        """The programme's public notice at ``level`` (and ``stage``, if given)."""
+        return next(
+            (
+                s
+                for s in self.steps
+                if isinstance(s, NoticeStep) and s.level is level and stage in (None, s.stage)
+            ),
+            None,
+        )
+
     def step_index(self, stage: str) -> int:
         for i, s in enumerate(self.steps):
             if s.stage == stage:

@@ -20,6 +20,7 @@ import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlmodel import Session, col, select
@@ -248,21 +249,21 @@ async def test_a_failed_event_ends_the_simulation(
     in flight. The SDK reports a cancelled update call as an RPC timeout; the simulator
     retried those, so the in-flight decisions ignored their cancellation and a failed
     10,000 run sat idle instead of exiting (this test then hangs until pytest's timeout)."""
-    from workers import simulate
+    from workers.officials.review import ReviewDesk
 
-    decide = simulate.SeasonSimulation._decide
+    decide = ReviewDesk.decide
     calls = 0
 
     async def failing_decide(
-        self: simulate.SeasonSimulation, a: object, stage: str, at: datetime, attempt: int = 1
+        self: ReviewDesk, season: Any, a: Any, at: datetime, attempt: int = 1
     ) -> None:
         nonlocal calls
         calls += 1
         if calls == 20:
             raise RuntimeError("injected: an official's system is down")
-        await decide(self, a, stage, at, attempt)  # type: ignore[arg-type]
+        await decide(self, season, a, at, attempt)
 
-    monkeypatch.setattr(simulate.SeasonSimulation, "_decide", failing_decide)
+    monkeypatch.setattr(ReviewDesk, "decide", failing_decide)
     scenario = Scenario(applications=40, seed=5)
     with pytest.raises(RuntimeError, match="official's system is down"):
         await run_simulation(scenario, Settings(data_dir=tmp_path), data_dir=tmp_path / "sim")

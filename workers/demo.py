@@ -26,19 +26,10 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from models.application import (
-    Actor,
-    ApplicationStatus,
-    CorrectionRequest,
-    DecisionRequest,
-    ObjectionRequest,
-    ObjectionResolution,
-    Places,
-    ReceiptRecord,
-)
+from models.application import ApplicationStatus
 from models.calendar import CompressedCalendar, WorkingCalendar
-from models.domain import DecisionKind, DocumentKind, ObjectionOutcome, Role
-from models.programme import FundsStep, NoticeStep, PayoutStep, Programme, ReceiptStep, ReviewStep
+from models.domain import Role
+from models.programme import FundsStep, Programme
 from models.programmes import BUILTIN_PROGRAMMES, DEMO_VARIANTS
 from store.registry import RegistryReader
 from workers.client import AidflowClient, Refused
@@ -46,6 +37,7 @@ from workers.embedded import RunningStack, embedded_stack
 from workers.gateway import create_app
 from workers.gateway.offices import Offices
 from workers.gateway.serving import serving_app
+from workers.officials import desk_at, people
 from workers.settings import Settings
 from workers.synthetic import applicants, load_sample_county, school_actor
 
@@ -55,15 +47,7 @@ ENDS = ("rejected", "withdrawn")
 
 def stage_order(programme: Programme) -> list[str]:
     """The programme's stages in order, then the ends (for the demo's table)."""
-    stages = [s.stage for s in programme.steps]
-    if programme.find_step(PayoutStep):
-        stages.append("awaiting_account_correction")
-    return [*stages, programme.done_stage, *ENDS]
-
-
-REJECT_REASONS = ("家庭经济状况已改善，不符合条件", "非全日制本科在读", "户籍不在本村")
-RETURN_REASONS = ("缺少户主户口簿复印件", "申请表签字不全")
-OBJECTIONS = ("该户家中有经营性收入，经济条件较好", "该生已于今年退学", "申请人家庭人口信息有误")
+    return [*programme.stages(), programme.done_stage, *ENDS]
 
 
 @dataclass
@@ -81,17 +65,18 @@ class DemoResult:
 
 @dataclass
 class Officials:
-    """The county's people, acting on what each application waits for."""
+    """The county's people, acting on what each application waits for: the floor the
+    step desks of ``workers/officials`` act on, in real (compressed) time."""
 
     api: Offices
     calendar: CompressedCalendar
     rng: random.Random
     county: str
     programme: Programme
-    due: dict[tuple[str, str], datetime] = field(default_factory=dict)
-    done: set[tuple[str, str]] = field(default_factory=set)
+    return_rate: float = 0.10
+    due_at: dict[tuple[str, str, int], datetime] = field(default_factory=dict)
+    visits: Counter[tuple[str, str]] = field(default_factory=Counter)
     objection_targets: set[str] = field(default_factory=set)
-    returned_once: set[str] = field(default_factory=set)
     funds_request: str | None = None
     funds_total: int = 0
     funds_arrive_at: datetime | None = None
@@ -101,153 +86,45 @@ class Officials:
     def days(self, lo: float, hi: float) -> timedelta:
         return timedelta(seconds=self.rng.uniform(lo, hi) * self.calendar.day_seconds)
 
-    def later(self, wf: str, what: str, lo: float, hi: float) -> bool:
-        """True once the action's (random) delay has passed; schedules it the first time."""
-        key = (wf, what)
-        if key in self.done:
-            return False
-        now = datetime.now(UTC)
-        if key not in self.due:
-            self.due[key] = now + self.days(lo, hi)
-        if now < self.due[key]:
-            return False
-        self.done.add(key)
-        return True
+    # The floor (workers/officials/base.Floor).
 
-    def official(self, role: Role, st: ApplicationStatus) -> Actor:
-        place = st.places.code_for(role)
-        name = {
-            Role.VILLAGE_COMMITTEE: "村委会主任",
-            Role.TOWNSHIP_POVERTY_OFFICE: "乡镇扶贫专干",
-            Role.COUNTY_EDUCATION_BUREAU: "县教育局资助中心",
-            Role.HIGH_SCHOOL: "高中资助办",
-        }.get(role, "县财政局")
-        return Actor(id=f"{role.value}-{place[-4:]}", name=name, role=role, place_code=place)
+    def rejection_rate(self, first: bool) -> float:
+        return 0.06 if first else 0.04
+
+    def due(self, st: ApplicationStatus, what: str, lo: float, hi: float) -> bool:
+        """True once this visit's (random) delay has passed; drawn the first time asked."""
+        key = (st.workflow_id, what, self.visit(st, what))
+        now = datetime.now(UTC)
+        return now >= self.due_at.setdefault(key, now + self.days(lo, hi))
+
+    def draw(self, st: ApplicationStatus, what: str) -> random.Random:
+        return self.rng
+
+    def visit(self, st: ApplicationStatus, what: str) -> int:
+        return self.visits[(st.workflow_id, what)]
+
+    def request_id(self, st: ApplicationStatus, what: str) -> str:
+        return uuid.uuid4().hex
+
+    def sent(self, st: ApplicationStatus, what: str, note: str) -> None:
+        self.visits[(st.workflow_id, what)] += 1
+        self.log.append(f"{st.workflow_id[-6:]}: {note}")
+
+    def objects(self, st: ApplicationStatus) -> bool:
+        return st.workflow_id in self.objection_targets
+
+    def upholds(self, st: ApplicationStatus, objection_id: str) -> bool:
+        return sorted(self.objection_targets)[0] == st.workflow_id
 
     async def act(self, st: ApplicationStatus) -> None:
         """Whoever the application's current step waits for acts on it, after a while."""
-        wf, stage = st.workflow_id, st.stage
+        desk = desk_at(self.programme, st.stage)
+        if desk is None:
+            return
         try:
-            if stage == "awaiting_account_correction":
-                payout = self.programme.find_step(PayoutStep)
-                if payout and self.later(wf, "account", 0.5, 1.5):
-                    await self._correct_account(st, payout)
-                return
-            step = self.programme.step(stage)
-            if isinstance(step, ReviewStep):
-                await self._review(st, step)
-            elif isinstance(step, NoticeStep) and st.notice is not None:
-                await self._notice(st, step)
-            elif isinstance(step, ReceiptStep) and self.later(wf, "receipt", 0.5, 3.0):
-                await self._sign(st, step)
+            await desk.act(self, st)
         except Refused as r:
-            self.log.append(f"{wf[-6:]}: refused: {r}")
-
-    async def _sign(self, st: ApplicationStatus, step: ReceiptStep) -> None:
-        await self.api.record_receipt(
-            st.workflow_id,
-            ReceiptRecord(
-                request_id=uuid.uuid4().hex,
-                actor=self.official(step.handed_out_by, st),
-                documents_checked=list(step.documents_checked),
-                copy_kept=True,
-                funding_source=step.funding_sources[0],
-            ),
-        )
-        self.log.append(f"{st.workflow_id[-6:]}: 学生本人签领 / signed for in person")
-
-    async def _correct_account(self, st: ApplicationStatus, payout: PayoutStep) -> None:
-        wf = st.workflow_id
-        await self.api.correct_account(
-            wf,
-            self.official(payout.account_corrected_by, st),
-            bank_name="阜南农商银行",
-            account_number=f"62302099{self.rng.randint(0, 10**11 - 1):011d}",
-            account_holder="户主",
-        )
-        self.log.append(f"{wf[-6:]}: 村委会更正一卡通账户 / village corrected the account")
-
-    async def _review(self, st: ApplicationStatus, step: ReviewStep) -> None:
-        wf, stage, role = st.workflow_id, st.stage, step.role
-        corrector = self.programme.corrections.by[0]
-        if st.waiting_for == corrector.value and corrector is not role:
-            if self.later(wf, f"correct-{stage}", 0.5, 1.5):
-                await self.api.correct(
-                    wf,
-                    CorrectionRequest(
-                        request_id=uuid.uuid4().hex,
-                        actor=(
-                            Actor(id=f"applicant-{wf[-6:]}", name="申请人", role=Role.APPLICANT)
-                            if corrector is Role.APPLICANT
-                            else self.official(corrector, st)
-                        ),
-                        documents={DocumentKind.HOUSEHOLD_REGISTER_HEAD: 1},
-                        note="已补交",
-                    ),
-                )
-                self.log.append(f"{wf[-6:]}: 申请人补交材料 / applicant corrected")
-            return
-        if not self.later(wf, f"decide-{stage}-{len(self.returned_once & {wf})}", 0.3, 2.0):
-            return
-        roll = self.rng.random()
-        decision, reason = DecisionKind.APPROVE, ""
-        first = stage == self.programme.steps[0].stage
-        if first and wf not in self.returned_once and roll < 0.10:
-            decision, reason = DecisionKind.RETURN_FOR_CORRECTION, self.rng.choice(RETURN_REASONS)
-            self.returned_once.add(wf)
-        elif roll > 0.96 - (0.02 if first else 0):
-            decision, reason = DecisionKind.REJECT, self.rng.choice(REJECT_REASONS)
-        await self.api.decide(
-            wf,
-            DecisionRequest(
-                request_id=uuid.uuid4().hex,
-                actor=self.official(role, st),
-                stage=stage,
-                decision=decision,
-                reason=reason,
-            ),
-        )
-        self.log.append(
-            f"{wf[-6:]}: {stage} {decision.value}" + (f"（{reason}）" if reason else "")
-        )
-
-    async def _notice(self, st: ApplicationStatus, step: NoticeStep) -> None:
-        wf = st.workflow_id
-        assert st.notice is not None
-        now = datetime.now(UTC)
-        if (
-            wf in self.objection_targets
-            and now < st.notice.ends_at
-            and self.later(wf, "object", 0.2, 2.0)
-        ):
-            await self.api.lodge_objection(
-                wf,
-                ObjectionRequest(
-                    request_id=uuid.uuid4().hex,
-                    actor=Actor(
-                        id=f"villager-{self.rng.randint(1, 99)}", name="村民", role=Role.PUBLIC
-                    ),
-                    text=self.rng.choice(OBJECTIONS),
-                    contact=f"139{self.rng.randint(0, 10**8 - 1):08d}",
-                ),
-            )
-            self.log.append(f"{wf[-6:]}: 村民提出异议 / objection lodged")
-        for o in st.objections:
-            if o.outcome is None and self.later(wf, f"resolve-{o.id}", 0.5, 2.5):
-                upheld = sorted(self.objection_targets)[0] == wf
-                await self.api.resolve_objection(
-                    wf,
-                    ObjectionResolution(
-                        request_id=uuid.uuid4().hex,
-                        actor=self.official(step.owner, st),
-                        objection_id=o.id,
-                        outcome=ObjectionOutcome.UPHELD if upheld else ObjectionOutcome.DISMISSED,
-                        reason="经入户核实情况属实" if upheld else "经入户核实，家庭情况符合条件",
-                    ),
-                )
-                self.log.append(
-                    f"{wf[-6:]}: 异议{'成立' if upheld else '不成立'} / objection {'upheld' if upheld else 'dismissed'}"
-                )
+            self.log.append(f"{st.workflow_id[-6:]}: refused: {r}")
 
     async def county_funds(self, statuses: dict[str, ApplicationStatus]) -> None:
         """The bureau asks for the funds once nothing is left before county approval; finance pays a day later."""
@@ -258,12 +135,7 @@ class Officials:
         earlier = [s.stage for s in self.programme.steps[: self.programme.step_index(funds.stage)]]
         before = sum(stages[s] for s in earlier)
         if self.funds_request is None and stages[funds.stage] and before == 0:
-            bureau = Actor(
-                id="county-bureau-1",
-                name="县教育局资助中心",
-                role=funds.requested_by,
-                place_code=self.county,
-            )
+            bureau = people.county_office(funds.requested_by, self.county)
             summary = await self.api.request_funds(self.programme.code, SEASON, self.county, bureau)
             self.funds_request, self.funds_total = summary.request_id, summary.total_cny
             self.funds_arrive_at = datetime.now(UTC) + self.days(1, 1.5)
@@ -276,12 +148,7 @@ class Officials:
             and self.funds_arrive_at
             and datetime.now(UTC) >= self.funds_arrive_at
         ):
-            finance = Actor(
-                id="county-finance-1",
-                name="县财政局",
-                role=Role.COUNTY_FINANCE,
-                place_code=self.county,
-            )
+            finance = people.county_office(Role.COUNTY_FINANCE, self.county)
             result = await self.api.funds_arrived(
                 self.programme.code,
                 SEASON,
@@ -295,17 +162,6 @@ class Officials:
             self.log.append(
                 f"资金到位 / funds arrived: {result.released} released, batch {result.batch_id}"
             )
-
-
-def village_office(places: Places) -> Actor:
-    """The village committee that receives a family's paper form (as Officials names it)."""
-    code = places.village_code
-    return Actor(
-        id=f"{Role.VILLAGE_COMMITTEE.value}-{code[-4:]}",
-        name="村委会主任",
-        role=Role.VILLAGE_COMMITTEE,
-        place_code=code,
-    )
 
 
 def demo_settings(
@@ -412,12 +268,7 @@ async def _season(
     assert isinstance(calendar, CompressedCalendar)
     county = forms[0].places.county_code
     # The county's office reads every application of the county (over HTTP, R10).
-    reader = Actor(
-        id="county-bureau-1",
-        name="县教育局资助中心",
-        role=Role.COUNTY_EDUCATION_BUREAU,
-        place_code=county,
-    )
+    reader = people.county_office(Role.COUNTY_EDUCATION_BUREAU, county)
     officials = Officials(
         api=offices, calendar=calendar, rng=rng, county=county, programme=programme
     )
@@ -460,7 +311,9 @@ async def _season(
                     by = school_actor(f.places.school_code) if by_school else None
                     # A school submits its students; otherwise the village office
                     # receives the family's form.
-                    wf = await offices.submit(f, submitted_by=by or village_office(f.places))
+                    wf = await offices.submit(
+                        f, submitted_by=by or people.official(Role.VILLAGE_COMMITTEE, f.places)
+                    )
                     workflow_ids.append(wf)
                     if len(workflow_ids) % 12 == 3:
                         officials.objection_targets.add(wf)

@@ -29,6 +29,12 @@ class StepBase(BaseModel):
     withdrawable: ClassVar[bool] = True
     # The stage an application ends in when this step is its programme's last one.
     done_stage: ClassVar[str] = "done"
+    # Stages an application can be in while this step is still its step (besides
+    # ``stage``): a payout's returned payment waiting for its account's correction.
+    stages_within: ClassVar[tuple[str, ...]] = ()
+    # Whether the step may reject the application (a review, an upheld objection): past
+    # the last such step an application is approved.
+    decides: ClassVar[bool] = False
 
     @property
     def actor_role(self) -> Role | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -16,6 +16,7 @@ _JUST_AFTER = timedelta(microseconds=1)
 
 class NoticeStep(StepBase):
     kind: Literal["notice"] = "notice"
+    decides: ClassVar[bool] = True
     owner: Role  # who posts it and resolves objections
     level: Level
     days: int = Field(ge=1)

@@ -23,6 +23,7 @@ class PayoutStep(StepBase):
     told_when_late: tuple[Role, ...] = (Role.COUNTY_EDUCATION_BUREAU,)
     withdrawable: ClassVar[bool] = False
     done_stage: ClassVar[str] = "paid"
+    stages_within: ClassVar[tuple[str, ...]] = ("awaiting_account_correction",)
 
     @property
     def actor_role(self) -> Role:

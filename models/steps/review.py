@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from models.domain import Level, Role
 from models.steps.base import StepBase
@@ -10,6 +10,7 @@ from models.steps.base import StepBase
 
 class ReviewStep(StepBase):
     kind: Literal["review"] = "review"
+    decides: ClassVar[bool] = True
     role: Role
     level: Level
 

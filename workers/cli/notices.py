@@ -10,7 +10,6 @@ import typer
 from rich.table import Table
 
 from models.domain import Level
-from models.programme import NoticeStep
 from models.programmes import BUILTIN_PROGRAMMES
 from models.season import SeasonKey
 from workers.cli.common import (
@@ -64,7 +63,7 @@ def notice_post(
     prog = BUILTIN_PROGRAMMES.get(programme)
     if prog is None:
         raise fail(f"unknown programme {programme!r} (known: {', '.join(BUILTIN_PROGRAMMES)})", 2)
-    notice = next((s for s in prog.steps if isinstance(s, NoticeStep) and s.level is level), None)
+    notice = prog.notice_at(level)
     if notice is None:
         raise fail(f"{programme} has no {level.value} notice", 2)
     if settings().api_key is None:

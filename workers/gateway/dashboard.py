@@ -33,9 +33,8 @@ from store.chain import utc
 from store.tables import ApplicationRow, AuditEntry, Place
 from workers.gateway.problems import Problem
 
-# Stages an application has passed when it is done: counted as "done" on the chart.
-_DONE = ("paid", "received")
-_CLOSED = ("rejected", "withdrawn", *_DONE)
+# Stages an application ends in without being done (the programme's done stage is the third).
+_ENDS = ("rejected", "withdrawn")
 
 
 def link_signature(key: bytes, county: str, programme: str, season: str, expires: int) -> str:
@@ -110,7 +109,7 @@ def _rows(engine: Engine, programme: str, key: SeasonKey, county: str) -> list[A
 
 
 def _progress(
-    engine: Engine, ids: list[str], calendar: WorkingCalendar
+    engine: Engine, programme: Programme, ids: list[str], calendar: WorkingCalendar
 ) -> dict[date, Counter[str]]:
     """Per day (Beijing time): how many applications were submitted, decided by the county
     (passed their last review) and done, as the audit log records it."""
@@ -128,9 +127,9 @@ def _progress(
             day = calendar.clock_of(utc(e.at)).date()
             if e.kind == "submitted":
                 days[day]["submitted"] += 1
-            elif e.stage in _DONE:
+            elif e.stage == programme.done_stage:
                 days[day]["done"] += 1
-            elif e.stage in ("awaiting_funds", "receipt"):
+            elif e.stage == programme.approved_stage:
                 days[day]["approved"] += 1
     return days
 
@@ -148,10 +147,11 @@ def render(
 ) -> str:
     rows = _rows(engine, programme.code, key, county)
     stages = [s.stage for s in programme.steps]
-    columns = [*stages, "awaiting_funds", *_CLOSED]
+    closed = (*_ENDS, programme.done_stage)
+    columns = [*programme.stages(), *closed]
     columns = list(
         dict.fromkeys(
-            c for c in columns if c in stages or any(r.stage == c for r in rows) or c in _CLOSED
+            c for c in columns if c in stages or any(r.stage == c for r in rows) or c in closed
         )
     )
     by_place: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
@@ -181,7 +181,7 @@ def render(
 
     watch = []
     for row in sorted(rows, key=lambda r: (not r.overdue, r.next_deadline or now)):
-        if row.stage in _CLOSED or not (row.overdue or row.at_risk):
+        if row.stage in closed or not (row.overdue or row.at_risk):
             continue
         role = role_of.get(row.stage)
         waiting = (
@@ -221,9 +221,9 @@ def render(
             f"<tr><td>{_e(d.date.isoformat())}</td><td>{_e(d.label_zh)} <small>{_e(d.label_en)}</small></td><td>{verdict}</td></tr>"
         )
 
-    chart = _chart(_progress(engine, [r.workflow_id for r in rows], calendar), len(rows))
-    open_count = sum(1 for r in rows if r.stage not in _CLOSED)
-    done = sum(totals.get(s, 0) for s in _DONE)
+    chart = _chart(_progress(engine, programme, [r.workflow_id for r in rows], calendar), len(rows))
+    open_count = sum(1 for r in rows if r.stage not in closed)
+    done = totals.get(programme.done_stage, 0)
     return f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8">
 <title>{_e(programme.name_zh)} {key} · 县级看板 / county dashboard</title>
@@ -239,7 +239,7 @@ th{{background:#f3f3f3;font-weight:600}} small{{color:#666;font-weight:normal}} 
 <span id="open">办理中 <small>open</small> <b>{open_count}</b></span>
 <span id="done">已办结 <small>done</small> <b>{done}</b></span>
 <span id="rejected">未通过 <small>rejected</small> <b>{totals.get("rejected", 0)}</b></span>
-<span id="overdue">逾期 <small>overdue</small> <b>{sum(1 for r in rows if r.overdue and r.stage not in _CLOSED)}</b></span></p>
+<span id="overdue">逾期 <small>overdue</small> <b>{sum(1 for r in rows if r.overdue and r.stage not in closed)}</b></span></p>
 <h2>各乡镇、村办理进度 <small>by township and village, applications per stage</small></h2>
 <table id="stages"><tr><th>乡镇 <small>township</small></th><th>村 <small>village</small></th>{head}<th>合计 <small>total</small></th></tr>
 {"".join(body)}

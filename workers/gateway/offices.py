@@ -2,7 +2,7 @@
 
 The demo's officials act and read through this, as any county system would: a request
 names no actor; the office's API key is the actor. The methods mirror the typed client's
-(``workers/client.py``) so that the same code drives either; refusals raise its
+(``workers/client``) so that the same code drives either; refusals raise its
 :class:`~workers.client.Refused` with the problem's detail.
 """
 
@@ -113,13 +113,22 @@ class Offices:
         return await self._request(wf, "receipts", req)
 
     async def correct_account(
-        self, wf: str, actor: Actor, *, bank_name: str, account_number: str, account_holder: str
+        self,
+        wf: str,
+        actor: Actor,
+        *,
+        bank_name: str,
+        account_number: str,
+        account_holder: str,
+        request_id: str | None = None,
     ) -> RequestResult:
         body = {
             "bank_name": bank_name,
             "account_number": account_number,
             "account_holder": account_holder,
         }
+        if request_id is not None:
+            body["request_id"] = request_id
         return RequestResult.model_validate(
             await self._send(f"/v1/applications/{wf}/account", body, actor)
         )

@@ -1,9 +1,5 @@
-"""The typed client API for services (and the CLI): submit, decide, object, post, list.
-
-Every request is checked twice: here (intake rules R5 need the registry) and in
-the workflow's update validators (stage, role, place, four eyes). A refusal
-raises :class:`Refused` with a one-line reason naming every failing field.
-"""
+"""The client itself: every request a service sends, checked here first (intake), then
+by the workflows (stage, role, place, four eyes)."""
 
 from __future__ import annotations
 
@@ -20,7 +16,6 @@ from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowExecutionStatus,
     WorkflowHandle,
-    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -30,7 +25,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from models import search
@@ -48,7 +43,6 @@ from models.application import (
     RequestResult,
     TrailEvent,
     WithdrawalRequest,
-    request_digest,
 )
 from models.authority import STATEMENT_LIFETIME
 from models.calendar import WorkingCalendar
@@ -69,31 +63,13 @@ from models.planner import window
 from models.privacy import mask_account, mask_national_id
 from models.programme import Programme
 from models.season import season_label
-from models.steps import NoticeStep
 from store.sealing import Keys
+from workers.client.errors import Refused, refused_by_workflow
+from workers.client.queries import query_when_ready, quote, update_id
 from workers.signing import Signer, SigningInterceptor
 from workflows.application import ApplicationWorkflow
 from workflows.notice import NoticeWorkflow
 from workflows.season import SeasonWorkflow
-
-
-class Refused(Exception):
-    """A request aidflow will not carry out; ``str()`` is the one-line reason."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        problems: list[FieldProblem] | None = None,
-        existing: str | None = None,
-        kind: str = "refused",
-    ) -> None:
-        super().__init__(message)
-        self.problems = problems or []
-        self.existing = existing
-        # "refused" (the request breaks a rule), "forbidden" (who asks may not: role,
-        # place, four eyes), "not_found" (no such workflow): the gateway's 409, 403, 404.
-        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -312,7 +288,7 @@ class AidflowClient:
                 update, req, id=update_id(req), result_type=RequestResult
             )
         except WorkflowUpdateFailedError as e:
-            raise _refused(e) from None
+            raise refused_by_workflow(e) from None
         except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as e:
             # The SDK turns the caller's own cancellation into the same error as an RPC
             # timeout; a cancelled caller must stay cancelled (retrying it kept a failed
@@ -373,14 +349,7 @@ class AidflowClient:
         """The notice workflow's id: the programme's notice step at ``level`` unless
         ``stage`` names another."""
         prog = self.programmes[programme]
-        step = next(
-            (
-                s
-                for s in prog.steps
-                if isinstance(s, NoticeStep) and s.level is level and stage in (None, s.stage)
-            ),
-            None,
-        )
+        step = prog.notice_at(level, stage)
         if step is None:
             raise Refused(f"{programme} has no {level.value} notice", kind="not_found")
         return notice_workflow_id(programme, season, round_, level, place_code, step.stage)
@@ -394,7 +363,7 @@ class AidflowClient:
                 NoticeWorkflow.post, req, id=update_id(req)
             )
         except WorkflowUpdateFailedError as e:
-            raise _refused(e) from None
+            raise refused_by_workflow(e) from None
         except RPCError as e:
             if e.status == RPCStatusCode.NOT_FOUND:
                 raise Refused(
@@ -526,7 +495,7 @@ class AidflowClient:
                 id=update_id(cmd),
             )
         except WorkflowUpdateFailedError as e:
-            raise _refused(e) from None
+            raise refused_by_workflow(e) from None
         except WorkflowAlreadyStartedError:
             raise Refused(
                 f"the {programme} {season} season of {county_code} is closed (its summary is "
@@ -559,7 +528,7 @@ class AidflowClient:
         try:
             return await handle.execute_update(SeasonWorkflow.funds_arrived, msg, id=update_id(msg))
         except WorkflowUpdateFailedError as e:
-            raise _refused(e) from None
+            raise refused_by_workflow(e) from None
         except RPCError as e:
             raise Refused(
                 f"no running season workflow for {programme} {season} {county_code}: {e.message}"
@@ -652,50 +621,6 @@ class AidflowClient:
                 next_deadline=sa.get(search.NEXT_DEADLINE),
                 status=(wf.status or WorkflowExecutionStatus.RUNNING).name.lower(),
             )
-
-
-async def query_when_ready(handle: WorkflowHandle[Any, Any], query: Any) -> Any:
-    """A query, asked again for a few seconds while the workflow cannot answer for a
-    moment: a run just continued as new has had no workflow task yet ("Workflow task
-    is not scheduled yet"), or the task the query rode on failed and is being retried
-    (an activation over the SDK's 2 s under load, TMPRL1101: seen by aidflow simulate
-    at 3,000 applications)."""
-    for _ in range(QUERY_READY_TRIES - 1):
-        try:
-            return await handle.query(query)
-        except RPCError as e:
-            if "not scheduled yet" not in e.message:
-                raise
-        except WorkflowQueryFailedError as e:
-            if "TMPRL1101" not in e.message:
-                raise
-        await asyncio.sleep(0.1)
-    return await handle.query(query)
-
-
-QUERY_READY_TRIES = 100
-
-
-def update_id(req: Any) -> str:
-    """The Temporal update id of a request: its kind, its request id and a digest of its
-    body. The server answers a repeated update id with the first update's outcome without
-    asking the workflow, so the bare request id let an objection sent with a decision's id
-    come back "accepted" with the decision's answer; now the workflow sees it and refuses."""
-    return f"{type(req).__name__}/{req.request_id}/{request_digest(req)}"
-
-
-def _refused(error: WorkflowUpdateFailedError) -> Refused:
-    """A validator's or handler's refusal, as the one-line reason it gave."""
-    cause = error.cause
-    if not isinstance(cause, ApplicationError):
-        return Refused(str(cause))
-    forbidden = cause.type in ("RequestForbidden", "Unproven")
-    return Refused(cause.message, kind="forbidden" if forbidden else "refused")
-
-
-def quote(value: str) -> str:
-    """A value inside a visibility query's single quotes (never widens the query)."""
-    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def _initial_attributes(inp: ApplicationInput) -> TypedSearchAttributes:

@@ -1,0 +1,293 @@
+"""A public notice's people: its owner posts it (or it posts itself at its rule's time),
+villagers now and then object to a listed application, the owner resolves each
+objection, upheld or dismissed, after a look at the household."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from models.application import (
+    Actor,
+    ApplicationStatus,
+    ObjectionRequest,
+    ObjectionResolution,
+    Places,
+)
+from models.calendar import next_working_day_at, notice_period
+from models.domain import ObjectionOutcome
+from models.notice import NoticePostRequest, NoticeStatus, notice_workflow_id
+from models.programme import NoticeStep
+from workers.client import Refused
+from workers.officials import people
+from workers.officials.base import Case, Desk, Floor, Season, SimulationStalled
+
+# How long the simulator waits for a notice to show what it expects.
+NOTICE_WITHIN_SECONDS = 300.0
+
+
+@dataclass
+class NoticePlan:
+    """A notice as the simulator plans it: who waits for its next posting, and when."""
+
+    notice_id: str
+    step: NoticeStep
+    owner: Actor
+    pending: list[tuple[Case, datetime]] = field(default_factory=list)  # and when ready
+    first: datetime | None = None  # the first pending member's ready instant
+    plan: int = 0  # the planned posting event that stands (earlier ones are void)
+    postings: int = 0
+    log: list[str] = field(default_factory=list)
+
+
+class NoticeDesk(Desk[NoticeStep]):
+    kind = "notice"
+
+    # ---------------------------------------------------------------- choices
+
+    def objection(self, rng: random.Random, request_id: str) -> ObjectionRequest:
+        return ObjectionRequest(
+            request_id=request_id,
+            actor=people.villager(rng),
+            text=rng.choice(people.OBJECTIONS),
+            contact=people.phone(rng),
+        )
+
+    def resolution(
+        self, places: Places, objection_id: str, upheld: bool, request_id: str
+    ) -> ObjectionResolution:
+        return ObjectionResolution(
+            request_id=request_id,
+            actor=people.official(self.step.owner, places),
+            objection_id=objection_id,
+            outcome=ObjectionOutcome.UPHELD if upheld else ObjectionOutcome.DISMISSED,
+            reason=people.UPHELD if upheld else people.DISMISSED,
+        )
+
+    # ------------------------------------------------------------- simulator
+
+    def opened(self, season: Season, a: Case, at: datetime) -> None:
+        """``a`` joins its notice (the notice workflow of its place), ready at ``at``.
+        The notice goes up by itself at its rule's time after its first member was
+        ready (the village notice when the window closes), unless its owner posts it
+        earlier; the posting lists everyone ready by then. Postings are shared events:
+        they touch the notice and all its members."""
+        step, places = self.step, a.form.places
+        key = notice_workflow_id(
+            self.programme.code,
+            season.s.season,
+            self.programme.round_key,
+            step.level,
+            places.code_at(step.level),
+            step.stage,
+        )
+        owner = people.official(step.owner, places)
+        n: NoticePlan = season.notices.setdefault(key, NoticePlan(key, step, owner))
+        n.pending.append((a, at))
+        self._plan_posting(season, n)
+
+    def _plan_posting(self, season: Season, n: NoticePlan) -> None:
+        """The next posting, by the notice's own rule (the same model functions) from its
+        first waiting member, whichever order they were seen in: planned again if an
+        earlier one is seen late (the plan before it is void)."""
+        if not n.pending:
+            return
+        first = min(ready for _, ready in n.pending)
+        if n.first == first:
+            return  # the plan stands
+        n.first, step = first, n.step
+        if step.first_posting == "window_close" and first < season.window_closes:
+            auto_at = season.window_closes
+        else:
+            auto_at = next_working_day_at(season.cal, first, step.auto_post_at)
+        at, explicit = auto_at, False
+        if step.first_posting == "after_review":
+            rng = random.Random(f"{season.s.seed}/{n.notice_id}/{n.postings + 1}")
+            post_at = season.delay(first, "notice_posting", rng)
+            if post_at < auto_at:
+                at, explicit = post_at, True
+        n.plan += 1
+        plan = n.plan
+        season.at(
+            at, "notice posting", lambda t: self._posting(season, n, plan, explicit, t), shared=True
+        )
+
+    async def _posting(
+        self, season: Season, n: NoticePlan, plan: int, explicit: bool, at: datetime
+    ) -> None:
+        if plan != n.plan:
+            return  # planned again for an earlier time
+        members = [a for a, ready in n.pending if ready <= at]
+        n.log.append(
+            f"at {at.isoformat()} {'explicit' if explicit else 'auto'}: "
+            + ", ".join(f"{a.workflow_id[-6:]}@{r.isoformat()}" for a, r in n.pending)
+        )
+        n.pending = [(a, ready) for a, ready in n.pending if ready > at]
+        n.first = None
+        if members:
+            n.postings += 1
+            # Every member's join reached the notice (it is sent after the decision).
+            await self._shows(
+                season,
+                n,
+                lambda st: {a.workflow_id for a in members} <= {m.workflow_id for m in st.pending},
+                members,
+                "every member joined",
+            )
+            await season.clocks.track(n.notice_id)
+            await season.everyone_to(at, members, also=n.notice_id)
+            if explicit:
+                req = NoticePostRequest(request_id=uuid.uuid4().hex, actor=n.owner)
+                await season.again(lambda: season.api.post_notice(n.notice_id, req))
+                season.counts["requests"] += 1
+            # (else a member's clock reached the time on the way, and said so)
+            await self._shows(
+                season,
+                n,
+                lambda st: len(st.postings) >= n.postings,
+                members,
+                f"posted at {at.isoformat()}",
+            )
+            season.counts["notice postings"] += 1
+            for a in members:
+                if a.terminal is None:
+                    self._up(season, a, at)
+        self._plan_posting(season, n)  # those ready after it: the next posting
+
+    async def _shows(
+        self,
+        season: Season,
+        n: NoticePlan,
+        what: Callable[[NoticeStatus], bool],
+        members: list[Case],
+        expect: str,
+    ) -> None:
+        deadline = time.monotonic() + NOTICE_WITHIN_SECONDS
+        st: NoticeStatus | None = None
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Refused):
+                st = await season.api.notice_status(n.notice_id)
+                if st is not None and what(st):
+                    return
+            await asyncio.sleep(0.1)
+        seen = await season.diagnose(n.notice_id, "notice")
+        pending = {m.workflow_id for m in st.pending} if st else set()
+        them = [
+            f"{a.workflow_id}: {(await season.api.status(a.workflow_id)).details_en}"
+            for a in members
+            if a.workflow_id not in pending
+        ]
+        raise SimulationStalled(
+            f"{n.notice_id}: {expect}, not within {NOTICE_WITHIN_SECONDS:.0f} s "
+            f"(auto {st.auto_post_at if st else '-'}, {len(st.postings) if st else 0} postings)"
+            f"\n{seen}\nnot pending: "
+            + "; ".join(them)
+            + f"\nmodel: {n.log}\nnotice postings: "
+            + "; ".join(
+                f"{p.number} {p.posting} at {p.posted_at.isoformat()}: {p.members}"
+                for p in (st.postings if st else [])
+            )
+        )
+
+    def _up(self, season: Season, a: Case, posted_at: datetime) -> None:
+        """``a`` is on a posting: a villager may object while the notice is up."""
+        step = self.step
+        period = notice_period(season.cal, posted_at, step.days, step.counting)
+        rng = a.draw(f"objection/{step.stage}")
+        if rng.random() < season.s.objection_rate:
+            span = (period.ends_at - period.posted_at).total_seconds()
+            at = period.posted_at + timedelta(seconds=rng.uniform(60, max(120, span - 3600)))
+            season.at(
+                at.replace(microsecond=0),
+                "objection",
+                lambda t: self._object(season, a, period.ends_at, t),
+            )
+        else:
+            season.after(a, step.stage, period.ends_at)
+
+    async def _object(self, season: Season, a: Case, ends_at: datetime, at: datetime) -> None:
+        stage = self.step.stage
+        await season.clocks.advance(a.workflow_id, at)
+        objection = self.objection(a.draw(f"objector/{stage}"), uuid.uuid4().hex)
+        try:
+            await season.again(lambda: season.api.lodge_objection(a.workflow_id, objection))
+        except Refused:
+            # Not open to objections yet (its clock behind, say): the villager comes back in
+            # an hour while the notice lasts, with the same objection.
+            season.counts["objections refused"] += 1
+            if at + timedelta(hours=2) < ends_at:
+                season.at(
+                    at + timedelta(hours=1),
+                    "objection (again)",
+                    lambda t: self._object(season, a, ends_at, t),
+                )
+            else:
+                season.after(a, stage, ends_at)
+            return
+        season.counts["objections"] += 1
+        season.counts["requests"] += 1
+        season.at(
+            season.delay(at, "objection_resolution", a.draw(f"delay/resolution/{stage}")),
+            "objection resolution",
+            lambda t: self._resolve(season, a, ends_at, t),
+        )
+
+    async def _resolve(self, season: Season, a: Case, ends_at: datetime, at: datetime) -> None:
+        stage = self.step.stage
+        await season.clocks.advance(a.workflow_id, at)
+        st = await season.api.status(a.workflow_id)
+        upheld = a.draw(f"upheld/{stage}").random() < season.s.objection_upheld
+        for o in st.objections:
+            if o.outcome is None:
+                resolution = self.resolution(a.form.places, o.id, upheld, uuid.uuid4().hex)
+                await season.again(
+                    lambda r=resolution: season.api.resolve_objection(a.workflow_id, r)  # type: ignore[misc]
+                )
+                season.counts["requests"] += 1
+        if upheld:
+            a.terminal = "rejected"
+            season.counts["objections upheld"] += 1
+        else:
+            season.after(a, stage, max(ends_at, at))
+
+    # ---------------------------------------------------------------- polled
+
+    async def act(self, floor: Floor, st: ApplicationStatus) -> bool:
+        """Objections are resolved once the owner has looked; a villager objects (once)
+        to an application the floor picks, while the notice is up."""
+        if st.notice is None:
+            return False  # not posted yet: the notice posts itself or its owner does
+        wf, acted = st.workflow_id, False
+        for o in st.objections:
+            what = f"resolve/{o.id}"
+            if o.outcome is None and floor.due(st, what, 0.5, 2.5):
+                upheld = floor.upholds(st, o.id)
+                await floor.api.resolve_objection(
+                    wf, self.resolution(st.places, o.id, upheld, floor.request_id(st, what))
+                )
+                floor.sent(
+                    st,
+                    what,
+                    f"异议{'成立' if upheld else '不成立'} / objection "
+                    + ("upheld" if upheld else "dismissed"),
+                )
+                acted = True
+        what = f"object/{self.step.stage}"
+        if (
+            not st.objections
+            and floor.visit(st, what) == 0
+            and datetime.now(UTC) < st.notice.ends_at
+            and floor.objects(st)
+            and floor.due(st, what, 0.2, 2.0)
+        ):
+            req = self.objection(floor.draw(st, what), floor.request_id(st, what))
+            await floor.api.lodge_objection(wf, req)
+            floor.sent(st, what, "村民提出异议 / objection lodged")
+            acted = True
+        return acted

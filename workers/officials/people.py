@@ -1,0 +1,61 @@
+"""Who the simulated county's people are, and what they write.
+
+One naming for every driver (the simulator, the demo, the fault harness): an office's
+actor is its role at the application's place, so the same office is the same actor
+(four eyes compare actors) whichever driver sends its request.
+"""
+
+from __future__ import annotations
+
+import random
+
+from models.application import Actor, Places
+from models.domain import Role
+
+REJECT_REASONS = ("家庭经济状况已改善，不符合条件", "非全日制本科在读", "户籍不在本村")
+RETURN_REASONS = ("缺少户主户口簿复印件", "申请表签字不全")
+OBJECTIONS = ("该户家中有经营性收入，经济条件较好", "该生已于今年退学", "申请人家庭人口信息有误")
+UPHELD = "经入户核实情况属实"
+DISMISSED = "经入户核实，家庭情况符合条件"
+CORRECTED = "已补交"
+BANK = "阜南农商银行"
+
+_NAMES = {
+    Role.VILLAGE_COMMITTEE: "村委会主任",
+    Role.TOWNSHIP_POVERTY_OFFICE: "乡镇扶贫专干",
+    Role.COUNTY_EDUCATION_BUREAU: "县教育局资助中心",
+    Role.COUNTY_FINANCE: "县财政局",
+    Role.HIGH_SCHOOL: "高中资助办",
+}
+
+
+def official(role: Role, places: Places) -> Actor:
+    """The office of ``role`` that holds the application's place."""
+    place = places.code_for(role)
+    return Actor(
+        id=f"{role.value}-{place}", name=_NAMES.get(role, role.value), role=role, place_code=place
+    )
+
+
+def county_office(role: Role, county: str) -> Actor:
+    """A county office acting for the whole season (funds requests, arrivals)."""
+    return Actor(
+        id=f"{role.value}-{county}", name=_NAMES.get(role, role.value), role=role, place_code=county
+    )
+
+
+def applicant(key: str) -> Actor:
+    return Actor(id=f"applicant-{key}", name="申请人", role=Role.APPLICANT)
+
+
+def villager(rng: random.Random) -> Actor:
+    return Actor(id=f"villager-{rng.randint(1, 999)}", name="村民", role=Role.PUBLIC)
+
+
+def phone(rng: random.Random) -> str:
+    return f"139{rng.randint(0, 10**8 - 1):08d}"
+
+
+def account_number(rng: random.Random) -> str:
+    """A corrected 一卡通 account (synthetic: the sample bank's prefix)."""
+    return f"62302099{rng.randint(0, 10**11 - 1):011d}"

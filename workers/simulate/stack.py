@@ -1,0 +1,244 @@
+"""The simulator's private stack (time-skipping server, fresh database, worker, bank)
+and one run of a scenario on it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
+
+from integrations.bank import BankSimulator, SimulatorRules
+from models import search
+from models.programmes import BUILTIN_PROGRAMMES
+from store.db import make_engine, upgrade
+from store.registry import RegistryReader
+from store.sealing import Keys
+from workers.client import AidflowClient
+from workers.settings import Settings
+from workers.signing import SKIPPED_CLOCK_LIFETIME
+from workers.simulate.clocks import Clocks, NoticeClock, _StartAtSimulatedInstant
+from workers.simulate.report import (
+    SimulationResult,
+    _season_report,
+    cost_per_application,
+    deadline_misses,
+    history_across_runs,
+)
+from workers.simulate.scenario import Scenario
+from workers.simulate.season import SeasonSimulation
+from workers.synthetic import applicants, load_sample_county
+from workers.worker import Dependencies, build_worker
+
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def _child_stdout_to_devnull() -> Iterator[None]:
+    """Processes started inside inherit /dev/null as their stdout."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+async def start_time_skipping_server() -> WorkflowEnvironment:
+    """A private in-memory dev server with per-workflow time skipping, aidflow's search
+    attributes and its data converter. Workflows start on the wall clock and move only
+    when fast-forwarded (the simulator's server, and the tests')."""
+    from workers.embedded import child_pids, stop_with_us, temporal_binary
+
+    before = child_pids()
+    env = await WorkflowEnvironment.start_time_skipping_v2(
+        ts_config=TimeSkippingConfig(enabled=False),
+        dev_server_existing_path=temporal_binary(),
+        dev_server_log_level="error",
+        data_converter=pydantic_data_converter,
+        search_attributes=search.ALL,
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "frontend.WorkflowTimeSkippingEnabled=true",
+        ],
+    )
+    # The SDK stops the server on shutdown(); if this process is killed first, the
+    # server must not live on (it did, after a SIGTERM to aidflow simulate).
+    for pid in child_pids() - before:
+        stop_with_us(pid)
+    return env
+
+
+@contextlib.asynccontextmanager
+async def simulation_stack(
+    data_dir: Path, settings: Settings, closed_suffixes: list[str], applications: int
+) -> AsyncIterator[tuple[Client, Clocks, Dependencies]]:
+    """A private dev server with time skipping (in memory), a fresh SQLite database in
+    ``data_dir``, a worker and the simulated bank. Nothing here touches the county's
+    real database or Temporal cluster."""
+    with _child_stdout_to_devnull():  # the server's banner would garble --json output
+        env = await start_time_skipping_server()
+    try:
+        starts = _StartAtSimulatedInstant()
+        # The SDK core's warnings (slow workflow tasks under a full load) would flood the
+        # terminal; errors still show.
+        runtime = Runtime(
+            telemetry=TelemetryConfig(
+                logging=LoggingConfig(
+                    filter=TelemetryFilter(core_level="ERROR", other_level="ERROR")
+                )
+            )
+        )
+        client = await Client.connect(
+            env.client.service_client.config.target_host,
+            namespace=env.client.namespace,
+            data_converter=pydantic_data_converter,
+            interceptors=[starts, NoticeClock()],
+            runtime=runtime,
+        )
+        url = f"sqlite:///{data_dir / 'aidflow.db'}"
+        await asyncio.to_thread(upgrade, url)
+        deps = Dependencies(
+            engine=make_engine(url),
+            calendar=settings.build_calendar(),
+            keys=Keys(settings.secret_key_bytes()),
+            files_dir=data_dir / "files",
+            bank_dir=data_dir / "bank",
+            # The simulated season lives and dies with this process and its calendar:
+            # its applications may take the provisional 2027 days from their table.
+            calendar_is_fixed=True,
+            statement_max_lifetime=SKIPPED_CLOCK_LIFETIME,
+        )
+        deps.files_dir.mkdir(parents=True, exist_ok=True)
+        bank = BankSimulator(
+            deps.bank_dir,
+            SimulatorRules(closed_account_suffixes=tuple(closed_suffixes), delay_seconds=0.0),
+        )
+        stop = asyncio.Event()
+        worker = build_worker(
+            client,
+            settings.task_queue,
+            deps,
+            sandboxed=False,
+            # Every application stays cached: an evicted one would replay its history.
+            max_cached_workflows=max(1000, applications + 100),
+            max_concurrent_workflow_tasks=8,
+            max_concurrent_local_activities=8,
+        )
+        try:
+            async with worker:
+                bank_task = asyncio.create_task(bank.run_forever(stop, interval=0.05))
+                try:
+                    yield client, Clocks(client, starts), deps
+                finally:
+                    stop.set()
+                    await bank_task
+        finally:
+            deps.engine.dispose()
+    finally:
+        await env.shutdown()
+
+
+async def run_simulation(
+    scenario: Scenario,
+    base: Settings,
+    *,
+    data_dir: Path | None = None,
+    progress: Callable[[SeasonSimulation], None] | None = None,
+) -> SimulationResult:
+    data_dir = data_dir or base.data_dir / "simulate"
+    shutil.rmtree(data_dir, ignore_errors=True)  # every run starts from nothing
+    data_dir.mkdir(parents=True)
+    settings = base.model_copy(update={"calendar": "state-council", "data_dir": data_dir})
+    cal = settings.build_calendar()
+    started = time.monotonic()
+    # The closed accounts are drawn from the scenario's seed before the stack starts.
+    programme = BUILTIN_PROGRAMMES[scenario.programme]
+    forms = applicants(scenario.applications, scenario.season, scenario.seed, programme)
+    rng = random.Random(scenario.seed ^ 0x5EED)
+    closed = [
+        forms[i].account_number[-6:]
+        for i in rng.sample(range(len(forms)), k=round(len(forms) * scenario.bank_return_rate))
+    ]
+    async with simulation_stack(data_dir, settings, closed, scenario.applications) as (
+        client,
+        clocks,
+        deps,
+    ):
+        load_sample_county(
+            deps.engine, forms, scenario.season, deps.keys.hash_id, data_dir / "import"
+        )
+        api = AidflowClient(
+            client,
+            task_queue=settings.task_queue,
+            keys=deps.keys,
+            calendar=cal,
+            statement_lifetime=SKIPPED_CLOCK_LIFETIME,
+            programmes={programme.code: programme},
+            lookup_member=RegistryReader(deps.engine).lookup,
+        )
+        api.repayment_batch_delay = scenario.repayment_batch_delay
+        sim = SeasonSimulation(
+            scenario, api, clocks, cal, deps.engine, programme=programme, progress=progress
+        )
+        await sim.run()
+        report = await _season_report(api, sim.season_id)
+        for a in sim._live():
+            a.terminal = f"still in {(await api.status(a.workflow_id)).stage}"
+        misses = await asyncio.to_thread(
+            deadline_misses, deps.engine, programme, scenario.season, cal
+        )
+        paid = [a.workflow_id for a in sim.apps if a.terminal == programme.done_stage]
+        cost = await cost_per_application(client, paid[:20])
+        # The county's one season workflow grows with the county; it continues as new
+        # before a run nears Temporal's limits (51,200 events, 10,000 signals).
+        season_events, season_runs = await history_across_runs(client, sim.season_id)
+    outcomes = Counter(a.terminal or "not finished" for a in sim.apps)
+    return SimulationResult(
+        scenario=scenario,
+        wall_seconds=time.monotonic() - started,
+        outcomes=dict(outcomes),
+        objections=sim.counts["objections"],
+        returns=sim.counts["returned for correction"],
+        bank_returns=sim.counts["bank returns"],
+        funds_requests=sim.counts["funds requests"],
+        batches=sim.counts["batches"],
+        fast_forwards=clocks.fast_forwards,
+        fast_forwards_restarted=clocks.restarted,
+        requests=sim.counts["requests"],
+        misses=misses,
+        report_md=report.markdown if report else None,
+        report_xlsx=report.xlsx if report else None,
+        report_as_of=report.as_of if report else None,
+        roster=sim.roster,
+        data_dir=data_dir,
+        workflow_ids=[a.workflow_id for a in sim.apps if a.workflow_id],
+        wall_by_phase=dict(sim.wall_by_phase),
+        events=sim.events,
+        cost_per_paid_application=cost,
+        season_history_events=season_events,
+        season_runs=season_runs,
+        by_applicant=[a.terminal or "not finished" for a in sim.apps],
+        retries={
+            "decisions_refused": sim.counts["decisions refused"],
+            "objections_refused": sim.counts["objections refused"],
+            "requests_repeated_after_a_timeout": sim.counts["requests repeated after a timeout"],
+            "fast_forwards_on_a_busy_server": clocks.busy,
+        },
+    )
