@@ -434,3 +434,37 @@ async def test_a_village_posts_its_notice_with_a_photograph(gateway: Gateway) ->
         st = await c.status()
         assert st.applicant_masked.split()[0] in page.text
     assert not re.search(r"\d{17}[\dX]|\d{16,19}|1[3-9]\d{9}", page.text), page.text
+
+
+async def test_postings_in_a_batch_name_the_ones_refused(gateway: Gateway) -> None:
+    """A village posts its notice in a batch that also names another village's notice and
+    one that does not exist: its own is posted, the other two are refused and named."""
+    mine = await gateway.new_case()
+    theirs = await gateway.new_case(village=OTHER_VILLAGE)
+    for c, key in ((mine, "village"), (theirs, "other_village")):
+        await c.advance_to(cst(9, 2, 10))
+        assert (await gateway.decide(key, c.wf, "village_review")).status_code == 200
+        await c.wait_for(lambda s: s.stage == "village_notice" and s.notice is None, "joined")
+        await c.advance_to(cst(9, 2, 11))
+    [own_notice] = [n.notice_id for n in await mine.notices()]
+    [other_notice] = [n.notice_id for n in await theirs.notices()]
+    missing = own_notice.replace(VILLAGE, "341225999999")
+    items = [
+        {"request_id": "p-own", "notice_id": own_notice},
+        {"request_id": "p-other", "notice_id": other_notice},
+        {"request_id": "p-none", "notice_id": missing},
+    ]
+    r = await gateway.http.post(
+        "/v1/batches/postings", json={"items": items}, headers=gateway.auth("village")
+    )
+    assert r.status_code == 200, r.text
+    outcome = r.json()
+    assert (outcome["done"], outcome["refused"]) == (1, 2), outcome
+    assert sorted(outcome["refused_items"]) == sorted(
+        [f"{other_notice} p-other", f"{missing} p-none"]
+    )
+    by_id = {x["request_id"]: x for x in outcome["results"]}
+    assert by_id["p-other"]["status"] == 403, by_id["p-other"]
+    assert by_id["p-none"]["status"] == 404, by_id["p-none"]
+    assert (await mine.wait_for(lambda s: s.notice is not None, "posted")).notice is not None
+    assert (await theirs.status()).notice is None  # the other village's list is not up

@@ -42,7 +42,6 @@ from models.ids import season_workflow_id
 from models.notice import Evidence, NoticePostRequest, NoticeStatus
 from models.payout import BatchResult, FundsArrivalResult, FundsRequestSummary, ReportFiles
 from models.season import SeasonKey
-from models.steps import NoticeStep
 from store import audit
 from store.sealing import Keys
 from workers.client import AidflowClient, Refused, query_when_ready
@@ -217,6 +216,8 @@ def create_app(api: AidflowClient, engine: Engine, keys: Keys, files_dir: Path) 
                     message = "; ".join(
                         f"{f.field}: {f.problem}" for f in problems.field_errors(e.errors())
                     )
+                except Problem as p:  # an item's own fault found here (its evidence)
+                    status, message = p.status, p.detail
                 return b.ItemResult(
                     workflow_id=item.workflow_id,
                     request_id=item.request_id,
@@ -294,7 +295,7 @@ def create_app(api: AidflowClient, engine: Engine, keys: Keys, files_dir: Path) 
         programme = api.programmes.get(body.programme)
         if programme is None:
             raise Problem(404, f"no programme {body.programme}")
-        if not any(isinstance(s, NoticeStep) and s.level is level for s in programme.steps):
+        if programme.notice_at(level) is None:
             raise Problem(422, f"{body.programme} has no {level.value} notice")
         if ROLE_LEVEL.get(who.role) is not level:
             raise Problem(403, f"role {who.role.value} does not post a {level.value} notice")
@@ -327,6 +328,19 @@ def create_app(api: AidflowClient, engine: Engine, keys: Keys, files_dir: Path) 
                     raise
                 out.append(b.NoticeItem(notice_id=notice_id, accepted=False, message=str(e)))
         return out
+
+    @app.post("/v1/batches/postings", tags=["batches"])
+    async def post_many(body: b.PostingBatch, who: Office) -> b.BatchOutcome:
+        """Several notices posted in one request by their owner (each its own request
+        id, evidence and result): the notice itself checks that the caller owns it."""
+
+        async def one(item: b.PostingItem) -> RequestResult:
+            req = NoticePostRequest(
+                request_id=item.request_id, actor=who.actor, evidence=keep_evidence(item.evidence)
+            )
+            return await api.post_notice(item.notice_id, req)
+
+        return await each(body.items, one)
 
     @app.get("/v1/notices/{notice_id:path}/postings/{number}/list.{kind}", tags=["notices"])
     async def notice_list(notice_id: str, number: int, kind: str, who: Office) -> FileResponse:

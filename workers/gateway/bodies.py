@@ -150,6 +150,24 @@ class NoticeBody(BaseModel):
     evidence: list[EvidenceUpload] = Field(default_factory=list, max_length=10)
 
 
+class PostingItem(BaseModel):
+    """One notice of a batch, posted now by its owner (the caller)."""
+
+    model_config = ConfigDict(extra="forbid")
+    request_id: RequestId
+    notice_id: str = Field(min_length=1, max_length=300, pattern=r"^notice/[A-Za-z0-9/_.-]+$")
+    evidence: list[EvidenceUpload] = Field(default_factory=list, max_length=10)
+
+    @property
+    def workflow_id(self) -> str:
+        return self.notice_id
+
+
+class PostingBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[PostingItem] = Field(min_length=1, max_length=100)
+
+
 class NoticeItem(BaseModel):
     notice_id: str
     accepted: bool
