@@ -37,7 +37,7 @@ async def demo_season(tmp_path: Path, **knobs: Any) -> tuple[DemoResult, Path]:
 
 
 async def test_demo_runs_a_whole_season(tmp_path: Path) -> None:
-    result, out = await demo_season(tmp_path, applicants_count=12, day_seconds=1.5)
+    result, out = await demo_season(tmp_path, applicants_count=12, day_seconds=1.0)
     assert (
         result.report_md is not None
         and result.report_xlsx is not None
