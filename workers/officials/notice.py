@@ -143,9 +143,7 @@ class NoticeDesk(Desk[NoticeStep]):
             await season.clocks.track(n.notice_id)
             await season.everyone_to(at, members, also=n.notice_id)
             if explicit:
-                req = NoticePostRequest(request_id=uuid.uuid4().hex, actor=n.owner)
-                await season.again(lambda: season.api.post_notice(n.notice_id, req))
-                season.counts["requests"] += 1
+                await self._post(season, n, members, at)
             # (else a member's clock reached the time on the way, and said so)
             await self._shows(
                 season,
@@ -159,6 +157,30 @@ class NoticeDesk(Desk[NoticeStep]):
                 if a.terminal is None:
                     self._up(season, a, at)
         self._plan_posting(season, n)  # those ready after it: the next posting
+
+    async def _post(self, season: Season, n: NoticePlan, members: list[Case], at: datetime) -> None:
+        """The owner posts. A member is ready at its own clock's instant of joining, which
+        runs at the wall clock's pace between fast-forwards: on a loaded machine it can be
+        seconds after the decision's instant, after this posting's. Refused for that
+        ("nothing to post"), the owner posts again once the members are ready."""
+        req = NoticePostRequest(request_id=uuid.uuid4().hex, actor=n.owner)
+        try:
+            await season.again(lambda: season.api.post_notice(n.notice_id, req))
+        except Refused as refusal:
+            if "nothing to post" not in str(refusal):
+                raise
+            st = await season.api.notice_status(n.notice_id)
+            if len(st.postings) >= n.postings:
+                return  # it posted itself meanwhile: the same list
+            ids = {a.workflow_id for a in members}
+            ready = max((m.joined_at for m in st.pending if m.workflow_id in ids), default=at)
+            await season.everyone_to(
+                max(at, ready) + timedelta(seconds=1), members, also=n.notice_id
+            )
+            season.counts["notice postings sent again"] += 1
+            again = NoticePostRequest(request_id=uuid.uuid4().hex, actor=n.owner)
+            await season.again(lambda: season.api.post_notice(n.notice_id, again))
+        season.counts["requests"] += 1
 
     async def _shows(
         self,
