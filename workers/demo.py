@@ -95,7 +95,9 @@ class Officials:
         """True once this visit's (random) delay has passed; drawn the first time asked."""
         key = (st.workflow_id, what, self.visit(st, what))
         now = datetime.now(UTC)
-        return now >= self.due_at.setdefault(key, now + self.days(lo, hi))
+        if key not in self.due_at:
+            self.due_at[key] = now + self.days(lo, hi)
+        return now >= self.due_at[key]
 
     def draw(self, st: ApplicationStatus, what: str) -> random.Random:
         return self.rng
