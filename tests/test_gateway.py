@@ -468,3 +468,17 @@ async def test_postings_in_a_batch_name_the_ones_refused(gateway: Gateway) -> No
     assert by_id["p-none"]["status"] == 404, by_id["p-none"]
     assert (await mine.wait_for(lambda s: s.notice is not None, "posted")).notice is not None
     assert (await theirs.status()).notice is None  # the other village's list is not up
+    # A batch carries no more files than one posting may.
+    photo = {
+        "filename": "p.png",
+        "media_type": "image/png",
+        "content_base64": base64.b64encode(PNG).decode(),
+    }
+    heavy = [
+        {"request_id": f"p-heavy-{i}", "notice_id": own_notice, "evidence": [photo] * 4}
+        for i in range(3)
+    ]
+    too_many = await gateway.http.post(
+        "/v1/batches/postings", json={"items": heavy}, headers=gateway.auth("village")
+    )
+    assert "at most 10" in str(problem(too_many, 422)), too_many.text

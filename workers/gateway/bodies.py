@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from models.application import (
     ApplicationForm,
@@ -163,9 +163,24 @@ class PostingItem(BaseModel):
         return self.notice_id
 
 
+# A batch carries at most as many files as one posting may (10 × 10 MB): 100 items of
+# ten files each would be a 13 GB request.
+BATCH_EVIDENCE_MAX_FILES = 10
+
+
 class PostingBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     items: list[PostingItem] = Field(min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _evidence_in_bounds(self) -> PostingBatch:
+        files = sum(len(i.evidence) for i in self.items)
+        if files > BATCH_EVIDENCE_MAX_FILES:
+            raise ValueError(
+                f"items: {files} evidence files; a batch carries at most "
+                f"{BATCH_EVIDENCE_MAX_FILES} (post the rest in another batch)"
+            )
+        return self
 
 
 class NoticeItem(BaseModel):
