@@ -22,8 +22,9 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
-from integrations.bank import DISBURSEMENT_COLUMNS, FileExchangeBank
+from integrations.bank import DISBURSEMENT_COLUMNS, FileExchangeBank, inside
 from models.calendar import WorkingCalendar, end_of_day
 from models.payout import (
     BankResultRow,
@@ -91,6 +92,16 @@ ROSTER_HEADER = (
 )
 
 
+def file_inside(folder: Path, name: str) -> Path:
+    """``folder / name`` for a file name built from an id, refused unless it stays in
+    ``folder`` (``integrations.bank.inside``). Refused for good: another try of the same
+    id climbs out the same way, so the activity fails at once instead of retrying."""
+    try:
+        return inside(folder, name)
+    except ValueError as e:
+        raise ApplicationError(str(e), type="UnsafeFileName", non_retryable=True) from None
+
+
 def payment_key(programme: str, season: str, id_hash: str, attempt: int) -> str:
     """``season`` is the season key (2027, 2027-spring): a student is paid once a round."""
     return f"{programme}/{season}/{id_hash}/{attempt}"
@@ -111,6 +122,8 @@ class FundsActivities:
     @activity.defn(name="create_funds_request")
     def create_funds_request(self, req: FundsRequestInput) -> FundsRequestSummary:
         """The county-approved applications not yet on a request, with the roster (花名册)."""
+        # Checked before anything is written: the request id names the roster's file.
+        roster = file_inside(self._files / "rosters", f"{req.request_id.replace('/', '_')}.xlsx")
         with one_writer(self._engine), Session(self._engine) as s, s.begin():
             existing = s.get(FundsRequest, req.request_id)
             if existing is not None:
@@ -148,7 +161,6 @@ class FundsActivities:
                 )
             ).all()
             places = {p.code: p.name for p in s.exec(select(Place)).all()}
-            roster = self._files / "rosters" / f"{req.request_id.replace('/', '_')}.xlsx"
             self._write_roster(roster, rows, places)
             total = sum(r.amount_cny for r in rows)
             s.add(
@@ -241,6 +253,8 @@ class FundsActivities:
 
     @activity.defn(name="prepare_payments")
     def prepare_payments(self, batch: PayoutBatchInput) -> PreparedBatch:
+        # Checked before anything is written: the batch id names the disbursement file.
+        path = file_inside(self._files / "batches", f"{batch.batch_id}.csv")
         included: list[PaymentSent] = []
         skipped: list[str] = []
         lines: list[list[object]] = []
@@ -322,7 +336,6 @@ class FundsActivities:
         w = csv.writer(out)
         w.writerow(DISBURSEMENT_COLUMNS)
         w.writerows(lines)
-        path = self._files / "batches" / f"{batch.batch_id}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(out.getvalue(), encoding="utf-8")
         path.chmod(0o600)  # it holds full account numbers

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine
+from sqlmodel import Session, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     Client,
@@ -26,8 +28,11 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowUpdateFailedError,
 )
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from activities.funds import FundsActivities, FundsRequestInput, file_inside
 from models.application import (
     ApplicationInput,
     DecisionRequest,
@@ -46,13 +51,15 @@ from models.authority import (
     sign_statement,
     statement_problem,
 )
+from models.calendar import WorkingCalendar
 from models.domain import DecisionKind, Role
 from models.ids import payout_batch_workflow_id
 from models.payout import AccountCorrection, PayItem, PaymentOutcome, PayoutBatchInput
 from store.sealing import Keys
+from store.tables import Payment
 from tests.conftest import AppStack
-from tests.support import COUNTY, VILLAGE, county_official, village_official
-from tests.test_application_workflow import Case, rid
+from tests.support import COUNTY, VILLAGE, applicant, county_official, village_official
+from tests.test_application_workflow import Case, cst, rid
 from workers.signing import SKIPPED_CLOCK_LIFETIME, ServiceCredential, SigningInterceptor
 from workflows.application import ApplicationWorkflow
 from workflows.payout import PayoutBatchWorkflow
@@ -535,3 +542,127 @@ async def test_a_revoked_service_credential_is_refused_by_the_workers(
     (refusal,) = await _refusals(case, 1)
     assert f"credential {row.id} was revoked" in refusal.summary, refusal.summary
     assert (await case.status()).stage == "village_review"
+
+
+async def test_a_withdrawal_signalled_to_many_by_a_query_moves_none(
+    new_case: Callable[..., Awaitable[Case]], ts_env: WorkflowEnvironment, app_stack: AppStack
+) -> None:
+    """Issue 21's `temporal workflow signal --query ... --name withdraw_signal` (11
+    withdrawn at once), as the CLI does it without the batch API: every workflow the
+    visibility query finds, signalled in turn without a statement. None moves; each
+    records the refusal."""
+    cases = [await new_case() for _ in range(3)]
+    wanted = {c.wf for c in cases}
+    query = (
+        f"WorkflowType = 'ApplicationWorkflow' AND TaskQueue = '{app_stack.worker.task_queue}' "
+        f"AND Village = '{VILLAGE}' AND ExecutionStatus = 'Running'"
+    )
+    found: set[str] = set()
+    for _ in range(100):
+        found = {wf.id async for wf in ts_env.client.list_workflows(query)}
+        if wanted <= found:
+            break
+        await asyncio.sleep(0.1)  # visibility lags a moment behind
+    assert wanted <= found, found
+    for wf_id in found:
+        await ts_env.client.get_workflow_handle(wf_id).signal(
+            "withdraw_signal",
+            WithdrawalRequest(request_id=rid(), actor=applicant(), reason="批量撤回"),
+        )
+    for c in cases:
+        refused = await _refusals(c, 1)
+        assert [e.detail["request"] for e in refused] == ["withdraw_signal"], refused
+        assert (await c.status()).stage == "village_review"
+        assert "withdrawn" not in await c.kinds()
+
+
+async def test_a_forged_return_queues_no_second_payment(
+    new_case: Callable[..., Awaitable[Case]], ts_env: WorkflowEnvironment, app_stack: AppStack
+) -> None:
+    """Issue 21: a forged payment_result "returned" queued a second payment of one the
+    bank paid. Sent by a raw client while the real payment is at the bank, with the
+    real batch and idempotency key: refused and recorded; the bank's "paid" settles it,
+    once; closed, the application hears no forgery at all."""
+    from tests.test_payout import BUREAU, FINANCE, advance, season_handle, to_awaiting_funds
+
+    api = app_stack.api
+    case = await new_case()
+    await to_awaiting_funds(case)
+    await advance(ts_env, await season_handle(app_stack), cst(9, 18, 0, 2))
+    app_stack.bank.rules.delay_seconds = 600  # the batch waits at the bank meanwhile
+    await api.request_funds("county-subsidy", 2027, COUNTY, BUREAU, request_id="fr-forged")
+    await api.funds_arrived("county-subsidy", 2027, COUNTY, FINANCE, "fr-forged", 3000, "CZ-F-1")
+    sent: dict[str, Any] = {}
+    for _ in range(200):
+        sent = next(
+            (
+                e.detail
+                for e in await api.trail(case.wf)
+                if e.kind == "payment" and "status" not in e.detail
+            ),
+            {},
+        )
+        if sent:
+            break
+        await asyncio.sleep(0.1)
+    assert sent, "the payment never reached the bank"
+    forged = PaymentOutcome(
+        batch_id=sent["batch_id"],
+        idempotency_key=sent["idempotency_key"],
+        status="returned",
+        reason="账户已销户 / account closed",
+    )
+    raw = ts_env.client.get_workflow_handle(case.wf)
+    await raw.signal(ApplicationWorkflow.payment_result, forged)
+    refused = await _refusals(case, 1)
+    assert [e.detail["request"] for e in refused] == ["payment_result"], refused
+    assert (await case.status()).stage != "awaiting_account_correction"
+    app_stack.bank.rules.delay_seconds = 0
+    await case.at_stage("paid")
+    await case.handle.result()
+    with Session(app_stack.engine) as s:
+        payments = s.exec(select(Payment).where(Payment.workflow_id == case.wf)).all()
+    assert [(p.attempt, p.status) for p in payments] == [(1, "paid")]
+    assert [x["idempotency_key"] for x in app_stack.bank.ledger()] == [sent["idempotency_key"]]
+    assert app_stack.bank.paid_total() == 3000
+    assert not any(
+        e.kind == "payment" and e.detail.get("status") == "returned"
+        for e in await api.trail(case.wf)
+    )
+    with pytest.raises(RPCError):  # the application has closed: nothing to forge to
+        await raw.signal(ApplicationWorkflow.payment_result, forged)
+
+
+def test_a_file_name_built_from_an_id_stays_in_its_folder(
+    tmp_path: Path, keys: Keys, calendar: WorkingCalendar
+) -> None:
+    """The roster's and the disbursement file's names come from ids: one that climbs out
+    of its folder (or hides) is refused for good before anything is written."""
+    files = tmp_path / "files"
+    funds = FundsActivities(create_engine("sqlite://"), keys, calendar, files, tmp_path / "bank")
+    assert file_inside(files / "rosters", "fr-1.xlsx") == files / "rosters" / "fr-1.xlsx"
+    for batch_id in ("../../../../x", "../x", "..", ".hidden"):
+        batch = PayoutBatchInput.model_construct(
+            batch_id=batch_id,
+            programme="county-subsidy",
+            season=2027,
+            round="",
+            county_code=COUNTY,
+            items=[],
+            bank="simulated",
+        )
+        with pytest.raises(ApplicationError) as refused:
+            funds.prepare_payments(batch)
+        assert refused.value.non_retryable and "inside" in str(refused.value), batch_id
+    for request_id in ("../../x", "..", "../"):
+        with pytest.raises(ApplicationError) as refused:
+            funds.create_funds_request(
+                FundsRequestInput(
+                    request_id=request_id,
+                    programme="county-subsidy",
+                    season=2027,
+                    county_code=COUNTY,
+                )
+            )
+        assert refused.value.non_retryable, request_id
+    assert not list(tmp_path.rglob("*.csv")) and not list(tmp_path.rglob("*.xlsx"))

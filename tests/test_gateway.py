@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import io
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
+from fastapi import FastAPI
+from openpyxl import load_workbook
 from temporalio.testing import WorkflowEnvironment
 
 from models.domain import Role
@@ -34,6 +37,9 @@ from workers.gateway.serving import serving_app
 
 pytestmark = pytest.mark.devserver
 
+OTHER_COUNTY = "341226000000"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
 
 @dataclass
 class Gateway:
@@ -42,6 +48,7 @@ class Gateway:
     stack: AppStack
     env: WorkflowEnvironment
     registry: Registry
+    app: FastAPI
 
     def auth(self, name: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[name]}"}
@@ -71,6 +78,7 @@ OFFICES = {
     # The village official again, now holding a county office: four eyes is per person.
     "same_person_at_county": ("village-1", Role.COUNTY_EDUCATION_BUREAU, COUNTY),
     "applicant": ("applicant-1", Role.APPLICANT, VILLAGE),
+    "other_county": ("county-9", Role.COUNTY_EDUCATION_BUREAU, OTHER_COUNTY),
     "revoked": ("village-2", Role.VILLAGE_COMMITTEE, VILLAGE),
 }
 
@@ -97,7 +105,7 @@ async def gateway(
         serving_app(app) as url,
         httpx.AsyncClient(base_url=url, timeout=60) as http,
     ):
-        yield Gateway(http, keys, app_stack, ts_env, registry)
+        yield Gateway(http, keys, app_stack, ts_env, registry, app)
 
 
 def problem(response: httpx.Response, status: int) -> dict[str, Any]:
@@ -273,26 +281,60 @@ async def test_public_objections_are_anonymous_and_rate_limited(gateway: Gateway
     problem(await gateway.http.post(url, content=b"x" * 20_000), 413)
 
 
+# What the document leaves out on purpose: the probe and the documents themselves.
+UNDOCUMENTED = {"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# Operations where a credential is optional: a public objection, a signed dashboard link.
+CREDENTIAL_OPTIONAL = {
+    ("post", "/v1/applications/{workflow_id}/objections"),
+    ("get", "/dashboard"),
+}
+
+
+def operations(routes: Sequence[Any], prefix: str = "") -> set[tuple[str, str]]:
+    """(method, path) of every route the app serves, as the document spells paths."""
+    out: set[tuple[str, str]] = set()
+    for route in routes:
+        inner = getattr(route, "original_router", None)  # an included router (the dashboard)
+        if inner is not None:
+            out |= operations(inner.routes, prefix + route.include_context.prefix)
+            continue
+        path = prefix + re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
+        if path not in UNDOCUMENTED:
+            out |= {(m.lower(), path) for m in route.methods or () if m != "HEAD"}
+    return out
+
+
 async def test_the_openapi_document_is_complete(gateway: Gateway) -> None:
+    """Every route the gateway serves is in the document, and nothing else; each says how
+    its caller is proven (the API key, as a bearer token or in X-API-Key)."""
     doc = (await gateway.http.get("/openapi.json")).json()
-    paths = set(doc["paths"])
-    for suffix in (
-        "decisions",
-        "corrections",
-        "objections",
-        "objection-resolutions",
-        "withdrawal",
-        "receipts",
-        "account",
-        "trail",
-    ):
-        assert f"/v1/applications/{{workflow_id}}/{suffix}" in paths, suffix
-    assert {"/v1/applications", "/v1/batches/decisions", "/v1/notices/postings", "/v1/me"} <= paths
-    assert "/v1/notices/{notice_id}" in paths
-    assert "/v1/seasons/{programme}/{season}/{county}/funds-requests" in paths
-    assert "/v1/seasons/{programme}/{season}/{county}/reports" in paths
-    assert {"/v1/audit/verify", "/v1/audit/export"} <= paths
+    documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
+    served = operations(gateway.app.routes)
+    assert served == documented, (sorted(served - documented), sorted(documented - served))
+    assert ("post", "/v1/batches/postings") in served and len(served) > 25
+    schemes = doc["components"]["securitySchemes"]
+    assert (
+        schemes["apiKeyBearer"]["type"] == "http" and schemes["apiKeyBearer"]["scheme"] == "bearer"
+    )
+    assert schemes["apiKeyHeader"] == {
+        **schemes["apiKeyHeader"],
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+    }
+    required: list[dict[str, list[str]]] = [{"apiKeyBearer": []}, {"apiKeyHeader": []}]
+    for method, path in sorted(documented):
+        op = doc["paths"][path][method]
+        expected = [*required, {}] if (method, path) in CREDENTIAL_OPTIONAL else required
+        assert op.get("security") == expected, (method, path, op.get("security"))
+        assert "401" in op["responses"] and "403" in op["responses"], (method, path)
     assert "ProblemDetail" in doc["components"]["schemas"]
+    # The schemes only describe: the same key is let in either way, nothing else is.
+    for headers in (gateway.auth("village"), {"X-API-Key": gateway.keys["village"]}):
+        me = await gateway.http.get("/v1/me", headers=headers)
+        assert me.status_code == 200 and me.json()["actor_id"] == "village-1", me.text
+    basic = {"Authorization": "Basic " + base64.b64encode(b"village-1:x").decode()}
+    problem(await gateway.http.get("/v1/me", headers=basic), 401)
 
 
 async def test_reads_are_at_the_callers_place(gateway: Gateway) -> None:
@@ -482,3 +524,228 @@ async def test_postings_in_a_batch_name_the_ones_refused(gateway: Gateway) -> No
         "/v1/batches/postings", json={"items": heavy}, headers=gateway.auth("village")
     )
     assert "at most 10" in str(problem(too_many, 422)), too_many.text
+
+
+async def test_the_countys_report_and_roster_download(gateway: Gateway) -> None:
+    """The season report (XLSX and Markdown) and a funds request's roster are served as
+    files, to the county's offices alone, from the data folder alone."""
+    await gateway.new_case()  # the season is running
+    base = f"/v1/seasons/county-subsidy/2027/{COUNTY}"
+    built = await gateway.http.post(f"{base}/reports", headers=gateway.auth("county"))
+    assert built.status_code == 201, built.text
+    links = built.json()["downloads"]
+    xlsx = await gateway.http.get(links["xlsx"], headers=gateway.auth("county"))
+    assert xlsx.status_code == 200, xlsx.text
+    assert xlsx.headers["content-type"] == XLSX and xlsx.content
+    assert "summary" in load_workbook(io.BytesIO(xlsx.content)).sheetnames
+    md = await gateway.http.get(links["markdown"], headers=gateway.auth("county"))
+    assert md.status_code == 200 and md.headers["content-type"].startswith("text/markdown")
+    assert "即时情况" in md.text
+    for other in ("other_county", "township", "village"):
+        problem(await gateway.http.get(links["xlsx"], headers=gateway.auth(other)), 403)
+    # Another county's name, a file of the data folder that is no report, a hidden name.
+    for name in (
+        f"season-now-county-subsidy-2027-{OTHER_COUNTY}.md",
+        "app.db",
+        f"..season-now-county-subsidy-2027-{COUNTY}.md",
+    ):
+        problem(
+            await gateway.http.get(f"{base}/reports/{name}", headers=gateway.auth("county")), 404
+        )
+
+    requested = await gateway.http.post(
+        f"{base}/funds-requests",
+        json={"request_id": "fr-download-1"},
+        headers=gateway.auth("county"),
+    )
+    assert requested.status_code == 201, requested.text
+    roster_url = f"{base}/funds-requests/fr-download-1/roster.xlsx"
+    roster = await gateway.http.get(roster_url, headers=gateway.auth("county"))
+    assert roster.status_code == 200 and roster.headers["content-type"] == XLSX, roster.text
+    sheet = load_workbook(io.BytesIO(roster.content)).active
+    assert sheet is not None and sheet.cell(1, 1).value == "序号 No."
+    for other in ("other_county", "village"):
+        problem(await gateway.http.get(roster_url, headers=gateway.auth(other)), 403)
+    problem(
+        await gateway.http.get(
+            f"{base}/funds-requests/fr-nobody/roster.xlsx", headers=gateway.auth("county")
+        ),
+        404,
+    )
+    # A request id naming a hidden file is refused before it reaches the season.
+    hidden = await gateway.http.post(
+        f"{base}/funds-requests", json={"request_id": "..roster"}, headers=gateway.auth("county")
+    )
+    problem(hidden, 422)
+
+
+async def test_a_village_key_withdraws_or_redirects_nothing_elsewhere(gateway: Gateway) -> None:
+    """Another village's application: its withdrawal and its account are refused 403, and
+    nothing reaches the workflow; an applicant's key withdraws only its own application."""
+    theirs = await gateway.new_case(village=OTHER_VILLAGE)
+    url = f"/v1/applications/{theirs.wf}"
+    withdrawal = {"reason": "家庭自愿放弃"}
+    account = {
+        "bank_name": "阜南农商银行",
+        "account_number": "6230201234567800999",
+        "account_holder": "某某",
+    }
+    refused = problem(
+        await gateway.http.post(
+            f"{url}/withdrawal", json=withdrawal, headers=gateway.auth("village")
+        ),
+        403,
+    )
+    assert "only its applicant" in refused["detail"]
+    refused = problem(
+        await gateway.http.post(f"{url}/account", json=account, headers=gateway.auth("village")),
+        403,
+    )
+    assert "place" in refused["detail"] and "6230201234567800999" not in str(refused)
+    # Another student's applicant key is no better.
+    problem(
+        await gateway.http.post(
+            f"{url}/withdrawal", json=withdrawal, headers=gateway.auth("applicant")
+        ),
+        403,
+    )
+    assert (await theirs.status()).stage == "village_review"
+    assert not {"withdrawn", "refused"} & set(await theirs.kinds())
+    # The applicant's own credential still withdraws.
+    _, own = credentials.create(
+        gateway.stack.engine,
+        gateway.stack.deps.keys.authority,
+        actor_id=f"applicant:{theirs.wf.rsplit('/', 1)[-1]}",
+        actor_name="申请人",
+        role=Role.APPLICANT,
+        place_code=OTHER_VILLAGE,
+    )
+    done = await gateway.http.post(
+        f"{url}/withdrawal", json=withdrawal, headers={"Authorization": f"Bearer {own}"}
+    )
+    assert done.status_code == 200 and done.json()["accepted"], done.text
+    await theirs.at_stage("withdrawn")
+
+
+async def _to_county_approval(gateway: Gateway, case: Case) -> None:
+    assert (await gateway.decide("village", case.wf, "village_review")).status_code == 200
+    await case.wait_for(lambda s: s.waiting_until == cst(9, 1), "village posting scheduled")
+    await case.advance_to(cst(9, 8, 0, 1))
+    await case.at_stage("township_review")
+    assert (await gateway.decide("township", case.wf, "township_review")).status_code == 200
+    await case.wait_for(
+        lambda s: s.stage == "township_notice" and s.waiting_until is not None, "township notice"
+    )
+    await case.advance_to(cst(9, 18, 0, 1))
+    await case.at_stage("county_approval")
+
+
+async def test_the_county_approves_its_list_in_one_batch(gateway: Gateway) -> None:
+    """County approvals in one request: a township's key and the village's own official
+    at the county are refused per item (role, four eyes); the county's key approves all."""
+    cases = [await gateway.new_case() for _ in range(3)]
+    for c in cases:  # one at a time, as the notices' clocks want
+        await _to_county_approval(gateway, c)
+
+    def items(prefix: str) -> list[dict[str, str]]:
+        return [
+            {
+                "workflow_id": c.wf,
+                "request_id": f"{prefix}-{i}",
+                "stage": "county_approval",
+                "decision": "approve",
+            }
+            for i, c in enumerate(cases)
+        ]
+
+    for key, why in (("township", "role"), ("same_person_at_county", "four eyes")):
+        r = await gateway.http.post(
+            "/v1/batches/decisions", json={"items": items(key)}, headers=gateway.auth(key)
+        )
+        assert r.status_code == 200, r.text
+        outcome = r.json()
+        assert (outcome["done"], outcome["refused"]) == (0, 3), outcome
+        assert all(x["status"] == 403 and why in x["message"] for x in outcome["results"])
+    r = await gateway.http.post(
+        "/v1/batches/decisions", json={"items": items("county")}, headers=gateway.auth("county")
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["done"], r.json()["refused"], r.json()["refused_items"]) == (3, 0, [])
+    for c in cases:
+        await c.at_stage("awaiting_funds")
+        decided = [e for e in await c.api.trail(c.wf) if e.kind == "decision"][-1]
+        assert decided.actor.id == "county-1", decided
+
+
+async def test_an_idempotency_key_answers_its_first_request_only(gateway: Gateway) -> None:
+    """R4 over HTTP: the same Idempotency-Key and body again gets the first answer and
+    changes nothing; the same key with another body is refused, naming the key."""
+    case = await gateway.new_case()
+    url = f"/v1/applications/{case.wf}/decisions"
+    headers = {**gateway.auth("village"), "Idempotency-Key": "idem-village-1"}
+    approve = {"stage": "village_review", "decision": "approve"}
+    first = await gateway.http.post(url, json=approve, headers=headers)
+    assert first.status_code == 200 and first.json()["accepted"], first.text
+    assert first.json()["request_id"] == "idem-village-1"
+    await case.at_stage("village_notice")
+    again = await gateway.http.post(url, json=approve, headers=headers)
+    assert again.status_code == 200 and again.json() == first.json(), again.text
+    reject = {"stage": "village_review", "decision": "reject", "reason": "非全日制本科"}
+    other = problem(await gateway.http.post(url, json=reject, headers=headers), 409)
+    assert "idem-village-1" in other["detail"] and "already used" in other["detail"]
+    # A body's request id that disagrees with the key is refused before it is sent.
+    problem(
+        await gateway.http.post(url, json={**reject, "request_id": "idem-other"}, headers=headers),
+        422,
+    )
+    assert (await case.status()).stage == "village_notice"
+    assert [e.kind for e in await case.api.trail(case.wf)].count("decision") == 1
+
+
+async def test_a_quote_in_a_filter_or_place_widens_nothing(gateway: Gateway) -> None:
+    """A value that would close the visibility query's quotes ("x' OR Village != '") is
+    refused as a field, or matches nothing: a village still sees its own alone."""
+    mine = await gateway.new_case()
+    theirs = await gateway.new_case(village=OTHER_VILLAGE)
+    for _ in range(50):
+        seen = await gateway.http.get(
+            "/v1/applications", params={"season": "2027"}, headers=gateway.auth("county")
+        )
+        if {mine.wf, theirs.wf} <= {r["workflow_id"] for r in seen.json()}:
+            break
+        await asyncio.sleep(0.2)  # visibility lags a moment behind
+    injected = "x' OR Village != '"
+    for params in (
+        {"stage": injected},
+        {"programme": injected},
+        {"village": injected},
+        {"township": injected},
+        {"season": injected},
+    ):
+        r = await gateway.http.get(
+            "/v1/applications", params=params, headers=gateway.auth("village")
+        )
+        if r.status_code == 200:
+            assert r.json() == [], (params, r.text)
+        else:
+            problem(r, 422)
+    own = await gateway.http.get("/v1/applications", headers=gateway.auth("village"))
+    assert {r["workflow_id"] for r in own.json()} == {mine.wf}, own.text
+    posting = {"level": "village", "season": "2027"}
+    problem(
+        await gateway.http.post(
+            "/v1/notices/postings",
+            json={**posting, "place_code": injected},
+            headers=gateway.auth("village"),
+        ),
+        422,
+    )
+    r = await gateway.http.post(
+        "/v1/notices/postings",
+        json={**posting, "programme": injected},
+        headers=gateway.auth("village"),
+    )
+    assert r.status_code in (404, 422), r.text
+    r = await gateway.http.get(f"/v1/notices/{injected}", headers=gateway.auth("village"))
+    assert r.status_code == 404, r.text
+    assert (await theirs.status()).stage == "village_review"

@@ -17,14 +17,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Query
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 from starlette.background import BackgroundTask
 from temporalio.client import WorkflowHandle
 
 from activities.report import build_report, write_report
+from integrations.bank import inside
 from models.application import (
     ApplicationStatus,
     CorrectionRequest,
@@ -37,17 +39,26 @@ from models.application import (
     TrailEvent,
     WithdrawalRequest,
 )
-from models.domain import ROLE_LEVEL, Level
+from models.domain import ROLE_LEVEL, Level, Role
 from models.ids import season_workflow_id
 from models.notice import Evidence, NoticePostRequest, NoticeStatus
 from models.payout import BatchResult, FundsArrivalResult, FundsRequestSummary, ReportFiles
-from models.season import SeasonKey
+from models.season import SeasonKey, season_label
 from store import audit
 from store.sealing import Keys
+from store.tables import FundsRequest
 from workers.client import AidflowClient, Refused, query_when_ready
 from workers.gateway import bodies as b
 from workers.gateway import dashboard, problems
-from workers.gateway.auth import Authenticator, Caller
+from workers.gateway.auth import (
+    OPTIONAL_CREDENTIAL,
+    ApiKeyAuthenticator,
+    Caller,
+    CallerAuthentication,
+    PublicObjections,
+    anyone,
+    office,
+)
 from workers.gateway.problems import Problem, ProblemDetail
 from workers.witness import chain_heads
 from workflows.season import SeasonWorkflow
@@ -58,27 +69,27 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
 }
 # Items of one batch sent at once: enough to keep a worker busy, not a burst.
 BATCH_CONCURRENCY = 16
-
-
-def _caller(request: Request) -> Caller:
-    auth: Authenticator = request.app.state.auth
-    return auth.caller(request)
-
-
-async def _public(request: Request) -> Caller:
-    auth: Authenticator = request.app.state.auth
-    return await auth.public(request)
-
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+# A season report's files, by suffix: the workbook and its Markdown text.
+REPORT_MEDIA = {".xlsx": XLSX, ".md": "text/markdown; charset=utf-8"}
 
 # The caller: an office's or a service's credential; or, for an objection, anyone.
-Office = Annotated[Caller, Depends(_caller)]
-Anyone = Annotated[Caller, Depends(_public)]
+Office = Annotated[Caller, Depends(office)]
+Anyone = Annotated[Caller, Depends(anyone)]
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
 ]
 
 
-def create_app(api: AidflowClient, engine: Engine, keys: Keys, files_dir: Path) -> FastAPI:
+def create_app(
+    api: AidflowClient,
+    engine: Engine,
+    keys: Keys,
+    files_dir: Path,
+    authentication: CallerAuthentication | None = None,
+) -> FastAPI:
+    """The gateway's app; ``authentication`` proves callers (API keys unless another
+    implementation, e.g. mTLS or OIDC, is given)."""
     app = FastAPI(
         title="aidflow",
         summary="学生资助审批流程 / student-aid approval pipelines",
@@ -91,7 +102,8 @@ def create_app(api: AidflowClient, engine: Engine, keys: Keys, files_dir: Path) 
         responses=REFUSALS,
     )
     problems.install(app)
-    app.state.auth = Authenticator(engine, keys.authority)
+    app.state.auth = authentication or ApiKeyAuthenticator(engine, keys.authority)
+    app.state.public = PublicObjections(app.state.auth, keys.authority)
     app.include_router(dashboard.router(engine, keys.authority, api.programmes, api.calendar))
 
     def request_id(body: BaseModel, key: str | None) -> str:
@@ -150,7 +162,11 @@ def create_app(api: AidflowClient, engine: Engine, keys: Keys, files_dir: Path) 
     ) -> RequestResult:
         return await send(api.correct, workflow_id, build(CorrectionRequest, body, who, key))
 
-    @app.post("/v1/applications/{workflow_id:path}/objections", tags=["requests"])
+    @app.post(
+        "/v1/applications/{workflow_id:path}/objections",
+        tags=["requests"],
+        openapi_extra=OPTIONAL_CREDENTIAL,
+    )
     async def lodge_objection(
         workflow_id: str, body: b.ObjectionBody, who: Anyone, key: IdempotencyKey = None
     ) -> RequestResult:
@@ -169,6 +185,16 @@ def create_app(api: AidflowClient, engine: Engine, keys: Keys, files_dir: Path) 
     async def withdraw(
         workflow_id: str, body: b.WithdrawalBody, who: Office, key: IdempotencyKey = None
     ) -> RequestResult:
+        """The applicant withdraws the application: only the applicant's own credential
+        (the workflow checks the role; this binds the credential to the one student, as
+        intake does)."""
+        own = f"applicant:{workflow_id.rsplit('/', 1)[-1]}"
+        if who.role is not Role.APPLICANT or who.actor.id != own:
+            raise Problem(
+                403,
+                f"{who.binding.credential} ({who.role.value}) may not withdraw this "
+                "application: only its applicant's own credential does",
+            )
         return await send(api.withdraw, workflow_id, build(WithdrawalRequest, body, who, key))
 
     @app.post("/v1/applications/{workflow_id:path}/receipts", tags=["requests"])
@@ -182,7 +208,10 @@ def create_app(api: AidflowClient, engine: Engine, keys: Keys, files_dir: Path) 
     async def correct_account(
         workflow_id: str, body: b.AccountBody, who: Office, key: IdempotencyKey = None
     ) -> RequestResult:
-        """The corrected account after a return; the number is sealed here at once."""
+        """The corrected account after a return; the number is sealed here at once.
+        Only an office holding the application's place is heard: the account is where
+        the money goes, so another village's key learns nothing, not even the stage."""
+        may_read(who, (await status_of(workflow_id)).places)
         return await api.correct_account(
             workflow_id,
             who.actor,
@@ -412,9 +441,10 @@ def create_app(api: AidflowClient, engine: Engine, keys: Keys, files_dir: Path) 
     @app.get("/v1/applications", tags=["reading"])
     async def listing(
         who: Office,
-        programme: str | None = None,
+        # Codes and names only: a value goes into a visibility query (quoted there too).
+        programme: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9-]{1,39}$")] = None,
         season: Annotated[str | None, Query(pattern=r"^\d{4}(-[a-z]{1,16})?$")] = None,
-        stage: Annotated[str | None, Query(max_length=64)] = None,
+        stage: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z][a-z0-9_]*$")] = None,
         overdue: bool | None = None,
         township: Annotated[str | None, Query(pattern=r"^\d{12}$")] = None,
         village: Annotated[str | None, Query(pattern=r"^\d{12}$")] = None,
@@ -474,11 +504,14 @@ def create_app(api: AidflowClient, engine: Engine, keys: Keys, files_dir: Path) 
         who: Office,
         key: IdempotencyKey = None,
     ) -> FundsRequestSummary:
+        """A funds request with its roster (花名册), downloaded from
+        ``…/funds-requests/{request_id}/roster.xlsx``."""
         county_only(who, county)
         s = season_of(programme, season)
-        return await api.request_funds(
-            programme, s.year, county, who.actor, request_id(body, key), round_=s.round
-        )
+        rid = request_id(body, key)
+        if rid.startswith("."):  # it names the roster's file, which may not be hidden
+            raise Problem(422, f"request_id {rid}: may not begin with '.'")
+        return await api.request_funds(programme, s.year, county, who.actor, rid, round_=s.round)
 
     @app.post("/v1/seasons/{programme}/{season}/{county}/funds-arrivals", tags=["funds"])
     async def funds_arrived(
@@ -514,7 +547,7 @@ def create_app(api: AidflowClient, engine: Engine, keys: Keys, files_dir: Path) 
         programme: str, season: str, county: str, who: Office
     ) -> dict[str, Any]:
         """The season's report (written at the payout date, then the summary): where its
-        files are and its Markdown text."""
+        files are, where to download them, and its Markdown text."""
         county_only(who, county)
         s = season_of(programme, season)
         handle: WorkflowHandle[Any, Any] = api.client.get_workflow_handle(
@@ -527,12 +560,16 @@ def create_app(api: AidflowClient, engine: Engine, keys: Keys, files_dir: Path) 
         if files is None:
             raise Problem(404, "the season's report is not written yet (at the payout date)")
         text = await asyncio.to_thread(Path(files.markdown).read_text, encoding="utf-8")
-        return {**files.model_dump(mode="json"), "text": text}
+        return {
+            **files.model_dump(mode="json"),
+            "downloads": downloads(programme, season, county, files),
+            "text": text,
+        }
 
     @app.post("/v1/seasons/{programme}/{season}/{county}/reports", tags=["funds"], status_code=201)
     async def report_now(programme: str, season: str, county: str, who: Office) -> dict[str, Any]:
         """The season's report built now from the database (XLSX and Markdown): where its
-        files are and its Markdown text."""
+        files are, where to download them, and its Markdown text."""
         county_only(who, county)
         s = season_of(programme, season)
         files = await asyncio.to_thread(
@@ -542,7 +579,74 @@ def create_app(api: AidflowClient, engine: Engine, keys: Keys, files_dir: Path) 
             )
         )
         text = await asyncio.to_thread(Path(files.markdown).read_text, encoding="utf-8")
-        return {**files.model_dump(mode="json"), "text": text}
+        return {
+            **files.model_dump(mode="json"),
+            "downloads": downloads(programme, season, county, files),
+            "text": text,
+        }
+
+    def downloads(programme: str, season: str, county: str, files: ReportFiles) -> dict[str, str]:
+        base = f"/v1/seasons/{programme}/{season}/{county}/reports"
+        return {
+            "xlsx": f"{base}/{Path(files.xlsx).name}",
+            "markdown": f"{base}/{Path(files.markdown).name}",
+        }
+
+    def served(folder: Path, name: str, media_type: str) -> FileResponse:
+        """A file of ``folder`` by its name alone: a name that climbs out of it (``..``,
+        a slash) is no file of it."""
+        try:
+            path = inside(folder, name)
+        except ValueError:
+            raise Problem(404, f"no file {name}") from None
+        if not path.is_file():
+            raise Problem(404, f"no file {name}")
+        return FileResponse(path, media_type=media_type, filename=name)
+
+    @app.get(
+        "/v1/seasons/{programme}/{season}/{county}/reports/{name}",
+        tags=["funds"],
+        response_class=FileResponse,
+        responses={200: {"content": {m: {} for m in REPORT_MEDIA.values()}}},
+    )
+    async def report_file(
+        programme: str, season: str, county: str, name: str, who: Office
+    ) -> FileResponse:
+        """A season report's file (XLSX or Markdown), by the name its report's answer gives
+        (``downloads``): the one at the payout date, the summary, or one built now."""
+        county_only(who, county)
+        s = season_of(programme, season)
+        suffix = Path(name).suffix
+        ours = f"-{programme}-{season_label(s.year, s.round)}-{county}{suffix}"
+        if suffix not in REPORT_MEDIA or not name.endswith(ours):
+            raise Problem(404, f"{name} is no report of {programme} {season} of {county}")
+        return served(files_dir / "reports", name, REPORT_MEDIA[suffix])
+
+    @app.get(
+        "/v1/seasons/{programme}/{season}/{county}/funds-requests/{request_id:path}/roster.xlsx",
+        tags=["funds"],
+        response_class=FileResponse,
+        responses={200: {"content": {XLSX: {}}}},
+    )
+    async def roster(
+        programme: str, season: str, county: str, request_id: str, who: Office
+    ) -> FileResponse:
+        """A funds request's roster (花名册, XLSX): masked identity and account numbers."""
+        county_only(who, county)
+        s = season_of(programme, season)
+
+        def on_file() -> FundsRequest | None:
+            with Session(engine) as db:
+                return db.get(FundsRequest, request_id)
+
+        row = await asyncio.to_thread(on_file)
+        if (
+            row is None
+            or (row.programme, row.season, row.county_code) != (programme, s.year, county)
+            or not row.roster_path
+        ):
+            raise Problem(404, f"no funds request {request_id} of {programme} {season} of {county}")
+        return served(files_dir / "rosters", Path(row.roster_path).name, XLSX)
 
     @app.get("/v1/audit/verify", tags=["audit"])
     async def audit_verify(

@@ -1,8 +1,12 @@
-"""Who calls (R10): an API key per office or service, bound to an actor, a role and a place.
+"""Who calls (R10): a credential per office or service, bound to an actor, a role and a place.
 
-``Authorization: Bearer aidflow.<id>.<key>`` (or ``X-API-Key``). The actor of every
-request is the credential's; a body never names it. The one anonymous request, a
-public objection to a notice, is rate-limited per client address and size-limited.
+How a caller proves who it is is one small interface, :class:`CallerAuthentication`;
+:class:`ApiKeyAuthenticator` is its implementation today (``Authorization: Bearer
+aidflow.<id>.<key>``, or ``X-API-Key``). An mTLS client certificate or an OIDC token
+from the county's identity provider would be another class with the same two methods,
+handed to ``create_app``. The actor of every request is the credential's; a body never
+names it. The one anonymous request, a public objection to a notice, is rate-limited
+per client address and size-limited (:class:`PublicObjections`).
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ import hashlib
 import hmac
 import ipaddress
 from dataclasses import dataclass
+from typing import Annotated, Any, Protocol
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
@@ -46,18 +52,38 @@ class Caller:
         return ROLE_LEVEL.get(self.binding.role)
 
 
-class Authenticator:
+class CallerAuthentication(Protocol):
+    """How the gateway learns who calls: the proven binding (actor, role, place) of the
+    credential a request carries. The gateway decides what that binding may do; an
+    implementation only proves it."""
+
+    def presented(self, request: Request) -> bool:
+        """Whether the request carries a credential of this kind at all (a public
+        objection without one is anonymous)."""
+        ...
+
+    def caller(self, request: Request) -> Caller:
+        """The credential's binding; :class:`Problem` 401 when there is none, or it is
+        malformed, wrong or revoked."""
+        ...
+
+
+class ApiKeyAuthenticator:
+    """API keys stored hashed (``store/credentials.py``), re-read on every request so a
+    revoked one is refused at once."""
+
     def __init__(self, engine: Engine, authority_key: bytes) -> None:
         self._engine = engine
         self._key = authority_key
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
-        self._objections = RateLimitItemPerMinute(OBJECTIONS_PER_MINUTE)
 
     def token(self, request: Request) -> str | None:
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
             return header[7:].strip()
         return request.headers.get("x-api-key")
+
+    def presented(self, request: Request) -> bool:
+        return bool(self.token(request))
 
     def caller(self, request: Request) -> Caller:
         token = self.token(request)
@@ -68,11 +94,24 @@ class Authenticator:
         except Unauthenticated as e:
             raise Problem(401, str(e)) from None
 
-    async def public(self, request: Request) -> Caller:
-        """An objector from the public: a credential if one is sent, else anonymous —
-        limited per client address, and known by a hash of it (never the address)."""
-        if self.token(request):
-            return self.caller(request)
+
+# The name the API-key class had before the interface (tests/test_demo.py builds one).
+Authenticator = ApiKeyAuthenticator
+
+
+class PublicObjections:
+    """An objector from the public: the credential if one is sent, else anonymous —
+    limited per client address, and known by a keyed hash of it (never the address)."""
+
+    def __init__(self, authentication: CallerAuthentication, authority_key: bytes) -> None:
+        self._auth = authentication
+        self._key = authority_key
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._objections = RateLimitItemPerMinute(OBJECTIONS_PER_MINUTE)
+
+    async def caller(self, request: Request) -> Caller:
+        if self._auth.presented(request):
+            return self._auth.caller(request)
         size = int(request.headers.get("content-length") or 0)
         if size > OBJECTION_MAX_BYTES or len(await request.body()) > OBJECTION_MAX_BYTES:
             raise Problem(413, f"an objection is at most {OBJECTION_MAX_BYTES} bytes")
@@ -95,6 +134,46 @@ class Authenticator:
                 role=Role.PUBLIC,
             )
         )
+
+
+# How a credential is sent, for the OpenAPI document (components.securitySchemes).
+# auto_error=False: these only describe the headers; the authentication above decides,
+# so who is let in is the same with or without them.
+BEARER = HTTPBearer(
+    scheme_name="apiKeyBearer",
+    bearerFormat="aidflow.<credential id>.<key>",
+    description="办公室或服务的 API 密钥 / an office's or service's API key",
+    auto_error=False,
+)
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="apiKeyHeader",
+    description="同一 API 密钥，另一请求头 / the same API key in another header",
+    auto_error=False,
+)
+# An operation where a credential is optional (a public objection, a signed dashboard
+# link): the empty requirement is OpenAPI's "or none".
+OPTIONAL_CREDENTIAL: dict[str, Any] = {"security": [{}]}
+
+
+def office(
+    request: Request,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+    _api_key: Annotated[str | None, Security(API_KEY_HEADER)],
+) -> Caller:
+    """The dependency of every operation an office or service calls."""
+    auth: CallerAuthentication = request.app.state.auth
+    return auth.caller(request)
+
+
+async def anyone(
+    request: Request,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+    _api_key: Annotated[str | None, Security(API_KEY_HEADER)],
+) -> Caller:
+    """The dependency of a public objection: a credential if sent, else anonymous."""
+    public: PublicObjections = request.app.state.public
+    return await public.caller(request)
 
 
 def _network(host: str) -> str:

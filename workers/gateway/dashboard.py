@@ -17,10 +17,12 @@ import hmac
 import html
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Security
 from fastapi.responses import HTMLResponse
+from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -31,6 +33,7 @@ from models.programme import Programme
 from models.season import SeasonKey
 from store.chain import utc
 from store.tables import ApplicationRow, AuditEntry, Place
+from workers.gateway.auth import API_KEY_HEADER, BEARER, OPTIONAL_CREDENTIAL
 from workers.gateway.problems import Problem
 
 # Stages an application ends in without being done (the programme's done stage is the third).
@@ -64,9 +67,17 @@ def router(
 ) -> APIRouter:
     r = APIRouter()
 
-    @r.get("/dashboard", response_class=HTMLResponse, tags=["reading"])
+    # A signed link or a county office's key: the credential is optional in the document.
+    @r.get(
+        "/dashboard",
+        response_class=HTMLResponse,
+        tags=["reading"],
+        openapi_extra=OPTIONAL_CREDENTIAL,
+    )
     async def dashboard(
         request: Request,
+        _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+        _api_key: Annotated[str | None, Security(API_KEY_HEADER)],
         county: str = Query(pattern=r"^\d{12}$"),
         programme: str = Query("county-subsidy", max_length=40),
         season: str = Query(pattern=r"^\d{4}(-[a-z]{1,16})?$"),
