@@ -89,16 +89,19 @@ class FileExchangeBank:
         if not path.exists():
             return None
         rows = []
-        for r in csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))):
-            rows.append(
-                BankResultRow(
-                    sequence=int(r["sequence"]),
-                    idempotency_key=r["idempotency_key"],
-                    status=r["status"],
-                    reason=r.get("reason", ""),
-                    bank_reference=r.get("bank_reference", ""),
+        try:
+            for r in csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))):
+                rows.append(
+                    BankResultRow(
+                        sequence=int(r["sequence"]),
+                        idempotency_key=r["idempotency_key"],
+                        status=r["status"],
+                        reason=r.get("reason", ""),
+                        bank_reference=r.get("bank_reference", ""),
+                    )
                 )
-            )
+        except csv.Error as e:  # e.g. a field over csv's 128 KB: the bank sends it again
+            raise ValueError(f"the bank's result file {path.name} cannot be read: {e}") from None
         return rows
 
 

@@ -20,6 +20,7 @@ from typing import Protocol
 
 import aiosmtplib
 import httpx
+import structlog
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -31,6 +32,9 @@ from store.tables import OutboxMessage, Place
 _EMAIL = re.compile(r"^[^@\s:]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+?\d{6,15}$")
 _OFFICE = re.compile(r"^(?P<role>[a-z_]+)@(?P<place>\d{12})$")
+# structlog directly, not workers.logs (integrations sit below the workers): the worker's
+# configure_logging formats and masks this logger's lines like every other.
+_log = structlog.get_logger("aidflow.notify")
 
 
 class Channel(Protocol):
@@ -45,11 +49,7 @@ class LogChannel:
     name = "log"
 
     async def send(self, recipient: str, subject: str, body: str, key: str) -> None:
-        from workers.logs import get_logger
-
-        get_logger("aidflow.notify").info(
-            "notification", to=recipient, subject=subject, body=body, key=key
-        )
+        _log.info("notification", to=recipient, subject=subject, body=body, key=key)
 
 
 @dataclass
@@ -212,13 +212,10 @@ class OutboxSender:
         return sent, failed
 
     async def run_forever(self, stop: asyncio.Event, interval: float = 2.0) -> None:
-        from workers.logs import get_logger
-
-        log = get_logger("aidflow.notify")
         while not stop.is_set():
             try:
                 await self.run_once()
             except Exception as e:  # the database may be briefly unavailable; keep going
-                log.warning("outbox sender failed", error=str(e))
+                _log.warning("outbox sender failed", error=str(e))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)

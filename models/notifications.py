@@ -7,6 +7,12 @@ from typing import Any
 
 from models.domain import ROLE_NAME_ZH, Role
 from models.programme import NotificationText
+from models.text import clip
+
+# What one message may hold: a value put into a text, the subject, the body.
+PARAM_LIMIT = 200
+SUBJECT_LIMIT = 120
+BODY_LIMIT = 600
 
 TEMPLATES: dict[str, tuple[str, str]] = {
     # key: (subject, body); {name}, {programme}, {season}, {app} are always available.
@@ -81,7 +87,13 @@ def render(
     values["provisional_note"] = (
         "（依据暂定节假日安排推算，以国务院正式安排为准）" if values.get("provisional") else ""
     )
-    return subject.format_map(_Default(values)), body.format_map(_Default(values))
+    # A value from elsewhere (a bank's reason, an official's) never makes a long message:
+    # each is cut, and so is the body (an SMS is read on a phone).
+    values = {k: clip(v, PARAM_LIMIT) for k, v in values.items()}
+    return (
+        str(clip(subject.format_map(_Default(values)), SUBJECT_LIMIT)),
+        str(clip(body.format_map(_Default(values)), BODY_LIMIT, lines=True)),
+    )
 
 
 class _Default(dict[str, Any]):

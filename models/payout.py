@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models.application import Actor
 from models.programme import Programme
-from models.text import Name, RequestId
+from models.text import ForeignLine, Name, RequestId
 
 
 class _Model(BaseModel):
@@ -47,8 +47,8 @@ class PaymentOutcome(_Model):
     batch_id: str
     idempotency_key: str
     status: Literal["paid", "returned"]
-    reason: str = ""
-    bank_reference: str = ""
+    reason: ForeignLine = ""
+    bank_reference: ForeignLine = ""
 
 
 class AccountCorrection(_Model):
@@ -185,8 +185,8 @@ class BankResultRow(_Model):
     sequence: int
     idempotency_key: str
     status: Literal["paid", "returned"]
-    reason: str = ""
-    bank_reference: str = ""
+    reason: ForeignLine = ""
+    bank_reference: ForeignLine = ""
 
 
 class BatchResult(_Model):

@@ -41,6 +41,16 @@ def _normalised_id(value: object) -> object:
     return value
 
 
+def clip(value: object, limit: int = 200, *, lines: bool = False) -> object:
+    """Text from another system (a bank's result file): control characters dropped (line
+    breaks kept with ``lines``) and cut at ``limit`` with an ellipsis. Refusing it would
+    leave a payment's result unread."""
+    if not isinstance(value, str):
+        return value
+    value = (_CONTROL_BUT_LINES if lines else _CONTROL).sub("", value)
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
 # A name, an office, a bank, a university: one line.
 Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_controls)]
 Line = Annotated[str, Field(max_length=200), AfterValidator(_no_controls)]
@@ -55,3 +65,7 @@ ActorId = Annotated[
 RequestId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:@/-]+$")]
 PlaceCode = Annotated[str, Field(max_length=32, pattern=r"^[0-9A-Za-z-]*$")]
 StageName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+
+# A line another system wrote (the bank's reason for a return, its reference): clipped,
+# never refused.
+ForeignLine = Annotated[str, BeforeValidator(clip)]

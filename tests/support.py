@@ -105,6 +105,16 @@ def applicant(serial: int = 1) -> Actor:
     )
 
 
+def applicant_of(workflow_id: str) -> Actor:
+    """The applicant of that application, as its own credential names it (the id's hash)."""
+    return Actor(
+        id=f"applicant:{workflow_id.rsplit('/', 1)[-1]}",
+        name="申请人",
+        role=Role.APPLICANT,
+        place_code=VILLAGE,
+    )
+
+
 def public(n: int = 1) -> Actor:
     return Actor(id=f"villager-{n}", name=f"村民{n}", role=Role.PUBLIC)
 

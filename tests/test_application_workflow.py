@@ -24,12 +24,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 from sqlmodel import Session, col
+from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 import models
+from activities.records import RecordActivities
 from activities.workflow_calendar import CalendarActivities
 from models import search
 from models.application import (
@@ -43,6 +45,7 @@ from models.application import (
 from models.calendar import SHANGHAI, StateCouncilCalendar, WorkingCalendar, YearSchedule
 from models.domain import DecisionKind, DocumentKind, Level, ObjectionOutcome, Role
 from models.notice import NoticePostRequest, NoticeStatus, notice_workflow_id
+from models.records import ChainHead, EventBatch
 from models.steps import NoticeStep
 from store.sealing import Keys
 from store.tables import ApplicationRow, AuditEntry, OutboxMessage
@@ -52,6 +55,7 @@ from tests.support import (
     OTHER_VILLAGE,
     VILLAGE,
     applicant,
+    applicant_of,
     county_official,
     form,
     public,
@@ -855,8 +859,12 @@ async def test_withdrawal(new_case: Callable[..., Awaitable[Case]]) -> None:
         await case.api.withdraw(
             case.wf, WithdrawalRequest(request_id=rid(), actor=village_official())
         )
+    # Another student's credential is an applicant's too, but not this one's (R10).
+    with pytest.raises(Refused, match="not this application's applicant"):
+        await case.api.withdraw(case.wf, WithdrawalRequest(request_id=rid(), actor=applicant()))
     await case.api.withdraw(
-        case.wf, WithdrawalRequest(request_id=rid(), actor=applicant(), reason="已获其他资助")
+        case.wf,
+        WithdrawalRequest(request_id=rid(), actor=applicant_of(case.wf), reason="已获其他资助"),
     )
     st = await case.at_stage("withdrawn")
     assert st.waiting_for == ""
@@ -905,3 +913,68 @@ async def test_search_attributes_and_current_details(
         "等待村委会张贴村级公示" in q.current_details
         and "waiting for the village committee" in q.current_details
     )
+
+
+class BrokenRecords(RecordActivities):
+    """The trail's writes fail while ``broken`` (a database away, a row it refuses)."""
+
+    broken = False
+    failed = 0
+
+    @activity.defn(name="record_events")
+    def record_events(self, batch: EventBatch) -> ChainHead:
+        if self.broken:
+            self.failed += 1
+            raise RuntimeError("database is locked")
+        return super().record_events(batch)
+
+
+async def test_a_trail_that_cannot_be_saved_is_loud_and_holds_the_application(
+    ts_env: WorkflowEnvironment,
+    keys: Keys,
+    calendar: WorkingCalendar,
+    registry: Registry,
+    tmp_path: Path,
+) -> None:
+    """Issue 16: a failing write stopped persistence without a word (the audit log stayed
+    at seq 8 while the trail went on, and the payout read the last saved row). Now the
+    application says so, waits for the system, begins no further step, and goes on once
+    the write succeeds, with nothing lost from the audit log."""
+    records: list[BrokenRecords] = []
+
+    def broken(deps: Any) -> list[Any]:
+        records.append(BrokenRecords(deps.engine, deps.keys))
+        return [records[0].record_events]
+
+    async with make_stack(ts_env, keys, calendar, registry, tmp_path, replace=broken) as stack:
+        case = await submitted_case(stack.api, ts_env)
+        records[0].broken = True
+        await case.approve("village_review", village_official())
+        st = await case.wait_for(lambda s: s.waiting_for == "system", "the trail failing")
+        assert (
+            "the trail cannot be saved" in st.details_en and "database is locked" in st.details_en
+        )
+        assert "记录无法保存" in st.details_zh
+        assert st.stage == "village_review" and st.notice is None  # no next step begun
+        described = await case.handle.describe()
+        assert described.typed_search_attributes.get(search.WAITING_FOR) == "system"
+        assert records[0].failed >= 4
+        records[0].broken = False
+        await case.advance_to(await case.now() + timedelta(minutes=1, seconds=1))
+        st = await case.at_stage("village_notice")
+        assert "cannot be saved" not in st.details_en
+        trail = await stack.api.trail(case.wf)
+        await case.wait_for(lambda s: True, "settle")
+        for _ in range(50):
+            with Session(stack.engine) as s:
+                seqs = list(
+                    s.execute(
+                        select(col(AuditEntry.seq))
+                        .where(col(AuditEntry.workflow_id) == case.wf)
+                        .order_by(col(AuditEntry.seq))
+                    ).scalars()
+                )
+            if len(seqs) >= len(trail):
+                break
+            await asyncio.sleep(0.1)
+        assert seqs[: len(trail)] == [e.seq for e in trail]

@@ -170,3 +170,33 @@ async def test_a_malformed_start_fails_at_once(app_stack: AppStack, workflow_typ
     with pytest.raises(WorkflowFailureError) as failed:
         await asyncio.wait_for(handle.result(), 30)
     assert "validation error" in str(failed.value.cause)
+
+
+def test_a_banks_reason_is_clipped_and_makes_a_short_message(tmp_path: Path) -> None:
+    """Issue 16: a 1.8 MB return reason became a 600,043-character SMS. What the bank's
+    file says is cut and cleaned where it is read, and every message has a length."""
+    from integrations.bank import RESULT_COLUMNS, FileExchangeBank
+    from models.notifications import BODY_LIMIT, render
+
+    bank = FileExchangeBank(tmp_path)
+    bank.inbox.mkdir(parents=True)
+    long = "账户已销户\x1b[2J\u202e" + "很" * 100_000  # csv reads fields up to 128 KB
+    rows = [
+        ",".join(RESULT_COLUMNS),
+        f"b001,1,k-1,returned,{long},REF\x00-1",
+    ]
+    (bank.inbox / "b001.result.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (row,) = bank.result("b001") or []
+    assert len(row.reason) == 200 and row.reason.startswith("账户已销户[2J很")
+    assert row.reason.endswith("…") and row.bank_reference == "REF-1"
+    huge = "\x1b\u202e" + "很" * 1_800_000
+    _, body = render("payment_returned", {"reason": huge, "name": "张三"})
+    assert len(body) <= BODY_LIMIT and "\x1b" not in body and "\u202e" not in body
+    assert len(render("payment_returned", {"reason": row.reason})[1]) < 300
+    # A field over what csv reads: the file is refused by name (the bank sends it again),
+    # not read in part.
+    (bank.inbox / "b002.result.csv").write_text(
+        ",".join(RESULT_COLUMNS) + f"\nb002,1,k-2,returned,{huge},R\n", encoding="utf-8"
+    )
+    with pytest.raises(ValueError, match=r"b002\.result\.csv cannot be read"):
+        bank.result("b002")

@@ -32,7 +32,14 @@ from models.payout import PreparedBatch
 from store.sealing import Keys
 from store.tables import ApplicationRow, OutboxMessage, Payment
 from tests.conftest import AppStack, Registry, make_stack
-from tests.support import COUNTY, applicant, county_official, township_official, village_official
+from tests.support import (
+    COUNTY,
+    applicant,
+    applicant_of,
+    county_official,
+    township_official,
+    village_official,
+)
 from tests.test_application_workflow import Case, cst, history_path, rid
 from workers.client import AidflowClient, Refused, query_when_ready
 from workers.simulate import start_time_skipping_server
@@ -109,7 +116,10 @@ async def test_full_season_paid_returned_repaid_and_reported(
         "village_review", DecisionKind.REJECT, village_official(), reason="非全日制本科"
     )
     await withdrawn.api.withdraw(
-        withdrawn.wf, WithdrawalRequest(request_id=rid(), actor=applicant(), reason="已获其他资助")
+        withdrawn.wf,
+        WithdrawalRequest(
+            request_id=rid(), actor=applicant_of(withdrawn.wf), reason="已获其他资助"
+        ),
     )
     await rejected.at_stage("rejected")
     await withdrawn.at_stage("withdrawn")

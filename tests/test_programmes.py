@@ -8,26 +8,40 @@ days (11–15 August) and ends at 00:00 on Mon 16 August; grants are signed for 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import subprocess
+import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlmodel import Session
 from temporalio.testing import WorkflowEnvironment
 
 from activities.report import build_report
 from models import search
-from models.application import Actor, ObjectionRequest, ObjectionResolution, ReceiptRecord
-from models.calendar import WorkingCalendar
+from models.application import (
+    Actor,
+    ApplicationStatus,
+    ObjectionRequest,
+    ObjectionResolution,
+    ReceiptRecord,
+)
+from models.calendar import WorkingCalendar, notice_period
 from models.domain import DocumentKind, Level, ObjectionOutcome, Role
+from models.ids import season_workflow_id
+from models.intake import RegisteredMember
 from models.notice import NoticePostRequest
 from models.planner import plan_season
-from models.programme import Programme
-from models.programmes import COUNTY_SUBSIDY, NEW_STUDENT_AID, REGISTRY
+from models.programme import FundsStep, NoticeStep, Programme
+from models.programmes import BUILTIN_PROGRAMMES, COUNTY_SUBSIDY, NEW_STUDENT_AID, REGISTRY
 from models.season import SeasonKey
-from tests.conftest import AppStack
+from store.sealing import Keys
+from store.tables import ApplicationRow
+from tests.conftest import AppStack, Registry
 from tests.support import (
     IN_WINDOW_2027,
     PLACES,
@@ -35,11 +49,14 @@ from tests.support import (
     VILLAGE,
     county_official,
     form,
+    make_national_id,
     public,
     village_official,
 )
-from tests.test_application_workflow import Case, cst, rid
-from workers.client import Refused
+from tests.test_application_workflow import _SERIALS, Case, cst, rid
+from workers.client import AidflowClient, Refused
+from workers.officials import desk_at, people
+from workers.synthetic import applicants
 
 SCHOOL = "341225-HS01"
 IN_NSA_WINDOW_2027 = datetime(2027, 7, 20, 2, 0, tzinfo=UTC)
@@ -346,3 +363,211 @@ async def test_posting_one_programmes_notice_leaves_the_others_alone(
     assert st.notice is None and st.waiting_for == "village_committee"  # still its own list
     other = await api.notice_status(notice_b)
     assert [m.workflow_id for m in other.pending] == [b.wf] and not other.postings
+
+
+# ------------------------------------------- every programme, one application to its end
+
+
+class AtOnce:
+    """The simulated officials' floor (workers/officials/base.Floor) on the real client:
+    everyone acts the moment they look, approves (a fixed middle roll: no return, no
+    rejection), nobody objects. Request ids are per act and visit, so a request sent
+    again while the workflow has not moved yet is a repeat (R4), not a second act."""
+
+    def __init__(self, api: AidflowClient) -> None:
+        self.api = api
+        self.return_rate = 0.1
+        self.visits: dict[tuple[str, str], int] = {}
+
+    def rejection_rate(self, first: bool) -> float:
+        return 0.05
+
+    def due(self, st: ApplicationStatus, what: str, lo: float, hi: float) -> bool:
+        return True
+
+    def draw(self, st: ApplicationStatus, what: str) -> random.Random:
+        rng = random.Random(0)
+        rng.random = lambda: 0.5  # type: ignore[method-assign]
+        return rng
+
+    def visit(self, st: ApplicationStatus, what: str) -> int:
+        return self.visits.get((st.workflow_id, what), 0)
+
+    def request_id(self, st: ApplicationStatus, what: str) -> str:
+        return f"{st.workflow_id[-8:]}/{what}/{self.visit(st, what)}"
+
+    def sent(self, st: ApplicationStatus, what: str, note: str) -> None:
+        # The visit ends when the application moves on (drive_to_end counts it then).
+        self.visits.setdefault((st.workflow_id, what), 0)
+
+    def objects(self, st: ApplicationStatus) -> bool:
+        return False
+
+    def upholds(self, st: ApplicationStatus, objection_id: str) -> bool:
+        return False
+
+
+# Nobody acting and nothing changing for this long: the application waits for time to
+# pass (a notice's posting or end), and its clock is moved to that instant.
+SETTLE_SECONDS = 1.5
+DRIVE_SECONDS = 120.0
+
+
+def _where(st: ApplicationStatus) -> tuple[Any, ...]:
+    return (st.stage, st.waiting_for, st.waiting_until, st.notice, len(st.objections))
+
+
+async def _funds(
+    app_stack: AppStack,
+    ts_env: WorkflowEnvironment,
+    case: Case,
+    programme: Programme,
+    step: FundsStep,
+) -> None:
+    """The county asks for the funds of what waits and finance records their arrival,
+    as the demo's county office does (workers/demo.py): the season's clock first moved
+    to the application's, as the season's calendar keeps them together."""
+    api = app_stack.api
+    st = await case.status()
+    county = st.places.county_code
+    for _ in range(100):  # the request reads the read model, written a moment after
+        with Session(app_stack.engine) as s:
+            row = s.get(ApplicationRow, case.wf)
+            if row is not None and row.stage == step.stage:
+                break
+        await asyncio.sleep(0.1)
+    season = api.client.get_workflow_handle(
+        season_workflow_id(programme.code, st.season, county, programme.round_key)
+    )
+    delta = await case.now() - await ts_env.get_current_time(season)
+    if delta > timedelta(0):
+        await ts_env.fast_forward(season, delta)
+    summary = await api.request_funds(
+        programme.code,
+        st.season,
+        county,
+        people.county_office(step.requested_by, county),
+        request_id=f"fr-{case.wf[-8:]}",
+        round_=programme.round_key,
+    )
+    assert summary.workflow_ids == [case.wf]
+    await api.funds_arrived(
+        programme.code,
+        st.season,
+        county,
+        people.county_office(Role.COUNTY_FINANCE, county),
+        summary.request_id,
+        summary.total_cny,
+        f"CZ-{case.wf[-8:]}",
+        round_=programme.round_key,
+    )
+
+
+async def drive_to_end(
+    app_stack: AppStack, ts_env: WorkflowEnvironment, case: Case, programme: Programme
+) -> list[ApplicationStatus]:
+    """Drive one application through its programme's steps with the simulated officials'
+    desks (desk_at: no code of any programme here), moving its clock when nobody acts;
+    the statuses it went through, one a change."""
+    floor = AtOnce(app_stack.api)
+    seen: list[ApplicationStatus] = []
+    funded: set[str] = set()
+    changed = time.monotonic()
+    deadline = changed + DRIVE_SECONDS
+    while time.monotonic() < deadline:
+        st = await case.status()
+        if "joining the" in st.details_en:  # still starting its step: not a state yet
+            await asyncio.sleep(0.05)
+            continue
+        if not seen or _where(seen[-1]) != _where(st):
+            if seen:  # the visit of every act on the last state is over
+                floor.visits = {k: v + 1 for k, v in floor.visits.items()}
+            seen.append(st)
+            changed = time.monotonic()
+        if st.stage == programme.done_stage:
+            return seen
+        desk = desk_at(programme, st.stage)
+        assert desk is not None, f"ended in {st.stage}: {st.details_en}"
+        step = programme.step_at(st.stage)
+        if isinstance(step, FundsStep) and step.stage not in funded:
+            funded.add(step.stage)
+            await _funds(app_stack, ts_env, case, programme, step)
+            changed = time.monotonic()  # the release reaches the application by signal
+            continue
+        try:
+            acted = await desk.act(floor, st)
+        except Refused:
+            acted = True  # not there yet (the request came early): looked at again
+        if not acted and time.monotonic() - changed > SETTLE_SECONDS:
+            until = st.waiting_until
+            if until is not None and until >= await case.now():
+                await case.advance_to(until + timedelta(minutes=1))
+                changed = time.monotonic()
+        await asyncio.sleep(0.1)
+    pytest.fail(
+        f"{case.wf} did not reach {programme.done_stage} in {DRIVE_SECONDS:.0f} s: "
+        + " -> ".join(f"{s.stage} ({s.details_en})" for s in seen[-3:])
+    )
+
+
+@pytest.mark.devserver
+@pytest.mark.parametrize("programme", list(BUILTIN_PROGRAMMES.values()), ids=lambda p: p.code)
+async def test_every_programme_runs_an_application_to_its_end(
+    programme: Programme,
+    app_stack: AppStack,
+    ts_env: WorkflowEnvironment,
+    calendar: WorkingCalendar,
+    registry: Registry,
+    keys: Keys,
+) -> None:
+    """Issue 15's proof for every programme of the registry (and the demo's variants):
+    its season planned, one application of it submitted in its window and driven by the
+    simulated officials to the programme's end on the real dev server, through the
+    plan's steps in the plan's order."""
+    api = app_stack.api
+    plan = plan_season(programme, 2027, calendar)
+    # One applicant that passes the programme's intake (workers/synthetic), with an
+    # identity of its own in this test session (workflow ids derive from it).
+    serial = next(_SERIALS)
+    f = applicants(1, 2027, serial, programme)[0].model_copy(
+        update={"national_id": make_national_id(serial, birth="20080601")}
+    )
+    registry.members[keys.hash_id(f.national_id)] = RegisteredMember(
+        household_no=f.household_no, village_code=f.places.village_code, status="active"
+    )
+    submitter = programme.submitted_by[0]
+    wf = await api.submit(
+        f,
+        submitted_by=None if submitter is Role.APPLICANT else people.official(submitter, f.places),
+        now=plan.window_opens_at + timedelta(hours=10),
+    )
+    case = Case(api, ts_env, wf)
+    started = time.monotonic()
+    seen = await drive_to_end(app_stack, ts_env, case, programme)
+    seconds = time.monotonic() - started
+
+    trail = await api.trail(wf)
+    entered = [e.stage for e in trail if e.kind == "stage_entered"]
+    assert entered == [*(s.stage for s in plan.steps), programme.done_stage], entered
+    # Each notice: one posting, not before the plan's (which has its owner post the
+    # moment the step opens; here it posts itself, at the window's close or the next
+    # working day's morning), for the period the calendar gives from it.
+    for planned in plan.steps:
+        notice = programme.step(planned.stage)
+        if not isinstance(notice, NoticeStep):
+            continue
+        windows = list(
+            dict.fromkeys(
+                (s.notice.posted_at, s.notice.ends_at)
+                for s in seen
+                if s.stage == planned.stage and s.notice is not None
+            )
+        )
+        assert len(windows) == 1, (planned.stage, windows)
+        posted_at, ends_at = windows[0]
+        assert posted_at >= planned.earliest_start, planned.stage
+        period = notice_period(calendar, posted_at, notice.days, notice.counting)
+        assert ends_at == period.ends_at, planned.stage
+    final = await case.status()
+    assert final.stage == programme.done_stage and final.waiting_for == ""
+    print(f"{programme.code}: driven to {final.stage} in {seconds:.1f} s")

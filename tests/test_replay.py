@@ -53,7 +53,6 @@ def test_there_are_recorded_histories() -> None:
     }
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 def _workflow_id(path: Path) -> str:
     """The recorded workflow's id (a history file does not keep it): its start statement
     names it, and the statement is checked against the id on replay too."""

@@ -4,7 +4,7 @@ The programme (in the workflow's input) lists the steps; each step kind has a ru
 in ``workflows/steps`` that carries it out, says what it waits for and checks the
 requests that concern it. This module keeps what every application has: the loop
 over the steps, the fixed dates and projections (R6), the trail (R8) and the
-message handlers.
+message handlers (their plumbing is in ``workflows/requests.py``).
 
 Deterministic by construction: time comes from ``workflow.now()``; the calendar
 (window, fixed dates, and a table of the working days) comes from a local activity,
@@ -18,7 +18,7 @@ returns the first answer and changes nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,16 +49,10 @@ with workflow.unsafe.imports_passed_through():
         WithdrawalRequest,
     )
     from models.calendar import TabulatedCalendar
-    from models.domain import STAGE_NAME_EN, STAGE_NAME_ZH, Role, Stage
+    from models.domain import STAGE_NAME_EN, STAGE_NAME_ZH, Stage
     from models.ids import season_workflow_id
-    from models.payout import (
-        AccountCorrection,
-    )
-    from models.records import (
-        NotificationIntent,
-        ScheduleRequest,
-        SeasonSchedule,
-    )
+    from models.payout import AccountCorrection
+    from models.records import NotificationIntent, ScheduleRequest, SeasonSchedule
     from models.steps import StepBase
 
 __all__ = ["ApplicationWorkflow", "Refused"]
@@ -94,25 +88,7 @@ class ApplicationWorkflow:
         # The first step's runner exists before run(), so that a request handled with
         # the first workflow task is not undone when run() starts.
         self.runner: StepRunner[Any] = runner_for(self, self.programme.steps[0])
-        self.record(
-            "submitted",
-            inp.submitted_by,
-            f"申请已受理 / application received ({self.programme.name_zh}, {inp.season})",
-            {
-                "programme_version": self.programme.version,
-                "amount_cny": inp.amount_cny,
-                "submitted_at": inp.submitted_at.isoformat(),
-                **(
-                    {
-                        "received_by": inp.received_by.id,
-                        "received_by_credential": inp.received_by.credential,
-                    }
-                    if inp.received_by is not None
-                    else {}
-                ),
-            },
-            notify=[NotificationIntent(audience="applicant", template="submitted")],
-        )
+        requests.received(self)
         self._record_stage_entered(self.programme.steps[0])
 
     # ------------------------------------------------------------------ run
@@ -129,7 +105,7 @@ class ApplicationWorkflow:
         if self.schedule_or_none.working_days is not None:
             self.calendar = TabulatedCalendar(self.schedule_or_none.working_days)
         persister = asyncio.create_task(
-            self._trail.persist_forever(lambda: operators.snapshot(self))
+            self._trail.persist_forever(lambda: operators.snapshot(self), on_change=self.publish)
         )
         steps = self.programme.steps
         for fixed in self.schedule_or_none.fixed_dates:
@@ -140,6 +116,11 @@ class ApplicationWorkflow:
             if self.closed:
                 break
             if index > 0:
+                # A step begins on a saved trail (a payout must not read a stale row):
+                # while it cannot be saved, the application waits and says so (trail.py).
+                await workflow.wait_condition(lambda: not self._trail.unsaved or self.closed)
+                if self.closed:
+                    break
                 self.index, self.runner = index, runner_for(self, step)
                 self._record_stage_entered(step)
             await self.project(index, workflow.now())
@@ -179,6 +160,11 @@ class ApplicationWorkflow:
     @property
     def closed(self) -> bool:
         return self.terminal is not None
+
+    @property
+    def trail_failing(self) -> tuple[str, str] | None:
+        """What operators read while the trail cannot be saved (zh, en); None while it can."""
+        return self._trail.details()
 
     @property
     def stage(self) -> str:
@@ -303,33 +289,24 @@ class ApplicationWorkflow:
             lambda r: self.runner.apply_resolution(r),
         )
 
+    # Withdrawal: the applicant's own request, at any step that allows it (requests.py).
     @workflow.update
     async def withdraw(self, req: WithdrawalRequest) -> RequestResult:
-        return requests.answer(self, req, self._withdrawn)
+        return requests.answer(self, req, lambda r: requests.withdraw(self, r))
 
     @withdraw.validator
     def _validate_withdrawal(self, req: WithdrawalRequest) -> None:
-        requests.validate(self, req, self._check_withdrawal)
+        requests.validate(self, req, lambda r: requests.check_withdrawal(self, r))
 
     @workflow.signal(name="withdraw_signal")
     def withdraw_signal(self, req: Any = None) -> None:
-        requests.via_signal(self, "withdraw_signal", req, self._check_withdrawal, self._withdrawn)
-
-    def _check_withdrawal(self, req: WithdrawalRequest) -> None:
-        if req.actor.role is not Role.APPLICANT:
-            raise Refused("only the applicant may withdraw an application")
-        self.runner.check_withdrawal(req)
-
-    def _withdrawn(self, req: WithdrawalRequest) -> RequestResult:
-        stage = self.stage
-        self.terminal = Stage.WITHDRAWN
-        self.record(
-            "withdrawn",
-            req.actor,
-            f"申请人撤回申请 / withdrawn by the applicant in {stage}",
-            {"request_id": req.request_id, "reason": req.reason, "stage": stage},
+        requests.via_signal(
+            self,
+            "withdraw_signal",
+            req,
+            lambda r: requests.check_withdrawal(self, r),
+            lambda r: requests.withdraw(self, r),
         )
-        return self.result(req.request_id, f"withdrawn in {stage}")
 
     @workflow.update
     async def record_receipt(self, req: ReceiptRecord) -> RequestResult:
@@ -352,39 +329,35 @@ class ApplicationWorkflow:
 
     def refuse_unproven(self, name: str, problem: str) -> None:
         """A signal whose sender is not proven (workflows/authority.py): recorded, dropped."""
-        self.record(
-            "refused",
-            SYSTEM,
-            f"消息被拒绝 / message refused: {name}: {problem}",
-            {"request": name, "reason": problem},
-        )
-        self.publish()
+        requests.refuse_unproven(self, name, problem)
 
     # ------------------------------ messages from its notices, the season and its batches
+    # Internal: each goes to the current step's runner (or the payment), which ignores
+    # one that is not for it (requests.forward drops one sent without its argument).
 
     @workflow.signal
     def funds_requested(self, join: Any = None) -> None:
-        _forward("funds_requested", join, self.runner.on_funds_requested)
+        requests.forward("funds_requested", join, self.runner.on_funds_requested)
 
     @workflow.signal
     def funds_released(self, release: Any = None) -> None:
-        _forward("funds_released", release, self.runner.on_funds_released)
+        requests.forward("funds_released", release, self.runner.on_funds_released)
 
     @workflow.signal
     def notice_posted(self, posted: Any = None) -> None:
-        _forward("notice_posted", posted, self.runner.on_notice_posted)
+        requests.forward("notice_posted", posted, self.runner.on_notice_posted)
 
     @workflow.signal
     def notice_scheduled(self, joined: Any = None) -> None:
-        _forward("notice_scheduled", joined, self.runner.on_notice_scheduled)
+        requests.forward("notice_scheduled", joined, self.runner.on_notice_scheduled)
 
     @workflow.signal
     def payment_sent(self, sent: Any = None) -> None:
-        _forward("payment_sent", sent, self.payment.sent)
+        requests.forward("payment_sent", sent, self.payment.sent)
 
     @workflow.signal
     def payment_result(self, outcome: Any = None) -> None:
-        _forward("payment_result", outcome, self.payment.result)
+        requests.forward("payment_result", outcome, self.payment.result)
 
     # -------------------------------------------------------------- queries
 
@@ -422,12 +395,3 @@ class ApplicationWorkflow:
                 n.model_copy(update={"params": {**n.params, "provisional": True}}) for n in notify
             ]
         self._trail.record(kind, self.stage, actor, summary, detail, notify)
-
-
-def _forward(name: str, message: Any, to: Callable[[Any], None]) -> None:
-    """An internal message to its handler; one without its argument (sent by hand, say)
-    is dropped with a warning: it must not fail the workflow task."""
-    if message is None:
-        workflow.logger.warning(f"signal {name} without its argument: dropped")
-        return
-    to(message)

@@ -76,7 +76,10 @@ class NoticeWorkflow:
         self.first_joined_at: datetime | None = None  # of the next posting's first member
         self.auto_post_at: datetime | None = None
         self.explicit: tuple[datetime, NoticePostRequest] | None = None
-        self.due = False  # a member's clock reached the automatic posting time
+        # Waiting members whose clock reached the automatic posting time they were told,
+        # and that time: kept until they are posted, so that a word that came while the
+        # time was being worked out (a posting under way) still counts once it is known.
+        self.claims: dict[str, datetime] = {}
         self.postings: list[Posting] = []
         self.next_number = 1  # the posting that pending members will be on
         self.open_objections: dict[str, int] = {}
@@ -97,9 +100,9 @@ class NoticeWorkflow:
             # notice's, from its members' instants; the notice's own clock never
             # decides it, so a member that waits is never posted early or late.
             await workflow.wait_condition(
-                lambda: self.explicit is not None or self.due or not self.pending
+                lambda: self.explicit is not None or self._due() or not self.pending
             )
-            if self.explicit is not None or self.due:
+            if self.explicit is not None or self._due():
                 await self._post(self.auto_post_at or workflow.now())
             else:  # every member left before the posting
                 self.first_joined_at = self.auto_post_at = None
@@ -138,13 +141,14 @@ class NoticeWorkflow:
         return True
 
     async def _post(self, auto_at: datetime) -> None:
-        explicit, self.explicit, self.due = self.explicit, None, False
+        explicit, self.explicit = self.explicit, None
         posted_at, req = explicit if explicit else (auto_at, None)
         # The list holds the applications ready by the posting's instant (by their own
         # clocks: in production always all of them; in the simulator, whose clocks
         # differ, one ready later waits for the next posting).
         members = [m for m in self.pending.values() if m.joined_at <= posted_at]
         self.pending = {wf: m for wf, m in self.pending.items() if m.joined_at > posted_at}
+        self.claims = {wf: c for wf, c in self.claims.items() if wf in self.pending}
         self.being_posted = {m.workflow_id for m in members}
         number, self.next_number = self.next_number, self.next_number + 1
         self.first_joined_at = self.auto_post_at = None
@@ -312,11 +316,23 @@ class NoticeWorkflow:
         """A member's clock reached the automatic posting time it was told."""
         if not isinstance(due, PostingDue):
             return workflow.logger.warning("posting_due without its argument: dropped")
-        at, member = self.auto_post_at, self.pending.get(due.workflow_id)
-        # Only a member on that posting (ready by its time) says it is due: one ready
-        # later (another clock, in the simulator) waits for the next.
-        if member is not None and at is not None and member.joined_at <= at <= due.auto_post_at:
-            self.due = True
+        if due.workflow_id in self.pending:
+            self.claims[due.workflow_id] = max(
+                due.auto_post_at, self.claims.get(due.workflow_id, due.auto_post_at)
+            )
+
+    def _due(self) -> bool:
+        """The automatic posting is due: a member on it (ready by its time) has said its
+        clock reached that time. One ready later (another clock, in the simulator) waits
+        for the next posting; one told an earlier time is told the new one and says so
+        again when its clock reaches it."""
+        at = self.auto_post_at
+        if at is None:
+            return False
+        return any(
+            wf in self.pending and self.pending[wf].joined_at <= at <= claimed
+            for wf, claimed in self.claims.items()
+        )
 
     @workflow.signal
     def member_changed(self, change: Any = None) -> None:
@@ -326,6 +342,7 @@ class NoticeWorkflow:
         if change.left:
             self.left.add(wf)
             self.pending.pop(wf, None)
+            self.claims.pop(wf, None)
             self.open_objections.pop(wf, None)
         elif change.open_objections:
             self.open_objections[wf] = change.open_objections
@@ -460,24 +477,38 @@ class NoticeWorkflow:
         return [p for p in self.postings if p.ends_at > now]
 
     def details(self) -> tuple[str, str]:
+        """What the operator sees in the Web UI: who waits for the next posting, each
+        posting that is up with its members and its end, and the members with open
+        objections. Members by workflow id only (R9: never a name or an id number),
+        each list cut at LISTED so that the details stay small."""
         step, owner = self.step, self.step.owner
         zh: list[str] = []
         en: list[str] = []
         if self.pending:
+            ids_zh, ids_en = listed(list(self.pending))
             zh.append(
-                f"{len(self.pending)} 件申请待{ROLE_NAME_ZH[owner]}张贴，最迟 {fmt(self.auto_post_at)} 自动张贴"
+                f"{len(self.pending)} 件申请待{ROLE_NAME_ZH[owner]}张贴，最迟 "
+                f"{fmt(self.auto_post_at)} 自动张贴：{ids_zh}"
             )
             en.append(
                 f"{len(self.pending)} application(s) waiting for the {owner.value.replace('_', ' ')} "
-                f"to post; automatic posting {fmt(self.auto_post_at)}"
+                f"to post; automatic posting {fmt(self.auto_post_at)}: {ids_en}"
             )
-        for p in self._up():
-            zh.append(f"第{p.number}批 {len(p.members)} 件公示中，至 {fmt(p.ends_at)}")
-            en.append(f"posting {p.number}: {len(p.members)} up until {fmt(p.ends_at)}")
-        open_ = sum(self.open_objections.values())
-        if open_:
-            zh.append(f"待处理异议 {open_} 件")
-            en.append(f"{open_} open objection(s)")
+        up = self._up()
+        for p in up:
+            ids_zh, ids_en = listed(p.members)
+            zh.append(f"第{p.number}批 {len(p.members)} 件公示中，至 {fmt(p.ends_at)}：{ids_zh}")
+            en.append(f"posting {p.number}: {len(p.members)} up until {fmt(p.ends_at)}: {ids_en}")
+        objecting = [wf for wf, n in self.open_objections.items() if n]
+        if objecting:
+            total = sum(self.open_objections[wf] for wf in objecting)
+            ids_zh, ids_en = listed(objecting)
+            zh.append(f"待处理异议 {total} 件，涉及：{ids_zh}")
+            en.append(f"{total} open objection(s), on: {ids_en}")
+        ended = len(self.postings) - len(up)
+        if zh and ended:  # (with nothing else to say, the line below counts them)
+            zh.append(f"已结束 {ended} 批")
+            en.append(f"{ended} posting(s) ended")
         if not zh:
             zh.append(f"已张贴 {len(self.postings)} 批，无待张贴申请")
             en.append(f"{len(self.postings)} posting(s); nothing waits to be posted")
@@ -511,3 +542,16 @@ class NoticeWorkflow:
         upsert_changed(self.published, attrs)
         zh, en = self.details()
         workflow.set_current_details(f"**{zh}**\n\n{en}")
+
+
+# Members named in a notice's details, per list: enough to find them, small enough for
+# the Web UI (a village's list is a few dozen; a county's, hundreds).
+LISTED = 20
+
+
+def listed(workflow_ids: list[str]) -> tuple[str, str]:
+    """Workflow ids, cut at LISTED: the rest counted (Chinese, English)."""
+    shown, rest = workflow_ids[:LISTED], len(workflow_ids) - LISTED
+    if rest <= 0:
+        return "、".join(shown), ", ".join(shown)
+    return "、".join(shown) + f" 及另 {rest} 件", ", ".join(shown) + f" (+{rest} more)"

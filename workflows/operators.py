@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 def waiting_for(app: ApplicationWorkflow) -> str:
     if app.closed:
         return ""
+    if app.trail_failing is not None:  # aidflow itself: its trail cannot be saved
+        return Role.SYSTEM.value
     return (app.runner.waiting_for() or Role.SYSTEM).value
 
 
@@ -47,7 +49,16 @@ def date_label(app: ApplicationWorkflow, key: str) -> tuple[str, str]:
 
 
 def details(app: ApplicationWorkflow) -> tuple[str, str]:
-    """What the application waits for, from whom, until when: plain words for operators."""
+    """What the application waits for, from whom, until when: plain words for operators;
+    first of all, that its trail cannot be saved, while it cannot."""
+    zh, en = _details(app)
+    failing = app.trail_failing
+    if failing is not None:
+        zh, en = f"{failing[0]}；{zh}", f"{failing[1]}; {en}"
+    return zh, en
+
+
+def _details(app: ApplicationWorkflow) -> tuple[str, str]:
     if app.terminal is not None:
         zh, en = app.label(app.terminal)
         if app.rejection_reason:

@@ -1,7 +1,12 @@
 """How an application takes a request (R4): a repeated request id gets its first answer,
 an id used again for another request is refused naming the first; a validator checks
 before anything is written; a request sent as a signal (for services that cannot
-wait) is checked the same way, and a refusal is recorded in the trail as refused."""
+wait) is checked the same way, and a refusal is recorded in the trail as refused.
+
+Also the plumbing the workflow's handlers share, kept out of ``application.py`` so that
+it reads as the process: the submission's trail entry and its amount check, withdrawal
+(the one request no step runner owns), an unproven signal's refusal, and the internal
+messages forwarded to the current step."""
 
 from __future__ import annotations
 
@@ -12,10 +17,19 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 from workflows.steps import Refused
+from workflows.steps.base import AuthorityProblem
 
 with workflow.unsafe.imports_passed_through():
-    from models.application import SYSTEM, ApplicationInput, RequestResult, request_key
+    from models.application import (
+        SYSTEM,
+        ApplicationInput,
+        RequestResult,
+        WithdrawalRequest,
+        request_key,
+    )
+    from models.domain import Role, Stage
     from models.intake import amount_due
+    from models.records import NotificationIntent
 
 if TYPE_CHECKING:
     from workflows.application import ApplicationWorkflow
@@ -122,3 +136,76 @@ def check_amount(inp: ApplicationInput) -> None:
             type="Unproven",
             non_retryable=True,
         )
+
+
+def received(app: ApplicationWorkflow) -> None:
+    """The submission, the first entry of the trail: what was received, from whom (and,
+    for a paper form, which office dated it)."""
+    inp, programme = app.inp, app.programme
+    app.record(
+        "submitted",
+        inp.submitted_by,
+        f"申请已受理 / application received ({programme.name_zh}, {inp.season})",
+        {
+            "programme_version": programme.version,
+            "amount_cny": inp.amount_cny,
+            "submitted_at": inp.submitted_at.isoformat(),
+            **(
+                {
+                    "received_by": inp.received_by.id,
+                    "received_by_credential": inp.received_by.credential,
+                }
+                if inp.received_by is not None
+                else {}
+            ),
+        },
+        notify=[NotificationIntent(audience="applicant", template="submitted")],
+    )
+
+
+def check_withdrawal(app: ApplicationWorkflow, req: WithdrawalRequest) -> None:
+    """Only the applicant withdraws; the current step says whether it still may."""
+    if req.actor.role is not Role.APPLICANT:
+        raise Refused("only the applicant may withdraw an application")
+    # An applicant's credential stands for one student (R10): another's proves nothing here.
+    if req.actor.id != f"applicant:{app.inp.applicant.national_id_hash}":
+        raise Refused(
+            AuthorityProblem(
+                f"{req.actor.id} is not this application's applicant: only the applicant "
+                "withdraws it"
+            )
+        )
+    app.runner.check_withdrawal(req)
+
+
+def withdraw(app: ApplicationWorkflow, req: WithdrawalRequest) -> RequestResult:
+    stage = app.stage
+    app.terminal = Stage.WITHDRAWN
+    app.record(
+        "withdrawn",
+        req.actor,
+        f"申请人撤回申请 / withdrawn by the applicant in {stage}",
+        {"request_id": req.request_id, "reason": req.reason, "stage": stage},
+    )
+    return app.result(req.request_id, f"withdrawn in {stage}")
+
+
+def refuse_unproven(app: ApplicationWorkflow, name: str, problem: str) -> None:
+    """A signal whose sender is not proven (workflows/authority.py): recorded, dropped."""
+    app.record(
+        "refused",
+        SYSTEM,
+        f"消息被拒绝 / message refused: {name}: {problem}",
+        {"request": name, "reason": problem},
+    )
+    app.publish()
+
+
+def forward(name: str, message: Any, to: Callable[[Any], None]) -> None:
+    """An internal message (from the application's notices, its season or its payout
+    batches) to the handler of the current step; one without its argument (sent by
+    hand, say) is dropped with a warning: it must not fail the workflow task."""
+    if message is None:
+        workflow.logger.warning(f"signal {name} without its argument: dropped")
+        return
+    to(message)

@@ -4,25 +4,37 @@ Each event is kept in the workflow (the ``trail`` query) and written, with the
 read-model snapshot after it and its notifications, by the ``record_events``
 local activity: one marker per batch, idempotent by sequence number, so a retry
 or a replay writes nothing twice.
+
+A write that keeps failing is loud, never silent: after a few attempts the trail is
+*failing* (logged at ERROR with the workflow id, said in the application's details,
+``WaitingFor = "system"``), the application begins no further step until the trail is
+saved again (a payout must never read a stale row), and the write goes on being
+tried.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.records import RecordActivities
     from models.application import Actor, TrailEvent, TrailKind
     from models.records import ApplicationSnapshot, EventBatch, NotificationIntent
 
+# A few quick attempts (a busy database, a worker restart), then the trail is failing
+# and the write is tried again every minute for as long as it takes.
 _PERSIST_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
+    initial_interval=timedelta(milliseconds=500),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=4,
 )
+_FAILING_PAUSE = timedelta(minutes=1)
 
 
 class Trail:
@@ -30,6 +42,8 @@ class Trail:
         self.events: list[TrailEvent] = []
         self.unsaved: list[TrailEvent] = []
         self._notes: dict[int, list[NotificationIntent]] = {}
+        self.failing_since: datetime | None = None  # the first failed write of a run of them
+        self.failure = ""  # the newest failure's reason, for the details
 
     def record(
         self,
@@ -56,17 +70,59 @@ class Trail:
         workflow.logger.info(summary, extra={"event": kind, "seq": event.seq, "stage": stage})
         return event
 
-    async def persist_forever(self, snapshot: Callable[[], ApplicationSnapshot]) -> None:
-        """Write what is unsaved, in order, one batch per local activity."""
+    async def persist_forever(
+        self,
+        snapshot: Callable[[], ApplicationSnapshot],
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Write what is unsaved, in order, one batch per local activity. ``on_change``
+        is called when the trail starts or stops failing (the details change)."""
         while True:
             await workflow.wait_condition(lambda: bool(self.unsaved))
             batch = list(self.unsaved)
             notes = {e.seq: self._notes.pop(e.seq) for e in batch if e.seq in self._notes}
-            await workflow.execute_local_activity_method(
-                RecordActivities.record_events,
-                EventBatch(snapshot=snapshot(), events=batch, notifications=notes),
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=_PERSIST_RETRY,
-                summary=f"record events {batch[0].seq}-{batch[-1].seq}",
-            )
+            try:
+                await workflow.execute_local_activity_method(
+                    RecordActivities.record_events,
+                    EventBatch(snapshot=snapshot(), events=batch, notifications=notes),
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=_PERSIST_RETRY,
+                    summary=f"record events {batch[0].seq}-{batch[-1].seq}",
+                )
+            except (ActivityError, ApplicationError) as e:  # a local activity's own failure
+                self._notes.update(notes)  # sent with the batch when it is written
+                self.failure = _reason(e)
+                if self.failing_since is None:
+                    self.failing_since = workflow.now()
+                    workflow.logger.error(
+                        f"the trail cannot be saved (events {batch[0].seq}-{batch[-1].seq}): "
+                        f"{self.failure}; the application waits until it is",
+                        extra={"event": "persistence_failing"},
+                    )
+                    on_change()
+                await workflow.sleep(_FAILING_PAUSE, summary="try saving the trail again")
+                continue
             del self.unsaved[: len(batch)]
+            if self.failing_since is not None:
+                workflow.logger.warning(
+                    "the trail is saved again", extra={"event": "persistence_recovered"}
+                )
+                self.failing_since, self.failure = None, ""
+                on_change()
+
+    def details(self) -> tuple[str, str] | None:
+        """What operators read while the trail cannot be saved; None while it can."""
+        if self.failing_since is None:
+            return None
+        at = self.failing_since.isoformat(timespec="seconds")
+        return (
+            f"记录无法保存（自 {at} 起：{self.failure}），正在重试；保存前申请暂停",
+            f"the trail cannot be saved since {at} ({self.failure}); retrying, and the "
+            "application waits until it is saved",
+        )
+
+
+def _reason(e: ActivityError | ApplicationError) -> str:
+    """The failure's own message, short (it goes into details, not the history's text)."""
+    cause = e.cause if isinstance(e, ActivityError) and e.cause is not None else e
+    return (str(cause) or type(cause).__name__).splitlines()[0][:200]

@@ -1,0 +1,109 @@
+"""What the operator sees of a public notice in the Web UI (issue 15): its members, each
+posting's end, its open objections, in its current details; and its search attributes.
+
+County subsidy 2027 (provisional calendar): the village notice is posted when the
+window closes (00:00 on Wed 1 September) and ends at 00:00 on Wed 8 September.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from models import search
+from models.application import ObjectionRequest
+from models.domain import Level
+from tests.conftest import AppStack
+from tests.support import VILLAGE, public, village_official
+from tests.test_application_workflow import cst, rid, submitted_case
+from workers.client import query_when_ready
+from workflows.notice import LISTED, listed
+
+
+async def current_details(handle: WorkflowHandle[Any, Any]) -> str:
+    """The details the Web UI shows (the SDK answers them to this built-in query)."""
+    meta = await query_when_ready(handle, "__temporal_workflow_metadata")
+    return str(meta.current_details)
+
+
+async def details_showing(
+    handle: WorkflowHandle[Any, Any], check: Callable[[str], bool], what: str
+) -> str:
+    text = ""
+    for _ in range(100):
+        text = await current_details(handle)
+        if check(text):
+            return text
+        await asyncio.sleep(0.1)
+    pytest.fail(f"the notice's details never showed {what}: {text}")
+
+
+def test_a_long_list_is_cut_and_the_rest_counted() -> None:
+    ids = [f"county-subsidy/2027/341225/{n:04d}" for n in range(LISTED + 5)]
+    zh, en = listed(ids)
+    assert en.endswith(f"{ids[LISTED - 1]} (+5 more)") and ids[LISTED] not in en
+    assert zh.endswith("及另 5 件") and zh.count("、") == LISTED - 1
+    assert listed(ids[:2]) == (f"{ids[0]}、{ids[1]}", f"{ids[0]}, {ids[1]}")
+
+
+@pytest.mark.devserver
+async def test_the_notice_shows_its_members_end_and_open_objections(
+    app_stack: AppStack, ts_env: WorkflowEnvironment
+) -> None:
+    api = app_stack.api
+    a, b, c = [await submitted_case(api, ts_env) for _ in range(3)]
+    for case in (a, b):
+        await case.approve("village_review", village_official())
+        await case.wait_for(lambda s: s.waiting_until == cst(9, 1), "waiting for the posting")
+    notice = api.client.get_workflow_handle(
+        api.notice_id("county-subsidy", 2027, Level.VILLAGE, VILLAGE)
+    )
+
+    # Waiting for its owner: who waits, and until when it posts itself.
+    text = await details_showing(notice, lambda t: a.wf in t and b.wf in t, "both waiting")
+    assert f"2 件申请待村委会张贴，最迟 2027-09-01 00:00 自动张贴：{a.wf}、{b.wf}" in text
+    assert (
+        "2 application(s) waiting for the village committee to post; automatic posting "
+        f"2027-09-01 00:00: {a.wf}, {b.wf}"
+    ) in text
+    attrs = (await notice.describe()).typed_search_attributes
+    assert attrs.get(search.PROGRAMME) == "county-subsidy" and attrs.get(search.SEASON) == 2027
+    assert attrs.get(search.VILLAGE) == VILLAGE and attrs.get(search.STAGE) == "village_notice"
+    assert attrs.get(search.WAITING_FOR) == "village_committee"
+    assert attrs.get(search.NEXT_DEADLINE) == cst(9, 1)
+
+    # A third, reviewed on 2 September (its clock alone moved), misses the first posting
+    # and waits for the next; the first goes up when the window closes. (On this server
+    # a notice's clock runs ahead when it has nothing to wait for but a timer: the one
+    # that waits keeps the first posting up while the test looks.)
+    await ts_env.fast_forward(c.handle, cst(9, 2, 10) - await c.now())
+    await c.approve("village_review", village_official())
+    await c.wait_for(lambda s: s.stage == "village_notice", "on the notice")
+    for case in (a, b):
+        await case.advance_to(cst(9, 2, 9))
+        await case.wait_for(lambda s: s.notice is not None, "posted")
+    text = await details_showing(notice, lambda t: "posting 1" in t, "the posting")
+    assert f"第1批 2 件公示中，至 2027-09-08 00:00：{a.wf}、{b.wf}" in text
+    assert f"posting 1: 2 up until 2027-09-08 00:00: {a.wf}, {b.wf}" in text
+    assert f"1 件申请待村委会张贴，最迟 2027-09-03 08:00 自动张贴：{c.wf}" in text
+
+    # An objection against one member: the notice names it.
+    await api.lodge_objection(
+        a.wf, ObjectionRequest(request_id=rid(), actor=public(), text="家庭条件较好")
+    )
+    text = await details_showing(notice, lambda t: "open objection" in t, "the objection")
+    assert f"待处理异议 1 件，涉及：{a.wf}" in text and f"1 open objection(s), on: {a.wf}" in text
+    assert "posting 1: 2 up until" in text
+    attrs = (await notice.describe()).typed_search_attributes
+    assert attrs.get(search.WAITING_FOR) == "village_committee"
+    assert attrs.get(search.NEXT_DEADLINE) == cst(9, 3, 8)  # the next posting's
+
+    # R9: members by workflow id only, never a name or an identity number.
+    assert "学生" not in text  # the test applicants' names
+    assert not re.search(r"(?<![0-9a-f])[0-9]{17}[0-9X](?![0-9a-f])", text)
