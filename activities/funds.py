@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pydantic import BaseModel
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio import activity
@@ -35,9 +35,10 @@ from models.payout import (
 )
 from models.season import season_label
 from store import cells
+from store.audit import Sealing, row_problem
 from store.cells import WORKBOOK_OPTIONS
 from store.db import one_writer
-from store.sealing import Keys
+from store.sealing import Keys, row_mac
 from store.tables import (
     ApplicationRow,
     FundsRequest,
@@ -160,6 +161,8 @@ class FundsActivities:
                     col(ApplicationRow.workflow_id),
                 )
             ).all()
+            # The roster asks finance for money: never on the word of an edited row.
+            self._refuse_edited(rows, Sealing.load(s))
             places = {p.code: p.name for p in s.exec(select(Place)).all()}
             self._write_roster(roster, rows, places)
             total = sum(r.amount_cny for r in rows)
@@ -271,22 +274,37 @@ class FundsActivities:
                     )
                 )
                 s.flush()
+            sealing = Sealing.load(s)
             for sequence, item in enumerate(batch.items, start=1):
                 row = s.get(ApplicationRow, item.workflow_id)
                 if row is None:
                     raise ValueError(f"no application row for {item.workflow_id}")
-                already_paid = s.exec(
-                    select(Payment).where(
-                        Payment.workflow_id == item.workflow_id, Payment.status == "paid"
-                    )
-                ).first()
                 key = payment_key(
                     batch.programme,
                     season_label(batch.season, batch.round),
                     row.national_id_hash,
                     item.attempt,
                 )
-                payment = s.exec(select(Payment).where(Payment.idempotency_key == key)).first()
+                # Every row this payment is decided from: the account, amount and stage,
+                # the earlier attempts (is it paid already?) and this attempt's own row.
+                payments = s.exec(
+                    select(Payment).where(
+                        or_(
+                            col(Payment.workflow_id) == item.workflow_id,
+                            col(Payment.idempotency_key) == key,
+                        )
+                    )
+                ).all()
+                self._refuse_edited([row, *payments], sealing)
+                already_paid = next(
+                    (
+                        p
+                        for p in payments
+                        if p.workflow_id == item.workflow_id and p.status == "paid"
+                    ),
+                    None,
+                )
+                payment = next((p for p in payments if p.idempotency_key == key), None)
                 if already_paid is not None and (payment is None or payment.id != already_paid.id):
                     skipped.append(item.workflow_id)  # never paid twice
                     continue
@@ -306,6 +324,7 @@ class FundsActivities:
                         account_holder=row.account_holder,
                         created_at=now,
                     )
+                    payment.row_mac = row_mac(self._keys.rows, "payments", payment)
                     s.add(payment)
                 included.append(
                     PaymentSent(
@@ -347,6 +366,20 @@ class FundsActivities:
             total_cny=total,
         )
 
+    def _refuse_edited(self, rows: Sequence[ApplicationRow | Payment], sealing: Sealing) -> None:
+        """A row edited outside aidflow is never paid from (nor asked funds for): the
+        activity fails for good, naming the row (another try would read the same row),
+        and nothing is written."""
+        for row in rows:
+            problem = row_problem(self._keys.rows, row, sealing)
+            if problem is not None:
+                activity.logger.error("payout refused: %s", problem)
+                raise ApplicationError(
+                    f"{problem}: refused, nothing paid; `aidflow audit verify` names every such row",
+                    type="RowEdited",
+                    non_retryable=True,
+                )
+
     @activity.defn(name="send_batch")
     def send_batch(self, prepared: PreparedBatch) -> str:
         text = Path(prepared.file_path).read_text(encoding="utf-8")
@@ -379,20 +412,28 @@ class FundsActivities:
     def record_payment_results(self, results: PaymentResults) -> None:
         now = datetime.now(UTC)
         with one_writer(self._engine), Session(self._engine) as s, s.begin():
+            sealing = Sealing.load(s)
             for r in results.rows:
-                s.execute(
-                    update(Payment)
-                    .where(
-                        col(Payment.idempotency_key) == r.idempotency_key,
-                        col(Payment.status) == "sent",
-                    )
-                    .values(
-                        status=r.status,
-                        reason=r.reason or None,
-                        bank_reference=r.bank_reference or None,
-                        settled_at=now,
-                    )
-                )
+                payment = s.exec(
+                    select(Payment)
+                    .where(Payment.idempotency_key == r.idempotency_key, Payment.status == "sent")
+                    .with_for_update()
+                ).first()
+                if payment is None:
+                    continue  # recorded by an earlier attempt
+                edited = row_problem(self._keys.rows, payment, sealing)
+                payment.status = r.status
+                payment.reason = r.reason or None
+                payment.bank_reference = r.bank_reference or None
+                payment.settled_at = now
+                if edited is None:
+                    # Sealed with the bank's answer (a row from before row MACs too).
+                    payment.row_mac = row_mac(self._keys.rows, "payments", payment)
+                else:
+                    # The bank's answer is what happened, so it is recorded; an edited
+                    # row is not sealed again, and verify keeps naming it.
+                    activity.logger.error("bank result recorded on %s", edited)
+                s.add(payment)
             s.execute(
                 update(PayoutBatch)
                 .where(col(PayoutBatch.id) == results.batch_id)

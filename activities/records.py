@@ -21,7 +21,7 @@ from models.programmes import BUILTIN_PROGRAMMES
 from models.records import ApplicationSnapshot, ChainHead, EventBatch, NotificationIntent
 from store.chain import GENESIS, chain_hash, utc
 from store.db import one_writer
-from store.sealing import Keys
+from store.sealing import Keys, row_mac
 from store.tables import ApplicationRow, AuditEntry, OutboxMessage
 
 _AUDIT: Table = AuditEntry.__table__  # type: ignore[attr-defined]
@@ -121,6 +121,11 @@ class RecordActivities:
             "account_sealed": snap.account_sealed,
             "account_holder": snap.account_holder,
         }
+        # Sealed as written (issue 16): an edit of the stage, amount or account outside
+        # aidflow no longer matches, and the payout refuses the row.
+        values["row_mac"] = row_mac(
+            self._keys.rows, "applications", {"workflow_id": snap.workflow_id, **values}
+        )
         current = conn.execute(_ROW_SEQ, {"wf": snap.workflow_id}).first()
         if current is None:
             conn.execute(_INSERT_ROW, {"workflow_id": snap.workflow_id, **values})

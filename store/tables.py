@@ -49,6 +49,10 @@ class ApplicationRow(SQLModel, table=True):
     account_masked: str = Field(default="", max_length=32)
     account_sealed: str = Field(default="")
     account_holder: str = Field(default="", max_length=100)
+    # HMAC of the sealed fields (store/sealing.APPLICATION_SEALED) with Keys.rows, which
+    # the database does not hold: an edit outside aidflow breaks it. "" only for rows
+    # written before migration 0007 (RowSealing says which).
+    row_mac: str = Field(default="", max_length=64)
 
 
 class AuditEntry(SQLModel, table=True):
@@ -193,6 +197,25 @@ class Payment(SQLModel, table=True):
     bank_reference: str | None = Field(default=None, max_length=100)
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     settled_at: datetime | None = _ts()
+    # HMAC of who is paid what, to which account, and its status
+    # (store/sealing.PAYMENT_SEALED): a payout never reads a row whose MAC does not match.
+    row_mac: str = Field(default="", max_length=64)
+
+
+class RowSealing(SQLModel, table=True):
+    """When row MACs began (migration 0007; one row). Rows written before it carry an
+    empty row_mac: the migration cannot compute one without the deployment's key. An
+    empty row_mac counts as "not yet sealed" only for a row written before this
+    watermark (an applications row updated before ``since``, a payment with an id up
+    to ``payments_before_id``); on any later row it is a break. The watermark is the
+    database's own word, so store/audit.verify checks it against the sealed rows: a
+    watermark moved forward past a sealed row is named too."""
+
+    __tablename__ = "row_sealing"
+
+    id: int = Field(default=1, primary_key=True)
+    since: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    payments_before_id: int = 0
 
 
 class CredentialRow(SQLModel, table=True):

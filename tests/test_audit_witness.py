@@ -46,6 +46,12 @@ async def test_a_chain_shortened_in_the_database_is_named_by_the_history(
         assert row is not None
         row.last_seq = head.seq - 1
         s.add(row)
-    assert verify(app_stack.engine, key).ok  # the database alone cannot tell
-    [b] = verify(app_stack.engine, key, witness={wf: head}).breaks
+    # The chain alone cannot tell; the lowered last_seq breaks the row's MAC (issue 16).
+    [row_edit] = verify(app_stack.engine, key).breaks
+    assert row_edit.table == "applications" and "row_mac does not match" in row_edit.problem
+    [b] = [
+        b
+        for b in verify(app_stack.engine, key, witness={wf: head}).breaks
+        if b.table == "audit_log"
+    ]
     assert b.workflow_id == wf and "deleted at the end" in b.problem

@@ -14,16 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import JSON, DateTime, column, insert, inspect, table, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
+from temporalio.exceptions import ApplicationError
 
+from activities.funds import FundsActivities, FundsRequestInput, PaymentResults
 from activities.records import RecordActivities
 from integrations.notify import Channels, LogChannel, OutboxSender, SmtpChannel, WebhookChannel
 from models.application import Actor, TrailEvent
+from models.calendar import WorkingCalendar
 from models.domain import Role
+from models.payout import BankResultRow, PayItem, PayoutBatchInput
 from models.records import ApplicationSnapshot, EventBatch, NotificationIntent
-from store.audit import export, verify
+from store.audit import Break, VerifyReport, export, verify
 from store.db import current_revision
 from store.importing import import_places, import_registry
 from store.registry import RegistryReader
@@ -34,7 +38,10 @@ from store.tables import (
     Household,
     HouseholdMember,
     OutboxMessage,
+    Payment,
+    PayoutBatch,
     Place,
+    RowSealing,
 )
 from tests.support import PLACES, free_port, make_national_id
 
@@ -103,7 +110,7 @@ def dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def test_migrations_from_empty(db_url: str, engine: Engine) -> None:
-    assert current_revision(db_url) == "0006"
+    assert current_revision(db_url) == "0007"
     tables = set(inspect(engine).get_table_names())
     assert {
         "applications",
@@ -115,9 +122,12 @@ def test_migrations_from_empty(db_url: str, engine: Engine) -> None:
         "alembic_version",
         "credentials",  # 0005: R10
         "deployment",  # 0006: the database's identity
+        "row_sealing",  # 0007: when row MACs began
     } <= tables
     columns = {c["name"] for c in inspect(engine).get_columns("applications")}
     assert "round" in columns  # 0004: seasons with rounds (R12)
+    assert "row_mac" in columns  # 0007: row MACs (issue 16)
+    assert "row_mac" in {c["name"] for c in inspect(engine).get_columns("payments")}
     from workers.deployment import database_id
 
     assert database_id(engine).startswith("db-")  # made once, with the database
@@ -321,8 +331,12 @@ def test_a_row_hashed_without_the_key_does_not_verify(engine: Engine, keys: Keys
         assert row is not None
         row.last_seq = 6
         s.add(row)
-    [b] = verify(engine, keys.audit).breaks
+    [b] = chain_breaks(verify(engine, keys.audit))
     assert b.seq == 6 and "edited" in b.problem
+    # The forger's raised last_seq breaks the application row's MAC as well.
+    assert [str(b) for b in row_breaks(verify(engine, keys.audit))] == [
+        f"applications row {wf}: row_mac does not match (edited outside aidflow)"
+    ]
     # Edit row 2 and recompute the chain from there with another key: caught at row 2.
     with Session(engine) as s, s.begin():
         rows = s.exec(select(AuditEntry).order_by(col(AuditEntry.seq))).all()
@@ -333,14 +347,15 @@ def test_a_row_hashed_without_the_key_does_not_verify(engine: Engine, keys: Keys
             e.hash = chain_hash(b"not-the-key", prev, e.model_dump())
             prev = e.hash
             s.add(e)
-    [b] = verify(engine, keys.audit).breaks
+    [b] = chain_breaks(verify(engine, keys.audit))
     assert b.seq == 2 and "edited" in b.problem
 
 
 def test_the_witness_catches_what_the_database_alone_cannot(engine: Engine, keys: Keys) -> None:
     """The last row deleted with last_seq lowered, and a whole chain deleted with its
-    application row, verify against the database alone; the workflow history's chain
-    head (the witness) names both."""
+    application row, verify as chains against the database alone (the lowered
+    last_seq breaks the row's MAC); the workflow history's chain head (the witness)
+    names both chains."""
     from store.chain import GENESIS
 
     rec = RecordActivities(engine, keys)
@@ -369,10 +384,22 @@ def test_the_witness_catches_what_the_database_alone_cannot(engine: Engine, keys
             s.delete(e)
         gone = s.get(ApplicationRow, "county-subsidy/2027/341225/w2")
         s.delete(gone)
-    assert verify(engine, keys.audit).ok  # the database alone cannot tell
-    breaks = {b.workflow_id: b for b in verify(engine, keys.audit, witness=heads).breaks}
+    alone = verify(engine, keys.audit)
+    assert not chain_breaks(alone)  # the chains alone cannot tell
+    assert [(b.table, b.workflow_id) for b in alone.breaks] == [
+        ("applications", "county-subsidy/2027/341225/w1")  # its last_seq was edited
+    ]
+    breaks = {b.workflow_id: b for b in chain_breaks(verify(engine, keys.audit, witness=heads))}
     assert "deleted at the end" in breaks["county-subsidy/2027/341225/w1"].problem
     assert "chain was deleted" in breaks["county-subsidy/2027/341225/w2"].problem
+
+
+def chain_breaks(report: VerifyReport) -> list[Break]:
+    return [b for b in report.breaks if b.table == "audit_log"]
+
+
+def row_breaks(report: VerifyReport) -> list[Break]:
+    return [b for b in report.breaks if b.table != "audit_log"]
 
 
 def test_export_csv_and_xlsx(engine: Engine, keys: Keys, tmp_path: Path) -> None:
@@ -387,6 +414,282 @@ def test_export_csv_and_xlsx(engine: Engine, keys: Keys, tmp_path: Path) -> None
     ws = load_workbook(tmp_path / "audit.xlsx").active
     assert ws is not None and ws.max_row == 6 and ws.cell(1, 1).value == "workflow_id"
     assert export(engine, tmp_path / "none.csv", "csv", season=2030) == 0
+
+
+# ------------------------------------------------------------------------- row MACs
+
+ACCOUNT = "6230201200000000650"
+COUNTY_WF = "county-subsidy/2027/341225/r1"
+
+
+def _awaiting_funds(engine: Engine, keys: Keys, wf: str = COUNTY_WF) -> str:
+    """An application row as aidflow writes it, with an account on file."""
+    snap = snapshot(wf, "awaiting_funds", keys).model_copy(
+        update={
+            "bank_name": "阜南农商银行",
+            "account_holder": "学生1",
+            "account_masked": "6230********0650",
+            "account_sealed": keys.seal(ACCOUNT),
+        }
+    )
+    RecordActivities(engine, keys).record_events(
+        EventBatch(snapshot=snap, events=[event(s) for s in range(1, 4)])
+    )
+    return wf
+
+
+def _funds(
+    engine: Engine, keys: Keys, calendar: WorkingCalendar, tmp_path: Path
+) -> FundsActivities:
+    return FundsActivities(engine, keys, calendar, tmp_path / "files", tmp_path / "bank")
+
+
+def _batch(batch_id: str, *wfs: str, attempt: int = 1) -> PayoutBatchInput:
+    return PayoutBatchInput(
+        batch_id=batch_id,
+        programme="county-subsidy",
+        season=2027,
+        county_code=PLACES.county_code,
+        items=[PayItem(workflow_id=wf, amount_cny=3000, attempt=attempt) for wf in wfs],
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("stage", "awaiting_funds_forged"), ("account_sealed", "forged")],
+)
+def test_an_edited_applications_row_is_named(
+    engine: Engine, keys: Keys, field: str, value: str
+) -> None:
+    """A database writer changes a read-model row's stage or sealed account: its row MAC
+    (a key the database does not hold) no longer matches, and verify names the row."""
+    wf = _awaiting_funds(engine, keys)
+    report = verify(engine, keys.audit)
+    assert report.ok and report.sealed_rows == 1 and report.unsealed_rows == 0
+    with Session(engine) as s, s.begin():
+        row = s.get(ApplicationRow, wf)
+        assert row is not None
+        setattr(row, field, keys.seal("6230209999999999999") if value == "forged" else value)
+        s.add(row)
+    report = verify(engine, keys.audit)
+    assert not chain_breaks(report)  # the audit log itself is intact
+    [b] = report.breaks
+    assert (b.table, b.workflow_id, b.seq) == ("applications", wf, 3)
+    assert str(b) == f"applications row {wf}: row_mac does not match (edited outside aidflow)"
+    assert verify(engine, keys.audit, season=2027, county=PLACES.county_code).breaks == [b]
+    assert verify(engine, keys.audit, season=2028).ok  # another season's rows: not this one
+
+
+@pytest.mark.parametrize(("field", "value"), [("amount_cny", 30000), ("status", "paid")])
+def test_an_edited_payments_row_is_named(
+    engine: Engine,
+    keys: Keys,
+    calendar: WorkingCalendar,
+    tmp_path: Path,
+    field: str,
+    value: object,
+) -> None:
+    """A payment's amount or status changed in the database is named; the bank's result
+    recorded by aidflow (a status change too) keeps the row sealed."""
+    wf = _awaiting_funds(engine, keys)
+    funds = _funds(engine, keys, calendar, tmp_path)
+    prepared = funds.prepare_payments(_batch("b001", wf))
+    [sent] = prepared.included
+    funds.record_payment_results(
+        PaymentResults(
+            batch_id="b001",
+            rows=[
+                BankResultRow(
+                    sequence=1,
+                    idempotency_key=sent.idempotency_key,
+                    status="returned",
+                    reason="账户已销户",
+                )
+            ],
+        )
+    )
+    report = verify(engine, keys.audit)
+    assert report.ok and report.sealed_rows == 2  # the application row and the payment
+    with Session(engine) as s, s.begin():
+        payment = s.exec(select(Payment)).one()
+        setattr(payment, field, value)
+        s.add(payment)
+        pid = payment.id
+    [b] = verify(engine, keys.audit).breaks
+    assert (b.table, b.workflow_id, b.row_id, b.seq) == ("payments", wf, pid, 1)
+    assert str(b) == (
+        f"payments row {pid} ({wf}, attempt 1, batch b001): "
+        "row_mac does not match (edited outside aidflow)"
+    )
+    assert verify(engine, keys.audit, season=2027, programme="county-subsidy").breaks == [b]
+
+
+def test_a_payout_refuses_an_edited_row(
+    engine: Engine, keys: Keys, calendar: WorkingCalendar, tmp_path: Path
+) -> None:
+    """A payout batch prepared from an application row whose account was changed in the
+    database fails for good, naming the row, and pays nobody: no payment row, no batch,
+    no disbursement file. So does a re-payment after a paid row was marked returned."""
+    wf = _awaiting_funds(engine, keys)
+    other = _awaiting_funds(engine, keys, "county-subsidy/2027/341225/r2")
+    with Session(engine) as s, s.begin():
+        row = s.get(ApplicationRow, wf)
+        assert row is not None
+        row.account_sealed = keys.seal("6230209999999999999")  # the forger's own account
+        s.add(row)
+    funds = _funds(engine, keys, calendar, tmp_path)
+    with pytest.raises(ApplicationError) as refused:
+        funds.prepare_payments(_batch("b001", other, wf))
+    assert refused.value.non_retryable and refused.value.type == "RowEdited"
+    assert refused.value.message.startswith(
+        f"applications row {wf}: row_mac does not match (edited outside aidflow): refused"
+    )
+    assert ACCOUNT not in refused.value.message and "6230209999999999999" not in str(refused.value)
+    with Session(engine) as s:
+        assert s.exec(select(Payment)).all() == [] and s.exec(select(PayoutBatch)).all() == []
+    assert not (tmp_path / "files" / "batches" / "b001.csv").exists()
+    # The funds request (its roster asks finance for the money) refuses it too.
+    with pytest.raises(ApplicationError, match=f"applications row {wf}: row_mac does not"):
+        funds.create_funds_request(
+            FundsRequestInput(
+                request_id="fr-1",
+                programme="county-subsidy",
+                season=2027,
+                county_code=PLACES.county_code,
+            )
+        )
+    # Paid, then marked returned in the database so that it would be paid again.
+    prepared = funds.prepare_payments(_batch("b002", other))
+    funds.record_payment_results(
+        PaymentResults(
+            batch_id="b002",
+            rows=[
+                BankResultRow(
+                    sequence=1, idempotency_key=prepared.included[0].idempotency_key, status="paid"
+                )
+            ],
+        )
+    )
+    with Session(engine) as s, s.begin():
+        paid = s.exec(select(Payment)).one()
+        paid.status = "returned"
+        s.add(paid)
+        pid = paid.id
+    with pytest.raises(ApplicationError, match=rf"payments row {pid} \({other}, attempt 1"):
+        funds.prepare_payments(_batch("b003", other, attempt=2))
+    with Session(engine) as s:
+        assert len(s.exec(select(Payment)).all()) == 1
+
+
+def test_rows_from_before_row_macs_are_not_yet_sealed(
+    db_url: str, engine: Engine, keys: Keys, calendar: WorkingCalendar, tmp_path: Path
+) -> None:
+    """Rows written before migration 0007 have an empty row_mac (the migration has no
+    key): counted as not yet sealed, and paid from; aidflow seals them when it writes
+    them next. An empty row_mac on a row written since is a break, and so is the
+    watermark moved forward to pass one."""
+    from alembic import command
+
+    from store.db import alembic_config, upgrade
+
+    command.downgrade(alembic_config(db_url), "0006")
+    old, blanked = "county-subsidy/2027/341225/old", "county-subsidy/2027/341225/new"
+    # As aidflow 0006 wrote them (its columns: no row_mac), two days ago; last_seq 0
+    # as a chain with no rows of its own.
+    rows_0006 = table(
+        "applications",
+        *(
+            column(name)
+            for name in (
+                "workflow_id",
+                "programme",
+                "season",
+                "round",
+                "county_code",
+                "township_code",
+                "village_code",
+                "applicant_name",
+                "national_id_masked",
+                "national_id_hash",
+                "university",
+                "stage",
+                "overdue",
+                "at_risk",
+                "amount_cny",
+                "last_seq",
+                "bank_name",
+                "account_masked",
+                "account_sealed",
+                "account_holder",
+            )
+        ),
+        column("overdue_dates", JSON),
+        column("updated_at", DateTime(timezone=True)),
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            insert(rows_0006),
+            [
+                {
+                    "workflow_id": wf,
+                    "programme": "county-subsidy",
+                    "season": 2027,
+                    "round": "",
+                    "county_code": PLACES.county_code,
+                    "township_code": PLACES.township_code,
+                    "village_code": PLACES.village_code,
+                    "applicant_name": "学生1",
+                    "national_id_masked": "341225********0011",
+                    "national_id_hash": f"h-{wf[-3:]}",
+                    "university": "",
+                    "stage": "awaiting_funds",
+                    "overdue": False,
+                    "overdue_dates": [],
+                    "at_risk": False,
+                    "amount_cny": 3000,
+                    "last_seq": 0,
+                    "updated_at": datetime.now(UTC) - timedelta(days=2),
+                    "bank_name": "阜南农商银行",
+                    "account_masked": "6230********0650",
+                    "account_sealed": keys.seal(ACCOUNT),
+                    "account_holder": "学生1",
+                }
+                for wf in (old, blanked)
+            ],
+        )
+    upgrade(db_url)
+    report = verify(engine, keys.audit)
+    assert report.ok and report.unsealed_rows == 2 and report.sealed_rows == 0
+    funds = _funds(engine, keys, calendar, tmp_path)
+    prepared = funds.prepare_payments(_batch("b001", old))  # paid from: written before
+    assert [p.workflow_id for p in prepared.included] == [old]
+    # Written again by aidflow: sealed.
+    _awaiting_funds(engine, keys, blanked)
+    report = verify(engine, keys.audit)
+    assert report.ok and report.unsealed_rows == 1 and report.sealed_rows == 2
+    # A forger blanks a sealed row's MAC (and cannot pass it off as an old row) ...
+    with Session(engine) as s, s.begin():
+        row = s.get(ApplicationRow, blanked)
+        assert row is not None
+        row.row_mac = ""
+        row.account_sealed = keys.seal("6230209999999999999")
+        s.add(row)
+    [b] = verify(engine, keys.audit).breaks
+    assert str(b) == (
+        f"applications row {blanked}: row_mac is empty but the row was written after "
+        "row MACs began (edited outside aidflow)"
+    )
+    with pytest.raises(ApplicationError, match=f"applications row {blanked}: row_mac is empty"):
+        funds.prepare_payments(_batch("b002", blanked))
+    # ... nor by moving the watermark past it: the sealed payment gives it away.
+    with Session(engine) as s, s.begin():
+        mark = s.get(RowSealing, 1)
+        assert mark is not None
+        mark.since = datetime.now(UTC) + timedelta(days=1)
+        mark.payments_before_id = 1000
+        s.add(mark)
+    [b] = verify(engine, keys.audit).breaks
+    assert b.table == "row_sealing" and "it was moved (edited outside aidflow)" in b.problem
 
 
 # --------------------------------------------------------------------------- imports
