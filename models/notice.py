@@ -179,6 +179,8 @@ class NoticeStatus(_Model):
     open_objections: dict[str, int]
     details_zh: str
     details_en: str
+    # Waiting members whose clock reached the automatic posting time they were told.
+    claims: dict[str, datetime] = {}
 
 
 class NoticeListRequest(_Model):

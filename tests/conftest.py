@@ -23,6 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
+import subprocess
+import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -60,6 +64,64 @@ POSTGRES_URL = os.environ.get(
 )
 
 configure_logging("console", "WARNING")
+
+
+@dataclass
+class FaultRun:
+    """The fault harness running beside the suite (tests/test_faults.py)."""
+
+    proc: subprocess.Popen[bytes]
+    out: Path
+    log: Path
+
+    def log_tail(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")[-3000:]
+
+
+_FAULTS_TEST = "test_faults.py"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fault harness's test waits for a season that runs beside the others: last."""
+    items.sort(key=lambda item: item.path.name == _FAULTS_TEST)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the fault harness's season now, in its own process, if its test is to run."""
+    if not any(item.path.name == _FAULTS_TEST for item in session.items):
+        return
+    work = Path(tempfile.mkdtemp(prefix="aidflow-faults-"))
+    log = work / "harness.log"
+    argv = [sys.executable, "-m", "bench.faults", "--applications", "20", "--kills", "3"]
+    argv += ["--server-restarts", "1", "--seed", "1", "--day-seconds", "1"]
+    argv += ["--work", str(work / "stack"), "--out", str(work / "summary.json")]
+    argv += ["--limit-s", "900"]
+    with log.open("wb") as f:
+        proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+    session.config.stash[_FAULT_RUN] = FaultRun(proc, work / "summary.json", log)
+
+
+_FAULT_RUN = pytest.StashKey[FaultRun]()
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def fault_run(request: pytest.FixtureRequest) -> Iterator[FaultRun]:
+    run = request.config.stash[_FAULT_RUN]
+    try:
+        yield run
+    finally:
+        if run.proc.poll() is None:
+            run.proc.kill()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A harness still running (the run stopped early) goes with the session."""
+    run = session.config.stash.get(_FAULT_RUN, None)
+    if run is not None and run.proc.poll() is None:
+        run.proc.send_signal(signal.SIGINT)  # its finally stops its server and worker
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            run.proc.wait(30)
 
 
 def postgres_reachable() -> str | None:

@@ -37,7 +37,7 @@ async def demo_season(tmp_path: Path, **knobs: Any) -> tuple[DemoResult, Path]:
 
 
 async def test_demo_runs_a_whole_season(tmp_path: Path) -> None:
-    result, out = await demo_season(tmp_path, applicants_count=12, day_seconds=1.0)
+    result, out = await demo_season(tmp_path, applicants_count=12, day_seconds=0.6)
     assert (
         result.report_md is not None
         and result.report_xlsx is not None
@@ -115,7 +115,7 @@ async def test_demo_of_the_new_student_aid(tmp_path: Path) -> None:
     """The same officials, acting on another programme's steps: the county reviews, the
     notice is up for five calendar days, students sign for their grants in person."""
     result, out = await demo_season(
-        tmp_path, applicants_count=8, day_seconds=1.0, programme="new-student-aid"
+        tmp_path, applicants_count=8, day_seconds=0.6, programme="new-student-aid"
     )
     assert result.report_md is not None
     assert set(result.statuses.values()) <= {"received", "rejected", "withdrawn"}

@@ -729,8 +729,12 @@ async def test_a_quote_in_a_filter_or_place_widens_nothing(gateway: Gateway) -> 
             assert r.json() == [], (params, r.text)
         else:
             problem(r, 422)
+    # The server is shared with other tests: a village sees its own village's, never
+    # another's (the other village's application, known to be listed, is not).
     own = await gateway.http.get("/v1/applications", headers=gateway.auth("village"))
-    assert {r["workflow_id"] for r in own.json()} == {mine.wf}, own.text
+    listed = {r["workflow_id"]: r["village"] for r in own.json()}
+    assert mine.wf in listed and theirs.wf not in listed, own.text
+    assert set(listed.values()) == {VILLAGE}, own.text
     posting = {"level": "village", "season": "2027"}
     problem(
         await gateway.http.post(

@@ -470,6 +470,7 @@ class NoticeWorkflow:
             open_objections={k: v for k, v in self.open_objections.items() if v},
             details_zh=zh,
             details_en=en,
+            claims=dict(self.claims),
         )
 
     def _up(self) -> list[Posting]:
