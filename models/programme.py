@@ -15,7 +15,15 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
 
-from models.domain import DocumentKind, EducationLevel, HouseholdCategory, Level, Role
+from models.domain import (
+    STAGE_NAME_EN,
+    STAGE_NAME_ZH,
+    DocumentKind,
+    EducationLevel,
+    HouseholdCategory,
+    Level,
+    Role,
+)
 from models.steps import FundsStep, NoticeStep, PayoutStep, ReceiptStep, ReviewStep, Step, StepBase
 
 __all__ = [
@@ -221,6 +229,13 @@ class Programme(_Frozen):
     def step_at(self, stage: str) -> Step | None:
         """The step an application in ``stage`` is at (None: it has ended)."""
         return next((s for s in self.steps if stage in (s.stage, *s.stages_within)), None)
+
+    def label(self, stage: str) -> tuple[str, str]:
+        """A stage's name, Chinese and English: the programme's step, or an end."""
+        for s in self.steps:
+            if s.stage == stage:
+                return s.label_zh, s.label_en
+        return STAGE_NAME_ZH.get(stage, stage), STAGE_NAME_EN.get(stage, stage)
 
     def stages(self) -> list[str]:
         """Every stage of the programme's steps, in order, without the ends."""

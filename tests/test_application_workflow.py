@@ -586,9 +586,12 @@ async def test_a_signal_without_its_argument_breaks_nothing(
     case = await new_case()
     for name in ("decide_signal", "withdraw_signal", "funds_released", "payment_result"):
         await case.handle.signal(name)
+    # Two arguments, and a name no handler takes (the SDK kept such a signal unseen).
+    await case.handle.signal("decide_signal", args=[{"request_id": "x"}, "extra"])
+    await case.handle.signal("nope_signal", {"stage": "village_review"})
     for _ in range(50):
         trail = await case.api.trail(case.wf)
-        if [e.kind for e in trail].count("refused") == 4:
+        if [e.kind for e in trail].count("refused") == 6:
             break
         await asyncio.sleep(0.1)
     refused = [e for e in trail if e.kind == "refused"]
@@ -598,9 +601,12 @@ async def test_a_signal_without_its_argument_breaks_nothing(
         "withdraw_signal",
         "funds_released",
         "payment_result",
+        "decide_signal",
+        "nope_signal",
     ]
     assert "statement" in refused[0].detail["reason"]
     assert "seal" in refused[2].detail["reason"]
+    assert refused[5].detail["reason"] == "no such message"
     season = app_stack.api.client.get_workflow_handle(app_stack.api.started_seasons()[0])
     await season.signal("payment_settled")
     await season.signal("repayment_ready")

@@ -18,12 +18,13 @@ returns the first answer and changes nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 from temporalio import workflow
+from temporalio.common import RawValue
 
 from workflows import deadlines, operators, requests
 from workflows.steps import PaymentState, Refused, StepRunner, runner_for
@@ -49,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
         WithdrawalRequest,
     )
     from models.calendar import TabulatedCalendar
-    from models.domain import STAGE_NAME_EN, STAGE_NAME_ZH, Stage
+    from models.domain import Stage
     from models.ids import season_workflow_id
     from models.payout import AccountCorrection
     from models.records import NotificationIntent, ScheduleRequest, SeasonSchedule
@@ -132,7 +133,7 @@ class ApplicationWorkflow:
             self.record(
                 "stage_entered",
                 SYSTEM,
-                f"{self.label(self.terminal)[0]}，申请办结 / {self.label(self.terminal)[1]}; the application is closed",
+                f"{self.programme.label(self.terminal)[0]}，申请办结 / {self.programme.label(self.terminal)[1]}; the application is closed",
             )
         self.publish()
         await workflow.wait_condition(
@@ -193,17 +194,10 @@ class ApplicationWorkflow:
         )
 
     def stage_zh(self) -> str:
-        return self.label(self.stage)[0]
+        return self.programme.label(self.stage)[0]
 
     def stage_en(self, stage: str) -> str:
-        return self.label(stage)[1]
-
-    def label(self, stage: str) -> tuple[str, str]:
-        """A stage's name, Chinese and English: the programme's step, or an end."""
-        for s in self.programme.steps:
-            if s.stage == stage:
-                return s.label_zh, s.label_en
-        return STAGE_NAME_ZH.get(stage, stage), STAGE_NAME_EN.get(stage, stage)
+        return self.programme.label(stage)[1]
 
     # ------------------------------------------------------------ deadlines (R6)
 
@@ -330,6 +324,11 @@ class ApplicationWorkflow:
     def refuse_unproven(self, name: str, problem: str) -> None:
         """A signal whose sender is not proven (workflows/authority.py): recorded, dropped."""
         requests.refuse_unproven(self, name, problem)
+
+    @workflow.signal(dynamic=True)
+    def unknown_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        """A signal no handler takes is refused on the record too (the SDK kept it unseen)."""
+        requests.refuse_unproven(self, name[:64], "no such message")
 
     # ------------------------------ messages from its notices, the season and its batches
     # Internal: each goes to the current step's runner (or the payment), which ignores

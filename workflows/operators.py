@@ -60,7 +60,7 @@ def details(app: ApplicationWorkflow) -> tuple[str, str]:
 
 def _details(app: ApplicationWorkflow) -> tuple[str, str]:
     if app.terminal is not None:
-        zh, en = app.label(app.terminal)
+        zh, en = app.programme.label(app.terminal)
         if app.rejection_reason:
             zh, en = f"{zh}：{app.rejection_reason}", f"{en}: {app.rejection_reason}"
         return zh, en
