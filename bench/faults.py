@@ -716,17 +716,24 @@ async def check(
         }
     payout_broken = any(not wf.startswith((PROGRAMME.code + "/", "notice/")) for wf in broken)
 
+    def notice_of(wf: str) -> str | None:
+        step = PROGRAMME.step_at(final[wf])
+        row = places.get(wf)
+        if not isinstance(step, NoticeStep) or row is None:
+            return None
+        code = row.village_code if step.level is Level.VILLAGE else row.township_code
+        return notice_workflow_id(PROGRAMME.code, SEASON, "", step.level, code, step.stage)
+
+    # A notice posts by itself when a member on that posting says its time has come: a
+    # member the defect broke never says it, and holds the members ready after it.
+    held_notices = {notice_of(wf) for wf in broken if wf in final} - {None}
+
     def held_by_defect(wf: str) -> bool:
         if wf in broken:
             return True
-        step = PROGRAMME.step_at(final[wf])
-        row = places.get(wf)
-        if isinstance(step, NoticeStep) and row is not None:
-            code = row.village_code if step.level is Level.VILLAGE else row.township_code
-            return (
-                notice_workflow_id(PROGRAMME.code, SEASON, "", step.level, code, step.stage)
-                in broken
-            )
+        notice = notice_of(wf)
+        if notice is not None:
+            return notice in broken or notice in held_notices
         return payout_broken and final[wf] not in BEFORE_FUNDS
 
     held = {wf for wf in submitted if final[wf] not in ENDED and held_by_defect(wf)}
