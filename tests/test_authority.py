@@ -666,3 +666,50 @@ def test_a_file_name_built_from_an_id_stays_in_its_folder(
             )
         assert refused.value.non_retryable, request_id
     assert not list(tmp_path.rglob("*.csv")) and not list(tmp_path.rglob("*.xlsx"))
+
+
+async def test_the_temporal_cli_starting_an_application_by_hand_gets_nothing(
+    new_case: Callable[..., Awaitable[Case]], ts_env: WorkflowEnvironment, app_stack: AppStack
+) -> None:
+    """Issue 21, as it was found: `temporal workflow start --type ApplicationWorkflow` with
+    a made-up amount, from the `temporal` CLI (a client nobody here wrote), fails at once
+    for want of the gateway's statement; nothing is recorded or paid."""
+    import json
+    import subprocess
+    import sys
+
+    case = await new_case()
+    wf_id = f"by-hand-{uuid.uuid4().hex[:8]}"
+    forged = (await _input_of(case)).model_copy(
+        update={"workflow_id": wf_id, "amount_cny": 999_999}
+    )
+    temporal = Path(sys.executable).parent / "temporal"
+    r = await asyncio.to_thread(
+        subprocess.run,
+        [
+            str(temporal),
+            "workflow",
+            "start",
+            "--address",
+            ts_env.client.service_client.config.target_host,
+            "--namespace",
+            ts_env.client.namespace,
+            "--task-queue",
+            app_stack.worker.task_queue,
+            "--type",
+            "ApplicationWorkflow",
+            "--workflow-id",
+            wf_id,
+            "--input",
+            json.dumps(forged.model_dump(mode="json"), ensure_ascii=False),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr  # the server takes the start; the workers refuse it
+    with pytest.raises(WorkflowFailureError) as failed:
+        await ts_env.client.get_workflow_handle(wf_id).result()
+    assert "statement" in str(failed.value.cause), failed.value.cause
+    with Session(app_stack.engine) as s:
+        assert not s.exec(select(Payment).where(Payment.workflow_id == wf_id)).all()

@@ -247,6 +247,26 @@ async def test_intake_on_the_server_and_who_may_date_a_paper_form(gateway: Gatew
         ),
         403,
     )
+    # The village office dates a paper form it received in the 2026 window: taken, and
+    # the trail says who received it, by which credential.
+    serial = next(_SERIALS)
+    gateway.registry.add(serial, VILLAGE)
+    paper = form(serial, season=2026).model_dump(mode="json")
+    taken = await gateway.http.post(
+        "/v1/applications",
+        json={"form": paper, "received_at": "2026-08-12T10:00:00+08:00"},
+        headers=gateway.auth("village"),
+    )
+    assert taken.status_code in (200, 201), taken.text
+    paper_wf = taken.json()["workflow_id"]
+    for _ in range(50):
+        submitted = [e for e in await gateway.stack.api.trail(paper_wf) if e.kind == "submitted"]
+        if submitted:
+            break
+        await asyncio.sleep(0.1)
+    detail = submitted[0].detail
+    assert detail["received_by"] == OFFICES["village"][0], detail
+    assert detail["received_by_credential"] and detail["submitted_at"].startswith("2026-08-12")
     # An applicant's credential submits no one else's application.
     assert (
         "own application"
