@@ -21,6 +21,11 @@ def test_it_finds_numbers_and_names_no_number(tmp_path: Path) -> None:
     assert r9.kinds_in(f"账号 {account}") == ["account number"]
     # Masked, hashed or a MAC's hex: nothing.
     assert r9.kinds_in("6230***********0123 341225********0017 a1b2" + "0" * 20 + "c3") == []
+    # A SHA-256 whose digits happen to run 18 long and pass the check digit: a digest,
+    # not a number (a CI run's chain head was taken for one).
+    digest = "9f3c" + nid + "e0" + "ab" * 20
+    assert len(digest) == 64 and r9.kinds_in(f'"hash": "{digest}"') == []
+    assert r9.kinds_in(f"申请人{nid}号") == ["national id"]  # between characters: found
     (tmp_path / "files").mkdir()
     (tmp_path / "files" / "report.md").write_text(f"| {nid} |", encoding="utf-8")
     (tmp_path / "outbox").mkdir()
