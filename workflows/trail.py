@@ -82,7 +82,7 @@ class Trail:
             batch = list(self.unsaved)
             notes = {e.seq: self._notes.pop(e.seq) for e in batch if e.seq in self._notes}
             try:
-                await workflow.execute_local_activity_method(
+                head = await workflow.execute_local_activity_method(
                     RecordActivities.record_events,
                     EventBatch(snapshot=snapshot(), events=batch, notifications=notes),
                     start_to_close_timeout=timedelta(seconds=30),
@@ -102,7 +102,12 @@ class Trail:
                     on_change()
                 await workflow.sleep(_FAILING_PAUSE, summary="try saving the trail again")
                 continue
-            del self.unsaved[: len(batch)]
+            # Saved is what the database holds (the answer's head), not what was sent: a
+            # history replayed after a crash can batch the events otherwise than the run
+            # that wrote it, and a marker's answer is taken whatever the batch held (an
+            # event dropped unwritten left a gap in the audit chain: the fault harness).
+            self.unsaved = [e for e in self.unsaved if e.seq > head.seq]
+            self._notes.update({seq: n for seq, n in notes.items() if seq > head.seq})
             if self.failing_since is not None:
                 workflow.logger.warning(
                     "the trail is saved again", extra={"event": "persistence_recovered"}
