@@ -76,9 +76,10 @@ class NoticeWorkflow:
         self.first_joined_at: datetime | None = None  # of the next posting's first member
         self.auto_post_at: datetime | None = None
         self.explicit: tuple[datetime, NoticePostRequest] | None = None
-        # Waiting members whose clock reached the automatic posting time they were told,
-        # and that time: kept until they are posted, so that a word that came while the
-        # time was being worked out (a posting under way) still counts once it is known.
+        self.due = False  # a member's clock reached the automatic posting time
+        # Members whose clock reached the time they were told while the next time was
+        # being worked out (a posting under way), and that time: judged once it is known
+        # (the word was dropped, and they waited a day to ask again).
         self.claims: dict[str, datetime] = {}
         self.postings: list[Posting] = []
         self.next_number = 1  # the posting that pending members will be on
@@ -100,9 +101,9 @@ class NoticeWorkflow:
             # notice's, from its members' instants; the notice's own clock never
             # decides it, so a member that waits is never posted early or late.
             await workflow.wait_condition(
-                lambda: self.explicit is not None or self._due() or not self.pending
+                lambda: self.explicit is not None or self.due or not self.pending
             )
-            if self.explicit is not None or self._due():
+            if self.explicit is not None or self.due:
                 await self._post(self.auto_post_at or workflow.now())
             else:  # every member left before the posting
                 self.first_joined_at = self.auto_post_at = None
@@ -141,7 +142,7 @@ class NoticeWorkflow:
         return True
 
     async def _post(self, auto_at: datetime) -> None:
-        explicit, self.explicit = self.explicit, None
+        explicit, self.explicit, self.due = self.explicit, None, False
         posted_at, req = explicit if explicit else (auto_at, None)
         # The list holds the applications ready by the posting's instant (by their own
         # clocks: in production always all of them; in the simulator, whose clocks
@@ -158,6 +159,7 @@ class NoticeWorkflow:
             at = await self._auto_post_time(first)
             if self.first_joined_at == first:
                 self.auto_post_at = at
+                self._judge_claims()
         period = await workflow.execute_local_activity_method(
             CalendarActivities.compute_notice_period,
             NoticeRequest(posted_at=posted_at, days=self.step.days, counting=self.step.counting),
@@ -289,6 +291,7 @@ class NoticeWorkflow:
             at = await self._auto_post_time(joined_at)
             if self.first_joined_at == joined_at:
                 self.auto_post_at = at
+                self._judge_claims()
         await workflow.wait_condition(
             lambda: self.auto_post_at is not None or wf not in self.pending
         )
@@ -316,23 +319,25 @@ class NoticeWorkflow:
         """A member's clock reached the automatic posting time it was told."""
         if not isinstance(due, PostingDue):
             return workflow.logger.warning("posting_due without its argument: dropped")
-        if due.workflow_id in self.pending:
-            self.claims[due.workflow_id] = max(
-                due.auto_post_at, self.claims.get(due.workflow_id, due.auto_post_at)
-            )
+        if due.workflow_id not in self.pending:
+            return
+        if self.auto_post_at is None:  # being worked out: judged once it is known
+            self.claims[due.workflow_id] = due.auto_post_at
+        else:
+            self._judge(due.workflow_id, due.auto_post_at)
 
-    def _due(self) -> bool:
-        """The automatic posting is due: a member on it (ready by its time) has said its
-        clock reached that time. One ready later (another clock, in the simulator) waits
-        for the next posting; one told an earlier time is told the new one and says so
-        again when its clock reaches it."""
-        at = self.auto_post_at
-        if at is None:
-            return False
-        return any(
-            wf in self.pending and self.pending[wf].joined_at <= at <= claimed
-            for wf, claimed in self.claims.items()
-        )
+    def _judge(self, wf: str, claimed: datetime) -> None:
+        """Only a member on the posting (ready by its time) says it is due: one ready later
+        (another clock, in the simulator) waits for the next; one told an earlier time is
+        told the new one and says so again when its clock reaches it."""
+        at, member = self.auto_post_at, self.pending.get(wf)
+        if member is not None and at is not None and member.joined_at <= at <= claimed:
+            self.due = True
+
+    def _judge_claims(self) -> None:
+        claims, self.claims = self.claims, {}
+        for wf, claimed in claims.items():
+            self._judge(wf, claimed)
 
     @workflow.signal
     def member_changed(self, change: Any = None) -> None:

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from models.application import (
     Actor,
@@ -163,23 +164,25 @@ class NoticeDesk(Desk[NoticeStep]):
         runs at the wall clock's pace between fast-forwards: on a loaded machine it can be
         seconds after the decision's instant, after this posting's. Refused for that
         ("nothing to post"), the owner posts again once the members are ready."""
-        req = NoticePostRequest(request_id=uuid.uuid4().hex, actor=n.owner)
-        try:
-            await season.again(lambda: season.api.post_notice(n.notice_id, req))
-        except Refused as refusal:
-            if "nothing to post" not in str(refusal):
-                raise
+        for attempt in range(3):
+            req = NoticePostRequest(request_id=uuid.uuid4().hex, actor=n.owner)
+            try:
+                await season.again(partial(season.api.post_notice, n.notice_id, req))
+                break
+            except Refused as refusal:
+                if "nothing to post" not in str(refusal) or attempt == 2:
+                    raise
             st = await season.api.notice_status(n.notice_id)
             if len(st.postings) >= n.postings:
-                return  # it posted itself meanwhile: the same list
+                # It posted itself meanwhile (a member's clock reached its time on the
+                # way): the same list, at the same instant.
+                break
             ids = {a.workflow_id for a in members}
             ready = max((m.joined_at for m in st.pending if m.workflow_id in ids), default=at)
             await season.everyone_to(
                 max(at, ready) + timedelta(seconds=1), members, also=n.notice_id
             )
             season.counts["notice postings sent again"] += 1
-            again = NoticePostRequest(request_id=uuid.uuid4().hex, actor=n.owner)
-            await season.again(lambda: season.api.post_notice(n.notice_id, again))
         season.counts["requests"] += 1
 
     async def _shows(
