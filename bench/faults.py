@@ -717,11 +717,13 @@ async def check(
     payout_broken = any(not wf.startswith((PROGRAMME.code + "/", "notice/")) for wf in broken)
 
     def notice_of(wf: str) -> str | None:
-        step = PROGRAMME.step_at(final[wf])
+        step = notice_step(final[wf])
         row = places.get(wf)
-        if not isinstance(step, NoticeStep) or row is None:
+        if step is None or row is None:
             return None
-        code = row.village_code if step.level is Level.VILLAGE else row.township_code
+        code = {Level.VILLAGE: row.village_code, Level.TOWNSHIP: row.township_code}.get(
+            step.level, row.county_code
+        )
         return notice_workflow_id(PROGRAMME.code, SEASON, "", step.level, code, step.stage)
 
     # A notice posts by itself when a member on that posting says its time has come: a
@@ -788,11 +790,17 @@ async def check(
     }
 
 
+def notice_step(stage: str) -> NoticeStep | None:
+    """The programme's public notice at ``stage``, if it is one (the programme answers:
+    the harness asks no step its kind)."""
+    return next((n for level in Level if (n := PROGRAMME.notice_at(level, stage))), None)
+
+
 async def _notice_of(api: AidflowClient, st: ApplicationStatus) -> NoticeStatus | None:
     """The notice an application in a notice step waits for (for the report of a stuck
     one)."""
-    step = PROGRAMME.step_at(st.stage)
-    if not isinstance(step, NoticeStep):
+    step = notice_step(st.stage)
+    if step is None:
         return None
     notice_id = notice_workflow_id(
         PROGRAMME.code, SEASON, "", step.level, st.places.code_at(step.level), step.stage
