@@ -954,20 +954,25 @@ async def test_a_trail_that_cannot_be_saved_is_loud_and_holds_the_application(
 
     async with make_stack(ts_env, keys, calendar, registry, tmp_path, replace=broken) as stack:
         case = await submitted_case(stack.api, ts_env)
+        await through_village_notice(case)
+        await township_notice_posted(case)
+        await case.advance_to(cst(9, 18, 0, 1))
+        await case.at_stage("county_approval")
         records[0].broken = True
-        await case.approve("village_review", village_official())
+        await case.approve("county_approval", county_official())
         st = await case.wait_for(lambda s: s.waiting_for == "system", "the trail failing")
         assert (
             "the trail cannot be saved" in st.details_en and "database is locked" in st.details_en
         )
         assert "记录无法保存" in st.details_zh
-        assert st.stage == "village_review" and st.notice is None  # no next step begun
+        # The funds step reads the saved row: it does not begin on an unsaved trail.
+        assert st.stage == "county_approval", st
         described = await case.handle.describe()
         assert described.typed_search_attributes.get(search.WAITING_FOR) == "system"
         assert records[0].failed >= 4
         records[0].broken = False
         await case.advance_to(await case.now() + timedelta(minutes=1, seconds=1))
-        st = await case.at_stage("village_notice")
+        st = await case.at_stage("awaiting_funds")
         assert "cannot be saved" not in st.details_en
         trail = await stack.api.trail(case.wf)
         await case.wait_for(lambda s: True, "settle")

@@ -117,9 +117,9 @@ class ApplicationWorkflow:
             if self.closed:
                 break
             if index > 0:
-                # A step begins on a saved trail (a payout must not read a stale row):
-                # while it cannot be saved, the application waits and says so (trail.py).
-                await workflow.wait_condition(lambda: not self._trail.unsaved or self.closed)
+                # No step begins while the trail cannot be saved; one that reads the saved
+                # rows (funds, payout) only once all before it is saved (trail.py).
+                await self._trail.ready(step.reads_saved_rows, lambda: self.closed)
                 if self.closed:
                     break
                 self.index, self.runner = index, runner_for(self, step)

@@ -115,6 +115,13 @@ class Trail:
                 self.failing_since, self.failure = None, ""
                 on_change()
 
+    async def ready(self, whole: bool, closed: Callable[[], bool]) -> None:
+        """Until a step may begin: the trail not failing; with ``whole``, every event
+        saved (a step that reads the saved rows must not read a stale one)."""
+        await workflow.wait_condition(
+            lambda: closed() or (not self.unsaved if whole else self.failing_since is None)
+        )
+
     def details(self) -> tuple[str, str] | None:
         """What operators read while the trail cannot be saved; None while it can."""
         if self.failing_since is None:

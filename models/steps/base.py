@@ -27,6 +27,9 @@ class StepBase(BaseModel):
     due: str  # key of a FixedDate of the programme
     # Whether the application may still be withdrawn while it is at this step.
     withdrawable: ClassVar[bool] = True
+    # Whether the step reads the application's saved rows (money: the funds' roster,
+    # the payout's account): it begins only once every event before it is saved.
+    reads_saved_rows: ClassVar[bool] = False
     # The stage an application ends in when this step is its programme's last one.
     done_stage: ClassVar[str] = "done"
     # Stages an application can be in while this step is still its step (besides

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from models.domain import Role
 from models.steps.base import StepBase
@@ -10,6 +10,7 @@ from models.steps.base import StepBase
 
 class FundsStep(StepBase):
     kind: Literal["funds"] = "funds"
+    reads_saved_rows: ClassVar[bool] = True
     stage: str = "awaiting_funds"
     label_zh: str = "等待资金到位"
     label_en: str = "awaiting funds"

@@ -12,6 +12,7 @@ from models.steps.base import StepBase
 
 class PayoutStep(StepBase):
     kind: Literal["payout"] = "payout"
+    reads_saved_rows: ClassVar[bool] = True
     stage: str = "awaiting_payment"
     label_zh: str = "等待打卡发放"
     label_en: str = "awaiting card payout"
