@@ -921,6 +921,24 @@ async def test_search_attributes_and_current_details(
     )
 
 
+async def audit_seqs(engine: Any, wf: str, *, at_least: int) -> list[int]:
+    """The audit log's seqs of ``wf``, in order, once it holds ``at_least`` (the trail's
+    writes are asynchronous) or after five seconds."""
+    for _ in range(50):
+        with Session(engine) as s:
+            seqs = list(
+                s.execute(
+                    select(col(AuditEntry.seq))
+                    .where(col(AuditEntry.workflow_id) == wf)
+                    .order_by(col(AuditEntry.seq))
+                ).scalars()
+            )
+        if len(seqs) >= at_least:
+            break
+        await asyncio.sleep(0.1)
+    return seqs
+
+
 class BrokenRecords(RecordActivities):
     """The trail's writes fail while ``broken`` (a database away, a row it refuses)."""
 
@@ -976,18 +994,7 @@ async def test_a_trail_that_cannot_be_saved_is_loud_and_holds_the_application(
         assert "cannot be saved" not in st.details_en
         trail = await stack.api.trail(case.wf)
         await case.wait_for(lambda s: True, "settle")
-        for _ in range(50):
-            with Session(stack.engine) as s:
-                seqs = list(
-                    s.execute(
-                        select(col(AuditEntry.seq))
-                        .where(col(AuditEntry.workflow_id) == case.wf)
-                        .order_by(col(AuditEntry.seq))
-                    ).scalars()
-                )
-            if len(seqs) >= len(trail):
-                break
-            await asyncio.sleep(0.1)
+        seqs = await audit_seqs(stack.engine, case.wf, at_least=len(trail))
         assert seqs[: len(trail)] == [e.seq for e in trail]
 
 
@@ -1020,16 +1027,5 @@ async def test_what_is_saved_is_what_the_database_holds(
         case = await submitted_case(stack.api, ts_env)
         await through_village_notice(case)
         trail = await stack.api.trail(case.wf)
-        for _ in range(50):
-            with Session(stack.engine) as s:
-                seqs = list(
-                    s.execute(
-                        select(col(AuditEntry.seq))
-                        .where(col(AuditEntry.workflow_id) == case.wf)
-                        .order_by(col(AuditEntry.seq))
-                    ).scalars()
-                )
-            if len(seqs) >= len(trail):
-                break
-            await asyncio.sleep(0.1)
+        seqs = await audit_seqs(stack.engine, case.wf, at_least=len(trail))
         assert seqs[: len(trail)] == [e.seq for e in trail] == list(range(1, len(trail) + 1))
