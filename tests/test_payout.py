@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,13 +23,13 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from activities.funds import FundsActivities, PaymentResults
+from activities.funds import FundsActivities, FundsRequestInput, PaymentResults
 from activities.report import build_report, to_markdown
 from models.application import Actor, DecisionRequest, WithdrawalRequest
 from models.calendar import WorkingCalendar
 from models.domain import DecisionKind, Role
 from models.ids import season_workflow_id
-from models.payout import PreparedBatch
+from models.payout import FundsRequestSummary, PreparedBatch
 from store.sealing import Keys
 from store.tables import ApplicationRow, OutboxMessage, Payment
 from tests.conftest import AppStack, Registry, make_stack
@@ -317,6 +318,70 @@ async def test_season_stays_open_while_requested_funds_have_not_arrived(
                 history_path("season_open_until_requested_funds_arrive").write_text(
                     (await season.fetch_history()).to_json()
                 )
+    finally:
+        await env.shutdown()
+
+
+class SlowFundsRequest(FundsActivities):
+    """The funds request's roster is written slowly: held while ``held`` (as a worker
+    killed mid-activity holds it until its start-to-close timeout)."""
+
+    held = True
+
+    @activity.defn(name="create_funds_request")
+    def create_funds_request(self, req: FundsRequestInput) -> FundsRequestSummary:
+        while self.held:
+            time.sleep(0.05)
+        return super().create_funds_request(req)
+
+
+async def test_a_funds_request_under_way_at_the_summary_date_keeps_the_season_open(
+    keys: Keys, calendar: WorkingCalendar, registry: Registry, tmp_path: Path
+) -> None:
+    """Found by the fault harness: a worker killed while a funds request was being
+    written left its activity to be retried after its timeout; the summary date passed
+    meanwhile, the season saw nothing open (the request was not yet on its books), closed
+    once the request was written, and its applications waited for funds for good."""
+    from tests.support import IN_WINDOW_2027, form
+    from tests.test_application_workflow import _SERIALS
+
+    slow: list[SlowFundsRequest] = []
+
+    def replace(deps: Dependencies) -> list[Any]:
+        slow.append(
+            SlowFundsRequest(deps.engine, deps.keys, deps.calendar, deps.files_dir, deps.bank_dir)
+        )
+        return [slow[0].create_funds_request]
+
+    env = await start_time_skipping_server()  # its own: the season may close
+    try:
+        async with make_stack(env, keys, calendar, registry, tmp_path, replace=replace) as stack:
+            case = Case(
+                stack.api, env, await stack.api.submit(form(next(_SERIALS)), now=IN_WINDOW_2027)
+            )
+            await to_awaiting_funds(case)
+            season = await season_handle(stack)
+            # Three seconds before the summary date (24:00 of 30 October); the season's
+            # clock runs on with the wall clock while the request's roster is held.
+            await advance(env, season, cst(10, 31) - timedelta(seconds=3))
+            asking = asyncio.create_task(
+                stack.api.request_funds(
+                    "county-subsidy", 2027, COUNTY, BUREAU, request_id="fr-under-way"
+                )
+            )
+            await eventually(lambda: _report_ready(season), "season report")
+            await asyncio.sleep(4.0)  # the summary date passes while the request is written
+            assert await env.get_current_time(season) > cst(10, 31)
+            slow[0].held = False
+            summary = await asyncio.wait_for(asking, 60)
+            assert summary.count == 1
+            for _ in range(50):  # (closing writes the summary first: give it time to)
+                desc = await season.describe()
+                assert desc.status == WorkflowExecutionStatus.RUNNING, (
+                    "the season closed under a funds request"
+                )
+                await asyncio.sleep(0.1)
+            assert "waiting for the funds of fr-under-way" in (await season_details(season))
     finally:
         await env.shutdown()
 

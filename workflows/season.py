@@ -145,8 +145,12 @@ class SeasonWorkflow:
         return self._batches
 
     def _season_over(self, summary_due: datetime) -> bool:
+        # A request or an arrival still being handled is not on the books yet: a worker
+        # killed while writing a request's roster holds it for the activity's timeout,
+        # and a season closed under it left its applications waiting for funds for good.
         return (
             workflow.now() >= summary_due
+            and workflow.all_handlers_finished()
             and not self._open_requests()
             and not self._unsettled
             and not self._pending
