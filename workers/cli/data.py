@@ -127,10 +127,10 @@ def audit_verify(
             "GET", "/v1/audit/verify", params={"season": season, "programme": programme}
         )
         chains, rows = answer["chains"], answer["rows"]
-        breaks = [
-            f"{b['workflow_id']} seq {b['seq']} (row id {b['row_id']}): {b['problem']}"
-            for b in answer["breaks"]
-        ]
+        from store.audit import Break
+
+        # Read as the local check prints them: a sealed row's break names its row alone.
+        breaks = [str(Break(**b)) for b in answer["breaks"]]
         seen = f", each matching its workflow history ({chains})"
     if not breaks:
         console.print(f"audit log intact: {chains} application(s), {rows} row(s){seen}")
