@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,7 +55,7 @@ from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, Telemetr
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
 from bench import r9
-from bench.run import SECRET, Proc, free_port, poll_after, spawn
+from bench.run import SECRET, Proc, free_port, spawn
 from models.application import ApplicationStatus
 from models.domain import Level, Role
 from models.notice import NoticeStatus, notice_workflow_id
@@ -189,6 +190,14 @@ class Season:
         self.last_change = time.monotonic()
         self.index: dict[str, int] = {}  # each application's number, for its draws and ids
         self.visits: Counter[tuple[str, str]] = Counter()
+        self.season_closed = False  # the county's season refused a request: it has closed
+        # What the Web UI's list shows of each application (its search attributes), read
+        # in one visibility list a second: an application's status is asked for (a query,
+        # a workflow task on the worker) only when that changed or its timer is due. At
+        # 1,000 applications, asking each every few seconds saturated two cores.
+        self.shown: dict[str, tuple[Any, ...]] = {}
+        self.asked = 0  # status queries sent
+        self.changed: dict[str, asyncio.Event] = {}
 
     async def closed(self, wf: str) -> bool:
         try:
@@ -215,6 +224,7 @@ class Season:
         failed = 0
         while True:
             try:
+                self.asked += 1
                 st = await asyncio.wait_for(self.api.status(wf), 20)
                 failed = 0
             except Exception as e:  # a worker or server away, or a workflow that cannot answer
@@ -238,7 +248,38 @@ class Season:
                 await asyncio.sleep(1.0)
                 continue
             if not acted:
-                await asyncio.sleep(poll_after(st.waiting_until))
+                await self.until_changed(wf, st.waiting_until)
+
+    async def until_changed(self, wf: str, waiting_until: datetime | None) -> None:
+        """Until the application's listed attributes change, or its timer is due (a
+        timer's firing changes nothing listed until its task has run), or 30 s."""
+        changed = self.changed.setdefault(wf, asyncio.Event())
+        changed.clear()
+        wait = 30.0
+        if waiting_until is not None:
+            left = (waiting_until - datetime.now(UTC)).total_seconds()
+            if left > 0:
+                wait = min(wait, left + 0.05)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), wait)
+
+    async def watch(self, task_queue: str) -> None:
+        """The visibility list of the season's applications, once a second."""
+        query = f"TaskQueue = '{task_queue}' AND WorkflowType = 'ApplicationWorkflow'"
+        while True:
+            try:
+                async for w in self.api.client.list_workflows(query):
+                    attrs = w.search_attributes
+                    shown = (
+                        w.status,
+                        *(tuple(attrs.get(k) or ()) for k in ("Stage", "WaitingFor", "Overdue")),
+                    )
+                    if self.shown.get(w.id) != shown:
+                        self.shown[w.id] = shown
+                        self.changed.setdefault(w.id, asyncio.Event()).set()
+            except Exception as e:  # the server away for a moment
+                self.errors[f"watch: {type(e).__name__}"] += 1
+            await asyncio.sleep(1.0)
 
     async def act(self, i: int, wf: str, st: ApplicationStatus) -> bool:
         """The desk of the application's step acts at once (the harness's offices do not
@@ -303,6 +344,8 @@ class Season:
                 ),
             )
             if summary is None:
+                if self.season_closed:
+                    return  # nothing more can be asked for: its applications are stuck
                 quiet_until = time.monotonic() + 2 * self.day
                 continue
             await asyncio.sleep(self.day)
@@ -332,12 +375,24 @@ class Season:
             except Refused as e:
                 if "Timeout" not in str(e) and "deadline" not in str(e).lower():
                     self.errors[f"{what} refused: {str(e)[:80]}"] += 1
+                    self.season_closed |= any(p.problem == "closed" for p in e.problems)
                     return None
                 self.errors[f"{what}: timed out"] += 1
                 await asyncio.sleep(1.0)
             except Exception as e:
                 self.errors[f"{what}: {type(e).__name__}"] += 1
                 await asyncio.sleep(1.0)
+
+
+def progress(season: Season) -> None:
+    """One line on stderr: the seconds, the stages, the faults' phases begun."""
+    stages = dict(Counter(season.stages.values()).most_common())
+    print(
+        f"faults: {time.monotonic() - season.started:.0f} s {stages} "
+        f"phases {sorted(season.phase_began)} errors {sum(season.errors.values())}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 async def chaos(stack: Stack, season: Season, faults: list[Fault], done: asyncio.Event) -> None:
@@ -490,13 +545,14 @@ async def run_faults(
         done = asyncio.Event()
         faulting = asyncio.create_task(chaos(stack, season, faults, done))
         county = asyncio.create_task(season.county_office())
+        watching = asyncio.create_task(season.watch(settings.task_queue))
         work_done = asyncio.gather(*(season.application(i, wf) for i, wf in enumerate(submitted)))
         # Until every application has ended, or nothing has moved for a long while
         # (stuck ones are counted), or the time limit; or, sooner, once nothing has moved
         # for a while and every open one is a workflow the SDK defect broke (it will not
         # move again: waiting out the stall only costs time).
         stall_s = max(60.0, 60 * day_seconds)
-        looked_at = 0.0
+        looked_at = said_at = 0.0
         while not work_done.done() and time.monotonic() - started < limit_s:
             quiet = time.monotonic() - season.last_change
             if quiet > stall_s:
@@ -506,9 +562,17 @@ async def run_faults(
                 if await only_broken_left(api, season, windows(faults)):
                     break
             await asyncio.wait({work_done}, timeout=1.0)
+            if time.monotonic() - said_at > 30:  # where it stands, for a run that hangs
+                said_at = time.monotonic()
+                progress(season)
         done.set()
-        await faulting
-        for task in (work_done, county):
+        # A fault under way finishes (its recovery check is bounded); one waiting for
+        # its moment is dropped.
+        try:
+            await asyncio.wait_for(faulting, 300)
+        except TimeoutError:
+            season.errors["chaos: cut short after the season"] += 1
+        for task in (work_done, county, watching):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -526,6 +590,7 @@ async def run_faults(
         "recovery_s": [f.recover_s for f in faults if f.recover_s is not None],
         "faults": [asdict(f) for f in faults],
         "client_errors": dict(season.errors.most_common(12)),
+        "status_queries": season.asked,
         "seconds": round(seconds, 1),
         "seed": seed,
         "day_seconds": day_seconds,
@@ -717,14 +782,11 @@ async def check(
     payout_broken = any(not wf.startswith((PROGRAMME.code + "/", "notice/")) for wf in broken)
 
     def notice_of(wf: str) -> str | None:
-        step = notice_step(final[wf])
         row = places.get(wf)
-        if step is None or row is None:
+        if row is None:
             return None
-        code = {Level.VILLAGE: row.village_code, Level.TOWNSHIP: row.township_code}.get(
-            step.level, row.county_code
-        )
-        return notice_workflow_id(PROGRAMME.code, SEASON, "", step.level, code, step.stage)
+        codes = {Level.VILLAGE: row.village_code, Level.TOWNSHIP: row.township_code}
+        return notice_id(final[wf], lambda level: codes.get(level, row.county_code))
 
     # A notice posts by itself when a member on that posting says its time has come: a
     # member the defect broke never says it, and holds the members ready after it.
@@ -799,15 +861,22 @@ def notice_step(stage: str) -> NoticeStep | None:
 async def _notice_of(api: AidflowClient, st: ApplicationStatus) -> NoticeStatus | None:
     """The notice an application in a notice step waits for (for the report of a stuck
     one)."""
-    step = notice_step(st.stage)
+    notice = notice_id(st.stage, st.places.code_at)
+    if notice is None:
+        return None
+    with contextlib.suppress(Exception):
+        return await asyncio.wait_for(api.notice_status(notice), 20)
+    return None
+
+
+def notice_id(stage: str, code_at: Callable[[Level], str]) -> str | None:
+    """The notice workflow an application in ``stage`` is a member of, if any."""
+    step = notice_step(stage)
     if step is None:
         return None
-    notice_id = notice_workflow_id(
-        PROGRAMME.code, SEASON, "", step.level, st.places.code_at(step.level), step.stage
+    return notice_workflow_id(
+        PROGRAMME.code, SEASON, "", step.level, code_at(step.level), step.stage
     )
-    with contextlib.suppress(Exception):
-        return await asyncio.wait_for(api.notice_status(notice_id), 20)
-    return None
 
 
 def unexplained(result: dict[str, Any]) -> dict[str, int]:

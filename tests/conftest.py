@@ -40,7 +40,6 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from integrations.bank import BankSimulator, SimulatorRules
 from models import search
@@ -57,7 +56,7 @@ from workers.logs import configure_logging
 from workers.revocations import Revocations
 from workers.signing import SKIPPED_CLOCK_LIFETIME
 from workers.simulate import NoticeClock, start_time_skipping_server
-from workers.worker import Dependencies, build_worker
+from workers.worker import Dependencies, WorkerGroup, build_worker
 
 POSTGRES_URL = os.environ.get(
     "AIDFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -95,7 +94,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     argv = [sys.executable, "-m", "bench.faults", "--applications", "20", "--kills", "3"]
     argv += ["--server-restarts", "1", "--seed", "1", "--day-seconds", "1"]
     argv += ["--work", str(work / "stack"), "--out", str(work / "summary.json")]
-    argv += ["--limit-s", "900"]
+    argv += ["--limit-s", "600"]
     with log.open("wb") as f:
         proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
     session.config.stash[_FAULT_RUN] = FaultRun(proc, work / "summary.json", log)
@@ -229,7 +228,7 @@ def registry(keys: Keys) -> Registry:
 @dataclass
 class AppStack:
     api: AidflowClient
-    worker: Worker
+    worker: WorkerGroup
     engine: Engine
     bank: BankSimulator
     deps: Dependencies
