@@ -28,7 +28,13 @@ from temporalio.common import WorkflowIDConflictPolicy
 
 from models.authority import SEAL_HEADER, body_digest, make_seal
 from models.domain import ROLE_NAME_ZH
-from models.notice import JoinRequest, ListFile, NoticeJoined, NoticeListRequest
+from models.notice import (
+    JoinRequest,
+    ListFile,
+    NoticeJoined,
+    NoticeListRequest,
+    workflows_queue,
+)
 from store import cells
 from store.cells import WORKBOOK_OPTIONS
 
@@ -91,7 +97,7 @@ class NoticeActivities:
             "NoticeWorkflow",
             req.notice,
             id=notice_id,
-            task_queue=activity.info().task_queue,
+            task_queue=workflows_queue(activity.info().task_queue),
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             static_summary=(
                 f"{req.notice.place_name or req.notice.place_code} "

@@ -28,6 +28,24 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# A member joins its notice by an activity that waits for the notice's answer, and the
+# notice's answer may wait for its own activity (the list written for a posting under
+# way). On one task queue, enough waiting joins held every activity slot and the notice
+# waited for a slot: at 1,000 applications a county's village notices all stood still
+# (bench/faults.py). So joins run on a queue of their own beside the workflows' queue.
+NOTICE_JOINS_SUFFIX = ".notice-joins"
+
+
+def notice_joins_queue(task_queue: str) -> str:
+    """The queue the joins of the workflows on ``task_queue`` run on."""
+    return task_queue.removesuffix(NOTICE_JOINS_SUFFIX) + NOTICE_JOINS_SUFFIX
+
+
+def workflows_queue(task_queue: str) -> str:
+    """The workflows' queue of a joins queue (itself for the workflows' queue)."""
+    return task_queue.removesuffix(NOTICE_JOINS_SUFFIX)
+
+
 def notice_workflow_id(
     programme: str, season: int, round_: str, level: Level, place_code: str, stage: str
 ) -> str:

@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from models import search
 from models.application import ObjectionRequest
 from models.domain import Level
+from models.notice import notice_joins_queue
 from tests.conftest import AppStack
 from tests.support import VILLAGE, public, village_official
 from tests.test_application_workflow import cst, rid, submitted_case
@@ -72,8 +73,21 @@ async def test_the_notice_shows_its_members_end_and_open_objections(
         "2 application(s) waiting for the village committee to post; automatic posting "
         f"2027-09-01 00:00: {a.wf}, {b.wf}"
     ) in text
-    attrs = (await notice.describe()).typed_search_attributes
+    described = await notice.describe()
+    attrs = described.typed_search_attributes
     assert attrs.get(search.PROGRAMME) == "county-subsidy" and attrs.get(search.SEASON) == 2027
+    # The notice runs on the workflows' queue; its members' joins, which wait for its
+    # answer, on a queue of their own (a join must never hold the slot the notice's own
+    # activity needs to answer it: models/notice.notice_joins_queue).
+    assert described.task_queue == app_stack.worker.task_queue
+    joins = [
+        e.activity_task_scheduled_event_attributes
+        async for e in a.handle.fetch_history_events()
+        if e.activity_task_scheduled_event_attributes.activity_type.name == "join_notice"
+    ]
+    assert joins and {j.task_queue.name for j in joins} == {
+        notice_joins_queue(app_stack.worker.task_queue)
+    }
     assert attrs.get(search.VILLAGE) == VILLAGE and attrs.get(search.STAGE) == "village_notice"
     assert attrs.get(search.WAITING_FOR) == "village_committee"
     assert attrs.get(search.NEXT_DEADLINE) == cst(9, 1)

@@ -1,6 +1,7 @@
-"""The worker: every workflow and activity of aidflow on one task queue.
+"""The worker: every workflow and activity of aidflow on its task queue, and the notice
+joins on a queue of their own beside it (models/notice.notice_joins_queue says why).
 
-Several workers on several machines may poll the same task queue; nothing
+Several workers on several machines may poll the same task queues; nothing
 here assumes there is only one.
 """
 
@@ -31,6 +32,7 @@ from activities.report import ReportActivities
 from activities.workflow_calendar import CalendarActivities
 from models.authority import STATEMENT_LIFETIME
 from models.calendar import WorkingCalendar
+from models.notice import notice_joins_queue
 from store.db import make_engine
 from store.sealing import Keys
 from workers.deployment import check_database
@@ -154,6 +156,36 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     )
 
 
+# A join holds its slot while it waits for the notice's answer (a coroutine: no thread).
+_JOIN_SLOTS = 1000
+
+
+class WorkerGroup:
+    """The workflows' worker and the notice joins' worker, run together (``async with``)."""
+
+    def __init__(self, workflows: Worker, joins: Worker) -> None:
+        self.workflows, self.joins = workflows, joins
+
+    @property
+    def task_queue(self) -> str:
+        return self.workflows.task_queue
+
+    async def __aenter__(self) -> WorkerGroup:
+        await self.workflows.__aenter__()
+        try:
+            await self.joins.__aenter__()
+        except BaseException:
+            await self.workflows.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        try:
+            await self.joins.__aexit__(*exc)
+        finally:
+            await self.workflows.__aexit__(*exc)
+
+
 def build_worker(
     client: Client,
     task_queue: str,
@@ -162,7 +194,7 @@ def build_worker(
     replace: Sequence[Any] = (),
     sandboxed: bool = True,
     **options: Any,
-) -> Worker:
+) -> WorkerGroup:
     """``replace``: activities that stand in for those of the same name (tests inject faults).
     ``options`` go to :class:`Worker` (tests use ``max_cached_workflows=0`` to force replays)."""
     options.setdefault(
@@ -181,7 +213,14 @@ def build_worker(
     ]
     by_name = {_activity_name(a): a for a in deps.activities(client)}
     by_name.update({_activity_name(a): a for a in replace})
-    return Worker(
+    joins = Worker(
+        client,
+        task_queue=notice_joins_queue(task_queue),
+        activities=[by_name.pop("join_notice")],
+        max_concurrent_activities=_JOIN_SLOTS,
+        interceptors=options["interceptors"],
+    )
+    workflows = Worker(
         client,
         task_queue=task_queue,
         workflows=ALL_WORKFLOWS,
@@ -201,6 +240,7 @@ def build_worker(
         # replay tests over recorded histories).
         **options,
     )
+    return WorkerGroup(workflows, joins)
 
 
 def _activity_name(fn: Any) -> str:

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         NoticeMember,
         NoticePosted,
         PostingDue,
+        notice_joins_queue,
     )
     from models.records import NotificationIntent
     from models.steps import NoticeStep
@@ -173,6 +174,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
         return await workflow.execute_activity_method(
             NoticeActivities.join_notice,
             JoinRequest(notice=notice, join=NoticeJoin(member=member, attempt=attempt)),
+            task_queue=notice_joins_queue(workflow.info().task_queue),
             start_to_close_timeout=_JOIN,
             retry_policy=_RETRY,
             summary=f"join the {step.label_en} of {notice.place_code}",
