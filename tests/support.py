@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from models.application import Actor, ApplicationForm, Places
+from models.application import Actor, ApplicationForm, ApplicationStatus, Places
 from models.domain import DocumentKind, EducationLevel, Role
 from models.privacy import national_id_check_char
 
@@ -121,3 +123,54 @@ def public(n: int = 1) -> Actor:
 
 # Inside the 2027 window (provisional calendar): 10 August 2027, 10:00 Beijing time.
 IN_WINDOW_2027 = datetime(2027, 8, 10, 2, 0, tzinfo=UTC)
+
+
+class AtOnce:
+    """The simulated officials' floor (workers/officials/base.Floor) for tests: everyone
+    acts the moment they look, with a fixed roll (0.5: no return, no rejection) and
+    fixed answers to "does someone object, is it upheld". Request ids are per act and
+    visit. ``counts_sends``: a send ends the visit (each act a new request); otherwise
+    the visit ends when the caller says the application moved on (``visits`` moved on
+    by the caller), so a request sent again meanwhile is a repeat (R4)."""
+
+    return_rate = 0.1
+
+    def __init__(
+        self,
+        api: Any,
+        *,
+        roll: float = 0.5,
+        objects: bool = False,
+        upholds: bool = False,
+        counts_sends: bool = True,
+    ) -> None:
+        self.api = api
+        self.roll, self._objects, self._upholds = roll, objects, upholds
+        self.counts_sends = counts_sends
+        self.visits: dict[tuple[str, str], int] = {}
+
+    def rejection_rate(self, first: bool) -> float:
+        return 0.05
+
+    def due(self, st: ApplicationStatus, what: str, lo: float, hi: float) -> bool:
+        return True
+
+    def draw(self, st: ApplicationStatus, what: str) -> random.Random:
+        rng = random.Random(0)
+        rng.random = lambda: self.roll  # type: ignore[method-assign]
+        return rng
+
+    def visit(self, st: ApplicationStatus, what: str) -> int:
+        return self.visits.get((st.workflow_id, what), 0)
+
+    def request_id(self, st: ApplicationStatus, what: str) -> str:
+        return f"{st.workflow_id[-8:]}/{what}/{self.visit(st, what)}"
+
+    def sent(self, st: ApplicationStatus, what: str, note: str) -> None:
+        self.visits[(st.workflow_id, what)] = self.visit(st, what) + int(self.counts_sends)
+
+    def objects(self, st: ApplicationStatus) -> bool:
+        return self._objects
+
+    def upholds(self, st: ApplicationStatus, objection_id: str) -> bool:
+        return self._upholds

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +11,7 @@ from models.application import ApplicationStatus, NoticeWindow, Objection, Reque
 from models.domain import DecisionKind, Level, Role
 from models.programme import ReviewStep
 from models.programmes import BUILTIN_PROGRAMMES, COUNTY_SUBSIDY, NEW_STUDENT_AID
-from tests.support import form
+from tests.support import AtOnce, form
 from workers.officials import DESKS, desk_at
 from workers.officials.notice import NoticeDesk
 from workers.officials.payout import PayoutDesk
@@ -49,47 +48,8 @@ class Recorder:
         return self._ok("account", wf, (actor, kw))
 
 
-class AtOnce:
-    """A floor whose people act the moment they look, with fixed rolls."""
-
-    def __init__(self, roll: float = 0.5, objects: bool = False, upholds: bool = False) -> None:
-        self.recorder = Recorder()
-        self.roll, self._objects, self._upholds = roll, objects, upholds
-        self.visits: dict[tuple[str, str], int] = {}
-
-    @property
-    def api(self) -> Recorder:
-        return self.recorder
-
-    @property
-    def return_rate(self) -> float:
-        return 0.1
-
-    def rejection_rate(self, first: bool) -> float:
-        return 0.05
-
-    def due(self, st: ApplicationStatus, what: str, lo: float, hi: float) -> bool:
-        return True
-
-    def draw(self, st: ApplicationStatus, what: str) -> random.Random:
-        rng = random.Random(0)
-        rng.random = lambda: self.roll  # type: ignore[method-assign]
-        return rng
-
-    def visit(self, st: ApplicationStatus, what: str) -> int:
-        return self.visits.get((st.workflow_id, what), 0)
-
-    def request_id(self, st: ApplicationStatus, what: str) -> str:
-        return f"r-{what}-{self.visit(st, what)}"
-
-    def sent(self, st: ApplicationStatus, what: str, note: str) -> None:
-        self.visits[(st.workflow_id, what)] = self.visit(st, what) + 1
-
-    def objects(self, st: ApplicationStatus) -> bool:
-        return self._objects
-
-    def upholds(self, st: ApplicationStatus, objection_id: str) -> bool:
-        return self._upholds
+def at_once(**rolls: Any) -> AtOnce:
+    return AtOnce(Recorder(), **rolls)
 
 
 def status(stage: str, waiting_for: str, **kw: Any) -> ApplicationStatus:
@@ -145,14 +105,14 @@ async def test_a_review_desk_decides_by_its_roll(
     stage = "village_review" if first else "township_review"
     step = COUNTY_SUBSIDY.step(stage)
     assert isinstance(step, ReviewStep)
-    floor = AtOnce(roll=roll)
+    floor = at_once(roll=roll)
     st = status(stage, step.actor_role.value if step.actor_role else "")
     assert await ReviewDesk(step, COUNTY_SUBSIDY).act(floor, st)
-    [(name, _, req)] = floor.recorder.sent
+    [(name, _, req)] = floor.api.sent
     assert name == "decide" and req.decision is expected and req.stage == stage
     assert req.actor.role is step.actor_role
     assert req.actor.place_code == st.places.code_for(req.actor.role)
-    assert req.request_id == f"r-decide/{stage}-0"
+    assert req.request_id == f"{st.workflow_id[-8:]}/decide/{stage}/0"
     assert (req.reason != "") is (expected is not DecisionKind.APPROVE)
 
 
@@ -160,10 +120,10 @@ async def test_a_returned_application_is_corrected_by_its_programmes_corrector()
     """The school corrects its students' applications (new-student aid), not the county."""
     step = NEW_STUDENT_AID.steps[0]
     assert isinstance(step, ReviewStep)
-    floor = AtOnce()
+    floor = at_once()
     st = status(step.stage, Role.HIGH_SCHOOL.value, programme=NEW_STUDENT_AID.code)
     assert await ReviewDesk(step, NEW_STUDENT_AID).act(floor, st)
-    [(name, _, req)] = floor.recorder.sent
+    [(name, _, req)] = floor.api.sent
     assert name == "correct" and req.actor.role is Role.HIGH_SCHOOL
     # Nobody acts on a review that waits for someone else.
     assert not await ReviewDesk(step, NEW_STUDENT_AID).act(floor, status(step.stage, "nobody"))
@@ -180,7 +140,7 @@ async def test_a_notice_desk_resolves_open_objections_and_objects_once() -> None
         counted_days=[],
         provisional=False,
     )
-    floor = AtOnce(objects=True, upholds=True)
+    floor = at_once(objects=True, upholds=True)
     desk = NoticeDesk(step, COUNTY_SUBSIDY)
     assert not await desk.act(floor, status(step.stage, "", notice=None))  # not posted yet
     st = status(step.stage, "", notice=window)
@@ -190,11 +150,11 @@ async def test_a_notice_desk_resolves_open_objections_and_objects_once() -> None
         id="obj-1",
         stage=step.stage,
         lodged_at=now,
-        lodged_by=floor.recorder.sent[0][2].actor,
+        lodged_by=floor.api.sent[0][2].actor,
         text="x",
     )
     assert await desk.act(floor, status(step.stage, "", notice=window, objections=[lodged]))
-    names = [n for n, _, _ in floor.recorder.sent]
+    names = [n for n, _, _ in floor.api.sent]
     assert names == ["object", "resolve"]
-    resolution = floor.recorder.sent[1][2]
+    resolution = floor.api.sent[1][2]
     assert resolution.outcome.value == "upheld" and resolution.actor.role is step.owner

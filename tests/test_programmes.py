@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import subprocess
 import time
 import uuid
@@ -47,6 +46,7 @@ from tests.support import (
     PLACES,
     VENV_BIN,
     VILLAGE,
+    AtOnce,
     county_official,
     form,
     make_national_id,
@@ -54,7 +54,7 @@ from tests.support import (
     village_official,
 )
 from tests.test_application_workflow import _SERIALS, Case, cst, rid
-from workers.client import AidflowClient, Refused
+from workers.client import Refused
 from workers.officials import desk_at, people
 from workers.synthetic import applicants
 
@@ -368,45 +368,6 @@ async def test_posting_one_programmes_notice_leaves_the_others_alone(
 # ------------------------------------------- every programme, one application to its end
 
 
-class AtOnce:
-    """The simulated officials' floor (workers/officials/base.Floor) on the real client:
-    everyone acts the moment they look, approves (a fixed middle roll: no return, no
-    rejection), nobody objects. Request ids are per act and visit, so a request sent
-    again while the workflow has not moved yet is a repeat (R4), not a second act."""
-
-    def __init__(self, api: AidflowClient) -> None:
-        self.api = api
-        self.return_rate = 0.1
-        self.visits: dict[tuple[str, str], int] = {}
-
-    def rejection_rate(self, first: bool) -> float:
-        return 0.05
-
-    def due(self, st: ApplicationStatus, what: str, lo: float, hi: float) -> bool:
-        return True
-
-    def draw(self, st: ApplicationStatus, what: str) -> random.Random:
-        rng = random.Random(0)
-        rng.random = lambda: 0.5  # type: ignore[method-assign]
-        return rng
-
-    def visit(self, st: ApplicationStatus, what: str) -> int:
-        return self.visits.get((st.workflow_id, what), 0)
-
-    def request_id(self, st: ApplicationStatus, what: str) -> str:
-        return f"{st.workflow_id[-8:]}/{what}/{self.visit(st, what)}"
-
-    def sent(self, st: ApplicationStatus, what: str, note: str) -> None:
-        # The visit ends when the application moves on (drive_to_end counts it then).
-        self.visits.setdefault((st.workflow_id, what), 0)
-
-    def objects(self, st: ApplicationStatus) -> bool:
-        return False
-
-    def upholds(self, st: ApplicationStatus, objection_id: str) -> bool:
-        return False
-
-
 # Nobody acting and nothing changing for this long: the application waits for time to
 # pass (a notice's posting or end), and its clock is moved to that instant.
 SETTLE_SECONDS = 1.5
@@ -469,7 +430,7 @@ async def drive_to_end(
     """Drive one application through its programme's steps with the simulated officials'
     desks (desk_at: no code of any programme here), moving its clock when nobody acts;
     the statuses it went through, one a change."""
-    floor = AtOnce(app_stack.api)
+    floor = AtOnce(app_stack.api, counts_sends=False)
     seen: list[ApplicationStatus] = []
     funded: set[str] = set()
     changed = time.monotonic()
