@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from tests.conftest import AppStack
 from tests.support import VILLAGE, public, village_official
 from tests.test_application_workflow import cst, rid, submitted_case
 from workers.client import query_when_ready
-from workflows.notice import LISTED, listed
+from workflows.notice import LISTED, NoticeWorkflow, listed
 
 
 async def current_details(handle: WorkflowHandle[Any, Any]) -> str:
@@ -51,6 +52,61 @@ def test_a_long_list_is_cut_and_the_rest_counted() -> None:
     assert en.endswith(f"{ids[LISTED - 1]} (+5 more)") and ids[LISTED] not in en
     assert zh.endswith("及另 5 件") and zh.count("、") == LISTED - 1
     assert listed(ids[:2]) == (f"{ids[0]}、{ids[1]}", f"{ids[0]}, {ids[1]}")
+
+
+async def test_a_member_that_claims_an_old_time_is_told_the_new_one() -> None:
+    """Found at 1,000 applications under the fault harness: members whose word of the
+    notice's new time went astray claimed the old one, and each claim was dropped; the
+    posting waited for a claim that never came (a member asks again a day later).
+    A member on the coming posting that claims an earlier time is told the new one; a
+    claim at or after it posts; one ready after it is told only after that posting."""
+    from models.notice import NoticeInput, NoticeMember
+    from models.programmes import COUNTY_SUBSIDY
+    from models.steps import NoticeStep
+
+    step = COUNTY_SUBSIDY.step("village_notice")
+    assert isinstance(step, NoticeStep)
+    notice = NoticeWorkflow(
+        NoticeInput(
+            programme="county-subsidy",
+            programme_name_zh="县助学补贴",
+            season=2027,
+            county_code="341225000000",
+            place_code=VILLAGE,
+            step=step,
+            window_closes_at=cst(9, 1),
+        )
+    )
+    retold: list[set[str]] = []
+
+    async def reschedule() -> None:
+        at = notice.auto_post_at
+        retold.append({wf for wf in notice.pending if notice.told_auto.get(wf) != at})
+
+    notice._reschedule = reschedule  # type: ignore[method-assign]
+
+    def member(wf: str, joined: datetime) -> NoticeMember:
+        return NoticeMember(
+            workflow_id=wf,
+            name="某某",
+            village="村",
+            school_or_level="大学",
+            amount_cny=3000,
+            joined_at=joined,
+        )
+
+    on_it, later = member("a", cst(8, 20, 9)), member("b", cst(8, 22, 9))
+    notice.pending = {"a": on_it, "b": later}
+    notice.auto_post_at = cst(8, 21, 8)
+    notice.told_auto = {"a": cst(8, 21, 8), "b": cst(8, 21, 8)}
+    notice._judge("b", cst(8, 21, 8))  # ready after the time: waits for the next posting
+    notice._judge("a", cst(8, 19, 8))  # an old time
+    assert not notice.due
+    assert notice.retelling is not None
+    await notice.retelling
+    assert retold == [{"a"}]
+    notice._judge("a", cst(8, 21, 8))  # the time it was told again
+    assert notice.due
 
 
 @pytest.mark.devserver
