@@ -26,6 +26,7 @@ from models.domain import (
     Role,
     level_of,
 )
+from models.privacy import short_digest
 from models.programme import Programme
 from models.text import ActorId, Line, LongText, Name, PlaceCode, RequestId, StageName
 
@@ -93,7 +94,7 @@ def request_digest(req: BaseModel) -> str:
     """A digest of a request's body: with its kind, what its request id stands for (the
     workflow refuses the id used again for another request; the client makes it part of
     the Temporal update id)."""
-    return hashlib.sha256(req.model_dump_json().encode()).hexdigest()[:16]
+    return short_digest(hashlib.sha256(req.model_dump_json().encode()).digest())
 
 
 def request_key(req: BaseModel) -> str:

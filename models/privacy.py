@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -58,13 +59,22 @@ def mask_account(value: str) -> str:
 
 
 def keyed_hash(key: bytes, value: str, *, length: int = 16) -> str:
-    """HMAC-SHA256 of a normalised identifier, hex, shortened.
+    """HMAC-SHA256 of a normalised identifier, shortened (``short_digest``).
 
     Keyed so that a hash in a workflow id cannot be reversed by hashing every
     possible identity number (there are only ~10^11 plausible ones).
     """
-    digest = hmac.new(key, value.strip().upper().encode(), hashlib.sha256).hexdigest()
-    return digest[:length]
+    return short_digest(
+        hmac.new(key, value.strip().upper().encode(), hashlib.sha256).digest(), length
+    )
+
+
+def short_digest(digest: bytes, length: int = 16) -> str:
+    """A digest in lowercase base32, ``length`` characters. Not hex: sixteen hex digits
+    are all decimal about once in 1,800, and an id ending in sixteen decimal digits reads
+    as a bank account number to anyone checking R9 (the scan found two update ids so in
+    a 1,000-application season)."""
+    return base64.b32encode(digest).decode("ascii").rstrip("=").lower()[:length]
 
 
 def mask_sensitive_text(text: str) -> str:
