@@ -1,0 +1,97 @@
+"""bench/cost.py: a history's events, tasks, bytes and billable actions, by Temporal
+Cloud's published rules (the module's docstring), on a history made for the test."""
+
+from __future__ import annotations
+
+from temporalio.api.common.v1 import TimeSkippingConfig
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import (
+    ActivityTaskStartedEventAttributes,
+    HistoryEvent,
+    WorkflowExecutionOptionsUpdatedEventAttributes,
+    WorkflowTaskCompletedEventAttributes,
+)
+
+from bench.cost import BASELINES, cost_of, main
+
+E = EventType
+
+
+def _event(i: int, kind: EventType.ValueType, **attrs: object) -> HistoryEvent:
+    e = HistoryEvent(event_id=i, event_type=kind)
+    for name, value in attrs.items():
+        getattr(e, name).CopyFrom(value)
+    return e
+
+
+def _history() -> list[HistoryEvent]:
+    task_done = WorkflowTaskCompletedEventAttributes()
+    task_done.metering_metadata.nonfirst_local_activity_execution_attempts = 2
+    kinds: list[tuple[EventType.ValueType, dict[str, object]]] = [
+        (E.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, {}),
+        (E.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, {}),
+        (E.EVENT_TYPE_WORKFLOW_TASK_STARTED, {}),
+        (
+            E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+            {"workflow_task_completed_event_attributes": task_done},
+        ),
+        # Three local activities of one task: one action (and the two retries above).
+        (E.EVENT_TYPE_MARKER_RECORDED, {}),
+        (E.EVENT_TYPE_MARKER_RECORDED, {}),
+        (E.EVENT_TYPE_MARKER_RECORDED, {}),
+        (E.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES, {}),
+        (E.EVENT_TYPE_TIMER_STARTED, {}),
+        (E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED, {}),
+        (
+            E.EVENT_TYPE_ACTIVITY_TASK_STARTED,
+            {
+                "activity_task_started_event_attributes": ActivityTaskStartedEventAttributes(
+                    attempt=3
+                )
+            },
+        ),
+        (E.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED, {}),  # billed where received
+        (E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED, {}),
+        # The tests' time skipping: not a real server's, not counted at all.
+        (E.EVENT_TYPE_WORKFLOW_EXECUTION_TIME_SKIPPING_TRANSITIONED, {}),
+        (
+            E.EVENT_TYPE_WORKFLOW_EXECUTION_OPTIONS_UPDATED,
+            {
+                "workflow_execution_options_updated_event_attributes": (
+                    WorkflowExecutionOptionsUpdatedEventAttributes(
+                        time_skipping_config=TimeSkippingConfig(enabled=True)
+                    )
+                )
+            },
+        ),
+        (E.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, {}),
+        (E.EVENT_TYPE_WORKFLOW_TASK_STARTED, {}),
+        (E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, {}),
+        (E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED, {}),
+        (E.EVENT_TYPE_MARKER_RECORDED, {}),  # a second task's local activity: one more
+        (E.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, {}),
+    ]
+    return [_event(i, kind, **attrs) for i, (kind, attrs) in enumerate(kinds, 1)]
+
+
+def test_a_history_is_counted_by_the_published_rules() -> None:
+    c = cost_of("made-up", _history())
+    assert (c.events, c.workflow_tasks) == (19, 2)
+    assert c.by_action == {
+        "activity retried": 2,
+        "activity scheduled": 1,
+        "local activities (one a task)": 2,
+        "local activity retried": 2,
+        "search attributes upserted": 1,
+        "signal received": 1,
+        "timer started": 1,
+        "update accepted": 1,
+        "workflow started": 1,
+    }
+    assert c.actions == 12
+    assert c.history_bytes > 0
+
+
+def test_the_baselines_are_counted() -> None:
+    assert sorted(BASELINES.glob("*.json")), "no baselines to count"
+    assert main(["--json"]) == 0
