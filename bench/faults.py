@@ -23,7 +23,7 @@ to an account or of an amount that is not the one recorded), ``audit_verified`` 
 keyed chain intact and equal to the head its history recorded), ``task_failures``
 (failed workflow tasks in every history; a task cut off by a kill times out, which
 ``task_timeouts`` counts), and each fault with its phase and the seconds until the
-worker answered again (``recover_s``).
+worker polled its queue again (``recover_s``).
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session, col, func, select
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, TaskQueueKind, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
@@ -193,10 +195,14 @@ class Season:
         self.season_closed = False  # the county's season refused a request: it has closed
         # What the Web UI's list shows of each application (its search attributes), read
         # in one visibility list a second: an application's status is asked for (a query,
-        # a workflow task on the worker) only when that changed or its timer is due. At
-        # 1,000 applications, asking each every few seconds saturated two cores.
+        # a workflow task on the worker) only when that changed. At 1,000 applications,
+        # asking each every few seconds saturated two cores, and asking each as its timer
+        # came due, 49 queries a second.
         self.shown: dict[str, tuple[Any, ...]] = {}
         self.asked = 0  # status queries sent
+        # How long an application is not asked when its listed attributes do not change:
+        # ten days of the season, between 10 s and 2 minutes.
+        self.fallback = min(120.0, max(10.0, 10 * day_seconds))
         self.changed: dict[str, asyncio.Event] = {}
 
     async def closed(self, wf: str) -> bool:
@@ -230,10 +236,15 @@ class Season:
             except Exception as e:  # a worker or server away, or a workflow that cannot answer
                 self.errors[f"status: {type(e).__name__}"] += 1
                 failed += 1
-                if failed >= 30 and await self.closed(wf):
+                if failed >= 3 and await self.closed(wf):
                     self.unanswered.add(wf)
                     return
-                await asyncio.sleep(1.0)
+                # Asked again once the list shows it moved, or after a pause that doubles
+                # each time: a worker that cannot answer is busy or away, and a query
+                # that reaches a worker just back, before the workflow's pending task, is
+                # what the SDK defect needs (README). Not only on a change: one waiting
+                # for this office changes nothing until it acts.
+                await self.until_changed(wf, within=min(self.fallback, 2.0**failed))
                 continue
             self.observe(wf, st)
             if st.stage in ENDED:
@@ -248,20 +259,17 @@ class Season:
                 await asyncio.sleep(1.0)
                 continue
             if not acted:
-                await self.until_changed(wf, st.waiting_until)
+                await self.until_changed(wf)
 
-    async def until_changed(self, wf: str, waiting_until: datetime | None) -> None:
-        """Until the application's listed attributes change, or its timer is due (a
-        timer's firing changes nothing listed until its task has run), or 30 s."""
+    async def until_changed(self, wf: str, within: float | None = None) -> None:
+        """Until the application's listed attributes change, or ``within`` seconds (by
+        default :attr:`fallback`: a change the list missed). Not when its timer is due:
+        the timer's task changes what is listed, and a query sent as the timer fires is
+        what the SDK defect needs (README)."""
         changed = self.changed.setdefault(wf, asyncio.Event())
         changed.clear()
-        wait = 30.0
-        if waiting_until is not None:
-            left = (waiting_until - datetime.now(UTC)).total_seconds()
-            if left > 0:
-                wait = min(wait, left + 0.05)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), wait)
+            await asyncio.wait_for(changed.wait(), self.fallback if within is None else within)
 
     async def watch(self, task_queue: str) -> None:
         """The visibility list of the season's applications, once a second."""
@@ -384,6 +392,11 @@ class Season:
                 await asyncio.sleep(1.0)
 
 
+def say(what: str) -> None:
+    """One line on stderr (stdout is the summary's)."""
+    print(f"faults: {what}", file=sys.stderr, flush=True)
+
+
 def progress(season: Season) -> None:
     """One line on stderr: the seconds, the stages, the faults' phases begun."""
     stages = dict(Counter(season.stages.values()).most_common())
@@ -416,27 +429,36 @@ async def chaos(stack: Stack, season: Season, faults: list[Fault], done: asyncio
             await asyncio.to_thread(stack.stop_server)
             await asyncio.sleep(fault.down_s)
             await stack.start_server()
-        restarted = time.monotonic()
-        answered = await answered_again(season)
+        restarted, restarted_at = time.monotonic(), datetime.now(UTC)
+        answered = await answered_again(stack, season, restarted_at)
         fault.up_at = datetime.now(UTC).isoformat()
         fault.recover_s = None if answered is None else round(answered - restarted, 2)
 
 
-async def answered_again(season: Season, within: float = 180.0) -> float | None:
-    """When a workflow's query was answered again (queries need a worker): any open
-    application's, in turn (one the SDK defect broke never answers); None if none did
-    within ``within`` seconds."""
+async def answered_again(
+    stack: Stack, season: Season, since: datetime, within: float = 180.0
+) -> float | None:
+    """When a worker polls the workflow queue again (seen by the server after ``since``);
+    None if none did within ``within`` seconds. Not by asking a workflow: a query that
+    reaches a worker before the workflow's pending task is the SDK defect's trigger
+    (README), and right after a restart every open workflow has one pending."""
     deadline = time.monotonic() + within
-    turn = 0
+    request = DescribeTaskQueueRequest(
+        namespace=season.api.client.namespace,
+        task_queue=TaskQueue(name=season.api.task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    )
+    worker = stack.worker.popen.pid if stack.worker is not None else None
     while time.monotonic() < deadline:
-        open_ = [wf for wf, s in season.stages.items() if s not in ENDED] or list(season.stages)
-        wf = open_[turn % len(open_)]
-        turn += 1
-        try:
-            await asyncio.wait_for(season.api.status(wf), 5)
-            return time.monotonic()
-        except Exception:
-            await asyncio.sleep(0.1)
+        with contextlib.suppress(Exception):  # the server still starting
+            described = await season.api.client.workflow_service.describe_task_queue(
+                request, timeout=timedelta(seconds=5)
+            )
+            for poller in described.pollers:
+                seen = poller.last_access_time.ToDatetime(tzinfo=UTC)
+                if seen > since and (worker is None or poller.identity.startswith(f"{worker}@")):
+                    return time.monotonic()
+        await asyncio.sleep(0.2)
     return None
 
 
@@ -598,7 +620,7 @@ async def run_faults(
 
 
 # How long after a fault's window a task may still carry what the defect left (the
-# sticky queue's 10 s, a task retried, a query in between).
+# sticky queue's 10 s, a task retried, a query in between): a server restart's mark.
 _AFTER_FAULT = timedelta(seconds=30)
 
 
@@ -621,26 +643,42 @@ def _failed_event(message: str) -> int | None:
 def after_a_fault(
     history: WorkflowHistory, event_id: int | None, faults: list[tuple[datetime, datetime]]
 ) -> bool:
-    """Whether a fault came before ``event_id`` of this history (or anywhere in it, with no
-    id): a workflow task cut off by a kill (timed out), or an event written within a
-    fault's window (a server restart cuts a task off without a time-out)."""
+    """Whether a task before ``event_id`` of this history may have carried what the
+    defect leaves: one that a worker ran for this workflow after another worker had run
+    the one before (a worker started after a kill, which may have built the workflow to
+    answer a query first), begun after a fault; or one begun within a fault's window (a
+    restarted server sends a worker's own workflows back to it, no new worker)."""
+    if event_id is None:
+        return False
+    started: list[tuple[int, str, datetime]] = []  # each task's start: id, worker, time
     for e in history.events:
-        if event_id is not None and e.event_id > event_id:
+        if e.event_id >= event_id:
             break
-        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            started.append(
+                (
+                    e.event_id,
+                    e.workflow_task_started_event_attributes.identity,
+                    e.event_time.ToDatetime(tzinfo=UTC),
+                )
+            )
+    if not started:
+        return False
+    # The task that carried the defect's commands may come before the one whose event
+    # shows the difference (a timer started at the wrong clock fails at its cancellation).
+    first_fault = min((lo for lo, _ in faults), default=None)
+    for (_, before, _), (_, worker, at) in itertools.pairwise(started):
+        if first_fault is not None and at >= first_fault and worker != before:
             return True
-        at = e.event_time.ToDatetime(tzinfo=UTC)
-        if any(lo <= at <= hi for lo, hi in faults):
-            return True
-    return False
+    return any(lo <= at <= hi for _, _, at in started for lo, hi in faults)
 
 
 def defect_shape(
     history: WorkflowHistory, message: str, faults: list[tuple[datetime, datetime]]
 ) -> bool:
-    """A nondeterminism error at an event that came after a fault: the SDK defect's shape
-    (aidflow's own nondeterminism shows without faults too: the replay tests, the
-    simulator, the demo)."""
+    """A nondeterminism error at an event written by a task that carried what the defect
+    leaves (:func:`after_a_fault`). aidflow's own nondeterminism shows without faults
+    too: the replay tests, the simulator, the demo."""
     return NONDETERMINISM in message and after_a_fault(history, _failed_event(message), faults)
 
 
@@ -703,6 +741,7 @@ async def check(
         stages = dict(s.exec(select(ApplicationRow.workflow_id, ApplicationRow.stage)).all())
     rows = set(stages)
     final: dict[str, str] = {}
+    say(f"check: the final stages of {len(submitted)} applications")
     for wf in submitted:
         try:
             final[wf] = (await asyncio.wait_for(api.status(wf), 20)).stage
@@ -732,7 +771,8 @@ async def check(
             continue
         bank_paid[p.workflow_id] += 1
     ledger.close()
-    heads = await chain_heads(api.client, programme=PROGRAMME.code)
+    say("check: the chain heads of the histories and the audit log")
+    heads = await asyncio.wait_for(chain_heads(api.client, programme=PROGRAMME.code), 600)
     report = audit.verify(engine, keys.audit, witness=heads)
     failures = timeouts = 0
     replayer = Replayer(
@@ -749,8 +789,16 @@ async def check(
     by_defect: Counter[str] = Counter()  # what SDK_DEFECT explains, by kind
     broken: set[str] = set()  # workflows SDK_DEFECT left unable to run or replay
     privacy: list[str] = []
+    replay_hung: list[str] = []
+    said_at = time.monotonic()
+    say("check: every history replayed and scanned (R9)")
     async for w in api.client.list_workflows(f"TaskQueue = '{api.task_queue}'"):
-        history = await api.client.get_workflow_handle(w.id, run_id=w.run_id).fetch_history()
+        if time.monotonic() - said_at > 30:
+            said_at = time.monotonic()
+            say(f"check: {len(replay_failures)} replay failures so far, at {w.id}")
+        history = await asyncio.wait_for(
+            api.client.get_workflow_handle(w.id, run_id=w.run_id).fetch_history(), 60
+        )
         privacy += r9.scan_history_json(w.id, history.to_json())
         for e in history.events:
             if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
@@ -763,7 +811,13 @@ async def check(
                     broken.add(w.id)
         # Every history must replay on the code that wrote it (a worker restarted after a
         # crash replays them all).
-        replayed = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        try:
+            replayed = await asyncio.wait_for(
+                replayer.replay_workflow(history, raise_on_replay_failure=False), 120
+            )
+        except TimeoutError:  # counted, and named: the run goes on to its summary
+            replay_hung.append(w.id)
+            continue
         if replayed.replay_failure is not None:
             message = str(replayed.replay_failure)
             replay_failures[w.id] = message[:240]
@@ -802,6 +856,7 @@ async def check(
 
     held = {wf for wf in submitted if final[wf] not in ENDED and held_by_defect(wf)}
     by_defect["stuck"] = len(held)
+    say(f"check: {len(held)} held by the defect; the others' status, R9 over tables and files")
     # What each stuck application the defect does not explain says it waits for.
     stuck_examples: dict[str, str] = {}
     for wf in submitted:
@@ -837,6 +892,7 @@ async def check(
         "task_failures": failures,
         "task_timeouts": timeouts,
         "replay_failures": len(replay_failures),
+        "replay_hung": replay_hung,
         # Of stuck, task_failures and replay_failures: those SDK_DEFECT explains.
         "by_sdk_defect": dict(by_defect),
         "replay_failure_examples": dict(list(replay_failures.items())[:3]),
@@ -882,11 +938,14 @@ def notice_id(stage: str, code_at: Callable[[Level], str]) -> str | None:
 def unexplained(result: dict[str, Any]) -> dict[str, int]:
     """stuck, task_failures and replay_failures that the SDK defect does not explain."""
     known = result["by_sdk_defect"]
-    return {
+    found = {
         k: result[k] - known.get(k, 0)
         for k in ("stuck", "task_failures", "replay_failures")
         if result[k] - known.get(k, 0)
     }
+    if result.get("replay_hung"):
+        found["replay_hung"] = len(result["replay_hung"])
+    return found
 
 
 def main() -> None:

@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     )
     temporal_namespace: str = "default"
     task_queue: str = "aidflow"
+    # Workflows a worker keeps in memory between their tasks (Temporal's sticky cache).
+    # One evicted replays its whole history at its next task, so a season whose open
+    # workflows (applications, notices, seasons, batches) outnumber it replays nearly
+    # every task: the SDK's default, 1,000, was exactly the fault harness's 1,000
+    # applications, without their notices.
+    workflow_cache: int = Field(
+        5000, ge=0, description="workflows a worker keeps cached (0: replay every task)"
+    )
     temporal_tls_cert: Path | None = Field(None, description="client certificate (mTLS)")
     temporal_tls_key: Path | None = Field(None, description="client private key (mTLS)")
     temporal_tls_ca: Path | None = Field(None, description="server CA, if not a public one")

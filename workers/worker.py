@@ -276,7 +276,9 @@ async def running_worker(
     from integrations.notify import OutboxSender
 
     deps = Dependencies.from_settings(settings)
-    worker = build_worker(client, settings.task_queue, deps)
+    worker = build_worker(
+        client, settings.task_queue, deps, max_cached_workflows=settings.workflow_cache
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
