@@ -775,16 +775,7 @@ async def check(
     heads = await asyncio.wait_for(chain_heads(api.client, programme=PROGRAMME.code), 600)
     report = audit.verify(engine, keys.audit, witness=heads)
     failures = timeouts = 0
-    replayer = Replayer(
-        workflows=ALL_WORKFLOWS,
-        data_converter=pydantic_data_converter,
-        # Without the sandbox: replaying checks determinism; the sandbox would import
-        # the workflow modules again for every history.
-        workflow_runner=UnsandboxedWorkflowRunner(),
-        interceptors=[
-            AuthorityInterceptor(authority_key=keys.authority, internal_key=keys.internal)
-        ],
-    )
+    replayer = replayer_for(keys)
     replay_failures: dict[str, str] = {}
     by_defect: Counter[str] = Counter()  # what SDK_DEFECT explains, by kind
     broken: set[str] = set()  # workflows SDK_DEFECT left unable to run or replay
@@ -906,6 +897,20 @@ async def check(
             + await asyncio.to_thread(r9.scan_files, work)
         ),
     }
+
+
+def replayer_for(keys: Keys) -> Replayer:
+    """Every workflow type, as the worker runs them (with its authority checks)."""
+    return Replayer(
+        workflows=ALL_WORKFLOWS,
+        data_converter=pydantic_data_converter,
+        # Without the sandbox: replaying checks determinism; the sandbox would import
+        # the workflow modules again for every history.
+        workflow_runner=UnsandboxedWorkflowRunner(),
+        interceptors=[
+            AuthorityInterceptor(authority_key=keys.authority, internal_key=keys.internal)
+        ],
+    )
 
 
 def notice_step(stage: str) -> NoticeStep | None:

@@ -17,14 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
-from bench.faults import defect_shape
+from bench.faults import defect_shape, replayer_for
 from bench.run import SECRET
 from store.sealing import Keys
-from workflows.authority import AuthorityInterceptor
-from workflows.registry import ALL_WORKFLOWS
 
 HISTORY = Path(__file__).parent / "histories" / "upstream" / "sdk-defect-stale-clock.json"
 WORKFLOW_ID = "county-subsidy-demo/2026/341225/n7slwpcvyehsrva4"
@@ -39,15 +35,7 @@ def _history() -> WorkflowHistory:
 
 
 async def test_the_defect_history_does_not_replay_where_the_stale_timer_is_cancelled() -> None:
-    keys = Keys(bytes.fromhex(SECRET))
-    replayer = Replayer(
-        workflows=ALL_WORKFLOWS,
-        data_converter=pydantic_data_converter,
-        workflow_runner=UnsandboxedWorkflowRunner(),
-        interceptors=[
-            AuthorityInterceptor(authority_key=keys.authority, internal_key=keys.internal)
-        ],
-    )
+    replayer = replayer_for(Keys(bytes.fromhex(SECRET)))
     result = await replayer.replay_workflow(_history(), raise_on_replay_failure=False)
     assert result.replay_failure is not None
     assert "Signal external WF machine does not handle this event: HistoryEvent(id: 35" in str(
