@@ -157,7 +157,28 @@ class NoticeDesk(Desk[NoticeStep]):
             for a in members:
                 if a.terminal is None:
                     self._up(season, a, at)
+            await self._taken_early(season, n)
         self._plan_posting(season, n)  # those ready after it: the next posting
+
+    async def _taken_early(self, season: Season, n: NoticePlan) -> None:
+        """Members planned for a later posting that this one took: an owner's posting
+        sent again once its members were ready (``_post``) goes up later than planned,
+        with everyone ready by then on it. They are up from its instant."""
+        st = await season.api.notice_status(n.notice_id)
+        if st is None or len(st.postings) < n.postings:
+            return
+        posting = st.postings[n.postings - 1]
+        taken = [(a, r) for a, r in n.pending if a.workflow_id in set(posting.members)]
+        if not taken:
+            return
+        n.pending = [(a, r) for a, r in n.pending if (a, r) not in taken]
+        n.log.append(
+            f"posting {posting.number} at {posting.posted_at.isoformat()} took "
+            + ", ".join(a.workflow_id[-6:] for a, _ in taken)
+        )
+        for a, _ in taken:
+            if a.terminal is None:
+                self._up(season, a, posting.posted_at)
 
     async def _post(self, season: Season, n: NoticePlan, members: list[Case], at: datetime) -> None:
         """The owner posts. A member is ready at its own clock's instant of joining, which
