@@ -120,7 +120,7 @@ class Fault:
     down_s: float
     at_s: float | None = None  # since the season's start
     # The fault's window on the wall clock (UTC, ISO): from the kill or the server's stop
-    # until a workflow answered again.
+    # until a worker polled its queue again.
     down_at: str | None = None
     up_at: str | None = None
     stages: dict[str, int] = field(default_factory=dict)
@@ -400,11 +400,9 @@ def say(what: str) -> None:
 def progress(season: Season) -> None:
     """One line on stderr: the seconds, the stages, the faults' phases begun."""
     stages = dict(Counter(season.stages.values()).most_common())
-    print(
-        f"faults: {time.monotonic() - season.started:.0f} s {stages} "
-        f"phases {sorted(season.phase_began)} errors {sum(season.errors.values())}",
-        file=sys.stderr,
-        flush=True,
+    say(
+        f"{time.monotonic() - season.started:.0f} s {stages} "
+        f"phases {sorted(season.phase_began)} errors {sum(season.errors.values())}"
     )
 
 
@@ -430,12 +428,12 @@ async def chaos(stack: Stack, season: Season, faults: list[Fault], done: asyncio
             await asyncio.sleep(fault.down_s)
             await stack.start_server()
         restarted, restarted_at = time.monotonic(), datetime.now(UTC)
-        answered = await answered_again(stack, season, restarted_at)
+        polled = await polled_again(stack, season, restarted_at)
         fault.up_at = datetime.now(UTC).isoformat()
-        fault.recover_s = None if answered is None else round(answered - restarted, 2)
+        fault.recover_s = None if polled is None else round(polled - restarted, 2)
 
 
-async def answered_again(
+async def polled_again(
     stack: Stack, season: Season, since: datetime, within: float = 180.0
 ) -> float | None:
     """When a worker polls the workflow queue again (seen by the server after ``since``);
@@ -643,34 +641,30 @@ def _failed_event(message: str) -> int | None:
 def after_a_fault(
     history: WorkflowHistory, event_id: int | None, faults: list[tuple[datetime, datetime]]
 ) -> bool:
-    """Whether a task before ``event_id`` of this history may have carried what the
-    defect leaves: one that a worker ran for this workflow after another worker had run
+    """Whether a task before ``event_id`` of this history (anywhere in it, with no id:
+    "Timer fired event did not have expected timer id 6, it was 7!") may have carried
+    what the defect leaves: one that a worker ran for this workflow after another worker had run
     the one before (a worker started after a kill, which may have built the workflow to
     answer a query first), begun after a fault; or one begun within a fault's window (a
     restarted server sends a worker's own workflows back to it, no new worker)."""
-    if event_id is None:
-        return False
-    started: list[tuple[int, str, datetime]] = []  # each task's start: id, worker, time
+    started: list[tuple[str, datetime]] = []  # each task's start: its worker, its time
     for e in history.events:
-        if e.event_id >= event_id:
+        if event_id is not None and e.event_id >= event_id:
             break
         if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
             started.append(
                 (
-                    e.event_id,
                     e.workflow_task_started_event_attributes.identity,
                     e.event_time.ToDatetime(tzinfo=UTC),
                 )
             )
-    if not started:
-        return False
     # The task that carried the defect's commands may come before the one whose event
     # shows the difference (a timer started at the wrong clock fails at its cancellation).
     first_fault = min((lo for lo, _ in faults), default=None)
-    for (_, before, _), (_, worker, at) in itertools.pairwise(started):
+    for (before, _), (worker, at) in itertools.pairwise(started):
         if first_fault is not None and at >= first_fault and worker != before:
             return True
-    return any(lo <= at <= hi for _, _, at in started for lo, hi in faults)
+    return any(lo <= at <= hi for _, at in started for lo, hi in faults)
 
 
 def defect_shape(

@@ -55,5 +55,9 @@ def test_the_harness_counts_it_as_the_defects_only_after_a_fault() -> None:
     assert not defect_shape(history, message, [])
     later = (datetime(2026, 12, 3, 8, 30, tzinfo=UTC), datetime(2026, 12, 3, 8, 31, tzinfo=UTC))
     assert not defect_shape(history, message, [later])
+    # A nondeterminism error that names no event: the whole history is looked at.
+    no_id = "[TMPRL1100] Nondeterminism error: Timer fired event did not have expected timer id 6, it was 7!"
+    assert defect_shape(history, no_id, [KILL])
+    assert not defect_shape(history, no_id, [])
     # Not a nondeterminism error at all: never the defect's.
     assert not defect_shape(history, "activity StartToClose timeout", [KILL])

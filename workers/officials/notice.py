@@ -168,10 +168,11 @@ class NoticeDesk(Desk[NoticeStep]):
         if st is None or len(st.postings) < n.postings:
             return
         posting = st.postings[n.postings - 1]
-        taken = [(a, r) for a, r in n.pending if a.workflow_id in set(posting.members)]
+        on_it = set(posting.members)
+        taken = [(a, r) for a, r in n.pending if a.workflow_id in on_it]
         if not taken:
             return
-        n.pending = [(a, r) for a, r in n.pending if (a, r) not in taken]
+        n.pending = [(a, r) for a, r in n.pending if a.workflow_id not in on_it]
         n.log.append(
             f"posting {posting.number} at {posting.posted_at.isoformat()} took "
             + ", ".join(a.workflow_id[-6:] for a, _ in taken)
