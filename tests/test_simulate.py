@@ -141,6 +141,8 @@ async def test_the_same_seed_gives_the_same_season(tmp_path: Path) -> None:
         assert f"paid: **{paid}** ({paid * 3000:,} CNY)" in Path(r.report_md).read_text("utf-8")
         # Applicant by applicant, not only in total.
         assert len(r.by_applicant) == 16 and len(r.outcome_digest) == 16
+        # No application's clock moved without the simulation (it would do all late).
+        assert not r.clocks_ahead, r.clocks_ahead
         return (
             r.outcomes,
             r.by_applicant,

@@ -55,6 +55,9 @@ class SimulationResult:
     batches: int
     fast_forwards: int
     fast_forwards_restarted: int
+    # Applications whose clock ran ahead of the simulation's (seconds ahead): none, or
+    # the run's outcome is not the scenario's alone (see Clocks.ahead).
+    clocks_ahead: dict[str, float]
     requests: int
     misses: list[DateMiss]
     report_md: str | None
@@ -215,6 +218,7 @@ def result_json(r: SimulationResult) -> str:
             "requests": r.requests,
             "fast_forwards": r.fast_forwards,
             "fast_forwards_restarted": r.fast_forwards_restarted,
+            "clocks_ahead": len(r.clocks_ahead),
             "retries": r.retries,
             "outcome_digest": r.outcome_digest,
             "deadlines": [
@@ -306,6 +310,13 @@ def print_result(r: SimulationResult, console: Any) -> None:
         console.print(
             f"[dim]{r.fast_forwards_restarted} fast-forwards stalled and were asked again "
             "(the dev server's time skipping is experimental).[/dim]"
+        )
+    if r.clocks_ahead:
+        worst = max(r.clocks_ahead.values()) / 3600
+        console.print(
+            f"[red]{len(r.clocks_ahead)} 件申请的时钟跑在模拟之前（最多 {worst:.1f} 小时），"
+            "结果不只取决于情景 / applications whose clock ran ahead of the simulation "
+            f"(up to {worst:.1f} h): this run's outcome is not the scenario's alone.[/red]"
         )
 
 

@@ -204,6 +204,11 @@ async def run_simulation(
         misses = await asyncio.to_thread(
             deadline_misses, deps.engine, programme, scenario.season, cal
         )
+        # Checked for every application up to a thousand, else for a seeded thousand.
+        ids = [a.workflow_id for a in sim.apps if a.workflow_id]
+        if len(ids) > 1000:
+            ids = random.Random(scenario.seed).sample(ids, 1000)
+        ahead = await clocks.ahead(ids)
         paid = [a.workflow_id for a in sim.apps if a.terminal == programme.done_stage]
         cost = await cost_per_application(client, paid[:20])
         # The county's one season workflow grows with the county; it continues as new
@@ -221,6 +226,7 @@ async def run_simulation(
         batches=sim.counts["batches"],
         fast_forwards=clocks.fast_forwards,
         fast_forwards_restarted=clocks.restarted,
+        clocks_ahead={wf: d.total_seconds() for wf, d in ahead.items()},
         requests=sim.counts["requests"],
         misses=misses,
         report_md=report.markdown if report else None,
