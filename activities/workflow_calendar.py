@@ -122,4 +122,4 @@ class CalendarActivities:
         steps = project_steps(
             req.programme, req.season, self._calendar, from_index=req.from_index, at=req.at
         )
-        return Projection(steps=list(steps))
+        return Projection.of(steps)

@@ -275,7 +275,10 @@ class Clocks:
                 req, retry=True
             )
             result = resp.fast_forward_polling_result
-            if result == FastForwardPollingResult.FAST_FORWARD_POLLING_RESULT_FAST_FORWARD_COMPLETED:
+            if (
+                result
+                == FastForwardPollingResult.FAST_FORWARD_POLLING_RESULT_FAST_FORWARD_COMPLETED
+            ):
                 return resp.fast_forward_info.target_time.ToDatetime(tzinfo=UTC)
             if result == FastForwardPollingResult.FAST_FORWARD_POLLING_RESULT_FAST_FORWARD_FAILED:
                 if "fast_forward_id does not match" in resp.failed_reason:
