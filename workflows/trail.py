@@ -14,6 +14,7 @@ tried.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,6 +36,9 @@ _PERSIST_RETRY = RetryPolicy(
     maximum_attempts=4,
 )
 _FAILING_PAUSE = timedelta(minutes=1)
+# Yields before a write takes what is unsaved: enough for the handlers and the run loop
+# woken with it to record their events.
+_ACTIVATION_YIELDS = 3
 
 
 class Trail:
@@ -79,6 +83,11 @@ class Trail:
         is called when the trail starts or stops failing (the details change)."""
         while True:
             await workflow.wait_condition(lambda: bool(self.unsaved))
+            # The rest of this activation first: a decision and the next step's entry,
+            # woken together, are one write, not two (each write is a marker in the
+            # history). A bare yield, in order, replays the same.
+            for _ in range(_ACTIVATION_YIELDS):
+                await asyncio.sleep(0)
             batch = list(self.unsaved)
             notes = {e.seq: self._notes.pop(e.seq) for e in batch if e.seq in self._notes}
             try:
@@ -117,10 +126,15 @@ class Trail:
 
     async def ready(self, whole: bool, closed: Callable[[], bool]) -> None:
         """Until a step may begin: the trail not failing; with ``whole``, every event
-        saved (a step that reads the saved rows must not read a stale one)."""
-        await workflow.wait_condition(
-            lambda: closed() or (not self.unsaved if whole else self.failing_since is None)
-        )
+        saved (a step that reads the saved rows must not read a stale one). Already so,
+        it returns at once: a wait would let the trail's write go before the step's entry
+        is recorded, and the two would be two writes."""
+
+        def may_begin() -> bool:
+            return closed() or (not self.unsaved if whole else self.failing_since is None)
+
+        if not may_begin():
+            await workflow.wait_condition(may_begin)
 
     def details(self) -> tuple[str, str] | None:
         """What operators read while the trail cannot be saved; None while it can."""
