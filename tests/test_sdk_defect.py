@@ -3,9 +3,9 @@ SDK"), on a history it left: recorded in a 1,000-application run of the harness
 (2026-12-03). The application's join answered at 08:02:13 with its notice's automatic
 time 08:00:18, already past; the next task started a timer of 30.571786 s, which is
 08:00:18 less 07:59:47.428, the clock of the task before: the workflow had been run on
-the join's answer to answer a query, at the old clock. Replayed, the same code tells the
-notice its time has come instead, and the replay fails where the history cancels that
-timer.
+the join's answer to answer a query, at the old clock. Replayed on the code it was
+recorded with, the same code told the notice its time had come instead, and the replay
+failed where the history cancels that timer.
 
 This file is not a baseline of aidflow's workflows (it is not in ``tests/histories``'s
 top level, which every run replays): it pins the defect's shape and the harness's
@@ -13,14 +13,13 @@ classifier of it."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 from temporalio.client import WorkflowHistory
 
-from bench.faults import defect_shape, replayer_for
-from bench.run import SECRET
-from store.sealing import Keys
+from bench.faults import defect_shape
 
 HISTORY = Path(__file__).parent / "histories" / "upstream" / "sdk-defect-stale-clock.json"
 WORKFLOW_ID = "county-subsidy-demo/2026/341225/n7slwpcvyehsrva4"
@@ -34,13 +33,31 @@ def _history() -> WorkflowHistory:
     return WorkflowHistory.from_json(WORKFLOW_ID, HISTORY.read_text(encoding="utf-8"))
 
 
-async def test_the_defect_history_does_not_replay_where_the_stale_timer_is_cancelled() -> None:
-    replayer = replayer_for(Keys(bytes.fromhex(SECRET)))
-    result = await replayer.replay_workflow(_history(), raise_on_replay_failure=False)
-    assert result.replay_failure is not None
-    assert "Signal external WF machine does not handle this event: HistoryEvent(id: 35" in str(
-        result.replay_failure
+def test_the_history_shows_a_task_run_on_the_clock_of_the_task_before() -> None:
+    """The defect, from the history alone: the task that started at 08:02:19 (event 26)
+    started a timer (event 29) to the notice's automatic time, 08:00:18, that the join
+    had just answered (event 24). A task on its own clock would have found that time past
+    and started no timer; 30.571786 s is 08:00:18 less a clock inside the task of
+    07:59:47 (events 15 and 16), two and a half minutes stale.
+
+    (Replaying this history on the workflow code it was recorded with failed where the
+    history cancels that timer, event 35. The code has changed since, and a replay now
+    fails earlier, for the code's own changes, as any history of older code would: the
+    proof here does not depend on the code.)"""
+    events = {e.event_id: e for e in _history().events}
+    answer = json.loads(events[24].activity_task_completed_event_attributes.result.payloads[0].data)
+    auto_post_at = datetime.fromisoformat(answer["auto_post_at"])
+    timer = events[29].timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
+    clock = auto_post_at - timer
+    task_began = events[26].event_time.ToDatetime(tzinfo=UTC)
+    assert task_began > auto_post_at  # the time was past when the task ran
+    earlier_task = (
+        events[15].event_time.ToDatetime(tzinfo=UTC),
+        events[16].event_time.ToDatetime(tzinfo=UTC),
     )
+    assert earlier_task[0] <= clock <= earlier_task[1], (clock, earlier_task)
+    assert (task_began - clock).total_seconds() > 150
+    assert events[35].timer_canceled_event_attributes.started_event_id == 29
 
 
 def test_the_harness_counts_it_as_the_defects_only_after_a_fault() -> None:

@@ -153,12 +153,36 @@ class NoticeDesk(Desk[NoticeStep]):
                 members,
                 f"posted at {at.isoformat()}",
             )
+            await self._members_told(season, n, members)
             season.counts["notice postings"] += 1
             for a in members:
                 if a.terminal is None:
                     self._up(season, a, at)
             await self._taken_early(season, n)
         self._plan_posting(season, n)  # those ready after it: the next posting
+
+    async def _members_told(self, season: Season, n: NoticePlan, members: list[Case]) -> None:
+        """Until every member on the posting has heard of it. The notice's word goes by
+        signal; a member moved on before it arrived (its next event's fast-forward)
+        hears it days late on its own clock, and records the posting then (seen: a
+        member of an explicit posting recorded it at its automatic time, a day on)."""
+        stage = self.step.stage
+
+        async def told(a: Case) -> None:
+            deadline = time.monotonic() + NOTICE_WITHIN_SECONDS
+            while time.monotonic() < deadline:
+                with contextlib.suppress(Refused):
+                    st = await season.api.status(a.workflow_id)
+                    if st.stage != stage or (st.notice is not None and st.notice.stage == stage):
+                        return
+                await asyncio.sleep(0.1)
+            seen = await season.diagnose(a.workflow_id, "notice member")
+            raise SimulationStalled(
+                f"{n.notice_id}: {a.workflow_id} not told of its posting within "
+                f"{NOTICE_WITHIN_SECONDS:.0f} s\n{seen}"
+            )
+
+        await asyncio.gather(*(told(a) for a in members if a.terminal is None))
 
     async def _taken_early(self, season: Season, n: NoticePlan) -> None:
         """Members planned for a later posting that this one took: an owner's posting
