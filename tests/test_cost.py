@@ -109,25 +109,18 @@ def test_a_paid_application_s_projections_are_small_and_its_trail_writes_few() -
     path = BASELINES / "paid@baseline.json"
     history = WorkflowHistory.from_json("paid", json.loads(path.read_text("utf-8")))
     projections = []
+    writes = 0
     for e in history.events:
         if e.HasField("marker_recorded_event_attributes"):
             details = e.marker_recorded_event_attributes.details
-            meta = json.loads(details["data"].payloads[0].data)
-            if meta["activity_type"] == "project_remaining_steps":
+            kind = json.loads(details["data"].payloads[0].data)["activity_type"]
+            if kind == "project_remaining_steps":
                 result = json.loads(details["result"].payloads[0].data)
                 projections.append((e.ByteSize(), result))
+            writes += kind == "record_events"
     assert projections, "the paid history has no projection"
     # A decision and the next step's entry are one trail write (workflows/trail.py):
     # 24 writes before, 20 since (the baselines are re-recorded from the code).
-    writes = sum(
-        1
-        for e in history.events
-        if e.HasField("marker_recorded_event_attributes")
-        and json.loads(e.marker_recorded_event_attributes.details["data"].payloads[0].data)[
-            "activity_type"
-        ]
-        == "record_events"
-    )
     assert writes <= 21, writes
     for size, result in projections:
         assert size < 1500, size

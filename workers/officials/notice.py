@@ -9,7 +9,7 @@ import contextlib
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -169,13 +169,12 @@ class NoticeDesk(Desk[NoticeStep]):
         stage = self.step.stage
 
         async def told(a: Case) -> None:
-            deadline = time.monotonic() + NOTICE_WITHIN_SECONDS
-            while time.monotonic() < deadline:
-                with contextlib.suppress(Refused):
-                    st = await season.api.status(a.workflow_id)
-                    if st.stage != stage or (st.notice is not None and st.notice.stage == stage):
-                        return
-                await asyncio.sleep(0.1)
+            async def heard() -> bool:
+                st = await season.api.status(a.workflow_id)
+                return st.stage != stage or (st.notice is not None and st.notice.stage == stage)
+
+            if await _within(heard):
+                return
             seen = await season.diagnose(a.workflow_id, "notice member")
             raise SimulationStalled(
                 f"{n.notice_id}: {a.workflow_id} not told of its posting within "
@@ -239,14 +238,15 @@ class NoticeDesk(Desk[NoticeStep]):
         members: list[Case],
         expect: str,
     ) -> None:
-        deadline = time.monotonic() + NOTICE_WITHIN_SECONDS
         st: NoticeStatus | None = None
-        while time.monotonic() < deadline:
-            with contextlib.suppress(Refused):
-                st = await season.api.notice_status(n.notice_id)
-                if st is not None and what(st):
-                    return
-            await asyncio.sleep(0.1)
+
+        async def shows() -> bool:
+            nonlocal st
+            st = await season.api.notice_status(n.notice_id)
+            return st is not None and what(st)
+
+        if await _within(shows):
+            return
         seen = await season.diagnose(n.notice_id, "notice")
         pending = {m.workflow_id for m in st.pending} if st else set()
         them = [
@@ -362,3 +362,15 @@ class NoticeDesk(Desk[NoticeStep]):
             floor.sent(st, what, "村民提出异议 / objection lodged")
             acted = True
         return acted
+
+
+async def _within(check: Callable[[], Awaitable[bool]]) -> bool:
+    """Ask ``check`` every tenth of a second (a refusal counts as "not yet") until it
+    says yes (True) or ``NOTICE_WITHIN_SECONDS`` have passed (False)."""
+    deadline = time.monotonic() + NOTICE_WITHIN_SECONDS
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Refused):
+            if await check():
+                return True
+        await asyncio.sleep(0.1)
+    return False

@@ -59,6 +59,16 @@ _BUSY = frozenset(
 )
 
 
+def _fast_forward_config(
+    ff_id: str, duration: timedelta
+) -> temporalio.api.common.v1.TimeSkippingConfig:
+    """Time skipping on, for one fast-forward of ``duration`` named ``ff_id``."""
+    config = temporalio.api.common.v1.TimeSkippingConfig(enabled=True)
+    config.fast_forward_config.id = ff_id
+    config.fast_forward_config.duration.FromTimedelta(duration)
+    return config
+
+
 class _StartAtSimulatedInstant(Interceptor):
     """A delayed start becomes a skipped start: the start carries a fast-forward of
     exactly its delay, so the workflow's first task runs at the intended instant."""
@@ -79,10 +89,7 @@ class _StartAtOutbound(OutboundInterceptor):
         if input.start_delay is None:
             return
         ff_id = uuid.uuid4().hex
-        config = temporalio.api.common.v1.TimeSkippingConfig(enabled=True)
-        config.fast_forward_config.id = ff_id
-        config.fast_forward_config.duration.FromTimedelta(input.start_delay)
-        input.time_skipping_config = config
+        input.time_skipping_config = _fast_forward_config(ff_id, input.start_delay)
         self._owner.fast_forward_ids[input.id] = ff_id
 
     async def start_workflow(self, input: StartWorkflowInput) -> WorkflowHandle[Any, Any]:
@@ -239,9 +246,7 @@ class Clocks:
         instant it reached, or None if the workflow closed first. (The SDK's
         ``TimeSkipper.fast_forward`` says only whether it completed.)"""
         ff_id = str(uuid.uuid4())
-        config = temporalio.api.common.v1.TimeSkippingConfig(enabled=True)
-        config.fast_forward_config.id = ff_id
-        config.fast_forward_config.duration.FromTimedelta(delta)
+        config = _fast_forward_config(ff_id, delta)
         await self._client.workflow_service.update_workflow_execution_options(
             temporalio.api.workflowservice.v1.UpdateWorkflowExecutionOptionsRequest(
                 namespace=self._client.namespace,
