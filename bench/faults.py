@@ -51,9 +51,10 @@ from sqlmodel import Session, col, func, select
 from temporalio.api.enums.v1 import EventType, TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import WorkflowHistory
+from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.service import RPCError
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
 from bench import r9
@@ -781,9 +782,7 @@ async def check(
         if time.monotonic() - said_at > 30:
             said_at = time.monotonic()
             say(f"check: {len(replay_failures)} replay failures so far, at {w.id}")
-        history = await asyncio.wait_for(
-            api.client.get_workflow_handle(w.id, run_id=w.run_id).fetch_history(), 60
-        )
+        history = await _history_of(api.client, w.id, w.run_id)
         privacy += r9.scan_history_json(w.id, history.to_json())
         for e in history.events:
             if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
@@ -891,6 +890,21 @@ async def check(
             + await asyncio.to_thread(r9.scan_files, work)
         ),
     }
+
+
+async def _history_of(client: Client, workflow_id: str, run_id: str | None) -> WorkflowHistory:
+    """A history, asked again for a while when the server, restarted by the harness, says
+    its namespace is not found (its namespace cache not yet filled: seen in CI)."""
+    for attempt in range(10):
+        try:
+            return await asyncio.wait_for(
+                client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history(), 60
+            )
+        except RPCError as e:
+            if "Namespace" not in e.message or "not found" not in e.message or attempt == 9:
+                raise
+            await asyncio.sleep(2.0)
+    raise AssertionError("unreachable")
 
 
 def replayer_for(keys: Keys) -> Replayer:
