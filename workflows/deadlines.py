@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from temporalio import workflow
 
+from workflows.clock import sleep_until
+
 with workflow.unsafe.imports_passed_through():
     from activities.workflow_calendar import CalendarActivities
     from models.application import SYSTEM
@@ -26,9 +28,7 @@ _LOCAL = timedelta(seconds=10)
 
 async def watch_fixed_date(app: ApplicationWorkflow, key: str, due_at: datetime) -> None:
     fixed = app.programme.fixed_date(key)
-    delay = due_at - workflow.now()
-    if delay > timedelta(0):
-        await workflow.sleep(delay, summary=f"fixed date: {fixed.label_en} by {fixed.on}")
+    await sleep_until(due_at, f"fixed date: {fixed.label_en} by {fixed.on}")
     last_due = max(i for i, s in enumerate(app.programme.steps) if s.due == key)
     if app.closed or app.index > last_due:
         return

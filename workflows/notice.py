@@ -29,6 +29,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import FailureError
 
+from workflows.clock import until
 from workflows.messaging import signal_each
 from workflows.steps.base import AuthorityProblem, Refused, fmt
 from workflows.visibility import upsert_changed
@@ -83,6 +84,7 @@ class NoticeWorkflow:
         # (the word was dropped, and they waited a day to ask again).
         self.claims: dict[str, datetime] = {}
         self.postings: list[Posting] = []
+        self.over: set[int] = set()  # postings whose end's timer has fired
         self.next_number = 1  # the posting that pending members will be on
         self.open_objections: dict[str, int] = {}
         self.left: set[str] = set()
@@ -117,14 +119,13 @@ class NoticeWorkflow:
         """Until a member waits for a posting (True), or the notice has been quiet long
         enough to end (False). Wakes when a posting ends, to say so."""
         while not self.pending:
-            now = workflow.now()
             last = max([self.inp.window_closes_at, *(p.ends_at for p in self.postings)])
             quiet_until = last + QUIET
             wake = min([quiet_until, *(p.ends_at for p in self._up())])
             try:
                 await workflow.wait_condition(
                     lambda: bool(self.pending),
-                    timeout=max(wake - now, timedelta(0)),
+                    timeout=until(wake),
                     timeout_summary=(
                         f"ends if nobody joins by {fmt(quiet_until)}"
                         if wake == quiet_until
@@ -132,6 +133,8 @@ class NoticeWorkflow:
                     ),
                 )
             except TimeoutError:
+                # Over when its timer fires, not when a clock says so (workflows/clock.py).
+                self.over.update(p.number for p in self.postings if p.ends_at <= wake)
                 self.publish()
                 if wake < quiet_until or self.pending:
                     continue
@@ -492,8 +495,8 @@ class NoticeWorkflow:
         )
 
     def _up(self) -> list[Posting]:
-        now = workflow.now()
-        return [p for p in self.postings if p.ends_at > now]
+        """The postings whose end has not been seen: by their timers, not the clock."""
+        return [p for p in self.postings if p.number not in self.over]
 
     def details(self) -> tuple[str, str]:
         """What the operator sees in the Web UI: who waits for the next posting, each

@@ -11,7 +11,6 @@ then), and when it closes, the season summary (工作总结: everything paid by 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +18,7 @@ from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+from workflows.clock import sleep_until
 from workflows.messaging import signal_each
 from workflows.steps import Refused
 from workflows.steps.base import AuthorityProblem
@@ -84,6 +84,7 @@ class SeasonWorkflow:
         self._busy = 0  # the season's own activities in flight (reminders, report)
         self._runs = 1
         self._started_length = 0
+        self._summary_passed = False  # the summary date's timer has fired
         if inp.carried is not None:
             self._take_over(inp.carried)
 
@@ -110,20 +111,13 @@ class SeasonWorkflow:
         ]
         if self._report is None:
             self._tasks.append(asyncio.create_task(self._report_after_payout()))
-        summary_due = self._schedule.due_at("summary")
+        self._tasks.append(asyncio.create_task(self._summary_date()))
         self._started_length = workflow.info().get_current_history_length()
         self._describe()
         while True:
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(
-                    lambda: (
-                        bool(self._pending)
-                        or self._season_over(summary_due)
-                        or self._history_long()
-                    ),
-                    timeout=max(summary_due - workflow.now(), timedelta(0)) or None,
-                    timeout_summary="the season's summary date",
-                )
+            await workflow.wait_condition(
+                lambda: bool(self._pending) or self._season_over() or self._history_long()
+            )
             if self._pending:
                 # Corrections that arrive close together go out in one re-payment batch.
                 await workflow.sleep(
@@ -133,7 +127,7 @@ class SeasonWorkflow:
                 items, self._pending = self._pending, []
                 self._start_batches(items)
                 continue
-            if self._season_over(summary_due):
+            if self._season_over():
                 break
             if self._history_long():
                 await self._continue_as_new()
@@ -144,12 +138,19 @@ class SeasonWorkflow:
         self._describe()
         return self._batches
 
-    def _season_over(self, summary_due: datetime) -> bool:
+    async def _summary_date(self) -> None:
+        assert self._schedule is not None
+        await sleep_until(self._schedule.due_at("summary"), "the season's summary date")
+        self._summary_passed = True
+
+    def _season_over(self) -> bool:
         # A request or an arrival still being handled is not on the books yet: a worker
         # killed while writing a request's roster holds it for the activity's timeout,
         # and a season closed under it left its applications waiting for funds for good.
+        # The summary date is past when its timer fires, not when a clock says so
+        # (workflows/clock.py).
         return (
-            workflow.now() >= summary_due
+            self._summary_passed
             and workflow.all_handlers_finished()
             and not self._open_requests()
             and not self._unsettled
@@ -221,11 +222,10 @@ class SeasonWorkflow:
     # ------------------------------------------------------------- reminders, report
 
     async def _remind(self, key: str, at: datetime) -> None:
-        delay = at - workflow.now()
         fixed = self._inp.programme.fixed_date(key)
-        if delay <= timedelta(0):
-            return  # the reminder time has passed: nothing to remind of
-        await workflow.sleep(delay, summary=f"reminder before {fixed.label_en} ({fixed.on})")
+        if at <= workflow.info().workflow_start_time:
+            return  # passed before this run began: nothing to remind of
+        await sleep_until(at, f"reminder before {fixed.label_en} ({fixed.on})")
         self._busy += 1
         try:
             await workflow.execute_activity_method(
@@ -246,9 +246,10 @@ class SeasonWorkflow:
 
     async def _report_after_payout(self) -> None:
         assert self._schedule is not None
-        delay = self._schedule.due_at(self._inp.programme.payout_date_key) - workflow.now()
-        if delay > timedelta(0):
-            await workflow.sleep(delay, summary="the payout date: then the season report")
+        await sleep_until(
+            self._schedule.due_at(self._inp.programme.payout_date_key),
+            "the payout date: then the season report",
+        )
         self._report = await self._write_report("payout_date")
         self._describe()
 

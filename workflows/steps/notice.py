@@ -13,6 +13,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import FailureError
 
+from workflows.clock import until
 from workflows.steps.base import Refused, StepRunner, fmt, role_words
 
 with workflow.unsafe.imports_passed_through():
@@ -126,7 +127,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
                 lambda: app.closed,
-                timeout=max(window.ends_at - workflow.now(), timedelta(0)),
+                timeout=until(window.ends_at),
                 timeout_summary=f"{step.label_en} ends {fmt(window.ends_at)}",
             )
         if app.closed:
@@ -201,7 +202,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
                 lambda: self.posted is not None or self.app.closed or self.rescheduled != seen,
-                timeout=max(at - workflow.now(), timedelta(0)),
+                timeout=until(at),
                 timeout_summary=f"{self.step.label_en} posted (automatically {fmt(at)})",
             )
             return True

@@ -5,10 +5,11 @@ again in a later batch."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from temporalio import workflow
 
+from workflows.clock import sleep_until
 from workflows.steps.base import Application, Refused, StepRunner, fmt
 
 with workflow.unsafe.imports_passed_through():
@@ -127,9 +128,7 @@ class PayoutRunner(StepRunner[PayoutStep]):
 
     async def _watch_pay_by(self, pay_by: datetime) -> None:
         app = self.app
-        delay = pay_by - workflow.now()
-        if delay > timedelta(0):
-            await workflow.sleep(delay, summary=f"payment limit {fmt(pay_by)}")
+        await sleep_until(pay_by, f"payment limit {fmt(pay_by)}")
         if app.payment.paid or app.closed:
             return
         app.overdue.append(PAYMENT_LIMIT)
