@@ -116,6 +116,16 @@ def test_the_containers_run_commands_the_cli_has() -> None:
 def test_an_install_carries_every_package(tmp_path: Path) -> None:
     """The image installs aidflow without -e: every package of the layers must be in it
     (a hand-kept list in pyproject.toml had lost three of workers')."""
+    import shutil
+
+    layers = ("models", "workflows", "activities", "store", "integrations", "workers")
+    # Built from a copy: setuptools leaves a build/ folder beside the sources.
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for layer in layers:
+        shutil.copytree(ROOT / layer, source / layer, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(
         [
             sys.executable,
@@ -127,7 +137,7 @@ def test_an_install_carries_every_package(tmp_path: Path) -> None:
             "--no-build-isolation",
             "-w",
             tmp_path,
-            ROOT,
+            source,
         ],
         check=True,
         capture_output=True,
@@ -135,7 +145,6 @@ def test_an_install_carries_every_package(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("aidflow-*.whl")
     with zipfile.ZipFile(wheel) as z:
         packaged = {str(Path(n).parent) for n in z.namelist() if n.endswith("/__init__.py")}
-    layers = ("models", "workflows", "activities", "store", "integrations", "workers")
     wanted = {
         str(p.parent.relative_to(ROOT))
         for layer in layers
