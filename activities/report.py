@@ -30,6 +30,14 @@ class ReportRequest(BaseModel):
     as_of: ReportKind = "payout_date"
 
 
+class OpenApplicationsRequest(BaseModel):
+    programme: str
+    season: int
+    round: str = ""
+    county_code: str
+    stages: list[str]  # the stages that count as open
+
+
 class ReminderRequest(BaseModel):
     programme: Programme
     season: int
@@ -417,6 +425,22 @@ class ReportActivities:
             self._engine, req.programme, req.season, req.county_code, req.as_of, req.round
         )
         return write_report(report, self._files / "reports")
+
+    @activity.defn(name="count_open_applications")
+    def count_open_applications(self, req: OpenApplicationsRequest) -> int:
+        """The season's applications at one of ``stages``: those still on their way to
+        its funds keep it open past its summary date."""
+        with Session(self._engine) as s:
+            rows = s.exec(
+                select(ApplicationRow.workflow_id).where(
+                    ApplicationRow.programme == req.programme,
+                    ApplicationRow.season == req.season,
+                    ApplicationRow.round == req.round,
+                    ApplicationRow.county_code == req.county_code,
+                    col(ApplicationRow.stage).in_(req.stages),
+                )
+            ).all()
+        return len(rows)
 
     @activity.defn(name="send_season_reminder")
     def send_season_reminder(self, req: ReminderRequest) -> None:

@@ -86,7 +86,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     ),
     # ``join`` is an update: sealed by the join activity (activities/notices.py).
     "NoticeWorkflow": frozenset({"join", "member_changed", "posting_due"}),
-    "SeasonWorkflow": frozenset({"repayment_ready", "payment_settled"}),
+    "SeasonWorkflow": frozenset({"repayment_ready"}),
 }
 
 

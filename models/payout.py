@@ -194,6 +194,10 @@ class BatchResult(_Model):
     paid: int
     returned: int
     skipped: int
+    # The applications the batch settled: paid now, or found already paid. The season
+    # learns it here rather than by a signal from each application (issue 20: a
+    # workflow task and four events of every paid application); it keeps the counts.
+    settled: list[str] = []
 
 
 SeasonInput.model_rebuild()

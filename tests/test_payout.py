@@ -9,6 +9,7 @@ before the workflows talk to each other (payout batches inherit the season's).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -382,6 +383,59 @@ async def test_a_funds_request_under_way_at_the_summary_date_keeps_the_season_op
                 )
                 await asyncio.sleep(0.1)
             assert "waiting for the funds of fr-under-way" in (await season_details(season))
+    finally:
+        await env.shutdown()
+
+
+async def test_a_season_past_its_summary_date_stays_open_for_an_application_still_on_its_way(
+    keys: Keys, calendar: WorkingCalendar, registry: Registry, tmp_path: Path
+) -> None:
+    """Found by the fault harness (2026-12-03, 1,000 applications on a loaded machine):
+    the summary date passed while 945 applications were still in their notices; the
+    season, with nothing requested, closed; their funds requests were refused ("closed")
+    and they waited for funds for good. A season is over only once every application of
+    it has ended; until then it says why it stays open, and takes the funds request."""
+    from tests.support import IN_WINDOW_2027, form
+    from tests.test_application_workflow import _SERIALS
+
+    env = await start_time_skipping_server()  # its own: the season closes
+    try:
+        async with make_stack(env, keys, calendar, registry, tmp_path) as stack:
+            api = stack.api
+            case = Case(api, env, await api.submit(form(next(_SERIALS)), now=IN_WINDOW_2027))
+            await case.approve("village_review", village_official())
+            await case.wait_for(lambda s: s.waiting_until == cst(9, 1), "village posting")
+            await case.advance_to(cst(9, 8, 0, 1))
+            await case.approve("township_review", township_official())
+            await case.wait_for(
+                lambda s: s.stage == "township_notice" and s.waiting_until is not None, "notice"
+            )
+            await case.advance_to(cst(9, 18, 0, 1))
+            await case.at_stage("county_approval")  # and there it stays past the summary date
+            season = await season_handle(stack)
+            await advance(env, season, cst(10, 31, 0, 1))
+
+            async def kept_open() -> bool:
+                return "1 application(s) on their way to the funds keep the season open" in (
+                    await season_details(season)
+                )
+
+            await eventually(kept_open, "the season says why it stays open")
+            assert (await season.describe()).status == WorkflowExecutionStatus.RUNNING
+            await case.approve("county_approval", county_official())
+            await case.at_stage("awaiting_funds")
+            summary = await api.request_funds("county-subsidy", 2027, COUNTY, BUREAU)
+            assert summary.workflow_ids == [case.wf]
+            await api.funds_arrived(
+                "county-subsidy", 2027, COUNTY, FINANCE, summary.request_id, 3000, "CZ-LATE-1"
+            )
+            await case.at_stage("paid")
+            await case.handle.result()
+            # Every application has ended, and the season with it (at once, or when it
+            # looks again a day on, if the paid row was saved after the batch ended).
+            with contextlib.suppress(RPCError):
+                await advance(env, season, await env.get_current_time(season) + timedelta(days=1))
+            await asyncio.wait_for(season.result(), 60)
     finally:
         await env.shutdown()
 

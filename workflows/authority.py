@@ -80,7 +80,6 @@ BODIES: dict[str, type] = {
     "payment_sent": PaymentSent,
     "payment_result": PaymentOutcome,
     "repayment_ready": PayItem,
-    "payment_settled": str,
     "notice_posted": NoticePosted,
     "notice_scheduled": NoticeJoined,
     "member_changed": MemberChange,

@@ -88,12 +88,17 @@ class PayoutBatchWorkflow:
         )
         paid = sum(1 for row in rows if row.status == "paid")
         returned = len(rows) - paid
+        settled = [by_key[row.idempotency_key] for row in rows if row.status == "paid"]
         self._phase = "settled"
         workflow.set_current_details(
             f"**已回盘** / settled: {paid} paid, {returned} returned, {len(prepared.skipped)} skipped (already paid)"
         )
         return BatchResult(
-            batch_id=batch.batch_id, paid=paid, returned=returned, skipped=len(prepared.skipped)
+            batch_id=batch.batch_id,
+            paid=paid,
+            returned=returned,
+            skipped=len(prepared.skipped),
+            settled=[*settled, *prepared.skipped],
         )
 
     @workflow.query

@@ -120,11 +120,8 @@ class PayoutRunner(StepRunner[PayoutStep]):
         app, payment = self.app, self.app.payment
         assert payment.release is not None
         app.watch(self._watch_pay_by(payment.release.pay_by))
+        # Paid: the season learns it from the batch that paid it.
         await workflow.wait_condition(lambda: payment.paid or app.closed)
-        if payment.paid:
-            await workflow.get_external_workflow_handle(app.season_id()).signal(
-                "payment_settled", app.inp.workflow_id
-            )
 
     async def _watch_pay_by(self, pay_by: datetime) -> None:
         app = self.app
