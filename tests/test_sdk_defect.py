@@ -78,3 +78,25 @@ def test_the_harness_counts_it_as_the_defects_only_after_a_fault() -> None:
     assert not defect_shape(history, no_id, [])
     # Not a nondeterminism error at all: never the defect's.
     assert not defect_shape(history, "activity StartToClose timeout", [KILL])
+
+
+def test_a_task_the_server_turned_back_for_new_events_is_not_a_failure() -> None:
+    """UNHANDLED_COMMAND: new events arrived while the task ran, and the worker runs it
+    again with them at once; the 500-application run of 2026-12-03 counted one such as
+    a failure nothing explained."""
+    from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
+    from temporalio.api.history.v1 import HistoryEvent, WorkflowTaskFailedEventAttributes
+
+    from bench.faults import failed_task
+
+    def failed(cause: WorkflowTaskFailedCause.ValueType) -> HistoryEvent:
+        return HistoryEvent(
+            event_type=EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+            workflow_task_failed_event_attributes=WorkflowTaskFailedEventAttributes(cause=cause),
+        )
+
+    cause = WorkflowTaskFailedCause
+    assert not failed_task(failed(cause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND))
+    assert failed_task(failed(cause.WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR))
+    assert failed_task(failed(cause.WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE))
+    assert not failed_task(HistoryEvent(event_type=EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED))
