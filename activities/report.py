@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 from temporalio import activity
 
 from models.notifications import render
@@ -431,16 +431,17 @@ class ReportActivities:
         """The season's applications at one of ``stages``: those still on their way to
         its funds keep it open past its summary date."""
         with Session(self._engine) as s:
-            rows = s.exec(
-                select(ApplicationRow.workflow_id).where(
+            return s.exec(
+                select(func.count())
+                .select_from(ApplicationRow)
+                .where(
                     ApplicationRow.programme == req.programme,
                     ApplicationRow.season == req.season,
                     ApplicationRow.round == req.round,
                     ApplicationRow.county_code == req.county_code,
                     col(ApplicationRow.stage).in_(req.stages),
                 )
-            ).all()
-        return len(rows)
+            ).one()
 
     @activity.defn(name="send_season_reminder")
     def send_season_reminder(self, req: ReminderRequest) -> None:

@@ -393,8 +393,9 @@ async def test_a_season_past_its_summary_date_stays_open_for_an_application_stil
     """Found by the fault harness (2026-12-03, 1,000 applications on a loaded machine):
     the summary date passed while 945 applications were still in their notices; the
     season, with nothing requested, closed; their funds requests were refused ("closed")
-    and they waited for funds for good. A season is over only once every application of
-    it has ended; until then it says why it stays open, and takes the funds request."""
+    and they waited for funds for good. A season is over only once no application is still
+    on its way to its funds; until then it says why it stays open, and takes the funds
+    request."""
     from tests.support import IN_WINDOW_2027, form
     from tests.test_application_workflow import _SERIALS
 

@@ -161,9 +161,10 @@ class SeasonWorkflow:
 
     async def _count_open_applications(self) -> int:
         programme = self._inp.programme
-        funds = next((i for i, s in enumerate(programme.steps) if isinstance(s, FundsStep)), None)
+        funds = programme.find_step(FundsStep)
         if funds is None:  # nothing of the programme's goes through the season's funds
             return 0
+        upto = programme.steps.index(funds) + 1
         return await workflow.execute_activity_method(
             ReportActivities.count_open_applications,
             OpenApplicationsRequest(
@@ -171,7 +172,7 @@ class SeasonWorkflow:
                 season=self._inp.season,
                 round=programme.round_key,
                 county_code=self._inp.county_code,
-                stages=[s.stage for s in programme.steps[: funds + 1]],
+                stages=[s.stage for s in programme.steps[:upto]],
             ),
             start_to_close_timeout=_ACT,
             retry_policy=_RETRY,
