@@ -99,6 +99,7 @@ class RecordActivities:
             "county_code": snap.places.county_code,
             "township_code": snap.places.township_code,
             "village_code": snap.places.village_code,
+            "school_code": snap.places.school_code,
             "applicant_name": snap.applicant_name,
             "national_id_masked": snap.national_id_masked,
             "national_id_hash": snap.national_id_hash,
@@ -109,11 +110,13 @@ class RecordActivities:
             "at_risk": snap.at_risk,
             "amount_cny": snap.amount_cny,
             "last_seq": seq,
-            "submitted_at": snap.submitted_at,
-            "notice_posted_at": snap.notice_posted_at,
-            "notice_ends_at": snap.notice_ends_at,
-            "next_deadline": snap.next_deadline,
-            "decided_at": snap.decided_at,
+            "submitted_at": _utc(snap.submitted_at),
+            "notice_posted_at": _utc(snap.notice_posted_at),
+            "notice_ends_at": _utc(snap.notice_ends_at),
+            "next_deadline": _utc(snap.next_deadline),
+            "waiting_for": snap.waiting_for,
+            "waiting_until": _utc(snap.waiting_until),
+            "decided_at": _utc(snap.decided_at),
             "updated_at": datetime.now(UTC),
             "rejection_reason": snap.rejection_reason,
             "bank_name": snap.bank_name,
@@ -173,6 +176,12 @@ class RecordActivities:
             "created_at": now,
             "next_attempt_at": now,
         }
+
+
+def _utc(at: datetime | None) -> datetime | None:
+    """In UTC: SQLite keeps an instant's wall time and drops its offset (a notice's end
+    at 00:00 +08:00 came back as 00:00 UTC, eight hours late)."""
+    return None if at is None else utc(at)
 
 
 def _audit_entry(workflow_id: str, event: TrailEvent) -> dict[str, Any]:

@@ -154,6 +154,8 @@ class ApplicationSnapshot(_Model):
     notice_posted_at: datetime | None = None
     notice_ends_at: datetime | None = None
     next_deadline: datetime | None = None
+    waiting_for: str = ""
+    waiting_until: datetime | None = None
     decided_at: datetime | None = None
     rejection_reason: str | None = None
     applicant_phone_sealed: str = ""

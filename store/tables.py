@@ -27,6 +27,7 @@ class ApplicationRow(SQLModel, table=True):
     county_code: str = Field(max_length=12, index=True)
     township_code: str = Field(max_length=12, index=True)
     village_code: str = Field(max_length=12, index=True)
+    school_code: str = Field(default="", max_length=32)  # the submitting school, if any
     applicant_name: str = Field(max_length=100)
     national_id_masked: str = Field(max_length=18)
     national_id_hash: str = Field(max_length=64, index=True)
@@ -41,6 +42,10 @@ class ApplicationRow(SQLModel, table=True):
     notice_posted_at: datetime | None = _ts()
     notice_ends_at: datetime | None = _ts()
     next_deadline: datetime | None = _ts()
+    # What it waits for, and until when, as of its newest event (the status a service
+    # reads without asking the workflow: store/status.py).
+    waiting_for: str = Field(default="", max_length=32)
+    waiting_until: datetime | None = _ts()
     decided_at: datetime | None = _ts()
     updated_at: datetime | None = _ts()
     rejection_reason: str | None = None

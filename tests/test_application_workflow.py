@@ -17,7 +17,7 @@ import json
 import os
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from models.notice import NoticePostRequest, NoticeStatus, notice_workflow_id
 from models.records import ChainHead, EventBatch
 from models.steps import NoticeStep
 from store.sealing import Keys
+from store.status import read_status
 from store.tables import ApplicationRow, AuditEntry, OutboxMessage
 from tests.conftest import AppStack, Registry, make_stack
 from tests.support import (
@@ -777,6 +778,80 @@ async def test_objection_dismissed_and_holding_past_the_notice_end(
     ].contact_masked.endswith("5678")
     assert "13912345678" not in st.objections[0].contact_masked
     await case.save_history("objection_dismissed_then_township_review")
+
+
+def assert_recorded_as_live(engine: Any, live: ApplicationStatus) -> ApplicationStatus:
+    """The status from the records (store/status.py) says what the live query says of
+    where the application stands."""
+    recorded = read_status(engine, live.workflow_id)
+    assert recorded is not None
+    for name in (
+        "programme",
+        "season",
+        "stage",
+        "waiting_for",
+        "waiting_until",
+        "notice",
+        "overdue",
+        "amount_cny",
+        "applicant_masked",
+    ):
+        assert getattr(recorded, name) == getattr(live, name), name
+
+    def objections(st: ApplicationStatus) -> list[tuple[Any, ...]]:
+        return [(o.id, o.stage, o.text, o.outcome, o.reason, o.lodged_at) for o in st.objections]
+
+    assert objections(recorded) == objections(live)
+    codes = {"county_code", "township_code", "village_code", "school_code"}
+    assert recorded.places.model_dump(include=codes) == live.places.model_dump(include=codes)
+    assert recorded.places.village_name == live.places.village_name
+    return recorded
+
+
+async def test_the_status_from_the_records_is_the_live_status(
+    new_case: Callable[..., Awaitable[Case]], app_stack: AppStack
+) -> None:
+    """Read from the read model and the audit log, without a query (no workflow task,
+    every worker may be down): the same stage, waiting, notice and objections as the
+    query, at each turn of a notice with an objection and of a rejection."""
+    engine = app_stack.engine
+    assert read_status(engine, "no-such-application") is None
+    case = await new_case()
+    st = assert_recorded_as_live(engine, await case.status())
+    assert st.waiting_for == "village_committee" and "等待村委会" in st.details_zh
+    await case.approve("village_review", village_official())
+    live = await case.wait_for(lambda s: s.waiting_until == cst(9, 1), "scheduled")
+    assert_recorded_as_live(engine, live)
+    await case.advance_to(cst(9, 3, 10))
+    await case.api.lodge_objection(
+        case.wf, ObjectionRequest(request_id=rid(), actor=public(), text="家庭已脱贫")
+    )
+    st = assert_recorded_as_live(engine, await case.status())
+    assert st.notice is not None and st.objections[0].outcome is None
+    with Session(engine) as s:  # the row's instants are the workflow's, on SQLite too
+        row = s.get(ApplicationRow, case.wf)
+        assert row is not None and row.notice_ends_at is not None
+        assert (
+            row.notice_ends_at.replace(tzinfo=row.notice_ends_at.tzinfo or UTC) == st.notice.ends_at
+        )
+    assert "1 open objection(s)" in st.details_en
+    await case.advance_to(cst(9, 9, 10))  # past the notice's end, held by the objection
+    assert_recorded_as_live(engine, await case.status())
+    await case.api.resolve_objection(
+        case.wf,
+        ObjectionResolution(
+            request_id=rid(),
+            actor=village_official(2),
+            objection_id="obj-1",
+            outcome=ObjectionOutcome.DISMISSED,
+            reason="经核实收入低于标准",
+        ),
+    )
+    st = assert_recorded_as_live(engine, await case.at_stage("township_review"))
+    assert st.notice is None and st.objections[0].outcome is ObjectionOutcome.DISMISSED
+    await case.decide("township_review", DecisionKind.REJECT, township_official(), "收入超标")
+    st = assert_recorded_as_live(engine, await case.at_stage("rejected"))
+    assert st.waiting_for == "" and "收入超标" in st.details_zh
 
 
 async def test_objection_upheld_rejects(new_case: Callable[..., Awaitable[Case]]) -> None:

@@ -361,6 +361,17 @@ async def test_reads_are_at_the_callers_place(gateway: Gateway) -> None:
     case = await gateway.new_case()
     mine = await gateway.http.get(f"/v1/applications/{case.wf}", headers=gateway.auth("village"))
     assert mine.status_code == 200 and mine.json()["stage"] == "village_review", mine.text
+    # Read from the records unless asked live: the same standing, worded from the record.
+    assert "等待村委会" in mine.json()["details_zh"], mine.text
+    live = await gateway.http.get(
+        f"/v1/applications/{case.wf}?live=true", headers=gateway.auth("village")
+    )
+    assert live.status_code == 200, live.text
+    assert {k: live.json()[k] for k in ("stage", "waiting_for")} == {
+        k: mine.json()[k] for k in ("stage", "waiting_for")
+    }
+    assert live.json()["places"]["village_code"] == mine.json()["places"]["village_code"]
+    assert live.json()["details_zh"] != mine.json()["details_zh"]
     assert (
         "place"
         in problem(

@@ -110,7 +110,7 @@ def dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def test_migrations_from_empty(db_url: str, engine: Engine) -> None:
-    assert current_revision(db_url) == "0007"
+    assert current_revision(db_url) == "0008"
     tables = set(inspect(engine).get_table_names())
     assert {
         "applications",
@@ -127,6 +127,7 @@ def test_migrations_from_empty(db_url: str, engine: Engine) -> None:
     columns = {c["name"] for c in inspect(engine).get_columns("applications")}
     assert "round" in columns  # 0004: seasons with rounds (R12)
     assert "row_mac" in columns  # 0007: row MACs (issue 16)
+    assert {"waiting_for", "waiting_until", "school_code"} <= columns  # 0008: store/status.py
     assert "row_mac" in {c["name"] for c in inspect(engine).get_columns("payments")}
     from workers.deployment import database_id
 

@@ -143,6 +143,8 @@ def snapshot(app: ApplicationWorkflow) -> ApplicationSnapshot:
         notice_posted_at=notice.posted_at if notice else None,
         notice_ends_at=notice.ends_at if notice else None,
         next_deadline=due_at(app),
+        waiting_for=waiting_for(app),
+        waiting_until=waiting_until(app),
         decided_at=app.decided_at,
         rejection_reason=app.rejection_reason,
         applicant_phone_sealed=a.phone_sealed,
