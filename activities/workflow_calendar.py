@@ -10,7 +10,7 @@ workflows recorded before the table existed.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, time, timedelta
 
 from temporalio import activity
 
@@ -27,6 +27,7 @@ from models.records import (
     DatedKey,
     NoticeRequest,
     NoticeResult,
+    PostingTime,
     PostingTimeRequest,
     Projection,
     ProjectionRequest,
@@ -114,8 +115,13 @@ class CalendarActivities:
         )
 
     @activity.defn(name="next_posting_time")
-    def next_posting_time(self, req: PostingTimeRequest) -> datetime:
-        return next_working_day_at(self._calendar, req.after, req.clock)
+    def next_posting_time(self, req: PostingTimeRequest) -> PostingTime:
+        day = self._calendar.day_of(req.after)
+        return PostingTime(
+            at=next_working_day_at(self._calendar, req.after, req.clock),
+            day_starts_at=self._calendar.day_start(day),
+            day_ends_at=self._calendar.day_start(day + timedelta(days=1)),
+        )
 
     @activity.defn(name="project_remaining_steps")
     def project_remaining_steps(self, req: ProjectionRequest) -> Projection:

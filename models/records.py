@@ -74,6 +74,19 @@ class PostingTimeRequest(_Model):
     clock: time
 
 
+class PostingTime(_Model):
+    """The automatic posting time for an application ready at ``after``: the same for
+    every instant of that local day, [``day_starts_at``, ``day_ends_at``), so a notice
+    asks once a day, not once a member."""
+
+    at: datetime
+    day_starts_at: datetime
+    day_ends_at: datetime
+
+    def covers(self, instant: datetime) -> bool:
+        return self.day_starts_at <= instant < self.day_ends_at
+
+
 class ProjectionRequest(_Model):
     programme: Programme
     season: int

@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from models import search
 from models.application import ObjectionRequest
 from models.domain import Level
-from models.notice import notice_joins_queue
+from models.notice import NoticeMember, notice_joins_queue
 from tests.conftest import AppStack
 from tests.support import VILLAGE, public, village_official
 from tests.test_application_workflow import cst, rid, submitted_case
@@ -60,40 +60,14 @@ async def test_a_member_that_claims_an_old_time_is_told_the_new_one() -> None:
     posting waited for a claim that never came (a member asks again a day later).
     A member on the coming posting that claims an earlier time is told the new one; a
     claim at or after it posts; one ready after it is told only after that posting."""
-    from models.notice import NoticeInput, NoticeMember
-    from models.programmes import COUNTY_SUBSIDY
-    from models.steps import NoticeStep
-
-    step = COUNTY_SUBSIDY.step("village_notice")
-    assert isinstance(step, NoticeStep)
-    notice = NoticeWorkflow(
-        NoticeInput(
-            programme="county-subsidy",
-            programme_name_zh="县助学补贴",
-            season=2027,
-            county_code="341225000000",
-            place_code=VILLAGE,
-            step=step,
-            window_closes_at=cst(9, 1),
-        )
-    )
+    notice = village_notice()
     retold: list[set[str]] = []
 
     async def reschedule() -> None:
-        at = notice.auto_post_at
-        retold.append({wf for wf in notice.pending if notice.told_auto.get(wf) != at})
+        assert notice.auto_post_at is not None
+        retold.append(set(notice._moved(notice.auto_post_at)))
 
     notice._reschedule = reschedule  # type: ignore[method-assign]
-
-    def member(wf: str, joined: datetime) -> NoticeMember:
-        return NoticeMember(
-            workflow_id=wf,
-            name="某某",
-            village="村",
-            school_or_level="大学",
-            amount_cny=3000,
-            joined_at=joined,
-        )
 
     on_it, later = member("a", cst(8, 20, 9)), member("b", cst(8, 22, 9))
     notice.pending = {"a": on_it, "b": later}
@@ -107,6 +81,58 @@ async def test_a_member_that_claims_an_old_time_is_told_the_new_one() -> None:
     assert retold == [{"a"}]
     notice._judge("a", cst(8, 21, 8))  # the time it was told again
     assert notice.due
+
+
+def test_a_member_ready_after_the_coming_posting_keeps_its_own_time() -> None:
+    """Found at 1,000 applications under the fault harness: a member ready after the
+    coming posting's instant was told that posting's time, passed it at once, said so,
+    was passed over and told the next time after the posting; four such turns a member
+    on a loaded stack. It is told its own time when it joins (``_join``), not told again
+    when the coming posting's time moves, and its word that its time came is kept for
+    the posting it is on."""
+    notice = village_notice()
+    on_it, later = member("a", cst(8, 20, 9)), member("b", cst(8, 22, 9))
+    notice.pending = {"a": on_it, "b": later}
+    notice.auto_post_at = cst(8, 21, 8)
+    notice.told_auto = {"a": cst(8, 19, 8), "b": cst(8, 23, 8)}
+    assert notice._moved(cst(8, 21, 8)) == ["a"]  # b keeps its own time
+    notice._judge("b", cst(8, 23, 8))  # b's clock reached its own time first
+    assert not notice.due and notice.claims == {"b": cst(8, 23, 8)}
+    # a's posting is done; b's is next, at the time b was told and has reached.
+    notice.pending, notice.auto_post_at = {"b": later}, cst(8, 23, 8)
+    notice._judge_claims()
+    assert notice.due and not notice.claims
+
+
+def village_notice() -> NoticeWorkflow:
+    from models.notice import NoticeInput
+    from models.programmes import COUNTY_SUBSIDY
+    from models.steps import NoticeStep
+
+    step = COUNTY_SUBSIDY.step("village_notice")
+    assert isinstance(step, NoticeStep)
+    return NoticeWorkflow(
+        NoticeInput(
+            programme="county-subsidy",
+            programme_name_zh="县助学补贴",
+            season=2027,
+            county_code="341225000000",
+            place_code=VILLAGE,
+            step=step,
+            window_closes_at=cst(9, 1),
+        )
+    )
+
+
+def member(wf: str, joined: datetime) -> NoticeMember:
+    return NoticeMember(
+        workflow_id=wf,
+        name="某某",
+        village="村",
+        school_or_level="大学",
+        amount_cny=3000,
+        joined_at=joined,
+    )
 
 
 @pytest.mark.devserver

@@ -53,7 +53,7 @@ with workflow.unsafe.imports_passed_through():
         Posting,
         PostingDue,
     )
-    from models.records import NoticeRequest, NoticeResult, PostingTimeRequest
+    from models.records import NoticeRequest, NoticeResult, PostingTime, PostingTimeRequest
 
 # A notice with nothing to post ends after this long without a member (a later one
 # starts it again): the operator's list of notices stays the live ones.
@@ -95,6 +95,7 @@ class NoticeWorkflow:
         self.being_posted: set[str] = set()  # the members of the posting under way
         self.told_auto: dict[str, datetime] = {}  # each waiting member's told posting time
         self.retelling: asyncio.Task[None] | None = None  # members told their time again
+        self.posting_times: list[PostingTime] = []  # the calendar's answers, by local day
 
     @workflow.run
     async def run(self, inp: NoticeInput) -> NoticeStatus:
@@ -215,7 +216,7 @@ class NoticeWorkflow:
         at = self.auto_post_at
         if at is None:
             return
-        moved = [wf for wf in self.pending if self.told_auto.get(wf) != at]
+        moved = self._moved(at)
         if not moved:
             return
         zh, en = self._rule()
@@ -229,6 +230,15 @@ class NoticeWorkflow:
         for wf in moved:
             self.told_auto[wf] = at
         await signal_each("notice_scheduled", [(wf, answer) for wf in moved], skip_gone=True)
+
+    def _moved(self, at: datetime) -> list[str]:
+        """The members on the posting at ``at`` that were told another time; one ready
+        after it keeps its own time (told when it joined)."""
+        return [
+            wf
+            for wf, m in self.pending.items()
+            if m.joined_at <= at and self.told_auto.get(wf) != at
+        ]
 
     def _told(self, posting: Posting, period: NoticeResult) -> NoticePosted:
         return NoticePosted(
@@ -303,15 +313,23 @@ class NoticeWorkflow:
         if wf not in self.pending:  # posted (or left) meanwhile: answered as such
             return await self._join(j)
         assert self.auto_post_at is not None
-        self.told_auto[wf] = self.auto_post_at
+        at, posting = self.auto_post_at, self.next_number
+        if joined_at > at:
+            # Ready after the next posting's instant (its join was slow, or the posting
+            # is late): not on it. Told its own time, which is the posting after's unless
+            # an earlier member comes, rather than the next one's, which it would pass
+            # at once and be told again after (the fault harness at 1,000: four times
+            # a member).
+            at, posting = await self._auto_post_time(joined_at), posting + 1
+        self.told_auto[wf] = at
         zh, en = self._rule()
         # The answer as it stands now: while the others are told below, a posting may
         # begin (and clear the time until it has the next one); what changes after this
         # instant reaches the member by signal, as it reaches every member.
         answer = NoticeJoined(
             notice_id=self.inp.workflow_id,
-            posting=self.next_number,
-            auto_post_at=self.auto_post_at,
+            posting=posting,
+            auto_post_at=at,
             rule_zh=zh,
             rule_en=en,
         )
@@ -336,8 +354,13 @@ class NoticeWorkflow:
         (another clock, in the simulator) waits for the next; one told an earlier time is
         told the new one and says so again when its clock reaches it."""
         at, member = self.auto_post_at, self.pending.get(wf)
-        if member is None or at is None or member.joined_at > at:
-            return  # not on this posting: told the next one's time after it
+        if member is None or at is None:
+            return
+        if member.joined_at > at:
+            # Not on this posting: its claim stands for the posting it is on, judged when
+            # that one's time is known (it is not told again, and does not ask again).
+            self.claims[wf] = claimed
+            return
         if at <= claimed:
             self.due = True
         elif self.retelling is None or self.retelling.done():
@@ -389,12 +412,16 @@ class NoticeWorkflow:
     async def _auto_post_time(self, joined_at: datetime) -> datetime:
         if self._window_rule(joined_at):
             return self.inp.window_closes_at
-        return await workflow.execute_local_activity_method(
-            CalendarActivities.next_posting_time,
-            PostingTimeRequest(after=joined_at, clock=self.step.auto_post_at),
-            start_to_close_timeout=_LOCAL,
-            summary="next working day for the automatic posting",
-        )
+        known = next((t for t in self.posting_times if t.covers(joined_at)), None)
+        if known is None:
+            known = await workflow.execute_local_activity_method(
+                CalendarActivities.next_posting_time,
+                PostingTimeRequest(after=joined_at, clock=self.step.auto_post_at),
+                start_to_close_timeout=_LOCAL,
+                summary="next working day for the automatic posting",
+            )
+            self.posting_times = [*self.posting_times[-7:], known]  # the days still in play
+        return known.at
 
     # ------------------------------------------------------------ posting
 
