@@ -21,7 +21,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from models.application import Actor, ApplicationStatus, NoticeWindow, Objection, Places
+from models.application import (
+    Actor,
+    ApplicationStatus,
+    NoticeWindow,
+    Objection,
+    Places,
+    TrailEvent,
+)
 from models.domain import ROLE_NAME_ZH, ObjectionOutcome, Role
 from models.programme import Programme
 from models.programmes import REGISTRY
@@ -89,6 +96,36 @@ def read_status(engine: Engine, workflow_id: str) -> ApplicationStatus | None:
         details_zh=zh,
         details_en=en,
     )
+
+
+def read_trail(engine: Engine, workflow_id: str) -> list[TrailEvent]:
+    """The application's trail as its audit log holds it (every event recorded so far,
+    in order); empty before its first is recorded."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(_AUDIT).where(_AUDIT.c.workflow_id == workflow_id).order_by(_AUDIT.c.seq)
+        ).all()
+    trail: list[TrailEvent] = []
+    for r in rows:
+        # What the trail event said beside its own detail (store: _audit_entry).
+        detail = dict(r.detail)
+        summary = str(detail.pop("summary", ""))
+        name = str(detail.pop("actor_name", "") or r.actor_id)
+        credential = str(detail.pop("credential", ""))
+        trail.append(
+            TrailEvent(
+                seq=r.seq,
+                at=_utc(r.at) or r.at,
+                kind=r.kind,
+                stage=r.stage,
+                actor=Actor(
+                    id=r.actor_id, name=name, role=Role(r.actor_role), credential=credential
+                ),
+                summary=summary,
+                detail=detail,
+            )
+        )
+    return trail
 
 
 def _utc(at: datetime | None) -> datetime | None:

@@ -372,6 +372,10 @@ async def test_reads_are_at_the_callers_place(gateway: Gateway) -> None:
     }
     assert live.json()["places"]["village_code"] == mine.json()["places"]["village_code"]
     assert live.json()["details_zh"] != mine.json()["details_zh"]
+    trail = await gateway.http.get(
+        f"/v1/applications/{case.wf}/trail", headers=gateway.auth("village")
+    )
+    assert trail.status_code == 200 and trail.json()[0]["kind"] == "submitted", trail.text
     assert (
         "place"
         in problem(

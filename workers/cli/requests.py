@@ -217,10 +217,19 @@ def status(
     trail: Annotated[
         bool, typer.Option("--trail", help="also print the full decision trail")
     ] = False,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="ask the workflow itself (a query) rather than read what it has recorded",
+        ),
+    ] = False,
 ) -> None:
-    """An application's stage, what it waits for, its dates and (optionally) its trail."""
-    st = gateway_call("GET", f"/v1/applications/{application}")
-    events = gateway_call("GET", f"/v1/applications/{application}/trail") if trail else None
+    """An application's stage, what it waits for, its dates and (optionally) its trail,
+    as recorded (its newest event), or --live from the workflow."""
+    q = "?live=true" if live else ""
+    st = gateway_call("GET", f"/v1/applications/{application}{q}")
+    events = gateway_call("GET", f"/v1/applications/{application}/trail{q}") if trail else None
     if as_json:
         console.print_json(
             json.dumps(

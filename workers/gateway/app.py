@@ -47,7 +47,7 @@ from models.payout import BatchResult, FundsArrivalResult, FundsRequestSummary, 
 from models.season import SeasonKey, season_label
 from store import audit
 from store.sealing import Keys
-from store.status import read_status
+from store.status import read_status, read_trail
 from store.tables import FundsRequest
 from workers.client import AidflowClient, Refused, query_when_ready
 from workers.gateway import bodies as b
@@ -80,6 +80,16 @@ Office = Annotated[Caller, Depends(office)]
 Anyone = Annotated[Caller, Depends(anyone)]
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+]
+
+
+# A read from the records (store/status.py) unless the caller asks the workflow itself.
+Live = Annotated[
+    bool,
+    Query(
+        description="ask the workflow itself rather than read what it has recorded "
+        "(a query: a workflow task on a worker)"
+    ),
 ]
 
 
@@ -424,8 +434,12 @@ def create_app(
             raise Problem(403, f"{who.binding.credential} does not hold this application's place")
 
     @app.get("/v1/applications/{workflow_id:path}/trail", tags=["reading"])
-    async def trail(workflow_id: str, who: Office) -> list[TrailEvent]:
-        may_read(who, (await status_of(workflow_id)).places)
+    async def trail(workflow_id: str, who: Office, live: Live = False) -> list[TrailEvent]:
+        may_read(who, (await status_of(workflow_id, live)).places)
+        if not live:
+            recorded = await run_in_threadpool(read_trail, engine, workflow_id)
+            if recorded:
+                return recorded
         return await api.trail(workflow_id)
 
     async def status_of(workflow_id: str, live: bool = False) -> ApplicationStatus:
@@ -442,17 +456,7 @@ def create_app(
             raise Problem(404, f"no application {workflow_id}") from None
 
     @app.get("/v1/applications/{workflow_id:path}", tags=["reading"])
-    async def status(
-        workflow_id: str,
-        who: Office,
-        live: Annotated[
-            bool,
-            Query(
-                description="ask the workflow itself (its own wording of what it waits "
-                "for) rather than read its newest recorded event"
-            ),
-        ] = False,
-    ) -> ApplicationStatus:
+    async def status(workflow_id: str, who: Office, live: Live = False) -> ApplicationStatus:
         st = await status_of(workflow_id, live)
         may_read(who, st.places)
         return st
