@@ -2,14 +2,26 @@
 
 Idempotent: events are keyed by (workflow id, seq). A retry after a crash, or
 two attempts racing, write nothing twice and never move the read model back.
+
+The write is a local activity: it runs inside a workflow task, before the task is
+complete. A task cut off after the write (a worker killed, a server restarted) never
+reaches the history, and the events it wrote never happened: the next task may record
+other events under the same numbers (found by the fault harness at 1,000: a village's
+approval written, its update lost with the task, and the application in the history
+still waiting for it, while the audit log and the read model said approved). So an
+event the database holds is kept only if it is the same event (a retry); one that
+differs, and everything written after it, is retracted and the history's events are
+written in its place, chained anew from the event before. A notification of a
+retracted event still waiting is dropped; one already sent is logged.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from temporalio import activity
@@ -71,6 +83,10 @@ class RecordActivities:
         with one_writer(self._engine), self._engine.begin() as conn:
             last = conn.execute(_LAST_ENTRY, {"wf": wf}).first()
             last_seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS)
+            retracted = self._retract_lost(conn, wf, batch, last_seq)
+            sent_before: set[str] = set()
+            if retracted is not None:
+                last_seq, prev_hash, sent_before = retracted
             entries: list[dict[str, Any]] = []
             messages: list[dict[str, Any]] = []
             for event in batch.events:
@@ -82,16 +98,83 @@ class RecordActivities:
                 entries.append(entry)
                 prev_hash, last_seq = entry["hash"], event.seq
                 for i, intent in enumerate(batch.notifications.get(event.seq, [])):
-                    messages.append(self._outbox(snap, event, i, intent))
+                    message = self._outbox(snap, event, i, intent)
+                    if message["dedupe_key"] in sent_before:  # a retracted event's was sent
+                        message["dedupe_key"] += "~" + entry["hash"][:12]
+                    messages.append(message)
             if entries:
                 conn.execute(_INSERT_ENTRIES, entries)
             if messages:
                 conn.execute(_INSERT_MESSAGES, messages)
-            self._upsert_row(conn, snap, max(e.seq for e in batch.events))
+            self._upsert_row(
+                conn, snap, max(e.seq for e in batch.events), force=retracted is not None
+            )
         activity.logger.info("recorded events", extra={"new": len(entries), "upto": last_seq})
         return ChainHead(seq=last_seq, hash=prev_hash, new=len(entries))
 
-    def _upsert_row(self, conn: Connection, snap: ApplicationSnapshot, seq: int) -> None:
+    def _retract_lost(
+        self, conn: Connection, wf: str, batch: EventBatch, last_seq: int
+    ) -> tuple[int, str, set[str]] | None:
+        """The (seq, hash) to chain from if the database holds events of a lost workflow
+        task where this batch has others (they are deleted, with their unsent
+        notifications), and the keys of their notifications already sent; None if every
+        event it holds of the batch is the batch's own."""
+        held = [e for e in batch.events if e.seq <= last_seq]
+        if not held:
+            return None
+        stored = {
+            r.seq: r
+            for r in conn.execute(
+                select(_AUDIT.c.seq, _AUDIT.c.kind, _AUDIT.c.stage)
+                .add_columns(_AUDIT.c.actor_id, _AUDIT.c.actor_role, _AUDIT.c.detail)
+                .where(_AUDIT.c.workflow_id == wf, _AUDIT.c.seq >= held[0].seq)
+                .where(_AUDIT.c.seq <= held[-1].seq)
+            )
+        }
+        lost = next((e.seq for e in held if not _same(stored.get(e.seq), wf, e)), None)
+        if lost is None:
+            return None
+        keys = [
+            k
+            for (k,) in conn.execute(
+                select(_OUTBOX.c.dedupe_key).where(_OUTBOX.c.workflow_id == wf)
+            )
+            if _outbox_seq(k) >= lost
+        ]
+        sent = [
+            k
+            for (k, status) in conn.execute(
+                select(_OUTBOX.c.dedupe_key, _OUTBOX.c.status).where(_OUTBOX.c.dedupe_key.in_(keys))
+            )
+            if status != "pending"
+        ]
+        conn.execute(
+            delete(_OUTBOX).where(_OUTBOX.c.dedupe_key.in_(keys), _OUTBOX.c.status == "pending")
+        )
+        gone = conn.execute(
+            delete(_AUDIT).where(_AUDIT.c.workflow_id == wf, _AUDIT.c.seq >= lost)
+        ).rowcount
+        activity.logger.warning(
+            "events of a workflow task that never completed retracted: the history has "
+            "others under the same numbers",
+            extra={
+                "event": "lost_task_events_retracted",
+                "from_seq": lost,
+                "retracted": gone,
+                "notifications_already_sent": len(sent),
+            },
+        )
+        before = conn.execute(
+            select(_AUDIT.c.seq, _AUDIT.c.hash)
+            .where(_AUDIT.c.workflow_id == wf, _AUDIT.c.seq < lost)
+            .order_by(_AUDIT.c.seq.desc())
+            .limit(1)
+        ).first()
+        return (before[0], before[1], set(sent)) if before else (0, GENESIS, set(sent))
+
+    def _upsert_row(
+        self, conn: Connection, snap: ApplicationSnapshot, seq: int, force: bool = False
+    ) -> None:
         values: dict[str, Any] = {
             "programme": snap.programme,
             "season": snap.season,
@@ -132,7 +215,7 @@ class RecordActivities:
         current = conn.execute(_ROW_SEQ, {"wf": snap.workflow_id}).first()
         if current is None:
             conn.execute(_INSERT_ROW, {"workflow_id": snap.workflow_id, **values})
-        elif current[0] < seq:  # never move the read model backwards
+        elif current[0] < seq or force:  # never backwards, but from a lost task's
             conn.execute(_UPDATE_ROW, {"row_id": snap.workflow_id, **values})
 
     def _outbox(
@@ -176,6 +259,28 @@ class RecordActivities:
             "created_at": now,
             "next_attempt_at": now,
         }
+
+
+def _same(stored: Any, wf: str, event: TrailEvent) -> bool:
+    """The event the database holds at this number is this one (written by an earlier
+    attempt of the same task): all but its instant, which a task's retry moves."""
+    if stored is None:
+        return False
+    entry = _audit_entry(wf, event)
+    return (
+        stored.kind == entry["kind"]
+        and stored.stage == entry["stage"]
+        and stored.actor_id == entry["actor_id"]
+        and stored.actor_role == entry["actor_role"]
+        and json.dumps(stored.detail, sort_keys=True, default=str)
+        == json.dumps(json.loads(json.dumps(entry["detail"], default=str)), sort_keys=True)
+    )
+
+
+def _outbox_seq(dedupe_key: str) -> int:
+    """The event number in an outbox key (``workflow id:seq:index[:…]``)."""
+    parts = dedupe_key.rsplit(":", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else 0
 
 
 def _utc(at: datetime | None) -> datetime | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -61,23 +62,53 @@ class ImportReport:
         return sorted({p.row for p in self.problems})
 
 
-def _read(
+def read_rows(
     path: Path, columns: tuple[str, ...]
 ) -> tuple[list[tuple[int, dict[str, str]]], list[RowProblem]]:
-    text = path.read_text(encoding="utf-8-sig")
-    reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip() for h in reader.fieldnames or []]
+    """The rows of a CSV (UTF-8) or XLSX file (its first sheet), numbered as a
+    spreadsheet numbers them (the header is row 1), every value as stripped text."""
+    if path.suffix.lower() == ".xlsx":
+        header, records = _xlsx_records(path)
+    else:
+        reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig")))
+        header = [h.strip() for h in reader.fieldnames or []]
+        records = [
+            (i, {k.strip(): (v or "").strip() for k, v in r.items() if k})
+            for i, r in enumerate(reader, start=2)
+        ]
     missing = [c for c in columns if c not in header]
     if missing:
         return [], [RowProblem(1, ",".join(missing), "missing column(s) in the header")]
-    rows = [
-        (i, {k.strip(): (v or "").strip() for k, v in r.items() if k})
-        for i, r in enumerate(reader, start=2)
+    return records, []
+
+
+def _xlsx_records(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    import openpyxl
+
+    wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    try:
+        rows = list(wb.worksheets[0].iter_rows(values_only=True))
+    finally:
+        wb.close()
+    if not rows:
+        return [], []
+
+    def text(v: object) -> str:
+        if v is None:
+            return ""
+        if isinstance(v, float) and v.is_integer():
+            return str(int(v))  # a whole amount typed as a number
+        return str(v).strip()
+
+    header = [text(h) for h in rows[0]]
+    return header, [
+        (i, {h: text(v) for h, v in itertools.zip_longest(header, r[: len(header)]) if h})
+        for i, r in enumerate(rows[1:], start=2)
+        if any(v not in (None, "") for v in r)  # a blank row is no row (its number kept)
     ]
-    return rows, []
 
 
-def _write_rejects(
+def write_rejects(
     path: Path,
     columns: tuple[str, ...],
     rows: list[tuple[int, dict[str, str]]],
@@ -100,7 +131,7 @@ def import_registry(
     engine: Engine, path: Path, hash_id: Callable[[str], str], *, skip_bad: bool = False
 ) -> ImportReport:
     """Import (or re-import: rows are replaced by household number) the county's registry."""
-    rows, header_problems = _read(path, REGISTRY_COLUMNS)
+    rows, header_problems = read_rows(path, REGISTRY_COLUMNS)
     report = ImportReport(rows=len(rows), problems=list(header_problems))
     if header_problems:
         return report
@@ -183,7 +214,7 @@ def import_registry(
     if report.problems and not skip_bad:
         return report
     if report.problems:
-        report.rejects_file = _write_rejects(path, REGISTRY_COLUMNS, rows, report.problems)
+        report.rejects_file = write_rejects(path, REGISTRY_COLUMNS, rows, report.problems)
     with Session(engine) as session, session.begin():
         numbers = [h.household_no for h, _ in good]
         hashes = [m.national_id_hash for _, ms in good for m in ms]
@@ -206,7 +237,7 @@ def import_registry(
 
 
 def import_places(engine: Engine, path: Path, *, skip_bad: bool = False) -> ImportReport:
-    rows, header_problems = _read(path, PLACE_COLUMNS[:4])
+    rows, header_problems = read_rows(path, PLACE_COLUMNS[:4])
     report = ImportReport(rows=len(rows), problems=list(header_problems))
     if header_problems:
         return report
@@ -261,7 +292,7 @@ def import_places(engine: Engine, path: Path, *, skip_bad: bool = False) -> Impo
     if report.problems and not skip_bad:
         return report
     if report.problems:
-        report.rejects_file = _write_rejects(path, PLACE_COLUMNS, rows, report.problems)
+        report.rejects_file = write_rejects(path, PLACE_COLUMNS, rows, report.problems)
     with Session(engine) as session, session.begin():
         for place in good:
             session.merge(place)

@@ -126,6 +126,30 @@ class HouseholdMember(SQLModel, table=True):
     household_no: str = Field(foreign_key="households.household_no", max_length=64, index=True)
 
 
+class RecordedAid(SQLModel, table=True):
+    """Aid decided and paid by others, recorded for the yearly ledger (the national grant:
+    each university's list). One row per programme, year, student and university."""
+
+    __tablename__ = "recorded_aid"
+    __table_args__ = (
+        UniqueConstraint(
+            "programme", "year", "national_id_hash", "university", name="uq_recorded_aid"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    programme: str = Field(max_length=64)
+    year: int = Field(index=True)
+    national_id_hash: str = Field(max_length=64, index=True)
+    national_id_masked: str = Field(max_length=18)
+    name: str = Field(max_length=50)
+    university: str = Field(max_length=100)
+    grade: str = Field(default="", max_length=20)
+    amount_cny: int
+    source: str = Field(max_length=300)  # the imported file's name and row
+    imported_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
 class Place(SQLModel, table=True):
     """County, township or village, by its 12-digit statistical division code."""
 

@@ -508,4 +508,25 @@ def test_command_line_round_trip(stack: Stack, tmp_path: Path) -> None:
     assert r.returncode == 0 and ".xlsx" in r.stdout, r.stdout + r.stderr
     markdown = next(w for w in r.stdout.split() if w.endswith(".md"))
     assert "阜南县 2027 county-subsidy: as of now" in Path(markdown).read_text(encoding="utf-8")
+    # The national grant's list (one student not on the registry) and the village's ledger.
+    grants = tmp_path / "ngrant.csv"
+    grants.write_text(
+        "national_id,name,university,grade,amount_cny\n"
+        f"{make_national_id(901)},学生901,安徽大学,一等,4000\n"
+        f"{make_national_id(903)},学生903,安徽大学,二等,3000\n",
+        encoding="utf-8",
+    )
+    r = _cli(stack, "grants", "import", str(grants), "--year", "2027")
+    assert r.returncode == 0 and "imported 2 of 2" in r.stdout, r.stdout + r.stderr
+    assert "1 student(s) not on the registry" in r.stdout
+    r = _cli(stack, "grants", "import", str(tmp_path), "--year", "2027")
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    ledger = tmp_path / "ledger.xlsx"
+    r = _cli(stack, "ledger", "export", "--year", "2027", "--out", str(ledger), key=keys["v1"])
+    assert r.returncode == 0 and "1 student(s), 1 line(s), 4,000 CNY" in r.stdout, r.stderr
+    assert ledger.read_bytes()[:2] == b"PK"
+    r = _cli(
+        stack, "ledger", "export", "--year", "2027", "--village", "341225100202", key=keys["v1"]
+    )
+    assert r.returncode == 1 and "does not hold village 341225100202" in r.stderr, r.stderr
     assert stack.stop() == 0

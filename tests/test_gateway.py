@@ -10,6 +10,7 @@ import io
 import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -788,3 +789,49 @@ async def test_a_quote_in_a_filter_or_place_widens_nothing(gateway: Gateway) -> 
     r = await gateway.http.get(f"/v1/notices/{injected}", headers=gateway.auth("village"))
     assert r.status_code == 404, r.text
     assert (await theirs.status()).stage == "village_review"
+
+
+async def test_the_yearly_ledger_at_the_callers_place(gateway: Gateway, tmp_path: Path) -> None:
+    """Issue 18: the ledger of every registered-poor student's aid of a year, built now at
+    the caller's place and downloaded as a workbook; another place's is refused."""
+    from tests.test_ledger import YEAR, seed_year
+
+    seed_year(gateway.stack.engine, gateway.stack.deps.keys, tmp_path)
+    built = await gateway.http.post(
+        "/v1/ledgers", params={"year": YEAR}, headers=gateway.auth("village")
+    )
+    assert built.status_code == 201, built.text
+    answer = built.json()
+    assert (answer["place"], answer["students"], answer["lines"], answer["total_cny"]) == (
+        VILLAGE,
+        2,
+        4,
+        11000,
+    )
+    got = await gateway.http.get(answer["xlsx"], headers=gateway.auth("village"))
+    assert got.status_code == 200 and got.content[:2] == b"PK", got.text
+    problem(await gateway.http.get(answer["xlsx"], headers=gateway.auth("other_village")), 403)
+    problem(
+        await gateway.http.post(
+            "/v1/ledgers",
+            params={"year": YEAR, "village": VILLAGE},
+            headers=gateway.auth("other_village"),
+        ),
+        403,
+    )
+    problem(
+        await gateway.http.post(
+            "/v1/ledgers", params={"year": YEAR}, headers=gateway.auth("applicant")
+        ),
+        403,
+    )
+    county = await gateway.http.post(
+        "/v1/ledgers", params={"year": YEAR}, headers=gateway.auth("county")
+    )
+    assert county.status_code == 201 and county.json()["students"] == 3, county.text
+    problem(
+        await gateway.http.post(
+            "/v1/ledgers", params={"year": "x"}, headers=gateway.auth("county")
+        ),
+        422,
+    )

@@ -110,7 +110,7 @@ def dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def test_migrations_from_empty(db_url: str, engine: Engine) -> None:
-    assert current_revision(db_url) == "0008"
+    assert current_revision(db_url) == "0009"
     tables = set(inspect(engine).get_table_names())
     assert {
         "applications",
@@ -123,6 +123,7 @@ def test_migrations_from_empty(db_url: str, engine: Engine) -> None:
         "credentials",  # 0005: R10
         "deployment",  # 0006: the database's identity
         "row_sealing",  # 0007: when row MACs began
+        "recorded_aid",  # 0009: the national grant's lists, for the yearly ledger
     } <= tables
     columns = {c["name"] for c in inspect(engine).get_columns("applications")}
     assert "round" in columns  # 0004: seasons with rounds (R12)
@@ -166,10 +167,56 @@ def test_partial_retry_writes_only_the_rest(engine: Engine, keys: Keys) -> None:
 def test_read_model_never_moves_backwards(engine: Engine, keys: Keys) -> None:
     rec = RecordActivities(engine, keys)
     rec.record_events(batch("wf/3", range(1, 6), keys, stage="township_review"))
-    rec.record_events(batch("wf/3", range(1, 3), keys, stage="village_review"))  # a stale replay
+    # A stale replay: the same first events, with the snapshot as it was after them.
+    stale = batch("wf/3", range(1, 3), keys, stage="township_review")
+    stale = stale.model_copy(update={"snapshot": snapshot("wf/3", "village_review", keys)})
+    assert rec.record_events(stale).new == 0
     with Session(engine) as s:
         row = s.get(ApplicationRow, "wf/3")
         assert row is not None and row.stage == "township_review" and row.last_seq == 5
+
+
+def test_events_of_a_task_that_never_completed_are_retracted(engine: Engine, keys: Keys) -> None:
+    """Found by the fault harness at 1,000: a workflow task recorded a village's approval
+    (events 3 and 4) and was cut off before it completed; the update was lost with it, and
+    the history went on with another event 3. The audit log and the read model had kept
+    the approval that never happened, and skipped the history's event 3 as "already
+    recorded". Now the database's events from 3 on are retracted (their notification
+    still waiting with them) and the history's written in their place, chained anew."""
+    rec = RecordActivities(engine, keys)
+    rec.record_events(batch("wf/lost", range(1, 3), keys))
+    lost = EventBatch(
+        snapshot=snapshot("wf/lost", "village_notice", keys),
+        events=[
+            event(3, kind="decision", stage="village_review"),
+            event(4, kind="stage_entered", stage="village_notice"),
+        ],
+        notifications={3: [NotificationIntent(audience="applicant", template="submitted")]},
+    )
+    assert rec.record_events(lost).new == 2
+    again = rec.record_events(lost)  # the same task's retry: kept, nothing new
+    assert (again.seq, again.new) == (4, 0)
+    history = EventBatch(
+        snapshot=snapshot("wf/lost", "village_review", keys),
+        events=[event(3, kind="at_risk", stage="village_review")],
+    )
+    head = rec.record_events(history)
+    assert (head.seq, head.new) == (3, 1)
+    with Session(engine) as s:
+        kinds = s.exec(
+            select(AuditEntry.kind)
+            .where(AuditEntry.workflow_id == "wf/lost")
+            .order_by(col(AuditEntry.seq))
+        ).all()
+        assert list(kinds) == ["stage_entered", "stage_entered", "at_risk"]
+        row = s.get(ApplicationRow, "wf/lost")
+        assert row is not None and (row.stage, row.last_seq) == ("village_review", 3)
+        keys_left = s.exec(
+            select(OutboxMessage.dedupe_key).where(OutboxMessage.workflow_id == "wf/lost")
+        ).all()
+        assert sorted(keys_left) == ["wf/lost:1:0", "wf/lost:2:0"]  # the lost one's dropped
+    report = verify(engine, keys.audit, witness={"wf/lost": head})
+    assert report.ok, report.breaks
 
 
 def test_outbox_texts_hold_no_identity_number(engine: Engine, keys: Keys) -> None:

@@ -17,7 +17,16 @@ from workers.cli.common import app
 
 # The command groups register their commands on the app when imported, in the order
 # `aidflow --help` shows them.
-for _group in ("stack", "requests", "notices", "funds", "programmes", "credentials", "data"):
+for _group in (
+    "stack",
+    "requests",
+    "notices",
+    "funds",
+    "programmes",
+    "credentials",
+    "data",
+    "ledger",
+):
     importlib.import_module(f"workers.cli.{_group}")
 
 __all__ = ["app", "main"]

@@ -31,6 +31,8 @@ _PANELS = {
     "audit": "数据 / Data",
     "notice": "公示 / Notices",
     "funds": "资金与报告 / Funds and reports",
+    "ledger": "资金与报告 / Funds and reports",
+    "grants": "数据 / Data",
 }
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 db_app = typer.Typer(help="The application database.", no_args_is_help=True)
@@ -46,6 +48,13 @@ audit_app = typer.Typer(help="The append-only audit log.", no_args_is_help=True)
 app.add_typer(registry_app, name="registry", rich_help_panel=_PANELS["registry"])
 app.add_typer(places_app, name="places", rich_help_panel=_PANELS["places"])
 app.add_typer(audit_app, name="audit", rich_help_panel=_PANELS["audit"])
+ledger_app = typer.Typer(help="The yearly aid ledger (学生资助台账).", no_args_is_help=True)
+grants_app = typer.Typer(
+    help="Aid decided by others, recorded for the ledger (the national grant).",
+    no_args_is_help=True,
+)
+app.add_typer(ledger_app, name="ledger", rich_help_panel=_PANELS["ledger"])
+app.add_typer(grants_app, name="grants", rich_help_panel=_PANELS["grants"])
 
 # Wide enough for the plan table when the output is a file or a pipe.
 console = Console(width=None if sys.stdout.isatty() else 160)

@@ -573,6 +573,17 @@ class AidflowClient:
         except RPCError as e:
             raise Refused(f"{workflow_id}: {e.message}") from None
 
+    async def listed_as(self, workflow_id: str, st: ApplicationStatus) -> bool:
+        """Whether the workflow's search attributes (the history's, read from the server:
+        no workflow task) show the stage and the office ``st`` says."""
+        try:
+            attrs = (await self.handle(workflow_id).describe()).typed_search_attributes
+        except RPCError:
+            return False
+        return attrs.get(search.STAGE) == st.stage and (attrs.get(search.WAITING_FOR) or "") == (
+            st.waiting_for
+        )
+
     async def trail(self, workflow_id: str) -> list[TrailEvent]:
         return await self.handle(workflow_id).query(ApplicationWorkflow.trail)
 

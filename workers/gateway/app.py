@@ -51,7 +51,7 @@ from store.status import read_status, read_trail
 from store.tables import FundsRequest
 from workers.client import AidflowClient, Refused, query_when_ready
 from workers.gateway import bodies as b
-from workers.gateway import dashboard, problems
+from workers.gateway import dashboard, ledger, problems
 from workers.gateway.auth import (
     OPTIONAL_CREDENTIAL,
     ApiKeyAuthenticator,
@@ -117,6 +117,7 @@ def create_app(
     app.state.auth = authentication or ApiKeyAuthenticator(engine, keys.authority)
     app.state.public = PublicObjections(app.state.auth, keys.authority)
     app.include_router(dashboard.router(engine, keys.authority, api.programmes, api.calendar))
+    app.include_router(ledger.router(engine, files_dir))
 
     def request_id(body: BaseModel, key: str | None) -> str:
         given = getattr(body, "request_id", None)
@@ -448,7 +449,10 @@ def create_app(
         ``live``, or before its first event is recorded, by asking the workflow."""
         if not live:
             recorded = await run_in_threadpool(read_status, engine, workflow_id)
-            if recorded is not None:
+            # Only as the history has it (its search attributes, from the server, not a
+            # worker): a record may hold a task that never completed until the
+            # application's next event retracts it (activities/records.py).
+            if recorded is not None and await api.listed_as(workflow_id, recorded):
                 return recorded
         try:
             return await api.status(workflow_id)

@@ -1,0 +1,110 @@
+"""The yearly aid ledger over HTTP (PROCESS.md §4.6): built now from the database, at the
+caller's place (a village's key its village, a township's its villages, the county's
+all), as a workbook to download."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import FileResponse
+from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
+
+from activities.ledger import ledger_file_name, write_ledger
+from integrations.bank import inside
+from models.domain import ROLE_LEVEL, Level
+from store.ledger import build_ledger
+from workers.gateway.auth import Caller, office
+from workers.gateway.problems import Problem
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+Office = Annotated[Caller, Depends(office)]
+Code = Annotated[str | None, Query(pattern=r"^\d{12}$")]
+Year = Annotated[int, Query(ge=2000, le=2100)]
+
+
+def place_held(who: Caller, township: str | None, village: str | None) -> tuple[str, str, str]:
+    """(county, township, village) of the ledger asked for, inside the caller's place:
+    a village's key reads its village, a township's its own or one of its villages."""
+    level = ROLE_LEVEL.get(who.role)
+    if level not in (Level.COUNTY, Level.TOWNSHIP, Level.VILLAGE):
+        raise Problem(403, f"role {who.role.value} reads no ledger")
+    place = who.binding.place_code
+    prefix = {Level.COUNTY: 6, Level.TOWNSHIP: 9, Level.VILLAGE: 12}[level]
+    outside = [
+        f"{name} {code}"
+        for name, code in (("township", township), ("village", village))
+        if code is not None and code[:prefix] != place[:prefix]
+    ]
+    if outside:
+        raise Problem(
+            403, f"{who.binding.credential} does not hold {', '.join(outside)} (holds {place})"
+        )
+    county = place[:6] + "000000"
+    if level is Level.VILLAGE:
+        return county, place[:9] + "000", place
+    if level is Level.TOWNSHIP:
+        return county, place, village or ""
+    return county, township or (village[:9] + "000" if village else ""), village or ""
+
+
+def router(engine: Engine, files_dir: Path) -> APIRouter:
+    r = APIRouter()
+    folder = files_dir / "ledgers"
+
+    @r.post("/v1/ledgers", tags=["reading"], status_code=201)
+    async def ledger_now(
+        who: Office, year: Year, township: Code = None, village: Code = None
+    ) -> dict[str, Any]:
+        """The year's ledger of every registered-poor student at the place, built now:
+        what each received from every programme (paid, signed for, recorded), each line
+        with its source; the workbook to download and the totals."""
+        county, township_code, village_code = place_held(who, township, village)
+        ledger = await run_in_threadpool(
+            build_ledger,
+            engine,
+            year,
+            county,
+            township_code=township_code,
+            village_code=village_code,
+        )
+        path = await run_in_threadpool(write_ledger, ledger, folder)
+        return {
+            "year": year,
+            "place": village_code or township_code or county,
+            "students": len(ledger.students),
+            "lines": ledger.lines,
+            "total_cny": ledger.total_cny,
+            "xlsx": f"/v1/ledgers/files/{path.name}",
+        }
+
+    @r.get(
+        "/v1/ledgers/files/{name}",
+        tags=["reading"],
+        response_class=FileResponse,
+        responses={200: {"content": {XLSX: {}}}},
+    )
+    async def ledger_file(name: str, who: Office) -> FileResponse:
+        """A ledger's workbook, by the name its build gave, at the caller's place only."""
+        parts = name.removesuffix(".xlsx").split("-")
+        if len(parts) != 3 or not parts[1].isdigit() or len(parts[2]) != 12:
+            raise Problem(404, f"no ledger {name}")
+        code = parts[2]
+        level = ROLE_LEVEL.get(who.role)
+        prefix = {Level.COUNTY: 6, Level.TOWNSHIP: 9, Level.VILLAGE: 12}.get(level)  # type: ignore[arg-type]
+        # A place's code shares the caller's first digits only if it lies inside it.
+        if prefix is None or code[:prefix] != who.binding.place_code[:prefix]:
+            raise Problem(403, f"{who.binding.credential} does not hold {code}")
+        if name != ledger_file_name(int(parts[1]), code):
+            raise Problem(404, f"no ledger {name}")
+        try:
+            path = inside(folder, name)
+        except ValueError:
+            raise Problem(404, f"no ledger {name}") from None
+        if not path.is_file():
+            raise Problem(404, f"no ledger {name}: build it first (POST /v1/ledgers)")
+        return FileResponse(path, media_type=XLSX, filename=name)
+
+    return r
