@@ -572,6 +572,7 @@ async def run_faults(
             calendar=settings.build_calendar(),
             programmes=dict(BUILTIN_PROGRAMMES),
             lookup_member=RegistryReader(engine).lookup,
+            lookup_applications=RegistryReader(engine).applications,
         )
         api.repayment_batch_delay = timedelta(seconds=day_seconds)
         await asyncio.sleep(max(0.0, (epoch - datetime.now(UTC)).total_seconds()) + 0.2)

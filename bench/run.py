@@ -229,6 +229,7 @@ async def run_pipeline(
             calendar=cal,
             programmes=dict(BUILTIN_PROGRAMMES),
             lookup_member=RegistryReader(engine).lookup,
+            lookup_applications=RegistryReader(engine).applications,
         )
         api.repayment_batch_delay = timedelta(seconds=day_seconds)
         await asyncio.sleep(max(0.0, (epoch - datetime.now(UTC)).total_seconds()) + 0.2)
@@ -548,6 +549,7 @@ async def run_idle(n: int, work: Path) -> IdleResult:
                 calendar=settings.build_calendar(),
                 programmes={prog.code: prog},
                 lookup_member=RegistryReader(engine).lookup,
+                lookup_applications=RegistryReader(engine).applications,
             )
             sem = asyncio.Semaphore(64)
             started = time.monotonic()

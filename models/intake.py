@@ -37,6 +37,61 @@ class RegisteredMember(BaseModel):
     category: HouseholdCategory = HouseholdCategory.REGISTERED_POOR
 
 
+class PriorApplication(BaseModel):
+    """An application the same student already has in a season, in any county."""
+
+    model_config = ConfigDict(frozen=True)
+
+    programme: str
+    workflow_id: str
+    county_code: str
+    stage: str
+
+
+def excluded_by(programme: Programme, registry: dict[str, Programme]) -> frozenset[str]:
+    """The programmes a student cannot have beside ``programme`` in a season: those it
+    excludes and those that exclude it."""
+    return frozenset(programme.excludes) | {
+        code for code, other in registry.items() if programme.code in other.excludes
+    }
+
+
+def check_prior_applications(
+    programme: Programme,
+    workflow_id: str,
+    priors: list[PriorApplication],
+    excluded: frozenset[str] = frozenset(),
+) -> list[FieldProblem]:
+    """One application per student, programme and season across every county's season;
+    none beside a programme in ``excluded`` (:func:`excluded_by`). A rejected or
+    withdrawn one does not count."""
+    problems: list[FieldProblem] = []
+    for p in priors:
+        if p.workflow_id == workflow_id or p.stage in ("rejected", "withdrawn"):
+            continue  # the same application (a repeat: answered by its workflow), or ended
+        if p.programme == programme.code:
+            problems.append(
+                FieldProblem(
+                    field="national_id",
+                    problem=(
+                        f"already applied to {programme.code} this season in county "
+                        f"{p.county_code} ({p.workflow_id}, {p.stage}): one a student a season"
+                    ),
+                )
+            )
+        elif p.programme in excluded:
+            problems.append(
+                FieldProblem(
+                    field="programme",
+                    problem=(
+                        f"{programme.code} excludes {p.programme}, already applied to this "
+                        f"season ({p.workflow_id}, {p.stage})"
+                    ),
+                )
+            )
+    return problems
+
+
 def check_application(
     form: ApplicationForm,
     programme: Programme,

@@ -163,6 +163,9 @@ class Programme(_Frozen):
     always_told: tuple[Role, ...] = (Role.COUNTY_EDUCATION_BUREAU,)
     corrections: CorrectionRule = CorrectionRule()
     one_per_student_per_season: bool = True
+    # Programmes a student cannot have beside this one in the same season (either way
+    # round: models/intake.excluded_by); the second is refused naming the first.
+    excludes: tuple[str, ...] = ()
     notifications: dict[str, NotificationText] = Field(default_factory=dict)
     # Rounds within a year (R12); none: one round a year, keyed by the year alone.
     rounds: tuple[Round, ...] = ()

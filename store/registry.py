@@ -6,8 +6,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from models.intake import RegisteredMember
-from store.tables import Household, HouseholdMember
+from models.intake import PriorApplication, RegisteredMember
+from store.tables import ApplicationRow, Household, HouseholdMember
 
 
 class RegistryReader:
@@ -29,3 +29,23 @@ class RegistryReader:
         if row is None:
             return None
         return RegisteredMember(household_no=row[0], village_code=row[1], status=row[2])
+
+    def applications(self, id_hash: str, season: int) -> list[PriorApplication]:
+        """The student's applications of a season, every programme and county (intake's
+        one-a-season and exclusion rules)."""
+        with Session(self._engine) as session:
+            rows = session.execute(
+                select(
+                    col(ApplicationRow.programme),
+                    col(ApplicationRow.workflow_id),
+                    col(ApplicationRow.county_code),
+                    col(ApplicationRow.stage),
+                ).where(
+                    col(ApplicationRow.national_id_hash) == id_hash,
+                    col(ApplicationRow.season) == season,
+                )
+            ).all()
+        return [
+            PriorApplication(programme=p, workflow_id=w, county_code=c, stage=s)
+            for p, w, c, s in rows
+        ]

@@ -648,6 +648,44 @@ async def test_duplicate_application_points_to_the_first(
     assert "341225" in wf and form(990).national_id not in wf  # R9: no identity number in the id
 
 
+async def test_one_application_a_season_in_any_county(
+    app_stack: AppStack, registry: Registry
+) -> None:
+    """Issue 18: one subsidy per student, programme and season across every county's
+    season. The workflow id dedupes within a county; another county's application is
+    refused at intake, naming the first (from the read model: store/registry.py)."""
+    from models.application import Places
+    from store.registry import RegistryReader
+
+    api = app_stack.api
+    api._lookup_applications = RegistryReader(app_stack.engine).applications
+    try:
+        serial = next(_SERIALS)
+        wf = await api.submit(form(serial), now=IN_WINDOW_2027)
+        for _ in range(100):  # its first events recorded
+            if read_status(app_stack.engine, wf) is not None:
+                break
+            await asyncio.sleep(0.05)
+        elsewhere = Places(
+            county_code="341226000000",
+            township_code="341226100000",
+            village_code="341226100201",
+        )
+        registry.add(serial, elsewhere.village_code)  # the household moved its registration
+        with pytest.raises(Refused) as refused:
+            await api.submit(form(serial, places=elsewhere), now=IN_WINDOW_2027)
+        said = str(refused.value)
+        assert "national_id: already applied to county-subsidy this season" in said
+        assert "county 341225000000" in said and wf in said
+        # In its own county, the workflow id says so (as before this rule).
+        registry.add(serial, VILLAGE)
+        with pytest.raises(Refused, match="already applied to county-subsidy 2027") as again:
+            await api.submit(form(serial), now=IN_WINDOW_2027)
+        assert wf in str(again.value)
+    finally:
+        api._lookup_applications = None
+
+
 async def test_outside_the_window_and_every_field_at_once(app_stack: AppStack) -> None:
     api = app_stack.api
     bad = form(991, national_id="341225200703151230", education_level="postgraduate", documents={})

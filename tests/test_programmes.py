@@ -532,3 +532,36 @@ async def test_every_programme_runs_an_application_to_its_end(
     final = await case.status()
     assert final.stage == programme.done_stage and final.waiting_for == ""
     print(f"{programme.code}: driven to {final.stage} in {seconds:.1f} s")
+
+
+def test_a_programme_excludes_another_either_way_round() -> None:
+    """Issue 18: where two programmes exclude each other, the second is refused naming
+    the first; a rejected or withdrawn first does not count; another programme does."""
+    from models.intake import PriorApplication, check_prior_applications, excluded_by
+    from models.programmes import COUNTY_SUBSIDY, NEW_STUDENT_AID
+
+    nsa = NEW_STUDENT_AID.model_copy(update={"excludes": ("county-subsidy",)})
+    registry = {"county-subsidy": COUNTY_SUBSIDY, "new-student-aid": nsa}
+    assert excluded_by(COUNTY_SUBSIDY, registry) == {"new-student-aid"}
+    assert excluded_by(nsa, registry) == {"county-subsidy"}
+    first = PriorApplication(
+        programme="new-student-aid",
+        workflow_id="new-student-aid/2027/341225/a",
+        county_code="341225000000",
+        stage="county_notice",
+    )
+    problems = check_prior_applications(
+        COUNTY_SUBSIDY,
+        "county-subsidy/2027/341225/a",
+        [first],
+        excluded_by(COUNTY_SUBSIDY, registry),
+    )
+    assert [str(p) for p in problems] == [
+        "programme: county-subsidy excludes new-student-aid, already applied to this season "
+        "(new-student-aid/2027/341225/a, county_notice)"
+    ]
+    ended = first.model_copy(update={"stage": "rejected"})
+    assert (
+        check_prior_applications(COUNTY_SUBSIDY, "x", [ended], frozenset({"new-student-aid"})) == []
+    )
+    assert check_prior_applications(COUNTY_SUBSIDY, "x", [first], frozenset()) == []

@@ -48,7 +48,15 @@ from models.authority import STATEMENT_LIFETIME
 from models.calendar import WorkingCalendar
 from models.domain import Level, Role
 from models.ids import application_workflow_id, season_workflow_id
-from models.intake import FieldProblem, RegisteredMember, amount_due, check_application
+from models.intake import (
+    FieldProblem,
+    PriorApplication,
+    RegisteredMember,
+    amount_due,
+    check_application,
+    check_prior_applications,
+    excluded_by,
+)
 from models.notice import NoticePostRequest, NoticeStatus, notice_workflow_id
 from models.payout import (
     AccountCorrection,
@@ -93,6 +101,7 @@ class AidflowClient:
         calendar: WorkingCalendar,
         programmes: dict[str, Programme],
         lookup_member: Callable[[str], RegisteredMember | None],
+        lookup_applications: Callable[[str, int], list[PriorApplication]] | None = None,
         bank: str = "simulated",
         statement_lifetime: timedelta = STATEMENT_LIFETIME,
     ) -> None:
@@ -122,6 +131,7 @@ class AidflowClient:
         self.calendar = calendar
         self.programmes = programmes
         self._lookup_member = lookup_member
+        self._lookup_applications = lookup_applications
 
     # ------------------------------------------------------------- intake
 
@@ -166,6 +176,15 @@ class AidflowClient:
             lookup_member=lambda nid: self._lookup_member(self.keys.hash_id(nid)),
             submitted_by=actor,
         )
+        workflow_id = application_workflow_id(
+            programme.code, form.season, form.places.county_code, id_hash, form.round
+        )
+        if not problems and self._lookup_applications is not None:
+            # Across counties and programmes (the workflow id dedupes within a county).
+            priors = await asyncio.to_thread(self._lookup_applications, id_hash, form.season)
+            problems = check_prior_applications(
+                programme, workflow_id, priors, excluded_by(programme, self.programmes)
+            )
         if problems:
             raise Refused("; ".join(str(p) for p in problems), problems=problems)
         await self.ensure_season(
@@ -174,9 +193,6 @@ class AidflowClient:
             form.places.county_code,
             start_at=start_at,
             round_=form.round,
-        )
-        workflow_id = application_workflow_id(
-            programme.code, form.season, form.places.county_code, id_hash, form.round
         )
         applicant = ApplicantRecord(
             name=form.applicant_name,

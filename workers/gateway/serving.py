@@ -36,6 +36,7 @@ def gateway_client(client: Any, s: Settings, engine: Any) -> AidflowClient:
         calendar=s.build_calendar(),
         programmes=dict(BUILTIN_PROGRAMMES),
         lookup_member=RegistryReader(engine).lookup,
+        lookup_applications=RegistryReader(engine).applications,
         bank=s.bank,
     )
 

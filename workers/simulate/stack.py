@@ -192,6 +192,7 @@ async def run_simulation(
             statement_lifetime=SKIPPED_CLOCK_LIFETIME,
             programmes={programme.code: programme},
             lookup_member=RegistryReader(deps.engine).lookup,
+            lookup_applications=RegistryReader(deps.engine).applications,
         )
         api.repayment_batch_delay = scenario.repayment_batch_delay
         sim = SeasonSimulation(
