@@ -12,8 +12,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 from temporalio import activity
 
+from models.domain import Role
 from models.notifications import render
 from models.payout import ReportFiles, ReportKind
+from models.privacy import mask_sensitive_text
 from models.programme import Programme
 from models.season import season_label
 from store import cells
@@ -45,6 +47,12 @@ class ReminderRequest(BaseModel):
     fixed_date_key: str
 
 
+class CoverageReminderRequest(BaseModel):
+    programme: Programme
+    season: int
+    county_code: str
+
+
 class SeasonReport(BaseModel):
     programme: str
     season: int
@@ -70,6 +78,10 @@ class SeasonReport(BaseModel):
     # and the grants still unclaimed.
     received_by_source: dict[str, int] = {}
     unclaimed: list[dict[str, Any]] = []
+    # 应补尽补: per village, the registered-poor students the programme is for (by the
+    # newest enrolment snapshot), applied, paid and not applied; empty without enrolment data.
+    coverage_as_of: str = ""
+    coverage: list[dict[str, Any]] = []
 
 
 # Stages an application reaches only after the county approved it.
@@ -243,7 +255,35 @@ def build_report(
         roster=roster,
         received_by_source=dict(received_by_source),
         unclaimed=unclaimed,
+        **_coverage(engine, programme, season, county_code, round_),
     )
+
+
+def _coverage(
+    engine: Engine, programme: str, season: int, county_code: str, round_: str
+) -> dict[str, Any]:
+    from models.programmes import BUILTIN_PROGRAMMES
+    from store.coverage import coverage
+
+    known = BUILTIN_PROGRAMMES.get(programme)
+    if known is None:
+        return {}
+    found = coverage(engine, known.for_round(round_), season, county_code)
+    if found.as_of is None:
+        return {}
+    return {
+        "coverage_as_of": found.as_of.isoformat(),
+        "coverage": [
+            {
+                "village": f"{v.village_name} {v.village_code}".strip(),
+                "eligible": v.eligible,
+                "applied": v.applied,
+                "paid": v.paid,
+                "not_applied": len(v.not_applied),
+            }
+            for v in found.villages
+        ],
+    }
 
 
 _TITLES: dict[ReportKind, str] = {
@@ -325,6 +365,24 @@ def to_markdown(r: SeasonReport) -> str:
             if r.unclaimed
             else []
         ),
+        *(
+            [
+                f"## 应补尽补 Coverage (enrolment as of {r.coverage_as_of})",
+                "",
+                "| village | eligible | applied | paid | not applied |",
+                "|---|---:|---:|---:|---:|",
+                *[
+                    f"| {c['village']} | {c['eligible']} | {c['applied']} | {c['paid']} | {c['not_applied']} |"
+                    for c in r.coverage
+                ],
+                f"| total | {sum(c['eligible'] for c in r.coverage)} | "
+                f"{sum(c['applied'] for c in r.coverage)} | {sum(c['paid'] for c in r.coverage)} | "
+                f"{sum(c['not_applied'] for c in r.coverage)} |",
+                "",
+            ]
+            if r.coverage_as_of
+            else []
+        ),
         "## Final roster / 花名册",
         "",
         "| No. | name | ID | village | township | university | CNY | bank | account |",
@@ -392,6 +450,15 @@ def write_report(r: SeasonReport, out_dir: Path) -> ReportFiles:
             for p in r.returned_payments
         ],
     )
+    if r.coverage_as_of:
+        sheet(
+            "coverage",
+            ["village", "eligible", "applied", "paid", "not applied"],
+            [
+                [c["village"], c["eligible"], c["applied"], c["paid"], c["not_applied"]]
+                for c in r.coverage
+            ],
+        )
     sheet(
         "roster",
         ["No.", "name", "ID", "village", "township", "university", "CNY", "bank", "account"],
@@ -442,6 +509,50 @@ class ReportActivities:
                     col(ApplicationRow.stage).in_(req.stages),
                 )
             ).one()
+
+    @activity.defn(name="send_coverage_reminders")
+    def send_coverage_reminders(self, req: CoverageReminderRequest) -> int:
+        """Before the window closes: each village committee with eligible students who
+        have not applied is told who they are (masked, R9), once. The villages told."""
+        from store.coverage import coverage
+
+        found = coverage(self._engine, req.programme, req.season, req.county_code)
+        closes = req.programme.window_closes
+        now = datetime.now(UTC)
+        season = season_label(req.season, req.programme.round_key)
+        told = 0
+        with one_writer(self._engine), Session(self._engine) as s, s.begin():
+            for v in found.villages:
+                if not v.not_applied:
+                    continue
+                key = f"season/{req.programme.code}/{season}/{req.county_code}/coverage/{v.village_code}"
+                if s.exec(select(OutboxMessage).where(OutboxMessage.dedupe_key == key)).first():
+                    continue
+                subject, body = render(
+                    "coverage_reminder",
+                    {
+                        "season": req.season,
+                        "programme": req.programme.name_zh,
+                        "closes": f"{closes.month}月{closes.day}日",
+                        "count": len(v.not_applied),
+                        "students": "、".join(f"{n}（{m}）" for m, n in v.not_applied),
+                    },
+                    role=Role.VILLAGE_COMMITTEE,
+                )
+                s.add(
+                    OutboxMessage(
+                        dedupe_key=key,
+                        channel="default",
+                        recipient=f"{Role.VILLAGE_COMMITTEE.value}@{v.village_code}",
+                        subject=subject,
+                        body=mask_sensitive_text(body),
+                        created_at=now,
+                        next_attempt_at=now,
+                    )
+                )
+                told += 1
+        activity.logger.info("coverage reminders", extra={"villages": told})
+        return told
 
     @activity.defn(name="send_season_reminder")
     def send_season_reminder(self, req: ReminderRequest) -> None:

@@ -24,6 +24,7 @@ from models.calendar import (
 )
 from models.planner import project_steps, window
 from models.records import (
+    COVERAGE_REMINDER,
     DatedKey,
     NoticeRequest,
     NoticeResult,
@@ -91,7 +92,9 @@ class CalendarActivities:
 
     @activity.defn(name="compute_reminder_times")
     def compute_reminder_times(self, req: ReminderTimesRequest) -> list[DatedKey]:
-        """09:00, ``days_before`` calendar days before each fixed date."""
+        """09:00, ``days_before`` calendar days before each fixed date; and 09:00,
+        ``coverage_working_days`` working days before the window's last day (the coverage
+        reminder, key ``COVERAGE_REMINDER``)."""
         out = []
         for d in req.programme.fixed_dates:
             day = d.on.in_year(req.season)
@@ -101,6 +104,15 @@ class CalendarActivities:
                     day=day,
                     due_at=self._calendar.at(day - timedelta(days=req.days_before), time(9, 0)),
                 )
+            )
+        if req.coverage_working_days > 0:
+            last = req.programme.window_closes.in_year(req.season)
+            day, left = last, req.coverage_working_days
+            while left > 0:
+                day -= timedelta(days=1)
+                left -= self._calendar.is_working_day(day)
+            out.append(
+                DatedKey(key=COVERAGE_REMINDER, day=last, due_at=self._calendar.at(day, time(9, 0)))
             )
         return out
 

@@ -88,6 +88,9 @@ class SeasonInput(_Model):
     # Returned payments corrected within this time go out together in one re-payment batch.
     repayment_batch_delay: timedelta = timedelta(hours=1)
     reminder_days_before: int = 3
+    # Villages are reminded of their eligible students who have not applied (应补尽补)
+    # this many working days before the window's last day; 0: not reminded.
+    coverage_reminder_working_days: int = Field(default=3, ge=0)
     # At most this many payments in one disbursement file (one PayoutBatchWorkflow):
     # a batch's history holds four events per payment and its prepared file travels
     # as one payload, both of which Temporal caps (51,200 events, 2 MB).

@@ -54,6 +54,13 @@ class ReminderTimesRequest(_Model):
     programme: Programme
     season: int
     days_before: int
+    # The villages reminded of their students not yet covered (应补尽补) this many
+    # working days before the window's last day; 0: not reminded.
+    coverage_working_days: int = 0
+
+
+# The reminder times' key for the coverage reminder (beside the fixed dates' keys).
+COVERAGE_REMINDER = "coverage"
 
 
 class NoticeRequest(_Model):

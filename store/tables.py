@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
@@ -124,6 +124,26 @@ class HouseholdMember(SQLModel, table=True):
     national_id_hash: str = Field(primary_key=True, max_length=64)
     national_id_masked: str = Field(max_length=18)
     household_no: str = Field(foreign_key="households.household_no", max_length=64, index=True)
+
+
+class Enrolment(SQLModel, table=True):
+    """Who studies where and at which level, as a dated snapshot of the enrolment data
+    (the education bureau's, the vocational registry's): coverage (应补尽补) reads the
+    newest snapshot. One row per snapshot and student."""
+
+    __tablename__ = "enrolments"
+    __table_args__ = (UniqueConstraint("as_of", "national_id_hash", name="uq_enrolment"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    as_of: date = Field(index=True)
+    national_id_hash: str = Field(max_length=64, index=True)
+    national_id_masked: str = Field(max_length=18)
+    name: str = Field(max_length=50)
+    school: str = Field(max_length=100)
+    education_level: str = Field(max_length=32)
+    year_of_study: int
+    source: str = Field(max_length=300)  # the imported file's name and row
+    imported_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class RecordedAid(SQLModel, table=True):

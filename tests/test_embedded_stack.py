@@ -525,6 +525,21 @@ def test_command_line_round_trip(stack: Stack, tmp_path: Path) -> None:
     r = _cli(stack, "ledger", "export", "--year", "2027", "--out", str(ledger), key=keys["v1"])
     assert r.returncode == 0 and "1 student(s), 1 line(s), 4,000 CNY" in r.stdout, r.stderr
     assert ledger.read_bytes()[:2] == b"PK"
+    enrolment = tmp_path / "enrolment.csv"
+    enrolment.write_text(
+        "national_id,name,school,education_level,year_of_study\n"
+        f"{make_national_id(901)},学生901,安徽大学,undergraduate_full_time,1\n",
+        encoding="utf-8",
+    )
+    r = _cli(stack, "registry", "import", str(enrolment), "--kind", "enrolment")
+    assert r.returncode == 2 and "--as-of" in r.stderr, r.stdout + r.stderr
+    r = _cli(
+        stack, "registry", "import", str(enrolment), "--kind", "enrolment", "--as-of", "2027-07-31"
+    )
+    assert r.returncode == 0 and "imported 1 of 1" in r.stdout, r.stdout + r.stderr
+    r = _cli(stack, "ledger", "coverage", "--season", "2027", "--json", key=keys["v1"])
+    covered = _json.loads(r.stdout)
+    assert (covered["eligible"], covered["applied"], covered["paid"]) == (1, 1, 0), r.stdout
     r = _cli(
         stack, "ledger", "export", "--year", "2027", "--village", "341225100202", key=keys["v1"]
     )

@@ -31,6 +31,7 @@ from tests.support import (
     TOWNSHIP,
     VILLAGE,
     form,
+    make_national_id,
 )
 from tests.test_application_workflow import _SERIALS, Case, cst
 from workers.gateway import create_app
@@ -834,4 +835,48 @@ async def test_the_yearly_ledger_at_the_callers_place(gateway: Gateway, tmp_path
             "/v1/ledgers", params={"year": "x"}, headers=gateway.auth("county")
         ),
         422,
+    )
+
+
+async def test_coverage_at_the_callers_place(gateway: Gateway, tmp_path: Path) -> None:
+    """应补尽补 (issue 18) over HTTP: a village sees its eligible students who have not
+    applied (masked); another village's key is refused that village."""
+    from datetime import date
+
+    from store.coverage import import_enrolment
+    from store.importing import import_registry
+    from tests.test_ledger import RECORDED_ONLY, enrolment_csv, registry_csv
+
+    engine, keys = gateway.stack.engine, gateway.stack.deps.keys
+    import_registry(engine, registry_csv(tmp_path), keys.hash_id)
+    nid = make_national_id(RECORDED_ONLY)
+    enrolment = enrolment_csv(
+        tmp_path, [(nid, "学生503", "合肥工业大学", "undergraduate_full_time", "1")]
+    )
+    import_enrolment(engine, enrolment, keys.hash_id, as_of=date(2027, 7, 31))
+    r = await gateway.http.get(
+        "/v1/coverage",
+        params={"programme": "county-subsidy", "season": "2027"},
+        headers=gateway.auth("village"),
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["as_of"], body["eligible"], body["applied"]) == ("2027-07-31", 1, 0)
+    assert body["villages"][0]["not_applied"][0]["name"] == "学生503"
+    assert nid not in r.text and nid[-4:] in r.text
+    problem(
+        await gateway.http.get(
+            "/v1/coverage",
+            params={"programme": "county-subsidy", "season": "2027", "village": VILLAGE},
+            headers=gateway.auth("other_village"),
+        ),
+        403,
+    )
+    problem(
+        await gateway.http.get(
+            "/v1/coverage",
+            params={"programme": "no-such", "season": "2027"},
+            headers=gateway.auth("county"),
+        ),
+        404,
     )

@@ -17,7 +17,7 @@ from models.ledger import AidKind
 from store.importing import import_registry
 from store.ledger import build_ledger, import_recorded_aid
 from store.sealing import Keys
-from store.tables import ApplicationRow, Payment, PayoutBatch, RecordedAid
+from store.tables import ApplicationRow, OutboxMessage, Payment, PayoutBatch, RecordedAid
 from tests.support import COUNTY, OTHER_VILLAGE, TOWNSHIP, VILLAGE, make_national_id
 
 YEAR = 2027
@@ -226,3 +226,107 @@ def test_a_list_imports_from_xlsx_and_again_replaces_its_rows(
     out = write_ledger(build_ledger(engine, YEAR, COUNTY), tmp_path / "out")
     names = [r[1] for r in openpyxl.load_workbook(out)["汇总 Summary"].iter_rows(values_only=True)]
     assert '\'=HYPERLINK("x")' in names
+
+
+def enrolment_csv(tmp_path: Path, rows: list[tuple[str, ...]], name: str = "enrol.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(
+        "national_id,name,school,education_level,year_of_study\n"
+        + "".join(",".join(r) + "\n" for r in rows),
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_coverage_names_the_eligible_student_who_did_not_apply(
+    engine: Engine, keys: Keys, tmp_path: Path
+) -> None:
+    """应补尽补 (issue 18): per village, the registered-poor students of the programme's
+    level by the newest enrolment snapshot, who applied, who was paid, and who has not
+    applied (masked); the village committee is told of them once before the window closes."""
+    from datetime import date
+
+    from activities.report import CoverageReminderRequest, ReportActivities
+    from models.programmes import COUNTY_SUBSIDY, NEW_STUDENT_AID
+    from store.coverage import coverage, import_enrolment
+
+    assert import_registry(engine, registry_csv(tmp_path), keys.hash_id).imported == 3
+    older = enrolment_csv(
+        tmp_path,
+        [(make_national_id(601), "家长601", "安徽大学", "undergraduate_full_time", "1")],
+        "old.csv",
+    )
+    assert import_enrolment(engine, older, keys.hash_id, as_of=date(2026, 7, 31)).imported == 1
+    newest = enrolment_csv(
+        tmp_path,
+        [
+            (STUDENT, "学生501", "安徽大学", "undergraduate_full_time", "2"),
+            (
+                make_national_id(RECORDED_ONLY),
+                "学生503",
+                "合肥工业大学",
+                "undergraduate_full_time",
+                "1",
+            ),
+            (make_national_id(ELSEWHERE), "学生504", "阜阳职业技术学院", "higher_vocational", "1"),
+        ],
+    )
+    assert import_enrolment(engine, newest, keys.hash_id, as_of=date(2027, 7, 31)).imported == 3
+    with Session(engine) as s:
+        application(s, keys, PAID_TO, "county-subsidy", VILLAGE, "paid", 3000)
+        s.commit()
+
+    found = coverage(engine, COUNTY_SUBSIDY, YEAR, COUNTY)
+    assert found.as_of == date(2027, 7, 31)  # the newest snapshot: the parent of 2026 is not
+    (village,) = found.villages  # 504 studies at a level the subsidy is not for
+    assert (village.village_code, village.eligible, village.applied, village.paid) == (
+        VILLAGE,
+        2,
+        1,
+        1,
+    )
+    masked = make_national_id(RECORDED_ONLY)
+    assert village.not_applied == [(masked[:6] + "********" + masked[-4:], "学生503")]
+    # New-student aid takes freshmen only: 503 (year 1), not 501 (year 2).
+    freshmen = coverage(engine, NEW_STUDENT_AID, YEAR, COUNTY, village_code=VILLAGE)
+    assert [(v.eligible, v.applied) for v in freshmen.villages] == [(1, 0)]
+
+    reminders = ReportActivities(engine, tmp_path / "files")
+    request = CoverageReminderRequest(programme=COUNTY_SUBSIDY, season=YEAR, county_code=COUNTY)
+    assert reminders.send_coverage_reminders(request) == 1
+    assert reminders.send_coverage_reminders(request) == 0  # once
+    with Session(engine) as s:
+        (told,) = s.exec(select(OutboxMessage)).all()
+    assert told.recipient == f"village_committee@{VILLAGE}" and told.subject == "应补尽补提醒"
+    assert "学生503" in told.body and masked[-4:] in told.body and masked not in told.body
+    # The season report counts them.
+    from activities.report import build_report, to_markdown
+
+    report = build_report(engine, "county-subsidy", YEAR, COUNTY)
+    assert report.coverage_as_of == "2027-07-31"
+    assert [
+        (c["eligible"], c["applied"], c["paid"], c["not_applied"]) for c in report.coverage
+    ] == [(2, 1, 1, 1)]
+    assert "| total | 2 | 1 | 1 | 1 |" in to_markdown(report)
+
+
+def test_an_enrolment_snapshot_with_a_bad_row_imports_nothing(
+    engine: Engine, keys: Keys, tmp_path: Path
+) -> None:
+    from datetime import date
+
+    from store.coverage import import_enrolment
+
+    path = enrolment_csv(
+        tmp_path,
+        [
+            (STUDENT, "学生501", "安徽大学", "undergraduate_full_time", "2"),
+            (STUDENT, "学生501", "安徽大学", "doctorate", "0"),
+        ],
+    )
+    report = import_enrolment(engine, path, keys.hash_id, as_of=date(2027, 7, 31))
+    said = "\n".join(str(p) for p in report.problems)
+    assert report.imported == 0 and report.bad_rows == [3]
+    assert "row 3, national_id: also on row 2" in said
+    assert "row 3, education_level: 'doctorate' is not one of" in said
+    assert "row 3, year_of_study: '0' is not a year of 1 to 8" in said

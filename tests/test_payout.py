@@ -36,6 +36,7 @@ from store.tables import ApplicationRow, OutboxMessage, Payment
 from tests.conftest import AppStack, Registry, make_stack
 from tests.support import (
     COUNTY,
+    VILLAGE,
     applicant,
     applicant_of,
     county_official,
@@ -105,9 +106,13 @@ def new_case(app_stack: AppStack, ts_env: WorkflowEnvironment) -> Callable[..., 
 
 
 async def test_full_season_paid_returned_repaid_and_reported(
-    new_case: Callable[..., Awaitable[Case]], app_stack: AppStack, ts_env: WorkflowEnvironment
+    new_case: Callable[..., Awaitable[Case]],
+    app_stack: AppStack,
+    ts_env: WorkflowEnvironment,
+    tmp_path: Path,
 ) -> None:
     api, engine = app_stack.api, app_stack.engine
+    not_applied = enrol_one_who_does_not_apply(app_stack, tmp_path)
     good = [await new_case() for _ in range(2)]
     closed = await new_case()  # the bank will return its payment: a closed account
     rejected = await new_case()
@@ -251,6 +256,46 @@ async def test_full_season_paid_returned_repaid_and_reported(
             select(OutboxMessage).where(col(OutboxMessage.dedupe_key).contains("/reminder/"))
         ).all()
     assert {m.subject for m in reminders} == {"时间节点提醒"} and len(reminders) >= 3
+    # 应补尽补: before the window closed, the village was told of its eligible student
+    # who had not applied (masked), once.
+    with Session(engine) as s:
+        coverage = s.exec(
+            select(OutboxMessage).where(col(OutboxMessage.dedupe_key).contains("/coverage/"))
+        ).all()
+    assert [(m.subject, m.recipient) for m in coverage] == [
+        ("应补尽补提醒", f"village_committee@{VILLAGE}")
+    ]
+    assert not_applied[-4:] in coverage[0].body and not_applied not in coverage[0].body
+    assert "尚有1名" in coverage[0].body
+
+
+def enrol_one_who_does_not_apply(stack: AppStack, tmp_path: Path) -> str:
+    """A registered-poor undergraduate of the village, in the database's registry and
+    enrolment data, who never applies: the identity number."""
+    from datetime import date
+
+    from store.coverage import import_enrolment
+    from store.importing import import_registry
+    from tests.support import TOWNSHIP, make_national_id
+
+    nid = make_national_id(880)
+    registry = tmp_path / "registry.csv"
+    registry.write_text(
+        "household_no,head_name,member_ids,county_code,township_code,village_code,status,year\n"
+        f"HH-880,户主,{nid},{COUNTY},{TOWNSHIP},{VILLAGE},active,2027\n",
+        encoding="utf-8",
+    )
+    keys = stack.deps.keys
+    assert import_registry(stack.engine, registry, keys.hash_id).imported == 1
+    enrolment = tmp_path / "enrolment.csv"
+    enrolment.write_text(
+        "national_id,name,school,education_level,year_of_study\n"
+        f"{nid},学生880,安徽大学,undergraduate_full_time,2\n",
+        encoding="utf-8",
+    )
+    report = import_enrolment(stack.engine, enrolment, keys.hash_id, as_of=date(2027, 7, 31))
+    assert report.imported == 1, report.problems
+    return nid
 
 
 async def _report_ready(season: WorkflowHandle[Any, Any]) -> bool:

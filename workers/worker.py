@@ -98,6 +98,7 @@ class Dependencies:
             funds.record_payment_results,
             report.build_season_report,
             report.send_season_reminder,
+            report.send_coverage_reminders,
             report.count_open_applications,
             notices.join_notice,
             notices.write_notice_list,

@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         PayByRequest,
     )
     from activities.report import (
+        CoverageReminderRequest,
         OpenApplicationsRequest,
         ReminderRequest,
         ReportActivities,
@@ -56,7 +57,12 @@ with workflow.unsafe.imports_passed_through():
         SeasonInput,
     )
     from models.programme import FundsStep, PayoutStep
-    from models.records import ReminderTimesRequest, ScheduleRequest, SeasonSchedule
+    from models.records import (
+        COVERAGE_REMINDER,
+        ReminderTimesRequest,
+        ScheduleRequest,
+        SeasonSchedule,
+    )
     from models.season import season_label
     from workflows.payout import PayoutBatchWorkflow
 
@@ -106,13 +112,20 @@ class SeasonWorkflow:
         reminders = await workflow.execute_local_activity_method(
             CalendarActivities.compute_reminder_times,
             ReminderTimesRequest(
-                programme=inp.programme, season=inp.season, days_before=inp.reminder_days_before
+                programme=inp.programme,
+                season=inp.season,
+                days_before=inp.reminder_days_before,
+                coverage_working_days=inp.coverage_reminder_working_days,
             ),
             start_to_close_timeout=timedelta(seconds=10),
             summary="reminder times",
         )
         self._tasks = [
-            asyncio.create_task(self._remind(r.key, r.due_at))
+            asyncio.create_task(
+                self._remind_coverage(r.due_at)
+                if r.key == COVERAGE_REMINDER
+                else self._remind(r.key, r.due_at)
+            )
             for r in reminders
             if r.key not in self._reminded
         ]
@@ -284,6 +297,29 @@ class SeasonWorkflow:
         finally:
             self._busy -= 1
         self._reminded.add(key)
+
+    async def _remind_coverage(self, at: datetime) -> None:
+        """Before the window closes: each village with eligible students who have not
+        applied is told who they are (masked), once (应补尽补)."""
+        if at <= workflow.info().workflow_start_time:
+            return
+        await sleep_until(at, "remind the villages of the students not yet covered")
+        self._busy += 1
+        try:
+            await workflow.execute_activity_method(
+                ReportActivities.send_coverage_reminders,
+                CoverageReminderRequest(
+                    programme=self._inp.programme,
+                    season=self._inp.season,
+                    county_code=self._inp.county_code,
+                ),
+                start_to_close_timeout=_ACT,
+                retry_policy=_RETRY,
+                summary="remind the villages of the students not yet covered",
+            )
+        finally:
+            self._busy -= 1
+        self._reminded.add(COVERAGE_REMINDER)
 
     async def _report_after_payout(self) -> None:
         assert self._schedule is not None

@@ -63,9 +63,23 @@ def registry_import(
     file: Annotated[
         Path,
         typer.Argument(
-            help="CSV: household_no, head_name, member_ids (;-separated), county_code, township_code, village_code, status, year"
+            help="poor-households (CSV): household_no, head_name, member_ids (;-separated), "
+            "county_code, township_code, village_code, status, year; enrolment (CSV or XLSX): "
+            "national_id, name, school, education_level, year_of_study"
         ),
     ],
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--kind",
+            help="poor-households (the county poverty office's registry) or enrolment (who "
+            "studies at which level: a dated snapshot)",
+        ),
+    ] = "poor-households",
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="the enrolment snapshot's date (YYYY-MM-DD)"),
+    ] = None,
     skip_bad: Annotated[
         bool,
         typer.Option(
@@ -73,13 +87,35 @@ def registry_import(
         ),
     ] = False,
 ) -> None:
-    """Import the county poverty office's registry (identity numbers stored only hashed and masked)."""
-    from store.importing import import_registry
+    """Import a registry (identity numbers stored only hashed and masked): the registered
+    poor households, or a dated snapshot of enrolment data (coverage reads the newest)."""
+    from datetime import date
+
     from store.sealing import Keys
 
+    if kind not in ("poor-households", "enrolment"):
+        raise fail(f"--kind: {kind!r} is not poor-households or enrolment", 2)
+    if not file.is_file():
+        raise fail(f"no file {file}")
     s = settings()
     keys = Keys(s.secret_key_bytes())
-    print_import(import_registry(engine_for(s), file, keys.hash_id, skip_bad=skip_bad), "registry")
+    if kind == "poor-households":
+        from store.importing import import_registry
+
+        print_import(
+            import_registry(engine_for(s), file, keys.hash_id, skip_bad=skip_bad), "registry"
+        )
+        return
+    from store.coverage import import_enrolment
+
+    try:
+        day = date.fromisoformat(as_of or "")
+    except ValueError:
+        raise fail("--as-of: the enrolment snapshot's date, YYYY-MM-DD", 2) from None
+    print_import(
+        import_enrolment(engine_for(s), file, keys.hash_id, as_of=day, skip_bad=skip_bad),
+        f"enrolment as of {day}",
+    )
 
 
 @places_app.command("import")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from workers.cli.common import (
     console,
@@ -85,3 +87,50 @@ def grants_import(
             f"[yellow]{report.not_registered} student(s) not on the registry: kept, in no "
             "village's ledger[/yellow]"
         )
+
+
+@ledger_app.command("coverage")
+def ledger_coverage(
+    programme: Annotated[str, typer.Option(help="programme code")] = "county-subsidy",
+    season: Annotated[str, typer.Option(help="e.g. 2027, or 2027-spring for a round")] = "",
+    village: Annotated[str | None, typer.Option(help="12-digit village code")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """应补尽补: per village at your key's place, the registered-poor students the
+    programme is for, how many applied and were paid this season, and who has not
+    applied (masked identity numbers)."""
+    if not season:
+        raise fail("--season: the season, e.g. 2027", 2)
+    answer = gateway_call(
+        "GET",
+        "/v1/coverage",
+        params={"programme": programme, "season": season, "village": village},
+    )
+    if as_json:
+        console.print_json(json.dumps(answer, ensure_ascii=False))
+        return
+    if answer["as_of"] is None:
+        console.print(
+            "no enrolment data yet: aidflow registry import --kind enrolment --as-of DATE FILE"
+        )
+        return
+    table = Table(
+        "村 village",
+        "符合条件 eligible",
+        "已申请 applied",
+        "已发放 paid",
+        "未申请 not applied",
+        title=f"应补尽补 coverage: {programme} {season} (enrolment as of {answer['as_of']})",
+    )
+    for v in answer["villages"]:
+        table.add_row(
+            f"{v['village_name']} {v['village_code']}",
+            str(v["eligible"]),
+            str(v["applied"]),
+            str(v["paid"]),
+            "、".join(f"{s['name']}（{s['id_masked']}）" for s in v["not_applied"]),
+        )
+    table.add_row(
+        "合计 total", str(answer["eligible"]), str(answer["applied"]), str(answer["paid"]), ""
+    )
+    console.print(table)

@@ -117,7 +117,7 @@ def create_app(
     app.state.auth = authentication or ApiKeyAuthenticator(engine, keys.authority)
     app.state.public = PublicObjections(app.state.auth, keys.authority)
     app.include_router(dashboard.router(engine, keys.authority, api.programmes, api.calendar))
-    app.include_router(ledger.router(engine, files_dir))
+    app.include_router(ledger.router(engine, files_dir, api.programmes))
 
     def request_id(body: BaseModel, key: str | None) -> str:
         given = getattr(body, "request_id", None)

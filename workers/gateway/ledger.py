@@ -1,6 +1,6 @@
-"""The yearly aid ledger over HTTP (PROCESS.md §4.6): built now from the database, at the
-caller's place (a village's key its village, a township's its villages, the county's
-all), as a workbook to download."""
+"""The yearly aid ledger and coverage (应补尽补) over HTTP (PROCESS.md §4.6): built now from
+the database, at the caller's place (a village's key its village, a township's its
+villages, the county's all); the ledger as a workbook to download."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ from starlette.concurrency import run_in_threadpool
 from activities.ledger import ledger_file_name, write_ledger
 from integrations.bank import inside
 from models.domain import ROLE_LEVEL, Level
+from models.programme import Programme
+from models.season import SeasonKey
+from store.coverage import coverage
 from store.ledger import build_ledger
 from workers.gateway.auth import Caller, office
 from workers.gateway.problems import Problem
@@ -50,9 +53,57 @@ def place_held(who: Caller, township: str | None, village: str | None) -> tuple[
     return county, township or (village[:9] + "000" if village else ""), village or ""
 
 
-def router(engine: Engine, files_dir: Path) -> APIRouter:
+def router(engine: Engine, files_dir: Path, programmes: dict[str, Programme]) -> APIRouter:
     r = APIRouter()
     folder = files_dir / "ledgers"
+
+    @r.get("/v1/coverage", tags=["reading"])
+    async def coverage_now(
+        who: Office,
+        programme: Annotated[str, Query(pattern=r"^[a-z][a-z0-9-]{1,39}$")],
+        season: Annotated[str, Query(pattern=r"^\d{4}(-[a-z]{1,16})?$")],
+        village: Code = None,
+    ) -> dict[str, Any]:
+        """应补尽补: per village at the caller's place, the registered-poor students the
+        programme is for (by the newest enrolment snapshot), how many applied this
+        season, how many were paid, and who has not applied (masked)."""
+        county, township_code, village_code = place_held(who, None, village)
+        known = programmes.get(programme)
+        if known is None:
+            raise Problem(404, f"no programme {programme}")
+        key = SeasonKey.parse(season)
+        try:
+            definition = known.for_round(key.round)
+        except ValueError as e:
+            raise Problem(422, f"season: {e}") from None
+        found = await run_in_threadpool(
+            coverage, engine, definition, key.year, county, village_code=village_code
+        )
+        villages = [
+            v
+            for v in found.villages
+            if not township_code or v.village_code[:9] == township_code[:9]
+        ]
+        return {
+            "programme": programme,
+            "season": season,
+            "county": county,
+            "as_of": found.as_of.isoformat() if found.as_of else None,
+            "eligible": sum(v.eligible for v in villages),
+            "applied": sum(v.applied for v in villages),
+            "paid": sum(v.paid for v in villages),
+            "villages": [
+                {
+                    "village_code": v.village_code,
+                    "village_name": v.village_name,
+                    "eligible": v.eligible,
+                    "applied": v.applied,
+                    "paid": v.paid,
+                    "not_applied": [{"id_masked": m, "name": n} for m, n in v.not_applied],
+                }
+                for v in villages
+            ],
+        }
 
     @r.post("/v1/ledgers", tags=["reading"], status_code=201)
     async def ledger_now(
