@@ -82,6 +82,9 @@ class SeasonReport(BaseModel):
     # newest enrolment snapshot), applied, paid and not applied; empty without enrolment data.
     coverage_as_of: str = ""
     coverage: list[dict[str, Any]] = []
+    # The yearly aid ledger's totals for the county's registered-poor students: per
+    # programme (every programme, not only this one), students and CNY.
+    ledger_totals: dict[str, dict[str, int]] = {}
 
 
 # Stages an application reaches only after the county approved it.
@@ -256,7 +259,21 @@ def build_report(
         received_by_source=dict(received_by_source),
         unclaimed=unclaimed,
         **_coverage(engine, programme, season, county_code, round_),
+        ledger_totals=_ledger_totals(engine, season, county_code),
     )
+
+
+def _ledger_totals(engine: Engine, year: int, county_code: str) -> dict[str, dict[str, int]]:
+    from store.ledger import build_ledger
+
+    totals: dict[str, dict[str, int]] = {}
+    for student in build_ledger(engine, year, county_code).students:
+        for programme in {line.programme for line in student.lines}:
+            t = totals.setdefault(programme, {"students": 0, "cny": 0})
+            t["students"] += 1
+        for line in student.lines:
+            totals[line.programme]["cny"] += line.amount_cny
+    return dict(sorted(totals.items()))
 
 
 def _coverage(
@@ -381,6 +398,18 @@ def to_markdown(r: SeasonReport) -> str:
                 "",
             ]
             if r.coverage_as_of
+            else []
+        ),
+        *(
+            [
+                f"## {r.season}年度学生资助台账合计 / the year's aid ledger, every programme",
+                "",
+                "| programme | students | CNY |",
+                "|---|---:|---:|",
+                *[f"| {k} | {v['students']} | {v['cny']:,} |" for k, v in r.ledger_totals.items()],
+                "",
+            ]
+            if r.ledger_totals
             else []
         ),
         "## Final roster / 花名册",

@@ -153,6 +153,16 @@ def test_a_student_paid_signed_for_and_recorded_has_all_three(
         and "ngrant.csv row 2" in sources["national-grant"]
     )
     assert student.total_cny == 8000 and ledger.total_cny == 11000
+    # The season report carries the year's totals, every programme.
+    from activities.report import build_report, to_markdown
+
+    report = build_report(engine, "county-subsidy", YEAR, COUNTY)
+    assert report.ledger_totals == {
+        "county-subsidy": {"students": 2, "cny": 6000},
+        "national-grant": {"students": 2, "cny": 7000},
+        "new-student-aid": {"students": 1, "cny": 1000},
+    }
+    assert "| national-grant | 2 | 7,000 |" in to_markdown(report)
     # The county sees the other village's student too; the year after, nothing.
     assert len(build_ledger(engine, YEAR, COUNTY).students) == 3
     assert build_ledger(engine, YEAR + 1, COUNTY).students == []
