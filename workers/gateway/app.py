@@ -60,6 +60,7 @@ from workers.gateway.auth import (
     PublicObjections,
     anyone,
     office,
+    within_callers_place,
 )
 from workers.gateway.problems import Problem, ProblemDetail
 from workers.witness import chain_heads
@@ -479,21 +480,11 @@ def create_app(
     ) -> list[dict[str, Any]]:
         """Applications at the caller's place (a village's, a township's, the county's),
         narrowed to one township or village inside it if asked."""
-        level = ROLE_LEVEL.get(who.role)
-        if level is None or level is Level.SCHOOL:
-            raise Problem(403, f"role {who.role.value} lists no applications")
+        level = within_callers_place(
+            who, "lists no applications", township=township, village=village
+        )
         key = SeasonKey.parse(season) if season else None
         place = who.binding.place_code
-        prefix = {Level.COUNTY: 6, Level.TOWNSHIP: 9, Level.VILLAGE: 12}[level]
-        outside = [
-            f"{name} {code}"
-            for name, code in (("township", township), ("village", village))
-            if code is not None and code[:prefix] != place[:prefix]
-        ]
-        if outside:
-            raise Problem(
-                403, f"{who.binding.credential} does not hold {', '.join(outside)} (holds {place})"
-            )
         rows = api.list(
             programme=programme,
             season=key.year if key else None,

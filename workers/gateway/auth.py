@@ -186,3 +186,28 @@ def _network(host: str) -> str:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None:
         return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
     return str(ip.ipv4_mapped or ip) if isinstance(ip, ipaddress.IPv6Address) else str(ip)
+
+
+# A place's code shares the first digits of the one it lies in: a county's six, a
+# township's nine, a village's all twelve.
+PLACE_DIGITS = {Level.COUNTY: 6, Level.TOWNSHIP: 9, Level.VILLAGE: 12}
+
+
+def within_callers_place(who: Caller, what: str, **codes: str | None) -> Level:
+    """The caller's level, for a county's, township's or village's credential whose place
+    holds every code given (by name: ``township=…, village=…``); refused (403) otherwise,
+    naming each code outside it. ``what``: what such a caller does, for the refusal."""
+    level = ROLE_LEVEL.get(who.role)
+    if level not in PLACE_DIGITS:
+        raise Problem(403, f"role {who.role.value} {what}")
+    place, digits = who.binding.place_code, PLACE_DIGITS[level]
+    outside = [
+        f"{name} {code}"
+        for name, code in codes.items()
+        if code is not None and code[:digits] != place[:digits]
+    ]
+    if outside:
+        raise Problem(
+            403, f"{who.binding.credential} does not hold {', '.join(outside)} (holds {place})"
+        )
+    return level

@@ -14,12 +14,12 @@ from starlette.concurrency import run_in_threadpool
 
 from activities.ledger import ledger_file_name, write_ledger
 from integrations.bank import inside
-from models.domain import ROLE_LEVEL, Level
+from models.domain import Level
 from models.programme import Programme
 from models.season import SeasonKey
 from store.coverage import coverage
 from store.ledger import build_ledger
-from workers.gateway.auth import Caller, office
+from workers.gateway.auth import Caller, office, within_callers_place
 from workers.gateway.problems import Problem
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -31,20 +31,8 @@ Year = Annotated[int, Query(ge=2000, le=2100)]
 def place_held(who: Caller, township: str | None, village: str | None) -> tuple[str, str, str]:
     """(county, township, village) of the ledger asked for, inside the caller's place:
     a village's key reads its village, a township's its own or one of its villages."""
-    level = ROLE_LEVEL.get(who.role)
-    if level not in (Level.COUNTY, Level.TOWNSHIP, Level.VILLAGE):
-        raise Problem(403, f"role {who.role.value} reads no ledger")
+    level = within_callers_place(who, "reads no ledger", township=township, village=village)
     place = who.binding.place_code
-    prefix = {Level.COUNTY: 6, Level.TOWNSHIP: 9, Level.VILLAGE: 12}[level]
-    outside = [
-        f"{name} {code}"
-        for name, code in (("township", township), ("village", village))
-        if code is not None and code[:prefix] != place[:prefix]
-    ]
-    if outside:
-        raise Problem(
-            403, f"{who.binding.credential} does not hold {', '.join(outside)} (holds {place})"
-        )
     county = place[:6] + "000000"
     if level is Level.VILLAGE:
         return county, place[:9] + "000", place
@@ -143,11 +131,7 @@ def router(engine: Engine, files_dir: Path, programmes: dict[str, Programme]) ->
         if len(parts) != 3 or not parts[1].isdigit() or len(parts[2]) != 12:
             raise Problem(404, f"no ledger {name}")
         code = parts[2]
-        level = ROLE_LEVEL.get(who.role)
-        prefix = {Level.COUNTY: 6, Level.TOWNSHIP: 9, Level.VILLAGE: 12}.get(level)  # type: ignore[arg-type]
-        # A place's code shares the caller's first digits only if it lies inside it.
-        if prefix is None or code[:prefix] != who.binding.place_code[:prefix]:
-            raise Problem(403, f"{who.binding.credential} does not hold {code}")
+        within_callers_place(who, "reads no ledger", place=code)
         if name != ledger_file_name(int(parts[1]), code):
             raise Problem(404, f"no ledger {name}")
         try:
