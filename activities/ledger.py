@@ -3,6 +3,8 @@ its source, Chinese first with English beside it; masked identity numbers only (
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 from models.ledger import AID_KIND_ZH, Ledger
@@ -19,7 +21,9 @@ def write_ledger(ledger: Ledger, out_dir: Path) -> Path:
     place = ledger.village_code or ledger.township_code or ledger.county_code
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / ledger_file_name(ledger.year, place)
-    wb = xlsxwriter.Workbook(str(path), WORKBOOK_OPTIONS)
+    # Written aside and moved into place: a download meanwhile gets the whole old one.
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    wb = xlsxwriter.Workbook(str(partial), WORKBOOK_OPTIONS)
     try:
         bold = wb.add_format({"bold": True})
         money = wb.add_format({"num_format": "#,##0"})
@@ -105,4 +109,5 @@ def write_ledger(ledger: Ledger, out_dir: Path) -> Path:
         lines.set_column(7, 7, 60)
     finally:
         wb.close()
+    os.replace(partial, path)
     return path

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from temporalio import activity
@@ -81,9 +81,18 @@ class RecordActivities:
         snap = batch.snapshot
         wf = snap.workflow_id
         with one_writer(self._engine), self._engine.begin() as conn:
+            # One writer a workflow (PostgreSQL: the row's lock; SQLite: one_writer), so
+            # two attempts of a task never interleave their reads and writes.
+            conn.execute(_ROW_SEQ, {"wf": wf}).first()
             last = conn.execute(_LAST_ENTRY, {"wf": wf}).first()
             last_seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS)
             retracted = self._retract_lost(conn, wf, batch, last_seq)
+            if retracted == "stale":
+                activity.logger.warning(
+                    "a batch of an attempt outlived by a later one: nothing written",
+                    extra={"event": "stale_batch_dropped", "upto": last_seq},
+                )
+                return ChainHead(seq=last_seq, hash=prev_hash, new=0)
             sent_before: set[str] = set()
             if retracted is not None:
                 last_seq, prev_hash, sent_before = retracted
@@ -95,6 +104,7 @@ class RecordActivities:
                 entry = _audit_entry(wf, event)
                 entry["prev_hash"] = prev_hash
                 entry["hash"] = chain_hash(self._keys.audit, prev_hash, entry)
+                entry["history_length"] = batch.history_length
                 entries.append(entry)
                 prev_hash, last_seq = entry["hash"], event.seq
                 for i, intent in enumerate(batch.notifications.get(event.seq, [])):
@@ -114,26 +124,43 @@ class RecordActivities:
 
     def _retract_lost(
         self, conn: Connection, wf: str, batch: EventBatch, last_seq: int
-    ) -> tuple[int, str, set[str]] | None:
+    ) -> tuple[int, str, set[str]] | Literal["stale"] | None:
         """The (seq, hash) to chain from if the database holds events of a lost workflow
-        task where this batch has others (they are deleted, with their unsent
-        notifications), and the keys of their notifications already sent; None if every
-        event it holds of the batch is the batch's own."""
-        held = [e for e in batch.events if e.seq <= last_seq]
-        if not held:
+        task where this batch has others, or beyond its last (they are deleted, with their
+        notifications not yet tried), and the keys of their notifications that may have
+        gone out; None if every event it holds of the batch is the batch's own; "stale" if
+        a later attempt of the task wrote them (this batch is the one cut off: it writes
+        nothing)."""
+        if last_seq == 0 or not batch.events:
             return None
-        stored = {
-            r.seq: r
-            for r in conn.execute(
-                select(_AUDIT.c.seq, _AUDIT.c.kind, _AUDIT.c.stage)
-                .add_columns(_AUDIT.c.actor_id, _AUDIT.c.actor_role, _AUDIT.c.detail)
-                .where(_AUDIT.c.workflow_id == wf, _AUDIT.c.seq >= held[0].seq)
-                .where(_AUDIT.c.seq <= held[-1].seq)
-            )
-        }
+        held = [e for e in batch.events if e.seq <= last_seq]
+        stored = (
+            {
+                r.seq: r
+                for r in conn.execute(
+                    select(_AUDIT.c.seq, _AUDIT.c.kind, _AUDIT.c.stage)
+                    .add_columns(_AUDIT.c.actor_id, _AUDIT.c.actor_role, _AUDIT.c.detail)
+                    .where(_AUDIT.c.workflow_id == wf, _AUDIT.c.seq >= held[0].seq)
+                    .where(_AUDIT.c.seq <= held[-1].seq)
+                )
+            }
+            if held
+            else {}
+        )
         lost = next((e.seq for e in held if not _same(stored.get(e.seq), wf, e)), None)
+        if lost is None and last_seq > batch.events[-1].seq:
+            # The batch ends with the workflow's newest event: what lies beyond it was
+            # written by a task the history does not have (a re-made event is written again).
+            lost = batch.events[-1].seq + 1
         if lost is None:
             return None
+        newest = conn.execute(
+            select(func.max(_AUDIT.c.history_length)).where(
+                _AUDIT.c.workflow_id == wf, _AUDIT.c.seq >= lost
+            )
+        ).scalar()
+        if batch.history_length and (newest or 0) >= batch.history_length:
+            return "stale"
         keys = [
             k
             for (k,) in conn.execute(
@@ -141,27 +168,35 @@ class RecordActivities:
             )
             if _outbox_seq(k) >= lost
         ]
-        sent = [
+        # Tried at least once (a send may have gone out before it failed or timed out),
+        # or sent: kept, and the replacing event's messages take other keys.
+        tried = [
             k
-            for (k, status) in conn.execute(
-                select(_OUTBOX.c.dedupe_key, _OUTBOX.c.status).where(_OUTBOX.c.dedupe_key.in_(keys))
+            for (k, status, attempts) in conn.execute(
+                select(_OUTBOX.c.dedupe_key, _OUTBOX.c.status, _OUTBOX.c.attempts).where(
+                    _OUTBOX.c.dedupe_key.in_(keys)
+                )
             )
-            if status != "pending"
+            if status != "pending" or attempts > 0
         ]
         conn.execute(
-            delete(_OUTBOX).where(_OUTBOX.c.dedupe_key.in_(keys), _OUTBOX.c.status == "pending")
+            delete(_OUTBOX).where(
+                _OUTBOX.c.dedupe_key.in_(keys),
+                _OUTBOX.c.status == "pending",
+                _OUTBOX.c.attempts == 0,
+            )
         )
         gone = conn.execute(
             delete(_AUDIT).where(_AUDIT.c.workflow_id == wf, _AUDIT.c.seq >= lost)
         ).rowcount
         activity.logger.warning(
             "events of a workflow task that never completed retracted: the history has "
-            "others under the same numbers",
+            "others, or fewer, under those numbers",
             extra={
                 "event": "lost_task_events_retracted",
                 "from_seq": lost,
                 "retracted": gone,
-                "notifications_already_sent": len(sent),
+                "notifications_maybe_sent": len(tried),
             },
         )
         before = conn.execute(
@@ -170,7 +205,7 @@ class RecordActivities:
             .order_by(_AUDIT.c.seq.desc())
             .limit(1)
         ).first()
-        return (before[0], before[1], set(sent)) if before else (0, GENESIS, set(sent))
+        return (before[0], before[1], set(tried)) if before else (0, GENESIS, set(tried))
 
     def _upsert_row(
         self, conn: Connection, snap: ApplicationSnapshot, seq: int, force: bool = False
@@ -278,7 +313,7 @@ def _same(stored: Any, wf: str, event: TrailEvent) -> bool:
 
 
 def _outbox_seq(dedupe_key: str) -> int:
-    """The event number in an outbox key (``workflow id:seq:index[:…]``)."""
+    """The event number in an outbox key (``workflow id:seq:index[~hash]``)."""
     parts = dedupe_key.rsplit(":", 2)
     return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else 0
 

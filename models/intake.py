@@ -43,6 +43,7 @@ class PriorApplication(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     programme: str
+    round: str = ""
     workflow_id: str
     county_code: str
     stage: str
@@ -62,14 +63,14 @@ def check_prior_applications(
     priors: list[PriorApplication],
     excluded: frozenset[str] = frozenset(),
 ) -> list[FieldProblem]:
-    """One application per student, programme and season across every county's season;
-    none beside a programme in ``excluded`` (:func:`excluded_by`). A rejected or
-    withdrawn one does not count."""
+    """One application per student, programme and season (a round's, where it has rounds)
+    across every county's season; none beside a programme in ``excluded``
+    (:func:`excluded_by`) in the same year. A rejected or withdrawn one does not count."""
     problems: list[FieldProblem] = []
     for p in priors:
         if p.workflow_id == workflow_id or p.stage in ("rejected", "withdrawn"):
             continue  # the same application (a repeat: answered by its workflow), or ended
-        if p.programme == programme.code:
+        if p.programme == programme.code and p.round == programme.round_key:
             problems.append(
                 FieldProblem(
                     field="national_id",

@@ -195,6 +195,10 @@ class EventBatch(_Model):
     snapshot: ApplicationSnapshot
     events: list[TrailEvent]
     notifications: dict[int, list[NotificationIntent]] = Field(default_factory=dict)  # by seq
+    # The workflow's history length when the batch was made: a later attempt of a task
+    # has a longer history, so a write of an attempt cut off and outlived by a later one
+    # never retracts what the later one wrote (activities/records.py).
+    history_length: int = 0
 
 
 class ChainHead(_Model):

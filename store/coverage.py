@@ -1,12 +1,16 @@
 """Coverage, "应补尽补" (PROCESS.md §4.6): every eligible registered-poor student covered.
 
 Who studies at which level comes from enrolment data, imported as dated snapshots
-(``aidflow registry import --kind enrolment --as-of DATE``); coverage reads the newest
-one. A programme's eligible students at a place are the registered-poor members of
-active households there whose newest enrolment is at one of the programme's levels (in
-the first year, where the programme takes freshmen only); of them, those who applied
-this season, and those paid (or who signed for the grant). Identity numbers only as
-keyed hashes and masked forms (R9).
+(``aidflow registry import --kind enrolment --as-of DATE``), each a whole list as of its
+date: coverage reads the newest, and a student missing from it is no longer counted.
+(One source today; a second, such as Rain and Dew's vocational registry, needs its
+snapshots kept apart by source, newest of each.)
+
+A programme's eligible students at a place are the registered-poor members of active
+households there whose enrolment is at one of the programme's levels (in the first
+year, where the programme takes freshmen only); of them, those who applied this season,
+and those paid (or who signed for the grant). Identity numbers only as keyed hashes and
+masked forms (R9).
 """
 
 from __future__ import annotations

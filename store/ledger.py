@@ -4,8 +4,8 @@ from everything aidflow holds (models/ledger.py says what it is).
 A recorded list (the national grant: each university's list of the county's students
 who received it) is imported with a row-level report, as the registry is: a file with
 a bad row imports nothing unless ``skip_bad``. Identity numbers are kept only as keyed
-hashes and masked forms (R9). Importing a list again replaces its rows (by programme,
-year, student and university): a corrected list is imported as it is.
+hashes and masked forms (R9). Importing a university's list again replaces that
+university's rows of the programme and year: a corrected list is imported as it is.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
 from models.ledger import RECORDED_PROGRAMMES, AidKind, Ledger, LedgerLine, StudentLedger
@@ -131,17 +131,14 @@ def import_recorded_aid(
     if report.problems:
         report.rejects_file = write_rejects(path, RECORDED_COLUMNS, rows, report.problems)
     with engine.begin() as conn:
-        for g in good:
-            conn.execute(
-                delete(_RECORDED).where(
-                    and_(
-                        _RECORDED.c.programme == programme,
-                        _RECORDED.c.year == year,
-                        _RECORDED.c.national_id_hash == g["national_id_hash"],
-                        _RECORDED.c.university == g["university"],
-                    )
-                )
+        # A university's list again replaces its list (a student taken off it is gone).
+        conn.execute(
+            delete(_RECORDED).where(
+                _RECORDED.c.programme == programme,
+                _RECORDED.c.year == year,
+                _RECORDED.c.university.in_({g["university"] for g in good}),
             )
+        )
         if good:
             conn.execute(_RECORDED.insert(), good)
         hashes = [g["national_id_hash"] for g in good]
@@ -305,7 +302,7 @@ def _application_lines(
                     programme_name_zh=_name_zh(r.programme),
                     kind=AidKind.RECEIVED,
                     amount_cny=r.amount_cny,
-                    on=_day(r.updated_at),
+                    on=_day(r.decided_at or r.updated_at),
                     source=f"{r.workflow_id}; signed for",
                 ),
             )

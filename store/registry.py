@@ -37,6 +37,7 @@ class RegistryReader:
             rows = session.execute(
                 select(
                     col(ApplicationRow.programme),
+                    col(ApplicationRow.round),
                     col(ApplicationRow.workflow_id),
                     col(ApplicationRow.county_code),
                     col(ApplicationRow.stage),
@@ -46,6 +47,6 @@ class RegistryReader:
                 )
             ).all()
         return [
-            PriorApplication(programme=p, workflow_id=w, county_code=c, stage=s)
-            for p, w, c, s in rows
+            PriorApplication(programme=p, round=r, workflow_id=w, county_code=c, stage=s)
+            for p, r, w, c, s in rows
         ]

@@ -77,6 +77,9 @@ class AuditEntry(SQLModel, table=True):
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
+    # The workflow's history length when the event was written (not in the hash): which
+    # of two attempts of a task wrote it (activities/records.py); 0 before migration 0011.
+    history_length: int = Field(default=0)
 
 
 class OutboxMessage(SQLModel, table=True):
@@ -127,9 +130,8 @@ class HouseholdMember(SQLModel, table=True):
 
 
 class Enrolment(SQLModel, table=True):
-    """Who studies where and at which level, as a dated snapshot of the enrolment data
-    (the education bureau's, the vocational registry's): coverage (应补尽补) reads the
-    newest snapshot. One row per snapshot and student."""
+    """Who studies where and at which level, as a dated snapshot of the enrolment data:
+    coverage (应补尽补) reads the newest snapshot. One row per snapshot and student."""
 
     __tablename__ = "enrolments"
     __table_args__ = (UniqueConstraint("as_of", "national_id_hash", name="uq_enrolment"),)

@@ -230,6 +230,23 @@ def test_a_list_imports_from_xlsx_and_again_replaces_its_rows(
     with Session(engine) as s:
         rows = s.exec(select(RecordedAid)).all()
     assert sorted(r.amount_cny for r in rows) == [3000, 4000]
+    # 安徽大学's corrected list: 501 taken off, 505 put on; 合肥工业大学's list stays.
+    corrected = grant_list(
+        tmp_path, [(make_national_id(NOT_REGISTERED), "学生505", "安徽大学", "三等", "2000")]
+    )
+    assert (
+        import_recorded_aid(
+            engine, corrected, keys.hash_id, programme="national-grant", year=YEAR
+        ).imported
+        == 1
+    )
+    with Session(engine) as s:
+        rows = s.exec(select(RecordedAid)).all()
+    assert sorted((r.university, r.amount_cny) for r in rows) == [
+        ("合肥工业大学", 3000),
+        ("安徽大学", 2000),
+    ]
+    import_recorded_aid(engine, path, keys.hash_id, programme="national-grant", year=YEAR)
     assert all(len(r.national_id_masked) == 18 and "*" in r.national_id_masked for r in rows)
     # A name that is a formula stays text in the ledger's workbook.
     import_registry(engine, registry_csv(tmp_path), keys.hash_id)

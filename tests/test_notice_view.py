@@ -104,6 +104,39 @@ def test_a_member_ready_after_the_coming_posting_keeps_its_own_time() -> None:
     assert notice.due and not notice.claims
 
 
+async def test_a_member_left_alone_after_the_coming_posting_is_not_left_waiting() -> None:
+    """Review of issue 16's notice change: the members on the coming posting all left
+    (withdrawn, say) while a member ready after it waited with its own time, and its
+    word that the time came was parked for a posting that would never come. The time is
+    worked out again from the first member still waiting, and its word judged."""
+    from models.notice import MemberChange
+    from models.records import PostingTime
+
+    notice = village_notice()
+    told: list[set[str]] = []
+
+    async def reschedule() -> None:
+        assert notice.auto_post_at is not None
+        told.append(set(notice._moved(notice.auto_post_at)))
+
+    notice._reschedule = reschedule  # type: ignore[method-assign]
+    notice.publish = lambda: None  # type: ignore[method-assign]  # (the Web UI's: a workflow's)
+    notice.pending = {"a": member("a", cst(9, 6, 9)), "b": member("b", cst(9, 8, 9))}
+    notice.auto_post_at, notice.first_joined_at = cst(9, 7, 8), cst(9, 6, 9)
+    notice.told_auto = {"a": cst(9, 7, 8), "b": cst(9, 9, 8)}
+    # The calendar's answer for b's day, known already (no activity outside a workflow).
+    notice.posting_times = [
+        PostingTime(at=cst(9, 9, 8), day_starts_at=cst(9, 8), day_ends_at=cst(9, 9))
+    ]  # (after the window: the next working day's 08:00)
+    notice._judge("b", cst(9, 9, 8))
+    assert notice.claims == {"b": cst(9, 9, 8)} and notice.retiming is None
+    notice.member_changed(MemberChange(workflow_id="a", open_objections=0, left=True))
+    assert notice.retiming is not None
+    await notice.retiming
+    assert notice.auto_post_at == cst(9, 9, 8) and notice.due and not notice.claims
+    assert told == [set()]  # b was told that time when it joined
+
+
 def village_notice() -> NoticeWorkflow:
     from models.notice import NoticeInput
     from models.programmes import COUNTY_SUBSIDY

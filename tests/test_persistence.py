@@ -110,7 +110,7 @@ def dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def test_migrations_from_empty(db_url: str, engine: Engine) -> None:
-    assert current_revision(db_url) == "0010"
+    assert current_revision(db_url) == "0011"
     tables = set(inspect(engine).get_table_names())
     assert {
         "applications",
@@ -168,10 +168,17 @@ def test_partial_retry_writes_only_the_rest(engine: Engine, keys: Keys) -> None:
 def test_read_model_never_moves_backwards(engine: Engine, keys: Keys) -> None:
     rec = RecordActivities(engine, keys)
     rec.record_events(batch("wf/3", range(1, 6), keys, stage="township_review"))
-    # A stale replay: the same first events, with the snapshot as it was after them.
+    # An attempt of a task outlived by a later one (a shorter history), writing late:
+    # the same first events, with the snapshot as it was after them.
     stale = batch("wf/3", range(1, 3), keys, stage="township_review")
-    stale = stale.model_copy(update={"snapshot": snapshot("wf/3", "village_review", keys)})
-    assert rec.record_events(stale).new == 0
+    stale = stale.model_copy(
+        update={"snapshot": snapshot("wf/3", "village_review", keys), "history_length": 10}
+    )
+    with Session(engine) as s:  # the rows were written at a longer history
+        s.execute(text("update audit_log set history_length = 20 where workflow_id = 'wf/3'"))
+        s.commit()
+    head = rec.record_events(stale)
+    assert (head.seq, head.new) == (5, 0)
     with Session(engine) as s:
         row = s.get(ApplicationRow, "wf/3")
         assert row is not None and row.stage == "township_review" and row.last_seq == 5
@@ -193,6 +200,7 @@ def test_events_of_a_task_that_never_completed_are_retracted(engine: Engine, key
             event(4, kind="stage_entered", stage="village_notice"),
         ],
         notifications={3: [NotificationIntent(audience="applicant", template="submitted")]},
+        history_length=10,
     )
     assert rec.record_events(lost).new == 2
     again = rec.record_events(lost)  # the same task's retry: kept, nothing new
@@ -200,9 +208,13 @@ def test_events_of_a_task_that_never_completed_are_retracted(engine: Engine, key
     history = EventBatch(
         snapshot=snapshot("wf/lost", "village_review", keys),
         events=[event(3, kind="at_risk", stage="village_review")],
+        history_length=13,  # the later attempt: its history is longer
     )
     head = rec.record_events(history)
     assert (head.seq, head.new) == (3, 1)
+    # The cut-off attempt, writing again late, changes nothing: it is the stale one now.
+    late = rec.record_events(lost)
+    assert (late.seq, late.hash, late.new) == (3, head.hash, 0)
     with Session(engine) as s:
         kinds = s.exec(
             select(AuditEntry.kind)
@@ -218,6 +230,34 @@ def test_events_of_a_task_that_never_completed_are_retracted(engine: Engine, key
         assert sorted(keys_left) == ["wf/lost:1:0", "wf/lost:2:0"]  # the lost one's dropped
     report = verify(engine, keys.audit, witness={"wf/lost": head})
     assert report.ok, report.breaks
+
+
+def test_events_of_a_lost_task_beyond_the_historys_are_retracted(
+    engine: Engine, keys: Keys
+) -> None:
+    """Review: the lost task wrote 3 and 4, the history has only 3 (the same event): 4 never
+    happened (its update was lost with the task), and is retracted too."""
+    rec = RecordActivities(engine, keys)
+    rec.record_events(batch("wf/prefix", range(1, 3), keys))
+    same3 = event(3, kind="at_risk", stage="village_review")
+    lost = EventBatch(
+        snapshot=snapshot("wf/prefix", "village_notice", keys),
+        events=[same3, event(4, kind="decision", stage="village_review")],
+        history_length=10,
+    )
+    rec.record_events(lost)
+    history = EventBatch(
+        snapshot=snapshot("wf/prefix", "village_review", keys),
+        events=[same3],
+        history_length=13,
+    )
+    head = rec.record_events(history)
+    assert (head.seq, head.new) == (3, 0)
+    with Session(engine) as s:
+        seqs = s.exec(select(AuditEntry.seq).where(AuditEntry.workflow_id == "wf/prefix")).all()
+        row = s.get(ApplicationRow, "wf/prefix")
+    assert sorted(seqs) == [1, 2, 3] and row is not None and row.stage == "village_review"
+    assert verify(engine, keys.audit, witness={"wf/prefix": head}).ok
 
 
 def test_outbox_texts_hold_no_identity_number(engine: Engine, keys: Keys) -> None:

@@ -565,3 +565,10 @@ def test_a_programme_excludes_another_either_way_round() -> None:
         check_prior_applications(COUNTY_SUBSIDY, "x", [ended], frozenset({"new-student-aid"})) == []
     )
     assert check_prior_applications(COUNTY_SUBSIDY, "x", [first], frozenset()) == []
+    # A programme with rounds: the spring round's application does not refuse autumn's.
+    spring = PriorApplication(
+        programme="county-subsidy", round="spring", workflow_id="a", county_code="c", stage="paid"
+    )
+    assert check_prior_applications(COUNTY_SUBSIDY, "b", [spring]) == []
+    autumn = COUNTY_SUBSIDY.model_copy(update={"round_key": "spring"})
+    assert len(check_prior_applications(autumn, "b", [spring])) == 1

@@ -96,6 +96,7 @@ class NoticeWorkflow:
         self.told_auto: dict[str, datetime] = {}  # each waiting member's told posting time
         self.retelling: asyncio.Task[None] | None = None  # members told their time again
         self.posting_times: list[PostingTime] = []  # the calendar's answers, by local day
+        self.retiming: asyncio.Task[None] | None = None  # the time worked out again
 
     @workflow.run
     async def run(self, inp: NoticeInput) -> NoticeStatus:
@@ -321,6 +322,8 @@ class NoticeWorkflow:
             # at once and be told again after (the fault harness at 1,000: four times
             # a member).
             at, posting = await self._auto_post_time(joined_at), posting + 1
+            if wf not in self.pending or wf in self.being_posted:
+                return await self._join(j)  # an owner's posting took it meanwhile
         self.told_auto[wf] = at
         zh, en = self._rule()
         # The answer as it stands now: while the others are told below, a posting may
@@ -360,6 +363,8 @@ class NoticeWorkflow:
             # Not on this posting: its claim stands for the posting it is on, judged when
             # that one's time is known (it is not told again, and does not ask again).
             self.claims[wf] = claimed
+            if self._nobody_on_the_coming_posting():
+                self.retiming = asyncio.create_task(self._retime())
             return
         if at <= claimed:
             self.due = True
@@ -388,11 +393,35 @@ class NoticeWorkflow:
             self.pending.pop(wf, None)
             self.claims.pop(wf, None)
             self.open_objections.pop(wf, None)
+            if self._nobody_on_the_coming_posting():
+                self.retiming = asyncio.create_task(self._retime())
         elif change.open_objections:
             self.open_objections[wf] = change.open_objections
         else:
             self.open_objections.pop(wf, None)
         self.publish()
+
+    def _nobody_on_the_coming_posting(self) -> bool:
+        """Members wait, but none is on the posting at the automatic time (those who were
+        left): the time is the next member's, or they would wait for good."""
+        at = self.auto_post_at
+        return (
+            at is not None
+            and bool(self.pending)
+            and (self.retiming is None or self.retiming.done())
+            and not any(m.joined_at <= at for m in self.pending.values())
+        )
+
+    async def _retime(self) -> None:
+        """The automatic time from the first member still waiting (as after a posting);
+        claims judged against it, and the members on it told."""
+        first = min(m.joined_at for m in self.pending.values())
+        self.first_joined_at, self.auto_post_at = first, None
+        at = await self._auto_post_time(first)
+        if self.first_joined_at == first:
+            self.auto_post_at = at
+            self._judge_claims()
+            await self._reschedule()
 
     def _window_rule(self, at: datetime) -> bool:
         return self.step.first_posting == "window_close" and at < self.inp.window_closes_at

@@ -93,7 +93,12 @@ class Trail:
             try:
                 head = await workflow.execute_local_activity_method(
                     RecordActivities.record_events,
-                    EventBatch(snapshot=snapshot(), events=batch, notifications=notes),
+                    EventBatch(
+                        snapshot=snapshot(),
+                        events=batch,
+                        notifications=notes,
+                        history_length=workflow.info().get_current_history_length(),
+                    ),
                     start_to_close_timeout=timedelta(seconds=30),
                     retry_policy=_PERSIST_RETRY,
                     summary=f"record events {batch[0].seq}-{batch[-1].seq}",

@@ -437,26 +437,31 @@ def create_app(
 
     @app.get("/v1/applications/{workflow_id:path}/trail", tags=["reading"])
     async def trail(workflow_id: str, who: Office, live: Live = False) -> list[TrailEvent]:
-        may_read(who, (await status_of(workflow_id, live)).places)
-        if not live:
-            recorded = await run_in_threadpool(read_trail, engine, workflow_id)
-            if recorded:
-                return recorded
+        st, recorded = await answered(workflow_id, live)
+        may_read(who, st.places)
+        if recorded:  # the record agrees with the history: its audit log is the trail
+            events = await run_in_threadpool(read_trail, engine, workflow_id)
+            if events:
+                return events
         return await api.trail(workflow_id)
 
     async def status_of(workflow_id: str, live: bool = False) -> ApplicationStatus:
-        """From the records (store/status.py: no workflow task, answered while every
-        worker is down, and never the query that can trigger the SDK defect: README);
-        ``live``, or before its first event is recorded, by asking the workflow."""
+        return (await answered(workflow_id, live))[0]
+
+    async def answered(workflow_id: str, live: bool) -> tuple[ApplicationStatus, bool]:
+        """The status, and whether it is the record's: from the records (store/status.py:
+        no workflow task, answered while every worker is down, and never the query that
+        can trigger the SDK defect: README) where the history agrees; ``live``, before
+        its first event is recorded, or where they disagree, by asking the workflow."""
         if not live:
             recorded = await run_in_threadpool(read_status, engine, workflow_id)
             # Only as the history has it (its search attributes, from the server, not a
             # worker): a record may hold a task that never completed until the
             # application's next event retracts it (activities/records.py).
             if recorded is not None and await api.listed_as(workflow_id, recorded):
-                return recorded
+                return recorded, True
         try:
-            return await api.status(workflow_id)
+            return await api.status(workflow_id), False
         except Exception:
             raise Problem(404, f"no application {workflow_id}") from None
 
