@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from models import search
 from models.application import ObjectionRequest
 from models.domain import Level
-from models.notice import NoticeMember, notice_joins_queue
+from models.notice import NoticeMember, PostingDue, notice_joins_queue
 from tests.conftest import AppStack
 from tests.support import VILLAGE, public, village_official
 from tests.test_application_workflow import cst, rid, submitted_case
@@ -73,13 +73,13 @@ async def test_a_member_that_claims_an_old_time_is_told_the_new_one() -> None:
     notice.pending = {"a": on_it, "b": later}
     notice.auto_post_at = cst(8, 21, 8)
     notice.told_auto = {"a": cst(8, 21, 8), "b": cst(8, 21, 8)}
-    notice._judge("b", cst(8, 21, 8))  # ready after the time: waits for the next posting
-    notice._judge("a", cst(8, 19, 8))  # an old time
+    claim(notice, "b", cst(8, 21, 8))  # ready after the time: waits for the next posting
+    claim(notice, "a", cst(8, 19, 8))  # an old time
     assert not notice.due
     assert notice.retelling is not None
     await notice.retelling
     assert retold == [{"a"}]
-    notice._judge("a", cst(8, 21, 8))  # the time it was told again
+    claim(notice, "a", cst(8, 21, 8))  # the time it was told again
     assert notice.due
 
 
@@ -96,12 +96,12 @@ def test_a_member_ready_after_the_coming_posting_keeps_its_own_time() -> None:
     notice.auto_post_at = cst(8, 21, 8)
     notice.told_auto = {"a": cst(8, 19, 8), "b": cst(8, 23, 8)}
     assert notice._moved(cst(8, 21, 8)) == ["a"]  # b keeps its own time
-    notice._judge("b", cst(8, 23, 8))  # b's clock reached its own time first
+    claim(notice, "b", cst(8, 23, 8))  # b's clock reached its own time first
     assert not notice.due and notice.claims == {"b": cst(8, 23, 8)}
     # a's posting is done; b's is next, at the time b was told and has reached.
     notice.pending, notice.auto_post_at = {"b": later}, cst(8, 23, 8)
     notice._judge_claims()
-    assert notice.due and not notice.claims
+    assert notice.due and notice.claims == {"b": cst(8, 23, 8)}  # kept until it is posted
 
 
 async def test_a_member_left_alone_after_the_coming_posting_is_not_left_waiting() -> None:
@@ -128,13 +128,41 @@ async def test_a_member_left_alone_after_the_coming_posting_is_not_left_waiting(
     notice.posting_times = [
         PostingTime(at=cst(9, 9, 8), day_starts_at=cst(9, 8), day_ends_at=cst(9, 9))
     ]  # (after the window: the next working day's 08:00)
-    notice._judge("b", cst(9, 9, 8))
+    claim(notice, "b", cst(9, 9, 8))
     assert notice.claims == {"b": cst(9, 9, 8)} and notice.retiming is None
     notice.member_changed(MemberChange(workflow_id="a", open_objections=0, left=True))
     assert notice.retiming is not None
     await notice.retiming
-    assert notice.auto_post_at == cst(9, 9, 8) and notice.due and not notice.claims
+    assert notice.auto_post_at == cst(9, 9, 8) and notice.due
     assert told == [set()]  # b was told that time when it joined
+
+
+def test_a_members_word_stands_when_the_time_moves_before_its_posting() -> None:
+    """Found by the fault harness at 1,000 (its second run this session): q said its
+    posting's time had come; a late join moved the automatic time earlier, and the
+    earlier posting (x's) took the word with it. q, told its time already and having
+    said so, waited for good. Its word stands until it is posted."""
+    notice = village_notice()
+    notice.pending = {"q": member("q", cst(9, 6, 10)), "x": member("x", cst(9, 5, 10))}
+    notice.auto_post_at = cst(9, 7, 8)
+    claim(notice, "q", cst(9, 7, 8))
+    assert notice.due
+    # x's late join moves the time to its own, earlier: due once x says so.
+    notice.auto_post_at = cst(9, 6, 8)
+    notice._judge_claims()
+    assert not notice.due
+    claim(notice, "x", cst(9, 6, 8))
+    assert notice.due
+    # That posting takes x; q's posting is next, and due at once on q's word.
+    del notice.pending["x"], notice.claims["x"]
+    notice.auto_post_at = cst(9, 7, 8)
+    notice._judge_claims()
+    assert notice.due
+
+
+def claim(notice: NoticeWorkflow, wf: str, at: datetime) -> None:
+    """A member's word that its clock reached ``at``, the time it was told."""
+    notice.posting_due(PostingDue(workflow_id=wf, auto_post_at=at))
 
 
 def village_notice() -> NoticeWorkflow:

@@ -78,10 +78,11 @@ class NoticeWorkflow:
         self.first_joined_at: datetime | None = None  # of the next posting's first member
         self.auto_post_at: datetime | None = None
         self.explicit: tuple[datetime, NoticePostRequest] | None = None
-        self.due = False  # a member's clock reached the automatic posting time
-        # Members whose clock reached the time they were told while the next time was
-        # being worked out (a posting under way), and that time: judged once it is known
-        # (the word was dropped, and they waited a day to ask again).
+        # Each waiting member's word that its clock reached a time it was told, the latest
+        # such time: kept until it is posted, so that the posting is due whenever a member
+        # on it has reached its time (``due``), however often the time moves meanwhile (a
+        # word taken by one posting and gone before the time moved left members waiting
+        # for good: the fault harness at 1,000).
         self.claims: dict[str, datetime] = {}
         self.postings: list[Posting] = []
         self.over: set[int] = set()  # postings whose end's timer has fired
@@ -149,7 +150,7 @@ class NoticeWorkflow:
         return True
 
     async def _post(self, auto_at: datetime) -> None:
-        explicit, self.explicit, self.due = self.explicit, None, False
+        explicit, self.explicit = self.explicit, None
         posted_at, req = explicit if explicit else (auto_at, None)
         # The list holds the applications ready by the posting's instant (by their own
         # clocks: in production always all of them; in the simulator, whose clocks
@@ -347,28 +348,36 @@ class NoticeWorkflow:
             return workflow.logger.warning("posting_due without its argument: dropped")
         if due.workflow_id not in self.pending:
             return
-        if self.auto_post_at is None:  # being worked out: judged once it is known
-            self.claims[due.workflow_id] = due.auto_post_at
-        else:
-            self._judge(due.workflow_id, due.auto_post_at)
+        wf, claimed = due.workflow_id, due.auto_post_at
+        self.claims[wf] = max(claimed, self.claims.get(wf, claimed))
+        if self.auto_post_at is not None:  # else judged once the time is known
+            self._judge(wf)
 
-    def _judge(self, wf: str, claimed: datetime) -> None:
-        """Only a member on the posting (ready by its time) says it is due: one ready later
-        (another clock, in the simulator) waits for the next; one told an earlier time is
-        told the new one and says so again when its clock reaches it."""
-        at, member = self.auto_post_at, self.pending.get(wf)
-        if member is None or at is None:
+    @property
+    def due(self) -> bool:
+        """A member on the coming posting (ready by its time) has said its clock reached
+        that time: the posting is due (by its members' clocks, never the notice's)."""
+        at = self.auto_post_at
+        return at is not None and any(
+            m.joined_at <= at and wf in self.claims and self.claims[wf] >= at
+            for wf, m in self.pending.items()
+        )
+
+    def _judge(self, wf: str) -> None:
+        """A member ready later than the coming posting (another clock, in the
+        simulator) waits for its own; one on it that holds an earlier time than the
+        notice's is told the new one and says so again when its clock reaches it."""
+        at, member, claimed = self.auto_post_at, self.pending.get(wf), self.claims.get(wf)
+        if member is None or at is None or claimed is None:
             return
         if member.joined_at > at:
-            # Not on this posting: its claim stands for the posting it is on, judged when
-            # that one's time is known (it is not told again, and does not ask again).
-            self.claims[wf] = claimed
+            # Not on this posting: its word stands for the posting it is on.
             if self._nobody_on_the_coming_posting():
                 self.retiming = asyncio.create_task(self._retime())
             return
         if at <= claimed:
-            self.due = True
-        elif self.retelling is None or self.retelling.done():
+            return  # due
+        if self.retelling is None or self.retelling.done():
             # It holds an earlier time than the notice's: its word of the new time went
             # astray (under load, a join answered with the old one after it). Told
             # again, or it asks at the old time once a day and the posting waits for a
@@ -379,9 +388,8 @@ class NoticeWorkflow:
             self.told_auto.pop(wf, None)  # told by the next retelling
 
     def _judge_claims(self) -> None:
-        claims, self.claims = self.claims, {}
-        for wf, claimed in claims.items():
-            self._judge(wf, claimed)
+        for wf in list(self.claims):
+            self._judge(wf)
 
     @workflow.signal
     def member_changed(self, change: Any = None) -> None:
