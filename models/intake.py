@@ -70,7 +70,9 @@ def check_prior_applications(
     for p in priors:
         if p.workflow_id == workflow_id or p.stage in ("rejected", "withdrawn"):
             continue  # the same application (a repeat: answered by its workflow), or ended
-        if p.programme == programme.code and p.round == programme.round_key:
+        if p.programme == programme.code:
+            if p.round != programme.round_key or not programme.one_per_student_per_season:
+                continue
             problems.append(
                 FieldProblem(
                     field="national_id",

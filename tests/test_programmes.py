@@ -572,3 +572,5 @@ def test_a_programme_excludes_another_either_way_round() -> None:
     assert check_prior_applications(COUNTY_SUBSIDY, "b", [spring]) == []
     autumn = COUNTY_SUBSIDY.model_copy(update={"round_key": "spring"})
     assert len(check_prior_applications(autumn, "b", [spring])) == 1
+    several = autumn.model_copy(update={"one_per_student_per_season": False})
+    assert check_prior_applications(several, "b", [spring]) == []
