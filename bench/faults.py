@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -721,6 +721,21 @@ def failed_task(e: HistoryEvent) -> bool:
     )
 
 
+DEADLOCK = "Potential deadlock detected"
+
+
+def overloaded_and_recovered(events: Sequence[HistoryEvent], i: int) -> bool:
+    """The task at ``i`` was failed by the SDK's deadlock detector (no yield within 2 s of
+    the worker's CPU: a saturated machine, a notice taking a hundred joins at once) and
+    the workflow went on: a later task completed. One that never completes is stuck,
+    and counted so."""
+    e = events[i]
+    return DEADLOCK in e.workflow_task_failed_event_attributes.failure.message and any(
+        later.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+        for later in events[i + 1 :]
+    )
+
+
 def defect_shape(
     history: WorkflowHistory, message: str, faults: list[tuple[datetime, datetime]]
 ) -> bool:
@@ -818,7 +833,7 @@ async def check(
     say("check: the chain heads of the histories and the audit log")
     heads = await asyncio.wait_for(chain_heads(api.client, programme=PROGRAMME.code), 600)
     report = audit.verify(engine, keys.audit, witness=heads)
-    failures = timeouts = 0
+    failures = timeouts = by_load = 0
     replayer = replayer_for(keys)
     replay_failures: dict[str, str] = {}
     by_defect: Counter[str] = Counter()  # what SDK_DEFECT explains, by kind
@@ -833,7 +848,7 @@ async def check(
             say(f"check: {len(replay_failures)} replay failures so far, at {w.id}")
         history = await _history_of(api.client, w.id, w.run_id)
         privacy += r9.scan_history_json(w.id, history.to_json())
-        for e in history.events:
+        for i, e in enumerate(history.events):
             if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
                 timeouts += 1
             if failed_task(e):
@@ -842,6 +857,8 @@ async def check(
                 if defect_shape(history, message, faults):
                     by_defect["task_failures"] += 1
                     broken.add(w.id)
+                elif overloaded_and_recovered(history.events, i):
+                    by_load += 1
         # Every history must replay on the code that wrote it (a worker restarted after a
         # crash replays them all).
         try:
@@ -923,6 +940,9 @@ async def check(
         "audit_rows": report.rows,
         "audit_breaks": [str(b) for b in report.breaks[:5]],
         "task_failures": failures,
+        # Of them: failed by the deadlock detector on a saturated machine, and the
+        # workflow went on (overloaded_and_recovered).
+        "task_failures_by_load": by_load,
         "task_timeouts": timeouts,
         "replay_failures": len(replay_failures),
         "replay_hung": replay_hung,
@@ -997,8 +1017,10 @@ def notice_id(stage: str, code_at: Callable[[Level], str]) -> str | None:
 
 
 def unexplained(result: dict[str, Any]) -> dict[str, int]:
-    """stuck, task_failures and replay_failures that the SDK defect does not explain."""
-    known = result["by_sdk_defect"]
+    """stuck, task_failures and replay_failures that neither the SDK defect nor a
+    saturated machine (a task failed by the deadlock detector and retried) explains."""
+    known = dict(result["by_sdk_defect"])
+    known["task_failures"] = known.get("task_failures", 0) + result.get("task_failures_by_load", 0)
     found = {
         k: result[k] - known.get(k, 0)
         for k in ("stuck", "task_failures", "replay_failures")

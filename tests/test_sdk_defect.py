@@ -100,3 +100,34 @@ def test_a_task_the_server_turned_back_for_new_events_is_not_a_failure() -> None
     assert failed_task(failed(cause.WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR))
     assert failed_task(failed(cause.WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE))
     assert not failed_task(HistoryEvent(event_type=EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED))
+
+
+def test_a_task_failed_by_the_deadlock_detector_and_retried_is_the_machines_load() -> None:
+    """The 1,000-application run of 2026-12-04: a township notice's first task, taking a
+    hundred joins at once on a saturated machine, did not yield within the SDK's 2 s and
+    was failed; retried, it completed. Counted apart (``task_failures_by_load``), not as
+    unexplained; one never followed by a completed task is not (it is stuck)."""
+    from temporalio.api.enums.v1 import EventType
+    from temporalio.api.failure.v1 import Failure
+    from temporalio.api.history.v1 import HistoryEvent, WorkflowTaskFailedEventAttributes
+
+    from bench.faults import overloaded_and_recovered, unexplained
+
+    def failed(message: str) -> HistoryEvent:
+        return HistoryEvent(
+            event_type=EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+            workflow_task_failed_event_attributes=WorkflowTaskFailedEventAttributes(
+                failure=Failure(message=message)
+            ),
+        )
+
+    deadlock = failed(
+        "[TMPRL1101] Potential deadlock detected: workflow didn't yield within 2 second(s)."
+    )
+    completed = HistoryEvent(event_type=EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
+    assert overloaded_and_recovered([deadlock, completed], 0)
+    assert not overloaded_and_recovered([deadlock], 0)  # never went on
+    assert not overloaded_and_recovered([failed("Nondeterminism error"), completed], 0)
+    run = {"stuck": 0, "task_failures": 2, "replay_failures": 0, "by_sdk_defect": {}}
+    assert unexplained({**run, "task_failures_by_load": 1}) == {"task_failures": 1}
+    assert unexplained({**run, "task_failures_by_load": 2}) == {}
