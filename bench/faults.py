@@ -586,6 +586,7 @@ async def run_faults(
             programmes=dict(BUILTIN_PROGRAMMES),
             lookup_member=RegistryReader(engine).lookup,
             lookup_applications=RegistryReader(engine).applications,
+            claim_application=RegistryReader(engine).claim,
         )
         api.repayment_batch_delay = timedelta(seconds=day_seconds)
         await asyncio.sleep(max(0.0, (epoch - datetime.now(UTC)).total_seconds()) + 0.2)

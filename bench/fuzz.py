@@ -837,6 +837,7 @@ async def run_fuzz(requests: int, seed: int, work: Path, applications: int = 6) 
         programmes=dict(BUILTIN_PROGRAMMES),
         lookup_member=RegistryReader(engine).lookup,
         lookup_applications=RegistryReader(engine).applications,
+        claim_application=RegistryReader(engine).claim,
         statement_lifetime=SKIPPED_CLOCK_LIFETIME,
     )
     township = forms[0].places.township_code

@@ -230,6 +230,7 @@ async def run_pipeline(
             programmes=dict(BUILTIN_PROGRAMMES),
             lookup_member=RegistryReader(engine).lookup,
             lookup_applications=RegistryReader(engine).applications,
+            claim_application=RegistryReader(engine).claim,
         )
         api.repayment_batch_delay = timedelta(seconds=day_seconds)
         await asyncio.sleep(max(0.0, (epoch - datetime.now(UTC)).total_seconds()) + 0.2)
@@ -550,6 +551,7 @@ async def run_idle(n: int, work: Path) -> IdleResult:
                 programmes={prog.code: prog},
                 lookup_member=RegistryReader(engine).lookup,
                 lookup_applications=RegistryReader(engine).applications,
+                claim_application=RegistryReader(engine).claim,
             )
             sem = asyncio.Semaphore(64)
             started = time.monotonic()

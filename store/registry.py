@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from models.intake import PriorApplication, RegisteredMember
-from store.tables import ApplicationRow, Household, HouseholdMember
+from store.tables import ApplicationClaim, ApplicationRow, Household, HouseholdMember
+
+# A claim whose workflow has recorded nothing for this long is taken to have never
+# started (its start failed after the claim): another county may claim it.
+CLAIM_STALE_AFTER = timedelta(minutes=10)
 
 
 class RegistryReader:
@@ -50,3 +57,59 @@ class RegistryReader:
             PriorApplication(programme=p, round=r, workflow_id=w, county_code=c, stage=s)
             for p, r, w, c, s in rows
         ]
+
+    def claim(
+        self,
+        programme: str,
+        season: int,
+        round_: str,
+        id_hash: str,
+        workflow_id: str,
+        county_code: str,
+    ) -> PriorApplication | None:
+        """Claim the student's one application of a programme, season and round for this
+        workflow, before it starts; the application that holds it if another does (one
+        still open, or submitted moments ago and not yet recorded)."""
+        now = datetime.now(UTC)
+        for _ in range(3):
+            try:
+                with Session(self._engine) as session, session.begin():
+                    key = (programme, season, round_, id_hash)
+                    held = session.get(ApplicationClaim, key)
+                    if held is None:
+                        session.add(
+                            ApplicationClaim(
+                                programme=programme,
+                                season=season,
+                                round=round_,
+                                national_id_hash=id_hash,
+                                workflow_id=workflow_id,
+                                county_code=county_code,
+                                claimed_at=now,
+                            )
+                        )
+                        return None
+                    if held.workflow_id == workflow_id:
+                        return None
+                    row = session.get(ApplicationRow, held.workflow_id)
+                    claimed_at = held.claimed_at.replace(tzinfo=held.claimed_at.tzinfo or UTC)
+                    if (row is not None and row.stage not in ("rejected", "withdrawn")) or (
+                        row is None and now - claimed_at < CLAIM_STALE_AFTER
+                    ):
+                        return PriorApplication(
+                            programme=programme,
+                            round=round_,
+                            workflow_id=held.workflow_id,
+                            county_code=held.county_code,
+                            stage=row.stage if row is not None else "submitted",
+                        )
+                    # Ended (rejected, withdrawn), or never started: this one takes it.
+                    held.workflow_id, held.county_code, held.claimed_at = (
+                        workflow_id,
+                        county_code,
+                        now,
+                    )
+                    return None
+            except IntegrityError:
+                continue  # claimed by another at the same moment: look again
+        raise RuntimeError("the application's claim kept changing")  # pragma: no cover

@@ -129,6 +129,22 @@ class HouseholdMember(SQLModel, table=True):
     household_no: str = Field(foreign_key="households.household_no", max_length=64, index=True)
 
 
+class ApplicationClaim(SQLModel, table=True):
+    """One application per student, programme, season and round in any county: claimed at
+    submission, before its workflow starts (the read model's row comes only with its first
+    event, seconds later: two counties' submissions in between both passed)."""
+
+    __tablename__ = "application_claims"
+
+    programme: str = Field(primary_key=True, max_length=64)
+    season: int = Field(primary_key=True)
+    round: str = Field(primary_key=True, default="", max_length=16)
+    national_id_hash: str = Field(primary_key=True, max_length=64)
+    workflow_id: str = Field(max_length=200)
+    county_code: str = Field(max_length=12)
+    claimed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
 class Enrolment(SQLModel, table=True):
     """Who studies where and at which level, as a dated snapshot of the enrolment data:
     coverage (应补尽补) reads the newest snapshot. One row per snapshot and student."""

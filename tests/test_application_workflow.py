@@ -659,13 +659,12 @@ async def test_one_application_a_season_in_any_county(
 
     api = app_stack.api
     api._lookup_applications = RegistryReader(app_stack.engine).applications
+    api._claim_application = RegistryReader(app_stack.engine).claim
     try:
         serial = next(_SERIALS)
         wf = await api.submit(form(serial), now=IN_WINDOW_2027)
-        for _ in range(100):  # its first events recorded
-            if read_status(app_stack.engine, wf) is not None:
-                break
-            await asyncio.sleep(0.05)
+        # At once, before its first events are recorded: the claim taken at submission
+        # refuses the second (the read model alone let both pass).
         elsewhere = Places(
             county_code="341226000000",
             township_code="341226100000",
@@ -683,7 +682,7 @@ async def test_one_application_a_season_in_any_county(
             await api.submit(form(serial), now=IN_WINDOW_2027)
         assert wf in str(again.value)
     finally:
-        api._lookup_applications = None
+        api._lookup_applications = api._claim_application = None
 
 
 async def test_outside_the_window_and_every_field_at_once(app_stack: AppStack) -> None:

@@ -110,7 +110,7 @@ def dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def test_migrations_from_empty(db_url: str, engine: Engine) -> None:
-    assert current_revision(db_url) == "0011"
+    assert current_revision(db_url) == "0012"
     tables = set(inspect(engine).get_table_names())
     assert {
         "applications",
@@ -1052,3 +1052,66 @@ async def test_webhook_channel_with_local_server(engine: Engine, keys: Keys) -> 
         and post["idempotency"] == "wf/o:1:0"
     )
     assert "申请已受理" in post["text"]
+
+
+def test_one_application_a_season_is_claimed_before_its_workflow_starts(engine: Engine) -> None:
+    """Issue 18 (review): the read model's row comes with an application's first event,
+    seconds after its start, so two counties' submissions moments apart both passed the
+    check on it. The claim is taken before the start: the second is refused naming the
+    first; a claim whose application ended rejected or withdrawn, or that never started,
+    is taken over."""
+    from store.registry import CLAIM_STALE_AFTER, RegistryReader
+    from store.tables import ApplicationClaim
+
+    reader = RegistryReader(engine)
+    first = ("county-subsidy", 2027, "", "h" * 16, "county-subsidy/2027/341225/a", "341225000000")
+    assert reader.claim(*first) is None
+    assert reader.claim(*first) is None  # the same application again
+    other = ("county-subsidy", 2027, "", "h" * 16, "county-subsidy/2027/341226/a", "341226000000")
+    holder = reader.claim(*other)
+    assert holder is not None and holder.workflow_id == first[4] and holder.stage == "submitted"
+    assert reader.claim("county-subsidy", 2027, "spring", *other[3:]) is None  # another round
+    # Recorded and then rejected: the claim is free again.
+    with Session(engine) as s:
+        s.add(
+            ApplicationRow(
+                workflow_id=first[4],
+                programme="county-subsidy",
+                season=2027,
+                county_code="341225000000",
+                township_code="341225100000",
+                village_code="341225100201",
+                applicant_name="学生",
+                national_id_masked="341225********0011",
+                national_id_hash="h" * 16,
+                stage="village_review",
+            )
+        )
+        s.commit()
+    assert reader.claim(*other) is not None  # still open
+    with Session(engine) as s:
+        row = s.get(ApplicationRow, first[4])
+        assert row is not None
+        row.stage = "rejected"
+        s.add(row)
+        s.commit()
+    assert reader.claim(*other) is None
+    # A claim of a workflow that never started is taken over once it is stale.
+    third = ("new-student-aid", 2027, "", "h" * 16, "new-student-aid/2027/341225/a", "341225000000")
+    assert reader.claim(*third) is None
+    elsewhere = (
+        "new-student-aid",
+        2027,
+        "",
+        "h" * 16,
+        "new-student-aid/2027/341226/a",
+        "341226000000",
+    )
+    assert reader.claim(*elsewhere) is not None
+    with Session(engine) as s:
+        claim = s.get(ApplicationClaim, ("new-student-aid", 2027, "", "h" * 16))
+        assert claim is not None
+        claim.claimed_at = datetime.now(UTC) - CLAIM_STALE_AFTER - timedelta(seconds=1)
+        s.add(claim)
+        s.commit()
+    assert reader.claim(*elsewhere) is None

@@ -242,6 +242,7 @@ async def _drive(
         programmes=dict(BUILTIN_PROGRAMMES),
         lookup_member=RegistryReader(deps.engine).lookup,
         lookup_applications=RegistryReader(deps.engine).applications,
+        claim_application=RegistryReader(deps.engine).claim,
     )
     api.repayment_batch_delay = timedelta(seconds=calendar.day_seconds)
     # The officials act as the county's systems would: over HTTP, each office with its

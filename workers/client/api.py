@@ -102,6 +102,8 @@ class AidflowClient:
         programmes: dict[str, Programme],
         lookup_member: Callable[[str], RegisteredMember | None],
         lookup_applications: Callable[[str, int], list[PriorApplication]] | None = None,
+        claim_application: Callable[[str, int, str, str, str, str], PriorApplication | None]
+        | None = None,
         bank: str = "simulated",
         statement_lifetime: timedelta = STATEMENT_LIFETIME,
     ) -> None:
@@ -132,6 +134,7 @@ class AidflowClient:
         self.programmes = programmes
         self._lookup_member = lookup_member
         self._lookup_applications = lookup_applications
+        self._claim_application = claim_application
 
     # ------------------------------------------------------------- intake
 
@@ -185,6 +188,24 @@ class AidflowClient:
             problems = check_prior_applications(
                 programme, workflow_id, priors, excluded_by(programme, self.programmes)
             )
+        if (
+            not problems
+            and self._claim_application is not None
+            and programme.one_per_student_per_season
+        ):
+            # Claimed before the workflow starts: two counties' submissions moments
+            # apart cannot both pass (the read model has neither yet).
+            holder = await asyncio.to_thread(
+                self._claim_application,
+                programme.code,
+                form.season,
+                form.round,
+                id_hash,
+                workflow_id,
+                form.places.county_code,
+            )
+            if holder is not None:
+                problems = check_prior_applications(programme, workflow_id, [holder])
         if problems:
             raise Refused("; ".join(str(p) for p in problems), problems=problems)
         await self.ensure_season(

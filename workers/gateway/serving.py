@@ -37,6 +37,7 @@ def gateway_client(client: Any, s: Settings, engine: Any) -> AidflowClient:
         programmes=dict(BUILTIN_PROGRAMMES),
         lookup_member=RegistryReader(engine).lookup,
         lookup_applications=RegistryReader(engine).applications,
+        claim_application=RegistryReader(engine).claim,
         bank=s.bank,
     )
 

@@ -193,6 +193,7 @@ async def run_simulation(
             programmes={programme.code: programme},
             lookup_member=RegistryReader(deps.engine).lookup,
             lookup_applications=RegistryReader(deps.engine).applications,
+            claim_application=RegistryReader(deps.engine).claim,
         )
         api.repayment_batch_delay = scenario.repayment_batch_delay
         sim = SeasonSimulation(
