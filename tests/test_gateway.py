@@ -888,3 +888,25 @@ async def test_coverage_at_the_callers_place(gateway: Gateway, tmp_path: Path) -
         ),
         404,
     )
+
+
+async def test_the_county_opens_its_season(gateway: Gateway) -> None:
+    """Before its first application (the coverage reminder before the window closes runs
+    only in a season that is open by then): the county's key opens it, once; a village's
+    cannot; a round the programme does not have is refused."""
+    url = f"/v1/seasons/county-subsidy/2027/{COUNTY}"
+    opened = await gateway.http.post(url, headers=gateway.auth("county"))
+    assert opened.status_code == 201, opened.text
+    workflow_id = opened.json()["season_workflow_id"]
+    assert workflow_id == f"season/county-subsidy/2027/{COUNTY[:6]}"
+    described = await gateway.stack.api.client.get_workflow_handle(workflow_id).describe()
+    assert described.workflow_type == "SeasonWorkflow"
+    again = await gateway.http.post(url, headers=gateway.auth("county"))
+    assert again.status_code == 201 and again.json() == opened.json()
+    problem(await gateway.http.post(url, headers=gateway.auth("village")), 403)
+    problem(
+        await gateway.http.post(
+            f"/v1/seasons/county-subsidy/2027-spring/{COUNTY}", headers=gateway.auth("county")
+        ),
+        422,
+    )

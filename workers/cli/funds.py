@@ -18,6 +18,19 @@ from workers.cli.common import (
 PANEL = "资金与报告 / Funds and reports"
 
 
+@funds_app.command("open-season")
+def funds_open_season(
+    county: Annotated[str, typer.Option(help="12-digit county code")],
+    season: SeasonOption,
+    programme: Annotated[str, typer.Option()] = "county-subsidy",
+) -> None:
+    """The county opens its season now (its reminders run from now, among them the
+    villages' coverage reminder before the window closes); its first application opens
+    it too, but perhaps too late for that."""
+    answer = gateway_call("POST", f"/v1/seasons/{programme}/{season}/{county}")
+    console.print(f"season open: {answer['season_workflow_id']}")
+
+
 @funds_app.command("request")
 def funds_request(
     county: Annotated[str, typer.Option(help="12-digit county code")],

@@ -516,6 +516,21 @@ def create_app(
         except ValueError as e:
             raise Problem(422, f"season: {e}") from None
 
+    @app.post("/v1/seasons/{programme}/{season}/{county}", tags=["funds"], status_code=201)
+    async def open_season(programme: str, season: str, county: str, who: Office) -> dict[str, str]:
+        """The county opens its season now (a round of it, e.g. ``2027-spring``): its
+        reminders run from now, among them the villages' coverage reminder (应补尽补)
+        before the window closes, which a season opened by its first application, late,
+        would have missed. Opening one already open changes nothing."""
+        county_only(who, county)
+        s = season_of(programme, season)
+        try:
+            api.programmes[programme].for_round(s.round)
+        except ValueError as e:
+            raise Problem(422, f"season: {e}") from None
+        workflow_id = await api.ensure_season(programme, s.year, county, round_=s.round)
+        return {"season_workflow_id": workflow_id}
+
     @app.post(
         "/v1/seasons/{programme}/{season}/{county}/funds-requests", tags=["funds"], status_code=201
     )
