@@ -31,7 +31,7 @@ from models.notifications import render
 from models.privacy import mask_sensitive_text
 from models.programmes import BUILTIN_PROGRAMMES
 from models.records import ApplicationSnapshot, ChainHead, EventBatch, NotificationIntent
-from store.chain import GENESIS, chain_hash, utc
+from store.chain import GENESIS, chain_hash, utc, utc_or_none
 from store.db import one_writer
 from store.sealing import Keys, row_mac
 from store.tables import ApplicationRow, AuditEntry, OutboxMessage
@@ -83,7 +83,7 @@ class RecordActivities:
         with one_writer(self._engine), self._engine.begin() as conn:
             # One writer a workflow (PostgreSQL: the row's lock; SQLite: one_writer), so
             # two attempts of a task never interleave their reads and writes.
-            conn.execute(_ROW_SEQ, {"wf": wf}).first()
+            row = conn.execute(_ROW_SEQ, {"wf": wf}).first()
             last = conn.execute(_LAST_ENTRY, {"wf": wf}).first()
             last_seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS)
             retracted = self._retract_lost(conn, wf, batch, last_seq)
@@ -117,7 +117,11 @@ class RecordActivities:
             if messages:
                 conn.execute(_INSERT_MESSAGES, messages)
             self._upsert_row(
-                conn, snap, max(e.seq for e in batch.events), force=retracted is not None
+                conn,
+                snap,
+                max(e.seq for e in batch.events),
+                None if row is None else row[0],
+                force=retracted is not None,
             )
         activity.logger.info("recorded events", extra={"new": len(entries), "upto": last_seq})
         return ChainHead(seq=last_seq, hash=prev_hash, new=len(entries))
@@ -161,24 +165,19 @@ class RecordActivities:
         ).scalar()
         if batch.history_length and (newest or 0) >= batch.history_length:
             return "stale"
-        keys = [
-            k
-            for (k,) in conn.execute(
-                select(_OUTBOX.c.dedupe_key).where(_OUTBOX.c.workflow_id == wf)
+        messages = [
+            (k, status, attempts)
+            for (k, status, attempts) in conn.execute(
+                select(_OUTBOX.c.dedupe_key, _OUTBOX.c.status, _OUTBOX.c.attempts).where(
+                    _OUTBOX.c.workflow_id == wf
+                )
             )
             if _outbox_seq(k) >= lost
         ]
+        keys = [k for k, _, _ in messages]
         # Tried at least once (a send may have gone out before it failed or timed out),
         # or sent: kept, and the replacing event's messages take other keys.
-        tried = [
-            k
-            for (k, status, attempts) in conn.execute(
-                select(_OUTBOX.c.dedupe_key, _OUTBOX.c.status, _OUTBOX.c.attempts).where(
-                    _OUTBOX.c.dedupe_key.in_(keys)
-                )
-            )
-            if status != "pending" or attempts > 0
-        ]
+        tried = [k for k, status, attempts in messages if status != "pending" or attempts > 0]
         conn.execute(
             delete(_OUTBOX).where(
                 _OUTBOX.c.dedupe_key.in_(keys),
@@ -208,8 +207,15 @@ class RecordActivities:
         return (before[0], before[1], set(tried)) if before else (0, GENESIS, set(tried))
 
     def _upsert_row(
-        self, conn: Connection, snap: ApplicationSnapshot, seq: int, force: bool = False
+        self,
+        conn: Connection,
+        snap: ApplicationSnapshot,
+        seq: int,
+        current: int | None,
+        force: bool = False,
     ) -> None:
+        """``current``: the row's last_seq as read (and locked) at the write's start; None
+        if there is no row yet."""
         values: dict[str, Any] = {
             "programme": snap.programme,
             "season": snap.season,
@@ -228,13 +234,13 @@ class RecordActivities:
             "at_risk": snap.at_risk,
             "amount_cny": snap.amount_cny,
             "last_seq": seq,
-            "submitted_at": _utc(snap.submitted_at),
-            "notice_posted_at": _utc(snap.notice_posted_at),
-            "notice_ends_at": _utc(snap.notice_ends_at),
-            "next_deadline": _utc(snap.next_deadline),
+            "submitted_at": utc_or_none(snap.submitted_at),
+            "notice_posted_at": utc_or_none(snap.notice_posted_at),
+            "notice_ends_at": utc_or_none(snap.notice_ends_at),
+            "next_deadline": utc_or_none(snap.next_deadline),
             "waiting_for": snap.waiting_for,
-            "waiting_until": _utc(snap.waiting_until),
-            "decided_at": _utc(snap.decided_at),
+            "waiting_until": utc_or_none(snap.waiting_until),
+            "decided_at": utc_or_none(snap.decided_at),
             "updated_at": datetime.now(UTC),
             "rejection_reason": snap.rejection_reason,
             "bank_name": snap.bank_name,
@@ -247,10 +253,9 @@ class RecordActivities:
         values["row_mac"] = row_mac(
             self._keys.rows, "applications", {"workflow_id": snap.workflow_id, **values}
         )
-        current = conn.execute(_ROW_SEQ, {"wf": snap.workflow_id}).first()
         if current is None:
             conn.execute(_INSERT_ROW, {"workflow_id": snap.workflow_id, **values})
-        elif current[0] < seq or force:  # never backwards, but from a lost task's
+        elif current < seq or force:  # never backwards, but from a lost task's
             conn.execute(_UPDATE_ROW, {"row_id": snap.workflow_id, **values})
 
     def _outbox(
@@ -316,12 +321,6 @@ def _outbox_seq(dedupe_key: str) -> int:
     """The event number in an outbox key (``workflow id:seq:index[~hash]``)."""
     parts = dedupe_key.rsplit(":", 2)
     return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else 0
-
-
-def _utc(at: datetime | None) -> datetime | None:
-    """In UTC: SQLite keeps an instant's wall time and drops its offset (a notice's end
-    at 00:00 +08:00 came back as 00:00 UTC, eight hours late)."""
-    return None if at is None else utc(at)
 
 
 def _audit_entry(workflow_id: str, event: TrailEvent) -> dict[str, Any]:

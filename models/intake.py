@@ -11,7 +11,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict
 
 from models.application import Actor, ApplicationForm
-from models.domain import DOCUMENT_NAME_ZH, HouseholdCategory, Role
+from models.domain import DOCUMENT_NAME_ZH, HouseholdCategory, Role, Stage
 from models.privacy import national_id_problem
 from models.programme import Programme
 
@@ -35,6 +35,10 @@ class RegisteredMember(BaseModel):
     village_code: str
     status: str
     category: HouseholdCategory = HouseholdCategory.REGISTERED_POOR
+
+
+# An application that ended so does not count against another (one a season, exclusions).
+NOT_COUNTED: frozenset[str] = frozenset({Stage.REJECTED, Stage.WITHDRAWN})
 
 
 class PriorApplication(BaseModel):
@@ -68,7 +72,7 @@ def check_prior_applications(
     (:func:`excluded_by`) in the same year. A rejected or withdrawn one does not count."""
     problems: list[FieldProblem] = []
     for p in priors:
-        if p.workflow_id == workflow_id or p.stage in ("rejected", "withdrawn"):
+        if p.workflow_id == workflow_id or p.stage in NOT_COUNTED:
             continue  # the same application (a repeat: answered by its workflow), or ended
         if p.programme == programme.code:
             if p.round != programme.round_key or not programme.one_per_student_per_season:

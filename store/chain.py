@@ -47,3 +47,10 @@ def chain_hash(key: bytes, prev_hash: str, entry: dict[str, Any]) -> str:
 def utc(at: datetime) -> datetime:
     # SQLite returns naive datetimes; aidflow stores UTC.
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def utc_or_none(at: datetime | None) -> datetime | None:
+    """:func:`utc`, for a column that may be empty. Instants are written in UTC: SQLite
+    keeps an instant's wall time and drops its offset (a notice's end at 00:00 +08:00
+    came back as 00:00 UTC, eight hours late)."""
+    return None if at is None else utc(at)

@@ -15,7 +15,7 @@ masked forms (R9).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 from models.domain import EducationLevel, HouseholdCategory
 from models.privacy import mask_national_id, national_id_problem
 from models.programme import Programme
-from store.importing import ImportReport, RowProblem, read_rows, write_rejects
+from store.importing import ImportReport, RowProblem, chunks, read_rows, write_rejects
 from store.tables import ApplicationRow, Enrolment, Household, HouseholdMember, Place
 
 ENROLMENT_COLUMNS = ("national_id", "name", "school", "education_level", "year_of_study")
@@ -185,7 +185,7 @@ def coverage(
             .where(*where)
         ).all()
         stages: dict[str, str] = {}
-        for chunk in _chunks([s.national_id_hash for s in students], 500):
+        for chunk in chunks([s.national_id_hash for s in students], 500):
             for h, stage in conn.execute(
                 select(_APPS.c.national_id_hash, _APPS.c.stage).where(
                     _APPS.c.programme == programme.code,
@@ -223,8 +223,3 @@ def coverage(
         as_of,
         sorted(villages.values(), key=lambda v: v.village_code),
     )
-
-
-def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]

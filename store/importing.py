@@ -218,11 +218,11 @@ def import_registry(
     with Session(engine) as session, session.begin():
         numbers = [h.household_no for h, _ in good]
         hashes = [m.national_id_hash for _, ms in good for m in ms]
-        for chunk in _chunks(numbers, 500):
+        for chunk in chunks(numbers, 500):
             session.execute(
                 delete(HouseholdMember).where(col(HouseholdMember.household_no).in_(chunk))
             )
-        for chunk in _chunks(hashes, 500):
+        for chunk in chunks(hashes, 500):
             session.execute(
                 delete(HouseholdMember).where(col(HouseholdMember.national_id_hash).in_(chunk))
             )
@@ -300,6 +300,7 @@ def import_places(engine: Engine, path: Path, *, skip_bad: bool = False) -> Impo
     return report
 
 
-def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+def chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    """``items`` in lists of at most ``size`` (a statement's IN list stays bounded)."""
     for i in range(0, len(items), size):
         yield items[i : i + size]

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
+from models.calendar import SHANGHAI
 from models.ledger import RECORDED_PROGRAMMES, AidKind, Ledger, LedgerLine, StudentLedger
 from models.privacy import mask_national_id, national_id_problem
 from models.programmes import REGISTRY
-from store.importing import ImportReport, RowProblem, read_rows, write_rejects
+from store.chain import utc
+from store.importing import ImportReport, RowProblem, chunks, read_rows, write_rejects
 from store.tables import (
     ApplicationRow,
     Household,
@@ -143,7 +145,7 @@ def import_recorded_aid(
             conn.execute(_RECORDED.insert(), good)
         hashes = [g["national_id_hash"] for g in good]
         registered = set()
-        for chunk in _chunks(hashes, 500):
+        for chunk in chunks(hashes, 500):
             registered |= set(
                 conn.execute(
                     select(_MEMBERS.c.national_id_hash).where(
@@ -190,17 +192,16 @@ def build_ledger(
             h, name, line = a
             lines.setdefault(h, []).append(line)
             names.setdefault(h, name)
-        for chunk in _chunks(list(by_hash), 500):
+        for chunk in chunks(list(by_hash), 500):
             for r in conn.execute(
                 select(_RECORDED).where(
                     _RECORDED.c.year == year, _RECORDED.c.national_id_hash.in_(chunk)
                 )
             ):
-                zh = RECORDED_PROGRAMMES.get(r.programme, (r.programme, ""))[0]
                 lines.setdefault(r.national_id_hash, []).append(
                     LedgerLine(
                         programme=r.programme,
-                        programme_name_zh=zh,
+                        programme_name_zh=_name_zh(r.programme),
                         kind=AidKind.RECORDED,
                         amount_cny=r.amount_cny,
                         on=_day(r.imported_at),
@@ -243,7 +244,7 @@ def _application_lines(
 ) -> Iterable[tuple[str, str, LedgerLine]]:
     """The aid of aidflow's own programmes: each payment the bank confirmed, and each
     grant signed for (an application that ended ``received``)."""
-    for chunk in _chunks(hashes, 500):
+    for chunk in chunks(hashes, 500):
         paid = conn.execute(
             select(
                 _APPS.c.national_id_hash,
@@ -315,13 +316,4 @@ def _name_zh(code: str) -> str:
 
 def _day(at: datetime | None) -> date | None:
     """The day in Beijing (the ledger's readers' day)."""
-    if at is None:
-        return None
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    return at.astimezone(timezone(timedelta(hours=8))).date()
-
-
-def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+    return None if at is None else utc(at).astimezone(SHANGHAI).date()

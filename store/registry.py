@@ -9,7 +9,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from models.intake import PriorApplication, RegisteredMember
+from models.intake import NOT_COUNTED, PriorApplication, RegisteredMember
+from store.chain import utc
 from store.tables import ApplicationClaim, ApplicationRow, Household, HouseholdMember
 
 # A claim whose workflow has recorded nothing for this long is taken to have never
@@ -92,8 +93,8 @@ class RegistryReader:
                     if held.workflow_id == workflow_id:
                         return None
                     row = session.get(ApplicationRow, held.workflow_id)
-                    claimed_at = held.claimed_at.replace(tzinfo=held.claimed_at.tzinfo or UTC)
-                    if (row is not None and row.stage not in ("rejected", "withdrawn")) or (
+                    claimed_at = utc(held.claimed_at)
+                    if (row is not None and row.stage not in NOT_COUNTED) or (
                         row is None and now - claimed_at < CLAIM_STALE_AFTER
                     ):
                         return PriorApplication(

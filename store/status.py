@@ -15,7 +15,7 @@ deadline), not the workflow's own sentence, which only a query gives.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -29,15 +29,16 @@ from models.application import (
     Places,
     TrailEvent,
 )
+from models.calendar import SHANGHAI
 from models.domain import ROLE_NAME_ZH, ObjectionOutcome, Role
 from models.programme import Programme
 from models.programmes import REGISTRY
+from store.chain import utc, utc_or_none
 from store.tables import ApplicationRow, AuditEntry, Place
 
 _ROWS = ApplicationRow.__table__  # type: ignore[attr-defined]
 _AUDIT = AuditEntry.__table__  # type: ignore[attr-defined]
 _PLACES = Place.__table__  # type: ignore[attr-defined]
-_CST = timezone(timedelta(hours=8))  # Shanghai wall time, as the workflows word it
 # The audit events a status is rebuilt from (the rest say nothing a status shows).
 _KINDS = ("notice_posted", "objection_lodged", "objection_resolved")
 
@@ -68,7 +69,7 @@ def read_status(engine: Engine, workflow_id: str) -> ApplicationStatus | None:
     objections = _objections(events)
     notice = _notice(events, stage, programme)
     waiting_for: str = r["waiting_for"]
-    waiting_until = _utc(r["waiting_until"])
+    waiting_until = utc_or_none(r["waiting_until"])
     zh, en = _details(programme, stage, waiting_for, waiting_until, r, objections)
     return ApplicationStatus(
         workflow_id=workflow_id,
@@ -115,7 +116,7 @@ def read_trail(engine: Engine, workflow_id: str) -> list[TrailEvent]:
         trail.append(
             TrailEvent(
                 seq=r.seq,
-                at=_utc(r.at) or r.at,
+                at=utc(r.at),
                 kind=r.kind,
                 stage=r.stage,
                 actor=Actor(
@@ -126,13 +127,6 @@ def read_trail(engine: Engine, workflow_id: str) -> list[TrailEvent]:
             )
         )
     return trail
-
-
-def _utc(at: datetime | None) -> datetime | None:
-    """SQLite gives back naive instants (stored in UTC)."""
-    if at is None or at.tzinfo is not None:
-        return at
-    return at.replace(tzinfo=UTC)
 
 
 def _actor(e: Any) -> Actor:
@@ -148,7 +142,7 @@ def _objections(events: Sequence[Any]) -> list[Objection]:
             by_id[oid] = Objection(
                 id=oid,
                 stage=e.stage,
-                lodged_at=_utc(e.at),
+                lodged_at=utc(e.at),
                 lodged_by=_actor(e),
                 text=e.detail.get("text", ""),
                 evidence_ref=e.detail.get("evidence_ref", ""),
@@ -157,7 +151,7 @@ def _objections(events: Sequence[Any]) -> list[Objection]:
             by_id[oid] = by_id[oid].model_copy(
                 update={
                     "outcome": ObjectionOutcome(e.detail["outcome"]),
-                    "resolved_at": _utc(e.at),
+                    "resolved_at": utc(e.at),
                     "resolved_by": _actor(e),
                     "reason": e.detail.get("reason", ""),
                 }
@@ -202,7 +196,7 @@ def _details(
     who_en = waiting_for.replace("_", " ")
     zh, en = f"{label_zh}：等待{who_zh}", f"{label_en}: waiting for the {who_en}"
     if until is not None:
-        local = until.astimezone(_CST)
+        local = until.astimezone(SHANGHAI)  # Shanghai wall time, as the workflows word it
         zh += f"，至 {local:%Y-%m-%d %H:%M}"
         en += f" until {local:%Y-%m-%d %H:%M}"
     open_ = [o.id for o in objections if o.outcome is None]

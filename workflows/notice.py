@@ -162,12 +162,7 @@ class NoticeWorkflow:
         number, self.next_number = self.next_number, self.next_number + 1
         self.first_joined_at = self.auto_post_at = None
         if self.pending:  # the next posting's time, from its first member
-            first = min(m.joined_at for m in self.pending.values())
-            self.first_joined_at = first
-            at = await self._auto_post_time(first)
-            if self.first_joined_at == first:
-                self.auto_post_at = at
-                self._judge_claims()
+            await self._time_from(min(m.joined_at for m in self.pending.values()))
         period = await workflow.execute_local_activity_method(
             CalendarActivities.compute_notice_period,
             NoticeRequest(posted_at=posted_at, days=self.step.days, counting=self.step.counting),
@@ -304,11 +299,7 @@ class NoticeWorkflow:
         moved = False
         if self.first_joined_at is None or joined_at < self.first_joined_at:
             moved = self.first_joined_at is not None
-            self.first_joined_at, self.auto_post_at = joined_at, None
-            at = await self._auto_post_time(joined_at)
-            if self.first_joined_at == joined_at:
-                self.auto_post_at = at
-                self._judge_claims()
+            await self._time_from(joined_at)
         await workflow.wait_condition(
             lambda: self.auto_post_at is not None or wf not in self.pending
         )
@@ -421,15 +412,20 @@ class NoticeWorkflow:
         )
 
     async def _retime(self) -> None:
-        """The automatic time from the first member still waiting (as after a posting);
-        claims judged against it, and the members on it told."""
-        first = min(m.joined_at for m in self.pending.values())
+        """The automatic time from the first member still waiting (as after a posting),
+        and the members on it told."""
+        await self._time_from(min(m.joined_at for m in self.pending.values()))
+        await self._reschedule()
+
+    async def _time_from(self, first: datetime) -> None:
+        """The automatic posting time from the instant its first member was ready, and the
+        members' words judged against it; unless, while the calendar was asked, an earlier
+        member came (its own time stands)."""
         self.first_joined_at, self.auto_post_at = first, None
         at = await self._auto_post_time(first)
         if self.first_joined_at == first:
             self.auto_post_at = at
             self._judge_claims()
-            await self._reschedule()
 
     def _window_rule(self, at: datetime) -> bool:
         return self.step.first_posting == "window_close" and at < self.inp.window_closes_at

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -277,12 +278,11 @@ class SeasonWorkflow:
 
     async def _remind(self, key: str, at: datetime) -> None:
         fixed = self._inp.programme.fixed_date(key)
-        if at <= workflow.info().workflow_start_time:
-            return  # passed before this run began: nothing to remind of
-        await sleep_until(at, f"reminder before {fixed.label_en} ({fixed.on})")
-        self._busy += 1
-        try:
-            await workflow.execute_activity_method(
+        await self._remind_at(
+            key,
+            at,
+            f"reminder before {fixed.label_en} ({fixed.on})",
+            lambda: workflow.execute_activity_method(
                 ReportActivities.send_season_reminder,
                 ReminderRequest(
                     programme=self._inp.programme,
@@ -293,20 +293,18 @@ class SeasonWorkflow:
                 start_to_close_timeout=_ACT,
                 retry_policy=_RETRY,
                 summary=f"remind: {fixed.label_en}",
-            )
-        finally:
-            self._busy -= 1
-        self._reminded.add(key)
+            ),
+        )
 
     async def _remind_coverage(self, at: datetime) -> None:
         """Before the window closes: each village with eligible students who have not
         applied is told who they are (masked), once (应补尽补)."""
-        if at <= workflow.info().workflow_start_time:
-            return
-        await sleep_until(at, "remind the villages of the students not yet covered")
-        self._busy += 1
-        try:
-            await workflow.execute_activity_method(
+        what = "remind the villages of the students not yet covered"
+        await self._remind_at(
+            COVERAGE_REMINDER,
+            at,
+            what,
+            lambda: workflow.execute_activity_method(
                 ReportActivities.send_coverage_reminders,
                 CoverageReminderRequest(
                     programme=self._inp.programme,
@@ -315,11 +313,24 @@ class SeasonWorkflow:
                 ),
                 start_to_close_timeout=_ACT,
                 retry_policy=_RETRY,
-                summary="remind the villages of the students not yet covered",
-            )
+                summary=what,
+            ),
+        )
+
+    async def _remind_at(
+        self, key: str, at: datetime, summary: str, send: Callable[[], Awaitable[object]]
+    ) -> None:
+        """At ``at``, ``send`` the reminder ``key`` once; one whose time passed before this
+        run began has nothing to remind of."""
+        if at <= workflow.info().workflow_start_time:
+            return
+        await sleep_until(at, summary)
+        self._busy += 1
+        try:
+            await send()
         finally:
             self._busy -= 1
-        self._reminded.add(COVERAGE_REMINDER)
+        self._reminded.add(key)
 
     async def _report_after_payout(self) -> None:
         assert self._schedule is not None
