@@ -1,10 +1,10 @@
 """A notice's side effects: an application joining it (the notice started if it is not
 running), and the posted list printed for the notice board.
 
-Joining is an update-with-start from this activity, sealed with aidflow's internal
-key (workflows/authority.py refuses a notice started, or joined, without the seal):
-a workflow cannot start another that outlives it and that many others share. A retry
-is the same update id, so the notice answers it once.
+Joining is an update-with-start from this activity, sealed with aidflow's internal key
+(activities/sealing.py; workflows/authority.py refuses a notice started, or joined,
+without the seal): a workflow cannot start another that outlives it and that many
+others share. A retry is the same update id, so the notice answers it once.
 """
 
 from __future__ import annotations
@@ -16,17 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from temporalio import activity
-from temporalio.client import (
-    Client,
-    Interceptor,
-    OutboundInterceptor,
-    StartWorkflowUpdateWithStartInput,
-    WithStartWorkflowOperation,
-    WorkflowUpdateHandle,
-)
+from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
-from models.authority import SEAL_HEADER, body_digest, make_seal
+from activities.sealing import sealed_client
 from models.domain import ROLE_NAME_ZH
 from models.notice import (
     JoinRequest,
@@ -43,49 +36,9 @@ _CST = timezone(timedelta(hours=8), "CST")
 _FIXED_CREATED = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-class _Sealing(Interceptor):
-    def __init__(self, key: bytes, client: Client) -> None:
-        self._key = key
-        self._converter = client.data_converter.payload_converter
-
-    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
-        return _SealingOutbound(next, self)
-
-    def header(self, sender: str, target: str, message: str, args: Any) -> dict[str, Any]:
-        seal = make_seal(
-            self._key, sender=sender, target=target, message=message, digest=body_digest(args)
-        )
-        return {SEAL_HEADER: self._converter.to_payloads([seal])[0]}
-
-
-class _SealingOutbound(OutboundInterceptor):
-    def __init__(self, next: OutboundInterceptor, root: _Sealing) -> None:
-        super().__init__(next)
-        self._root = root
-
-    async def start_update_with_start_workflow(
-        self, input: StartWorkflowUpdateWithStartInput
-    ) -> WorkflowUpdateHandle[Any]:
-        sender = activity.info().workflow_id or "aidflow"
-        start, update = input.start_workflow_input, input.update_workflow_input
-        start.headers = {
-            **start.headers,
-            **self._root.header(sender, start.id, "start", start.args),
-        }
-        update.headers = {
-            **update.headers,
-            **self._root.header(sender, start.id, update.update, update.args),
-        }
-        return await super().start_update_with_start_workflow(input)
-
-
 class NoticeActivities:
     def __init__(self, client: Client | None, internal_key: bytes, files_dir: Path) -> None:
-        self._client: Client | None = None
-        if client is not None:
-            config = client.config()
-            config["interceptors"] = [*config["interceptors"], _Sealing(internal_key, client)]
-            self._client = Client(**config)
+        self._client = sealed_client(client, internal_key) if client is not None else None
         self._files = files_dir
 
     @activity.defn(name="join_notice")

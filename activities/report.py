@@ -18,6 +18,7 @@ from models.payout import ReportFiles, ReportKind
 from models.privacy import mask_sensitive_text
 from models.programme import Programme
 from models.season import season_label
+from models.tasks import TaskNoticeRequest
 from store import cells
 from store.cells import WORKBOOK_OPTIONS
 from store.db import one_writer
@@ -582,6 +583,42 @@ class ReportActivities:
                 told += 1
         activity.logger.info("coverage reminders", extra={"villages": told})
         return told
+
+    @activity.defn(name="send_task_notice")
+    def send_task_notice(self, req: TaskNoticeRequest) -> None:
+        """A dated task's reminder, or the word that it is overdue: to its responsible
+        office and the programme's always-told offices, once each (a retry adds nothing)."""
+        task = req.programme.tasks_view().fixed_date(req.key)
+        subject, body = render(
+            f"task_{req.kind}",
+            {
+                "date": task.label_zh,
+                "on": f"{task.on.month}月{task.on.day}日",
+                "programme": req.programme.name_zh,
+                "season": req.year,
+            },
+        )
+        now = datetime.now(UTC)
+        told = [task.responsible.value, *(r.value for r in req.programme.always_told)]
+        with one_writer(self._engine), Session(self._engine) as s, s.begin():
+            for i, role in enumerate(dict.fromkeys(told)):
+                key = (
+                    f"tasks/{req.programme.code}/{req.year}/{req.county_code}/"
+                    f"{req.key}/{req.kind}/{i}"
+                )
+                if s.exec(select(OutboxMessage).where(OutboxMessage.dedupe_key == key)).first():
+                    continue
+                s.add(
+                    OutboxMessage(
+                        dedupe_key=key,
+                        channel="default",
+                        recipient=f"{role}@{req.county_code}",
+                        subject=subject,
+                        body=body,
+                        created_at=now,
+                        next_attempt_at=now,
+                    )
+                )
 
     @activity.defn(name="send_season_reminder")
     def send_season_reminder(self, req: ReminderRequest) -> None:

@@ -37,6 +37,11 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def province_code(code: str) -> str:
+    """The 12-digit code of the province a place lies in (its first two digits)."""
+    return code[:2] + "0" * 10
+
+
 class Places(_Model):
     """The application's place of household registration (12-digit division codes)."""
 
@@ -63,6 +68,7 @@ class Places(_Model):
             Level.VILLAGE: self.village_code,
             Level.TOWNSHIP: self.township_code,
             Level.COUNTY: self.county_code,
+            Level.PROVINCE: province_code(self.county_code),
         }[level]
 
     def code_for(self, role: Role) -> str:
@@ -75,6 +81,7 @@ class Places(_Model):
             Level.VILLAGE: self.village_name,
             Level.TOWNSHIP: self.township_name,
             Level.COUNTY: self.county_name,
+            Level.PROVINCE: "",
         }[level] or self.code_at(level)
 
 
@@ -264,6 +271,7 @@ TrailKind = Literal[
     "decision",
     "correction",
     "notice_scheduled",
+    "roster_joined",
     "notice_posted",
     "notice_ended",
     "objection_lodged",

@@ -72,6 +72,8 @@ REQUESTS: dict[str, frozenset[str]] = {
     ),
     "SeasonWorkflow": frozenset({"request_funds", "funds_arrived"}),
     "NoticeWorkflow": frozenset({"post"}),
+    "RosterWorkflow": frozenset({"decide"}),
+    "DatedTasksWorkflow": frozenset({"report_done"}),
 }
 INTERNAL: dict[str, frozenset[str]] = {
     "ApplicationWorkflow": frozenset(
@@ -82,11 +84,14 @@ INTERNAL: dict[str, frozenset[str]] = {
             "payment_result",
             "notice_posted",
             "notice_scheduled",
+            "roster_decided",
         }
     ),
     # ``join`` is an update: sealed by the join activity (activities/notices.py).
     "NoticeWorkflow": frozenset({"join", "member_changed", "posting_due"}),
     "SeasonWorkflow": frozenset({"repayment_ready"}),
+    # ``join`` is an update: sealed by the join activity (activities/roster.py).
+    "RosterWorkflow": frozenset({"join", "member_left"}),
 }
 
 

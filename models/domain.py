@@ -10,6 +10,7 @@ class Level(StrEnum):
     VILLAGE = "village"
     TOWNSHIP = "township"
     COUNTY = "county"
+    PROVINCE = "province"  # the provincial Youth League confirms the freshman grant's list
 
 
 class Role(StrEnum):
@@ -20,6 +21,9 @@ class Role(StrEnum):
     COUNTY_FINANCE = "county_finance"  # 县财政局
     COUNTY_POVERTY_OFFICE = "county_poverty_office"  # 县扶贫办
     HIGH_SCHOOL = "high_school"  # 高中 (submits its graduates' applications)
+    CIVIL_AFFAIRS_BUREAU = "civil_affairs_bureau"  # 县民政局 (checks rosters against its rolls)
+    COUNTY_YOUTH_LEAGUE = "county_youth_league"  # 团县委 (leads the freshman grant)
+    PROVINCIAL_YOUTH_LEAGUE = "provincial_youth_league"  # 团省委 (confirms the final list)
     APPLICANT = "applicant"
     PUBLIC = "public"  # anyone may object to a notice
     SYSTEM = "system"  # aidflow itself (timers, automatic postings)
@@ -33,6 +37,9 @@ ROLE_LEVEL: dict[Role, Level] = {
     Role.COUNTY_FINANCE: Level.COUNTY,
     Role.COUNTY_POVERTY_OFFICE: Level.COUNTY,
     Role.HIGH_SCHOOL: Level.SCHOOL,
+    Role.CIVIL_AFFAIRS_BUREAU: Level.COUNTY,
+    Role.COUNTY_YOUTH_LEAGUE: Level.COUNTY,
+    Role.PROVINCIAL_YOUTH_LEAGUE: Level.PROVINCE,
 }
 
 
@@ -49,6 +56,9 @@ ROLE_NAME_ZH: dict[Role, str] = {
     Role.COUNTY_FINANCE: "县财政局",
     Role.COUNTY_POVERTY_OFFICE: "县扶贫办",
     Role.HIGH_SCHOOL: "高中",
+    Role.CIVIL_AFFAIRS_BUREAU: "县民政局",
+    Role.COUNTY_YOUTH_LEAGUE: "团县委",
+    Role.PROVINCIAL_YOUTH_LEAGUE: "团省委",
     Role.APPLICANT: "申请人",
     Role.PUBLIC: "公众",
     Role.SYSTEM: "系统",
@@ -69,6 +79,29 @@ class HouseholdCategory(StrEnum):
     MINIMUM_SUBSISTENCE = "minimum_subsistence"  # 低保户
     EXTREME_POVERTY = "extreme_poverty"  # 特困供养
     ORPHAN = "orphan"
+
+
+class ReliefCategory(StrEnum):
+    """The civil-affairs categories under which a freshman is eligible (PROCESS.md §4.3)."""
+
+    URBAN_SUBSISTENCE_FULL = "urban_subsistence_full"  # 城市低保全额保障
+    RURAL_SUBSISTENCE_CLASS_1 = "rural_subsistence_class_1"  # 农村低保一类
+    RURAL_SUBSISTENCE_CLASS_2 = "rural_subsistence_class_2"  # 农村低保二类
+    SINGLE_PERSON_HOUSEHOLD = "single_person_household"  # "单人户"施保对象
+    EXTREME_POVERTY = "extreme_poverty"  # 特困人员
+    ORPHAN = "orphan"  # 孤儿
+    WITHOUT_DE_FACTO_CARER = "without_de_facto_carer"  # 事实无人抚养儿童
+
+
+RELIEF_CATEGORY_ZH: dict[ReliefCategory, str] = {
+    ReliefCategory.URBAN_SUBSISTENCE_FULL: "城市低保全额保障",
+    ReliefCategory.RURAL_SUBSISTENCE_CLASS_1: "农村低保一类",
+    ReliefCategory.RURAL_SUBSISTENCE_CLASS_2: "农村低保二类",
+    ReliefCategory.SINGLE_PERSON_HOUSEHOLD: "单人户施保对象",
+    ReliefCategory.EXTREME_POVERTY: "特困人员",
+    ReliefCategory.ORPHAN: "孤儿",
+    ReliefCategory.WITHOUT_DE_FACTO_CARER: "事实无人抚养儿童",
+}
 
 
 class DocumentKind(StrEnum):

@@ -20,3 +20,13 @@ def season_workflow_id(programme: str, season: int, county_code: str, round_: st
 
 def payout_batch_workflow_id(batch_id: str) -> str:
     return f"payout/{batch_id}"
+
+
+def roster_workflow_id(programme: str, season: int, county_code: str, round_: str = "") -> str:
+    """A cohort's roster: ``roster/freshman-grant/2027-undergraduate/620721``."""
+    return f"roster/{programme}/{season_label(season, round_)}/{county_code[:6]}"
+
+
+def tasks_workflow_id(programme: str, year: int, county_code: str) -> str:
+    """A county's dated tasks of a programme's year: ``tasks/freshman-grant/2027/620721``."""
+    return f"tasks/{programme}/{year}/{county_code[:6]}"

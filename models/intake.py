@@ -11,7 +11,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict
 
 from models.application import Actor, ApplicationForm
-from models.domain import DOCUMENT_NAME_ZH, HouseholdCategory, Role, Stage
+from models.domain import DOCUMENT_NAME_ZH, ROLE_LEVEL, HouseholdCategory, Level, Role, Stage
 from models.privacy import national_id_problem
 from models.programme import Programme
 
@@ -125,7 +125,7 @@ def check_application(
     id_problem = national_id_problem(form.national_id)
     if id_problem:
         problems.append(FieldProblem(field="national_id", problem=id_problem))
-    else:
+    elif programme.eligibility.household_categories:
         member = lookup_member(form.national_id)
         eligible = programme.eligibility.household_categories
         if member is None:
@@ -192,6 +192,16 @@ def check_application(
             FieldProblem(
                 field="submitted_by",
                 problem=f"{programme.code} applications are submitted by the {allowed}, not {submitted_by.role.value}",
+            )
+        )
+    elif (
+        ROLE_LEVEL.get(submitted_by.role) is Level.COUNTY
+        and submitted_by.place_code[:6] != form.places.county_code[:6]
+    ):
+        problems.append(
+            FieldProblem(
+                field="submitted_by",
+                problem=f"{submitted_by.role.value} {submitted_by.place_code} may not submit for county {form.places.county_code}",
             )
         )
     elif (

@@ -61,6 +61,14 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "时间节点提醒",
         "{office}：{season}年{programme}“{date}”须于{on}前完成，请及时安排。",
     ),
+    "task_reminder": (
+        "工作任务提醒",
+        "{office}：{season}年{programme}“{date}”须于{on}前完成，完成后请在系统中报告。",
+    ),
+    "task_overdue": (
+        "工作任务逾期",
+        "{office}：{season}年{programme}“{date}”应于{on}前完成，至今未报告完成，已标记逾期。",
+    ),
     "coverage_reminder": (
         "应补尽补提醒",
         "{office}：{season}年{programme}申请期{closes}截止，本村尚有{count}名符合条件的建档立卡学生未申请：{students}。请及时告知并协助申请。",

@@ -96,6 +96,9 @@ class DocumentRequirement(_Frozen):
 
 class Eligibility(_Frozen):
     education_levels: frozenset[EducationLevel]
+    # The registered-poor registry's categories intake checks the household against;
+    # empty: intake does not look (a roster step decides eligibility: the freshman grant's
+    # civil-affairs check).
     household_categories: frozenset[HouseholdCategory]
     documents: tuple[DocumentRequirement, ...]
     freshman_only: bool = False  # only students in their first year (admitted this year)
@@ -138,6 +141,13 @@ class Round(_Frozen):
     window_closes: MonthDay
     # The round's own fixed dates; empty: the programme's.
     fixed_dates: tuple[FixedDate, ...] = ()
+    # The education levels the round takes (a cohort of the freshman grant); empty: the
+    # programme's.
+    education_levels: frozenset[EducationLevel] = frozenset()
+
+    @field_serializer("education_levels")
+    def _sorted(self, values: frozenset[StrEnum]) -> list[str]:
+        return sorted(v.value for v in values)
 
 
 class Programme(_Frozen):
@@ -145,7 +155,9 @@ class Programme(_Frozen):
     version: int = 1
     name_zh: str
     name_en: str
-    kind: Literal["application"] = "application"
+    # "roster": its applications are a cohort's list, entered by an office and decided
+    # on as a whole at its roster steps (the freshman grant).
+    kind: Literal["application", "roster"] = "application"
     source: str = ""  # where the source document describes it
     description_en: str = ""  # what aidflow does for it, for `aidflow programmes`
     level: Level = Level.COUNTY
@@ -169,6 +181,10 @@ class Programme(_Frozen):
     notifications: dict[str, NotificationText] = Field(default_factory=dict)
     # Rounds within a year (R12); none: one round a year, keyed by the year alone.
     rounds: tuple[Round, ...] = ()
+    # The plan's dated tasks of the year, before and beside the applications (the
+    # freshman grant's implementing rules by mid-May): each reported done by its office,
+    # reminded before its date and overdue after it (workflows/tasks.py).
+    dated_tasks: tuple[FixedDate, ...] = ()
     # Set on the definition resolved for one round (for_round): what applications keep.
     round_key: str = ""
 
@@ -190,6 +206,9 @@ class Programme(_Frozen):
                 raise ValueError(f"round {r.key} lacks the fixed dates {', '.join(missing)}")
         if len({r.key for r in self.rounds}) != len(self.rounds):
             raise ValueError("round keys must be unique")
+        task_keys = [t.key for t in self.dated_tasks]
+        if len(set(task_keys)) != len(task_keys) or set(task_keys) & set(keys):
+            raise ValueError("dated task keys must be unique, and not a fixed date's")
         years = [a.from_year for a in self.amounts]
         if years != sorted(set(years)):
             raise ValueError("amounts must be in increasing from_year order, one entry a year")
@@ -207,13 +226,30 @@ class Programme(_Frozen):
         if chosen is None:
             known = ", ".join(r.key for r in self.rounds)
             raise ValueError(f"{self.code} has the rounds {known}, not {key or '(none)'!r}")
+        eligibility = self.eligibility
+        if chosen.education_levels:
+            eligibility = eligibility.model_copy(
+                update={"education_levels": chosen.education_levels}
+            )
         return self.model_copy(
             update={
+                "eligibility": eligibility,
                 "window_opens": chosen.window_opens,
                 "window_closes": chosen.window_closes,
                 "fixed_dates": chosen.fixed_dates or self.fixed_dates,
                 "rounds": (),
                 "round_key": chosen.key,
+            }
+        )
+
+    def tasks_view(self) -> Programme:
+        """The programme with its dated tasks among its fixed dates: what the calendar's
+        schedule and reminder times are computed from for the year's tasks."""
+        return self.model_copy(
+            update={
+                "fixed_dates": (*self.dated_tasks, *self.fixed_dates),
+                "dated_tasks": (),
+                "rounds": (),
             }
         )
 

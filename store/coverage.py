@@ -25,9 +25,16 @@ from sqlalchemy import and_, delete, func, select
 from sqlalchemy.engine import Engine
 
 from models.domain import EducationLevel, HouseholdCategory
-from models.privacy import mask_national_id, national_id_problem
+from models.privacy import mask_national_id
 from models.programme import Programme
-from store.importing import ImportReport, RowProblem, chunks, read_rows, write_rejects
+from store.importing import (
+    ImportReport,
+    RowProblem,
+    chunks,
+    person_problems,
+    read_rows,
+    rows_to_write,
+)
 from store.tables import ApplicationRow, Enrolment, Household, HouseholdMember, Place
 
 ENROLMENT_COLUMNS = ("national_id", "name", "school", "education_level", "year_of_study")
@@ -58,16 +65,9 @@ def import_enrolment(
     good: list[dict[str, Any]] = []
     now = datetime.now(UTC)
     for n, r in rows:
-        problems: list[RowProblem] = []
-        nid = r["national_id"].upper()
-        problem = national_id_problem(nid)
-        if problem:
-            problems.append(RowProblem(n, "national_id", f"{mask_national_id(nid)}: {problem}"))
-        h = hash_id(nid) if not problem else ""
+        nid, h, problems = person_problems(n, r, hash_id)
         if h and h in seen:
             problems.append(RowProblem(n, "national_id", f"also on row {seen[h]}"))
-        if not r["name"] or len(r["name"]) > 50:
-            problems.append(RowProblem(n, "name", "must have 1 to 50 characters"))
         if not r["school"] or len(r["school"]) > 100:
             problems.append(RowProblem(n, "school", "must have 1 to 100 characters"))
         if r["education_level"] not in levels:
@@ -98,10 +98,8 @@ def import_enrolment(
                 "imported_at": now,
             }
         )
-    if report.problems and not skip_bad:
+    if not rows_to_write(report, path, ENROLMENT_COLUMNS, rows, skip_bad):
         return report
-    if report.problems:
-        report.rejects_file = write_rejects(path, ENROLMENT_COLUMNS, rows, report.problems)
     with engine.begin() as conn:
         conn.execute(delete(_ENROL).where(_ENROL.c.as_of == as_of))
         if good:

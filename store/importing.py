@@ -62,6 +62,39 @@ class ImportReport:
         return sorted({p.row for p in self.problems})
 
 
+def person_problems(
+    n: int, row: dict[str, str], hash_id: Callable[[str], str]
+) -> tuple[str, str, list[RowProblem]]:
+    """A row's person: the identity number (upper-cased), its keyed hash ("" when it is
+    not a valid number), and the problems with it and with the name; a problem never
+    shows the number itself (R9). Every importer of people (enrolment, the rolls, the
+    recorded grants) checks them so."""
+    nid = row["national_id"].upper()
+    problems: list[RowProblem] = []
+    problem = national_id_problem(nid)
+    if problem:
+        problems.append(RowProblem(n, "national_id", f"{mask_national_id(nid)}: {problem}"))
+    if not row["name"] or len(row["name"]) > 50:
+        problems.append(RowProblem(n, "name", "must have 1 to 50 characters"))
+    return nid, (hash_id(nid) if not problem else ""), problems
+
+
+def rows_to_write(
+    report: ImportReport,
+    path: Path,
+    columns: tuple[str, ...],
+    rows: list[tuple[int, dict[str, str]]],
+    skip_bad: bool,
+) -> bool:
+    """Whether the good rows are written: not when a row is bad, unless ``skip_bad``;
+    then the bad ones go to a rejects file beside the import."""
+    if report.problems and not skip_bad:
+        return False
+    if report.problems:
+        report.rejects_file = write_rejects(path, columns, rows, report.problems)
+    return True
+
+
 def read_rows(
     path: Path, columns: tuple[str, ...]
 ) -> tuple[list[tuple[int, dict[str, str]]], list[RowProblem]]:

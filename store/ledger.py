@@ -21,10 +21,17 @@ from sqlalchemy.engine import Engine
 
 from models.calendar import SHANGHAI
 from models.ledger import RECORDED_PROGRAMMES, AidKind, Ledger, LedgerLine, StudentLedger
-from models.privacy import mask_national_id, national_id_problem
+from models.privacy import mask_national_id
 from models.programmes import REGISTRY
 from store.chain import utc
-from store.importing import ImportReport, RowProblem, chunks, read_rows, write_rejects
+from store.importing import (
+    ImportReport,
+    RowProblem,
+    chunks,
+    person_problems,
+    read_rows,
+    rows_to_write,
+)
 from store.tables import (
     ApplicationRow,
     Household,
@@ -82,14 +89,8 @@ def import_recorded_aid(
     good: list[dict[str, Any]] = []
     now = datetime.now(UTC)
     for n, r in rows:
-        problems: list[RowProblem] = []
-        nid = r["national_id"].upper()
-        problem = national_id_problem(nid)
-        if problem:  # never the number itself in a report (R9)
-            problems.append(RowProblem(n, "national_id", f"{mask_national_id(nid)}: {problem}"))
+        nid, h, problems = person_problems(n, r, hash_id)
         name, university, grade = r["name"], r["university"], r["grade"]
-        if not name or len(name) > 50:
-            problems.append(RowProblem(n, "name", "must have 1 to 50 characters"))
         if not university or len(university) > 100:
             problems.append(RowProblem(n, "university", "must have 1 to 100 characters"))
         if len(grade) > 20:
@@ -103,7 +104,6 @@ def import_recorded_aid(
                     f"{r['amount_cny']!r} is not a whole amount of 1 to {MAX_RECORDED_CNY:,} CNY",
                 )
             )
-        h = hash_id(nid) if not problem else ""
         if h and (h, university) in seen:
             problems.append(
                 RowProblem(
@@ -128,10 +128,8 @@ def import_recorded_aid(
                 "imported_at": now,
             }
         )
-    if report.problems and not skip_bad:
+    if not rows_to_write(report, path, RECORDED_COLUMNS, rows, skip_bad):
         return report
-    if report.problems:
-        report.rejects_file = write_rejects(path, RECORDED_COLUMNS, rows, report.problems)
     with engine.begin() as conn:
         # A university's list again replaces its list (a student taken off it is gone).
         conn.execute(

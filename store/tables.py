@@ -164,6 +164,27 @@ class Enrolment(SQLModel, table=True):
     imported_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
+class CivilAffairsRoll(SQLModel, table=True):
+    """The civil-affairs bureau's rolls (低保, 特困, orphans...), as a dated snapshot of a
+    county: the freshman grant's roster is checked against the newest on or before the
+    check. One row per snapshot, county and person."""
+
+    __tablename__ = "civil_affairs_rolls"
+    __table_args__ = (
+        UniqueConstraint("as_of", "county_code", "national_id_hash", name="uq_civil_affairs_roll"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    as_of: date = Field(index=True)
+    county_code: str = Field(max_length=12, index=True)
+    national_id_hash: str = Field(max_length=64, index=True)
+    national_id_masked: str = Field(max_length=18)
+    name: str = Field(max_length=50)
+    category: str = Field(max_length=40)
+    source: str = Field(max_length=300)  # the imported file's name and row
+    imported_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
 class RecordedAid(SQLModel, table=True):
     """Aid decided and paid by others, recorded for the yearly ledger (the national grant:
     each university's list). One row per programme, year, student and university."""

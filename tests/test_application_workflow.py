@@ -46,6 +46,7 @@ from models.calendar import SHANGHAI, StateCouncilCalendar, WorkingCalendar, Yea
 from models.domain import DecisionKind, DocumentKind, Level, ObjectionOutcome, Role
 from models.notice import NoticePostRequest, NoticeStatus, notice_workflow_id
 from models.records import ChainHead, EventBatch
+from models.season import SeasonKey
 from models.steps import NoticeStep
 from store.sealing import Keys
 from store.status import read_status, read_trail
@@ -117,7 +118,7 @@ class Case:
                 notice_id = notice_workflow_id(
                     st.programme,
                     st.season,
-                    "",
+                    SeasonKey.parse(self.wf.split("/")[1]).round,
                     step.level,
                     st.places.code_at(step.level),
                     step.stage,

@@ -486,6 +486,8 @@ async def test_every_programme_runs_an_application_to_its_end(
     simulated officials to the programme's end on the real dev server, through the
     plan's steps in the plan's order."""
     api = app_stack.api
+    if programme.rounds:  # one round of it (the freshman grant: the first cohort)
+        programme = programme.for_round(programme.rounds[0].key)
     plan = plan_season(programme, 2027, calendar)
     # One applicant that passes the programme's intake (workers/synthetic), with an
     # identity of its own in this test session (workflow ids derive from it).
@@ -503,6 +505,9 @@ async def test_every_programme_runs_an_application_to_its_end(
         now=plan.window_opens_at + timedelta(hours=10),
     )
     case = Case(api, ts_env, wf)
+    # Its clock to the submission (it starts at the wall clock's): a step that opens at
+    # once (a roster's word, then a notice) opens in the season, as it would.
+    await case.advance_to(plan.window_opens_at + timedelta(hours=10, minutes=1))
     started = time.monotonic()
     seen = await drive_to_end(app_stack, ts_env, case, programme)
     seconds = time.monotonic() - started
@@ -574,3 +579,32 @@ def test_a_programme_excludes_another_either_way_round() -> None:
     assert len(check_prior_applications(autumn, "b", [spring])) == 1
     several = autumn.model_copy(update={"one_per_student_per_season": False})
     assert check_prior_applications(several, "b", [spring]) == []
+
+
+@pytest.mark.devserver
+async def test_two_programmes_that_exclude_each_other_cannot_both_start_at_once(
+    app_stack: AppStack, registry: Registry
+) -> None:
+    """Issue 18's gap: submissions to two programmes that exclude each other, moments
+    apart, both passed a check on the read model (it has neither yet). The pair is
+    claimed at submission: the second is refused naming the first."""
+    from store.registry import RegistryReader
+
+    api = app_stack.api
+    nsa = NEW_STUDENT_AID.model_copy(update={"excludes": ("county-subsidy",)})
+    saved = dict(api.programmes)
+    api.programmes["new-student-aid"] = nsa
+    api._claim_application = RegistryReader(app_stack.engine).claim
+    try:
+        serial = next(_SERIALS)
+        first = await api.submit(
+            nsa_form(serial, in_province=True), submitted_by=school(), now=IN_NSA_WINDOW_2027
+        )
+        with pytest.raises(Refused) as refused:
+            await api.submit(form(serial), now=IN_WINDOW_2027)
+        said = str(refused.value)
+        assert "programme: county-subsidy excludes new-student-aid" in said and first in said
+    finally:
+        api.programmes.clear()
+        api.programmes.update(saved)
+        api._claim_application = None

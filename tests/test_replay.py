@@ -33,7 +33,7 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 def test_there_are_recorded_histories() -> None:
     """One baseline set for every workflow type and path that matters (see README,
     'Versioning'): an application of each programme, a notice, the season, the payout
-    batch."""
+    batch, a roster."""
     names = {p.stem for p in HISTORIES}
     assert names == {
         f"{n}@baseline"
@@ -46,6 +46,8 @@ def test_there_are_recorded_histories() -> None:
             "paid",
             "returned_then_repaid",
             "new_student_aid_received",
+            "freshman_grant_paid",
+            "freshman_grant_roster",
             "village_notice_posted_by_its_owner",
             "township_notice_posted_automatically",
             "season_with_two_batches",

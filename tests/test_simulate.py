@@ -294,3 +294,21 @@ async def test_a_new_student_aid_season_simulated(tmp_path: Path) -> None:
     assert [m.key for m in r.misses] == ["review_done", "handed_out"]
     handed_out = next(m for m in r.misses if m.key == "handed_out")
     assert handed_out.missed >= unclaimed and handed_out.by_stage.get("awaiting_receipt")
+
+
+async def test_a_freshman_grant_cohort_simulated(tmp_path: Path) -> None:
+    """A roster programme's cohort: the county bureau enters the students, the
+    civil-affairs bureau and the provincial Youth League give their word on each (some
+    found ineligible), the Youth League's notice, then 10,000 CNY each by card."""
+    scenario = Scenario(
+        programme="freshman-grant",
+        round="undergraduate",
+        applications=8,
+        seed=5,
+        rejection_rate=0.25,
+    )
+    r = await run_simulation(scenario, Settings(data_dir=tmp_path), data_dir=tmp_path / "sim")
+    assert r.outcomes.get("paid") and r.outcomes.get("rejected"), r.outcomes
+    assert sum(r.outcomes.values()) == 8 and r.funds_requests >= 1 and r.batches >= 1
+    report = Path(r.report_md or "").read_text("utf-8")
+    assert "freshman-grant" in report and "2027-undergraduate" in report

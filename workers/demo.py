@@ -26,9 +26,9 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from models.application import ApplicationStatus
+from models.application import Actor, ApplicationStatus
 from models.calendar import CompressedCalendar, WorkingCalendar
-from models.domain import Role
+from models.domain import ROLE_NAME_ZH, Role
 from models.programme import FundsStep, Programme
 from models.programmes import BUILTIN_PROGRAMMES, DEMO_VARIANTS
 from store.registry import RegistryReader
@@ -138,11 +138,13 @@ class Officials:
         before = sum(stages[s] for s in earlier)
         if self.funds_request is None and stages[funds.stage] and before == 0:
             bureau = people.county_office(funds.requested_by, self.county)
-            summary = await self.api.request_funds(self.programme.code, SEASON, self.county, bureau)
+            summary = await self.api.request_funds(
+                self.programme.code, SEASON, self.county, bureau, round_=self.programme.round_key
+            )
             self.funds_request, self.funds_total = summary.request_id, summary.total_cny
             self.funds_arrive_at = datetime.now(UTC) + self.days(1, 1.5)
             self.log.append(
-                f"县教育局资金申请 {summary.request_id}: {summary.count} 人 {summary.total_cny} 元; roster {summary.roster_path}"
+                f"{ROLE_NAME_ZH.get(funds.requested_by, '')}资金申请 {summary.request_id}: {summary.count} 人 {summary.total_cny} 元; roster {summary.roster_path}"
             )
         if (
             self.funds_request
@@ -159,6 +161,7 @@ class Officials:
                 self.funds_request,
                 self.funds_total,
                 f"CZ{SEASON}-001",
+                round_=self.programme.round_key,
             )
             self.funds_arrived = True
             self.log.append(
@@ -199,6 +202,8 @@ async def run_demo(
 ) -> DemoResult:
     console = console or Console()
     demo_programme = DEMO_VARIANTS[f"{programme}-demo"]
+    if demo_programme.rounds:  # a programme with rounds: the demo runs its first
+        demo_programme = demo_programme.for_round(demo_programme.rounds[0].key)
     first_day = demo_programme.window_opens.in_year(SEASON)
     settings = demo_settings(base, day_seconds, data_dir, first_day)
     shutil.rmtree(settings.data_dir, ignore_errors=True)  # a demo starts from nothing
@@ -278,7 +283,6 @@ async def _season(
     )
     first_day = programme.window_opens.in_year(SEASON)
     ends = {programme.done_stage, *ENDS}
-    by_school = Role.HIGH_SCHOOL in programme.submitted_by
     # Applicants come in over the first five days of the one-week window.
     submit_at = sorted(calendar.day_start(first_day) + officials.days(0.05, 5) for _ in forms)
     pending = list(zip(submit_at, forms, strict=True))
@@ -312,12 +316,9 @@ async def _season(
             while pending and pending[0][0] <= now:
                 _, f = pending.pop(0)
                 try:
-                    by = school_actor(f.places.school_code) if by_school else None
-                    # A school submits its students; otherwise the village office
-                    # receives the family's form.
-                    wf = await offices.submit(
-                        f, submitted_by=by or people.official(Role.VILLAGE_COMMITTEE, f.places)
-                    )
+                    # A school submits its students, an office enters its roster;
+                    # otherwise the village office receives the family's form.
+                    wf = await offices.submit(f, submitted_by=_submitter(programme, f))
                     workflow_ids.append(wf)
                     if len(workflow_ids) % 12 == 3:
                         officials.objection_targets.add(wf)
@@ -337,7 +338,9 @@ async def _season(
             except Refused as r:
                 officials.log.append(f"funds refused: {r}")
             if not pending and statuses and all(s.stage in ends for s in statuses.values()):
-                report = await offices.season_report(programme.code, SEASON, county, reader)
+                report = await offices.season_report(
+                    programme.code, SEASON, county, reader, round_=programme.round_key
+                )
                 if report is not None:
                     live.update(view())
                     break
@@ -369,6 +372,15 @@ async def _season(
         county=county,
         calendar=calendar,
     )
+
+
+def _submitter(programme: Programme, form: Any) -> Actor:
+    role = programme.submitted_by[0]
+    if role is Role.HIGH_SCHOOL:
+        return school_actor(form.places.school_code)
+    if role is Role.APPLICANT:
+        return people.official(Role.VILLAGE_COMMITTEE, form.places)
+    return people.official(role, form.places)
 
 
 _REPORT_LABELS = {

@@ -1,7 +1,8 @@
-"""Reading application files for ``aidflow apply``: JSON or CSV.
+"""Reading application files for ``aidflow apply``: JSON, CSV or XLSX.
 
-CSV columns are the form's fields; nested ones are dotted: ``places.village_code``,
-``documents.application_form`` (number of copies).
+CSV and XLSX columns are the form's fields; nested ones are dotted:
+``places.village_code``, ``documents.application_form`` (number of copies). A county
+office enters a roster (the freshman grant's) the same way: one row a student.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 
 def read_forms(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(row number, raw form) pairs; row numbers count from 1 (CSV: the header is row 1)."""
+    if path.suffix.lower() == ".xlsx":
+        return _xlsx_rows(path)
     text = path.read_text(encoding="utf-8-sig")
     if path.suffix.lower() == ".json":
         data = json.loads(text)
@@ -36,3 +39,27 @@ def unflatten(flat: dict[str, str]) -> dict[str, Any]:
         else:
             out[head] = value
     return out
+
+
+def _xlsx_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """The first sheet's rows under its header, numbered as the spreadsheet numbers them;
+    read row by row (read-only mode), every value as text."""
+    import openpyxl
+
+    wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    try:
+        rows = wb.worksheets[0].iter_rows(values_only=True)
+        header = [str(h).strip() if h is not None else "" for h in next(rows, ())]
+        out: list[tuple[int, dict[str, Any]]] = []
+        for i, values in enumerate(rows, start=2):
+            if all(v is None or str(v).strip() == "" for v in values):
+                continue
+            flat = {
+                h: ("" if v is None else str(v).strip())
+                for h, v in zip(header, values, strict=False)
+                if h
+            }
+            out.append((i, unflatten(flat)))
+        return out
+    finally:
+        wb.close()

@@ -91,7 +91,8 @@ def applicants(
     n: int, season: int, seed: int, programme: str | Programme = "county-subsidy"
 ) -> list[ApplicationForm]:
     """Forms that pass the programme's intake: its documents, its level, its attributes
-    (a programme of the registry by its code, or a definition)."""
+    (a programme of the registry by its code, or a definition: one resolved for a round
+    gives forms of that round)."""
     from models.programmes import BUILTIN_PROGRAMMES
 
     definition = BUILTIN_PROGRAMMES[programme] if isinstance(programme, str) else programme
@@ -127,6 +128,12 @@ def applicants(
             extra["freshman"] = True
         if "university_in_province" in definition.amount_attributes:
             extra["university_in_province"] = rng.random() < 0.7
+        if definition.round_key:
+            # A round's form names it; a cohort takes its own levels (the freshman grant).
+            extra["round"] = definition.round_key
+            levels = sorted(definition.eligibility.education_levels)
+            if EducationLevel.UNDERGRADUATE_FULL_TIME not in levels:
+                extra["education_level"] = levels[0]
         if by_school:
             extra["places"] = v.places.model_copy(
                 update={"school_code": school_of(v.places), "school_name": "县第一中学"}

@@ -29,6 +29,7 @@ from activities.funds import FundsActivities
 from activities.notices import NoticeActivities
 from activities.records import RecordActivities
 from activities.report import ReportActivities
+from activities.roster import RosterActivities
 from activities.workflow_calendar import CalendarActivities
 from models.authority import STATEMENT_LIFETIME
 from models.calendar import WorkingCalendar
@@ -82,6 +83,7 @@ class Dependencies:
         )
         report = ReportActivities(self.engine, self.files_dir)
         notices = NoticeActivities(client, self.keys.internal, self.files_dir)
+        rosters = RosterActivities(self.engine, client, self.keys.internal)
         return [
             cal.compute_season_schedule,
             cal.compute_reminder_times,
@@ -100,8 +102,11 @@ class Dependencies:
             report.send_season_reminder,
             report.send_coverage_reminders,
             report.count_open_applications,
+            report.send_task_notice,
             notices.join_notice,
             notices.write_notice_list,
+            rosters.join_roster,
+            rosters.check_rolls,
         ]
 
 
@@ -218,7 +223,7 @@ def build_worker(
     joins = Worker(
         client,
         task_queue=notice_joins_queue(task_queue),
-        activities=[by_name.pop("join_notice")],
+        activities=[by_name.pop("join_notice"), by_name.pop("join_roster")],
         max_concurrent_activities=_JOIN_SLOTS,
         interceptors=options["interceptors"],
     )

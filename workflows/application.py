@@ -206,10 +206,8 @@ class ApplicationWorkflow:
 
     # ------------------------------------------------------------ requests
     # Each request kind: an update (validator + handler) and, for services that cannot
-    # wait, a signal. The current step's runner checks and applies it. A signal's body
-    # is typed ``Any`` here: the SDK would drop one that does not decode unseen, so the
-    # worker's interceptor decodes it into its model (workflows/authority.py, BODIES)
-    # and records one that does not as refused.
+    # wait, a signal; the current step's runner checks and applies it. A signal's body is
+    # ``Any``: the worker's interceptor decodes it (workflows/authority.py, BODIES).
 
     @workflow.update
     async def decide(self, req: DecisionRequest) -> RequestResult:
@@ -330,7 +328,7 @@ class ApplicationWorkflow:
         """A signal no handler takes is refused on the record too (the SDK kept it unseen)."""
         requests.refuse_unproven(self, name[:64], "no such message")
 
-    # ------------------------------ messages from its notices, the season and its batches
+    # ------------------- messages from its notices, its roster, the season and its batches
     # Internal: each goes to the current step's runner (or the payment), which ignores
     # one that is not for it (requests.forward drops one sent without its argument).
 
@@ -349,6 +347,10 @@ class ApplicationWorkflow:
     @workflow.signal
     def notice_scheduled(self, joined: Any = None) -> None:
         requests.forward("notice_scheduled", joined, self.runner.on_notice_scheduled)
+
+    @workflow.signal
+    def roster_decided(self, verdict: Any = None) -> None:
+        requests.forward("roster_decided", verdict, self.runner.on_roster_decided)
 
     @workflow.signal
     def payment_sent(self, sent: Any = None) -> None:

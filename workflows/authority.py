@@ -65,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
     from models.ids import season_workflow_id
     from models.notice import MemberChange, NoticeInput, NoticeJoined, NoticePosted, PostingDue
     from models.payout import FundsJoin, FundsRelease, PayItem, PaymentOutcome, PaymentSent
+    from models.roster import RosterInput, RosterLeft, RosterVerdict
 
 # The body each signal carries. Its handler takes ``Any``: the SDK drops a signal whose
 # body does not decode into the handler's type without a word, so the body is decoded
@@ -84,12 +85,19 @@ BODIES: dict[str, type] = {
     "notice_scheduled": NoticeJoined,
     "member_changed": MemberChange,
     "posting_due": PostingDue,
+    "roster_decided": RosterVerdict,
+    "member_left": RosterLeft,
 }
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {
     name: TypeAdapter(model) for name, model in BODIES.items()
 }
 
 CONTINUED = "continue_as_new"
+# The workflows an application starts by joining them: their input's type, and a name.
+JOINED: dict[str, tuple[type[NoticeInput] | type[RosterInput], str]] = {
+    "NoticeWorkflow": (NoticeInput, "notice"),
+    "RosterWorkflow": (RosterInput, "roster"),
+}
 # Clocks of gateway and worker apart by at most this much.
 _SKEW = timedelta(minutes=5)
 _NO_SEAL = "it is a message only aidflow's workflows send, and it carries no seal"
@@ -372,17 +380,20 @@ def _start_problem(
         if info.parent is None or info.parent.workflow_id != season:
             return f"a payout batch is started by its season {season}, and this one was not"
         return None
-    if info.workflow_type == "NoticeWorkflow":
-        # Started by an application's joining (activities/notices.py), under its seal.
-        notice = input.args[0] if input.args else None
-        if isinstance(notice, NoticeInput) and notice.workflow_id != info.workflow_id:
-            return f"a notice runs under its own id {notice.workflow_id}, not {info.workflow_id}"
+    joined = JOINED.get(info.workflow_type)
+    if joined is not None:
+        # Started by an application's joining (activities/notices.py, activities/roster.py),
+        # under its seal, and under the id its input names.
+        kind, what = joined
+        first = input.args[0] if input.args else None
+        if isinstance(first, kind) and first.workflow_id != info.workflow_id:
+            return f"a {what} runs under its own id {first.workflow_id}, not {info.workflow_id}"
         return _seal_problem(
             internal_key,
             "start",
             input.args,
             input.headers,
-            missing="a notice is started by an application joining it, and this start carries no seal",
+            missing=f"a {what} is started by an application joining it, and this start carries no seal",
         )
     statement = _statement(input.headers)
     if statement is None:

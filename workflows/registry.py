@@ -3,11 +3,15 @@
 from workflows.application import ApplicationWorkflow
 from workflows.notice import NoticeWorkflow
 from workflows.payout import PayoutBatchWorkflow
+from workflows.roster import RosterWorkflow
 from workflows.season import SeasonWorkflow
+from workflows.tasks import DatedTasksWorkflow
 
 ALL_WORKFLOWS: list[type] = [
     ApplicationWorkflow,
     NoticeWorkflow,
     SeasonWorkflow,
     PayoutBatchWorkflow,
+    RosterWorkflow,
+    DatedTasksWorkflow,
 ]

@@ -33,17 +33,26 @@ NEW_STUDENT_AID = REGISTRY["new-student-aid"]
 
 
 def demo_variant(programme: Programme) -> Programme:
-    """The demo's programme: the real one with a one-week application window, so that a
-    season fits into minutes on the compressed calendar. Everything else is the real thing."""
+    """The demo's programme: the real one with a one-week application window (each
+    round's too), so that a season fits into minutes on the compressed calendar.
+    Everything else is the real thing."""
     opens = programme.window_opens
     return programme.model_copy(
         update={
             "code": f"{programme.code}-demo",
             "name_zh": f"{programme.name_zh}（演示）",
             "name_en": f"{programme.name_en} (demo)",
-            "window_closes": MonthDay(month=opens.month, day=opens.day + 6),
+            "window_closes": _week_after(opens),
+            "rounds": tuple(
+                r.model_copy(update={"window_closes": _week_after(r.window_opens)})
+                for r in programme.rounds
+            ),
         }
     )
+
+
+def _week_after(opens: MonthDay) -> MonthDay:
+    return MonthDay(month=opens.month, day=opens.day + 6)
 
 
 DEMO_VARIANTS: dict[str, Programme] = {

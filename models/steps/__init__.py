@@ -14,9 +14,11 @@ from models.steps.notice import NoticeStep
 from models.steps.payout import PayoutStep
 from models.steps.receipt import ReceiptStep
 from models.steps.review import ReviewStep
+from models.steps.roster import RosterStep
 
 Step = Annotated[
-    ReviewStep | NoticeStep | FundsStep | PayoutStep | ReceiptStep, Field(discriminator="kind")
+    ReviewStep | NoticeStep | FundsStep | PayoutStep | ReceiptStep | RosterStep,
+    Field(discriminator="kind"),
 ]
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "PayoutStep",
     "ReceiptStep",
     "ReviewStep",
+    "RosterStep",
     "Span",
     "Step",
     "StepBase",

@@ -26,6 +26,7 @@ for _group in (
     "credentials",
     "data",
     "ledger",
+    "rosters",
 ):
     importlib.import_module(f"workers.cli.{_group}")
 

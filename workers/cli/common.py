@@ -33,6 +33,8 @@ _PANELS = {
     "funds": "资金与报告 / Funds and reports",
     "ledger": "资金与报告 / Funds and reports",
     "grants": "数据 / Data",
+    "roster": "名册与任务 / Rosters and tasks",
+    "tasks": "名册与任务 / Rosters and tasks",
 }
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 db_app = typer.Typer(help="The application database.", no_args_is_help=True)
@@ -55,6 +57,13 @@ grants_app = typer.Typer(
 )
 app.add_typer(ledger_app, name="ledger", rich_help_panel=_PANELS["ledger"])
 app.add_typer(grants_app, name="grants", rich_help_panel=_PANELS["grants"])
+roster_app = typer.Typer(
+    help="A cohort's roster (the freshman grant): where it stands, an office's word on it.",
+    no_args_is_help=True,
+)
+tasks_app = typer.Typer(help="A programme's dated tasks of a year.", no_args_is_help=True)
+app.add_typer(roster_app, name="roster", rich_help_panel=_PANELS["roster"])
+app.add_typer(tasks_app, name="tasks", rich_help_panel=_PANELS["tasks"])
 
 # Wide enough for the plan table when the output is a file or a pipe.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -62,7 +71,9 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 300)
 T = TypeVar("T")
 
 
-def season_key(text: str) -> SeasonKey:
+def season_key(text: str | SeasonKey) -> SeasonKey:
+    if isinstance(text, SeasonKey):  # an option's default, given as a key
+        return text
     try:
         return SeasonKey.parse(text)
     except ValueError as e:

@@ -65,20 +65,26 @@ def registry_import(
         typer.Argument(
             help="poor-households (CSV): household_no, head_name, member_ids (;-separated), "
             "county_code, township_code, village_code, status, year; enrolment (CSV or XLSX): "
-            "national_id, name, school, education_level, year_of_study"
+            "national_id, name, school, education_level, year_of_study; civil-affairs (CSV or "
+            "XLSX): national_id, name, category"
         ),
     ],
     kind: Annotated[
         str,
         typer.Option(
             "--kind",
-            help="poor-households (the county poverty office's registry) or enrolment (who "
-            "studies at which level: a dated snapshot)",
+            help="poor-households (the county poverty office's registry), enrolment (who "
+            "studies at which level: a dated snapshot) or civil-affairs (the civil-affairs "
+            "bureau's rolls of a county: a dated snapshot)",
         ),
     ] = "poor-households",
     as_of: Annotated[
         str | None,
-        typer.Option("--as-of", help="the enrolment snapshot's date (YYYY-MM-DD)"),
+        typer.Option("--as-of", help="a snapshot's date (YYYY-MM-DD)"),
+    ] = None,
+    county: Annotated[
+        str | None,
+        typer.Option("--county", help="civil-affairs: the 12-digit county code of the rolls"),
     ] = None,
     skip_bad: Annotated[
         bool,
@@ -88,13 +94,14 @@ def registry_import(
     ] = False,
 ) -> None:
     """Import a registry (identity numbers stored only hashed and masked): the registered
-    poor households, or a dated snapshot of enrolment data (coverage reads the newest)."""
+    poor households, a dated snapshot of enrolment data (coverage reads the newest), or of
+    a county's civil-affairs rolls (the freshman grant's check reads the newest)."""
     from datetime import date
 
     from store.sealing import Keys
 
-    if kind not in ("poor-households", "enrolment"):
-        raise fail(f"--kind: {kind!r} is not poor-households or enrolment", 2)
+    if kind not in ("poor-households", "enrolment", "civil-affairs"):
+        raise fail(f"--kind: {kind!r} is not poor-households, enrolment or civil-affairs", 2)
     if not file.is_file():
         raise fail(f"no file {file}")
     s = settings()
@@ -111,7 +118,19 @@ def registry_import(
     try:
         day = date.fromisoformat(as_of or "")
     except ValueError:
-        raise fail("--as-of: the enrolment snapshot's date, YYYY-MM-DD", 2) from None
+        raise fail("--as-of: the snapshot's date, YYYY-MM-DD", 2) from None
+    if kind == "civil-affairs":
+        from store.rolls import import_rolls
+
+        if county is None or not (county.isdigit() and len(county) == 12):
+            raise fail("--county: the rolls' 12-digit county code", 2)
+        print_import(
+            import_rolls(
+                engine_for(s), file, keys.hash_id, county_code=county, as_of=day, skip_bad=skip_bad
+            ),
+            f"civil-affairs rolls of {county} as of {day}",
+        )
+        return
     print_import(
         import_enrolment(engine_for(s), file, keys.hash_id, as_of=day, skip_bad=skip_bad),
         f"enrolment as of {day}",

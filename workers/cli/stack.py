@@ -8,12 +8,14 @@ from typing import Annotated
 import typer
 from rich.panel import Panel
 
+from models.season import SeasonKey
 from workers.cli.common import (
     app,
     console,
     err,
     fail,
     run,
+    season_key,
     settings,
     setup_logging,
 )
@@ -117,10 +119,20 @@ def demo(
         raise fail("the demo stopped before the season was over")
 
 
+NEXT_SEASON = SeasonKey(year=2027)
+
+
 @app.command(rich_help_panel=PANEL)
 def simulate(
     applications: Annotated[int, typer.Option(help="synthetic applicants")] = 1000,
-    season: Annotated[int, typer.Option(help="season year (one still to come)")] = 2027,
+    season: Annotated[
+        SeasonKey,
+        typer.Option(
+            parser=season_key,
+            metavar="YEAR[-ROUND]",
+            help="a season still to come: 2027, or a round of it (2027-undergraduate)",
+        ),
+    ] = NEXT_SEASON,
     programme: Annotated[
         str, typer.Option(help="programme code (aidflow programmes lists them)")
     ] = "county-subsidy",
@@ -183,6 +195,11 @@ def simulate(
 
     if programme not in REGISTRY:
         problems.append(f"--programme: unknown {programme!r} (known: {', '.join(REGISTRY)})")
+    else:
+        try:
+            REGISTRY[programme].for_round(season.round)
+        except ValueError as e:
+            problems.append(f"--season: {e}")
     if officials_delay < 0:
         problems.append("--officials-delay must not be negative")
     if funds_delay < 0:
@@ -192,7 +209,8 @@ def simulate(
     scenario = Scenario(
         programme=programme,
         applications=applications,
-        season=season,
+        season=season.year,
+        round=season.round,
         seed=seed,
         officials_delay=officials_delay,
         objection_rate=objection_rate,

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio.client import (
     Client,
@@ -47,7 +48,12 @@ from models.application import (
 from models.authority import STATEMENT_LIFETIME
 from models.calendar import WorkingCalendar
 from models.domain import Level, Role
-from models.ids import application_workflow_id, season_workflow_id
+from models.ids import (
+    application_workflow_id,
+    roster_workflow_id,
+    season_workflow_id,
+    tasks_workflow_id,
+)
 from models.intake import (
     FieldProblem,
     PriorApplication,
@@ -70,7 +76,9 @@ from models.payout import (
 from models.planner import window
 from models.privacy import mask_account, mask_national_id
 from models.programme import Programme
+from models.roster import RosterDecided, RosterDecision
 from models.season import season_label
+from models.tasks import DatedTasksInput, TaskDone, TaskState
 from store.sealing import Keys
 from workers.client.errors import Refused, refused_by_workflow
 from workers.client.queries import query_when_ready, quote, update_id
@@ -78,6 +86,8 @@ from workers.signing import Signer, SigningInterceptor
 from workflows.application import ApplicationWorkflow
 from workflows.notice import NoticeWorkflow
 from workflows.season import SeasonWorkflow
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,16 @@ class Listed:
     at_risk: bool
     next_deadline: datetime | None
     status: str
+
+
+@dataclass
+class RosterView:
+    workflow_id: str
+    phase: str  # the roster step the cohort stands at, roster_building or roster_decided
+    waiting_for: str
+    waiting_until: datetime | None
+    overdue: bool
+    members: list[Listed]
 
 
 class AidflowClient:
@@ -206,6 +226,8 @@ class AidflowClient:
             )
             if holder is not None:
                 problems = check_prior_applications(programme, workflow_id, [holder])
+        if not problems and self._claim_application is not None:
+            problems = await self._claim_exclusions(programme, form, id_hash, workflow_id)
         if problems:
             raise Refused("; ".join(str(p) for p in problems), problems=problems)
         await self.ensure_season(
@@ -276,6 +298,30 @@ class AidflowClient:
                 existing=workflow_id,
             ) from None
         return workflow_id
+
+    async def _claim_exclusions(
+        self, programme: Programme, form: ApplicationForm, id_hash: str, workflow_id: str
+    ) -> list[FieldProblem]:
+        """Programmes that exclude each other: one claim per pair, student and year, so
+        that two submissions moments apart (two counties, two programmes) cannot both
+        pass a check on the read model, which has neither yet."""
+        assert self._claim_application is not None
+        for other in sorted(excluded_by(programme, self.programmes)):
+            pair = "+".join(sorted((programme.code, other)))
+            key = "excl:" + hashlib.sha256(pair.encode()).hexdigest()[:24]
+            holder = await asyncio.to_thread(
+                self._claim_application,
+                key,
+                form.season,
+                "",
+                id_hash,
+                workflow_id,
+                form.places.county_code,
+            )
+            if holder is not None:
+                first = holder.model_copy(update={"programme": holder.workflow_id.split("/")[0]})
+                return check_prior_applications(programme, workflow_id, [first], frozenset({other}))
+        return []
 
     async def submit_as(
         self, form: ApplicationForm, caller: Actor, *, received_at: datetime | None = None
@@ -601,6 +647,99 @@ class AidflowClient:
         )
         batches: list[BatchResult] = await query_when_ready(handle, SeasonWorkflow.batches)
         return batches
+
+    # ------------------------------------------------------------- rosters
+
+    async def decide_roster(
+        self,
+        programme: str,
+        season: int,
+        county_code: str,
+        req: RosterDecision,
+        round_: str = "",
+    ) -> RosterDecided:
+        """An office's word on a cohort's roster (models/roster.py): the roster tells each
+        student's application."""
+        wf = roster_workflow_id(programme, season, county_code, round_)
+        missing = f"no roster {wf}: no student of the cohort has reached a roster step yet"
+        return await self._update_on(wf, "decide", req, RosterDecided, missing)
+
+    async def _update_on(
+        self, wf: str, update: str, req: Any, result_type: type[T], missing: str
+    ) -> T:
+        """An update to a workflow other than an application (a roster, dated tasks): a
+        refusal as its reason; ``missing`` when the workflow does not exist."""
+        try:
+            result: T = await self.client.get_workflow_handle(wf).execute_update(
+                update, req, id=update_id(req), result_type=result_type
+            )
+        except WorkflowUpdateFailedError as e:
+            raise refused_by_workflow(e) from None
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND:
+                raise Refused(missing, kind="not_found") from None
+            raise Refused(f"{wf}: {e.message}") from None
+        return result
+
+    async def roster_view(
+        self, programme: str, season: int, county_code: str, round_: str = ""
+    ) -> RosterView:
+        """Where a cohort's roster stands (its search attributes: the history's, read from
+        the server, no workflow task) and each student's application with its stage."""
+        wf = roster_workflow_id(programme, season, county_code, round_)
+        try:
+            attrs = (await self.client.get_workflow_handle(wf).describe()).typed_search_attributes
+        except RPCError:
+            raise Refused(f"no roster {wf}", kind="not_found") from None
+        members = [
+            m
+            async for m in self.list(
+                programme=programme, season=season, round_=round_, county=county_code
+            )
+        ]
+        return RosterView(
+            workflow_id=wf,
+            phase=attrs.get(search.STAGE) or "",
+            waiting_for=attrs.get(search.WAITING_FOR) or "",
+            waiting_until=attrs.get(search.NEXT_DEADLINE),
+            overdue=bool(attrs.get(search.OVERDUE)),
+            members=sorted(members, key=lambda m: m.workflow_id),
+        )
+
+    # ------------------------------------------------------------- dated tasks
+
+    async def open_tasks(self, programme: str, year: int, county_code: str) -> str:
+        """Start the county's dated tasks of the programme's year if not running."""
+        inp = DatedTasksInput(
+            programme=self.programmes[programme], year=year, county_code=county_code
+        )
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await self.client.start_workflow(
+                "DatedTasksWorkflow",
+                inp,
+                id=inp.workflow_id,
+                task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                static_summary=f"{inp.programme.name_zh} {year} 工作任务 · county {county_code}",
+            )
+        return inp.workflow_id
+
+    async def report_task_done(
+        self, programme: str, year: int, county_code: str, req: TaskDone
+    ) -> TaskState:
+        wf = tasks_workflow_id(programme, year, county_code)
+        missing = f"no dated tasks {wf}: open them first"
+        return await self._update_on(wf, "report_done", req, TaskState, missing)
+
+    async def tasks(self, programme: str, year: int, county_code: str) -> list[TaskState]:
+        wf = tasks_workflow_id(programme, year, county_code)
+        try:
+            handle = self.client.get_workflow_handle(wf)
+            states: list[TaskState] = await handle.query("tasks", result_type=list[TaskState])
+        except RPCError:
+            raise Refused(f"no dated tasks {wf}", kind="not_found") from None
+        return states
 
     # ------------------------------------------------------------- reading
 

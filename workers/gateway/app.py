@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import Engine
@@ -44,7 +45,9 @@ from models.domain import ROLE_LEVEL, Level, Role
 from models.ids import season_workflow_id
 from models.notice import Evidence, NoticePostRequest, NoticeStatus
 from models.payout import BatchResult, FundsArrivalResult, FundsRequestSummary, ReportFiles
+from models.roster import RosterDecided, RosterDecision
 from models.season import SeasonKey, season_label
+from models.tasks import TaskDone, TaskState
 from store import audit
 from store.sealing import Keys
 from store.status import read_status, read_trail
@@ -530,6 +533,92 @@ def create_app(
             raise Problem(422, f"season: {e}") from None
         workflow_id = await api.ensure_season(programme, s.year, county, round_=s.round)
         return {"season_workflow_id": workflow_id}
+
+    # ----------------------------------------------------------------- rosters
+
+    @app.post("/v1/rosters/{programme}/{season}/{county}/decisions", tags=["rosters"])
+    async def decide_roster(
+        programme: str,
+        season: str,
+        county: str,
+        body: b.RosterDecisionBody,
+        who: Office,
+        key: IdempotencyKey = None,
+    ) -> RosterDecided:
+        """An office's word on a cohort's roster (``season``: ``2027-undergraduate``): the
+        students it names one by one, and what happens to the rest waiting at the stage
+        (``approve``; ``from_rolls``: the civil-affairs rolls answer; ``none``). The roster
+        refuses a word from the wrong office or place, or naming a student not waiting."""
+        s = season_of(programme, season)
+        req = build(RosterDecision, body, who, key)
+        return await api.decide_roster(programme, s.year, county, req, round_=s.round)
+
+    @app.get("/v1/rosters/{programme}/{season}/{county}", tags=["rosters"])
+    async def roster_view(programme: str, season: str, county: str, who: Office) -> dict[str, Any]:
+        """Where the cohort's roster stands, whom it waits for until when, and each
+        student's application with its stage."""
+        within_callers_place(who, "reads no roster", county=county)
+        s = season_of(programme, season)
+        view = await api.roster_view(programme, s.year, county, round_=s.round)
+        return {
+            **asdict(view),
+            "waiting_until": view.waiting_until.isoformat() if view.waiting_until else None,
+            "members": [
+                {
+                    **asdict(m),
+                    "next_deadline": m.next_deadline.isoformat() if m.next_deadline else None,
+                }
+                for m in view.members
+            ],
+        }
+
+    # ------------------------------------------------------------ dated tasks
+
+    def programme_known(programme: str) -> None:
+        if programme not in api.programmes:
+            raise Problem(404, f"no programme {programme} (known: {', '.join(api.programmes)})")
+        if not api.programmes[programme].dated_tasks:
+            raise Problem(404, f"{programme} has no dated tasks")
+
+    @app.post("/v1/tasks/{programme}/{year}/{county}", tags=["tasks"], status_code=201)
+    async def open_tasks(
+        programme: str, year: Annotated[int, PathParam(ge=2000, le=2100)], county: str, who: Office
+    ) -> dict[str, str]:
+        """The county opens the programme's dated tasks of the year (reminders before each
+        date, overdue after it); opening them again changes nothing."""
+        county_only(who, county)
+        programme_known(programme)
+        return {"tasks_workflow_id": await api.open_tasks(programme, year, county)}
+
+    @app.post("/v1/tasks/{programme}/{year}/{county}/{key}/done", tags=["tasks"])
+    async def task_done(
+        programme: str,
+        year: Annotated[int, PathParam(ge=2000, le=2100)],
+        county: str,
+        key: str,
+        body: b.TaskDoneBody,
+        who: Office,
+        idempotency: IdempotencyKey = None,
+    ) -> TaskState:
+        """The responsible office reports a task done (late is taken, and marked late)."""
+        programme_known(programme)
+        req = TaskDone.model_validate(
+            {
+                **body.model_dump(exclude_unset=True, exclude={"request_id"}),
+                "request_id": request_id(body, idempotency),
+                "actor": who.actor,
+                "key": key,
+            }
+        )
+        return await api.report_task_done(programme, year, county, req)
+
+    @app.get("/v1/tasks/{programme}/{year}/{county}", tags=["tasks"])
+    async def tasks(
+        programme: str, year: Annotated[int, PathParam(ge=2000, le=2100)], county: str, who: Office
+    ) -> list[TaskState]:
+        within_callers_place(who, "reads no tasks", county=county)
+        programme_known(programme)
+        return await api.tasks(programme, year, county)
 
     @app.post(
         "/v1/seasons/{programme}/{season}/{county}/funds-requests", tags=["funds"], status_code=201

@@ -189,8 +189,8 @@ def _network(host: str) -> str:
 
 
 # A place's code shares the first digits of the one it lies in: a county's six, a
-# township's nine, a village's all twelve.
-PLACE_DIGITS = {Level.COUNTY: 6, Level.TOWNSHIP: 9, Level.VILLAGE: 12}
+# township's nine, a village's all twelve; a province's two.
+PLACE_DIGITS = {Level.PROVINCE: 2, Level.COUNTY: 6, Level.TOWNSHIP: 9, Level.VILLAGE: 12}
 
 
 def within_callers_place(who: Caller, what: str, **codes: str | None) -> Level:

@@ -18,6 +18,7 @@ from models.application import (
     ReceiptRecord,
     WithdrawalRequest,
 )
+from models.roster import RosterDecision
 from models.text import Line, Name, RequestId
 
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:  # built at run time from the requests; to the type checker, m
     ResolutionBody: TypeAlias = BaseModel
     WithdrawalBody: TypeAlias = BaseModel
     ReceiptBody: TypeAlias = BaseModel
+    RosterDecisionBody: TypeAlias = BaseModel
 else:
     DecisionBody = _body(DecisionRequest, "DecisionBody")
     CorrectionBody = _body(CorrectionRequest, "CorrectionBody")
@@ -47,6 +49,16 @@ else:
     ResolutionBody = _body(ObjectionResolution, "ResolutionBody")
     WithdrawalBody = _body(WithdrawalRequest, "WithdrawalBody")
     ReceiptBody = _body(ReceiptRecord, "ReceiptBody")
+    RosterDecisionBody = _body(RosterDecision, "RosterDecisionBody")
+
+
+class TaskDoneBody(BaseModel):
+    """A dated task reported done (its key is in the path)."""
+
+    model_config = ConfigDict(extra="forbid")
+    request_id: RequestId | None = None
+    note: str = Field(default="", max_length=2000)
+    evidence_ref: Line = ""
 
 
 class AccountBody(BaseModel):

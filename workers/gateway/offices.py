@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from models.application import Actor, ApplicationForm, ApplicationStatus, RequestResult
 from models.payout import FundsArrivalResult, FundsRequestSummary, ReportFiles
+from models.roster import RosterDecided
 from models.season import season_label
 from store import credentials
 from workers.client import Refused
@@ -132,6 +133,14 @@ class Offices:
         return RequestResult.model_validate(
             await self._send(f"/v1/applications/{wf}/account", body, actor)
         )
+
+    async def decide_roster(
+        self, programme: str, season: int, county: str, req: Any, *, round_: str = ""
+    ) -> RosterDecided:
+        body = req.model_dump(mode="json", exclude={"actor"}, exclude_defaults=True)
+        body["request_id"] = req.request_id
+        path = f"/v1/rosters/{programme}/{season_label(season, round_)}/{county}/decisions"
+        return RosterDecided.model_validate(await self._send(path, body, req.actor))
 
     async def request_funds(
         self, programme: str, season: int, county: str, actor: Actor, round_: str = ""

@@ -16,6 +16,7 @@ from workers.officials.notice import NoticeDesk, NoticePlan
 from workers.officials.payout import PayoutDesk
 from workers.officials.receipt import ReceiptDesk
 from workers.officials.review import ReviewDesk
+from workers.officials.roster import RosterDesk
 
 DESKS: dict[str, type[Desk[Any]]] = {
     "review": ReviewDesk,
@@ -23,6 +24,7 @@ DESKS: dict[str, type[Desk[Any]]] = {
     "funds": FundsDesk,
     "payout": PayoutDesk,
     "receipt": ReceiptDesk,
+    "roster": RosterDesk,
 }
 
 

@@ -36,6 +36,7 @@ from models.application import (
 )
 from models.calendar import WorkingCalendar
 from models.programme import Programme
+from models.roster import RosterDecided, RosterDecision
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -54,6 +55,16 @@ class Requests(Protocol):
     async def lodge_objection(self, wf: str, req: ObjectionRequest, /) -> RequestResult: ...
     async def resolve_objection(self, wf: str, req: ObjectionResolution, /) -> RequestResult: ...
     async def record_receipt(self, wf: str, req: ReceiptRecord, /) -> RequestResult: ...
+    async def decide_roster(
+        self,
+        programme: str,
+        season: int,
+        county: str,
+        req: RosterDecision,
+        /,
+        *,
+        round_: str = "",
+    ) -> RosterDecided: ...
     async def correct_account(
         self,
         wf: str,

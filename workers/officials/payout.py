@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime
 
 from models.application import Actor, ApplicationStatus, Places
+from models.domain import ROLE_NAME_ZH
 from models.programme import PayoutStep
 from workers.officials import people
 from workers.officials.base import Case, Desk, Floor, Season
@@ -31,7 +32,12 @@ class PayoutDesk(Desk[PayoutStep]):
             account_holder="户主",
             request_id=floor.request_id(st, what),
         )
-        floor.sent(st, what, "村委会更正一卡通账户 / village corrected the account")
+        who = self.step.account_corrected_by
+        floor.sent(
+            st,
+            what,
+            f"{ROLE_NAME_ZH.get(who, who.value)}更正一卡通账户 / {who.value.replace('_', ' ')} corrected the account",
+        )
         return True
 
     # ------------------------------------------------------------- simulator

@@ -26,6 +26,9 @@ _NAMES = {
     Role.COUNTY_EDUCATION_BUREAU: "县教育局资助中心",
     Role.COUNTY_FINANCE: "县财政局",
     Role.HIGH_SCHOOL: "高中资助办",
+    Role.CIVIL_AFFAIRS_BUREAU: "县民政局社会救助股",
+    Role.COUNTY_YOUTH_LEAGUE: "团县委",
+    Role.PROVINCIAL_YOUTH_LEAGUE: "团省委",
 }
 
 

@@ -20,6 +20,7 @@ from temporalio.client import Client
 from models.calendar import WorkingCalendar, end_of_day
 from models.programme import Programme
 from models.programmes import BUILTIN_PROGRAMMES
+from models.season import season_label
 from store.tables import AuditEntry
 from workers.client import AidflowClient, query_when_ready
 from workers.simulate.scenario import Scenario
@@ -251,7 +252,7 @@ def print_result(r: SimulationResult, console: Any) -> None:
 
     s = r.scenario
     console.print(
-        f"[bold]{BUILTIN_PROGRAMMES[s.programme].name_en} {s.season}[/bold]: {s.applications} applicants, seed {s.seed}, "
+        f"[bold]{BUILTIN_PROGRAMMES[s.programme].name_en} {season_label(s.season, s.round)}[/bold]: {s.applications} applicants, seed {s.seed}, "
         f"officials' delay x{s.officials_delay:g}, objections {s.objection_rate:.0%}, "
         f"returns {s.return_rate:.0%}, rejections {s.rejection_rate:.0%}/review, "
         f"closed accounts {s.bank_return_rate:.0%}, funds after {s.funds_delay_days} working days"

@@ -48,6 +48,7 @@ class Scenario:
     repayment_batch_delay: timedelta = timedelta(hours=1)
     concurrency: int = 1000
     programme: str = "county-subsidy"
+    round: str = ""  # of a programme with rounds (the freshman grant's cohort)
     unclaimed_rate: float = 0.03  # grants paid by signature that nobody comes to sign for
 
 

@@ -143,7 +143,7 @@ class SeasonSimulation:
         )
 
     async def run(self) -> None:
-        forms = applicants(self.s.applications, self.s.season, self.s.seed, self.programme.code)
+        forms = applicants(self.s.applications, self.s.season, self.s.seed, self.programme)
         self.county = forms[0].places.county_code
         opens, closes = window(self.programme, self.s.season, self.cal)
         self.window_closes = closes
@@ -174,7 +174,11 @@ class SeasonSimulation:
                 "forward from the wall clock, so simulate a season still to come"
             )
         self.season_id = await self.api.ensure_season(
-            self.programme.code, self.s.season, self.county, start_at=start
+            self.programme.code,
+            self.s.season,
+            self.county,
+            start_at=start,
+            round_=self.programme.round_key,
         )
         await self.clocks.started(self.season_id, start)
         for a in self.apps:
@@ -260,8 +264,11 @@ class SeasonSimulation:
     def _submitter(self, a: Applicant) -> Callable[[datetime], Coroutine[Any, Any, None]]:
         async def submit(at: datetime) -> None:
             by = None
-            if Role.HIGH_SCHOOL in self.programme.submitted_by:
+            submitter = self.programme.submitted_by[0]
+            if submitter is Role.HIGH_SCHOOL:
                 by = school_actor(a.form.places.school_code)
+            elif submitter is not Role.APPLICANT:  # an office enters its roster
+                by = people.official(submitter, a.form.places)
             try:
                 a.workflow_id = await self.api.submit(a.form, now=at, start_at=at, submitted_by=by)
             except Refused:
@@ -353,7 +360,12 @@ class SeasonSimulation:
         request_id = f"fr-{self.county[:6]}-{self.s.season}-{uuid.uuid4().hex[:6]}"
         summary = await self.again(
             lambda: self.api.request_funds(
-                self.programme.code, self.s.season, self.county, self._bureau, request_id
+                self.programme.code,
+                self.s.season,
+                self.county,
+                self._bureau,
+                request_id,
+                round_=self.programme.round_key,
             )
         )
         self.counts["funds requests"] += 1
@@ -396,6 +408,7 @@ class SeasonSimulation:
                 request_id,
                 total,
                 reference,
+                round_=self.programme.round_key,
             )
         )
         started = time.monotonic()

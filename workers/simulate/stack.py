@@ -169,7 +169,8 @@ async def run_simulation(
     cal = settings.build_calendar()
     started = time.monotonic()
     # The closed accounts are drawn from the scenario's seed before the stack starts.
-    programme = BUILTIN_PROGRAMMES[scenario.programme]
+    full = BUILTIN_PROGRAMMES[scenario.programme]
+    programme = full.for_round(scenario.round)  # the cohort's, for a programme with rounds
     forms = applicants(scenario.applications, scenario.season, scenario.seed, programme)
     rng = random.Random(scenario.seed ^ 0x5EED)
     closed = [
@@ -190,7 +191,7 @@ async def run_simulation(
             keys=deps.keys,
             calendar=cal,
             statement_lifetime=SKIPPED_CLOCK_LIFETIME,
-            programmes={programme.code: programme},
+            programmes={full.code: full},
             lookup_member=RegistryReader(deps.engine).lookup,
             lookup_applications=RegistryReader(deps.engine).applications,
             claim_application=RegistryReader(deps.engine).claim,

@@ -13,6 +13,7 @@ from workflows.steps.notice import NoticeRunner
 from workflows.steps.payout import PAYMENT_LIMIT, PaymentState, PayoutRunner
 from workflows.steps.receipt import ReceiptRunner
 from workflows.steps.review import ReviewRunner
+from workflows.steps.roster import RosterRunner
 
 RUNNERS: dict[str, type[StepRunner[Any]]] = {
     "review": ReviewRunner,
@@ -20,6 +21,7 @@ RUNNERS: dict[str, type[StepRunner[Any]]] = {
     "funds": FundsRunner,
     "payout": PayoutRunner,
     "receipt": ReceiptRunner,
+    "roster": RosterRunner,
 }
 
 

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from models.payout import AccountCorrection, FundsJoin, FundsRelease
     from models.programme import Programme
     from models.records import SeasonSchedule
+    from models.roster import RosterVerdict
     from models.steps import StepBase
     from workflows.steps.payout import PaymentState
 
@@ -274,3 +275,6 @@ class StepRunner(Generic[S]):
 
     def on_notice_scheduled(self, joined: NoticeJoined) -> None:
         """Ignored unless the step waits for that notice's posting."""
+
+    def on_roster_decided(self, verdict: RosterVerdict) -> None:
+        """Ignored unless the step waits for that roster's word."""

@@ -150,6 +150,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
             Level.TOWNSHIP: places.township_name,
             Level.COUNTY: places.county_name,
             Level.SCHOOL: places.school_name,
+            Level.PROVINCE: "",
         }[step.level]
         notice = NoticeInput(
             programme=app.programme.code,

@@ -1,0 +1,65 @@
+"""A Temporal client whose update-with-start carries aidflow's seal.
+
+An application joins a workflow that many share (its notice, its roster) from an
+activity, by update-with-start: a workflow cannot start another that outlives it. The
+joined workflow refuses a start or a join without aidflow's internal seal
+(workflows/authority.py); this client seals both, naming the activity's workflow as
+the sender.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import (
+    Client,
+    Interceptor,
+    OutboundInterceptor,
+    StartWorkflowUpdateWithStartInput,
+    WorkflowUpdateHandle,
+)
+
+from models.authority import SEAL_HEADER, body_digest, make_seal
+
+
+def sealed_client(client: Client, internal_key: bytes) -> Client:
+    config = client.config()
+    config["interceptors"] = [*config["interceptors"], _Sealing(internal_key, client)]
+    return Client(**config)
+
+
+class _Sealing(Interceptor):
+    def __init__(self, key: bytes, client: Client) -> None:
+        self._key = key
+        self._converter = client.data_converter.payload_converter
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        return _SealingOutbound(next, self)
+
+    def header(self, sender: str, target: str, message: str, args: Any) -> dict[str, Any]:
+        seal = make_seal(
+            self._key, sender=sender, target=target, message=message, digest=body_digest(args)
+        )
+        return {SEAL_HEADER: self._converter.to_payloads([seal])[0]}
+
+
+class _SealingOutbound(OutboundInterceptor):
+    def __init__(self, next: OutboundInterceptor, root: _Sealing) -> None:
+        super().__init__(next)
+        self._root = root
+
+    async def start_update_with_start_workflow(
+        self, input: StartWorkflowUpdateWithStartInput
+    ) -> WorkflowUpdateHandle[Any]:
+        sender = activity.info().workflow_id or "aidflow"
+        start, update = input.start_workflow_input, input.update_workflow_input
+        start.headers = {
+            **start.headers,
+            **self._root.header(sender, start.id, "start", start.args),
+        }
+        update.headers = {
+            **update.headers,
+            **self._root.header(sender, start.id, update.update, update.args),
+        }
+        return await super().start_update_with_start_workflow(input)
