@@ -606,19 +606,7 @@ class ReportActivities:
                     f"tasks/{req.programme.code}/{req.year}/{req.county_code}/"
                     f"{req.key}/{req.kind}/{i}"
                 )
-                if s.exec(select(OutboxMessage).where(OutboxMessage.dedupe_key == key)).first():
-                    continue
-                s.add(
-                    OutboxMessage(
-                        dedupe_key=key,
-                        channel="default",
-                        recipient=f"{role}@{req.county_code}",
-                        subject=subject,
-                        body=body,
-                        created_at=now,
-                        next_attempt_at=now,
-                    )
-                )
+                _tell_once(s, key, f"{role}@{req.county_code}", subject, body, now)
 
     @activity.defn(name="send_season_reminder")
     def send_season_reminder(self, req: ReminderRequest) -> None:
@@ -640,18 +628,22 @@ class ReportActivities:
             season = season_label(req.season, req.programme.round_key)
             for i, role in enumerate(dict.fromkeys(told)):
                 key = f"season/{req.programme.code}/{season}/{county}/reminder/{req.fixed_date_key}/{i}"
-                if (
-                    s.exec(select(OutboxMessage).where(OutboxMessage.dedupe_key == key)).first()
-                    is None
-                ):
-                    s.add(
-                        OutboxMessage(
-                            dedupe_key=key,
-                            channel="default",
-                            recipient=f"{role}@{county}",
-                            subject=subject,
-                            body=body,
-                            created_at=now,
-                            next_attempt_at=now,
-                        )
-                    )
+                _tell_once(s, key, f"{role}@{county}", subject, body, now)
+
+
+def _tell_once(
+    s: Session, key: str, recipient: str, subject: str, body: str, now: datetime
+) -> None:
+    """An office's message into the outbox, once for its key (a retry adds nothing)."""
+    if s.exec(select(OutboxMessage).where(OutboxMessage.dedupe_key == key)).first() is None:
+        s.add(
+            OutboxMessage(
+                dedupe_key=key,
+                channel="default",
+                recipient=recipient,
+                subject=subject,
+                body=body,
+                created_at=now,
+                next_attempt_at=now,
+            )
+        )

@@ -174,3 +174,19 @@ class AtOnce:
 
     def upholds(self, st: ApplicationStatus, objection_id: str) -> bool:
         return self._upholds
+
+
+def office_tokens(
+    engine: Any, authority_key: bytes, offices: dict[str, tuple[str, Role, str]]
+) -> dict[str, str]:
+    """An API key for each office (name -> (actor id, role, place)), as the gateway's
+    tests use them."""
+    from store import credentials
+
+    tokens = {}
+    for name, (actor, role, place) in offices.items():
+        _, token = credentials.create(
+            engine, authority_key, actor_id=actor, actor_name=actor, role=role, place_code=place
+        )
+        tokens[name] = token
+    return tokens

@@ -19,10 +19,9 @@ from temporalio.testing import WorkflowEnvironment
 from models import search
 from models.domain import Role
 from models.ids import tasks_workflow_id
-from store import credentials
 from store.tables import OutboxMessage
 from tests.conftest import AppStack
-from tests.support import COUNTY
+from tests.support import COUNTY, office_tokens
 from tests.test_application_workflow import cst
 from workers.gateway import create_app
 from workers.gateway.serving import serving_app
@@ -38,17 +37,7 @@ OFFICES = {
 
 @pytest_asyncio.fixture
 async def http(app_stack: AppStack) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
-    tokens = {}
-    for name, (actor, role, place) in OFFICES.items():
-        _, token = credentials.create(
-            app_stack.engine,
-            app_stack.deps.keys.authority,
-            actor_id=actor,
-            actor_name=actor,
-            role=role,
-            place_code=place,
-        )
-        tokens[name] = token
+    tokens = office_tokens(app_stack.engine, app_stack.deps.keys.authority, OFFICES)
     app = create_app(app_stack.api, app_stack.engine, app_stack.deps.keys, app_stack.deps.files_dir)
     async with serving_app(app) as url, httpx.AsyncClient(base_url=url, timeout=60) as client:
         yield client, {k: f"Bearer {v}" for k, v in tokens.items()}
