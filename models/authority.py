@@ -90,8 +90,7 @@ INTERNAL: dict[str, frozenset[str]] = {
     # ``join`` is an update: sealed by the join activity (activities/notices.py).
     "NoticeWorkflow": frozenset({"join", "member_changed", "posting_due"}),
     "SeasonWorkflow": frozenset({"repayment_ready"}),
-    # ``join`` is an update: sealed by the join activity (activities/roster.py).
-    "RosterWorkflow": frozenset({"join", "member_left"}),
+    "RosterWorkflow": frozenset({"member_joined", "member_left"}),
 }
 
 

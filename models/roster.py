@@ -1,9 +1,10 @@
 """A roster (名册): a cohort's list of students, decided on as a whole (the freshman grant).
 
 One RosterWorkflow per programme, season (the cohort is the season's round) and
-county. Each student is an application of its own (its trail, its notice, its
-payment); at a roster step (``models/steps/roster.py``) it joins its roster and waits
-for the roster's word. The office gives that word once, in one request that names the
+county, started by the gateway with the cohort's first student. Each student is an
+application of its own (its trail, its notice, its payment); at a roster step
+(``models/steps/roster.py``) it joins its roster (a message) and waits for the
+roster's word. The office gives that word once, in one request that names the
 students it decides differently from the rest (the civil-affairs bureau: the
 ineligible, and anyone its rolls do not answer for; the provincial Youth League: the
 students it takes off the list); the roster tells each student's application.
@@ -30,9 +31,6 @@ __all__ = [
     "RosterDecided",
     "RosterDecision",
     "RosterInput",
-    "RosterJoin",
-    "RosterJoinRequest",
-    "RosterJoined",
     "RosterLeft",
     "RosterMember",
     "RosterStatus",
@@ -76,27 +74,10 @@ class RosterMember(_Model):
     joined_at: datetime
 
 
-class RosterJoin(_Model):
-    member: RosterMember
-    attempt: int = 1
-
-
 class RosterLeft(_Model):
     """A student's application closed (withdrawn) while it waited for its roster."""
 
     workflow_id: str
-
-
-class RosterJoinRequest(RosterJoin):
-    """What the join activity takes: the join, and the roster to start if it is not running."""
-
-    roster: RosterInput
-
-
-class RosterJoined(_Model):
-    roster_id: str
-    stage: str
-    members_waiting: int
 
 
 class EntryVerdict(_Model):

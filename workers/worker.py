@@ -83,7 +83,7 @@ class Dependencies:
         )
         report = ReportActivities(self.engine, self.files_dir)
         notices = NoticeActivities(client, self.keys.internal, self.files_dir)
-        rosters = RosterActivities(self.engine, client, self.keys.internal)
+        rosters = RosterActivities(self.engine)
         return [
             cal.compute_season_schedule,
             cal.compute_reminder_times,
@@ -105,7 +105,6 @@ class Dependencies:
             report.send_task_notice,
             notices.join_notice,
             notices.write_notice_list,
-            rosters.join_roster,
             rosters.check_rolls,
         ]
 
@@ -223,7 +222,7 @@ def build_worker(
     joins = Worker(
         client,
         task_queue=notice_joins_queue(task_queue),
-        activities=[by_name.pop("join_notice"), by_name.pop("join_roster")],
+        activities=[by_name.pop("join_notice")],
         max_concurrent_activities=_JOIN_SLOTS,
         interceptors=options["interceptors"],
     )

@@ -65,7 +65,7 @@ with workflow.unsafe.imports_passed_through():
     from models.ids import season_workflow_id
     from models.notice import MemberChange, NoticeInput, NoticeJoined, NoticePosted, PostingDue
     from models.payout import FundsJoin, FundsRelease, PayItem, PaymentOutcome, PaymentSent
-    from models.roster import RosterInput, RosterLeft, RosterVerdict
+    from models.roster import RosterLeft, RosterMember, RosterVerdict
 
 # The body each signal carries. Its handler takes ``Any``: the SDK drops a signal whose
 # body does not decode into the handler's type without a word, so the body is decoded
@@ -86,6 +86,7 @@ BODIES: dict[str, type] = {
     "member_changed": MemberChange,
     "posting_due": PostingDue,
     "roster_decided": RosterVerdict,
+    "member_joined": RosterMember,
     "member_left": RosterLeft,
 }
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {
@@ -94,9 +95,8 @@ _ADAPTERS: dict[str, TypeAdapter[Any]] = {
 
 CONTINUED = "continue_as_new"
 # The workflows an application starts by joining them: their input's type, and a name.
-JOINED: dict[str, tuple[type[NoticeInput] | type[RosterInput], str]] = {
+JOINED: dict[str, tuple[type[NoticeInput], str]] = {
     "NoticeWorkflow": (NoticeInput, "notice"),
-    "RosterWorkflow": (RosterInput, "roster"),
 }
 # Clocks of gateway and worker apart by at most this much.
 _SKEW = timedelta(minutes=5)
@@ -382,8 +382,8 @@ def _start_problem(
         return None
     joined = JOINED.get(info.workflow_type)
     if joined is not None:
-        # Started by an application's joining (activities/notices.py, activities/roster.py),
-        # under its seal, and under the id its input names.
+        # Started by an application's joining (activities/notices.py), under its seal, and
+        # under the id its input names.
         kind, what = joined
         first = input.args[0] if input.args else None
         if isinstance(first, kind) and first.workflow_id != info.workflow_id:

@@ -43,8 +43,6 @@ with workflow.unsafe.imports_passed_through():
         RosterDecided,
         RosterDecision,
         RosterInput,
-        RosterJoin,
-        RosterJoined,
         RosterLeft,
         RosterMember,
         RosterStatus,
@@ -75,6 +73,7 @@ class RosterWorkflow:
         self._published: dict[str, Any] = {}
         self._deciding = asyncio.Lock()
         self._summary_passed = False
+        self._resend: list[tuple[str, RosterVerdict]] = []
 
     @workflow.run
     async def run(self, inp: RosterInput) -> list[RosterDecided]:
@@ -85,18 +84,27 @@ class RosterWorkflow:
             summary="the cohort's dates",
         )
         watchers = [asyncio.create_task(self._watch(step)) for step in self._steps]
+        watchers.append(asyncio.create_task(self._resend_forever()))
         self._describe()
         await sleep_until(self._schedule.due_at("summary"), "the programme's summary date")
         self._summary_passed = True
         # Past the summary date the roster stays while a student still waits for its word.
         await workflow.wait_condition(
-            lambda: not self._anyone_waiting() and workflow.all_handlers_finished(),
+            lambda: (
+                not self._anyone_waiting() and not self._resend and workflow.all_handlers_finished()
+            ),
             timeout_summary="students still waiting for the roster's word",
         )
         for w in watchers:
             w.cancel()
         self._describe()
         return list(self._decisions.values())
+
+    async def _resend_forever(self) -> None:
+        while True:
+            await workflow.wait_condition(lambda: bool(self._resend))
+            told, self._resend = self._resend, []
+            await signal_each("roster_decided", told, skip_gone=True)
 
     async def _watch(self, step: RosterStep) -> None:
         """At the step's date, a roster with students still waiting there is overdue."""
@@ -115,28 +123,21 @@ class RosterWorkflow:
 
     # ------------------------------------------------------------------ members
 
-    @workflow.update
-    async def join(self, j: RosterJoin) -> RosterJoined:
-        m = j.member
-        given = self._verdicts[m.stage].get(m.workflow_id)
+    @workflow.signal
+    def member_joined(self, m: Any = None) -> None:
+        """A student's application reached a roster step (a sealed message: many come
+        at once, in few workflow tasks)."""
+        if not isinstance(m, RosterMember) or m.stage not in self._waiting:
+            return
         self._members[m.workflow_id] = m
         self._left.discard(m.workflow_id)
+        given = self._verdicts[m.stage].get(m.workflow_id)
         if given is not None:
-            # A join again (its answer lost with a worker): the word it missed, again.
-            await signal_each("roster_decided", [(m.workflow_id, given)], skip_gone=True)
+            # Joined again (a replayed run of its step): the word it already had.
+            self._resend.append((m.workflow_id, given))
         else:
             self._waiting[m.stage][m.workflow_id] = m
         self._describe()
-        return RosterJoined(
-            roster_id=self._inp.workflow_id,
-            stage=m.stage,
-            members_waiting=len(self._waiting[m.stage]),
-        )
-
-    @join.validator
-    def _validate_join(self, j: RosterJoin) -> None:
-        if j.member.stage not in self._waiting:
-            raise Refused(f"{self._inp.workflow_id} takes no step {j.member.stage}")
 
     @workflow.signal
     def member_left(self, left: Any = None) -> None:

@@ -40,6 +40,7 @@ from models.application import (
     DecisionRequest,
     ObjectionRequest,
     ObjectionResolution,
+    Places,
     ReceiptRecord,
     RequestResult,
     TrailEvent,
@@ -76,8 +77,9 @@ from models.payout import (
 from models.planner import window
 from models.privacy import mask_account, mask_national_id
 from models.programme import Programme
-from models.roster import RosterDecided, RosterDecision
+from models.roster import RosterDecided, RosterDecision, RosterInput
 from models.season import season_label
+from models.steps import RosterStep
 from models.tasks import DatedTasksInput, TaskDone, TaskState
 from store.sealing import Keys
 from workers.client.errors import Refused, refused_by_workflow
@@ -135,6 +137,7 @@ class AidflowClient:
         self.payout_batch_size = SeasonInput.model_fields["payout_batch_size"].default
         self.season_continue_after_events = 0
         self._seasons: set[str] = set()
+        self._rosters: set[str] = set()  # the rosters this client has started or found
         # R10: what this client sends carries a statement signed with the deployment's
         # authority key for the actor it acts for (workers/signing.py); the workers
         # refuse what does not. ``statement_lifetime``: longer only where the workflows'
@@ -237,6 +240,8 @@ class AidflowClient:
             start_at=start_at,
             round_=form.round,
         )
+        if programme.find_step(RosterStep) is not None:
+            await self.ensure_roster(programme, form.season, form.places)
         applicant = ApplicantRecord(
             name=form.applicant_name,
             national_id_masked=mask_national_id(form.national_id),
@@ -555,6 +560,33 @@ class AidflowClient:
             )
         self._seasons.add(wf_id)
         return wf_id
+
+    async def ensure_roster(self, programme: Programme, season: int, places: Places) -> str:
+        """Start the cohort's roster if it is not running (its students join it by a
+        message when they reach a roster step: many at once, which updates could not
+        take: a workflow has at most ten updates in flight)."""
+        inp = RosterInput(
+            programme=programme,
+            season=season,
+            county_code=places.county_code,
+            county_name=places.county_name,
+        )
+        if inp.workflow_id in self._rosters:
+            return inp.workflow_id
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await self.client.start_workflow(
+                "RosterWorkflow",
+                inp,
+                id=inp.workflow_id,
+                task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                static_summary=(
+                    f"{places.county_name or places.county_code} {programme.name_zh}名册 "
+                    f"{season_label(season, programme.round_key)}"
+                ),
+            )
+        self._rosters.add(inp.workflow_id)
+        return inp.workflow_id
 
     async def request_funds(
         self,

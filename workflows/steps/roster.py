@@ -1,15 +1,13 @@
-"""A roster step: the application joins its cohort's roster (a RosterWorkflow, started
-if it is not running) and waits for the roster's word on it, given once by the office
-of the step for the whole list (models/roster.py). The word is recorded here, in the
+"""A roster step: the application joins its cohort's roster (a RosterWorkflow, started by
+the gateway with the cohort's first student) and waits for the roster's word on it,
+given once by the office of the step for the whole list (models/roster.py). The word is recorded here, in the
 student's own trail, under the official who gave it."""
 
 from __future__ import annotations
 
 import contextlib
-from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import FailureError
 
 from workflows.steps.base import StepRunner, role_words
@@ -17,36 +15,24 @@ from workflows.steps.base import StepRunner, role_words
 with workflow.unsafe.imports_passed_through():
     from models.application import SYSTEM
     from models.domain import RELIEF_CATEGORY_ZH, ROLE_NAME_ZH
-    from models.notice import notice_joins_queue
+    from models.ids import roster_workflow_id
     from models.records import NotificationIntent
-    from models.roster import (
-        RosterInput,
-        RosterJoined,
-        RosterJoinRequest,
-        RosterLeft,
-        RosterMember,
-        RosterVerdict,
-    )
+    from models.roster import RosterLeft, RosterMember, RosterVerdict
     from models.steps import RosterStep
-
-_JOIN = timedelta(seconds=10)
-_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
 class RosterRunner(StepRunner[RosterStep]):
     verdict: RosterVerdict | None = None
     roster_id: str | None = None
+    closed_roster = False
 
     async def run(self) -> None:
         app, step = self.app, self.step
         a, places = app.inp.applicant, app.inp.places
-        roster = RosterInput(
-            programme=app.programme,
-            season=app.inp.season,
-            county_code=places.county_code,
-            county_name=places.county_name,
+        roster_id = roster_workflow_id(
+            app.programme.code, app.inp.season, places.county_code, app.programme.round_key
         )
-        self.roster_id = roster.workflow_id
+        self.roster_id = roster_id
         member = RosterMember(
             workflow_id=app.inp.workflow_id,
             name=a.name,
@@ -57,25 +43,31 @@ class RosterRunner(StepRunner[RosterStep]):
             stage=step.stage,
             joined_at=workflow.now(),
         )
-        # By name: importing activities.roster here sends mypy round an import cycle in
-        # which the workflow classes' handles lose their types (workers/client/api.py).
-        joined = await workflow.execute_activity(
-            "join_roster",
-            RosterJoinRequest(roster=roster, member=member),
-            result_type=RosterJoined,
-            task_queue=notice_joins_queue(workflow.info().task_queue),
-            start_to_close_timeout=_JOIN,
-            retry_policy=_RETRY,
-            summary=f"join the roster {roster.workflow_id} for the {step.label_en}",
-        )
-        if self.verdict is None and not app.closed:  # the word may have come first
+        # A message, not an update: a cohort's students reach the step together, and a
+        # workflow takes at most ten updates at a time (the dev server refused the rest
+        # and the SDK asked again at once: at 300 students the roster never caught up).
+        try:
+            await workflow.get_external_workflow_handle(roster_id).signal("member_joined", member)
+        except FailureError:
+            # Its roster has closed (past the programme's summary date): said, and the
+            # application waits where operators see it.
+            self.closed_roster = True
+            app.record(
+                "refused",
+                SYSTEM,
+                f"名册 {roster_id} 已关闭，无法列入 / the roster {roster_id} "
+                "has closed: the student could not join it",
+                {"roster": roster_id},
+            )
+            app.publish()
+        else:
             who = ROLE_NAME_ZH.get(step.role, "")
             app.record(
                 "roster_joined",
                 SYSTEM,
-                f"已列入名册 {joined.roster_id}，待{who}{step.label_zh} / on the roster "
-                f"{joined.roster_id}, waiting for the {step.label_en}",
-                {"roster": joined.roster_id, "members_waiting": joined.members_waiting},
+                f"已列入名册 {roster_id}，待{who}{step.label_zh} / on the roster "
+                f"{roster_id}, waiting for the {step.label_en}",
+                {"roster": roster_id},
             )
             app.publish()
         await workflow.wait_condition(lambda: self.verdict is not None or app.closed)
@@ -83,7 +75,7 @@ class RosterRunner(StepRunner[RosterStep]):
             # Awaited here, before the application can complete: a signal still in
             # flight when its sender completes was never delivered (seen on the dev server).
             with contextlib.suppress(FailureError):
-                await workflow.get_external_workflow_handle(roster.workflow_id).signal(
+                await workflow.get_external_workflow_handle(roster_id).signal(
                     "member_left", RosterLeft(workflow_id=app.inp.workflow_id)
                 )
 
