@@ -72,7 +72,7 @@ class RosterWorkflow:
         self._schedule: SeasonSchedule | None = None
         self._published: dict[str, Any] = {}
         self._deciding = asyncio.Lock()
-        self._summary_passed = False
+        self._window_closed = False  # the roster is built: its timer fired
         self._resend: list[tuple[str, RosterVerdict]] = []
 
     @workflow.run
@@ -85,9 +85,9 @@ class RosterWorkflow:
         )
         watchers = [asyncio.create_task(self._watch(step)) for step in self._steps]
         watchers.append(asyncio.create_task(self._resend_forever()))
+        watchers.append(asyncio.create_task(self._close_window()))
         self._describe()
         await sleep_until(self._schedule.due_at("summary"), "the programme's summary date")
-        self._summary_passed = True
         # Past the summary date the roster stays while a student still waits for its word.
         await workflow.wait_condition(
             lambda: (
@@ -99,6 +99,12 @@ class RosterWorkflow:
             w.cancel()
         self._describe()
         return list(self._decisions.values())
+
+    async def _close_window(self) -> None:
+        assert self._schedule is not None
+        await sleep_until(self._schedule.window_closes_at, "the roster built (window closes)")
+        self._window_closed = True
+        self._describe()
 
     async def _resend_forever(self) -> None:
         while True:
@@ -317,10 +323,8 @@ class RosterWorkflow:
         for step in self._steps:
             if self._waiting[step.stage]:
                 return step.stage, step.role, schedule.due_at(step.due) if schedule else None
-        if schedule is not None and not self._summary_passed:
-            last = max(m.joined_at for m in self._members.values()) if self._members else None
-            if last is None or last < schedule.window_closes_at:
-                return BUILDING, self._inp.programme.submitted_by[0], schedule.window_closes_at
+        if schedule is not None and not self._window_closed:
+            return BUILDING, self._inp.programme.submitted_by[0], schedule.window_closes_at
         return DECIDED, None, None
 
     def _words(self) -> tuple[str, str]:

@@ -80,6 +80,11 @@ class RosterRunner(StepRunner[RosterStep]):
                 )
 
     def details(self) -> tuple[str, str]:
+        if self.closed_roster:
+            return (
+                f"名册 {self.roster_id} 已关闭，无法列入，请联系县教育局",
+                f"the roster {self.roster_id} has closed: the student could not join it",
+            )
         who = ROLE_NAME_ZH.get(self.step.role, "")
         return (
             f"等待{who}对名册作出{self.step.label_zh}",
