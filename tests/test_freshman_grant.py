@@ -338,20 +338,24 @@ async def test_a_student_withdrawn_while_waiting_leaves_the_roster(
     ug = Cohort(app_stack, ts_env, "undergraduate")
     stays = await ug.enter(921, EducationLevel.UNDERGRADUATE_FULL_TIME)
     leaves = await ug.enter(922, EducationLevel.UNDERGRADUATE_FULL_TIME)
-    for c in ug.cases:
-        await c.wait_for(lambda s: "roster/" in s.details_en, "on the roster")
+    roster = app_stack.api.client.get_workflow_handle(ug.roster_id)
+
+    def waiting_on_roster(n: int) -> Any:
+        async def check() -> bool:
+            st = await roster.query("status", result_type=RosterStatus)
+            return f"{n} waiting for the civil affairs bureau" in st.details_en
+
+        return check
+
+    # Both joined (their messages delivered, not merely sent: a student's details name
+    # its roster from the moment it sends its message).
+    await eventually(waiting_on_roster(2), "both students on the roster")
     await app_stack.api.withdraw(
         leaves.wf,
         WithdrawalRequest(request_id=rid(), actor=applicant_of(leaves.wf), reason="已入伍"),
     )
     await leaves.at_stage("withdrawn")
-    roster = app_stack.api.client.get_workflow_handle(ug.roster_id)
-
-    async def one_waiting() -> bool:
-        st = await roster.query("status", result_type=RosterStatus)
-        return "1 waiting for the civil affairs bureau" in st.details_en
-
-    await eventually(one_waiting, "the roster counts the withdrawn student out")
+    await eventually(waiting_on_roster(1), "the roster counts the withdrawn student out")
     # The roster no longer counts it; a word naming it is refused, naming it.
     with pytest.raises(
         Refused, match=f"not waiting for civil_affairs_check on this roster: {leaves.wf}"
