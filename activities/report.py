@@ -22,6 +22,7 @@ from models.tasks import TaskNoticeRequest
 from store import cells
 from store.cells import WORKBOOK_OPTIONS
 from store.db import one_writer
+from store.recovery import recovery_list
 from store.tables import ApplicationRow, AuditEntry, OutboxMessage, Payment, Place
 
 
@@ -86,6 +87,8 @@ class SeasonReport(BaseModel):
     # The yearly aid ledger's totals for the county's registered-poor students: per
     # programme (every programme, not only this one), students and CNY.
     ledger_totals: dict[str, dict[str, int]] = {}
+    # 追回: paid grants cancelled (a report proved true), open until recovered.
+    recoveries: list[dict[str, Any]] = []
 
 
 # Stages an application reaches only after the county approved it.
@@ -261,6 +264,10 @@ def build_report(
         unclaimed=unclaimed,
         **_coverage(engine, programme, season, county_code, round_),
         ledger_totals=_ledger_totals(engine, season, county_code),
+        recoveries=[
+            {**r, "village": places.get(r["village"], r["village"])}
+            for r in recovery_list(engine, programme, season, county_code, round_)
+        ],
     )
 
 
@@ -413,6 +420,27 @@ def to_markdown(r: SeasonReport) -> str:
             if r.ledger_totals
             else []
         ),
+        *(
+            [
+                "## 追回名单 / recovery list (paid grants cancelled)",
+                "",
+                f"Open: {sum(1 for x in r.recoveries if x['status'] == 'open')} "
+                f"({sum(x['amount_cny'] for x in r.recoveries if x['status'] == 'open'):,} CNY); "
+                f"recovered: {sum(1 for x in r.recoveries if x['status'] == 'recovered')}.",
+                "",
+                "| applicant | ID | village | CNY | reason | cancelled | status | reference |",
+                "|---|---|---|---:|---|---|---|---|",
+                *[
+                    f"| {x['applicant']} | {x['id']} | {x['village']} | {x['amount_cny']:,} | "
+                    f"{x['reason']} | {x['cancelled_at']} | "
+                    f"{'已追回 recovered' if x['status'] == 'recovered' else '待追回 open'} | {x['reference']} |"
+                    for x in r.recoveries
+                ],
+                "",
+            ]
+            if r.recoveries
+            else []
+        ),
         "## Final roster / 花名册",
         "",
         "| No. | name | ID | village | township | university | CNY | bank | account |",
@@ -487,6 +515,35 @@ def write_report(r: SeasonReport, out_dir: Path) -> ReportFiles:
             [
                 [c["village"], c["eligible"], c["applied"], c["paid"], c["not_applied"]]
                 for c in r.coverage
+            ],
+        )
+    if r.recoveries:
+        sheet(
+            "recovery",
+            [
+                "workflow id",
+                "applicant",
+                "ID",
+                "village",
+                "CNY",
+                "reason",
+                "cancelled",
+                "status",
+                "reference",
+            ],
+            [
+                [
+                    x["workflow_id"],
+                    x["applicant"],
+                    x["id"],
+                    x["village"],
+                    x["amount_cny"],
+                    x["reason"],
+                    x["cancelled_at"],
+                    x["status"],
+                    x["reference"],
+                ]
+                for x in r.recoveries
             ],
         )
     sheet(

@@ -113,6 +113,16 @@ def request_key(req: BaseModel) -> str:
 SYSTEM = Actor(id="aidflow", name="aidflow", role=Role.SYSTEM)
 
 
+class Consent(_Model):
+    """The family's consent to an official submitting for it (Rain and Dew): who gave it,
+    in what relation to the student, when, and how."""
+
+    given_by: Name
+    relation: Annotated[Line, Field(min_length=1, max_length=20)]  # 本人, 父亲, 母亲, 监护人...
+    given_at: datetime
+    how: Literal["signed_form", "in_person", "phone"] = "signed_form"
+
+
 class ApplicationForm(_Model):
     """An application as a service or the CLI submits it (validated at the boundary, R5)."""
 
@@ -134,6 +144,8 @@ class ApplicationForm(_Model):
     account_number: str = Field(pattern=r"^\d{12,19}$")
     account_holder: Name
     documents: dict[DocumentKind, int] = Field(default_factory=dict)
+    # Required when an office submits for the family (Programme.on_behalf_with_consent).
+    consent: Consent | None = None
 
 
 class ApplicantRecord(_Model):
@@ -175,6 +187,8 @@ class ApplicationInput(_Model):
     # The office that received a paper form and dated it (R10: only an office's
     # credential sets ``submitted_at`` in the past); None when submitted online.
     received_by: Actor | None = None
+    # The family's consent, when an office submitted for it.
+    consent: Consent | None = None
     calendar: str = "state-council"
 
 
@@ -185,6 +199,15 @@ class ApplicationInput(_Model):
 class _Request(_Model):
     request_id: RequestId
     actor: Actor
+
+
+class CancellationRequest(_Request):
+    """The grant cancelled by the programme's office (``Programme.cancelled_by``): a
+    report from the public or an objection proved true (Rain and Dew). Before payment
+    the application ends cancelled; after it, the amount goes onto the recovery list."""
+
+    reason: Annotated[LongText, Field(min_length=1)]
+    report_ref: Annotated[Line, Field(max_length=100)] = ""  # the report's or objection's reference
 
 
 class DecisionRequest(_Request):
@@ -272,6 +295,7 @@ TrailKind = Literal[
     "correction",
     "notice_scheduled",
     "roster_joined",
+    "cross_check",
     "notice_posted",
     "notice_ended",
     "objection_lodged",
@@ -281,6 +305,7 @@ TrailKind = Literal[
     "at_risk",
     "refused",
     "withdrawn",
+    "cancelled",
     "funds",
     "payment",
     "receipt",

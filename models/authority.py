@@ -68,12 +68,14 @@ REQUESTS: dict[str, frozenset[str]] = {
             ),
             "record_receipt",
             "correct_account",
+            "cancel",
         }
     ),
     "SeasonWorkflow": frozenset({"request_funds", "funds_arrived"}),
     "NoticeWorkflow": frozenset({"post"}),
     "RosterWorkflow": frozenset({"decide"}),
     "DatedTasksWorkflow": frozenset({"report_done"}),
+    "RecoveryWorkflow": frozenset({"cancel", "recovered"}),
 }
 INTERNAL: dict[str, frozenset[str]] = {
     "ApplicationWorkflow": frozenset(

@@ -74,6 +74,16 @@ class EducationLevel(StrEnum):
     PART_TIME = "part_time"
 
 
+EDUCATION_LEVEL_ZH: dict[EducationLevel, str] = {
+    EducationLevel.UNDERGRADUATE_FULL_TIME: "全日制本科",
+    EducationLevel.JUNIOR_COLLEGE_FULL_TIME: "专科",
+    EducationLevel.SECONDARY_VOCATIONAL: "中职",
+    EducationLevel.HIGHER_VOCATIONAL: "高职",
+    EducationLevel.POSTGRADUATE: "研究生",
+    EducationLevel.PART_TIME: "非全日制",
+}
+
+
 class HouseholdCategory(StrEnum):
     REGISTERED_POOR = "registered_poor"  # 建档立卡贫困户
     MINIMUM_SUBSISTENCE = "minimum_subsistence"  # 低保户
@@ -156,9 +166,12 @@ class Stage(StrEnum):
     RECEIVED = "received"  # signed for in person (签领)
     REJECTED = "rejected"
     WITHDRAWN = "withdrawn"
+    CANCELLED = "cancelled"  # the grant cancelled: a report or objection proved true (Rain and Dew)
 
 
-TERMINAL_STAGES = frozenset({Stage.PAID, Stage.RECEIVED, Stage.REJECTED, Stage.WITHDRAWN})
+TERMINAL_STAGES = frozenset(
+    {Stage.PAID, Stage.RECEIVED, Stage.REJECTED, Stage.WITHDRAWN, Stage.CANCELLED}
+)
 
 STAGE_NAME_ZH: dict[str, str] = {
     Stage.VILLAGE_REVIEW: "村委会初审",
@@ -176,6 +189,7 @@ STAGE_NAME_ZH: dict[str, str] = {
     Stage.RECEIVED: "已签领",
     Stage.REJECTED: "未通过",
     Stage.WITHDRAWN: "已撤回",
+    Stage.CANCELLED: "已取消资助",
 }
 
 STAGE_NAME_EN: dict[str, str] = {
@@ -194,4 +208,5 @@ STAGE_NAME_EN: dict[str, str] = {
     Stage.RECEIVED: "received (signed for)",
     Stage.REJECTED: "rejected",
     Stage.WITHDRAWN: "withdrawn",
+    Stage.CANCELLED: "cancelled (fraud proven)",
 }

@@ -30,3 +30,9 @@ def roster_workflow_id(programme: str, season: int, county_code: str, round_: st
 def tasks_workflow_id(programme: str, year: int, county_code: str) -> str:
     """A county's dated tasks of a programme's year: ``tasks/freshman-grant/2027/620721``."""
     return f"tasks/{programme}/{year}/{county_code[:6]}"
+
+
+def recovery_workflow_id(application_id: str) -> str:
+    """A paid grant cancelled, until its money is recovered (追回):
+    ``recovery/rain-and-dew/2027-spring/341225/<hash>``."""
+    return f"recovery/{application_id}"

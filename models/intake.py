@@ -75,14 +75,18 @@ def check_prior_applications(
         if p.workflow_id == workflow_id or p.stage in NOT_COUNTED:
             continue  # the same application (a repeat: answered by its workflow), or ended
         if p.programme == programme.code:
-            if p.round != programme.round_key or not programme.one_per_student_per_season:
+            if not programme.one_per_student_per_season:
+                continue
+            if p.round != programme.round_key and not programme.one_per_student_per_year:
                 continue
             problems.append(
                 FieldProblem(
                     field="national_id",
                     problem=(
-                        f"already applied to {programme.code} this season in county "
-                        f"{p.county_code} ({p.workflow_id}, {p.stage}): one a student a season"
+                        f"already applied to {programme.code} this "
+                        f"{'year' if programme.one_per_student_per_year else 'season'} in "
+                        f"county {p.county_code} ({p.workflow_id}, {p.stage}): one a student a "
+                        f"{'year' if programme.one_per_student_per_year else 'season'}"
                     ),
                 )
             )
@@ -125,7 +129,7 @@ def check_application(
     id_problem = national_id_problem(form.national_id)
     if id_problem:
         problems.append(FieldProblem(field="national_id", problem=id_problem))
-    elif programme.eligibility.household_categories:
+    elif programme.household_checked_at_intake:
         member = lookup_member(form.national_id)
         eligible = programme.eligibility.household_categories
         if member is None:
@@ -186,7 +190,28 @@ def check_application(
                 field="places.school_code", problem="the submitting high school is required"
             )
         )
-    if submitted_by.role not in programme.submitted_by:
+    if submitted_by.role in programme.on_behalf_with_consent:
+        # An official for the family: only with its consent, and only at its own place.
+        if form.consent is None:
+            problems.append(
+                FieldProblem(
+                    field="consent",
+                    problem=f"{submitted_by.role.value} submits for the family only with its "
+                    "consent: who gave it, their relation, when",
+                )
+            )
+        elif form.consent.given_at > now:
+            problems.append(FieldProblem(field="consent.given_at", problem="is in the future"))
+        level = ROLE_LEVEL.get(submitted_by.role)
+        if level is not None and submitted_by.place_code != form.places.code_at(level):
+            problems.append(
+                FieldProblem(
+                    field="submitted_by",
+                    problem=f"{submitted_by.role.value} {submitted_by.place_code} may not "
+                    f"submit for {level.value} {form.places.code_at(level) or '(none)'}",
+                )
+            )
+    elif submitted_by.role not in programme.submitted_by:
         allowed = " or the ".join(r.value for r in programme.submitted_by)
         problems.append(
             FieldProblem(

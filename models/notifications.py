@@ -29,6 +29,10 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "{name}同学：您的{programme}申请已列入{notice}，公示至 {ends_at}{provisional_note}。",
     ),
     "rejected": ("申请未通过", "{name}同学：您的{programme}申请在{stage}未通过，原因：{reason}。"),
+    "cancelled": (
+        "资助已取消",
+        "{name}同学：经核实，您的{programme}资助已取消，原因：{reason}。如已发放，须予追回。",
+    ),
     "returned": (
         "申请退回更正",
         "{name}同学：您的{programme}申请在{stage}被退回更正，原因：{reason}。请更正后重新提交。",

@@ -175,6 +175,15 @@ class Programme(_Frozen):
     always_told: tuple[Role, ...] = (Role.COUNTY_EDUCATION_BUREAU,)
     corrections: CorrectionRule = CorrectionRule()
     one_per_student_per_season: bool = True
+    # With rounds: one application a student a year across its rounds (Rain and Dew pays
+    # the same child once a year), not one a round.
+    one_per_student_per_year: bool = False
+    # Offices that may submit for the family, with its consent (recorded: who gave it,
+    # when): Rain and Dew's township or education official, or the village's cadre.
+    on_behalf_with_consent: tuple[Role, ...] = ()
+    # The office that cancels a grant when a report or objection proves true, before or
+    # after payment (after: the amount goes onto the recovery list). None: no such step.
+    cancelled_by: Role | None = None
     # Programmes a student cannot have beside this one in the same season (either way
     # round: models/intake.excluded_by); the second is refused naming the first.
     excludes: tuple[str, ...] = ()
@@ -241,6 +250,19 @@ class Programme(_Frozen):
                 "round_key": chosen.key,
             }
         )
+
+    @property
+    def household_checked_at_intake(self) -> bool:
+        """Intake refuses a student not on the registered-poor registry, unless a step
+        checks the registry later (a cross-check, whose finding an office may overrule)."""
+        later = any("poor_households" in getattr(s, "against", ()) for s in self.steps)
+        return bool(self.eligibility.household_categories) and not later
+
+    @property
+    def claim_round(self) -> str:
+        """The round a student's one application is claimed in: none where the programme
+        takes one a year across its rounds."""
+        return "" if self.one_per_student_per_year else self.round_key
 
     def tasks_view(self) -> Programme:
         """The programme with its dated tasks among its fixed dates: what the calendar's

@@ -3,8 +3,9 @@
 Who studies at which level comes from enrolment data, imported as dated snapshots
 (``aidflow registry import --kind enrolment --as-of DATE``), each a whole list as of its
 date: coverage reads the newest, and a student missing from it is no longer counted.
-(One source today; a second, such as Rain and Dew's vocational registry, needs its
-snapshots kept apart by source, newest of each.)
+Two registers are kept apart, newest of each: the general enrolment data and the
+vocational enrolment registry (``--kind vocational-enrolment``), which Rain and Dew's
+cross-check and coverage read.
 
 A programme's eligible students at a place are the registered-poor members of active
 households there whose enrolment is at one of the programme's levels (in the first
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import and_, delete, func, select
 from sqlalchemy.engine import Engine
@@ -37,6 +38,8 @@ from store.importing import (
 )
 from store.tables import ApplicationRow, Enrolment, Household, HouseholdMember, Place
 
+Register = Literal["enrolment", "vocational"]
+VOCATIONAL_LEVELS = (EducationLevel.SECONDARY_VOCATIONAL, EducationLevel.HIGHER_VOCATIONAL)
 ENROLMENT_COLUMNS = ("national_id", "name", "school", "education_level", "year_of_study")
 PAID_STAGES = ("paid", "received")
 
@@ -53,14 +56,20 @@ def import_enrolment(
     hash_id: Callable[[str], str],
     *,
     as_of: date,
+    register: Register = "enrolment",
     skip_bad: bool = False,
 ) -> ImportReport:
-    """Import one dated snapshot (CSV or XLSX); importing the same date again replaces it."""
+    """Import one dated snapshot of a register (CSV or XLSX); importing the same register
+    and date again replaces it. The vocational register holds vocational levels only."""
     rows, header_problems = read_rows(path, ENROLMENT_COLUMNS)
     report = ImportReport(rows=len(rows), problems=list(header_problems))
     if header_problems:
         return report
-    levels = {lv.value for lv in EducationLevel}
+    levels = (
+        {lv.value for lv in VOCATIONAL_LEVELS}
+        if register == "vocational"
+        else {lv.value for lv in EducationLevel}
+    )
     seen: dict[str, int] = {}
     good: list[dict[str, Any]] = []
     now = datetime.now(UTC)
@@ -87,6 +96,7 @@ def import_enrolment(
         seen[h] = n
         good.append(
             {
+                "kind": register,
                 "as_of": as_of,
                 "national_id_hash": h,
                 "national_id_masked": mask_national_id(nid),
@@ -101,11 +111,18 @@ def import_enrolment(
     if not rows_to_write(report, path, ENROLMENT_COLUMNS, rows, skip_bad):
         return report
     with engine.begin() as conn:
-        conn.execute(delete(_ENROL).where(_ENROL.c.as_of == as_of))
+        conn.execute(delete(_ENROL).where(_ENROL.c.kind == register, _ENROL.c.as_of == as_of))
         if good:
             conn.execute(_ENROL.insert(), good)
     report.imported = len(good)
     return report
+
+
+def register_of(programme: Programme) -> Register:
+    """The register a programme's students are read from: the vocational one for a
+    programme that checks against it (Rain and Dew), else the general enrolment data."""
+    checks = {r for s in programme.steps for r in getattr(s, "against", ())}
+    return "vocational" if "vocational_enrolment" in checks else "enrolment"
 
 
 @dataclass
@@ -151,8 +168,11 @@ def coverage(
     """Per village of the county (or one village): eligible, applied, paid, and who has
     not applied."""
     eligibility = programme.eligibility
+    register = register_of(programme)
     with engine.connect() as conn:
-        as_of = conn.execute(select(func.max(_ENROL.c.as_of))).scalar()
+        as_of = conn.execute(
+            select(func.max(_ENROL.c.as_of)).where(_ENROL.c.kind == register)
+        ).scalar()
         if (
             as_of is None
             or HouseholdCategory.REGISTERED_POOR not in eligibility.household_categories
@@ -161,6 +181,7 @@ def coverage(
         where = [
             _HOUSEHOLDS.c.county_code == county_code,
             _HOUSEHOLDS.c.status == "active",
+            _ENROL.c.kind == register,
             _ENROL.c.as_of == as_of,
             _ENROL.c.education_level.in_([lv.value for lv in eligibility.education_levels]),
         ]

@@ -14,7 +14,7 @@ import itertools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from sqlalchemy import delete
@@ -161,9 +161,15 @@ def write_rejects(
 
 
 def import_registry(
-    engine: Engine, path: Path, hash_id: Callable[[str], str], *, skip_bad: bool = False
+    engine: Engine,
+    path: Path,
+    hash_id: Callable[[str], str],
+    *,
+    as_of: date | None = None,
+    skip_bad: bool = False,
 ) -> ImportReport:
-    """Import (or re-import: rows are replaced by household number) the county's registry."""
+    """Import (or re-import: rows are replaced by household number) the county's registry:
+    the round of the registry as of ``as_of`` (default: today), which each row keeps."""
     rows, header_problems = read_rows(path, REGISTRY_COLUMNS)
     report = ImportReport(rows=len(rows), problems=list(header_problems))
     if header_problems:
@@ -241,6 +247,7 @@ def import_registry(
             village_code=r["village_code"],
             status=r["status"],
             year=int(r["year"]),
+            as_of=as_of or now.date(),
             imported_at=now,
         )
         good.append((household, members))

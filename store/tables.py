@@ -116,6 +116,9 @@ class Household(SQLModel, table=True):
     village_code: str = Field(max_length=12, index=True)
     status: str = Field(max_length=32)
     year: int
+    # The registry round the row comes from (the import's --as-of): what Rain and Dew's
+    # cross-check records it used. None: imported before migration 0014.
+    as_of: date | None = None
     imported_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
@@ -150,9 +153,14 @@ class Enrolment(SQLModel, table=True):
     coverage (应补尽补) reads the newest snapshot. One row per snapshot and student."""
 
     __tablename__ = "enrolments"
-    __table_args__ = (UniqueConstraint("as_of", "national_id_hash", name="uq_enrolment"),)
+    __table_args__ = (UniqueConstraint("kind", "as_of", "national_id_hash", name="uq_enrolment"),)
 
     id: int | None = Field(default=None, primary_key=True)
+    # Whose snapshot: "enrolment" (the general enrolment data, read by coverage) or
+    # "vocational" (the vocational enrolment registry, read by Rain and Dew's check).
+    kind: str = Field(
+        default="enrolment", max_length=16, sa_column_kwargs={"server_default": "enrolment"}
+    )
     as_of: date = Field(index=True)
     national_id_hash: str = Field(max_length=64, index=True)
     national_id_masked: str = Field(max_length=18)
@@ -335,3 +343,30 @@ class DeploymentRow(SQLModel, table=True):
 
     database_id: str = Field(primary_key=True, max_length=64)
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class Recovery(SQLModel, table=True):
+    """The recovery list (追回): a paid grant cancelled because a report or objection
+    proved true, open until the county marks the money recovered. One row a grant."""
+
+    __tablename__ = "recoveries"
+
+    application_id: str = Field(primary_key=True, max_length=200)
+    programme: str = Field(max_length=64, index=True)
+    season: int
+    round: str = Field(default="", max_length=16)
+    county_code: str = Field(max_length=12, index=True)
+    village_code: str = Field(max_length=12)
+    applicant_name: str = Field(max_length=100)
+    national_id_masked: str = Field(max_length=18)
+    amount_cny: int
+    reason: str = Field(max_length=2000)
+    report_ref: str = Field(default="", max_length=100)
+    cancelled_by: str = Field(max_length=100)
+    cancelled_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    recovered_cny: int = 0
+    recovered_reference: str = Field(default="", max_length=100)
+    recovered_by: str = Field(default="", max_length=100)
+    recovered_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )

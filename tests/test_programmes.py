@@ -455,6 +455,12 @@ async def drive_to_end(
             await _funds(app_stack, ts_env, case, programme, step)
             changed = time.monotonic()  # the release reaches the application by signal
             continue
+        if isinstance(step, NoticeStep) and step.evidence_required and st.notice is None:
+            # Its owner posts it (never itself): the notice's clock, its own on this
+            # server, is brought to the application's, as in the field they are one.
+            now = await case.now()
+            for n in await case.notices():
+                await case._move(app_stack.api.client.get_workflow_handle(n.notice_id), now)
         try:
             acted = await desk.act(floor, st)
         except Refused:

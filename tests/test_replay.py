@@ -33,7 +33,7 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 def test_there_are_recorded_histories() -> None:
     """One baseline set for every workflow type and path that matters (see README,
     'Versioning'): an application of each programme, a notice, the season, the payout
-    batch, a roster."""
+    batch, a roster, a recovery."""
     names = {p.stem for p in HISTORIES}
     assert names == {
         f"{n}@baseline"
@@ -48,6 +48,9 @@ def test_there_are_recorded_histories() -> None:
             "new_student_aid_received",
             "freshman_grant_paid",
             "freshman_grant_roster",
+            "rain_and_dew_paid",
+            "rain_and_dew_notice",
+            "rain_and_dew_recovery",
             "village_notice_posted_by_its_owner",
             "township_notice_posted_automatically",
             "season_with_two_batches",

@@ -25,9 +25,11 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from activities.cross_check import CrossCheckActivities
 from activities.funds import FundsActivities
 from activities.notices import NoticeActivities
 from activities.records import RecordActivities
+from activities.recovery import RecoveryActivities
 from activities.report import ReportActivities
 from activities.roster import RosterActivities
 from activities.workflow_calendar import CalendarActivities
@@ -84,6 +86,8 @@ class Dependencies:
         report = ReportActivities(self.engine, self.files_dir)
         notices = NoticeActivities(client, self.keys.internal, self.files_dir)
         rosters = RosterActivities(self.engine)
+        checks = CrossCheckActivities(self.engine)
+        recoveries = RecoveryActivities(self.engine, self.keys)
         return [
             cal.compute_season_schedule,
             cal.compute_reminder_times,
@@ -106,6 +110,8 @@ class Dependencies:
             notices.join_notice,
             notices.write_notice_list,
             rosters.check_rolls,
+            checks.check,
+            recoveries.record,
         ]
 
 

@@ -28,7 +28,6 @@ from temporalio.common import RawValue
 
 from workflows import deadlines, operators, requests
 from workflows.steps import PaymentState, Refused, StepRunner, runner_for
-from workflows.steps.base import office_notice
 from workflows.trail import Trail
 
 with workflow.unsafe.imports_passed_through():
@@ -38,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         Actor,
         ApplicationInput,
         ApplicationStatus,
+        CancellationRequest,
         CorrectionRequest,
         DecisionRequest,
         Objection,
@@ -54,7 +54,6 @@ with workflow.unsafe.imports_passed_through():
     from models.ids import season_workflow_id
     from models.payout import AccountCorrection
     from models.records import NotificationIntent, ScheduleRequest, SeasonSchedule
-    from models.steps import StepBase
 
 __all__ = ["ApplicationWorkflow", "Refused"]
 
@@ -90,7 +89,7 @@ class ApplicationWorkflow:
         # the first workflow task is not undone when run() starts.
         self.runner: StepRunner[Any] = runner_for(self, self.programme.steps[0])
         requests.received(self)
-        self._record_stage_entered(self.programme.steps[0])
+        requests.entered(self, self.programme.steps[0])
 
     # ------------------------------------------------------------------ run
 
@@ -123,7 +122,7 @@ class ApplicationWorkflow:
                 if self.closed:
                     break
                 self.index, self.runner = index, runner_for(self, step)
-                self._record_stage_entered(step)
+                requests.entered(self, step)
             await self.project(index, workflow.now())
             self.publish()
             await self.runner.run()
@@ -141,15 +140,6 @@ class ApplicationWorkflow:
         )
         persister.cancel()
         return self.status()
-
-    def _record_stage_entered(self, step: StepBase) -> None:
-        self.record(
-            "stage_entered",
-            SYSTEM,
-            f"进入{step.label_zh} / entered {step.label_en}",
-            {"step_index": self.index},
-            notify=office_notice(self.inp.places, step, "work_waiting"),
-        )
 
     # ------------------------------------------------------ what runners use
 
@@ -186,12 +176,8 @@ class ApplicationWorkflow:
         self._watchers.append(asyncio.create_task(coro))
 
     def season_id(self) -> str:
-        return season_workflow_id(
-            self.programme.code,
-            self.inp.season,
-            self.inp.places.county_code,
-            self.programme.round_key,
-        )
+        p, inp = self.programme, self.inp
+        return season_workflow_id(p.code, inp.season, inp.places.county_code, p.round_key)
 
     def stage_zh(self) -> str:
         return self.programme.label(self.stage)[0]
@@ -299,6 +285,15 @@ class ApplicationWorkflow:
             lambda r: requests.check_withdrawal(self, r),
             lambda r: requests.withdraw(self, r),
         )
+
+    # Cancellation: a report or objection proved true (the programme's office, R10).
+    @workflow.update
+    async def cancel(self, req: CancellationRequest) -> RequestResult:
+        return requests.answer(self, req, lambda r: requests.cancel(self, r))
+
+    @cancel.validator
+    def _validate_cancellation(self, req: CancellationRequest) -> None:
+        requests.validate(self, req, lambda r: requests.check_cancellation(self, r))
 
     @workflow.update
     async def record_receipt(self, req: ReceiptRecord) -> RequestResult:

@@ -349,6 +349,8 @@ class NoticeWorkflow:
         """A member on the coming posting (ready by its time) has said its clock reached
         that time: the posting is due (by its members' clocks, never the notice's)."""
         at = self.auto_post_at
+        if self.step.evidence_required:
+            return False  # posted by its owner with the photograph, never automatically
         return at is not None and any(
             m.joined_at <= at and wf in self.claims and self.claims[wf] >= at
             for wf, m in self.pending.items()
@@ -568,14 +570,24 @@ class NoticeWorkflow:
         en: list[str] = []
         if self.pending:
             ids_zh, ids_en = listed(list(self.pending))
-            zh.append(
-                f"{len(self.pending)} 件申请待{ROLE_NAME_ZH[owner]}张贴，最迟 "
-                f"{fmt(self.auto_post_at)} 自动张贴：{ids_zh}"
-            )
-            en.append(
-                f"{len(self.pending)} application(s) waiting for the {owner.value.replace('_', ' ')} "
-                f"to post; automatic posting {fmt(self.auto_post_at)}: {ids_en}"
-            )
+            if step.evidence_required:
+                zh.append(
+                    f"{len(self.pending)} 件申请待{ROLE_NAME_ZH[owner]}张贴并上传张贴照片：{ids_zh}"
+                )
+                en.append(
+                    f"{len(self.pending)} application(s) waiting for the "
+                    f"{owner.value.replace('_', ' ')} to post the notice with a photograph of "
+                    f"it: {ids_en}"
+                )
+            else:
+                zh.append(
+                    f"{len(self.pending)} 件申请待{ROLE_NAME_ZH[owner]}张贴，最迟 "
+                    f"{fmt(self.auto_post_at)} 自动张贴：{ids_zh}"
+                )
+                en.append(
+                    f"{len(self.pending)} application(s) waiting for the {owner.value.replace('_', ' ')} "
+                    f"to post; automatic posting {fmt(self.auto_post_at)}: {ids_en}"
+                )
         up = self._up()
         for p in up:
             ids_zh, ids_en = listed(p.members)

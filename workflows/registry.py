@@ -3,6 +3,7 @@
 from workflows.application import ApplicationWorkflow
 from workflows.notice import NoticeWorkflow
 from workflows.payout import PayoutBatchWorkflow
+from workflows.recovery import RecoveryWorkflow
 from workflows.roster import RosterWorkflow
 from workflows.season import SeasonWorkflow
 from workflows.tasks import DatedTasksWorkflow
@@ -13,5 +14,6 @@ ALL_WORKFLOWS: list[type] = [
     SeasonWorkflow,
     PayoutBatchWorkflow,
     RosterWorkflow,
+    RecoveryWorkflow,
     DatedTasksWorkflow,
 ]

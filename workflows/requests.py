@@ -17,19 +17,21 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 from workflows.steps import Refused
-from workflows.steps.base import AuthorityProblem
+from workflows.steps.base import AuthorityProblem, check_place, office_notice
 
 with workflow.unsafe.imports_passed_through():
     from models.application import (
         SYSTEM,
         ApplicationInput,
+        CancellationRequest,
         RequestResult,
         WithdrawalRequest,
         request_key,
     )
-    from models.domain import Role, Stage
+    from models.domain import Level, Role, Stage
     from models.intake import amount_due
     from models.records import NotificationIntent
+    from models.steps import StepBase
 
 if TYPE_CHECKING:
     from workflows.application import ApplicationWorkflow
@@ -145,7 +147,13 @@ def received(app: ApplicationWorkflow) -> None:
     app.record(
         "submitted",
         inp.submitted_by,
-        f"申请已受理 / application received ({programme.name_zh}, {inp.season})",
+        f"申请已受理 / application received ({programme.name_zh}, {inp.season})"
+        + (
+            f"；经{inp.consent.relation}{inp.consent.given_by}同意代为申请 / submitted for the "
+            f"family with the consent of {inp.consent.given_by} ({inp.consent.relation})"
+            if inp.consent is not None
+            else ""
+        ),
         {
             "programme_version": programme.version,
             "amount_cny": inp.amount_cny,
@@ -158,8 +166,29 @@ def received(app: ApplicationWorkflow) -> None:
                 if inp.received_by is not None
                 else {}
             ),
+            **(
+                {
+                    "consent_given_by": inp.consent.given_by,
+                    "consent_relation": inp.consent.relation,
+                    "consent_given_at": inp.consent.given_at.isoformat(),
+                    "consent_how": inp.consent.how,
+                }
+                if inp.consent is not None
+                else {}
+            ),
         },
         notify=[NotificationIntent(audience="applicant", template="submitted")],
+    )
+
+
+def entered(app: ApplicationWorkflow, step: StepBase) -> None:
+    """A step entered: in the trail, and the office it waits for told."""
+    app.record(
+        "stage_entered",
+        SYSTEM,
+        f"进入{step.label_zh} / entered {step.label_en}",
+        {"step_index": app.index},
+        notify=office_notice(app.inp.places, step, "work_waiting"),
     )
 
 
@@ -188,6 +217,46 @@ def withdraw(app: ApplicationWorkflow, req: WithdrawalRequest) -> RequestResult:
         {"request_id": req.request_id, "reason": req.reason, "stage": stage},
     )
     return app.result(req.request_id, f"withdrawn in {stage}")
+
+
+def check_cancellation(app: ApplicationWorkflow, req: CancellationRequest) -> None:
+    """The programme's cancelling office, at the application's county, with a reason;
+    not while the payment is under way (cancelled once paid: the recovery list)."""
+    role = app.programme.cancelled_by
+    if role is None:
+        raise Refused(f"{app.programme.code} grants are not cancelled: no office cancels them")
+    problems = check_place(app.inp.places, req.actor, role, Level.COUNTY, "cancel the grant")
+    if not req.reason.strip():
+        problems.append("reason is required to cancel a grant")
+    if not app.runner.step.withdrawable:
+        problems.append(
+            f"the application is in {app.stage}: the payment is under way; cancel it once "
+            "paid (it goes onto the recovery list) or returned"
+        )
+    if problems:
+        raise Refused(problems)
+
+
+def cancel(app: ApplicationWorkflow, req: CancellationRequest) -> RequestResult:
+    stage = app.stage
+    app.terminal = Stage.CANCELLED
+    app.record(
+        "cancelled",
+        req.actor,
+        f"资助已取消（{stage}）：{req.reason} / grant cancelled in {stage}: {req.reason}",
+        {
+            "request_id": req.request_id,
+            "reason": req.reason,
+            "report_ref": req.report_ref,
+            "stage": stage,
+        },
+        notify=[
+            NotificationIntent(
+                audience="applicant", template="cancelled", params={"reason": req.reason}
+            )
+        ],
+    )
+    return app.result(req.request_id, f"cancelled in {stage}")
 
 
 def refuse_unproven(app: ApplicationWorkflow, name: str, problem: str) -> None:

@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import Field
 
 from models.steps.base import Span, StepBase
+from models.steps.cross_check import CrossCheckStep
 from models.steps.funds import FundsStep
 from models.steps.notice import NoticeStep
 from models.steps.payout import PayoutStep
@@ -17,11 +18,12 @@ from models.steps.review import ReviewStep
 from models.steps.roster import RosterStep
 
 Step = Annotated[
-    ReviewStep | NoticeStep | FundsStep | PayoutStep | ReceiptStep | RosterStep,
+    ReviewStep | NoticeStep | FundsStep | PayoutStep | ReceiptStep | RosterStep | CrossCheckStep,
     Field(discriminator="kind"),
 ]
 
 __all__ = [
+    "CrossCheckStep",
     "FundsStep",
     "NoticeStep",
     "PayoutStep",

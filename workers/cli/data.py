@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
@@ -64,18 +64,20 @@ def registry_import(
         Path,
         typer.Argument(
             help="poor-households (CSV): household_no, head_name, member_ids (;-separated), "
-            "county_code, township_code, village_code, status, year; enrolment (CSV or XLSX): "
-            "national_id, name, school, education_level, year_of_study; civil-affairs (CSV or "
-            "XLSX): national_id, name, category"
+            "county_code, township_code, village_code, status, year; enrolment and "
+            "vocational-enrolment (CSV or XLSX): national_id, name, school, education_level, "
+            "year_of_study; civil-affairs (CSV or XLSX): national_id, name, category"
         ),
     ],
     kind: Annotated[
         str,
         typer.Option(
             "--kind",
-            help="poor-households (the county poverty office's registry), enrolment (who "
-            "studies at which level: a dated snapshot) or civil-affairs (the civil-affairs "
-            "bureau's rolls of a county: a dated snapshot)",
+            help="poor-households (the county poverty office's registry: its latest round, "
+            "dated by --as-of, default today), enrolment (who studies at which level: a dated "
+            "snapshot), vocational-enrolment (the vocational enrolment registry, 中职/高职: a "
+            "dated snapshot) or civil-affairs (the civil-affairs bureau's rolls of a county: a "
+            "dated snapshot)",
         ),
     ] = "poor-households",
     as_of: Annotated[
@@ -94,31 +96,38 @@ def registry_import(
     ] = False,
 ) -> None:
     """Import a registry (identity numbers stored only hashed and masked): the registered
-    poor households, a dated snapshot of enrolment data (coverage reads the newest), or of
-    a county's civil-affairs rolls (the freshman grant's check reads the newest)."""
+    poor households, a dated snapshot of enrolment data or of the vocational enrolment
+    registry (coverage and Rain and Dew's cross-check read the newest), or of a county's
+    civil-affairs rolls (the freshman grant's check reads the newest)."""
     from datetime import date
 
     from store.sealing import Keys
 
-    if kind not in ("poor-households", "enrolment", "civil-affairs"):
-        raise fail(f"--kind: {kind!r} is not poor-households, enrolment or civil-affairs", 2)
+    kinds = ("poor-households", "enrolment", "vocational-enrolment", "civil-affairs")
+    if kind not in kinds:
+        raise fail(f"--kind: {kind!r} is not {', '.join(kinds[:-1])} or {kinds[-1]}", 2)
     if not file.is_file():
         raise fail(f"no file {file}")
     s = settings()
     keys = Keys(s.secret_key_bytes())
+    try:
+        day = (
+            None if as_of is None and kind == "poor-households" else date.fromisoformat(as_of or "")
+        )
+    except ValueError:
+        raise fail("--as-of: the snapshot's date, YYYY-MM-DD", 2) from None
     if kind == "poor-households":
         from store.importing import import_registry
 
         print_import(
-            import_registry(engine_for(s), file, keys.hash_id, skip_bad=skip_bad), "registry"
+            import_registry(engine_for(s), file, keys.hash_id, as_of=day, skip_bad=skip_bad),
+            "registry",
         )
         return
     from store.coverage import import_enrolment
 
-    try:
-        day = date.fromisoformat(as_of or "")
-    except ValueError:
-        raise fail("--as-of: the snapshot's date, YYYY-MM-DD", 2) from None
+    if day is None:
+        raise fail("--as-of: the snapshot's date, YYYY-MM-DD", 2)
     if kind == "civil-affairs":
         from store.rolls import import_rolls
 
@@ -131,9 +140,14 @@ def registry_import(
             f"civil-affairs rolls of {county} as of {day}",
         )
         return
+    register: Literal["enrolment", "vocational"] = (
+        "vocational" if kind == "vocational-enrolment" else "enrolment"
+    )
     print_import(
-        import_enrolment(engine_for(s), file, keys.hash_id, as_of=day, skip_bad=skip_bad),
-        f"enrolment as of {day}",
+        import_enrolment(
+            engine_for(s), file, keys.hash_id, as_of=day, register=register, skip_bad=skip_bad
+        ),
+        f"{kind} as of {day}",
     )
 
 

@@ -36,6 +36,7 @@ from models.application import (
     ApplicationForm,
     ApplicationInput,
     ApplicationStatus,
+    CancellationRequest,
     CorrectionRequest,
     DecisionRequest,
     ObjectionRequest,
@@ -51,6 +52,7 @@ from models.calendar import WorkingCalendar
 from models.domain import Level, Role
 from models.ids import (
     application_workflow_id,
+    recovery_workflow_id,
     roster_workflow_id,
     season_workflow_id,
     tasks_workflow_id,
@@ -77,8 +79,9 @@ from models.payout import (
 from models.planner import window
 from models.privacy import mask_account, mask_national_id
 from models.programme import Programme
+from models.recovery import RecoveredRequest, RecoveryInput, RecoveryStatus
 from models.roster import RosterDecided, RosterDecision, RosterInput
-from models.season import season_label
+from models.season import SeasonKey, season_label
 from models.steps import RosterStep
 from models.tasks import DatedTasksInput, TaskDone, TaskState
 from store.sealing import Keys
@@ -87,6 +90,7 @@ from workers.client.queries import query_when_ready, quote, update_id
 from workers.signing import Signer, SigningInterceptor
 from workflows.application import ApplicationWorkflow
 from workflows.notice import NoticeWorkflow
+from workflows.recovery import RecoveryWorkflow
 from workflows.season import SeasonWorkflow
 
 T = TypeVar("T")
@@ -222,7 +226,7 @@ class AidflowClient:
                 self._claim_application,
                 programme.code,
                 form.season,
-                form.round,
+                programme.claim_round,
                 id_hash,
                 workflow_id,
                 form.places.county_code,
@@ -271,6 +275,7 @@ class AidflowClient:
             submitted_at=now,
             submitted_by=actor,
             received_by=received_by,
+            consent=form.consent,
             calendar=self.calendar.name,
         )
         try:
@@ -337,7 +342,11 @@ class AidflowClient:
         it (``received_at``), recorded as received by it."""
         known = self.programmes.get(form.programme)
         submitting = known.submitted_by if known else ()
+        on_behalf = known.on_behalf_with_consent if known else ()
         if caller.role in submitting and caller.role is not Role.APPLICANT:
+            who, received_by = caller, None
+        elif caller.role in on_behalf:
+            # For the family, with its consent (intake requires it, and the place).
             who, received_by = caller, None
         elif caller.role is Role.APPLICANT and Role.APPLICANT in submitting:
             # An applicant's credential stands for one student: their own application.
@@ -421,6 +430,79 @@ class AidflowClient:
 
     async def record_receipt(self, workflow_id: str, req: ReceiptRecord) -> RequestResult:
         return await self._update(workflow_id, ApplicationWorkflow.record_receipt, req)
+
+    # ------------------------------------------------------- cancellation (fraud)
+
+    async def cancel(self, workflow_id: str, req: CancellationRequest) -> RequestResult:
+        """The grant cancelled (a report or objection proved true). Before payment the
+        application ends cancelled; once paid, its amount goes onto the recovery list:
+        a RecoveryWorkflow, started here with the cancellation (the office's own word,
+        proven by its credential, R10), waits for the money to come back."""
+        try:
+            desc = await self.handle(workflow_id).describe()
+        except RPCError:
+            raise Refused(f"no application {workflow_id}", kind="not_found") from None
+        if desc.status is WorkflowExecutionStatus.RUNNING:
+            try:
+                return await self._update(workflow_id, ApplicationWorkflow.cancel, req)
+            except Refused as refusal:
+                if "the application is closed: paid" not in str(refusal):
+                    raise
+        st = await self.status(workflow_id)
+        if st.stage not in ("paid", "received"):
+            raise Refused(
+                f"the application ended {st.stage} ({workflow_id}): nothing was paid to recover"
+            )
+        programme = self.programmes.get(st.programme)
+        name, _, masked = st.applicant_masked.rpartition(" ")
+        inp = RecoveryInput(
+            application_id=workflow_id,
+            programme=st.programme,
+            season=st.season,
+            round=SeasonKey.parse(workflow_id.split("/")[1]).round,
+            places=st.places,
+            applicant_name=name,
+            applicant_masked=masked,
+            amount_cny=st.amount_cny,
+            cancelled_by=programme.cancelled_by if programme else None,
+        )
+        start = WithStartWorkflowOperation(
+            RecoveryWorkflow.run,
+            inp,
+            id=inp.workflow_id,
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=f"追回 {name} {masked} {st.amount_cny:,} 元 · {workflow_id}",
+        )
+        try:
+            return await self.client.execute_update_with_start_workflow(
+                RecoveryWorkflow.cancel,
+                req,
+                start_workflow_operation=start,
+                id=update_id(req),
+            )
+        except WorkflowUpdateFailedError as e:
+            raise refused_by_workflow(e) from None
+
+    async def mark_recovered(self, application_id: str, req: RecoveredRequest) -> RequestResult:
+        """The cancelled grant's money is back: off the open recovery list."""
+        return await self._update_on(
+            recovery_workflow_id(application_id),
+            "recovered",
+            req,
+            RequestResult,
+            f"no recovery of {application_id}: the grant was not cancelled after payment",
+        )
+
+    async def recovery_status(self, application_id: str) -> RecoveryStatus:
+        try:
+            return await self.client.get_workflow_handle(
+                recovery_workflow_id(application_id)
+            ).query(RecoveryWorkflow.status)
+        except RPCError as e:
+            raise Refused(
+                f"no recovery of {application_id}: {e.message}", kind="not_found"
+            ) from None
 
     # ------------------------------------------------------------ notices
 

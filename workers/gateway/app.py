@@ -31,6 +31,7 @@ from activities.report import build_report, write_report
 from integrations.bank import inside
 from models.application import (
     ApplicationStatus,
+    CancellationRequest,
     CorrectionRequest,
     DecisionRequest,
     ObjectionRequest,
@@ -45,6 +46,7 @@ from models.domain import ROLE_LEVEL, Level, Role
 from models.ids import season_workflow_id
 from models.notice import Evidence, NoticePostRequest, NoticeStatus
 from models.payout import BatchResult, FundsArrivalResult, FundsRequestSummary, ReportFiles
+from models.recovery import RecoveredRequest, RecoveryStatus
 from models.roster import RosterDecided, RosterDecision
 from models.season import SeasonKey, season_label
 from models.tasks import TaskDone, TaskState
@@ -213,6 +215,29 @@ def create_app(
                 "application: only its applicant's own credential does",
             )
         return await send(api.withdraw, workflow_id, build(WithdrawalRequest, body, who, key))
+
+    @app.post("/v1/applications/{workflow_id:path}/cancellation", tags=["requests"])
+    async def cancel(
+        workflow_id: str, body: b.CancellationBody, who: Office, key: IdempotencyKey = None
+    ) -> RequestResult:
+        """The grant cancelled by the programme's office: a report or objection proved
+        true. Before payment the application ends cancelled; once paid, the amount goes
+        onto the recovery list (追回) until it is marked recovered."""
+        return await send(api.cancel, workflow_id, build(CancellationRequest, body, who, key))
+
+    @app.post("/v1/applications/{workflow_id:path}/recovery", tags=["requests"])
+    async def mark_recovered(
+        workflow_id: str, body: b.RecoveredBody, who: Office, key: IdempotencyKey = None
+    ) -> RequestResult:
+        """A cancelled grant's money is back: the amount and the receipt's reference."""
+        req = build(RecoveredRequest, body, who, key)
+        return await send(api.mark_recovered, workflow_id, req)
+
+    @app.get("/v1/applications/{workflow_id:path}/recovery", tags=["applications"])
+    async def recovery(workflow_id: str, who: Office) -> RecoveryStatus:
+        """Where a cancelled, paid grant's recovery stands (offices of its places)."""
+        may_read(who, (await status_of(workflow_id)).places)
+        return await api.recovery_status(workflow_id)
 
     @app.post("/v1/applications/{workflow_id:path}/receipts", tags=["requests"])
     async def record_receipt(

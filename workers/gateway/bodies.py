@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from models.application import (
     ApplicationForm,
+    CancellationRequest,
     CorrectionRequest,
     DecisionRequest,
     ObjectionRequest,
@@ -18,6 +19,7 @@ from models.application import (
     ReceiptRecord,
     WithdrawalRequest,
 )
+from models.recovery import RecoveredRequest
 from models.roster import RosterDecision
 from models.text import Line, Name, RequestId
 
@@ -42,6 +44,8 @@ if TYPE_CHECKING:  # built at run time from the requests; to the type checker, m
     WithdrawalBody: TypeAlias = BaseModel
     ReceiptBody: TypeAlias = BaseModel
     RosterDecisionBody: TypeAlias = BaseModel
+    CancellationBody: TypeAlias = BaseModel
+    RecoveredBody: TypeAlias = BaseModel
 else:
     DecisionBody = _body(DecisionRequest, "DecisionBody")
     CorrectionBody = _body(CorrectionRequest, "CorrectionBody")
@@ -50,6 +54,8 @@ else:
     WithdrawalBody = _body(WithdrawalRequest, "WithdrawalBody")
     ReceiptBody = _body(ReceiptRecord, "ReceiptBody")
     RosterDecisionBody = _body(RosterDecision, "RosterDecisionBody")
+    CancellationBody = _body(CancellationRequest, "CancellationBody")
+    RecoveredBody = _body(RecoveredRequest, "RecoveredBody")
 
 
 class TaskDoneBody(BaseModel):

@@ -8,6 +8,7 @@ names no actor; the office's API key is the actor. The methods mirror the typed 
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import httpx
@@ -97,6 +98,31 @@ class Offices:
             "/v1/applications", {"form": form.model_dump(mode="json")}, submitted_by
         )
         return str(answer["workflow_id"])
+
+    async def post_notice(self, notice_id: str, req: Any) -> RequestResult:
+        """The owner posts the notice, uploading its photographs (the simulated people's:
+        ``people.PHOTOS``)."""
+        from workers.officials.people import PHOTOS
+
+        item = {
+            "request_id": req.request_id,
+            "notice_id": notice_id,
+            "evidence": [
+                {
+                    "filename": e.filename,
+                    "media_type": e.media_type,
+                    "content_base64": base64.b64encode(PHOTOS[e.sha256]).decode(),
+                }
+                for e in req.evidence
+            ],
+        }
+        answer = await self._send("/v1/batches/postings", {"items": [item]}, req.actor)
+        result = answer["results"][0]
+        if not result["accepted"]:
+            raise Refused(str(result["message"]), kind=_KINDS.get(result["status"], "refused"))
+        return RequestResult(
+            request_id=result["request_id"], accepted=True, stage="", message=result["message"]
+        )
 
     async def decide(self, wf: str, req: Any) -> RequestResult:
         return await self._request(wf, "decisions", req)

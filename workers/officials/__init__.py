@@ -11,6 +11,7 @@ from typing import Any
 
 from models.programme import Programme
 from workers.officials.base import Case, Desk, Floor, Requests, Season, SimulationStalled
+from workers.officials.cross_check import CrossCheckDesk
 from workers.officials.funds import FundsDesk
 from workers.officials.notice import NoticeDesk, NoticePlan
 from workers.officials.payout import PayoutDesk
@@ -25,6 +26,7 @@ DESKS: dict[str, type[Desk[Any]]] = {
     "payout": PayoutDesk,
     "receipt": ReceiptDesk,
     "roster": RosterDesk,
+    "cross_check": CrossCheckDesk,
 }
 
 

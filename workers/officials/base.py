@@ -35,6 +35,7 @@ from models.application import (
     RequestResult,
 )
 from models.calendar import WorkingCalendar
+from models.notice import NoticePostRequest
 from models.programme import Programme
 from models.roster import RosterDecided, RosterDecision
 
@@ -55,6 +56,7 @@ class Requests(Protocol):
     async def lodge_objection(self, wf: str, req: ObjectionRequest, /) -> RequestResult: ...
     async def resolve_objection(self, wf: str, req: ObjectionResolution, /) -> RequestResult: ...
     async def record_receipt(self, wf: str, req: ReceiptRecord, /) -> RequestResult: ...
+    async def post_notice(self, notice_id: str, req: NoticePostRequest, /) -> RequestResult: ...
     async def decide_roster(
         self,
         programme: str,

@@ -108,7 +108,11 @@ class NoticeDesk(Desk[NoticeStep]):
         else:
             auto_at = next_working_day_at(season.cal, first, step.auto_post_at)
         at, explicit = auto_at, False
-        if step.first_posting == "after_review":
+        if step.evidence_required:
+            # Posted only by its owner, with the photograph: never by itself.
+            rng = random.Random(f"{season.s.seed}/{n.notice_id}/{n.postings + 1}")
+            at, explicit = season.delay(first, "notice_posting", rng), True
+        elif step.first_posting == "after_review":
             rng = random.Random(f"{season.s.seed}/{n.notice_id}/{n.postings + 1}")
             post_at = season.delay(first, "notice_posting", rng)
             if post_at < auto_at:
@@ -210,7 +214,13 @@ class NoticeDesk(Desk[NoticeStep]):
         seconds after the decision's instant, after this posting's. Refused for that
         ("nothing to post"), the owner posts again once the members are ready."""
         for attempt in range(3):
-            req = NoticePostRequest(request_id=uuid.uuid4().hex, actor=n.owner)
+            req = NoticePostRequest(
+                request_id=uuid.uuid4().hex,
+                actor=n.owner,
+                evidence=[people.notice_photo(n.notice_id, n.postings)]
+                if n.step.evidence_required
+                else [],
+            )
             try:
                 await season.again(partial(season.api.post_notice, n.notice_id, req))
                 break
@@ -333,7 +343,9 @@ class NoticeDesk(Desk[NoticeStep]):
         """Objections are resolved once the owner has looked; a villager objects (once)
         to an application the floor picks, while the notice is up."""
         if st.notice is None:
-            return False  # not posted yet: the notice posts itself or its owner does
+            # Not posted yet: the notice posts itself, or its owner does (always, with
+            # the photograph, where the programme keeps one).
+            return await self._post_with_photo(floor, st)
         wf, acted = st.workflow_id, False
         for o in st.objections:
             what = f"resolve/{o.id}"
@@ -362,6 +374,34 @@ class NoticeDesk(Desk[NoticeStep]):
             floor.sent(st, what, "村民提出异议 / objection lodged")
             acted = True
         return acted
+
+    async def _post_with_photo(self, floor: Floor, st: ApplicationStatus) -> bool:
+        step = self.step
+        if not step.evidence_required or st.waiting_for != step.owner.value:
+            return False
+        what = f"post/{step.stage}"
+        if not floor.due(st, what, 0.2, 1.0):
+            return False
+        notice_id = notice_workflow_id(
+            self.programme.code,
+            st.season,
+            self.programme.round_key,
+            step.level,
+            st.places.code_at(step.level),
+            step.stage,
+        )
+        req = NoticePostRequest(
+            request_id=floor.request_id(st, what),
+            actor=people.official(step.owner, st.places),
+            evidence=[people.notice_photo(notice_id, 1)],
+        )
+        try:
+            await floor.api.post_notice(notice_id, req)
+        except Refused as refusal:
+            if "nothing to post" not in str(refusal) and "being posted" not in str(refusal):
+                raise
+        floor.sent(st, what, "村委会张贴公示并上传照片 / notice posted with its photograph")
+        return True
 
 
 async def _within(check: Callable[[], Awaitable[bool]]) -> bool:

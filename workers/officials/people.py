@@ -7,10 +7,12 @@ actor is its role at the application's place, so the same office is the same act
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 from models.application import Actor, Places
 from models.domain import Role
+from models.notice import Evidence
 
 REJECT_REASONS = ("家庭经济状况已改善，不符合条件", "非全日制本科在读", "户籍不在本村")
 RETURN_REASONS = ("缺少户主户口簿复印件", "申请表签字不全")
@@ -18,6 +20,12 @@ OBJECTIONS = ("该户家中有经营性收入，经济条件较好", "该生已�
 UPHELD = "经入户核实情况属实"
 DISMISSED = "经入户核实，家庭情况符合条件"
 CORRECTED = "已补交"
+# The county leading group on an application the registers did not vouch for.
+CONFIRM_REASONS = (
+    "经入户核实，家庭返贫，尚未录入建档立卡系统",
+    "学籍信息未及时更新，已与学校核实在读",
+)
+CHECK_REJECT_REASONS = ("经核实非建档立卡贫困户", "经学校核实已退学")
 BANK = "阜南农商银行"
 
 _NAMES = {
@@ -29,6 +37,8 @@ _NAMES = {
     Role.CIVIL_AFFAIRS_BUREAU: "县民政局社会救助股",
     Role.COUNTY_YOUTH_LEAGUE: "团县委",
     Role.PROVINCIAL_YOUTH_LEAGUE: "团省委",
+    Role.COUNTY_LEADING_GROUP: "县扶贫开发领导小组",
+    Role.COUNTY_POVERTY_OFFICE: "县扶贫办",
 }
 
 
@@ -62,3 +72,18 @@ def phone(rng: random.Random) -> str:
 def account_number(rng: random.Random) -> str:
     """A corrected 一卡通 account (synthetic: the sample bank's prefix)."""
     return f"62302099{rng.randint(0, 10**11 - 1):011d}"
+
+
+# The synthetic photographs taken, by digest: what an office uploads over HTTP.
+PHOTOS: dict[str, bytes] = {}
+
+
+def notice_photo(notice_id: str, posting: int) -> Evidence:
+    """The photograph of a posted notice, as a village would upload it (synthetic: a JPEG
+    header and the notice's id, so the same posting has the same photo)."""
+    data = b"\xff\xd8\xff\xe0" + f"photo of {notice_id} posting {posting}".encode()
+    digest = hashlib.sha256(data).hexdigest()
+    PHOTOS[digest] = data
+    return Evidence(
+        sha256=digest, filename=f"notice-{posting}.jpg", media_type="image/jpeg", size=len(data)
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from workflows.steps.base import Application, Refused, StepRunner
+from workflows.steps.cross_check import CrossCheckRunner
 from workflows.steps.funds import FundsRunner
 from workflows.steps.notice import NoticeRunner
 from workflows.steps.payout import PAYMENT_LIMIT, PaymentState, PayoutRunner
@@ -22,6 +23,7 @@ RUNNERS: dict[str, type[StepRunner[Any]]] = {
     "payout": PayoutRunner,
     "receipt": ReceiptRunner,
     "roster": RosterRunner,
+    "cross_check": CrossCheckRunner,
 }
 
 

@@ -10,7 +10,7 @@ workflow asks its current runner and never which kind of step it is.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from temporalio import workflow
@@ -70,6 +70,11 @@ class Refused(ApplicationError):
 
 
 _CST = timezone(timedelta(hours=8), "CST")
+
+
+def local_day(instant: datetime) -> date:
+    """The day in Shanghai (UTC+8) of an instant."""
+    return instant.astimezone(_CST).date()
 
 
 def fmt(instant: datetime | None) -> str:

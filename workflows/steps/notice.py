@@ -186,6 +186,10 @@ class NoticeRunner(StepRunner[NoticeStep]):
         """Until the posting is told: at the automatic posting time (by this
         application's clock; the notice may move it) the notice is told it is due; a
         day later without a posting, the caller asks again."""
+        if self.step.evidence_required:
+            # Posted only by its owner, with the photograph: no automatic time to claim.
+            await workflow.wait_condition(lambda: self.posted is not None or self.app.closed)
+            return
         while self.posted is None and not self.app.closed:
             at, seen = self.auto_post_at, self.rescheduled
             assert at is not None
@@ -259,7 +263,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
 
     def waiting_until(self) -> datetime | None:
         if self.awaiting_posting:
-            return self.auto_post_at
+            return None if self.step.evidence_required else self.auto_post_at
         if self.notice is not None and not self.open_objections():
             return self.notice.ends_at
         return None
@@ -272,6 +276,11 @@ class NoticeRunner(StepRunner[NoticeStep]):
         )
         if self.auto_post_at is None and self.notice is None:
             return f"正在加入{step.label_zh}", f"joining the {step.label_en}"
+        if self.notice is None and step.evidence_required:
+            return (
+                f"等待{owner_zh}张贴{step.label_zh}并上传张贴照片",
+                f"waiting for the {owner_en} to post the {step.label_en} and upload a photograph of it",
+            )
         if self.notice is None:
             return (
                 f"等待{owner_zh}张贴{step.label_zh}，最迟 {fmt(self.auto_post_at)} 自动张贴",

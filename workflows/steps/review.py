@@ -98,10 +98,13 @@ class ReviewRunner(StepRunner[ReviewStep]):
         return app.result(req.request_id, message)
 
     def _tell_applicant(self, template: str, reason: str) -> NotificationIntent:
+        return self.applicant_told(self.step.label_zh, template, reason)
+
+    @staticmethod
+    def applicant_told(stage_zh: str, template: str, reason: str) -> NotificationIntent:
+        """The applicant told of a decision (``template``) at a stage, with its reason."""
         return NotificationIntent(
-            audience="applicant",
-            template=template,
-            params={"stage": self.step.label_zh, "reason": reason},
+            audience="applicant", template=template, params={"stage": stage_zh, "reason": reason}
         )
 
     # ------------------------------------------------------------ corrections
