@@ -49,6 +49,14 @@ class ReminderRequest(BaseModel):
     fixed_date_key: str
 
 
+class RoundOpenedNotice(BaseModel):
+    programme: Programme
+    season: int
+    county_code: str
+    national_opened_on: str
+    opened_by: str
+
+
 class CoverageReminderRequest(BaseModel):
     programme: Programme
     season: int
@@ -641,6 +649,24 @@ class ReportActivities:
         activity.logger.info("coverage reminders", extra={"villages": told})
         return told
 
+    @activity.defn(name="send_round_opened")
+    def send_round_opened(self, req: RoundOpenedNotice) -> int:
+        """The round is open: each township office of the county is told (once); the
+        townships told."""
+        subject, body = _round_opened_text(req)
+        now = datetime.now(UTC)
+        season = season_label(req.season, req.programme.round_key)
+        county = req.county_code
+        with one_writer(self._engine), Session(self._engine) as s, s.begin():
+            townships = s.exec(
+                select(Place.code).where(Place.parent_code == county, Place.level == "township")
+            ).all()
+            for code in townships:
+                key = f"season/{req.programme.code}/{season}/{county}/opened/{code}"
+                role = Role.TOWNSHIP_POVERTY_OFFICE.value
+                _tell_once(s, key, f"{role}@{code}", subject, body, now)
+        return len(townships)
+
     @activity.defn(name="send_task_notice")
     def send_task_notice(self, req: TaskNoticeRequest) -> None:
         """A dated task's reminder, or the word that it is overdue: to its responsible
@@ -670,22 +696,34 @@ class ReportActivities:
         """Before a fixed date: the responsible office and the county are reminded (once)."""
         fixed = req.programme.fixed_date(req.fixed_date_key)
         county = req.county_code
-        subject, body = render(
-            "season_reminder",
-            {
-                "date": fixed.label_zh,
-                "on": f"{fixed.on.month}月{fixed.on.day}日",
-                "programme": req.programme.name_zh,
-                "season": req.season,
-            },
-        )
+        params = {
+            "date": fixed.label_zh,
+            "on": f"{fixed.on.month}月{fixed.on.day}日",
+            "programme": req.programme.name_zh,
+            "season": req.season,
+        }
         now = datetime.now(UTC)
         with one_writer(self._engine), Session(self._engine) as s, s.begin():
-            told = [fixed.responsible.value, *(r.value for r in req.programme.always_told)]
+            told = [fixed.responsible, *req.programme.always_told]
             season = season_label(req.season, req.programme.round_key)
             for i, role in enumerate(dict.fromkeys(told)):
+                # Each office addressed by its name (it read "：…" before).
+                subject, body = render("season_reminder", params, role=role)
                 key = f"season/{req.programme.code}/{season}/{county}/reminder/{req.fixed_date_key}/{i}"
-                _tell_once(s, key, f"{role}@{county}", subject, body, now)
+                _tell_once(s, key, f"{role.value}@{county}", subject, body, now)
+
+
+def _round_opened_text(req: RoundOpenedNotice) -> tuple[str, str]:
+    return render(
+        "round_opened",
+        {
+            "programme": req.programme.name_zh,
+            "season": season_label(req.season, req.programme.round_key),
+            "national": req.national_opened_on,
+            "closes": f"{req.programme.window_closes.month}月{req.programme.window_closes.day}日",
+        },
+        role=Role.TOWNSHIP_POVERTY_OFFICE,
+    )
 
 
 def _tell_once(

@@ -71,7 +71,7 @@ REQUESTS: dict[str, frozenset[str]] = {
             "cancel",
         }
     ),
-    "SeasonWorkflow": frozenset({"request_funds", "funds_arrived"}),
+    "SeasonWorkflow": frozenset({"request_funds", "funds_arrived", "open_round"}),
     "NoticeWorkflow": frozenset({"post"}),
     "RosterWorkflow": frozenset({"decide"}),
     "DatedTasksWorkflow": frozenset({"report_done"}),

@@ -61,6 +61,10 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "资助已签领",
         "{name}同学：您已签领{programme}{amount}元。",
     ),
+    "round_opened": (
+        "申报已开始",
+        "{office}：{season}{programme}已于{national}在全国系统开放申报，本县即日起受理，截止{closes}，请通知各村。",
+    ),
     "season_reminder": (
         "时间节点提醒",
         "{office}：{season}年{programme}“{date}”须于{on}前完成，请及时安排。",

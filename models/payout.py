@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -102,6 +102,22 @@ class SeasonInput(_Model):
     carried: SeasonCarry | None = None
 
 
+class RoundOpening(_Model):
+    """The county opens a round (Rain and Dew: the county poverty office, once the
+    national system has opened it, which it records); the townships are told."""
+
+    request_id: str = Field(min_length=1, max_length=100)
+    actor: Actor
+    national_opened_on: date  # the day the national system opened the round
+    note: str = Field(default="", max_length=500)
+
+
+class RoundOpened(_Model):
+    opening: RoundOpening
+    opened_at: datetime
+    townships_told: int
+
+
 class SeasonCarry(_Model):
     """The season's state, handed from one run to the next (continue-as-new).
 
@@ -121,6 +137,7 @@ class SeasonCarry(_Model):
     reminded: list[str] = Field(default_factory=list)  # fixed-date keys already reminded of
     report: ReportFiles | None = None
     runs: int = 1  # runs before the one this starts
+    opened: RoundOpened | None = None
 
 
 class FundsRequestCommand(_Model):

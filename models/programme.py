@@ -184,6 +184,9 @@ class Programme(_Frozen):
     # The office that cancels a grant when a report or objection proves true, before or
     # after payment (after: the amount goes onto the recovery list). None: no such step.
     cancelled_by: Role | None = None
+    # The office that opens each round (Rain and Dew: the county poverty office, once the
+    # national system has): no application is taken before; the townships are told.
+    opened_by: Role | None = None
     # Programmes a student cannot have beside this one in the same season (either way
     # round: models/intake.excluded_by); the second is refused naming the first.
     excludes: tuple[str, ...] = ()

@@ -291,6 +291,11 @@ async def make_stack(
             # place): leave nothing running. A notice started a moment ago may not be
             # listed yet: its id comes from the applications that joined it.
             await end_notices(client, api, queue)
+            # The seasons this client started, by id: one started a moment ago may not be
+            # listed yet, and a round's opening is asked of its season at intake.
+            for season_id in api.started_seasons():
+                with contextlib.suppress(Exception):
+                    await client.get_workflow_handle(season_id).terminate("test finished")
             async for wf in client.list_workflows(
                 f"TaskQueue = '{queue}' AND ExecutionStatus = 'Running'"
             ):

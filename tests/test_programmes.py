@@ -36,7 +36,7 @@ from models.intake import RegisteredMember
 from models.notice import NoticePostRequest
 from models.planner import plan_season
 from models.programme import FundsStep, NoticeStep, Programme
-from models.programmes import BUILTIN_PROGRAMMES, COUNTY_SUBSIDY, NEW_STUDENT_AID, REGISTRY
+from models.programmes import COUNTY_SUBSIDY, NEW_STUDENT_AID, REGISTRY
 from models.season import SeasonKey
 from store.sealing import Keys
 from store.tables import ApplicationRow
@@ -478,7 +478,9 @@ async def drive_to_end(
 
 
 @pytest.mark.devserver
-@pytest.mark.parametrize("programme", list(BUILTIN_PROGRAMMES.values()), ids=lambda p: p.code)
+# The registry's programmes; their demo variants differ only in their windows, and the
+# demo tests drive those (the suite's time is kept under its budget).
+@pytest.mark.parametrize("programme", list(REGISTRY.values()), ids=lambda p: p.code)
 async def test_every_programme_runs_an_application_to_its_end(
     programme: Programme,
     app_stack: AppStack,
@@ -487,7 +489,7 @@ async def test_every_programme_runs_an_application_to_its_end(
     registry: Registry,
     keys: Keys,
 ) -> None:
-    """Issue 15's proof for every programme of the registry (and the demo's variants):
+    """Issue 15's proof for every programme of the registry:
     its season planned, one application of it submitted in its window and driven by the
     simulated officials to the programme's end on the real dev server, through the
     plan's steps in the plan's order."""
@@ -504,6 +506,16 @@ async def test_every_programme_runs_an_application_to_its_end(
     registry.members[keys.hash_id(f.national_id)] = RegisteredMember(
         household_no=f.household_no, village_code=f.places.village_code, status="active"
     )
+    if programme.opened_by is not None:  # Rain and Dew: its office opens the round first
+        county = f.places.county_code
+        await api.open_round(
+            programme.code,
+            2027,
+            county,
+            people.county_office(programme.opened_by, county),
+            plan.window_opens_at.date(),
+            round_=programme.round_key,
+        )
     submitter = programme.submitted_by[0]
     wf = await api.submit(
         f,

@@ -117,6 +117,24 @@ async def test_rain_and_dew_spring_round_from_cross_check_to_recovery(
     reader = RegistryReader(engine)
     api._lookup_applications, api._claim_application = reader.applications, reader.claim
 
+    # The round: nobody applies before the county poverty office opens it.
+    with pytest.raises(Refused, match="2027-spring of rain-and-dew has not been opened"):
+        await api.submit(vocational(951), now=IN_WINDOW)
+    with pytest.raises(Refused, match="needs county_poverty_office") as wrong:
+        await api.open_round(RD, 2027, COUNTY, county_official(), date(2027, 3, 1), round_="spring")
+    assert wrong.value.kind == "forbidden"
+    await move_clock(
+        app_stack, ts_env, season_workflow_id(RD, 2027, COUNTY, "spring"), cst(3, 2, 9)
+    )
+    opened = await api.open_round(
+        RD, 2027, COUNTY, POVERTY_OFFICE, date(2027, 3, 1), round_="spring"
+    )
+    assert opened.townships_told >= 1 and opened.opening.actor.id == "poverty-1"
+    again = await api.open_round(
+        RD, 2027, COUNTY, POVERTY_OFFICE, date(2027, 3, 2), round_="spring"
+    )
+    assert again.opening.national_opened_on == date(2027, 3, 1)  # the first opening stands
+
     # Intake: an official submits for the family only with its consent.
     with pytest.raises(Refused, match="consent: township_poverty_office submits for the family"):
         await api.submit(vocational(952), submitted_by=township_official(), now=IN_WINDOW)

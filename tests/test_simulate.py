@@ -312,3 +312,24 @@ async def test_a_freshman_grant_cohort_simulated(tmp_path: Path) -> None:
     assert sum(r.outcomes.values()) == 8 and r.funds_requests >= 1 and r.batches >= 1
     report = Path(r.report_md or "").read_text("utf-8")
     assert "freshman-grant" in report and "2027-undergraduate" in report
+
+
+async def test_a_rain_and_dew_year_simulated_round_by_round(tmp_path: Path) -> None:
+    """Rain and Dew's year is two rounds, each simulated in turn (``aidflow simulate
+    --programme rain-and-dew``): the registers pass most households by themselves, the
+    leading group answers for the child missing from the vocational registry, the village
+    posts its notice with a photograph, the finance bureau pays onto the card."""
+    from models.programmes import REGISTRY
+    from workers.simulate import rounds_to_run
+
+    rounds = rounds_to_run(REGISTRY["rain-and-dew"], "")
+    assert rounds == ["spring", "autumn"]
+    for round_ in rounds:
+        scenario = Scenario(programme="rain-and-dew", round=round_, applications=12, seed=7)
+        r = await run_simulation(
+            scenario, Settings(data_dir=tmp_path), data_dir=tmp_path / f"sim-{round_}"
+        )
+        assert sum(r.outcomes.values()) == 12 and r.outcomes.get("paid"), r.outcomes
+        assert r.funds_requests >= 1 and r.batches >= 1
+        report = Path(r.report_md or "").read_text("utf-8")
+        assert f"2027-{round_}" in report and "rain-and-dew" in report

@@ -26,7 +26,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from models.application import Actor, ApplicationStatus
+from models.application import Actor, ApplicationStatus, Consent
 from models.calendar import CompressedCalendar, WorkingCalendar
 from models.domain import ROLE_NAME_ZH, Role
 from models.programme import FundsStep, Programme
@@ -282,6 +282,17 @@ async def _season(
         api=offices, calendar=calendar, rng=rng, county=county, programme=programme
     )
     first_day = programme.window_opens.in_year(SEASON)
+    if programme.opened_by is not None:
+        # Rain and Dew: the county poverty office opens the round (the national system
+        # has), and the townships are told, before anyone can apply.
+        await offices.open_round(
+            programme.code,
+            SEASON,
+            county,
+            people.county_office(programme.opened_by, county),
+            first_day,
+            round_=programme.round_key,
+        )
     ends = {programme.done_stage, *ENDS}
     # Applicants come in over the first five days of the one-week window.
     submit_at = sorted(calendar.day_start(first_day) + officials.days(0.05, 5) for _ in forms)
@@ -318,7 +329,11 @@ async def _season(
                 try:
                     # A school submits its students, an office enters its roster;
                     # otherwise the village office receives the family's form.
-                    wf = await offices.submit(f, submitted_by=_submitter(programme, f))
+                    by = _submitter(programme, f)
+                    if by.role in programme.on_behalf_with_consent:
+                        # For the family, with its consent (Rain and Dew), given that day.
+                        f = f.model_copy(update={"consent": _consent(f, now)})
+                    wf = await offices.submit(f, submitted_by=by)
                     workflow_ids.append(wf)
                     if len(workflow_ids) % 12 == 3:
                         officials.objection_targets.add(wf)
@@ -381,6 +396,10 @@ def _submitter(programme: Programme, form: Any) -> Actor:
     if role is Role.APPLICANT:
         return people.official(Role.VILLAGE_COMMITTEE, form.places)
     return people.official(role, form.places)
+
+
+def _consent(form: Any, at: datetime) -> Consent:
+    return Consent(given_by=form.account_holder, relation="家长", given_at=at, how="signed_form")
 
 
 _REPORT_LABELS = {

@@ -107,6 +107,7 @@ class Dependencies:
             report.send_coverage_reminders,
             report.count_open_applications,
             report.send_task_notice,
+            report.send_round_opened,
             notices.join_notice,
             notices.write_notice_list,
             rosters.check_rolls,

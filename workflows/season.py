@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         ReminderRequest,
         ReportActivities,
         ReportRequest,
+        RoundOpenedNotice,
     )
     from activities.workflow_calendar import CalendarActivities
     from models.domain import Role
@@ -54,6 +55,8 @@ with workflow.unsafe.imports_passed_through():
         PayoutBatchInput,
         ReportFiles,
         ReportKind,
+        RoundOpened,
+        RoundOpening,
         SeasonCarry,
         SeasonInput,
     )
@@ -99,6 +102,7 @@ class SeasonWorkflow:
         self._started_length = 0
         self._summary_passed = False  # the summary date's timer has fired
         self._still_open = 0  # applications open after the summary date
+        self._opened: RoundOpened | None = None
         if inp.carried is not None:
             self._take_over(inp.carried)
 
@@ -256,6 +260,7 @@ class SeasonWorkflow:
             reminded=sorted(self._reminded),
             report=self._report,
             runs=self._runs,
+            opened=self._opened,
         )
 
     def _take_over(self, carried: SeasonCarry) -> None:
@@ -269,6 +274,7 @@ class SeasonWorkflow:
         self._reminded = set(carried.reminded)
         self._report = carried.report
         self._runs = carried.runs + 1
+        self._opened = carried.opened
 
     def _open_requests(self) -> list[FundsRequestSummary]:
         """Funds asked for that have not arrived."""
@@ -405,6 +411,42 @@ class SeasonWorkflow:
         if funds is None:
             raise Refused(f"{self._inp.programme.code} pays without a funds request")
         self._check_actor(cmd.actor, (funds.requested_by,))
+
+    # The round opened by its office (Programme.opened_by): intake takes applications
+    # from then; the townships are told.
+    @workflow.update
+    async def open_round(self, opening: RoundOpening) -> RoundOpened:
+        if self._opened is None:
+            self._opened = RoundOpened(opening=opening, opened_at=workflow.now(), townships_told=0)
+            told = await workflow.execute_activity_method(
+                ReportActivities.send_round_opened,
+                RoundOpenedNotice(
+                    programme=self._inp.programme,
+                    season=self._inp.season,
+                    county_code=self._inp.county_code,
+                    national_opened_on=opening.national_opened_on.isoformat(),
+                    opened_by=opening.actor.id,
+                ),
+                start_to_close_timeout=_ACT,
+                retry_policy=_RETRY,
+                summary="tell the townships the round is open",
+            )
+            self._opened = self._opened.model_copy(update={"townships_told": told})
+            self._describe()
+        return self._opened
+
+    @open_round.validator
+    def _check_opening(self, opening: RoundOpening) -> None:
+        if self._opened is not None:
+            return  # open already: the same answer
+        role = self._inp.programme.opened_by
+        if role is None:
+            raise Refused(f"{self._inp.programme.code} rounds are not opened by an office")
+        self._check_actor(opening.actor, (role,))
+
+    @workflow.query
+    def opened(self) -> RoundOpened | None:
+        return self._opened
 
     @workflow.update
     async def funds_arrived(self, msg: FundsArrival) -> FundsArrivalResult:
@@ -604,6 +646,17 @@ class SeasonWorkflow:
             parts_zh.append(f"汇总日已过，{self._still_open}件申请尚未到资金环节，本季不关闭")
             parts_en.append(
                 f"past the summary date; {self._still_open} application(s) on their way to the funds keep the season open"
+            )
+        if self._opened is not None:
+            o = self._opened.opening
+            parts_zh.append(f"本轮已于{o.national_opened_on}开放申报（{o.actor.name}）")
+            parts_en.append(
+                f"round opened (national system {o.national_opened_on}) by {o.actor.id}"
+            )
+        elif self._inp.programme.opened_by is not None:
+            parts_zh.append("本轮尚未开放申报")
+            parts_en.append(
+                f"round not opened yet: waiting for the {self._inp.programme.opened_by.value.replace('_', ' ')}"
             )
         if self._runs > 1:
             parts_en.append(f"run {self._runs} of the season (continued as new)")

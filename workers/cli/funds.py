@@ -23,12 +23,33 @@ def funds_open_season(
     county: Annotated[str, typer.Option(help="12-digit county code")],
     season: SeasonOption,
     programme: Annotated[str, typer.Option()] = "county-subsidy",
+    national_opened_on: Annotated[
+        str | None,
+        typer.Option(
+            "--national-opened-on",
+            help="YYYY-MM-DD: the day the national system opened the round (required for "
+            "a programme whose rounds an office opens: rain-and-dew)",
+        ),
+    ] = None,
+    note: Annotated[str, typer.Option()] = "",
 ) -> None:
     """The county opens its season now (its reminders run from now, among them the
     villages' coverage reminder before the window closes); its first application opens
-    it too, but perhaps too late for that."""
-    answer = gateway_call("POST", f"/v1/seasons/{programme}/{season}/{county}")
+    it too, but perhaps too late for that. Rain and Dew's rounds are opened by the county
+    poverty office once the national system has (``--national-opened-on``): applications
+    are taken from then, and the townships are told."""
+    body = (
+        {"national_opened_on": national_opened_on, "note": note}
+        if national_opened_on is not None
+        else None
+    )
+    answer = gateway_call("POST", f"/v1/seasons/{programme}/{season}/{county}", body)
     console.print(f"season open: {answer['season_workflow_id']}")
+    if "opened_at" in answer:
+        console.print(
+            f"round opened at {answer['opened_at']} by {answer['opened_by']} (national system: "
+            f"{answer['national_opened_on']}); townships told: {answer['townships_told']}"
+        )
 
 
 @funds_app.command("request")

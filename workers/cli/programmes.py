@@ -150,17 +150,22 @@ def plan(
             raise fail(
                 f"unknown programme {programme!r} (known: {', '.join(BUILTIN_PROGRAMMES)})", 2
             )
+        # No round named for a programme with rounds: each round of the year.
+        rounds = [season.round] if season.round or not prog.rounds else [r.key for r in prog.rounds]
         try:
-            prog = prog.for_round(season.round)
+            results = [plan_season(prog.for_round(r), season.year, cal) for r in rounds]
         except ValueError as e:
             raise fail(str(e), 2) from None
-        result = plan_season(prog, season.year, cal)
     except CalendarDataMissing as e:
         raise fail(str(e)) from None
     if as_json:
-        console.print_json(plan_json(result))
+        if len(results) == 1:
+            console.print_json(plan_json(results[0]))
+        else:
+            console.print_json("[" + ",".join(plan_json(r) for r in results) + "]")
     else:
-        print_plan(result)
+        for result in results:
+            print_plan(result)
 
 
 def plan_json(p: SeasonPlan) -> str:

@@ -162,6 +162,50 @@ def withdraw(
 
 
 @app.command(rich_help_panel=PANEL)
+def cancel(
+    application: Annotated[str, typer.Argument(help="workflow id")],
+    reason: Annotated[str, typer.Option(help="what the report or objection proved")],
+    report_ref: Annotated[
+        str, typer.Option("--report-ref", help="the report's or objection's reference")
+    ] = "",
+    request_id: RequestId = None,
+) -> None:
+    """Cancel a grant a report proved true (the programme's office, e.g. the county
+    poverty office): before payment the application ends cancelled; once paid, the
+    amount goes onto the recovery list."""
+    result = gateway_call(
+        "POST",
+        f"/v1/applications/{application}/cancellation",
+        {
+            "request_id": request_id or uuid.uuid4().hex,
+            "reason": reason,
+            "report_ref": report_ref,
+        },
+    )
+    console.print(result["message"])
+
+
+@app.command(rich_help_panel=PANEL)
+def recovered(
+    application: Annotated[str, typer.Argument(help="workflow id")],
+    amount: Annotated[int, typer.Option(help="CNY recovered (the amount paid)")],
+    reference: Annotated[str, typer.Option(help="the refund receipt's reference")],
+    request_id: RequestId = None,
+) -> None:
+    """Mark a cancelled, paid grant's money recovered: off the open recovery list."""
+    result = gateway_call(
+        "POST",
+        f"/v1/applications/{application}/recovery",
+        {
+            "request_id": request_id or uuid.uuid4().hex,
+            "amount_cny": amount,
+            "reference": reference,
+        },
+    )
+    console.print(result["message"])
+
+
+@app.command(rich_help_panel=PANEL)
 def correct(
     application: Annotated[str, typer.Argument(help="workflow id")],
     set_: Annotated[list[str] | None, typer.Option("--set", help="field=value, repeatable")] = None,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.panel import Panel
 
-from models.season import SeasonKey
+from models.season import SeasonKey, season_label
 from workers.cli.common import (
     app,
     console,
@@ -175,6 +175,7 @@ def simulate(
         SimulationStalled,
         print_result,
         result_json,
+        rounds_to_run,
         run_simulation,
     )
 
@@ -195,7 +196,7 @@ def simulate(
 
     if programme not in REGISTRY:
         problems.append(f"--programme: unknown {programme!r} (known: {', '.join(REGISTRY)})")
-    else:
+    elif season.round:
         try:
             REGISTRY[programme].for_round(season.round)
         except ValueError as e:
@@ -206,51 +207,71 @@ def simulate(
         problems.append("--funds-delay must not be negative")
     if problems:
         raise fail("; ".join(problems), 2)
-    scenario = Scenario(
-        programme=programme,
-        applications=applications,
-        season=season.year,
-        round=season.round,
-        seed=seed,
-        officials_delay=officials_delay,
-        objection_rate=objection_rate,
-        objection_upheld=objection_upheld,
-        return_rate=return_rate,
-        rejection_rate=rejection_rate,
-        bank_return_rate=bank_return_rate,
-        funds_delay_days=funds_delay,
-    )
+    # A programme with rounds and no round named: each round of the year, one after the
+    # other (Rain and Dew's spring and autumn, the freshman grant's two cohorts).
+    rounds = rounds_to_run(REGISTRY[programme], season.round)
+    scenarios = [
+        Scenario(
+            programme=programme,
+            applications=applications,
+            season=season.year,
+            round=round_,
+            seed=seed,
+            officials_delay=officials_delay,
+            objection_rate=objection_rate,
+            objection_upheld=objection_upheld,
+            return_rate=return_rate,
+            rejection_rate=rejection_rate,
+            bank_return_rate=bank_return_rate,
+            funds_delay_days=funds_delay,
+        )
+        for round_ in rounds
+    ]
     s = settings().model_copy(update={"log_level": "WARNING"})
     setup_logging(s)
     tz = s.build_calendar().tz
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} settled · {task.fields[info]}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=as_json,
-    ) as bar:
-        task = bar.add_task("simulating", total=applications, info="starting the server")
+    results = []
+    for scenario in scenarios:
+        label = season_label(scenario.season, scenario.round)
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} settled · {task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=as_json,
+        ) as bar:
+            task = bar.add_task("simulating", total=applications, info="starting the server")
 
-        def progress(sim: SeasonSimulation) -> None:
-            settled = sum(1 for a in sim.apps if a.terminal)
-            bar.update(
-                task,
-                completed=settled,
-                description=f"season {season} · {sim.now.astimezone(tz):%Y-%m-%d}",
-                info=f"{sim.clocks.fast_forwards} fast-forwards",
-            )
+            def progress(sim: SeasonSimulation, task: Any = task, label: str = label) -> None:
+                settled = sum(1 for a in sim.apps if a.terminal)
+                bar.update(
+                    task,
+                    completed=settled,
+                    description=f"season {label} · {sim.now.astimezone(tz):%Y-%m-%d}",
+                    info=f"{sim.clocks.fast_forwards} fast-forwards",
+                )
 
-        try:
-            result = run(run_simulation(scenario, s, progress=progress))
-        except (StackError, Refused, SimulationStalled) as e:
-            raise fail(str(e)) from None
+            data_dir = s.data_dir / "simulate" / (scenario.round or "season")
+            try:
+                results.append(
+                    run(run_simulation(scenario, s, data_dir=data_dir, progress=progress))
+                )
+            except (StackError, Refused, SimulationStalled) as e:
+                raise fail(str(e)) from None
     if as_json:
-        console.print_json(result_json(result))
+        if len(results) == 1:
+            console.print_json(result_json(results[0]))
+        else:  # each round's result, in order
+            console.print_json("[" + ",".join(result_json(r) for r in results) + "]")
     else:
-        print_result(result, console)
+        for result in results:
+            if len(results) > 1:
+                console.rule(
+                    f"{programme} {season_label(result.scenario.season, result.scenario.round)}"
+                )
+            print_result(result, console)
 
 
 @app.command(rich_help_panel=PANEL)

@@ -9,7 +9,7 @@ import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio.client import (
@@ -74,6 +74,8 @@ from models.payout import (
     FundsArrivalResult,
     FundsRequestCommand,
     FundsRequestSummary,
+    RoundOpened,
+    RoundOpening,
     SeasonInput,
 )
 from models.planner import window
@@ -142,6 +144,7 @@ class AidflowClient:
         self.season_continue_after_events = 0
         self._seasons: set[str] = set()
         self._rosters: set[str] = set()  # the rosters this client has started or found
+        self._opened_rounds: set[str] = set()  # seasons whose round is known to be open
         # R10: what this client sends carries a statement signed with the deployment's
         # authority key for the actor it acts for (workers/signing.py); the workers
         # refuse what does not. ``statement_lifetime``: longer only where the workflows'
@@ -233,6 +236,8 @@ class AidflowClient:
             )
             if holder is not None:
                 problems = check_prior_applications(programme, workflow_id, [holder])
+        if not problems and programme.opened_by is not None:
+            problems = await self._round_problems(programme, form)
         if not problems and self._claim_application is not None:
             problems = await self._claim_exclusions(programme, form, id_hash, workflow_id)
         if problems:
@@ -332,6 +337,26 @@ class AidflowClient:
                 first = holder.model_copy(update={"programme": holder.workflow_id.split("/")[0]})
                 return check_prior_applications(programme, workflow_id, [first], frozenset({other}))
         return []
+
+    async def _round_problems(
+        self, programme: Programme, form: ApplicationForm
+    ) -> list[FieldProblem]:
+        """A programme whose rounds an office opens takes applications once it has."""
+        county = form.places.county_code
+        wf = season_workflow_id(programme.code, form.season, county, form.round)
+        if wf in self._opened_rounds or await self.round_opened(
+            programme.code, form.season, county, form.round
+        ):
+            return []
+        assert programme.opened_by is not None
+        return [
+            FieldProblem(
+                field="round",
+                problem=f"{season_label(form.season, form.round)} of {programme.code} has not "
+                f"been opened in county {county} yet: the {programme.opened_by.value} opens it "
+                "once the national system has",
+            )
+        ]
 
     async def submit_as(
         self, form: ApplicationForm, caller: Actor, *, received_at: datetime | None = None
@@ -669,6 +694,64 @@ class AidflowClient:
             )
         self._rosters.add(inp.workflow_id)
         return inp.workflow_id
+
+    async def open_round(
+        self,
+        programme: str,
+        season: int,
+        county_code: str,
+        actor: Actor,
+        national_opened_on: date,
+        *,
+        note: str = "",
+        request_id: str | None = None,
+        round_: str = "",
+    ) -> RoundOpened:
+        """The round opened by its office (``Programme.opened_by``): from now the county
+        takes its applications; the townships are told. Opening it again changes
+        nothing (the first opening is the answer)."""
+        wf = season_workflow_id(programme, season, county_code, round_)
+        self._seasons.add(wf)
+        opening = RoundOpening(
+            request_id=request_id or uuid.uuid4().hex,
+            actor=actor,
+            national_opened_on=national_opened_on,
+            note=note,
+        )
+        try:
+            opened: RoundOpened = await self.client.execute_update_with_start_workflow(
+                SeasonWorkflow.open_round,
+                opening,
+                start_workflow_operation=self._season_start(programme, season, county_code, round_),
+                id=update_id(opening),
+            )
+        except WorkflowUpdateFailedError as e:
+            raise refused_by_workflow(e) from None
+        self._opened_rounds.add(wf)
+        return opened
+
+    async def round_opened(
+        self, programme: str, season: int, county_code: str, round_: str = ""
+    ) -> RoundOpened | None:
+        """The round's opening, or None: not opened (its season not even started)."""
+        wf = season_workflow_id(programme, season, county_code, round_)
+        handle = self.client.get_workflow_handle(wf)
+        try:
+            # A season that has ended (its summary written, or ended by an operator)
+            # opens nothing: only a running one is asked.
+            if (await handle.describe()).status is not WorkflowExecutionStatus.RUNNING:
+                return None
+            opened: RoundOpened | None = await handle.query(SeasonWorkflow.opened)
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise Refused(
+                f"round: whether {wf} is open cannot be told now ({e.message}); try again",
+                problems=[FieldProblem(field="round", problem="its opening cannot be read now")],
+            ) from None
+        if opened is not None:
+            self._opened_rounds.add(wf)
+        return opened
 
     async def request_funds(
         self,

@@ -545,19 +545,53 @@ def create_app(
             raise Problem(422, f"season: {e}") from None
 
     @app.post("/v1/seasons/{programme}/{season}/{county}", tags=["funds"], status_code=201)
-    async def open_season(programme: str, season: str, county: str, who: Office) -> dict[str, str]:
+    async def open_season(
+        programme: str,
+        season: str,
+        county: str,
+        who: Office,
+        body: b.SeasonOpenBody | None = None,
+        key: IdempotencyKey = None,
+    ) -> dict[str, Any]:
         """The county opens its season now (a round of it, e.g. ``2027-spring``): its
         reminders run from now, among them the villages' coverage reminder (应补尽补)
         before the window closes, which a season opened by its first application, late,
-        would have missed. Opening one already open changes nothing."""
+        would have missed. Opening one already open changes nothing. A programme whose
+        rounds an office opens (Rain and Dew: the county poverty office, once the
+        national system has; ``national_opened_on``) takes applications only from then,
+        and its townships are told."""
         county_only(who, county)
         s = season_of(programme, season)
         try:
-            api.programmes[programme].for_round(s.round)
+            definition = api.programmes[programme].for_round(s.round)
         except ValueError as e:
             raise Problem(422, f"season: {e}") from None
-        workflow_id = await api.ensure_season(programme, s.year, county, round_=s.round)
-        return {"season_workflow_id": workflow_id}
+        if definition.opened_by is None:
+            workflow_id = await api.ensure_season(programme, s.year, county, round_=s.round)
+            return {"season_workflow_id": workflow_id}
+        if body is None:
+            raise Problem(
+                422,
+                f"national_opened_on: required: {programme} rounds are opened by the "
+                f"{definition.opened_by.value} once the national system has opened them",
+            )
+        opened = await api.open_round(
+            programme,
+            s.year,
+            county,
+            who.actor,
+            body.national_opened_on,
+            note=body.note,
+            request_id=request_id(body, key),
+            round_=s.round,
+        )
+        return {
+            "season_workflow_id": season_workflow_id(programme, s.year, county, s.round),
+            "opened_at": opened.opened_at.isoformat(),
+            "opened_by": opened.opening.actor.id,
+            "national_opened_on": opened.opening.national_opened_on.isoformat(),
+            "townships_told": opened.townships_told,
+        }
 
     # ----------------------------------------------------------------- rosters
 

@@ -4,7 +4,7 @@ or a new one)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
@@ -56,6 +56,16 @@ else:
     RosterDecisionBody = _body(RosterDecision, "RosterDecisionBody")
     CancellationBody = _body(CancellationRequest, "CancellationBody")
     RecoveredBody = _body(RecoveredRequest, "RecoveredBody")
+
+
+class SeasonOpenBody(BaseModel):
+    """A round opened by its office (Rain and Dew's county poverty office), once the
+    national system has: the day it did, and a note."""
+
+    model_config = ConfigDict(extra="forbid")
+    request_id: RequestId | None = None
+    national_opened_on: date
+    note: str = Field(default="", max_length=500)
 
 
 class TaskDoneBody(BaseModel):

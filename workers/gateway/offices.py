@@ -9,6 +9,7 @@ names no actor; the office's API key is the actor. The methods mirror the typed 
 from __future__ import annotations
 
 import base64
+from datetime import date
 from typing import Any
 
 import httpx
@@ -98,6 +99,22 @@ class Offices:
             "/v1/applications", {"form": form.model_dump(mode="json")}, submitted_by
         )
         return str(answer["workflow_id"])
+
+    async def open_round(
+        self,
+        programme: str,
+        season: int,
+        county: str,
+        actor: Actor,
+        national_opened_on: date,
+        round_: str = "",
+    ) -> dict[str, Any]:
+        """The county's office opens the round (a programme whose rounds an office opens)."""
+        path = f"/v1/seasons/{programme}/{season_label(season, round_)}/{county}"
+        answer: dict[str, Any] = await self._send(
+            path, {"national_opened_on": national_opened_on.isoformat()}, actor
+        )
+        return answer
 
     async def post_notice(self, notice_id: str, req: Any) -> RequestResult:
         """The owner posts the notice, uploading its photographs (the simulated people's:

@@ -173,6 +173,7 @@ class Season(Protocol):
     programme: Programme
     cal: WorkingCalendar
     counts: Counter[str]
+    now: datetime  # the simulation's instant: the event being run
     window_closes: datetime
     notices: dict[str, Any]  # the notice desk's plans, by notice id
 

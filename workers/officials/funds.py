@@ -13,4 +13,14 @@ class FundsDesk(Desk[FundsStep]):
     kind = "funds"
 
     def opened(self, season: Season, a: Case, at: datetime) -> None:
-        a.approved_at = at  # on the county's funds path
+        """``a`` is on the county's funds path from ``at``: at once, or, where the step
+        before ends later (a notice's end, planned at its posting: Rain and Dew), then;
+        a funds request before it must not count it."""
+        if at <= season.now:
+            a.approved_at = at
+            return
+
+        async def reached(t: datetime) -> None:
+            a.approved_at = t
+
+        season.at(at, "on the funds path", reached)

@@ -52,7 +52,7 @@ drive too.
 from workers.officials import SimulationStalled
 from workers.simulate.clocks import Clocks, NoticeClock, diagnose
 from workers.simulate.report import DateMiss, SimulationResult, print_result, result_json
-from workers.simulate.scenario import Applicant, Scenario, office_instant
+from workers.simulate.scenario import Applicant, Scenario, office_instant, rounds_to_run
 from workers.simulate.season import SeasonSimulation
 from workers.simulate.stack import run_simulation, simulation_stack, start_time_skipping_server
 
@@ -69,6 +69,7 @@ __all__ = [
     "office_instant",
     "print_result",
     "result_json",
+    "rounds_to_run",
     "run_simulation",
     "simulation_stack",
     "start_time_skipping_server",

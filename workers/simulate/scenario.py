@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from models.application import ApplicationForm
 from models.calendar import WorkingCalendar
+from models.programme import Programme
 
 T = TypeVar("T")
 
@@ -100,3 +101,11 @@ def office_instant(
                 day += timedelta(days=1)
             at = cal.at(day, OFFICE_OPENS) + timedelta(seconds=rng.uniform(0, OFFICE_HOURS * 3600))
     return at.replace(microsecond=0)
+
+
+def rounds_to_run(programme: Programme, round_: str) -> list[str]:
+    """The rounds a simulation runs: the one named, or, for a programme with rounds and
+    none named, each of the year's in order (Rain and Dew's spring and autumn)."""
+    if round_ or not programme.rounds:
+        return [round_]
+    return [r.key for r in programme.rounds]

@@ -181,6 +181,9 @@ class SeasonSimulation:
             round_=self.programme.round_key,
         )
         await self.clocks.started(self.season_id, start)
+        if self.programme.opened_by is not None:
+            # The county poverty office opens the round (Rain and Dew) before anyone applies.
+            self.at(start + timedelta(seconds=30), "round opened", self._open_round, shared=True)
         for a in self.apps:
             self.at(a.submit_at, "submit", self._submitter(a))
         funds = self.programme.find_step(FundsStep)
@@ -205,6 +208,21 @@ class SeasonSimulation:
             shared=True,
         )
         await self._loop()
+
+    async def _open_round(self, at: datetime) -> None:
+        role = self.programme.opened_by
+        assert role is not None
+        await self.again(
+            lambda: self.api.open_round(
+                self.programme.code,
+                self.s.season,
+                self.county,
+                people.county_office(role, self.county),
+                self.cal.day_of(at),
+                round_=self.programme.round_key,
+            )
+        )
+        self.counts["requests"] += 1
 
     def _next_working_day(self, fixed: Any) -> datetime:
         day = fixed.on.in_year(self.s.season) + timedelta(days=1)
