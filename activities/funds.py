@@ -108,6 +108,10 @@ def payment_key(programme: str, season: str, id_hash: str, attempt: int) -> str:
     return f"{programme}/{season}/{id_hash}/{attempt}"
 
 
+# Stages of an application that ended without being owed anything.
+ENDED_UNPAID = frozenset({"withdrawn", "cancelled", "rejected"})
+
+
 class FundsActivities:
     def __init__(
         self, engine: Engine, keys: Keys, calendar: WorkingCalendar, files_dir: Path, bank_dir: Path
@@ -307,6 +311,11 @@ class FundsActivities:
                 payment = next((p for p in payments if p.idempotency_key == key), None)
                 if already_paid is not None and (payment is None or payment.id != already_paid.id):
                     skipped.append(item.workflow_id)  # never paid twice
+                    continue
+                if payment is None and row.stage in ENDED_UNPAID:
+                    # Withdrawn or cancelled after it joined the funds request (a message
+                    # still on its way when the roster was made): never paid.
+                    skipped.append(item.workflow_id)
                     continue
                 if payment is None:
                     if item.amount_cny != row.amount_cny:

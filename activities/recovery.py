@@ -19,4 +19,4 @@ class RecoveryActivities:
     @activity.defn(name="record_recovery")
     def record(self, rec: RecoveryRecord) -> int:
         """The event's seq in the application's audit chain."""
-        return record_recovery(self._engine, self._keys.audit, rec.inp, rec.event)
+        return record_recovery(self._engine, self._keys, rec.inp, rec.event)

@@ -15,19 +15,36 @@ from sqlalchemy.engine import Connection, Engine
 from models.recovery import RecoveryEvent, RecoveryInput
 from store.chain import GENESIS, chain_hash, utc
 from store.db import one_writer
-from store.tables import AuditEntry, Recovery
+from store.sealing import Keys, row_mac
+from store.tables import ApplicationRow, AuditEntry, Recovery
 
 _AUDIT = AuditEntry.__table__  # type: ignore[attr-defined]
+_ROWS = ApplicationRow.__table__  # type: ignore[attr-defined]
 _RECOVERIES = Recovery.__table__  # type: ignore[attr-defined]
 
 
-def record_recovery(
-    engine: Engine, audit_key: bytes, inp: RecoveryInput, event: RecoveryEvent
-) -> int:
-    """Write the event into the application's chain and the list; its seq in the chain."""
+def record_recovery(engine: Engine, keys: Keys, inp: RecoveryInput, event: RecoveryEvent) -> int:
+    """Write the event into the application's chain and the list; its seq in the chain.
+
+    The application's row is locked as its own recordings lock it, and its last_seq (a
+    sealed field) moves to the new entry: deleting the entries later breaks the chain's
+    check (``aidflow audit verify``) as deleting any of its events would."""
     wf = event.application_id
     with one_writer(engine), engine.begin() as conn:
-        seq = _append(conn, audit_key, wf, event)
+        row = (
+            conn.execute(select(_ROWS).where(_ROWS.c.workflow_id == wf).with_for_update())
+            .mappings()
+            .first()
+        )
+        stage = str(row["stage"]) if row is not None else "paid"
+        seq = _append(conn, keys.audit, wf, event, stage)
+        if row is not None and seq > int(row["last_seq"]):
+            values = {**row, "last_seq": seq}
+            conn.execute(
+                update(_ROWS)
+                .where(_ROWS.c.workflow_id == wf)
+                .values(last_seq=seq, row_mac=row_mac(keys.rows, "applications", values))
+            )
         if event.kind == "cancelled":
             if (
                 conn.execute(
@@ -69,7 +86,7 @@ def record_recovery(
     return seq
 
 
-def _append(conn: Connection, key: bytes, wf: str, event: RecoveryEvent) -> int:
+def _append(conn: Connection, key: bytes, wf: str, event: RecoveryEvent, stage: str) -> int:
     rows = conn.execute(
         select(_AUDIT.c.seq, _AUDIT.c.hash, _AUDIT.c.kind, _AUDIT.c.detail)
         .where(_AUDIT.c.workflow_id == wf)
@@ -86,7 +103,7 @@ def _append(conn: Connection, key: bytes, wf: str, event: RecoveryEvent) -> int:
         "seq": last_seq + 1,
         "at": utc(event.at),
         "kind": event.kind,
-        "stage": "paid",  # the application's stage: it ended paid
+        "stage": stage,  # the application's: it ended paid (or signed for)
         "actor_id": event.actor.id,
         "actor_role": event.actor.role.value,
         "detail": {

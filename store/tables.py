@@ -370,3 +370,20 @@ class Recovery(SQLModel, table=True):
     recovered_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
+
+
+class LoanReceipt(SQLModel, table=True):
+    """A student loan's receipt of acceptance (受理证明): its verification code's digest
+    (never the code) and what a university may learn from it (store/loans.py)."""
+
+    __tablename__ = "loan_receipts"
+
+    code_digest: str = Field(primary_key=True, max_length=64)
+    workflow_id: str = Field(max_length=200, unique=True)
+    student_masked: str = Field(max_length=100)
+    university: str = Field(max_length=100)
+    university_code: str = Field(max_length=5)
+    year: int
+    amount_cny: int
+    accepted_on: str = Field(max_length=10)
+    issued_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

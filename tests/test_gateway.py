@@ -80,6 +80,7 @@ OFFICES = {
     # The village official again, now holding a county office: four eyes is per person.
     "same_person_at_county": ("village-1", Role.COUNTY_EDUCATION_BUREAU, COUNTY),
     "applicant": ("applicant-1", Role.APPLICANT, VILLAGE),
+    "poverty": ("poverty-1", Role.COUNTY_POVERTY_OFFICE, COUNTY),
     "other_county": ("county-9", Role.COUNTY_EDUCATION_BUREAU, OTHER_COUNTY),
     "revoked": ("village-2", Role.VILLAGE_COMMITTEE, VILLAGE),
 }
@@ -909,4 +910,54 @@ async def test_the_county_opens_its_season(gateway: Gateway) -> None:
             f"/v1/seasons/county-subsidy/2027-spring/{COUNTY}", headers=gateway.auth("county")
         ),
         422,
+    )
+
+
+async def test_rain_and_dew_over_http_opening_and_cancellation(gateway: Gateway) -> None:
+    """Rain and Dew's round is opened by the county poverty office's key only, with the
+    day the national system opened it; its grants are cancelled by that key only."""
+    from models.application import Consent
+    from tests.support import township_official
+
+    url = f"/v1/seasons/rain-and-dew/2027-spring/{COUNTY}"
+    body = problem(await gateway.http.post(url, headers=gateway.auth("poverty")), 422)
+    assert "national_opened_on" in body["detail"]
+    opening = {"national_opened_on": "2027-03-01"}
+    problem(await gateway.http.post(url, json=opening, headers=gateway.auth("county")), 403)
+    opened = await gateway.http.post(url, json=opening, headers=gateway.auth("poverty"))
+    assert opened.status_code == 201, opened.text
+    assert opened.json()["national_opened_on"] == "2027-03-01"
+    assert opened.json()["townships_told"] >= 1
+
+    serial = next(_SERIALS)
+    f = form(
+        serial,
+        programme="rain-and-dew",
+        round="spring",
+        education_level="secondary_vocational",
+        consent=Consent(given_by="家长", relation="父亲", given_at=cst(3, 9, 9)),
+    )
+    wf = await gateway.stack.api.submit(f, submitted_by=township_official(), now=cst(3, 10, 10))
+    case = Case(gateway.stack.api, gateway.env, wf)
+    await case.wait_for(lambda s: s.waiting_for == "county_leading_group", "at the cross-check")
+    cancel = {"reason": "举报查实：未在校就读", "report_ref": "JB-1"}
+    problem(
+        await gateway.http.post(
+            f"/v1/applications/{wf}/cancellation", json=cancel, headers=gateway.auth("village")
+        ),
+        403,
+    )
+    done = await gateway.http.post(
+        f"/v1/applications/{wf}/cancellation", json=cancel, headers=gateway.auth("poverty")
+    )
+    assert done.status_code == 200, done.text
+    assert done.json()["stage"] == "cancelled"
+    # Not paid: nothing to recover.
+    problem(
+        await gateway.http.post(
+            f"/v1/applications/{wf}/recovery",
+            json={"amount_cny": 3000, "reference": "x"},
+            headers=gateway.auth("poverty"),
+        ),
+        404,
     )

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import delete
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
@@ -33,6 +34,7 @@ from store.audit import verify
 from store.coverage import import_enrolment
 from store.importing import import_registry
 from store.registry import RegistryReader
+from store.tables import AuditEntry
 from tests.conftest import AppStack
 from tests.support import (
     COUNTY,
@@ -245,6 +247,13 @@ async def test_rain_and_dew_spring_round_from_cross_check_to_recovery(
     )
     summary = await api.request_funds(RD, 2027, COUNTY, POVERTY_OFFICE, round_="spring")
     assert summary.count == 3 and summary.total_cny == 9000
+    # On the funds request, its payment is under way: cancelled once paid, not now.
+    await fell_back.wait_for(lambda s: "on funds request" in s.details_en, "on the request")
+    with pytest.raises(Refused, match="its payment is under way"):
+        await api.cancel(
+            fell_back.wf,
+            CancellationRequest(request_id=rid(), actor=POVERTY_OFFICE, reason="举报"),
+        )
     await api.funds_arrived(
         RD, 2027, COUNTY, FINANCE, summary.request_id, 9000, "CZ-RD-1", round_="spring"
     )
@@ -262,7 +271,7 @@ async def test_rain_and_dew_spring_round_from_cross_check_to_recovery(
             recovered.wf,
             CancellationRequest(request_id=rid(), actor=POVERTY_OFFICE, reason="再次举报"),
         )
-    for _ in range(100):
+    for _ in range(300):
         report = build_report(engine, RD, 2027, COUNTY, round_="spring")
         if report.recoveries:
             break
@@ -284,13 +293,13 @@ async def test_rain_and_dew_spring_round_from_cross_check_to_recovery(
             request_id=rid(), actor=POVERTY_OFFICE, amount_cny=3000, reference="退款单 2027-88"
         ),
     )
-    for _ in range(100):
+    for _ in range(300):
         status = await api.recovery_status(recovered.wf)
         if status.recovered_at is not None:
             break
         await asyncio.sleep(0.1)
     assert status.recovered is not None and status.recovered.reference == "退款单 2027-88"
-    for _ in range(100):
+    for _ in range(300):
         report = build_report(engine, RD, 2027, COUNTY, round_="spring")
         if report.recoveries[0]["status"] == "recovered":
             break
@@ -299,6 +308,16 @@ async def test_rain_and_dew_spring_round_from_cross_check_to_recovery(
     # Both are in the application's audit chain, after its last event; it verifies.
     checked = verify(engine, app_stack.deps.keys.audit, programme=RD)
     assert not checked.breaks, checked.breaks
+    # Deleting them is seen: the application's row (sealed) counts them.
+    with engine.begin() as conn:
+        conn.execute(
+            delete(AuditEntry.__table__).where(  # type: ignore[attr-defined]
+                AuditEntry.__table__.c.workflow_id == recovered.wf,  # type: ignore[attr-defined]
+                AuditEntry.__table__.c.kind.in_(["cancelled", "recovered"]),  # type: ignore[attr-defined]
+            )
+        )
+    broken = verify(engine, app_stack.deps.keys.audit, programme=RD).breaks
+    assert [b.workflow_id for b in broken] == [recovered.wf], broken
 
     # The same child in the autumn round of the same year: paid once a year.
     autumn = vocational(951, round="autumn")

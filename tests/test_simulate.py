@@ -325,11 +325,11 @@ async def test_a_rain_and_dew_year_simulated_round_by_round(tmp_path: Path) -> N
     rounds = rounds_to_run(REGISTRY["rain-and-dew"], "")
     assert rounds == ["spring", "autumn"]
     for round_ in rounds:
-        scenario = Scenario(programme="rain-and-dew", round=round_, applications=12, seed=7)
+        scenario = Scenario(programme="rain-and-dew", round=round_, applications=8, seed=7)
         r = await run_simulation(
             scenario, Settings(data_dir=tmp_path), data_dir=tmp_path / f"sim-{round_}"
         )
-        assert sum(r.outcomes.values()) == 12 and r.outcomes.get("paid"), r.outcomes
+        assert sum(r.outcomes.values()) == 8 and r.outcomes.get("paid"), r.outcomes
         assert r.funds_requests >= 1 and r.batches >= 1
         report = Path(r.report_md or "").read_text("utf-8")
         assert f"2027-{round_}" in report and "rain-and-dew" in report

@@ -171,7 +171,7 @@ def registry_csv(forms: list[ApplicationForm], season: int) -> str:
 
 
 # One vocational child in this many is missing from the synthetic enrolment registry.
-VOCATIONAL_MISSING = 12
+VOCATIONAL_MISSING = 8
 
 
 def vocational_csv(forms: list[ApplicationForm]) -> str:

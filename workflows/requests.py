@@ -188,7 +188,9 @@ def entered(app: ApplicationWorkflow, step: StepBase) -> None:
         SYSTEM,
         f"进入{step.label_zh} / entered {step.label_en}",
         {"step_index": app.index},
-        notify=office_notice(app.inp.places, step, "work_waiting"),
+        notify=office_notice(app.inp.places, step, "work_waiting")
+        if step.tells_office_on_entry
+        else None,
     )
 
 
@@ -228,10 +230,12 @@ def check_cancellation(app: ApplicationWorkflow, req: CancellationRequest) -> No
     problems = check_place(app.inp.places, req.actor, role, Level.COUNTY, "cancel the grant")
     if not req.reason.strip():
         problems.append("reason is required to cancel a grant")
-    if not app.runner.step.withdrawable:
+    request = app.payment.funds_request
+    if not app.runner.step.withdrawable or request is not None:
+        on = f" (on funds request {request})" if request else ""
         problems.append(
-            f"the application is in {app.stage}: the payment is under way; cancel it once "
-            "paid (it goes onto the recovery list) or returned"
+            f"the application is in {app.stage}{on}: its payment is under way; cancel it "
+            "once paid (its amount then goes onto the recovery list)"
         )
     if problems:
         raise Refused(problems)

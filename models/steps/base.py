@@ -38,6 +38,9 @@ class StepBase(BaseModel):
     # Whether the step may reject the application (a review, an upheld objection): past
     # the last such step an application is approved.
     decides: ClassVar[bool] = False
+    # Whether its office is told when an application enters it (a cross-check's office
+    # is told only of the applications the registers did not vouch for).
+    tells_office_on_entry: ClassVar[bool] = True
 
     @property
     def actor_role(self) -> Role | None:

@@ -24,6 +24,7 @@ Register = Literal["poor_households", "vocational_enrolment"]
 class CrossCheckStep(StepBase):
     kind: Literal["cross_check"] = "cross_check"
     decides: ClassVar[bool] = True
+    tells_office_on_entry: ClassVar[bool] = False
     role: Role  # who confirms or rejects an application that failed the check
     level: Level
     against: tuple[Register, ...] = Field(min_length=1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -463,22 +464,37 @@ class AidflowClient:
         application ends cancelled; once paid, its amount goes onto the recovery list:
         a RecoveryWorkflow, started here with the cancellation (the office's own word,
         proven by its credential, R10), waits for the money to come back."""
+        # Who may cancel is checked before anything of the application is read (its
+        # programme and county are in its id): another office learns nothing of it.
+        programme = self.programmes.get(workflow_id.split("/")[0])
+        role = programme.cancelled_by if programme else None
+        county6 = workflow_id.split("/")[2] if workflow_id.count("/") >= 3 else ""
+        if role is None or req.actor.role is not role or req.actor.place_code[:6] != county6:
+            raise Refused(
+                f"role {req.actor.role.value} at {req.actor.place_code or '(none)'} may not "
+                f"cancel {workflow_id}: it needs {role.value if role else 'a cancelling office'} "
+                "of its county",
+                kind="forbidden",
+            )
+        handle = self.handle(workflow_id)
         try:
-            desc = await self.handle(workflow_id).describe()
+            desc = await handle.describe()
         except RPCError:
             raise Refused(f"no application {workflow_id}", kind="not_found") from None
         if desc.status is WorkflowExecutionStatus.RUNNING:
             try:
                 return await self._update(workflow_id, ApplicationWorkflow.cancel, req)
             except Refused as refusal:
-                if "the application is closed: paid" not in str(refusal):
+                if not re.search(r"the application is closed: (paid|received)", str(refusal)):
                     raise
+            # Paid, and still saving its last events: the recovery's entries follow them
+            # in its audit chain, so it is let finish first.
+            await handle.result()
         st = await self.status(workflow_id)
         if st.stage not in ("paid", "received"):
             raise Refused(
                 f"the application ended {st.stage} ({workflow_id}): nothing was paid to recover"
             )
-        programme = self.programmes.get(st.programme)
         name, _, masked = st.applicant_masked.rpartition(" ")
         inp = RecoveryInput(
             application_id=workflow_id,
@@ -497,6 +513,8 @@ class AidflowClient:
             id=inp.workflow_id,
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            # One recovery a grant: once recovered, a cancellation again starts nothing.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             static_summary=f"追回 {name} {masked} {st.amount_cny:,} 元 · {workflow_id}",
         )
         try:
@@ -508,6 +526,10 @@ class AidflowClient:
             )
         except WorkflowUpdateFailedError as e:
             raise refused_by_workflow(e) from None
+        except WorkflowAlreadyStartedError:
+            raise Refused(
+                f"{workflow_id} was already cancelled after payment and its money recovered"
+            ) from None
 
     async def mark_recovered(self, application_id: str, req: RecoveredRequest) -> RequestResult:
         """The cancelled grant's money is back: off the open recovery list."""
@@ -727,6 +749,12 @@ class AidflowClient:
             )
         except WorkflowUpdateFailedError as e:
             raise refused_by_workflow(e) from None
+        except WorkflowAlreadyStartedError:
+            raise Refused(
+                f"the {programme} {season_label(season, round_)} season of {county_code} is "
+                "closed (its summary is written): it opens no round",
+                problems=[FieldProblem(field="season", problem="closed")],
+            ) from None
         self._opened_rounds.add(wf)
         return opened
 

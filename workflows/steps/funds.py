@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from workflows.steps.base import StepRunner, fmt, role_words
+from workflows.steps.base import Refused, StepRunner, fmt, role_words
 
 with workflow.unsafe.imports_passed_through():
-    from models.application import SYSTEM
+    from models.application import SYSTEM, WithdrawalRequest
     from models.domain import ROLE_NAME_ZH
     from models.payout import FundsJoin, FundsRelease
     from models.records import NotificationIntent
@@ -34,6 +34,13 @@ class FundsRunner(StepRunner[FundsStep]):
             f"{ROLE_NAME_ZH[requester]}已审批，等待列入资金申请",
             f"approved; waiting to join the {role_words(requester)}'s funds request",
         )
+
+    def check_withdrawal(self, req: WithdrawalRequest) -> None:
+        request = self.app.payment.funds_request
+        if request is not None:
+            raise Refused(
+                f"the application is on funds request {request}: it can no longer be withdrawn"
+            )
 
     def on_funds_requested(self, join: FundsJoin) -> None:
         payment = self.app.payment
