@@ -72,23 +72,9 @@ def test_the_centre_takes_applications_on_working_days_naming_the_next(
 def test_a_receipt_code_checks_and_a_wrong_one_does_not(engine: Engine) -> None:
     key = b"k" * 32
     wf = "student-loan/2027/341225/abc"
-    code = issue_receipt(
-        engine,
-        key,
-        workflow_id=wf,
-        student_name="王小明",
-        university="安徽大学",
-        university_code="10357",
-        year=2027,
-        amount_cny=6000,
-        accepted_on="2027-08-10",
-        at=cst(8, 10, 10),
-    )
-    # The same application: the same code, recorded once (a retry issues nothing new).
-    assert (
-        code
-        == receipt_code(key, wf)
-        == issue_receipt(
+
+    def issue(at: Any) -> str:
+        return issue_receipt(
             engine,
             key,
             workflow_id=wf,
@@ -98,9 +84,12 @@ def test_a_receipt_code_checks_and_a_wrong_one_does_not(engine: Engine) -> None:
             year=2027,
             amount_cny=6000,
             accepted_on="2027-08-10",
-            at=cst(8, 11, 10),
+            at=at,
         )
-    )
+
+    code = issue(cst(8, 10, 10))
+    # The same application: the same code, recorded once (a retry issues nothing new).
+    assert code == receipt_code(key, wf) == issue(cst(8, 11, 10))
     assert len(code) == 19 and code.count("-") == 3
     seen = verify_code(engine, code.lower().replace("-", " "))
     assert seen is not None

@@ -740,23 +740,36 @@ class AidflowClient:
             national_opened_on=national_opened_on,
             note=note,
         )
+        opened: RoundOpened = await self._season_update(
+            SeasonWorkflow.open_round,
+            opening,
+            (programme, season, county_code, round_),
+            "it opens no round",
+        )
+        self._opened_rounds.add(wf)
+        return opened
+
+    async def _season_update(
+        self, update: Any, arg: Any, key: tuple[str, int, str, str], closed: str
+    ) -> Any:
+        """An update to the county's season, started if it is not running; one that has
+        closed (its summary written) is not started afresh: refused, saying ``closed``."""
+        programme, season, county_code, round_ = key
         try:
-            opened: RoundOpened = await self.client.execute_update_with_start_workflow(
-                SeasonWorkflow.open_round,
-                opening,
+            return await self.client.execute_update_with_start_workflow(
+                update,
+                arg,
                 start_workflow_operation=self._season_start(programme, season, county_code, round_),
-                id=update_id(opening),
+                id=update_id(arg),
             )
         except WorkflowUpdateFailedError as e:
             raise refused_by_workflow(e) from None
         except WorkflowAlreadyStartedError:
             raise Refused(
                 f"the {programme} {season_label(season, round_)} season of {county_code} is "
-                "closed (its summary is written): it opens no round",
+                f"closed (its summary is written): {closed}",
                 problems=[FieldProblem(field="season", problem="closed")],
             ) from None
-        self._opened_rounds.add(wf)
-        return opened
 
     async def round_opened(
         self, programme: str, season: int, county_code: str, round_: str = ""
@@ -795,21 +808,13 @@ class AidflowClient:
             request_id=request_id or f"fr-{county_code[:6]}-{season}-{uuid.uuid4().hex[:6]}",
             actor=actor,
         )
-        try:
-            return await self.client.execute_update_with_start_workflow(
-                SeasonWorkflow.request_funds,
-                cmd,
-                start_workflow_operation=self._season_start(programme, season, county_code, round_),
-                id=update_id(cmd),
-            )
-        except WorkflowUpdateFailedError as e:
-            raise refused_by_workflow(e) from None
-        except WorkflowAlreadyStartedError:
-            raise Refused(
-                f"the {programme} {season} season of {county_code} is closed (its summary is "
-                "written): no funds request after it",
-                problems=[FieldProblem(field="season", problem="closed")],
-            ) from None
+        summary: FundsRequestSummary = await self._season_update(
+            SeasonWorkflow.request_funds,
+            cmd,
+            (programme, season, county_code, round_),
+            "no funds request after it",
+        )
+        return summary
 
     async def funds_arrived(
         self,
