@@ -31,7 +31,7 @@ from models.notifications import render
 from models.privacy import mask_sensitive_text
 from models.programmes import BUILTIN_PROGRAMMES
 from models.records import ApplicationSnapshot, ChainHead, EventBatch, NotificationIntent
-from store.chain import GENESIS, chain_hash, utc, utc_or_none
+from store.chain import GENESIS, audit_entry, chain_hash, utc_or_none
 from store.db import one_writer
 from store.sealing import Keys, row_mac
 from store.tables import ApplicationRow, AuditEntry, OutboxMessage
@@ -324,19 +324,13 @@ def _outbox_seq(dedupe_key: str) -> int:
 
 
 def _audit_entry(workflow_id: str, event: TrailEvent) -> dict[str, Any]:
-    return {
-        "workflow_id": workflow_id,
-        "seq": event.seq,
-        "at": utc(event.at),
-        "kind": event.kind,
-        "stage": event.stage,
-        "actor_id": event.actor.id,
-        "actor_role": event.actor.role.value,
-        "detail": {
-            "summary": event.summary,
-            "actor_name": event.actor.name,
-            # R10: the credential that proved the request (in the chained hash).
-            **({"credential": event.actor.credential} if event.actor.credential else {}),
-            **event.detail,
-        },
-    }
+    return audit_entry(
+        workflow_id,
+        event.seq,
+        event.at,
+        event.kind,
+        event.stage,
+        event.actor,
+        event.summary,
+        event.detail,
+    )

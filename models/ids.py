@@ -5,13 +5,35 @@ The season part is the season key (R12): ``2027``, or ``2027-spring`` for a roun
 
 from __future__ import annotations
 
-from models.season import season_label
+from typing import NamedTuple
+
+from models.season import SeasonKey, season_label
 
 
 def application_workflow_id(
     programme: str, season: int, county_code: str, id_hash: str, round_: str = ""
 ) -> str:
     return f"{programme}/{season_label(season, round_)}/{county_code[:6]}/{id_hash}"
+
+
+class ApplicationId(NamedTuple):
+    programme: str
+    season: SeasonKey
+    county6: str  # the county code's first six digits
+    id_hash: str
+
+
+def parse_application_id(workflow_id: str) -> ApplicationId | None:
+    """What an application's id says (the inverse of ``application_workflow_id``); None
+    for an id that is not one."""
+    parts = workflow_id.split("/")
+    if len(parts) != 4:
+        return None
+    try:
+        season = SeasonKey.parse(parts[1])
+    except ValueError:
+        return None
+    return ApplicationId(parts[0], season, parts[2], parts[3])
 
 
 def season_workflow_id(programme: str, season: int, county_code: str, round_: str = "") -> str:

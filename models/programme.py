@@ -258,8 +258,13 @@ class Programme(_Frozen):
     def household_checked_at_intake(self) -> bool:
         """Intake refuses a student not on the registered-poor registry, unless a step
         checks the registry later (a cross-check, whose finding an office may overrule)."""
-        later = any("poor_households" in getattr(s, "against", ()) for s in self.steps)
-        return bool(self.eligibility.household_categories) and not later
+        return bool(self.eligibility.household_categories) and not self.checks_register(
+            "poor_households"
+        )
+
+    def checks_register(self, register: str) -> bool:
+        """Whether one of its steps checks applications against ``register``."""
+        return any(register in s.registers for s in self.steps)
 
     @property
     def claim_round(self) -> str:

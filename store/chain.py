@@ -15,6 +15,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from models.application import Actor
 from store.tables import AuditEntry
 
 GENESIS = "0" * 64
@@ -54,3 +55,33 @@ def utc_or_none(at: datetime | None) -> datetime | None:
     keeps an instant's wall time and drops its offset (a notice's end at 00:00 +08:00
     came back as 00:00 UTC, eight hours late)."""
     return None if at is None else utc(at)
+
+
+def audit_entry(
+    workflow_id: str,
+    seq: int,
+    at: datetime,
+    kind: str,
+    stage: str,
+    actor: Actor,
+    summary: str,
+    detail: dict[str, Any],
+) -> dict[str, Any]:
+    """An audit row's content (its hash and link are added by the writer): the summary,
+    the actor's name and, R10, the credential that proved the request are in the
+    chained detail."""
+    return {
+        "workflow_id": workflow_id,
+        "seq": seq,
+        "at": utc(at),
+        "kind": kind,
+        "stage": stage,
+        "actor_id": actor.id,
+        "actor_role": actor.role.value,
+        "detail": {
+            "summary": summary,
+            "actor_name": actor.name,
+            **({"credential": actor.credential} if actor.credential else {}),
+            **detail,
+        },
+    }

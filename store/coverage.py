@@ -121,8 +121,7 @@ def import_enrolment(
 def register_of(programme: Programme) -> Register:
     """The register a programme's students are read from: the vocational one for a
     programme that checks against it (Rain and Dew), else the general enrolment data."""
-    checks = {r for s in programme.steps for r in getattr(s, "against", ())}
-    return "vocational" if "vocational_enrolment" in checks else "enrolment"
+    return "vocational" if programme.checks_register("vocational_enrolment") else "enrolment"
 
 
 @dataclass

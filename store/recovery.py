@@ -13,7 +13,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from models.recovery import RecoveryEvent, RecoveryInput
-from store.chain import GENESIS, chain_hash, utc
+from store.chain import GENESIS, audit_entry, chain_hash, utc
 from store.db import one_writer
 from store.sealing import Keys, row_mac
 from store.tables import ApplicationRow, AuditEntry, Recovery
@@ -98,22 +98,16 @@ def _append(conn: Connection, key: bytes, wf: str, event: RecoveryEvent, stage: 
         if kind == event.kind and (detail or {}).get("request_id") == event.request_id:
             return int(seq)  # written by an earlier attempt
     last_seq, prev = (rows[0][0], rows[0][1]) if rows else (0, GENESIS)
-    entry: dict[str, Any] = {
-        "workflow_id": wf,
-        "seq": last_seq + 1,
-        "at": utc(event.at),
-        "kind": event.kind,
-        "stage": stage,  # the application's: it ended paid (or signed for)
-        "actor_id": event.actor.id,
-        "actor_role": event.actor.role.value,
-        "detail": {
-            "summary": event.summary,
-            "actor_name": event.actor.name,
-            **({"credential": event.actor.credential} if event.actor.credential else {}),
-            "request_id": event.request_id,
-            **event.detail,
-        },
-    }
+    entry = audit_entry(
+        wf,
+        last_seq + 1,
+        event.at,
+        event.kind,
+        stage,  # the application's: it ended paid (or signed for)
+        event.actor,
+        event.summary,
+        {"request_id": event.request_id, **event.detail},
+    )
     entry["prev_hash"] = prev
     entry["hash"] = chain_hash(key, prev, entry)
     conn.execute(insert(_AUDIT).values(**entry))

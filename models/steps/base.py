@@ -43,6 +43,11 @@ class StepBase(BaseModel):
     tells_office_on_entry: ClassVar[bool] = True
 
     @property
+    def registers(self) -> tuple[str, ...]:
+        """The imported registers the step checks an application against (a cross-check's)."""
+        return ()
+
+    @property
     def actor_role(self) -> Role | None:
         """The office whose action the step waits for (None: nobody's)."""
         return None

@@ -36,6 +36,10 @@ class CrossCheckStep(StepBase):
     years_of_study: tuple[int, ...] = (1, 2, 3)
 
     @property
+    def registers(self) -> tuple[str, ...]:
+        return self.against
+
+    @property
     def actor_role(self) -> Role:
         return self.role
 

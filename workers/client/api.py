@@ -53,6 +53,7 @@ from models.calendar import WorkingCalendar
 from models.domain import Level, Role
 from models.ids import (
     application_workflow_id,
+    parse_application_id,
     recovery_workflow_id,
     roster_workflow_id,
     season_workflow_id,
@@ -84,7 +85,7 @@ from models.privacy import mask_account, mask_national_id
 from models.programme import Programme
 from models.recovery import RecoveredRequest, RecoveryInput, RecoveryStatus
 from models.roster import RosterDecided, RosterDecision, RosterInput
-from models.season import SeasonKey, season_label
+from models.season import season_label
 from models.steps import RosterStep
 from models.tasks import DatedTasksInput, TaskDone, TaskState
 from store.sealing import Keys
@@ -466,9 +467,10 @@ class AidflowClient:
         proven by its credential, R10), waits for the money to come back."""
         # Who may cancel is checked before anything of the application is read (its
         # programme and county are in its id): another office learns nothing of it.
-        programme = self.programmes.get(workflow_id.split("/")[0])
+        parsed = parse_application_id(workflow_id)
+        programme = self.programmes.get(parsed.programme) if parsed else None
         role = programme.cancelled_by if programme else None
-        county6 = workflow_id.split("/")[2] if workflow_id.count("/") >= 3 else ""
+        county6 = parsed.county6 if parsed else ""
         if role is None or req.actor.role is not role or req.actor.place_code[:6] != county6:
             raise Refused(
                 f"role {req.actor.role.value} at {req.actor.place_code or '(none)'} may not "
@@ -500,7 +502,7 @@ class AidflowClient:
             application_id=workflow_id,
             programme=st.programme,
             season=st.season,
-            round=SeasonKey.parse(workflow_id.split("/")[1]).round,
+            round=parsed.season.round if parsed else "",
             places=st.places,
             applicant_name=name,
             applicant_masked=masked,
