@@ -224,6 +224,7 @@ class RecordActivities:
             "township_code": snap.places.township_code,
             "village_code": snap.places.village_code,
             "school_code": snap.places.school_code,
+            "university_code": snap.places.university_code,
             "applicant_name": snap.applicant_name,
             "national_id_masked": snap.national_id_masked,
             "national_id_hash": snap.national_id_hash,

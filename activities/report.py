@@ -108,6 +108,11 @@ _COUNTY_APPROVED = frozenset(
         "paid",
         "awaiting_receipt",
         "received",
+        # The student loan: accepted at the centre, then the university's and bank's word.
+        "loan_contract",
+        "university_receipt",
+        "awaiting_disbursement",
+        "lent",
     }
 )
 _GROUP_COLUMNS = ["code", "name", "applications", "approved CNY", "paid", "paid CNY", "rejected"]
@@ -166,8 +171,12 @@ def build_report(
             else []
         )
     receipts = {e.workflow_id: e for e in audit if e.kind == "receipt"}
-    # Paid: by the bank, or signed for in person.
-    paid_by_wf = {p.workflow_id for p in payments if p.status == "paid"} | set(receipts)
+    # Paid: by the bank onto the card, signed for in person, or lent.
+    paid_by_wf = (
+        {p.workflow_id for p in payments if p.status == "paid"}
+        | set(receipts)
+        | {r.workflow_id for r in rows if r.stage == "lent"}  # a loan the bank paid out
+    )
     received_by_source: Counter[str] = Counter(
         str(e.detail.get("funding_source", "")) for e in receipts.values()
     )

@@ -38,7 +38,7 @@ DISBURSEMENT_COLUMNS = (
 RESULT_COLUMNS = ("batch_id", "sequence", "idempotency_key", "status", "reason", "bank_reference")
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
     """Written whole (the other side never sees half a file) and readable by the owner
     alone: a disbursement file holds full account numbers."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -81,7 +81,7 @@ class FileExchangeBank:
         path = inside(self.outbox, f"{batch_id}.csv")
         if path.exists() and path.read_text(encoding="utf-8") == disbursement_csv:
             return path
-        _atomic_write(path, disbursement_csv)
+        atomic_write(path, disbursement_csv)
         return path
 
     def result(self, batch_id: str) -> list[BankResultRow] | None:
@@ -212,7 +212,7 @@ class BankSimulator:
                     w.writerow([batch_id, row["sequence"], key, seen[0], seen[1], seen[2]])
                 db.execute("commit")
             self.bank.inbox.mkdir(parents=True, exist_ok=True)
-            _atomic_write(result_path, out.getvalue())
+            atomic_write(result_path, out.getvalue())
             answered += 1
         return answered
 

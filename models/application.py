@@ -26,6 +26,7 @@ from models.domain import (
     Role,
     level_of,
 )
+from models.loan import LoanRecord, LoanRequest
 from models.privacy import short_digest
 from models.programme import Programme
 from models.text import ActorId, Line, LongText, Name, PlaceCode, RequestId, StageName
@@ -54,6 +55,8 @@ class Places(_Model):
     # The high school that submitted the application, for programmes a school submits to.
     school_code: str = Field(default="", max_length=32)
     school_name: str = Field(default="", max_length=100)
+    # The university a student loan is for (学校代码): the one that confirms its receipt.
+    university_code: str = Field(default="", pattern=r"^(\d{5})?$")
 
     @field_validator("county_code", "township_code", "village_code")
     @classmethod
@@ -69,6 +72,7 @@ class Places(_Model):
             Level.TOWNSHIP: self.township_code,
             Level.COUNTY: self.county_code,
             Level.PROVINCE: province_code(self.county_code),
+            Level.UNIVERSITY: self.university_code,
         }[level]
 
     def code_for(self, role: Role) -> str:
@@ -82,6 +86,7 @@ class Places(_Model):
             Level.TOWNSHIP: self.township_name,
             Level.COUNTY: self.county_name,
             Level.PROVINCE: "",
+            Level.UNIVERSITY: "",
         }[level] or self.code_at(level)
 
 
@@ -146,6 +151,8 @@ class ApplicationForm(_Model):
     documents: dict[DocumentKind, int] = Field(default_factory=dict)
     # Required when an office submits for the family (Programme.on_behalf_with_consent).
     consent: Consent | None = None
+    # A loan programme's request: the amount, the fees, the co-borrower (Programme.loan).
+    loan: LoanRequest | None = None
 
 
 class ApplicantRecord(_Model):
@@ -189,6 +196,8 @@ class ApplicationInput(_Model):
     received_by: Actor | None = None
     # The family's consent, when an office submitted for it.
     consent: Consent | None = None
+    # A loan's request, its co-borrower sealed.
+    loan: LoanRecord | None = None
     calendar: str = "state-council"
 
 
@@ -296,6 +305,7 @@ TrailKind = Literal[
     "notice_scheduled",
     "roster_joined",
     "cross_check",
+    "loan_contract",
     "notice_posted",
     "notice_ended",
     "objection_lodged",

@@ -11,6 +11,7 @@ class Level(StrEnum):
     TOWNSHIP = "township"
     COUNTY = "county"
     PROVINCE = "province"  # the provincial Youth League confirms the freshman grant's list
+    UNIVERSITY = "university"  # a university, by its 5-digit national code (the student loan)
 
 
 class Role(StrEnum):
@@ -24,6 +25,8 @@ class Role(StrEnum):
     CIVIL_AFFAIRS_BUREAU = "civil_affairs_bureau"  # 县民政局 (checks rosters against its rolls)
     COUNTY_YOUTH_LEAGUE = "county_youth_league"  # 团县委 (leads the freshman grant)
     PROVINCIAL_YOUTH_LEAGUE = "provincial_youth_league"  # 团省委 (confirms the final list)
+    UNIVERSITY = "university"  # 高校 (confirms a student loan's receipt)
+    LOAN_BANK = "loan_bank"  # 经办银行 (the student loan's bank: contracts, disbursement)
     APPLICANT = "applicant"
     PUBLIC = "public"  # anyone may object to a notice
     SYSTEM = "system"  # aidflow itself (timers, automatic postings)
@@ -40,6 +43,8 @@ ROLE_LEVEL: dict[Role, Level] = {
     Role.CIVIL_AFFAIRS_BUREAU: Level.COUNTY,
     Role.COUNTY_YOUTH_LEAGUE: Level.COUNTY,
     Role.PROVINCIAL_YOUTH_LEAGUE: Level.PROVINCE,
+    Role.UNIVERSITY: Level.UNIVERSITY,
+    Role.LOAN_BANK: Level.COUNTY,
 }
 
 
@@ -59,6 +64,8 @@ ROLE_NAME_ZH: dict[Role, str] = {
     Role.CIVIL_AFFAIRS_BUREAU: "县民政局",
     Role.COUNTY_YOUTH_LEAGUE: "团县委",
     Role.PROVINCIAL_YOUTH_LEAGUE: "团省委",
+    Role.UNIVERSITY: "高校",
+    Role.LOAN_BANK: "经办银行",
     Role.APPLICANT: "申请人",
     Role.PUBLIC: "公众",
     Role.SYSTEM: "系统",
@@ -123,6 +130,14 @@ class DocumentKind(StrEnum):
     ADMISSION_LETTER = "admission_letter"  # 录取通知书 (freshmen)
     ELECTRONIC_ENROLMENT = "electronic_enrolment"  # 电子学籍 (freshmen)
     SUBSIDY_CARD_PASSBOOK = "subsidy_card_passbook"  # 一卡通 passbook
+    # The student loan (PROCESS.md §4.4): the co-borrower's papers, and the family's
+    # hardship shown by the township's certificate or, for a registered-poor student,
+    # the poverty handbook; a renewal brings its statement instead.
+    CO_BORROWER_IDENTITY_CARD = "co_borrower_identity_card"  # 共同借款人身份证
+    CO_BORROWER_HOUSEHOLD_REGISTER = "co_borrower_household_register"  # 共同借款人户口簿
+    HARDSHIP_CERTIFICATE = "hardship_certificate"  # 乡镇家庭经济困难证明
+    POVERTY_HANDBOOK = "poverty_handbook"  # 扶贫手册
+    RENEWAL_STATEMENT = "renewal_statement"  # 续贷声明
 
 
 DOCUMENT_NAME_ZH: dict[DocumentKind, str] = {
@@ -134,6 +149,11 @@ DOCUMENT_NAME_ZH: dict[DocumentKind, str] = {
     DocumentKind.ADMISSION_LETTER: "录取通知书",
     DocumentKind.ELECTRONIC_ENROLMENT: "电子学籍",
     DocumentKind.SUBSIDY_CARD_PASSBOOK: "一卡通存折",
+    DocumentKind.CO_BORROWER_IDENTITY_CARD: "共同借款人身份证",
+    DocumentKind.CO_BORROWER_HOUSEHOLD_REGISTER: "共同借款人户口簿",
+    DocumentKind.HARDSHIP_CERTIFICATE: "家庭经济困难证明",
+    DocumentKind.POVERTY_HANDBOOK: "扶贫手册",
+    DocumentKind.RENEWAL_STATEMENT: "续贷声明",
 }
 
 
@@ -166,11 +186,12 @@ class Stage(StrEnum):
     RECEIVED = "received"  # signed for in person (签领)
     REJECTED = "rejected"
     WITHDRAWN = "withdrawn"
+    LENT = "lent"  # the student loan paid out by its bank (放贷)
     CANCELLED = "cancelled"  # the grant cancelled: a report or objection proved true (Rain and Dew)
 
 
 TERMINAL_STAGES = frozenset(
-    {Stage.PAID, Stage.RECEIVED, Stage.REJECTED, Stage.WITHDRAWN, Stage.CANCELLED}
+    {Stage.PAID, Stage.RECEIVED, Stage.LENT, Stage.REJECTED, Stage.WITHDRAWN, Stage.CANCELLED}
 )
 
 STAGE_NAME_ZH: dict[str, str] = {
@@ -187,6 +208,7 @@ STAGE_NAME_ZH: dict[str, str] = {
     Stage.AWAITING_RECEIPT: "等待本人签领",
     Stage.PAID: "已发放",
     Stage.RECEIVED: "已签领",
+    Stage.LENT: "已放贷",
     Stage.REJECTED: "未通过",
     Stage.WITHDRAWN: "已撤回",
     Stage.CANCELLED: "已取消资助",
@@ -206,6 +228,7 @@ STAGE_NAME_EN: dict[str, str] = {
     Stage.AWAITING_RECEIPT: "awaiting the signed receipt",
     Stage.PAID: "paid",
     Stage.RECEIVED: "received (signed for)",
+    Stage.LENT: "lent (paid by the bank)",
     Stage.REJECTED: "rejected",
     Stage.WITHDRAWN: "withdrawn",
     Stage.CANCELLED: "cancelled (fraud proven)",

@@ -11,7 +11,9 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict
 
 from models.application import Actor, ApplicationForm
+from models.calendar import WorkingCalendar
 from models.domain import DOCUMENT_NAME_ZH, ROLE_LEVEL, HouseholdCategory, Level, Role, Stage
+from models.loan import loan_document_problems, loan_problems, working_day_problem
 from models.privacy import national_id_problem
 from models.programme import Programme
 
@@ -111,6 +113,7 @@ def check_application(
     window: tuple[datetime, datetime],
     lookup_member: Callable[[str], RegisteredMember | None],
     submitted_by: Actor,
+    calendar: WorkingCalendar | None = None,
 ) -> list[FieldProblem]:
     """Every problem of ``form``; an empty list means it may be accepted.
 
@@ -258,6 +261,9 @@ def check_application(
             )
         )
 
+    if programme.loan is not None:
+        problems += _loan_problems(form, programme, now, calendar, lookup_member)
+
     for requirement in programme.eligibility.documents:
         have = max((form.documents.get(kind, 0) for kind in requirement.any_of), default=0)
         if have < requirement.copies:
@@ -269,6 +275,43 @@ def check_application(
                 )
             )
     return problems
+
+
+def registered_poor(member: RegisteredMember | None) -> bool:
+    """An active member of a registered-poor household (who shows the poverty handbook)."""
+    return (
+        member is not None
+        and member.status == "active"
+        and member.category is HouseholdCategory.REGISTERED_POOR
+    )
+
+
+def _loan_problems(
+    form: ApplicationForm,
+    programme: Programme,
+    now: datetime,
+    calendar: WorkingCalendar | None,
+    lookup_member: Callable[[str], RegisteredMember | None],
+) -> list[FieldProblem]:
+    """A loan's own rules: working days at the centre (R1), the amount within its
+    limits, the co-borrower, and the hardship papers (or the handbook, or a renewal's
+    statement)."""
+    assert programme.loan is not None
+    found: list[FieldProblem] = []
+    if calendar is not None:
+        closed = working_day_problem(calendar, now)
+        if closed is not None:
+            found.append(FieldProblem(field=closed.field, problem=closed.problem))
+    cap = amount_due(programme, form.season, form)
+    for p in loan_problems(form.loan, programme.loan, cap, form.season, form.national_id):
+        found.append(FieldProblem(field=p.field, problem=p.problem))
+    if form.loan is not None and national_id_problem(form.national_id) is None:
+        poor = registered_poor(lookup_member(form.national_id))
+        for p in loan_document_problems(
+            form.documents, registered_poor=poor, renewal=bool(form.loan.renewal_of)
+        ):
+            found.append(FieldProblem(field=p.field, problem=p.problem))
+    return found
 
 
 def amount_due(programme: Programme, season: int, values: object) -> int:

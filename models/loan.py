@@ -11,12 +11,14 @@ Pure: the intake (``models/intake.py``, the gateway) calls these with what it kn
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, time
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.calendar import WorkingCalendar, next_working_day_at
+from models.domain import DOCUMENT_NAME_ZH, DocumentKind
 from models.privacy import national_id_problem
 from models.text import Name
 
@@ -44,7 +46,72 @@ class LoanRequest(_Model):
     # receipt of the loan is the one named here.
     university_code: str = Field(pattern=r"^\d{5}$")
     # A renewal (续贷) names the first contract: no new hardship certificate.
-    renewal_of: str = Field(default="", max_length=64)
+    renewal_of: str = Field(default="", pattern=r"^(\d{6}-\d{4}-[0-9A-F]{8})?$")
+
+
+class SealedCoBorrower(_Model):
+    """The co-borrower as a workflow carries it: the identity number sealed (R9)."""
+
+    name: str
+    relation: str
+    national_id_masked: str
+    national_id_hash: str
+    national_id_sealed: str
+
+
+class LoanRecord(_Model):
+    """The loan as the application workflow carries it (its input): what was asked,
+    the fees it is bounded by, the sealed co-borrower, the university, and the first
+    contract a renewal reuses."""
+
+    requested_cny: int
+    tuition_cny: int
+    lodging_cny: int
+    co_borrower: SealedCoBorrower
+    university_code: str
+    renewal_of: str = ""
+    # The student is on the registered-poor registry (showed the poverty handbook, was
+    # served first); otherwise the township's hardship certificate was shown.
+    registered_poor: bool = False
+
+
+def contract_number(workflow_id: str, county_code: str, year: int) -> str:
+    """A first contract's number: the county, the year, and 8 hex digits of the
+    application's id (the same for a retried activity; no identity in it)."""
+    digest = hashlib.sha256(workflow_id.encode()).hexdigest()[:8].upper()
+    return f"{county_code[:6]}-{year}-{digest}"
+
+
+CONTRACT_NUMBER = r"^\d{6}-\d{4}-[0-9A-F]{8}$"
+
+
+def loan_document_problems(
+    documents: dict[DocumentKind, int], *, registered_poor: bool, renewal: bool
+) -> list[LoanProblem]:
+    """The papers the centre sees beside the programme's checklist: a renewal brings its
+    statement and no new proof of hardship; a first loan the township's hardship
+    certificate, or for a registered-poor student the poverty handbook instead."""
+    if renewal:
+        needed = DocumentKind.RENEWAL_STATEMENT
+    elif registered_poor:
+        needed = DocumentKind.POVERTY_HANDBOOK
+    else:
+        needed = DocumentKind.HARDSHIP_CERTIFICATE
+    if documents.get(needed, 0) >= 1:
+        return []
+    why = (
+        "a renewal (续贷) brings its statement"
+        if renewal
+        else "a registered-poor student shows the poverty handbook"
+        if registered_poor
+        else "a student not on the registered-poor registry brings the township's certificate"
+    )
+    return [
+        LoanProblem(
+            field=f"documents.{needed.value}",
+            problem=f"missing {DOCUMENT_NAME_ZH[needed]} ({needed.value}): {why}",
+        )
+    ]
 
 
 class LoanTerms(_Model):
@@ -120,3 +187,35 @@ def working_day_problem(
         problem=f"{day} is not a working day: the student-aid centre takes applications on "
         f"working days; the next is {nxt}",
     )
+
+
+class LoanContractOrder(_Model):
+    """What the contract activity needs: the application's sealed values (opened only
+    for the bank's file) and the loan."""
+
+    workflow_id: str
+    year: int
+    county_code: str
+    student_name: str
+    national_id_hash: str
+    national_id_sealed: str
+    phone_sealed: str = ""
+    email_sealed: str = ""
+    university: str
+    bank_name: str
+    account_holder: str
+    account_sealed: str
+    amount_cny: int
+    loan: LoanRecord
+    accepted_at: datetime
+    accepted_on: str  # YYYY-MM-DD, Shanghai: the receipt's date
+
+
+class LoanContractSent(_Model):
+    """What the history keeps of it: the contract's number and the files' names; never
+    the receipt's code (the student is sent it by the activity)."""
+
+    contract_no: str
+    renewal: bool
+    bank_file: str
+    receipt_file: str

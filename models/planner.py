@@ -9,11 +9,11 @@ step, is the projection the workflow records at every stage.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
-from models.calendar import WorkingCalendar, end_of_day
+from models.calendar import WorkingCalendar, end_of_day, next_working_day_at
 from models.programme import Programme
 
 
@@ -69,6 +69,10 @@ class SeasonPlan(BaseModel):
         return tuple(s for s in self.steps if not s.meets_due)
 
 
+# When the county student-aid centre opens its doors (the loan's in-person intake).
+CENTRE_OPENS = time(8, 0)
+
+
 def window(
     programme: Programme, season: int, calendar: WorkingCalendar
 ) -> tuple[datetime, datetime]:
@@ -120,7 +124,11 @@ def project_steps(
 
 def plan_season(programme: Programme, season: int, calendar: WorkingCalendar) -> SeasonPlan:
     opens, closes = window(programme, season, calendar)
-    steps = project_steps(programme, season, calendar, from_index=0, at=opens)
+    first = opens
+    if programme.loan is not None and not calendar.is_working_day(calendar.day_of(opens)):
+        # The centre takes loans in person on working days only (R1): the first comes then.
+        first = next_working_day_at(calendar, opens, CENTRE_OPENS)
+    steps = project_steps(programme, season, calendar, from_index=0, at=first)
     dates: list[PlannedDate] = []
     for fixed in programme.fixed_dates:
         day = fixed.on.in_year(season)

@@ -24,6 +24,7 @@ from models.domain import (
     Level,
     Role,
 )
+from models.loan import LoanTerms
 from models.steps import FundsStep, NoticeStep, PayoutStep, ReceiptStep, ReviewStep, Step, StepBase
 
 __all__ = [
@@ -197,6 +198,9 @@ class Programme(_Frozen):
     # freshman grant's implementing rules by mid-May): each reported done by its office,
     # reminded before its date and overdue after it (workflows/tasks.py).
     dated_tasks: tuple[FixedDate, ...] = ()
+    # A loan, not a grant (the student loan): the family asks for an amount between
+    # ``minimum_cny`` and the year's cap (``amounts``, by policy year), bounded by the fees.
+    loan: LoanTerms | None = None
     # Set on the definition resolved for one round (for_round): what applications keep.
     round_key: str = ""
 
@@ -312,8 +316,9 @@ class Programme(_Frozen):
 
     @property
     def approved_stage(self) -> str:
-        """The stage an application enters once no step can reject it any more."""
-        last = max(i for i, s in enumerate(self.steps) if s.decides)
+        """The stage an application enters once no step can reject it any more (a loan
+        accepted at the centre: its first step)."""
+        last = max((i for i, s in enumerate(self.steps) if s.decides), default=-1)
         return self.steps[last + 1].stage if last + 1 < len(self.steps) else self.done_stage
 
     def notice_at(self, level: Level, stage: str | None = None) -> NoticeStep | None:

@@ -285,24 +285,27 @@ def _application_lines(
                 _APPS.c.amount_cny,
                 _APPS.c.decided_at,
                 _APPS.c.updated_at,
+                _APPS.c.stage,
             ).where(
                 _APPS.c.season == year,
                 _APPS.c.county_code == county_code,
                 _APPS.c.national_id_hash.in_(chunk),
-                _APPS.c.stage == "received",
+                _APPS.c.stage.in_(("received", "lent")),
             )
         )
         for r in received:
+            lent = r.stage == "lent"
             yield (
                 r.national_id_hash,
                 r.applicant_name,
                 LedgerLine(
                     programme=r.programme,
                     programme_name_zh=_name_zh(r.programme),
-                    kind=AidKind.RECEIVED,
+                    # A loan the bank reported paid, or a grant signed for in person.
+                    kind=AidKind.LENT if lent else AidKind.RECEIVED,
                     amount_cny=r.amount_cny,
                     on=_day(r.decided_at or r.updated_at),
-                    source=f"{r.workflow_id}; signed for",
+                    source=f"{r.workflow_id}; {'paid by the bank' if lent else 'signed for'}",
                 ),
             )
 

@@ -35,6 +35,8 @@ class Keys:
         self.internal = derive(secret, "internal")
         # The audit chain's key (store/chain.py): the database never holds it.
         self.audit = derive(secret, "audit")
+        # The student loan's receipt verification codes (store/loans.py).
+        self.loans = derive(secret, "loan-receipts")
         # The read model's and the payments' row MACs (row_mac): also never in the database.
         self.rows = row_key(self.audit)
 

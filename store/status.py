@@ -92,6 +92,7 @@ def read_status(engine: Engine, workflow_id: str) -> ApplicationStatus | None:
             township_name=names.get(r["township_code"], ""),
             village_name=names.get(r["village_code"], ""),
             school_code=r["school_code"],
+            university_code=r["university_code"],
         ),
         provisional=bool(notice and notice.provisional),
         details_zh=zh,

@@ -28,6 +28,8 @@ class ApplicationRow(SQLModel, table=True):
     township_code: str = Field(max_length=12, index=True)
     village_code: str = Field(max_length=12, index=True)
     school_code: str = Field(default="", max_length=32)  # the submitting school, if any
+    # A student loan's university (its 5-digit code): the one that confirms its receipt.
+    university_code: str = Field(default="", max_length=5)
     applicant_name: str = Field(max_length=100)
     national_id_masked: str = Field(max_length=18)
     national_id_hash: str = Field(max_length=64, index=True)
@@ -387,3 +389,34 @@ class LoanReceipt(SQLModel, table=True):
     amount_cny: int
     accepted_on: str = Field(max_length=10)
     issued_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class LoanContract(SQLModel, table=True):
+    """A student loan's first contract: whose it is, so that a renewal (续贷) names one of
+    the same student's (by keyed hash, R9)."""
+
+    __tablename__ = "loan_contracts"
+
+    contract_no: str = Field(primary_key=True, max_length=32)
+    national_id_hash: str = Field(max_length=64, index=True)
+    workflow_id: str = Field(max_length=200, unique=True)
+    county_code: str = Field(max_length=12)
+    first_year: int
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class LoanQueueTicket(SQLModel, table=True):
+    """A family waiting at the county student-aid centre: registered-poor students are
+    served first (PROCESS.md §4.4), then in the order they came."""
+
+    __tablename__ = "loan_queue"
+    __table_args__ = (Index("ix_loan_queue_waiting", "county_code", "served_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    county_code: str = Field(max_length=12)
+    national_id_hash: str = Field(max_length=64)
+    student_masked: str = Field(max_length=100)
+    registered_poor: bool
+    arrived_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    served_at: datetime | None = _ts()
+    workflow_id: str | None = Field(default=None, max_length=200)

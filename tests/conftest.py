@@ -49,6 +49,7 @@ from models.programmes import BUILTIN_PROGRAMMES
 from store.calendars import build_calendar
 from store.db import make_engine, upgrade
 from store.importing import import_places
+from store.loans import Loans
 from store.sealing import Keys
 from tests.support import make_national_id
 from workers.client import AidflowClient
@@ -277,6 +278,7 @@ async def make_stack(
         programmes=dict(BUILTIN_PROGRAMMES),
         lookup_member=registry.lookup,
         statement_lifetime=SKIPPED_CLOCK_LIFETIME,
+        loans=Loans(deps.engine),
     )
     bank = BankSimulator(deps.bank_dir, SimulatorRules())
     stop = asyncio.Event()

@@ -83,6 +83,8 @@ OFFICES = {
     "poverty": ("poverty-1", Role.COUNTY_POVERTY_OFFICE, COUNTY),
     "other_county": ("county-9", Role.COUNTY_EDUCATION_BUREAU, OTHER_COUNTY),
     "revoked": ("village-2", Role.VILLAGE_COMMITTEE, VILLAGE),
+    "university": ("univ-10357", Role.UNIVERSITY, "10357"),
+    "other_university": ("univ-10358", Role.UNIVERSITY, "10358"),
 }
 
 
@@ -961,3 +963,72 @@ async def test_rain_and_dew_over_http_opening_and_cancellation(gateway: Gateway)
         ),
         404,
     )
+
+
+async def test_a_student_loan_over_http_queue_and_receipt_code(gateway: Gateway) -> None:
+    """The centre's queue serves the registered-poor student first; a university checks a
+    receipt's code with its own key (another university's, a wrong code: 404; another
+    role: 403) and confirms receipt by the code, never the application's id."""
+    from models.domain import DocumentKind
+    from store.loans import receipt_code
+    from tests.test_student_loan import CENTRE, loan_form
+
+    api, keys = gateway.stack.api, gateway.stack.deps.keys
+    poor, other = next(_SERIALS), next(_SERIALS)
+    gateway.registry.members.pop(keys.hash_id(make_national_id(other)))
+    queue_url = "/v1/loans/queue"
+    for serial in (other, poor):
+        body = {"national_id": make_national_id(serial), "name": f"学生{serial}"}
+        problem(await gateway.http.post(queue_url, json=body, headers=gateway.auth("village")), 403)
+        arrived = await gateway.http.post(queue_url, json=body, headers=gateway.auth("county"))
+        assert arrived.status_code == 201, arrived.text
+    assert arrived.json()["position"] == 1 and arrived.json()["registered_poor"] is True
+    waiting = (await gateway.http.get(queue_url, headers=gateway.auth("county"))).json()
+    assert [w["registered_poor"] for w in waiting] == [True, False]
+    bad = {"national_id": "341225200701011234", "name": "x"}
+    body = problem(
+        await gateway.http.post(queue_url, json=bad, headers=gateway.auth("county")), 422
+    )
+    assert "national_id" in body["detail"]
+
+    wf = await api.submit(
+        loan_form(poor, papers=DocumentKind.POVERTY_HANDBOOK),
+        submitted_by=CENTRE,
+        now=cst(8, 9, 10),
+    )
+    case = Case(api, gateway.env, wf)
+    await case.at_stage("university_receipt")
+    code = receipt_code(keys.loans, wf)
+    url = f"/v1/loans/receipts/{code}"
+    seen = await gateway.http.get(url, headers=gateway.auth("university"))
+    assert seen.status_code == 200, seen.text
+    assert seen.json()["university_code"] == "10357" and "national_id" not in seen.text
+    assert wf not in seen.text
+    problem(await gateway.http.get(url, headers=gateway.auth("other_university")), 404)
+    problem(await gateway.http.get(url, headers=gateway.auth("county")), 403)
+    wrong = code[:-1] + ("A" if code[-1] != "A" else "B")
+    problem(
+        await gateway.http.get(f"/v1/loans/receipts/{wrong}", headers=gateway.auth("university")),
+        404,
+    )
+    problem(
+        await gateway.http.get(
+            "/v1/loans/receipts/not-a-code!", headers=gateway.auth("university")
+        ),
+        422,
+    )
+    confirm = {"enrolled": False, "reference": "回执-1"}
+    body = problem(
+        await gateway.http.post(
+            f"{url}/confirmation", json=confirm, headers=gateway.auth("university")
+        ),
+        422,
+    )
+    assert "reason" in body["detail"]
+    confirmed = await gateway.http.post(
+        f"{url}/confirmation",
+        json={"reference": "回执-2027-0915"},
+        headers=gateway.auth("university"),
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    await case.at_stage("awaiting_disbursement")

@@ -357,3 +357,17 @@ def test_an_enrolment_snapshot_with_a_bad_row_imports_nothing(
     assert "row 3, national_id: also on row 2" in said
     assert "row 3, education_level: 'doctorate' is not one of" in said
     assert "row 3, year_of_study: '0' is not a year of 1 to 8" in said
+
+
+def test_a_loan_the_bank_paid_is_a_lent_line(engine: Engine, keys: Keys, tmp_path: Path) -> None:
+    """The student loan: lent once the bank reported it paid, not while it waits."""
+    seed_year(engine, keys, tmp_path)
+    with Session(engine) as s:
+        wf = application(s, keys, PAID_TO, "student-loan", VILLAGE, "lent", 6000)
+        application(s, keys, RECORDED_ONLY, "student-loan", VILLAGE, "awaiting_disbursement", 8000)
+        s.commit()
+    ledger = build_ledger(engine, YEAR, COUNTY, village_code=VILLAGE)
+    lines = [x for st in ledger.students for x in st.lines if x.programme == "student-loan"]
+    assert [(x.kind, x.amount_cny) for x in lines] == [(AidKind.LENT, 6000)]
+    assert lines[0].source == f"{wf}; paid by the bank"
+    assert lines[0].programme_name_zh == "生源地信用助学贷款"

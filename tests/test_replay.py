@@ -51,6 +51,7 @@ def test_there_are_recorded_histories() -> None:
             "rain_and_dew_paid",
             "rain_and_dew_notice",
             "rain_and_dew_recovery",
+            "student_loan_lent",
             "village_notice_posted_by_its_owner",
             "township_notice_posted_automatically",
             "season_with_two_batches",

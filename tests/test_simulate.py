@@ -296,6 +296,23 @@ async def test_a_new_student_aid_season_simulated(tmp_path: Path) -> None:
     assert handed_out.missed >= unclaimed and handed_out.by_stage.get("awaiting_receipt")
 
 
+async def test_a_student_loan_year_simulated(tmp_path: Path) -> None:
+    """The centre takes the loans on working days; each contract goes to the bank by
+    itself; universities confirm receipts (some never do: overdue), the bank pays."""
+    scenario = Scenario(programme="student-loan", applications=8, seed=5, unclaimed_rate=0.25)
+    r = await run_simulation(scenario, Settings(data_dir=tmp_path), data_dir=tmp_path / "sim")
+    lent = r.outcomes.get("lent", 0)
+    silent = sum(v for k, v in r.outcomes.items() if k.startswith("still in "))
+    assert lent and silent and lent + silent + r.outcomes.get("rejected", 0) == 8, r.outcomes
+    assert r.funds_requests == 0 and r.batches == 0  # the bank lends: no payout of aidflow's
+    outbox = tmp_path / "sim" / "bank" / "loans" / "outbox"
+    assert len(list(outbox.glob("loan-*.csv"))) == 8
+    missed = {m.key: m.missed for m in r.misses}
+    assert (
+        missed["contract_sent"] == 0 and missed["receipt_confirmed"] + missed["loan_paid"] >= silent
+    )
+
+
 async def test_a_freshman_grant_cohort_simulated(tmp_path: Path) -> None:
     """A roster programme's cohort: the county bureau enters the students, the
     civil-affairs bureau and the provincial Youth League give their word on each (some

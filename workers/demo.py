@@ -27,10 +27,12 @@ from rich.panel import Panel
 from rich.table import Table
 
 from models.application import Actor, ApplicationStatus, Consent
-from models.calendar import CompressedCalendar, WorkingCalendar
+from models.calendar import CompressedCalendar, WorkingCalendar, next_working_day_at
 from models.domain import ROLE_NAME_ZH, Role
+from models.planner import CENTRE_OPENS
 from models.programme import FundsStep, Programme
 from models.programmes import BUILTIN_PROGRAMMES, DEMO_VARIANTS
+from store.loans import Loans
 from store.registry import RegistryReader
 from workers.client import AidflowClient, Refused
 from workers.embedded import RunningStack, embedded_stack
@@ -248,6 +250,7 @@ async def _drive(
         lookup_member=RegistryReader(deps.engine).lookup,
         lookup_applications=RegistryReader(deps.engine).applications,
         claim_application=RegistryReader(deps.engine).claim,
+        loans=Loans(deps.engine),
     )
     api.repayment_batch_delay = timedelta(seconds=calendar.day_seconds)
     # The officials act as the county's systems would: over HTTP, each office with its
@@ -296,6 +299,13 @@ async def _season(
     ends = {programme.done_stage, *ENDS}
     # Applicants come in over the first five days of the one-week window.
     submit_at = sorted(calendar.day_start(first_day) + officials.days(0.05, 5) for _ in forms)
+    if programme.loan is not None:  # the centre takes them in person, on working days (R1)
+        submit_at = sorted(
+            t
+            if calendar.is_working_day(calendar.day_of(t))
+            else next_working_day_at(calendar, t, CENTRE_OPENS)
+            for t in submit_at
+        )
     pending = list(zip(submit_at, forms, strict=True))
     workflow_ids: list[str] = []
     statuses: dict[str, ApplicationStatus] = {}

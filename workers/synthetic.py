@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from models.application import Actor, ApplicationForm, Places
-from models.domain import EducationLevel, Role
+from models.domain import DocumentKind, EducationLevel, Role
+from models.loan import CoBorrower, LoanRequest
 from models.privacy import national_id_check_char
 from models.programme import Programme
 from store.importing import REGISTRY_COLUMNS
@@ -36,6 +37,16 @@ UNIVERSITIES = (
     "安徽医科大学",
     "中国科学技术大学",
 )
+# Their national codes (学校代码): the university that confirms a loan's receipt.
+UNIVERSITY_CODES = {
+    "安徽大学": "10357",
+    "合肥工业大学": "10359",
+    "安徽师范大学": "10370",
+    "阜阳师范大学": "10371",
+    "安徽农业大学": "10364",
+    "安徽医科大学": "10366",
+    "中国科学技术大学": "10358",
+}
 
 
 @dataclass(frozen=True)
@@ -141,12 +152,47 @@ def applicants(
                 EducationLevel.HIGHER_VOCATIONAL,
             ):
                 extra["university"] = VOCATIONAL_SCHOOL
+        if definition.loan is not None:
+            extra |= _loan_extras(form, definition, season, i, rng, documents)
         if by_school:
             extra["places"] = v.places.model_copy(
                 update={"school_code": school_of(v.places), "school_name": "县第一中学"}
             )
         forms.append(form.model_copy(update=extra) if extra else form)
     return forms
+
+
+def _loan_extras(
+    form: ApplicationForm,
+    programme: Programme,
+    season: int,
+    serial: int,
+    rng: random.Random,
+    documents: dict[DocumentKind, int],
+) -> dict[str, object]:
+    """A loan's request: fees of a public university, an amount within them and the cap,
+    a parent as co-borrower; the sample county's students are all registered-poor, so
+    each shows the poverty handbook."""
+    tuition = rng.choice((4400, 4800, 5000, 5500, 6000))
+    lodging = rng.choice((800, 1000, 1200))
+    cap = programme.amount_for(season, {"education_level": form.education_level.value})
+    asked = min(cap, tuition + lodging) - rng.choice((0, 0, 500, 1000))
+    code = UNIVERSITY_CODES[form.university]
+    return {
+        "loan": LoanRequest(
+            requested_cny=asked,
+            tuition_cny=tuition,
+            lodging_cny=lodging,
+            co_borrower=CoBorrower(
+                name=form.account_holder,
+                national_id=national_id(serial, season - 46),
+                relation=rng.choice(("father", "mother")),
+            ),
+            university_code=code,
+        ),
+        "places": form.places.model_copy(update={"university_code": code}),
+        "documents": {**documents, DocumentKind.POVERTY_HANDBOOK: 1},
+    }
 
 
 def registry_csv(forms: list[ApplicationForm], season: int) -> str:

@@ -27,6 +27,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.cross_check import CrossCheckActivities
 from activities.funds import FundsActivities
+from activities.loans import LoanActivities
 from activities.notices import NoticeActivities
 from activities.records import RecordActivities
 from activities.recovery import RecoveryActivities
@@ -88,6 +89,7 @@ class Dependencies:
         rosters = RosterActivities(self.engine)
         checks = CrossCheckActivities(self.engine)
         recoveries = RecoveryActivities(self.engine, self.keys)
+        loans = LoanActivities(self.engine, self.keys, self.files_dir, self.bank_dir)
         return [
             cal.compute_season_schedule,
             cal.compute_reminder_times,
@@ -113,6 +115,7 @@ class Dependencies:
             rosters.check_rolls,
             checks.check,
             recoveries.record,
+            loans.send_contract,
         ]
 
 

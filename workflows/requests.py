@@ -131,6 +131,18 @@ def check_amount(inp: ApplicationInput) -> None:
         raise ApplicationError(
             f"refused to run: {e}", type="Unproven", non_retryable=True
         ) from None
+    loan = inp.loan
+    if inp.programme.loan is not None and loan is not None:
+        # A loan's amount is the family's request, within the limits intake checked.
+        low, fees = inp.programme.loan.minimum_cny, loan.tuition_cny + loan.lodging_cny
+        if inp.amount_cny == loan.requested_cny and low <= inp.amount_cny <= min(due, fees):
+            return
+        raise ApplicationError(
+            f"refused to run: amount_cny {inp.amount_cny} is not a loan the programme "
+            f"allows: {low} to {min(due, fees)} CNY, as requested ({loan.requested_cny})",
+            type="Unproven",
+            non_retryable=True,
+        )
     if inp.amount_cny != due:
         raise ApplicationError(
             f"refused to run: amount_cny {inp.amount_cny} is not the programme's {due} CNY "

@@ -27,6 +27,7 @@ for _group in (
     "data",
     "ledger",
     "rosters",
+    "loans",
 ):
     importlib.import_module(f"workers.cli.{_group}")
 

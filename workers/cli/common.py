@@ -35,6 +35,7 @@ _PANELS = {
     "grants": "数据 / Data",
     "roster": "名册与任务 / Rosters and tasks",
     "tasks": "名册与任务 / Rosters and tasks",
+    "loan": "贷款 / Student loans",
 }
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 db_app = typer.Typer(help="The application database.", no_args_is_help=True)
@@ -64,6 +65,11 @@ roster_app = typer.Typer(
 tasks_app = typer.Typer(help="A programme's dated tasks of a year.", no_args_is_help=True)
 app.add_typer(roster_app, name="roster", rich_help_panel=_PANELS["roster"])
 app.add_typer(tasks_app, name="tasks", rich_help_panel=_PANELS["tasks"])
+loan_app = typer.Typer(
+    help="The origin-place student loan: the centre's queue, receipts' codes.",
+    no_args_is_help=True,
+)
+app.add_typer(loan_app, name="loan", rich_help_panel=_PANELS["loan"])
 
 # Wide enough for the plan table when the output is a file or a pipe.
 console = Console(width=None if sys.stdout.isatty() else 160)

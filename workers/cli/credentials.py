@@ -24,7 +24,13 @@ app.add_typer(credentials_app, name="credentials", rich_help_panel=PANEL)
 def create(
     actor: Annotated[str, typer.Option("--actor", help="the official's or service's id")],
     role: Annotated[Role, typer.Option("--role")],
-    place: Annotated[str, typer.Option("--place", help="the 12-digit place the office holds")] = "",
+    place: Annotated[
+        str,
+        typer.Option(
+            "--place",
+            help="the place the office holds: a 12-digit division code (a university: its 5-digit code)",
+        ),
+    ] = "",
     name: Annotated[str | None, typer.Option("--name", help="shown in the trail")] = None,
     note: Annotated[str, typer.Option("--note", help="who holds it, for the list")] = "",
     as_json: Annotated[bool, typer.Option("--json")] = False,

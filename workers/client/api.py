@@ -67,7 +67,9 @@ from models.intake import (
     check_application,
     check_prior_applications,
     excluded_by,
+    registered_poor,
 )
+from models.loan import LoanRecord, SealedCoBorrower
 from models.notice import NoticePostRequest, NoticeStatus, notice_workflow_id
 from models.payout import (
     AccountCorrection,
@@ -88,6 +90,7 @@ from models.roster import RosterDecided, RosterDecision, RosterInput
 from models.season import season_label
 from models.steps import RosterStep
 from models.tasks import DatedTasksInput, TaskDone, TaskState
+from store.loans import Loans
 from store.sealing import Keys
 from workers.client.errors import Refused, refused_by_workflow
 from workers.client.queries import query_when_ready, quote, update_id
@@ -136,6 +139,7 @@ class AidflowClient:
         | None = None,
         bank: str = "simulated",
         statement_lifetime: timedelta = STATEMENT_LIFETIME,
+        loans: Loans | None = None,
     ) -> None:
         self.bank = bank
         # Corrected returns collected this long go out in one re-payment batch.
@@ -167,6 +171,7 @@ class AidflowClient:
         self._lookup_member = lookup_member
         self._lookup_applications = lookup_applications
         self._claim_application = claim_application
+        self._loans = loans
 
     # ------------------------------------------------------------- intake
 
@@ -210,7 +215,10 @@ class AidflowClient:
             window=window(programme, form.season, self.calendar),
             lookup_member=lambda nid: self._lookup_member(self.keys.hash_id(nid)),
             submitted_by=actor,
+            calendar=self.calendar,
         )
+        if not problems and form.loan is not None and form.loan.renewal_of:
+            problems = await self._renewal_problems(form.loan.renewal_of, id_hash)
         workflow_id = application_workflow_id(
             programme.code, form.season, form.places.county_code, id_hash, form.round
         )
@@ -272,17 +280,24 @@ class AidflowClient:
             documents=dict(form.documents),
         )
         amount = amount_due(programme, form.season, form)
+        places = form.places
+        loan: LoanRecord | None = None
+        if form.loan is not None and programme.loan is not None:
+            amount = form.loan.requested_cny  # the family's request, within the cap
+            places = places.model_copy(update={"university_code": form.loan.university_code})
+            loan = self._loan_record(form, id_hash)
         inp = ApplicationInput(
             workflow_id=workflow_id,
             programme=programme,
             season=form.season,
-            places=form.places,
+            places=places,
             applicant=applicant,
             amount_cny=amount,
             submitted_at=now,
             submitted_by=actor,
             received_by=received_by,
             consent=form.consent,
+            loan=loan,
             calendar=self.calendar.name,
         )
         try:
@@ -314,7 +329,53 @@ class AidflowClient:
                 ],
                 existing=workflow_id,
             ) from None
+        if loan is not None and self._loans is not None:
+            await asyncio.to_thread(
+                self._loans.served, form.places.county_code, id_hash, workflow_id, now
+            )
         return workflow_id
+
+    async def is_registered_poor(self, national_id: str) -> bool:
+        """Whether the student is an active member of a registered-poor household."""
+        member = await asyncio.to_thread(self._lookup_member, self.keys.hash_id(national_id))
+        return registered_poor(member)
+
+    def _loan_record(self, form: ApplicationForm, id_hash: str) -> LoanRecord:
+        """The loan as the workflow carries it: the co-borrower's number sealed (R9)."""
+        assert form.loan is not None
+        co = form.loan.co_borrower
+        return LoanRecord(
+            requested_cny=form.loan.requested_cny,
+            tuition_cny=form.loan.tuition_cny,
+            lodging_cny=form.loan.lodging_cny,
+            co_borrower=SealedCoBorrower(
+                name=co.name,
+                relation=co.relation,
+                national_id_masked=mask_national_id(co.national_id),
+                national_id_hash=self.keys.hash_id(co.national_id),
+                national_id_sealed=self.keys.seal(co.national_id),
+            ),
+            university_code=form.loan.university_code,
+            renewal_of=form.loan.renewal_of,
+            registered_poor=registered_poor(self._lookup_member(id_hash)),
+        )
+
+    async def _renewal_problems(self, contract_no: str, id_hash: str) -> list[FieldProblem]:
+        """A renewal names a first contract of the same student's."""
+        holder = (
+            await asyncio.to_thread(self._loans.contract_holder, contract_no)
+            if self._loans is not None
+            else None
+        )
+        if holder == id_hash:
+            return []
+        return [
+            FieldProblem(
+                field="loan.renewal_of",
+                problem=f"{contract_no} is not a loan contract of this student's: a renewal "
+                "names the student's first contract",
+            )
+        ]
 
     async def _claim_exclusions(
         self, programme: Programme, form: ApplicationForm, id_hash: str, workflow_id: str

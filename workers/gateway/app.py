@@ -51,12 +51,13 @@ from models.roster import RosterDecided, RosterDecision
 from models.season import SeasonKey, season_label
 from models.tasks import TaskDone, TaskState
 from store import audit
+from store.loans import Loans
 from store.sealing import Keys
 from store.status import read_status, read_trail
 from store.tables import FundsRequest
 from workers.client import AidflowClient, Refused, query_when_ready
 from workers.gateway import bodies as b
-from workers.gateway import dashboard, ledger, problems
+from workers.gateway import dashboard, ledger, loans, problems
 from workers.gateway.auth import (
     OPTIONAL_CREDENTIAL,
     ApiKeyAuthenticator,
@@ -124,6 +125,7 @@ def create_app(
     app.state.public = PublicObjections(app.state.auth, keys.authority)
     app.include_router(dashboard.router(engine, keys.authority, api.programmes, api.calendar))
     app.include_router(ledger.router(engine, files_dir, api.programmes))
+    app.include_router(loans.router(api, Loans(engine)))
 
     def request_id(body: BaseModel, key: str | None) -> str:
         given = getattr(body, "request_id", None)

@@ -215,3 +215,23 @@ class NoticeItem(BaseModel):
     notice_id: str
     accepted: bool
     message: str
+
+
+class LoanCheckIn(BaseModel):
+    """A family at the county student-aid centre's desk: the student (the registry says
+    whether they are registered-poor, and so served first)."""
+
+    model_config = ConfigDict(extra="forbid")
+    national_id: str = Field(min_length=15, max_length=18)
+    name: Name
+
+
+class LoanReceiptConfirmation(BaseModel):
+    """A university's word on a loan's receipt of acceptance: the student brought it
+    (``enrolled``, with the university's reference) or never enrolled (with the reason)."""
+
+    model_config = ConfigDict(extra="forbid")
+    enrolled: bool = True
+    reference: Line = Field(min_length=1)
+    reason: Line = ""
+    request_id: RequestId | None = None

@@ -12,6 +12,7 @@ import uvicorn
 
 from models.programmes import BUILTIN_PROGRAMMES
 from store.db import make_engine
+from store.loans import Loans
 from store.registry import RegistryReader
 from store.sealing import Keys
 from workers.client import AidflowClient
@@ -38,6 +39,7 @@ def gateway_client(client: Any, s: Settings, engine: Any) -> AidflowClient:
         lookup_member=RegistryReader(engine).lookup,
         lookup_applications=RegistryReader(engine).applications,
         claim_application=RegistryReader(engine).claim,
+        loans=Loans(engine),
         bank=s.bank,
     )
 

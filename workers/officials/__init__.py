@@ -11,8 +11,10 @@ from typing import Any
 
 from models.programme import Programme
 from workers.officials.base import Case, Desk, Floor, Requests, Season, SimulationStalled
+from workers.officials.confirmation import ConfirmationDesk
 from workers.officials.cross_check import CrossCheckDesk
 from workers.officials.funds import FundsDesk
+from workers.officials.loan_contract import LoanContractDesk
 from workers.officials.notice import NoticeDesk, NoticePlan
 from workers.officials.payout import PayoutDesk
 from workers.officials.receipt import ReceiptDesk
@@ -27,6 +29,9 @@ DESKS: dict[str, type[Desk[Any]]] = {
     "receipt": ReceiptDesk,
     "roster": RosterDesk,
     "cross_check": CrossCheckDesk,
+    "loan_contract": LoanContractDesk,
+    "confirmation": ConfirmationDesk,
+    "loan_paid": ConfirmationDesk,
 }
 
 

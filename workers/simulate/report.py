@@ -116,7 +116,8 @@ def deadline_misses(
             if not missed:
                 continue
             by_stage[missed[0].detail.get("stage", missed[0].stage)] += 1
-            done_at = _step_done_at(events, last_due, last_due == len(steps) - 1)
+            is_last = last_due == len(steps) - 1
+            done_at = _step_done_at(events, last_due, steps[last_due].stage if is_last else None)
             if done_at is None:
                 never += 1
             else:
@@ -135,10 +136,21 @@ def deadline_misses(
     return out
 
 
-def _step_done_at(events: list[AuditEntry], last_due: int, is_last: bool) -> datetime | None:
+def _step_done_at(
+    events: list[AuditEntry], last_due: int, last_stage: str | None
+) -> datetime | None:
+    """``last_stage``: the programme's last step's stage, when it is the one due."""
     for e in events:
-        if is_last:  # the programme's end: paid by the bank, or signed for
-            if (e.kind == "payment" and e.detail.get("status") == "paid") or e.kind == "receipt":
+        if last_stage is not None:  # the end: paid by the bank, signed for, or confirmed
+            if (
+                (e.kind == "payment" and e.detail.get("status") == "paid")
+                or e.kind == "receipt"
+                or (
+                    e.kind == "decision"
+                    and e.stage == last_stage
+                    and e.detail.get("decision") == "approve"
+                )
+            ):
                 return _aware(e.at)
         elif e.kind == "stage_entered" and int(e.detail.get("step_index", -1)) > last_due:
             return _aware(e.at)

@@ -27,6 +27,8 @@ MEAN_DELAY_DAYS = {
     "account_correction": 2.0,
     "funds_request": 1.0,
     "notice_posting": 0.5,
+    # A confirmation of what happened outside (a university's receipt, a bank's payout).
+    "confirmation": 8.0,
 }
 OFFICE_OPENS = clock(8, 30)
 OFFICE_HOURS = 9.0

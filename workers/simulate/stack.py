@@ -24,6 +24,7 @@ from integrations.bank import BankSimulator, SimulatorRules
 from models import search
 from models.programmes import BUILTIN_PROGRAMMES
 from store.db import make_engine, upgrade
+from store.loans import Loans
 from store.registry import RegistryReader
 from store.sealing import Keys
 from workers.client import AidflowClient
@@ -195,6 +196,7 @@ async def run_simulation(
             lookup_member=RegistryReader(deps.engine).lookup,
             lookup_applications=RegistryReader(deps.engine).applications,
             claim_application=RegistryReader(deps.engine).claim,
+            loans=Loans(deps.engine),
         )
         api.repayment_batch_delay = scenario.repayment_batch_delay
         sim = SeasonSimulation(

@@ -8,8 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from workflows.steps.base import Application, Refused, StepRunner
+from workflows.steps.confirmation import ConfirmationRunner
 from workflows.steps.cross_check import CrossCheckRunner
 from workflows.steps.funds import FundsRunner
+from workflows.steps.loan_contract import LoanContractRunner
 from workflows.steps.notice import NoticeRunner
 from workflows.steps.payout import PAYMENT_LIMIT, PaymentState, PayoutRunner
 from workflows.steps.receipt import ReceiptRunner
@@ -24,6 +26,9 @@ RUNNERS: dict[str, type[StepRunner[Any]]] = {
     "receipt": ReceiptRunner,
     "roster": RosterRunner,
     "cross_check": CrossCheckRunner,
+    "loan_contract": LoanContractRunner,
+    "confirmation": ConfirmationRunner,
+    "loan_paid": ConfirmationRunner,
 }
 
 
