@@ -397,6 +397,7 @@ def test_command_line_round_trip(stack: Stack, tmp_path: Path) -> None:
     for name, role, place in (
         ("v1", "village_committee", "341225100201"),
         ("c1", "county_education_bureau", "341225000000"),
+        ("u1", "university", "10357"),
     ):
         r = _cli(
             stack,
@@ -414,6 +415,22 @@ def test_command_line_round_trip(stack: Stack, tmp_path: Path) -> None:
         keys[name] = _json.loads(r.stdout)["api_key"]
     r = _cli(stack, "credentials", "list")
     assert r.returncode == 0 and "v1" in r.stdout and "c1" in r.stdout, r.stdout + r.stderr
+    # The student loan's centre and a university, each with its own key.
+    r = _cli(
+        stack,
+        "loan",
+        "check-in",
+        "--national-id",
+        make_national_id(903),
+        "--name",
+        "学生903",
+        key=keys["c1"],
+    )
+    assert r.returncode == 0 and "排第 1 位" in r.stdout, r.stdout + r.stderr
+    r = _cli(stack, "loan", "queue", key=keys["c1"])
+    assert r.returncode == 0 and "学***3" in r.stdout, r.stdout + r.stderr
+    r = _cli(stack, "loan", "verify", "ABCD-EFGH-JKLM-NPQR", key=keys["u1"])
+    assert r.returncode == 1 and "no receipt of acceptance with this code" in r.stderr
     r = _cli(stack, "apply", str(apps), "--received-at", "2027-08-10T10:00+08:00", "--json")
     assert r.returncode == 2 and "AIDFLOW_API_KEY" in r.stderr  # only an office dates forms
     r = _cli(
