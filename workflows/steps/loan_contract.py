@@ -12,10 +12,9 @@ from temporalio import workflow
 from workflows.steps.base import StepRunner, local_day
 
 with workflow.unsafe.imports_passed_through():
-    from activities.loans import LoanActivities
     from models.application import SYSTEM
     from models.domain import Role
-    from models.loan import LoanContractOrder
+    from models.loan import LoanContractOrder, LoanContractSent
     from models.steps import LoanContractStep
 
 _SEND = timedelta(seconds=60)
@@ -29,8 +28,9 @@ class LoanContractRunner(StepRunner[LoanContractStep]):
         if loan is None:  # intake refuses a loan programme's form without one
             app.reject("no loan request in the application")
             return
-        sent = await workflow.execute_activity_method(
-            LoanActivities.send_contract,
+        # By name (activities/loans.py): the workflow never imports the bank's side.
+        sent = await workflow.execute_activity(
+            "send_loan_contract",
             LoanContractOrder(
                 workflow_id=inp.workflow_id,
                 year=inp.season,
@@ -49,6 +49,7 @@ class LoanContractRunner(StepRunner[LoanContractStep]):
                 accepted_at=inp.submitted_at,
                 accepted_on=local_day(inp.submitted_at).isoformat(),
             ),
+            result_type=LoanContractSent,
             start_to_close_timeout=_SEND,
             summary=f"{self.step.label_en}: {inp.amount_cny} CNY",
         )
