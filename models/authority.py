@@ -76,6 +76,7 @@ REQUESTS: dict[str, frozenset[str]] = {
     "RosterWorkflow": frozenset({"decide"}),
     "DatedTasksWorkflow": frozenset({"report_done"}),
     "RecoveryWorkflow": frozenset({"cancel", "recovered"}),
+    "CaseWorkflow": frozenset({"log_contact", "hand_over", "close", "approve_closure", "sign_off"}),
 }
 INTERNAL: dict[str, frozenset[str]] = {
     "ApplicationWorkflow": frozenset(

@@ -27,6 +27,10 @@ class Role(StrEnum):
     PROVINCIAL_YOUTH_LEAGUE = "provincial_youth_league"  # 团省委 (confirms the final list)
     UNIVERSITY = "university"  # 高校 (confirms a student loan's receipt)
     LOAN_BANK = "loan_bank"  # 经办银行 (the student loan's bank: contracts, disbursement)
+    CENTRAL_SCHOOL = "central_school"  # 乡镇中心学校 (opens dropout and left-behind cases)
+    COLLEGE = "college"  # 学院学生工作办公室 and its leading group (academic help)
+    DEPARTMENT_LIAISON = "department_liaison"  # 联络员 of a department's pairing cadres
+    HELPER = "helper"  # a person who owes a case contact: cadre, teacher, peer (their own key)
     APPLICANT = "applicant"
     PUBLIC = "public"  # anyone may object to a notice
     SYSTEM = "system"  # aidflow itself (timers, automatic postings)
@@ -45,6 +49,7 @@ ROLE_LEVEL: dict[Role, Level] = {
     Role.PROVINCIAL_YOUTH_LEAGUE: Level.PROVINCE,
     Role.UNIVERSITY: Level.UNIVERSITY,
     Role.LOAN_BANK: Level.COUNTY,
+    Role.CENTRAL_SCHOOL: Level.TOWNSHIP,
 }
 
 
@@ -66,6 +71,10 @@ ROLE_NAME_ZH: dict[Role, str] = {
     Role.PROVINCIAL_YOUTH_LEAGUE: "团省委",
     Role.UNIVERSITY: "高校",
     Role.LOAN_BANK: "经办银行",
+    Role.CENTRAL_SCHOOL: "中心学校",
+    Role.COLLEGE: "学院学工办",
+    Role.DEPARTMENT_LIAISON: "部门联络员",
+    Role.HELPER: "帮扶责任人",
     Role.APPLICANT: "申请人",
     Role.PUBLIC: "公众",
     Role.SYSTEM: "系统",

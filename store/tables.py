@@ -420,3 +420,39 @@ class LoanQueueTicket(SQLModel, table=True):
     arrived_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     served_at: datetime | None = _ts()
     workflow_id: str | None = Field(default=None, max_length=200)
+
+
+class CaseRow(SQLModel, table=True):
+    """A case as reports read it (PROCESS.md §5): where it stands, its group, its misses."""
+
+    __tablename__ = "cases"
+
+    workflow_id: str = Field(primary_key=True, max_length=200)
+    programme: str = Field(max_length=40, index=True)
+    year: int = Field(index=True)
+    county_code: str = Field(max_length=12, index=True)
+    township_code: str = Field(max_length=12)
+    village_code: str = Field(max_length=12)
+    subject_masked: str = Field(max_length=100)
+    subject_hash: str = Field(max_length=64)
+    stage: str = Field(max_length=40)
+    overdue: int = 0
+    members: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    last_seq: int = 0
+    opened_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class CaseEventRow(SQLModel, table=True):
+    """A case's trail: its contact log, the periods judged, misses, handovers, closure."""
+
+    __tablename__ = "case_events"
+
+    workflow_id: str = Field(primary_key=True, max_length=200)
+    seq: int = Field(primary_key=True)
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    kind: str = Field(max_length=32, index=True)
+    actor_id: str = Field(max_length=64)
+    actor_role: str = Field(max_length=32)
+    summary: str
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))

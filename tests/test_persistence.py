@@ -110,7 +110,7 @@ def dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def test_migrations_from_empty(db_url: str, engine: Engine) -> None:
-    assert current_revision(db_url) == "0016"
+    assert current_revision(db_url) == "0017"
     tables = set(inspect(engine).get_table_names())
     assert {
         "applications",

@@ -52,6 +52,8 @@ def test_there_are_recorded_histories() -> None:
             "rain_and_dew_notice",
             "rain_and_dew_recovery",
             "student_loan_lent",
+            "case_pairing_handover",
+            "case_dropout_exempted",
             "village_notice_posted_by_its_owner",
             "township_notice_posted_automatically",
             "season_with_two_batches",

@@ -73,11 +73,16 @@ class Signer:
 
 
 def acting_actor(args: Sequence[Any]) -> Actor | None:
-    """Who a message is sent for: its ``actor`` or ``submitted_by``; None when neither."""
+    """Who a message is sent for: its ``actor``, ``submitted_by`` or ``opened_by``; None
+    when none."""
     if not args:
         return None
     first = args[0]
-    actor = getattr(first, "actor", None) or getattr(first, "submitted_by", None)
+    actor = (
+        getattr(first, "actor", None)
+        or getattr(first, "submitted_by", None)
+        or getattr(first, "opened_by", None)  # a case is opened by its office
+    )
     return actor if isinstance(actor, Actor) else None
 
 

@@ -25,6 +25,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from activities.cases import CaseActivities
 from activities.cross_check import CrossCheckActivities
 from activities.funds import FundsActivities
 from activities.loans import LoanActivities
@@ -90,6 +91,7 @@ class Dependencies:
         checks = CrossCheckActivities(self.engine)
         recoveries = RecoveryActivities(self.engine, self.keys)
         loans = LoanActivities(self.engine, self.keys, self.files_dir, self.bank_dir)
+        cases = CaseActivities(self.engine)
         return [
             cal.compute_season_schedule,
             cal.compute_reminder_times,
@@ -116,6 +118,7 @@ class Dependencies:
             checks.check,
             recoveries.record,
             loans.send_contract,
+            cases.record,
         ]
 
 

@@ -405,7 +405,8 @@ def _start_problem(
     problem = _problem(key, max_lifetime, statement, "start", input.args, info.start_time)
     if problem is not None:
         return problem
-    submitted_by = getattr(input.args[0], "submitted_by", None)
+    first = input.args[0]
+    submitted_by = getattr(first, "submitted_by", None) or getattr(first, "opened_by", None)
     if submitted_by is not None and (
         (submitted_by.id, submitted_by.role, submitted_by.place_code)
         != (statement.binding.actor_id, statement.binding.role, statement.binding.place_code)

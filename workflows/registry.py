@@ -1,6 +1,7 @@
 """Every workflow type a worker registers."""
 
 from workflows.application import ApplicationWorkflow
+from workflows.case import CaseWorkflow
 from workflows.notice import NoticeWorkflow
 from workflows.payout import PayoutBatchWorkflow
 from workflows.recovery import RecoveryWorkflow
@@ -16,4 +17,5 @@ ALL_WORKFLOWS: list[type] = [
     RosterWorkflow,
     RecoveryWorkflow,
     DatedTasksWorkflow,
+    CaseWorkflow,
 ]

@@ -10,24 +10,35 @@ from __future__ import annotations
 import json
 from importlib import resources
 
+from models.cases import CaseProgramme
 from models.programme import MonthDay, Programme
 
 
-def _load() -> dict[str, Programme]:
+def _load() -> tuple[dict[str, Programme], dict[str, CaseProgramme]]:
     found: dict[str, Programme] = {}
+    cases: dict[str, CaseProgramme] = {}
     for entry in sorted(resources.files(__package__).iterdir(), key=lambda e: e.name):
         if not entry.name.endswith(".json"):
             continue
-        programme = Programme.model_validate(json.loads(entry.read_text(encoding="utf-8")))
+        data = json.loads(entry.read_text(encoding="utf-8"))
+        # Help that is a case (PROCESS.md §5) is a programme of its own kind.
+        programme: Programme | CaseProgramme = (
+            CaseProgramme.model_validate(data)
+            if data.get("kind") == "case"
+            else Programme.model_validate(data)
+        )
         if f"{programme.code}.json" != entry.name:
             raise ValueError(
                 f"{entry.name} defines {programme.code}: the file must be named after its code"
             )
-        found[programme.code] = programme
-    return found
+        if isinstance(programme, CaseProgramme):
+            cases[programme.code] = programme
+        else:
+            found[programme.code] = programme
+    return found, cases
 
 
-REGISTRY: dict[str, Programme] = _load()
+REGISTRY, CASE_REGISTRY = _load()
 COUNTY_SUBSIDY = REGISTRY["county-subsidy"]
 NEW_STUDENT_AID = REGISTRY["new-student-aid"]
 

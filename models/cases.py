@@ -1,0 +1,341 @@
+"""Help that is a case, not an application (PROCESS.md §5): cadre pairing, dropout
+persuasion, academic help, left-behind children.
+
+A case lives for months: a group of people owes regular contact (each obligation a
+period or a cadence, per member), every contact is logged, and the case closes on an
+outcome that its programme allows (never by silence). A case programme is data, one
+JSON file beside the application programmes (``models/programmes``, ``kind: "case"``);
+one ``CaseWorkflow`` a case (``workflows/case.py``).
+
+Pure: periods and deadlines are computed here from dates, for the workflow and reports.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from models.application import Actor, Places
+from models.domain import Role
+from models.programme import FixedDate, MonthDay
+from models.text import Line, LongText, Name, RequestId
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MemberRole(StrEnum):
+    """What a person is in a case's group (not an office: each acts with their own key)."""
+
+    CADRE = "cadre"  # 帮扶干部
+    LEADING_CADRE = "leading_cadre"  # 牵头干部 (a hard case's group, 多帮一)
+    TEACHER = "teacher"  # 教师 (dropout persuasion)
+    VILLAGE_CADRE = "village_cadre"  # 村干部
+    GUARDIAN = "guardian"  # 家长或监护人
+    HELPER_TEACHER = "helper_teacher"  # 帮扶教师 (academic help)
+    PEER_HELPER = "peer_helper"  # 朋辈帮扶学生
+
+
+MEMBER_ROLE_ZH: dict[MemberRole, str] = {
+    MemberRole.CADRE: "帮扶干部",
+    MemberRole.LEADING_CADRE: "牵头干部",
+    MemberRole.TEACHER: "教师",
+    MemberRole.VILLAGE_CADRE: "村干部",
+    MemberRole.GUARDIAN: "家长或监护人",
+    MemberRole.HELPER_TEACHER: "帮扶教师",
+    MemberRole.PEER_HELPER: "朋辈帮扶学生",
+}
+
+
+class ContactKind(StrEnum):
+    PHONE = "phone"  # 电话
+    VISIT = "visit"  # 走访 / 家访
+    MEETING = "meeting"  # 面谈 (at school)
+    HELP_SESSION = "help_session"  # 学业辅导
+
+
+CONTACT_KIND_ZH: dict[ContactKind, str] = {
+    ContactKind.PHONE: "电话联系",
+    ContactKind.VISIT: "走访",
+    ContactKind.MEETING: "面谈",
+    ContactKind.HELP_SESSION: "学业辅导",
+}
+
+
+class Obligation(_Frozen):
+    """What each member of ``owed_by`` owes: a contact of one of ``kinds`` (or money or
+    goods given, or a problem solved) in every calendar period (``every``), or at a
+    cadence (``first_within_days`` from the opening, then ``every_days`` from the last)."""
+
+    key: str = Field(pattern=r"^[a-z][a-z0-9_]{1,31}$")
+    label_zh: str
+    label_en: str
+    owed_by: tuple[MemberRole, ...] = Field(min_length=1)
+    kinds: tuple[ContactKind, ...] = Field(min_length=1)
+    needs: Literal["contact", "gift", "problem_solved"] = "contact"
+    every: Literal["month", "quarter", "year"] | None = None
+    first_within_days: int | None = Field(default=None, ge=1, le=366)
+    every_days: int | None = Field(default=None, ge=1, le=366)
+    # Owed by the group as a whole (one member's contact meets it), not by each member.
+    by_group: bool = False
+
+    @model_validator(mode="after")
+    def _one_rhythm(self) -> Obligation:
+        if (self.every is None) == (self.every_days is None):
+            raise ValueError(f"{self.key}: either a calendar period (every) or every_days")
+        return self
+
+    def counts(self, contact: Contact) -> bool:
+        """Whether ``contact`` meets this obligation (its kind, and what it needs)."""
+        if contact.kind not in self.kinds:
+            return False
+        if self.needs == "gift":
+            return contact.gift_value_cny > 0
+        if self.needs == "problem_solved":
+            return bool(contact.problem_solved.strip())
+        return True
+
+
+class ClosingRule(_Frozen):
+    """An outcome that closes a case: who says so, with which evidence, approved by whom
+    (a lawful exemption needs the county's approval: four eyes)."""
+
+    outcome: str = Field(pattern=r"^[a-z][a-z_]{1,31}$")
+    label_zh: str
+    label_en: str
+    by: tuple[Role, ...] = Field(min_length=1)
+    evidence_required: bool = True
+    evidence_label: str = ""  # what the evidence is: "the school's enrolment record"
+    approved_by: Role | None = None
+
+
+class DatedCheck(_Frozen):
+    """A check of every open case on a date (academic help: the start, middle and end of
+    the semester): the cases with no logged help since the previous check are flagged."""
+
+    key: str
+    on: MonthDay
+    label_zh: str
+    label_en: str
+
+
+class Registration(_Frozen):
+    """Left-behind children: each registered within ``within_days`` of a semester's
+    start (later: accepted and flagged late), then signed off by each of ``sign_offs`` in
+    turn, each a different person (four eyes)."""
+
+    semester_starts: tuple[MonthDay, ...] = Field(min_length=1)
+    within_days: int = Field(default=14, ge=1, le=120)
+    sign_offs: tuple[Role, ...] = ()
+
+
+class CaseProgramme(_Frozen):
+    kind: Literal["case"] = "case"
+    code: str = Field(pattern=r"^[a-z][a-z0-9-]{1,39}$")
+    version: int = 1
+    name_zh: str
+    name_en: str
+    source: str = ""
+    description_en: str = ""
+    opened_by: tuple[Role, ...] = Field(min_length=1)
+    # The group a case needs at its opening: at least one member of each role.
+    group: tuple[MemberRole, ...] = Field(min_length=1)
+    obligations: tuple[Obligation, ...] = ()
+    closes_on: tuple[ClosingRule, ...] = ()
+    # A case of a year (pairing: a household's year), over at the year's end.
+    ends_with_year: bool = False
+    checks: tuple[DatedCheck, ...] = ()
+    registration: Registration | None = None
+    dated_tasks: tuple[FixedDate, ...] = ()
+    # Told with a member when an obligation is missed (a department's liaison: 联络员).
+    liaison: Role | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> CaseProgramme:
+        keys = [o.key for o in self.obligations]
+        if len(set(keys)) != len(keys):
+            raise ValueError("obligation keys must be unique")
+        if not self.closes_on and not self.ends_with_year and self.registration is None:
+            raise ValueError(
+                "a case must be able to end: closes_on, ends_with_year or a registration"
+            )
+        return self
+
+    def closing_rule(self, outcome: str) -> ClosingRule | None:
+        return next((r for r in self.closes_on if r.outcome == outcome), None)
+
+
+# ------------------------------------------------------------------ the case
+
+
+class CaseMember(_Frozen):
+    actor_id: Annotated[str, Field(min_length=1, max_length=64)]
+    name: Name
+    role: MemberRole
+    # The unit the member belongs to (a department, a school): its liaison is told.
+    unit: Annotated[str, Field(max_length=32, pattern=r"^[0-9A-Za-z-]*$")] = ""
+
+
+class CaseSubject(_Frozen):
+    """Who the case is for: masked and hashed, never a full identity number (R9)."""
+
+    name: Name
+    national_id_masked: str
+    national_id_hash: str
+    school: Line = ""
+    grade: Line = ""
+
+
+class CaseInput(_Model):
+    workflow_id: str
+    programme: CaseProgramme
+    year: int
+    places: Places
+    subject: CaseSubject
+    members: tuple[CaseMember, ...] = Field(min_length=1)
+    opened_at: datetime
+    opened_by: Actor
+    # Dropout persuasion: when the child left school, the guardian and address (free text).
+    note: LongText = ""
+
+
+class Contact(_Model):
+    """One contact logged by a member (or the liaison for them)."""
+
+    request_id: RequestId
+    actor: Actor
+    member: Annotated[str, Field(min_length=1, max_length=64)]  # the member's actor id
+    on: date
+    kind: ContactKind
+    done: Annotated[LongText, Field(min_length=1)]  # what was done
+    gift_value_cny: int = Field(default=0, ge=0, le=1_000_000)
+    problem_solved: LongText = ""
+    # Photographs: kept in the file store; their SHA-256 in the history.
+    photo_sha256: tuple[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")], ...] = Field(
+        default=(), max_length=10
+    )
+
+
+class Handover(_Model):
+    """A member leaves the case; another takes it over (the obligations continue)."""
+
+    request_id: RequestId
+    actor: Actor
+    leaving: Annotated[str, Field(min_length=1, max_length=64)]
+    joining: CaseMember
+    reason: Annotated[LongText, Field(min_length=1)]
+
+
+class Closure(_Model):
+    """An outcome the programme allows, with its evidence; an exemption waits for the
+    approving office's word."""
+
+    request_id: RequestId
+    actor: Actor
+    outcome: str
+    evidence_ref: Line = ""
+    evidence_sha256: Annotated[str, Field(pattern=r"^([0-9a-f]{64})?$")] = ""
+    note: LongText = ""
+
+
+class ClosureApproval(_Model):
+    request_id: RequestId
+    actor: Actor
+    approve: bool
+    reason: Annotated[LongText, Field(min_length=1)]
+
+
+class SignOff(_Model):
+    """A registration checked (the township), re-checked (the county): each its office."""
+
+    request_id: RequestId
+    actor: Actor
+    note: LongText = ""
+
+
+class Miss(_Model):
+    obligation: str
+    member: str  # actor id; "" for the group
+    period: str  # "2027-03", "2027-Q1", "2027", or the cadence's due day
+    due_at: datetime
+
+
+class CaseStatus(_Model):
+    workflow_id: str
+    programme: str
+    year: int
+    stage: str
+    waiting_for: str
+    next_deadline: datetime | None
+    members: list[CaseMember]
+    contacts: int
+    misses: list[Miss]
+    overdue: list[str]  # "obligation:member" not made up since
+    late: bool
+    sign_offs: list[str]
+    outcome: str
+    details_zh: str
+    details_en: str
+
+
+class CaseEvent(_Model):
+    """One entry of a case's trail (its contact log among them)."""
+
+    seq: int
+    at: datetime
+    kind: str
+    actor: Actor
+    summary: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+    # A miss: the member(s) named in ``detail.told`` and their unit's liaison are told.
+    notify: bool = False
+
+
+class CaseEventBatch(_Model):
+    inp: CaseInput
+    events: list[CaseEvent]
+    stage: str
+    overdue: int
+
+
+# ---------------------------------------------------------------- periods
+
+
+def period_of(day: date, every: Literal["month", "quarter", "year"]) -> tuple[date, date, str]:
+    """The calendar period holding ``day``: its first day, its last, and its label."""
+    if every == "month":
+        first = day.replace(day=1)
+        nxt = (first + timedelta(days=32)).replace(day=1)
+        return first, nxt - timedelta(days=1), f"{day.year}-{day.month:02d}"
+    if every == "quarter":
+        q = (day.month - 1) // 3
+        first = date(day.year, 3 * q + 1, 1)
+        nxt = date(day.year + (q == 3), (3 * q + 3) % 12 + 1, 1)
+        return first, nxt - timedelta(days=1), f"{day.year}-Q{q + 1}"
+    return date(day.year, 1, 1), date(day.year, 12, 31), str(day.year)
+
+
+def periods_between(
+    start: date, end: date, every: Literal["month", "quarter", "year"]
+) -> list[tuple[date, date, str]]:
+    """Every period from the one holding ``start`` to the one holding ``end``."""
+    out = []
+    day = start
+    while day <= end:
+        period = period_of(day, every)
+        out.append(period)
+        day = period[1] + timedelta(days=1)
+    return out
+
+
+def case_workflow_id(programme: str, year: int, county_code: str, subject_hash: str) -> str:
+    """``case/cadre-pairing/2027/341225/<hash prefix>``: no identity number in it."""
+    return f"case/{programme}/{year}/{county_code[:6]}/{subject_hash[:16]}"

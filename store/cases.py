@@ -1,0 +1,159 @@
+"""Cases (PROCESS.md §5) in the database: each case's row and its trail, written by the
+case's activity (idempotent: an event already written is not written again), and the
+reports read from them (obligations met and missed, per unit and per member)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Engine
+
+from models.cases import CaseEventBatch, CaseMember
+from store.chain import utc
+from store.db import one_writer
+from store.tables import CaseEventRow, CaseRow, OutboxMessage
+
+_CASES = CaseRow.__table__  # type: ignore[attr-defined]
+_EVENTS = CaseEventRow.__table__  # type: ignore[attr-defined]
+_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+
+
+def record_case_events(engine: Engine, batch: CaseEventBatch) -> int:
+    """Write the batch's events that are not written yet, the case's row, and the
+    messages of its misses (to the member and their unit's liaison); the last seq."""
+    inp, wf = batch.inp, batch.inp.workflow_id
+    now = datetime.now(UTC)
+    with one_writer(engine), engine.begin() as conn:
+        row = conn.execute(
+            select(_CASES.c.last_seq, _CASES.c.members)
+            .where(_CASES.c.workflow_id == wf)
+            .with_for_update()
+        ).first()
+        last = row.last_seq if row is not None else 0
+        # Everyone who has been on the case (a handover adds one), for reports and misses.
+        members = {
+            m.actor_id: m
+            for m in (
+                [CaseMember.model_validate(x) for x in row.members or []]
+                if row is not None
+                else inp.members
+            )
+        }
+        fresh = [e for e in batch.events if e.seq > last]
+        for e in fresh:
+            conn.execute(
+                insert(_EVENTS).values(
+                    workflow_id=wf,
+                    seq=e.seq,
+                    at=utc(e.at),
+                    kind=e.kind,
+                    actor_id=e.actor.id,
+                    actor_role=e.actor.role.value,
+                    summary=e.summary,
+                    detail=e.detail,
+                )
+            )
+            if e.kind == "handover":
+                joining = e.detail.get("joining", {})
+                members.setdefault(
+                    str(joining.get("actor_id")), inp.members[0].model_validate(joining)
+                )
+            if e.notify:
+                for member_id in e.detail.get("told", []):
+                    m = members.get(member_id)
+                    recipients = [f"helper:{member_id}"]
+                    if m is not None and m.unit and inp.programme.liaison is not None:
+                        recipients.append(f"{inp.programme.liaison.value}@{m.unit}")
+                    for i, to in enumerate(recipients):
+                        key = f"{wf}:{e.seq}:{member_id}:{i}"
+                        if conn.execute(
+                            select(_OUTBOX.c.id).where(_OUTBOX.c.dedupe_key == key)
+                        ).first():
+                            continue
+                        conn.execute(
+                            insert(_OUTBOX).values(
+                                dedupe_key=key,
+                                workflow_id=wf,
+                                channel="default",
+                                recipient=to,
+                                subject=f"{inp.programme.name_zh}：帮扶任务逾期 / overdue",
+                                body=e.summary,
+                                created_at=now,
+                                next_attempt_at=now,
+                            )
+                        )
+        values: dict[str, Any] = {
+            "programme": inp.programme.code,
+            "year": inp.year,
+            "county_code": inp.places.county_code,
+            "township_code": inp.places.township_code,
+            "village_code": inp.places.village_code,
+            "subject_masked": f"{inp.subject.name} {inp.subject.national_id_masked}",
+            "subject_hash": inp.subject.national_id_hash,
+            "stage": batch.stage,
+            "overdue": batch.overdue,
+            "members": [m.model_dump(mode="json") for m in members.values()],
+            "last_seq": max([last, *(e.seq for e in fresh)]),
+            "updated_at": now,
+        }
+        if row is None:
+            conn.execute(
+                insert(_CASES).values(workflow_id=wf, opened_at=utc(inp.opened_at), **values)
+            )
+        else:
+            conn.execute(update(_CASES).where(_CASES.c.workflow_id == wf).values(**values))
+    return int(values["last_seq"])
+
+
+@dataclass
+class MemberTally:
+    """One member's obligations of a programme's year: periods met and missed."""
+
+    actor_id: str
+    name: str
+    unit: str
+    met: dict[str, int] = field(default_factory=dict)
+    missed: dict[str, int] = field(default_factory=dict)
+
+
+def obligations_report(
+    engine: Engine, programme: str, year: int, county_code: str
+) -> list[MemberTally]:
+    """Per member (and so per unit): each obligation's periods met and missed, from the
+    periods judged in the cases' trails."""
+    tallies: dict[str, MemberTally] = {}
+    with engine.connect() as conn:
+        cases = conn.execute(
+            select(_CASES.c.workflow_id, _CASES.c.members).where(
+                _CASES.c.programme == programme,
+                _CASES.c.year == year,
+                _CASES.c.county_code == county_code,
+            )
+        ).all()
+        people = {m["actor_id"]: m for c in cases for m in (c.members or [])}
+        ids = [c.workflow_id for c in cases]
+        judged = (
+            conn.execute(
+                select(_EVENTS.c.detail).where(
+                    _EVENTS.c.workflow_id.in_(ids), _EVENTS.c.kind == "period_judged"
+                )
+            ).all()
+            if ids
+            else []
+        )
+    counts: dict[tuple[str, str, str], int] = defaultdict(int)
+    for (detail,) in judged:
+        for outcome in ("met", "missed"):
+            for member in detail.get(outcome, []):
+                counts[(member, outcome, detail["obligation"])] += 1
+    for (member, outcome, obligation), n in counts.items():
+        p = people.get(member, {})
+        t = tallies.setdefault(
+            member, MemberTally(member, str(p.get("name", member)), str(p.get("unit", "")))
+        )
+        getattr(t, outcome)[obligation] = n
+    return sorted(tallies.values(), key=lambda t: (t.unit, t.actor_id))
