@@ -680,24 +680,21 @@ class ReportActivities:
     def send_task_notice(self, req: TaskNoticeRequest) -> None:
         """A dated task's reminder, or the word that it is overdue: to its responsible
         office and the programme's always-told offices, once each (a retry adds nothing)."""
-        task = req.programme.tasks_view().fixed_date(req.key)
+        task = req.plan.task(req.key)
         subject, body = render(
             f"task_{req.kind}",
             {
                 "date": task.label_zh,
                 "on": f"{task.on.month}月{task.on.day}日",
-                "programme": req.programme.name_zh,
+                "programme": req.plan.name_zh,
                 "season": req.year,
             },
         )
         now = datetime.now(UTC)
-        told = [task.responsible.value, *(r.value for r in req.programme.always_told)]
+        told = [task.responsible.value, *(r.value for r in req.plan.always_told)]
         with one_writer(self._engine), Session(self._engine) as s, s.begin():
             for i, role in enumerate(dict.fromkeys(told)):
-                key = (
-                    f"tasks/{req.programme.code}/{req.year}/{req.county_code}/"
-                    f"{req.key}/{req.kind}/{i}"
-                )
+                key = f"tasks/{req.plan.code}/{req.year}/{req.county_code}/{req.key}/{req.kind}/{i}"
                 _tell_once(s, key, f"{role}@{req.county_code}", subject, body, now)
 
     @activity.defn(name="send_season_reminder")

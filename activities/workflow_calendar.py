@@ -36,6 +36,7 @@ from models.records import (
     ScheduleRequest,
     SeasonSchedule,
 )
+from models.tasks import TaskTime, TaskTimesRequest
 
 
 class CalendarActivities:
@@ -89,6 +90,22 @@ class CalendarActivities:
             provisional_years=provisional,
             working_days=self._table(req.season),
         )
+
+    @activity.defn(name="compute_task_times")
+    def compute_task_times(self, req: TaskTimesRequest) -> list[TaskTime]:
+        """Each dated task's due instant (24:00 of its date) and its reminder (09:00,
+        ``days_before`` calendar days before), on the deployment's calendar."""
+        cal = self._calendar
+        return [
+            TaskTime(
+                key=t.key,
+                due_at=end_of_day(cal, t.on.in_year(req.year)),
+                remind_at=cal.at(
+                    t.on.in_year(req.year) - timedelta(days=req.days_before), time(9, 0)
+                ),
+            )
+            for t in req.plan.tasks
+        ]
 
     @activity.defn(name="compute_reminder_times")
     def compute_reminder_times(self, req: ReminderTimesRequest) -> list[DatedKey]:

@@ -272,6 +272,7 @@ class CaseStatus(_Model):
     workflow_id: str
     programme: str
     year: int
+    places: Places
     stage: str
     waiting_for: str
     next_deadline: datetime | None

@@ -12,19 +12,45 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.application import Actor
+from models.cases import CaseProgramme
+from models.domain import Role
 from models.ids import tasks_workflow_id
-from models.programme import Programme
+from models.programme import FixedDate, Programme
 from models.text import Line, LongText, RequestId
 
-__all__ = ["DatedTasksInput", "TaskDone", "TaskNoticeRequest", "TaskState"]
+__all__ = ["DatedTasksInput", "TaskDone", "TaskNoticeRequest", "TaskPlan", "TaskState", "task_plan"]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TaskPlan(_Model):
+    """A programme's dated tasks of a year, whatever its kind (an application programme's,
+    a case programme's: the pairing plan's calendar)."""
+
+    code: str
+    name_zh: str
+    name_en: str
+    tasks: tuple[FixedDate, ...]
+    always_told: tuple[Role, ...] = ()
+
+    def task(self, key: str) -> FixedDate:
+        return next(t for t in self.tasks if t.key == key)
+
+
+def task_plan(programme: Programme | CaseProgramme) -> TaskPlan:
+    return TaskPlan(
+        code=programme.code,
+        name_zh=programme.name_zh,
+        name_en=programme.name_en,
+        tasks=programme.dated_tasks,
+        always_told=programme.always_told if isinstance(programme, Programme) else (),
+    )
+
+
 class DatedTasksInput(_Model):
-    programme: Programme
+    plan: TaskPlan
     year: int
     county_code: str
     # Reminded this many calendar days before each task's date (09:00).
@@ -32,7 +58,7 @@ class DatedTasksInput(_Model):
 
     @property
     def workflow_id(self) -> str:
-        return tasks_workflow_id(self.programme.code, self.year, self.county_code)
+        return tasks_workflow_id(self.plan.code, self.year, self.county_code)
 
 
 class TaskDone(_Model):
@@ -62,8 +88,20 @@ class TaskState(_Model):
 class TaskNoticeRequest(_Model):
     """A reminder before a task's date, or the word that it is overdue."""
 
-    programme: Programme
+    plan: TaskPlan
     year: int
     county_code: str
     key: str
     kind: str = Field(pattern=r"^(reminder|overdue)$")
+
+
+class TaskTimesRequest(_Model):
+    plan: TaskPlan
+    year: int
+    days_before: int
+
+
+class TaskTime(_Model):
+    key: str
+    due_at: datetime  # 24:00 of the task's date
+    remind_at: datetime  # 09:00, days_before calendar days before it

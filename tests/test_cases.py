@@ -14,6 +14,7 @@ the county, by different people.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
 from models.application import Actor
+from models.calendar import SHANGHAI
 from models.cases import (
     CaseMember,
     CaseStatus,
@@ -105,6 +107,21 @@ async def test_a_pairing_year_flags_a_missed_call_counts_the_last_day_and_hands_
     app_stack: AppStack, ts_env: WorkflowEnvironment
 ) -> None:
     cases = CaseClient(app_stack.api, CASE_REGISTRY)
+    # The plan's calendar of the year: dated tasks, reminded and overdue as any programme's.
+    await app_stack.api.open_tasks("cadre-pairing", 2027, COUNTY)
+    for _ in range(50):
+        with contextlib.suppress(Exception):
+            tasks = await app_stack.api.tasks("cadre-pairing", 2027, COUNTY)
+            if tasks:
+                break
+        await asyncio.sleep(0.1)
+    assert [(t.key, t.due_at.astimezone(SHANGHAI).date().isoformat()) for t in tasks] == [
+        ("claimed", "2027-04-21"),
+        ("first_visit", "2027-05-21"),
+        ("first_visit_reported", "2027-05-29"),
+        ("help_plan", "2027-05-31"),
+        ("summary", "2027-12-11"),
+    ]
     with pytest.raises(Refused, match="the group needs a cadre"):
         await cases.open_case(
             "cadre-pairing",

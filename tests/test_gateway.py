@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from openpyxl import load_workbook
 from temporalio.testing import WorkflowEnvironment
 
+from models.calendar import SHANGHAI
 from models.domain import Role
 from store import credentials
 from tests.conftest import AppStack, Registry
@@ -84,6 +85,8 @@ OFFICES = {
     "other_county": ("county-9", Role.COUNTY_EDUCATION_BUREAU, OTHER_COUNTY),
     "revoked": ("village-2", Role.VILLAGE_COMMITTEE, VILLAGE),
     "university": ("univ-10357", Role.UNIVERSITY, "10357"),
+    "school": ("school-1", Role.CENTRAL_SCHOOL, TOWNSHIP),
+    "teacher": ("teacher-1", Role.HELPER, "S01"),
     "other_university": ("univ-10358", Role.UNIVERSITY, "10358"),
 }
 
@@ -1032,3 +1035,83 @@ async def test_a_student_loan_over_http_queue_and_receipt_code(gateway: Gateway)
     )
     assert confirmed.status_code == 200, confirmed.text
     await case.at_stage("awaiting_disbursement")
+
+
+async def test_a_dropout_case_over_http_with_a_photographed_visit(gateway: Gateway) -> None:
+    """The central school opens a case with its group; the teacher logs a home visit
+    with its photograph (kept under its SHA-256) with their own key; another village's
+    key reads nothing of it; the county reads each member's obligations."""
+    import base64
+
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 64
+    group = [
+        {"actor_id": "teacher-1", "name": "李老师", "role": "teacher", "unit": "S01"},
+        {"actor_id": "cadre-v", "name": "村干部", "role": "village_cadre"},
+        {"actor_id": "parent-1", "name": "家长", "role": "guardian"},
+    ]
+    body = {
+        "programme": "dropout-persuasion",
+        "year": 2027,
+        "places": PLACES.model_dump(mode="json"),
+        "name": "李小红",
+        "national_id": make_national_id(next(_SERIALS)),
+        "members": group,
+    }
+    problem(await gateway.http.post("/v1/cases", json=body, headers=gateway.auth("county")), 403)
+    opened = await gateway.http.post("/v1/cases", json=body, headers=gateway.auth("school"))
+    assert opened.status_code == 201, opened.text
+    wf = opened.json()["workflow_id"]
+    today = (
+        (await gateway.env.get_current_time(gateway.stack.api.client.get_workflow_handle(wf)))
+        .astimezone(SHANGHAI)
+        .date()
+    )
+    visit = {
+        "member": "teacher-1",
+        "on": today.isoformat(),
+        "kind": "visit",
+        "done": "家访，劝返",
+        "photos": [
+            {
+                "filename": "visit.png",
+                "media_type": "image/png",
+                "content_base64": base64.b64encode(png).decode(),
+            }
+        ],
+    }
+    problem(
+        await gateway.http.post(
+            f"/v1/cases/{wf}/contacts", json=visit, headers=gateway.auth("village")
+        ),
+        403,
+    )
+    logged = await gateway.http.post(
+        f"/v1/cases/{wf}/contacts", json=visit, headers=gateway.auth("teacher")
+    )
+    assert logged.status_code == 200, logged.text
+    st = (await gateway.http.get(f"/v1/cases/{wf}", headers=gateway.auth("teacher"))).json()
+    assert st["contacts"] == 1 and st["stage"] == "case_open"
+    problem(await gateway.http.get(f"/v1/cases/{wf}", headers=gateway.auth("other_village")), 403)
+    digest = hashlib.sha256(png).hexdigest()
+    assert (gateway.stack.deps.files_dir / "evidence" / f"{digest}.png").read_bytes() == png
+    from store.tables import CaseEventRow
+
+    events = CaseEventRow.__table__  # type: ignore[attr-defined]
+    for _ in range(50):
+        with gateway.stack.engine.connect() as conn:
+            logged_rows = conn.execute(
+                events.select().where(events.c.workflow_id == wf, events.c.kind == "contact")
+            ).all()
+        if logged_rows:
+            break
+        await asyncio.sleep(0.1)
+    assert logged_rows[0].detail["photo_sha256"] == [digest]
+    assert logged_rows[0].actor_id == "teacher-1"
+    closing = {"outcome": "returned_to_school"}
+    refused = problem(
+        await gateway.http.post(
+            f"/v1/cases/{wf}/closure", json=closing, headers=gateway.auth("school")
+        ),
+        409,
+    )
+    assert "evidence" in refused["detail"]

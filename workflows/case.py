@@ -648,6 +648,7 @@ class CaseWorkflow:
             workflow_id=self.inp.workflow_id,
             programme=self.p.code,
             year=self.inp.year,
+            places=self.inp.places,
             stage=self._stage(),
             waiting_for=waiting_for,
             next_deadline=due,

@@ -30,8 +30,13 @@ with workflow.unsafe.imports_passed_through():
     from models import search
     from models.application import request_key
     from models.domain import ROLE_NAME_ZH
-    from models.records import ReminderTimesRequest, ScheduleRequest
-    from models.tasks import DatedTasksInput, TaskDone, TaskNoticeRequest, TaskState
+    from models.tasks import (
+        DatedTasksInput,
+        TaskDone,
+        TaskNoticeRequest,
+        TaskState,
+        TaskTimesRequest,
+    )
 
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 ALL_DONE = "tasks_done"
@@ -42,7 +47,6 @@ class DatedTasksWorkflow:
     @workflow.init
     def __init__(self, inp: DatedTasksInput) -> None:
         self._inp = inp
-        self._view = inp.programme.tasks_view()
         self._tasks: dict[str, TaskState] = {}
         self._answers: dict[str, TaskState] = {}  # by request id (a repeat: the same answer)
         self._request_keys: dict[str, str] = {}
@@ -50,29 +54,22 @@ class DatedTasksWorkflow:
 
     @workflow.run
     async def run(self, inp: DatedTasksInput) -> list[TaskState]:
-        schedule = await workflow.execute_local_activity_method(
-            CalendarActivities.compute_season_schedule,
-            ScheduleRequest(programme=self._view, season=inp.year),
+        times = await workflow.execute_local_activity_method(
+            CalendarActivities.compute_task_times,
+            TaskTimesRequest(plan=inp.plan, year=inp.year, days_before=inp.reminder_days_before),
             start_to_close_timeout=timedelta(seconds=10),
-            summary="the tasks' dates",
+            summary="the tasks' dates and reminders",
         )
-        reminders = await workflow.execute_local_activity_method(
-            CalendarActivities.compute_reminder_times,
-            ReminderTimesRequest(
-                programme=self._view, season=inp.year, days_before=inp.reminder_days_before
-            ),
-            start_to_close_timeout=timedelta(seconds=10),
-            summary="the reminders' times",
-        )
-        remind_at = {r.key: r.due_at for r in reminders}
-        for task in inp.programme.dated_tasks:
+        remind_at = {t.key: t.remind_at for t in times}
+        due_at = {t.key: t.due_at for t in times}
+        for task in inp.plan.tasks:
             self._tasks.setdefault(
                 task.key,
                 TaskState(
                     key=task.key,
                     label_zh=task.label_zh,
                     label_en=task.label_en,
-                    due_at=schedule.due_at(task.key),
+                    due_at=due_at[task.key],
                     responsible=task.responsible.value,
                 ),
             )
@@ -110,7 +107,7 @@ class DatedTasksWorkflow:
         await workflow.execute_activity_method(
             ReportActivities.send_task_notice,
             TaskNoticeRequest(
-                programme=inp.programme,
+                plan=inp.plan,
                 year=inp.year,
                 county_code=inp.county_code,
                 key=key,
@@ -175,7 +172,7 @@ class DatedTasksWorkflow:
             (t for t in self._tasks.values() if t.done_at is None), key=lambda t: t.due_at
         )
         first = open_[0] if open_ else None
-        p = self._inp.programme
+        p = self._inp.plan
         lines_zh = [f"{p.name_zh}{self._inp.year}年工作任务"]
         lines_en = [f"{p.name_en} {self._inp.year}: dated tasks"]
         for t in sorted(self._tasks.values(), key=lambda t: t.due_at):
@@ -188,7 +185,7 @@ class DatedTasksWorkflow:
                 if t.done_at
                 else f"due {fmt(t.due_at)}{', overdue' if t.overdue else ''}"
             )
-            who = ROLE_NAME_ZH.get(self._view.fixed_date(t.key).responsible, t.responsible)
+            who = ROLE_NAME_ZH.get(p.task(t.key).responsible, t.responsible)
             lines_zh.append(f"{t.label_zh}（{who}）：{state_zh}")
             lines_en.append(f"{t.label_en} ({t.responsible.replace('_', ' ')}): {state_en}")
         workflow.set_current_details(f"**{'；'.join(lines_zh)}**\n\n{'; '.join(lines_en)}")

@@ -85,11 +85,12 @@ from models.payout import (
 from models.planner import window
 from models.privacy import mask_account, mask_national_id
 from models.programme import Programme
+from models.programmes import CASE_REGISTRY
 from models.recovery import RecoveredRequest, RecoveryInput, RecoveryStatus
 from models.roster import RosterDecided, RosterDecision, RosterInput
 from models.season import season_label
 from models.steps import RosterStep
-from models.tasks import DatedTasksInput, TaskDone, TaskState
+from models.tasks import DatedTasksInput, TaskDone, TaskState, task_plan
 from store.loans import Loans
 from store.sealing import Keys
 from workers.client.errors import Refused, refused_by_workflow
@@ -1003,9 +1004,8 @@ class AidflowClient:
 
     async def open_tasks(self, programme: str, year: int, county_code: str) -> str:
         """Start the county's dated tasks of the programme's year if not running."""
-        inp = DatedTasksInput(
-            programme=self.programmes[programme], year=year, county_code=county_code
-        )
+        known = self.programmes.get(programme) or CASE_REGISTRY[programme]
+        inp = DatedTasksInput(plan=task_plan(known), year=year, county_code=county_code)
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await self.client.start_workflow(
                 "DatedTasksWorkflow",
@@ -1014,7 +1014,7 @@ class AidflowClient:
                 task_queue=self.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                static_summary=f"{inp.programme.name_zh} {year} 工作任务 · county {county_code}",
+                static_summary=f"{inp.plan.name_zh} {year} 工作任务 · county {county_code}",
             )
         return inp.workflow_id
 

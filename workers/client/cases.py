@@ -76,7 +76,9 @@ class CaseClient:
         if len({m.actor_id for m in members}) != len(members):
             problems.append("members: each person once")
         if problems:
-            raise Refused("; ".join(problems))
+            # The wrong office is who asks, not what is asked (403 over HTTP).
+            wrong_office = opened_by.role not in p.opened_by
+            raise Refused("; ".join(problems), kind="forbidden" if wrong_office else "refused")
         id_hash = self.api.keys.hash_id(national_id)
         wf = case_workflow_id(programme, year, places.county_code, id_hash)
         inp = CaseInput(

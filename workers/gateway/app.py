@@ -6,10 +6,7 @@ workers check every signature again. Refusals are problem details (RFC 9457).
 """
 
 import asyncio
-import base64
-import binascii
 import dataclasses
-import hashlib
 import shutil
 import tempfile
 import uuid
@@ -46,6 +43,7 @@ from models.domain import ROLE_LEVEL, Level, Role
 from models.ids import season_workflow_id
 from models.notice import Evidence, NoticePostRequest, NoticeStatus
 from models.payout import BatchResult, FundsArrivalResult, FundsRequestSummary, ReportFiles
+from models.programmes import CASE_REGISTRY
 from models.recovery import RecoveredRequest, RecoveryStatus
 from models.roster import RosterDecided, RosterDecision
 from models.season import SeasonKey, season_label
@@ -56,8 +54,9 @@ from store.sealing import Keys
 from store.status import read_status, read_trail
 from store.tables import FundsRequest
 from workers.client import AidflowClient, Refused, query_when_ready
+from workers.client.cases import CaseClient
 from workers.gateway import bodies as b
-from workers.gateway import dashboard, ledger, loans, problems
+from workers.gateway import cases, dashboard, ledger, loans, problems
 from workers.gateway.auth import (
     OPTIONAL_CREDENTIAL,
     ApiKeyAuthenticator,
@@ -68,6 +67,7 @@ from workers.gateway.auth import (
     office,
     within_callers_place,
 )
+from workers.gateway.files import keep_files
 from workers.gateway.problems import Problem, ProblemDetail
 from workers.witness import chain_heads
 from workflows.season import SeasonWorkflow
@@ -126,6 +126,7 @@ def create_app(
     app.include_router(dashboard.router(engine, keys.authority, api.programmes, api.calendar))
     app.include_router(ledger.router(engine, files_dir, api.programmes))
     app.include_router(loans.router(api, Loans(engine)))
+    app.include_router(cases.router(CaseClient(api, CASE_REGISTRY), engine, files_dir))
 
     def request_id(body: BaseModel, key: str | None) -> str:
         given = getattr(body, "request_id", None)
@@ -324,36 +325,9 @@ def create_app(
     # ---------------------------------------------------------------- notices
 
     def keep_evidence(uploads: list[b.EvidenceUpload]) -> list[Evidence]:
-        """Each photograph or scan kept under its SHA-256 (the same file twice is one
-        file); the notice's history keeps the digest."""
-        kept: list[Evidence] = []
-        folder = files_dir / "evidence"
-        for i, up in enumerate(uploads):
-            try:
-                data = base64.b64decode(up.content_base64, validate=True)
-            except (binascii.Error, ValueError):
-                raise Problem(422, f"evidence.{i}.content_base64: not base64") from None
-            if not data or len(data) > b.EVIDENCE_MAX_BYTES:
-                raise Problem(
-                    422,
-                    f"evidence.{i}: {len(data)} bytes; a file is 1 byte to "
-                    f"{b.EVIDENCE_MAX_BYTES // 1_000_000} MB",
-                )
-            if not data.startswith(b.EVIDENCE_MAGIC[up.media_type]):
-                raise Problem(422, f"evidence.{i}: the file is not {up.media_type}")
-            digest = hashlib.sha256(data).hexdigest()
-            folder.mkdir(parents=True, exist_ok=True)
-            target = folder / f"{digest}{b.EVIDENCE_SUFFIX[up.media_type]}"
-            if not target.exists():
-                partial = target.with_suffix(".partial")
-                partial.write_bytes(data)
-                partial.replace(target)
-            kept.append(
-                Evidence(
-                    sha256=digest, filename=up.filename, media_type=up.media_type, size=len(data)
-                )
-            )
-        return kept
+        """Each photograph or scan kept under its SHA-256; the notice's history keeps
+        the digest."""
+        return keep_files(files_dir, uploads)
 
     @app.post("/v1/notices/postings", tags=["notices"])
     async def post_notices(
@@ -636,9 +610,11 @@ def create_app(
     # ------------------------------------------------------------ dated tasks
 
     def programme_known(programme: str) -> None:
-        if programme not in api.programmes:
-            raise Problem(404, f"no programme {programme} (known: {', '.join(api.programmes)})")
-        if not api.programmes[programme].dated_tasks:
+        known = api.programmes.get(programme) or CASE_REGISTRY.get(programme)
+        if known is None:
+            every = [*api.programmes, *CASE_REGISTRY]
+            raise Problem(404, f"no programme {programme} (known: {', '.join(every)})")
+        if not known.dated_tasks:
             raise Problem(404, f"{programme} has no dated tasks")
 
     @app.post("/v1/tasks/{programme}/{year}/{county}", tags=["tasks"], status_code=201)

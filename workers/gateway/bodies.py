@@ -16,12 +16,14 @@ from models.application import (
     DecisionRequest,
     ObjectionRequest,
     ObjectionResolution,
+    Places,
     ReceiptRecord,
     WithdrawalRequest,
 )
+from models.cases import CaseMember, ClosureApproval, ContactKind, Handover, SignOff
 from models.recovery import RecoveredRequest
 from models.roster import RosterDecision
-from models.text import Line, Name, RequestId
+from models.text import Line, LongText, Name, RequestId
 
 
 def _body(model: type[BaseModel], name: str) -> type[BaseModel]:
@@ -235,3 +237,51 @@ class LoanReceiptConfirmation(BaseModel):
     reference: Line = Field(min_length=1)
     reason: Line = ""
     request_id: RequestId | None = None
+
+
+class CaseOpenBody(BaseModel):
+    """Open a case (its office's key): who it is for, where, and its group."""
+
+    model_config = ConfigDict(extra="forbid")
+    programme: str = Field(pattern=r"^[a-z][a-z0-9-]{1,39}$")
+    year: int = Field(ge=2000, le=2100)
+    places: Places
+    name: Name
+    national_id: str = Field(min_length=15, max_length=18)
+    members: list[CaseMember] = Field(min_length=1, max_length=30)
+    school: Line = ""
+    grade: Line = ""
+    note: LongText = ""
+
+
+class ContactBody(BaseModel):
+    """A contact logged by the member (or their unit's liaison), with its photographs."""
+
+    model_config = ConfigDict(extra="forbid")
+    member: str = Field(min_length=1, max_length=64)
+    on: date
+    kind: ContactKind
+    done: LongText = Field(min_length=1)
+    gift_value_cny: int = Field(default=0, ge=0, le=1_000_000)
+    problem_solved: LongText = ""
+    photos: list[EvidenceUpload] = Field(default_factory=list, max_length=10)
+    request_id: RequestId | None = None
+
+
+class ClosureBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    outcome: str = Field(pattern=r"^[a-z][a-z_]{1,31}$")
+    evidence_ref: Line = ""
+    evidence: list[EvidenceUpload] = Field(default_factory=list, max_length=1)
+    note: LongText = ""
+    request_id: RequestId | None = None
+
+
+if TYPE_CHECKING:
+    HandoverBody: TypeAlias = BaseModel
+    ClosureApprovalBody: TypeAlias = BaseModel
+    SignOffBody: TypeAlias = BaseModel
+else:
+    HandoverBody = _body(Handover, "HandoverBody")
+    ClosureApprovalBody = _body(ClosureApproval, "ClosureApprovalBody")
+    SignOffBody = _body(SignOff, "SignOffBody")

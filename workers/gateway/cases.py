@@ -1,0 +1,157 @@
+"""Cases over HTTP (PROCESS.md §5): open one, log a contact with its photographs, hand
+over, close (with the evidence), approve a closure, sign a registration off; read where a
+case stands and each member's obligations met and missed. Every request names no actor:
+the credential is the actor (R10), and the case's workflow checks it (a member, their
+unit's liaison, the office at the case's place)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query
+from sqlalchemy.engine import Engine
+
+from models.application import RequestResult
+from models.cases import CaseStatus, Closure, ClosureApproval, Contact, Handover, SignOff
+from models.domain import Role
+from store.cases import obligations_report
+from workers.client.cases import CaseClient
+from workers.gateway import bodies as b
+from workers.gateway.auth import Caller, office, within_callers_place
+from workers.gateway.files import keep_files
+from workers.gateway.problems import Problem
+
+Office = Annotated[Caller, Depends(office)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)]
+CaseId = r"^case/[a-z0-9-]+/\d{4}/\d{6}/[A-Za-z0-9_-]+$"
+
+
+def _request_id(given: str | None, key: str | None) -> str:
+    if given and key and given != key:
+        raise Problem(422, f"request_id {given} and Idempotency-Key {key} differ")
+    return given or key or uuid.uuid4().hex
+
+
+def router(cases: CaseClient, engine: Engine, files_dir: Path) -> APIRouter:
+    r = APIRouter()
+
+    @r.post("/v1/cases", status_code=201, tags=["cases"])
+    async def open_case(body: b.CaseOpenBody, who: Office) -> dict[str, str]:
+        """The case's office opens it at its place, with its group (each member a person
+        with their own key); a left-behind child's registration after its window is
+        accepted and flagged late."""
+        wf = await cases.open_case(
+            body.programme,
+            body.year,
+            body.places,
+            name=body.name,
+            national_id=body.national_id,
+            members=body.members,
+            opened_by=who.actor,
+            school=body.school,
+            grade=body.grade,
+            note=body.note,
+        )
+        return {"workflow_id": wf}
+
+    @r.post("/v1/cases/{workflow_id:path}/contacts", tags=["cases"])
+    async def log_contact(
+        workflow_id: str, body: b.ContactBody, who: Office, key: IdempotencyKey = None
+    ) -> RequestResult:
+        """A contact, by the member or their unit's liaison: its photographs are kept
+        under their SHA-256, which the case's history keeps."""
+        photos = keep_files(files_dir, body.photos, "photos")
+        req = Contact(
+            request_id=_request_id(body.request_id, key),
+            actor=who.actor,
+            member=body.member,
+            on=body.on,
+            kind=body.kind,
+            done=body.done,
+            gift_value_cny=body.gift_value_cny,
+            problem_solved=body.problem_solved,
+            photo_sha256=tuple(p.sha256 for p in photos),
+        )
+        return await cases.log_contact(_case(workflow_id), req)
+
+    @r.post("/v1/cases/{workflow_id:path}/handovers", tags=["cases"])
+    async def hand_over(
+        workflow_id: str, body: b.HandoverBody, who: Office, key: IdempotencyKey = None
+    ) -> RequestResult:
+        data = body.model_dump(exclude={"request_id"})
+        rid = _request_id(getattr(body, "request_id", None), key)
+        req = Handover.model_validate({**data, "request_id": rid, "actor": who.actor})
+        return await cases.hand_over(_case(workflow_id), req)
+
+    @r.post("/v1/cases/{workflow_id:path}/closure", tags=["cases"])
+    async def close(
+        workflow_id: str, body: b.ClosureBody, who: Office, key: IdempotencyKey = None
+    ) -> RequestResult:
+        """Close the case on an outcome its programme allows, with its evidence (a
+        reference, or the record's file); an exemption waits for its approval."""
+        kept = keep_files(files_dir, body.evidence)
+        req = Closure(
+            request_id=_request_id(body.request_id, key),
+            actor=who.actor,
+            outcome=body.outcome,
+            evidence_ref=body.evidence_ref,
+            evidence_sha256=kept[0].sha256 if kept else "",
+            note=body.note,
+        )
+        return await cases.close(_case(workflow_id), req)
+
+    @r.post("/v1/cases/{workflow_id:path}/closure-approval", tags=["cases"])
+    async def approve_closure(
+        workflow_id: str, body: b.ClosureApprovalBody, who: Office, key: IdempotencyKey = None
+    ) -> RequestResult:
+        data = body.model_dump(exclude={"request_id"})
+        rid = _request_id(getattr(body, "request_id", None), key)
+        req = ClosureApproval.model_validate({**data, "request_id": rid, "actor": who.actor})
+        return await cases.approve_closure(_case(workflow_id), req)
+
+    @r.post("/v1/cases/{workflow_id:path}/sign-offs", tags=["cases"])
+    async def sign_off(
+        workflow_id: str, body: b.SignOffBody, who: Office, key: IdempotencyKey = None
+    ) -> RequestResult:
+        data = body.model_dump(exclude={"request_id"})
+        rid = _request_id(getattr(body, "request_id", None), key)
+        req = SignOff.model_validate({**data, "request_id": rid, "actor": who.actor})
+        return await cases.sign_off(_case(workflow_id), req)
+
+    @r.get("/v1/cases/{workflow_id:path}", tags=["cases"])
+    async def status(workflow_id: str, who: Office) -> CaseStatus:
+        """Where the case stands: whom it waits for until when, its misses, its group.
+        Its members, and the offices of its county."""
+        st = await cases.status(_case(workflow_id))
+        members = {m.actor_id for m in st.members}
+        units = {m.unit for m in st.members if m.unit}
+        liaison = who.role is Role.DEPARTMENT_LIAISON and who.binding.place_code in units
+        if who.actor.id not in members and not liaison:
+            within_callers_place(who, "reads no case", village=st.places.village_code)
+        return st
+
+    @r.get("/v1/case-reports/obligations", tags=["cases"])
+    async def report(
+        who: Office,
+        programme: Annotated[str, Query(pattern=r"^[a-z][a-z0-9-]{1,39}$")],
+        year: Annotated[int, Query(ge=2000, le=2100)],
+    ) -> list[dict[str, Any]]:
+        """Each member's periods met and missed per obligation (by unit: a department's
+        cadres), in the caller's county."""
+        within_callers_place(who, "reads no case report")
+        county = who.binding.place_code[:6] + "000000"
+        tallies = await asyncio.to_thread(obligations_report, engine, programme, year, county)
+        return [t.__dict__ for t in tallies]
+
+    return r
+
+
+def _case(workflow_id: str) -> str:
+    import re
+
+    if not re.match(CaseId, workflow_id):
+        raise Problem(404, f"no case {workflow_id}")
+    return workflow_id
