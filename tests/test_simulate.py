@@ -313,6 +313,24 @@ async def test_a_student_loan_year_simulated(tmp_path: Path) -> None:
     )
 
 
+async def test_a_pairing_year_simulated(tmp_path: Path) -> None:
+    """A small pairing year (the plan's is 904 households of 67 departments): every case
+    judged month by month and closed at the year's end; a few calls and visits missed."""
+    from workers.simulate.cases import PairingScenario, run_pairing_simulation
+
+    scenario = PairingScenario(households=6, departments=2, call_missed=0.1, visit_missed=0.2)
+    r = await run_pairing_simulation(scenario, Settings(data_dir=tmp_path), data_dir=tmp_path / "p")
+    assert r.cases == 6 and r.cadres == 18 and r.closed == {"year_ended": 6}
+    # April to December: 9 months and 3 quarters (Q2 to Q4) and the year, per cadre.
+    assert r.met["monthly_phone"] + r.missed.get("monthly_phone", 0) == 18 * 9
+    assert r.met["quarterly_visit"] + r.missed.get("quarterly_visit", 0) == 18 * 3
+    assert (
+        r.missed.get("monthly_phone")
+        and r.met["yearly_gift"] + r.missed.get("yearly_gift", 0) == 18
+    )
+    assert [d[0] for d in r.departments] == ["D001", "D002"]
+
+
 async def test_a_freshman_grant_cohort_simulated(tmp_path: Path) -> None:
     """A roster programme's cohort: the county bureau enters the students, the
     civil-affairs bureau and the provincial Youth League give their word on each (some

@@ -106,7 +106,8 @@ class CaseWorkflow:
             try:
                 await workflow.wait_condition(
                     lambda: bool(self.outcome),
-                    timeout=self._until(end_of(date(inp.year, 12, 31))),
+                    # A minute past the year: its last periods are judged at 24:00 first.
+                    timeout=self._until(end_of(date(inp.year, 12, 31)) + timedelta(minutes=1)),
                     timeout_summary="the case's year ends",
                 )
             except TimeoutError:

@@ -124,7 +124,13 @@ NEXT_SEASON = SeasonKey(year=2027)
 
 @app.command(rich_help_panel=PANEL)
 def simulate(
-    applications: Annotated[int, typer.Option(help="synthetic applicants")] = 1000,
+    applications: Annotated[
+        int | None,
+        typer.Option(help="synthetic applicants (1,000); for cadre-pairing, households (904)"),
+    ] = None,
+    departments: Annotated[
+        int, typer.Option(help="cadre-pairing: the departments whose cadres pair")
+    ] = 67,
     season: Annotated[
         SeasonKey,
         typer.Option(
@@ -167,6 +173,7 @@ def simulate(
     """A whole season of synthetic applicants on the real programme and calendar, time skipped."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from models.programmes import CASE_REGISTRY
     from workers.client import Refused
     from workers.embedded import StackError
     from workers.simulate import (
@@ -179,6 +186,10 @@ def simulate(
         run_simulation,
     )
 
+    if programme in CASE_REGISTRY:
+        _simulate_pairing(programme, applications or 904, departments, season, seed, as_json)
+        return
+    applications = applications or 1000
     problems = [
         f"{name} must be between 0 and 1"
         for name, v in (
@@ -272,6 +283,70 @@ def simulate(
                     f"{programme} {season_label(result.scenario.season, result.scenario.round)}"
                 )
             print_result(result, console)
+
+
+def _simulate_pairing(
+    programme: str, households: int, departments: int, season: SeasonKey, seed: int, as_json: bool
+) -> None:
+    """A pairing year at the plan's size: each cadre's obligations met and missed."""
+    import dataclasses
+    import json
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from workers.simulate.cases import PairingScenario, run_pairing_simulation
+
+    if programme != "cadre-pairing":
+        raise fail(f"--programme: {programme} is a case programme simulate does not run yet", 2)
+    if households < 1 or departments < 1:
+        raise fail("--applications (households) and --departments must be at least 1", 2)
+    scenario = PairingScenario(
+        households=households, departments=departments, year=season.year, seed=seed
+    )
+    s = settings().model_copy(update={"log_level": "WARNING"})
+    setup_logging(s)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=as_json,
+    ) as bar:
+        task = bar.add_task(f"pairing {season.year}: opening {households} cases", total=9)
+
+        def progress(month: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, description=f"pairing · {month}")
+
+        result = run(
+            run_pairing_simulation(
+                scenario, s, data_dir=s.data_dir / "simulate" / "pairing", progress=progress
+            )
+        )
+    if as_json:
+        console.print_json(json.dumps(dataclasses.asdict(result), default=str))
+        return
+    console.print(
+        f"结对帮扶 {season.year}：{result.cases} 户、{result.cadres} 名干部、{departments} 个部门 / "
+        f"cadre pairing {season.year}: {result.cases} households, {result.cadres} cadres, "
+        f"{departments} departments; {result.contacts:,} contacts logged; "
+        f"{result.wall_seconds:.0f} s wall time, {result.fast_forwards:,} fast-forwards"
+    )
+    table = Table(title="义务完成情况 / obligations (periods, all cadres)")
+    for col in ("obligation", "met / 完成", "missed / 未完成"):
+        table.add_column(col)
+    for key in sorted({*result.met, *result.missed}):
+        table.add_row(key, f"{result.met.get(key, 0):,}", f"{result.missed.get(key, 0):,}")
+    console.print(table)
+    worst = sorted(result.departments, key=lambda d: -d[3])[:10]
+    dept = Table(title="部门（未完成最多的十个） / departments, most missed first")
+    for col in ("department", "cadres", "met", "missed"):
+        dept.add_column(col)
+    for unit, cadres, met, missed in worst:
+        dept.add_row(unit, str(cadres), f"{met:,}", f"{missed:,}")
+    console.print(dept)
+    console.print(f"closed: {result.closed}")
 
 
 @app.command(rich_help_panel=PANEL)

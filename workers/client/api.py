@@ -309,7 +309,7 @@ class AidflowClient:
                 task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 search_attributes=_initial_attributes(inp),
-                start_delay=_delay_until(start_at),
+                start_delay=delay_until(start_at),
                 static_summary=(
                     f"{programme.name_zh} {form.season} · {form.applicant_name} "
                     f"{applicant.national_id_masked} · {form.places.village_name or form.places.village_code}"
@@ -746,7 +746,7 @@ class AidflowClient:
                 task_queue=self.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-                start_delay=_delay_until(start_at),
+                start_delay=delay_until(start_at),
                 static_summary=_season_summary(
                     self.programmes[programme], season, round_, county_code
                 ),
@@ -1125,7 +1125,7 @@ def _season_summary(programme: Programme, season: int, round_: str, county_code:
     return f"{programme.name_zh} {season_label(season, round_)} 季度流程 · county {county_code}"
 
 
-def _delay_until(start_at: datetime | None) -> timedelta | None:
+def delay_until(start_at: datetime | None) -> timedelta | None:
     if start_at is None:
         return None
     delay = start_at - datetime.now(UTC)

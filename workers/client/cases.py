@@ -30,7 +30,7 @@ from models.cases import (
     case_workflow_id,
 )
 from models.privacy import mask_national_id, national_id_problem
-from workers.client.api import AidflowClient
+from workers.client.api import AidflowClient, delay_until
 from workers.client.errors import Refused, refused_by_workflow
 from workers.client.queries import query_when_ready, update_id
 
@@ -56,8 +56,12 @@ class CaseClient:
         grade: str = "",
         note: str = "",
         now: datetime | None = None,
+        start_at: datetime | None = None,
     ) -> str:
-        """Open the case (its office, at its place, with its group); its workflow id."""
+        """Open the case (its office, at its place, with its group); its workflow id.
+
+        ``start_at``: a later instant for its first task (a delayed start: the simulator's
+        time-skipped start, as for an application)."""
         p = self.programmes.get(programme)
         if p is None:
             raise Refused(f"programme: unknown case programme {programme!r}")
@@ -105,6 +109,7 @@ class CaseClient:
                 id=wf,
                 task_queue=self.api.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                start_delay=delay_until(start_at),
                 search_attributes=TypedSearchAttributes(
                     [
                         SearchAttributePair(search.PROGRAMME, programme),
