@@ -157,6 +157,9 @@ class CaseProgramme(_Frozen):
     dated_tasks: tuple[FixedDate, ...] = ()
     # Told with a member when an obligation is missed (a department's liaison: 联络员).
     liaison: Role | None = None
+    # A group larger than this needs a leading cadre (pairing: three cadres a household,
+    # a hard case's larger group led by a leading cadre, 多帮一).
+    led_above: int | None = None
 
     @model_validator(mode="after")
     def _check(self) -> CaseProgramme:
@@ -168,6 +171,25 @@ class CaseProgramme(_Frozen):
                 "a case must be able to end: closes_on, ends_with_year or a registration"
             )
         return self
+
+    def group_problems(self, members: list[CaseMember]) -> list[str]:
+        """What the group lacks: a member of each role the programme needs, each person
+        once, a leading cadre for a large group."""
+        problems = []
+        missing = [r.value for r in self.group if not any(m.role is r for m in members)]
+        if missing:
+            problems.append(f"members: the group needs a {', a '.join(missing)}")
+        if len({m.actor_id for m in members}) != len(members):
+            problems.append("members: each person once")
+        if (
+            self.led_above is not None
+            and len(members) > self.led_above
+            and not any(m.role is MemberRole.LEADING_CADRE for m in members)
+        ):
+            problems.append(
+                f"members: a group of more than {self.led_above} is led by a leading cadre (多帮一)"
+            )
+        return problems
 
     def closing_rule(self, outcome: str) -> ClosingRule | None:
         return next((r for r in self.closes_on if r.outcome == outcome), None)

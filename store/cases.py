@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 
+from models.calendar import SHANGHAI
 from models.cases import CaseEventBatch, CaseMember
 from store.chain import utc
 from store.db import one_writer
@@ -157,3 +158,71 @@ def obligations_report(
         )
         getattr(t, outcome)[obligation] = n
     return sorted(tallies.values(), key=lambda t: (t.unit, t.actor_id))
+
+
+def case_ledger(
+    engine: Engine, programme: str, year: int, county_code: str
+) -> list[dict[str, Any]]:
+    """The ledger (台账) per township: cases open, closed by each outcome, overdue now."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(_CASES.c.township_code, _CASES.c.stage, _CASES.c.overdue).where(
+                _CASES.c.programme == programme,
+                _CASES.c.year == year,
+                _CASES.c.county_code == county_code,
+            )
+        ).all()
+    by_township: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for r in rows:
+        t = by_township[r.township_code]
+        t["cases"] += 1
+        t[r.stage] += 1
+        t["overdue"] += bool(r.overdue)
+    return [{"township": code, **dict(v)} for code, v in sorted(by_township.items())]
+
+
+def handbook_markdown(engine: Engine, workflow_id: str) -> str | None:
+    """A case's help handbook (帮扶手册): who it is for, its group, every contact, every
+    period judged and missed, its handovers and its outcome, Chinese first."""
+    with engine.connect() as conn:
+        case = conn.execute(select(_CASES).where(_CASES.c.workflow_id == workflow_id)).first()
+        if case is None:
+            return None
+        events = conn.execute(
+            select(_EVENTS).where(_EVENTS.c.workflow_id == workflow_id).order_by(_EVENTS.c.seq)
+        ).all()
+    lines = [
+        f"# 帮扶手册 / help handbook: {case.subject_masked}",
+        "",
+        f"{case.programme} {case.year} · 村 / village {case.village_code} · "
+        f"状态 / stage: {case.stage}",
+        "",
+        "## 帮扶小组 / the group",
+        "",
+        "| 姓名 / name | 身份 / role | 单位 / unit |",
+        "|---|---|---|",
+        *(f"| {m['name']} | {m['role']} | {m.get('unit', '')} |" for m in case.members or []),
+        "",
+        "## 帮扶记录 / contacts",
+        "",
+        "| 日期 / on | 帮扶人 / member | 方式 / kind | 内容 / done | 钱物 / CNY | 解决问题 / problem solved | 照片 / photos |",
+        "|---|---|---|---|---:|---|---:|",
+    ]
+    for e in events:
+        if e.kind == "contact":
+            d = e.detail or {}
+            lines.append(
+                f"| {d.get('on', '')} | {d.get('member', '')} | {d.get('kind', '')} | "
+                f"{_cell(d.get('done', ''))} | {d.get('gift_value_cny', 0)} | "
+                f"{_cell(d.get('problem_solved', ''))} | {len(d.get('photo_sha256', []))} |"
+            )
+    lines += ["", "## 履职情况与其他记录 / periods judged, misses, handovers, outcome", ""]
+    for e in events:
+        if e.kind != "contact":
+            lines.append(f"- {utc(e.at).astimezone(SHANGHAI):%Y-%m-%d %H:%M} {_cell(e.summary)}")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: Any) -> str:
+    """Text safe in a Markdown table cell (an official's words may hold a bar)."""
+    return str(text).replace("|", "｜").replace("\n", " ")

@@ -38,7 +38,7 @@ from models.cases import (
 )
 from models.domain import Role
 from models.programmes import CASE_REGISTRY
-from store.cases import obligations_report
+from store.cases import case_ledger, handbook_markdown, obligations_report
 from store.tables import OutboxMessage
 from tests.conftest import AppStack
 from tests.support import COUNTY, PLACES, TOWNSHIP, county_official, make_national_id
@@ -130,6 +130,17 @@ async def test_a_pairing_year_flags_a_missed_call_counts_the_last_day_and_hands_
             name="王家",
             national_id=make_national_id(611),
             members=[],
+            opened_by=BUREAU,
+        )
+    four = [member(f"cadre-{x}", MemberRole.CADRE, "D01") for x in "PQRS"]
+    with pytest.raises(Refused, match="more than 3 is led by a leading cadre"):
+        await cases.open_case(
+            "cadre-pairing",
+            2027,
+            PLACES,
+            name="王家",
+            national_id=make_national_id(611),
+            members=four,
             opened_by=BUREAU,
         )
     wf = await cases.open_case(
@@ -249,6 +260,14 @@ async def test_a_pairing_year_flags_a_missed_call_counts_the_last_day_and_hands_
     assert tallies["cadre-C"].missed == {"monthly_phone": 1, "quarterly_visit": 1}
     assert tallies["cadre-C"].met == {"monthly_phone": 2}
     assert tallies["cadre-D"].met == {"monthly_phone": 1} and tallies["cadre-D"].unit == "D02"
+    # Its help handbook and the county's ledger, from the records.
+    book = handbook_markdown(app_stack.engine, wf)
+    assert book is not None and book.startswith("# 帮扶手册 / help handbook: 王小明")
+    assert "| 2027-06-30 | cadre-A | visit |" in book and "办理助学贷款" in book
+    assert "cadre-C handed the case over to cadre-D" in book
+    assert case_ledger(app_stack.engine, "cadre-pairing", 2027, COUNTY) == [
+        {"township": TOWNSHIP, "cases": 1, "case_open": 1, "overdue": 1}  # Q2 visit not made up
+    ]
     await case.save_history("case_pairing_handover")
 
 

@@ -74,11 +74,7 @@ class CaseClient:
                 f"opened_by: {programme} cases are opened by the "
                 f"{' or the '.join(r.value for r in p.opened_by)}, not {opened_by.role.value}"
             )
-        missing = [r.value for r in p.group if not any(m.role is r for m in members)]
-        if missing:
-            problems.append(f"members: the group needs a {', a '.join(missing)}")
-        if len({m.actor_id for m in members}) != len(members):
-            problems.append("members: each person once")
+        problems += p.group_problems(members)
         if problems:
             # The wrong office is who asks, not what is asked (403 over HTTP).
             wrong_office = opened_by.role not in p.opened_by

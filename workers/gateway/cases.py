@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import PlainTextResponse
 from sqlalchemy.engine import Engine
 
 from models.application import RequestResult
 from models.cases import CaseStatus, Closure, ClosureApproval, Contact, Handover, SignOff
 from models.domain import Role
-from store.cases import obligations_report
+from store.cases import case_ledger, handbook_markdown, obligations_report
 from workers.client.cases import CaseClient
 from workers.gateway import bodies as b
 from workers.gateway.auth import Caller, office, within_callers_place
@@ -120,6 +121,32 @@ def router(cases: CaseClient, engine: Engine, files_dir: Path) -> APIRouter:
         rid = _request_id(getattr(body, "request_id", None), key)
         req = SignOff.model_validate({**data, "request_id": rid, "actor": who.actor})
         return await cases.sign_off(_case(workflow_id), req)
+
+    @r.get(
+        "/v1/cases/{workflow_id:path}/handbook.md",
+        tags=["cases"],
+        response_class=PlainTextResponse,
+    )
+    async def handbook(workflow_id: str, who: Office) -> str:
+        """The case's help handbook (帮扶手册), from its records: its group, every contact,
+        the periods judged and missed, handovers, the outcome (Markdown)."""
+        st = await status(workflow_id, who)  # who may read it, as for its status
+        text = await asyncio.to_thread(handbook_markdown, engine, st.workflow_id)
+        if text is None:
+            raise Problem(404, f"no records of {workflow_id} yet")
+        return text
+
+    @r.get("/v1/case-reports/ledger", tags=["cases"])
+    async def ledger(
+        who: Office,
+        programme: Annotated[str, Query(pattern=r"^[a-z][a-z0-9-]{1,39}$")],
+        year: Annotated[int, Query(ge=2000, le=2100)],
+    ) -> list[dict[str, Any]]:
+        """The cases' ledger (台账) per township of the caller's county: cases, each stage
+        and outcome, overdue now."""
+        within_callers_place(who, "reads no case ledger")
+        county = who.binding.place_code[:6] + "000000"
+        return await asyncio.to_thread(case_ledger, engine, programme, year, county)
 
     @r.get("/v1/cases/{workflow_id:path}", tags=["cases"])
     async def status(workflow_id: str, who: Office) -> CaseStatus:
