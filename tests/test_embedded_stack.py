@@ -398,6 +398,8 @@ def test_command_line_round_trip(stack: Stack, tmp_path: Path) -> None:
         ("v1", "village_committee", "341225100201"),
         ("c1", "county_education_bureau", "341225000000"),
         ("u1", "university", "10357"),
+        ("s1", "central_school", "341225100000"),
+        ("t1", "helper", "S01"),
     ):
         r = _cli(
             stack,
@@ -431,6 +433,54 @@ def test_command_line_round_trip(stack: Stack, tmp_path: Path) -> None:
     assert r.returncode == 0 and "学***3" in r.stdout, r.stdout + r.stderr
     r = _cli(stack, "loan", "verify", "ABCD-EFGH-JKLM-NPQR", key=keys["u1"])
     assert r.returncode == 1 and "no receipt of acceptance with this code" in r.stderr
+    # A dropout case: the central school opens it, the teacher logs a visit with their key.
+    import datetime as _dt
+
+    from models.calendar import SHANGHAI
+    from tests.support import PLACES
+
+    today = _dt.datetime.now(SHANGHAI).date()
+    case_file = tmp_path / "case.json"
+    case_file.write_text(
+        _json.dumps(
+            {
+                "programme": "dropout-persuasion",
+                "year": today.year,
+                "places": PLACES.model_dump(mode="json"),
+                "name": "李小红",
+                "national_id": make_national_id(905),
+                "members": [
+                    {"actor_id": "t1", "name": "李老师", "role": "teacher", "unit": "S01"},
+                    {"actor_id": "cadre-v", "name": "村干部", "role": "village_cadre"},
+                    {"actor_id": "parent-1", "name": "家长", "role": "guardian"},
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    r = _cli(stack, "case", "open", str(case_file), key=keys["s1"])
+    assert r.returncode == 0 and "case/dropout-persuasion/" in r.stdout, r.stdout + r.stderr
+    case_id = r.stdout.split()[-1]
+    r = _cli(
+        stack,
+        "case",
+        "contact",
+        case_id,
+        "--member",
+        "t1",
+        "--on",
+        today.isoformat(),
+        "--kind",
+        "visit",
+        "--done",
+        "家访劝返",
+        key=keys["t1"],
+    )
+    assert r.returncode == 0 and "logged" in r.stdout, r.stdout + r.stderr
+    r = _cli(stack, "case", "close", case_id, "--outcome", "returned_to_school", key=keys["s1"])
+    assert r.returncode == 1 and "evidence" in r.stderr, r.stdout + r.stderr
+    r = _cli(stack, "case", "status", case_id, key=keys["t1"])
+    assert r.returncode == 0 and "contacts 1" in r.stdout, r.stdout + r.stderr
     r = _cli(stack, "apply", str(apps), "--received-at", "2027-08-10T10:00+08:00", "--json")
     assert r.returncode == 2 and "AIDFLOW_API_KEY" in r.stderr  # only an office dates forms
     r = _cli(

@@ -28,6 +28,7 @@ for _group in (
     "ledger",
     "rosters",
     "loans",
+    "cases",
 ):
     importlib.import_module(f"workers.cli.{_group}")
 

@@ -36,6 +36,7 @@ _PANELS = {
     "roster": "名册与任务 / Rosters and tasks",
     "tasks": "名册与任务 / Rosters and tasks",
     "loan": "贷款 / Student loans",
+    "case": "帮扶个案 / Cases",
 }
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 db_app = typer.Typer(help="The application database.", no_args_is_help=True)
@@ -70,6 +71,11 @@ loan_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(loan_app, name="loan", rich_help_panel=_PANELS["loan"])
+case_app = typer.Typer(
+    help="Help that is a case: pairing, dropout persuasion, academic help, left-behind children.",
+    no_args_is_help=True,
+)
+app.add_typer(case_app, name="case", rich_help_panel=_PANELS["case"])
 
 # Wide enough for the plan table when the output is a file or a pipe.
 console = Console(width=None if sys.stdout.isatty() else 160)
