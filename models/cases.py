@@ -125,6 +125,8 @@ class DatedCheck(_Frozen):
     on: MonthDay
     label_zh: str
     label_en: str
+    # After the final exams, the student office tells the guardian of the failed courses.
+    tells_guardian: bool = False
 
 
 class Registration(_Frozen):
@@ -227,6 +229,12 @@ class CaseInput(_Model):
     opened_by: Actor
     # Dropout persuasion: when the child left school, the guardian and address (free text).
     note: LongText = ""
+    # Academic help: the courses failed after the make-up exams.
+    failed_courses: tuple[Annotated[str, Field(min_length=1, max_length=60)], ...] = Field(
+        default=(), max_length=30
+    )
+    # The guardian's phone or e-mail, sealed (R9): told of the failed courses.
+    guardian_contact_sealed: str = ""
 
 
 class Contact(_Model):

@@ -5,6 +5,7 @@ reports read from them (obligations met and missed, per unit and per member)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +14,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 
 from models.calendar import SHANGHAI
-from models.cases import CaseEventBatch, CaseMember
+from models.cases import CaseEvent, CaseEventBatch, CaseMember
+from models.privacy import mask_sensitive_text
 from store.chain import utc
 from store.db import one_writer
 from store.tables import CaseEventRow, CaseRow, OutboxMessage
@@ -23,7 +25,9 @@ _EVENTS = CaseEventRow.__table__  # type: ignore[attr-defined]
 _OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 
 
-def record_case_events(engine: Engine, batch: CaseEventBatch) -> int:
+def record_case_events(
+    engine: Engine, batch: CaseEventBatch, open_sealed: Callable[[str], str]
+) -> int:
     """Write the batch's events that are not written yet, the case's row, and the
     messages of its misses (to the member and their unit's liaison); the last seq."""
     inp, wf = batch.inp, batch.inp.workflow_id
@@ -63,30 +67,21 @@ def record_case_events(engine: Engine, batch: CaseEventBatch) -> int:
                 members.setdefault(
                     str(joining.get("actor_id")), inp.members[0].model_validate(joining)
                 )
-            if e.notify:
-                for member_id in e.detail.get("told", []):
-                    m = members.get(member_id)
-                    recipients = [f"helper:{member_id}"]
-                    if m is not None and m.unit and inp.programme.liaison is not None:
-                        recipients.append(f"{inp.programme.liaison.value}@{m.unit}")
-                    for i, to in enumerate(recipients):
-                        key = f"{wf}:{e.seq}:{member_id}:{i}"
-                        if conn.execute(
-                            select(_OUTBOX.c.id).where(_OUTBOX.c.dedupe_key == key)
-                        ).first():
-                            continue
-                        conn.execute(
-                            insert(_OUTBOX).values(
-                                dedupe_key=key,
-                                workflow_id=wf,
-                                channel="default",
-                                recipient=to,
-                                subject=f"{inp.programme.name_zh}：帮扶任务逾期 / overdue",
-                                body=e.summary,
-                                created_at=now,
-                                next_attempt_at=now,
-                            )
-                        )
+            for key, to, subject, body in _messages(batch, e, members, open_sealed):
+                if conn.execute(select(_OUTBOX.c.id).where(_OUTBOX.c.dedupe_key == key)).first():
+                    continue
+                conn.execute(
+                    insert(_OUTBOX).values(
+                        dedupe_key=key,
+                        workflow_id=wf,
+                        channel="default",
+                        recipient=to,
+                        subject=mask_sensitive_text(subject),
+                        body=mask_sensitive_text(body),
+                        created_at=now,
+                        next_attempt_at=now,
+                    )
+                )
         values: dict[str, Any] = {
             "programme": inp.programme.code,
             "year": inp.year,
@@ -108,6 +103,39 @@ def record_case_events(engine: Engine, batch: CaseEventBatch) -> int:
         else:
             conn.execute(update(_CASES).where(_CASES.c.workflow_id == wf).values(**values))
     return int(values["last_seq"])
+
+
+def _messages(
+    batch: CaseEventBatch,
+    e: CaseEvent,
+    members: dict[str, CaseMember],
+    open_sealed: Callable[[str], str],
+) -> list[tuple[str, str, str, str]]:
+    """(dedupe key, recipient, subject, body) of what an event tells: a miss, the member
+    and their unit's liaison; the failed courses, the guardian."""
+    inp, wf = batch.inp, batch.inp.workflow_id
+    if not e.notify:
+        return []
+    if e.kind == "guardian_told":
+        courses = "、".join(e.detail.get("failed_courses", []))
+        to = open_sealed(inp.guardian_contact_sealed) or f"guardian:{wf}"
+        body = (
+            f"{inp.subject.name}同学家长：本学期{courses}课程未通过，学院已安排帮扶教师和"
+            "朋辈帮扶，请配合督促学习。"
+        )
+        return [(f"{wf}:{e.seq}:guardian", to, "学业情况告知 / failed courses", body)]
+    out = []
+    for member_id in e.detail.get("told", []):
+        m = members.get(member_id)
+        recipients = [f"helper:{member_id}"]
+        if m is not None and m.unit and inp.programme.liaison is not None:
+            recipients.append(f"{inp.programme.liaison.value}@{m.unit}")
+        subject = f"{inp.programme.name_zh}：帮扶任务逾期 / overdue"
+        out += [
+            (f"{wf}:{e.seq}:{member_id}:{i}", to, subject, e.summary)
+            for i, to in enumerate(recipients)
+        ]
+    return out
 
 
 @dataclass

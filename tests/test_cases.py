@@ -390,6 +390,8 @@ async def test_academic_help_checks_and_a_late_left_behind_registration(
             ],
             opened_by=COLLEGE,
             now=cst(3, 1, 9),
+            failed_courses=("高等数学", "大学英语"),
+            guardian_contact="13900000614",
         ),
     )
     await helped.advance_to(cst(3, 5, 10))
@@ -398,6 +400,19 @@ async def test_academic_help_checks_and_a_late_left_behind_registration(
     await helped.advance_to(cst(4, 26, 9))  # the middle check: nothing since 10 March
     st = await helped.until(lambda s: "check:middle" in s.overdue, "flagged at the middle")
     assert "check:start" not in st.overdue
+    # After the final exams (the end check), the guardian is told of the failed courses.
+    await helped.advance_to(cst(7, 1, 9))
+    for _ in range(50):
+        with app_stack.engine.connect() as conn:
+            told = conn.execute(
+                select(OutboxMessage.__table__).where(  # type: ignore[attr-defined]
+                    OutboxMessage.__table__.c.recipient == "13900000614"  # type: ignore[attr-defined]
+                )
+            ).all()
+        if told:
+            break
+        await asyncio.sleep(0.1)
+    assert len(told) == 1 and "高等数学、大学英语" in told[0].body
 
     late = Case(
         cases,

@@ -400,6 +400,7 @@ def test_command_line_round_trip(stack: Stack, tmp_path: Path) -> None:
         ("u1", "university", "10357"),
         ("s1", "central_school", "341225100000"),
         ("t1", "helper", "S01"),
+        ("col", "college", "C01"),
     ):
         r = _cli(
             stack,
@@ -481,6 +482,17 @@ def test_command_line_round_trip(stack: Stack, tmp_path: Path) -> None:
     assert r.returncode == 1 and "evidence" in r.stderr, r.stdout + r.stderr
     r = _cli(stack, "case", "status", case_id, key=keys["t1"])
     assert r.returncode == 0 and "contacts 1" in r.stdout, r.stdout + r.stderr
+    failed = tmp_path / "failed.csv"
+    failed.write_text(
+        "national_id,name,village_code,failed_courses,helper_teacher_id,helper_teacher_name,"
+        "peer_id,peer_name,guardian_contact\n"
+        f"{make_national_id(906)},孙同学,341225100201,高等数学;大学英语,th1,王老师,pp1,赵同学,13900000906\n"
+        f"{make_national_id(906)[:-1]}X,错号,341225100201,线性代数,th2,李老师,pp2,钱同学,\n",
+        encoding="utf-8",
+    )
+    r = _cli(stack, "case", "import", str(failed), "--year", str(today.year), key=keys["col"])
+    assert r.returncode == 1 and "row 2: case/academic-help/" in r.stdout, r.stdout + r.stderr
+    assert "row 3: refused: national_id" in r.stdout and "1 of 2 row(s) refused" in r.stderr
     r = _cli(stack, "apply", str(apps), "--received-at", "2027-08-10T10:00+08:00", "--json")
     assert r.returncode == 2 and "AIDFLOW_API_KEY" in r.stderr  # only an office dates forms
     r = _cli(

@@ -91,7 +91,7 @@ class Dependencies:
         checks = CrossCheckActivities(self.engine)
         recoveries = RecoveryActivities(self.engine, self.keys)
         loans = LoanActivities(self.engine, self.keys, self.files_dir, self.bank_dir)
-        cases = CaseActivities(self.engine)
+        cases = CaseActivities(self.engine, self.keys)
         return [
             cal.compute_season_schedule,
             cal.compute_reminder_times,

@@ -263,6 +263,15 @@ class CaseWorkflow:
             + ("help recorded" if recorded else "no help recorded since the last check"),
             {"check": key, "since": since.isoformat(), "recorded": recorded},
         )
+        if check.tells_guardian and self.inp.failed_courses:
+            courses = "、".join(self.inp.failed_courses)
+            self._record(
+                "guardian_told",
+                SYSTEM,
+                f"已告知家长不及格课程：{courses} / the guardian told of the failed courses",
+                {"check": key, "failed_courses": list(self.inp.failed_courses)},
+                notify=True,
+            )
         if not recorded:
             self.misses.append(
                 Miss(obligation=f"check:{key}", member="", period=key, due_at=end_of(on))

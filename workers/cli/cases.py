@@ -155,3 +155,72 @@ def report(
     for row in ledger:
         rest = ", ".join(f"{k} {v}" for k, v in row.items() if k not in ("township",))
         console.print(f"台账 / ledger {row['township']}: {rest}")
+
+
+IMPORT_COLUMNS = (
+    "national_id",
+    "name",
+    "village_code",
+    "failed_courses",
+    "helper_teacher_id",
+    "helper_teacher_name",
+    "peer_id",
+    "peer_name",
+    "guardian_contact",
+)
+
+
+@case_app.command("import")
+def import_cases(
+    file: Annotated[Path, typer.Argument(help=f"CSV: {', '.join(IMPORT_COLUMNS)}")],
+    year: Annotated[int, typer.Option()],
+    programme: Annotated[str, typer.Option()] = "academic-help",
+) -> None:
+    """The semester's students with failed courses after the make-up exams (courses
+    separated by ';'), each with a helper teacher and a peer helper: a case each, opened
+    by your office. Each row is answered; a refused row names why, the others open."""
+    import csv
+
+    try:
+        rows = list(csv.DictReader(file.read_text(encoding="utf-8-sig").splitlines()))
+    except (OSError, UnicodeDecodeError) as e:
+        raise fail(f"cannot read {file}: {e}") from None
+    if not rows or set(IMPORT_COLUMNS) - set(rows[0]):
+        missing = sorted(set(IMPORT_COLUMNS) - set(rows[0] if rows else ()))
+        raise fail(f"{file}: columns missing: {', '.join(missing)}", 2)
+    refused = 0
+    for n, row in enumerate(rows, start=2):
+        village = row["village_code"].strip()
+        body = {
+            "programme": programme,
+            "year": year,
+            "places": {
+                "county_code": village[:6] + "000000",
+                "township_code": village[:9] + "000",
+                "village_code": village,
+            },
+            "name": row["name"].strip(),
+            "national_id": row["national_id"].strip(),
+            "members": [
+                {
+                    "actor_id": row["helper_teacher_id"].strip(),
+                    "name": row["helper_teacher_name"].strip(),
+                    "role": "helper_teacher",
+                },
+                {
+                    "actor_id": row["peer_id"].strip(),
+                    "name": row["peer_name"].strip(),
+                    "role": "peer_helper",
+                },
+            ],
+            "failed_courses": [c.strip() for c in row["failed_courses"].split(";") if c.strip()],
+            "guardian_contact": row["guardian_contact"].strip(),
+        }
+        r = gateway_response("POST", "/v1/cases", body)
+        if r.status_code >= 400:
+            refused += 1
+            console.print(f"row {n}: refused: {refusal(r)}")
+        else:
+            console.print(f"row {n}: {r.json()['workflow_id']}")
+    if refused:
+        raise fail(f"{refused} of {len(rows)} row(s) refused")

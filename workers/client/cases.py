@@ -29,6 +29,7 @@ from models.cases import (
     SignOff,
     case_workflow_id,
 )
+from models.domain import ROLE_LEVEL
 from models.privacy import mask_national_id, national_id_problem
 from workers.client.api import AidflowClient, delay_until
 from workers.client.errors import Refused, refused_by_workflow
@@ -55,6 +56,8 @@ class CaseClient:
         school: str = "",
         grade: str = "",
         note: str = "",
+        failed_courses: tuple[str, ...] = (),
+        guardian_contact: str = "",
         now: datetime | None = None,
         start_at: datetime | None = None,
     ) -> str:
@@ -75,9 +78,17 @@ class CaseClient:
                 f"{' or the '.join(r.value for r in p.opened_by)}, not {opened_by.role.value}"
             )
         problems += p.group_problems(members)
+        level = ROLE_LEVEL.get(opened_by.role)
+        if level is not None and opened_by.place_code != places.code_at(level):
+            problems.append(
+                f"places: {opened_by.role.value} {opened_by.place_code} may not open a case at "
+                f"{level.value} {places.code_at(level)}"
+            )
         if problems:
             # The wrong office is who asks, not what is asked (403 over HTTP).
-            wrong_office = opened_by.role not in p.opened_by
+            wrong_office = opened_by.role not in p.opened_by or any(
+                x.startswith("places:") for x in problems
+            )
             raise Refused("; ".join(problems), kind="forbidden" if wrong_office else "refused")
         id_hash = self.api.keys.hash_id(national_id)
         wf = case_workflow_id(programme, year, places.county_code, id_hash)
@@ -97,6 +108,8 @@ class CaseClient:
             opened_at=now or datetime.now(UTC),
             opened_by=opened_by,
             note=note,
+            failed_courses=failed_courses,
+            guardian_contact_sealed=self.api.keys.seal(guardian_contact),
         )
         try:
             await self.api.client.start_workflow(

@@ -5,7 +5,7 @@ or a new one)."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
@@ -252,6 +252,11 @@ class CaseOpenBody(BaseModel):
     school: Line = ""
     grade: Line = ""
     note: LongText = ""
+    # Academic help: the courses failed after the make-up exams, and whom to tell of them.
+    failed_courses: list[Annotated[str, Field(min_length=1, max_length=60)]] = Field(
+        default_factory=list, max_length=30
+    )
+    guardian_contact: Line = ""
 
 
 class ContactBody(BaseModel):

@@ -55,6 +55,8 @@ def router(cases: CaseClient, engine: Engine, files_dir: Path) -> APIRouter:
             school=body.school,
             grade=body.grade,
             note=body.note,
+            failed_courses=tuple(body.failed_courses),
+            guardian_contact=body.guardian_contact,
         )
         return {"workflow_id": wf}
 
