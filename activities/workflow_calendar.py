@@ -22,6 +22,7 @@ from models.calendar import (
     notice_period,
     tabulate,
 )
+from models.cases import CaseClock
 from models.planner import project_steps, window
 from models.records import (
     COVERAGE_REMINDER,
@@ -90,6 +91,14 @@ class CalendarActivities:
             provisional_years=provisional,
             working_days=self._table(req.season),
         )
+
+    @activity.defn(name="case_clock")
+    def case_clock(self, year: int) -> CaseClock:
+        """The calendar's days as a case's timers count them (the demo's are compressed)."""
+        first = date(year, 1, 1)
+        origin = self._calendar.day_start(first)
+        length = self._calendar.day_start(first + timedelta(days=1)) - origin
+        return CaseClock(origin_day=first, origin=origin, day_seconds=length.total_seconds())
 
     @activity.defn(name="compute_task_times")
     def compute_task_times(self, req: TaskTimesRequest) -> list[TaskTime]:

@@ -12,7 +12,7 @@ Pure: periods and deadlines are computed here from dates, for the workflow and r
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -216,6 +216,8 @@ class CaseSubject(_Frozen):
     national_id_hash: str
     school: Line = ""
     grade: Line = ""
+    # The school level (dropout persuasion: its rate is counted per level).
+    level: Literal["", "primary", "junior", "senior"] = ""
 
 
 class CaseInput(_Model):
@@ -340,6 +342,33 @@ class CaseEventBatch(_Model):
 # ---------------------------------------------------------------- periods
 
 
+class CaseClock(_Frozen):
+    """The deployment calendar's days as instants, for a case's timers: a day starts at
+    ``origin`` plus whole days of ``day_seconds`` (the China calendar's midnights, or the
+    demo's compressed days: both are this simple, China keeping no summer time)."""
+
+    origin_day: date
+    origin: datetime
+    day_seconds: float = Field(default=86400.0, gt=0)
+
+    def start_of(self, day: date) -> datetime:
+        return self.origin + timedelta(seconds=(day - self.origin_day).days * self.day_seconds)
+
+    def end_of(self, day: date) -> datetime:
+        """24:00 of ``day`` (a date written 'by 10 December' ends here)."""
+        return self.start_of(day + timedelta(days=1))
+
+    def day_of(self, instant: datetime) -> date:
+        elapsed = (instant - self.origin).total_seconds()
+        return self.origin_day + timedelta(days=int(elapsed // self.day_seconds))
+
+
+# Until the deployment's answer: midnights in China (UTC+8).
+CHINA_CLOCK = CaseClock(
+    origin_day=date(2000, 1, 1), origin=datetime(2000, 1, 1, tzinfo=timezone(timedelta(hours=8)))
+)
+
+
 def period_of(day: date, every: Literal["month", "quarter", "year"]) -> tuple[date, date, str]:
     """The calendar period holding ``day``: its first day, its last, and its label."""
     if every == "month":
@@ -370,3 +399,23 @@ def periods_between(
 def case_workflow_id(programme: str, year: int, county_code: str, subject_hash: str) -> str:
     """``case/cadre-pairing/2027/341225/<hash prefix>``: no identity number in it."""
     return f"case/{programme}/{year}/{county_code[:6]}/{subject_hash[:16]}"
+
+
+# The dropout rates the plan aims under (PROCESS.md §5.2), per school level.
+DROPOUT_TARGETS: dict[str, float] = {"primary": 0.006, "junior": 0.018}
+
+
+def period_bounds(label: str) -> tuple[date, date]:
+    """A report's period: ``2027-03`` (a month), ``2027-Q1`` (a quarter), ``2027-H1`` (a
+    half year); its first and last day."""
+    year, _, part = label.partition("-")
+    y = int(year)
+    if part.startswith("Q") and part[1:] in ("1", "2", "3", "4"):
+        q = int(part[1:])
+        first = date(y, 3 * q - 2, 1)
+        return first, period_of(first, "quarter")[1]
+    if part in ("H1", "H2"):
+        return (date(y, 1, 1), date(y, 6, 30)) if part == "H1" else (date(y, 7, 1), date(y, 12, 31))
+    month = int(part)
+    first = date(y, month, 1)
+    return first, period_of(first, "month")[1]

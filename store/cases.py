@@ -7,22 +7,21 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 
 from models.calendar import SHANGHAI
-from models.cases import CaseEvent, CaseEventBatch, CaseMember
-from models.privacy import mask_sensitive_text
+from models.cases import DROPOUT_TARGETS, CaseEvent, CaseEventBatch, CaseMember, period_bounds
 from store.chain import utc
 from store.db import one_writer
-from store.tables import CaseEventRow, CaseRow, OutboxMessage
+from store.outbox import put_once
+from store.tables import CaseEventRow, CaseRow
 
 _CASES = CaseRow.__table__  # type: ignore[attr-defined]
 _EVENTS = CaseEventRow.__table__  # type: ignore[attr-defined]
-_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 
 
 def record_case_events(
@@ -68,19 +67,8 @@ def record_case_events(
                     str(joining.get("actor_id")), inp.members[0].model_validate(joining)
                 )
             for key, to, subject, body in _messages(batch, e, members, open_sealed):
-                if conn.execute(select(_OUTBOX.c.id).where(_OUTBOX.c.dedupe_key == key)).first():
-                    continue
-                conn.execute(
-                    insert(_OUTBOX).values(
-                        dedupe_key=key,
-                        workflow_id=wf,
-                        channel="default",
-                        recipient=to,
-                        subject=mask_sensitive_text(subject),
-                        body=mask_sensitive_text(body),
-                        created_at=now,
-                        next_attempt_at=now,
-                    )
+                put_once(
+                    conn, key=key, workflow_id=wf, recipient=to, subject=subject, body=body, at=now
                 )
         values: dict[str, Any] = {
             "programme": inp.programme.code,
@@ -90,6 +78,7 @@ def record_case_events(
             "village_code": inp.places.village_code,
             "subject_masked": f"{inp.subject.name} {inp.subject.national_id_masked}",
             "subject_hash": inp.subject.national_id_hash,
+            "level": inp.subject.level,
             "stage": batch.stage,
             "overdue": batch.overdue,
             "members": [m.model_dump(mode="json") for m in members.values()],
@@ -254,3 +243,80 @@ def handbook_markdown(engine: Engine, workflow_id: str) -> str | None:
 def _cell(text: Any) -> str:
     """Text safe in a Markdown table cell (an official's words may hold a bar)."""
     return str(text).replace("|", "｜").replace("\n", " ")
+
+
+def periodic_report(
+    engine: Engine,
+    programme: str,
+    county_code: str,
+    period: str,
+    enrolled: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """The monthly dispatch, quarterly summary or half-yearly bulletin (月调度、季汇总、
+    半年通报) of a case programme in a county: per township the cases opened in the
+    period, closed in it by outcome, open at its end; per school level, the cases open at
+    the end and, given the level's enrolment, the rate against the plan's target."""
+    first, last = period_bounds(period)
+    with engine.connect() as conn:
+        cases = conn.execute(
+            select(
+                _CASES.c.workflow_id, _CASES.c.township_code, _CASES.c.level, _CASES.c.opened_at
+            ).where(_CASES.c.programme == programme, _CASES.c.county_code == county_code)
+        ).all()
+        ids = [c.workflow_id for c in cases]
+        closed = {
+            e.workflow_id: e
+            for e in (
+                conn.execute(
+                    select(_EVENTS.c.workflow_id, _EVENTS.c.at, _EVENTS.c.detail).where(
+                        _EVENTS.c.workflow_id.in_(ids), _EVENTS.c.kind == "closed"
+                    )
+                ).all()
+                if ids
+                else []
+            )
+        }
+
+    def day(at: datetime) -> date:
+        return utc(at).astimezone(SHANGHAI).date()
+
+    townships: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    open_by_level: dict[str, int] = defaultdict(int)
+    for c in cases:
+        opened = day(c.opened_at)
+        if opened > last:
+            continue
+        t = townships[c.township_code]
+        if opened >= first:
+            t["opened"] += 1
+        end = closed.get(c.workflow_id)
+        ended = day(end.at) if end is not None else None
+        if end is not None and ended is not None and ended <= last:
+            if ended >= first:
+                t[str((end.detail or {}).get("outcome") or "closed")] += 1
+            continue
+        t["open_at_end"] += 1
+        open_by_level[c.level or "-"] += 1
+    levels = []
+    for level, n in sorted(open_by_level.items()):
+        target = DROPOUT_TARGETS.get(level)
+        size = (enrolled or {}).get(level)
+        rate = n / size if size else None
+        levels.append(
+            {
+                "level": level,
+                "open_at_end": n,
+                "enrolled": size,
+                "rate": rate,
+                "target": target,
+                "within_target": None if rate is None or target is None else rate < target,
+            }
+        )
+    return {
+        "programme": programme,
+        "period": period,
+        "first": first.isoformat(),
+        "last": last.isoformat(),
+        "townships": [{"township": k, **dict(v)} for k, v in sorted(townships.items())],
+        "levels": levels,
+    }

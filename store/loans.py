@@ -20,15 +20,14 @@ from datetime import datetime
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 
-from models.privacy import mask_sensitive_text
 from store.chain import utc
 from store.db import one_writer
-from store.tables import LoanContract, LoanQueueTicket, LoanReceipt, OutboxMessage
+from store.outbox import put_once
+from store.tables import LoanContract, LoanQueueTicket, LoanReceipt
 
 _RECEIPTS = LoanReceipt.__table__  # type: ignore[attr-defined]
 _CONTRACTS = LoanContract.__table__  # type: ignore[attr-defined]
 _QUEUE = LoanQueueTicket.__table__  # type: ignore[attr-defined]
-_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 
 
 def receipt_code(key: bytes, workflow_id: str) -> str:
@@ -170,20 +169,14 @@ def send_receipt_message(
     """The receipt's code to the student, through the outbox, once: the code never
     enters a workflow's history, so the activity that issues it sends it."""
     with one_writer(engine), engine.begin() as conn:
-        key = f"{workflow_id}:loan-receipt"
-        if conn.execute(select(_OUTBOX.c.id).where(_OUTBOX.c.dedupe_key == key)).first():
-            return
-        conn.execute(
-            insert(_OUTBOX).values(
-                dedupe_key=key,
-                workflow_id=workflow_id,
-                channel="default",
-                recipient=recipient,
-                subject=mask_sensitive_text(subject),
-                body=mask_sensitive_text(body),
-                created_at=utc(at),
-                next_attempt_at=utc(at),
-            )
+        put_once(
+            conn,
+            key=f"{workflow_id}:loan-receipt",
+            workflow_id=workflow_id,
+            recipient=recipient,
+            subject=subject,
+            body=body,
+            at=at,
         )
 
 

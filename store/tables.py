@@ -435,6 +435,7 @@ class CaseRow(SQLModel, table=True):
     village_code: str = Field(max_length=12)
     subject_masked: str = Field(max_length=100)
     subject_hash: str = Field(max_length=64)
+    level: str = Field(default="", max_length=16)  # the school level (dropout: per level)
     stage: str = Field(max_length=40)
     overdue: int = 0
     members: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))

@@ -38,7 +38,7 @@ from models.cases import (
 )
 from models.domain import Role
 from models.programmes import CASE_REGISTRY
-from store.cases import case_ledger, handbook_markdown, obligations_report
+from store.cases import case_ledger, handbook_markdown, obligations_report, periodic_report
 from store.tables import OutboxMessage
 from tests.conftest import AppStack
 from tests.support import COUNTY, PLACES, TOWNSHIP, county_official, make_national_id
@@ -304,6 +304,7 @@ async def test_a_dropout_case_closes_only_on_an_outcome_with_its_evidence(
             now=cst(3, 1, 9),
             school="王家坝中学",
             grade="初二",
+            level="junior",
             note="2月辍学外出务工",
         ),
     )
@@ -368,6 +369,28 @@ async def test_a_dropout_case_closes_only_on_an_outcome_with_its_evidence(
         ClosureApproval(request_id=rid(), actor=BUREAU, approve=True, reason="因病依法缓学"),
     )
     assert (await exempted.handle.result()).outcome == "exempted"
+    # The quarterly summaries: Q1 opened two, one exempted; Q2 one back in school. The
+    # junior dropout rate at the end of Q1, one open of 500 enrolled, is within 1.8 %.
+    for _ in range(50):
+        q1 = periodic_report(
+            app_stack.engine, "dropout-persuasion", COUNTY, "2027-Q1", {"junior": 500}
+        )
+        if q1["townships"] and q1["townships"][0].get("exempted"):
+            break
+        await asyncio.sleep(0.1)
+    assert q1["townships"] == [{"township": TOWNSHIP, "opened": 2, "exempted": 1, "open_at_end": 1}]
+    assert q1["levels"] == [
+        {
+            "level": "junior",
+            "open_at_end": 1,
+            "enrolled": 500,
+            "rate": 0.002,
+            "target": 0.018,
+            "within_target": True,
+        }
+    ]
+    q2 = periodic_report(app_stack.engine, "dropout-persuasion", COUNTY, "2027-Q2")
+    assert q2["townships"] == [{"township": TOWNSHIP, "returned_to_school": 1}]
     await exempted.save_history("case_dropout_exempted")
 
 

@@ -96,6 +96,7 @@ class Dependencies:
             cal.compute_season_schedule,
             cal.compute_reminder_times,
             cal.compute_task_times,
+            cal.case_clock,
             cal.compute_notice_period,
             cal.next_posting_time,
             cal.project_remaining_steps,

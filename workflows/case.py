@@ -25,22 +25,25 @@ the shared search attributes: ``Programme``, ``Season`` (the year), ``Stage``,
 from __future__ import annotations
 
 import asyncio
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+from workflows.idempotency import seen
 from workflows.steps import Refused
-from workflows.steps.base import AuthorityProblem, check_place, fmt
+from workflows.steps.base import AuthorityProblem, check_place
 from workflows.visibility import upsert_changed
 
 with workflow.unsafe.imports_passed_through():
     from models import search
     from models.application import Actor, RequestResult, request_key
     from models.cases import (
+        CHINA_CLOCK,
         MEMBER_ROLE_ZH,
+        CaseClock,
         CaseEvent,
         CaseEventBatch,
         CaseInput,
@@ -57,19 +60,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.domain import ROLE_NAME_ZH, Role, level_of
 
-_CST = timezone(timedelta(hours=8), "CST")
 _RECORD = timedelta(seconds=30)
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 SYSTEM = Actor(id="aidflow", name="aidflow", role=Role.SYSTEM)
-
-
-def end_of(day: date) -> datetime:
-    """24:00 of ``day`` in China (a date written 'by 10 December' ends here)."""
-    return datetime(day.year, day.month, day.day, tzinfo=_CST) + timedelta(days=1)
-
-
-def day_of(instant: datetime) -> date:
-    return instant.astimezone(_CST).date()
 
 
 @workflow.defn(failure_exception_types=[ValidationError])
@@ -77,6 +70,7 @@ class CaseWorkflow:
     @workflow.init
     def __init__(self, inp: CaseInput) -> None:
         self.inp, self.p = inp, inp.programme
+        self.clock: CaseClock = CHINA_CLOCK  # the deployment calendar's days, from run()
         self.members: list[CaseMember] = list(inp.members)  # one a seat
         self.seat: dict[str, int] = {m.actor_id: i for i, m in enumerate(inp.members)}
         self.contacts: list[Contact] = []
@@ -97,6 +91,13 @@ class CaseWorkflow:
 
     @workflow.run
     async def run(self, inp: CaseInput) -> CaseStatus:
+        self.clock = await workflow.execute_local_activity(
+            "case_clock",
+            inp.year,
+            result_type=CaseClock,
+            start_to_close_timeout=timedelta(seconds=10),
+            summary="the calendar's days",
+        )
         self._opened()
         loops = [asyncio.create_task(self._obligation(o)) for o in self.p.obligations]
         loops += [asyncio.create_task(self._check(c.key)) for c in self.p.checks]
@@ -107,12 +108,19 @@ class CaseWorkflow:
                 await workflow.wait_condition(
                     lambda: bool(self.outcome),
                     # A minute past the year: its last periods are judged at 24:00 first.
-                    timeout=self._until(end_of(date(inp.year, 12, 31)) + timedelta(minutes=1)),
+                    timeout=self._until(
+                        self.clock.end_of(date(inp.year, 12, 31)) + timedelta(minutes=1)
+                    ),
                     timeout_summary="the case's year ends",
                 )
             except TimeoutError:
                 self.outcome = "year_ended"
-                self._record("closed", SYSTEM, "年度结束，结案 / the year is over: case closed")
+                self._record(
+                    "closed",
+                    SYSTEM,
+                    "年度结束，结案 / the year is over: case closed",
+                    {"outcome": "year_ended"},
+                )
         else:
             await workflow.wait_condition(lambda: bool(self.outcome))
         for task in loops:
@@ -127,7 +135,7 @@ class CaseWorkflow:
         inp, reg = self.inp, self.p.registration
         group = "、".join(f"{m.name}（{MEMBER_ROLE_ZH[m.role]}）" for m in self.members)
         detail: dict[str, Any] = {"members": [m.model_dump(mode="json") for m in self.members]}
-        opened_day = day_of(inp.opened_at)
+        opened_day = self.clock.day_of(inp.opened_at)
         if reg is not None:
             starts = [s.in_year(inp.year) for s in reg.semester_starts]
             start = max((s for s in starts if s <= opened_day), default=None)
@@ -155,10 +163,10 @@ class CaseWorkflow:
     async def _periodic(self, ob: Obligation) -> None:
         """Judged at each calendar period's end, for each member who owes it."""
         assert ob.every is not None
-        day = day_of(self.inp.opened_at)
+        day = self.clock.day_of(self.inp.opened_at)
         while not self.outcome:
             first, last, label = period_of(day, ob.every)
-            due = end_of(last)
+            due = self.clock.end_of(last)
             self.waiting[ob.key] = (due, [m.actor_id for m in self._owing(ob)])
             self.publish()
             if await self._closed_by(due, f"{ob.label_en} ({label})"):
@@ -172,8 +180,9 @@ class CaseWorkflow:
         """Due ``first_within_days`` after the opening, then ``every_days`` after the last
         contact that meets it: each contact moves the due day on."""
         assert ob.every_days is not None
-        due = end_of(
-            day_of(self.inp.opened_at) + timedelta(days=ob.first_within_days or ob.every_days)
+        due = self.clock.end_of(
+            self.clock.day_of(self.inp.opened_at)
+            + timedelta(days=ob.first_within_days or ob.every_days)
         )
         while not self.outcome:
             seen = self._met_count(ob)
@@ -186,13 +195,13 @@ class CaseWorkflow:
                     timeout_summary=f"{ob.label_en} due",
                 )
             except TimeoutError:
-                self._miss(ob, "", due.astimezone(_CST).date().isoformat(), due)
+                self._miss(ob, "", self.clock.day_of(due - timedelta(seconds=1)).isoformat(), due)
                 due = due + timedelta(days=ob.every_days)
                 continue
             if self.outcome:
                 return
             last = max(c.on for c in self.contacts if ob.counts(c) and self._owes(ob, c.member))
-            due = end_of(last + timedelta(days=ob.every_days))
+            due = self.clock.end_of(last + timedelta(days=ob.every_days))
             self.overdue.pop((ob.key, ""), None)
 
     def _judge(self, ob: Obligation, first: date, last: date, label: str, due: datetime) -> None:
@@ -249,11 +258,11 @@ class CaseWorkflow:
         the previous check (or the opening)."""
         check = next(c for c in self.p.checks if c.key == key)
         on = check.on.in_year(self.inp.year)
-        if on < day_of(self.inp.opened_at):
+        if on < self.clock.day_of(self.inp.opened_at):
             return
         earlier = [c.on.in_year(self.inp.year) for c in self.p.checks]
-        since = max([d for d in earlier if d < on] + [day_of(self.inp.opened_at)])
-        if await self._closed_by(end_of(on), check.label_en):
+        since = max([d for d in earlier if d < on] + [self.clock.day_of(self.inp.opened_at)])
+        if await self._closed_by(self.clock.end_of(on), check.label_en):
             return
         recorded = any(since <= c.on <= on for c in self.contacts)
         self._record(
@@ -274,7 +283,7 @@ class CaseWorkflow:
             )
         if not recorded:
             self.misses.append(
-                Miss(obligation=f"check:{key}", member="", period=key, due_at=end_of(on))
+                Miss(obligation=f"check:{key}", member="", period=key, due_at=self.clock.end_of(on))
             )
             self.overdue[(f"check:{key}", "")] = self.misses[-1]
             self.publish()
@@ -328,7 +337,7 @@ class CaseWorkflow:
 
     @log_contact.validator
     def _validate_contact(self, req: Contact) -> None:
-        if self._repeat(req):
+        if seen(self.request_keys, req):
             return
         problems = self._still_open()
         seat = self.seat.get(req.member)
@@ -345,12 +354,12 @@ class CaseWorkflow:
                     "unit's liaison"
                 )
             )
-        today = day_of(workflow.now())
+        today = self.clock.day_of(workflow.now())
         if req.on > today:
             problems.append(f"on: {req.on} is in the future (today is {today})")
         if req.on.year != self.inp.year and self.p.ends_with_year:
             problems.append(f"on: {req.on} is outside the case's year {self.inp.year}")
-        elif req.on < day_of(self.inp.opened_at):
+        elif req.on < self.clock.day_of(self.inp.opened_at):
             problems.append(f"on: {req.on} is before the case was opened")
         if problems:
             raise Refused(problems)
@@ -382,7 +391,7 @@ class CaseWorkflow:
 
     @hand_over.validator
     def _validate_handover(self, req: Handover) -> None:
-        if self._repeat(req):
+        if seen(self.request_keys, req):
             return
         problems = self._still_open()
         seat = self.seat.get(req.leaving)
@@ -435,7 +444,7 @@ class CaseWorkflow:
 
     @close.validator
     def _validate_close(self, req: Closure) -> None:
-        if self._repeat(req):
+        if seen(self.request_keys, req):
             return
         problems = self._still_open()
         rule = self.p.closing_rule(req.outcome)
@@ -470,7 +479,12 @@ class CaseWorkflow:
         pending = self.pending
         assert pending is not None
         self.pending = None
-        detail = {"request_id": req.request_id, "approve": req.approve, "reason": req.reason}
+        detail = {
+            "request_id": req.request_id,
+            "approve": req.approve,
+            "reason": req.reason,
+            "outcome": pending.outcome,
+        }
         if req.approve:
             self.outcome = pending.outcome
             self._record("closed", req.actor, f"批准结案：{req.reason} / closure approved", detail)
@@ -482,7 +496,7 @@ class CaseWorkflow:
 
     @approve_closure.validator
     def _validate_approval(self, req: ClosureApproval) -> None:
-        if self._repeat(req):
+        if seen(self.request_keys, req):
             return
         if self.pending is None:
             raise Refused("no closure is waiting for approval")
@@ -511,7 +525,7 @@ class CaseWorkflow:
 
     @sign_off.validator
     def _validate_sign_off(self, req: SignOff) -> None:
-        if self._repeat(req):
+        if seen(self.request_keys, req):
             return
         needed = self.p.registration.sign_offs if self.p.registration else ()
         if len(self.sign_offs) >= len(needed):
@@ -539,16 +553,6 @@ class CaseWorkflow:
 
     def _remember(self, req: Any) -> None:
         self.request_keys[req.request_id] = request_key(req)
-
-    def _repeat(self, req: Any) -> bool:
-        if req.request_id not in self.request_keys:
-            return False
-        if self.request_keys[req.request_id] != request_key(req):
-            raise Refused(
-                f"request id {req.request_id} was already used for another request; "
-                "send a new request id"
-            )
-        return True
 
     def _answer(self, request_id: str, message: str) -> RequestResult:
         result = RequestResult(
@@ -643,8 +647,9 @@ class CaseWorkflow:
         names = "、".join(m.name for m in self.members if m.actor_id in who) or "帮扶小组"
         return (
             Role.HELPER.value,
-            f"等待{names}{ob.label_zh}（截至 {fmt(due - timedelta(seconds=1))}）",
-            f"waiting for {', '.join(who) or 'the group'}: {ob.label_en}, by {fmt(due - timedelta(seconds=1))}",
+            f"等待{names}{ob.label_zh}（截至 {self.clock.day_of(due - timedelta(seconds=1))}）",
+            f"waiting for {', '.join(who) or 'the group'}: {ob.label_en}, by "
+            f"{self.clock.day_of(due - timedelta(seconds=1))}",
             due,
         )
 

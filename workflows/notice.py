@@ -30,6 +30,7 @@ from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import FailureError
 
 from workflows.clock import until
+from workflows.idempotency import seen
 from workflows.messaging import signal_each
 from workflows.steps.base import AuthorityProblem, Refused, fmt
 from workflows.visibility import upsert_changed
@@ -484,13 +485,7 @@ class NoticeWorkflow:
 
     @post.validator
     def _validate_post(self, req: NoticePostRequest) -> None:
-        first = self.results.get(req.request_id)
-        if first is not None or req.request_id in self.request_keys:
-            if self.request_keys.get(req.request_id) != request_key(req):
-                raise Refused(
-                    f"request id {req.request_id} was already used for another request; "
-                    "send a new request id"
-                )
+        if seen(self.request_keys, req):
             return
         problems = self.check_owner(req.actor, f"post the {self.step.label_en}")
         if not any(m.joined_at <= workflow.now() for m in self.pending.values()):

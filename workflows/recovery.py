@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+from workflows.idempotency import seen
 from workflows.steps import Refused
 from workflows.steps.base import check_place, fmt
 from workflows.visibility import upsert_changed
@@ -129,7 +130,7 @@ class RecoveryWorkflow:
 
     @cancel.validator
     def _validate_cancel(self, req: CancellationRequest) -> None:
-        if self._repeat(req):
+        if seen(self.request_keys, req):
             return
         if self.cancellation is not None:
             raise Refused(
@@ -152,7 +153,7 @@ class RecoveryWorkflow:
 
     @recovered.validator
     def _validate_recovered(self, req: RecoveredRequest) -> None:
-        if self._repeat(req):
+        if seen(self.request_keys, req):
             return
         problems = self._office(req.actor, "mark the money recovered")
         if self.cancellation is None:
@@ -174,16 +175,6 @@ class RecoveryWorkflow:
 
     def _role(self) -> Role | None:
         return self.inp.cancelled_by
-
-    def _repeat(self, req: Any) -> bool:
-        if req.request_id not in self.request_keys:
-            return False
-        if self.request_keys[req.request_id] != request_key(req):
-            raise Refused(
-                f"request id {req.request_id} was already used for another request; "
-                "send a new request id"
-            )
-        return True
 
     def _answer(self, request_id: str, stage: str, message: str) -> RequestResult:
         result = RequestResult(request_id=request_id, accepted=True, stage=stage, message=message)

@@ -90,12 +90,20 @@ def demo(
     ] = "county-subsidy",
 ) -> None:
     """A live season on the embedded stack, to watch in the Web UI (about ten minutes)."""
-    from models.programmes import REGISTRY
+    from models.programmes import CASE_REGISTRY, REGISTRY
     from workers.demo import run_demo
     from workers.embedded import StackError
 
+    if programme == "cadre-pairing":
+        _demo_pairing(applicants, day_seconds, seed, exit_when_done)
+        return
     if programme not in REGISTRY:
-        raise fail(f"--programme: unknown {programme!r} (known: {', '.join(REGISTRY)})", 2)
+        known = [*REGISTRY, "cadre-pairing"]
+        if programme in CASE_REGISTRY:
+            raise fail(
+                f"--programme: the demo runs cadre-pairing among the cases, not {programme}", 2
+            )
+        raise fail(f"--programme: unknown {programme!r} (known: {', '.join(known)})", 2)
 
     s = settings()
     # The live table owns the terminal; logs go to a file in the demo's data dir.
@@ -117,6 +125,33 @@ def demo(
         raise fail(str(e)) from None
     if result.report_md is None:
         raise fail("the demo stopped before the season was over")
+
+
+def _demo_pairing(households: int, day_seconds: float, seed: int, exit_when_done: bool) -> None:
+    """A pairing year live: ``--applicants`` households (8 if left at 50), three cadres each."""
+    from workers.demo_cases import run_case_demo
+    from workers.embedded import StackError
+
+    s = settings().model_copy(update={"log_level": "WARNING"})
+    setup_logging(s)
+    try:
+        result = run(
+            run_case_demo(
+                s,
+                households=8 if households == 50 else households,
+                day_seconds=day_seconds if day_seconds != 10.0 else 0.5,
+                seed=seed,
+                console=console,
+                exit_when_done=exit_when_done,
+            )
+        )
+    except StackError as e:
+        raise fail(str(e)) from None
+    if not result.statuses or set(result.statuses.values()) != {"year_ended"}:
+        raise fail("the demo stopped before the year was over")
+    console.print(
+        f"结对帮扶年度结束 / the pairing year is over: {len(result.statuses)} cases closed"
+    )
 
 
 NEXT_SEASON = SeasonKey(year=2027)
@@ -187,9 +222,11 @@ def simulate(
     )
 
     if programme in CASE_REGISTRY:
-        _simulate_pairing(programme, applications or 904, departments, season, seed, as_json)
+        households = 904 if applications is None else applications
+        _simulate_pairing(programme, households, departments, season, seed, as_json)
         return
-    applications = applications or 1000
+    if applications is None:
+        applications = 1000
     problems = [
         f"{name} must be between 0 and 1"
         for name, v in (

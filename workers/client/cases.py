@@ -7,7 +7,7 @@ is the credential's), and is checked by the case workflow's validators."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
@@ -55,6 +55,7 @@ class CaseClient:
         opened_by: Actor,
         school: str = "",
         grade: str = "",
+        level: Literal["", "primary", "junior", "senior"] = "",
         note: str = "",
         failed_courses: tuple[str, ...] = (),
         guardian_contact: str = "",
@@ -78,11 +79,11 @@ class CaseClient:
                 f"{' or the '.join(r.value for r in p.opened_by)}, not {opened_by.role.value}"
             )
         problems += p.group_problems(members)
-        level = ROLE_LEVEL.get(opened_by.role)
-        if level is not None and opened_by.place_code != places.code_at(level):
+        office_level = ROLE_LEVEL.get(opened_by.role)
+        if office_level is not None and opened_by.place_code != places.code_at(office_level):
             problems.append(
                 f"places: {opened_by.role.value} {opened_by.place_code} may not open a case at "
-                f"{level.value} {places.code_at(level)}"
+                f"{office_level.value} {places.code_at(office_level)}"
             )
         if problems:
             # The wrong office is who asks, not what is asked (403 over HTTP).
@@ -103,6 +104,7 @@ class CaseClient:
                 national_id_hash=id_hash,
                 school=school,
                 grade=grade,
+                level=level,
             ),
             members=tuple(members),
             opened_at=now or datetime.now(UTC),

@@ -251,6 +251,7 @@ class CaseOpenBody(BaseModel):
     members: list[CaseMember] = Field(min_length=1, max_length=30)
     school: Line = ""
     grade: Line = ""
+    level: Literal["", "primary", "junior", "senior"] = ""
     note: LongText = ""
     # Academic help: the courses failed after the make-up exams, and whom to tell of them.
     failed_courses: list[Annotated[str, Field(min_length=1, max_length=60)]] = Field(

@@ -9,22 +9,24 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
 from models.application import RequestResult
 from models.cases import CaseStatus, Closure, ClosureApproval, Contact, Handover, SignOff
 from models.domain import Role
-from store.cases import case_ledger, handbook_markdown, obligations_report
+from store.cases import case_ledger, handbook_markdown, obligations_report, periodic_report
 from workers.client.cases import CaseClient
 from workers.gateway import bodies as b
 from workers.gateway.auth import Caller, office, within_callers_place
 from workers.gateway.files import keep_files
 from workers.gateway.problems import Problem
 
+T = TypeVar("T", bound=BaseModel)
 Office = Annotated[Caller, Depends(office)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)]
 CaseId = r"^case/[a-z0-9-]+/\d{4}/\d{6}/[A-Za-z0-9_-]+$"
@@ -34,6 +36,13 @@ def _request_id(given: str | None, key: str | None) -> str:
     if given and key and given != key:
         raise Problem(422, f"request_id {given} and Idempotency-Key {key} differ")
     return given or key or uuid.uuid4().hex
+
+
+def _build(model: type[T], body: BaseModel, who: Caller, key: str | None) -> T:
+    """A request from its body, the caller as its actor (R10) and its request id."""
+    data = body.model_dump(exclude={"request_id"})
+    rid = _request_id(getattr(body, "request_id", None), key)
+    return model.model_validate({**data, "request_id": rid, "actor": who.actor})
 
 
 def router(cases: CaseClient, engine: Engine, files_dir: Path) -> APIRouter:
@@ -54,6 +63,7 @@ def router(cases: CaseClient, engine: Engine, files_dir: Path) -> APIRouter:
             opened_by=who.actor,
             school=body.school,
             grade=body.grade,
+            level=body.level,
             note=body.note,
             failed_courses=tuple(body.failed_courses),
             guardian_contact=body.guardian_contact,
@@ -84,10 +94,7 @@ def router(cases: CaseClient, engine: Engine, files_dir: Path) -> APIRouter:
     async def hand_over(
         workflow_id: str, body: b.HandoverBody, who: Office, key: IdempotencyKey = None
     ) -> RequestResult:
-        data = body.model_dump(exclude={"request_id"})
-        rid = _request_id(getattr(body, "request_id", None), key)
-        req = Handover.model_validate({**data, "request_id": rid, "actor": who.actor})
-        return await cases.hand_over(_case(workflow_id), req)
+        return await cases.hand_over(_case(workflow_id), _build(Handover, body, who, key))
 
     @r.post("/v1/cases/{workflow_id:path}/closure", tags=["cases"])
     async def close(
@@ -110,19 +117,14 @@ def router(cases: CaseClient, engine: Engine, files_dir: Path) -> APIRouter:
     async def approve_closure(
         workflow_id: str, body: b.ClosureApprovalBody, who: Office, key: IdempotencyKey = None
     ) -> RequestResult:
-        data = body.model_dump(exclude={"request_id"})
-        rid = _request_id(getattr(body, "request_id", None), key)
-        req = ClosureApproval.model_validate({**data, "request_id": rid, "actor": who.actor})
+        req = _build(ClosureApproval, body, who, key)
         return await cases.approve_closure(_case(workflow_id), req)
 
     @r.post("/v1/cases/{workflow_id:path}/sign-offs", tags=["cases"])
     async def sign_off(
         workflow_id: str, body: b.SignOffBody, who: Office, key: IdempotencyKey = None
     ) -> RequestResult:
-        data = body.model_dump(exclude={"request_id"})
-        rid = _request_id(getattr(body, "request_id", None), key)
-        req = SignOff.model_validate({**data, "request_id": rid, "actor": who.actor})
-        return await cases.sign_off(_case(workflow_id), req)
+        return await cases.sign_off(_case(workflow_id), _build(SignOff, body, who, key))
 
     @r.get(
         "/v1/cases/{workflow_id:path}/handbook.md",
@@ -149,6 +151,27 @@ def router(cases: CaseClient, engine: Engine, files_dir: Path) -> APIRouter:
         within_callers_place(who, "reads no case ledger")
         county = who.binding.place_code[:6] + "000000"
         return await asyncio.to_thread(case_ledger, engine, programme, year, county)
+
+    @r.get("/v1/case-reports/periodic", tags=["cases"])
+    async def periodic(
+        who: Office,
+        programme: Annotated[str, Query(pattern=r"^[a-z][a-z0-9-]{1,39}$")],
+        period: Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2]|Q[1-4]|H[12])$")],
+        enrolled_primary: Annotated[int | None, Query(ge=1)] = None,
+        enrolled_junior: Annotated[int | None, Query(ge=1)] = None,
+    ) -> dict[str, Any]:
+        """The monthly dispatch, quarterly summary or half-yearly bulletin (``2027-03``,
+        ``2027-Q1``, ``2027-H1``) of the caller's county: per township, cases opened,
+        closed by outcome, open at the end; per school level, open at the end and, given
+        its enrolment, the dropout rate against the plan's target."""
+        within_callers_place(who, "reads no case report")
+        county = who.binding.place_code[:6] + "000000"
+        enrolled = {
+            k: v
+            for k, v in (("primary", enrolled_primary), ("junior", enrolled_junior))
+            if v is not None
+        }
+        return await asyncio.to_thread(periodic_report, engine, programme, county, period, enrolled)
 
     @r.get("/v1/cases/{workflow_id:path}", tags=["cases"])
     async def status(workflow_id: str, who: Office) -> CaseStatus:

@@ -80,6 +80,29 @@ def _month_last(year: int, month: int) -> date:
     return nxt - timedelta(days=1)
 
 
+def _contact(
+    wf: str,
+    m: CaseMember,
+    day: date,
+    kind: ContactKind,
+    done: str,
+    *,
+    gift: int = 0,
+    problem: str = "",
+) -> Contact:
+    """A cadre's contact, logged with their own key (one request id a month and kind)."""
+    return Contact(
+        request_id=f"{wf}/{m.actor_id}/{day:%Y-%m}/{kind.value}",
+        actor=Actor(id=m.actor_id, name=m.name, role=Role.HELPER, place_code=m.unit),
+        member=m.actor_id,
+        on=day,
+        kind=kind,
+        done=done,
+        gift_value_cny=gift,
+        problem_solved=problem,
+    )
+
+
 async def run_pairing_simulation(
     scenario: PairingScenario,
     base: Settings,
@@ -161,32 +184,18 @@ async def run_pairing_simulation(
                 quarter_end = month in (6, 9, 12)
                 if quarter_end and draw.random() >= scenario.visit_missed:
                     logged.append(
-                        Contact(
-                            request_id=f"{wf}/{m.actor_id}/{month}/visit",
-                            actor=Actor(
-                                id=m.actor_id, name=m.name, role=Role.HELPER, place_code=m.unit
-                            ),
-                            member=m.actor_id,
-                            on=day,
-                            kind=ContactKind.VISIT,
-                            done="入户走访，了解学习生活情况",
-                            gift_value_cny=draw.choice((200, 300, 500)) if month == 9 else 0,
-                            problem_solved="协助办理助学贷款" if month == 6 else "",
+                        _contact(
+                            wf,
+                            m,
+                            day,
+                            ContactKind.VISIT,
+                            "入户走访，了解学习生活情况",
+                            gift=draw.choice((200, 300, 500)) if month == 9 else 0,
+                            problem="协助办理助学贷款" if month == 6 else "",
                         )
                     )
                 elif draw.random() >= scenario.call_missed:
-                    logged.append(
-                        Contact(
-                            request_id=f"{wf}/{m.actor_id}/{month}/call",
-                            actor=Actor(
-                                id=m.actor_id, name=m.name, role=Role.HELPER, place_code=m.unit
-                            ),
-                            member=m.actor_id,
-                            on=day,
-                            kind=ContactKind.PHONE,
-                            done="电话了解近况",
-                        )
-                    )
+                    logged.append(_contact(wf, m, day, ContactKind.PHONE, "电话了解近况"))
             async with gate:
                 await clocks.advance(wf, _evening(last))
                 for c in logged:

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("village_code", text(length=12), nullable=False),
         sa.Column("subject_masked", text(length=100), nullable=False),
         sa.Column("subject_hash", text(length=64), nullable=False),
+        sa.Column("level", text(length=16), nullable=False, server_default=""),
         sa.Column("stage", text(length=40), nullable=False),
         sa.Column("overdue", sa.Integer(), nullable=False),
         sa.Column("members", sa.JSON(), nullable=True),
