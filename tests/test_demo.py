@@ -123,3 +123,32 @@ async def test_demo_of_the_new_student_aid(tmp_path: Path) -> None:
     md = Path(result.report_md).read_text(encoding="utf-8")
     assert "new-student-aid-demo" in md and "## Signed receipts" in md
     assert "新生入学资助（演示）" in out.read_text(encoding="utf-8")
+
+
+async def test_demo_of_a_pairing_year(tmp_path: Path) -> None:
+    """A pairing year live (three households, a calendar day in 0.05 s): the cadres'
+    contacts logged as their days come, the periods judged by the cases' timers on the
+    compressed calendar, every case closed when the year ends."""
+    from workers.demo_cases import run_case_demo
+
+    base = Settings(
+        data_dir=tmp_path,
+        grpc_port=free_port(),
+        ui_port=free_port(),
+        metrics_port=None,
+        secret_key="cd" * 32,
+    )
+    out = tmp_path / "demo.out"
+    with out.open("w") as f:
+        result = await run_case_demo(
+            base,
+            households=3,
+            day_seconds=0.05,
+            seed=3,
+            exit_when_done=True,
+            console=Console(file=f, width=140),
+            data_dir=tmp_path / "demo",
+        )
+    assert set(result.statuses.values()) == {"year_ended"} and len(result.statuses) == 3
+    shown = out.read_text(encoding="utf-8")
+    assert "结对帮扶 2027" in shown and "visit" in shown

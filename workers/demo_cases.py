@@ -17,6 +17,7 @@ import random
 import shutil
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group
@@ -69,9 +70,10 @@ async def run_case_demo(
     console: Console | None = None,
     exit_when_done: bool = False,
     programme: str = "cadre-pairing",
+    data_dir: Path | None = None,
 ) -> DemoResult:
     console = console or Console()
-    settings = demo_settings(base, day_seconds, first_day=OPENS)
+    settings = demo_settings(base, day_seconds, data_dir, first_day=OPENS)
     shutil.rmtree(settings.data_dir, ignore_errors=True)  # a demo starts from nothing
     rng = random.Random(seed)
     started = datetime.now(UTC)

@@ -107,9 +107,11 @@ class CaseWorkflow:
             try:
                 await workflow.wait_condition(
                     lambda: bool(self.outcome),
-                    # A minute past the year: its last periods are judged at 24:00 first.
+                    # A calendar minute past the year: its last periods are judged at 24:00
+                    # first (the calendar's minute: the demo's days are compressed).
                     timeout=self._until(
-                        self.clock.end_of(date(inp.year, 12, 31)) + timedelta(minutes=1)
+                        self.clock.end_of(date(inp.year, 12, 31))
+                        + timedelta(seconds=self.clock.day_seconds / 1440)
                     ),
                     timeout_summary="the case's year ends",
                 )
