@@ -320,3 +320,70 @@ def periodic_report(
         "townships": [{"township": k, **dict(v)} for k, v in sorted(townships.items())],
         "levels": levels,
     }
+
+
+def department_summary(
+    engine: Engine, programme: str, year: int, county_code: str
+) -> list[dict[str, Any]]:
+    """Each department's summary of the year (the pairing plan's 10 December one): its
+    cadres and households, the contacts logged and their photographs, money or goods
+    given, problems solved, and the obligations' periods met and missed."""
+    units: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {
+            "cadres": set(),
+            "households": set(),
+            "contacts": 0,
+            "photos": 0,
+            "gifts_cny": 0,
+            "problems_solved": 0,
+        }
+    )
+    with engine.connect() as conn:
+        cases = conn.execute(
+            select(_CASES.c.workflow_id, _CASES.c.members).where(
+                _CASES.c.programme == programme,
+                _CASES.c.year == year,
+                _CASES.c.county_code == county_code,
+            )
+        ).all()
+        unit_of = {}
+        for c in cases:
+            for m in c.members or []:
+                unit = str(m.get("unit", ""))
+                unit_of[m["actor_id"]] = unit
+                units[unit]["cadres"].add(m["actor_id"])
+                units[unit]["households"].add(c.workflow_id)
+        ids = [c.workflow_id for c in cases]
+        contacts = (
+            conn.execute(
+                select(_EVENTS.c.detail).where(
+                    _EVENTS.c.workflow_id.in_(ids), _EVENTS.c.kind == "contact"
+                )
+            ).all()
+            if ids
+            else []
+        )
+    for (d,) in contacts:
+        u = units[unit_of.get(str(d.get("member")), "")]
+        u["contacts"] += 1
+        u["photos"] += len(d.get("photo_sha256", []))
+        u["gifts_cny"] += int(d.get("gift_value_cny", 0))
+        u["problems_solved"] += bool(str(d.get("problem_solved", "")).strip())
+    tallies = obligations_report(engine, programme, year, county_code)
+    out = []
+    for unit, u in sorted(units.items()):
+        mine = [t for t in tallies if t.unit == unit]
+        out.append(
+            {
+                "unit": unit,
+                "cadres": len(u["cadres"]),
+                "households": len(u["households"]),
+                "contacts": u["contacts"],
+                "photos": u["photos"],
+                "gifts_cny": u["gifts_cny"],
+                "problems_solved": u["problems_solved"],
+                "periods_met": sum(sum(t.met.values()) for t in mine),
+                "periods_missed": sum(sum(t.missed.values()) for t in mine),
+            }
+        )
+    return out

@@ -38,7 +38,13 @@ from models.cases import (
 )
 from models.domain import Role
 from models.programmes import CASE_REGISTRY
-from store.cases import case_ledger, handbook_markdown, obligations_report, periodic_report
+from store.cases import (
+    case_ledger,
+    department_summary,
+    handbook_markdown,
+    obligations_report,
+    periodic_report,
+)
 from store.tables import OutboxMessage
 from tests.conftest import AppStack
 from tests.support import COUNTY, PLACES, TOWNSHIP, county_official, make_national_id
@@ -260,6 +266,13 @@ async def test_a_pairing_year_flags_a_missed_call_counts_the_last_day_and_hands_
     assert tallies["cadre-C"].missed == {"monthly_phone": 1, "quarterly_visit": 1}
     assert tallies["cadre-C"].met == {"monthly_phone": 2}
     assert tallies["cadre-D"].met == {"monthly_phone": 1} and tallies["cadre-D"].unit == "D02"
+    # The departments' summary of the year (10 December), and the handbook and ledger.
+    summary = {
+        u["unit"]: u for u in department_summary(app_stack.engine, "cadre-pairing", 2027, COUNTY)
+    }
+    assert summary["D01"]["cadres"] == 2 and summary["D02"]["cadres"] == 2  # C, then D
+    assert summary["D01"]["gifts_cny"] == 500 and summary["D01"]["problems_solved"] == 1
+    assert summary["D02"]["periods_missed"] == 2 and summary["D01"]["periods_missed"] == 0
     # Its help handbook and the county's ledger, from the records.
     book = handbook_markdown(app_stack.engine, wf)
     assert book is not None and book.startswith("# 帮扶手册 / help handbook: 王小明")

@@ -482,6 +482,17 @@ def test_command_line_round_trip(stack: Stack, tmp_path: Path) -> None:
     assert r.returncode == 1 and "evidence" in r.stderr, r.stdout + r.stderr
     r = _cli(stack, "case", "status", case_id, key=keys["t1"])
     assert r.returncode == 0 and "contacts 1" in r.stdout, r.stdout + r.stderr
+    r = _cli(
+        stack,
+        "case",
+        "report",
+        "--programme",
+        "dropout-persuasion",
+        "--year",
+        str(today.year),
+        key=keys["c1"],
+    )
+    assert r.returncode == 0 and "S01" in r.stdout and "台账" in r.stdout, r.stdout + r.stderr
     failed = tmp_path / "failed.csv"
     failed.write_text(
         "national_id,name,village_code,failed_courses,helper_teacher_id,helper_teacher_name,"

@@ -151,6 +151,32 @@ def report(
             ", ".join(f"{k} {v}" for k, v in sorted(t["missed"].items())),
         )
     console.print(table)
+    summary = gateway_call("GET", "/v1/case-reports/departments", params=params)
+    by_unit = Table(
+        "unit / 单位",
+        "cadres",
+        "households",
+        "contacts",
+        "photos",
+        "money or goods (CNY)",
+        "problems solved",
+        "periods met",
+        "periods missed",
+        title="部门年度总结 / each department's summary",
+    )
+    for u in summary:
+        by_unit.add_row(
+            u["unit"],
+            str(u["cadres"]),
+            str(u["households"]),
+            str(u["contacts"]),
+            str(u["photos"]),
+            f"{u['gifts_cny']:,}",
+            str(u["problems_solved"]),
+            str(u["periods_met"]),
+            str(u["periods_missed"]),
+        )
+    console.print(by_unit)
     ledger = gateway_call("GET", "/v1/case-reports/ledger", params=params)
     for row in ledger:
         rest = ", ".join(f"{k} {v}" for k, v in row.items() if k not in ("township",))

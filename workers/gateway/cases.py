@@ -19,7 +19,13 @@ from sqlalchemy.engine import Engine
 from models.application import RequestResult
 from models.cases import CaseStatus, Closure, ClosureApproval, Contact, Handover, SignOff
 from models.domain import Role
-from store.cases import case_ledger, handbook_markdown, obligations_report, periodic_report
+from store.cases import (
+    case_ledger,
+    department_summary,
+    handbook_markdown,
+    obligations_report,
+    periodic_report,
+)
 from workers.client.cases import CaseClient
 from workers.gateway import bodies as b
 from workers.gateway.auth import Caller, office, within_callers_place
@@ -151,6 +157,19 @@ def router(cases: CaseClient, engine: Engine, files_dir: Path) -> APIRouter:
         within_callers_place(who, "reads no case ledger")
         county = who.binding.place_code[:6] + "000000"
         return await asyncio.to_thread(case_ledger, engine, programme, year, county)
+
+    @r.get("/v1/case-reports/departments", tags=["cases"])
+    async def departments(
+        who: Office,
+        programme: Annotated[str, Query(pattern=r"^[a-z][a-z0-9-]{1,39}$")],
+        year: Annotated[int, Query(ge=2000, le=2100)],
+    ) -> list[dict[str, Any]]:
+        """Each department's summary of the year (the pairing plan's 10 December one):
+        cadres, households, contacts and their photographs, money or goods, problems
+        solved, the obligations' periods met and missed."""
+        within_callers_place(who, "reads no case report")
+        county = who.binding.place_code[:6] + "000000"
+        return await asyncio.to_thread(department_summary, engine, programme, year, county)
 
     @r.get("/v1/case-reports/periodic", tags=["cases"])
     async def periodic(
