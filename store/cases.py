@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from models.calendar import SHANGHAI
 from models.cases import DROPOUT_TARGETS, CaseEvent, CaseEventBatch, CaseMember, period_bounds
@@ -127,6 +127,29 @@ def _messages(
     return out
 
 
+def _year_cases(conn: Connection, programme: str, year: int, county_code: str) -> list[Any]:
+    """A programme's cases of a year in a county: their ids and groups."""
+    return list(
+        conn.execute(
+            select(_CASES.c.workflow_id, _CASES.c.members).where(
+                _CASES.c.programme == programme,
+                _CASES.c.year == year,
+                _CASES.c.county_code == county_code,
+            )
+        ).all()
+    )
+
+
+def _details(conn: Connection, ids: list[str], kind: str) -> list[dict[str, Any]]:
+    """The details of the cases' trail entries of one kind."""
+    if not ids:
+        return []
+    rows = conn.execute(
+        select(_EVENTS.c.detail).where(_EVENTS.c.workflow_id.in_(ids), _EVENTS.c.kind == kind)
+    ).all()
+    return [r.detail or {} for r in rows]
+
+
 @dataclass
 class MemberTally:
     """One member's obligations of a programme's year: periods met and missed."""
@@ -145,26 +168,11 @@ def obligations_report(
     periods judged in the cases' trails."""
     tallies: dict[str, MemberTally] = {}
     with engine.connect() as conn:
-        cases = conn.execute(
-            select(_CASES.c.workflow_id, _CASES.c.members).where(
-                _CASES.c.programme == programme,
-                _CASES.c.year == year,
-                _CASES.c.county_code == county_code,
-            )
-        ).all()
+        cases = _year_cases(conn, programme, year, county_code)
         people = {m["actor_id"]: m for c in cases for m in (c.members or [])}
-        ids = [c.workflow_id for c in cases]
-        judged = (
-            conn.execute(
-                select(_EVENTS.c.detail).where(
-                    _EVENTS.c.workflow_id.in_(ids), _EVENTS.c.kind == "period_judged"
-                )
-            ).all()
-            if ids
-            else []
-        )
+        judged = _details(conn, [c.workflow_id for c in cases], "period_judged")
     counts: dict[tuple[str, str, str], int] = defaultdict(int)
-    for (detail,) in judged:
+    for detail in judged:
         for outcome in ("met", "missed"):
             for member in detail.get(outcome, []):
                 counts[(member, outcome, detail["obligation"])] += 1
@@ -339,13 +347,7 @@ def department_summary(
         }
     )
     with engine.connect() as conn:
-        cases = conn.execute(
-            select(_CASES.c.workflow_id, _CASES.c.members).where(
-                _CASES.c.programme == programme,
-                _CASES.c.year == year,
-                _CASES.c.county_code == county_code,
-            )
-        ).all()
+        cases = _year_cases(conn, programme, year, county_code)
         unit_of = {}
         for c in cases:
             for m in c.members or []:
@@ -353,17 +355,8 @@ def department_summary(
                 unit_of[m["actor_id"]] = unit
                 units[unit]["cadres"].add(m["actor_id"])
                 units[unit]["households"].add(c.workflow_id)
-        ids = [c.workflow_id for c in cases]
-        contacts = (
-            conn.execute(
-                select(_EVENTS.c.detail).where(
-                    _EVENTS.c.workflow_id.in_(ids), _EVENTS.c.kind == "contact"
-                )
-            ).all()
-            if ids
-            else []
-        )
-    for (d,) in contacts:
+        contacts = _details(conn, [c.workflow_id for c in cases], "contact")
+    for d in contacts:
         u = units[unit_of.get(str(d.get("member")), "")]
         u["contacts"] += 1
         u["photos"] += len(d.get("photo_sha256", []))

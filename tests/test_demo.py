@@ -14,15 +14,20 @@ from workers.demo import DemoResult, run_demo
 from workers.settings import Settings
 
 
-async def demo_season(tmp_path: Path, **knobs: Any) -> tuple[DemoResult, Path]:
-    """A demo season on its own ports and data directory; its terminal output in a file."""
-    base = Settings(
+def demo_base(tmp_path: Path) -> Settings:
+    """A demo's settings on its own ports and data directory."""
+    return Settings(
         data_dir=tmp_path,
         grpc_port=free_port(),
         ui_port=free_port(),
         metrics_port=None,
         secret_key="cd" * 32,
     )
+
+
+async def demo_season(tmp_path: Path, **knobs: Any) -> tuple[DemoResult, Path]:
+    """A demo season on its own ports and data directory; its terminal output in a file."""
+    base = demo_base(tmp_path)
     out = tmp_path / "demo.out"
     with out.open("w") as f:
         result = await run_demo(
@@ -131,17 +136,10 @@ async def test_demo_of_a_pairing_year(tmp_path: Path) -> None:
     compressed calendar, every case closed when the year ends."""
     from workers.demo_cases import run_case_demo
 
-    base = Settings(
-        data_dir=tmp_path,
-        grpc_port=free_port(),
-        ui_port=free_port(),
-        metrics_port=None,
-        secret_key="cd" * 32,
-    )
     out = tmp_path / "demo.out"
     with out.open("w") as f:
         result = await run_case_demo(
-            base,
+            demo_base(tmp_path),
             households=3,
             day_seconds=0.05,
             seed=3,

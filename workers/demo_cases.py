@@ -27,7 +27,7 @@ from rich.table import Table
 
 from models.application import Actor
 from models.calendar import CompressedCalendar
-from models.cases import CaseMember, CaseStatus, Contact, ContactKind, MemberRole
+from models.cases import CaseMember, CaseStatus, Contact, ContactKind
 from models.domain import Role
 from models.programmes import CASE_REGISTRY
 from store.loans import Loans
@@ -37,7 +37,7 @@ from workers.client.cases import CaseClient
 from workers.demo import DemoResult, demo_settings
 from workers.embedded import embedded_stack
 from workers.settings import Settings
-from workers.synthetic import GIVEN, SURNAMES, national_id, sample_villages
+from workers.synthetic import SURNAMES, national_id, pairing_group, sample_villages
 
 YEAR = 2027
 OPENS = date(YEAR, 4, 20)  # the cadres claim their households
@@ -105,16 +105,7 @@ async def run_case_demo(
         )
         plans: dict[str, list[tuple[date, CaseMember, ContactKind]]] = {}
         for i in range(households):
-            unit = f"D{i % 3 + 1:03d}"
-            members = [
-                CaseMember(
-                    actor_id=f"cadre-{unit}-{i * 3 + j}",
-                    name=rng.choice(SURNAMES) + rng.choice(GIVEN),
-                    role=MemberRole.CADRE,
-                    unit=unit,
-                )
-                for j in range(3)
-            ]
+            members = pairing_group(i, 3, 3, rng)  # three departments, three cadres
             wf = await cases.open_case(
                 programme,
                 YEAR,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from models.application import Actor, ApplicationForm, Places
+from models.cases import CaseMember, MemberRole
 from models.domain import DocumentKind, EducationLevel, Role
 from models.loan import CoBorrower, LoanRequest
 from models.privacy import national_id_check_char
@@ -268,3 +269,19 @@ def load_sample_county(
             import_enrolment(
                 engine, enrolled, hash_id, as_of=date(season, 1, 1), register="vocational"
             )
+
+
+def pairing_group(
+    household: int, departments: int, cadres: int, rng: random.Random
+) -> list[CaseMember]:
+    """A household's pairing cadres, all of one department (``D001``…), ids unique."""
+    unit = f"D{household % departments + 1:03d}"
+    return [
+        CaseMember(
+            actor_id=f"cadre-{unit}-{household * cadres + j}",
+            name=rng.choice(SURNAMES) + rng.choice(GIVEN),
+            role=MemberRole.CADRE,
+            unit=unit,
+        )
+        for j in range(cadres)
+    ]

@@ -154,8 +154,7 @@ def router(cases: CaseClient, engine: Engine, files_dir: Path) -> APIRouter:
     ) -> list[dict[str, Any]]:
         """The cases' ledger (台账) per township of the caller's county: cases, each stage
         and outcome, overdue now."""
-        within_callers_place(who, "reads no case ledger")
-        county = who.binding.place_code[:6] + "000000"
+        county = _county_of(who)
         return await asyncio.to_thread(case_ledger, engine, programme, year, county)
 
     @r.get("/v1/case-reports/departments", tags=["cases"])
@@ -167,8 +166,7 @@ def router(cases: CaseClient, engine: Engine, files_dir: Path) -> APIRouter:
         """Each department's summary of the year (the pairing plan's 10 December one):
         cadres, households, contacts and their photographs, money or goods, problems
         solved, the obligations' periods met and missed."""
-        within_callers_place(who, "reads no case report")
-        county = who.binding.place_code[:6] + "000000"
+        county = _county_of(who)
         return await asyncio.to_thread(department_summary, engine, programme, year, county)
 
     @r.get("/v1/case-reports/periodic", tags=["cases"])
@@ -183,8 +181,7 @@ def router(cases: CaseClient, engine: Engine, files_dir: Path) -> APIRouter:
         ``2027-Q1``, ``2027-H1``) of the caller's county: per township, cases opened,
         closed by outcome, open at the end; per school level, open at the end and, given
         its enrolment, the dropout rate against the plan's target."""
-        within_callers_place(who, "reads no case report")
-        county = who.binding.place_code[:6] + "000000"
+        county = _county_of(who)
         enrolled = {
             k: v
             for k, v in (("primary", enrolled_primary), ("junior", enrolled_junior))
@@ -212,12 +209,18 @@ def router(cases: CaseClient, engine: Engine, files_dir: Path) -> APIRouter:
     ) -> list[dict[str, Any]]:
         """Each member's periods met and missed per obligation (by unit: a department's
         cadres), in the caller's county."""
-        within_callers_place(who, "reads no case report")
-        county = who.binding.place_code[:6] + "000000"
+        county = _county_of(who)
         tallies = await asyncio.to_thread(obligations_report, engine, programme, year, county)
         return [t.__dict__ for t in tallies]
 
     return r
+
+
+def _county_of(who: Caller) -> str:
+    """The county whose reports the caller reads: an office's of a county, township or
+    village reads its county's (403 for any other caller)."""
+    within_callers_place(who, "reads no case report")
+    return who.binding.place_code[:6] + "000000"
 
 
 def _case(workflow_id: str) -> str:

@@ -28,7 +28,7 @@ from temporalio.client import WorkflowHandle
 
 from models.application import Actor
 from models.calendar import SHANGHAI
-from models.cases import CaseMember, CaseStatus, Contact, ContactKind, MemberRole
+from models.cases import CaseMember, CaseStatus, Contact, ContactKind
 from models.domain import Role
 from models.programmes import CASE_REGISTRY
 from store.cases import obligations_report
@@ -39,7 +39,7 @@ from workers.client.cases import CaseClient
 from workers.settings import Settings
 from workers.signing import SKIPPED_CLOCK_LIFETIME
 from workers.simulate.stack import simulation_stack
-from workers.synthetic import GIVEN, SURNAMES, national_id, sample_villages
+from workers.synthetic import SURNAMES, national_id, pairing_group, sample_villages
 
 
 @dataclass(frozen=True)
@@ -145,16 +145,7 @@ async def run_pairing_simulation(
 
         async def open_one(i: int) -> None:
             v = villages[i % len(villages)]
-            unit = f"D{i % scenario.departments + 1:03d}"
-            members = [
-                CaseMember(
-                    actor_id=f"cadre-{unit}-{i * scenario.cadres_per_household + j}",
-                    name=rng.choice(SURNAMES) + rng.choice(GIVEN),
-                    role=MemberRole.CADRE,
-                    unit=unit,
-                )
-                for j in range(scenario.cadres_per_household)
-            ]
+            members = pairing_group(i, scenario.departments, scenario.cadres_per_household, rng)
             async with gate:
                 wf = await cases.open_case(
                     "cadre-pairing",
