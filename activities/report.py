@@ -22,6 +22,7 @@ from models.tasks import TaskNoticeRequest
 from store import cells
 from store.cells import WORKBOOK_OPTIONS
 from store.db import one_writer
+from store.outbox import put_once
 from store.recovery import recovery_list
 from store.tables import ApplicationRow, AuditEntry, OutboxMessage, Payment, Place
 
@@ -736,15 +737,12 @@ def _tell_once(
     s: Session, key: str, recipient: str, subject: str, body: str, now: datetime
 ) -> None:
     """An office's message into the outbox, once for its key (a retry adds nothing)."""
-    if s.exec(select(OutboxMessage).where(OutboxMessage.dedupe_key == key)).first() is None:
-        s.add(
-            OutboxMessage(
-                dedupe_key=key,
-                channel="default",
-                recipient=recipient,
-                subject=subject,
-                body=body,
-                created_at=now,
-                next_attempt_at=now,
-            )
-        )
+    put_once(
+        s.connection(),
+        key=key,
+        workflow_id=None,
+        recipient=recipient,
+        subject=subject,
+        body=body,
+        at=now,
+    )

@@ -332,8 +332,39 @@ class CaseEvent(_Model):
     notify: bool = False
 
 
+class CaseRef(_Model):
+    """What the trail's writer needs of a case: not its programme's whole definition
+    (a batch a workflow task carries this, and the history keeps every batch)."""
+
+    workflow_id: str
+    programme: str
+    programme_name_zh: str
+    liaison: Role | None = None
+    year: int
+    places: Places
+    subject: CaseSubject
+    opened_at: datetime
+    guardian_contact_sealed: str = ""
+
+    @classmethod
+    def of(cls, inp: CaseInput) -> CaseRef:
+        return cls(
+            workflow_id=inp.workflow_id,
+            programme=inp.programme.code,
+            programme_name_zh=inp.programme.name_zh,
+            liaison=inp.programme.liaison,
+            year=inp.year,
+            places=inp.places,
+            subject=inp.subject,
+            opened_at=inp.opened_at,
+            guardian_contact_sealed=inp.guardian_contact_sealed,
+        )
+
+
 class CaseEventBatch(_Model):
-    inp: CaseInput
+    case: CaseRef
+    # The group at the opening, in the case's first batch only (later ones: its row).
+    members: list[CaseMember] = Field(default_factory=list)
     events: list[CaseEvent]
     stage: str
     overdue: int

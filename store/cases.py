@@ -29,7 +29,7 @@ def record_case_events(
 ) -> int:
     """Write the batch's events that are not written yet, the case's row, and the
     messages of its misses (to the member and their unit's liaison); the last seq."""
-    inp, wf = batch.inp, batch.inp.workflow_id
+    case, wf = batch.case, batch.case.workflow_id
     now = datetime.now(UTC)
     with one_writer(engine), engine.begin() as conn:
         row = conn.execute(
@@ -44,7 +44,7 @@ def record_case_events(
             for m in (
                 [CaseMember.model_validate(x) for x in row.members or []]
                 if row is not None
-                else inp.members
+                else batch.members
             )
         }
         fresh = [e for e in batch.events if e.seq > last]
@@ -63,22 +63,20 @@ def record_case_events(
             )
             if e.kind == "handover":
                 joining = e.detail.get("joining", {})
-                members.setdefault(
-                    str(joining.get("actor_id")), inp.members[0].model_validate(joining)
-                )
+                members.setdefault(str(joining.get("actor_id")), CaseMember.model_validate(joining))
             for key, to, subject, body in _messages(batch, e, members, open_sealed):
                 put_once(
                     conn, key=key, workflow_id=wf, recipient=to, subject=subject, body=body, at=now
                 )
         values: dict[str, Any] = {
-            "programme": inp.programme.code,
-            "year": inp.year,
-            "county_code": inp.places.county_code,
-            "township_code": inp.places.township_code,
-            "village_code": inp.places.village_code,
-            "subject_masked": f"{inp.subject.name} {inp.subject.national_id_masked}",
-            "subject_hash": inp.subject.national_id_hash,
-            "level": inp.subject.level,
+            "programme": case.programme,
+            "year": case.year,
+            "county_code": case.places.county_code,
+            "township_code": case.places.township_code,
+            "village_code": case.places.village_code,
+            "subject_masked": f"{case.subject.name} {case.subject.national_id_masked}",
+            "subject_hash": case.subject.national_id_hash,
+            "level": case.subject.level,
             "stage": batch.stage,
             "overdue": batch.overdue,
             "members": [m.model_dump(mode="json") for m in members.values()],
@@ -87,7 +85,7 @@ def record_case_events(
         }
         if row is None:
             conn.execute(
-                insert(_CASES).values(workflow_id=wf, opened_at=utc(inp.opened_at), **values)
+                insert(_CASES).values(workflow_id=wf, opened_at=utc(case.opened_at), **values)
             )
         else:
             conn.execute(update(_CASES).where(_CASES.c.workflow_id == wf).values(**values))
@@ -102,14 +100,14 @@ def _messages(
 ) -> list[tuple[str, str, str, str]]:
     """(dedupe key, recipient, subject, body) of what an event tells: a miss, the member
     and their unit's liaison; the failed courses, the guardian."""
-    inp, wf = batch.inp, batch.inp.workflow_id
+    case, wf = batch.case, batch.case.workflow_id
     if not e.notify:
         return []
     if e.kind == "guardian_told":
         courses = "、".join(e.detail.get("failed_courses", []))
-        to = open_sealed(inp.guardian_contact_sealed) or f"guardian:{wf}"
+        to = open_sealed(case.guardian_contact_sealed) or f"guardian:{wf}"
         body = (
-            f"{inp.subject.name}同学家长：本学期{courses}课程未通过，学院已安排帮扶教师和"
+            f"{case.subject.name}同学家长：本学期{courses}课程未通过，学院已安排帮扶教师和"
             "朋辈帮扶，请配合督促学习。"
         )
         return [(f"{wf}:{e.seq}:guardian", to, "学业情况告知 / failed courses", body)]
@@ -117,9 +115,9 @@ def _messages(
     for member_id in e.detail.get("told", []):
         m = members.get(member_id)
         recipients = [f"helper:{member_id}"]
-        if m is not None and m.unit and inp.programme.liaison is not None:
-            recipients.append(f"{inp.programme.liaison.value}@{m.unit}")
-        subject = f"{inp.programme.name_zh}：帮扶任务逾期 / overdue"
+        if m is not None and m.unit and case.liaison is not None:
+            recipients.append(f"{case.liaison.value}@{m.unit}")
+        subject = f"{case.programme_name_zh}：帮扶任务逾期 / overdue"
         out += [
             (f"{wf}:{e.seq}:{member_id}:{i}", to, subject, e.summary)
             for i, to in enumerate(recipients)

@@ -19,13 +19,14 @@ def put_once(
     conn: Connection,
     *,
     key: str,
-    workflow_id: str,
+    workflow_id: str | None,
     recipient: str,
     subject: str,
     body: str,
     at: datetime,
 ) -> bool:
-    """Queue the message unless its key is queued already; True if queued now."""
+    """Queue the message unless its key is queued already; True if queued now
+    (``workflow_id``: the workflow it is about, if one; an office's reminder has none)."""
     if conn.execute(select(_OUTBOX.c.id).where(_OUTBOX.c.dedupe_key == key)).first():
         return False
     conn.execute(

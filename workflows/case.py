@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         CaseEventBatch,
         CaseInput,
         CaseMember,
+        CaseRef,
         CaseStatus,
         Closure,
         ClosureApproval,
@@ -596,7 +597,11 @@ class CaseWorkflow:
             await workflow.execute_activity(
                 "record_case_events",
                 CaseEventBatch(
-                    inp=self.inp, events=batch, stage=self._stage(), overdue=len(self.overdue)
+                    case=CaseRef.of(self.inp),
+                    members=list(self.inp.members) if self.saved == 0 else [],
+                    events=batch,
+                    stage=self._stage(),
+                    overdue=len(self.overdue),
                 ),
                 start_to_close_timeout=_RECORD,
                 retry_policy=_RETRY,
