@@ -771,6 +771,63 @@ async def _ends_refused(handle: Any, what: str) -> Outcome:
     return Outcome("accepted", f"{what} ran to completion")
 
 
+async def http_cases_and_loans(t: Target, rng: random.Random) -> Outcome:
+    """The newer bodies (cases, the loan's queue and receipts, a cancellation): each sent
+    wrong in one of several ways, by the wrong office or malformed; refused, never a 500."""
+    wf = t.pick(rng)
+    junk = "".join(rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ234567") for _ in range(16))
+    huge = "名" * rng.choice((101, 5_000))
+    case = {
+        "programme": "dropout-persuasion",
+        "year": 2027,
+        "places": t.start_input.places.model_dump(mode="json"),
+        "name": "李小红",
+        "national_id": "341225200701011234",
+        "members": [{"actor_id": "t-1", "name": "老师", "role": "teacher"}],
+    }
+    choice = rng.randrange(8)
+    if choice == 0:  # a case opened by an office that does not open them
+        r = await t.http.post("/v1/cases", json=case, headers=t.auth("village"))
+    elif choice == 1:  # a case with a field missing, or a huge name
+        bad = dict(case)
+        if rng.random() < 0.5:
+            bad.pop(rng.choice(list(bad)))
+        else:
+            bad["name"] = huge
+        r = await t.http.post("/v1/cases", json=bad, headers=t.auth("county"))
+    elif choice == 2:  # a contact to a case that does not exist
+        body = {"member": "t-1", "on": "2027-03-02", "kind": "visit", "done": "家访"}
+        r = await t.http.post(
+            f"/v1/cases/case/dropout-persuasion/2027/341225/{junk}/contacts",
+            json=body,
+            headers=t.auth("village"),
+        )
+    elif choice == 3:  # the loan's queue by a village, or with a bad number
+        body = {"national_id": rng.choice(("123", "341225200701011234", huge)), "name": "学生"}
+        r = await t.http.post(
+            "/v1/loans/queue", json=body, headers=t.auth(rng.choice(("village", "county")))
+        )
+    elif choice == 4:  # a receipt's code asked by an office that is no university
+        r = await t.http.get(f"/v1/loans/receipts/{junk}", headers=t.auth("county"))
+    elif choice == 5:  # a code that is not one
+        r = await t.http.get(f"/v1/loans/receipts/{huge[:40]}!", headers=t.auth("county"))
+    elif choice == 6:  # a cancellation of a programme no office cancels, or without reason
+        body = rng.choice(({"reason": "举报属实"}, {}, {"reason": huge}))
+        r = await t.http.post(
+            f"/v1/applications/{wf}/cancellation", json=body, headers=t.auth("county")
+        )
+    else:  # a case report or periodic report with a malformed period
+        r = await t.http.get(
+            "/v1/case-reports/periodic",
+            params={
+                "programme": "dropout-persuasion",
+                "period": rng.choice(("2027-13", "2027-Q5", junk)),
+            },
+            headers=t.auth("county"),
+        )
+    return _problem(r)
+
+
 CLASSES: dict[str, Callable[[Target, random.Random], Awaitable[Outcome]]] = {
     "http_missing": http_missing,
     "http_wrong_types": http_wrong_types,
@@ -800,6 +857,7 @@ CLASSES: dict[str, Callable[[Target, random.Random], Awaitable[Outcome]]] = {
     "raw_malformed_start": raw_malformed_start,
     "raw_undecodable_signal": raw_undecodable_signal,
     "cli_bad_input": cli_bad_input,
+    "http_cases_and_loans": http_cases_and_loans,
 }
 
 
