@@ -27,7 +27,7 @@ from rich.table import Table
 
 from models.application import Actor
 from models.calendar import CompressedCalendar
-from models.cases import CaseMember, CaseStatus, Contact, ContactKind
+from models.cases import CaseMember, CaseStatus, ContactKind
 from models.domain import Role
 from models.programmes import CASE_REGISTRY
 from store.loans import Loans
@@ -37,7 +37,13 @@ from workers.client.cases import CaseClient
 from workers.demo import DemoResult, demo_settings
 from workers.embedded import embedded_stack
 from workers.settings import Settings
-from workers.synthetic import SURNAMES, national_id, pairing_group, sample_villages
+from workers.synthetic import (
+    SURNAMES,
+    national_id,
+    pairing_contact,
+    pairing_group,
+    sample_villages,
+)
 
 YEAR = 2027
 OPENS = date(YEAR, 4, 20)  # the cadres claim their households
@@ -145,21 +151,15 @@ async def run_case_demo(
                 for wf, plan in plans.items():
                     while plan and plan[0][0] <= today:
                         day, m, kind = plan.pop(0)
-                        req = Contact(
-                            request_id=f"{wf}/{m.actor_id}/{day}",
-                            actor=Actor(
-                                id=m.actor_id, name=m.name, role=Role.HELPER, place_code=m.unit
-                            ),
-                            member=m.actor_id,
-                            on=day,
-                            kind=kind,
-                            done="入户走访" if kind is ContactKind.VISIT else "电话了解近况",
-                            gift_value_cny=300
-                            if kind is ContactKind.VISIT and day.month == 9
-                            else 0,
-                            problem_solved="协助办理助学贷款"
-                            if day.month == 6 and kind is ContactKind.VISIT
-                            else "",
+                        visit = kind is ContactKind.VISIT
+                        req = pairing_contact(
+                            wf,
+                            m,
+                            day,
+                            kind,
+                            "入户走访" if visit else "电话了解近况",
+                            gift=300 if visit and day.month == 9 else 0,
+                            problem="协助办理助学贷款" if visit and day.month == 6 else "",
                         )
                         try:
                             await cases.log_contact(wf, req)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from models.application import Actor, ApplicationForm, Places
-from models.cases import CaseMember, MemberRole
+from models.cases import CaseMember, Contact, ContactKind, MemberRole
 from models.domain import DocumentKind, EducationLevel, Role
 from models.loan import CoBorrower, LoanRequest
 from models.privacy import national_id_check_char
@@ -285,3 +285,26 @@ def pairing_group(
         )
         for j in range(cadres)
     ]
+
+
+def pairing_contact(
+    wf: str,
+    m: CaseMember,
+    day: date,
+    kind: ContactKind,
+    done: str,
+    *,
+    gift: int = 0,
+    problem: str = "",
+) -> Contact:
+    """A cadre's contact, logged with their own key (one request id a month and kind)."""
+    return Contact(
+        request_id=f"{wf}/{m.actor_id}/{day:%Y-%m}/{kind.value}",
+        actor=Actor(id=m.actor_id, name=m.name, role=Role.HELPER, place_code=m.unit),
+        member=m.actor_id,
+        on=day,
+        kind=kind,
+        done=done,
+        gift_value_cny=gift,
+        problem_solved=problem,
+    )

@@ -316,9 +316,8 @@ class CaseWorkflow:
         for ob in self.p.obligations:  # a miss made up by this contact
             if ob.counts(req) and (ob.by_group or member.role in ob.owed_by):
                 self.overdue.pop((ob.key, req.member), None)
-        if any(k.startswith("check:") for k, _ in self.overdue):
-            for key in [k for k in self.overdue if k[0].startswith("check:")]:
-                self.overdue.pop(key)
+        for key in [k for k in self.overdue if k[0].startswith("check:")]:
+            self.overdue.pop(key)  # a record since the check that flagged it
         gift = f"，钱物 {req.gift_value_cny} 元" if req.gift_value_cny else ""
         self._record(
             "contact",

@@ -9,7 +9,6 @@ import asyncio
 import dataclasses
 import shutil
 import tempfile
-import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Query
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.background import BackgroundTask
@@ -69,6 +68,7 @@ from workers.gateway.auth import (
 )
 from workers.gateway.files import keep_files
 from workers.gateway.problems import Problem, ProblemDetail
+from workers.gateway.requests import build, request_id
 from workers.witness import chain_heads
 from workflows.season import SeasonWorkflow
 
@@ -127,18 +127,6 @@ def create_app(
     app.include_router(ledger.router(engine, files_dir, api.programmes))
     app.include_router(loans.router(api, Loans(engine)))
     app.include_router(cases.router(CaseClient(api, CASE_REGISTRY), engine, files_dir))
-
-    def request_id(body: BaseModel, key: str | None) -> str:
-        given = getattr(body, "request_id", None)
-        if given and key and given != key:
-            raise Problem(422, f"request_id {given} and Idempotency-Key {key} differ")
-        return str(given or key or uuid.uuid4().hex)
-
-    def build(model: type[Any], body: BaseModel, who: Caller, key: str | None) -> Any:
-        data = body.model_dump(exclude_unset=True, exclude={"request_id"})
-        return model.model_validate(
-            {**data, "request_id": request_id(body, key), "actor": who.actor}
-        )
 
     # ------------------------------------------------------------------ who am I
 

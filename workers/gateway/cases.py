@@ -7,13 +7,11 @@ unit's liaison, the office at the case's place)."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
 from models.application import RequestResult
@@ -30,25 +28,14 @@ from workers.client.cases import CaseClient
 from workers.gateway import bodies as b
 from workers.gateway.auth import Caller, office, within_callers_place
 from workers.gateway.files import keep_files
+from workers.gateway.ledger import Year
 from workers.gateway.problems import Problem
+from workers.gateway.requests import build, request_id
 
-T = TypeVar("T", bound=BaseModel)
 Office = Annotated[Caller, Depends(office)]
+ProgrammeCode = Annotated[str, Query(pattern=r"^[a-z][a-z0-9-]{1,39}$")]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)]
 CaseId = r"^case/[a-z0-9-]+/\d{4}/\d{6}/[A-Za-z0-9_-]+$"
-
-
-def _request_id(given: str | None, key: str | None) -> str:
-    if given and key and given != key:
-        raise Problem(422, f"request_id {given} and Idempotency-Key {key} differ")
-    return given or key or uuid.uuid4().hex
-
-
-def _build(model: type[T], body: BaseModel, who: Caller, key: str | None) -> T:
-    """A request from its body, the caller as its actor (R10) and its request id."""
-    data = body.model_dump(exclude={"request_id"})
-    rid = _request_id(getattr(body, "request_id", None), key)
-    return model.model_validate({**data, "request_id": rid, "actor": who.actor})
 
 
 def router(cases: CaseClient, engine: Engine, files_dir: Path) -> APIRouter:
@@ -84,7 +71,7 @@ def router(cases: CaseClient, engine: Engine, files_dir: Path) -> APIRouter:
         under their SHA-256, which the case's history keeps."""
         photos = keep_files(files_dir, body.photos, "photos")
         req = Contact(
-            request_id=_request_id(body.request_id, key),
+            request_id=request_id(body, key),
             actor=who.actor,
             member=body.member,
             on=body.on,
@@ -100,7 +87,7 @@ def router(cases: CaseClient, engine: Engine, files_dir: Path) -> APIRouter:
     async def hand_over(
         workflow_id: str, body: b.HandoverBody, who: Office, key: IdempotencyKey = None
     ) -> RequestResult:
-        return await cases.hand_over(_case(workflow_id), _build(Handover, body, who, key))
+        return await cases.hand_over(_case(workflow_id), build(Handover, body, who, key))
 
     @r.post("/v1/cases/{workflow_id:path}/closure", tags=["cases"])
     async def close(
@@ -110,7 +97,7 @@ def router(cases: CaseClient, engine: Engine, files_dir: Path) -> APIRouter:
         reference, or the record's file); an exemption waits for its approval."""
         kept = keep_files(files_dir, body.evidence)
         req = Closure(
-            request_id=_request_id(body.request_id, key),
+            request_id=request_id(body, key),
             actor=who.actor,
             outcome=body.outcome,
             evidence_ref=body.evidence_ref,
@@ -123,14 +110,14 @@ def router(cases: CaseClient, engine: Engine, files_dir: Path) -> APIRouter:
     async def approve_closure(
         workflow_id: str, body: b.ClosureApprovalBody, who: Office, key: IdempotencyKey = None
     ) -> RequestResult:
-        req = _build(ClosureApproval, body, who, key)
+        req = build(ClosureApproval, body, who, key)
         return await cases.approve_closure(_case(workflow_id), req)
 
     @r.post("/v1/cases/{workflow_id:path}/sign-offs", tags=["cases"])
     async def sign_off(
         workflow_id: str, body: b.SignOffBody, who: Office, key: IdempotencyKey = None
     ) -> RequestResult:
-        return await cases.sign_off(_case(workflow_id), _build(SignOff, body, who, key))
+        return await cases.sign_off(_case(workflow_id), build(SignOff, body, who, key))
 
     @r.get(
         "/v1/cases/{workflow_id:path}/handbook.md",
@@ -149,8 +136,8 @@ def router(cases: CaseClient, engine: Engine, files_dir: Path) -> APIRouter:
     @r.get("/v1/case-reports/ledger", tags=["cases"])
     async def ledger(
         who: Office,
-        programme: Annotated[str, Query(pattern=r"^[a-z][a-z0-9-]{1,39}$")],
-        year: Annotated[int, Query(ge=2000, le=2100)],
+        programme: ProgrammeCode,
+        year: Year,
     ) -> list[dict[str, Any]]:
         """The cases' ledger (台账) per township of the caller's county: cases, each stage
         and outcome, overdue now."""
@@ -160,8 +147,8 @@ def router(cases: CaseClient, engine: Engine, files_dir: Path) -> APIRouter:
     @r.get("/v1/case-reports/departments", tags=["cases"])
     async def departments(
         who: Office,
-        programme: Annotated[str, Query(pattern=r"^[a-z][a-z0-9-]{1,39}$")],
-        year: Annotated[int, Query(ge=2000, le=2100)],
+        programme: ProgrammeCode,
+        year: Year,
     ) -> list[dict[str, Any]]:
         """Each department's summary of the year (the pairing plan's 10 December one):
         cadres, households, contacts and their photographs, money or goods, problems
@@ -172,7 +159,7 @@ def router(cases: CaseClient, engine: Engine, files_dir: Path) -> APIRouter:
     @r.get("/v1/case-reports/periodic", tags=["cases"])
     async def periodic(
         who: Office,
-        programme: Annotated[str, Query(pattern=r"^[a-z][a-z0-9-]{1,39}$")],
+        programme: ProgrammeCode,
         period: Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2]|Q[1-4]|H[12])$")],
         enrolled_primary: Annotated[int | None, Query(ge=1)] = None,
         enrolled_junior: Annotated[int | None, Query(ge=1)] = None,
@@ -204,8 +191,8 @@ def router(cases: CaseClient, engine: Engine, files_dir: Path) -> APIRouter:
     @r.get("/v1/case-reports/obligations", tags=["cases"])
     async def report(
         who: Office,
-        programme: Annotated[str, Query(pattern=r"^[a-z][a-z0-9-]{1,39}$")],
-        year: Annotated[int, Query(ge=2000, le=2100)],
+        programme: ProgrammeCode,
+        year: Year,
     ) -> list[dict[str, Any]]:
         """Each member's periods met and missed per obligation (by unit: a department's
         cadres), in the caller's county."""

@@ -5,7 +5,6 @@ answers on without ever knowing the application's id or the student's identity n
 from __future__ import annotations
 
 import asyncio
-import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -13,15 +12,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path
 
 from models.application import DecisionRequest, RequestResult
-from models.domain import DecisionKind, Level, Role
+from models.domain import DecisionKind, Role
 from models.ids import parse_application_id
 from models.privacy import national_id_problem
-from models.steps import ConfirmationStep
 from store.loans import Loans, QueueEntry, check_in, masked_name, queue
 from workers.client import AidflowClient
 from workers.gateway.auth import Caller, office
 from workers.gateway.bodies import LoanCheckIn, LoanReceiptConfirmation
 from workers.gateway.problems import Problem
+from workers.gateway.requests import request_id
 
 Office = Annotated[Caller, Depends(office)]
 # As printed on the receipt (ABCD-EFGH-JKLM-NPQR); case and dashes do not matter.
@@ -103,18 +102,12 @@ def router(api: AidflowClient, loans: Loans) -> APIRouter:
         programme = api.programmes.get(parsed.programme) if parsed else None
         if programme is None:
             raise Problem(404, "no receipt of acceptance with this code for this university")
-        step = next(
-            (
-                s
-                for s in programme.steps
-                if isinstance(s, ConfirmationStep) and s.level is Level.UNIVERSITY
-            ),
-            None,
-        )
+        # The step a university acts at (asked of who acts, not of the step's kind).
+        step = next((s for s in programme.steps if s.actor_role is Role.UNIVERSITY), None)
         if step is None:
             raise Problem(409, f"{programme.code} has no university confirmation")
         req = DecisionRequest(
-            request_id=body.request_id or uuid.uuid4().hex,
+            request_id=request_id(body, None),
             actor=who.actor,
             stage=step.stage,
             decision=DecisionKind.APPROVE if body.enrolled else DecisionKind.REJECT,

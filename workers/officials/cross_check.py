@@ -31,13 +31,7 @@ class CrossCheckDesk(Desk[CrossCheckStep]):
     def request(
         self, places: Places, decision: DecisionKind, reason: str, request_id: str
     ) -> DecisionRequest:
-        return DecisionRequest(
-            request_id=request_id,
-            actor=people.official(self.step.role, places),
-            stage=self.step.stage,
-            decision=decision,
-            reason=reason,
-        )
+        return people.decision(self.step, places, decision, reason, request_id)
 
     # ------------------------------------------------------------- simulator
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import random
 
-from models.application import Actor, Places
-from models.domain import Role
+from models.application import Actor, DecisionRequest, Places
+from models.domain import DecisionKind, Role
 from models.notice import Evidence
+from models.steps import StepBase
 
 REJECT_REASONS = ("家庭经济状况已改善，不符合条件", "非全日制本科在读", "户籍不在本村")
 RETURN_REASONS = ("缺少户主户口簿复印件", "申请表签字不全")
@@ -47,6 +48,22 @@ def official(role: Role, places: Places) -> Actor:
     place = places.code_for(role)
     return Actor(
         id=f"{role.value}-{place}", name=_NAMES.get(role, role.value), role=role, place_code=place
+    )
+
+
+def decision(
+    step: StepBase, places: Places, decision: DecisionKind, reason: str, request_id: str
+) -> DecisionRequest:
+    """The word of the office a step waits for (a review, a cross-check's confirmation,
+    a university's or a bank's), at the application's place."""
+    role = step.actor_role
+    assert role is not None, f"nobody acts at {step.stage}"
+    return DecisionRequest(
+        request_id=request_id,
+        actor=official(role, places),
+        stage=step.stage,
+        decision=decision,
+        reason=reason,
     )
 
 

@@ -39,7 +39,13 @@ from workers.client.cases import CaseClient
 from workers.settings import Settings
 from workers.signing import SKIPPED_CLOCK_LIFETIME
 from workers.simulate.stack import simulation_stack
-from workers.synthetic import SURNAMES, national_id, pairing_group, sample_villages
+from workers.synthetic import (
+    SURNAMES,
+    national_id,
+    pairing_contact,
+    pairing_group,
+    sample_villages,
+)
 
 
 @dataclass(frozen=True)
@@ -78,29 +84,6 @@ def _evening(day: date) -> datetime:
 def _month_last(year: int, month: int) -> date:
     nxt = date(year + (month == 12), month % 12 + 1, 1)
     return nxt - timedelta(days=1)
-
-
-def _contact(
-    wf: str,
-    m: CaseMember,
-    day: date,
-    kind: ContactKind,
-    done: str,
-    *,
-    gift: int = 0,
-    problem: str = "",
-) -> Contact:
-    """A cadre's contact, logged with their own key (one request id a month and kind)."""
-    return Contact(
-        request_id=f"{wf}/{m.actor_id}/{day:%Y-%m}/{kind.value}",
-        actor=Actor(id=m.actor_id, name=m.name, role=Role.HELPER, place_code=m.unit),
-        member=m.actor_id,
-        on=day,
-        kind=kind,
-        done=done,
-        gift_value_cny=gift,
-        problem_solved=problem,
-    )
 
 
 async def run_pairing_simulation(
@@ -175,7 +158,7 @@ async def run_pairing_simulation(
                 quarter_end = month in (6, 9, 12)
                 if quarter_end and draw.random() >= scenario.visit_missed:
                     logged.append(
-                        _contact(
+                        pairing_contact(
                             wf,
                             m,
                             day,
@@ -186,7 +169,7 @@ async def run_pairing_simulation(
                         )
                     )
                 elif draw.random() >= scenario.call_missed:
-                    logged.append(_contact(wf, m, day, ContactKind.PHONE, "电话了解近况"))
+                    logged.append(pairing_contact(wf, m, day, ContactKind.PHONE, "电话了解近况"))
             async with gate:
                 await clocks.advance(wf, _evening(last))
                 for c in logged:
