@@ -18,12 +18,14 @@ from typing import Any
 from temporalio import activity
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.sealing import sealed_client
 from models.domain import ROLE_NAME_ZH
 from models.notice import (
     JoinRequest,
     ListFile,
+    MemberMessage,
     NoticeJoined,
     NoticeListRequest,
     workflows_queue,
@@ -65,6 +67,21 @@ class NoticeActivities:
             result_type=NoticeJoined,
         )
         return joined
+
+    @activity.defn(name="tell_notice")
+    async def tell_notice(self, msg: MemberMessage) -> bool:
+        """A member's word to its notice, sealed as the member's (a local activity of the
+        member: a retry sends the same word, which the notice takes as often as it
+        comes). False when the notice has ended: nothing left to hear it."""
+        if self._client is None:
+            raise RuntimeError("this worker has no Temporal client for notices")
+        try:
+            await self._client.get_workflow_handle(msg.notice_id).signal(msg.signal, msg.body())
+        except RPCError as e:
+            if e.status is RPCStatusCode.NOT_FOUND:  # ended (or never was): passed over
+                return False
+            raise
+        return True
 
     @activity.defn(name="write_notice_list")
     def write_notice_list(self, req: NoticeListRequest) -> list[ListFile]:

@@ -1,10 +1,11 @@
-"""A Temporal client whose update-with-start carries aidflow's seal.
+"""A Temporal client whose update-with-start and signals carry aidflow's seal.
 
 An application joins a workflow that many share (its notice, its roster) from an
-activity, by update-with-start: a workflow cannot start another that outlives it. The
-joined workflow refuses a start or a join without aidflow's internal seal
-(workflows/authority.py); this client seals both, naming the activity's workflow as
-the sender.
+activity, by update-with-start: a workflow cannot start another that outlives it; and
+tells it what changed by a signal from a local activity (cheaper in its history than a
+signal from the workflow). The joined workflow refuses a start, a join or a member's
+signal without aidflow's internal seal (workflows/authority.py); this client seals
+each, naming the activity's workflow as the sender.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from temporalio.client import (
     Client,
     Interceptor,
     OutboundInterceptor,
+    SignalWorkflowInput,
     StartWorkflowUpdateWithStartInput,
     WorkflowUpdateHandle,
 )
@@ -63,3 +65,11 @@ class _SealingOutbound(OutboundInterceptor):
             **self._root.header(sender, start.id, update.update, update.args),
         }
         return await super().start_update_with_start_workflow(input)
+
+    async def signal_workflow(self, input: SignalWorkflowInput) -> None:
+        sender = activity.info().workflow_id or "aidflow"
+        input.headers = {
+            **input.headers,
+            **self._root.header(sender, input.id, input.signal, input.args),
+        }
+        await super().signal_workflow(input)

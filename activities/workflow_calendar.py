@@ -166,4 +166,4 @@ class CalendarActivities:
         steps = project_steps(
             req.programme, req.season, self._calendar, from_index=req.from_index, at=req.at
         )
-        return Projection.of(steps)
+        return Projection.of(steps, req.known)

@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from models.compact import Compact
 from models.domain import (
     DecisionKind,
     DocumentKind,
@@ -184,7 +185,8 @@ class ApplicationInput(_Model):
     """The workflow's input: everything it needs, so the history alone replays it."""
 
     workflow_id: str
-    programme: Programme  # the definition in force for this application, kept for its life
+    # The definition in force for this application, kept for its life.
+    programme: Compact[Programme]
     season: int
     places: Places
     applicant: ApplicantRecord

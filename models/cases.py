@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.application import Actor, Places
+from models.compact import Compact
 from models.domain import Role
 from models.programme import FixedDate, MonthDay
 from models.text import Line, LongText, Name, RequestId
@@ -222,7 +223,7 @@ class CaseSubject(_Frozen):
 
 class CaseInput(_Model):
     workflow_id: str
-    programme: CaseProgramme
+    programme: Compact[CaseProgramme]
     year: int
     places: Places
     subject: CaseSubject

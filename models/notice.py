@@ -211,6 +211,22 @@ class NoticeListRequest(_Model):
     members: list[NoticeMember]
 
 
+class MemberMessage(_Model):
+    """A member's word to its notice, sent by a local activity (one marker in the
+    member's history, where a signal from the workflow was two events and a workflow
+    task more for its acknowledgement: issue 20)."""
+
+    notice_id: str
+    signal: Literal["posting_due", "member_changed"]
+    posting_due: PostingDue | None = None
+    member_changed: MemberChange | None = None
+
+    def body(self) -> PostingDue | MemberChange:
+        body = self.posting_due if self.signal == "posting_due" else self.member_changed
+        assert body is not None, f"a {self.signal} message without its body"
+        return body
+
+
 class JoinRequest(_Model):
     """What an application's notice step asks the join activity: start the notice if it
     is not running, and join it."""

@@ -99,6 +99,9 @@ class ProjectionRequest(_Model):
     season: int
     from_index: int
     at: datetime
+    # The dates the application already knows to be at risk or overdue: a projection
+    # that warns of nothing new comes back as its keys only (``Projection.of``).
+    known: tuple[str, ...] = ()
 
 
 class ProjectedStep(_Model):
@@ -113,24 +116,36 @@ class ProjectedStep(_Model):
 
 
 class Projection(_Model):
+    """The remaining steps projected on the calendar; only the keys of the dates at risk
+    when none is new to the application: only a projection that warns of something new
+    is read further (the at-risk record's detail), and one from the calendar's activity
+    is a marker in every application's history (issue 20: seven of them were 7 KB of a
+    paid application's 47)."""
+
     steps: list[ProjectedStep]
+    # With the steps left out (nothing new at risk): the dates at risk.
+    keys: list[str] = Field(default_factory=list)
 
     @classmethod
-    def of(cls, steps: Iterable[PlannedStep]) -> Projection:
-        return cls(
-            steps=[
-                ProjectedStep(
-                    stage=s.stage,
-                    earliest_end=s.earliest_end,
-                    due_key=s.due_key,
-                    meets_due=s.meets_due,
-                )
-                for s in steps
-            ]
-        )
+    def of(cls, steps: Iterable[PlannedStep], known: Iterable[str] = ()) -> Projection:
+        projected = [
+            ProjectedStep(
+                stage=s.stage,
+                earliest_end=s.earliest_end,
+                due_key=s.due_key,
+                meets_due=s.meets_due,
+            )
+            for s in steps
+        ]
+        full = cls(steps=projected)
+        if set(full.at_risk_keys) <= set(known):
+            return cls(steps=[], keys=full.at_risk_keys)
+        return full
 
     @property
     def at_risk_keys(self) -> list[str]:
+        if not self.steps:
+            return list(self.keys)
         keys: list[str] = []
         for s in self.steps:
             if not s.meets_due and s.due_key not in keys:

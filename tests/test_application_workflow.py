@@ -359,6 +359,8 @@ async def test_where_the_calendar_cannot_change_the_table_answers_everything(
         assert st.overdue == ["reviews_done", "county_approval"]
         calendar_questions = await case.local_activity_types()
         calendar_questions.pop("record_events")  # trail batches: as many as the timing makes
+        # Its word to each notice that its posting time has come: not the calendar.
+        assert calendar_questions.pop("tell_notice") == 2
         assert calendar_questions == {"compute_season_schedule": 1}
         await case.save_history("awaiting_funds_from_the_calendar_table")
 

@@ -1,4 +1,5 @@
-"""The benchmark's baseline follows a real application's history step for step."""
+"""The benchmark's parts: what a real application's history did, counted; the fixed
+floor the bare baseline (b) runs; the notice periods (b) takes from (a)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from pathlib import Path
 
 from temporalio.client import WorkflowHistory
 
-from bench.run import pct, poll_after, script_of
+from bench.baseline import floor_script
+from bench.run import notice_seconds, pct, poll_after, script_of
 
 PAID = Path(__file__).parent / "histories" / "paid@baseline.json"
 
@@ -17,7 +19,7 @@ def test_baseline_script_of_a_paid_application() -> None:
     assert counts["updates"] == 3 == steps.count("update")  # village, township, county
     # Funds requested and released, payment sent and its result; each notice's posting.
     assert counts["signals"] == 6 == steps.count("signal")
-    # Joining its two notices; the trail is written by local activities.
+    # Joining its two notices; its words to them and its trail are local activities.
     assert counts["activities"] == 2 == steps.count("activity")
     assert counts["local_activities"] == steps.count("local") > 20
     timers = [s for s in steps if s.startswith(("timer:", "bgtimer:"))]
@@ -33,3 +35,22 @@ def test_percentiles_and_polling() -> None:
     xs = [float(i) for i in range(1, 101)]
     assert pct(xs, 0.5) == 51.0 and pct(xs, 0.99) == 100.0
     assert poll_after(None) == 1.0
+
+
+def test_the_baseline_is_the_floor_of_the_process() -> None:
+    """(b) is fixed (issue 20): three decisions, two notice periods as (a) waited them,
+    the funds and the payment; nothing read from what (a) happens to do today."""
+    history = WorkflowHistory.from_json("paid", PAID.read_text())
+    village, township = notice_seconds(history, 3.0)
+    # The recorded application waited 6 and 7.7 days (5 working days each, from when
+    # it was told of the posting).
+    assert (round(village / 86400), round(township / 86400)) == (6, 8)
+    assert floor_script(village, township).steps == [
+        "update",
+        f"timer:{village:.3f}",
+        "update",
+        f"timer:{township:.3f}",
+        "update",
+        "signal",
+        "signal",
+    ]

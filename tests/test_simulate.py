@@ -62,9 +62,12 @@ async def test_simulated_season_matches_the_plan(tmp_path: Path, calendar: Worki
     # asked it once and computed its notices and projections from the table it got.
     cost = result.cost_per_paid_application
     assert cost["local_activities:compute_season_schedule"] == 1
+    # Beside the calendar and the trail: its word to each notice that its posting time
+    # came (a sealed signal sent by a local activity: issue 20), nothing else.
     assert {k for k in cost if k.startswith("local_activities:")} == {
         "local_activities:compute_season_schedule",
         "local_activities:record_events",
+        "local_activities:tell_notice",
     }, cost
     assert cost["workflow_tasks"] > 10 and cost["timers"] >= 4
     assert cost["activities"] == 2  # joining its two notices (village, township)

@@ -116,6 +116,7 @@ class Dependencies:
             report.send_round_opened,
             notices.join_notice,
             notices.write_notice_list,
+            notices.tell_notice,
             rosters.check_rolls,
             checks.check,
             recoveries.record,

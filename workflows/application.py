@@ -85,6 +85,8 @@ class ApplicationWorkflow:
         self._trail = Trail()
         self.published: dict[str, Any] = {}
         self._watchers: list[asyncio.Task[None]] = []
+        self.telling = 0  # messages to notices under way (a local activity each)
+        self.projecting = 0  # projections under way: the trail's write waits for them
         # The first step's runner exists before run(), so that a request handled with
         # the first workflow task is not undone when run() starts.
         self.runner: StepRunner[Any] = runner_for(self, self.programme.steps[0])
@@ -104,9 +106,8 @@ class ApplicationWorkflow:
         )
         if self.schedule_or_none.working_days is not None:
             self.calendar = TabulatedCalendar(self.schedule_or_none.working_days)
-        persister = asyncio.create_task(
-            self._trail.persist_forever(lambda: operators.snapshot(self), on_change=self.publish)
-        )
+        snapshot, held = (lambda: operators.snapshot(self)), (lambda: self.projecting > 0)
+        persister = asyncio.create_task(self._trail.persist_forever(snapshot, self.publish, held))
         steps = self.programme.steps
         for fixed in self.schedule_or_none.fixed_dates:
             if any(s.due == fixed.key for s in steps):
@@ -136,7 +137,9 @@ class ApplicationWorkflow:
             )
         self.publish()
         await workflow.wait_condition(
-            lambda: workflow.all_handlers_finished() and not self._trail.unsaved
+            lambda: (
+                workflow.all_handlers_finished() and not self._trail.unsaved and not self.telling
+            )
         )
         persister.cancel()
         return self.status()

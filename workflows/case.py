@@ -31,6 +31,7 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 from workflows.idempotency import seen
 from workflows.steps import Refused
@@ -62,6 +63,12 @@ with workflow.unsafe.imports_passed_through():
     from models.domain import ROLE_NAME_ZH, Role, level_of
 
 _RECORD = timedelta(seconds=30)
+_RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=4,
+)
+_RECORD_PAUSE = timedelta(minutes=1)
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 SYSTEM = Actor(id="aidflow", name="aidflow", role=Role.SYSTEM)
 
@@ -588,24 +595,39 @@ class CaseWorkflow:
         )
 
     async def _save_forever(self) -> None:
-        """The trail to the database, a batch at a time (one activity for what a task
-        recorded, not one an event)."""
+        """The trail to the database, a batch at a time: one local activity for what a
+        task recorded, one marker in the history (an activity was three events and a
+        workflow task more, each batch: issue 20)."""
         while True:
             await workflow.wait_condition(lambda: self.saved < len(self.events))
+            # The rest of this activation first: what its handlers record goes with it.
+            for _ in range(3):
+                await asyncio.sleep(0)
             batch = self.events[self.saved :]
-            await workflow.execute_activity(
-                "record_case_events",
-                CaseEventBatch(
-                    case=CaseRef.of(self.inp),
-                    members=list(self.inp.members) if self.saved == 0 else [],
-                    events=batch,
-                    stage=self._stage(),
-                    overdue=len(self.overdue),
-                ),
-                start_to_close_timeout=_RECORD,
-                retry_policy=_RETRY,
-                summary=f"{len(batch)} case event(s)",
-            )
+            try:
+                await workflow.execute_local_activity(
+                    "record_case_events",
+                    CaseEventBatch(
+                        case=CaseRef.of(self.inp),
+                        members=list(self.inp.members) if self.saved == 0 else [],
+                        events=batch,
+                        stage=self._stage(),
+                        overdue=len(self.overdue),
+                    ),
+                    start_to_close_timeout=_RECORD,
+                    retry_policy=_RECORD_RETRY,
+                    summary=f"{len(batch)} case event(s)",
+                )
+            except ActivityError as e:
+                # A few quick attempts, then a pause in the workflow (a timer): a local
+                # activity retried without end holds its workflow task, and a worker's
+                # shutdown, meanwhile. Loud, as the application's trail.
+                workflow.logger.error(
+                    f"the case's trail cannot be saved: {e.cause or e}; tried again in a minute",
+                    extra={"event": "persistence_failing"},
+                )
+                await workflow.sleep(_RECORD_PAUSE, summary="try saving the trail again")
+                continue
             self.saved += len(batch)
 
     # ------------------------------------------------------------ reading

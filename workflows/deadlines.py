@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from temporalio import workflow
 
-from workflows.clock import sleep_until
+from workflows.clock import until
 
 with workflow.unsafe.imports_passed_through():
     from activities.workflow_calendar import CalendarActivities
@@ -28,9 +28,17 @@ _LOCAL = timedelta(seconds=10)
 
 async def watch_fixed_date(app: ApplicationWorkflow, key: str, due_at: datetime) -> None:
     fixed = app.programme.fixed_date(key)
-    await sleep_until(due_at, f"fixed date: {fixed.label_en} by {fixed.on}")
     last_due = max(i for i, s in enumerate(app.programme.steps) if s.due == key)
-    if app.closed or app.index > last_due:
+    # Past the steps due then (or closed) before the date: the timer is cancelled in the
+    # task that moved it on, and never wakes the workflow for nothing (issue 20).
+    with contextlib.suppress(TimeoutError):
+        await workflow.wait_condition(
+            lambda: app.closed or app.index > last_due,
+            timeout=until(due_at),
+            timeout_summary=f"fixed date: {fixed.label_en} by {fixed.on}",
+        )
+        return
+    if app.closed or app.index > last_due:  # moved on in the task the timer fired in
         return
     app.overdue.append(key)
     told = [
@@ -59,8 +67,13 @@ async def watch_fixed_date(app: ApplicationWorkflow, key: str, due_at: datetime)
 
 
 async def project(app: ApplicationWorkflow, from_index: int, at: datetime) -> None:
-    """R6: project the remaining steps on the calendar; warn when a date is at risk."""
-    projection = await _projection(app, from_index, at)
+    """R6: project the remaining steps on the calendar; warn when a date is at risk.
+    Meanwhile the trail's write waits: the warning goes with the events before it."""
+    app.projecting += 1
+    try:
+        projection = await _projection(app, from_index, at)
+    finally:
+        app.projecting -= 1
     at_risk = [k for k in projection.at_risk_keys if k not in app.overdue]
     new = [k for k in at_risk if k not in app.at_risk]
     app.at_risk = at_risk
@@ -99,7 +112,11 @@ async def _projection(app: ApplicationWorkflow, from_index: int, at: datetime) -
     return await workflow.execute_local_activity_method(
         CalendarActivities.project_remaining_steps,
         ProjectionRequest(
-            programme=app.programme, season=app.inp.season, from_index=from_index, at=at
+            programme=app.programme,
+            season=app.inp.season,
+            from_index=from_index,
+            at=at,
+            known=(*app.at_risk, *app.overdue),
         ),
         start_to_close_timeout=_LOCAL,
         summary="project remaining steps on the calendar",

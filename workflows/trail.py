@@ -78,16 +78,21 @@ class Trail:
         self,
         snapshot: Callable[[], ApplicationSnapshot],
         on_change: Callable[[], None] = lambda: None,
+        held: Callable[[], bool] = lambda: False,
     ) -> None:
         """Write what is unsaved, in order, one batch per local activity. ``on_change``
-        is called when the trail starts or stops failing (the details change)."""
+        is called when the trail starts or stops failing (the details change);
+        ``held``: while true, the events wait (the next step's projection is under way:
+        its warning and the step's entry go with them in one write, not two)."""
         while True:
-            await workflow.wait_condition(lambda: bool(self.unsaved))
+            await workflow.wait_condition(lambda: bool(self.unsaved) and not held())
             # The rest of this activation first: a decision and the next step's entry,
             # woken together, are one write, not two (each write is a marker in the
             # history). A bare yield, in order, replays the same.
             for _ in range(_ACTIVATION_YIELDS):
                 await asyncio.sleep(0)
+            if held():
+                continue
             batch = list(self.unsaved)
             notes = {e.seq: self._notes.pop(e.seq) for e in batch if e.seq in self._notes}
             try:

@@ -100,6 +100,7 @@ class Application(Protocol):
     objector_contacts: dict[str, str]
     decided_by: dict[str, str]
     overdue: list[str]
+    telling: int  # messages to notices under way: the application does not end before
 
     @property
     def schedule(self) -> SeasonSchedule: ...

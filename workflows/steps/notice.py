@@ -6,12 +6,13 @@ until the notice's owner resolves them; the notice is told how many are open."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import FailureError
+from temporalio.exceptions import ActivityError
 
 from workflows.clock import until
 from workflows.steps.base import Refused, StepRunner, fmt, role_words
@@ -30,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from models.notice import (
         JoinRequest,
         MemberChange,
+        MemberMessage,
         NoticeInput,
         NoticeJoin,
         NoticeJoined,
@@ -44,6 +46,9 @@ with workflow.unsafe.imports_passed_through():
 # The join answers in milliseconds; one cut off by a crashed worker is tried again soon.
 _JOIN = timedelta(seconds=10)
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+# A word to the notice: three attempts within seconds, then again a minute later.
+_TELL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+_TELL_PAUSE = timedelta(minutes=1)
 # Joined, and no posting told a day after the notice's automatic posting was due: the
 # notice is asked again (an operator may have ended it); the answer is the same if it
 # still has the application.
@@ -57,6 +62,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
     posted: NoticePosted | None = None
     rescheduled = 0  # times the notice moved the automatic posting time
     notice: NoticeWindow | None = None
+    _telling: asyncio.Lock | None = None  # its words to the notice, one at a time
 
     async def run(self) -> None:
         app, step = self.app, self.step
@@ -173,6 +179,10 @@ class NoticeRunner(StepRunner[NoticeStep]):
         )
         # Known before the answer: a message from the notice may come first.
         self.notice_id = notice.workflow_id
+        # An activity on a queue of its own, not a local activity: a join waits for the
+        # notice's answer, and a local activity that waits keeps its workflow task open
+        # and may hold a worker's shutdown (its retries go on after shutdown is asked:
+        # the suite's teardown hung on one; sdk-core issue 709).
         return await workflow.execute_activity_method(
             NoticeActivities.join_notice,
             JoinRequest(notice=notice, join=NoticeJoin(member=member, attempt=attempt)),
@@ -195,9 +205,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
             assert at is not None
             if await self._posted_by(at, seen):
                 continue
-            self._tell(
-                "posting_due", PostingDue(workflow_id=self.app.inp.workflow_id, auto_post_at=at)
-            )
+            self._tell(PostingDue(workflow_id=self.app.inp.workflow_id, auto_post_at=at))
             if not await self._posted_by(workflow.now() + _ASK_AGAIN_AFTER, seen):
                 return
 
@@ -230,7 +238,6 @@ class NoticeRunner(StepRunner[NoticeStep]):
         """What the notice's operator sees of this member: its open objections, or that
         it left."""
         self._tell(
-            "member_changed",
             MemberChange(
                 workflow_id=self.app.inp.workflow_id,
                 open_objections=0 if left else len(self.open_objections()),
@@ -238,18 +245,50 @@ class NoticeRunner(StepRunner[NoticeStep]):
             ),
         )
 
-    def _tell(self, signal: str, body: MemberChange | PostingDue) -> None:
-        """A message to the notice (sealed by the worker); a notice that has ended has
-        nothing to hear: passed over."""
+    def _tell(self, body: MemberChange | PostingDue) -> None:
+        """A message to the notice, sealed as this application's, by a local activity
+        (a marker, where a signal from the workflow is two events and a workflow task
+        for its acknowledgement); a notice that has ended has nothing to hear: passed
+        over."""
         notice_id = self.notice_id
         if notice_id is None:
             return
+        msg = (
+            MemberMessage(notice_id=notice_id, signal="posting_due", posting_due=body)
+            if isinstance(body, PostingDue)
+            else MemberMessage(notice_id=notice_id, signal="member_changed", member_changed=body)
+        )
+
+        if self._telling is None:
+            self._telling = asyncio.Lock()
+        lock = self._telling
 
         async def send() -> None:
-            with contextlib.suppress(FailureError):
-                await workflow.get_external_workflow_handle(notice_id).signal(signal, body)
+            self.app.telling += 1  # the application does not end before it is told
+            try:
+                async with lock:  # in the order said (a count of objections, then left)
+                    await self._send(msg)
+            finally:
+                self.app.telling -= 1
 
         self.app.watch(send())
+
+    async def _send(self, msg: MemberMessage) -> None:
+        while True:
+            # A signal answers at once; a few quick attempts, then a pause in the
+            # workflow (a timer): a local activity retried without end would hold its
+            # workflow task, and a worker's shutdown, meanwhile.
+            try:
+                await workflow.execute_local_activity_method(
+                    NoticeActivities.tell_notice,
+                    msg,
+                    start_to_close_timeout=_JOIN,
+                    retry_policy=_TELL_RETRY,
+                    summary=f"tell the notice: {msg.signal}",
+                )
+                return
+            except ActivityError:
+                await workflow.sleep(_TELL_PAUSE, summary="tell the notice again")
 
     def open_objections(self) -> list[Objection]:
         return [o for o in self.app.objections if o.outcome is None and o.stage == self.stage]
