@@ -87,6 +87,30 @@ class Proc:
                 self.popen.wait(5)
 
 
+@dataclass
+class Procs:
+    """Several worker processes polling one task queue (issue 20's scale-out)."""
+
+    procs: list[Proc]
+
+    def peak_rss_mib(self) -> float:
+        """The largest of the processes' peaks: what one worker needs."""
+        return max(p.peak_rss_mib() for p in self.procs)
+
+    def total_peak_rss_mib(self) -> float:
+        return sum(p.peak_rss_mib() for p in self.procs)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.stop()
+
+
+def spawn_workers(
+    n: int, args: list[str], work: Path, name: str, env: dict[str, str] | None = None
+) -> Procs:
+    return Procs([spawn(args, work / f"{name}-{i}.log", env) for i in range(n)])
+
+
 def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> Proc:
     log.parent.mkdir(parents=True, exist_ok=True)
     out = open(log, "ab")  # noqa: SIM115 - handed to the child
@@ -192,7 +216,7 @@ def pipeline_env(address: str, work: Path, epoch: datetime, day_seconds: float) 
 
 
 async def run_pipeline(
-    address: str, work: Path, n: int, day_seconds: float
+    address: str, work: Path, n: int, day_seconds: float, workers: int = 1
 ) -> tuple[RunResult, WorkflowHistory]:
     from models.application import Actor, DecisionRequest
     from models.domain import DecisionKind, Role
@@ -218,7 +242,7 @@ async def run_pipeline(
 
     keys = Keys(settings.secret_key_bytes())
     load_sample_county(engine, forms, 2026, keys.hash_id)
-    worker = spawn([str(BIN / "aidflow"), "worker"], work / "worker-a.log", env)
+    worker = spawn_workers(workers, [str(BIN / "aidflow"), "worker"], work, "worker-a", env)
     try:
         client = await connect(settings)
         cal = settings.build_calendar()
@@ -333,6 +357,8 @@ async def run_pipeline(
             worker_peak_rss_mib=rss,
             extra={
                 "day_seconds": day_seconds,
+                "workers": workers,
+                "workers_total_peak_rss_mib": worker.total_peak_rss_mib(),
                 "status_query_timeouts": len(query_timeouts),
                 **phases,
                 "first_paid_s": round(min(done_at.values()) - started, 1),
@@ -380,15 +406,36 @@ def script_of(history: WorkflowHistory) -> tuple[list[str], dict[str, int]]:
     return steps, counts
 
 
+def notice_seconds(history: WorkflowHistory, day_seconds: float) -> tuple[float, float]:
+    """The two notice periods (R2) as (a)'s application waited them (its timers "… ends
+    …"), for (b)'s floor; a week of the compressed calendar each if not found."""
+    found = [
+        e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds()
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+        and " ends " in e.user_metadata.summary.data.decode(errors="replace")
+        and "notice" in e.user_metadata.summary.data.decode(errors="replace")
+    ]
+    week = 7 * day_seconds
+    return (found[0], found[1]) if len(found) >= 2 else (week, week)
+
+
 # ------------------------------------------------------------- (b) baseline
 
 
-async def run_baseline(address: str, work: Path, n: int, steps: list[str]) -> RunResult:
-    from bench.baseline import BareApplication, BareStatus, Script
+async def run_baseline(
+    address: str, work: Path, n: int, script: Any, workers: int = 1
+) -> RunResult:
+    """(b): ``n`` bare workflows on ``script``, driven as (a)'s services drive theirs;
+    the funds' signal goes to all at once when every one waits for it, as the county's
+    one funds release reaches every application of (a)."""
+    from bench.baseline import BareApplication, BareStatus
 
-    worker = spawn(
+    worker = spawn_workers(
+        workers,
         [str(sys.executable), "-m", "bench.baseline", "worker", "--address", address],
-        work / "worker-b.log",
+        work,
+        "worker-b",
     )
     try:
         client = await Client.connect(address)
@@ -404,10 +451,13 @@ async def run_baseline(address: str, work: Path, n: int, steps: list[str]) -> Ru
             async with sem:
                 return await client.start_workflow(
                     BareApplication.run,
-                    Script(steps=steps),
+                    script,
                     id=f"bare-{run_id}-{i}",
                     task_queue="bare",
                 )
+
+        waiting_for_funds: set[str] = set()
+        funds = asyncio.Event()
 
         handles = await asyncio.gather(*(start(i) for i in range(n)))
 
@@ -429,6 +479,11 @@ async def run_baseline(address: str, work: Path, n: int, steps: list[str]) -> Ru
                     latencies.append(time.perf_counter() - t0)
                     continue
                 if st.next == "signal":
+                    if not funds.is_set():
+                        waiting_for_funds.add(h.id)
+                        if len(waiting_for_funds) == n:
+                            funds.set()
+                        await funds.wait()
                     await h.signal(BareApplication.event, "x")
                     continue
                 await asyncio.sleep(poll_after(st.waiting_until))
@@ -449,7 +504,13 @@ async def run_baseline(address: str, work: Path, n: int, steps: list[str]) -> Ru
         update_p99_ms=pct(latencies, 0.99) * 1000,
         updates=len(latencies),
         worker_peak_rss_mib=rss,
-        extra={"status_query_timeouts": len(query_timeouts), "first_done_s": round(first, 1)},
+        extra={
+            "workers": workers,
+            "workers_total_peak_rss_mib": worker.total_peak_rss_mib(),
+            "script": script.steps,
+            "status_query_timeouts": len(query_timeouts),
+            "first_done_s": round(first, 1),
+        },
     )
 
 
@@ -684,6 +745,52 @@ def show(results: dict[str, Any]) -> None:
             t.add_row(label, fmt.format(a[key]), fmt.format(b[key]), f"{ratio:.2f}")
         console.print(t)
         console.print(f"one application of (a): {results['per_application']}")
+    if len(results.get("scale_out", [])) > 1:
+        t = Table(
+            "workers",
+            "(a) per s",
+            "(b) per s",
+            "(a)/(b)",
+            "(a) p99 ms",
+            "(b) p99 ms",
+            "(a) RSS MiB each",
+            title="scale-out (one server, worker processes)",
+        )
+        for r in results["scale_out"]:
+            pa, pb = r["pipeline"], r["baseline"]
+            t.add_row(
+                str(r["workers"]),
+                f"{pa['per_second']:.2f}",
+                f"{pb['per_second']:.2f}",
+                f"{pa['per_second'] / pb['per_second']:.2f}",
+                f"{pa['update_p99_ms']:.0f}",
+                f"{pb['update_p99_ms']:.0f}",
+                f"{pa['worker_peak_rss_mib']:.0f}",
+            )
+        console.print(t)
+    burst = results.get("burst")
+    if burst:
+        t = Table(
+            "",
+            "p50 ms",
+            "p99 ms",
+            "completion s",
+            "refused",
+            title=f"deadline-day burst: {burst['decisions']} decisions in {burst['seconds']:.0f} s, "
+            f"{burst['villages']} villages",
+        )
+        for mode in ("single", "batches"):
+            for who in ("aidflow", "bare"):
+                m = burst[who][mode]
+                t.add_row(
+                    f"{mode}, {who}",
+                    f"{m['p50_ms']:.0f}",
+                    f"{m['p99_ms']:.0f}",
+                    f"{m['completion_s']:.1f}",
+                    str(m["refused"]),
+                )
+        console.print(t)
+        console.print(f"(a)/(b): {burst['a_over_b']}; lost: {burst['aidflow']['lost']}")
     if results.get("idle"):
         console.print(f"idle footprint: {results['idle']}")
     for s in results.get("simulate", []):
@@ -704,19 +811,38 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     }
     with tempfile.TemporaryDirectory(prefix="aidflow-bench-") as tmp:
         work = Path(tmp)
-        if args.applications:
-            async with dev_server(work / "temporal") as (address, _):
-                console.print(f"(a) pipeline, {args.applications} applications …")
-                a, history = await run_pipeline(
-                    address, work / "a", args.applications, args.day_seconds
+        from bench.baseline import floor_script
+
+        for workers in args.workers if args.applications else []:
+            # Each worker count on a server of its own: the same load, nothing left over.
+            async with dev_server(work / f"temporal-{workers}") as (address, _):
+                console.print(
+                    f"(a) pipeline, {args.applications} applications, {workers} worker(s) …"
                 )
-                steps, counts = script_of(history)
-                results["pipeline"] = asdict(a)
-                results["per_application"] = counts
+                a, history = await run_pipeline(
+                    address, work / f"a-{workers}", args.applications, args.day_seconds, workers
+                )
+                _, counts = script_of(history)
                 console.print(f"(b) baseline, {args.applications} bare workflows …")
-                b = await run_baseline(address, work / "b", args.applications, steps)
-                results["baseline"] = asdict(b)
+                script = floor_script(*notice_seconds(history, args.day_seconds))
+                b = await run_baseline(
+                    address, work / f"b-{workers}", args.applications, script, workers
+                )
+                run = {"workers": workers, "pipeline": asdict(a), "baseline": asdict(b)}
+                results.setdefault("scale_out", []).append(run)
+                if "pipeline" not in results:  # the first count is the headline
+                    results.update(pipeline=asdict(a), baseline=asdict(b))
+                    results["per_application"] = counts
                 save(results)
+        if args.burst:
+            from bench.burst import run_burst
+
+            console.print(f"deadline-day burst, {args.burst} decisions …")
+            async with dev_server(work / "temporal-burst") as (address, _):
+                results["burst"] = await run_burst(
+                    address, work / "burst", args.burst, args.burst_seconds, args.villages
+                )
+            save(results)
         if args.idle:
             console.print(f"idle footprint, {args.idle} applications …")
             results["idle"] = asdict(await run_idle(args.idle, work / "idle"))
@@ -748,6 +874,17 @@ def main() -> None:
     parser.add_argument("--applications", type=int, default=300, help="(a) and (b): 0 skips them")
     parser.add_argument("--day-seconds", type=float, default=3.0, help="(a): compressed day")
     parser.add_argument("--idle", type=int, default=10000, help="idle footprint: 0 skips it")
+    parser.add_argument(
+        "--workers",
+        type=lambda s: [int(x) for x in s.split(",") if x],
+        default=[1],
+        help="worker processes for (a) and (b), comma-separated for the scale-out (1,2,4)",
+    )
+    parser.add_argument(
+        "--burst", type=int, default=0, help="deadline-day burst: decisions (0 skips it)"
+    )
+    parser.add_argument("--burst-seconds", type=float, default=60.0, help="the burst's length")
+    parser.add_argument("--villages", type=int, default=20, help="the burst's villages")
     parser.add_argument(
         "--simulate",
         type=lambda s: [int(x) for x in s.split(",") if x],
