@@ -9,6 +9,7 @@ others share. A retry is the same update id, so the notice answers it once.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import html
 from datetime import UTC, datetime, timedelta, timezone
@@ -38,10 +39,17 @@ _CST = timezone(timedelta(hours=8), "CST")
 _FIXED_CREATED = datetime(2000, 1, 1, tzinfo=UTC)
 
 
+# Joins of one notice a worker process has in flight at once (the server's limit is 10
+# updates in flight per workflow; two processes at 4 each stay under it).
+JOINS_IN_FLIGHT = 4
+
+
 class NoticeActivities:
     def __init__(self, client: Client | None, internal_key: bytes, files_dir: Path) -> None:
         self._client = sealed_client(client, internal_key) if client is not None else None
         self._files = files_dir
+        # The joins this process has in flight, per notice (below).
+        self._joining: dict[str, asyncio.Semaphore] = {}
 
     @activity.defn(name="join_notice")
     async def join_notice(self, req: JoinRequest) -> NoticeJoined:
@@ -59,13 +67,22 @@ class NoticeActivities:
                 f"{req.notice.programme_name_zh} {req.notice.step.label_zh}"
             ),
         )
-        joined: NoticeJoined = await self._client.execute_update_with_start_workflow(
-            "join",
-            req.join,
-            start_workflow_operation=start,
-            id=f"join/{req.join.member.workflow_id}/{req.join.attempt}",
-            result_type=NoticeJoined,
-        )
+        # A village's committee decides its list at once: a hundred joins of one notice.
+        # The server takes at most 10 updates in flight per workflow and refuses the rest
+        # (RESOURCE_EXHAUSTED); refused joins retried, and a notice taking dozens of
+        # joins in one activation past the SDK's two-second deadlock limit (its updates
+        # all aborted), stalled the 1,000-application simulation at its village notices
+        # (issue 20). So a process sends a notice a few joins at a time; the rest wait
+        # here, in order, which costs nothing on the server.
+        gate = self._joining.setdefault(notice_id, asyncio.Semaphore(JOINS_IN_FLIGHT))
+        async with gate:
+            joined: NoticeJoined = await self._client.execute_update_with_start_workflow(
+                "join",
+                req.join,
+                start_workflow_operation=start,
+                id=f"join/{req.join.member.workflow_id}/{req.join.attempt}",
+                result_type=NoticeJoined,
+            )
         return joined
 
     @activity.defn(name="tell_notice")

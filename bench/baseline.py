@@ -42,13 +42,15 @@ class BareStatus:
 
 
 def floor_script(village_notice_s: float, township_notice_s: float) -> Script:
-    """(b), fixed: what the county subsidy's process itself needs, and nothing else."""
+    """(b), fixed: what the county subsidy's process itself needs, and nothing else. The
+    two waits run from each review's decision to its notice's end (the posting at its
+    rule's time, then the period): the calendar the process keeps, whoever runs it."""
     return Script(
         steps=[
             "update",  # the village committee's review
-            f"timer:{village_notice_s:.3f}",  # the village notice
+            f"timer:{village_notice_s:.3f}",  # until the village notice ends
             "update",  # the township's review
-            f"timer:{township_notice_s:.3f}",  # the township notice
+            f"timer:{township_notice_s:.3f}",  # until the township notice ends
             "update",  # the county education bureau's approval
             "signal",  # the funds
             "signal",  # the payment

@@ -407,17 +407,34 @@ def script_of(history: WorkflowHistory) -> tuple[list[str], dict[str, int]]:
 
 
 def notice_seconds(history: WorkflowHistory, day_seconds: float) -> tuple[float, float]:
-    """The two notice periods (R2) as (a)'s application waited them (its timers "… ends
-    …"), for (b)'s floor; a week of the compressed calendar each if not found."""
-    found = [
-        e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds()
+    """How long (a)'s application waited from each review's decision to the end of the
+    notice after it (the posting at its rule's time, then the period, R2), for (b)'s
+    floor: the same calendar, without aidflow's machinery. A week of the compressed
+    calendar each if the history does not show both."""
+    decided = [
+        e.event_time.ToDatetime()
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+    ]
+    ends = {
+        e.event_id
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
         and " ends " in e.user_metadata.summary.data.decode(errors="replace")
-        and "notice" in e.user_metadata.summary.data.decode(errors="replace")
+    }
+    ended = [
+        e.event_time.ToDatetime()
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED
+        and e.timer_fired_event_attributes.started_event_id in ends
     ]
+    if len(decided) >= 2 and len(ended) >= 2:
+        return (
+            (ended[0] - decided[0]).total_seconds(),
+            (ended[1] - decided[1]).total_seconds(),
+        )
     week = 7 * day_seconds
-    return (found[0], found[1]) if len(found) >= 2 else (week, week)
+    return week, week
 
 
 # ------------------------------------------------------------- (b) baseline
@@ -525,6 +542,9 @@ class IdleResult:
     worker_peak_rss_mib: float
     app_db_mib: float
     temporal_db_mib: float
+    workflow_cache: int | None = None  # the worker's bound (None: its default)
+    app_db_bytes_per_application: float = 0.0
+    temporal_db_bytes_per_application: float = 0.0
 
 
 def idle_programme() -> Any:
@@ -563,7 +583,7 @@ def idle_programme() -> Any:
     )
 
 
-async def run_idle(n: int, work: Path) -> IdleResult:
+async def run_idle(n: int, work: Path, cache: int | None = None) -> IdleResult:
     from models.application import Actor, DecisionRequest
     from models.domain import DecisionKind, Level, Role
     from models.notice import NoticePostRequest
@@ -587,6 +607,7 @@ async def run_idle(n: int, work: Path) -> IdleResult:
             "AIDFLOW_CALENDAR": "state-council",
             "AIDFLOW_LOG_LEVEL": "WARNING",
             "AIDFLOW_METRICS_PORT": "",
+            **({"AIDFLOW_WORKFLOW_CACHE": str(cache)} if cache is not None else {}),
         }
         for k in (
             "AIDFLOW_CALENDAR_EPOCH",
@@ -664,13 +685,17 @@ async def run_idle(n: int, work: Path) -> IdleResult:
             console.print(f"  idle: {n} in {len(villages)} posted notices")
             setup = time.monotonic() - started
             await asyncio.sleep(15)  # idle: the persistence settles, nothing else happens
+            app_db, temporal = file_mib(work / "aidflow.db"), file_mib(temporal_db)
             result = IdleResult(
                 applications=n,
                 setup_seconds=setup,
                 worker_rss_mib=worker.rss_mib(),
                 worker_peak_rss_mib=worker.peak_rss_mib(),
-                app_db_mib=file_mib(work / "aidflow.db"),
-                temporal_db_mib=file_mib(temporal_db),
+                app_db_mib=app_db,
+                temporal_db_mib=temporal,
+                workflow_cache=cache,
+                app_db_bytes_per_application=app_db * 2**20 / n,
+                temporal_db_bytes_per_application=temporal * 2**20 / n,
             )
         finally:
             worker.stop()
@@ -845,7 +870,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             save(results)
         if args.idle:
             console.print(f"idle footprint, {args.idle} applications …")
-            results["idle"] = asdict(await run_idle(args.idle, work / "idle"))
+            results["idle"] = asdict(await run_idle(args.idle, work / "idle", args.idle_cache))
             save(results)
         results["simulate"] = []
         for n in args.simulate:
@@ -874,6 +899,12 @@ def main() -> None:
     parser.add_argument("--applications", type=int, default=300, help="(a) and (b): 0 skips them")
     parser.add_argument("--day-seconds", type=float, default=3.0, help="(a): compressed day")
     parser.add_argument("--idle", type=int, default=10000, help="idle footprint: 0 skips it")
+    parser.add_argument(
+        "--idle-cache",
+        type=int,
+        default=None,
+        help="idle footprint: the worker's workflow cache (AIDFLOW_WORKFLOW_CACHE)",
+    )
     parser.add_argument(
         "--workers",
         type=lambda s: [int(x) for x in s.split(",") if x],

@@ -38,13 +38,15 @@ def test_percentiles_and_polling() -> None:
 
 
 def test_the_baseline_is_the_floor_of_the_process() -> None:
-    """(b) is fixed (issue 20): three decisions, two notice periods as (a) waited them,
-    the funds and the payment; nothing read from what (a) happens to do today."""
+    """(b) is fixed (issue 20): three decisions, the waits from each review's decision to
+    its notice's end as (a)'s application had them (the same calendar), the funds and
+    the payment; nothing read from what (a) happens to do today."""
     history = WorkflowHistory.from_json("paid", PAID.read_text())
     village, township = notice_seconds(history, 3.0)
-    # The recorded application waited 6 and 7.7 days (5 working days each, from when
-    # it was told of the posting).
-    assert (round(village / 86400), round(township / 86400)) == (6, 8)
+    # Each at least a notice's period (5 working days); the recorded application was
+    # decided by its village months before the window closed and its notice was posted.
+    assert township >= 5 * 86400 and village > township
+    assert notice_seconds(WorkflowHistory("none", []), 3.0) == (21.0, 21.0)
     assert floor_script(village, township).steps == [
         "update",
         f"timer:{village:.3f}",
