@@ -340,7 +340,7 @@ async def run_pipeline(
         wall = max(done_at.values()) - started
         history = await api.handle(wfs[0]).fetch_history()
         paid = sum(1 for s in stages.values() if s == "paid")
-        rss = worker.peak_rss_mib()
+        rss, total_rss = worker.peak_rss_mib(), worker.total_peak_rss_mib()
     finally:
         worker.stop()
         engine.dispose()
@@ -358,7 +358,7 @@ async def run_pipeline(
             extra={
                 "day_seconds": day_seconds,
                 "workers": workers,
-                "workers_total_peak_rss_mib": worker.total_peak_rss_mib(),
+                "workers_total_peak_rss_mib": total_rss,
                 "status_query_timeouts": len(query_timeouts),
                 **phases,
                 "first_paid_s": round(min(done_at.values()) - started, 1),
@@ -508,7 +508,7 @@ async def run_baseline(
         await asyncio.gather(*(service(h) for h in handles))
         wall = max(done_at) - started
         first = min(done_at) - started
-        rss = worker.peak_rss_mib()
+        rss, total_rss = worker.peak_rss_mib(), worker.total_peak_rss_mib()
     finally:
         worker.stop()
     return RunResult(
@@ -523,7 +523,7 @@ async def run_baseline(
         worker_peak_rss_mib=rss,
         extra={
             "workers": workers,
-            "workers_total_peak_rss_mib": worker.total_peak_rss_mib(),
+            "workers_total_peak_rss_mib": total_rss,
             "script": script.steps,
             "status_query_timeouts": len(query_timeouts),
             "first_done_s": round(first, 1),
