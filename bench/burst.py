@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -33,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.run import BIN, pct, pipeline_env, spawn_workers
+from bench.run import BIN, pct, pipeline_env, records_client, spawn_bare_workers, spawn_workers
 
 SEASON = 2026
 # Village codes of the burst's county: three of the sample county's townships, their
@@ -124,12 +123,11 @@ async def run_aidflow(
 ) -> dict[str, Any]:
     from models.application import Actor, DecisionRequest
     from models.domain import DecisionKind, Role
-    from models.programmes import BUILTIN_PROGRAMMES, COUNTY_SUBSIDY_DEMO
+    from models.programmes import COUNTY_SUBSIDY_DEMO
     from store.db import make_engine, upgrade
     from store.importing import import_places, import_registry
-    from store.registry import RegistryReader
     from store.sealing import Keys
-    from workers.client import AidflowClient, Refused
+    from workers.client import Refused
     from workers.settings import Settings
     from workers.synthetic import applicants, registry_csv
     from workers.worker import connect
@@ -169,17 +167,7 @@ async def run_aidflow(
     worker = spawn_workers(workers, [str(BIN / "aidflow"), "worker"], work, "worker-burst-a", env)
     try:
         client = await connect(settings)
-        reader = RegistryReader(engine)
-        api = AidflowClient(
-            client,
-            task_queue=settings.task_queue,
-            keys=keys,
-            calendar=settings.build_calendar(),
-            programmes=dict(BUILTIN_PROGRAMMES),
-            lookup_member=reader.lookup,
-            lookup_applications=reader.applications,
-            claim_application=reader.claim,
-        )
+        api = records_client(client, settings, keys, engine)
         await asyncio.sleep(max(0.0, (epoch - datetime.now(UTC)).total_seconds()) + 0.2)
         sem = asyncio.Semaphore(32)
         t_setup = time.monotonic()
@@ -264,12 +252,7 @@ async def run_bare(
 
     from bench.baseline import BareApplication, Script
 
-    worker = spawn_workers(
-        workers,
-        [str(sys.executable), "-m", "bench.baseline", "worker", "--address", address],
-        work,
-        "worker-burst-b",
-    )
+    worker = spawn_bare_workers(workers, address, work, "worker-burst-b")
     try:
         client = await Client.connect(address)
         await asyncio.sleep(3)

@@ -38,13 +38,19 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory, WorkflowQueryFailedError
 from temporalio.service import RPCError
+
+if TYPE_CHECKING:
+    from models.programme import Programme
+    from store.sealing import Keys
+    from workers.client import AidflowClient
+    from workers.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -109,6 +115,38 @@ def spawn_workers(
     n: int, args: list[str], work: Path, name: str, env: dict[str, str] | None = None
 ) -> Procs:
     return Procs([spawn(args, work / f"{name}-{i}.log", env) for i in range(n)])
+
+
+def spawn_bare_workers(n: int, address: str, work: Path, name: str) -> Procs:
+    """(b)'s worker processes (``bench/baseline.py``)."""
+    args = [str(sys.executable), "-m", "bench.baseline", "worker", "--address", address]
+    return spawn_workers(n, args, work, name)
+
+
+def records_client(
+    client: Client,
+    settings: Settings,
+    keys: Keys,
+    engine: Any,
+    programmes: dict[str, Programme] | None = None,
+) -> AidflowClient:
+    """aidflow's client as the benchmark's offices use it: the settings' queue and
+    calendar, the registry of ``engine`` (the built-in programmes unless told)."""
+    from models.programmes import BUILTIN_PROGRAMMES
+    from store.registry import RegistryReader
+    from workers.client import AidflowClient
+
+    reader = RegistryReader(engine)
+    return AidflowClient(
+        client,
+        task_queue=settings.task_queue,
+        keys=keys,
+        calendar=settings.build_calendar(),
+        programmes=dict(programmes or BUILTIN_PROGRAMMES),
+        lookup_member=reader.lookup,
+        lookup_applications=reader.applications,
+        claim_application=reader.claim,
+    )
 
 
 def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> Proc:
@@ -220,10 +258,9 @@ async def run_pipeline(
 ) -> tuple[RunResult, WorkflowHistory]:
     from models.application import Actor, DecisionRequest
     from models.domain import DecisionKind, Role
-    from models.programmes import BUILTIN_PROGRAMMES, COUNTY_SUBSIDY_DEMO
+    from models.programmes import COUNTY_SUBSIDY_DEMO
     from store.db import make_engine, upgrade
-    from store.registry import RegistryReader
-    from workers.client import AidflowClient, Refused
+    from workers.client import Refused
     from workers.settings import Settings
     from workers.synthetic import applicants, load_sample_county
     from workers.worker import connect
@@ -245,17 +282,7 @@ async def run_pipeline(
     worker = spawn_workers(workers, [str(BIN / "aidflow"), "worker"], work, "worker-a", env)
     try:
         client = await connect(settings)
-        cal = settings.build_calendar()
-        api = AidflowClient(
-            client,
-            task_queue=settings.task_queue,
-            keys=keys,
-            calendar=cal,
-            programmes=dict(BUILTIN_PROGRAMMES),
-            lookup_member=RegistryReader(engine).lookup,
-            lookup_applications=RegistryReader(engine).applications,
-            claim_application=RegistryReader(engine).claim,
-        )
+        api = records_client(client, settings, keys, engine)
         api.repayment_batch_delay = timedelta(seconds=day_seconds)
         await asyncio.sleep(max(0.0, (epoch - datetime.now(UTC)).total_seconds()) + 0.2)
         latencies: list[float] = []
@@ -448,12 +475,7 @@ async def run_baseline(
     one funds release reaches every application of (a)."""
     from bench.baseline import BareApplication, BareStatus
 
-    worker = spawn_workers(
-        workers,
-        [str(sys.executable), "-m", "bench.baseline", "worker", "--address", address],
-        work,
-        "worker-b",
-    )
+    worker = spawn_bare_workers(workers, address, work, "worker-b")
     try:
         client = await Client.connect(address)
         await asyncio.sleep(3)  # the worker's start-up, as (a)'s before its epoch
@@ -588,9 +610,8 @@ async def run_idle(n: int, work: Path, cache: int | None = None) -> IdleResult:
     from models.domain import DecisionKind, Level, Role
     from models.notice import NoticePostRequest
     from store.db import make_engine, upgrade
-    from store.registry import RegistryReader
     from store.sealing import Keys
-    from workers.client import AidflowClient, Refused
+    from workers.client import Refused
     from workers.settings import Settings
     from workers.synthetic import applicants, load_sample_county
     from workers.worker import connect
@@ -625,16 +646,7 @@ async def run_idle(n: int, work: Path, cache: int | None = None) -> IdleResult:
         worker = spawn([str(BIN / "aidflow"), "worker"], work / "worker-idle.log", env)
         try:
             client = await connect(settings)
-            api = AidflowClient(
-                client,
-                task_queue=settings.task_queue,
-                keys=keys,
-                calendar=settings.build_calendar(),
-                programmes={prog.code: prog},
-                lookup_member=RegistryReader(engine).lookup,
-                lookup_applications=RegistryReader(engine).applications,
-                claim_application=RegistryReader(engine).claim,
-            )
+            api = records_client(client, settings, keys, engine, {prog.code: prog})
             sem = asyncio.Semaphore(64)
             started = time.monotonic()
             done = 0
