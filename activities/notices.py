@@ -93,7 +93,7 @@ class NoticeActivities:
         if self._client is None:
             raise RuntimeError("this worker has no Temporal client for notices")
         try:
-            await self._client.get_workflow_handle(msg.notice_id).signal(msg.signal, msg.body())
+            await self._client.get_workflow_handle(msg.notice_id).signal(msg.signal, msg.body)
         except RPCError as e:
             if e.status is RPCStatusCode.NOT_FOUND:  # ended (or never was): passed over
                 return False

@@ -39,7 +39,9 @@ class _Sealing(Interceptor):
     def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
         return _SealingOutbound(next, self)
 
-    def header(self, sender: str, target: str, message: str, args: Any) -> dict[str, Any]:
+    def header(self, target: str, message: str, args: Any) -> dict[str, Any]:
+        """The seal of a message from the activity's workflow."""
+        sender = activity.info().workflow_id or "aidflow"
         seal = make_seal(
             self._key, sender=sender, target=target, message=message, digest=body_digest(args)
         )
@@ -54,22 +56,20 @@ class _SealingOutbound(OutboundInterceptor):
     async def start_update_with_start_workflow(
         self, input: StartWorkflowUpdateWithStartInput
     ) -> WorkflowUpdateHandle[Any]:
-        sender = activity.info().workflow_id or "aidflow"
         start, update = input.start_workflow_input, input.update_workflow_input
         start.headers = {
             **start.headers,
-            **self._root.header(sender, start.id, "start", start.args),
+            **self._root.header(start.id, "start", start.args),
         }
         update.headers = {
             **update.headers,
-            **self._root.header(sender, start.id, update.update, update.args),
+            **self._root.header(start.id, update.update, update.args),
         }
         return await super().start_update_with_start_workflow(input)
 
     async def signal_workflow(self, input: SignalWorkflowInput) -> None:
-        sender = activity.info().workflow_id or "aidflow"
         input.headers = {
             **input.headers,
-            **self._root.header(sender, input.id, input.signal, input.args),
+            **self._root.header(input.id, input.signal, input.args),
         }
         await super().signal_workflow(input)

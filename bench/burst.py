@@ -28,7 +28,7 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -161,8 +161,6 @@ async def run_aidflow(
         for i, f in enumerate(forms)
     ]
     (work / "registry.csv").write_text(registry_csv(forms, SEASON), encoding="utf-8")
-    from datetime import date
-
     import_registry(engine, work / "registry.csv", keys.hash_id, as_of=date(SEASON, 1, 1))
     worker = spawn_workers(workers, [str(BIN / "aidflow"), "worker"], work, "worker-burst-a", env)
     try:

@@ -217,14 +217,11 @@ class MemberMessage(_Model):
     task more for its acknowledgement: issue 20)."""
 
     notice_id: str
-    signal: Literal["posting_due", "member_changed"]
-    posting_due: PostingDue | None = None
-    member_changed: MemberChange | None = None
+    body: PostingDue | MemberChange
 
-    def body(self) -> PostingDue | MemberChange:
-        body = self.posting_due if self.signal == "posting_due" else self.member_changed
-        assert body is not None, f"a {self.signal} message without its body"
-        return body
+    @property
+    def signal(self) -> str:
+        return "posting_due" if isinstance(self.body, PostingDue) else "member_changed"
 
 
 class JoinRequest(_Model):

@@ -30,12 +30,12 @@ from typing import Any
 
 from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 from workflows.idempotency import seen
 from workflows.steps import Refused
 from workflows.steps.base import AuthorityProblem, check_place
+from workflows.trail import FAILING_PAUSE, PERSIST_RETRY, rest_of_activation
 from workflows.visibility import upsert_changed
 
 with workflow.unsafe.imports_passed_through():
@@ -63,13 +63,6 @@ with workflow.unsafe.imports_passed_through():
     from models.domain import ROLE_NAME_ZH, Role, level_of
 
 _RECORD = timedelta(seconds=30)
-_RECORD_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=500),
-    maximum_interval=timedelta(seconds=10),
-    maximum_attempts=4,
-)
-_RECORD_PAUSE = timedelta(minutes=1)
-_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 SYSTEM = Actor(id="aidflow", name="aidflow", role=Role.SYSTEM)
 
 
@@ -600,9 +593,7 @@ class CaseWorkflow:
         workflow task more, each batch: issue 20)."""
         while True:
             await workflow.wait_condition(lambda: self.saved < len(self.events))
-            # The rest of this activation first: what its handlers record goes with it.
-            for _ in range(3):
-                await asyncio.sleep(0)
+            await rest_of_activation()  # what its handlers record goes with it
             batch = self.events[self.saved :]
             try:
                 await workflow.execute_local_activity(
@@ -615,7 +606,7 @@ class CaseWorkflow:
                         overdue=len(self.overdue),
                     ),
                     start_to_close_timeout=_RECORD,
-                    retry_policy=_RECORD_RETRY,
+                    retry_policy=PERSIST_RETRY,
                     summary=f"{len(batch)} case event(s)",
                 )
             except ActivityError as e:
@@ -626,7 +617,7 @@ class CaseWorkflow:
                     f"the case's trail cannot be saved: {e.cause or e}; tried again in a minute",
                     extra={"event": "persistence_failing"},
                 )
-                await workflow.sleep(_RECORD_PAUSE, summary="try saving the trail again")
+                await workflow.sleep(FAILING_PAUSE, summary="try saving the trail again")
                 continue
             self.saved += len(batch)
 

@@ -30,15 +30,23 @@ with workflow.unsafe.imports_passed_through():
 
 # A few quick attempts (a busy database, a worker restart), then the trail is failing
 # and the write is tried again every minute for as long as it takes.
-_PERSIST_RETRY = RetryPolicy(
+PERSIST_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=500),
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=4,
 )
-_FAILING_PAUSE = timedelta(minutes=1)
+FAILING_PAUSE = timedelta(minutes=1)
 # Yields before a write takes what is unsaved: enough for the handlers and the run loop
 # woken with it to record their events.
 _ACTIVATION_YIELDS = 3
+
+
+async def rest_of_activation() -> None:
+    """Let the rest of this activation run first: what its handlers and the run loop
+    record goes into the same write (each write is a marker in the history). A bare
+    yield, in order, replays the same."""
+    for _ in range(_ACTIVATION_YIELDS):
+        await asyncio.sleep(0)
 
 
 class Trail:
@@ -86,11 +94,8 @@ class Trail:
         its warning and the step's entry go with them in one write, not two)."""
         while True:
             await workflow.wait_condition(lambda: bool(self.unsaved) and not held())
-            # The rest of this activation first: a decision and the next step's entry,
-            # woken together, are one write, not two (each write is a marker in the
-            # history). A bare yield, in order, replays the same.
-            for _ in range(_ACTIVATION_YIELDS):
-                await asyncio.sleep(0)
+            # A decision and the next step's entry, woken together, are one write.
+            await rest_of_activation()
             if held():
                 continue
             batch = list(self.unsaved)
@@ -105,7 +110,7 @@ class Trail:
                         history_length=workflow.info().get_current_history_length(),
                     ),
                     start_to_close_timeout=timedelta(seconds=30),
-                    retry_policy=_PERSIST_RETRY,
+                    retry_policy=PERSIST_RETRY,
                     summary=f"record events {batch[0].seq}-{batch[-1].seq}",
                 )
             except (ActivityError, ApplicationError) as e:  # a local activity's own failure
@@ -119,7 +124,7 @@ class Trail:
                         extra={"event": "persistence_failing"},
                     )
                     on_change()
-                await workflow.sleep(_FAILING_PAUSE, summary="try saving the trail again")
+                await workflow.sleep(FAILING_PAUSE, summary="try saving the trail again")
                 continue
             # Saved is what the database holds (the answer's head), not what was sent: a
             # history replayed after a crash can batch the events otherwise than the run

@@ -253,12 +253,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
         notice_id = self.notice_id
         if notice_id is None:
             return
-        msg = (
-            MemberMessage(notice_id=notice_id, signal="posting_due", posting_due=body)
-            if isinstance(body, PostingDue)
-            else MemberMessage(notice_id=notice_id, signal="member_changed", member_changed=body)
-        )
-
+        msg = MemberMessage(notice_id=notice_id, body=body)
         if self._telling is None:
             self._telling = asyncio.Lock()
         lock = self._telling
