@@ -35,7 +35,7 @@ from temporalio.exceptions import ActivityError
 from workflows.idempotency import seen
 from workflows.steps import Refused
 from workflows.steps.base import AuthorityProblem, check_place
-from workflows.trail import FAILING_PAUSE, PERSIST_RETRY, rest_of_activation
+from workflows.trail import FAILING_PAUSE, PERSIST_RETRY, failure_reason, rest_of_activation
 from workflows.visibility import upsert_changed
 
 with workflow.unsafe.imports_passed_through():
@@ -614,7 +614,7 @@ class CaseWorkflow:
                 # activity retried without end holds its workflow task, and a worker's
                 # shutdown, meanwhile. Loud, as the application's trail.
                 workflow.logger.error(
-                    f"the case's trail cannot be saved: {e.cause or e}; tried again in a minute",
+                    f"the case's trail cannot be saved: {failure_reason(e)}; tried again in a minute",
                     extra={"event": "persistence_failing"},
                 )
                 await workflow.sleep(FAILING_PAUSE, summary="try saving the trail again")

@@ -115,7 +115,7 @@ class Trail:
                 )
             except (ActivityError, ApplicationError) as e:  # a local activity's own failure
                 self._notes.update(notes)  # sent with the batch when it is written
-                self.failure = _reason(e)
+                self.failure = failure_reason(e)
                 if self.failing_since is None:
                     self.failing_since = workflow.now()
                     workflow.logger.error(
@@ -163,7 +163,7 @@ class Trail:
         )
 
 
-def _reason(e: ActivityError | ApplicationError) -> str:
+def failure_reason(e: ActivityError | ApplicationError) -> str:
     """The failure's own message, short (it goes into details, not the history's text)."""
     cause = e.cause if isinstance(e, ActivityError) and e.cause is not None else e
     return (str(cause) or type(cause).__name__).splitlines()[0][:200]
