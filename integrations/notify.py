@@ -2,10 +2,11 @@
 
 Messages are written to the outbox by ``record_events`` in the same transaction
 as the change they report. A sender (one per worker process; several may run)
-claims a due message with a lease, delivers it, and marks it sent; a failure is
-retried with exponential backoff until ``max_attempts``, then marked failed.
-A sender that dies mid-delivery leaves the lease to expire and the message is
-picked up again (at-least-once; gateways dedupe by the message key we send).
+claims the due messages with a lease, a batch at a time, delivers them, and marks
+them sent every few; a failure is retried with exponential backoff until
+``max_attempts``, then marked failed. A sender that dies mid-batch leaves the
+unmarked ones' lease to expire and they are picked up again (at-least-once; gateways
+dedupe by the message key we send).
 """
 
 from __future__ import annotations
@@ -130,74 +131,87 @@ class OutboxSender:
         self._backoff = backoff
 
     # -- database steps (sync, run in a thread) --
+    # A batch is claimed in one transaction and its deliveries marked in a few: a
+    # transaction a message held the one writer (store/db.py) that the trail's writes
+    # also wait for, twice per notification, on the deadline day's busiest minutes.
 
-    def _due(self, limit: int) -> list[OutboxMessage]:
+    def _claim_due(self, limit: int) -> list[OutboxMessage]:
+        """Claim what is due now, up to ``limit``, in one transaction: each row's lease
+        moves forward only if it is still due (another sender that saw the same row and
+        claimed it first moved it), so a message is claimed by one sender."""
         now = datetime.now(UTC)
-        with Session(self._engine) as s:
-            return list(
+        due = col(OutboxMessage.next_attempt_at) <= now
+        pending = col(OutboxMessage.status) == "pending"
+        with one_writer(self._engine), Session(self._engine) as s, s.begin():
+            seen = list(
                 s.exec(
                     select(OutboxMessage)
-                    .where(
-                        OutboxMessage.status == "pending", col(OutboxMessage.next_attempt_at) <= now
-                    )
+                    .where(pending, due)
                     .order_by(col(OutboxMessage.id))
                     .limit(limit)
                 ).all()
             )
-
-    def _claim(self, msg: OutboxMessage) -> bool:
-        """Optimistic claim: only one sender moves the lease forward from what it saw."""
-        with one_writer(self._engine), Session(self._engine) as s, s.begin():
-            result = s.execute(
-                update(OutboxMessage)
-                .where(
-                    col(OutboxMessage.id) == msg.id,
-                    col(OutboxMessage.status) == "pending",
-                    col(OutboxMessage.attempts) == msg.attempts,
-                )
-                .values(attempts=msg.attempts + 1, next_attempt_at=datetime.now(UTC) + self._lease)
+            if not seen:
+                return []
+            s.expunge_all()  # the rows as seen, before this claim's update
+            claimed = set(
+                s.execute(
+                    update(OutboxMessage)
+                    .where(col(OutboxMessage.id).in_([m.id for m in seen]), pending, due)
+                    .values(attempts=OutboxMessage.attempts + 1, next_attempt_at=now + self._lease)
+                    .returning(col(OutboxMessage.id))
+                ).scalars()
             )
-            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        return [m for m in seen if m.id in claimed]
 
-    def _resolve(self, recipient: str) -> str:
-        m = _OFFICE.match(recipient)
-        if not m:
-            return recipient
-        with Session(self._engine) as s:
-            place = s.get(Place, m.group("place"))
-        if place is None:
-            return recipient
-        return place.contact_email or place.contact_phone or recipient
+    def _addresses(self, recipients: set[str]) -> dict[str, str]:
+        """Each recipient's address: an office (``role@place``) by its place's contact."""
+        offices = {r: m.group("place") for r in recipients if (m := _OFFICE.match(r))}
+        places: dict[str, Place] = {}
+        if offices:
+            with Session(self._engine) as s:
+                rows = s.exec(select(Place).where(col(Place.code).in_(set(offices.values()))))
+                places = {p.code: p for p in rows}
+        out = {}
+        for r in recipients:
+            place = places.get(offices.get(r, ""))
+            out[r] = (place.contact_email or place.contact_phone or r) if place else r
+        return out
 
-    def _finish(self, msg: OutboxMessage, via: str | None, error: str | None) -> None:
+    def _sent(self, ids_by_channel: dict[str, list[int]]) -> None:
         now = datetime.now(UTC)
-        attempts = msg.attempts + 1
         with one_writer(self._engine), Session(self._engine) as s, s.begin():
-            if error is None:
-                values = {
-                    "status": "sent",
-                    "sent_at": now,
-                    "delivered_via": via,
-                    "last_error": None,
-                }
-            elif attempts >= self._max_attempts:
-                values = {"status": "failed", "last_error": error[:500]}
-            else:
-                values = {
-                    "next_attempt_at": now + self._backoff * (2 ** (attempts - 1)),
-                    "last_error": error[:500],
-                }
+            for via, ids in ids_by_channel.items():
+                s.execute(
+                    update(OutboxMessage)
+                    .where(col(OutboxMessage.id).in_(ids))
+                    .values(status="sent", sent_at=now, delivered_via=via, last_error=None)
+                )
+
+    def _failed(self, msg: OutboxMessage, error: str) -> None:
+        attempts = msg.attempts + 1
+        if attempts >= self._max_attempts:
+            values: dict[str, object] = {"status": "failed", "last_error": error[:500]}
+        else:
+            later = datetime.now(UTC) + self._backoff * (2 ** (attempts - 1))
+            values = {"next_attempt_at": later, "last_error": error[:500]}
+        with one_writer(self._engine), Session(self._engine) as s, s.begin():
             s.execute(update(OutboxMessage).where(col(OutboxMessage.id) == msg.id).values(**values))
 
     # -- the loop --
 
-    async def run_once(self, limit: int = 100) -> tuple[int, int]:
-        """Deliver what is due now; returns (sent, failed attempts)."""
+    async def run_once(self, limit: int = 100, mark_every: int = 20) -> tuple[int, int]:
+        """Deliver what is due now; returns (sent, failed attempts). Deliveries are
+        marked sent every ``mark_every`` messages: a sender that dies between a send and
+        its mark sends those again once their lease expires (at-least-once)."""
+        claimed = await asyncio.to_thread(self._claim_due, limit)
+        if not claimed:
+            return 0, 0
+        addresses = await asyncio.to_thread(self._addresses, {m.recipient for m in claimed})
         sent = failed = 0
-        for msg in await asyncio.to_thread(self._due, limit):
-            if not await asyncio.to_thread(self._claim, msg):
-                continue  # another sender has it
-            address = await asyncio.to_thread(self._resolve, msg.recipient)
+        unmarked: dict[str, list[int]] = {}
+        for i, msg in enumerate(claimed, 1):
+            address = addresses[msg.recipient]
             channel = self._channels.for_address(address)
             try:
                 await channel.send(
@@ -205,10 +219,13 @@ class OutboxSender:
                 )
             except Exception as e:  # any delivery failure is retried later
                 failed += 1
-                await asyncio.to_thread(self._finish, msg, None, f"{type(e).__name__}: {e}")
-                continue
-            sent += 1
-            await asyncio.to_thread(self._finish, msg, channel.name, None)
+                await asyncio.to_thread(self._failed, msg, f"{type(e).__name__}: {e}")
+            else:
+                sent += 1
+                unmarked.setdefault(channel.name, []).append(msg.id or 0)
+            if unmarked and (i % mark_every == 0 or i == len(claimed)):
+                await asyncio.to_thread(self._sent, unmarked)
+                unmarked = {}
         return sent, failed
 
     async def run_forever(self, stop: asyncio.Event, interval: float = 2.0) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import JSON, DateTime, column, insert, inspect, table, text
+from sqlalchemy import JSON, DateTime, column, insert, inspect, table, text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio.exceptions import ApplicationError
@@ -945,6 +945,40 @@ async def test_sender_retries_with_backoff_then_fails(engine: Engine, keys: Keys
     assert msg2.status == "pending" and msg2.next_attempt_at.replace(tzinfo=UTC) > datetime.now(
         UTC
     ) + timedelta(minutes=50)
+
+
+async def test_sender_marks_in_steps_so_a_crash_resends_only_the_unmarked(
+    engine: Engine, keys: Keys
+) -> None:
+    """A batch is claimed at once and marked sent every few deliveries: a sender that
+    dies mid-batch leaves the unmarked ones claimed (their lease), never the marked."""
+    _outbox(engine, keys, 5)
+
+    class Died(BaseException):  # not an Exception: the sender's own handling skips it
+        pass
+
+    class Dies(_Recorder):
+        async def send(self, recipient: str, subject: str, body: str, key: str) -> None:
+            if len(self.sent) == 3:
+                raise Died  # the process dies: nothing after this runs
+            await super().send(recipient, subject, body, key)
+
+    rec = Dies()
+    with pytest.raises(Died):
+        await OutboxSender(engine, Channels(log=rec, sms=rec)).run_once(mark_every=2)
+    with Session(engine) as s:
+        rows = s.exec(select(OutboxMessage).order_by(col(OutboxMessage.id))).all()
+    assert [m.status for m in rows] == ["sent", "sent", "pending", "pending", "pending"]
+    assert all(m.attempts == 1 for m in rows)  # all five were claimed, once
+    # Their lease holds them from another sender until it expires.
+    assert await OutboxSender(engine, Channels(log=_Recorder())).run_once() == (0, 0)
+    later = OutboxSender(
+        engine, Channels(log=(again := _Recorder()), sms=again), lease=timedelta(0)
+    )
+    with Session(engine) as s, s.begin():
+        s.execute(update(OutboxMessage).values(next_attempt_at=datetime.now(UTC)))
+    assert await later.run_once() == (3, 0)  # the third was sent, not marked: sent again
+    assert len(rec.sent) + len(again.sent) == 6
 
 
 async def test_smtp_channel_with_local_server(engine: Engine, keys: Keys, tmp_path: Path) -> None:
