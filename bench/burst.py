@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,7 +34,15 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.run import BIN, pct, pipeline_env, records_client, spawn_bare_workers, spawn_workers
+from bench.run import (
+    BIN,
+    Procs,
+    pct,
+    pipeline_env,
+    records_client,
+    spawn_bare_workers,
+    spawn_workers,
+)
 
 SEASON = 2026
 # Village codes of the burst's county: three of the sample county's townships, their
@@ -104,6 +114,45 @@ async def _burst(
 
     await asyncio.gather(*(group(i, g) for i, g in enumerate(groups)))
     return _stats(latencies, start, max(done), late), refused, accepted
+
+
+def _profile(worker: Procs, phase: str, seconds: float) -> subprocess.Popen[bytes] | None:
+    """With ``BENCH_PROFILE=<dir>`` (and py-spy installed), sample the first worker's
+    stacks through ``phase``: ``<dir>/burst-<phase>.txt``, collapsed stacks."""
+    spy = shutil.which("py-spy")
+    into = os.environ.get("BENCH_PROFILE")
+    if not into or spy is None:
+        return None
+    Path(into).mkdir(parents=True, exist_ok=True)
+    out = Path(into) / f"burst-{phase}.txt"
+    pid = str(worker.procs[0].popen.pid)
+    args = [spy, "record", "-p", pid, "-r", "100", "-d", str(int(seconds) + 10)]
+    return subprocess.Popen(
+        [*args, "--format", "raw", "--nonblocking", "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def _outbox_drained(engine: Any, limit: float = 300.0) -> float:
+    """Seconds until no notification is due to be sent (at most ``limit``), then 3 more."""
+    from sqlalchemy import func, select
+
+    from store.tables import OutboxMessage
+
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        due = select(func.count()).where(
+            OutboxMessage.status == "pending",  # type: ignore[arg-type]
+            OutboxMessage.next_attempt_at <= datetime.now(UTC),  # type: ignore[arg-type]
+        )
+        with engine.connect() as c:
+            if not c.execute(due).scalar_one():
+                break
+        await asyncio.sleep(1.0)
+    waited = time.monotonic() - t0
+    await asyncio.sleep(3.0)
+    return round(waited, 1)
 
 
 def _schedules(
@@ -190,6 +239,9 @@ async def run_aidflow(
 
         await asyncio.gather(*(at_review(wf) for wf in wfs))
         setup_s = time.monotonic() - t_setup
+        # The burst starts on a quiet worker: the submissions' notifications sent (else
+        # their sending, in the worker beside the decisions, is measured as theirs).
+        drain_s = await _outbox_drained(engine)
 
         async def decide(wf: str) -> bool:
             village = village_of[wf]
@@ -213,10 +265,13 @@ async def run_aidflow(
             return r.accepted
 
         single, batches = _schedules(wfs, village_of, n)
-        out: dict[str, Any] = {"setup_s": round(setup_s, 1)}
+        out: dict[str, Any] = {"setup_s": round(setup_s, 1), "outbox_drain_s": drain_s}
         accepted_all: list[str] = []
         for name, groups in (("single", single), ("batches", batches)):
+            spy = _profile(worker, name, seconds)
             stats, refused, accepted = await _burst(groups, seconds, decide)
+            if spy is not None:
+                spy.wait()
             stats["refused"] = len(refused)
             out[name] = stats
             accepted_all += accepted
