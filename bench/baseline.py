@@ -24,7 +24,7 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from workers.sandbox import DirectContextSandboxRunner
+from workers.sandbox import workflow_runner
 
 
 @dataclass
@@ -139,13 +139,17 @@ async def run_worker(address: str, task_queue: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    # The same worker options as aidflow's (workers/worker.py): the same sandboxed runner,
-    # 16 activity threads, at most 16 workflow tasks at once.
+    # The same worker options as aidflow's production worker (workers/worker.py): the
+    # same sandbox, its workflow module shared; 16 activity threads, at most 16 workflow
+    # tasks at once. The class from its module's own name, not __main__'s (``-m``): the
+    # name the sandbox passes through.
+    from bench import baseline
+
     async with Worker(
         client,
         task_queue=task_queue,
-        workflows=[BareApplication],
-        workflow_runner=DirectContextSandboxRunner(),
+        workflows=[baseline.BareApplication],
+        workflow_runner=workflow_runner("shared", baseline.__name__),
         activities=[noop],
         activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=16),
         max_concurrent_activities=16,

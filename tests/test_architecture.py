@@ -137,3 +137,147 @@ def later():
     assert "workers.officials.base" in imports_in(
         "from . import base", "workers.officials", package=True
     )
+
+
+# ---------------------------------------------------------------- workflow code
+# A production worker shares aidflow's workflow modules among its workflows, with the
+# sandbox's run-time checks off for them (workers/sandbox.py, "shared"): what the sandbox
+# would refuse there is refused here, from the source, and again at run time by the
+# suite, which runs every workflow in the strict sandbox.
+
+# What workflow code may import: the clock, chance, files, the network, the environment
+# and the database are none of it (they come through activities or the input).
+WORKFLOW_IMPORTS = {
+    "__future__",
+    "asyncio",
+    "collections",
+    "contextlib",
+    "dataclasses",
+    "datetime",
+    "decimal",
+    "enum",
+    "functools",
+    "itertools",
+    "math",
+    "re",
+    "typing",
+    "pydantic",
+    "temporalio",
+    "models",
+    "activities",  # their definitions, for the commands that name them
+    "workflows",
+}
+# Calls that read the clock, the process or the outside world: ``workflow.now()`` is
+# the workflow's clock; ``fromtimestamp`` without a zone reads the machine's; ``hash`` of
+# a string differs between processes. (``time`` and ``random`` cannot be imported.)
+_FORBIDDEN_METHODS = {"now", "utcnow", "today", "fromtimestamp"}
+_FORBIDDEN_BUILTINS = {"open", "input", "print", "hash", "eval", "exec", "compile", "__import__"}
+_MUTATORS = {
+    "append",
+    "extend",
+    "insert",
+    "update",
+    "add",
+    "pop",
+    "popitem",
+    "setdefault",
+    "clear",
+    "remove",
+    "discard",
+}
+_MUTABLE = (ast.List, ast.Dict, ast.Set, ast.ListComp, ast.DictComp, ast.SetComp)
+
+
+def nondeterminism(source: str) -> list[str]:
+    """What in ``source`` (a workflow module) reads the world or shares state."""
+    tree = ast.parse(source)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and not getattr(node, "level", 0):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+            found += [
+                f"line {node.lineno}: imports {n}"
+                for n in names
+                if n and n.split(".")[0] not in WORKFLOW_IMPORTS
+            ]
+        elif isinstance(node, ast.Call):
+            f = node.func
+            if isinstance(f, ast.Name) and f.id in _FORBIDDEN_BUILTINS:
+                found.append(f"line {node.lineno}: calls {f.id}()")
+            elif (
+                isinstance(f, ast.Attribute)
+                and f.attr in _FORBIDDEN_METHODS
+                and not (isinstance(f.value, ast.Name) and f.value.id == "workflow")
+            ):
+                found.append(f"line {node.lineno}: calls {ast.unparse(f)}()")
+    # State shared by every workflow: a module's or class's mutable value, changed.
+    shared = {
+        t.id
+        for node in tree.body
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, _MUTABLE)
+        for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        if isinstance(t, ast.Name)
+    }
+    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+        found += [
+            f"line {b.lineno}: class {cls.name} has a mutable class attribute"
+            for b in cls.body
+            if isinstance(b, (ast.Assign, ast.AnnAssign)) and isinstance(b.value, _MUTABLE)
+        ]
+    for node in ast.walk(tree):
+        target = None
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.Delete)):
+            for t in node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]:
+                if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name):
+                    target = t.value.id
+                elif isinstance(node, ast.AugAssign) and isinstance(t, ast.Name):
+                    target = t.id
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _MUTATORS
+            and isinstance(node.func.value, ast.Name)
+        ):
+            target = node.func.value.id
+        if target in shared:
+            found.append(f"line {getattr(node, 'lineno', '?')}: changes the shared {target}")
+    return found
+
+
+def test_workflow_code_neither_reads_the_world_nor_shares_state() -> None:
+    bad = [
+        f"{name} {problem}"
+        for name, path in _modules("workflows")
+        for problem in nondeterminism(path.read_text(encoding="utf-8"))
+    ]
+    assert bad == []
+
+
+def test_the_workflow_code_check_sees_what_it_must() -> None:
+    source = """
+import time
+from datetime import datetime
+from temporalio import workflow
+SEEN: dict[str, int] = {}
+class Runner:
+    pending: list[str] = []
+    done = False
+def f(key):
+    SEEN[key] = 1
+    SEEN.update(x=1)
+    t = datetime.now()
+    ok = workflow.now()
+    return hash(key), open("x")
+"""
+    problems = "\n".join(nondeterminism(source))
+    for expected in (
+        "imports time",
+        "calls datetime.now()",
+        "class Runner has a mutable class attribute",
+        "changes the shared SEEN",
+        "calls hash()",
+        "calls open()",
+    ):
+        assert expected in problems, expected
+    assert "workflow.now" not in problems and "done" not in problems
+    assert problems.count("changes the shared SEEN") == 2

@@ -4,7 +4,9 @@ that carries payloads (activity, local activity, child workflow, external signal
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import datetime as clock
 import uuid
 from collections import Counter
 from datetime import timedelta
@@ -16,7 +18,12 @@ from temporalio.worker import Worker, WorkflowInstance, WorkflowInstanceDetails
 from temporalio.worker.workflow_sandbox._runner import _Instance
 
 with workflow.unsafe.imports_passed_through():
-    from workers.sandbox import DirectContextInstance, DirectContextSandboxRunner
+    from workers.sandbox import (
+        DirectContextInstance,
+        DirectContextSandboxRunner,
+        SandboxMode,
+        workflow_runner,
+    )
 
 
 @activity.defn
@@ -112,3 +119,55 @@ async def test_direct_answers_equal_the_sandbox_path(ts_env: WorkflowEnvironment
         "external store",
     ):
         assert asked[kind] > 0, f"never asked for {kind}: {dict(asked)}"
+
+
+# A module-level object of this module: the same object in every workflow when the
+# module is shared, a fresh one in each when the sandbox re-imports it.
+MARKER = object()
+
+
+@workflow.defn
+class WhichMarker:
+    @workflow.run
+    async def run(self) -> int:
+        return id(MARKER)
+
+
+@workflow.defn
+class ReadsTheClock:
+    @workflow.run
+    async def run(self) -> str:
+        return str(clock.datetime.now())  # what workflow code must never do
+
+
+async def _run(env: WorkflowEnvironment, mode: SandboxMode, wf: Any, n: int) -> list[Any]:
+    queue = f"tq-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[wf],
+        workflow_runner=workflow_runner(mode, shared=__name__),
+        max_cached_workflows=0,  # every task a new instance
+    ):
+        out = []
+        for i in range(n):
+            handle = await env.client.start_workflow(
+                wf.run, id=f"{mode}-{i}-{queue}", task_queue=queue
+            )
+            try:
+                out.append(await asyncio.wait_for(handle.result(), 3))
+            except TimeoutError:
+                out.append("task failed")  # a refused call fails the task, retried forever
+                await handle.terminate()
+        return out
+
+
+async def test_a_shared_sandbox_imports_workflow_code_once(ts_env: WorkflowEnvironment) -> None:
+    strict = await _run(ts_env, "strict", WhichMarker, 3)
+    shared = await _run(ts_env, "shared", WhichMarker, 3)
+    assert len(set(strict)) == 3 and id(MARKER) not in strict
+    assert set(shared) == {id(MARKER)}  # the worker's own module, no copy
+    # What the shared mode gives up (tests/test_architecture.py checks it from the source):
+    # the strict sandbox refuses a clock read at run time; the shared one lets it through.
+    assert await _run(ts_env, "strict", ReadsTheClock, 1) == ["task failed"]
+    assert (await _run(ts_env, "shared", ReadsTheClock, 1))[0] != "task failed"

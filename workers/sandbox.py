@@ -1,4 +1,21 @@
-"""The workflow sandbox, without its fixed cost per payload.
+"""The workflow sandbox, without its fixed cost per payload, and its three modes.
+
+**Modes** (``AIDFLOW_WORKFLOW_SANDBOX``; :func:`workflow_runner`):
+
+- ``strict``: the SDK's sandbox with its default restrictions: every workflow imports
+  aidflow's workflow modules afresh and every restricted call (the clock, randomness,
+  files, the network) fails its workflow task. The test suite runs every workflow so.
+- ``shared`` (a production worker's default): the same sandbox, aidflow's ``workflows``
+  package passed through: imported once, shared by every workflow. A cached workflow
+  then holds its own state only: 449 KiB less each, and 16 ms less CPU each time a
+  workflow is created or brought back after eviction (``bench/results``,
+  BENCHMARKS.md). The sandbox no longer checks the calls made in that package's code;
+  what does: the suite above, the replay of every recorded history, and
+  tests/test_architecture.py, which refuses in ``workflows/`` the imports and calls that
+  read the clock, chance, the environment or the outside world. The package holds no
+  state of its own to share (constants only: tests/test_architecture.py checks that
+  too).
+- ``off``: no sandbox (the simulator, a local throwaway run of the same code).
 
 temporalio 1.35 asks the workflow instance for a serialization context for every
 payload sequence of every activation and completion (five passes of its payload
@@ -19,14 +36,23 @@ instance is not there (not yet created), the SDK's own path answers.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from temporalio.converter import SerializationContext
-from temporalio.worker import WorkflowInstance, WorkflowInstanceDetails
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+from temporalio.worker import (
+    UnsandboxedWorkflowRunner,
+    WorkflowInstance,
+    WorkflowInstanceDetails,
+    WorkflowRunner,
+)
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 from temporalio.worker.workflow_sandbox._runner import _Instance
 
 _IN_SANDBOX = "__temporal_in_sandbox"
+
+SandboxMode = Literal["strict", "shared", "off"]
+# The package whose modules a ``shared`` sandbox imports once for all workflows.
+SHARED_PACKAGE = "workflows"
 
 
 class DirectContextInstance(_Instance):
@@ -57,3 +83,14 @@ class DirectContextSandboxRunner(SandboxedWorkflowRunner):
 
     def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
         return DirectContextInstance(det, self.runner_class, self.restrictions)
+
+
+def workflow_runner(mode: SandboxMode, shared: str = SHARED_PACKAGE) -> WorkflowRunner:
+    """The workflow runner of ``mode`` (this module's docstring); ``shared``: the
+    package a shared sandbox imports once."""
+    if mode == "off":
+        return UnsandboxedWorkflowRunner()
+    restrictions = SandboxRestrictions.default
+    if mode == "shared":
+        restrictions = restrictions.with_passthrough_modules(shared)
+    return DirectContextSandboxRunner(restrictions=restrictions)

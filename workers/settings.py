@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     workflow_cache: int = Field(
         5000, ge=0, description="workflows a worker keeps cached (0: replay every task)"
     )
+    # How workflow code is sandboxed (workers/sandbox.py): "shared" imports aidflow's
+    # workflow modules once for every workflow; "strict" (the test suite's) re-imports
+    # them for each and refuses restricted calls at run time, at 449 KiB a cached workflow.
+    workflow_sandbox: Literal["strict", "shared"] = Field(
+        "shared", description="strict or shared (workers/sandbox.py)"
+    )
     temporal_tls_cert: Path | None = Field(None, description="client certificate (mTLS)")
     temporal_tls_key: Path | None = Field(None, description="client private key (mTLS)")
     temporal_tls_ca: Path | None = Field(None, description="server CA, if not a public one")

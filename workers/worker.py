@@ -23,7 +23,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker import Worker
 
 from activities.cases import CaseActivities
 from activities.cross_check import CrossCheckActivities
@@ -42,7 +42,7 @@ from store.db import make_engine
 from store.sealing import Keys
 from workers.deployment import check_database
 from workers.revocations import Revocations
-from workers.sandbox import DirectContextSandboxRunner
+from workers.sandbox import SandboxMode, workflow_runner
 from workers.settings import Settings, mask_url
 from workflows.authority import AuthorityInterceptor
 from workflows.registry import ALL_WORKFLOWS
@@ -214,15 +214,12 @@ def build_worker(
     deps: Dependencies,
     *,
     replace: Sequence[Any] = (),
-    sandboxed: bool = True,
+    sandbox: SandboxMode = "strict",
     **options: Any,
 ) -> WorkerGroup:
     """``replace``: activities that stand in for those of the same name (tests inject faults).
     ``options`` go to :class:`Worker` (tests use ``max_cached_workflows=0`` to force replays)."""
-    options.setdefault(
-        "workflow_runner",
-        DirectContextSandboxRunner() if sandboxed else UnsandboxedWorkflowRunner(),
-    )
+    options.setdefault("workflow_runner", workflow_runner(sandbox))
     # R10: no message reaches a handler without proof of who sent it (workflows/authority.py).
     options["interceptors"] = [
         AuthorityInterceptor(
@@ -255,11 +252,9 @@ def build_worker(
         # cores started tasks that then sat for over 10 s (their timeout) behind the
         # others, timed out and were retried from scratch (measured in bench/).
         max_concurrent_workflow_tasks=options.pop("max_concurrent_workflow_tasks", 16),
-        # Workflow code runs in the SDK's sandbox (default restrictions), without the
-        # sandbox's per-payload cost (workers/sandbox.py). The simulator, a local
-        # throwaway run of the same code, goes without the sandbox: it re-imports the
-        # workflow module for every workflow (determinism is also checked by the
-        # replay tests over recorded histories).
+        # Workflow code runs in the SDK's sandbox, strict or with aidflow's workflow
+        # modules shared, without the sandbox's per-payload cost; the simulator runs
+        # without it (workers/sandbox.py).
         **options,
     )
     return WorkerGroup(workflows, joins)
@@ -299,7 +294,11 @@ async def running_worker(
 
     deps = Dependencies.from_settings(settings)
     worker = build_worker(
-        client, settings.task_queue, deps, max_cached_workflows=settings.workflow_cache
+        client,
+        settings.task_queue,
+        deps,
+        sandbox=settings.workflow_sandbox,
+        max_cached_workflows=settings.workflow_cache,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -136,7 +136,7 @@ async def simulation_stack(
             client,
             settings.task_queue,
             deps,
-            sandboxed=False,
+            sandbox="off",
             # Every application stays cached: an evicted one would replay its history.
             max_cached_workflows=max(1000, applications + 100),
             max_concurrent_workflow_tasks=8,
