@@ -8,9 +8,7 @@ from pathlib import Path
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import create_engine
 
@@ -58,7 +56,15 @@ def one_writer(engine: Engine) -> contextlib.AbstractContextManager[Any]:
     return lock
 
 
-def alembic_config(url: str) -> Config:
+# The newest migration's revision: what a worker checks the database against at start,
+# without loading Alembic and the migration scripts into every worker (23 MiB with
+# Mako; tests/test_persistence.py checks it is Alembic's head).
+SCHEMA_HEAD = "0017"
+
+
+def alembic_config(url: str) -> Any:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     # ConfigParser interpolation: escape % in passwords.
@@ -68,18 +74,24 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Create or migrate the schema (``aidflow db upgrade``)."""
+    from alembic import command
+
     command.upgrade(alembic_config(url), revision)
 
 
 def current_revision(url: str) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
+    """The database's schema revision (Alembic's table, read directly); None if none."""
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
     finally:
         engine.dispose()
+    if len(rows) > 1:
+        raise RuntimeError(f"the database has several schema heads: {', '.join(rows)}")
+    return rows[0] if rows else None
 
 
 def head_revision() -> str | None:
@@ -94,7 +106,7 @@ def schema_problem(url: str) -> str | None:
         current = current_revision(url)
     except Exception as e:  # unreachable database, bad URL
         return f"cannot read the database: {type(e).__name__}: {str(e).splitlines()[0]}"
-    head = head_revision()
+    head = SCHEMA_HEAD
     if current == head:
         return None
     if current is None:
