@@ -9,8 +9,9 @@
   package passed through: imported once, shared by every workflow. A cached workflow
   then holds its own state only: 449 KiB less each, and 16 ms less CPU each time a
   workflow is created or brought back after eviction (``bench/results``,
-  BENCHMARKS.md). The sandbox no longer checks the calls made in that package's code;
-  what does: the suite above, the replay of every recorded history, and
+  BENCHMARKS.md). The sandbox no longer checks the calls made through the names that
+  package imported at its top (an import inside a function, at run time, still goes
+  through the restricted importer); what does: the suite above, the replay of every recorded history, and
   tests/test_architecture.py, which refuses in ``workflows/`` the imports and calls that
   read the clock, chance, the environment or the outside world. The package holds no
   state of its own to share (constants only: tests/test_architecture.py checks that
