@@ -37,6 +37,7 @@ from typing import Any
 from bench.run import (
     BIN,
     Procs,
+    machine_busy_seconds,
     pct,
     pipeline_env,
     records_client,
@@ -87,9 +88,12 @@ async def _burst(
     groups: list[list[str]],
     seconds: float,
     one: Callable[[str], Awaitable[bool]],
+    worker: Procs,
 ) -> tuple[dict[str, Any], list[str], list[str]]:
     """Send each group at its slot of ``seconds`` (its members at once); the statistics,
-    the refused and the accepted."""
+    the refused and the accepted. With them, where the CPU went over the phase: the
+    machine's cores busy (server, workers, this driver) and the workers' share."""
+    busy0, worker0, wall0 = machine_busy_seconds(), worker.cpu_seconds(), time.perf_counter()
     latencies: list[float] = []
     late: list[float] = []
     refused: list[str] = []
@@ -113,7 +117,13 @@ async def _burst(
         await asyncio.gather(*(send(at, wf) for wf in members))
 
     await asyncio.gather(*(group(i, g) for i, g in enumerate(groups)))
-    return _stats(latencies, start, max(done), late), refused, accepted
+    stats = _stats(latencies, start, max(done), late)
+    wall = time.perf_counter() - wall0
+    stats["machine_busy"] = round(
+        (machine_busy_seconds() - busy0) / (wall * (os.cpu_count() or 1)), 2
+    )
+    stats["worker_cpu_share"] = round((worker.cpu_seconds() - worker0) / wall, 2)
+    return stats, refused, accepted
 
 
 def _profile(worker: Procs, phase: str, seconds: float) -> subprocess.Popen[bytes] | None:
@@ -269,7 +279,7 @@ async def run_aidflow(
         accepted_all: list[str] = []
         for name, groups in (("single", single), ("batches", batches)):
             spy = _profile(worker, name, seconds)
-            stats, refused, accepted = await _burst(groups, seconds, decide)
+            stats, refused, accepted = await _burst(groups, seconds, decide, worker)
             if spy is not None:
                 spy.wait()
             stats["refused"] = len(refused)
@@ -343,7 +353,7 @@ async def run_bare(
         single, batches = _schedules([h.id for h in handles], village_of, n)
         out: dict[str, Any] = {}
         for name, groups in (("single", single), ("batches", batches)):
-            stats, refused, _ = await _burst(groups, seconds, decide)
+            stats, refused, _ = await _burst(groups, seconds, decide, worker)
             stats["refused"] = len(refused)
             out[name] = stats
         out["worker_peak_rss_mib"] = round(worker.peak_rss_mib(), 1)

@@ -77,6 +77,14 @@ class Proc:
                 return int(line.split()[1]) / 1024  # kB -> MiB
         return float("nan")
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU the process has used so far."""
+        try:
+            fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_mib(self) -> float:
         return self._status("VmRSS")
 
@@ -102,6 +110,9 @@ class Procs:
     def peak_rss_mib(self) -> float:
         """The largest of the processes' peaks: what one worker needs."""
         return max(p.peak_rss_mib() for p in self.procs)
+
+    def cpu_seconds(self) -> float:
+        return sum(p.cpu_seconds() for p in self.procs)
 
     def total_peak_rss_mib(self) -> float:
         return sum(p.peak_rss_mib() for p in self.procs)
@@ -162,6 +173,16 @@ def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> Proc
     )
     out.close()
     return Proc(p, log)
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all of this machine's cores have been busy (not idle, not waiting on
+    I/O) since boot: the difference over a phase, against its wall time times the cores,
+    says how saturated the machine was."""
+    cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    ticks = [int(x) for x in cpu]
+    idle = ticks[3] + ticks[4]
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:

@@ -56,3 +56,28 @@ def test_the_baseline_is_the_floor_of_the_process() -> None:
         "signal",
         "signal",
     ]
+
+
+def test_cpu_accounting_sees_a_busy_child() -> None:
+    """The burst's CPU figures (bench/burst.py): a child that spins for a while has used
+    CPU, and the machine was busy at least that much."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from bench.run import Proc, Procs, machine_busy_seconds
+
+    busy0 = machine_busy_seconds()
+    spin = (
+        "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+        "print('spun', flush=True)\ntime.sleep(10)"
+    )
+    popen = subprocess.Popen([sys.executable, "-c", spin], stdout=subprocess.PIPE)
+    child = Proc(popen, Path("/dev/null"))
+    try:
+        assert popen.stdout is not None and popen.stdout.readline() == b"spun\n"
+        used = Procs([child]).cpu_seconds()
+        assert 0.25 <= used < 2.0  # clock ticks: 10 ms each
+        assert machine_busy_seconds() - busy0 >= 0.25
+    finally:
+        child.stop()
