@@ -71,6 +71,57 @@ def _places_csv(villages: int) -> tuple[str, list[tuple[str, str]]]:
     return "\n".join(rows) + "\n", codes
 
 
+def burst_county(
+    engine: Any, work: Path, hash_id: Callable[[str], str], villages: int, count: int
+) -> list[Any]:
+    """The burst's county in ``engine`` (its places, and ``count`` county-subsidy
+    applicants spread over ``villages`` villages on its registry): their forms."""
+    from models.programmes import COUNTY_SUBSIDY_DEMO
+    from store.importing import import_places, import_registry
+    from workers.synthetic import applicants, registry_csv
+
+    csv_text, codes = _places_csv(villages)
+    (work / "places.csv").write_text(csv_text, encoding="utf-8")
+    import_places(engine, work / "places.csv")
+    forms = applicants(count, SEASON, seed=20, programme=COUNTY_SUBSIDY_DEMO.code)
+    forms = [
+        f.model_copy(
+            update={
+                "places": f.places.model_copy(
+                    update={
+                        "village_code": codes[i % villages][0],
+                        "village_name": f"第{i % villages + 1}村",
+                        "township_code": codes[i % villages][1],
+                        "township_name": f"第{_TOWNSHIPS.index(codes[i % villages][1]) + 1}镇",
+                    }
+                )
+            }
+        )
+        for i, f in enumerate(forms)
+    ]
+    (work / "registry.csv").write_text(registry_csv(forms, SEASON), encoding="utf-8")
+    import_registry(engine, work / "registry.csv", hash_id, as_of=date(SEASON, 1, 1))
+    return forms
+
+
+def village_approval(village: str) -> Any:
+    """A village committee's approval at its review, a new request id."""
+    from models.application import Actor, DecisionRequest
+    from models.domain import DecisionKind, Role
+
+    return DecisionRequest(
+        request_id=uuid.uuid4().hex,
+        actor=Actor(
+            id=f"village_committee-{village}",
+            name="村干部",
+            role=Role.VILLAGE_COMMITTEE,
+            place_code=village,
+        ),
+        stage="village_review",
+        decision=DecisionKind.APPROVE,
+    )
+
+
 def _stats(
     latencies: list[float], first_sent: float, last_done: float, late: list[float]
 ) -> dict[str, Any]:
@@ -180,15 +231,11 @@ def _schedules(
 async def run_aidflow(
     address: str, work: Path, n: int, seconds: float, villages: int, workers: int
 ) -> dict[str, Any]:
-    from models.application import Actor, DecisionRequest
-    from models.domain import DecisionKind, Role
-    from models.programmes import COUNTY_SUBSIDY_DEMO
+    from models.domain import Role
     from store.db import make_engine, upgrade
-    from store.importing import import_places, import_registry
     from store.sealing import Keys
     from workers.client import Refused
     from workers.settings import Settings
-    from workers.synthetic import applicants, registry_csv
     from workers.worker import connect
 
     work.mkdir(parents=True, exist_ok=True)
@@ -200,27 +247,7 @@ async def run_aidflow(
     upgrade(settings.effective_database_url)
     engine = make_engine(settings.effective_database_url)
     keys = Keys(settings.secret_key_bytes())
-    csv_text, codes = _places_csv(villages)
-    (work / "places.csv").write_text(csv_text, encoding="utf-8")
-    import_places(engine, work / "places.csv")
-    forms = applicants(2 * n, SEASON, seed=20, programme=COUNTY_SUBSIDY_DEMO.code)
-    forms = [
-        f.model_copy(
-            update={
-                "places": f.places.model_copy(
-                    update={
-                        "village_code": codes[i % villages][0],
-                        "village_name": f"第{i % villages + 1}村",
-                        "township_code": codes[i % villages][1],
-                        "township_name": f"第{_TOWNSHIPS.index(codes[i % villages][1]) + 1}镇",
-                    }
-                )
-            }
-        )
-        for i, f in enumerate(forms)
-    ]
-    (work / "registry.csv").write_text(registry_csv(forms, SEASON), encoding="utf-8")
-    import_registry(engine, work / "registry.csv", keys.hash_id, as_of=date(SEASON, 1, 1))
+    forms = burst_county(engine, work, keys.hash_id, villages, 2 * n)
     worker = spawn_workers(workers, [str(BIN / "aidflow"), "worker"], work, "worker-burst-a", env)
     try:
         client = await connect(settings)
@@ -254,22 +281,8 @@ async def run_aidflow(
         drain_s = await _outbox_drained(engine)
 
         async def decide(wf: str) -> bool:
-            village = village_of[wf]
             try:
-                r = await api.decide(
-                    wf,
-                    DecisionRequest(
-                        request_id=uuid.uuid4().hex,
-                        actor=Actor(
-                            id=f"village_committee-{village}",
-                            name="村干部",
-                            role=Role.VILLAGE_COMMITTEE,
-                            place_code=village,
-                        ),
-                        stage="village_review",
-                        decision=DecisionKind.APPROVE,
-                    ),
-                )
+                r = await api.decide(wf, village_approval(village_of[wf]))
             except Refused:
                 return False
             return r.accepted

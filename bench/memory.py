@@ -19,12 +19,11 @@ import gc
 import os
 import tempfile
 import tracemalloc
-import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.burst import SEASON, _places_csv
+from bench.burst import burst_county, village_approval
 from bench.run import dev_server, pipeline_env, records_client
 
 _WARM_UP = 20
@@ -39,15 +38,10 @@ def _rss_kib() -> int:
 
 
 async def measure(n: int, sandbox: str, trace: bool) -> dict[str, Any]:
-    from models.application import Actor, DecisionRequest
-    from models.domain import DecisionKind, Role
-    from models.programmes import COUNTY_SUBSIDY_DEMO
     from store.db import make_engine, upgrade
-    from store.importing import import_places, import_registry
     from store.sealing import Keys
     from workers.logs import configure_logging
     from workers.settings import Settings
-    from workers.synthetic import applicants, registry_csv
     from workers.worker import connect, running_worker
 
     work = Path(tempfile.mkdtemp(prefix="aidflow-memory-"))
@@ -60,25 +54,7 @@ async def measure(n: int, sandbox: str, trace: bool) -> dict[str, Any]:
         upgrade(settings.effective_database_url)
         engine = make_engine(settings.effective_database_url)
         keys = Keys(settings.secret_key_bytes())
-        csv_text, codes = _places_csv(_VILLAGES)
-        (work / "places.csv").write_text(csv_text, encoding="utf-8")
-        import_places(engine, work / "places.csv")
-        forms = applicants(_WARM_UP + n, SEASON, seed=20, programme=COUNTY_SUBSIDY_DEMO.code)
-        forms = [
-            f.model_copy(
-                update={
-                    "places": f.places.model_copy(
-                        update={
-                            "village_code": codes[i % _VILLAGES][0],
-                            "township_code": codes[i % _VILLAGES][1],
-                        }
-                    )
-                }
-            )
-            for i, f in enumerate(forms)
-        ]
-        (work / "registry.csv").write_text(registry_csv(forms, SEASON), encoding="utf-8")
-        import_registry(engine, work / "registry.csv", keys.hash_id, as_of=date(SEASON, 1, 1))
+        forms = burst_county(engine, work, keys.hash_id, _VILLAGES, _WARM_UP + n)
         client = await connect(settings)
         async with running_worker(client, settings) as (_, stop):
             api = records_client(client, settings, keys, engine)
@@ -90,21 +66,7 @@ async def measure(n: int, sandbox: str, trace: bool) -> dict[str, Any]:
                     wf = await api.submit(form)
                     while (await api.status(wf)).stage != "village_review":
                         await asyncio.sleep(0.3)
-                    village = form.places.village_code
-                    await api.decide(
-                        wf,
-                        DecisionRequest(
-                            request_id=uuid.uuid4().hex,
-                            actor=Actor(
-                                id=f"village_committee-{village}",
-                                name="村干部",
-                                role=Role.VILLAGE_COMMITTEE,
-                                place_code=village,
-                            ),
-                            stage="village_review",
-                            decision=DecisionKind.APPROVE,
-                        ),
-                    )
+                    await api.decide(wf, village_approval(form.places.village_code))
                     while (await api.status(wf)).stage == "village_review":
                         await asyncio.sleep(0.3)
 
