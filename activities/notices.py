@@ -42,6 +42,13 @@ _FIXED_CREATED = datetime(2000, 1, 1, tzinfo=UTC)
 # Joins of one notice a worker process has in flight at once (the server's limit is 10
 # updates in flight per workflow; two processes at 4 each stay under it).
 JOINS_IN_FLIGHT = 4
+_HEARTBEAT_EVERY = 2.0  # seconds; the join's heartbeat timeout is 10 s
+
+
+async def _heartbeat_until_cancelled() -> None:
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(_HEARTBEAT_EVERY)
 
 
 class NoticeActivities:
@@ -73,16 +80,23 @@ class NoticeActivities:
         # joins in one activation past the SDK's two-second deadlock limit (its updates
         # all aborted), stalled the 1,000-application simulation at its village notices
         # (issue 20). So a process sends a notice a few joins at a time; the rest wait
-        # here, in order, which costs nothing on the server.
+        # here, in order, which costs nothing on the server. Waiting is not failing: the
+        # join heartbeats meanwhile, and its timeout covers the queue (a join that timed
+        # out in the queue went to its back, again and again, and a township notice's
+        # members were told of its posting minutes late).
         gate = self._joining.setdefault(notice_id, asyncio.Semaphore(JOINS_IN_FLIGHT))
-        async with gate:
-            joined: NoticeJoined = await self._client.execute_update_with_start_workflow(
-                "join",
-                req.join,
-                start_workflow_operation=start,
-                id=f"join/{req.join.member.workflow_id}/{req.join.attempt}",
-                result_type=NoticeJoined,
-            )
+        beating = asyncio.create_task(_heartbeat_until_cancelled())
+        try:
+            async with gate:
+                joined: NoticeJoined = await self._client.execute_update_with_start_workflow(
+                    "join",
+                    req.join,
+                    start_workflow_operation=start,
+                    id=f"join/{req.join.member.workflow_id}/{req.join.attempt}",
+                    result_type=NoticeJoined,
+                )
+        finally:
+            beating.cancel()
         return joined
 
     @activity.defn(name="tell_notice")

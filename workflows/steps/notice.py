@@ -45,6 +45,11 @@ with workflow.unsafe.imports_passed_through():
 
 # The join answers in milliseconds; one cut off by a crashed worker is tried again soon.
 _JOIN = timedelta(seconds=10)
+# A join waits its turn in its process (4 at a time a notice: activities/notices.py):
+# a notice of hundreds of members keeps the last waiting for a while, which is not a
+# failure; a worker that died with the join is seen by its missing heartbeat.
+_JOIN_QUEUED = timedelta(minutes=5)
+_JOIN_HEARTBEAT = timedelta(seconds=10)
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 # A word to the notice: three attempts within seconds, then again a minute later.
 _TELL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
@@ -187,7 +192,8 @@ class NoticeRunner(StepRunner[NoticeStep]):
             NoticeActivities.join_notice,
             JoinRequest(notice=notice, join=NoticeJoin(member=member, attempt=attempt)),
             task_queue=notice_joins_queue(workflow.info().task_queue),
-            start_to_close_timeout=_JOIN,
+            start_to_close_timeout=_JOIN_QUEUED,
+            heartbeat_timeout=_JOIN_HEARTBEAT,
             retry_policy=_RETRY,
             summary=f"join the {step.label_en} of {notice.place_code}",
         )
