@@ -43,15 +43,15 @@ with workflow.unsafe.imports_passed_through():
     from models.records import NotificationIntent
     from models.steps import NoticeStep
 
-# The join answers in milliseconds; one cut off by a crashed worker is tried again soon.
-_JOIN = timedelta(seconds=10)
 # A join waits its turn in its process (4 at a time a notice: activities/notices.py):
 # a notice of hundreds of members keeps the last waiting for a while, which is not a
 # failure; a worker that died with the join is seen by its missing heartbeat.
 _JOIN_QUEUED = timedelta(minutes=5)
 _JOIN_HEARTBEAT = timedelta(seconds=10)
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
-# A word to the notice: three attempts within seconds, then again a minute later.
+# A word to the notice (a signal: it answers at once): three attempts within seconds,
+# then again a minute later.
+_TELL = timedelta(seconds=10)
 _TELL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 _TELL_PAUSE = timedelta(minutes=1)
 # Joined, and no posting told a day after the notice's automatic posting was due: the
@@ -283,7 +283,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
                 await workflow.execute_local_activity_method(
                     NoticeActivities.tell_notice,
                     msg,
-                    start_to_close_timeout=_JOIN,
+                    start_to_close_timeout=_TELL,
                     retry_policy=_TELL_RETRY,
                     summary=f"tell the notice: {msg.signal}",
                 )
