@@ -27,6 +27,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -68,17 +70,43 @@ configure_logging("console", "WARNING")
 
 @dataclass
 class FaultRun:
-    """The fault harness running beside the suite (tests/test_faults.py)."""
+    """The fault harness running beside the suite (tests/test_faults.py), in a work
+    directory every test process knows. The process that started it (pytest itself, or
+    xdist's controller when the suite runs in several processes) writes its exit code
+    there; the test, in whichever process it runs, waits for that file."""
 
-    proc: subprocess.Popen[bytes]
-    out: Path
-    log: Path
+    work: Path
+
+    @property
+    def out(self) -> Path:
+        return self.work / "summary.json"
+
+    @property
+    def log(self) -> Path:
+        return self.work / "harness.log"
+
+    def wait(self, timeout: float) -> int | None:
+        """The harness's exit code, or None if it is still running after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                return int((self.work / "exit").read_text(encoding="utf-8"))
+            time.sleep(0.5)
+        return None
+
+    def kill(self) -> None:
+        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+            os.kill(int((self.work / "pid").read_text(encoding="utf-8")), signal.SIGKILL)
 
     def log_tail(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")[-3000:]
 
 
 _FAULTS_TEST = "test_faults.py"
+_FAULT_DIR = pytest.StashKey[Path]()
+_FAULT_PROC = pytest.StashKey[subprocess.Popen[bytes]]()
+_WORKER_INPUT = "aidflow_fault_dir"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -86,42 +114,77 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.path.name == _FAULTS_TEST)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # pytest itself, or xdist's controller
+        config.stash[_FAULT_DIR] = Path(tempfile.gettempdir()) / f"aidflow-faults-{uuid.uuid4().hex}"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: each test process learns where the controller's harness writes."""
+    node.workerinput[_WORKER_INPUT] = str(node.config.stash[_FAULT_DIR])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """xdist: the controller starts the harness once a process has collected its test."""
+    if any(_FAULTS_TEST in i for i in ids):
+        _start_fault_harness(node.config)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start the fault harness's season now, in its own process, if its test is to run."""
-    if not any(item.path.name == _FAULTS_TEST for item in session.items):
+    """Without xdist: start the harness now, if its test is to run."""
+    if hasattr(session.config, "workerinput"):
+        return  # xdist's controller starts it (above)
+    if any(item.path.name == _FAULTS_TEST for item in session.items):
+        _start_fault_harness(session.config)
+
+
+def _start_fault_harness(config: pytest.Config) -> None:
+    if _FAULT_PROC in config.stash:
         return
-    work = Path(tempfile.mkdtemp(prefix="aidflow-faults-"))
-    log = work / "harness.log"
+    work = config.stash[_FAULT_DIR]
+    work.mkdir(parents=True)
     argv = [sys.executable, "-m", "bench.faults", "--applications", "20", "--kills", "3"]
     argv += ["--server-restarts", "1", "--seed", "1", "--day-seconds", "1"]
     argv += ["--work", str(work / "stack"), "--out", str(work / "summary.json")]
     argv += ["--limit-s", "600"]
-    with log.open("wb") as f:
+    with (work / "harness.log").open("wb") as f:
         proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
-    session.config.stash[_FAULT_RUN] = FaultRun(proc, work / "summary.json", log)
+    (work / "pid").write_text(str(proc.pid), encoding="utf-8")
+    config.stash[_FAULT_PROC] = proc
 
+    def reap() -> None:  # the exit code, for the test in whichever process it runs
+        code = proc.wait()
+        (work / "exit.part").write_text(str(code), encoding="utf-8")
+        (work / "exit.part").rename(work / "exit")
 
-_FAULT_RUN = pytest.StashKey[FaultRun]()
-ROOT = Path(__file__).resolve().parent.parent
+    threading.Thread(target=reap, name="fault-harness-reaper", daemon=True).start()
 
 
 @pytest.fixture
 def fault_run(request: pytest.FixtureRequest) -> Iterator[FaultRun]:
-    run = request.config.stash[_FAULT_RUN]
+    config = request.config
+    work = (
+        Path(config.workerinput[_WORKER_INPUT])
+        if hasattr(config, "workerinput")
+        else config.stash[_FAULT_DIR]
+    )
+    run = FaultRun(work)
     try:
         yield run
     finally:
-        if run.proc.poll() is None:
-            run.proc.kill()
+        if run.wait(0) is None:
+            run.kill()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """A harness still running (the run stopped early) goes with the session."""
-    run = session.config.stash.get(_FAULT_RUN, None)
-    if run is not None and run.proc.poll() is None:
-        run.proc.send_signal(signal.SIGINT)  # its finally stops its server and worker
+    proc = session.config.stash.get(_FAULT_PROC, None)
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGINT)  # its finally stops its server and worker
         with contextlib.suppress(subprocess.TimeoutExpired):
-            run.proc.wait(30)
+            proc.wait(30)
 
 
 def postgres_reachable() -> str | None:

@@ -15,7 +15,6 @@ summary."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
@@ -26,10 +25,9 @@ pytestmark = pytest.mark.devserver
 
 
 def test_a_season_survives_kills_and_a_server_restart(fault_run: FaultRun) -> None:
-    try:
-        code = fault_run.proc.wait(timeout=560)
-    except subprocess.TimeoutExpired:
-        fault_run.proc.kill()
+    code = fault_run.wait(timeout=560)
+    if code is None:
+        fault_run.kill()
         pytest.fail(f"the fault harness did not finish in time: {fault_run.log_tail()}")
     assert fault_run.out.exists(), f"exit {code}, no summary: {fault_run.log_tail()}"
     r = json.loads(fault_run.out.read_text(encoding="utf-8"))
