@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from models.application import (
@@ -158,6 +158,11 @@ class Rates(Protocol):
 
 
 class Clocks(Protocol):
+    @property
+    def past_by(self) -> timedelta:
+        """How far past each planned instant the simulation acts (workers/simulate/clocks.py)."""
+        ...
+
     async def advance(self, workflow_id: str, to: datetime) -> bool: ...
     async def track(self, workflow_id: str) -> None: ...
 

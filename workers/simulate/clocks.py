@@ -131,6 +131,8 @@ class _NoticeClockOutbound(OutboundInterceptor):
 class Clocks:
     """Every workflow's virtual clock as the driver knows it; moved only forward."""
 
+    past_by = PAST_BY
+
     def __init__(self, client: Client, starts: _StartAtSimulatedInstant) -> None:
         self._client = client
         self._starts = starts

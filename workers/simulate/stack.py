@@ -251,5 +251,12 @@ async def run_simulation(
             "objections_refused": sim.counts["objections refused"],
             "requests_repeated_after_a_timeout": sim.counts["requests repeated after a timeout"],
             "fast_forwards_on_a_busy_server": clocks.busy,
+            # A member's join later on its clock than its posting's planned instant.
+            "notice_postings_moved_after_a_late_join": sim.counts[
+                "notice postings moved after a late join"
+            ],
+            "notice_members_left_for_a_later_posting": sim.counts[
+                "notice members left for a later posting"
+            ],
         },
     )
