@@ -31,6 +31,7 @@ from workers.officials.base import Case, Desk, Floor, Season, SimulationStalled
 
 # How long the simulator waits for a notice to show what it expects.
 NOTICE_WITHIN_SECONDS = 300.0
+POSTING = "notice posting"  # a posting's label among the season's shared events
 
 
 @dataclass
@@ -119,9 +120,7 @@ class NoticeDesk(Desk[NoticeStep]):
                 at, explicit = post_at, True
         n.plan += 1
         plan = n.plan
-        season.at(
-            at, "notice posting", lambda t: self._posting(season, n, plan, explicit, t), shared=True
-        )
+        season.at(at, POSTING, lambda t: self._posting(season, n, plan, explicit, t), shared=True)
 
     async def _posting(
         self, season: Season, n: NoticePlan, plan: int, explicit: bool, at: datetime

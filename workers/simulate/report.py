@@ -69,6 +69,9 @@ class SimulationResult:
     workflow_ids: list[str] = field(default_factory=list)
     wall_by_phase: dict[str, float] = field(default_factory=dict)
     events: int = 0
+    notice_postings: int = 0
+    # Postings run beside another posting of their instant (workers/simulate/season.py).
+    postings_together: int = 0
     # What a paid application cost, averaged over a sample of their histories.
     cost_per_paid_application: dict[str, float] = field(default_factory=dict)
     season_history_events: int = 0  # over all its runs
@@ -231,6 +234,8 @@ def result_json(r: SimulationResult) -> str:
             "requests": r.requests,
             "fast_forwards": r.fast_forwards,
             "fast_forwards_restarted": r.fast_forwards_restarted,
+            "notice_postings": r.notice_postings,
+            "postings_run_together": r.postings_together,
             "clocks_ahead": len(r.clocks_ahead),
             "retries": r.retries,
             "outcome_digest": r.outcome_digest,

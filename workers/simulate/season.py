@@ -28,6 +28,7 @@ from models.programmes import COUNTY_SUBSIDY
 from store.tables import ApplicationRow
 from workers.client import AidflowClient, Refused, query_when_ready
 from workers.officials import Case, NoticePlan, SimulationStalled, desk_for, people
+from workers.officials.notice import POSTING
 from workers.simulate.clocks import Clocks, diagnose
 from workers.simulate.scenario import (
     MEAN_DELAY_DAYS,
@@ -106,6 +107,7 @@ class SeasonSimulation:
         # Where the wall time goes, by kind of event (shared events run alone).
         self.wall_by_phase: defaultdict[str, float] = defaultdict(float)
         self.events = 0
+        self.shared_together = 0  # shared events run beside another at their instant
 
     # -------------------------------------------------------------- scheduling
 
@@ -269,10 +271,21 @@ class SeasonSimulation:
             if not self._shared:
                 break
             ev = heapq.heappop(self._shared)
+            together = [ev]
+            # Postings of different notices at one instant (the village notices at the
+            # window's close, or each at the same next morning) share no workflow: an
+            # application waits in one notice at a time. They run together.
+            while (
+                ev.label == POSTING
+                and self._shared
+                and (self._shared[0].at, self._shared[0].label) == (ev.at, ev.label)
+            ):
+                together.append(heapq.heappop(self._shared))
             started = time.monotonic()
             self.now = max(self.now, ev.at)
-            await ev.action(ev.at)
-            self.events += 1
+            await _all(e.action(e.at) for e in together)
+            self.events += len(together)
+            self.shared_together += len(together) - 1
             self.wall_by_phase[ev.label] += time.monotonic() - started
             self._progress(self)
             started = time.monotonic()
@@ -529,3 +542,15 @@ async def _cancel_all(tasks: Iterable[asyncio.Task[None]]) -> None:
         t.cancel()
     if pending:
         await asyncio.wait(pending, timeout=CANCEL_GRACE_SECONDS)
+
+
+async def _all(actions: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run ``actions`` together; the first failure cancels the others and is raised."""
+    tasks = [asyncio.ensure_future(a) for a in actions]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

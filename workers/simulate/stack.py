@@ -242,6 +242,8 @@ async def run_simulation(
         workflow_ids=[a.workflow_id for a in sim.apps if a.workflow_id],
         wall_by_phase=dict(sim.wall_by_phase),
         events=sim.events,
+        notice_postings=sim.counts["notice postings"],
+        postings_together=sim.shared_together,
         cost_per_paid_application=cost,
         season_history_events=season_events,
         season_runs=season_runs,
