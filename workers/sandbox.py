@@ -51,7 +51,10 @@ from temporalio.worker.workflow_sandbox._runner import _Instance
 
 _IN_SANDBOX = "__temporal_in_sandbox"
 
-SandboxMode = Literal["strict", "shared", "off"]
+# What a worker may be set to (AIDFLOW_WORKFLOW_SANDBOX, workers/settings.py) ...
+WorkerSandbox = Literal["strict", "shared"]
+# ... and "off", the simulator's alone.
+SandboxMode = Literal[WorkerSandbox, "off"]
 # The package whose modules a ``shared`` sandbox imports once for all workflows.
 SHARED_PACKAGE = "workflows"
 

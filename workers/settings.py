@@ -19,6 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from workers.sandbox import WorkerSandbox
+
 
 def _config_file() -> Path:
     return Path(os.environ.get("AIDFLOW_CONFIG", "aidflow.toml"))
@@ -46,7 +48,7 @@ class Settings(BaseSettings):
     # How workflow code is sandboxed (workers/sandbox.py): "shared" imports aidflow's
     # workflow modules once for every workflow; "strict" (the test suite's) re-imports
     # them for each and refuses restricted calls at run time, at 449 KiB a cached workflow.
-    workflow_sandbox: Literal["strict", "shared"] = Field(
+    workflow_sandbox: WorkerSandbox = Field(
         "shared", description="strict or shared (workers/sandbox.py)"
     )
     temporal_tls_cert: Path | None = Field(None, description="client certificate (mTLS)")
