@@ -58,7 +58,9 @@ def main() -> None:
     if task == "test":
         sh(BIN / "ruff", "check", ".")
         sh(BIN / "mypy", ".")
-        os.execv(PY, [str(PY), "-m", "pytest", *(extra or ["-q", "-rs", "-n", "2", "--durations=15"])])
+        os.execv(
+            PY, [str(PY), "-m", "pytest", *(extra or ["-q", "-rs", "-n", "2", "--durations=15"])]
+        )
 
 
 if __name__ == "__main__":

@@ -88,17 +88,23 @@ class FaultRun:
     def wait(self, timeout: float) -> int | None:
         """The harness's exit code, or None if it is still running after ``timeout``."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             with contextlib.suppress(FileNotFoundError, ValueError):
                 return int((self.work / "exit").read_text(encoding="utf-8"))
+            if time.monotonic() >= deadline:
+                return None
             time.sleep(0.5)
-        return None
 
     def kill(self) -> None:
+        """The harness and its servers (a process group of their own), if still running."""
+        if self.wait(0) is not None:
+            return  # exited and reaped: its pid may be another's now
         with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
-            os.kill(int((self.work / "pid").read_text(encoding="utf-8")), signal.SIGKILL)
+            os.killpg(int((self.work / "pid").read_text(encoding="utf-8")), signal.SIGKILL)
 
     def log_tail(self) -> str:
+        if not self.log.exists():
+            return f"(no log: the harness was not started in {self.work})"
         return self.log.read_text(encoding="utf-8", errors="replace")[-3000:]
 
 
@@ -116,7 +122,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # pytest itself, or xdist's controller
-        config.stash[_FAULT_DIR] = Path(tempfile.gettempdir()) / f"aidflow-faults-{uuid.uuid4().hex}"
+        config.stash[_FAULT_DIR] = (
+            Path(tempfile.gettempdir()) / f"aidflow-faults-{uuid.uuid4().hex}"
+        )
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -150,7 +158,10 @@ def _start_fault_harness(config: pytest.Config) -> None:
     argv += ["--work", str(work / "stack"), "--out", str(work / "summary.json")]
     argv += ["--limit-s", "600"]
     with (work / "harness.log").open("wb") as f:
-        proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+        # Its own process group: its servers can be stopped with it (kill, below).
+        proc = subprocess.Popen(
+            argv, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        )
     (work / "pid").write_text(str(proc.pid), encoding="utf-8")
     config.stash[_FAULT_PROC] = proc
 
@@ -174,8 +185,7 @@ def fault_run(request: pytest.FixtureRequest) -> Iterator[FaultRun]:
     try:
         yield run
     finally:
-        if run.wait(0) is None:
-            run.kill()
+        run.kill()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -183,8 +193,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     proc = session.config.stash.get(_FAULT_PROC, None)
     if proc is not None and proc.poll() is None:
         proc.send_signal(signal.SIGINT)  # its finally stops its server and worker
-        with contextlib.suppress(subprocess.TimeoutExpired):
+        try:
             proc.wait(30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def postgres_reachable() -> str | None:

@@ -49,11 +49,11 @@ from temporalio.worker import (
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 from temporalio.worker.workflow_sandbox._runner import _Instance
 
+from workers.settings import WorkerSandbox
+
 _IN_SANDBOX = "__temporal_in_sandbox"
 
-# What a worker may be set to (AIDFLOW_WORKFLOW_SANDBOX, workers/settings.py) ...
-WorkerSandbox = Literal["strict", "shared"]
-# ... and "off", the simulator's alone.
+# What a worker may be set to (AIDFLOW_WORKFLOW_SANDBOX), and "off", the simulator's alone.
 SandboxMode = Literal[WorkerSandbox, "off"]
 # The package whose modules a ``shared`` sandbox imports once for all workflows.
 SHARED_PACKAGE = "workflows"

@@ -19,7 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from workers.sandbox import WorkerSandbox
+# A worker's workflow sandbox (workers/sandbox.py; the simulator alone also has "off").
+WorkerSandbox = Literal["strict", "shared"]
 
 
 def _config_file() -> Path:

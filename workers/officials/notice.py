@@ -32,6 +32,9 @@ from workers.officials.base import Case, Desk, Floor, Season, SimulationStalled
 # How long the simulator waits for a notice to show what it expects.
 NOTICE_WITHIN_SECONDS = 300.0
 POSTING = "notice posting"  # a posting's label among the season's shared events
+# How much later than planned a member's join may come (its decision's task waiting its
+# turn on a loaded machine) before the posting waits for it; more is a clock ahead.
+LATE_JOIN_AT_MOST = timedelta(minutes=5)
 
 
 @dataclass
@@ -181,6 +184,13 @@ class NoticeDesk(Desk[NoticeStep]):
         # The owner's clock reaches at + past_by (everyone_to): the joins before that are on it.
         if joined < at + season.clocks.past_by:
             return at
+        if joined > at + season.clocks.past_by + LATE_JOIN_AT_MOST:
+            # Not a task's moment but a clock that ran ahead of the simulation.
+            seen = await season.diagnose(n.notice_id, "notice")
+            raise SimulationStalled(
+                f"{n.notice_id}: a member joined at {joined.isoformat()}, past the posting "
+                f"planned at {at.isoformat()} by more than {LATE_JOIN_AT_MOST}\n{seen}"
+            )
         season.counts["notice postings moved after a late join"] += 1
         return joined - season.clocks.past_by + timedelta(seconds=1)
 
@@ -194,7 +204,9 @@ class NoticeDesk(Desk[NoticeStep]):
         waiting = {m.workflow_id: m.joined_at for m in st.pending}
         left = ({a.workflow_id for a in members} - on_it) & waiting.keys()
         for a in (a for a in members if a.workflow_id in left):
-            ready = max(waiting[a.workflow_id], posting.posted_at) - season.clocks.past_by
+            # Not before the posting: one left by an automatic posting at the window's
+            # close must not be planned for that instant again.
+            ready = max(waiting[a.workflow_id] - season.clocks.past_by, posting.posted_at)
             n.pending.append((a, ready))
             n.log.append(
                 f"{a.workflow_id[-6:]} left for the next posting, ready {ready.isoformat()}"

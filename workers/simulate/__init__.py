@@ -28,7 +28,9 @@ moves each clock lazily:
   season workflow (funds request, funds arrival, account corrections, re-payment
   batches, the payout date, the season's end) are *shared*: the driver first
   finishes every event before them, then moves the season and every application
-  it will message to the same instant, and processes the shared event alone.
+  it will message to the same instant, and processes the shared event alone. A
+  notice's posting is shared too (its notice and its members); postings of different
+  notices at one instant run together, as they share no workflow.
 - A workflow starts at its simulated instant: the client starts it with a start
   delay, and the start carries a fast-forward of exactly that delay, so its first
   task (the "application received" event) already runs at the receipt instant.

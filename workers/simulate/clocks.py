@@ -51,7 +51,8 @@ FAST_FORWARD_TRIES = 10
 # 1,000 applications (a member's clock 8.6 hours past its notice's posting, its join
 # then after the posting it was planned for: the run stopped); 30 s is (the same season,
 # digest for digest, and no clock ahead). Every act of the season lands 30 s after its
-# planned instant, all alike; the acts are in office hours, their deadlines at days'
+# planned instant, all alike (but a posting moved after a late join, in
+# workers/officials/notice.py); the acts are in office hours, their deadlines at days'
 # ends. (Short of the instant, with the wall clock carrying it the rest of the way, the
 # timer fires with skipping off, but then a request sent at the instant can arrive
 # before the timer's task has run and be refused.)

@@ -70,7 +70,7 @@ class SimulationResult:
     wall_by_phase: dict[str, float] = field(default_factory=dict)
     events: int = 0
     notice_postings: int = 0
-    # Postings run beside another posting of their instant (workers/simulate/season.py).
+    # Posting events that did not wait for another of their instant (season.py).
     postings_together: int = 0
     # What a paid application cost, averaged over a sample of their histories.
     cost_per_paid_application: dict[str, float] = field(default_factory=dict)
@@ -235,7 +235,7 @@ def result_json(r: SimulationResult) -> str:
             "fast_forwards": r.fast_forwards,
             "fast_forwards_restarted": r.fast_forwards_restarted,
             "notice_postings": r.notice_postings,
-            "postings_run_together": r.postings_together,
+            "posting_events_not_waiting": r.postings_together,
             "clocks_ahead": len(r.clocks_ahead),
             "retries": r.retries,
             "outcome_digest": r.outcome_digest,

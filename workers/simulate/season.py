@@ -104,10 +104,13 @@ class SeasonSimulation:
 
         self.season_ends_at = datetime.max.replace(tzinfo=UTC)
         self._limit = asyncio.Semaphore(scenario.concurrency)
-        # Where the wall time goes, by kind of event (shared events run alone).
+        # Where the wall time goes, by kind of event (shared events run alone, but
+        # postings of one instant together: their phases then sum what ran at once).
         self.wall_by_phase: defaultdict[str, float] = defaultdict(float)
         self.events = 0
-        self.shared_together = 0  # shared events run beside another at their instant
+        # Posting events that did not wait for another of their instant (every one but
+        # the first of its instant; a void plan, which returns at once, included).
+        self.shared_together = 0
 
     # -------------------------------------------------------------- scheduling
 
@@ -235,7 +238,7 @@ class SeasonSimulation:
     async def _loop(self) -> None:
         """Application events run concurrently, as soon as they are due and a slot is
         free, up to the next shared event; a shared event runs alone once nothing before
-        it is left or in flight."""
+        it is left or in flight (postings of one instant together)."""
         in_flight: dict[asyncio.Task[None], _Event] = {}
         # Finished tasks arrive here (asyncio.wait over a thousand tasks for every one
         # that finishes was a fifth of the simulator's CPU at 10,000 applications).
