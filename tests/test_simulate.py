@@ -30,6 +30,7 @@ from models.planner import plan_season
 from models.programmes import COUNTY_SUBSIDY
 from store.db import make_engine
 from store.tables import AuditEntry
+from workers.officials import SimulationStalled
 from workers.settings import Settings
 from workers.simulate import Scenario, office_instant, run_simulation
 from workers.simulate.clocks import PAST_BY
@@ -374,3 +375,80 @@ async def test_a_rain_and_dew_year_simulated_round_by_round(tmp_path: Path) -> N
         assert r.funds_requests >= 1 and r.batches >= 1
         report = Path(r.report_md or "").read_text("utf-8")
         assert f"2027-{round_}" in report and "rain-and-dew" in report
+
+
+class _FakeNoticeSeason:
+    """What the notice desk's posting asks of its season, with a notice's status."""
+
+    def __init__(self, pending: dict[str, datetime], posting: list[str], posted_at: datetime):
+        from collections import Counter
+        from types import SimpleNamespace
+
+        self.counts: Counter[str] = Counter()
+        self.clocks = SimpleNamespace(past_by=PAST_BY)
+        status = SimpleNamespace(
+            pending=[SimpleNamespace(workflow_id=w, joined_at=t) for w, t in pending.items()],
+            postings=[SimpleNamespace(members=posting, posted_at=posted_at)],
+        )
+
+        async def notice_status(_: str) -> Any:
+            return status
+
+        self.api = SimpleNamespace(notice_status=notice_status)
+
+    async def diagnose(self, workflow_id: str, context: str) -> str:
+        return f"{workflow_id}: {context}"
+
+
+def _township_notice() -> tuple[Any, Any]:
+    from models.steps import NoticeStep
+    from workers.officials import NoticePlan, desk_for, people
+
+    step = next(
+        s
+        for s in COUNTY_SUBSIDY.steps
+        if isinstance(s, NoticeStep) and s.stage == "township_notice"
+    )
+    desk = desk_for(step, COUNTY_SUBSIDY)
+    plan = NoticePlan("notice/x", step, people.county_office(step.owner, "341225000000"))
+    plan.postings = 1
+    return desk, plan
+
+
+async def test_a_planned_member_the_notice_left_for_its_next_posting_waits_for_that_one() -> None:
+    """The notice decides who is on a posting (their join before its instant); the
+    simulator's plan follows it instead of waiting for a member never to be told."""
+    from types import SimpleNamespace
+
+    desk, plan = _township_notice()
+    at = datetime(2027, 9, 10, 8, 0, tzinfo=UTC)
+    posted_at = at + PAST_BY
+    on, late = SimpleNamespace(workflow_id="wf-on"), SimpleNamespace(workflow_id="wf-late")
+    season = _FakeNoticeSeason({"wf-late": posted_at + timedelta(seconds=2)}, ["wf-on"], posted_at)
+    told = await desk._on_posting(season, plan, [on, late])
+    assert told == [on]
+    # Ready no earlier than the posting that left it (not planned for its instant again).
+    assert plan.pending == [(late, posted_at)]
+    assert season.counts["notice members left for a later posting"] == 1
+
+
+async def test_the_owner_posts_after_a_join_that_came_a_moment_late() -> None:
+    from types import SimpleNamespace
+
+    desk, plan = _township_notice()
+    at = datetime(2027, 9, 10, 8, 0, tzinfo=UTC)
+    member = SimpleNamespace(workflow_id="wf-1")
+
+    def season(joined: datetime) -> _FakeNoticeSeason:
+        return _FakeNoticeSeason({"wf-1": joined}, [], at)
+
+    # Joined before the owner's clock reaches the posting (at + PAST_BY): as planned.
+    assert await desk._after_joins(season(at + PAST_BY / 2), plan, [member], at) == at
+    # A moment after it: the posting waits for the join.
+    late = season(at + PAST_BY + timedelta(seconds=4))
+    moved = await desk._after_joins(late, plan, [member], at)
+    assert moved + PAST_BY == at + PAST_BY + timedelta(seconds=5)
+    assert late.counts["notice postings moved after a late join"] == 1
+    # Hours after it: a clock ahead of the simulation, said, not absorbed.
+    with pytest.raises(SimulationStalled, match="past the posting"):
+        await desk._after_joins(season(at + timedelta(hours=8)), plan, [member], at)
