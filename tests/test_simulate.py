@@ -378,26 +378,27 @@ async def test_a_rain_and_dew_year_simulated_round_by_round(tmp_path: Path) -> N
 
 
 class _FakeNoticeSeason:
-    """What the notice desk's posting asks of its season, with a notice's status."""
+    """What the notice desk's posting asks of its season."""
 
-    def __init__(self, pending: dict[str, datetime], posting: list[str], posted_at: datetime):
+    def __init__(self) -> None:
         from collections import Counter
         from types import SimpleNamespace
 
         self.counts: Counter[str] = Counter()
         self.clocks = SimpleNamespace(past_by=PAST_BY)
-        status = SimpleNamespace(
-            pending=[SimpleNamespace(workflow_id=w, joined_at=t) for w, t in pending.items()],
-            postings=[SimpleNamespace(members=posting, posted_at=posted_at)],
-        )
-
-        async def notice_status(_: str) -> Any:
-            return status
-
-        self.api = SimpleNamespace(notice_status=notice_status)
 
     async def diagnose(self, workflow_id: str, context: str) -> str:
         return f"{workflow_id}: {context}"
+
+
+def _notice_status(pending: dict[str, datetime], posting: list[str], posted_at: datetime) -> Any:
+    """A notice's status: its waiting members (joined when), its one posting."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        pending=[SimpleNamespace(workflow_id=w, joined_at=t) for w, t in pending.items()],
+        postings=[SimpleNamespace(members=posting, posted_at=posted_at)],
+    )
 
 
 def _township_notice() -> tuple[Any, Any]:
@@ -424,8 +425,9 @@ async def test_a_planned_member_the_notice_left_for_its_next_posting_waits_for_t
     at = datetime(2027, 9, 10, 8, 0, tzinfo=UTC)
     posted_at = at + PAST_BY
     on, late = SimpleNamespace(workflow_id="wf-on"), SimpleNamespace(workflow_id="wf-late")
-    season = _FakeNoticeSeason({"wf-late": posted_at + timedelta(seconds=2)}, ["wf-on"], posted_at)
-    told = await desk._on_posting(season, plan, [on, late])
+    season = _FakeNoticeSeason()
+    status = _notice_status({"wf-late": posted_at + timedelta(seconds=2)}, ["wf-on"], posted_at)
+    told = desk._on_posting(season, plan, [on, late], status)
     assert told == [on]
     # Ready no earlier than the posting that left it (not planned for its instant again).
     assert plan.pending == [(late, posted_at)]
@@ -439,16 +441,17 @@ async def test_the_owner_posts_after_a_join_that_came_a_moment_late() -> None:
     at = datetime(2027, 9, 10, 8, 0, tzinfo=UTC)
     member = SimpleNamespace(workflow_id="wf-1")
 
-    def season(joined: datetime) -> _FakeNoticeSeason:
-        return _FakeNoticeSeason({"wf-1": joined}, [], at)
+    def joined(at_: datetime) -> Any:
+        return _notice_status({"wf-1": at_}, [], at)
 
+    season = _FakeNoticeSeason()
     # Joined before the owner's clock reaches the posting (at + PAST_BY): as planned.
-    assert await desk._after_joins(season(at + PAST_BY / 2), plan, [member], at) == at
+    assert await desk._after_joins(season, plan, [member], at, joined(at + PAST_BY / 2)) == at
     # A moment after it: the posting waits for the join.
-    late = season(at + PAST_BY + timedelta(seconds=4))
-    moved = await desk._after_joins(late, plan, [member], at)
+    late = joined(at + PAST_BY + timedelta(seconds=4))
+    moved = await desk._after_joins(season, plan, [member], at, late)
     assert moved + PAST_BY == at + PAST_BY + timedelta(seconds=5)
-    assert late.counts["notice postings moved after a late join"] == 1
+    assert season.counts["notice postings moved after a late join"] == 1
     # Hours after it: a clock ahead of the simulation, said, not absorbed.
     with pytest.raises(SimulationStalled, match="past the posting"):
-        await desk._after_joins(season(at + timedelta(hours=8)), plan, [member], at)
+        await desk._after_joins(season, plan, [member], at, joined(at + timedelta(hours=8)))

@@ -140,7 +140,7 @@ class NoticeDesk(Desk[NoticeStep]):
         if members:
             n.postings += 1
             # Every member's join reached the notice (it is sent after the decision).
-            await self._shows(
+            joined = await self._shows(
                 season,
                 n,
                 lambda st: {a.workflow_id for a in members} <= {m.workflow_id for m in st.pending},
@@ -149,36 +149,36 @@ class NoticeDesk(Desk[NoticeStep]):
             )
             await season.clocks.track(n.notice_id)
             if explicit:
-                at = await self._after_joins(season, n, members, at)
+                at = await self._after_joins(season, n, members, at, joined)
             await season.everyone_to(at, members, also=n.notice_id)
             if explicit:
                 await self._post(season, n, members, at)
             # (else a member's clock reached the time on the way, and said so)
-            await self._shows(
+            posted = await self._shows(
                 season,
                 n,
                 lambda st: len(st.postings) >= n.postings,
                 members,
                 f"posted at {at.isoformat()}",
             )
-            members = await self._on_posting(season, n, members)
+            members = self._on_posting(season, n, members, posted)
             await self._members_told(season, n, members)
             season.counts["notice postings"] += 1
             for a in members:
                 if a.terminal is None:
                     self._up(season, a, at)
-            await self._taken_early(season, n)
+            self._taken_early(season, n, posted)
         self._plan_posting(season, n)  # those ready after it: the next posting
 
     async def _after_joins(
-        self, season: Season, n: NoticePlan, members: list[Case], at: datetime
+        self, season: Season, n: NoticePlan, members: list[Case], at: datetime, st: NoticeStatus
     ) -> datetime:
         """When the owner posts: at ``at``, or just after the last member's join where
         that came later. A member joins at its own clock's instant of the decision's
         workflow task, which on a loaded machine runs a moment after the decision's
         instant; a posting planned within that moment would leave it for the next one
-        (seen at 1,000 applications: the run then waited for it to be told)."""
-        st = await season.api.notice_status(n.notice_id)
+        (seen at 1,000 applications: the run then waited for it to be told). ``st``:
+        the notice with every member joined."""
         ids = {a.workflow_id for a in members}
         joined = max((m.joined_at for m in st.pending if m.workflow_id in ids), default=at)
         # The owner's clock reaches at + past_by (everyone_to): the joins before that are on it.
@@ -194,11 +194,13 @@ class NoticeDesk(Desk[NoticeStep]):
         season.counts["notice postings moved after a late join"] += 1
         return joined - season.clocks.past_by + timedelta(seconds=1)
 
-    async def _on_posting(self, season: Season, n: NoticePlan, members: list[Case]) -> list[Case]:
+    def _on_posting(
+        self, season: Season, n: NoticePlan, members: list[Case], st: NoticeStatus
+    ) -> list[Case]:
         """The members this posting lists. One the plan put on it that the notice left
         for its next posting (its join came after the posting's instant: an automatic
-        posting, whose time no one moves) waits for that one, ready from its join."""
-        st = await season.api.notice_status(n.notice_id)
+        posting, whose time no one moves) waits for that one, ready from its join.
+        ``st``: the notice with this posting up."""
         posting = st.postings[n.postings - 1]
         on_it = set(posting.members)
         waiting = {m.workflow_id: m.joined_at for m in st.pending}
@@ -236,13 +238,11 @@ class NoticeDesk(Desk[NoticeStep]):
 
         await asyncio.gather(*(told(a) for a in members if a.terminal is None))
 
-    async def _taken_early(self, season: Season, n: NoticePlan) -> None:
+    def _taken_early(self, season: Season, n: NoticePlan, st: NoticeStatus) -> None:
         """Members planned for a later posting that this one took: an owner's posting
         sent again once its members were ready (``_post``) goes up later than planned,
-        with everyone ready by then on it. They are up from its instant."""
-        st = await season.api.notice_status(n.notice_id)
-        if st is None or len(st.postings) < n.postings:
-            return
+        with everyone ready by then on it. They are up from its instant. ``st``: the
+        notice with this posting up."""
         posting = st.postings[n.postings - 1]
         on_it = set(posting.members)
         taken = [(a, r) for a, r in n.pending if a.workflow_id in on_it]
@@ -296,7 +296,8 @@ class NoticeDesk(Desk[NoticeStep]):
         what: Callable[[NoticeStatus], bool],
         members: list[Case],
         expect: str,
-    ) -> None:
+    ) -> NoticeStatus:
+        """The notice's status once it shows ``what``; the run stops if it does not."""
         st: NoticeStatus | None = None
 
         async def shows() -> bool:
@@ -305,7 +306,8 @@ class NoticeDesk(Desk[NoticeStep]):
             return st is not None and what(st)
 
         if await _within(shows):
-            return
+            assert st is not None
+            return st
         seen = await season.diagnose(n.notice_id, "notice")
         pending = {m.workflow_id for m in st.pending} if st else set()
         them = [

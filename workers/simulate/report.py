@@ -71,7 +71,7 @@ class SimulationResult:
     events: int = 0
     notice_postings: int = 0
     # Posting events that did not wait for another of their instant (season.py).
-    postings_together: int = 0
+    posting_events_not_waiting: int = 0
     # What a paid application cost, averaged over a sample of their histories.
     cost_per_paid_application: dict[str, float] = field(default_factory=dict)
     season_history_events: int = 0  # over all its runs
@@ -235,7 +235,7 @@ def result_json(r: SimulationResult) -> str:
             "fast_forwards": r.fast_forwards,
             "fast_forwards_restarted": r.fast_forwards_restarted,
             "notice_postings": r.notice_postings,
-            "posting_events_not_waiting": r.postings_together,
+            "posting_events_not_waiting": r.posting_events_not_waiting,
             "clocks_ahead": len(r.clocks_ahead),
             "retries": r.retries,
             "outcome_digest": r.outcome_digest,

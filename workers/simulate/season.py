@@ -110,7 +110,7 @@ class SeasonSimulation:
         self.events = 0
         # Posting events that did not wait for another of their instant (every one but
         # the first of its instant; a void plan, which returns at once, included).
-        self.shared_together = 0
+        self.posting_events_not_waiting = 0
 
     # -------------------------------------------------------------- scheduling
 
@@ -288,7 +288,7 @@ class SeasonSimulation:
             self.now = max(self.now, ev.at)
             await _all(e.action(e.at) for e in together)
             self.events += len(together)
-            self.shared_together += len(together) - 1
+            self.posting_events_not_waiting += len(together) - 1
             self.wall_by_phase[ev.label] += time.monotonic() - started
             self._progress(self)
             started = time.monotonic()
@@ -553,7 +553,5 @@ async def _all(actions: Iterable[Coroutine[Any, Any, None]]) -> None:
     try:
         await asyncio.gather(*tasks)
     except BaseException:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _cancel_all(tasks)
         raise

@@ -243,7 +243,7 @@ async def run_simulation(
         wall_by_phase=dict(sim.wall_by_phase),
         events=sim.events,
         notice_postings=sim.counts["notice postings"],
-        postings_together=sim.shared_together,
+        posting_events_not_waiting=sim.posting_events_not_waiting,
         cost_per_paid_application=cost,
         season_history_events=season_events,
         season_runs=season_runs,
