@@ -160,6 +160,21 @@ def test_a_members_word_stands_when_the_time_moves_before_its_posting() -> None:
     assert notice.due
 
 
+def test_only_a_waiting_members_word_makes_the_posting_due() -> None:
+    """``due`` reads the claims (few) rather than the members (a county's thousands):
+    a word from a member no longer waiting, or ready after the posting, or of an earlier
+    time, does not make it due; a waiting member's on it does."""
+    notice = village_notice()
+    notice.pending = {"a": member("a", cst(9, 6, 9)), "late": member("late", cst(9, 8, 9))}
+    notice.auto_post_at = cst(9, 7, 8)
+    notice.claims = {"gone": cst(9, 7, 8), "late": cst(9, 9, 8), "a": cst(9, 6, 8)}
+    assert not notice.due
+    notice.claims["a"] = cst(9, 7, 8)
+    assert notice.due
+    notice.auto_post_at = None
+    assert not notice.due
+
+
 def claim(notice: NoticeWorkflow, wf: str, at: datetime) -> None:
     """A member's word that its clock reached ``at``, the time it was told."""
     notice.posting_due(PostingDue(workflow_id=wf, auto_post_at=at))
