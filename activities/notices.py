@@ -51,6 +51,16 @@ async def _heartbeat_until_cancelled() -> None:
         await asyncio.sleep(_HEARTBEAT_EVERY)
 
 
+def _settle(start: WithStartWorkflowOperation[Any, Any]) -> None:
+    """A failed or cancelled update-with-start leaves its failure on the start's handle
+    too, which nobody here asks for: asyncio would log each as 'Future exception was
+    never retrieved' (dozens in a loaded season, where a join cancelled by its missed
+    heartbeat is simply tried again). Marked as seen; the failure itself is raised."""
+    handle = getattr(start, "_workflow_handle", None)  # the SDK's, 1.35: no public way
+    if isinstance(handle, asyncio.Future) and handle.done() and not handle.cancelled():
+        handle.exception()
+
+
 class NoticeActivities:
     def __init__(self, client: Client | None, internal_key: bytes, files_dir: Path) -> None:
         self._client = sealed_client(client, internal_key) if client is not None else None
@@ -95,6 +105,9 @@ class NoticeActivities:
                     id=f"join/{req.join.member.workflow_id}/{req.join.attempt}",
                     result_type=NoticeJoined,
                 )
+        except BaseException:
+            _settle(start)
+            raise
         finally:
             beating.cancel()
         return joined

@@ -175,6 +175,30 @@ def test_only_a_waiting_members_word_makes_the_posting_due() -> None:
     assert not notice.due
 
 
+async def test_a_failed_join_leaves_no_unretrieved_failure() -> None:
+    """A join cancelled (its heartbeat missed under load) or refused leaves its failure
+    on the update-with-start's handle too; asyncio logged each one, never retrieved,
+    dozens of times in the 10,000-application season. ``_settle`` marks it seen; if the
+    SDK renames the handle's future, this fails rather than the logs filling again."""
+    from temporalio.client import WithStartWorkflowOperation
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    from activities.notices import _settle
+
+    start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+        "NoticeWorkflow",
+        id="n",
+        task_queue="q",
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    handle = start._workflow_handle
+    assert isinstance(handle, asyncio.Future)
+    handle.set_exception(RuntimeError("cancelled"))
+    assert handle._log_traceback  # asyncio would log it when collected
+    _settle(start)
+    assert not handle._log_traceback
+
+
 def claim(notice: NoticeWorkflow, wf: str, at: datetime) -> None:
     """A member's word that its clock reached ``at``, the time it was told."""
     notice.posting_due(PostingDue(workflow_id=wf, auto_post_at=at))
