@@ -7,6 +7,7 @@ error exits with status 2.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 
@@ -51,11 +52,15 @@ def main() -> None:
     except Exception as e:
         print(f"aidflow: {one_line(e)}", file=sys.stderr)
         code = 1
-    if common.state.connected:
-        # The Temporal SDK's native threads can race the interpreter's finalization (seen
-        # once in CI: "PyGILState_Release ... finalizing", status -6 after the command had
-        # printed its answer). A command that only talked to the server as a client has
-        # nothing left to clean up: its output is flushed and the process ends here.
+    if common.state.temporal_runtime:
+        # The Temporal SDK's native threads can race the interpreter's finalization: seen
+        # in CI ("PyGILState_Release ... finalizing", status -6 after a command had
+        # printed its answer), and in `aidflow simulate --applications 10000`, which
+        # after reporting a stall hung for good in the runtime's teardown (0 % CPU, its
+        # server gone, threads parked by PyO3). The command's own work is done and
+        # written (its databases and files are closed where it opened them): the output
+        # and the logs are flushed and the process ends here.
+        logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

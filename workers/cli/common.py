@@ -120,6 +120,9 @@ def setup_logging(s: Settings) -> None:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
+    """A command's async work: every command that has some runs Temporal's native
+    runtime (a client, a worker, a private server), and so ends as ``main`` says."""
+    state.temporal_runtime = True
     return asyncio.run(coro)
 
 
@@ -149,7 +152,7 @@ def print_import(report: Any, what: str) -> None:
 
 @dataclass
 class _State:
-    connected: bool = False  # this command connected to Temporal as a client
+    temporal_runtime: bool = False  # this command ran Temporal's native runtime (``run``)
 
 
 state = _State()
