@@ -455,3 +455,41 @@ async def test_the_owner_posts_after_a_join_that_came_a_moment_late() -> None:
     # Hours after it: a clock ahead of the simulation, said, not absorbed.
     with pytest.raises(SimulationStalled, match="past the posting"):
         await desk._after_joins(season, plan, [member], at, joined(at + timedelta(hours=8)))
+
+
+def test_a_large_season_gets_a_county_of_more_villages(tmp_path: Path) -> None:
+    """The sample county's seven villages carry up to 1,050 applicants (1,000 simulate the
+    same season as before); 3,000 (or 10,000) get villages of their own townships, none carrying
+    more than APPLICANTS_PER_VILLAGE, and the county imports as an office's would."""
+    from collections import Counter
+
+    from store.db import upgrade
+    from store.sealing import Keys
+    from workers.synthetic import (
+        APPLICANTS_PER_VILLAGE,
+        VILLAGES_PER_TOWNSHIP,
+        applicants,
+        county_places_csv,
+        load_sample_county,
+        sample_villages,
+    )
+
+    assert county_places_csv(1000) == county_places_csv(0)
+    assert len(sample_villages(1050)) == 7 and len(sample_villages(1051)) == 8
+
+    assert len(sample_villages(10_000)) == 67  # 7 + 60 in 6 townships
+    forms = applicants(3000, 2027, 1)
+    per_village = Counter(f.places.village_code for f in forms)
+    assert len(per_village) == 20 and max(per_village.values()) <= APPLICANTS_PER_VILLAGE
+    townships = Counter(v.places.township_code for v in sample_villages(3000))
+    assert sorted(townships.values()) == [2, 2, 3, 3, VILLAGES_PER_TOWNSHIP]
+    url = f"sqlite:///{tmp_path / 'county.db'}"
+    upgrade(url)
+    load_sample_county(make_engine(url), forms, 2027, Keys(b"k" * 32).hash_id, tmp_path)
+    with Session(make_engine(url)) as s:
+        from store.tables import Place
+
+        assert len(s.exec(select(Place)).all()) == 1 + 5 + 20
+    # Forms drawn for a larger county than the ones loaded: refused, not half-imported.
+    with pytest.raises(ValueError, match="villages not in the county"):
+        load_sample_county(make_engine(url), forms[7:8], 2027, Keys(b"k" * 32).hash_id)

@@ -55,14 +55,43 @@ class Village:
     places: Places
 
 
-def sample_villages() -> list[Village]:
-    rows = list(
-        csv.DictReader(
-            io.StringIO(
-                resources.files("models.sample").joinpath("places.csv").read_text(encoding="utf-8")
-            )
+# The sample county's seven villages carry a season of up to this many applicants each
+# (1,050 in all); a larger one gets more villages and townships. A county with 10,000
+# undergraduates from registered poor households has hundreds of villages, not seven
+# of 1,430 each (the 10,000-application simulation stalled in a township notice of
+# 2,856: BENCHMARKS.md, 2026-12-06, fourth session).
+APPLICANTS_PER_VILLAGE = 150
+VILLAGES_PER_TOWNSHIP = 10
+
+
+def _sample_csv() -> str:
+    return resources.files("models.sample").joinpath("places.csv").read_text(encoding="utf-8")
+
+
+def county_places_csv(applicants: int) -> str:
+    """The sample county's places, as ``aidflow places import`` reads them, grown for a
+    season of ``applicants``: the sample's villages, then villages of their own
+    townships (``模拟N镇``, ``VILLAGES_PER_TOWNSHIP`` each) until no village carries
+    more than ``APPLICANTS_PER_VILLAGE``. Up to 1,050 applicants: the sample as it is."""
+    text = _sample_csv()
+    sample = sum(1 for r in csv.DictReader(io.StringIO(text)) if r["level"] == "village")
+    needed = -(-applicants // APPLICANTS_PER_VILLAGE) - sample  # ceiling division
+    rows = []
+    for k in range(-(-max(needed, 0) // VILLAGES_PER_TOWNSHIP)):
+        number = k + 1
+        township = f"3412251{number + 2:02d}000"  # after the sample's 100, 101, 102
+        rows.append(
+            f"{township},模拟{number}镇,township,341225000000,fpb-sim{number}@funan.example.gov.cn,"
         )
-    )
+        for j in range(min(VILLAGES_PER_TOWNSHIP, needed - k * VILLAGES_PER_TOWNSHIP)):
+            code = f"{township[:9]}{201 + j:03d}"
+            rows.append(f"{code},模拟{number}镇{j + 1}村,village,{township},,138{code[-8:]}")
+    return text if not rows else text.rstrip("\n") + "\n" + "\n".join(rows) + "\n"
+
+
+def sample_villages(applicants: int = 0) -> list[Village]:
+    """The county's villages (``county_places_csv``), in the file's order."""
+    rows = list(csv.DictReader(io.StringIO(county_places_csv(applicants))))
     names = {r["code"]: r["name"] for r in rows}
     county = next(r for r in rows if r["level"] == "county")
     out = []
@@ -114,7 +143,7 @@ def applicants(
     documents = {r.any_of[0]: r.copies for r in definition.eligibility.documents}
     by_school = Role.HIGH_SCHOOL in definition.submitted_by
     rng = random.Random(seed)
-    villages = sample_villages()
+    villages = sample_villages(n)
     forms = []
     for i in range(1, n + 1):
         v = villages[(i - 1) % len(villages)]
@@ -252,10 +281,12 @@ def load_sample_county(
         where = folder or Path(tmp)
         where.mkdir(parents=True, exist_ok=True)
         places = where / "places.csv"
-        places.write_text(
-            resources.files("models.sample").joinpath("places.csv").read_text(encoding="utf-8"),
-            encoding="utf-8",
-        )
+        text = county_places_csv(len(forms))
+        known = {r["code"] for r in csv.DictReader(io.StringIO(text))}
+        strays = sorted({f.places.village_code for f in forms} - known)
+        if strays:  # forms drawn for a larger county than these forms make
+            raise ValueError(f"villages not in the county of {len(forms)}: {strays[:5]}")
+        places.write_text(text, encoding="utf-8")
         import_places(engine, places)
         registry = where / "registry.csv"
         registry.write_text(registry_csv(forms, season), encoding="utf-8")
