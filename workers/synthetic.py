@@ -79,7 +79,7 @@ def county_places_csv(applicants: int) -> str:
     rows = []
     for k in range(-(-max(needed, 0) // VILLAGES_PER_TOWNSHIP)):
         number = k + 1
-        township = f"3412251{number + 2:02d}000"  # after the sample's 100, 101, 102
+        township = f"341225{102 + number:03d}000"  # after the sample's 100, 101, 102
         rows.append(
             f"{township},模拟{number}镇,township,341225000000,fpb-sim{number}@funan.example.gov.cn,"
         )
