@@ -493,3 +493,56 @@ def test_a_large_season_gets_a_county_of_more_villages(tmp_path: Path) -> None:
     # Forms drawn for a larger county than the ones loaded: refused, not half-imported.
     with pytest.raises(ValueError, match="villages not in the county"):
         load_sample_county(make_engine(url), forms[7:8], 2027, Keys(b"k" * 32).hash_id)
+
+
+async def test_a_busy_servers_timeout_is_asked_again_not_the_end_of_the_season() -> None:
+    """A notice's status query came back CANCELLED, "Timeout expired", while 67 village
+    notices posted at once, and it ended a 10,000-application simulation. The desk's
+    checks ask again (counted); any other failure still ends the run."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from workers.officials.notice import _within
+
+    season: Any = _FakeNoticeSeason()
+    answers: list[Any] = [RPCError("Timeout expired", RPCStatusCode.CANCELLED, b""), True]
+
+    async def check() -> bool:
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return bool(answer)
+
+    assert await _within(season, check)
+    assert season.counts["notice checks asked again on a busy server"] == 1
+    answers[:] = [RPCError("gone", RPCStatusCode.NOT_FOUND, b"")]
+    with pytest.raises(RPCError):
+        await _within(season, check)
+
+
+async def test_a_question_that_timed_out_is_asked_again() -> None:
+    """``again``: a busy server's RPC failure of a question (a notice's status, which no
+    client call turns into a refusal) is asked again, counted; another is raised."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from workers.simulate.season import SeasonSimulation
+
+    sim: Any = SimpleNamespace(counts=Counter())
+    tries: list[int] = []
+
+    async def status() -> str:
+        tries.append(1)
+        if len(tries) == 1:
+            raise RPCError("Timeout expired", RPCStatusCode.CANCELLED, b"")
+        return "shown"
+
+    assert await SeasonSimulation.again(sim, status) == "shown"
+    assert sim.counts["requests repeated after a timeout"] == 1
+
+    async def refused() -> str:
+        raise RPCError("bad", RPCStatusCode.INVALID_ARGUMENT, b"")
+
+    with pytest.raises(RPCError):
+        await SeasonSimulation.again(sim, refused)

@@ -23,6 +23,8 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
+from temporalio.service import RPCStatusCode
+
 from models.application import (
     Actor,
     ApplicationForm,
@@ -45,6 +47,20 @@ T = TypeVar("T")
 
 class SimulationStalled(RuntimeError):
     """The system did not show, within its time, what a simulated person waited for."""
+
+
+# RPC failures of a server under load: the question is asked again, not taken as an
+# answer. A call that outlives its timeout comes back CANCELLED, "Timeout expired" (the
+# SDK's gRPC layer): a query of a notice did while 67 village notices posted at once,
+# and it ended a 10,000-application simulation.
+BUSY = frozenset(
+    {
+        RPCStatusCode.CANCELLED,
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+    }
+)
 
 
 class Requests(Protocol):

@@ -5,7 +5,6 @@ objection, upheld or dismissed, after a look at the household."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 import uuid
@@ -13,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
+
+from temporalio.service import RPCError
 
 from models.application import (
     Actor,
@@ -27,7 +28,7 @@ from models.notice import NoticePostRequest, NoticeStatus, notice_workflow_id
 from models.programme import NoticeStep
 from workers.client import Refused
 from workers.officials import people
-from workers.officials.base import Case, Desk, Floor, Season, SimulationStalled
+from workers.officials.base import BUSY, Case, Desk, Floor, Season, SimulationStalled
 
 # How long the simulator waits for a notice to show what it expects.
 NOTICE_WITHIN_SECONDS = 300.0
@@ -228,7 +229,7 @@ class NoticeDesk(Desk[NoticeStep]):
                 st = await season.api.status(a.workflow_id)
                 return st.stage != stage or (st.notice is not None and st.notice.stage == stage)
 
-            if await _within(heard):
+            if await _within(season, heard):
                 return
             seen = await season.diagnose(a.workflow_id, "notice member")
             raise SimulationStalled(
@@ -276,7 +277,7 @@ class NoticeDesk(Desk[NoticeStep]):
             except Refused as refusal:
                 if "nothing to post" not in str(refusal) or attempt == 2:
                     raise
-            st = await season.api.notice_status(n.notice_id)
+            st = await season.again(partial(season.api.notice_status, n.notice_id))
             if len(st.postings) >= n.postings:
                 # It posted itself meanwhile (a member's clock reached its time on the
                 # way): the same list, at the same instant.
@@ -305,7 +306,7 @@ class NoticeDesk(Desk[NoticeStep]):
             st = await season.api.notice_status(n.notice_id)
             return st is not None and what(st)
 
-        if await _within(shows):
+        if await _within(season, shows):
             assert st is not None
             return st
         seen = await season.diagnose(n.notice_id, "notice")
@@ -455,13 +456,20 @@ class NoticeDesk(Desk[NoticeStep]):
         return True
 
 
-async def _within(check: Callable[[], Awaitable[bool]]) -> bool:
-    """Ask ``check`` every tenth of a second (a refusal counts as "not yet") until it
-    says yes (True) or ``NOTICE_WITHIN_SECONDS`` have passed (False)."""
+async def _within(season: Season, check: Callable[[], Awaitable[bool]]) -> bool:
+    """Ask ``check`` every tenth of a second (a refusal, or a busy server's timeout,
+    counts as "not yet") until it says yes (True) or ``NOTICE_WITHIN_SECONDS`` have
+    passed (False)."""
     deadline = time.monotonic() + NOTICE_WITHIN_SECONDS
     while time.monotonic() < deadline:
-        with contextlib.suppress(Refused):
+        try:
             if await check():
                 return True
+        except Refused:
+            pass
+        except RPCError as e:
+            if e.status not in BUSY:
+                raise
+            season.counts["notice checks asked again on a busy server"] += 1
         await asyncio.sleep(0.1)
     return False

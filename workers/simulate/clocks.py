@@ -24,9 +24,10 @@ from temporalio.client import (
     UpdateWithStartStartWorkflowInput,
     WorkflowHandle,
 )
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from workers.officials import SimulationStalled
+from workers.officials.base import BUSY
 
 T = TypeVar("T")
 
@@ -57,11 +58,6 @@ FAST_FORWARD_TRIES = 10
 # timer fires with skipping off, but then a request sent at the instant can arrive
 # before the timer's task has run and be refused.)
 PAST_BY = timedelta(seconds=30)
-
-# RPC failures of a server under load: the request is sent again, not taken as "closed".
-_BUSY = frozenset(
-    {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED}
-)
 
 
 def _fast_forward_config(
@@ -204,7 +200,7 @@ class Clocks:
                 forward = asyncio.ensure_future(self._fast_forward(workflow_id, left))
                 moved_at = now
         except RPCError as e:
-            if e.status in _BUSY:  # the server under load, not a closed workflow: again
+            if e.status in BUSY:  # the server under load, not a closed workflow: again
                 self.busy += 1
                 await asyncio.sleep(1.0)
                 return await self.advance(workflow_id, to)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
+from temporalio.service import RPCError
 
 from models.application import Actor
 from models.calendar import WorkingCalendar, end_of_day
@@ -28,6 +29,7 @@ from models.programmes import COUNTY_SUBSIDY
 from store.tables import ApplicationRow
 from workers.client import AidflowClient, Refused, query_when_ready
 from workers.officials import Case, NoticePlan, SimulationStalled, desk_for, people
+from workers.officials.base import BUSY
 from workers.officials.notice import POSTING
 from workers.simulate.clocks import Clocks, diagnose
 from workers.simulate.scenario import (
@@ -126,8 +128,9 @@ class SeasonSimulation:
         heapq.heappush(heap, _Event(at, next(self._seq), shared, label, action))
 
     async def again(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        """A request that timed out under load is sent again, the same (its request id
-        makes the repeat change nothing); a refusal for a reason is passed on."""
+        """A request (or a question) that timed out under load is sent again, the same
+        (its request id makes the repeat change nothing); a refusal for a reason is
+        passed on."""
         for attempt in range(8):
             try:
                 return await make()
@@ -137,6 +140,10 @@ class SeasonSimulation:
                     and "cancellation" not in str(r)
                     and "no application" not in str(r)
                 ):
+                    raise
+                self.counts["requests repeated after a timeout"] += 1
+            except RPCError as e:  # a question's, unconverted (a notice's status)
+                if e.status not in BUSY:
                     raise
                 self.counts["requests repeated after a timeout"] += 1
                 await asyncio.sleep(min(2.0**attempt, 30.0))

@@ -260,5 +260,8 @@ async def run_simulation(
             "notice_members_left_for_a_later_posting": sim.counts[
                 "notice members left for a later posting"
             ],
+            "notice_checks_on_a_busy_server": sim.counts[
+                "notice checks asked again on a busy server"
+            ],
         },
     )
