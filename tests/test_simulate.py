@@ -496,9 +496,10 @@ def test_a_large_season_gets_a_county_of_more_villages(tmp_path: Path) -> None:
 
 
 async def test_a_busy_servers_timeout_is_asked_again_not_the_end_of_the_season() -> None:
-    """A notice's status query came back CANCELLED, "Timeout expired", while 67 village
-    notices posted at once, and it ended a 10,000-application simulation. The desk's
-    checks ask again (counted); any other failure still ends the run."""
+    """A call past its timeout comes back CANCELLED, "Timeout expired": one ended a
+    10,000-application simulation while 67 village notices posted at once (most likely a
+    notice's status query). The desk's checks ask again (counted); any other failure
+    still ends the run."""
     from temporalio.service import RPCError, RPCStatusCode
 
     from workers.officials.notice import _within

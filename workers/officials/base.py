@@ -51,8 +51,8 @@ class SimulationStalled(RuntimeError):
 
 # RPC failures of a server under load: the question is asked again, not taken as an
 # answer. A call that outlives its timeout comes back CANCELLED, "Timeout expired" (the
-# SDK's gRPC layer): a query of a notice did while 67 village notices posted at once,
-# and it ended a 10,000-application simulation.
+# SDK's gRPC layer): one ended a 10,000-application simulation while 67 village notices
+# posted at once (most likely a query of a notice's status, asked without a retry).
 BUSY = frozenset(
     {
         RPCStatusCode.CANCELLED,
