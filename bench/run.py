@@ -25,9 +25,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import platform
+import random
 import subprocess
 import sys
 import tempfile
@@ -185,12 +187,31 @@ def machine_busy_seconds() -> float:
     return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+_PORTS = itertools.count(random.randrange(1 << 16))
+
+
 def free_port() -> int:
+    """A free port for a server the benchmark starts, below the kernel's ephemeral range
+    and below the 12,000 the test processes take theirs from (tests/support.py): a port
+    the kernel hands out (bind to 0) can go to another server's own random ports (a dev
+    server's internal services) before this one binds it, and the fault harness runs
+    beside the suite in CI."""
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32_768
+    first = max(low, 16_024) - 14_000
+    for _ in range(2000):
+        port = first + next(_PORTS) % 2000  # in turn: two calls never give the same
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {first}-{first + 1999}")
 
 
 @contextlib.asynccontextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import random
 import shutil
 import socket
@@ -29,9 +31,38 @@ def binary(name: str) -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port for a server a test starts, below the kernel's ephemeral range: a
+    port the kernel hands out (bind to 0) can be given to another process's outgoing
+    connection, or to the other test process's server, before the server binds it
+    (seen in CI with two processes: a dev server's frontend "address already in use").
+    Each xdist process takes its ports from its own share of the 12,000 below it."""
+    low = _EPHEMERAL_LOW
+    share = 12_000 // _PROCESSES
+    first = low - 12_000 + _PROCESS * share
+    for _ in range(share):
+        port = first + next(_PORTS) % share
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # another process's, or still in use: the next one
+            return port
+    raise RuntimeError(f"no free port in {first}-{first + share - 1}")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
+
+
+_EPHEMERAL_LOW = max(_ephemeral_low(), 13_024)
+_PROCESS = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_PROCESSES = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")), _PROCESS + 1)
+# Where in its share this process starts: spread, so that a rerun does not meet the
+# ports its previous run may have left in TIME_WAIT.
+_PORTS = itertools.count(random.randrange(1 << 16))
 
 
 COUNTY = "341225000000"
