@@ -6,6 +6,7 @@ after reporting a stall)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -18,37 +19,42 @@ class _Ended(Exception):
         self.code = code
 
 
-def _exit_recorder(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def main_running(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[], None]], None]:
+    """``main`` running ``command`` as its app, with a fresh state and ``os._exit``
+    recorded (raised as ``_Ended``) instead of ending the test process."""
+
     def _exit(code: int) -> None:
         raise _Ended(code)
 
+    monkeypatch.setattr(common, "state", common._State())
     monkeypatch.setattr("workers.cli.os._exit", _exit)
+
+    def run(command: Callable[[], None]) -> None:
+        monkeypatch.setattr(cli, "app", command)
+        cli.main()
+
+    return run
 
 
 def test_a_command_that_ran_the_runtime_ends_the_process_with_its_status(
-    monkeypatch: pytest.MonkeyPatch,
+    main_running: Callable[[Callable[[], None]], None],
 ) -> None:
-    monkeypatch.setattr(common, "state", common._State())
-
     def command() -> None:
         common.run(asyncio.sleep(0))  # the async work of every such command
         raise SystemExit(3)
 
-    monkeypatch.setattr(cli, "app", command)
-    _exit_recorder(monkeypatch)
     with pytest.raises(_Ended) as ended:
-        cli.main()
+        main_running(command)
     assert ended.value.code == 3
 
 
-def test_a_command_that_did_not_exits_as_usual(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(common, "state", common._State())
-
+def test_a_command_that_did_not_exits_as_usual(
+    main_running: Callable[[Callable[[], None]], None],
+) -> None:
     def command() -> None:
         raise SystemExit(2)
 
-    monkeypatch.setattr(cli, "app", command)
-    _exit_recorder(monkeypatch)
     with pytest.raises(SystemExit) as exited:
-        cli.main()
+        main_running(command)
     assert exited.value.code == 2
