@@ -520,27 +520,38 @@ async def test_a_busy_servers_timeout_is_asked_again_not_the_end_of_the_season()
         await _within(season, check)
 
 
-async def test_a_question_that_timed_out_is_asked_again() -> None:
-    """``again``: a busy server's RPC failure of a question (a notice's status, which no
-    client call turns into a refusal) is asked again, counted; another is raised."""
+async def test_a_question_that_timed_out_is_asked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``again``: a request refused for a timeout, or a busy server's RPC failure of a
+    question (a notice's status, which no client call turns into a refusal), is sent
+    again after a pause, counted; another failure is raised."""
     from collections import Counter
     from types import SimpleNamespace
 
     from temporalio.service import RPCError, RPCStatusCode
 
+    from workers.client import Refused
     from workers.simulate.season import SeasonSimulation
 
+    pauses: list[float] = []
+
+    async def pause(seconds: float) -> None:
+        pauses.append(seconds)
+
+    monkeypatch.setattr("workers.simulate.season.asyncio.sleep", pause)
     sim: Any = SimpleNamespace(counts=Counter())
-    tries: list[int] = []
+    failures: list[Exception] = [
+        Refused("county-subsidy/2027/341225/x: Timeout expired"),
+        RPCError("Timeout expired", RPCStatusCode.CANCELLED, b""),
+    ]
 
     async def status() -> str:
-        tries.append(1)
-        if len(tries) == 1:
-            raise RPCError("Timeout expired", RPCStatusCode.CANCELLED, b"")
+        if failures:
+            raise failures.pop(0)
         return "shown"
 
     assert await SeasonSimulation.again(sim, status) == "shown"
-    assert sim.counts["requests repeated after a timeout"] == 1
+    assert sim.counts["requests repeated after a timeout"] == 2
+    assert pauses == [1.0, 2.0]  # each repeat after a pause, longer each time
 
     async def refused() -> str:
         raise RPCError("bad", RPCStatusCode.INVALID_ARGUMENT, b"")

@@ -141,12 +141,11 @@ class SeasonSimulation:
                     and "no application" not in str(r)
                 ):
                     raise
-                self.counts["requests repeated after a timeout"] += 1
             except RPCError as e:  # a question's, unconverted (a notice's status)
                 if e.status not in BUSY:
                     raise
-                self.counts["requests repeated after a timeout"] += 1
-                await asyncio.sleep(min(2.0**attempt, 30.0))
+            self.counts["requests repeated after a timeout"] += 1
+            await asyncio.sleep(min(2.0**attempt, 30.0))
         return await make()
 
     def delay(self, after: datetime, what: str, rng: random.Random | None = None) -> datetime:
