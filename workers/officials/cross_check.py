@@ -8,6 +8,7 @@ import asyncio
 import random
 import uuid
 from datetime import datetime
+from functools import partial
 
 from models.application import ApplicationStatus, DecisionRequest, Places
 from models.domain import DecisionKind
@@ -46,7 +47,7 @@ class CrossCheckDesk(Desk[CrossCheckStep]):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CHECK_WITHIN_SECONDS
         while True:
-            st = await season.api.status(a.workflow_id)
+            st = await season.again(partial(season.api.status, a.workflow_id))
             if st.stage != stage:
                 season.counts["cross-checks passed"] += 1
                 season.after(a, stage, at)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from functools import partial
 
 from models.application import ApplicationStatus
 from models.steps import LoanContractStep
@@ -25,7 +26,8 @@ class LoanContractDesk(Desk[LoanContractStep]):
         await season.clocks.advance(a.workflow_id, at)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SENT_WITHIN_SECONDS
-        while (st := await season.api.status(a.workflow_id)).stage == stage:
+        status = partial(season.api.status, a.workflow_id)
+        while (st := await season.again(status)).stage == stage:
             if loop.time() > deadline:
                 seen = await season.diagnose(a.workflow_id, "loan contract")
                 raise SimulationStalled(f"{a.workflow_id}: the contract was not sent\n{seen}")

@@ -374,7 +374,7 @@ class NoticeDesk(Desk[NoticeStep]):
     async def _resolve(self, season: Season, a: Case, ends_at: datetime, at: datetime) -> None:
         stage = self.step.stage
         await season.clocks.advance(a.workflow_id, at)
-        st = await season.api.status(a.workflow_id)
+        st = await season.again(partial(season.api.status, a.workflow_id))
         upheld = a.draw(f"upheld/{stage}").random() < season.s.objection_upheld
         for o in st.objections:
             if o.outcome is None:
