@@ -4,6 +4,7 @@ what the server says of a workflow the simulation waited for in vain."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -155,7 +156,7 @@ class Clocks:
             handle = self._client.get_workflow_handle(workflow_id)
             self._at[workflow_id] = (await self._clock_of(handle), time.monotonic())
 
-    async def advance(self, workflow_id: str, to: datetime) -> bool:
+    async def advance(self, workflow_id: str, to: datetime, *, busy_tries: int = 0) -> bool:
         """Move the workflow's clock to ``to`` (and ``PAST_BY``); False if it has finished."""
         delta = to + PAST_BY - self.now(workflow_id)
         if delta <= timedelta(milliseconds=1):
@@ -200,11 +201,22 @@ class Clocks:
                 forward = asyncio.ensure_future(self._fast_forward(workflow_id, left))
                 moved_at = now
         except RPCError as e:
-            if e.status in BUSY:  # the server under load, not a closed workflow: again
-                self.busy += 1
-                await asyncio.sleep(1.0)
-                return await self.advance(workflow_id, to)
-            return False  # closed: nothing to move
+            if e.status not in BUSY:
+                return False  # closed: nothing to move
+            # The server under load, not a closed workflow: again, from the clock as the
+            # server keeps it (a call past its timeout may have started its fast-forward
+            # all the same: the driver's estimate would move it that far again).
+            if busy_tries >= FAST_FORWARD_TRIES:
+                seen = await diagnose(self._client, workflow_id, "server busy")
+                raise SimulationStalled(
+                    f"{workflow_id}: a fast-forward to {to.isoformat()} refused by a busy "
+                    f"server {busy_tries + 1} times ({e.status.name}: {e.message})\n{seen}"
+                ) from None
+            self.busy += 1
+            await asyncio.sleep(1.0)
+            with contextlib.suppress(RPCError):
+                self._at[workflow_id] = (await self._clock_of(handle), time.monotonic())
+            return await self.advance(workflow_id, to, busy_tries=busy_tries + 1)
         finally:
             forward.cancel()
         self.fast_forwards += 1
