@@ -13,6 +13,8 @@ import pytest
 import workers.cli as cli
 from workers.cli import common
 
+flushed: list[str] = []  # what main flushed before it ended the process
+
 
 class _Ended(Exception):
     def __init__(self, code: int) -> None:
@@ -29,6 +31,7 @@ def main_running(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[], None
 
     monkeypatch.setattr(common, "state", common._State())
     monkeypatch.setattr("workers.cli.os._exit", _exit)
+    monkeypatch.setattr("workers.cli.logging.shutdown", lambda: flushed.append("logs"))
 
     def run(command: Callable[[], None]) -> None:
         monkeypatch.setattr(cli, "app", command)
@@ -44,9 +47,11 @@ def test_a_command_that_ran_the_runtime_ends_the_process_with_its_status(
         common.run(asyncio.sleep(0))  # the async work of every such command
         raise SystemExit(3)
 
+    flushed.clear()
     with pytest.raises(_Ended) as ended:
         main_running(command)
     assert ended.value.code == 3
+    assert flushed == ["logs"]
 
 
 def test_a_command_that_did_not_exits_as_usual(
@@ -55,6 +60,8 @@ def test_a_command_that_did_not_exits_as_usual(
     def command() -> None:
         raise SystemExit(2)
 
+    flushed.clear()
     with pytest.raises(SystemExit) as exited:
         main_running(command)
     assert exited.value.code == 2
+    assert flushed == []  # the interpreter's own exit shuts logging down

@@ -6,6 +6,7 @@ error exits with status 2.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -61,8 +62,9 @@ def main() -> None:
         # written (its databases and files are closed where it opened them): the output
         # and the logs are flushed and the process ends here.
         logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError):  # a closed pipe (`simulate --json | head`)
+                stream.flush()
         os._exit(code)
     sys.exit(code)
 
