@@ -269,9 +269,10 @@ def load_sample_county(
     hash_id: Callable[[str], str],
     folder: Path | None = None,
 ) -> None:
-    """The sample county's places and the registered households of these applicants,
-    imported as ``aidflow places import`` and ``aidflow registry import`` would: the
-    files written to ``folder`` (kept), or to a temporary one."""
+    """The sample county's places (grown for as many applicants: ``county_places_csv``)
+    and the registered households of these applicants, imported as ``aidflow places
+    import`` and ``aidflow registry import`` would: the files written to ``folder``
+    (kept), or to a temporary one."""
     import tempfile
 
     from store.coverage import VOCATIONAL_LEVELS, import_enrolment
