@@ -25,11 +25,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import itertools
 import json
 import os
 import platform
-import random
 import subprocess
 import sys
 import tempfile
@@ -47,6 +45,8 @@ from rich.table import Table
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory, WorkflowQueryFailedError
 from temporalio.service import RPCError
+
+from bench.ports import free_port_below_ephemeral
 
 if TYPE_CHECKING:
     from models.programme import Programme
@@ -187,31 +187,10 @@ def machine_busy_seconds() -> float:
     return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-_PORTS = itertools.count(random.randrange(1 << 16))
-
-
 def free_port() -> int:
-    """A free port for a server the benchmark starts, below the kernel's ephemeral range
-    and below the 12,000 the test processes take theirs from (tests/support.py): a port
-    the kernel hands out (bind to 0) can go to another server's own random ports (a dev
-    server's internal services) before this one binds it, and the fault harness runs
-    beside the suite in CI."""
-    import socket
-
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32_768
-    first = max(low, 15_024) - 14_000  # the same floor as tests/support.py
-    for _ in range(2000):
-        port = first + next(_PORTS) % 2000  # in turn: two calls never give the same
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {first}-{first + 1999}")
+    """A free port for a server the benchmark (or the fault harness) starts: its share
+    below the test processes' (``bench/ports.py``)."""
+    return free_port_below_ephemeral(14_000, 2000)
 
 
 @contextlib.asynccontextmanager

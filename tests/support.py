@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import random
 import shutil
-import socket
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.ports import free_port_below_ephemeral
 from models.application import Actor, ApplicationForm, ApplicationStatus, Places
 from models.domain import DocumentKind, EducationLevel, Role
 from models.privacy import national_id_check_char
@@ -31,38 +30,14 @@ def binary(name: str) -> str:
 
 
 def free_port() -> int:
-    """A free port for a server a test starts, below the kernel's ephemeral range: a
-    port the kernel hands out (bind to 0) can be given to another process's outgoing
-    connection, or to the other test process's server, before the server binds it
-    (seen in CI with two processes: a dev server's frontend "address already in use").
-    Each xdist process takes its ports from its own share of the 12,000 below it."""
-    low = _EPHEMERAL_LOW
+    """A free port for a server a test starts: this xdist process's share of the 12,000
+    below the kernel's ephemeral range (``bench/ports.py``)."""
     share = 12_000 // _PROCESSES
-    first = low - 12_000 + _PROCESS * share
-    for _ in range(share):
-        port = first + next(_PORTS) % share
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue  # another process's, or still in use: the next one
-            return port
-    raise RuntimeError(f"no free port in {first}-{first + share - 1}")
+    return free_port_below_ephemeral(12_000 - _PROCESS * share, share)
 
 
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32_768  # Linux's default
-
-
-_EPHEMERAL_LOW = max(_ephemeral_low(), 15_024)  # as bench/run.py: theirs below these
 _PROCESS = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
 _PROCESSES = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")), _PROCESS + 1)
-# Where in its share this process starts: spread, so that a rerun does not meet the
-# ports its previous run may have left in TIME_WAIT.
-_PORTS = itertools.count(random.randrange(1 << 16))
 
 
 COUNTY = "341225000000"
