@@ -42,6 +42,11 @@ _FIXED_CREATED = datetime(2000, 1, 1, tzinfo=UTC)
 # Joins of one notice a worker process has in flight at once (the server's limit is 10
 # updates in flight per workflow; two processes at 4 each stay under it).
 JOINS_IN_FLIGHT = 4
+# Joins a worker process has in flight across all its notices. Each is a workflow task
+# of a notice; with 67 village notices deciding at once, 4 each (268 updates) queued
+# behind the worker's few task slots, and 806 of them timed out and were sent again in
+# 13 minutes of a 10,000-application season (issue 20). The rest wait here, heartbeating.
+JOINS_IN_PROCESS = 16
 _HEARTBEAT_EVERY = 2.0  # seconds; the join's heartbeat timeout is 10 s
 
 
@@ -67,6 +72,7 @@ class NoticeActivities:
         self._files = files_dir
         # The joins this process has in flight, per notice (below).
         self._joining: dict[str, asyncio.Semaphore] = {}
+        self._joins = asyncio.Semaphore(JOINS_IN_PROCESS)
 
     @activity.defn(name="join_notice")
     async def join_notice(self, req: JoinRequest) -> NoticeJoined:
@@ -97,7 +103,8 @@ class NoticeActivities:
         gate = self._joining.setdefault(notice_id, asyncio.Semaphore(JOINS_IN_FLIGHT))
         beating = asyncio.create_task(_heartbeat_until_cancelled())
         try:
-            async with gate:
+            # Always the notice's gate first, then the process's: never the other order.
+            async with gate, self._joins:
                 joined: NoticeJoined = await self._client.execute_update_with_start_workflow(
                     "join",
                     req.join,

@@ -11,6 +11,7 @@ import asyncio
 import re
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -199,12 +200,64 @@ async def test_a_failed_join_leaves_no_unretrieved_failure() -> None:
     assert not handle._log_traceback
 
 
+async def test_joins_in_flight_are_capped_per_notice_and_per_process() -> None:
+    """A village's committee decides its list at once: joins of one notice go a few at a
+    time (the server refuses more than 10 updates in flight per workflow), and joins of
+    all notices a bounded number at a time (67 notices at 4 each timed out in hundreds
+    behind the worker's task slots); the rest wait their turn, and all are answered."""
+    from temporalio.testing import ActivityEnvironment
+
+    from activities import notices
+    from activities.notices import NoticeActivities
+    from models.notice import JoinRequest, NoticeJoin, NoticeJoined
+
+    class CountingClient:
+        def __init__(self) -> None:
+            self.now: dict[str, int] = {}
+            self.most: dict[str, int] = {}
+            self.all_now = self.all_most = 0
+
+        async def execute_update_with_start_workflow(
+            self, _name: str, join: NoticeJoin, **_: Any
+        ) -> NoticeJoined:
+            notice = join.member.workflow_id.split("-")[1]  # its village
+            self.now[notice] = self.now.get(notice, 0) + 1
+            self.most[notice] = max(self.most.get(notice, 0), self.now[notice])
+            self.all_now += 1
+            self.all_most = max(self.all_most, self.all_now)
+            await asyncio.sleep(0.01)
+            self.now[notice] -= 1
+            self.all_now -= 1
+            return NoticeJoined(
+                notice_id=notice, posting=1, auto_post_at=cst(9, 1), rule_zh="", rule_en=""
+            )
+
+    acts = NoticeActivities(None, b"k" * 32, Path("."))
+    client = CountingClient()
+    acts._client = client  # type: ignore[assignment]
+    places = [f"{VILLAGE[:9]}{200 + i:03d}" for i in range(8)]
+    requests = [
+        JoinRequest(
+            notice=village_notice(place).inp,
+            join=NoticeJoin(member=member(f"app-{place}-{n}", cst(8, 20))),
+        )
+        for place in places
+        for n in range(12)
+    ]
+    env = ActivityEnvironment()
+    answers = await asyncio.gather(*(env.run(acts.join_notice, r) for r in requests))
+    assert len(answers) == len(requests)
+    assert set(client.most) == set(places)
+    assert max(client.most.values()) == notices.JOINS_IN_FLIGHT
+    assert client.all_most == notices.JOINS_IN_PROCESS < len(places) * notices.JOINS_IN_FLIGHT
+
+
 def claim(notice: NoticeWorkflow, wf: str, at: datetime) -> None:
     """A member's word that its clock reached ``at``, the time it was told."""
     notice.posting_due(PostingDue(workflow_id=wf, auto_post_at=at))
 
 
-def village_notice() -> NoticeWorkflow:
+def village_notice(place: str = VILLAGE) -> NoticeWorkflow:
     from models.notice import NoticeInput
     from models.programmes import COUNTY_SUBSIDY
     from models.steps import NoticeStep
@@ -217,7 +270,7 @@ def village_notice() -> NoticeWorkflow:
             programme_name_zh="县助学补贴",
             season=2027,
             county_code="341225000000",
-            place_code=VILLAGE,
+            place_code=place,
             step=step,
             window_closes_at=cst(9, 1),
         )

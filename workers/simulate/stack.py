@@ -31,6 +31,7 @@ from workers.client import AidflowClient
 from workers.settings import Settings
 from workers.signing import SKIPPED_CLOCK_LIFETIME
 from workers.simulate.clocks import Clocks, NoticeClock, _StartAtSimulatedInstant
+from workers.simulate.pauses import collections_timed, tolerate_pauses
 from workers.simulate.report import (
     SimulationResult,
     _season_report,
@@ -142,6 +143,7 @@ async def simulation_stack(
             max_concurrent_workflow_tasks=8,
             max_concurrent_local_activities=8,
         )
+        tolerate_pauses(worker.workflows)
         try:
             async with worker:
                 bank_task = asyncio.create_task(bank.run_forever(stop, interval=0.05))
@@ -178,47 +180,49 @@ async def run_simulation(
         forms[i].account_number[-6:]
         for i in rng.sample(range(len(forms)), k=round(len(forms) * scenario.bank_return_rate))
     ]
-    async with simulation_stack(data_dir, settings, closed, scenario.applications) as (
-        client,
-        clocks,
-        deps,
-    ):
-        load_sample_county(
-            deps.engine, forms, scenario.season, deps.keys.hash_id, data_dir / "import"
-        )
-        api = AidflowClient(
+    # Timed: the collections of a large cache are pauses of seconds (pauses.py).
+    with collections_timed() as pauses:
+        async with simulation_stack(data_dir, settings, closed, scenario.applications) as (
             client,
-            task_queue=settings.task_queue,
-            keys=deps.keys,
-            calendar=cal,
-            statement_lifetime=SKIPPED_CLOCK_LIFETIME,
-            programmes={full.code: full},
-            lookup_member=RegistryReader(deps.engine).lookup,
-            lookup_applications=RegistryReader(deps.engine).applications,
-            claim_application=RegistryReader(deps.engine).claim,
-            loans=Loans(deps.engine),
-        )
-        api.repayment_batch_delay = scenario.repayment_batch_delay
-        sim = SeasonSimulation(
-            scenario, api, clocks, cal, deps.engine, programme=programme, progress=progress
-        )
-        await sim.run()
-        report = await _season_report(api, sim.season_id)
-        for a in sim._live():
-            a.terminal = f"still in {(await api.status(a.workflow_id)).stage}"
-        misses = await asyncio.to_thread(
-            deadline_misses, deps.engine, programme, scenario.season, cal
-        )
-        # Checked for every application up to a thousand, else for a seeded thousand.
-        ids = [a.workflow_id for a in sim.apps if a.workflow_id]
-        if len(ids) > 1000:
-            ids = random.Random(scenario.seed).sample(ids, 1000)
-        ahead = await clocks.ahead(ids)
-        paid = [a.workflow_id for a in sim.apps if a.terminal == programme.done_stage]
-        cost = await cost_per_application(client, paid[:20])
-        # The county's one season workflow grows with the county; it continues as new
-        # before a run nears Temporal's limits (51,200 events, 10,000 signals).
-        season_events, season_runs = await history_across_runs(client, sim.season_id)
+            clocks,
+            deps,
+        ):
+            load_sample_county(
+                deps.engine, forms, scenario.season, deps.keys.hash_id, data_dir / "import"
+            )
+            api = AidflowClient(
+                client,
+                task_queue=settings.task_queue,
+                keys=deps.keys,
+                calendar=cal,
+                statement_lifetime=SKIPPED_CLOCK_LIFETIME,
+                programmes={full.code: full},
+                lookup_member=RegistryReader(deps.engine).lookup,
+                lookup_applications=RegistryReader(deps.engine).applications,
+                claim_application=RegistryReader(deps.engine).claim,
+                loans=Loans(deps.engine),
+            )
+            api.repayment_batch_delay = scenario.repayment_batch_delay
+            sim = SeasonSimulation(
+                scenario, api, clocks, cal, deps.engine, programme=programme, progress=progress
+            )
+            await sim.run()
+            report = await _season_report(api, sim.season_id)
+            for a in sim._live():
+                a.terminal = f"still in {(await api.status(a.workflow_id)).stage}"
+            misses = await asyncio.to_thread(
+                deadline_misses, deps.engine, programme, scenario.season, cal
+            )
+            # Checked for every application up to a thousand, else for a seeded thousand.
+            ids = [a.workflow_id for a in sim.apps if a.workflow_id]
+            if len(ids) > 1000:
+                ids = random.Random(scenario.seed).sample(ids, 1000)
+            ahead = await clocks.ahead(ids)
+            paid = [a.workflow_id for a in sim.apps if a.terminal == programme.done_stage]
+            cost = await cost_per_application(client, paid[:20])
+            # The county's one season workflow grows with the county; it continues as new
+            # before a run nears Temporal's limits (51,200 events, 10,000 signals).
+            season_events, season_runs = await history_across_runs(client, sim.season_id)
     outcomes = Counter(a.terminal or "not finished" for a in sim.apps)
     return SimulationResult(
         scenario=scenario,
@@ -247,6 +251,7 @@ async def run_simulation(
         cost_per_paid_application=cost,
         season_history_events=season_events,
         season_runs=season_runs,
+        collections=pauses.as_json(),
         by_applicant=[a.terminal or "not finished" for a in sim.apps],
         retries={
             "decisions_refused": sim.counts["decisions refused"],
