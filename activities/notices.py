@@ -47,7 +47,10 @@ JOINS_IN_FLIGHT = 4
 # behind the worker's few task slots, and 806 of them timed out and were sent again in
 # 13 minutes of a 10,000-application season (issue 20). The rest wait here, heartbeating.
 JOINS_IN_PROCESS = 16
-_HEARTBEAT_EVERY = 2.0  # seconds; the join's heartbeat timeout is 10 s
+# Seconds between a waiting join's heartbeats (its timeout is a minute; the SDK sends at
+# most one every JOIN_HEARTBEAT_SENT): thousands may wait at once, each beat costs.
+_HEARTBEAT_EVERY = 5.0
+JOIN_HEARTBEAT_SENT = timedelta(seconds=10)
 
 
 async def _heartbeat_until_cancelled() -> None:

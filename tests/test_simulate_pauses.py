@@ -39,3 +39,19 @@ def test_collections_are_counted_and_timed_while_watched() -> None:
     gc.collect()
     assert seen.full == 3  # no longer watched
     assert set(seen.as_json()) == {"full_collections", "seconds", "longest_seconds"}
+
+
+def test_a_stalled_run_says_how_long_it_ran_and_its_collections() -> None:
+    import time
+
+    from workers.officials import SimulationStalled
+    from workers.simulate.pauses import Collections
+    from workers.simulate.stack import _said_on_a_stall
+
+    seen = Collections(full=2, seconds=3.5, longest_seconds=1.25)
+    with pytest.raises(SimulationStalled) as stalled, _said_on_a_stall(time.monotonic() - 61, seen):
+        raise SimulationStalled("a notice's member not told of its posting within 300 s")
+    said = str(stalled.value)
+    assert said.startswith("a notice's member not told")
+    assert "stopped after 61 s" in said
+    assert "2 full, 3.5 s in all, the longest 1.25 s" in said

@@ -29,7 +29,7 @@ from activities.cases import CaseActivities
 from activities.cross_check import CrossCheckActivities
 from activities.funds import FundsActivities
 from activities.loans import LoanActivities
-from activities.notices import NoticeActivities
+from activities.notices import JOIN_HEARTBEAT_SENT, NoticeActivities
 from activities.records import RecordActivities
 from activities.recovery import RecoveryActivities
 from activities.report import ReportActivities
@@ -237,6 +237,9 @@ def build_worker(
         task_queue=notice_joins_queue(task_queue),
         activities=[by_name.pop("join_notice")],
         max_concurrent_activities=_JOIN_SLOTS,
+        # Without it the SDK sends a heartbeat at 80 % of the timeout: 12 s of slack
+        # for a loaded server's answer, where 50 s are wanted.
+        max_heartbeat_throttle_interval=JOIN_HEARTBEAT_SENT,
         interceptors=options["interceptors"],
     )
     workflows = Worker(

@@ -28,10 +28,11 @@ from store.loans import Loans
 from store.registry import RegistryReader
 from store.sealing import Keys
 from workers.client import AidflowClient
+from workers.officials import SimulationStalled
 from workers.settings import Settings
 from workers.signing import SKIPPED_CLOCK_LIFETIME
 from workers.simulate.clocks import Clocks, NoticeClock, _StartAtSimulatedInstant
-from workers.simulate.pauses import collections_timed, tolerate_pauses
+from workers.simulate.pauses import Collections, collections_timed, tolerate_pauses
 from workers.simulate.report import (
     SimulationResult,
     _season_report,
@@ -158,6 +159,21 @@ async def simulation_stack(
         await env.shutdown()
 
 
+@contextlib.contextmanager
+def _said_on_a_stall(started: float, pauses: Collections) -> Iterator[None]:
+    """A stalled run says, with its cause, how long it ran and what its process's
+    garbage collections took by then (the --json result, which has them, is not written)."""
+    try:
+        yield
+    except SimulationStalled as e:
+        gc = pauses.as_json()
+        raise SimulationStalled(
+            f"{e}\n(stopped after {time.monotonic() - started:.0f} s; garbage collections "
+            f"by then: {gc['full_collections']} full, {gc['seconds']} s in all, the longest "
+            f"{gc['longest_seconds']} s)"
+        ) from None
+
+
 async def run_simulation(
     scenario: Scenario,
     base: Settings,
@@ -181,7 +197,7 @@ async def run_simulation(
         for i in rng.sample(range(len(forms)), k=round(len(forms) * scenario.bank_return_rate))
     ]
     # Timed: the collections of a large cache are pauses of seconds (pauses.py).
-    with collections_timed() as pauses:
+    with collections_timed() as pauses, _said_on_a_stall(started, pauses):
         async with simulation_stack(data_dir, settings, closed, scenario.applications) as (
             client,
             clocks,

@@ -43,11 +43,14 @@ with workflow.unsafe.imports_passed_through():
     from models.records import NotificationIntent
     from models.steps import NoticeStep
 
-# A join waits its turn in its process (4 at a time a notice: activities/notices.py):
-# a notice of hundreds of members keeps the last waiting for a while, which is not a
-# failure; a worker that died with the join is seen by its missing heartbeat.
-_JOIN_QUEUED = timedelta(minutes=5)
-_JOIN_HEARTBEAT = timedelta(seconds=10)
+# A join waits its turn in its process (4 at a time a notice, 16 in all:
+# activities/notices.py): a county deciding thousands at once keeps the last waiting for
+# many minutes, which is not a failure; a worker that died with the join is seen by its
+# missing heartbeat. A minute, not seconds: on a loaded server a heartbeat's own call
+# takes seconds, and with a 10 s timeout hundreds of waiting joins were timed out at
+# once and sent to the back of the queue (the 10,000-application season, issue 20).
+_JOIN_QUEUED = timedelta(minutes=30)
+_JOIN_HEARTBEAT = timedelta(minutes=1)
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 # A word to the notice (a signal: it answers at once): three attempts within seconds,
 # then again a minute later.
