@@ -520,6 +520,46 @@ async def test_a_busy_servers_timeout_is_asked_again_not_the_end_of_the_season()
         await _within(season, check)
 
 
+async def test_a_notice_check_slows_down_and_waits_while_things_move(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The desk's checks come at once, then ever less often (at 10,000 applications
+    hundreds of them, ten a second each, took the cores the joins needed); and the run
+    stops only after ``NOTICE_WITHIN_SECONDS`` in which nothing moved, not while the
+    members are still joining. On a clock of its own: no test waits minutes."""
+    from types import SimpleNamespace
+
+    from workers.officials import notice
+
+    clock = [0.0]
+    pauses: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        clock[0] += seconds
+
+    monkeypatch.setattr(notice, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(notice, "asyncio", SimpleNamespace(sleep=sleep))
+    season: Any = _FakeNoticeSeason()
+
+    async def never() -> bool:
+        return False
+
+    assert not await notice._within(season, never)
+    assert pauses[0] == notice.FIRST_CHECK_AFTER
+    assert pauses == sorted(pauses)
+    assert max(pauses) == notice.CHECKS_AT_MOST_EVERY
+    assert notice.NOTICE_WITHIN_SECONDS <= clock[0] < notice.NOTICE_WITHIN_SECONDS + 2.5
+    assert notice.CHECKS_AT_MOST_EVERY >= 1.0 and len(pauses) < 200  # not 3,000 in 300 s
+
+    # Members joining for ten minutes, then none: it waits the ten minutes and 300 s more.
+    clock[0] = 0.0
+    assert not await notice._within(season, never, lambda: min(clock[0], 600.0) // 10)
+    assert (
+        600.0 + notice.NOTICE_WITHIN_SECONDS <= clock[0] < 600.0 + notice.NOTICE_WITHIN_SECONDS + 15
+    )
+
+
 async def test_a_question_that_timed_out_is_asked_again(monkeypatch: pytest.MonkeyPatch) -> None:
     """``again``: a request refused for a timeout, or a busy server's RPC failure of a
     question (a notice's status, which no client call turns into a refusal), is sent

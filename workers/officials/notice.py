@@ -30,8 +30,14 @@ from workers.client import Refused
 from workers.officials import people
 from workers.officials.base import BUSY, Case, Desk, Floor, Season, SimulationStalled
 
-# How long the simulator waits for a notice to show what it expects.
+# How long the simulator waits for a notice to show what it expects, with nothing moving
+# meanwhile (its members joining, or told of their posting): slow is not stalled.
 NOTICE_WITHIN_SECONDS = 300.0
+# Its checks, each a query of a notice or a member, come at once and then ever less often:
+# at 10,000 applications hundreds waited at once, asking ten times a second, and the
+# queries took the cores the joins they waited for needed (issue 20).
+FIRST_CHECK_AFTER = 0.1
+CHECKS_AT_MOST_EVERY = 2.0
 POSTING = "notice posting"  # a posting's label among the season's shared events
 # How much later than planned a member's join may come (its decision's task waiting its
 # turn on a loaded machine) before the posting waits for it; more is a clock ahead.
@@ -223,18 +229,22 @@ class NoticeDesk(Desk[NoticeStep]):
         hears it days late on its own clock, and records the posting then (seen: a
         member of an explicit posting recorded it at its automatic time, a day on)."""
         stage = self.step.stage
+        heard_so_far = 0
 
         async def told(a: Case) -> None:
             async def heard() -> bool:
+                nonlocal heard_so_far
                 st = await season.api.status(a.workflow_id)
-                return st.stage != stage or (st.notice is not None and st.notice.stage == stage)
+                yes = st.stage != stage or (st.notice is not None and st.notice.stage == stage)
+                heard_so_far += yes
+                return yes
 
-            if await _within(season, heard):
+            if await _within(season, heard, lambda: heard_so_far):
                 return
             seen = await season.diagnose(a.workflow_id, "notice member")
             raise SimulationStalled(
-                f"{n.notice_id}: {a.workflow_id} not told of its posting within "
-                f"{NOTICE_WITHIN_SECONDS:.0f} s\n{seen}"
+                f"{n.notice_id}: {a.workflow_id} not told of its posting, no member told "
+                f"for {NOTICE_WITHIN_SECONDS:.0f} s\n{seen}"
             )
 
         await asyncio.gather(*(told(a) for a in members if a.terminal is None))
@@ -306,7 +316,10 @@ class NoticeDesk(Desk[NoticeStep]):
             st = await season.api.notice_status(n.notice_id)
             return st is not None and what(st)
 
-        if await _within(season, shows):
+        def joined_and_posted() -> object:
+            return (len(st.pending), len(st.postings)) if st else None
+
+        if await _within(season, shows, joined_and_posted):
             assert st is not None
             return st
         seen = await season.diagnose(n.notice_id, "notice")
@@ -317,7 +330,7 @@ class NoticeDesk(Desk[NoticeStep]):
             if a.workflow_id not in pending
         ]
         raise SimulationStalled(
-            f"{n.notice_id}: {expect}, not within {NOTICE_WITHIN_SECONDS:.0f} s "
+            f"{n.notice_id}: {expect}, not within {NOTICE_WITHIN_SECONDS:.0f} s of no change "
             f"(auto {st.auto_post_at if st else '-'}, {len(st.postings) if st else 0} postings)"
             f"\n{seen}\nnot pending: "
             + "; ".join(them)
@@ -456,10 +469,16 @@ class NoticeDesk(Desk[NoticeStep]):
         return True
 
 
-async def _within(season: Season, check: Callable[[], Awaitable[bool]]) -> bool:
-    """Ask ``check`` every tenth of a second (a refusal, or a busy server's timeout,
-    counts as "not yet") until it says yes (True) or ``NOTICE_WITHIN_SECONDS`` have
-    passed (False)."""
+async def _within(
+    season: Season,
+    check: Callable[[], Awaitable[bool]],
+    progress: Callable[[], object] = lambda: None,
+) -> bool:
+    """Ask ``check`` until it says yes (True), or until ``NOTICE_WITHIN_SECONDS`` have
+    passed without ``progress`` changing (False). A refusal, or a busy server's timeout,
+    counts as "not yet". The checks come ever less often, from a tenth of a second to
+    one every ``CHECKS_AT_MOST_EVERY``."""
+    seen, pause = progress(), FIRST_CHECK_AFTER
     deadline = time.monotonic() + NOTICE_WITHIN_SECONDS
     while time.monotonic() < deadline:
         try:
@@ -471,5 +490,8 @@ async def _within(season: Season, check: Callable[[], Awaitable[bool]]) -> bool:
             if e.status not in BUSY:
                 raise
             season.counts["notice checks asked again on a busy server"] += 1
-        await asyncio.sleep(0.1)
+        if (now := progress()) != seen:
+            seen, deadline = now, time.monotonic() + NOTICE_WITHIN_SECONDS
+        await asyncio.sleep(pause)
+        pause = min(pause * 1.5, CHECKS_AT_MOST_EVERY)
     return False
