@@ -688,7 +688,7 @@ async def test_crash_between_sending_and_recording_pays_once(
 
 
 async def test_the_simulators_diagnosis_names_clock_tasks_and_last_events(
-    new_case: Callable[..., Awaitable[Case]], app_stack: AppStack
+    new_case: Callable[..., Awaitable[Case]], app_stack: AppStack, tmp_path: Path
 ) -> None:
     """What `aidflow simulate` prints when it gives up on a workflow (a stalled clock)."""
     from workers.simulate import diagnose
@@ -705,6 +705,14 @@ async def test_the_simulators_diagnosis_names_clock_tasks_and_last_events(
     ), text
     gone = await diagnose(app_stack.api.client, "no-such-workflow", "clock stalled")
     assert "describe failed" in gone
+    # Kept: the whole history, to read after the run's server is gone.
+    kept = await diagnose(app_stack.api.client, case.wf, "clock stalled", tmp_path / "stalled")
+    path = tmp_path / "stalled" / f"{case.wf.replace('/', '_')}.json"
+    assert kept.endswith(f", history in {path}")
+    from temporalio.client import WorkflowHistory
+
+    history = WorkflowHistory.from_json(case.wf, path.read_text())
+    assert history.events[0].HasField("workflow_execution_started_event_attributes")
 
 
 async def test_a_query_is_asked_again_while_the_workflow_cannot_answer() -> None:

@@ -323,6 +323,10 @@ class NoticeDesk(Desk[NoticeStep]):
             assert st is not None
             return st
         seen = await season.diagnose(n.notice_id, "notice")
+        # A few of the members too, their histories kept with the notice's: whose
+        # clock said what, and when, is in them.
+        for a in members[:3]:
+            seen += "\n" + await season.diagnose(a.workflow_id, "notice member")
         pending = {m.workflow_id for m in st.pending} if st else set()
         them = [
             f"{a.workflow_id}: {(await season.api.status(a.workflow_id)).details_en}"

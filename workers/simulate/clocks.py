@@ -8,6 +8,7 @@ import contextlib
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import google.protobuf.field_mask_pb2
@@ -307,20 +308,30 @@ class Clocks:
                 return None
 
 
-async def diagnose(client: Client, workflow_id: str, context: str) -> str:
+async def diagnose(
+    client: Client, workflow_id: str, context: str, keep_in: Path | None = None
+) -> str:
     """What the server says of a workflow the simulation waited for in vain: status,
     virtual clock and fast-forward, the pending workflow task and activities, and the
-    last events of its history."""
+    last events of its history. With ``keep_in``, its whole history is written there
+    (JSON, as the Web UI downloads it): the server of a stopped run is gone with it, and
+    a stop at 10,000 applications comes after half an hour."""
     handle = client.get_workflow_handle(workflow_id)
     try:
         raw = (await handle.describe()).raw_description
         ts = raw.workflow_extended_info.time_skipping_info
-        tail = [
-            f"{e.event_id}:{EventType.Name(e.event_type).removeprefix('EVENT_TYPE_')}"
-            async for e in handle.fetch_history_events()
-        ][-8:]
+        history = await handle.fetch_history()
     except RPCError as err:
         return f"  {workflow_id}: {context}; describe failed: {err}"
+    tail = [
+        f"{e.event_id}:{EventType.Name(e.event_type).removeprefix('EVENT_TYPE_')}"
+        for e in history.events
+    ][-8:]
+    kept = ""
+    if keep_in is not None:
+        path = keep_in / f"{workflow_id.replace('/', '_')}.json"
+        await asyncio.to_thread(_write, path, history.to_json())
+        kept = f", history in {path}"
     task = (
         f"attempt {raw.pending_workflow_task.attempt}"
         if raw.HasField("pending_workflow_task")
@@ -339,5 +350,10 @@ async def diagnose(client: Client, workflow_id: str, context: str) -> str:
         f"fast-forward {ts.effective_config.fast_forward_config.id or '-'}, "
         f"pending workflow task {task}, "
         f"pending activities {', '.join(activities) or 'none'}, "
-        f"last events {' '.join(tail)}"
+        f"last events {' '.join(tail)}{kept}"
     )
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
@@ -74,8 +75,11 @@ class SeasonSimulation:
         engine: Engine,
         programme: Programme = COUNTY_SUBSIDY,
         progress: Callable[[SeasonSimulation], None] | None = None,
+        stalled_histories: Path | None = None,
     ) -> None:
         self.s = scenario
+        # Where a stop writes the histories of the workflows it names (``diagnose``).
+        self.stalled_histories = stalled_histories
         self.api = api
         self.clocks = clocks
         self.cal = calendar
@@ -337,7 +341,7 @@ class SeasonSimulation:
             self.at(self._repayment_at, "re-payment batch", self._repay, shared=True)
 
     async def diagnose(self, workflow_id: str, context: str) -> str:
-        return await diagnose(self.api.client, workflow_id, context)
+        return await diagnose(self.api.client, workflow_id, context, self.stalled_histories)
 
     # ------------------------------------------------------------ the county
 

@@ -220,7 +220,14 @@ async def run_simulation(
             )
             api.repayment_batch_delay = scenario.repayment_batch_delay
             sim = SeasonSimulation(
-                scenario, api, clocks, cal, deps.engine, programme=programme, progress=progress
+                scenario,
+                api,
+                clocks,
+                cal,
+                deps.engine,
+                programme=programme,
+                progress=progress,
+                stalled_histories=data_dir / "stalled",
             )
             await sim.run()
             report = await _season_report(api, sim.season_id)
