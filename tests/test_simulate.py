@@ -12,6 +12,7 @@ batch's signals), so a clock out of step would show here.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -24,6 +25,7 @@ from typing import Any
 
 import pytest
 from sqlmodel import Session, col, select
+from temporalio import workflow
 
 from models.calendar import SHANGHAI, WorkingCalendar
 from models.planner import plan_season
@@ -598,3 +600,91 @@ async def test_a_question_that_timed_out_is_asked_again(monkeypatch: pytest.Monk
 
     with pytest.raises(RPCError):
         await SeasonSimulation.again(sim, refused)
+
+
+async def test_a_simulated_notices_clock_moves_only_when_the_driver_moves_it(
+    ts_env: Any,
+) -> None:
+    """On this server a workflow started with time skipping on and no fast-forward skips
+    to its next timer whenever nothing is in flight. A simulated notice that posted on a
+    member's word before the driver moved it skipped over its posting's end and its
+    quiet days and ended: the late members started a new notice, its postings counted
+    from 1 again, and a 10,000-application season stopped at simulated 2 September. The
+    simulator's notices start with skipping off: their clock keeps the wall clock's pace
+    until the driver moves it, and stops skipping again when the move is over; the
+    tests' keep the automatic skipping.
+    A stand-in named NoticeWorkflow (the interceptor goes by the name): a join, then a
+    month's wait."""
+    import uuid as uuid_
+
+    from temporalio.client import Client, WithStartWorkflowOperation, WorkflowExecutionStatus
+    from temporalio.common import WorkflowIDConflictPolicy
+    from temporalio.worker import Worker
+
+    from workers.simulate.clocks import NoticeClock
+
+    queue = f"notice-clock-{uuid_.uuid4().hex[:8]}"
+
+    async def started(skip_when_idle: bool) -> tuple[str, Client]:
+        config = ts_env.client.config()
+        config["interceptors"] = [NoticeClock(skip_when_idle=skip_when_idle)]
+        client = Client(**config)
+        wf_id = f"notice/{uuid_.uuid4().hex}"
+        start = WithStartWorkflowOperation(
+            "NoticeWorkflow",
+            id=wf_id,
+            task_queue=queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+        assert (
+            await client.execute_update_with_start_workflow(
+                "join", start_workflow_operation=start, result_type=str
+            )
+            == "joined"
+        )
+        return wf_id, client
+
+    async def clock_and_status(client: Client, wf_id: str) -> tuple[datetime, Any]:
+        raw = (await client.get_workflow_handle(wf_id).describe()).raw_description
+        clock = raw.workflow_extended_info.time_skipping_info.current_time.ToDatetime(tzinfo=UTC)
+        return clock, raw.workflow_execution_info.status
+
+    async with Worker(ts_env.client, task_queue=queue, workflows=[QuietNotice]):
+        held, client = await started(skip_when_idle=False)
+        skipping, skip_client = await started(skip_when_idle=True)
+        deadline = time.monotonic() + 30
+        while (await clock_and_status(skip_client, skipping))[1] != (
+            WorkflowExecutionStatus.COMPLETED.value
+        ):
+            assert time.monotonic() < deadline, "the tests' notice did not skip its month"
+            await asyncio.sleep(0.2)
+        # The same month's timer, by now long skipped in the other: this one waits.
+        await asyncio.sleep(1.0)
+        clock, status = await clock_and_status(client, held)
+        assert status == WorkflowExecutionStatus.RUNNING.value
+        assert abs(clock - datetime.now(UTC)) < timedelta(minutes=1), clock
+        # The driver moves it a day (not the month of its timer), and it stays there.
+        from workers.simulate.clocks import Clocks, _StartAtSimulatedInstant
+
+        clocks = Clocks(client, _StartAtSimulatedInstant())
+        await clocks.track(held)
+        assert await clocks.advance(held, clock + timedelta(days=1))
+        await asyncio.sleep(1.0)
+        moved, status = await clock_and_status(client, held)
+        assert status == WorkflowExecutionStatus.RUNNING.value
+        assert timedelta(days=1) < moved - clock < timedelta(days=1, minutes=1), moved
+        with contextlib.suppress(Exception):
+            await client.get_workflow_handle(held).terminate("test finished")
+
+
+@workflow.defn(name="NoticeWorkflow", sandboxed=False)
+class QuietNotice:
+    """A stand-in for the notice: a join, then a month's wait."""
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.sleep(timedelta(days=30))
+
+    @workflow.update
+    async def join(self) -> str:
+        return "joined"

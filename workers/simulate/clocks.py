@@ -107,23 +107,43 @@ class _StartAtOutbound(OutboundInterceptor):
 
 
 class NoticeClock(Interceptor):
-    """A notice is started by its first member's joining (an activity). On this server
-    every workflow has its own clock, and a workflow started without one has none: the
-    notice's starts with time skipping on, at the wall clock, behind every member's;
-    the driver moves it to each posting (a clock only moves forward, and members seen
-    out of order must not set it ahead)."""
+    """A notice is started by its first member's joining (an activity). Its clock starts
+    at the wall clock, behind every member's; the driver moves it to each posting (a
+    clock only moves forward, and members seen out of order must not set it ahead).
+
+    ``skip_when_idle`` (the tests' default) starts it with time skipping on and no
+    fast-forward, which on this server is automatic skipping: with nothing in flight,
+    the clock jumps to the next timer (``tests/test_notice_view.py`` reads a posting's
+    end by it). The simulator's notices start with skipping off, so that only the
+    driver moves them: a notice whose first posting went up on a member's word before
+    the driver had moved it (the two are sent together) skipped over its posting's end
+    and its 30 quiet days, and ended; the applications ready a day later started a new
+    notice, whose postings began again at 1, and a 10,000-application season stopped,
+    twice, at simulated 2 September. A fast-forward still moves a notice started so
+    (``Clocks.advance``), and skipping is off again once it is over."""
+
+    def __init__(self, *, skip_when_idle: bool = True) -> None:
+        self.skip_when_idle = skip_when_idle
 
     def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
-        return _NoticeClockOutbound(next)
+        return _NoticeClockOutbound(next, self.skip_when_idle)
 
 
 class _NoticeClockOutbound(OutboundInterceptor):
+    def __init__(self, next: OutboundInterceptor, skip_when_idle: bool) -> None:
+        super().__init__(next)
+        self._skip_when_idle = skip_when_idle
+
     async def start_update_with_start_workflow(
         self, input: StartWorkflowUpdateWithStartInput
     ) -> Any:
         start = input.start_workflow_input
         if start.workflow == "NoticeWorkflow":
-            start.time_skipping_config = temporalio.api.common.v1.TimeSkippingConfig(enabled=True)
+            start.time_skipping_config = (
+                temporalio.api.common.v1.TimeSkippingConfig(enabled=True)
+                if self._skip_when_idle
+                else temporalio.api.common.v1.TimeSkippingConfig(enabled=False)
+            )
         return await super().start_update_with_start_workflow(input)
 
 
