@@ -630,7 +630,7 @@ async def test_a_simulated_notices_clock_moves_only_when_the_driver_moves_it(
         config["interceptors"] = [NoticeClock(skip_when_idle=skip_when_idle)]
         client = Client(**config)
         wf_id = f"notice/{uuid_.uuid4().hex}"
-        start = WithStartWorkflowOperation(
+        start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
             "NoticeWorkflow",
             id=wf_id,
             task_queue=queue,
