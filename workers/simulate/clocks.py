@@ -139,10 +139,8 @@ class _NoticeClockOutbound(OutboundInterceptor):
     ) -> Any:
         start = input.start_workflow_input
         if start.workflow == "NoticeWorkflow":
-            start.time_skipping_config = (
-                temporalio.api.common.v1.TimeSkippingConfig(enabled=True)
-                if self._skip_when_idle
-                else temporalio.api.common.v1.TimeSkippingConfig(enabled=False)
+            start.time_skipping_config = temporalio.api.common.v1.TimeSkippingConfig(
+                enabled=self._skip_when_idle
             )
         return await super().start_update_with_start_workflow(input)
 
