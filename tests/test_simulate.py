@@ -531,7 +531,7 @@ async def test_a_notice_check_slows_down_and_waits_while_things_move(
     members are still joining. On a clock of its own: no test waits minutes."""
     from types import SimpleNamespace
 
-    from workers.officials import notice
+    from workers.officials import base, notice
 
     clock = [0.0]
     pauses: list[float] = []
@@ -540,8 +540,9 @@ async def test_a_notice_check_slows_down_and_waits_while_things_move(
         pauses.append(seconds)
         clock[0] += seconds
 
-    monkeypatch.setattr(notice, "time", SimpleNamespace(monotonic=lambda: clock[0]))
-    monkeypatch.setattr(notice, "asyncio", SimpleNamespace(sleep=sleep))
+    # The poller the notice desk shares with the season's read-model wait (base.py).
+    monkeypatch.setattr(base, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(base, "asyncio", SimpleNamespace(sleep=sleep))
     season: Any = _FakeNoticeSeason()
 
     async def never() -> bool:
@@ -621,7 +622,7 @@ async def test_a_simulated_notices_clock_moves_only_when_the_driver_moves_it(
     from temporalio.common import WorkflowIDConflictPolicy
     from temporalio.worker import Worker
 
-    from workers.simulate.clocks import NoticeClock
+    from workers.simulate.clocks import Clocks, NoticeClock, _StartAtSimulatedInstant
 
     queue = f"notice-clock-{uuid_.uuid4().hex[:8]}"
 
@@ -664,8 +665,6 @@ async def test_a_simulated_notices_clock_moves_only_when_the_driver_moves_it(
         assert status == WorkflowExecutionStatus.RUNNING.value
         assert abs(clock - datetime.now(UTC)) < timedelta(minutes=1), clock
         # The driver moves it a day (not the month of its timer), and it stays there.
-        from workers.simulate.clocks import Clocks, _StartAtSimulatedInstant
-
         clocks = Clocks(client, _StartAtSimulatedInstant())
         await clocks.track(held)
         assert await clocks.advance(held, clock + timedelta(days=1))

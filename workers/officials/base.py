@@ -17,9 +17,11 @@ step kind's simulated behaviour is written once, in its own module.
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -43,6 +45,30 @@ from models.roster import RosterDecided, RosterDecision
 
 S = TypeVar("S")
 T = TypeVar("T")
+
+
+async def shown_within(
+    check: Callable[[], Awaitable[bool]],
+    progress: Callable[[], object],
+    *,
+    within: float,
+    first_pause: float,
+    longest_pause: float,
+) -> bool:
+    """Ask ``check`` until it says yes (True), or until ``within`` seconds have passed
+    without ``progress`` changing (False): what the simulator waits for may be slow
+    without being stalled. The pauses between checks grow by half from ``first_pause``
+    to ``longest_pause`` (equal: a steady pace)."""
+    seen, pause = progress(), first_pause
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await check():
+            return True
+        if (now := progress()) != seen:
+            seen, deadline = now, time.monotonic() + within
+        await asyncio.sleep(pause)
+        pause = min(pause * 1.5, longest_pause)
+    return False
 
 
 class SimulationStalled(RuntimeError):

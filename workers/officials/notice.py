@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,7 +27,15 @@ from models.notice import NoticePostRequest, NoticeStatus, notice_workflow_id
 from models.programme import NoticeStep
 from workers.client import Refused
 from workers.officials import people
-from workers.officials.base import BUSY, Case, Desk, Floor, Season, SimulationStalled
+from workers.officials.base import (
+    BUSY,
+    Case,
+    Desk,
+    Floor,
+    Season,
+    SimulationStalled,
+    shown_within,
+)
 
 # How long the simulator waits for a notice to show what it expects, with nothing moving
 # meanwhile (its members joining, or told of their posting): slow is not stalled.
@@ -482,20 +489,22 @@ async def _within(
     passed without ``progress`` changing (False). A refusal, or a busy server's timeout,
     counts as "not yet". The checks come ever less often, from a tenth of a second to
     one every ``CHECKS_AT_MOST_EVERY``."""
-    seen, pause = progress(), FIRST_CHECK_AFTER
-    deadline = time.monotonic() + NOTICE_WITHIN_SECONDS
-    while time.monotonic() < deadline:
+
+    async def asked() -> bool:
         try:
-            if await check():
-                return True
+            return await check()
         except Refused:
-            pass
+            return False
         except RPCError as e:
             if e.status not in BUSY:
                 raise
             season.counts["notice checks asked again on a busy server"] += 1
-        if (now := progress()) != seen:
-            seen, deadline = now, time.monotonic() + NOTICE_WITHIN_SECONDS
-        await asyncio.sleep(pause)
-        pause = min(pause * 1.5, CHECKS_AT_MOST_EVERY)
-    return False
+            return False
+
+    return await shown_within(
+        asked,
+        progress,
+        within=NOTICE_WITHIN_SECONDS,
+        first_pause=FIRST_CHECK_AFTER,
+        longest_pause=CHECKS_AT_MOST_EVERY,
+    )

@@ -30,7 +30,7 @@ from models.programmes import COUNTY_SUBSIDY
 from store.tables import ApplicationRow
 from workers.client import AidflowClient, Refused, query_when_ready
 from workers.officials import Case, NoticePlan, SimulationStalled, desk_for, people
-from workers.officials.base import BUSY
+from workers.officials.base import BUSY, shown_within
 from workers.officials.notice import POSTING
 from workers.simulate.clocks import Clocks, diagnose
 from workers.simulate.scenario import (
@@ -496,22 +496,25 @@ class SeasonSimulation:
         ``within`` seconds without progress. Read from the database, not by querying
         every workflow."""
         ids = [a.workflow_id for a in apps]
-        deadline = time.monotonic() + within
-        shown = 0
-        while True:
+        now: dict[str, str] = {}
+        shown = 0  # the most ever shown: progress, as a large batch may take long
+
+        async def all_shown() -> bool:
+            nonlocal now, shown
             now = await asyncio.to_thread(self._stages, ids)
             there = sum(now.get(wf) in stages for wf in ids)
-            if there == len(ids):
-                return now
-            if there > shown:  # progress: a large batch may take long, a stalled one not
-                shown, deadline = there, time.monotonic() + within
-            if time.monotonic() > deadline:
-                late = [wf for wf in ids if now.get(wf) not in stages][:3]
-                seen = [await self.diagnose(wf, f"read model {now.get(wf)}") for wf in late]
-                raise SimulationStalled(
-                    f"not recorded within {within:.0f} s as {sorted(stages)}:\n" + "\n".join(seen)
-                )
-            await asyncio.sleep(0.1)
+            shown = max(shown, there)
+            return there == len(ids)
+
+        if await shown_within(
+            all_shown, lambda: shown, within=within, first_pause=0.1, longest_pause=0.1
+        ):
+            return now
+        late = [wf for wf in ids if now.get(wf) not in stages][:3]
+        seen = [await self.diagnose(wf, f"read model {now.get(wf)}") for wf in late]
+        raise SimulationStalled(
+            f"not recorded within {within:.0f} s as {sorted(stages)}:\n" + "\n".join(seen)
+        )
 
     def _stages(self, ids: list[str]) -> dict[str, str]:
         with Session(self.engine) as session:
