@@ -683,7 +683,12 @@ async def raw_forged_internal(t: Target, rng: random.Random) -> Outcome:
     handle = t.raw.get_workflow_handle(wf)
     if rng.random() < 0.5:
         outcome = PaymentOutcome(
-            batch_id="b", idempotency_key="k", status=rng.choice(["paid", "returned"])
+            batch_id="b",
+            idempotency_key="k",
+            attempt=1,
+            account_masked="623020******1234",
+            sent_at=IN_WINDOW_2027,
+            status=rng.choice(["paid", "returned"]),
         )
         return await _signal_observed(
             t,

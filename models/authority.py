@@ -83,7 +83,6 @@ INTERNAL: dict[str, frozenset[str]] = {
         {
             "funds_requested",
             "funds_released",
-            "payment_sent",
             "payment_result",
             "notice_posted",
             "notice_scheduled",

@@ -36,6 +36,8 @@ class FundsRelease(_Model):
 
 
 class PaymentSent(_Model):
+    """A payment in a batch's disbursement file (prepared before the file is sent)."""
+
     workflow_id: str
     batch_id: str
     idempotency_key: str
@@ -44,8 +46,15 @@ class PaymentSent(_Model):
 
 
 class PaymentOutcome(_Model):
+    """The bank's word on one payment, and what was sent: one message to the application
+    per attempt (issue 20: a separate "sent" message was a workflow task of its own, and
+    the application needs none: an account is corrected only after a return)."""
+
     batch_id: str
     idempotency_key: str
+    attempt: int = Field(ge=1)
+    account_masked: str
+    sent_at: datetime  # when the batch handed its file to the bank
     status: Literal["paid", "returned"]
     reason: ForeignLine = ""
     bank_reference: ForeignLine = ""

@@ -206,7 +206,15 @@ async def test_a_raw_client_cannot_decide_withdraw_or_pay(
     )
     await raw.signal(
         ApplicationWorkflow.payment_result,
-        PaymentOutcome(batch_id="b1", idempotency_key="k", status="paid", bank_reference="r"),
+        PaymentOutcome(
+            batch_id="b1",
+            idempotency_key="k",
+            attempt=1,
+            account_masked="623020******1234",
+            sent_at=datetime(2027, 9, 20, tzinfo=UTC),
+            status="paid",
+            bank_reference="r",
+        ),
     )
     refused_events = await _refusals(case, 2)
     assert [e.detail["request"] for e in refused_events] == ["withdraw_signal", "payment_result"]
@@ -330,7 +338,14 @@ async def test_a_garbled_proof_is_refused_and_breaks_nothing(
     )
     await handle.signal(
         ApplicationWorkflow.payment_result,
-        PaymentOutcome(batch_id="b1", idempotency_key="k", status="paid"),
+        PaymentOutcome(
+            batch_id="b1",
+            idempotency_key="k",
+            attempt=1,
+            account_masked="623020******1234",
+            sent_at=datetime(2027, 9, 20, tzinfo=UTC),
+            status="paid",
+        ),
     )
     assert len(await _refusals(case, 2)) == 2
     await case.approve("village_review", village_official())
@@ -583,7 +598,14 @@ async def test_a_forged_return_queues_no_second_payment(
     bank paid. Sent by a raw client while the real payment is at the bank, with the
     real batch and idempotency key: refused and recorded; the bank's "paid" settles it,
     once; closed, the application hears no forgery at all."""
-    from tests.test_payout import BUREAU, FINANCE, advance, season_handle, to_awaiting_funds
+    from tests.test_payout import (
+        BUREAU,
+        FINANCE,
+        advance,
+        season_handle,
+        sent_to_the_bank,
+        to_awaiting_funds,
+    )
 
     api = app_stack.api
     case = await new_case()
@@ -592,23 +614,13 @@ async def test_a_forged_return_queues_no_second_payment(
     app_stack.bank.rules.delay_seconds = 600  # the batch waits at the bank meanwhile
     await api.request_funds("county-subsidy", 2027, COUNTY, BUREAU, request_id="fr-forged")
     await api.funds_arrived("county-subsidy", 2027, COUNTY, FINANCE, "fr-forged", 3000, "CZ-F-1")
-    sent: dict[str, Any] = {}
-    for _ in range(200):
-        sent = next(
-            (
-                e.detail
-                for e in await api.trail(case.wf)
-                if e.kind == "payment" and "status" not in e.detail
-            ),
-            {},
-        )
-        if sent:
-            break
-        await asyncio.sleep(0.1)
-    assert sent, "the payment never reached the bank"
+    payment = await sent_to_the_bank(app_stack, case.wf)
     forged = PaymentOutcome(
-        batch_id=sent["batch_id"],
-        idempotency_key=sent["idempotency_key"],
+        batch_id=payment.batch_id,
+        idempotency_key=payment.idempotency_key,
+        attempt=payment.attempt,
+        account_masked=payment.account_masked,
+        sent_at=payment.created_at,
         status="returned",
         reason="账户已销户 / account closed",
     )
@@ -623,7 +635,7 @@ async def test_a_forged_return_queues_no_second_payment(
     with Session(app_stack.engine) as s:
         payments = s.exec(select(Payment).where(Payment.workflow_id == case.wf)).all()
     assert [(p.attempt, p.status) for p in payments] == [(1, "paid")]
-    assert [x["idempotency_key"] for x in app_stack.bank.ledger()] == [sent["idempotency_key"]]
+    assert [x["idempotency_key"] for x in app_stack.bank.ledger()] == [payment.idempotency_key]
     assert app_stack.bank.paid_total() == 3000
     assert not any(
         e.kind == "payment" and e.detail.get("status") == "returned"

@@ -17,8 +17,9 @@ def test_baseline_script_of_a_paid_application() -> None:
     history = WorkflowHistory.from_json("paid", PAID.read_text())
     steps, counts = script_of(history)
     assert counts["updates"] == 3 == steps.count("update")  # village, township, county
-    # Funds requested and released, payment sent and its result; each notice's posting.
-    assert counts["signals"] == 6 == steps.count("signal")
+    # Funds requested and released, the payment's result (what was sent with it); each
+    # notice's posting.
+    assert counts["signals"] == 5 == steps.count("signal")
     # Joining its two notices; its words to them and its trail are local activities.
     assert counts["activities"] == 2 == steps.count("activity")
     assert counts["local_activities"] == steps.count("local") > 20

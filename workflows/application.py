@@ -351,10 +351,6 @@ class ApplicationWorkflow:
         requests.forward("roster_decided", verdict, self.runner.on_roster_decided)
 
     @workflow.signal
-    def payment_sent(self, sent: Any = None) -> None:
-        requests.forward("payment_sent", sent, self.payment.sent)
-
-    @workflow.signal
     def payment_result(self, outcome: Any = None) -> None:
         requests.forward("payment_result", outcome, self.payment.result)
 

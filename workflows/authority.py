@@ -64,7 +64,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.ids import season_workflow_id
     from models.notice import MemberChange, NoticeInput, NoticeJoined, NoticePosted, PostingDue
-    from models.payout import FundsJoin, FundsRelease, PayItem, PaymentOutcome, PaymentSent
+    from models.payout import FundsJoin, FundsRelease, PayItem, PaymentOutcome
     from models.roster import RosterLeft, RosterMember, RosterVerdict
 
 # The body each signal carries. Its handler takes ``Any``: the SDK drops a signal whose
@@ -78,7 +78,6 @@ BODIES: dict[str, type] = {
     "withdraw_signal": WithdrawalRequest,
     "funds_requested": FundsJoin,
     "funds_released": FundsRelease,
-    "payment_sent": PaymentSent,
     "payment_result": PaymentOutcome,
     "repayment_ready": PayItem,
     "notice_posted": NoticePosted,

@@ -1,8 +1,8 @@
 """PayoutBatchWorkflow: one disbursement file to the agent bank, and its results.
 
-Prepare (payment rows with idempotency keys, the bank file) -> send -> tell each
-application its payment is out -> wait for the bank's result (a heartbeating
-poll of the inbox) -> record -> tell each application paid or returned.
+Prepare (payment rows with idempotency keys, the bank file) -> send -> wait for the
+bank's result (a heartbeating poll of the inbox) -> record -> tell each application
+what was sent and whether it was paid or returned: one message each (issue 20).
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ class PayoutBatchWorkflow:
             retry_policy=_RETRY,
             summary="hand the disbursement file to the bank",
         )
-        by_key = {p.idempotency_key: p.workflow_id for p in prepared.included}
-        await signal_each("payment_sent", [(sent.workflow_id, sent) for sent in prepared.included])
+        sent_at = workflow.now()
+        by_key = {p.idempotency_key: p for p in prepared.included}
         self._phase = "waiting for the bank"
         workflow.set_current_details(
             f"**等待银行回盘** / waiting for the bank's result of {batch.batch_id}: {len(prepared.included)} payments, {prepared.total_cny} CNY"
@@ -74,10 +74,13 @@ class PayoutBatchWorkflow:
             "payment_result",
             [
                 (
-                    by_key[row.idempotency_key],
+                    by_key[row.idempotency_key].workflow_id,
                     PaymentOutcome(
                         batch_id=batch.batch_id,
                         idempotency_key=row.idempotency_key,
+                        attempt=by_key[row.idempotency_key].attempt,
+                        account_masked=by_key[row.idempotency_key].account_masked,
+                        sent_at=sent_at,
                         status=row.status,
                         reason=row.reason,
                         bank_reference=row.bank_reference,
@@ -88,7 +91,7 @@ class PayoutBatchWorkflow:
         )
         paid = sum(1 for row in rows if row.status == "paid")
         returned = len(rows) - paid
-        settled = [by_key[row.idempotency_key] for row in rows if row.status == "paid"]
+        settled = [by_key[row.idempotency_key].workflow_id for row in rows if row.status == "paid"]
         self._phase = "settled"
         workflow.set_current_details(
             f"**已回盘** / settled: {paid} paid, {returned} returned, {len(prepared.skipped)} skipped (already paid)"

@@ -15,7 +15,7 @@ from workflows.steps.base import Application, Refused, StepRunner, fmt
 with workflow.unsafe.imports_passed_through():
     from models.application import SYSTEM, RequestResult
     from models.domain import ROLE_NAME_ZH, Role, Stage, level_of
-    from models.payout import AccountCorrection, FundsRelease, PayItem, PaymentOutcome, PaymentSent
+    from models.payout import AccountCorrection, FundsRelease, PayItem, PaymentOutcome
     from models.records import NotificationIntent
     from models.steps import PayoutStep
 
@@ -34,7 +34,6 @@ class PaymentState:
     funds_request: str | None = None
     release: FundsRelease | None = None
     attempt: int = 1
-    in_flight: PaymentSent | None = None
     returned_reason: str | None = None
     paid: bool = False
 
@@ -44,36 +43,34 @@ class PaymentState:
         days = payout.limit_calendar_days if payout else 0
         return f"资金到位后{days}日内发放", f"payment within {days} days of the funds' arrival"
 
-    def sent(self, sent: PaymentSent) -> None:
-        if self.release is None or self.paid or sent.attempt != self.attempt:
-            return
-        self.in_flight = sent
-        self.app.record(
-            "payment",
-            SYSTEM,
-            f"已送银行代发（批次 {sent.batch_id}，账户 {sent.account_masked}） / sent to the bank in batch {sent.batch_id} to {sent.account_masked}",
-            {
-                "batch_id": sent.batch_id,
-                "idempotency_key": sent.idempotency_key,
-                "attempt": sent.attempt,
-                "account": sent.account_masked,
-            },
-        )
-        self.app.publish()
-
     def result(self, outcome: PaymentOutcome) -> None:
-        sent, app = self.in_flight, self.app
-        if sent is None or outcome.idempotency_key != sent.idempotency_key or self.paid:
-            return  # a stale or repeated result changes nothing
-        self.in_flight = None
+        """The bank's word on this attempt, with what was sent. Before the funds, once
+        paid, for another attempt, or a repeat of a return: stale, it changes nothing."""
+        app = self.app
+        if (
+            self.release is None
+            or self.paid
+            or outcome.attempt != self.attempt
+            or self.returned_reason is not None
+        ):
+            return
         amount = app.inp.amount_cny
-        base = {"batch_id": outcome.batch_id, "idempotency_key": outcome.idempotency_key}
+        base = {
+            "batch_id": outcome.batch_id,
+            "idempotency_key": outcome.idempotency_key,
+            "attempt": outcome.attempt,
+            "account": outcome.account_masked,
+            "sent_at": outcome.sent_at.isoformat(),
+        }
+        sent_zh = f"批次 {outcome.batch_id}，{fmt(outcome.sent_at)} 送银行"
+        sent_en = f"batch {outcome.batch_id}, sent {fmt(outcome.sent_at)}"
         if outcome.status == "paid":
             self.paid = True
             app.record(
                 "payment",
                 SYSTEM,
-                f"已发放 {amount} 元至 {sent.account_masked} / paid {amount} CNY to {sent.account_masked}",
+                f"已发放 {amount} 元至 {outcome.account_masked}（{sent_zh}） / paid {amount} CNY "
+                f"to {outcome.account_masked} ({sent_en})",
                 {
                     **base,
                     "status": "paid",
@@ -84,7 +81,7 @@ class PaymentState:
                     NotificationIntent(
                         audience="applicant",
                         template="paid",
-                        params={"account": sent.account_masked},
+                        params={"account": outcome.account_masked},
                     )
                 ],
             )
@@ -95,7 +92,8 @@ class PaymentState:
             app.record(
                 "payment",
                 SYSTEM,
-                f"银行退票：{outcome.reason} / returned by the bank: {outcome.reason}",
+                f"银行退票（{sent_zh}）：{outcome.reason} / returned by the bank "
+                f"({sent_en}, {outcome.account_masked}): {outcome.reason}",
                 {**base, "status": "returned", "reason": outcome.reason},
                 notify=[
                     NotificationIntent(
@@ -176,12 +174,6 @@ class PayoutRunner(StepRunner[PayoutStep]):
                 f"returned by the bank ({payment.returned_reason}); waiting for the {who.value.replace('_', ' ')} to correct the account",
             )
         pay_by = fmt(payment.release.pay_by) if payment.release else "-"
-        if payment.in_flight:
-            batch = payment.in_flight.batch_id
-            return (
-                f"已送银行代发（批次 {batch}），等待回盘；须于 {pay_by} 前发放",
-                f"at the bank in batch {batch}; waiting for its result; pay by {pay_by}",
-            )
         return (
             f"资金已到位，等待打卡发放；须于 {pay_by} 前发放",
             f"funds arrived; waiting for the card payout; pay by {pay_by}",
