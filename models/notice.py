@@ -103,6 +103,11 @@ class NoticeJoined(_Model):
     auto_post_at: datetime
     rule_zh: str
     rule_en: str
+    # The posting's timekeeper says, at its automatic time, that it is due; the other
+    # members say so only a grace later, if it has not been posted by then (issue 20:
+    # each member's own word was a workflow task of its own and a signal to the notice,
+    # a county's hundreds for one posting).
+    keeps_time: bool = True
 
 
 def _sha256(v: str) -> str:

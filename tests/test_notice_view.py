@@ -161,6 +161,43 @@ def test_a_members_word_stands_when_the_time_moves_before_its_posting() -> None:
     assert notice.due
 
 
+async def test_one_member_keeps_a_postings_time_and_hands_it_on_when_it_leaves() -> None:
+    """Issue 20: every member's clock woke it at the automatic time to say so, a workflow
+    task and a signal each, hundreds for a township's posting. The first ready keeps the
+    time; the others are told to wait a grace longer (their timers are cancelled by the
+    posting). One ready after the posting keeps its own. The timekeeper leaving (withdrawn)
+    hands the time on, unchanged, to the next first ready."""
+    from models.notice import MemberChange
+
+    notice = village_notice()
+    notice.publish = lambda: None  # type: ignore[method-assign]  # (the Web UI's: a workflow's)
+    notice.pending = {
+        "b": member("b", cst(8, 20, 10)),
+        "a": member("a", cst(8, 20, 9)),
+        "later": member("later", cst(8, 22, 9)),
+    }
+    notice.auto_post_at, notice.first_joined_at = cst(8, 21, 8), cst(8, 20, 9)
+    notice.told_auto = {"later": cst(8, 23, 8)}
+    told = {wf: (j.auto_post_at, j.keeps_time) for wf, j in notice._retold()}
+    assert told == {"a": (cst(8, 21, 8), True), "b": (cst(8, 21, 8), False)}
+    assert notice.timekeepers == {"a"} and notice._retold() == []  # told once
+
+    retold: list[dict[str, tuple[datetime, bool]]] = []
+
+    async def reschedule() -> None:
+        retold.append({wf: (j.auto_post_at, j.keeps_time) for wf, j in notice._retold()})
+
+    notice._reschedule = reschedule  # type: ignore[method-assign]
+    notice.member_changed(MemberChange(workflow_id="b", open_objections=0, left=True))
+    assert notice.retelling is None  # b did not keep the time: nothing to hand on
+    notice.pending["b"] = member("b", cst(8, 20, 10))
+    notice.member_changed(MemberChange(workflow_id="a", open_objections=0, left=True))
+    assert notice.retelling is not None
+    await notice.retelling
+    assert retold == [{"b": (cst(8, 21, 8), True)}]  # the same time, now b's to keep
+    assert notice.timekeepers == {"b"}
+
+
 def test_only_a_waiting_members_word_makes_the_posting_due() -> None:
     """``due`` reads the claims (few) rather than the members (a county's thousands):
     a word from a member no longer waiting, or ready after the posting, or of an earlier
@@ -252,6 +289,25 @@ async def test_joins_in_flight_are_capped_per_notice_and_per_process() -> None:
     assert client.all_most == notices.JOINS_IN_PROCESS < len(places) * notices.JOINS_IN_FLIGHT
 
 
+async def posting_timer_fired(handle: WorkflowHandle[Any, Any], auto_at: str) -> bool:
+    """Whether the member's timer for the automatic posting at ``auto_at`` fired (it said
+    the posting was due) or was cancelled (the posting came first)."""
+    summaries: dict[str, str] = {}
+    outcome: dict[str, bool] = {}
+    async for e in handle.fetch_history_events():
+        if e.HasField("timer_started_event_attributes"):
+            summaries[e.timer_started_event_attributes.timer_id] = (
+                e.user_metadata.summary.data.decode()
+            )
+        elif e.HasField("timer_fired_event_attributes"):
+            outcome[e.timer_fired_event_attributes.timer_id] = True
+        elif e.HasField("timer_canceled_event_attributes"):
+            outcome[e.timer_canceled_event_attributes.timer_id] = False
+    ids = [t for t, s in summaries.items() if f"posted (automatically {auto_at})" in s]
+    assert len(ids) == 1 and ids[0] in outcome, (summaries, outcome)
+    return outcome[ids[0]]
+
+
 def claim(notice: NoticeWorkflow, wf: str, at: datetime) -> None:
     """A member's word that its clock reached ``at``, the time it was told."""
     notice.posting_due(PostingDue(workflow_id=wf, auto_post_at=at))
@@ -337,6 +393,10 @@ async def test_the_notice_shows_its_members_end_and_open_objections(
     for case in (a, b):
         await case.advance_to(cst(9, 2, 9))
         await case.wait_for(lambda s: s.notice is not None, "posted")
+    # One of them kept the posting's time and said it was due; the other's timer, a
+    # grace later, was cancelled by the posting without waking it (issue 20).
+    woke = [await posting_timer_fired(case.handle, "2027-09-01 00:00") for case in (a, b)]
+    assert sorted(woke) == [False, True], woke
     text = await details_showing(notice, lambda t: "posting 1" in t, "the posting")
     assert f"第1批 2 件公示中，至 2027-09-08 00:00：{a.wf}、{b.wf}" in text
     assert f"posting 1: 2 up until 2027-09-08 00:00: {a.wf}, {b.wf}" in text

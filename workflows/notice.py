@@ -96,6 +96,9 @@ class NoticeWorkflow:
         self.told: dict[str, NoticePosted] = {}  # each posted member: what it was told
         self.being_posted: set[str] = set()  # the members of the posting under way
         self.told_auto: dict[str, datetime] = {}  # each waiting member's told posting time
+        # The waiting members told to keep the coming posting's time (NoticeJoined): at
+        # least one of those on it, or its automatic posting waits for the others' grace.
+        self.timekeepers: set[str] = set()
         self.retelling: asyncio.Task[None] | None = None  # members told their time again
         self.posting_times: list[PostingTime] = []  # the calendar's answers, by local day
         self.retiming: asyncio.Task[None] | None = None  # the time worked out again
@@ -159,6 +162,7 @@ class NoticeWorkflow:
         members = [m for m in self.pending.values() if m.joined_at <= posted_at]
         self.pending = {wf: m for wf, m in self.pending.items() if m.joined_at > posted_at}
         self.claims = {wf: c for wf, c in self.claims.items() if wf in self.pending}
+        self.timekeepers &= self.pending.keys()
         self.being_posted = {m.workflow_id for m in members}
         number, self.next_number = self.next_number, self.next_number + 1
         self.first_joined_at = self.auto_post_at = None
@@ -210,13 +214,23 @@ class NoticeWorkflow:
 
     async def _reschedule(self) -> None:
         """Tell each waiting member whose automatic posting time has moved (a member
-        ready earlier joined late, or members were left for the next posting)."""
+        ready earlier joined late, or members were left for the next posting), and the
+        one to keep the coming posting's time where none of its members does."""
+        told = self._retold()
+        if told:
+            await signal_each("notice_scheduled", told, skip_gone=True)
+
+    def _retold(self) -> list[tuple[str, NoticeJoined]]:
+        """What ``_reschedule`` tells whom, recorded as told."""
         at = self.auto_post_at
         if at is None:
-            return
+            return []
+        keeper = self._timekeeper_wanted()
         moved = self._moved(at)
-        if not moved:
-            return
+        if keeper is not None:
+            self.timekeepers.add(keeper)
+            if keeper not in moved:
+                moved.append(keeper)  # its time stands; it is told to keep it
         zh, en = self._rule()
         answer = NoticeJoined(
             notice_id=self.inp.workflow_id,
@@ -227,7 +241,33 @@ class NoticeWorkflow:
         )
         for wf in moved:
             self.told_auto[wf] = at
-        await signal_each("notice_scheduled", [(wf, answer) for wf in moved], skip_gone=True)
+        return [
+            (wf, answer.model_copy(update={"keeps_time": wf in self.timekeepers}))
+            for wf in moved
+        ]
+
+    def _retell(self) -> None:
+        """Tell the members again (``_reschedule``) once a retelling under way is done:
+        what it worked out may be from before the change that asks for this one."""
+        previous = self.retelling
+
+        async def again() -> None:
+            if previous is not None:
+                await previous
+            await self._reschedule()
+
+        self.retelling = asyncio.create_task(again())
+
+    def _timekeeper_wanted(self) -> str | None:
+        """The member to keep the coming posting's time, where none of its members does:
+        the first ready (it is on it whatever the order of the joins)."""
+        at = self.auto_post_at
+        if at is None:
+            return None
+        on_it = [m for m in self.pending.values() if m.joined_at <= at]
+        if not on_it or any(m.workflow_id in self.timekeepers for m in on_it):
+            return None
+        return min(on_it, key=lambda m: (m.joined_at, m.workflow_id)).workflow_id
 
     def _moved(self, at: datetime) -> list[str]:
         """The members on the posting at ``at`` that were told another time; one ready
@@ -318,6 +358,16 @@ class NoticeWorkflow:
             if wf not in self.pending or wf in self.being_posted:
                 return await self._join(j)  # an owner's posting took it meanwhile
         self.told_auto[wf] = at
+        # Ready after the coming posting: it keeps its own posting's time.
+        wanted = self._timekeeper_wanted() if posting == self.next_number else wf
+        keeps_time = wanted == wf or wf in self.timekeepers
+        if keeps_time:
+            self.timekeepers.add(wf)
+        elif wanted is not None:
+            # Another on the posting is to keep its time (it was told before the time
+            # it holds was the posting's): told again, with that.
+            self.told_auto.pop(wanted, None)
+            self._retell()
         zh, en = self._rule()
         # The answer as it stands now: while the others are told below, a posting may
         # begin (and clear the time until it has the next one); what changes after this
@@ -328,6 +378,7 @@ class NoticeWorkflow:
             auto_post_at=at,
             rule_zh=zh,
             rule_en=en,
+            keeps_time=keeps_time,
         )
         if moved:  # the others were told a later time
             await self._reschedule()
@@ -399,8 +450,14 @@ class NoticeWorkflow:
             self.pending.pop(wf, None)
             self.claims.pop(wf, None)
             self.open_objections.pop(wf, None)
+            kept_time = wf in self.timekeepers
+            self.timekeepers.discard(wf)
             if self._nobody_on_the_coming_posting():
                 self.retiming = asyncio.create_task(self._retime())
+            elif kept_time:
+                # Another on the posting keeps its time (it is told so), or the posting
+                # would wait for the others' grace.
+                self._retell()
         elif change.open_objections:
             self.open_objections[wf] = change.open_objections
         else:

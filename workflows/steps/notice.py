@@ -61,6 +61,11 @@ _TELL_PAUSE = timedelta(minutes=1)
 # notice is asked again (an operator may have ended it); the answer is the same if it
 # still has the application.
 _ASK_AGAIN_AFTER = timedelta(days=1)
+# A member that does not keep its posting's time says the posting is due only this long
+# after it, if no posting has been told by then: normally the timekeeper's word has
+# posted it and this timer is cancelled without waking the application (issue 20). The
+# posting's instant is its automatic time whoever says so, so a late word moves nothing.
+TIMEKEEPER_GRACE = timedelta(hours=1)
 
 
 class NoticeRunner(StepRunner[NoticeStep]):
@@ -69,6 +74,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
     notice_id: str | None = None
     posted: NoticePosted | None = None
     rescheduled = 0  # times the notice moved the automatic posting time
+    keeps_time = True  # says when the posting is due (else only a grace later)
     notice: NoticeWindow | None = None
     _telling: asyncio.Lock | None = None  # its words to the notice, one at a time
 
@@ -82,7 +88,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
             joined = await self._join(attempt)
             self.notice_id = joined.notice_id
             if self.rescheduled == told:  # else the notice's later word stands
-                self.auto_post_at = joined.auto_post_at
+                self.auto_post_at, self.keeps_time = joined.auto_post_at, joined.keeps_time
             if attempt == 1:
                 app.record(
                     "notice_scheduled",
@@ -203,8 +209,9 @@ class NoticeRunner(StepRunner[NoticeStep]):
 
     async def _wait_for_posting(self) -> None:
         """Until the posting is told: at the automatic posting time (by this
-        application's clock; the notice may move it) the notice is told it is due; a
-        day later without a posting, the caller asks again."""
+        application's clock; the notice may move it) the posting's timekeeper tells the
+        notice it is due, the other members a grace later if it has not been posted by
+        then; a day after that without a posting, the caller asks again."""
         if self.step.evidence_required:
             # Posted only by its owner, with the photograph: no automatic time to claim.
             await workflow.wait_condition(lambda: self.posted is not None or self.app.closed)
@@ -212,19 +219,20 @@ class NoticeRunner(StepRunner[NoticeStep]):
         while self.posted is None and not self.app.closed:
             at, seen = self.auto_post_at, self.rescheduled
             assert at is not None
-            if await self._posted_by(at, seen):
+            grace = timedelta(0) if self.keeps_time else TIMEKEEPER_GRACE
+            if await self._posted_by(at, seen, grace):
                 continue
             self._tell(PostingDue(workflow_id=self.app.inp.workflow_id, auto_post_at=at))
             if not await self._posted_by(workflow.now() + _ASK_AGAIN_AFTER, seen):
                 return
 
-    async def _posted_by(self, at: datetime, seen: int) -> bool:
+    async def _posted_by(self, at: datetime, seen: int, grace: timedelta = timedelta(0)) -> bool:
         """Until the posting is told, the application closes or the time moves (True);
-        False at ``at``."""
+        False at ``at`` + ``grace``."""
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
                 lambda: self.posted is not None or self.app.closed or self.rescheduled != seen,
-                timeout=until(at),
+                timeout=until(at + grace),
                 timeout_summary=f"{self.step.label_en} posted (automatically {fmt(at)})",
             )
             return True
@@ -234,7 +242,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
         """The notice moved this application's automatic posting time."""
         if joined.notice_id != self.notice_id or self.posted is not None or self.app.closed:
             return
-        self.auto_post_at = joined.auto_post_at
+        self.auto_post_at, self.keeps_time = joined.auto_post_at, joined.keeps_time
         self.rescheduled += 1
         self.app.publish()
 
