@@ -63,20 +63,27 @@ def _child_stdout_to_devnull() -> Iterator[None]:
         os.close(devnull)
 
 
-async def start_time_skipping_server() -> WorkflowEnvironment:
-    """A private in-memory dev server with per-workflow time skipping, aidflow's search
-    attributes and its data converter. Workflows start on the wall clock and move only
-    when fast-forwarded (the simulator's server, and the tests')."""
+async def start_time_skipping_server(database: Path | None = None) -> WorkflowEnvironment:
+    """A private dev server with per-workflow time skipping, aidflow's search attributes
+    and its data converter. Workflows start on the wall clock and move only when
+    fast-forwarded (the simulator's server, and the tests'). In memory, or with
+    ``database`` in that SQLite file (write-ahead log, no fsync: it lives and dies with
+    the run), as a production server keeps its histories outside its own process."""
     from workers.embedded import child_pids, stop_with_us, temporal_binary
 
     before = child_pids()
+    storage: list[str] = []
+    if database is not None:
+        storage = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off"]
     env = await WorkflowEnvironment.start_time_skipping_v2(
         ts_config=TimeSkippingConfig(enabled=False),
         dev_server_existing_path=temporal_binary(),
         dev_server_log_level="error",
+        dev_server_database_filename=str(database) if database is not None else None,
         data_converter=pydantic_data_converter,
         search_attributes=search.ALL,
         dev_server_extra_args=[
+            *storage,
             "--dynamic-config-value",
             "frontend.WorkflowTimeSkippingEnabled=true",
         ],
@@ -96,7 +103,7 @@ async def simulation_stack(
     ``data_dir``, a worker and the simulated bank. Nothing here touches the county's
     real database or Temporal cluster."""
     with _child_stdout_to_devnull():  # the server's banner would garble --json output
-        env = await start_time_skipping_server()
+        env = await start_time_skipping_server(data_dir / "temporal.db")
     try:
         starts = _StartAtSimulatedInstant()
         # The SDK core's warnings (slow workflow tasks under a full load) would flood the
