@@ -167,6 +167,18 @@ async def _refusals(case: Case, n: int) -> list[Any]:
     pytest.fail(f"{case.wf}: fewer than {n} refusals recorded")
 
 
+def forged_payment() -> PaymentOutcome:
+    """A "paid" for a batch and key that were never sent, from outside aidflow."""
+    return PaymentOutcome(
+        batch_id="b1",
+        idempotency_key="k",
+        attempt=1,
+        account_masked="623020******1234",
+        sent_at=datetime(2027, 9, 20, tzinfo=UTC),
+        status="paid",
+    )
+
+
 async def test_a_raw_client_cannot_decide_withdraw_or_pay(
     new_case: Callable[..., Awaitable[Case]], ts_env: WorkflowEnvironment, keys: Keys
 ) -> None:
@@ -206,15 +218,7 @@ async def test_a_raw_client_cannot_decide_withdraw_or_pay(
     )
     await raw.signal(
         ApplicationWorkflow.payment_result,
-        PaymentOutcome(
-            batch_id="b1",
-            idempotency_key="k",
-            attempt=1,
-            account_masked="623020******1234",
-            sent_at=datetime(2027, 9, 20, tzinfo=UTC),
-            status="paid",
-            bank_reference="r",
-        ),
+        forged_payment(),
     )
     refused_events = await _refusals(case, 2)
     assert [e.detail["request"] for e in refused_events] == ["withdraw_signal", "payment_result"]
@@ -338,14 +342,7 @@ async def test_a_garbled_proof_is_refused_and_breaks_nothing(
     )
     await handle.signal(
         ApplicationWorkflow.payment_result,
-        PaymentOutcome(
-            batch_id="b1",
-            idempotency_key="k",
-            attempt=1,
-            account_masked="623020******1234",
-            sent_at=datetime(2027, 9, 20, tzinfo=UTC),
-            status="paid",
-        ),
+        forged_payment(),
     )
     assert len(await _refusals(case, 2)) == 2
     await case.approve("village_review", village_official())

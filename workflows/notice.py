@@ -231,6 +231,8 @@ class NoticeWorkflow:
             self.timekeepers.add(keeper)
             if keeper not in moved:
                 moved.append(keeper)  # its time stands; it is told to keep it
+        if not moved:
+            return []
         zh, en = self._rule()
         answer = NoticeJoined(
             notice_id=self.inp.workflow_id,
@@ -242,8 +244,7 @@ class NoticeWorkflow:
         for wf in moved:
             self.told_auto[wf] = at
         return [
-            (wf, answer.model_copy(update={"keeps_time": wf in self.timekeepers}))
-            for wf in moved
+            (wf, answer.model_copy(update={"keeps_time": wf in self.timekeepers})) for wf in moved
         ]
 
     def _retell(self) -> None:
