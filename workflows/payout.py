@@ -70,25 +70,25 @@ class PayoutBatchWorkflow:
             retry_policy=_RETRY,
             summary="record the bank's results",
         )
-        await signal_each(
-            "payment_result",
-            [
+        outcomes: list[tuple[str, PaymentOutcome]] = []
+        for row in rows:
+            sent = by_key[row.idempotency_key]
+            outcomes.append(
                 (
-                    by_key[row.idempotency_key].workflow_id,
+                    sent.workflow_id,
                     PaymentOutcome(
                         batch_id=batch.batch_id,
                         idempotency_key=row.idempotency_key,
-                        attempt=by_key[row.idempotency_key].attempt,
-                        account_masked=by_key[row.idempotency_key].account_masked,
+                        attempt=sent.attempt,
+                        account_masked=sent.account_masked,
                         sent_at=sent_at,
                         status=row.status,
                         reason=row.reason,
                         bank_reference=row.bank_reference,
                     ),
                 )
-                for row in rows
-            ],
-        )
+            )
+        await signal_each("payment_result", outcomes)
         paid = sum(1 for row in rows if row.status == "paid")
         returned = len(rows) - paid
         settled = [by_key[row.idempotency_key].workflow_id for row in rows if row.status == "paid"]
