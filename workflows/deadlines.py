@@ -40,18 +40,28 @@ async def watch_fixed_date(app: ApplicationWorkflow, key: str, due_at: datetime)
         return
     if app.closed or app.index > last_due:  # moved on in the task the timer fired in
         return
+    ends = app.runner.ends_by_itself_at() if app.index == last_due else None
+    if ends is not None and ends <= due_at:
+        # Its last step due then ends by the date's instant, with nothing more from anyone
+        # (a notice ending at 24:00 of the date meets it, as the plan says): on time,
+        # whichever of the two timers of that instant the server fires first.
+        return
+    # The stage it missed the date in: a step that ended at the date's very instant (its
+    # timer fired first) still held it then.
+    stage = _stage_before(app, due_at)
+    stage_zh, stage_en = app.programme.label(stage)
     app.overdue.append(key)
     told = [
         fixed.responsible,
         *(r for r in app.programme.always_told if r != fixed.responsible),
     ]
-    params = {"date": fixed.label_zh, "on": str(fixed.on), "stage": app.stage_zh()}
+    params = {"date": fixed.label_zh, "on": str(fixed.on), "stage": stage_zh}
     app.record(
         "overdue",
         SYSTEM,
-        f"逾期：{fixed.label_zh}（{fixed.on}）未完成，当前{app.stage_zh()} / overdue: "
-        f"{fixed.label_en} by {fixed.on} missed in {app.stage_en(app.stage)}",
-        {"fixed_date": key, "due_at": due_at.isoformat(), "stage": app.stage},
+        f"逾期：{fixed.label_zh}（{fixed.on}）未完成，当前{stage_zh} / overdue: "
+        f"{fixed.label_en} by {fixed.on} missed in {stage_en}",
+        {"fixed_date": key, "due_at": due_at.isoformat(), "stage": stage},
         notify=[
             NotificationIntent(
                 audience="office" if i == 0 else "county",
@@ -66,6 +76,14 @@ async def watch_fixed_date(app: ApplicationWorkflow, key: str, due_at: datetime)
     app.publish()
 
 
+def _stage_before(app: ApplicationWorkflow, instant: datetime) -> str:
+    """The stage it was in just before ``instant``, by its trail."""
+    for event in reversed(app.trail()):
+        if event.at < instant:
+            return event.stage
+    return app.stage
+
+
 async def project(app: ApplicationWorkflow, from_index: int, at: datetime) -> None:
     """R6: project the remaining steps on the calendar; warn when a date is at risk.
     Meanwhile the trail's write waits: the warning goes with the events before it."""
@@ -74,7 +92,14 @@ async def project(app: ApplicationWorkflow, from_index: int, at: datetime) -> No
         projection = await _projection(app, from_index, at)
     finally:
         app.projecting -= 1
-    at_risk = [k for k in projection.at_risk_keys if k not in app.overdue]
+    # A date already due is overdue (its watcher says so), not at risk: whether the
+    # watcher's timer or this step's fires first at a shared instant changes nothing.
+    due, now = {f.key: f.due_at for f in app.schedule.fixed_dates}, workflow.now()
+    at_risk = [
+        k
+        for k in projection.at_risk_keys
+        if k not in app.overdue and (k not in due or due[k] > now)
+    ]
     new = [k for k in at_risk if k not in app.at_risk]
     app.at_risk = at_risk
     if not new:

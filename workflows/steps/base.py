@@ -193,6 +193,11 @@ class StepRunner(Generic[S]):
         """None: until the step's fixed date."""
         return None
 
+    def ends_by_itself_at(self) -> datetime | None:
+        """The instant this step ends with nothing more from anyone (a posted notice
+        without open objections: its period's end); None if it waits for someone."""
+        return None
+
     def details(self) -> tuple[str, str]:
         role = self.step.actor_role
         who_zh = ROLE_NAME_ZH.get(role, "") if role else ""

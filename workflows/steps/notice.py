@@ -319,6 +319,11 @@ class NoticeRunner(StepRunner[NoticeStep]):
             return self.notice.ends_at
         return None
 
+    def ends_by_itself_at(self) -> datetime | None:
+        if self.notice is None or self.open_objections():
+            return None
+        return self.notice.ends_at
+
     def details(self) -> tuple[str, str]:
         step, owner_zh, owner_en = (
             self.step,
