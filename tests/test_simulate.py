@@ -36,6 +36,7 @@ from workers.officials import SimulationStalled
 from workers.settings import Settings
 from workers.simulate import Scenario, office_instant, run_simulation
 from workers.simulate.clocks import PAST_BY
+from workers.simulate.server_load import parse
 
 pytestmark = pytest.mark.devserver
 ROOT = Path(__file__).parent.parent
@@ -75,6 +76,12 @@ async def test_simulated_season_matches_the_plan(tmp_path: Path, calendar: Worki
     }, cost
     assert cost["workflow_tasks"] > 10 and cost["timers"] >= 4
     assert cost["activities"] == 2  # joining its two notices (village, township)
+    # What its server did, from the server's own metrics: a fast-forward is an update of
+    # the workflow's options (a restarted one is another); the persistence beneath it.
+    load = result.server_load
+    assert load["frontend_calls"]["UpdateWorkflowExecutionOptions"] >= result.fast_forwards > 0
+    assert load["frontend_calls"]["StartWorkflowExecution"] >= 8
+    assert load["persistence_operations"] > 0 and load["cpu_seconds"] > 0
 
     plan = {s.stage: s for s in plan_season(COUNTY_SUBSIDY, 2027, calendar).steps}
     engine = make_engine(f"sqlite:///{tmp_path / 'sim' / 'aidflow.db'}")
@@ -687,3 +694,51 @@ class QuietNotice:
     @workflow.update
     async def join(self) -> str:
         return "joined"
+
+
+def test_the_servers_metrics_are_read_by_call_and_by_operation() -> None:
+    text = (
+        "# HELP service_requests service_requests counter\n"
+        "# TYPE service_requests counter\n"
+        'service_requests{namespace="default",operation="StartWorkflowExecution",'
+        'service_name="frontend"} 3\n'
+        'service_requests{namespace="default",operation="StartWorkflowExecution",'
+        'service_name="history"} 3\n'
+        'service_requests{namespace="x",operation="StartWorkflowExecution",'
+        'service_name="frontend"} 2\n'
+        "# HELP persistence_requests persistence_requests counter\n"
+        "# TYPE persistence_requests counter\n"
+        'persistence_requests{operation="GetCurrentExecution",service_name="history"} 4\n'
+        'persistence_requests{operation="GetCurrentExecution",service_name="frontend"} 1\n'
+        "# HELP persistence_latency persistence_latency histogram\n"
+        "# TYPE persistence_latency histogram\n"
+        'persistence_latency_bucket{operation="GetCurrentExecution",le="+Inf"} 5\n'
+        'persistence_latency_sum{operation="GetCurrentExecution"} 0.25\n'
+        'persistence_latency_count{operation="GetCurrentExecution"} 5\n'
+    )
+    load = parse(text).as_json()
+    # The clients' calls are the frontend's (summed over namespaces); the history
+    # service's own calls are not theirs.
+    assert load["frontend_calls"] == {"StartWorkflowExecution": 5}
+    assert load["persistence_operations"] == 5
+    assert load["persistence_most_time"] == {
+        "GetCurrentExecution": {"operations": 5, "seconds": 0.2}
+    }
+
+
+def test_only_workflows_of_one_run_are_named_by_their_run() -> None:
+    """A fast-forward names the run of a workflow whose id never names another: an
+    application. A season continues as new and a notice is started again under its id;
+    a stale run named for them would move a closed run's clock, not the season's."""
+    import inspect
+
+    import workflows.application
+    import workflows.notice
+    import workflows.season
+    from workers.simulate.clocks import ONE_RUN
+
+    assert {workflows.application.ApplicationWorkflow.__name__} == ONE_RUN
+    for module in (workflows.application,):
+        assert "continue_as_new(" not in inspect.getsource(module)
+    assert "continue_as_new(" in inspect.getsource(workflows.season)
+    assert workflows.notice.NoticeWorkflow.__name__ not in ONE_RUN

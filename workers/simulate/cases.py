@@ -104,6 +104,7 @@ async def run_pairing_simulation(
         client,
         clocks,
         deps,
+        _,
     ):
         api = AidflowClient(
             client,

@@ -76,6 +76,8 @@ class SimulationResult:
     cost_per_paid_application: dict[str, float] = field(default_factory=dict)
     season_history_events: int = 0  # over all its runs
     season_runs: int = 0
+    # What the simulator's Temporal server did over the run (server_load.py).
+    server_load: dict[str, Any] = field(default_factory=dict)
     # The process's garbage collections over the run (pauses.py): count, seconds, longest.
     collections: dict[str, float] = field(default_factory=dict)
     # How each applicant (by its index) ended: the same seed must give the same map.
@@ -259,6 +261,7 @@ def result_json(r: SimulationResult) -> str:
             "cost_per_paid_application": r.cost_per_paid_application,
             "season_history_events": r.season_history_events,
             "season_runs": r.season_runs,
+            "server_load": r.server_load,
             "garbage_collections": r.collections,
             "report": {"as_of": r.report_as_of, "markdown": r.report_md, "xlsx": r.report_xlsx},
             "roster": r.roster,

@@ -42,10 +42,23 @@ from workers.simulate.report import (
 )
 from workers.simulate.scenario import Scenario
 from workers.simulate.season import SeasonSimulation
+from workers.simulate.server_load import ServerProbe, dev_server_pid, free_port
 from workers.synthetic import applicants, load_sample_county
 from workers.worker import Dependencies, build_worker
 
 T = TypeVar("T")
+
+# The simulator's server schedules a timer task no sooner than this after it is written
+# (the default, 1 s, covers clock skew between the hosts of a cluster; this server is
+# one process). With time skipping, every timer a fast-forward crosses fires at once on
+# the workflow's clock but waited out that second on the wall clock: a notice's posting,
+# its end, a fixed date, each a second of the season's critical path (measured: a
+# fast-forward over one timer took 1.003 s, 0.03 s with this; issue 20). Only where
+# skipping is bounded by fast-forwards: the tests' server skips each idle workflow to
+# its next timer by itself, and there the second is what lets a message between two
+# workflows arrive before the receiver skips ahead (with 10 ms a member skipped its
+# day of waiting for the posting while its notice was posting, and joined again).
+TIMER_SHIFT = "10ms"
 
 
 @contextlib.contextmanager
@@ -63,18 +76,32 @@ def _child_stdout_to_devnull() -> Iterator[None]:
         os.close(devnull)
 
 
-async def start_time_skipping_server(database: Path | None = None) -> WorkflowEnvironment:
+async def start_time_skipping_server(
+    database: Path | None = None,
+    metrics_port: int | None = None,
+    timer_shift: str | None = None,
+) -> WorkflowEnvironment:
     """A private dev server with per-workflow time skipping, aidflow's search attributes
     and its data converter. Workflows start on the wall clock and move only when
     fast-forwarded (the simulator's server, and the tests'). In memory, or with
     ``database`` in that SQLite file (write-ahead log, no fsync: it lives and dies with
-    the run), as a production server keeps its histories outside its own process."""
+    the run), as a production server keeps its histories outside its own process; its
+    metrics on ``metrics_port`` if given (``server_load.py``); its timers fired
+    ``timer_shift`` after they are due if given (the server's default, 1 s, else: see
+    ``TIMER_SHIFT``)."""
     from workers.embedded import child_pids, stop_with_us, temporal_binary
 
     before = child_pids()
-    storage: list[str] = []
+    extra: list[str] = []
     if database is not None:
-        storage = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off"]
+        extra = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off"]
+    if metrics_port is not None:
+        extra += ["--metrics-port", str(metrics_port)]
+    if timer_shift is not None:
+        extra += [
+            "--dynamic-config-value",
+            f'history.timerProcessorMaxTimeShift="{timer_shift}"',
+        ]
     env = await WorkflowEnvironment.start_time_skipping_v2(
         ts_config=TimeSkippingConfig(enabled=False),
         dev_server_existing_path=temporal_binary(),
@@ -83,7 +110,7 @@ async def start_time_skipping_server(database: Path | None = None) -> WorkflowEn
         data_converter=pydantic_data_converter,
         search_attributes=search.ALL,
         dev_server_extra_args=[
-            *storage,
+            *extra,
             "--dynamic-config-value",
             "frontend.WorkflowTimeSkippingEnabled=true",
         ],
@@ -98,12 +125,19 @@ async def start_time_skipping_server(database: Path | None = None) -> WorkflowEn
 @contextlib.asynccontextmanager
 async def simulation_stack(
     data_dir: Path, settings: Settings, closed_suffixes: list[str], applications: int
-) -> AsyncIterator[tuple[Client, Clocks, Dependencies]]:
-    """A private dev server with time skipping (in memory), a fresh SQLite database in
-    ``data_dir``, a worker and the simulated bank. Nothing here touches the county's
-    real database or Temporal cluster."""
+) -> AsyncIterator[tuple[Client, Clocks, Dependencies, ServerProbe]]:
+    """A private dev server with time skipping (its histories in ``data_dir``), a fresh
+    SQLite database in ``data_dir``, a worker and the simulated bank; the probe reads
+    what the server did. Nothing here touches the county's real database or Temporal
+    cluster."""
+    from workers.embedded import child_pids
+
+    before, port = child_pids(), free_port()
     with _child_stdout_to_devnull():  # the server's banner would garble --json output
-        env = await start_time_skipping_server(data_dir / "temporal.db")
+        env = await start_time_skipping_server(
+            data_dir / "temporal.db", metrics_port=port, timer_shift=TIMER_SHIFT
+        )
+    probe = ServerProbe(port, dev_server_pid(child_pids() - before))
     try:
         starts = _StartAtSimulatedInstant()
         # The SDK core's warnings (slow workflow tasks under a full load) would flood the
@@ -156,7 +190,7 @@ async def simulation_stack(
             async with worker:
                 bank_task = asyncio.create_task(bank.run_forever(stop, interval=0.05))
                 try:
-                    yield client, Clocks(client, starts), deps
+                    yield client, Clocks(client, starts), deps, probe
                 finally:
                     stop.set()
                     await bank_task
@@ -209,6 +243,7 @@ async def run_simulation(
             client,
             clocks,
             deps,
+            server,
         ):
             load_sample_county(
                 deps.engine, forms, scenario.season, deps.keys.hash_id, data_dir / "import"
@@ -253,6 +288,7 @@ async def run_simulation(
             # The county's one season workflow grows with the county; it continues as new
             # before a run nears Temporal's limits (51,200 events, 10,000 signals).
             season_events, season_runs = await history_across_runs(client, sim.season_id)
+            load = await asyncio.to_thread(server.read)
     outcomes = Counter(a.terminal or "not finished" for a in sim.apps)
     return SimulationResult(
         scenario=scenario,
@@ -281,6 +317,7 @@ async def run_simulation(
         cost_per_paid_application=cost,
         season_history_events=season_events,
         season_runs=season_runs,
+        server_load=load.as_json(),
         collections=pauses.as_json(),
         by_applicant=[a.terminal or "not finished" for a in sim.apps],
         retries={
