@@ -114,10 +114,10 @@ async def _measure(
 async def measure(workflows: int, each: int, data_dir: Path) -> dict[str, Any]:
     from workers.embedded import child_pids
     from workers.simulate.clocks import Clocks, _StartAtSimulatedInstant
-    from workers.simulate.stack import TIMER_SHIFT, start_time_skipping_server
+    from workers.simulate.stack import start_time_skipping_server
 
     before = child_pids()
-    env = await start_time_skipping_server(data_dir / "temporal.db", timer_shift=TIMER_SHIFT)
+    env = await start_time_skipping_server(data_dir / "temporal.db")
     server_pid = next(
         pid
         for pid in child_pids() - before

@@ -78,8 +78,11 @@ async def test_simulated_season_matches_the_plan(tmp_path: Path, calendar: Worki
     assert cost["activities"] == 2  # joining its two notices (village, township)
     # What its server did, from the server's own metrics: a fast-forward is an update of
     # the workflow's options (a restarted one is another); the persistence beneath it.
+    # (The server reports its counters every second or so: the last moment's may be
+    # missing from what was read.)
     load = result.server_load
-    assert load["frontend_calls"]["UpdateWorkflowExecutionOptions"] >= result.fast_forwards > 0
+    options_updates = load["frontend_calls"]["UpdateWorkflowExecutionOptions"]
+    assert 0.9 * result.fast_forwards <= options_updates, (options_updates, result.fast_forwards)
     assert load["frontend_calls"]["StartWorkflowExecution"] >= 8
     assert load["persistence_operations"] > 0 and load["cpu_seconds"] > 0
 
@@ -146,6 +149,8 @@ async def test_the_same_seed_gives_the_same_season(tmp_path: Path) -> None:
         bank_return_rate=0.125,
     )
 
+    retries: list[dict[str, int]] = []  # each run's: a difference below may follow one
+
     async def season(run: str) -> tuple[tuple[object, ...], list[float]]:
         r = await run_simulation(scenario, Settings(data_dir=tmp_path), data_dir=tmp_path / run)
         misses = [(m.key, m.missed, m.by_stage, m.never_done) for m in r.misses]
@@ -159,6 +164,7 @@ async def test_the_same_seed_gives_the_same_season(tmp_path: Path) -> None:
         assert len(r.by_applicant) == 16 and len(r.outcome_digest) == 16
         # No application's clock moved without the simulation (it would do all late).
         assert not r.clocks_ahead, r.clocks_ahead
+        retries.append(r.retries)
         return (
             r.outcomes,
             r.by_applicant,
@@ -177,7 +183,12 @@ async def test_the_same_seed_gives_the_same_season(tmp_path: Path) -> None:
     assert second == first
     # How late, in days: equal but for the seconds of real time between simulated instants.
     assert len(late_second) == len(late_first)
-    assert all(abs(a - b) < 0.01 for a, b in zip(late_first, late_second, strict=True))
+    differ = [
+        (i, a, b)
+        for i, (a, b) in enumerate(zip(late_first, late_second, strict=True))
+        if abs(a - b) >= 0.01
+    ]
+    assert not differ, (differ, first[6], retries)
 
 
 def test_office_instant(calendar: WorkingCalendar) -> None:

@@ -4,7 +4,9 @@ time they took (``persistence_requests``, ``persistence_latency``), and its CPU.
 
 The dev server keeps every workflow on one history shard and one SQLite connection
 (its fixed settings); a season's wall time that these do not explain is the driver's
-or the worker's. Read at the end of a run, before the server stops (issue 20).
+or the worker's. Read at the end of a run, before the server stops (issue 20); the
+server reports its counters about every second, so the last moment's calls may be
+missing.
 """
 
 from __future__ import annotations

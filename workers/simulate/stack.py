@@ -48,18 +48,6 @@ from workers.worker import Dependencies, build_worker
 
 T = TypeVar("T")
 
-# The simulator's server schedules a timer task no sooner than this after it is written
-# (the default, 1 s, covers clock skew between the hosts of a cluster; this server is
-# one process). With time skipping, every timer a fast-forward crosses fires at once on
-# the workflow's clock but waited out that second on the wall clock: a notice's posting,
-# its end, a fixed date, each a second of the season's critical path (measured: a
-# fast-forward over one timer took 1.003 s, 0.03 s with this; issue 20). Only where
-# skipping is bounded by fast-forwards: the tests' server skips each idle workflow to
-# its next timer by itself, and there the second is what lets a message between two
-# workflows arrive before the receiver skips ahead (with 10 ms a member skipped its
-# day of waiting for the posting while its notice was posting, and joined again).
-TIMER_SHIFT = "10ms"
-
 
 @contextlib.contextmanager
 def _child_stdout_to_devnull() -> Iterator[None]:
@@ -77,18 +65,16 @@ def _child_stdout_to_devnull() -> Iterator[None]:
 
 
 async def start_time_skipping_server(
-    database: Path | None = None,
-    metrics_port: int | None = None,
-    timer_shift: str | None = None,
+    database: Path | None = None, metrics_port: int | None = None
 ) -> WorkflowEnvironment:
     """A private dev server with per-workflow time skipping, aidflow's search attributes
     and its data converter. Workflows start on the wall clock and move only when
     fast-forwarded (the simulator's server, and the tests'). In memory, or with
     ``database`` in that SQLite file (write-ahead log, no fsync: it lives and dies with
     the run), as a production server keeps its histories outside its own process; its
-    metrics on ``metrics_port`` if given (``server_load.py``); its timers fired
-    ``timer_shift`` after they are due if given (the server's default, 1 s, else: see
-    ``TIMER_SHIFT``)."""
+    metrics on ``metrics_port`` if given (``server_load.py``). Its timers fire the
+    server's default second after they are due (``history.timerProcessorMaxTimeShift``):
+    with 10 ms the same seed now and then gave another season (BENCHMARKS.md)."""
     from workers.embedded import child_pids, stop_with_us, temporal_binary
 
     before = child_pids()
@@ -97,11 +83,6 @@ async def start_time_skipping_server(
         extra = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off"]
     if metrics_port is not None:
         extra += ["--metrics-port", str(metrics_port)]
-    if timer_shift is not None:
-        extra += [
-            "--dynamic-config-value",
-            f'history.timerProcessorMaxTimeShift="{timer_shift}"',
-        ]
     env = await WorkflowEnvironment.start_time_skipping_v2(
         ts_config=TimeSkippingConfig(enabled=False),
         dev_server_existing_path=temporal_binary(),
@@ -134,9 +115,7 @@ async def simulation_stack(
 
     before, port = child_pids(), free_port()
     with _child_stdout_to_devnull():  # the server's banner would garble --json output
-        env = await start_time_skipping_server(
-            data_dir / "temporal.db", metrics_port=port, timer_shift=TIMER_SHIFT
-        )
+        env = await start_time_skipping_server(data_dir / "temporal.db", metrics_port=port)
     probe = ServerProbe(port, dev_server_pid(child_pids() - before))
     try:
         starts = _StartAtSimulatedInstant()
