@@ -209,6 +209,16 @@ def least_season_seconds(result: dict[str, Any], season: dict[str, Any]) -> dict
     }
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workflows", type=int, default=200)
@@ -218,7 +228,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="aidflow-ceiling-") as tmp:
         result = asyncio.run(measure(args.workflows, args.each, Path(tmp)))
-    result["machine"] = f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}"
+    result["machine"] = (
+        f"{os.cpu_count()} cores, {_cpu_model()}, Python {platform.python_version()}"
+    )
     if args.season:
         result["season"] = least_season_seconds(result, json.loads(args.season.read_text()))
     text = json.dumps(result, indent=1)
