@@ -35,7 +35,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +44,9 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from workers.simulate.server_load import dev_server_pid, process_cpu_seconds
+
 TASK_QUEUE = "ceiling"
-_TICK = os.sysconf("SC_CLK_TCK")
 
 
 @workflow.defn
@@ -71,12 +72,6 @@ class Counter:
         return self.n
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU of ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
 @dataclass
 class Phase:
     name: str
@@ -99,14 +94,14 @@ class Phase:
 async def _measure(
     name: str, server_pid: int, operations: int, run: Callable[[], Awaitable[None]]
 ) -> Phase:
-    s0, d0, t0 = cpu_seconds(server_pid), time.process_time(), time.monotonic()
+    s0, d0, t0 = process_cpu_seconds(server_pid), time.process_time(), time.monotonic()
     await run()
     seconds = time.monotonic() - t0
     return Phase(
         name,
         operations,
         seconds,
-        cpu_seconds(server_pid) - s0,
+        process_cpu_seconds(server_pid) - s0,
         time.process_time() - d0,
     )
 
@@ -118,11 +113,8 @@ async def measure(workflows: int, each: int, data_dir: Path) -> dict[str, Any]:
 
     before = child_pids()
     env = await start_time_skipping_server(data_dir / "temporal.db")
-    server_pid = next(
-        pid
-        for pid in child_pids() - before
-        if b"start-dev" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    )
+    server_pid = dev_server_pid(child_pids() - before)
+    assert server_pid is not None, "the dev server's process is not among this one's children"
     starts = _StartAtSimulatedInstant()
     client = await Client.connect(
         env.client.service_client.config.target_host,
@@ -142,8 +134,6 @@ async def measure(workflows: int, each: int, data_dir: Path) -> dict[str, Any]:
 
             async def start_all() -> None:
                 async def one(wf: str) -> None:
-                    from datetime import UTC, datetime
-
                     await client.start_workflow(
                         Counter.run, id=wf, task_queue=TASK_QUEUE, start_delay=timedelta(hours=1)
                     )

@@ -11,6 +11,7 @@ missing.
 
 from __future__ import annotations
 
+import os
 import socket
 import urllib.request
 from collections import Counter, defaultdict
@@ -109,8 +110,6 @@ def dev_server_pid(candidates: set[int]) -> int | None:
 
 def process_cpu_seconds(pid: int) -> float:
     """User and system CPU of ``pid`` so far (Linux; 0 elsewhere)."""
-    import os
-
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
