@@ -303,7 +303,8 @@ class DayTable:
     publishes the next year's arrangement in the autumn; the worker loads it when it
     restarts), so the table does not answer for it unless ``provisional_is_final``:
     true only where the workflows cannot outlive the calendar data they started with
-    (``aidflow simulate``: workflows, worker and calendar live and die in one process).
+    (``aidflow simulate``: workflows, worker and calendar live and die in one process),
+    or unless the calendar reading it only forecasts (see :class:`TabulatedCalendar`).
     """
 
     calendar: str
@@ -323,11 +324,19 @@ class TabulatedCalendar(WorkingCalendar):
     each (issue 7: up to twelve fewer local activities per application). A replay computes the
     same instants from the same table. For a day outside the table, or provisional in
     it, it raises :class:`OutsideTable` and the workflow asks the activity, as before.
+
+    ``forecast``: provisional days are answered as the table has them. For a projection
+    (R6's "at risk", a forecast that is made again at every step), not for a period or
+    an instant that binds anyone: a provisional day is one whose year's arrangement was
+    not yet published when the application started (a season applied for a year
+    ahead, as the tests do), and asking the calendar again at every step put one local
+    activity a step into each such history (issue 20: 9 of a paid application's 35).
     """
 
-    def __init__(self, table: DayTable) -> None:
+    def __init__(self, table: DayTable, *, forecast: bool = False) -> None:
         _require_aware(table.first_day_starts_at)
         self.table = table
+        self._provisional_answers = table.provisional_is_final or forecast
         self.name = table.calendar
         self._length = timedelta(seconds=table.day_seconds)
 
@@ -344,7 +353,7 @@ class TabulatedCalendar(WorkingCalendar):
                 f"{day} is outside the table ({self.table.first_day}, {len(self.table.days)} days)"
             )
         letter = self.table.days[index]
-        if letter.islower() and not self.table.provisional_is_final:
+        if letter.islower() and not self._provisional_answers:
             raise OutsideTable(f"{day} is provisional: the calendar may know better by now")
         return letter
 

@@ -904,8 +904,22 @@ async def test_the_status_from_the_records_is_the_live_status(
         assert abs(rec.at - ev.at) < timedelta(seconds=1), (rec.seq, rec.at, ev.at)
         a = rec.model_dump(mode="json", exclude={"at": True, "actor": {"place_code"}})
         b = ev.model_dump(mode="json", exclude={"at": True, "actor": {"place_code"}})
-        diffs += [(rec.seq, rec.kind, k, a[k], b[k]) for k in a if a[k] != b[k]]
+        # So too an instant in the detail taken from that clock (the first projection's
+        # start, computed in the workflow from the calendar table: deadlines.py).
+        diffs += [(rec.seq, rec.kind, k, a[k], b[k]) for k in a if not _alike(a[k], b[k])]
     assert not diffs, diffs
+
+
+def _alike(a: Any, b: Any) -> bool:
+    """Equal, but for instants within a second of each other (the SDK defect, README)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_alike(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_alike(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, str) and isinstance(b, str) and a != b:
+        with contextlib.suppress(ValueError, TypeError):
+            return abs(datetime.fromisoformat(a) - datetime.fromisoformat(b)) < timedelta(seconds=1)
+    return bool(a == b)
 
 
 async def test_objection_upheld_rejects(new_case: Callable[..., Awaitable[Case]]) -> None:

@@ -22,7 +22,9 @@ def test_baseline_script_of_a_paid_application() -> None:
     assert counts["signals"] == 5 == steps.count("signal")
     # Joining its two notices; its words to them and its trail are local activities.
     assert counts["activities"] == 2 == steps.count("activity")
-    assert counts["local_activities"] == steps.count("local") > 20
+    # The trail's writes, its words to the notice and the season's schedule (its
+    # projections are computed in the workflow, from the calendar table).
+    assert counts["local_activities"] == steps.count("local") > 15
     timers = [s for s in steps if s.startswith(("timer:", "bgtimer:"))]
     assert len(timers) == counts["timers"]
     # The steps wait for the postings and notice ends; fixed-date watchers run beside.

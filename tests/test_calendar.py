@@ -425,6 +425,25 @@ def test_the_table_ends_where_the_data_ends() -> None:
     assert tabulate(_CAL, date(2030, 1, 1), date(2030, 12, 31)) is None
 
 
+def test_a_forecast_reads_provisional_days_from_the_table() -> None:
+    # The application's projections (R6's "at risk") are forecasts: a provisional day is
+    # read from the table as the calendar had it, with no local activity a step; a day
+    # beyond the table is still not guessed.
+    table = tabulate(_CAL, date(2027, 1, 1), date(2028, 12, 31))
+    assert table is not None and not table.provisional_is_final
+    forecast = TabulatedCalendar(table, forecast=True)
+    assert not forecast.is_working_day(date(2027, 2, 5))  # Spring Festival, provisional
+    assert forecast.is_provisional(date(2027, 2, 5))
+    with pytest.raises(OutsideTable):
+        forecast.is_working_day(date(2028, 1, 3))
+    for step, at_ in ((0, at(2027, 8, 20, 10)), (1, at(2027, 9, 1, 9)), (3, at(2027, 9, 9, 8))):
+        assert project_steps(
+            COUNTY_SUBSIDY, 2027, forecast, from_index=step, at=at_
+        ) == project_steps(COUNTY_SUBSIDY, 2027, _CAL, from_index=step, at=at_)
+    with pytest.raises(OutsideTable, match="provisional"):  # not for a binding period
+        notice_period(TabulatedCalendar(table), at(2027, 9, 9, 8), 5)
+
+
 def test_a_calendar_whose_days_are_not_equal_is_not_tabulated() -> None:
     class Lisbon(WorkingCalendar):  # daylight saving: a 23-hour and a 25-hour day a year
         name = "lisbon"

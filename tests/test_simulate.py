@@ -75,6 +75,10 @@ async def test_simulated_season_matches_the_plan(tmp_path: Path, calendar: Worki
         "local_activities:tell_notice",
     }, cost
     assert cost["workflow_tasks"] > 10 and cost["timers"] >= 4
+    # Counted as bench.cost counts a baseline: bytes as protobuf, billable actions, and
+    # none of the time-skipping server's own events (a fast-forward writes two).
+    assert 0 < cost["billable_actions"] < cost["history_events"] < 200
+    assert 100 * cost["history_events"] < cost["history_bytes"] < 1000 * cost["history_events"]
     assert cost["activities"] == 2  # joining its two notices (village, township)
     # What its server did, from the server's own metrics: a fast-forward is an update of
     # the workflow's options (a restarted one is another); the persistence beneath it.

@@ -105,7 +105,8 @@ class ApplicationWorkflow:
             summary="season schedule from the working-day calendar",
         )
         if self.schedule_or_none.working_days is not None:
-            self.calendar = TabulatedCalendar(self.schedule_or_none.working_days)
+            # Read only by the projections (deadlines.py): a forecast.
+            self.calendar = TabulatedCalendar(self.schedule_or_none.working_days, forecast=True)
         snapshot, held = (lambda: operators.snapshot(self)), (lambda: self.projecting > 0)
         persister = asyncio.create_task(self._trail.persist_forever(snapshot, self.publish, held))
         steps = self.programme.steps

@@ -133,7 +133,8 @@ async def _projection(app: ApplicationWorkflow, from_index: int, at: datetime) -
                 app.programme, app.inp.season, app.calendar, from_index=from_index, at=at
             )
             return Projection.of(steps)
-    # A day beyond the table's data, or a provisional one: ask the calendar itself.
+    # A day beyond the table's data (provisional ones it answers: a forecast): ask the
+    # calendar itself.
     return await workflow.execute_local_activity_method(
         CalendarActivities.project_remaining_steps,
         ProjectionRequest(

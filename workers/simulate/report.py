@@ -23,6 +23,7 @@ from models.programmes import BUILTIN_PROGRAMMES
 from models.season import season_label
 from store.tables import AuditEntry
 from workers.client import AidflowClient, query_when_ready
+from workers.history_cost import cost_of, counted_events
 from workers.simulate.scenario import Scenario
 
 T = TypeVar("T")
@@ -181,15 +182,21 @@ async def history_across_runs(client: Client, workflow_id: str) -> tuple[int, in
 
 
 async def cost_per_application(client: Client, workflow_ids: list[str]) -> dict[str, float]:
-    """History events, workflow tasks, timers and local activities (by type) of these
-    workflows, averaged: what the server and the worker did for each."""
+    """What the server and the worker did for each of these workflows, averaged: history
+    events, workflow tasks, protobuf bytes and billable actions by the rules of
+    ``workers/history_cost.py`` (the baselines' ``bench.cost`` counts the same way, without
+    the time-skipping server's own events), and timers, activities and local activities
+    (by type) among the counted events."""
     totals: Counter[str] = Counter()
     for wf in workflow_ids:
-        async for e in client.get_workflow_handle(wf).fetch_history_events():
-            totals["history_events"] += 1
-            if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
-                totals["workflow_tasks"] += 1
-            elif e.event_type == EventType.EVENT_TYPE_TIMER_STARTED:
+        events = [e async for e in client.get_workflow_handle(wf).fetch_history_events()]
+        cost = cost_of(wf, events)
+        totals["history_events"] += cost.events
+        totals["workflow_tasks"] += cost.workflow_tasks
+        totals["history_bytes"] += cost.history_bytes
+        totals["billable_actions"] += cost.actions
+        for e in counted_events(events):
+            if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED:
                 totals["timers"] += 1
             elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
                 totals["activities"] += 1
@@ -325,7 +332,9 @@ def print_result(r: SimulationResult, console: Any) -> None:
         c = r.cost_per_paid_application
         console.print(
             f"[dim]A paid application cost {c.get('history_events', 0):g} history events, "
-            f"{c.get('workflow_tasks', 0):g} workflow tasks, {c.get('timers', 0):g} timers, "
+            f"{c.get('workflow_tasks', 0):g} workflow tasks, "
+            f"{c.get('history_bytes', 0):,.0f} bytes of history, "
+            f"{c.get('billable_actions', 0):g} billable actions, {c.get('timers', 0):g} timers, "
             f"{c.get('activities', 0):g} activities, "
             f"{c.get('local_activities', 0):g} local activities; the season's history "
             f"{r.season_history_events:,} events in {r.season_runs} run(s).[/dim]"
