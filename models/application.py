@@ -28,7 +28,7 @@ from models.domain import (
     level_of,
 )
 from models.loan import LoanRecord, LoanRequest
-from models.privacy import short_digest
+from models.privacy import MaskedAccount, short_digest
 from models.programme import Programme
 from models.text import ActorId, Line, LongText, Name, PlaceCode, RequestId, StageName
 
@@ -175,7 +175,7 @@ class ApplicantRecord(_Model):
     freshman: bool
     university_in_province: bool | None = None
     bank_name: str
-    account_masked: str
+    account_masked: MaskedAccount
     account_sealed: str
     account_holder: str
     documents: dict[DocumentKind, int]

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.application import Actor
+from models.privacy import MaskedAccount
 from models.programme import Programme
 from models.text import ForeignLine, Name, RequestId
 
@@ -42,7 +43,7 @@ class PaymentSent(_Model):
     batch_id: str
     idempotency_key: str
     attempt: int
-    account_masked: str
+    account_masked: MaskedAccount
 
 
 class PaymentOutcome(_Model):
@@ -53,7 +54,7 @@ class PaymentOutcome(_Model):
     batch_id: str
     idempotency_key: str
     attempt: int = Field(ge=1)
-    account_masked: str
+    account_masked: MaskedAccount
     sent_at: datetime  # when the batch handed its file to the bank
     status: Literal["paid", "returned"]
     reason: ForeignLine = ""
@@ -67,7 +68,7 @@ class AccountCorrection(_Model):
     actor: Actor
     bank_name: Name
     # Masked by aidflow's client, never in full (R9): at most 6 digits shown, then stars.
-    account_masked: str = Field(pattern=r"^\d{0,6}\*+\d{4}$", max_length=19)
+    account_masked: MaskedAccount
     account_sealed: str = Field(pattern=r"^gAAAAA[A-Za-z0-9_=-]+$", max_length=400)  # Fernet
     account_holder: Name
 

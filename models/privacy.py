@@ -7,6 +7,9 @@ import hashlib
 import hmac
 import re
 from datetime import date
+from typing import Annotated
+
+from pydantic import StringConstraints
 
 # GB 11643-1999: weights of the first 17 digits and the check character for sum mod 11.
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -15,6 +18,12 @@ _CHECK_CHARS = "10X98765432"
 NATIONAL_ID_PATTERN = re.compile(r"(?<![0-9A-Za-z])(\d{17}[\dXx])(?![0-9A-Za-z])")
 # Bank card/account numbers: 16 to 19 digits not part of a longer run.
 ACCOUNT_PATTERN = re.compile(r"(?<!\d)(\d{16,19})(?!\d)")
+# A bank account as aidflow shows it (``mask_account``): at most six digits, stars, the
+# last four; a short number all stars. A field of this type refuses the full number, so
+# none reaches a history, a trail event or a notification by a slip upstream (R9).
+MaskedAccount = Annotated[
+    str, StringConstraints(pattern=r"^(\d{0,6}\*+\d{4}|\*{1,8})$", max_length=19)
+]
 
 
 def national_id_check_char(first17: str) -> str:

@@ -12,6 +12,7 @@ from models.application import Places, TrailEvent
 from models.calendar import DayTable, NoticeCounting
 from models.domain import Role
 from models.planner import PlannedStep
+from models.privacy import MaskedAccount
 from models.programme import Programme
 
 
@@ -196,7 +197,7 @@ class ApplicationSnapshot(_Model):
     applicant_phone_sealed: str = ""
     applicant_email_sealed: str = ""
     bank_name: str = ""
-    account_masked: str = ""
+    account_masked: MaskedAccount | Literal[""] = ""
     account_sealed: str = ""
     account_holder: str = ""
 

@@ -8,15 +8,18 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Annotated, Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from temporalio.client import WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from models.application import Actor, CorrectionRequest, DecisionRequest, ObjectionRequest
 from models.domain import DecisionKind, Role
-from models.payout import AccountCorrection
+from models.payout import AccountCorrection, PaymentOutcome, PaymentSent
+from models.privacy import mask_account
+from models.records import ApplicationSnapshot
 from tests.conftest import AppStack
 from tests.support import public, village_official
 from tests.test_application_workflow import Case
@@ -93,6 +96,26 @@ def test_an_account_correction_carries_a_masked_number_and_a_sealed_one() -> Non
             account_holder="户主",
         )
     assert _fields(e.value) == {"account_masked", "account_sealed"}
+
+
+@pytest.mark.parametrize("model", [PaymentSent, PaymentOutcome, ApplicationSnapshot])
+def test_a_full_account_number_is_refused_wherever_a_masked_one_goes(
+    model: type[BaseModel],
+) -> None:
+    """What a batch sends an application, and the read model's row: a masked account
+    only, as ``mask_account`` writes it (R9), so no slip upstream puts the full number into
+    a history, a trail event or a notification."""
+    field = model.model_fields["account_masked"]
+    annotation: Any = field.annotation
+    if field.metadata:  # the constraints pydantic took out of the Annotated type
+        annotation = Annotated[annotation, *field.metadata]
+    adapter: TypeAdapter[str] = TypeAdapter(annotation)
+    full = "6230201234567800012"
+    for masked in (mask_account(full), mask_account("1234"), "623020******1234"):
+        assert adapter.validate_python(masked) == masked
+    for wrong in (full, "6230 2012 3456 7800 012", "6230201234", "尾号0012"):
+        with pytest.raises(ValidationError):
+            adapter.validate_python(wrong)
 
 
 async def test_four_eyes_and_request_ids_compare_what_they_stand_for(
