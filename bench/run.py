@@ -47,6 +47,7 @@ from temporalio.client import Client, WorkflowHistory, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from bench.ports import free_port_below_ephemeral
+from workers.simulate.server_load import process_cpu_seconds
 
 if TYPE_CHECKING:
     from models.programme import Programme
@@ -80,12 +81,8 @@ class Proc:
         return float("nan")
 
     def cpu_seconds(self) -> float:
-        """User and system CPU the process has used so far."""
-        try:
-            fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User and system CPU the process has used so far (NaN once it is gone)."""
+        return process_cpu_seconds(self.popen.pid, unknown=float("nan"))
 
     def rss_mib(self) -> float:
         return self._status("VmRSS")

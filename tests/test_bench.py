@@ -84,3 +84,21 @@ def test_cpu_accounting_sees_a_busy_child() -> None:
         assert machine_busy_seconds() - busy0 >= 0.25
     finally:
         child.stop()
+
+
+def test_a_process_s_cpu_and_a_gone_one() -> None:
+    """One reader for both the benchmarks and the simulator: a gone process is NaN in a
+    benchmark's table (``Proc.cpu_seconds``) and 0 in the simulator's total."""
+    import math
+    import os
+    import subprocess
+
+    from bench.run import Proc
+    from workers.simulate.server_load import process_cpu_seconds
+
+    sum(i * i for i in range(200_000))  # some CPU of its own to read
+    assert process_cpu_seconds(os.getpid()) > 0
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    assert process_cpu_seconds(gone.pid) == 0.0
+    assert math.isnan(Proc(gone, Path("/dev/null")).cpu_seconds())

@@ -108,10 +108,11 @@ def dev_server_pid(candidates: set[int]) -> int | None:
     return None
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User and system CPU of ``pid`` so far (Linux; 0 elsewhere)."""
+def process_cpu_seconds(pid: int, *, unknown: float = 0.0) -> float:
+    """User and system CPU of ``pid`` so far (Linux); ``unknown`` where it cannot be read
+    (the process gone, or not Linux: a benchmark's table says NaN, a total adds 0)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
+        return unknown
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
