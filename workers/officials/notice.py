@@ -234,14 +234,20 @@ class NoticeDesk(Desk[NoticeStep]):
         """Until every member on the posting has heard of it. The notice's word goes by
         signal; a member moved on before it arrived (its next event's fast-forward)
         hears it days late on its own clock, and records the posting then (seen: a
-        member of an explicit posting recorded it at its automatic time, a day on)."""
+        member of an explicit posting recorded it at its automatic time, a day on).
+        Read from each member's records, not asked by a query: a query that reaches a
+        member while it is still writing the posting to its trail (a local activity)
+        makes the worker end that workflow task early and run another for the write
+        (sdk-core), a third of the members a workflow task more."""
         stage = self.step.stage
         heard_so_far = 0
 
         async def told(a: Case) -> None:
             async def heard() -> bool:
                 nonlocal heard_so_far
-                st = await season.api.status(a.workflow_id)
+                st = season.recorded_status(a.workflow_id)
+                if st is None:
+                    return False
                 yes = st.stage != stage or (st.notice is not None and st.notice.stage == stage)
                 heard_so_far += yes
                 return yes

@@ -21,12 +21,13 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from temporalio.service import RPCError
 
-from models.application import Actor
+from models.application import Actor, ApplicationStatus
 from models.calendar import WorkingCalendar, end_of_day
 from models.domain import Role
 from models.planner import window
 from models.programme import FundsStep, Programme
 from models.programmes import COUNTY_SUBSIDY
+from store.status import read_status
 from store.tables import ApplicationRow
 from workers.client import AidflowClient, Refused, query_when_ready
 from workers.officials import Case, NoticePlan, SimulationStalled, desk_for, people
@@ -339,6 +340,9 @@ class SeasonSimulation:
             # The season collects corrections for repayment_batch_delay, then pays them.
             self._repayment_at = at + self.s.repayment_batch_delay + timedelta(seconds=1)
             self.at(self._repayment_at, "re-payment batch", self._repay, shared=True)
+
+    def recorded_status(self, workflow_id: str) -> ApplicationStatus | None:
+        return read_status(self.engine, workflow_id)
 
     async def diagnose(self, workflow_id: str, context: str) -> str:
         return await diagnose(self.api.client, workflow_id, context, self.stalled_histories)
