@@ -72,15 +72,9 @@ def _test_server_only(e: HistoryEvent) -> bool:
     )
 
 
-def counted_events(events: list[HistoryEvent]) -> list[HistoryEvent]:
-    """The events a production server would have written: the time-skipping server's own
-    left out."""
-    return [e for e in events if not _test_server_only(e)]
-
-
 def cost_of(workflow_id: str, events: list[HistoryEvent]) -> Cost:
     """The cost of one history's events, by the rules in the module's docstring."""
-    counted = counted_events(events)
+    counted = [e for e in events if not _test_server_only(e)]
     by: Counter[str] = Counter()
     markers_in_task = False  # a local-activity marker since the last completed task
     for e in counted:
