@@ -15,7 +15,13 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from temporalio.client import WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from models.application import Actor, CorrectionRequest, DecisionRequest, ObjectionRequest
+from models.application import (
+    Actor,
+    ApplicantRecord,
+    CorrectionRequest,
+    DecisionRequest,
+    ObjectionRequest,
+)
 from models.domain import DecisionKind, Role
 from models.payout import AccountCorrection, PaymentOutcome, PaymentSent
 from models.privacy import mask_account
@@ -98,13 +104,16 @@ def test_an_account_correction_carries_a_masked_number_and_a_sealed_one() -> Non
     assert _fields(e.value) == {"account_masked", "account_sealed"}
 
 
-@pytest.mark.parametrize("model", [PaymentSent, PaymentOutcome, ApplicationSnapshot])
+@pytest.mark.parametrize(
+    "model", [ApplicantRecord, PaymentSent, PaymentOutcome, ApplicationSnapshot]
+)
 def test_a_full_account_number_is_refused_wherever_a_masked_one_goes(
     model: type[BaseModel],
 ) -> None:
-    """What a batch sends an application, and the read model's row: a masked account
-    only, as ``mask_account`` writes it (R9), so no slip upstream puts the full number into
-    a history, a trail event or a notification."""
+    """The applicant in an application's input, what a batch sends an application, and
+    the read model's row: a masked account only, as ``mask_account`` writes it (R9), so
+    no slip upstream puts the full number into a history, a trail event or a
+    notification."""
     field = model.model_fields["account_masked"]
     annotation: Any = field.annotation
     if field.metadata:  # the constraints pydantic took out of the Annotated type
