@@ -1,15 +1,17 @@
 """A notice's side effects: an application joining it (the notice started if it is not
-running), and the posted list printed for the notice board.
+running), a member's word to it, and the posted list printed for the notice board.
 
-Joining is an update-with-start from this activity, sealed with aidflow's internal key
-(activities/sealing.py; workflows/authority.py refuses a notice started, or joined,
-without the seal): a workflow cannot start another that outlives it and that many
-others share. A retry is the same update id, so the notice answers it once.
+Joining is a signal, sealed with aidflow's internal key (activities/sealing.py;
+workflows/authority.py refuses a notice started, or joined, without the seal), from a
+local activity of the application: the notice answers nothing (the member keeps its
+own posting time), so the join costs the member a marker and no workflow task. Where
+the notice is not running, the activity starts it (a workflow cannot start another
+that outlives it and that many others share). A retry sends the same join again,
+which the notice takes once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import html
 from datetime import UTC, datetime, timedelta, timezone
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio import activity
-from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -27,9 +29,7 @@ from models.notice import (
     JoinRequest,
     ListFile,
     MemberMessage,
-    NoticeJoined,
     NoticeListRequest,
-    workflows_queue,
 )
 from store import cells
 from store.cells import WORKBOOK_OPTIONS
@@ -39,88 +39,37 @@ _CST = timezone(timedelta(hours=8), "CST")
 _FIXED_CREATED = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-# Joins of one notice a worker process has in flight at once (the server's limit is 10
-# updates in flight per workflow; two processes at 4 each stay under it).
-JOINS_IN_FLIGHT = 4
-# Joins a worker process has in flight across all its notices. Each is a workflow task
-# of a notice; with 67 village notices deciding at once, 4 each (268 updates) queued
-# behind the worker's few task slots, and 806 of them timed out and were sent again in
-# 13 minutes of a 10,000-application season (issue 20). The rest wait here, heartbeating.
-JOINS_IN_PROCESS = 16
-# Seconds between a waiting join's heartbeats (its timeout is a minute; the SDK sends at
-# most one every JOIN_HEARTBEAT_SENT): thousands may wait at once, each beat costs.
-_HEARTBEAT_EVERY = 5.0
-JOIN_HEARTBEAT_SENT = timedelta(seconds=10)
-
-
-async def _heartbeat_until_cancelled() -> None:
-    while True:
-        activity.heartbeat()
-        await asyncio.sleep(_HEARTBEAT_EVERY)
-
-
-def _settle(start: WithStartWorkflowOperation[Any, Any]) -> None:
-    """A failed or cancelled update-with-start leaves its failure on the start's handle
-    too, which nobody here asks for: asyncio would log each as 'Future exception was
-    never retrieved' (dozens in a loaded season, where a join cancelled by its missed
-    heartbeat is simply tried again). Marked as seen; the failure itself is raised."""
-    handle = getattr(start, "_workflow_handle", None)  # the SDK's, 1.35: no public way
-    if isinstance(handle, asyncio.Future) and handle.done() and not handle.cancelled():
-        handle.exception()
-
-
 class NoticeActivities:
     def __init__(self, client: Client | None, internal_key: bytes, files_dir: Path) -> None:
         self._client = sealed_client(client, internal_key) if client is not None else None
         self._files = files_dir
-        # The joins this process has in flight, per notice (below).
-        self._joining: dict[str, asyncio.Semaphore] = {}
-        self._joins = asyncio.Semaphore(JOINS_IN_PROCESS)
 
     @activity.defn(name="join_notice")
-    async def join_notice(self, req: JoinRequest) -> NoticeJoined:
+    async def join_notice(self, req: JoinRequest) -> None:
         if self._client is None:
             raise RuntimeError("this worker has no Temporal client for notices")
-        notice_id = req.notice.workflow_id
-        start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+        notice = req.notice
+        handle = self._client.get_workflow_handle(notice.workflow_id)
+        try:
+            await handle.signal("join", req.join)
+            return
+        except RPCError as e:
+            if e.status is not RPCStatusCode.NOT_FOUND:
+                raise
+        # Not running (the first member, or one after the notice ended for quiet): started,
+        # or the run another member started meanwhile used, and joined.
+        await self._client.start_workflow(
             "NoticeWorkflow",
-            req.notice,
-            id=notice_id,
-            task_queue=workflows_queue(activity.info().task_queue),
+            notice,
+            id=notice.workflow_id,
+            task_queue=activity.info().task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             static_summary=(
-                f"{req.notice.place_name or req.notice.place_code} "
-                f"{req.notice.programme_name_zh} {req.notice.step.label_zh}"
+                f"{notice.place_name or notice.place_code} "
+                f"{notice.programme_name_zh} {notice.step.label_zh}"
             ),
         )
-        # A village's committee decides its list at once: a hundred joins of one notice.
-        # The server takes at most 10 updates in flight per workflow and refuses the rest
-        # (RESOURCE_EXHAUSTED); refused joins retried, and a notice taking dozens of
-        # joins in one activation past the SDK's two-second deadlock limit (its updates
-        # all aborted), stalled the 1,000-application simulation at its village notices
-        # (issue 20). So a process sends a notice a few joins at a time; the rest wait
-        # here, in order, which costs nothing on the server. Waiting is not failing: the
-        # join heartbeats meanwhile, and its timeout covers the queue (a join that timed
-        # out in the queue went to its back, again and again, and a township notice's
-        # members were told of its posting minutes late).
-        gate = self._joining.setdefault(notice_id, asyncio.Semaphore(JOINS_IN_FLIGHT))
-        beating = asyncio.create_task(_heartbeat_until_cancelled())
-        try:
-            # Always the notice's gate first, then the process's: never the other order.
-            async with gate, self._joins:
-                joined: NoticeJoined = await self._client.execute_update_with_start_workflow(
-                    "join",
-                    req.join,
-                    start_workflow_operation=start,
-                    id=f"join/{req.join.member.workflow_id}/{req.join.attempt}",
-                    result_type=NoticeJoined,
-                )
-        except BaseException:
-            _settle(start)
-            raise
-        finally:
-            beating.cancel()
-        return joined
+        await handle.signal("join", req.join)
 
     @activity.defn(name="tell_notice")
     async def tell_notice(self, msg: MemberMessage) -> bool:

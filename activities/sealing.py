@@ -1,9 +1,9 @@
 """A Temporal client whose update-with-start and signals carry aidflow's seal.
 
-An application joins a workflow that many share (its notice, its roster) from an
-activity, by update-with-start: a workflow cannot start another that outlives it; and
-tells it what changed by a signal from a local activity (cheaper in its history than a
-signal from the workflow). The joined workflow refuses a start, a join or a member's
+An application joins a workflow that many share from an activity (a workflow cannot
+start another that outlives it): its roster by update-with-start, its notice by a
+signal, starting it first where it is not running; and tells it what changed by a
+signal from a local activity (cheaper in its history than a signal from the workflow). The joined workflow refuses a start, a join or a member's
 signal without aidflow's internal seal (workflows/authority.py); this client seals
 each, naming the activity's workflow as the sender.
 """
@@ -18,7 +18,9 @@ from temporalio.client import (
     Interceptor,
     OutboundInterceptor,
     SignalWorkflowInput,
+    StartWorkflowInput,
     StartWorkflowUpdateWithStartInput,
+    WorkflowHandle,
     WorkflowUpdateHandle,
 )
 
@@ -66,6 +68,10 @@ class _SealingOutbound(OutboundInterceptor):
             **self._root.header(start.id, update.update, update.args),
         }
         return await super().start_update_with_start_workflow(input)
+
+    async def start_workflow(self, input: StartWorkflowInput) -> WorkflowHandle[Any, Any]:
+        input.headers = {**input.headers, **self._root.header(input.id, "start", input.args)}
+        return await super().start_workflow(input)
 
     async def signal_workflow(self, input: SignalWorkflowInput) -> None:
         input.headers = {

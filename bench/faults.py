@@ -922,8 +922,7 @@ async def check(
                     stuck_examples[wf] += (
                         f" | notice {n.notice_id}: auto {n.auto_post_at}, postings "
                         f"{[(p.number, str(p.posted_at)) for p in n.postings]}, pending "
-                        f"{[(m.workflow_id[-6:], str(m.joined_at)) for m in n.pending]}, "
-                        f"claims {[(k[-6:], str(v)) for k, v in n.claims.items()]}"
+                        f"{[(m.workflow_id[-6:], str(m.joined_at), str(m.auto_post_at)) for m in n.pending]}"
                     )
         except Exception as e:
             stuck_examples[wf] = f"(no answer: {type(e).__name__})"

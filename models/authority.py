@@ -85,11 +85,10 @@ INTERNAL: dict[str, frozenset[str]] = {
             "funds_released",
             "payment_result",
             "notice_posted",
-            "notice_scheduled",
             "roster_decided",
         }
     ),
-    # ``join`` is an update: sealed by the join activity (activities/notices.py).
+    # Sealed by the member's local activities (activities/notices.py).
     "NoticeWorkflow": frozenset({"join", "member_changed", "posting_due"}),
     "SeasonWorkflow": frozenset({"repayment_ready"}),
     "RosterWorkflow": frozenset({"member_joined", "member_left"}),

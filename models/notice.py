@@ -2,8 +2,10 @@
 place and stage, posted in postings (R2, R3, R9).
 
 Applications join the notice when they are ready for it; its owner posts it, or it
-posts itself at the step's configured time; each posting's period is computed once,
-by the notice, and told to its members. What the list shows is R9's notice rule:
+posts itself at each member's automatic time (the step's rule, from the instant the
+member was ready), when a member says that time has come. An automatic posting's period is worked out by the notice and by
+each of its members alike, from the same instant and calendar, so nobody is told it;
+an owner's posting is told to its members. What the list shows is R9's notice rule:
 name, village, school or level, amount; never an identity, account or phone number.
 """
 
@@ -26,24 +28,6 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-# A member joins its notice by an activity that waits for the notice's answer, and the
-# notice's answer may wait for its own activity (the list written for a posting under
-# way). On one task queue, enough waiting joins held every activity slot and the notice
-# waited for a slot: at 1,000 applications a county's village notices all stood still
-# (bench/faults.py). So joins run on a queue of their own beside the workflows' queue.
-NOTICE_JOINS_SUFFIX = ".notice-joins"
-
-
-def notice_joins_queue(task_queue: str) -> str:
-    """The queue the joins of the workflows on ``task_queue`` run on."""
-    return task_queue.removesuffix(NOTICE_JOINS_SUFFIX) + NOTICE_JOINS_SUFFIX
-
-
-def workflows_queue(task_queue: str) -> str:
-    """The workflows' queue of a joins queue (itself for the workflows' queue)."""
-    return task_queue.removesuffix(NOTICE_JOINS_SUFFIX)
 
 
 def notice_workflow_id(
@@ -87,27 +71,18 @@ class NoticeMember(_Model):
     school_or_level: Line
     amount_cny: int
     joined_at: datetime  # the application's instant of joining (its own clock)
+    # Its automatic posting, by the step's rule from its own ``joined_at``: the member
+    # keeps this time, says when it has come, and works out its period as the notice
+    # does, so that the notice need not answer or tell it (issue 20). None where only
+    # the owner posts (with a photograph: Rain and Dew).
+    auto_post_at: datetime | None = None
 
 
 class NoticeJoin(_Model):
-    """An application asks to be on the notice's next posting (sealed: aidflow's own)."""
+    """An application puts itself on the notice (sealed: aidflow's own), at its own
+    automatic posting time unless the owner posts it earlier."""
 
     member: NoticeMember
-    # Which time the application joins (after a correction it may join again).
-    attempt: int = Field(default=1, ge=1)
-
-
-class NoticeJoined(_Model):
-    notice_id: str
-    posting: int  # the number of the posting it will be on
-    auto_post_at: datetime
-    rule_zh: str
-    rule_en: str
-    # The posting's timekeeper says, at its automatic time, that it is due; the other
-    # members say so only a grace later, if it has not been posted by then (issue 20:
-    # each member's own word was a workflow task of its own and a signal to the notice,
-    # a county's hundreds for one posting).
-    keeps_time: bool = True
 
 
 def _sha256(v: str) -> str:
@@ -156,7 +131,8 @@ class Posting(_Model):
 
 
 class NoticePosted(_Model):
-    """The notice tells each member of a posting its period (computed once, here)."""
+    """The notice tells each member of an owner's posting its period (an automatic
+    posting's members work it out themselves)."""
 
     notice_id: str
     posting: int
@@ -168,8 +144,9 @@ class NoticePosted(_Model):
 
 
 class PostingDue(_Model):
-    """A member tells its notice that the automatic posting time it was told has come
-    (by the member's clock)."""
+    """A member tells its notice that its automatic posting time has come, by its own
+    clock: the notice posts the members due then (its own clock never decides it, so
+    that nobody is posted early or late where clocks differ: the simulator's)."""
 
     workflow_id: str
     auto_post_at: datetime
@@ -202,8 +179,6 @@ class NoticeStatus(_Model):
     open_objections: dict[str, int]
     details_zh: str
     details_en: str
-    # Waiting members whose clock reached the automatic posting time they were told.
-    claims: dict[str, datetime] = {}
 
 
 class NoticeListRequest(_Model):
@@ -230,8 +205,8 @@ class MemberMessage(_Model):
 
 
 class JoinRequest(_Model):
-    """What an application's notice step asks the join activity: start the notice if it
-    is not running, and join it."""
+    """What an application's notice step asks the join activity (a local activity):
+    start the notice if it is not running, and join it."""
 
     notice: NoticeInput
     join: NoticeJoin

@@ -42,6 +42,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from integrations.bank import BankSimulator, SimulatorRules
 from models import search
@@ -59,7 +60,7 @@ from workers.logs import configure_logging
 from workers.revocations import Revocations
 from workers.signing import SKIPPED_CLOCK_LIFETIME
 from workers.simulate import NoticeClock, start_time_skipping_server
-from workers.worker import Dependencies, WorkerGroup, build_worker
+from workers.worker import Dependencies, build_worker
 
 POSTGRES_URL = os.environ.get(
     "AIDFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -305,7 +306,7 @@ def registry(keys: Keys) -> Registry:
 @dataclass
 class AppStack:
     api: AidflowClient
-    worker: WorkerGroup
+    worker: Worker
     engine: Engine
     bank: BankSimulator
     deps: Dependencies

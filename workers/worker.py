@@ -1,5 +1,4 @@
-"""The worker: every workflow and activity of aidflow on its task queue, and the notice
-joins on a queue of their own beside it (models/notice.notice_joins_queue says why).
+"""The worker: every workflow and activity of aidflow on its task queue.
 
 Several workers on several machines may poll the same task queues; nothing
 here assumes there is only one.
@@ -29,7 +28,7 @@ from activities.cases import CaseActivities
 from activities.cross_check import CrossCheckActivities
 from activities.funds import FundsActivities
 from activities.loans import LoanActivities
-from activities.notices import JOIN_HEARTBEAT_SENT, NoticeActivities
+from activities.notices import NoticeActivities
 from activities.records import RecordActivities
 from activities.recovery import RecoveryActivities
 from activities.report import ReportActivities
@@ -37,7 +36,6 @@ from activities.roster import RosterActivities
 from activities.workflow_calendar import CalendarActivities
 from models.authority import STATEMENT_LIFETIME
 from models.calendar import WorkingCalendar
-from models.notice import notice_joins_queue
 from store.db import make_engine
 from store.sealing import Keys
 from workers.deployment import check_database
@@ -178,36 +176,6 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     )
 
 
-# A join holds its slot while it waits for the notice's answer (a coroutine: no thread).
-_JOIN_SLOTS = 1000
-
-
-class WorkerGroup:
-    """The workflows' worker and the notice joins' worker, run together (``async with``)."""
-
-    def __init__(self, workflows: Worker, joins: Worker) -> None:
-        self.workflows, self.joins = workflows, joins
-
-    @property
-    def task_queue(self) -> str:
-        return self.workflows.task_queue
-
-    async def __aenter__(self) -> WorkerGroup:
-        await self.workflows.__aenter__()
-        try:
-            await self.joins.__aenter__()
-        except BaseException:
-            await self.workflows.__aexit__(None, None, None)
-            raise
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        try:
-            await self.joins.__aexit__(*exc)
-        finally:
-            await self.workflows.__aexit__(*exc)
-
-
 def build_worker(
     client: Client,
     task_queue: str,
@@ -216,7 +184,7 @@ def build_worker(
     replace: Sequence[Any] = (),
     sandbox: SandboxMode = "strict",
     **options: Any,
-) -> WorkerGroup:
+) -> Worker:
     """``replace``: activities that stand in for those of the same name (tests inject faults).
     ``options`` go to :class:`Worker` (tests use ``max_cached_workflows=0`` to force replays)."""
     options.setdefault("workflow_runner", workflow_runner(sandbox))
@@ -232,17 +200,7 @@ def build_worker(
     ]
     by_name = {_activity_name(a): a for a in deps.activities(client)}
     by_name.update({_activity_name(a): a for a in replace})
-    joins = Worker(
-        client,
-        task_queue=notice_joins_queue(task_queue),
-        activities=[by_name.pop("join_notice")],
-        max_concurrent_activities=_JOIN_SLOTS,
-        # Without it the SDK sends a heartbeat at 80 % of the timeout: 12 s of slack
-        # for a loaded server's answer, where 50 s are wanted.
-        max_heartbeat_throttle_interval=JOIN_HEARTBEAT_SENT,
-        interceptors=options["interceptors"],
-    )
-    workflows = Worker(
+    return Worker(
         client,
         task_queue=task_queue,
         workflows=ALL_WORKFLOWS,
@@ -260,7 +218,6 @@ def build_worker(
         # without it (workers/sandbox.py).
         **options,
     )
-    return WorkerGroup(workflows, joins)
 
 
 def _activity_name(fn: Any) -> str:

@@ -86,7 +86,9 @@ class ApplicationWorkflow:
         self.published: dict[str, Any] = {}
         self._watchers: list[asyncio.Task[None]] = []
         self.telling = 0  # messages to notices under way (a local activity each)
-        self.projecting = 0  # projections under way: the trail's write waits for them
+        # Steps working out what they record next (a projection; a notice's automatic
+        # time): the trail's write waits for them, so that it is one write, not two.
+        self.holding_trail = 0
         # The first step's runner exists before run(), so that a request handled with
         # the first workflow task is not undone when run() starts.
         self.runner: StepRunner[Any] = runner_for(self, self.programme.steps[0])
@@ -107,7 +109,7 @@ class ApplicationWorkflow:
         if self.schedule_or_none.working_days is not None:
             # Read only by the projections (deadlines.py): a forecast.
             self.calendar = TabulatedCalendar(self.schedule_or_none.working_days, forecast=True)
-        snapshot, held = (lambda: operators.snapshot(self)), (lambda: self.projecting > 0)
+        snapshot, held = (lambda: operators.snapshot(self)), (lambda: self.holding_trail > 0)
         persister = asyncio.create_task(self._trail.persist_forever(snapshot, self.publish, held))
         steps = self.programme.steps
         for fixed in self.schedule_or_none.fixed_dates:
@@ -342,10 +344,6 @@ class ApplicationWorkflow:
     @workflow.signal
     def notice_posted(self, posted: Any = None) -> None:
         requests.forward("notice_posted", posted, self.runner.on_notice_posted)
-
-    @workflow.signal
-    def notice_scheduled(self, joined: Any = None) -> None:
-        requests.forward("notice_scheduled", joined, self.runner.on_notice_scheduled)
 
     @workflow.signal
     def roster_decided(self, verdict: Any = None) -> None:

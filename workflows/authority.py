@@ -63,7 +63,7 @@ with workflow.unsafe.imports_passed_through():
         statement_problem,
     )
     from models.ids import season_workflow_id
-    from models.notice import MemberChange, NoticeInput, NoticeJoined, NoticePosted, PostingDue
+    from models.notice import MemberChange, NoticeInput, NoticeJoin, NoticePosted, PostingDue
     from models.payout import FundsJoin, FundsRelease, PayItem, PaymentOutcome
     from models.roster import RosterLeft, RosterMember, RosterVerdict
 
@@ -81,7 +81,7 @@ BODIES: dict[str, type] = {
     "payment_result": PaymentOutcome,
     "repayment_ready": PayItem,
     "notice_posted": NoticePosted,
-    "notice_scheduled": NoticeJoined,
+    "join": NoticeJoin,
     "member_changed": MemberChange,
     "posting_due": PostingDue,
     "roster_decided": RosterVerdict,

@@ -87,11 +87,11 @@ def _stage_before(app: ApplicationWorkflow, instant: datetime) -> str:
 async def project(app: ApplicationWorkflow, from_index: int, at: datetime) -> None:
     """R6: project the remaining steps on the calendar; warn when a date is at risk.
     Meanwhile the trail's write waits: the warning goes with the events before it."""
-    app.projecting += 1
+    app.holding_trail += 1
     try:
         projection = await _projection(app, from_index, at)
     finally:
-        app.projecting -= 1
+        app.holding_trail -= 1
     # A date already due is overdue (its watcher says so), not at risk: whether the
     # watcher's timer or this step's fires first at a shared instant changes nothing.
     due, now = {f.key: f.due_at for f in app.schedule.fixed_dates}, workflow.now()

@@ -7,7 +7,13 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from models.calendar import NoticeCounting, WorkingCalendar, notice_period
+from models.calendar import (
+    NoticeCounting,
+    OutsideTable,
+    WorkingCalendar,
+    next_working_day_at,
+    notice_period,
+)
 from models.domain import Level, Role
 from models.steps.base import Span, StepBase
 
@@ -39,6 +45,36 @@ class NoticeStep(StepBase):
     @property
     def actor_level(self) -> Level:
         return self.level
+
+    def automatic_posting(
+        self, calendar: WorkingCalendar | None, ready_at: datetime, window_closes: datetime
+    ) -> datetime | None:
+        """When a member ready at ``ready_at`` is posted unless its owner posts it first:
+        the window's close (``window_close``, ready before it), else ``auto_post_at`` of
+        the first working day after the day it was ready; None where only the owner
+        posts. The member keeps this time and the notice posts at it, so that neither
+        needs the other's word (issue 20). Without a ``calendar`` where a working day is
+        needed: :class:`OutsideTable` (the caller asks the calendar itself)."""
+        if self.evidence_required:
+            return None
+        if self.first_posting == "window_close" and ready_at < window_closes:
+            return window_closes
+        if calendar is None:
+            raise OutsideTable("no day table: the calendar is asked")
+        return next_working_day_at(calendar, ready_at, self.auto_post_at)
+
+    def posting_rule(self, ready_at: datetime, window_closes: datetime) -> tuple[str, str]:
+        """``automatic_posting``'s rule for a member ready at ``ready_at``, in words
+        (Chinese, English)."""
+        if self.evidence_required:
+            return "由负责单位张贴并上传照片", "posted by its owner, with a photograph"
+        if self.first_posting == "window_close" and ready_at < window_closes:
+            return "申请期结束时自动公示", "posted automatically when the application window closes"
+        clock = f"{self.auto_post_at:%H:%M}"
+        return (
+            f"下一工作日{clock}自动公示",
+            f"posted automatically at {clock} of the next working day",
+        )
 
     def project(self, calendar: WorkingCalendar, start: datetime, window_closes: datetime) -> Span:
         if self.first_posting == "window_close":

@@ -21,7 +21,7 @@ from models.application import (
     ObjectionResolution,
     Places,
 )
-from models.calendar import next_working_day_at, notice_period
+from models.calendar import notice_period
 from models.domain import ObjectionOutcome
 from models.notice import NoticePostRequest, NoticeStatus, notice_workflow_id
 from models.programme import NoticeStep
@@ -121,35 +121,46 @@ class NoticeDesk(Desk[NoticeStep]):
         if n.first == first:
             return  # the plan stands
         n.first, step = first, n.step
-        if step.first_posting == "window_close" and first < season.window_closes:
-            auto_at = season.window_closes
-        else:
-            auto_at = next_working_day_at(season.cal, first, step.auto_post_at)
-        at, explicit = auto_at, False
-        if step.evidence_required:
+        auto_at = self._automatic(season, first)
+        if auto_at is None:
             # Posted only by its owner, with the photograph: never by itself.
             rng = random.Random(f"{season.s.seed}/{n.notice_id}/{n.postings + 1}")
             at, explicit = season.delay(first, "notice_posting", rng), True
         elif step.first_posting == "after_review":
             rng = random.Random(f"{season.s.seed}/{n.notice_id}/{n.postings + 1}")
             post_at = season.delay(first, "notice_posting", rng)
-            if post_at < auto_at:
-                at, explicit = post_at, True
+            at, explicit = (post_at, True) if post_at < auto_at else (auto_at, False)
+        else:
+            at, explicit = auto_at, False
         n.plan += 1
         plan = n.plan
         season.at(at, POSTING, lambda t: self._posting(season, n, plan, explicit, t), shared=True)
+
+    def _automatic(self, season: Season, ready: datetime) -> datetime | None:
+        """A member's automatic posting time (None: only its owner posts), by the model
+        function the member keeps it by."""
+        return self.step.automatic_posting(season.cal, ready, season.window_closes)
 
     async def _posting(
         self, season: Season, n: NoticePlan, plan: int, explicit: bool, at: datetime
     ) -> None:
         if plan != n.plan:
             return  # planned again for an earlier time
-        members = [a for a, ready in n.pending if ready <= at]
+
+        def on_it(ready: datetime) -> bool:
+            # The owner's posting lists everyone ready by then; an automatic one, those
+            # whose own time it is (one ready early on the posting's day waits a day).
+            if explicit:
+                return ready <= at
+            auto = self._automatic(season, ready)
+            return auto is not None and auto <= at
+
+        members = [a for a, ready in n.pending if on_it(ready)]
         n.log.append(
             f"at {at.isoformat()} {'explicit' if explicit else 'auto'}: "
             + ", ".join(f"{a.workflow_id[-6:]}@{r.isoformat()}" for a, r in n.pending)
         )
-        n.pending = [(a, ready) for a, ready in n.pending if ready > at]
+        n.pending = [(a, ready) for a, ready in n.pending if not on_it(ready)]
         n.first = None
         if members:
             n.postings += 1
@@ -167,7 +178,8 @@ class NoticeDesk(Desk[NoticeStep]):
             await season.everyone_to(at, members, also=n.notice_id)
             if explicit:
                 await self._post(season, n, members, at)
-            # (else a member's clock reached the time on the way, and said so)
+            # (else the notice's clock and its members' each reach the time on the way,
+            # and each posts at it)
             posted = await self._shows(
                 season,
                 n,

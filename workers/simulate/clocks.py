@@ -121,7 +121,7 @@ class _StartAtOutbound(OutboundInterceptor):
 
 
 class NoticeClock(Interceptor):
-    """A notice is started by its first member's joining (an activity). Its clock starts
+    """A notice is started by its first member's joining (a local activity). Its clock starts
     at the wall clock, behind every member's; the driver moves it to each posting (a
     clock only moves forward, and members seen out of order must not set it ahead).
 
@@ -148,14 +148,20 @@ class _NoticeClockOutbound(OutboundInterceptor):
         super().__init__(next)
         self._skip_when_idle = skip_when_idle
 
-    async def start_update_with_start_workflow(
-        self, input: StartWorkflowUpdateWithStartInput
-    ) -> Any:
-        start = input.start_workflow_input
+    def _configure(self, start: StartWorkflowInput | UpdateWithStartStartWorkflowInput) -> None:
         if start.workflow == "NoticeWorkflow":
             start.time_skipping_config = temporalio.api.common.v1.TimeSkippingConfig(
                 enabled=self._skip_when_idle
             )
+
+    async def start_workflow(self, input: StartWorkflowInput) -> WorkflowHandle[Any, Any]:
+        self._configure(input)
+        return await super().start_workflow(input)
+
+    async def start_update_with_start_workflow(
+        self, input: StartWorkflowUpdateWithStartInput
+    ) -> Any:
+        self._configure(input.start_workflow_input)
         return await super().start_update_with_start_workflow(input)
 
 

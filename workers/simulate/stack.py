@@ -164,7 +164,7 @@ async def simulation_stack(
             max_concurrent_workflow_tasks=8,
             max_concurrent_local_activities=8,
         )
-        tolerate_pauses(worker.workflows)
+        tolerate_pauses(worker)
         try:
             async with worker:
                 bank_task = asyncio.create_task(bank.run_forever(stop, interval=0.05))

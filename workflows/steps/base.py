@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     )
     from models.calendar import TabulatedCalendar
     from models.domain import Level, Role
-    from models.notice import NoticeJoined, NoticePosted
+    from models.notice import NoticePosted
     from models.payout import AccountCorrection, FundsJoin, FundsRelease
     from models.programme import Programme
     from models.records import SeasonSchedule
@@ -101,6 +101,7 @@ class Application(Protocol):
     decided_by: dict[str, str]
     overdue: list[str]
     telling: int  # messages to notices under way: the application does not end before
+    holding_trail: int  # what is worked out before the next record: the trail's write waits
 
     @property
     def schedule(self) -> SeasonSchedule: ...
@@ -282,9 +283,6 @@ class StepRunner(Generic[S]):
         """Ignored unless the step waits for funds."""
 
     def on_notice_posted(self, posted: NoticePosted) -> None:
-        """Ignored unless the step waits for that notice's posting."""
-
-    def on_notice_scheduled(self, joined: NoticeJoined) -> None:
         """Ignored unless the step waits for that notice's posting."""
 
     def on_roster_decided(self, verdict: RosterVerdict) -> None:

@@ -1,8 +1,12 @@
 """A public notice step (R2, R3): the application joins its notice (a NoticeWorkflow of
-its programme, season, level, place and stage, started if it is not running) and
-waits for the posting it is on; the notice tells it the period, computed once for
-every member. Objections are lodged against it while the notice is up and held here
-until the notice's owner resolves them; the notice is told how many are open."""
+its programme, season, level, place and stage, started if it is not running) with its
+automatic posting time, which it keeps itself: at that time it tells the notice, which
+posts everyone due then, and works out its period as the notice does, from the same
+instant and calendar (issue 20: no answer to its join and no word of the posting, so no
+workflow task for either). An owner's
+earlier posting is told to it. Objections are lodged against it while the notice is up
+and held here until the notice's owner resolves them; the notice is told how many are
+open."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from workflows.steps.base import Refused, StepRunner, fmt, role_words
 
 with workflow.unsafe.imports_passed_through():
     from activities.notices import NoticeActivities
+    from activities.workflow_calendar import CalendarActivities
     from models.application import (
         SYSTEM,
         NoticeWindow,
@@ -27,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         ObjectionResolution,
         RequestResult,
     )
+    from models.calendar import OutsideTable, TabulatedCalendar, notice_period
     from models.domain import ROLE_NAME_ZH, DecisionKind, Level, ObjectionOutcome, Role
     from models.notice import (
         JoinRequest,
@@ -34,82 +40,66 @@ with workflow.unsafe.imports_passed_through():
         MemberMessage,
         NoticeInput,
         NoticeJoin,
-        NoticeJoined,
         NoticeMember,
         NoticePosted,
         PostingDue,
-        notice_joins_queue,
     )
-    from models.records import NotificationIntent
+    from models.records import NoticeRequest, NotificationIntent, PostingTimeRequest
     from models.steps import NoticeStep
 
-# A join waits its turn in its process (4 at a time a notice, 16 in all:
-# activities/notices.py): a county deciding thousands at once keeps the last waiting for
-# many minutes, which is not a failure; a worker that died with the join is seen by its
-# missing heartbeat. A minute, not seconds: on a loaded server a heartbeat's own call
-# takes seconds, and with a 10 s timeout hundreds of waiting joins were timed out at
-# once and sent to the back of the queue (the 10,000-application season, issue 20).
-_JOIN_QUEUED = timedelta(minutes=30)
-_JOIN_HEARTBEAT = timedelta(minutes=1)
-_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
-# A word to the notice (a signal: it answers at once): three attempts within seconds,
-# then again a minute later.
+_LOCAL = timedelta(seconds=10)
+# A word to the notice (a signal, or a start and a signal for the first member): three
+# attempts within seconds, then again a minute later.
 _TELL = timedelta(seconds=10)
 _TELL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 _TELL_PAUSE = timedelta(minutes=1)
-# Joined, and no posting told a day after the notice's automatic posting was due: the
-# notice is asked again (an operator may have ended it); the answer is the same if it
-# still has the application.
-_ASK_AGAIN_AFTER = timedelta(days=1)
-# A member that does not keep its posting's time says the posting is due only this long
-# after it, if no posting has been told by then: normally the timekeeper's word has
-# posted it and this timer is cancelled without waking the application (issue 20). The
-# posting's instant is its automatic time whoever says so, so a late word moves nothing.
-TIMEKEEPER_GRACE = timedelta(hours=1)
 
 
 class NoticeRunner(StepRunner[NoticeStep]):
     awaiting_posting = False
-    auto_post_at: datetime | None = None
+    auto_post_at: datetime | None = None  # its automatic posting (None: the owner posts)
     notice_id: str | None = None
     posted: NoticePosted | None = None
-    rescheduled = 0  # times the notice moved the automatic posting time
-    keeps_time = True  # says when the posting is due (else only a grace later)
     notice: NoticeWindow | None = None
     _telling: asyncio.Lock | None = None  # its words to the notice, one at a time
 
     async def run(self) -> None:
         app, step = self.app, self.step
-        attempt = 0
         self.awaiting_posting = True
-        while self.posted is None and not app.closed:
-            attempt += 1
-            told = self.rescheduled
-            joined = await self._join(attempt)
-            self.notice_id = joined.notice_id
-            if self.rescheduled == told:  # else the notice's later word stands
-                self.auto_post_at, self.keeps_time = joined.auto_post_at, joined.keeps_time
-            if attempt == 1:
-                app.record(
-                    "notice_scheduled",
-                    SYSTEM,
-                    f"{step.label_zh}待张贴（第{joined.posting}批），最迟 {fmt(joined.auto_post_at)} / "
-                    f"{step.label_en} to be posted by {fmt(joined.auto_post_at)} (posting {joined.posting})",
-                    {
-                        "notice": joined.notice_id,
-                        "posting": joined.posting,
-                        "auto_post_at": joined.auto_post_at.isoformat(),
-                        "rule": f"{joined.rule_zh} / {joined.rule_en}",
-                    },
-                )
-            app.publish()
-            await self._wait_for_posting()
+        ready_at = workflow.now()
+        # The decision that brought it here and its entry on the notice: one write.
+        app.holding_trail += 1
+        try:
+            self.auto_post_at = await self._automatic_posting(ready_at)
+        finally:
+            app.holding_trail -= 1
+        rule_zh, rule_en = step.posting_rule(ready_at, app.schedule.window_closes_at)
+        self.notice_id = self._notice_input().workflow_id
+        app.record(
+            "notice_scheduled",
+            SYSTEM,
+            (
+                f"{step.label_zh}待张贴，最迟 {fmt(self.auto_post_at)} / "
+                f"{step.label_en} to be posted by {fmt(self.auto_post_at)}"
+                if self.auto_post_at is not None
+                else f"{step.label_zh}待{ROLE_NAME_ZH[step.owner]}张贴 / "
+                f"{step.label_en} to be posted by the {role_words(step.owner)}"
+            ),
+            {
+                "notice": self.notice_id,
+                "auto_post_at": self.auto_post_at.isoformat() if self.auto_post_at else None,
+                "rule": f"{rule_zh} / {rule_en}",
+            },
+        )
+        app.publish()
+        await self._join(ready_at)
+        await self._wait_for_posting()
         if app.closed:
             self.tell_notice(left=True)
             return
         posted = self.posted
         assert posted is not None
-        self.awaiting_posting, self.auto_post_at = False, None
+        self.awaiting_posting = False
         self.notice = posted.window
         window = posted.window
         app.record(
@@ -119,7 +109,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
             f"{step.label_en} posted ({posted.how}), ends {fmt(window.ends_at)}",
             {
                 "notice": posted.notice_id,
-                "posting_no": posted.posting,
+                "posting_no": posted.posting or None,
                 "posted_at": window.posted_at.isoformat(),
                 "ends_at": window.ends_at.isoformat(),
                 "counted_days": window.counted_days,
@@ -162,9 +152,60 @@ class NoticeRunner(StepRunner[NoticeStep]):
         # R3: an open objection holds the application in the notice until resolved.
         await workflow.wait_condition(lambda: not self.open_objections() or app.closed)
 
-    async def _join(self, attempt: int) -> NoticeJoined:
+    def _binding_calendar(self) -> TabulatedCalendar | None:
+        """The season's day table, for instants that bind the public: a provisional day
+        (or one outside it) is asked of the calendar itself."""
+        table = self.app.schedule.working_days
+        return TabulatedCalendar(table) if table is not None else None
+
+    async def _automatic_posting(self, ready_at: datetime) -> datetime | None:
+        step, window = self.step, self.app.schedule.window_closes_at
+        with contextlib.suppress(OutsideTable):
+            return step.automatic_posting(self._binding_calendar(), ready_at, window)
+        answer = await workflow.execute_local_activity_method(
+            CalendarActivities.next_posting_time,
+            PostingTimeRequest(after=ready_at, clock=step.auto_post_at),
+            start_to_close_timeout=_LOCAL,
+            summary="next working day for the automatic posting",
+        )
+        return answer.at
+
+    async def _posted_automatically(self, at: datetime) -> NoticePosted:
+        """Its posting at its automatic time, as the notice posts it: the period from
+        the same instant by the same rule."""
+        step = self.step
+        calendar = self._binding_calendar()
+        period = None
+        if calendar is not None:
+            with contextlib.suppress(OutsideTable):
+                p = notice_period(calendar, at, step.days, step.counting)
+                period = (p.posted_at, p.ends_at, list(p.counted_days), p.provisional)
+        if period is None:
+            r = await workflow.execute_local_activity_method(
+                CalendarActivities.compute_notice_period,
+                NoticeRequest(posted_at=at, days=step.days, counting=step.counting),
+                start_to_close_timeout=_LOCAL,
+                summary=f"{step.label_en}: {step.days} {step.counting.value.replace('_', ' ')}",
+            )
+            period = (r.posted_at, r.ends_at, r.counted_days, r.provisional)
+        posted_at, ends_at, days, provisional = period
+        assert self.notice_id is not None
+        return NoticePosted(
+            notice_id=self.notice_id,
+            posting=0,  # the notice numbers it; the member need not know
+            window=NoticeWindow(
+                stage=step.stage,
+                posted_at=posted_at,
+                ends_at=ends_at,
+                counted_days=[d.isoformat() for d in days],
+                provisional=provisional,
+            ),
+            how="automatic",
+        )
+
+    def _notice_input(self) -> NoticeInput:
         app, step = self.app, self.step
-        places, a = app.inp.places, app.inp.applicant
+        places = app.inp.places
         place_name = {
             Level.VILLAGE: places.village_name,
             Level.TOWNSHIP: places.township_name,
@@ -172,7 +213,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
             Level.SCHOOL: places.school_name,
             Level.PROVINCE: "",
         }[step.level]
-        notice = NoticeInput(
+        return NoticeInput(
             programme=app.programme.code,
             programme_name_zh=app.programme.name_zh,
             season=app.inp.season,
@@ -183,68 +224,58 @@ class NoticeRunner(StepRunner[NoticeStep]):
             step=step,
             window_closes_at=app.schedule.window_closes_at,
         )
+
+    async def _join(self, ready_at: datetime) -> None:
+        app, step = self.app, self.step
+        places, a = app.inp.places, app.inp.applicant
+        notice = self._notice_input()
         member = NoticeMember(
             workflow_id=app.inp.workflow_id,
             name=a.name,
             village=places.village_name or places.village_code,
             school_or_level=places.school_name or a.university or a.education_level.value,
             amount_cny=app.inp.amount_cny,
-            joined_at=workflow.now(),
+            joined_at=ready_at,
+            auto_post_at=self.auto_post_at,
         )
-        # Known before the answer: a message from the notice may come first.
-        self.notice_id = notice.workflow_id
-        # An activity on a queue of its own, not a local activity: a join waits for the
-        # notice's answer, and a local activity that waits keeps its workflow task open
-        # and may hold a worker's shutdown (its retries go on after shutdown is asked:
-        # the suite's teardown hung on one; sdk-core issue 709).
-        return await workflow.execute_activity_method(
-            NoticeActivities.join_notice,
-            JoinRequest(notice=notice, join=NoticeJoin(member=member, attempt=attempt)),
-            task_queue=notice_joins_queue(workflow.info().task_queue),
-            start_to_close_timeout=_JOIN_QUEUED,
-            heartbeat_timeout=_JOIN_HEARTBEAT,
-            retry_policy=_RETRY,
-            summary=f"join the {step.label_en} of {notice.place_code}",
-        )
+        req = JoinRequest(notice=notice, join=NoticeJoin(member=member))
+        while True:
+            # A local activity (a marker in this workflow task; the notice answers
+            # nothing): a few quick attempts, then a pause in the workflow (a timer).
+            try:
+                await workflow.execute_local_activity_method(
+                    NoticeActivities.join_notice,
+                    req,
+                    start_to_close_timeout=_TELL,
+                    retry_policy=_TELL_RETRY,
+                    summary=f"join the {step.label_en} of {notice.place_code}",
+                )
+                return
+            except ActivityError:
+                await workflow.sleep(_TELL_PAUSE, summary="join the notice again")
 
     async def _wait_for_posting(self) -> None:
-        """Until the posting is told: at the automatic posting time (by this
-        application's clock; the notice may move it) the posting's timekeeper tells the
-        notice it is due, the other members a grace later if it has not been posted by
-        then; a day after that without a posting, the caller asks again."""
-        if self.step.evidence_required:
-            # Posted only by its owner, with the photograph: no automatic time to claim.
+        """Until it is posted: by its owner (told), or at its automatic time."""
+        at = self.auto_post_at
+        if at is None:
+            # Posted only by its owner, with the photograph: no automatic time.
             await workflow.wait_condition(lambda: self.posted is not None or self.app.closed)
             return
-        while self.posted is None and not self.app.closed:
-            at, seen = self.auto_post_at, self.rescheduled
-            assert at is not None
-            grace = timedelta(0) if self.keeps_time else TIMEKEEPER_GRACE
-            if await self._posted_by(at, seen, grace):
-                continue
-            self._tell(PostingDue(workflow_id=self.app.inp.workflow_id, auto_post_at=at))
-            if not await self._posted_by(workflow.now() + _ASK_AGAIN_AFTER, seen):
-                return
-
-    async def _posted_by(self, at: datetime, seen: int, grace: timedelta = timedelta(0)) -> bool:
-        """Until the posting is told, the application closes or the time moves (True);
-        False at ``at`` + ``grace``."""
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
-                lambda: self.posted is not None or self.app.closed or self.rescheduled != seen,
-                timeout=until(at + grace),
-                timeout_summary=f"{self.step.label_en} posted (automatically {fmt(at)})",
+                lambda: self.posted is not None or self.app.closed,
+                timeout=until(at),
+                timeout_summary=f"{self.step.label_en} posted automatically {fmt(at)}",
             )
-            return True
-        return False
-
-    def on_notice_scheduled(self, joined: NoticeJoined) -> None:
-        """The notice moved this application's automatic posting time."""
-        if joined.notice_id != self.notice_id or self.posted is not None or self.app.closed:
             return
-        self.auto_post_at, self.keeps_time = joined.auto_post_at, joined.keeps_time
-        self.rescheduled += 1
-        self.app.publish()
+        if self.app.closed:
+            return
+        # Its time: the notice is told (it posts everyone due then), and the period is
+        # worked out here as the notice works it out.
+        self._tell(PostingDue(workflow_id=self.app.inp.workflow_id, auto_post_at=at))
+        automatic = await self._posted_automatically(at)
+        if self.posted is None:  # an owner's posting told meanwhile stands
+            self.posted = automatic
 
     def on_notice_posted(self, posted: NoticePosted) -> None:
         if posted.notice_id != self.notice_id or self.posted is not None or self.app.closed:
@@ -330,13 +361,13 @@ class NoticeRunner(StepRunner[NoticeStep]):
             ROLE_NAME_ZH[self.step.owner],
             role_words(self.step.owner),
         )
-        if self.auto_post_at is None and self.notice is None:
-            return f"正在加入{step.label_zh}", f"joining the {step.label_en}"
         if self.notice is None and step.evidence_required:
             return (
                 f"等待{owner_zh}张贴{step.label_zh}并上传张贴照片",
                 f"waiting for the {owner_en} to post the {step.label_en} and upload a photograph of it",
             )
+        if self.auto_post_at is None and self.notice is None:
+            return f"正在加入{step.label_zh}", f"joining the {step.label_en}"
         if self.notice is None:
             return (
                 f"等待{owner_zh}张贴{step.label_zh}，最迟 {fmt(self.auto_post_at)} 自动张贴",
