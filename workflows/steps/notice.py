@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -238,21 +240,11 @@ class NoticeRunner(StepRunner[NoticeStep]):
             joined_at=ready_at,
             auto_post_at=self.auto_post_at,
         )
-        req = JoinRequest(notice=notice, join=NoticeJoin(member=member))
-        while True:
-            # A local activity (a marker in this workflow task; the notice answers
-            # nothing): a few quick attempts, then a pause in the workflow (a timer).
-            try:
-                await workflow.execute_local_activity_method(
-                    NoticeActivities.join_notice,
-                    req,
-                    start_to_close_timeout=_TELL,
-                    retry_policy=_TELL_RETRY,
-                    summary=f"join the {step.label_en} of {notice.place_code}",
-                )
-                return
-            except ActivityError:
-                await workflow.sleep(_TELL_PAUSE, summary="join the notice again")
+        await _sent(
+            NoticeActivities.join_notice,
+            JoinRequest(notice=notice, join=NoticeJoin(member=member)),
+            f"join the {step.label_en} of {notice.place_code}",
+        )
 
     async def _wait_for_posting(self) -> None:
         """Until it is posted: by its owner (told), or at its automatic time."""
@@ -317,21 +309,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
         self.app.watch(send())
 
     async def _send(self, msg: MemberMessage) -> None:
-        while True:
-            # A signal answers at once; a few quick attempts, then a pause in the
-            # workflow (a timer): a local activity retried without end would hold its
-            # workflow task, and a worker's shutdown, meanwhile.
-            try:
-                await workflow.execute_local_activity_method(
-                    NoticeActivities.tell_notice,
-                    msg,
-                    start_to_close_timeout=_TELL,
-                    retry_policy=_TELL_RETRY,
-                    summary=f"tell the notice: {msg.signal}",
-                )
-                return
-            except ActivityError:
-                await workflow.sleep(_TELL_PAUSE, summary="tell the notice again")
+        await _sent(NoticeActivities.tell_notice, msg, f"tell the notice: {msg.signal}")
 
     def open_objections(self) -> list[Objection]:
         return [o for o in self.app.objections if o.outcome is None and o.stage == self.stage]
@@ -519,3 +497,22 @@ def _mask_contact(contact: str) -> str:
     if len(contact) <= 4:
         return "*" * len(contact)
     return "*" * (len(contact) - 4) + contact[-4:]
+
+
+async def _sent(activity: Callable[..., Awaitable[Any]], arg: Any, summary: str) -> None:
+    """A word to the notice (a join, or what changed) by a local activity: a marker in
+    this workflow task, answered by nothing but the signal's acceptance. A few quick
+    attempts, then a pause in the workflow (a timer) and again: a local activity retried
+    without end would hold its workflow task, and a worker's shutdown, meanwhile."""
+    while True:
+        try:
+            await workflow.execute_local_activity(
+                activity,
+                arg,
+                start_to_close_timeout=_TELL,
+                retry_policy=_TELL_RETRY,
+                summary=summary,
+            )
+            return
+        except ActivityError:
+            await workflow.sleep(_TELL_PAUSE, summary=f"again: {summary}")
