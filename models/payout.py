@@ -230,4 +230,8 @@ class BatchResult(_Model):
     settled: list[str] = []
 
 
+# Built here, where every name they use is defined: a model left to build itself on first
+# use does so in the workflow sandbox, which cannot resolve the names (a season of 1,000
+# under the fault harness failed every workflow task of its continue-as-new).
+SeasonCarry.model_rebuild()
 SeasonInput.model_rebuild()
