@@ -97,7 +97,7 @@ class RecordActivities:
             if retracted is not None:
                 last_seq, prev_hash, sent_before = retracted
             entries: list[dict[str, Any]] = []
-            messages: list[dict[str, Any]] = []
+            messages: list[tuple[dict[str, Any], str]] = []  # each with its event's hash
             for event in batch.events:
                 if event.seq <= last_seq:
                     continue  # already recorded by an earlier attempt
@@ -108,14 +108,24 @@ class RecordActivities:
                 entries.append(entry)
                 prev_hash, last_seq = entry["hash"], event.seq
                 for i, intent in enumerate(batch.notifications.get(event.seq, [])):
-                    message = self._outbox(snap, event, i, intent)
-                    if message["dedupe_key"] in sent_before:  # a retracted event's was sent
-                        message["dedupe_key"] += "~" + entry["hash"][:12]
-                    messages.append(message)
+                    messages.append((self._outbox(snap, event, i, intent), entry["hash"]))
             if entries:
                 conn.execute(_INSERT_ENTRIES, entries)
             if messages:
-                conn.execute(_INSERT_MESSAGES, messages)
+                # A retracted event's notification that may have gone out keeps its key,
+                # whether its replacement comes in this batch or a later one: the new one
+                # takes another (the fault harness at 1,000: a replacement in a later
+                # batch collided, and that application's trail could not be saved again).
+                wanted = [m["dedupe_key"] for m, _ in messages]
+                taken = sent_before | set(
+                    conn.execute(
+                        select(_OUTBOX.c.dedupe_key).where(_OUTBOX.c.dedupe_key.in_(wanted))
+                    ).scalars()
+                )
+                for message, event_hash in messages:
+                    if message["dedupe_key"] in taken:
+                        message["dedupe_key"] += "~" + event_hash[:12]
+                conn.execute(_INSERT_MESSAGES, [m for m, _ in messages])
             self._upsert_row(
                 conn,
                 snap,

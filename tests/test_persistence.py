@@ -1149,3 +1149,49 @@ def test_one_application_a_season_is_claimed_before_its_workflow_starts(engine: 
         s.add(claim)
         s.commit()
     assert reader.claim(*elsewhere) is None
+
+
+def test_a_retracted_events_sent_notification_keeps_its_key_when_replaced_later(
+    engine: Engine, keys: Keys
+) -> None:
+    """Found by the fault harness at 1,000: a lost task's event 4 had a notification that
+    was tried before the history showed the event never happened. The retraction kept
+    it (it may have gone out). The history's own event 4 came in a later batch, and its
+    notification took the same key: every write of that application's trail failed on
+    the outbox's unique key, for good. It now takes another."""
+    rec = RecordActivities(engine, keys)
+    rec.record_events(batch("wf/kept", range(1, 3), keys))
+    same3 = event(3, kind="at_risk", stage="village_review")
+    note = [NotificationIntent(audience="applicant", template="submitted")]
+    lost = EventBatch(
+        snapshot=snapshot("wf/kept", "village_notice", keys),
+        events=[same3, event(4, kind="decision", stage="village_review")],
+        notifications={4: note},
+        history_length=10,
+    )
+    rec.record_events(lost)
+    with engine.begin() as conn:  # the sender tried it
+        conn.execute(text("update outbox set attempts = 1 where dedupe_key = 'wf/kept:4:0'"))
+    history = EventBatch(
+        snapshot=snapshot("wf/kept", "village_review", keys),
+        events=[same3],
+        history_length=13,
+    )
+    assert rec.record_events(history).seq == 3
+    later = EventBatch(
+        snapshot=snapshot("wf/kept", "village_review", keys),
+        events=[same3, event(4, kind="overdue", stage="village_review")],
+        notifications={4: note},
+        history_length=16,
+    )
+    head = rec.record_events(later)
+    assert (head.seq, head.new) == (4, 1)
+    with Session(engine) as s:
+        keys_left = sorted(
+            s.exec(
+                select(OutboxMessage.dedupe_key).where(OutboxMessage.workflow_id == "wf/kept")
+            ).all()
+        )
+    assert keys_left[:3] == ["wf/kept:1:0", "wf/kept:2:0", "wf/kept:4:0"]
+    assert len(keys_left) == 4 and keys_left[3].startswith("wf/kept:4:0~")
+    assert verify(engine, keys.audit, witness={"wf/kept": head}).ok
