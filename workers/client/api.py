@@ -8,7 +8,7 @@ import contextlib
 import hashlib
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
@@ -582,11 +582,11 @@ class AidflowClient:
             static_summary=f"追回 {name} {masked} {st.amount_cny:,} 元 · {workflow_id}",
         )
         try:
-            return await self.client.execute_update_with_start_workflow(
-                RecoveryWorkflow.cancel,
-                req,
-                start_workflow_operation=start,
-                id=update_id(req),
+            return await _settled(
+                start,
+                self.client.execute_update_with_start_workflow(
+                    RecoveryWorkflow.cancel, req, start_workflow_operation=start, id=update_id(req)
+                ),
             )
         except WorkflowUpdateFailedError as e:
             raise refused_by_workflow(e) from None
@@ -819,12 +819,13 @@ class AidflowClient:
         """An update to the county's season, started if it is not running; one that has
         closed (its summary written) is not started afresh: refused, saying ``closed``."""
         programme, season, county_code, round_ = key
+        start = self._season_start(programme, season, county_code, round_)
         try:
-            return await self.client.execute_update_with_start_workflow(
-                update,
-                arg,
-                start_workflow_operation=self._season_start(programme, season, county_code, round_),
-                id=update_id(arg),
+            return await _settled(
+                start,
+                self.client.execute_update_with_start_workflow(
+                    update, arg, start_workflow_operation=start, id=update_id(arg)
+                ),
             )
         except WorkflowUpdateFailedError as e:
             raise refused_by_workflow(e) from None
@@ -1130,3 +1131,17 @@ def delay_until(start_at: datetime | None) -> timedelta | None:
         return None
     delay = start_at - datetime.now(UTC)
     return delay if delay > timedelta(0) else None
+
+
+async def _settled(start: WithStartWorkflowOperation[Any, Any], call: Awaitable[T]) -> T:
+    """``call``, an update-with-start of ``start``. A failed one leaves its failure on the
+    start's handle too, which nobody asks for: asyncio logged each as "Future exception
+    was never retrieved" (dozens while a season's task failed under the fault harness,
+    each retried). Marked as seen; the failure itself is raised."""
+    try:
+        return await call
+    except BaseException:
+        handle = getattr(start, "_workflow_handle", None)  # the SDK's, 1.35: no public way
+        if isinstance(handle, asyncio.Future) and handle.done() and not handle.cancelled():
+            handle.exception()
+        raise
