@@ -243,10 +243,11 @@ class NoticeDesk(Desk[NoticeStep]):
         return [a for a in members if a.workflow_id not in left]
 
     async def _members_told(self, season: Season, n: NoticePlan, members: list[Case]) -> None:
-        """Until every member on the posting has heard of it. The notice's word goes by
-        signal; a member moved on before it arrived (its next event's fast-forward)
-        hears it days late on its own clock, and records the posting then (seen: a
-        member of an explicit posting recorded it at its automatic time, a day on).
+        """Until every member on the posting has recorded it: an automatic posting each
+        member records at its own time; an owner's is told by signal, and a member moved
+        on before the word arrived (its next event's fast-forward) hears it days late on
+        its own clock, and records the posting then (seen: a member of an explicit
+        posting recorded it at its automatic time, a day on).
         Read from each member's records, not asked by a query: a query that reaches a
         member while it is still writing the posting to its trail (a local activity)
         makes the worker end that workflow task early and run another for the write
