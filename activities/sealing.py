@@ -3,9 +3,10 @@
 An application joins a workflow that many share from an activity (a workflow cannot
 start another that outlives it): its roster by update-with-start, its notice by a
 signal, starting it first where it is not running; and tells it what changed by a
-signal from a local activity (cheaper in its history than a signal from the workflow). The joined workflow refuses a start, a join or a member's
-signal without aidflow's internal seal (workflows/authority.py); this client seals
-each, naming the activity's workflow as the sender.
+signal from a local activity (cheaper in its history than a signal from the workflow).
+The joined workflow refuses a start, a join or a member's signal without aidflow's
+internal seal (workflows/authority.py); this client seals each, naming the activity's
+workflow as the sender.
 """
 
 from __future__ import annotations

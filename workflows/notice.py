@@ -85,8 +85,8 @@ class NoticeWorkflow:
         self.results: dict[str, RequestResult] = {}
         self.request_keys: dict[str, str] = {}
         self.published: dict[str, Any] = {}
-        self.posted: set[str] = set()  # every member of a posting (a repeated join: passed over)
-        self.being_posted: set[str] = set()  # the members of the posting under way
+        # Every member of a posting, from the moment it begins (a repeated join: passed over).
+        self.posted: set[str] = set()
         # The waiting members by their automatic posting time, and the times a member
         # has said have come (``posting_due``).
         self.by_time: dict[datetime, set[str]] = {}
@@ -170,7 +170,7 @@ class NoticeWorkflow:
         are told), or automatically (its members keep that time themselves)."""
         for m in members:
             self._unpend(m.workflow_id)
-        self.being_posted = {m.workflow_id for m in members}
+        self.posted |= {m.workflow_id for m in members}
         number, self.next_number = self.next_number, self.next_number + 1
         period = await workflow.execute_local_activity_method(
             CalendarActivities.compute_notice_period,
@@ -205,8 +205,6 @@ class NoticeWorkflow:
             files=files,
         )
         self.postings.append(posting)
-        self.posted |= self.being_posted
-        self.being_posted = set()
         self.publish()
         if req is None:
             return
@@ -243,7 +241,7 @@ class NoticeWorkflow:
         if not isinstance(j, NoticeJoin):
             return workflow.logger.warning("join without its argument: dropped")
         wf = j.member.workflow_id
-        if wf in self.pending or wf in self.posted or wf in self.being_posted or wf in self.left:
+        if wf in self.pending or wf in self.posted or wf in self.left:
             return
         self.pending[wf] = j.member
         if j.member.auto_post_at is not None:

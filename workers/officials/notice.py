@@ -155,12 +155,18 @@ class NoticeDesk(Desk[NoticeStep]):
             auto = self._automatic(season, ready)
             return auto is not None and auto <= at
 
-        members = [a for a, ready in n.pending if on_it(ready)]
+        members: list[Case] = []
+        later: list[tuple[Case, datetime]] = []
+        for a, ready in n.pending:
+            if on_it(ready):
+                members.append(a)
+            else:
+                later.append((a, ready))
         n.log.append(
             f"at {at.isoformat()} {'explicit' if explicit else 'auto'}: "
             + ", ".join(f"{a.workflow_id[-6:]}@{r.isoformat()}" for a, r in n.pending)
         )
-        n.pending = [(a, ready) for a, ready in n.pending if not on_it(ready)]
+        n.pending = later
         n.first = None
         if members:
             n.postings += 1

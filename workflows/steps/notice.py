@@ -3,10 +3,9 @@ its programme, season, level, place and stage, started if it is not running) wit
 automatic posting time, which it keeps itself: at that time it tells the notice, which
 posts everyone due then, and works out its period as the notice does, from the same
 instant and calendar (issue 20: no answer to its join and no word of the posting, so no
-workflow task for either). An owner's
-earlier posting is told to it. Objections are lodged against it while the notice is up
-and held here until the notice's owner resolves them; the notice is told how many are
-open."""
+workflow task for either). An owner's earlier posting is told to it. Objections are
+lodged against it while the notice is up and held here until the notice's owner
+resolves them; the notice is told how many are open."""
 
 from __future__ import annotations
 
@@ -76,7 +75,8 @@ class NoticeRunner(StepRunner[NoticeStep]):
         finally:
             app.holding_trail -= 1
         rule_zh, rule_en = step.posting_rule(ready_at, app.schedule.window_closes_at)
-        self.notice_id = self._notice_input().workflow_id
+        notice = self._notice_input()
+        self.notice_id = notice.workflow_id
         app.record(
             "notice_scheduled",
             SYSTEM,
@@ -94,7 +94,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
             },
         )
         app.publish()
-        await self._join(ready_at)
+        await self._join(notice, ready_at)
         await self._wait_for_posting()
         if app.closed:
             self.tell_notice(left=True)
@@ -227,10 +227,9 @@ class NoticeRunner(StepRunner[NoticeStep]):
             window_closes_at=app.schedule.window_closes_at,
         )
 
-    async def _join(self, ready_at: datetime) -> None:
+    async def _join(self, notice: NoticeInput, ready_at: datetime) -> None:
         app, step = self.app, self.step
         places, a = app.inp.places, app.inp.applicant
-        notice = self._notice_input()
         member = NoticeMember(
             workflow_id=app.inp.workflow_id,
             name=a.name,
