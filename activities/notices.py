@@ -2,18 +2,22 @@
 running), a member's word to it, and the posted list printed for the notice board.
 
 Joining is a signal, sealed with aidflow's internal key (activities/sealing.py;
-workflows/authority.py refuses a notice started, or joined, without the seal), from a
-local activity of the application: the notice answers nothing (the member keeps its
-own posting time), so the join costs the member a marker and no workflow task. Where
-the notice is not running, the activity starts it (a workflow cannot start another
-that outlives it and that many others share). A retry sends the same join again,
-which the notice takes once.
+workflows/authority.py refuses a notice started, or joined, without the seal), sent by
+the application's trail write that records it (``record_events_and_tell``: the events
+saved, then the words sent, one local activity and one marker): the notice answers
+nothing (the member keeps its own posting time), so the join costs the member no
+workflow task and no marker of its own. The call of a posting at the member's time goes
+the same way. Where the notice is not running, the join starts it (a workflow cannot
+start another that outlives it and that many others share). A retry sends the same
+words again, which the notice takes once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import html
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,7 @@ from models.notice import (
     MemberMessage,
     NoticeListRequest,
 )
+from models.records import ChainHead, EventBatch
 from store import cells
 from store.cells import WORKBOOK_OPTIONS
 
@@ -40,12 +45,36 @@ _FIXED_CREATED = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class NoticeActivities:
-    def __init__(self, client: Client | None, internal_key: bytes, files_dir: Path) -> None:
+    def __init__(
+        self,
+        client: Client | None,
+        internal_key: bytes,
+        files_dir: Path,
+        record_events: Callable[[EventBatch], ChainHead] | None = None,
+    ) -> None:
+        """``record_events``: the trail's write (``RecordActivities.record_events``), for
+        the write that also says its words to the notice."""
         self._client = sealed_client(client, internal_key) if client is not None else None
         self._files = files_dir
+        self._record_events = record_events
 
-    @activity.defn(name="join_notice")
-    async def join_notice(self, req: JoinRequest) -> None:
+    @activity.defn(name="record_events_and_tell")
+    async def record_events_and_tell(self, batch: EventBatch) -> ChainHead:
+        """``record_events``, then the batch's words to its notice. A retry writes
+        nothing twice and says the words again (the notice takes each once); a word that
+        cannot be sent fails the write's attempt, as a failed write does, and is tried
+        with it."""
+        if self._record_events is None:
+            raise RuntimeError("this worker has no trail store for notices' members")
+        head = await asyncio.to_thread(self._record_events, batch)
+        for word in batch.tell:
+            if isinstance(word, JoinRequest):
+                await self._join(word)
+            else:
+                await self._say(word)
+        return head
+
+    async def _join(self, req: JoinRequest) -> None:
         if self._client is None:
             raise RuntimeError("this worker has no Temporal client for notices")
         notice = req.notice
@@ -76,6 +105,9 @@ class NoticeActivities:
         """A member's word to its notice, sealed as the member's (a local activity of the
         member: a retry sends the same word, which the notice takes as often as it
         comes). False when the notice has ended: nothing left to hear it."""
+        return await self._say(msg)
+
+    async def _say(self, msg: MemberMessage) -> bool:
         if self._client is None:
             raise RuntimeError("this worker has no Temporal client for notices")
         try:

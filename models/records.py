@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from models.application import Places, TrailEvent
 from models.calendar import DayTable, NoticeCounting
 from models.domain import Role
+from models.notice import JoinRequest, MemberMessage
 from models.planner import PlannedStep
 from models.privacy import MaskedAccount
 from models.programme import Programme
@@ -215,6 +216,10 @@ class EventBatch(_Model):
     # has a longer history, so a write of an attempt cut off and outlived by a later one
     # never retracts what the later one wrote (activities/records.py).
     history_length: int = 0
+    # Words to the application's notice that its events bring (a join with its
+    # ``notice_scheduled``, a posting's call with its ``notice_posted``): sent once the
+    # events are saved, in this write (one marker, where a word of its own was another).
+    tell: list[JoinRequest | MemberMessage] = Field(default_factory=list)
 
 
 class ChainHead(_Model):

@@ -26,11 +26,12 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 import models
+from activities.notices import NoticeActivities
 from activities.records import RecordActivities
 from activities.workflow_calendar import CalendarActivities
 from models import search
@@ -65,6 +66,7 @@ from tests.support import (
     village_official,
 )
 from workers.client import AidflowClient, Refused
+from workers.simulate import NoticeClock
 
 pytestmark = pytest.mark.devserver
 HISTORIES = Path(__file__).parent / "histories"
@@ -328,7 +330,10 @@ async def test_happy_path_to_county_approval(
     assert calendar_questions["compute_season_schedule"] == 1
     assert calendar_questions["compute_notice_period"] == 2
     assert calendar_questions["next_posting_time"] == 1
-    assert calendar_questions["join_notice"] == 2
+    # Its joins of its two notices, and its calls of their postings at its time: each
+    # said by the trail's write of the event that brings it (no marker of its own).
+    assert calendar_questions["record_events_and_tell"] == 4
+    assert "join_notice" not in calendar_questions and "tell_notice" not in calendar_questions
     await case.save_history("happy_path_to_awaiting_funds")
     township = case.api.notice_id("county-subsidy", 2027, Level.TOWNSHIP, st.places.township_code)
     await case.save_history("township_notice_posted_automatically", township)
@@ -365,9 +370,8 @@ async def test_where_the_calendar_cannot_change_the_table_answers_everything(
         calendar_questions = await case.local_activity_types()
         calendar_questions.pop("record_events")  # trail batches: as many as the timing makes
         # Its joins of its two notices, and its word to each that its posting time has
-        # come: not the calendar.
-        assert calendar_questions.pop("join_notice") == 2
-        assert calendar_questions.pop("tell_notice") == 2
+        # come, each with the trail's write that records it: not the calendar.
+        assert calendar_questions.pop("record_events_and_tell") == 4
         assert calendar_questions == {"compute_season_schedule": 1}
         await case.save_history("awaiting_funds_from_the_calendar_table")
 
@@ -1145,6 +1149,64 @@ async def test_a_trail_that_cannot_be_saved_is_loud_and_holds_the_application(
         await case.wait_for(lambda s: True, "settle")
         seqs = await audit_seqs(stack.engine, case.wf, at_least=len(trail))
         assert seqs[: len(trail)] == [e.seq for e in trail]
+
+
+class FlakyTelling(NoticeActivities):
+    """Saves the batch, then cannot reach the notice (twice), as a worker whose Temporal
+    connection drops between the database's commit and the signal would."""
+
+    failed = 0
+
+    @activity.defn(name="record_events_and_tell")
+    async def record_events_and_tell(self, batch: EventBatch) -> ChainHead:
+        if batch.tell and self.failed < 2:
+            assert self._record_events is not None
+            await asyncio.to_thread(self._record_events, batch)
+            self.failed += 1
+            raise RuntimeError("the notice could not be reached")
+        return await super().record_events_and_tell(batch)
+
+
+async def test_a_join_that_cannot_be_sent_is_said_again_and_written_once(
+    ts_env: WorkflowEnvironment,
+    keys: Keys,
+    calendar: WorkingCalendar,
+    registry: Registry,
+    tmp_path: Path,
+) -> None:
+    """A member's join goes with the trail's write of its decision (issue 20). Saved
+    but not said, the write is tried again: the join arrives, the notice posts the member
+    at its time, and the audit log holds each event once."""
+    flaky: list[FlakyTelling] = []
+
+    def telling(deps: Any) -> list[Any]:
+        config = ts_env.client.config()
+        config["interceptors"] = [*config["interceptors"], NoticeClock()]
+        flaky.append(
+            FlakyTelling(
+                Client(**config),
+                deps.keys.internal,
+                deps.files_dir,
+                RecordActivities(deps.engine, deps.keys).record_events,
+            )
+        )
+        return [flaky[0].record_events_and_tell]
+
+    async with make_stack(ts_env, keys, calendar, registry, tmp_path, replace=telling) as stack:
+        case = await submitted_case(stack.api, ts_env)
+        await through_village_notice(case)
+        assert flaky[0].failed == 2
+        trail = await stack.api.trail(case.wf)
+        posted = [e for e in trail if e.kind == "notice_posted"]
+        assert len(posted) == 1 and posted[0].detail["posting"] == "automatic"
+        assert posted[0].detail["posted_at"] == cst(9, 1).isoformat()
+        notice = stack.api.client.get_workflow_handle(
+            stack.api.notice_id("county-subsidy", 2027, Level.VILLAGE, VILLAGE)
+        )
+        status = await notice.query("status", result_type=NoticeStatus)
+        assert [m for p in status.postings for m in p.members] == [case.wf]
+        seqs = await audit_seqs(stack.engine, case.wf, at_least=len(trail))
+        assert seqs[: len(trail)] == [e.seq for e in trail] == list(range(1, len(trail) + 1))
 
 
 class ShortRecords(RecordActivities):

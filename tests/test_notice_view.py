@@ -185,14 +185,16 @@ async def test_the_notice_shows_its_members_end_and_open_objections(
     described = await notice.describe()
     attrs = described.typed_search_attributes
     assert attrs.get(search.PROGRAMME) == "county-subsidy" and attrs.get(search.SEASON) == 2027
-    # The notice runs on the workflows' queue; its members join it by a local activity
-    # (a marker in the decision's workflow task, no answer awaited: issue 20).
+    # The notice runs on the workflows' queue; its members join it by the trail's write
+    # of their decision (one marker in the decision's workflow task, for the events and
+    # the join; no answer awaited: issue 20).
     assert described.task_queue == app_stack.worker.task_queue
     markers = [
         e.marker_recorded_event_attributes
         async for e in a.handle.fetch_history_events()
         if e.HasField("marker_recorded_event_attributes")
-        and b"join_notice" in e.marker_recorded_event_attributes.details["data"].payloads[0].data
+        and b"record_events_and_tell"
+        in e.marker_recorded_event_attributes.details["data"].payloads[0].data
     ]
     scheduled = [
         e

@@ -84,7 +84,7 @@ class Dependencies:
             self.engine, self.keys, self.calendar, self.files_dir, self.bank_dir
         )
         report = ReportActivities(self.engine, self.files_dir)
-        notices = NoticeActivities(client, self.keys.internal, self.files_dir)
+        notices = NoticeActivities(client, self.keys.internal, self.files_dir, rec.record_events)
         rosters = RosterActivities(self.engine)
         checks = CrossCheckActivities(self.engine)
         recoveries = RecoveryActivities(self.engine, self.keys)
@@ -112,7 +112,7 @@ class Dependencies:
             report.count_open_applications,
             report.send_task_notice,
             report.send_round_opened,
-            notices.join_notice,
+            notices.record_events_and_tell,
             notices.write_notice_list,
             notices.tell_notice,
             rosters.check_rolls,

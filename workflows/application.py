@@ -52,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
     from models.calendar import TabulatedCalendar
     from models.domain import Stage
     from models.ids import season_workflow_id
+    from models.notice import JoinRequest, MemberMessage
     from models.payout import AccountCorrection
     from models.records import NotificationIntent, ScheduleRequest, SeasonSchedule
 
@@ -382,10 +383,13 @@ class ApplicationWorkflow:
         detail: dict[str, Any] | None = None,
         *,
         notify: list[NotificationIntent] | None = None,
+        tell: JoinRequest | MemberMessage | None = None,
     ) -> None:
+        """``tell``: a word to the application's notice that the event brings (said by
+        the write that saves it)."""
         if notify and self.schedule_or_none is not None and self.schedule_or_none.provisional_years:
             # Dates computed from a provisional holiday schedule say so.
             notify = [
                 n.model_copy(update={"params": {**n.params, "provisional": True}}) for n in notify
             ]
-        self._trail.record(kind, self.stage, actor, summary, detail, notify)
+        self._trail.record(kind, self.stage, actor, summary, detail, notify, tell)

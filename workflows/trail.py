@@ -24,9 +24,11 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.notices import NoticeActivities
     from activities.records import RecordActivities
     from models.application import Actor, TrailEvent, TrailKind
-    from models.records import ApplicationSnapshot, EventBatch, NotificationIntent
+    from models.notice import JoinRequest, MemberMessage
+    from models.records import ApplicationSnapshot, ChainHead, EventBatch, NotificationIntent
 
 # A few quick attempts (a busy database, a worker restart), then the trail is failing
 # and the write is tried again every minute for as long as it takes.
@@ -36,6 +38,7 @@ PERSIST_RETRY = RetryPolicy(
     maximum_attempts=4,
 )
 FAILING_PAUSE = timedelta(minutes=1)
+_WRITE = timedelta(seconds=30)
 # Yields before a write takes what is unsaved: enough for the handlers and the run loop
 # woken with it to record their events.
 _ACTIVATION_YIELDS = 3
@@ -54,6 +57,7 @@ class Trail:
         self.events: list[TrailEvent] = []
         self.unsaved: list[TrailEvent] = []
         self._notes: dict[int, list[NotificationIntent]] = {}
+        self._words: dict[int, list[JoinRequest | MemberMessage]] = {}  # to the notice, by seq
         self.failing_since: datetime | None = None  # the first failed write of a run of them
         self.failure = ""  # the newest failure's reason, for the details
 
@@ -65,7 +69,10 @@ class Trail:
         summary: str,
         detail: dict[str, Any] | None,
         notify: list[NotificationIntent] | None,
+        tell: JoinRequest | MemberMessage | None = None,
     ) -> TrailEvent:
+        """``tell``: a word to the application's notice that this event brings, said
+        once the event is saved, by the same write."""
         event = TrailEvent(
             seq=len(self.events) + 1,
             at=workflow.now(),
@@ -79,6 +86,8 @@ class Trail:
         self.unsaved.append(event)
         if notify:
             self._notes[event.seq] = notify
+        if tell is not None:
+            self._words[event.seq] = [tell]
         workflow.logger.info(summary, extra={"event": kind, "seq": event.seq, "stage": stage})
         return event
 
@@ -100,21 +109,21 @@ class Trail:
                 continue
             batch = list(self.unsaved)
             notes = {e.seq: self._notes.pop(e.seq) for e in batch if e.seq in self._notes}
+            words = {e.seq: self._words.pop(e.seq) for e in batch if e.seq in self._words}
             try:
-                head = await workflow.execute_local_activity_method(
-                    RecordActivities.record_events,
+                head = await _write(
                     EventBatch(
                         snapshot=snapshot(),
                         events=batch,
                         notifications=notes,
                         history_length=workflow.info().get_current_history_length(),
+                        tell=[w for ws in words.values() for w in ws],
                     ),
-                    start_to_close_timeout=timedelta(seconds=30),
-                    retry_policy=PERSIST_RETRY,
-                    summary=f"record events {batch[0].seq}-{batch[-1].seq}",
+                    f"record events {batch[0].seq}-{batch[-1].seq}",
                 )
             except (ActivityError, ApplicationError) as e:  # a local activity's own failure
                 self._notes.update(notes)  # sent with the batch when it is written
+                self._words.update(words)
                 self.failure = failure_reason(e)
                 if self.failing_since is None:
                     self.failing_since = workflow.now()
@@ -132,6 +141,9 @@ class Trail:
             # event dropped unwritten left a gap in the audit chain: the fault harness).
             self.unsaved = [e for e in self.unsaved if e.seq > head.seq]
             self._notes.update({seq: n for seq, n in notes.items() if seq > head.seq})
+            # Said by this write, if its events were saved by it or before (a retry says
+            # them again, and the notice takes each once).
+            self._words.update({seq: w for seq, w in words.items() if seq > head.seq})
             if self.failing_since is not None:
                 workflow.logger.warning(
                     "the trail is saved again", extra={"event": "persistence_recovered"}
@@ -161,6 +173,26 @@ class Trail:
             f"the trail cannot be saved since {at} ({self.failure}); retrying, and the "
             "application waits until it is saved",
         )
+
+
+async def _write(batch: EventBatch, summary: str) -> ChainHead:
+    """The batch saved; with words to the notice, by the write that says them too (one
+    marker, where a word of its own was another)."""
+    if batch.tell:
+        return await workflow.execute_local_activity_method(
+            NoticeActivities.record_events_and_tell,
+            batch,
+            start_to_close_timeout=_WRITE,
+            retry_policy=PERSIST_RETRY,
+            summary=summary + ", tell the notice",
+        )
+    return await workflow.execute_local_activity_method(
+        RecordActivities.record_events,
+        batch,
+        start_to_close_timeout=_WRITE,
+        retry_policy=PERSIST_RETRY,
+        summary=summary,
+    )
 
 
 def failure_reason(e: ActivityError | ApplicationError) -> str:

@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from models.domain import ROLE_NAME_ZH
+    from models.notice import JoinRequest, MemberMessage
     from models.records import NotificationIntent
 
 if TYPE_CHECKING:
@@ -117,6 +118,7 @@ class Application(Protocol):
         detail: dict[str, Any] | None = None,
         *,
         notify: list[NotificationIntent] | None = None,
+        tell: JoinRequest | MemberMessage | None = None,
     ) -> None: ...
 
     def publish(self) -> None: ...

@@ -3,7 +3,9 @@ its programme, season, level, place and stage, started if it is not running) wit
 automatic posting time, which it keeps itself: at that time it tells the notice, which
 posts everyone due then, and works out its period as the notice does, from the same
 instant and calendar (issue 20: no answer to its join and no word of the posting, so no
-workflow task for either). An owner's earlier posting is told to it. Objections are
+workflow task for either). The join and the call of a posting go with the trail's write
+of the events that bring them (``notice_scheduled``, ``notice_posted``): no marker of
+their own. An owner's earlier posting is told to it. Objections are
 lodged against it while the notice is up and held here until the notice's owner
 resolves them; the notice is told how many are open."""
 
@@ -92,9 +94,9 @@ class NoticeRunner(StepRunner[NoticeStep]):
                 "auto_post_at": self.auto_post_at.isoformat() if self.auto_post_at else None,
                 "rule": f"{rule_zh} / {rule_en}",
             },
+            tell=self._join(notice, ready_at),
         )
         app.publish()
-        await self._join(notice, ready_at)
         await self._wait_for_posting()
         if app.closed:
             self.tell_notice(left=True)
@@ -132,6 +134,8 @@ class NoticeRunner(StepRunner[NoticeStep]):
                     },
                 )
             ],
+            # Its time came: the notice posts everyone due then.
+            tell=self._posting_due() if posted.how == "automatic" else None,
         )
         if app.index + 1 < len(app.programme.steps):
             await app.project(app.index + 1, window.ends_at)
@@ -227,8 +231,8 @@ class NoticeRunner(StepRunner[NoticeStep]):
             window_closes_at=app.schedule.window_closes_at,
         )
 
-    async def _join(self, notice: NoticeInput, ready_at: datetime) -> None:
-        app, step = self.app, self.step
+    def _join(self, notice: NoticeInput, ready_at: datetime) -> JoinRequest:
+        app = self.app
         places, a = app.inp.places, app.inp.applicant
         member = NoticeMember(
             workflow_id=app.inp.workflow_id,
@@ -239,10 +243,15 @@ class NoticeRunner(StepRunner[NoticeStep]):
             joined_at=ready_at,
             auto_post_at=self.auto_post_at,
         )
-        await _sent(
-            NoticeActivities.join_notice,
-            JoinRequest(notice=notice, join=NoticeJoin(member=member)),
-            f"join the {step.label_en} of {notice.place_code}",
+        return JoinRequest(notice=notice, join=NoticeJoin(member=member))
+
+    def _posting_due(self) -> MemberMessage | None:
+        at, notice_id = self.auto_post_at, self.notice_id
+        if at is None or notice_id is None:
+            return None
+        return MemberMessage(
+            notice_id=notice_id,
+            body=PostingDue(workflow_id=self.app.inp.workflow_id, auto_post_at=at),
         )
 
     async def _wait_for_posting(self) -> None:
@@ -261,9 +270,8 @@ class NoticeRunner(StepRunner[NoticeStep]):
             return
         if self.app.closed:
             return
-        # Its time: the notice is told (it posts everyone due then), and the period is
-        # worked out here as the notice works it out.
-        self._tell(PostingDue(workflow_id=self.app.inp.workflow_id, auto_post_at=at))
+        # Its time: the period is worked out here as the notice works it out (the notice
+        # is told with the posting's record, and posts everyone due then).
         automatic = await self._posted_automatically(at)
         if self.posted is None:  # an owner's posting told meanwhile stands
             self.posted = automatic
@@ -284,7 +292,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
             ),
         )
 
-    def _tell(self, body: MemberChange | PostingDue) -> None:
+    def _tell(self, body: MemberChange) -> None:
         """A message to the notice, sealed as this application's, by a local activity
         (a marker, where a signal from the workflow is two events and a workflow task
         for its acknowledgement); a notice that has ended has nothing to hear: passed
