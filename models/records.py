@@ -222,6 +222,11 @@ class EventBatch(_Model):
     tell: list[JoinRequest | MemberMessage] = Field(default_factory=list)
 
 
+# The local activities that write an application's trail and answer its chain's head:
+# the audit log's witness reads them back from the history (workers/witness.py).
+TRAIL_WRITES = frozenset({"record_events", "record_events_and_tell"})
+
+
 class ChainHead(_Model):
     """An application's audit chain after a recording: its last seq and that row's hash
     (kept in the workflow's history, so the database cannot rewrite it unseen)."""

@@ -23,6 +23,7 @@ from models.calendar import SHANGHAI, WorkingCalendar
 from models.domain import DecisionKind, ObjectionOutcome
 from models.privacy import is_valid_national_id
 from models.programmes import BUILTIN_PROGRAMMES
+from models.records import TRAIL_WRITES
 from store.db import make_engine, upgrade
 from store.sealing import Keys
 from store.tables import OutboxMessage
@@ -144,7 +145,7 @@ async def test_full_application_logs_carry_context_and_no_identity_number(
         )
     activity_lines = [x for x in lines if x.get("logger") == "temporalio.activity"]
     assert activity_lines and all(
-        x["activity_type"] == "record_events" and x["workflow_id"] == wf for x in activity_lines
+        x["activity_type"] in TRAIL_WRITES and x["workflow_id"] == wf for x in activity_lines
     )
     # Each trail event is logged once, although every task replayed the history. (The
     # SDK repeats lines only of a workflow task that is run again because the server

@@ -1,5 +1,6 @@
 """The audit log's witness: each application's chain head as its workflow history
-recorded it (the answers of ``record_events``), read back from Temporal.
+recorded it (the answers of its trail's writes, ``record_events`` and
+``record_events_and_tell``), read back from Temporal.
 
 The database cannot rewrite a history: ``aidflow audit verify`` (``GET /v1/audit/verify``) compares the
 two and names any chain that ends early, differs or is gone (``store/audit.py``)."""
@@ -12,7 +13,7 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 
-from models.records import ChainHead
+from models.records import TRAIL_WRITES, ChainHead
 from models.season import SeasonKey
 from workers.client import quote
 
@@ -30,7 +31,7 @@ async def chain_head(handle: WorkflowHandle[Any, Any]) -> ChainHead | None:
         if "data" not in details or "result" not in details:
             continue
         meta = json.loads(details["data"].payloads[0].data)
-        if meta.get("activity_type") != "record_events":
+        if meta.get("activity_type") not in TRAIL_WRITES:
             continue
         answer = json.loads(details["result"].payloads[0].data)
         if isinstance(answer, dict):

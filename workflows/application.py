@@ -29,6 +29,7 @@ from temporalio.common import RawValue
 from workflows import deadlines, operators, requests
 from workflows.steps import PaymentState, Refused, StepRunner, runner_for
 from workflows.trail import Trail
+from workflows.visibility import published_at_start
 
 with workflow.unsafe.imports_passed_through():
     from activities.workflow_calendar import CalendarActivities
@@ -84,7 +85,8 @@ class ApplicationWorkflow:
         self.payment = PaymentState(self)
         self.schedule_or_none: SeasonSchedule | None = None
         self._trail = Trail()
-        self.published: dict[str, Any] = {}
+        self.published: dict[str, Any] = published_at_start()
+        self.publishing = False  # what operators see is due once this step is done
         self._watchers: list[asyncio.Task[None]] = []
         self.telling = 0  # messages to notices under way (a local activity each)
         # Steps working out what they record next (a projection; a notice's automatic
@@ -371,7 +373,7 @@ class ApplicationWorkflow:
     # ------------------------------------------------- what operators see
 
     def publish(self) -> None:
-        operators.publish(self)
+        operators.publish_soon(self)
 
     # ---------------------------------------------------------------- trail
 
@@ -385,8 +387,7 @@ class ApplicationWorkflow:
         notify: list[NotificationIntent] | None = None,
         tell: JoinRequest | MemberMessage | None = None,
     ) -> None:
-        """``tell``: a word to the application's notice that the event brings (said by
-        the write that saves it)."""
+        """``tell``: a word to the notice that the event brings, said by its write."""
         if notify and self.schedule_or_none is not None and self.schedule_or_none.provisional_years:
             # Dates computed from a provisional holiday schedule say so.
             notify = [

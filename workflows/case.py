@@ -36,7 +36,7 @@ from workflows.idempotency import seen
 from workflows.steps import Refused
 from workflows.steps.base import AuthorityProblem, check_place
 from workflows.trail import FAILING_PAUSE, PERSIST_RETRY, failure_reason, rest_of_activation
-from workflows.visibility import upsert_changed
+from workflows.visibility import published_at_start, upsert_changed
 
 with workflow.unsafe.imports_passed_through():
     from models import search
@@ -86,7 +86,7 @@ class CaseWorkflow:
         self.saved = 0
         self.results: dict[str, RequestResult] = {}
         self.request_keys: dict[str, str] = {}
-        self.published: dict[str, Any] = {}
+        self.published: dict[str, Any] = published_at_start()
 
     # ------------------------------------------------------------- the case
 

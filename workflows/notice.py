@@ -35,7 +35,7 @@ from workflows.clock import until
 from workflows.idempotency import seen
 from workflows.messaging import signal_each
 from workflows.steps.base import AuthorityProblem, Refused, fmt
-from workflows.visibility import upsert_changed
+from workflows.visibility import published_at_start, upsert_changed
 
 with workflow.unsafe.imports_passed_through():
     from activities.notices import NoticeActivities
@@ -84,7 +84,7 @@ class NoticeWorkflow:
         self.left: set[str] = set()
         self.results: dict[str, RequestResult] = {}
         self.request_keys: dict[str, str] = {}
-        self.published: dict[str, Any] = {}
+        self.published: dict[str, Any] = published_at_start()
         # Every member of a posting, from the moment it begins (a repeated join: passed over).
         self.posted: set[str] = set()
         # The waiting members by their automatic posting time, and the times a member

@@ -3,6 +3,7 @@ plain words (Chinese first, English beside), and the read-model row the trail wr
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -78,6 +79,21 @@ def _details(app: ApplicationWorkflow) -> tuple[str, str]:
         zh += "（日历为暂定数据）"
         en += " (provisional calendar)"
     return zh, en
+
+
+def publish_soon(app: ApplicationWorkflow) -> None:
+    """``publish``, once what this step of the workflow changes is all changed: a step's
+    entry and its own news (a notice's automatic time) were two upserts, two events
+    (issue 20); they are one. It runs before anything after it could end the workflow:
+    the run ends only after a wait (the trail's last write)."""
+    if not app.publishing:
+        app.publishing = True
+        asyncio.get_running_loop().call_soon(_publish_now, app)
+
+
+def _publish_now(app: ApplicationWorkflow) -> None:
+    app.publishing = False
+    publish(app)
 
 
 def publish(app: ApplicationWorkflow) -> None:

@@ -23,7 +23,7 @@ from temporalio.common import RetryPolicy
 from workflows.idempotency import seen
 from workflows.steps import Refused
 from workflows.steps.base import check_place, fmt
-from workflows.visibility import upsert_changed
+from workflows.visibility import published_at_start, upsert_changed
 
 with workflow.unsafe.imports_passed_through():
     from activities.recovery import RecoveryActivities
@@ -57,7 +57,7 @@ class RecoveryWorkflow:
         self.recovered_at: Any = None
         self.results: dict[str, RequestResult] = {}
         self.request_keys: dict[str, str] = {}
-        self.published: dict[str, Any] = {}
+        self.published: dict[str, Any] = published_at_start()
 
     @workflow.run
     async def run(self, inp: RecoveryInput) -> RecoveryStatus:

@@ -28,7 +28,7 @@ from workflows.clock import sleep_until
 from workflows.messaging import signal_each
 from workflows.steps import Refused
 from workflows.steps.base import AuthorityProblem, fmt
-from workflows.visibility import upsert_changed
+from workflows.visibility import published_at_start, upsert_changed
 
 with workflow.unsafe.imports_passed_through():
     from activities.roster import RosterActivities
@@ -70,7 +70,7 @@ class RosterWorkflow:
         self._request_keys: dict[str, str] = {}
         self._passed: set[str] = set()  # the roster steps' dates that have passed
         self._schedule: SeasonSchedule | None = None
-        self._published: dict[str, Any] = {}
+        self._published: dict[str, Any] = published_at_start()
         self._deciding = asyncio.Lock()
         self._window_closed = False  # the roster is built: its timer fired
         self._resend: list[tuple[str, RosterVerdict]] = []

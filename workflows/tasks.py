@@ -22,7 +22,7 @@ from temporalio.common import RetryPolicy
 from workflows.clock import until
 from workflows.steps import Refused
 from workflows.steps.base import AuthorityProblem, fmt
-from workflows.visibility import upsert_changed
+from workflows.visibility import published_at_start, upsert_changed
 
 with workflow.unsafe.imports_passed_through():
     from activities.report import ReportActivities
@@ -50,7 +50,7 @@ class DatedTasksWorkflow:
         self._tasks: dict[str, TaskState] = {}
         self._answers: dict[str, TaskState] = {}  # by request id (a repeat: the same answer)
         self._request_keys: dict[str, str] = {}
-        self._published: dict[str, Any] = {}
+        self._published: dict[str, Any] = published_at_start()
 
     @workflow.run
     async def run(self, inp: DatedTasksInput) -> list[TaskState]:

@@ -23,3 +23,12 @@ def upsert_changed(
             [key.value_unset() if value is None else key.value_set(value) for key, value in changed]
         )
         published.update({key.name: value for key, value in changed})
+
+
+def published_at_start() -> dict[str, Any]:
+    """The attributes the workflow was started with (its starter set them): an upsert
+    of the same values again is an event and bytes for nothing (issue 20). Outside a
+    workflow (a unit test builds one), none."""
+    if not workflow.in_workflow():
+        return {}
+    return {pair.key.name: pair.value for pair in workflow.info().typed_search_attributes}
