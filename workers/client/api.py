@@ -104,6 +104,17 @@ from workflows.season import SeasonWorkflow
 T = TypeVar("T")
 
 
+# What an update's RPC fails with when the server or the workers are slow or restarting.
+_TRANSIENT = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.CANCELLED,
+    }
+)
+
+
 @dataclass(frozen=True)
 class Listed:
     workflow_id: str
@@ -482,25 +493,35 @@ class AidflowClient:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise asyncio.CancelledError() from e
-            why = await self._why_not(workflow_id, e)
-            raise Refused(
-                why, kind="not_found" if why.startswith("no application") else "refused"
-            ) from None
+            why, kind = await self._why_not(workflow_id, e)
+            raise Refused(why, kind=kind) from None
         return result
 
-    async def _why_not(self, workflow_id: str, error: Exception) -> str:
-        """Explain a request that could not reach a running workflow."""
+    async def _why_not(self, workflow_id: str, error: Exception) -> tuple[str, str]:
+        """Explain a request that could not reach a running workflow, and whether sending
+        it again may help ("unavailable": the server or the workers did not answer in
+        time; the request's id makes a repeat safe, R4)."""
+        again = "; send the same request again"
         try:
             desc = await self.handle(workflow_id).describe()
-        except RPCError:
-            return f"no application {workflow_id}"
+        except RPCError as e:
+            if e.status is RPCStatusCode.NOT_FOUND:
+                return f"no application {workflow_id}", "not_found"
+            # Not "no application": a server restarting said so, under the fault harness.
+            return f"{workflow_id}: Temporal did not answer ({e.message}){again}", "unavailable"
         if desc.status is not None and desc.status != WorkflowExecutionStatus.RUNNING:
             try:
                 final = await self.handle(workflow_id).result()
-                return f"the application is closed: {final.stage} ({workflow_id})"
+                return f"the application is closed: {final.stage} ({workflow_id})", "refused"
             except Exception:
-                return f"the application is closed: {desc.status.name.lower()} ({workflow_id})"
-        return f"{workflow_id}: {getattr(error, 'message', str(error))}"
+                closed = desc.status.name.lower()
+                return f"the application is closed: {closed} ({workflow_id})", "refused"
+        message = getattr(error, "message", str(error))
+        if isinstance(error, WorkflowUpdateRPCTimeoutOrCancelledError) or (
+            isinstance(error, RPCError) and error.status in _TRANSIENT
+        ):
+            return f"{workflow_id}: {message}{again}", "unavailable"
+        return f"{workflow_id}: {message}", "refused"
 
     async def decide(self, workflow_id: str, req: DecisionRequest) -> RequestResult:
         return await self._update(workflow_id, ApplicationWorkflow.decide, req)
@@ -543,8 +564,14 @@ class AidflowClient:
         handle = self.handle(workflow_id)
         try:
             desc = await handle.describe()
-        except RPCError:
-            raise Refused(f"no application {workflow_id}", kind="not_found") from None
+        except RPCError as e:
+            if e.status is RPCStatusCode.NOT_FOUND:
+                raise Refused(f"no application {workflow_id}", kind="not_found") from None
+            raise Refused(
+                f"{workflow_id}: Temporal did not answer ({e.message}); send the same request "
+                "again",
+                kind="unavailable",
+            ) from None
         if desc.status is WorkflowExecutionStatus.RUNNING:
             try:
                 return await self._update(workflow_id, ApplicationWorkflow.cancel, req)

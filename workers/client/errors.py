@@ -25,7 +25,9 @@ class Refused(Exception):
         self.problems = problems or []
         self.existing = existing
         # "refused" (the request breaks a rule), "forbidden" (who asks may not: role,
-        # place, four eyes), "not_found" (no such workflow): the gateway's 409, 403, 404.
+        # place, four eyes), "not_found" (no such workflow), "unavailable" (Temporal did
+        # not answer in time: the same request may be sent again): the gateway's 409,
+        # 403, 404, 503.
         self.kind = kind
 
 

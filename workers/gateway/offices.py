@@ -22,7 +22,7 @@ from models.season import season_label
 from store import credentials
 from workers.client import Refused
 
-_KINDS = {403: "forbidden", 404: "not_found"}
+_KINDS = {403: "forbidden", 404: "not_found", 503: "unavailable"}
 
 
 class Offices:

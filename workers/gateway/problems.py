@@ -24,8 +24,9 @@ TITLES = {
     413: "请求过大 / Too large",
     422: "字段有误 / Invalid fields",
     429: "请求过于频繁 / Too many requests",
+    503: "服务暂不可用，请重新发送同一请求 / Unavailable: send the same request again",
 }
-_KIND_STATUS = {"forbidden": 403, "not_found": 404, "refused": 409}
+_KIND_STATUS = {"forbidden": 403, "not_found": 404, "refused": 409, "unavailable": 503}
 
 
 class FieldError(BaseModel):

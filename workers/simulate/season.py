@@ -141,7 +141,8 @@ class SeasonSimulation:
                 return await make()
             except Refused as r:
                 if (
-                    "Timeout" not in str(r)
+                    r.kind != "unavailable"
+                    and "Timeout" not in str(r)
                     and "cancellation" not in str(r)
                     and "no application" not in str(r)
                 ):
