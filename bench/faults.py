@@ -276,6 +276,10 @@ class Season:
             try:
                 acted = await self.act(i, wf, st)
             except Refused as e:
+                if e.kind == "unavailable":  # Temporal did not answer: the same request again
+                    self.errors["request: unavailable"] += 1
+                    await asyncio.sleep(1.0)
+                    continue
                 self.errors[f"refused: {str(e)[:60]}"] += 1
                 acted = False
             except Exception as e:  # sent, perhaps done: tried again with the same id
