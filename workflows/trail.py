@@ -57,7 +57,7 @@ class Trail:
         self.events: list[TrailEvent] = []
         self.unsaved: list[TrailEvent] = []
         self._notes: dict[int, list[NotificationIntent]] = {}
-        self._words: dict[int, list[JoinRequest | MemberMessage]] = {}  # to the notice, by seq
+        self._words: dict[int, JoinRequest | MemberMessage] = {}  # to the notice, by seq
         self.failing_since: datetime | None = None  # the first failed write of a run of them
         self.failure = ""  # the newest failure's reason, for the details
 
@@ -87,7 +87,7 @@ class Trail:
         if notify:
             self._notes[event.seq] = notify
         if tell is not None:
-            self._words[event.seq] = [tell]
+            self._words[event.seq] = tell
         workflow.logger.info(summary, extra={"event": kind, "seq": event.seq, "stage": stage})
         return event
 
@@ -117,7 +117,7 @@ class Trail:
                         events=batch,
                         notifications=notes,
                         history_length=workflow.info().get_current_history_length(),
-                        tell=[w for ws in words.values() for w in ws],
+                        tell=list(words.values()),
                     ),
                     f"record events {batch[0].seq}-{batch[-1].seq}",
                 )
