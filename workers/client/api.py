@@ -93,7 +93,7 @@ from models.steps import RosterStep
 from models.tasks import DatedTasksInput, TaskDone, TaskState, task_plan
 from store.loans import Loans
 from store.sealing import Keys
-from workers.client.errors import Refused, refused_by_workflow
+from workers.client.errors import BUSY, Refused, refused_by_workflow
 from workers.client.queries import query_when_ready, quote, update_id
 from workers.signing import Signer, SigningInterceptor
 from workflows.application import ApplicationWorkflow
@@ -102,17 +102,6 @@ from workflows.recovery import RecoveryWorkflow
 from workflows.season import SeasonWorkflow
 
 T = TypeVar("T")
-
-
-# What an update's RPC fails with when the server or the workers are slow or restarting.
-_TRANSIENT = frozenset(
-    {
-        RPCStatusCode.UNAVAILABLE,
-        RPCStatusCode.DEADLINE_EXCEEDED,
-        RPCStatusCode.RESOURCE_EXHAUSTED,
-        RPCStatusCode.CANCELLED,
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -493,35 +482,30 @@ class AidflowClient:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise asyncio.CancelledError() from e
-            why, kind = await self._why_not(workflow_id, e)
-            raise Refused(why, kind=kind) from None
+            raise await self._why_not(workflow_id, e) from None
         return result
 
-    async def _why_not(self, workflow_id: str, error: Exception) -> tuple[str, str]:
+    async def _why_not(self, workflow_id: str, error: Exception) -> Refused:
         """Explain a request that could not reach a running workflow, and whether sending
         it again may help ("unavailable": the server or the workers did not answer in
         time; the request's id makes a repeat safe, R4)."""
-        again = "; send the same request again"
         try:
             desc = await self.handle(workflow_id).describe()
         except RPCError as e:
-            if e.status is RPCStatusCode.NOT_FOUND:
-                return f"no application {workflow_id}", "not_found"
-            # Not "no application": a server restarting said so, under the fault harness.
-            return f"{workflow_id}: Temporal did not answer ({e.message}){again}", "unavailable"
+            return _not_described(workflow_id, e)
         if desc.status is not None and desc.status != WorkflowExecutionStatus.RUNNING:
             try:
                 final = await self.handle(workflow_id).result()
-                return f"the application is closed: {final.stage} ({workflow_id})", "refused"
+                return Refused(f"the application is closed: {final.stage} ({workflow_id})")
             except Exception:
                 closed = desc.status.name.lower()
-                return f"the application is closed: {closed} ({workflow_id})", "refused"
-        message = getattr(error, "message", str(error))
+                return Refused(f"the application is closed: {closed} ({workflow_id})")
+        message = f"{workflow_id}: {getattr(error, 'message', str(error))}"
         if isinstance(error, WorkflowUpdateRPCTimeoutOrCancelledError) or (
-            isinstance(error, RPCError) and error.status in _TRANSIENT
+            isinstance(error, RPCError) and error.status in BUSY
         ):
-            return f"{workflow_id}: {message}{again}", "unavailable"
-        return f"{workflow_id}: {message}", "refused"
+            return Refused(message + _AGAIN, kind="unavailable")
+        return Refused(message)
 
     async def decide(self, workflow_id: str, req: DecisionRequest) -> RequestResult:
         return await self._update(workflow_id, ApplicationWorkflow.decide, req)
@@ -565,13 +549,7 @@ class AidflowClient:
         try:
             desc = await handle.describe()
         except RPCError as e:
-            if e.status is RPCStatusCode.NOT_FOUND:
-                raise Refused(f"no application {workflow_id}", kind="not_found") from None
-            raise Refused(
-                f"{workflow_id}: Temporal did not answer ({e.message}); send the same request "
-                "again",
-                kind="unavailable",
-            ) from None
+            raise _not_described(workflow_id, e) from None
         if desc.status is WorkflowExecutionStatus.RUNNING:
             try:
                 return await self._update(workflow_id, ApplicationWorkflow.cancel, req)
@@ -1158,6 +1136,20 @@ def delay_until(start_at: datetime | None) -> timedelta | None:
         return None
     delay = start_at - datetime.now(UTC)
     return delay if delay > timedelta(0) else None
+
+
+_AGAIN = "; send the same request again"
+
+
+def _not_described(workflow_id: str, error: RPCError) -> Refused:
+    """An application the server could not describe: unknown to it, or the server did
+    not answer (not "no application": a server restarting said so, under the fault
+    harness)."""
+    if error.status is RPCStatusCode.NOT_FOUND:
+        return Refused(f"no application {workflow_id}", kind="not_found")
+    return Refused(
+        f"{workflow_id}: Temporal did not answer ({error.message}){_AGAIN}", kind="unavailable"
+    )
 
 
 async def _settled(start: WithStartWorkflowOperation[Any, Any], call: Awaitable[T]) -> T:

@@ -25,8 +25,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-from temporalio.service import RPCStatusCode
-
 from models.application import (
     Actor,
     ApplicationForm,
@@ -73,20 +71,6 @@ async def shown_within(
 
 class SimulationStalled(RuntimeError):
     """The system did not show, within its time, what a simulated person waited for."""
-
-
-# RPC failures of a server under load: the question is asked again, not taken as an
-# answer. A call that outlives its timeout comes back CANCELLED, "Timeout expired" (the
-# SDK's gRPC layer): one ended a 10,000-application simulation while 67 village notices
-# posted at once (most likely a query of a notice's status, asked without a retry).
-BUSY = frozenset(
-    {
-        RPCStatusCode.CANCELLED,
-        RPCStatusCode.UNAVAILABLE,
-        RPCStatusCode.DEADLINE_EXCEEDED,
-        RPCStatusCode.RESOURCE_EXHAUSTED,
-    }
-)
 
 
 class Requests(Protocol):

@@ -26,9 +26,9 @@ from models.domain import ObjectionOutcome
 from models.notice import NoticePostRequest, NoticeStatus, notice_workflow_id
 from models.programme import NoticeStep
 from workers.client import Refused
+from workers.client.errors import BUSY
 from workers.officials import people
 from workers.officials.base import (
-    BUSY,
     Case,
     Desk,
     Floor,

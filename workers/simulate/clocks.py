@@ -28,8 +28,8 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
+from workers.client.errors import BUSY
 from workers.officials import SimulationStalled
-from workers.officials.base import BUSY
 
 T = TypeVar("T")
 

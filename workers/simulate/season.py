@@ -30,8 +30,9 @@ from models.programmes import COUNTY_SUBSIDY
 from store.status import read_status
 from store.tables import ApplicationRow
 from workers.client import AidflowClient, Refused, query_when_ready
+from workers.client.errors import BUSY
 from workers.officials import Case, NoticePlan, SimulationStalled, desk_for, people
-from workers.officials.base import BUSY, shown_within
+from workers.officials.base import shown_within
 from workers.officials.notice import POSTING
 from workers.simulate.clocks import Clocks, diagnose
 from workers.simulate.scenario import (
