@@ -93,9 +93,8 @@ class RecordActivities:
                     extra={"event": "stale_batch_dropped", "upto": last_seq},
                 )
                 return ChainHead(seq=last_seq, hash=prev_hash, new=0)
-            sent_before: set[str] = set()
             if retracted is not None:
-                last_seq, prev_hash, sent_before = retracted
+                last_seq, prev_hash = retracted
             entries: list[dict[str, Any]] = []
             messages: list[tuple[dict[str, Any], str]] = []  # each with its event's hash
             for event in batch.events:
@@ -112,12 +111,13 @@ class RecordActivities:
             if entries:
                 conn.execute(_INSERT_ENTRIES, entries)
             if messages:
-                # A retracted event's notification that may have gone out keeps its key,
-                # whether its replacement comes in this batch or a later one: the new one
-                # takes another (the fault harness at 1,000: a replacement in a later
-                # batch collided, and that application's trail could not be saved again).
+                # A retracted event's notification that may have gone out is kept, with
+                # its key, whether its replacement comes in this batch or a later one: the
+                # new one takes another (the fault harness at 1,000: a replacement in a
+                # later batch collided, and that application's trail could not be saved
+                # again).
                 wanted = [m["dedupe_key"] for m, _ in messages]
-                taken = sent_before | set(
+                taken = set(
                     conn.execute(
                         select(_OUTBOX.c.dedupe_key).where(_OUTBOX.c.dedupe_key.in_(wanted))
                     ).scalars()
@@ -138,11 +138,11 @@ class RecordActivities:
 
     def _retract_lost(
         self, conn: Connection, wf: str, batch: EventBatch, last_seq: int
-    ) -> tuple[int, str, set[str]] | Literal["stale"] | None:
+    ) -> tuple[int, str] | Literal["stale"] | None:
         """The (seq, hash) to chain from if the database holds events of a lost workflow
         task where this batch has others, or beyond its last (they are deleted, with their
-        notifications not yet tried), and the keys of their notifications that may have
-        gone out; None if every event it holds of the batch is the batch's own; "stale" if
+        notifications not yet tried; those that may have gone out stay in the outbox);
+        None if every event it holds of the batch is the batch's own; "stale" if
         a later attempt of the task wrote them (this batch is the one cut off: it writes
         nothing)."""
         if last_seq == 0 or not batch.events:
@@ -214,7 +214,7 @@ class RecordActivities:
             .order_by(_AUDIT.c.seq.desc())
             .limit(1)
         ).first()
-        return (before[0], before[1], set(tried)) if before else (0, GENESIS, set(tried))
+        return (before[0], before[1]) if before else (0, GENESIS)
 
     def _upsert_row(
         self,
