@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -316,7 +314,23 @@ class NoticeRunner(StepRunner[NoticeStep]):
         self.app.watch(send())
 
     async def _send(self, msg: MemberMessage) -> None:
-        await _sent(NoticeActivities.tell_notice, msg, f"tell the notice: {msg.signal}")
+        """By a local activity: a marker in this workflow task, answered by nothing but
+        the signal's acceptance. A few quick attempts, then a pause in the workflow (a
+        timer) and again: a local activity retried without end would hold its workflow
+        task, and a worker's shutdown, meanwhile."""
+        summary = f"tell the notice: {msg.signal}"
+        while True:
+            try:
+                await workflow.execute_local_activity_method(
+                    NoticeActivities.tell_notice,
+                    msg,
+                    start_to_close_timeout=_TELL,
+                    retry_policy=_TELL_RETRY,
+                    summary=summary,
+                )
+                return
+            except ActivityError:
+                await workflow.sleep(_TELL_PAUSE, summary=f"again: {summary}")
 
     def open_objections(self) -> list[Objection]:
         return [o for o in self.app.objections if o.outcome is None and o.stage == self.stage]
@@ -504,22 +518,3 @@ def _mask_contact(contact: str) -> str:
     if len(contact) <= 4:
         return "*" * len(contact)
     return "*" * (len(contact) - 4) + contact[-4:]
-
-
-async def _sent(activity: Callable[..., Awaitable[Any]], arg: Any, summary: str) -> None:
-    """A word to the notice (a join, or what changed) by a local activity: a marker in
-    this workflow task, answered by nothing but the signal's acceptance. A few quick
-    attempts, then a pause in the workflow (a timer) and again: a local activity retried
-    without end would hold its workflow task, and a worker's shutdown, meanwhile."""
-    while True:
-        try:
-            await workflow.execute_local_activity(
-                activity,
-                arg,
-                start_to_close_timeout=_TELL,
-                retry_policy=_TELL_RETRY,
-                summary=summary,
-            )
-            return
-        except ActivityError:
-            await workflow.sleep(_TELL_PAUSE, summary=f"again: {summary}")
