@@ -22,7 +22,6 @@ from store.calendars import build_calendar
 from store.sealing import Keys
 from tests.support import IN_WINDOW_2027, VILLAGE, form
 from workers.simulate.stack import start_time_skipping_server
-from workers.worker import build_worker
 
 
 def _rss_mib() -> float:
@@ -42,9 +41,6 @@ async def _waiting(api: Any, wf: str) -> None:
 
 
 async def measure(n: int, trace: bool) -> None:
-    # make_stack builds the tests' worker (strict sandbox): this one is production's.
-    names = vars(stack_support)
-    names["build_worker"] = lambda *a, **k: build_worker(*a, sandbox="shared", **k)
     env = await start_time_skipping_server()
     keys = Keys(b"aidflow-bench-secret-0123456789abcdef")
     registry = stack_support.Registry(keys)
@@ -52,7 +48,12 @@ async def measure(n: int, trace: bool) -> None:
         registry.add(serial, VILLAGE)
     try:
         async with stack_support.make_stack(
-            env, keys, build_calendar("state-council"), registry, Path(tempfile.mkdtemp())
+            env,
+            keys,
+            build_calendar("state-council"),
+            registry,
+            Path(tempfile.mkdtemp()),
+            sandbox="shared",  # production's, not the tests' strict one
         ) as st:
             await _waiting(st.api, await st.api.submit(form(1), now=IN_WINDOW_2027))
             gc.collect()
@@ -77,7 +78,6 @@ async def measure(n: int, trace: bool) -> None:
                 for x in stats[:15]:
                     print(f"  {x.size_diff / 1024 / n:7.1f} KiB  {x.traceback[0].filename}")
     finally:
-        names["build_worker"] = build_worker
         await env.shutdown()
 
 

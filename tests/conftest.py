@@ -58,6 +58,7 @@ from tests.support import make_national_id
 from workers.client import AidflowClient
 from workers.logs import configure_logging
 from workers.revocations import Revocations
+from workers.sandbox import SandboxMode
 from workers.signing import SKIPPED_CLOCK_LIFETIME
 from workers.simulate import NoticeClock, start_time_skipping_server
 from workers.worker import Dependencies, build_worker
@@ -321,8 +322,10 @@ async def make_stack(
     tmp_path: Path,
     *,
     replace: Callable[[Dependencies], Sequence[Any]] | None = None,
+    sandbox: SandboxMode = "strict",
 ) -> AsyncIterator[AppStack]:
-    """A worker on its own task queue with a fresh SQLite database, a simulated bank, and a client API."""
+    """A worker on its own task queue with a fresh SQLite database, a simulated bank, and
+    a client API. ``sandbox``: the tests' strict one, or production's shared one."""
     url = f"sqlite:///{tmp_path / 'app.db'}"
     upgrade(url)
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -346,7 +349,9 @@ async def make_stack(
     # The worker's own client starts notices (a join) on their member's clock.
     config = client.config()
     config["interceptors"] = [*config["interceptors"], NoticeClock()]
-    worker = build_worker(Client(**config), queue, deps, replace=replace(deps) if replace else ())
+    worker = build_worker(
+        Client(**config), queue, deps, replace=replace(deps) if replace else (), sandbox=sandbox
+    )
     api = AidflowClient(
         client,
         task_queue=queue,
