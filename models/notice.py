@@ -5,8 +5,9 @@ Applications join the notice when they are ready for it; its owner posts it, or 
 posts itself at each member's automatic time (the step's rule, from the instant the
 member was ready), when a member says that time has come. An automatic posting's
 period is worked out by the notice and by each of its members alike, from the same
-instant and calendar, so nobody is told it; an owner's posting is told to its members. What the list shows is R9's notice rule:
-name, village, school or level, amount; never an identity, account or phone number.
+instant and calendar, so nobody is told it; an owner's posting is told to its members.
+What the list shows is R9's notice rule: name, village, school or level, amount; never
+an identity, account or phone number.
 """
 
 from __future__ import annotations
