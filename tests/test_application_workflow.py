@@ -1136,8 +1136,13 @@ async def test_a_trail_that_cannot_be_saved_is_loud_and_holds_the_application(
             "the trail cannot be saved" in st.details_en and "database is locked" in st.details_en
         )
         assert "记录无法保存" in st.details_zh
-        # The funds step reads the saved row: it does not begin on an unsaved trail.
-        assert st.stage == "county_approval", st
+        # The approval and the funds step's entry are one write (issue 20): the saved row,
+        # which the season's funds request reads, stays where the last saved write left
+        # it, and the step does not begin until it is saved.
+        assert st.stage == "awaiting_funds", st
+        with Session(stack.engine) as s:
+            row = s.get(ApplicationRow, case.wf)
+            assert row is not None and row.stage == "county_approval", row
         described = await case.handle.describe()
         assert described.typed_search_attributes.get(search.WAITING_FOR) == "system"
         assert records[0].failed >= 4

@@ -123,16 +123,19 @@ class ApplicationWorkflow:
             if self.closed:
                 break
             if index > 0:
-                # No step begins while the trail cannot be saved; one that reads the saved
-                # rows (funds, payout) only once all before it is saved (trail.py).
-                await self._trail.ready(step.reads_saved_rows, lambda: self.closed)
+                # No step begins while the trail cannot be saved (trail.py).
+                await self._trail.ready(False, lambda: self.closed)
                 if self.closed:
                     break
                 self.index, self.runner = index, runner_for(self, step)
                 requests.entered(self, step)
             await self.project(index, workflow.now())
             self.publish()
-            await self.runner.run()
+            if step.reads_saved_rows:
+                # Funds, payout: once all is saved, the entry in one write with the decision.
+                await self._trail.ready(True, lambda: self.closed)
+            if not self.closed:
+                await self.runner.run()
 
         if not self.closed:
             self.terminal = self.programme.done_stage

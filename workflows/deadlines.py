@@ -29,11 +29,12 @@ _LOCAL = timedelta(seconds=10)
 async def watch_fixed_date(app: ApplicationWorkflow, key: str, due_at: datetime) -> None:
     fixed = app.programme.fixed_date(key)
     last_due = max(i for i, s in enumerate(app.programme.steps) if s.due == key)
-    # Past the steps due then (or closed) before the date: the timer is cancelled in the
-    # task that moved it on, and never wakes the workflow for nothing (issue 20).
+    # Past the steps due then before the date: the timer is cancelled in the task that
+    # moved it on, and never wakes the workflow for nothing. Closed, it is left: the
+    # workflow's end drops it, where a cancel was one more event (issue 20).
     with contextlib.suppress(TimeoutError):
         await workflow.wait_condition(
-            lambda: app.closed or app.index > last_due,
+            lambda: app.index > last_due,
             timeout=until(due_at),
             timeout_summary=f"fixed date: {fixed.label_en} by {fixed.on}",
         )

@@ -153,9 +153,9 @@ class Trail:
 
     async def ready(self, whole: bool, closed: Callable[[], bool]) -> None:
         """Until a step may begin: the trail not failing; with ``whole``, every event
-        saved (a step that reads the saved rows must not read a stale one). Already so,
-        it returns at once: a wait would let the trail's write go before the step's entry
-        is recorded, and the two would be two writes."""
+        saved, its entry too (a step that reads the saved rows must not read a stale
+        one). Already so, it returns at once: a wait would let the trail's write go
+        before the step's entry is recorded, and the two would be two writes."""
 
         def may_begin() -> bool:
             return closed() or (not self.unsaved if whole else self.failing_since is None)
