@@ -1072,6 +1072,16 @@ async def test_search_attributes_and_current_details(
         "等待村委会张贴村级公示" in q.current_details
         and "waiting for the village committee" in q.current_details
     )
+    # The first step's deadline is set by the start, not upserted after it (issue 20).
+    events = [e async for e in case.handle.fetch_history_events()]
+    started = events[0].workflow_execution_started_event_attributes
+    assert search.NEXT_DEADLINE.name in started.search_attributes.indexed_fields
+    first_upsert = next(
+        e.upsert_workflow_search_attributes_event_attributes
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+    )
+    assert search.NEXT_DEADLINE.name not in first_upsert.search_attributes.indexed_fields
 
 
 async def audit_seqs(engine: Any, wf: str, *, at_least: int) -> list[int]:

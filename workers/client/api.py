@@ -49,7 +49,7 @@ from models.application import (
     WithdrawalRequest,
 )
 from models.authority import STATEMENT_LIFETIME
-from models.calendar import WorkingCalendar
+from models.calendar import WorkingCalendar, end_of_day
 from models.domain import Level, Role
 from models.ids import (
     application_workflow_id,
@@ -308,7 +308,7 @@ class AidflowClient:
                 id=workflow_id,
                 task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                search_attributes=_initial_attributes(inp),
+                search_attributes=_initial_attributes(inp, self.calendar),
                 start_delay=delay_until(start_at),
                 static_summary=(
                     f"{programme.name_zh} {form.season} · {form.applicant_name} "
@@ -1109,9 +1109,12 @@ class AidflowClient:
             )
 
 
-def _initial_attributes(inp: ApplicationInput) -> TypedSearchAttributes:
+def _initial_attributes(inp: ApplicationInput, calendar: WorkingCalendar) -> TypedSearchAttributes:
+    """What the application starts with, its first step's deadline too: the workflow
+    upserts only what differs from these (issue 20: its first upsert was the deadline)."""
     first = inp.programme.steps[0]
     role = first.actor_role or Role.SYSTEM
+    due = end_of_day(calendar, inp.programme.fixed_date(first.due).on.in_year(inp.season))
     pairs: list[SearchAttributePair[Any]] = [
         SearchAttributePair(search.PROGRAMME, inp.programme.code),
         SearchAttributePair(search.SEASON, inp.season),
@@ -1123,6 +1126,7 @@ def _initial_attributes(inp: ApplicationInput) -> TypedSearchAttributes:
         SearchAttributePair(search.WAITING_FOR, role.value),
         SearchAttributePair(search.OVERDUE, False),
         SearchAttributePair(search.AT_RISK, False),
+        SearchAttributePair(search.NEXT_DEADLINE, due),
     ]
     return TypedSearchAttributes(pairs)
 
