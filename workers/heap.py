@@ -14,6 +14,9 @@ tail, the simulator's pauses: issue 20). Two standard settings:
   allocates thousands of short-lived objects (payloads, pydantic models, trail events)
   that reference counting frees; collected every 700, the ones still alive mid-task
   were promoted and walked again in the older generations.
+
+The commands call it (``aidflow worker``, ``up``, ``simulate``), not the functions they
+run: a process that builds workers for other ends (the test suite) keeps its collector.
 """
 
 from __future__ import annotations

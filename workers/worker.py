@@ -38,7 +38,6 @@ from models.authority import STATEMENT_LIFETIME
 from models.calendar import WorkingCalendar
 from store.db import make_engine
 from store.sealing import Keys
-from workers import heap
 from workers.deployment import check_database
 from workers.revocations import Revocations
 from workers.sandbox import SandboxMode, workflow_runner
@@ -261,7 +260,6 @@ async def running_worker(
         sandbox=settings.workflow_sandbox,
         max_cached_workflows=settings.workflow_cache,
     )
-    heap.settle()  # built: what is alive now lives as long as the process (heap.py)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -41,10 +41,12 @@ def up() -> None:
 
 
 async def _up(s: Settings) -> None:
+    from workers import heap
     from workers.embedded import embedded_stack
     from workers.settings import mask_url
 
     async with embedded_stack(s) as stack:
+        heap.settle()  # the worker built: this process's collector set once (heap.py)
         gateway = None
         if s.api_port:
             from workers.gateway.serving import serve_gateway
@@ -209,6 +211,7 @@ def simulate(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from models.programmes import CASE_REGISTRY
+    from workers import heap
     from workers.client import Refused
     from workers.embedded import StackError
     from workers.simulate import (
@@ -302,6 +305,7 @@ def simulate(
                 )
 
             data_dir = s.data_dir / "simulate" / (scenario.round or "season")
+            heap.settle()  # all imported: this process's collector set once (heap.py)
             try:
                 results.append(
                     run(run_simulation(scenario, s, data_dir=data_dir, progress=progress))
@@ -390,6 +394,7 @@ def _simulate_pairing(
 def worker() -> None:
     """Run a worker against the configured Temporal cluster and database (production)."""
     from store.db import schema_problem
+    from workers import heap
     from workers.deployment import WrongDatabase
     from workers.logs import get_logger
     from workers.settings import mask_url
@@ -412,6 +417,7 @@ def worker() -> None:
         except Exception as e:
             raise fail(f"cannot connect to Temporal at {s.temporal_address}: {e}") from None
         async with running_worker(client, s) as (_, stop):
+            heap.settle()  # built and running: this process's collector set once (heap.py)
             get_logger().info(
                 "worker started",
                 address=s.temporal_address,

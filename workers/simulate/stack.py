@@ -27,7 +27,6 @@ from store.db import make_engine, upgrade
 from store.loans import Loans
 from store.registry import RegistryReader
 from store.sealing import Keys
-from workers import heap
 from workers.client import AidflowClient
 from workers.officials import SimulationStalled
 from workers.settings import Settings
@@ -166,7 +165,6 @@ async def simulation_stack(
             max_concurrent_local_activities=8,
         )
         tolerate_pauses(worker)
-        heap.settle()
         try:
             async with worker:
                 bank_task = asyncio.create_task(bank.run_forever(stop, interval=0.05))
