@@ -23,7 +23,7 @@ from models.calendar import (
     tabulate,
 )
 from models.cases import CaseClock
-from models.planner import project_steps, window
+from models.planner import due_at, project_steps, window
 from models.records import (
     COVERAGE_REMINDER,
     DatedKey,
@@ -77,7 +77,7 @@ class CalendarActivities:
             DatedKey(
                 key=d.key,
                 day=d.on.in_year(req.season),
-                due_at=end_of_day(cal, d.on.in_year(req.season)),
+                due_at=due_at(d, req.season, cal),
             )
             for d in req.programme.fixed_dates
         ]

@@ -14,7 +14,7 @@ from datetime import date, datetime, time, timedelta
 from pydantic import BaseModel, ConfigDict
 
 from models.calendar import WorkingCalendar, end_of_day, next_working_day_at
-from models.programme import Programme
+from models.programme import FixedDate, Programme
 
 
 class PlannedStep(BaseModel):
@@ -82,6 +82,13 @@ def window(
     return opens, closes
 
 
+def due_at(fixed: FixedDate, season: int, calendar: WorkingCalendar) -> datetime:
+    """A fixed date as an instant: 24:00 of its day in the season's year (R6). The
+    workflow's schedule and the client's first search attributes both take it from here,
+    so that the workflow need not upsert the deadline it was started with."""
+    return end_of_day(calendar, fixed.on.in_year(season))
+
+
 def project_steps(
     programme: Programme,
     season: int,
@@ -97,7 +104,7 @@ def project_steps(
     for step in programme.steps[from_index:]:
         due = programme.fixed_date(step.due)
         due_day = due.on.in_year(season)
-        due_at = end_of_day(calendar, due_day)
+        step_due_at = due_at(due, season, calendar)
         span = step.project(calendar, t, window_closes)
         provisional = calendar.is_provisional(calendar.day_of(t)) or span.provisional
         start, end, counted = span.start, span.end, span.counted_days
@@ -112,8 +119,8 @@ def project_steps(
                 due_key=due.key,
                 due_label_en=due.label_en,
                 due_date=due_day,
-                due_at=due_at,
-                meets_due=end <= due_at,
+                due_at=step_due_at,
+                meets_due=end <= step_due_at,
                 counted_days=counted,
                 provisional=provisional,
             )
@@ -139,7 +146,7 @@ def plan_season(programme: Programme, season: int, calendar: WorkingCalendar) ->
                 label_zh=fixed.label_zh,
                 label_en=fixed.label_en,
                 date=day,
-                due_at=end_of_day(calendar, day),
+                due_at=due_at(fixed, season, calendar),
                 met=all(s.meets_due for s in due_steps) if due_steps else None,
             )
         )

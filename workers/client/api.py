@@ -49,7 +49,7 @@ from models.application import (
     WithdrawalRequest,
 )
 from models.authority import STATEMENT_LIFETIME
-from models.calendar import WorkingCalendar, end_of_day
+from models.calendar import WorkingCalendar
 from models.domain import Level, Role
 from models.ids import (
     application_workflow_id,
@@ -82,7 +82,7 @@ from models.payout import (
     RoundOpening,
     SeasonInput,
 )
-from models.planner import window
+from models.planner import due_at, window
 from models.privacy import mask_account, mask_national_id
 from models.programme import Programme
 from models.programmes import CASE_REGISTRY
@@ -1114,7 +1114,7 @@ def _initial_attributes(inp: ApplicationInput, calendar: WorkingCalendar) -> Typ
     upserts only what differs from these (issue 20: its first upsert was the deadline)."""
     first = inp.programme.steps[0]
     role = first.actor_role or Role.SYSTEM
-    due = end_of_day(calendar, inp.programme.fixed_date(first.due).on.in_year(inp.season))
+    due = due_at(inp.programme.fixed_date(first.due), inp.season, calendar)
     pairs: list[SearchAttributePair[Any]] = [
         SearchAttributePair(search.PROGRAMME, inp.programme.code),
         SearchAttributePair(search.SEASON, inp.season),

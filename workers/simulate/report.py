@@ -17,7 +17,8 @@ from sqlmodel import Session, col, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from models.calendar import WorkingCalendar, end_of_day
+from models.calendar import WorkingCalendar
+from models.planner import due_at as fixed_due_at
 from models.programme import Programme
 from models.programmes import BUILTIN_PROGRAMMES
 from models.season import season_label
@@ -113,7 +114,7 @@ def deadline_misses(
         if not due_steps:
             continue
         last_due = max(due_steps)
-        due_at = end_of_day(cal, fixed.on.in_year(season))
+        due_at = fixed_due_at(fixed, season, cal)
         by_stage: Counter[str] = Counter()
         late: list[float] = []
         never = 0
