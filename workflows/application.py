@@ -124,7 +124,7 @@ class ApplicationWorkflow:
                 break
             if index > 0:
                 # No step begins while the trail cannot be saved (trail.py).
-                await self._trail.ready(False, lambda: self.closed)
+                await self._trail.ready(whole=False, closed=lambda: self.closed)
                 if self.closed:
                     break
                 self.index, self.runner = index, runner_for(self, step)
@@ -133,7 +133,7 @@ class ApplicationWorkflow:
             self.publish()
             if step.reads_saved_rows:
                 # Funds, payout: once all is saved, the entry in one write with the decision.
-                await self._trail.ready(True, lambda: self.closed)
+                await self._trail.ready(whole=True, closed=lambda: self.closed)
             if not self.closed:
                 await self.runner.run()
 

@@ -11,9 +11,10 @@ from temporalio.service import RPCStatusCode
 from models.intake import FieldProblem
 
 # RPC failures of a server under load or restarting: the question or request is asked
-# again, not taken as an answer (the gateway's 503 for a request, R4 makes it safe). A call that outlives its timeout comes back CANCELLED, "Timeout expired" (the
-# SDK's gRPC layer): one ended a 10,000-application simulation while 67 village notices
-# posted at once (most likely a query of a notice's status, asked without a retry).
+# again, not taken as an answer (the gateway's 503 for a request, R4 makes it safe). A
+# call that outlives its timeout comes back CANCELLED, "Timeout expired" (the SDK's gRPC
+# layer): one ended a 10,000-application simulation while 67 village notices posted at
+# once (most likely a query of a notice's status, asked without a retry).
 BUSY = frozenset(
     {
         RPCStatusCode.CANCELLED,
