@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -177,24 +175,6 @@ async def _burst(
     return stats, refused, accepted
 
 
-def _profile(worker: Procs, phase: str, seconds: float) -> subprocess.Popen[bytes] | None:
-    """With ``BENCH_PROFILE=<dir>`` (and py-spy installed), sample the first worker's
-    stacks through ``phase``: ``<dir>/burst-<phase>.txt``, collapsed stacks."""
-    spy = shutil.which("py-spy")
-    into = os.environ.get("BENCH_PROFILE")
-    if not into or spy is None:
-        return None
-    Path(into).mkdir(parents=True, exist_ok=True)
-    out = Path(into) / f"burst-{phase}.txt"
-    pid = str(worker.procs[0].popen.pid)
-    args = [spy, "record", "-p", pid, "-r", "100", "-d", str(int(seconds) + 10)]
-    return subprocess.Popen(
-        [*args, "--format", "raw", "--nonblocking", "-o", str(out)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 async def _outbox_drained(engine: Any, limit: float = 300.0) -> float:
     """Seconds until no notification is due to be sent (at most ``limit``), then 3 more."""
     from sqlalchemy import func, select
@@ -291,10 +271,7 @@ async def run_aidflow(
         out: dict[str, Any] = {"setup_s": round(setup_s, 1), "outbox_drain_s": drain_s}
         accepted_all: list[str] = []
         for name, groups in (("single", single), ("batches", batches)):
-            spy = _profile(worker, name, seconds)
             stats, refused, accepted = await _burst(groups, seconds, decide, worker)
-            if spy is not None:
-                spy.wait()
             stats["refused"] = len(refused)
             out[name] = stats
             accepted_all += accepted

@@ -28,6 +28,8 @@ import contextlib
 import json
 import os
 import platform
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -69,10 +71,25 @@ class Proc:
 
     popen: subprocess.Popen[bytes]
     log: Path
+    profiled: bool = False  # ``popen`` is py-spy, the process its child (BENCH_PROFILE)
+
+    _child: int | None = None
+
+    @property
+    def pid(self) -> int:
+        """The process measured: py-spy's child when profiled."""
+        if not self.profiled:
+            return self.popen.pid
+        while self._child is None and self.popen.poll() is None:
+            children = Path(f"/proc/{self.popen.pid}/task/{self.popen.pid}/children")
+            with contextlib.suppress(OSError, IndexError):
+                self._child = int(children.read_text().split()[0])
+            time.sleep(0.02)
+        return self._child or self.popen.pid
 
     def _status(self, key: str) -> float:
         try:
-            text = Path(f"/proc/{self.popen.pid}/status").read_text()
+            text = Path(f"/proc/{self.pid}/status").read_text()
         except OSError:
             return float("nan")
         for line in text.splitlines():
@@ -82,7 +99,7 @@ class Proc:
 
     def cpu_seconds(self) -> float:
         """User and system CPU the process has used so far (NaN once it is gone)."""
-        return process_cpu_seconds(self.popen.pid, unknown=float("nan"))
+        return process_cpu_seconds(self.pid, unknown=float("nan"))
 
     def rss_mib(self) -> float:
         return self._status("VmRSS")
@@ -92,7 +109,12 @@ class Proc:
 
     def stop(self) -> None:
         if self.popen.poll() is None:
-            self.popen.terminate()
+            if self.profiled:
+                # py-spy writes its samples once the process it runs has exited.
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGTERM)
+            else:
+                self.popen.terminate()
             try:
                 self.popen.wait(20)
             except subprocess.TimeoutExpired:
@@ -124,7 +146,7 @@ class Procs:
 def spawn_workers(
     n: int, args: list[str], work: Path, name: str, env: dict[str, str] | None = None
 ) -> Procs:
-    return Procs([spawn(args, work / f"{name}-{i}.log", env) for i in range(n)])
+    return Procs([spawn(args, work / f"{name}-{i}.log", env, profile=True) for i in range(n)])
 
 
 def spawn_bare_workers(n: int, address: str, work: Path, name: str) -> Procs:
@@ -159,8 +181,23 @@ def records_client(
     )
 
 
-def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> Proc:
+def spawn(
+    args: list[str], log: Path, env: dict[str, str] | None = None, *, profile: bool = False
+) -> Proc:
+    """``profile``, with ``BENCH_PROFILE=<dir>`` and py-spy at hand: the process runs under
+    ``py-spy record`` for its whole life, its samples in ``<dir>/<log's name>.txt``
+    (collapsed stacks). py-spy starts it rather than attaching to it: some sandboxes,
+    this one among them, refuse to let one process read another's memory."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    into, spy = os.environ.get("BENCH_PROFILE"), shutil.which("py-spy", path=str(BIN))
+    profiled = bool(profile and into and spy)
+    if profiled:
+        assert into is not None and spy is not None
+        Path(into).mkdir(parents=True, exist_ok=True)
+        out_file = str(Path(into) / f"{log.stem}.txt")
+        # Sampled without pausing it (a paused worker answered queries too late).
+        spy_args = [spy, "record", "-r", "100", "--nonblocking", "--format", "raw"]
+        args = [*spy_args, "-o", out_file, "--", *args]
     out = open(log, "ab")  # noqa: SIM115 - handed to the child
     p = subprocess.Popen(
         args,
@@ -171,7 +208,7 @@ def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> Proc
         cwd=ROOT,
     )
     out.close()
-    return Proc(p, log)
+    return Proc(p, log, profiled)
 
 
 def machine_busy_seconds() -> float:
