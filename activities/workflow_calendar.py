@@ -1,11 +1,11 @@
 """Calendar computations for workflows, run as local activities.
 
 Why activities: the calendar depends on data files an operator may change (next
-year's schedule, a correction). As activity results the instants, and the table of
-working days the application workflow computes from, are written into the workflow
-history, so a replay sees exactly what the original run saw. The other activities
-here answer what the table cannot (a day outside it, or provisional in it) and
-workflows recorded before the table existed.
+year's schedule, a correction). As activity results the instants are written into the
+workflow history, so a replay sees exactly what the original run saw. An application's
+schedule, with the table of working days it computes from, comes in its input instead
+(models/schedule.py); the activities here answer what the table cannot (a day outside
+it, or provisional in it), and the season's and the roster's schedules.
 """
 
 from __future__ import annotations
@@ -15,18 +15,15 @@ from datetime import date, time, timedelta
 from temporalio import activity
 
 from models.calendar import (
-    DayTable,
     WorkingCalendar,
     end_of_day,
     next_working_day_at,
     notice_period,
-    tabulate,
 )
 from models.cases import CaseClock
-from models.planner import due_at, project_steps, window
+from models.planner import project_steps
 from models.records import (
     COVERAGE_REMINDER,
-    DatedKey,
     NoticeRequest,
     NoticeResult,
     PostingTime,
@@ -35,8 +32,8 @@ from models.records import (
     ProjectionRequest,
     ReminderTimesRequest,
     ScheduleRequest,
-    SeasonSchedule,
 )
+from models.schedule import DatedKey, SeasonSchedule, SeasonSchedules
 from models.tasks import TaskTime, TaskTimesRequest
 
 
@@ -45,52 +42,12 @@ class CalendarActivities:
         """``calendar_is_fixed``: the workflows cannot outlive this calendar's data, so
         provisional days are final for them (see :class:`models.calendar.DayTable`)."""
         self._calendar = calendar
-        self._calendar_is_fixed = calendar_is_fixed
-        # Every application of a season asks for the same table; the calendar is fixed
-        # for the life of the worker, so it is computed once per season.
-        self._tables: dict[int, DayTable | None] = {}
-
-    def _table(self, season: int) -> DayTable | None:
-        # From the year before the season (an application may be started before its
-        # season's year, as the tests do) to the end of the next (late payments), as far
-        # as there is data.
-        if season not in self._tables:
-            final = self._calendar_is_fixed
-            self._tables[season] = tabulate(
-                self._calendar,
-                date(season - 1, 1, 1),
-                date(season + 1, 12, 31),
-                provisional_is_final=final,
-            ) or tabulate(
-                self._calendar,
-                date(season, 1, 1),
-                date(season + 1, 12, 31),
-                provisional_is_final=final,
-            )
-        return self._tables[season]
+        self._schedules = SeasonSchedules(calendar, calendar_is_fixed=calendar_is_fixed)
 
     @activity.defn(name="compute_season_schedule")
     def compute_season_schedule(self, req: ScheduleRequest) -> SeasonSchedule:
-        cal = self._calendar
-        opens, closes = window(req.programme, req.season, cal)
-        dates = [
-            DatedKey(
-                key=d.key,
-                day=d.on.in_year(req.season),
-                due_at=due_at(d, req.season, cal),
-            )
-            for d in req.programme.fixed_dates
-        ]
-        days = [req.programme.window_opens.in_year(req.season), *(d.day for d in dates)]
-        provisional = sorted({d.year for d in days if cal.is_provisional(d)})
-        return SeasonSchedule(
-            calendar=cal.name,
-            window_opens_at=opens,
-            window_closes_at=closes,
-            fixed_dates=dates,
-            provisional_years=provisional,
-            working_days=self._table(req.season),
-        )
+        """The season and roster workflows' schedule (an application's is in its input)."""
+        return self._schedules.of(req.programme, req.season)
 
     @activity.defn(name="case_clock")
     def case_clock(self, year: int) -> CaseClock:

@@ -30,6 +30,7 @@ from models.domain import (
 from models.loan import LoanRecord, LoanRequest
 from models.privacy import MaskedAccount, short_digest
 from models.programme import Programme
+from models.schedule import SeasonSchedule
 from models.text import ActorId, Line, LongText, Name, PlaceCode, RequestId, StageName
 
 _PLACE_CODE = re.compile(r"^\d{12}$")
@@ -201,6 +202,9 @@ class ApplicationInput(_Model):
     # A loan's request, its co-borrower sealed.
     loan: LoanRecord | None = None
     calendar: str = "state-council"
+    # The season's window, fixed dates and working days, computed by the gateway that
+    # starts it (models/schedule.py): the first workflow task asks the calendar nothing.
+    schedule: SeasonSchedule
 
 
 # ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.application import Places, TrailEvent
-from models.calendar import DayTable, NoticeCounting
+from models.calendar import NoticeCounting
 from models.domain import Role
 from models.notice import JoinRequest, MemberMessage
 from models.planner import PlannedStep
@@ -24,32 +24,6 @@ class _Model(BaseModel):
 class ScheduleRequest(_Model):
     programme: Programme
     season: int
-
-
-class DatedKey(_Model):
-    key: str
-    day: date
-    due_at: datetime  # 24:00 of ``day``
-
-
-class SeasonSchedule(_Model):
-    """The season's instants, computed once per application and kept in its history."""
-
-    calendar: str
-    window_opens_at: datetime
-    window_closes_at: datetime
-    fixed_dates: list[DatedKey]
-    provisional_years: list[int]
-    # The calendar's days from 1 January of the year before the season to the end of the
-    # year after it (as far as there is data): the application workflow computes its notices and
-    # projections from it. None in histories recorded before it existed.
-    working_days: DayTable | None = None
-
-    def due_at(self, key: str) -> datetime:
-        for d in self.fixed_dates:
-            if d.key == key:
-                return d.due_at
-        raise KeyError(key)
 
 
 class ReminderTimesRequest(_Model):

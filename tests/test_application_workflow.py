@@ -47,6 +47,7 @@ from models.calendar import SHANGHAI, StateCouncilCalendar, WorkingCalendar, Yea
 from models.domain import DecisionKind, DocumentKind, Level, ObjectionOutcome, Role
 from models.notice import NoticePostRequest, NoticeStatus, notice_workflow_id
 from models.records import ChainHead, EventBatch
+from models.schedule import SeasonSchedules
 from models.season import SeasonKey
 from models.steps import NoticeStep
 from store.sealing import Keys
@@ -320,14 +321,14 @@ async def test_happy_path_to_county_approval(
             ).scalars()
         ]
     assert any("公示至" in b for b in bodies)
-    # The calendar came once, as the season's schedule with its table of working days;
-    # the projections were computed from it. Each notice's period the application works
-    # out at its automatic posting time, as its notice does: from the table where its
-    # days are final, else by asking the calendar (2027's days are provisional in the
-    # shipped data, and a period binds the public): once a notice. So is the township
-    # notice's automatic time (the next working day's morning).
+    # The calendar came in the input, as the season's schedule with its table of working
+    # days; the projections were computed from it. Each notice's period the application
+    # works out at its automatic posting time, as its notice does: from the table where
+    # its days are final, else by asking the calendar (2027's days are provisional in
+    # the shipped data, and a period binds the public): once a notice. So is the
+    # township notice's automatic time (the next working day's morning).
     calendar_questions = await case.local_activity_types()
-    assert calendar_questions["compute_season_schedule"] == 1
+    assert "compute_season_schedule" not in calendar_questions
     assert calendar_questions["compute_notice_period"] == 2
     assert calendar_questions["next_posting_time"] == 1
     # Its joins of its two notices, and its calls of their postings at its time: each
@@ -347,7 +348,8 @@ async def test_where_the_calendar_cannot_change_the_table_answers_everything(
     tmp_path: Path,
 ) -> None:
     """With provisional days final (``aidflow simulate``), the application asks the
-    calendar once and computes the rest from the table: the same instants as above."""
+    calendar nothing: it computes everything from the table in its input, the same
+    instants as above."""
     fixed = CalendarActivities(calendar, calendar_is_fixed=True)
     async with make_stack(
         ts_env,
@@ -357,6 +359,7 @@ async def test_where_the_calendar_cannot_change_the_table_answers_everything(
         tmp_path,
         replace=lambda _: [fixed.compute_season_schedule],
     ) as stack:
+        stack.api.schedules = SeasonSchedules(calendar, calendar_is_fixed=True)
         case = await submitted_case(stack.api, ts_env)
         await through_village_notice(case)
         st = await township_notice_posted(case)
@@ -372,7 +375,7 @@ async def test_where_the_calendar_cannot_change_the_table_answers_everything(
         # Its joins of its two notices, and its word to each that its posting time has
         # come, each with the trail's write that records it: not the calendar.
         assert calendar_questions.pop("record_events_and_tell") == 4
-        assert calendar_questions == {"compute_season_schedule": 1}
+        assert calendar_questions == {}
         await case.save_history("awaiting_funds_from_the_calendar_table")
 
 

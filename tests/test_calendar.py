@@ -28,7 +28,7 @@ from models.calendar import (
 )
 from models.planner import plan_season, project_steps
 from models.programmes import COUNTY_SUBSIDY
-from models.records import SeasonSchedule
+from models.schedule import SeasonSchedule, compact_days, expand_days
 from store.calendars import build_calendar, load_schedules
 
 
@@ -358,6 +358,36 @@ def _table_through_history(cal: WorkingCalendar, season: int) -> TabulatedCalend
     schedule = SeasonSchedule.model_validate_json(wire)
     assert schedule.working_days is not None
     return TabulatedCalendar(schedule.working_days)
+
+
+def test_a_table_travels_as_its_exceptions_and_reads_back_exactly() -> None:
+    # Three years of letters as their exceptions to Monday-Friday: about a sixth of the
+    # bytes in an application's start (issue 20), and the same letters read back.
+    table = tabulate(_CAL, date(2025, 1, 1), date(2027, 12, 31))
+    assert table is not None and len(table.days) == 1095
+    travelled = compact_days(table.days, table.first_day)
+    assert travelled.startswith("~1095;730;") and len(travelled) < len(table.days) / 5
+    assert expand_days(travelled, table.first_day) == table.days
+    # From a Sunday, and a span with no exception at all.
+    sunday = tabulate(_CAL, date(2026, 3, 1), date(2026, 3, 31))
+    assert sunday is not None
+    assert expand_days(compact_days(sunday.days, sunday.first_day), sunday.first_day) == sunday.days
+    assert compact_days("WWWWWRRW", date(2026, 3, 2)) == "~8;;"
+    # Provisional days that are not all at the end travel letter by letter.
+    assert compact_days("WwWWWRR", date(2026, 3, 2)) == "WwWWWRR"
+    assert expand_days("WwWWWRR", date(2026, 3, 2)) == "WwWWWRR"
+    # In the schedule, through JSON: the compact form on the wire, the letters in memory.
+    schedule = SeasonSchedule(
+        calendar=_CAL.name,
+        window_opens_at=_CAL.day_start(date(2026, 8, 1)),
+        window_closes_at=_CAL.day_start(date(2026, 8, 31)),
+        fixed_dates=[],
+        provisional_years=[2027],
+        working_days=table,
+    )
+    wire = schedule.model_dump_json()
+    assert travelled in wire and table.days not in wire
+    assert SeasonSchedule.model_validate_json(wire) == schedule
 
 
 _TABLES = {

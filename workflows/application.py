@@ -7,9 +7,9 @@ over the steps, the fixed dates and projections (R6), the trail (R8) and the
 message handlers (their plumbing is in ``workflows/requests.py``).
 
 Deterministic by construction: time comes from ``workflow.now()``; the calendar
-(window, fixed dates, and a table of the working days) comes from a local activity,
-so it is in the history and a later change of a holiday file never changes what a
-replay sees. Requests arrive as updates with validators (refused at once, nothing
+(window, fixed dates, and a table of the working days) comes in the input, computed by
+the gateway that starts it (models/schedule.py), so it is in the history and a later
+change of a holiday file never changes what a replay sees. Requests arrive as updates with validators (refused at once, nothing
 written to history) or as signals for services that cannot wait (a refused signal is
 recorded in the trail as refused). Every request carries a request id: a repeat
 returns the first answer and changes nothing.
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -32,7 +32,6 @@ from workflows.trail import Trail
 from workflows.visibility import published_at_start
 
 with workflow.unsafe.imports_passed_through():
-    from activities.workflow_calendar import CalendarActivities
     from models.application import (
         SYSTEM,
         Actor,
@@ -55,11 +54,10 @@ with workflow.unsafe.imports_passed_through():
     from models.ids import season_workflow_id
     from models.notice import JoinRequest, MemberMessage
     from models.payout import AccountCorrection
-    from models.records import NotificationIntent, ScheduleRequest, SeasonSchedule
+    from models.records import NotificationIntent
+    from models.schedule import SeasonSchedule
 
 __all__ = ["ApplicationWorkflow", "Refused"]
-
-_LOCAL = timedelta(seconds=10)
 
 
 # An input that does not validate (a start by hand with '{}', say) fails the workflow at
@@ -83,7 +81,10 @@ class ApplicationWorkflow:
         self.overdue: list[str] = []
         self.at_risk: list[str] = []
         self.payment = PaymentState(self)
-        self.schedule_or_none: SeasonSchedule | None = None
+        self.schedule: SeasonSchedule = inp.schedule
+        if self.schedule.working_days is not None:
+            # Read only by the projections (deadlines.py): a forecast.
+            self.calendar = TabulatedCalendar(self.schedule.working_days, forecast=True)
         self._trail = Trail()
         self.published: dict[str, Any] = published_at_start()
         self.publishing = False  # what operators see is due once this step is done
@@ -103,19 +104,10 @@ class ApplicationWorkflow:
     @workflow.run
     async def run(self, inp: ApplicationInput) -> ApplicationStatus:
         requests.check_amount(inp)
-        self.schedule_or_none = await workflow.execute_local_activity_method(
-            CalendarActivities.compute_season_schedule,
-            ScheduleRequest(programme=self.programme, season=inp.season),
-            start_to_close_timeout=_LOCAL,
-            summary="season schedule from the working-day calendar",
-        )
-        if self.schedule_or_none.working_days is not None:
-            # Read only by the projections (deadlines.py): a forecast.
-            self.calendar = TabulatedCalendar(self.schedule_or_none.working_days, forecast=True)
         snapshot, held = (lambda: operators.snapshot(self)), (lambda: self.holding_trail > 0)
         persister = asyncio.create_task(self._trail.persist_forever(snapshot, self.publish, held))
         steps = self.programme.steps
-        for fixed in self.schedule_or_none.fixed_dates:
+        for fixed in self.schedule.fixed_dates:
             if any(s.due == fixed.key for s in steps):
                 self.watch(deadlines.watch_fixed_date(self, fixed.key, fixed.due_at))
 
@@ -154,11 +146,6 @@ class ApplicationWorkflow:
         return self.status()
 
     # ------------------------------------------------------ what runners use
-
-    @property
-    def schedule(self) -> SeasonSchedule:
-        assert self.schedule_or_none is not None, "the schedule is read at the start of run()"
-        return self.schedule_or_none
 
     @property
     def closed(self) -> bool:
@@ -391,7 +378,7 @@ class ApplicationWorkflow:
         tell: JoinRequest | MemberMessage | None = None,
     ) -> None:
         """``tell``: a word to the notice that the event brings, said by its write."""
-        if notify and self.schedule_or_none is not None and self.schedule_or_none.provisional_years:
+        if notify and self.schedule.provisional_years:
             # Dates computed from a provisional holiday schedule say so.
             notify = [
                 n.model_copy(update={"params": {**n.params, "provisional": True}}) for n in notify

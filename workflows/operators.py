@@ -37,9 +37,9 @@ def waiting_until(app: ApplicationWorkflow) -> datetime | None:
 
 
 def due_at(app: ApplicationWorkflow) -> datetime | None:
-    if app.schedule_or_none is None or app.closed:
+    if app.closed:
         return None
-    return app.schedule_or_none.due_at(app.programme.steps[app.index].due)
+    return app.schedule.due_at(app.programme.steps[app.index].due)
 
 
 def date_label(app: ApplicationWorkflow, key: str) -> tuple[str, str]:
@@ -75,7 +75,7 @@ def _details(app: ApplicationWorkflow) -> tuple[str, str]:
     if app.at_risk:
         zh += "；有风险：" + "、".join(date_label(app, k)[0] for k in app.at_risk)
         en += "; AT RISK: " + ", ".join(date_label(app, k)[1] for k in app.at_risk)
-    if app.schedule_or_none and app.schedule_or_none.provisional_years:
+    if app.schedule.provisional_years:
         zh += "（日历为暂定数据）"
         en += " (provisional calendar)"
     return zh, en
@@ -131,7 +131,7 @@ def status(app: ApplicationWorkflow) -> ApplicationStatus:
         amount_cny=app.inp.amount_cny,
         applicant_masked=f"{app.inp.applicant.name} {app.inp.applicant.national_id_masked}",
         places=app.inp.places,
-        provisional=bool(app.schedule_or_none and app.schedule_or_none.provisional_years),
+        provisional=bool(app.schedule.provisional_years),
         details_zh=zh,
         details_en=en,
     )

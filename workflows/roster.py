@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from models import search
     from models.application import province_code, request_key
     from models.domain import RELIEF_CATEGORY_ZH, ROLE_NAME_ZH, Level, Role
-    from models.records import ScheduleRequest, SeasonSchedule
+    from models.records import ScheduleRequest
     from models.roster import (
         EntryVerdict,
         RollsCheck,
@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         RosterStatus,
         RosterVerdict,
     )
+    from models.schedule import SeasonSchedule
     from models.steps import RosterStep
 
 _CST = timezone(timedelta(hours=8), "CST")

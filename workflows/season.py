@@ -65,8 +65,8 @@ with workflow.unsafe.imports_passed_through():
         COVERAGE_REMINDER,
         ReminderTimesRequest,
         ScheduleRequest,
-        SeasonSchedule,
     )
+    from models.schedule import SeasonSchedule
     from models.season import season_label
     from workflows.payout import PayoutBatchWorkflow
 

@@ -82,12 +82,13 @@ from models.payout import (
     RoundOpening,
     SeasonInput,
 )
-from models.planner import due_at, window
+from models.planner import window
 from models.privacy import mask_account, mask_national_id
 from models.programme import Programme
 from models.programmes import CASE_REGISTRY
 from models.recovery import RecoveredRequest, RecoveryInput, RecoveryStatus
 from models.roster import RosterDecided, RosterDecision, RosterInput
+from models.schedule import SeasonSchedules
 from models.season import season_label
 from models.steps import RosterStep
 from models.tasks import DatedTasksInput, TaskDone, TaskState, task_plan
@@ -141,7 +142,10 @@ class AidflowClient:
         bank: str = "simulated",
         statement_lifetime: timedelta = STATEMENT_LIFETIME,
         loans: Loans | None = None,
+        calendar_is_fixed: bool = False,
     ) -> None:
+        """``calendar_is_fixed``: the workflows started here cannot outlive this
+        calendar's data (the simulator), so provisional days are final in their tables."""
         self.bank = bank
         # Corrected returns collected this long go out in one re-payment batch.
         self.repayment_batch_delay = timedelta(hours=1)
@@ -168,6 +172,8 @@ class AidflowClient:
         self.task_queue = task_queue
         self.keys = keys
         self.calendar = calendar
+        # Each application's schedule goes in its input (models/schedule.py).
+        self.schedules = SeasonSchedules(calendar, calendar_is_fixed=calendar_is_fixed)
         self.programmes = programmes
         self._lookup_member = lookup_member
         self._lookup_applications = lookup_applications
@@ -300,6 +306,7 @@ class AidflowClient:
             consent=form.consent,
             loan=loan,
             calendar=self.calendar.name,
+            schedule=self.schedules.of(programme, form.season),
         )
         try:
             await self.client.start_workflow(
@@ -308,7 +315,7 @@ class AidflowClient:
                 id=workflow_id,
                 task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                search_attributes=_initial_attributes(inp, self.calendar),
+                search_attributes=_initial_attributes(inp),
                 start_delay=delay_until(start_at),
                 static_summary=(
                     f"{programme.name_zh} {form.season} · {form.applicant_name} "
@@ -1109,12 +1116,13 @@ class AidflowClient:
             )
 
 
-def _initial_attributes(inp: ApplicationInput, calendar: WorkingCalendar) -> TypedSearchAttributes:
-    """What the application starts with, its first step's deadline too: the workflow
-    upserts only what differs from these (issue 20: its first upsert was the deadline)."""
+def _initial_attributes(inp: ApplicationInput) -> TypedSearchAttributes:
+    """What the application starts with, its first step's deadline too (from the schedule
+    it carries): the workflow upserts only what differs from these (issue 20: its first
+    upsert was the deadline)."""
     first = inp.programme.steps[0]
     role = first.actor_role or Role.SYSTEM
-    due = due_at(inp.programme.fixed_date(first.due), inp.season, calendar)
+    due = inp.schedule.due_at(first.due)
     pairs: list[SearchAttributePair[Any]] = [
         SearchAttributePair(search.PROGRAMME, inp.programme.code),
         SearchAttributePair(search.SEASON, inp.season),

@@ -111,6 +111,7 @@ async def run_pairing_simulation(
             task_queue=settings.task_queue,
             keys=deps.keys,
             calendar=settings.build_calendar(),
+            calendar_is_fixed=deps.calendar_is_fixed,
             statement_lifetime=SKIPPED_CLOCK_LIFETIME,
             programmes={},
             lookup_member=RegistryReader(deps.engine).lookup,

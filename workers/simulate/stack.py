@@ -232,6 +232,7 @@ async def run_simulation(
                 task_queue=settings.task_queue,
                 keys=deps.keys,
                 calendar=cal,
+                calendar_is_fixed=deps.calendar_is_fixed,
                 statement_lifetime=SKIPPED_CLOCK_LIFETIME,
                 programmes={full.code: full},
                 lookup_member=RegistryReader(deps.engine).lookup,

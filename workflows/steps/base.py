@@ -41,8 +41,8 @@ if TYPE_CHECKING:
     from models.notice import NoticePosted
     from models.payout import AccountCorrection, FundsJoin, FundsRelease
     from models.programme import Programme
-    from models.records import SeasonSchedule
     from models.roster import RosterVerdict
+    from models.schedule import SeasonSchedule
     from models.steps import StepBase
     from workflows.steps.payout import PaymentState
 
