@@ -73,18 +73,19 @@ class Proc:
     log: Path
     profiled: bool = False  # ``popen`` is py-spy, the process its child (BENCH_PROFILE)
 
-    _child: int | None = None
+    _child: int | None = field(default=None, init=False, repr=False)
 
     @property
     def pid(self) -> int:
-        """The process measured: py-spy's child when profiled."""
+        """The process measured: py-spy's child when profiled (py-spy itself until the
+        child is seen, for at most 10 s)."""
         if not self.profiled:
             return self.popen.pid
-        while self._child is None and self.popen.poll() is None:
-            children = Path(f"/proc/{self.popen.pid}/task/{self.popen.pid}/children")
-            with contextlib.suppress(OSError, IndexError):
-                self._child = int(children.read_text().split()[0])
-            time.sleep(0.02)
+        deadline = time.monotonic() + 10
+        while self._child is None and self.popen.poll() is None and time.monotonic() < deadline:
+            self._child = _child_of(self.popen.pid)
+            if self._child is None:
+                time.sleep(0.02)
         return self._child or self.popen.pid
 
     def _status(self, key: str) -> float:
@@ -118,8 +119,21 @@ class Proc:
             try:
                 self.popen.wait(20)
             except subprocess.TimeoutExpired:
+                if self.profiled:  # else the worker outlives py-spy
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(self.pid, signal.SIGKILL)
                 self.popen.kill()
                 self.popen.wait(5)
+
+
+def _child_of(pid: int) -> int | None:
+    """A child of ``pid``, by the parent in each process's ``/proc/<pid>/stat``."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # After the command's ")": the state, then the parent's pid.
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                return int(stat.parent.name)
+    return None
 
 
 @dataclass
@@ -190,11 +204,15 @@ def spawn(
     this one among them, refuse to let one process read another's memory."""
     log.parent.mkdir(parents=True, exist_ok=True)
     into, spy = os.environ.get("BENCH_PROFILE"), shutil.which("py-spy", path=str(BIN))
+    if profile and into and spy is None:
+        console.print("[yellow]BENCH_PROFILE is set, but py-spy is not installed: not profiled")
     profiled = bool(profile and into and spy)
     if profiled:
         assert into is not None and spy is not None
         Path(into).mkdir(parents=True, exist_ok=True)
-        out_file = str(Path(into) / f"{log.stem}.txt")
+        # The run's directory in the name: the runs of 1, 2 and 4 workers name their
+        # workers alike.
+        out_file = str(Path(into) / f"{log.parent.name}-{log.stem}.txt")
         # Sampled without pausing it (a paused worker answered queries too late).
         spy_args = [spy, "record", "-r", "100", "--nonblocking", "--format", "raw"]
         args = [*spy_args, "-o", out_file, "--", *args]

@@ -206,6 +206,21 @@ class ApplicationInput(_Model):
     # starts it (models/schedule.py): the first workflow task asks the calendar nothing.
     schedule: SeasonSchedule
 
+    @model_validator(mode="after")
+    def _schedule_is_the_programmes(self) -> ApplicationInput:
+        """A schedule of another calendar or programme would put the deadlines elsewhere:
+        refused with the input (a workflow fails at once, never a task on every retry)."""
+        problems = []
+        if self.schedule.calendar != self.calendar:
+            problems.append(f"schedule: of calendar {self.schedule.calendar}, not {self.calendar}")
+        have = sorted(d.key for d in self.schedule.fixed_dates)
+        want = sorted(d.key for d in self.programme.fixed_dates)
+        if have != want:
+            problems.append(f"schedule: fixed dates {have}, the programme's are {want}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
 
 # ---------------------------------------------------------------------------
 # Requests (updates / signals). Every request carries a request id (R4).

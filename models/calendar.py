@@ -1,9 +1,10 @@
 """Working days (R1), notice periods (R2) and fixed-date deadlines (R6).
 
 Everything here is pure: a calendar is built from data given to it, and the
-functions only compute. A workflow never reads a schedule file: an activity gives
-it its calendar's days as a :class:`DayTable`, which lands in the workflow history,
-so a later change of a schedule file never changes what a replay sees. The
+functions only compute. A workflow never reads a schedule file: its input (an
+application's, computed by the gateway) or an activity (a season's) gives it its
+calendar's days as a :class:`DayTable`, which lands in the workflow history, so a
+later change of a schedule file never changes what a replay sees. The
 functions below then run inside the application workflow on a
 :class:`TabulatedCalendar`: they are workflow code, and a change to what they
 compute must go through ``workflow.patched`` like any other.
@@ -318,11 +319,11 @@ class DayTable:
 class TabulatedCalendar(WorkingCalendar):
     """A :class:`WorkingCalendar` answered from a :class:`DayTable`.
 
-    The application workflow gets the table once, from the activity that computes its
-    season schedule, so the table is in its history; the notice periods, postings and
-    projections are then computed here, in the workflow, instead of by a local activity
-    each (issue 7: up to twelve fewer local activities per application). A replay computes the
-    same instants from the same table. For a day outside the table, or provisional in
+    The application workflow gets the table in its input, with its season schedule
+    (models/schedule.py), so the table is in its history; the notice periods, postings
+    and projections are then computed here, in the workflow, instead of by a local
+    activity each (issue 7: up to twelve fewer local activities per application). A
+    replay computes the same instants from the same table. For a day outside the table, or provisional in
     it, it raises :class:`OutsideTable` and the workflow asks the activity, as before.
 
     ``forecast``: provisional days are answered as the table has them. For a projection

@@ -10,6 +10,7 @@ here too: the same instants whoever asks.
 from __future__ import annotations
 
 import functools
+import itertools
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -39,20 +40,25 @@ class DatedKey(_Model):
 # A table's days as they travel: their exceptions to "Monday to Friday are working days",
 # ``~<days>;<first provisional day, or nothing>;<gaps between exceptions>``. Three years'
 # letters were 1.1 KB of every application's start (issue 20); their exceptions (the
-# holidays and the adjusted working days) are about a fifth of that. A table whose
+# holidays and the adjusted working days) are about a sixth of that. A table whose
 # provisional days are not all at its end travels letter by letter.
 _COMPACT = "~"
+_LETTERS = frozenset("WRwr")
+
+
+def _working_by_rule(weekday: int, index: int) -> bool:
+    return (weekday + index) % 7 < 5
 
 
 def compact_days(days: str, first_day: date) -> str:
     provisional = next((i for i, c in enumerate(days) if c.islower()), len(days))
-    final, later = days[:provisional], days[provisional:]
-    if final != final.upper() or later != later.lower():
-        return days
+    later = days[provisional:]
+    if set(days) - _LETTERS or later != later.lower():
+        return days  # letter by letter
     gaps, last = [], -1
     weekday = first_day.weekday()
     for i, c in enumerate(days):
-        if (c in "Ww") != ((weekday + i) % 7 < 5):
+        if (c in "Ww") != _working_by_rule(weekday, i):
             gaps.append(str(i - last))
             last = i
     first_provisional = str(provisional) if provisional < len(days) else ""
@@ -62,30 +68,40 @@ def compact_days(days: str, first_day: date) -> str:
 @functools.lru_cache(maxsize=64)
 def expand_days(encoded: str, first_day: date) -> str:
     """The letters of :func:`compact_days`' ``encoded``; one string for every application
-    of a season (a cached workflow keeps it: shared, not copied)."""
+    of a season (a cached workflow keeps it: shared, not copied). A malformed one is a
+    ``ValueError`` (a start that does not validate fails at once, workflows/application.py)."""
     if not encoded.startswith(_COMPACT):
         return encoded
-    length, provisional, gaps = encoded[1:].split(";")
-    exceptions, at = set(), -1
-    for gap in filter(None, gaps.split(".")):
-        at += int(gap)
-        exceptions.add(at)
-    first = int(provisional) if provisional else int(length)
-    weekday = first_day.weekday()
+    try:
+        length_text, provisional, gap_text = encoded[1:].split(";")
+        length = int(length_text)
+        first = int(provisional) if provisional else length
+        gaps = [int(g) for g in gap_text.split(".") if g]
+    except ValueError:
+        raise ValueError(f"days {encoded[:40]!r}: not a day table's compact form") from None
+    positions = list(itertools.accumulate(gaps, initial=-1))[1:]
+    beyond = bool(positions) and positions[-1] >= length
+    if not 0 <= first <= length or any(g <= 0 for g in gaps) or beyond:
+        raise ValueError(f"days {encoded[:40]!r}: a day or a gap outside the table")
+    exceptions, weekday = set(positions), first_day.weekday()
     letters = []
-    for i in range(int(length)):
-        working = ((weekday + i) % 7 < 5) != (i in exceptions)
-        letter = "W" if working else "R"
+    for i in range(length):
+        letter = "W" if _working_by_rule(weekday, i) != (i in exceptions) else "R"
         letters.append(letter.lower() if i >= first else letter)
     return "".join(letters)
 
 
 def _table_in(value: Any) -> Any:
-    if isinstance(value, dict) and str(value.get("days", "")).startswith(_COMPACT):
-        first = value["first_day"]
-        first_day = first if isinstance(first, date) else date.fromisoformat(first)
-        return {**value, "days": expand_days(value["days"], first_day)}
-    return value
+    if not isinstance(value, dict):
+        return value
+    days, first = value.get("days"), value.get("first_day")
+    if not (isinstance(days, str) and days.startswith(_COMPACT)):
+        return value
+    try:
+        first_day = first if isinstance(first, date) else date.fromisoformat(str(first))
+    except ValueError:
+        raise ValueError(f"first_day {first!r} is not a date") from None
+    return {**value, "days": expand_days(days, first_day)}
 
 
 def _table_out(table: DayTable, handler: SerializerFunctionWrapHandler) -> Any:

@@ -323,9 +323,12 @@ async def make_stack(
     *,
     replace: Callable[[Dependencies], Sequence[Any]] | None = None,
     sandbox: SandboxMode = "strict",
+    calendar_is_fixed: bool = False,
 ) -> AsyncIterator[AppStack]:
     """A worker on its own task queue with a fresh SQLite database, a simulated bank, and
-    a client API. ``sandbox``: the tests' strict one, or production's shared one."""
+    a client API. ``sandbox``: the tests' strict one, or production's shared one;
+    ``calendar_is_fixed``: provisional days final for the worker and the client alike,
+    as ``aidflow simulate`` has them."""
     url = f"sqlite:///{tmp_path / 'app.db'}"
     upgrade(url)
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -341,6 +344,7 @@ async def make_stack(
         keys=keys,
         files_dir=tmp_path / "files",
         bank_dir=tmp_path / "bank",
+        calendar_is_fixed=calendar_is_fixed,
         statement_max_lifetime=SKIPPED_CLOCK_LIFETIME,
     )
     deps.revocations = Revocations(deps.engine)  # refreshed by the tests that revoke
@@ -361,6 +365,7 @@ async def make_stack(
         lookup_member=registry.lookup,
         statement_lifetime=SKIPPED_CLOCK_LIFETIME,
         loans=Loans(deps.engine),
+        calendar_is_fixed=calendar_is_fixed,
     )
     bank = BankSimulator(deps.bank_dir, SimulatorRules())
     stop = asyncio.Event()

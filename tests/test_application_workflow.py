@@ -33,7 +33,6 @@ from temporalio.testing import WorkflowEnvironment
 import models
 from activities.notices import NoticeActivities
 from activities.records import RecordActivities
-from activities.workflow_calendar import CalendarActivities
 from models import search
 from models.application import (
     ApplicationStatus,
@@ -47,7 +46,6 @@ from models.calendar import SHANGHAI, StateCouncilCalendar, WorkingCalendar, Yea
 from models.domain import DecisionKind, DocumentKind, Level, ObjectionOutcome, Role
 from models.notice import NoticePostRequest, NoticeStatus, notice_workflow_id
 from models.records import ChainHead, EventBatch
-from models.schedule import SeasonSchedules
 from models.season import SeasonKey
 from models.steps import NoticeStep
 from store.sealing import Keys
@@ -350,16 +348,9 @@ async def test_where_the_calendar_cannot_change_the_table_answers_everything(
     """With provisional days final (``aidflow simulate``), the application asks the
     calendar nothing: it computes everything from the table in its input, the same
     instants as above."""
-    fixed = CalendarActivities(calendar, calendar_is_fixed=True)
     async with make_stack(
-        ts_env,
-        keys,
-        calendar,
-        registry,
-        tmp_path,
-        replace=lambda _: [fixed.compute_season_schedule],
+        ts_env, keys, calendar, registry, tmp_path, calendar_is_fixed=True
     ) as stack:
-        stack.api.schedules = SeasonSchedules(calendar, calendar_is_fixed=True)
         case = await submitted_case(stack.api, ts_env)
         await through_village_notice(case)
         st = await township_notice_posted(case)

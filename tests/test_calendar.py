@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from models.calendar import (
     SHANGHAI,
@@ -388,6 +389,14 @@ def test_a_table_travels_as_its_exceptions_and_reads_back_exactly() -> None:
     wire = schedule.model_dump_json()
     assert travelled in wire and table.days not in wire
     assert SeasonSchedule.model_validate_json(wire) == schedule
+    # A malformed one is refused with the input, never read as some other table.
+    for bad in ("~5;;0", "~3;;5", "~3;4;", "~x;;", "~5;;1.-1"):
+        with pytest.raises(ValueError, match="days"):
+            expand_days(bad, date(2026, 3, 2))
+        with pytest.raises(ValidationError, match="days"):
+            SeasonSchedule.model_validate_json(wire.replace(travelled, bad))
+    with pytest.raises(ValidationError, match="first_day"):
+        SeasonSchedule.model_validate_json(wire.replace('"2025-01-01"', '"New Year"'))
 
 
 _TABLES = {

@@ -12,6 +12,7 @@ import pkgutil
 import sys
 from pathlib import Path
 
+import pytest
 from pydantic import BaseModel
 
 import models
@@ -60,3 +61,22 @@ def test_a_definition_read_back_is_one_object_for_every_input() -> None:
     (c,) = converter.from_payloads(converter.to_payloads([renamed]), [ApplicationInput])
     assert c.programme is not a.programme and c.programme.name_en == "Another"
     assert converter.to_payloads([a])[0].data == payloads[0].data
+
+
+def test_a_start_whose_schedule_is_not_its_programmes_is_refused() -> None:
+    """The schedule rides in the start (models/schedule.py): one of another calendar, or
+    without a fixed date of the programme, is refused with the input, naming both."""
+    from pydantic import ValidationError
+
+    from models.application import ApplicationInput
+
+    history = json.loads((HISTORIES / "paid@baseline.json").read_text(encoding="utf-8"))
+    start = history["events"][0]["workflowExecutionStartedEventAttributes"]
+    raw = json.loads(base64.b64decode(start["input"]["payloads"][0]["data"]))
+    ApplicationInput.model_validate(raw)  # as recorded: valid
+    raw["calendar"] = "compressed"
+    raw["schedule"]["fixed_dates"] = raw["schedule"]["fixed_dates"][1:]
+    with pytest.raises(ValidationError) as refused:
+        ApplicationInput.model_validate(raw)
+    assert "of calendar state-council, not compressed" in str(refused.value)
+    assert "the programme's are" in str(refused.value)

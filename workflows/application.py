@@ -9,10 +9,11 @@ message handlers (their plumbing is in ``workflows/requests.py``).
 Deterministic by construction: time comes from ``workflow.now()``; the calendar
 (window, fixed dates, and a table of the working days) comes in the input, computed by
 the gateway that starts it (models/schedule.py), so it is in the history and a later
-change of a holiday file never changes what a replay sees. Requests arrive as updates with validators (refused at once, nothing
-written to history) or as signals for services that cannot wait (a refused signal is
-recorded in the trail as refused). Every request carries a request id: a repeat
-returns the first answer and changes nothing.
+change of a holiday file never changes what a replay sees. Requests arrive as updates
+with validators (refused at once, nothing written to history) or as signals for
+services that cannot wait (a refused signal is recorded in the trail as refused).
+Every request carries a request id: a repeat returns the first answer and changes
+nothing.
 """
 
 from __future__ import annotations
