@@ -323,8 +323,9 @@ class TabulatedCalendar(WorkingCalendar):
     (models/schedule.py), so the table is in its history; the notice periods, postings
     and projections are then computed here, in the workflow, instead of by a local
     activity each (issue 7: up to twelve fewer local activities per application). A
-    replay computes the same instants from the same table. For a day outside the table, or provisional in
-    it, it raises :class:`OutsideTable` and the workflow asks the activity, as before.
+    replay computes the same instants from the same table. For a day outside the table,
+    or provisional in it, it raises :class:`OutsideTable` and the workflow asks the
+    activity, as before.
 
     ``forecast``: provisional days are answered as the table has them. For a projection
     (R6's "at risk", a forecast that is made again at every step), not for a period or

@@ -82,7 +82,6 @@ from models.payout import (
     RoundOpening,
     SeasonInput,
 )
-from models.planner import window
 from models.privacy import mask_account, mask_national_id
 from models.programme import Programme
 from models.programmes import CASE_REGISTRY
@@ -215,11 +214,13 @@ class AidflowClient:
             role=Role.APPLICANT,
             place_code=form.places.village_code,
         )
+        # The season's instants, once: the window checked here, and all of it in the input.
+        schedule = self.schedules.of(programme, form.season)
         problems = check_application(
             form,
             programme,
             now=now,
-            window=window(programme, form.season, self.calendar),
+            window=(schedule.window_opens_at, schedule.window_closes_at),
             lookup_member=lambda nid: self._lookup_member(self.keys.hash_id(nid)),
             submitted_by=actor,
             calendar=self.calendar,
@@ -306,7 +307,7 @@ class AidflowClient:
             consent=form.consent,
             loan=loan,
             calendar=self.calendar.name,
-            schedule=self.schedules.of(programme, form.season),
+            schedule=schedule,
         )
         try:
             await self.client.start_workflow(
