@@ -44,6 +44,9 @@ class DatedKey(_Model):
 # provisional days are not all at its end travels letter by letter.
 _COMPACT = "~"
 _LETTERS = frozenset("WRwr")
+# A season's table spans three years (season_table); a compact form naming more days is
+# refused, not expanded (a dozen characters could otherwise ask for millions of letters).
+MOST_DAYS = 4 * 366
 
 
 def _working_by_rule(weekday: int, index: int) -> bool:
@@ -81,7 +84,7 @@ def expand_days(encoded: str, first_day: date) -> str:
         raise ValueError(f"days {encoded[:40]!r}: not a day table's compact form") from None
     positions = list(itertools.accumulate(gaps, initial=-1))[1:]
     beyond = bool(positions) and positions[-1] >= length
-    if not 0 <= first <= length or any(g <= 0 for g in gaps) or beyond:
+    if not 0 <= first <= length <= MOST_DAYS or any(g <= 0 for g in gaps) or beyond:
         raise ValueError(f"days {encoded[:40]!r}: a day or a gap outside the table")
     exceptions, weekday = set(positions), first_day.weekday()
     letters = []
