@@ -89,7 +89,7 @@ INTERNAL: dict[str, frozenset[str]] = {
         }
     ),
     # Sealed by the member's local activities (activities/notices.py).
-    "NoticeWorkflow": frozenset({"join", "member_changed", "posting_due"}),
+    "NoticeWorkflow": frozenset({"join", "member_changed"}),
     "SeasonWorkflow": frozenset({"repayment_ready"}),
     "RosterWorkflow": frozenset({"member_joined", "member_left"}),
 }

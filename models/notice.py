@@ -144,15 +144,6 @@ class NoticePosted(_Model):
     list_sha256: str = ""
 
 
-class PostingDue(_Model):
-    """A member tells its notice that its automatic posting time has come, by its own
-    clock: the notice posts the members due then (its own clock never decides it, so
-    that nobody is posted early or late where clocks differ: the simulator's)."""
-
-    workflow_id: str
-    auto_post_at: datetime
-
-
 class MemberChange(_Model):
     """A member tells its notice what the operator sees: its open objections, or that it
     has left (withdrawn or rejected before the posting: it is not on the list)."""
@@ -198,11 +189,11 @@ class MemberMessage(_Model):
     task more for its acknowledgement: issue 20)."""
 
     notice_id: str
-    body: PostingDue | MemberChange
+    body: MemberChange
 
     @property
     def signal(self) -> str:
-        return "posting_due" if isinstance(self.body, PostingDue) else "member_changed"
+        return "member_changed"
 
 
 class JoinRequest(_Model):

@@ -24,6 +24,10 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "待办：{stage}",
         "{office}：{programme}申请 {app}（{name}）已进入{stage}，请及时办理。{provisional_note}",
     ),
+    "notice_scheduled": (
+        "公示安排",
+        "{name}同学：您的{programme}申请将于 {posted_at} 列入{notice}，公示至 {ends_at}{provisional_note}。",
+    ),
     "notice_posted": (
         "公示已张贴",
         "{name}同学：您的{programme}申请已列入{notice}，公示至 {ends_at}{provisional_note}。",

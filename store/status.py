@@ -40,7 +40,8 @@ _ROWS = ApplicationRow.__table__  # type: ignore[attr-defined]
 _AUDIT = AuditEntry.__table__  # type: ignore[attr-defined]
 _PLACES = Place.__table__  # type: ignore[attr-defined]
 # The audit events a status is rebuilt from (the rest say nothing a status shows).
-_KINDS = ("notice_posted", "objection_lodged", "objection_resolved")
+# (an automatic posting's period is known from its notice_scheduled, said at the join)
+_KINDS = ("notice_scheduled", "notice_posted", "objection_lodged", "objection_resolved")
 
 
 def read_status(engine: Engine, workflow_id: str) -> ApplicationStatus | None:
@@ -162,11 +163,13 @@ def _objections(events: Sequence[Any]) -> list[Objection]:
 
 def _notice(events: Sequence[Any], stage: str, programme: Programme | None) -> NoticeWindow | None:
     """The posting of the notice the application is in now (as the query: none once it
-    has moved on to the next step)."""
+    has moved on to the next step; an automatic one from its scheduling)."""
     if programme is not None and stage not in {s.stage for s in programme.steps}:
         return None
     for e in reversed(events):
-        if e.kind == "notice_posted" and e.stage == stage:
+        if e.stage == stage and (
+            e.kind == "notice_posted" or (e.kind == "notice_scheduled" and "posted_at" in e.detail)
+        ):
             d = e.detail
             return NoticeWindow(
                 stage=stage,

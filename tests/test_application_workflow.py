@@ -220,7 +220,8 @@ async def submitted_case(api: AidflowClient, env: WorkflowEnvironment, **overrid
 async def through_village_notice(case: Case) -> None:
     await case.approve("village_review", village_official())
     await case.wait_for(
-        lambda s: s.waiting_until == cst(9, 1), "village posting scheduled at window close"
+        lambda s: s.notice is not None and s.notice.posted_at == cst(9, 1),
+        "village posting scheduled at window close",
     )
     await case.advance_to(cst(9, 8, 0, 1))
     await case.at_stage("township_review")
@@ -230,7 +231,9 @@ async def township_notice_posted(case: Case) -> ApplicationStatus:
     """From the township review: approved, the notice posted automatically at 08:00 of
     the next working day (9 September), the status the morning after."""
     await case.approve("township_review", township_official())
-    await case.wait_for(lambda s: s.waiting_until == cst(9, 9, 8), "township posting")
+    await case.wait_for(
+        lambda s: s.notice is not None and s.notice.posted_at == cst(9, 9, 8), "township posting"
+    )
     await case.advance_to(cst(9, 10, 9))
     return await case.status()
 
@@ -248,10 +251,14 @@ async def test_happy_path_to_county_approval(
 
     await case.approve("village_review", village_official())
     st = await case.wait_for(
-        lambda s: s.stage == "village_notice" and s.waiting_until == cst(9, 1),
+        lambda s: (
+            s.stage == "village_notice" and s.notice is not None and s.notice.posted_at == cst(9, 1)
+        ),
         "on the village notice, posted when the window closes",
     )
-    assert st.waiting_for == "village_committee"  # waiting for the posting
+    # Its posting is the notice's clock, not the committee's act: it waits on the notice
+    # until its period ends.
+    assert st.waiting_for == "public" and st.waiting_until == cst(9, 8)
 
     await case.advance_to(cst(9, 3, 12))
     st = await case.status()
@@ -273,7 +280,9 @@ async def test_happy_path_to_county_approval(
     st = await case.wait_for(
         lambda s: s.stage == "township_notice" and s.waiting_until is not None, "township notice"
     )
-    assert st.waiting_until == cst(9, 9, 8)  # 08:00 of the next working day
+    assert st.notice is not None
+    assert st.notice.posted_at == cst(9, 9, 8)  # 08:00 of the next working day
+    assert st.waiting_until == st.notice.ends_at == cst(9, 18)
 
     await case.advance_to(cst(9, 10, 9))
     st = await case.status()
@@ -321,17 +330,18 @@ async def test_happy_path_to_county_approval(
     assert any("公示至" in b for b in bodies)
     # The calendar came in the input, as the season's schedule with its table of working
     # days; the projections were computed from it. Each notice's period the application
-    # works out at its automatic posting time, as its notice does: from the table where
-    # its days are final, else by asking the calendar (2027's days are provisional in
-    # the shipped data, and a period binds the public): once a notice. So is the
-    # township notice's automatic time (the next working day's morning).
+    # works out when it joins, from its automatic posting time, as its notice does: from
+    # the table where its days are final, else by asking the calendar (2027's days are
+    # provisional in the shipped data, and a period binds the public): once a notice.
+    # So is the township notice's automatic time (the next working day's morning).
     calendar_questions = await case.local_activity_types()
     assert "compute_season_schedule" not in calendar_questions
     assert calendar_questions["compute_notice_period"] == 2
     assert calendar_questions["next_posting_time"] == 1
-    # Its joins of its two notices, and its calls of their postings at its time: each
-    # said by the trail's write of the event that brings it (no marker of its own).
-    assert calendar_questions["record_events_and_tell"] == 4
+    # Its joins of its two notices: each said by the trail's write of the event that
+    # brings it (no marker of its own). Nothing tells a notice of its posting: the
+    # notice's own timer posts it.
+    assert calendar_questions["record_events_and_tell"] == 2
     assert "join_notice" not in calendar_questions and "tell_notice" not in calendar_questions
     await case.save_history("happy_path_to_awaiting_funds")
     township = case.api.notice_id("county-subsidy", 2027, Level.TOWNSHIP, st.places.township_code)
@@ -363,9 +373,9 @@ async def test_where_the_calendar_cannot_change_the_table_answers_everything(
         assert st.overdue == ["reviews_done", "county_approval"]
         calendar_questions = await case.local_activity_types()
         calendar_questions.pop("record_events")  # trail batches: as many as the timing makes
-        # Its joins of its two notices, and its word to each that its posting time has
-        # come, each with the trail's write that records it: not the calendar.
-        assert calendar_questions.pop("record_events_and_tell") == 4
+        # Its joins of its two notices, each with the trail's write that records it: not
+        # the calendar (and nothing tells a notice of its posting: its timer posts it).
+        assert calendar_questions.pop("record_events_and_tell") == 2
         assert calendar_questions == {}
         await case.save_history("awaiting_funds_from_the_calendar_table")
 
@@ -720,9 +730,9 @@ async def test_late_village_posting_is_at_8_of_the_next_working_day(
     await case.advance_to(cst(9, 2, 10))  # after the window closed
     await case.approve("village_review", village_official())
     st = await case.wait_for(
-        lambda s: s.stage == "village_notice" and s.waiting_until is not None, "scheduled"
+        lambda s: s.stage == "village_notice" and s.notice is not None, "scheduled"
     )
-    assert st.waiting_until == cst(9, 3, 8)
+    assert st.notice is not None and st.notice.posted_at == cst(9, 3, 8)
     await case.advance_to(cst(9, 3, 9))
     st = await case.status()
     assert st.notice is not None and st.notice.posted_at == cst(9, 3, 8)
@@ -742,7 +752,9 @@ async def test_village_posts_explicitly_before_the_automatic_time(
     case = await new_case()
     await case.advance_to(cst(9, 2, 10))
     await case.approve("village_review", village_official())
-    await case.wait_for(lambda s: s.waiting_until == cst(9, 3, 8), "scheduled")
+    await case.wait_for(
+        lambda s: s.notice is not None and s.notice.posted_at == cst(9, 3, 8), "scheduled"
+    )
     await case.advance_to(cst(9, 2, 16))
     notice = case.api.notice_id("county-subsidy", 2027, Level.VILLAGE, VILLAGE)
     with pytest.raises(Refused, match="needs village_committee") as refused:
@@ -754,7 +766,10 @@ async def test_village_posts_explicitly_before_the_automatic_time(
         notice, NoticePostRequest(request_id=rid(), actor=village_official())
     )
     assert result.accepted and "1 application(s)" in result.message
-    st = await case.wait_for(lambda s: s.notice is not None, "posted")
+    # Told of the owner's posting: its period from then, not from its automatic time.
+    st = await case.wait_for(
+        lambda s: s.notice is not None and s.notice.posted_at < cst(9, 3, 8), "posted"
+    )
     assert st.notice is not None
     assert abs(st.notice.posted_at - cst(9, 2, 16)) < timedelta(minutes=1)
     assert st.notice.counted_days[0] == "2027-09-03"
@@ -774,7 +789,9 @@ async def test_objection_dismissed_and_holding_past_the_notice_end(
 ) -> None:
     case = await new_case()
     await case.approve("village_review", village_official())
-    await case.wait_for(lambda s: s.waiting_until == cst(9, 1), "scheduled")
+    await case.wait_for(
+        lambda s: s.notice is not None and s.notice.posted_at == cst(9, 1), "scheduled"
+    )
     with pytest.raises(Refused, match="not posted yet"):
         await case.api.lodge_objection(
             case.wf, ObjectionRequest(request_id=rid(), actor=public(), text="早了")
@@ -865,7 +882,9 @@ async def test_the_status_from_the_records_is_the_live_status(
     st = assert_recorded_as_live(engine, await case.status())
     assert st.waiting_for == "village_committee" and "等待村委会" in st.details_zh
     await case.approve("village_review", village_official())
-    live = await case.wait_for(lambda s: s.waiting_until == cst(9, 1), "scheduled")
+    live = await case.wait_for(
+        lambda s: s.notice is not None and s.notice.posted_at == cst(9, 1), "scheduled"
+    )
     assert_recorded_as_live(engine, live)
     await case.advance_to(cst(9, 3, 10))
     await case.api.lodge_objection(
@@ -930,7 +949,9 @@ def _alike(a: Any, b: Any) -> bool:
 async def test_objection_upheld_rejects(new_case: Callable[..., Awaitable[Case]]) -> None:
     case = await new_case()
     await case.approve("village_review", village_official())
-    await case.wait_for(lambda s: s.waiting_until == cst(9, 1), "scheduled")
+    await case.wait_for(
+        lambda s: s.notice is not None and s.notice.posted_at == cst(9, 1), "scheduled"
+    )
     await case.advance_to(cst(9, 2, 10))
     await case.api.lodge_objection(
         case.wf, ObjectionRequest(request_id=rid(), actor=public(), text="已就业，非在校生")
@@ -959,9 +980,9 @@ async def test_township_posts_automatically_after_its_decision(
     await case.advance_to(cst(9, 10, 17))  # Friday evening
     await case.approve("township_review", township_official())
     st = await case.wait_for(
-        lambda s: s.stage == "township_notice" and s.waiting_until is not None, "scheduled"
+        lambda s: s.stage == "township_notice" and s.notice is not None, "scheduled"
     )
-    assert st.waiting_until == cst(9, 13, 8)  # Monday 08:00
+    assert st.notice is not None and st.notice.posted_at == cst(9, 13, 8)  # Monday 08:00
     await case.advance_to(cst(9, 13, 9))
     st = await case.status()
     assert st.notice is not None and st.notice.posted_at == cst(9, 13, 8)
@@ -1053,7 +1074,8 @@ async def test_search_attributes_and_current_details(
     desc = await case.handle.describe()
     sa = desc.typed_search_attributes
     assert sa.get(search.PROGRAMME) == "county-subsidy" and sa.get(search.SEASON) == 2027
-    assert sa.get(search.WAITING_FOR) == "village_committee"
+    # Posted by the notice's clock, not by the committee: it waits on the public notice.
+    assert sa.get(search.WAITING_FOR) == "public"
     details = desc.raw_description.workflow_extended_info  # noqa: F841 - exists on this server
     meta = await case.handle.describe()
     summary = await meta.static_summary()
@@ -1063,8 +1085,9 @@ async def test_search_attributes_and_current_details(
     # The current details say what the workflow waits for, in Chinese and English.
     q = await case.handle.query("__temporal_workflow_metadata")
     assert (
-        "等待村委会张贴村级公示" in q.current_details
-        and "waiting for the village committee" in q.current_details
+        "村级公示自 2027-09-01 00:00 起自动张贴，至 2027-09-08 00:00" in q.current_details
+        and "village public notice posted automatically 2027-09-01 00:00, up until 2027-09-08 00:00"
+        in q.current_details
     )
     # The first step's deadline is set by the start, not upserted after it (issue 20).
     events = [e async for e in case.handle.fetch_history_events()]

@@ -724,20 +724,22 @@ async def test_the_temporal_cli_starting_an_application_by_hand_gets_nothing(
         assert not s.exec(select(Payment).where(Payment.workflow_id == wf_id)).all()
 
 
-async def test_a_raw_client_cannot_join_a_notice_or_call_its_posting(
-    new_case: Callable[..., Awaitable[Case]], ts_env: WorkflowEnvironment, app_stack: AppStack
+async def test_a_raw_client_cannot_join_a_notice_or_take_a_member_off_it(
+    ts_env: WorkflowEnvironment, app_stack: AppStack
 ) -> None:
     """A notice's members speak to it by sealed signals (issue 20). From a raw client: a
-    made-up application slipped onto the list, and a real member's posting called three
-    weeks early, unsealed and under a seal made with another key. None is taken: the
-    list and its postings are as they were, and no workflow task failed."""
+    made-up application slipped onto the list with a posting time three weeks early, and
+    a real member taken off the list, unsealed and under a seal made with another key.
+    None is taken: the list and its postings are as they were, and no workflow task
+    failed."""
     from models.domain import Level
-    from models.notice import NoticeJoin, NoticeMember, PostingDue
+    from models.notice import MemberChange, NoticeJoin, NoticeMember
+    from tests.test_application_workflow import submitted_case
     from workflows.notice import NoticeWorkflow
 
-    case = await new_case()
+    case = await submitted_case(app_stack.api, ts_env)
     await case.approve("village_review", village_official())
-    await case.wait_for(lambda s: s.waiting_until == cst(9, 1), "waiting for the posting")
+    await case.wait_for(lambda s: s.notice is not None, "its posting known")
     notice_id = app_stack.api.notice_id("county-subsidy", 2027, Level.VILLAGE, VILLAGE)
     raw = ts_env.client.get_workflow_handle(notice_id)
     before = await raw.query(NoticeWorkflow.status)
@@ -751,21 +753,21 @@ async def test_a_raw_client_cannot_join_a_notice_or_call_its_posting(
         joined_at=cst(8, 20, 9),
         auto_post_at=cst(8, 20, 10),
     )
-    early = PostingDue(workflow_id=case.wf, auto_post_at=cst(9, 1))
+    off = MemberChange(workflow_id=case.wf, left=True)
     await raw.signal(NoticeWorkflow.join, NoticeJoin(member=stranger))
-    await raw.signal(NoticeWorkflow.posting_due, early)
+    await raw.signal(NoticeWorkflow.member_changed, off)
     # Sealed, but not with aidflow's key: the seal names the right notice, message, body.
     converter = ts_env.client.data_converter.payload_converter
     seal = make_seal(
         b"x" * 32,
         sender=case.wf,
         target=notice_id,
-        message="posting_due",
-        digest=body_digest([early]),
+        message="member_changed",
+        digest=body_digest([off]),
     )
     config = ts_env.client.config()
     config["interceptors"] = [_Header({SEAL_HEADER: converter.to_payloads([seal])[0]})]
-    await Client(**config).get_workflow_handle(notice_id).signal(NoticeWorkflow.posting_due, early)
+    await Client(**config).get_workflow_handle(notice_id).signal(NoticeWorkflow.member_changed, off)
 
     signalled = 0
     for _ in range(100):  # a query waits for the task that takes the signals before it
@@ -776,7 +778,7 @@ async def test_a_raw_client_cannot_join_a_notice_or_call_its_posting(
                 async for e in raw.fetch_history_events()
                 if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
                 and e.workflow_execution_signaled_event_attributes.signal_name
-                in ("join", "posting_due")
+                in ("join", "member_changed")
             ]
         )
         if signalled >= 4:  # the member's own join, and the three forged
@@ -793,4 +795,4 @@ async def test_a_raw_client_cannot_join_a_notice_or_call_its_posting(
     ]
     assert not failed
     status = await case.status()
-    assert status.stage == "village_notice" and status.waiting_until == cst(9, 1)
+    assert status.stage == "village_notice" and status.waiting_until == cst(9, 8)

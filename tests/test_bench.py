@@ -23,9 +23,11 @@ def test_baseline_script_of_a_paid_application() -> None:
     # No activity of its own: its joins of its notices, its words to them and its trail
     # are local activities.
     assert counts["activities"] == 0 == steps.count("activity")
-    # The trail's writes, its joins of and words to its notices (its schedule comes in
-    # its input; its projections are computed in the workflow, from the calendar table).
-    assert counts["local_activities"] == steps.count("local") > 15
+    # The trail's writes, one a workflow task at least, with its joins of its notices
+    # (its schedule comes in its input; its projections are computed in the workflow,
+    # from the calendar table; the notices' periods ask the calendar, 2027 being
+    # provisional in the shipped data).
+    assert counts["local_activities"] == steps.count("local") >= counts["workflow_tasks"]
     timers = [s for s in steps if s.startswith(("timer:", "bgtimer:"))]
     assert len(timers) == counts["timers"]
     # The steps wait for the postings and notice ends; fixed-date watchers run beside.

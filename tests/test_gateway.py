@@ -171,7 +171,10 @@ async def test_place_role_and_four_eyes_are_403_and_the_body_names_no_actor(
     decided = [e for e in await case.api.trail(wf) if e.kind == "decision"][-1]
     assert decided.actor.id == "village-1" and decided.actor.credential.startswith("c-")
     # On to the county's stage.
-    await case.wait_for(lambda s: s.waiting_until == cst(9, 1), "village posting scheduled")
+    await case.wait_for(
+        lambda s: s.notice is not None and s.notice.posted_at == cst(9, 1),
+        "village posting scheduled",
+    )
     await case.advance_to(cst(9, 8, 0, 1))
     await case.at_stage("township_review")
     assert (await gateway.decide("township", wf, "township_review")).status_code == 200
@@ -462,7 +465,7 @@ async def test_a_village_posts_its_notice_with_a_photograph(gateway: Gateway) ->
     for c in cases:
         await c.advance_to(cst(9, 2, 10))
         assert (await gateway.decide("village", c.wf, "village_review")).status_code == 200
-        await c.wait_for(lambda s: s.stage == "village_notice" and s.notice is None, "joined")
+        await c.wait_for(lambda s: s.stage == "village_notice", "joined")
     for c in cases:
         await c.advance_to(cst(9, 2, 11))  # the notice's clock too: it posts at 11:00
     photo = {
@@ -496,7 +499,10 @@ async def test_a_village_posts_its_notice_with_a_photograph(gateway: Gateway) ->
     kept = gateway.stack.deps.files_dir / "evidence" / f"{digest}.png"
     assert kept.read_bytes() == PNG
     for c in cases:
-        st = await c.wait_for(lambda s: s.notice is not None, "posted")
+        # Told of the owner's posting (its automatic one would have been 08:00 on the 3rd).
+        st = await c.wait_for(
+            lambda s: s.notice is not None and s.notice.posted_at < cst(9, 3, 8), "posted"
+        )
         assert st.notice is not None and st.notice.posted_at.date().isoformat() == "2027-09-02"
         posted = next(e for e in await c.api.trail(c.wf) if e.kind == "notice_posted")
         assert posted.detail["evidence_sha256"] == [digest] and posted.detail["posted_by"]
@@ -537,7 +543,7 @@ async def test_postings_in_a_batch_name_the_ones_refused(gateway: Gateway) -> No
     for c, key in ((mine, "village"), (theirs, "other_village")):
         await c.advance_to(cst(9, 2, 10))
         assert (await gateway.decide(key, c.wf, "village_review")).status_code == 200
-        await c.wait_for(lambda s: s.stage == "village_notice" and s.notice is None, "joined")
+        await c.wait_for(lambda s: s.stage == "village_notice", "joined")
         await c.advance_to(cst(9, 2, 11))
     [own_notice] = [n.notice_id for n in await mine.notices()]
     [other_notice] = [n.notice_id for n in await theirs.notices()]
@@ -559,8 +565,12 @@ async def test_postings_in_a_batch_name_the_ones_refused(gateway: Gateway) -> No
     by_id = {x["request_id"]: x for x in outcome["results"]}
     assert by_id["p-other"]["status"] == 403, by_id["p-other"]
     assert by_id["p-none"]["status"] == 404, by_id["p-none"]
-    assert (await mine.wait_for(lambda s: s.notice is not None, "posted")).notice is not None
-    assert (await theirs.status()).notice is None  # the other village's list is not up
+    await mine.wait_for(
+        lambda s: s.notice is not None and s.notice.posted_at < cst(9, 3, 8), "posted"
+    )
+    # The other village's list is not up: its member still waits for its automatic time.
+    other_st = await theirs.status()
+    assert other_st.notice is not None and other_st.notice.posted_at == cst(9, 3, 8)
     # A batch carries no more files than one posting may.
     photo = {
         "filename": "p.png",
@@ -680,7 +690,10 @@ async def test_a_village_key_withdraws_or_redirects_nothing_elsewhere(gateway: G
 
 async def _to_county_approval(gateway: Gateway, case: Case) -> None:
     assert (await gateway.decide("village", case.wf, "village_review")).status_code == 200
-    await case.wait_for(lambda s: s.waiting_until == cst(9, 1), "village posting scheduled")
+    await case.wait_for(
+        lambda s: s.notice is not None and s.notice.posted_at == cst(9, 1),
+        "village posting scheduled",
+    )
     await case.advance_to(cst(9, 8, 0, 1))
     await case.at_stage("township_review")
     assert (await gateway.decide("township", case.wf, "township_review")).status_code == 200

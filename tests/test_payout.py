@@ -57,7 +57,10 @@ BUREAU = county_official(7)
 
 async def to_awaiting_funds(case: Case) -> None:
     await case.approve("village_review", village_official())
-    await case.wait_for(lambda s: s.waiting_until == cst(9, 1), "village posting scheduled")
+    await case.wait_for(
+        lambda s: s.notice is not None and s.notice.posted_at == cst(9, 1),
+        "village posting scheduled",
+    )
     await case.advance_to(cst(9, 8, 0, 1))
     await case.at_stage("township_review")
     await case.approve("township_review", township_official())
@@ -450,7 +453,10 @@ async def test_a_season_past_its_summary_date_stays_open_for_an_application_stil
             api = stack.api
             case = Case(api, env, await api.submit(form(next(_SERIALS)), now=IN_WINDOW_2027))
             await case.approve("village_review", village_official())
-            await case.wait_for(lambda s: s.waiting_until == cst(9, 1), "village posting")
+            await case.wait_for(
+                lambda s: s.notice is not None and s.notice.posted_at == cst(9, 1),
+                "village posting",
+            )
             await case.advance_to(cst(9, 8, 0, 1))
             await case.approve("township_review", township_official())
             await case.wait_for(

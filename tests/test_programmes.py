@@ -163,7 +163,10 @@ async def test_new_student_aid_from_school_to_signed_receipt(
         st = await case.wait_for(lambda s: s.waiting_for == "county_education_bureau", "started")
         assert st.stage == "county_review" and st.amount_cny == amount
         await case.approve("county_review", county)
-        st = await case.wait_for(lambda s: s.waiting_until == cst(8, 11), "posting at window close")
+        st = await case.wait_for(
+            lambda s: s.notice is not None and s.notice.posted_at == cst(8, 11),
+            "posting at window close",
+        )
         assert st.stage == "county_notice"
 
     # The county notice: 5 calendar days, weekends counted; an objection, dismissed.
@@ -350,7 +353,11 @@ async def test_posting_one_programmes_notice_leaves_the_others_alone(
     for case in (a, b):
         await case.wait_for(lambda s: s.waiting_for == "village_committee", "started")
         await case.approve("village_review", village_official())
-        await case.wait_for(lambda s: s.stage == "village_notice" and s.notice is None, "ready")
+        await case.wait_for(lambda s: s.stage == "village_notice", "ready")
+    # Each knows its automatic posting from its join: the next working day's morning.
+    b_st = await b.status()
+    assert b_st.notice is not None
+    auto = b_st.notice.posted_at
     notice_a = api.notice_id("notice-a", 2027, Level.VILLAGE, VILLAGE)
     notice_b = api.notice_id("notice-b", 2027, Level.VILLAGE, VILLAGE)
     assert notice_a != notice_b
@@ -359,9 +366,9 @@ async def test_posting_one_programmes_notice_leaves_the_others_alone(
     )
     assert posted.accepted
     assert (await api.notice_status(notice_a)).postings[-1].members == [a.wf]
-    assert (await a.wait_for(lambda s: s.notice is not None, "posted")).notice is not None
+    await a.wait_for(lambda s: s.notice is not None and s.notice.posted_at < auto, "posted")
     st = await b.status()
-    assert st.notice is None and st.waiting_for == "village_committee"  # still its own list
+    assert st.notice is not None and st.notice.posted_at == auto  # still its own list's time
     other = await api.notice_status(notice_b)
     assert [m.workflow_id for m in other.pending] == [b.wf] and not other.postings
 

@@ -116,8 +116,13 @@ async def test_simulated_season_matches_the_plan(tmp_path: Path, calendar: Worki
             assert [date.fromisoformat(d) for d in e.detail["counted_days"]] == list(
                 step.counted_days
             )
-            # And recorded at the plan's instant on the application's clock.
-            assert abs(_aware(e.at) - step.earliest_start) < slack, (wf, e.stage, e.at)
+            # Posted at the plan's instant, and said on its trail on the application's
+            # clock: an owner's posting when it is told, an automatic one (the notice's
+            # timer: the application is not woken for it) with the period's end.
+            posted_at = datetime.fromisoformat(e.detail["posted_at"])
+            assert abs(posted_at - step.earliest_start) < slack, (wf, e.stage, posted_at)
+            said = step.earliest_end if e.detail["posting"] == "automatic" else posted_at
+            assert abs(_aware(e.at) - said) < slack, (wf, e.stage, e.at)
         entered = {e.stage: _aware(e.at) for e in trail if e.kind == "stage_entered"}
         for stage in ("township_review", "county_approval", "awaiting_funds"):
             assert abs(entered[stage] - plan[stage].earliest_start) < slack, (wf, stage)

@@ -63,7 +63,7 @@ with workflow.unsafe.imports_passed_through():
         statement_problem,
     )
     from models.ids import season_workflow_id
-    from models.notice import MemberChange, NoticeInput, NoticeJoin, NoticePosted, PostingDue
+    from models.notice import MemberChange, NoticeInput, NoticeJoin, NoticePosted
     from models.payout import FundsJoin, FundsRelease, PayItem, PaymentOutcome
     from models.roster import RosterLeft, RosterMember, RosterVerdict
 
@@ -83,7 +83,6 @@ BODIES: dict[str, type] = {
     "notice_posted": NoticePosted,
     "join": NoticeJoin,
     "member_changed": MemberChange,
-    "posting_due": PostingDue,
     "roster_decided": RosterVerdict,
     "member_joined": RosterMember,
     "member_left": RosterLeft,

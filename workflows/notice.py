@@ -4,17 +4,17 @@ Applications join it when they are ready for it (a signal, sealed by aidflow: on
 own applications join), each with its automatic posting time: the step's rule from the
 instant it was ready (``NoticeStep.automatic_posting``). It is posted in postings: by
 its owner (a request, R4, R10, with a photograph or scan of the posted list as evidence
-where the programme asks for one), or by itself at a member's automatic time, when a
-member due then says its clock has reached it (the notice's own clock never decides
-it, so a member whose clock differs, in the simulator, is never posted early or late),
-with every member due then. Each posting's period (R2) is computed from the
-posting instant; its list is printed for the notice board (XLSX and a printable page,
-R9's notice rule). The members of an automatic posting keep its time themselves and
-work out the same period from the same instant and calendar, so they are not told
-(issue 20: a word each way was two of a member's workflow tasks); an owner's posting is
-told to its members. Objections are lodged against a member and resolved on it (R3:
-the application holds them); the member tells its notice how many are open, so that
-the operator sees them here.
+where the programme asks for one), or by itself, when its timer reaches the earliest
+automatic time of a waiting member, with every member due then. Each posting's period
+(R2) is computed from the posting instant; its list is printed for the notice board
+(XLSX and a printable page, R9's notice rule). The members of an automatic posting know
+its instant from their join and work out the same period from the same instant and
+calendar, so they are neither told nor woken (issue 20: a member's workflow task at
+each of its two notices); an owner's posting is told to its members. An owner's posting
+lists only members whose automatic time is still to come: one whose time has come is
+posted at that time, as it counts its period itself. Objections are lodged against a
+member and resolved on it (R3: the application holds them); the member tells its notice
+how many are open, so that the operator sees them here.
 
 Posting one programme's notice never touches another's: a notice is its own workflow,
 and only its members are on it. A notice with nothing left to post ends once it has
@@ -53,7 +53,6 @@ with workflow.unsafe.imports_passed_through():
         NoticePostRequest,
         NoticeStatus,
         Posting,
-        PostingDue,
     )
     from models.records import NoticeRequest, NoticeResult
 
@@ -87,10 +86,8 @@ class NoticeWorkflow:
         self.published: dict[str, Any] = published_at_start()
         # Every member of a posting, from the moment it begins (a repeated join: passed over).
         self.posted: set[str] = set()
-        # The waiting members by their automatic posting time, and the times a member
-        # has said have come (``posting_due``).
+        # The waiting members by their automatic posting time.
         self.by_time: dict[datetime, set[str]] = {}
-        self.claimed: set[datetime] = set()
 
     @workflow.run
     async def run(self, inp: NoticeInput) -> NoticeStatus:
@@ -102,31 +99,38 @@ class NoticeWorkflow:
         return self.status()
 
     async def _next_posting(self) -> None:
-        """The owner's posting, or the automatic one of a time a member said has come,
-        or (every member left) nothing."""
-        await workflow.wait_condition(
-            lambda: self.explicit is not None or not self.pending or self._due() is not None
-        )
-        if self.explicit is not None:
-            (posted_at, req), self.explicit = self.explicit, None
-            # Everyone ready by the owner's instant; none left when an automatic posting
-            # of that instant took them (the request is answered with it).
-            ready = [m for m in self.pending.values() if m.joined_at <= posted_at]
-            if ready:
-                await self._post(ready, posted_at, req)
-            return
-        at = self._due()
-        if at is not None:
-            # The members whose time it is; the instant is theirs, whenever it was said.
-            self.claimed.discard(at)
+        """The owner's posting, or the automatic one when its timer reaches the earliest
+        automatic time of a waiting member, or (every member left) nothing. A join with
+        an earlier time sets the timer again."""
+        at = self.next_automatic()
+        try:
+            await workflow.wait_condition(
+                lambda: (
+                    self.explicit is not None or not self.pending or self.next_automatic() != at
+                ),
+                timeout=until(at) if at is not None else None,
+                timeout_summary=f"posted automatically {fmt(at)}" if at is not None else None,
+            )
+        except TimeoutError:
+            # Its time came by its timer (workflows/clock.py): everyone due then, at that
+            # instant, which is theirs.
+            assert at is not None
             due = self.by_time[at]
             await self._post([m for wf, m in self.pending.items() if wf in due], at, None)
-
-    def _due(self) -> datetime | None:
-        """The earliest automatic time a waiting member has said has come (by the claims,
-        a few, not the members: this is the run loop's condition, checked at every join,
-        and a county's notice has thousands of members)."""
-        return min((t for t in self.claimed if t in self.by_time), default=None)
+            return
+        if self.explicit is not None:
+            (posted_at, req), self.explicit = self.explicit, None
+            # Everyone ready by the owner's instant whose own time is still to come: one
+            # whose time has come is posted at it (it counts its period from it), by the
+            # timer that is due now; the request is answered with that posting.
+            ready = [
+                m
+                for m in self.pending.values()
+                if m.joined_at <= posted_at
+                and (m.auto_post_at is None or m.auto_post_at > posted_at)
+            ]
+            if ready:
+                await self._post(ready, posted_at, req)
 
     def next_automatic(self) -> datetime | None:
         """The earliest automatic posting time of a waiting member."""
@@ -248,15 +252,6 @@ class NoticeWorkflow:
             self.by_time.setdefault(j.member.auto_post_at, set()).add(wf)
         self.publish()
 
-    @workflow.signal
-    def posting_due(self, due: Any = None) -> None:
-        """A member's clock reached its automatic posting time."""
-        if not isinstance(due, PostingDue):
-            return workflow.logger.warning("posting_due without its argument: dropped")
-        m = self.pending.get(due.workflow_id)
-        if m is not None and m.auto_post_at == due.auto_post_at:  # else stale: passed over
-            self.claimed.add(due.auto_post_at)
-
     def _unpend(self, wf: str) -> None:
         m = self.pending.pop(wf, None)
         if m is None or m.auto_post_at is None:
@@ -266,7 +261,6 @@ class NoticeWorkflow:
             waiting.discard(wf)
             if not waiting:
                 del self.by_time[m.auto_post_at]
-                self.claimed.discard(m.auto_post_at)
 
     @workflow.signal
     def member_changed(self, change: Any = None) -> None:

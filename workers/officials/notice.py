@@ -181,11 +181,12 @@ class NoticeDesk(Desk[NoticeStep]):
             await season.clocks.track(n.notice_id)
             if explicit:
                 at = await self._after_joins(season, n, members, at, joined)
-            await season.everyone_to(at, members, also=n.notice_id)
-            if explicit:
+                await season.everyone_to(at, members, also=n.notice_id)
                 await self._post(season, n, members, at)
-            # (else the notice's clock and its members' each reach the time on the way,
-            # and each posts at it)
+            else:
+                # The notice's timer posts it; its members know the instant from their
+                # joins and are not woken for it: only the notice's clock moves.
+                await season.everyone_to(at, [], also=n.notice_id)
             posted = await self._shows(
                 season,
                 n,
@@ -194,7 +195,10 @@ class NoticeDesk(Desk[NoticeStep]):
                 f"posted at {at.isoformat()}",
             )
             members = self._on_posting(season, n, members, posted)
-            await self._members_told(season, n, members)
+            if explicit:
+                await self._members_told(
+                    season, n, members, posted.postings[n.postings - 1].posted_at
+                )
             season.counts["notice postings"] += 1
             for a in members:
                 if a.terminal is None:
@@ -248,12 +252,14 @@ class NoticeDesk(Desk[NoticeStep]):
             season.counts["notice members left for a later posting"] += 1
         return [a for a in members if a.workflow_id not in left]
 
-    async def _members_told(self, season: Season, n: NoticePlan, members: list[Case]) -> None:
-        """Until every member on the posting has recorded it: an automatic posting each
-        member records at its own time; an owner's is told by signal, and a member moved
-        on before the word arrived (its next event's fast-forward) hears it days late on
-        its own clock, and records the posting then (seen: a member of an explicit
-        posting recorded it at its automatic time, a day on).
+    async def _members_told(
+        self, season: Season, n: NoticePlan, members: list[Case], posted_at: datetime
+    ) -> None:
+        """Until every member on an owner's posting has recorded it (an automatic one
+        they know from their joins): it is told by signal, and a member moved on before
+        the word arrived (its next event's fast-forward) hears it days late on its own
+        clock, and records the posting then (seen: a member of an explicit posting
+        recorded it at its automatic time, a day on).
         Read from each member's records, not asked by a query: a query that reaches a
         member while it is still writing the posting to its trail (a local activity)
         makes the worker end that workflow task early and run another for the write
@@ -267,7 +273,12 @@ class NoticeDesk(Desk[NoticeStep]):
                 st = season.recorded_status(a.workflow_id)
                 if st is None:
                     return False
-                yes = st.stage != stage or (st.notice is not None and st.notice.stage == stage)
+                # (its automatic posting's period it shows from its join: not this one)
+                yes = st.stage != stage or (
+                    st.notice is not None
+                    and st.notice.stage == stage
+                    and st.notice.posted_at == posted_at
+                )
                 heard_so_far += yes
                 return yes
 
@@ -447,6 +458,8 @@ class NoticeDesk(Desk[NoticeStep]):
             # Not posted yet: the notice posts itself, or its owner does (always, with
             # the photograph, where the programme keeps one).
             return await self._post_with_photo(floor, st)
+        if datetime.now(UTC) < st.notice.posted_at:
+            return False  # its automatic posting is still to come
         wf, acted = st.workflow_id, False
         for o in st.objections:
             what = f"resolve/{o.id}"

@@ -122,21 +122,16 @@ class _StartAtOutbound(OutboundInterceptor):
 
 class NoticeClock(Interceptor):
     """A notice is started by its first member's joining (a local activity). Its clock starts
-    at the wall clock, behind every member's; the driver moves it to each posting (a
-    clock only moves forward, and members seen out of order must not set it ahead).
+    at the wall clock, behind every member's, with time skipping off: only a fast-forward
+    moves it (``Clocks.advance``; the tests' ``Case.advance_to``), and skipping is off
+    again once that is over. The driver moves it to each posting: its own timer posts
+    it. A notice started with skipping on would jump to its next timer whenever it is
+    idle: to its first posting as soon as its first member joined, and over a posting's
+    end and its 30 quiet days, to its end, while its members' clocks were still weeks
+    behind (a 10,000-application season stopped so, twice, at simulated 2 September).
+    ``skip_when_idle`` starts it so (``tests/test_simulate.py`` shows the difference)."""
 
-    ``skip_when_idle`` (the tests' default) starts it with time skipping on and no
-    fast-forward, which on this server is automatic skipping: with nothing in flight,
-    the clock jumps to the next timer (``tests/test_notice_view.py`` reads a posting's
-    end by it). The simulator's notices start with skipping off, so that only the
-    driver moves them: a notice whose first posting went up on a member's word before
-    the driver had moved it (the two are sent together) skipped over its posting's end
-    and its 30 quiet days, and ended; the applications ready a day later started a new
-    notice, whose postings began again at 1, and a 10,000-application season stopped,
-    twice, at simulated 2 September. A fast-forward still moves a notice started so
-    (``Clocks.advance``), and skipping is off again once it is over."""
-
-    def __init__(self, *, skip_when_idle: bool = True) -> None:
+    def __init__(self, *, skip_when_idle: bool = False) -> None:
         self.skip_when_idle = skip_when_idle
 
     def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:

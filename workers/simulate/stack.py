@@ -132,7 +132,7 @@ async def simulation_stack(
             env.client.service_client.config.target_host,
             namespace=env.client.namespace,
             data_converter=pydantic_data_converter,
-            interceptors=[starts, NoticeClock(skip_when_idle=False)],
+            interceptors=[starts, NoticeClock()],
             runtime=runtime,
         )
         url = f"sqlite:///{data_dir / 'aidflow.db'}"

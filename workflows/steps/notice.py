@@ -1,13 +1,14 @@
 """A public notice step (R2, R3): the application joins its notice (a NoticeWorkflow of
 its programme, season, level, place and stage, started if it is not running) with its
-automatic posting time, which it keeps itself: at that time it tells the notice, which
-posts everyone due then, and works out its period as the notice does, from the same
-instant and calendar (issue 20: no answer to its join and no word of the posting, so no
-workflow task for either). The join and the call of a posting go with the trail's write
-of the events that bring them (``notice_scheduled``, ``notice_posted``): no marker of
-their own. An owner's earlier posting is told to it. Objections are
-lodged against it while the notice is up and held here until the notice's owner
-resolves them; the notice is told how many are open."""
+automatic posting time, and works out there and then the period that posting gives, as
+the notice works it out, from the same instant and calendar. The notice posts it at that
+time by its own timer; the application is not woken for it (issue 20: no answer to its
+join, no word of the posting, no workflow task at it). Its trail says the posting with
+the next thing that happens to it: an objection, or the period's end. An owner's
+earlier posting is told to it. The join goes with the trail's write of the event that
+brings it (``notice_scheduled``): no marker of its own. Objections are lodged against it
+while the notice is up and held here until the notice's owner resolves them; the notice
+is told how many are open."""
 
 from __future__ import annotations
 
@@ -43,7 +44,6 @@ with workflow.unsafe.imports_passed_through():
         NoticeJoin,
         NoticeMember,
         NoticePosted,
-        PostingDue,
     )
     from models.records import NoticeRequest, NotificationIntent, PostingTimeRequest
     from models.steps import NoticeStep
@@ -57,33 +57,40 @@ _TELL_PAUSE = timedelta(minutes=1)
 
 
 class NoticeRunner(StepRunner[NoticeStep]):
-    awaiting_posting = False
     auto_post_at: datetime | None = None  # its automatic posting (None: the owner posts)
     notice_id: str | None = None
+    # The posting it is on: its automatic one (known from its join), or the owner's,
+    # told; and that posting's period.
     posted: NoticePosted | None = None
     notice: NoticeWindow | None = None
+    told: NoticePosted | None = None  # an owner's posting, told by the notice
+    posting_recorded = False  # its trail says the posting
     _telling: asyncio.Lock | None = None  # its words to the notice, one at a time
 
     async def run(self) -> None:
         app, step = self.app, self.step
-        self.awaiting_posting = True
         ready_at = workflow.now()
+        notice = self._notice_input()
+        self.notice_id = notice.workflow_id
         # The decision that brought it here and its entry on the notice: one write.
         app.holding_trail += 1
         try:
-            self.auto_post_at = await self._automatic_posting(ready_at)
+            auto_post_at = await self._automatic_posting(ready_at)
+            if auto_post_at is not None:
+                posted = await self._posted_automatically(auto_post_at)
+                self.auto_post_at, self.posted, self.notice = auto_post_at, posted, posted.window
         finally:
             app.holding_trail -= 1
         rule_zh, rule_en = step.posting_rule(ready_at, app.schedule.window_closes_at)
-        notice = self._notice_input()
-        self.notice_id = notice.workflow_id
+        window = self.notice
         app.record(
             "notice_scheduled",
             SYSTEM,
             (
-                f"{step.label_zh}待张贴，最迟 {fmt(self.auto_post_at)} / "
-                f"{step.label_en} to be posted by {fmt(self.auto_post_at)}"
-                if self.auto_post_at is not None
+                f"{step.label_zh}将于 {fmt(window.posted_at)} 张贴，至 {fmt(window.ends_at)} / "
+                f"{step.label_en} to be posted {fmt(window.posted_at)}, up until "
+                f"{fmt(window.ends_at)}"
+                if window is not None
                 else f"{step.label_zh}待{ROLE_NAME_ZH[step.owner]}张贴 / "
                 f"{step.label_en} to be posted by the {role_words(step.owner)}"
             ),
@@ -91,24 +98,87 @@ class NoticeRunner(StepRunner[NoticeStep]):
                 "notice": self.notice_id,
                 "auto_post_at": self.auto_post_at.isoformat() if self.auto_post_at else None,
                 "rule": f"{rule_zh} / {rule_en}",
+                # The period its automatic posting gives (the read model's notice).
+                **(
+                    {
+                        "posted_at": window.posted_at.isoformat(),
+                        "ends_at": window.ends_at.isoformat(),
+                        "counted_days": window.counted_days,
+                        "provisional": window.provisional,
+                    }
+                    if window is not None
+                    else {}
+                ),
             },
+            notify=[
+                NotificationIntent(
+                    audience="applicant",
+                    template="notice_scheduled",
+                    params={
+                        "notice": step.label_zh,
+                        "posted_at": fmt(window.posted_at),
+                        "ends_at": fmt(window.ends_at),
+                        "provisional": window.provisional,
+                    },
+                )
+            ]
+            if window is not None
+            else None,
             tell=self._join(notice, ready_at),
         )
+        if window is not None:
+            await self._project_from(window)
         app.publish()
         await self._wait_for_posting()
         if app.closed:
-            self.tell_notice(left=True)
+            if not self.is_up():  # off the list still to be posted (once up, it stays)
+                self.tell_notice(left=True)
             return
-        posted = self.posted
-        assert posted is not None
-        self.awaiting_posting = False
-        self.notice = posted.window
-        window = posted.window
+        if self.told is not None:
+            # The owner posted it before its automatic time: its period from then.
+            self.posted, self.notice = self.told, self.told.window
+            self.record_posting()
+            await self._project_from(self.told.window)
+            app.publish()
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: app.closed,
+                    timeout=until(self.told.window.ends_at),
+                    timeout_summary=f"{step.label_en} ends {fmt(self.told.window.ends_at)}",
+                )
+            if app.closed:
+                return
+        self.record_posting()  # (an automatic posting: said now, with its end)
         app.record(
+            "notice_ended",
+            SYSTEM,
+            f"{step.label_zh}期满 / {step.label_en} period over",
+            {"open_objections": [o.id for o in self.open_objections()]},
+        )
+        app.publish()
+        # R3: an open objection holds the application in the notice until resolved.
+        await workflow.wait_condition(lambda: not self.open_objections() or app.closed)
+
+    async def _project_from(self, window: NoticeWindow) -> None:
+        app = self.app
+        if app.index + 1 < len(app.programme.steps):
+            await app.project(app.index + 1, window.ends_at)
+
+    def record_posting(self) -> None:
+        """Its trail's entry of the posting it is on, once: when it is told (an owner's
+        posting), or with the next thing that happens to it once its automatic posting's
+        instant has passed (an objection, or the period's end)."""
+        posted, step = self.posted, self.step
+        if self.posting_recorded or posted is None:
+            return
+        self.posting_recorded = True
+        window = posted.window
+        self.app.record(
             "notice_posted",
             SYSTEM,
             f"{step.label_zh}已张贴，{fmt(window.posted_at)} 至 {fmt(window.ends_at)} / "
-            f"{step.label_en} posted ({posted.how}), ends {fmt(window.ends_at)}",
+            f"{step.label_en} posted ({posted.how}) {fmt(window.posted_at)}, ends "
+            f"{fmt(window.ends_at)}",
             {
                 "notice": posted.notice_id,
                 "posting_no": posted.posting or None,
@@ -121,6 +191,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
                 "evidence_sha256": posted.evidence_sha256,
                 "list_sha256": posted.list_sha256,
             },
+            # The family heard of an automatic posting when it was scheduled.
             notify=[
                 NotificationIntent(
                     audience="applicant",
@@ -131,30 +202,10 @@ class NoticeRunner(StepRunner[NoticeStep]):
                         "provisional": window.provisional,
                     },
                 )
-            ],
-            # Its time came: the notice posts everyone due then.
-            tell=self._posting_due() if posted.how == "automatic" else None,
+            ]
+            if posted.how == "explicit"
+            else None,
         )
-        if app.index + 1 < len(app.programme.steps):
-            await app.project(app.index + 1, window.ends_at)
-        app.publish()
-        with contextlib.suppress(TimeoutError):
-            await workflow.wait_condition(
-                lambda: app.closed,
-                timeout=until(window.ends_at),
-                timeout_summary=f"{step.label_en} ends {fmt(window.ends_at)}",
-            )
-        if app.closed:
-            return
-        app.record(
-            "notice_ended",
-            SYSTEM,
-            f"{step.label_zh}期满 / {step.label_en} period over",
-            {"open_objections": [o.id for o in self.open_objections()]},
-        )
-        app.publish()
-        # R3: an open objection holds the application in the notice until resolved.
-        await workflow.wait_condition(lambda: not self.open_objections() or app.closed)
 
     def _binding_calendar(self) -> TabulatedCalendar | None:
         """The season's day table, for instants that bind the public: a provisional day
@@ -243,41 +294,36 @@ class NoticeRunner(StepRunner[NoticeStep]):
         )
         return JoinRequest(notice=notice, join=NoticeJoin(member=member))
 
-    def _posting_due(self) -> MemberMessage | None:
-        at, notice_id = self.auto_post_at, self.notice_id
-        if at is None or notice_id is None:
-            return None
-        return MemberMessage(
-            notice_id=notice_id,
-            body=PostingDue(workflow_id=self.app.inp.workflow_id, auto_post_at=at),
-        )
-
     async def _wait_for_posting(self) -> None:
-        """Until it is posted: by its owner (told), or at its automatic time."""
-        at = self.auto_post_at
-        if at is None:
+        """Until the owner's posting is told, or (with an automatic time) until the end
+        of its automatic posting's period, if no owner posted it before that time."""
+        window = self.notice
+        if window is None:
             # Posted only by its owner, with the photograph: no automatic time.
-            await workflow.wait_condition(lambda: self.posted is not None or self.app.closed)
+            await workflow.wait_condition(lambda: self.told is not None or self.app.closed)
             return
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
-                lambda: self.posted is not None or self.app.closed,
-                timeout=until(at),
-                timeout_summary=f"{self.step.label_en} posted automatically {fmt(at)}",
+                lambda: self.told is not None or self.app.closed,
+                timeout=until(window.ends_at),
+                timeout_summary=(
+                    f"{self.step.label_en} posted automatically {fmt(window.posted_at)}, "
+                    f"ends {fmt(window.ends_at)}"
+                ),
             )
-            return
-        if self.app.closed:
-            return
-        # Its time: the period is worked out here as the notice works it out (the notice
-        # is told with the posting's record, and posts everyone due then).
-        automatic = await self._posted_automatically(at)
-        if self.posted is None:  # an owner's posting told meanwhile stands
-            self.posted = automatic
 
     def on_notice_posted(self, posted: NoticePosted) -> None:
-        if posted.notice_id != self.notice_id or self.posted is not None or self.app.closed:
+        if posted.notice_id != self.notice_id or self.told is not None or self.app.closed:
             return  # a stale message (another notice, or told twice) changes nothing
-        self.posted = posted
+        if self.auto_post_at is not None and workflow.now() >= self.auto_post_at:
+            return  # posted at its own time already: that posting stands
+        self.told = posted
+
+    def is_up(self) -> bool:
+        """Posted, by its clock: told, or its automatic time passed."""
+        return self.told is not None or (
+            self.notice is not None and workflow.now() >= self.notice.posted_at
+        )
 
     def tell_notice(self, *, left: bool = False) -> None:
         """What the notice's operator sees of this member: its open objections, or that
@@ -338,16 +384,16 @@ class NoticeRunner(StepRunner[NoticeStep]):
     # ------------------------------------------------------- what it waits for
 
     def waiting_for(self) -> Role:
-        if self.awaiting_posting or self.open_objections():
+        """Its owner, for a posting only the owner makes or an open objection; else the
+        public notice (an automatic posting is the notice's clock, not the owner's act)."""
+        if self.notice is None or self.open_objections():
             return self.step.owner
         return Role.PUBLIC
 
     def waiting_until(self) -> datetime | None:
-        if self.awaiting_posting:
-            return None if self.step.evidence_required else self.auto_post_at
-        if self.notice is not None and not self.open_objections():
-            return self.notice.ends_at
-        return None
+        if self.notice is None or self.open_objections():
+            return None
+        return self.notice.ends_at
 
     def ends_by_itself_at(self) -> datetime | None:
         if self.notice is None or self.open_objections():
@@ -369,8 +415,16 @@ class NoticeRunner(StepRunner[NoticeStep]):
             return f"正在加入{step.label_zh}", f"joining the {step.label_en}"
         if self.notice is None:
             return (
-                f"等待{owner_zh}张贴{step.label_zh}，最迟 {fmt(self.auto_post_at)} 自动张贴",
-                f"waiting for the {owner_en} to post the {step.label_en}; automatic posting {fmt(self.auto_post_at)}",
+                f"等待{owner_zh}张贴{step.label_zh}",
+                f"waiting for the {owner_en} to post the {step.label_en}",
+            )
+        if not self.is_up():
+            # Said once, at its join, and true until its end: no task at the posting.
+            return (
+                f"{step.label_zh}自 {fmt(self.notice.posted_at)} 起自动张贴，至 "
+                f"{fmt(self.notice.ends_at)}",
+                f"{step.label_en} posted automatically {fmt(self.notice.posted_at)}, up until "
+                f"{fmt(self.notice.ends_at)}",
             )
         open_ = self.open_objections()
         ids = ", ".join(o.id for o in open_)
@@ -389,7 +443,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
     # ------------------------------------------------------------ objections
 
     def check_objection(self, req: ObjectionRequest) -> None:
-        if self.notice is None:
+        if self.notice is None or not self.is_up():
             raise Refused(
                 f"the {self.step.label_en} is not posted yet (automatic posting {fmt(self.auto_post_at)})"
             )
@@ -400,6 +454,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
 
     def apply_objection(self, req: ObjectionRequest) -> RequestResult:
         app, step = self.app, self.step
+        self.record_posting()  # an automatic posting is said before its first objection
         objection = Objection(
             id=f"obj-{len(app.objections) + 1}",
             stage=step.stage,
