@@ -72,11 +72,13 @@ class NoticeMember(_Model):
     school_or_level: Line
     amount_cny: int
     joined_at: datetime  # the application's instant of joining (its own clock)
-    # Its automatic posting, by the step's rule from its own ``joined_at``: the member
-    # keeps this time, says when it has come, and works out its period as the notice
-    # does, so that the notice need not answer or tell it (issue 20). None where only
-    # the owner posts (with a photograph: Rain and Dew).
+    # Its automatic posting, by the step's rule from its own ``joined_at``, and the end
+    # of the period the member worked out for it at its join, as the notice does at the
+    # posting: the notice posts it by its own timer and tells it nothing (issue 20),
+    # unless its own period ends otherwise (the calendar changed in between). None
+    # where only the owner posts (with a photograph: Rain and Dew).
     auto_post_at: datetime | None = None
+    ends_at: datetime | None = None
 
 
 class NoticeJoin(_Model):

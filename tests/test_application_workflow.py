@@ -33,6 +33,7 @@ from temporalio.testing import WorkflowEnvironment
 import models
 from activities.notices import NoticeActivities
 from activities.records import RecordActivities
+from activities.workflow_calendar import CalendarActivities
 from models import search
 from models.application import (
     ApplicationStatus,
@@ -45,7 +46,7 @@ from models.application import (
 from models.calendar import SHANGHAI, StateCouncilCalendar, WorkingCalendar, YearSchedule
 from models.domain import DecisionKind, DocumentKind, Level, ObjectionOutcome, Role
 from models.notice import NoticePostRequest, NoticeStatus, notice_workflow_id
-from models.records import ChainHead, EventBatch
+from models.records import ChainHead, EventBatch, NoticeRequest, NoticeResult
 from models.season import SeasonKey
 from models.steps import NoticeStep
 from store.sealing import Keys
@@ -970,6 +971,59 @@ async def test_objection_upheld_rejects(new_case: Callable[..., Awaitable[Case]]
     assert "核实已退学" in st.details_zh
     await case.handle.result()
     await case.save_history("objection_upheld")
+
+
+class CalendarChangedAfterTheJoin(CalendarActivities):
+    """Answers a notice period one day longer from its second question on: as if a
+    holiday were published between a member's join (the first question: it works out its
+    automatic posting's period) and its notice's posting (the second)."""
+
+    asked = 0
+
+    @activity.defn(name="compute_notice_period")
+    def compute_notice_period(self, req: NoticeRequest) -> NoticeResult:
+        period = super().compute_notice_period(req)
+        CalendarChangedAfterTheJoin.asked += 1
+        if CalendarChangedAfterTheJoin.asked == 1:
+            return period
+        return period.model_copy(update={"ends_at": period.ends_at + timedelta(days=1)})
+
+
+async def test_the_notices_own_period_stands_where_the_calendar_changed_after_the_join(
+    ts_env: WorkflowEnvironment,
+    keys: Keys,
+    calendar: WorkingCalendar,
+    registry: Registry,
+    tmp_path: Path,
+) -> None:
+    """A member works out its automatic posting's period at its join; the notice works
+    it out again at the posting. Where the two differ (the calendar changed in between),
+    the notice tells the member its period, and the member's end, trail and family
+    follow the posted list."""
+    CalendarChangedAfterTheJoin.asked = 0
+
+    def changed(deps: Any) -> list[Any]:
+        return [CalendarChangedAfterTheJoin(deps.calendar).compute_notice_period]
+
+    async with make_stack(ts_env, keys, calendar, registry, tmp_path, replace=changed) as stack:
+        case = await submitted_case(stack.api, ts_env)
+        await case.approve("village_review", village_official())
+        st = await case.wait_for(lambda s: s.notice is not None, "its posting known")
+        assert st.notice is not None and st.notice.ends_at == cst(9, 8)
+        await case.advance_to(cst(9, 2, 9))  # and its notice: posted by the notice's timer
+        st = await case.wait_for(
+            lambda s: s.notice is not None and s.notice.ends_at == cst(9, 9), "told its end"
+        )
+        notice = case.api.notice_id("county-subsidy", 2027, Level.VILLAGE, VILLAGE)
+        posting = (await case.api.notice_status(notice)).postings[-1]
+        assert posting.posting == "automatic" and posting.ends_at == cst(9, 9)
+        posted = [e for e in await stack.api.trail(case.wf) if e.kind == "notice_posted"]
+        assert len(posted) == 1 and posted[0].detail["posting"] == "automatic"
+        assert datetime.fromisoformat(posted[0].detail["ends_at"]) == cst(9, 9)
+        await case.advance_to(cst(9, 8, 0, 1))
+        assert (await case.status()).stage == "village_notice"  # up a day longer
+        await case.advance_to(cst(9, 9, 0, 1))
+        await case.at_stage("township_review")
 
 
 async def test_township_posts_automatically_after_its_decision(

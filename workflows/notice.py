@@ -75,7 +75,10 @@ class NoticeWorkflow:
     def __init__(self, inp: NoticeInput) -> None:
         self.inp, self.step = inp, inp.step
         self.pending: dict[str, NoticeMember] = {}
-        self.explicit: tuple[datetime, NoticePostRequest] | None = None
+        # The owner's request waiting for the run loop: its instant, and the number of
+        # the posting that answers it.
+        self.explicit: tuple[datetime, NoticePostRequest, int] | None = None
+        self.unposted: set[str] = set()  # requests whose applications all left meanwhile
         self.postings: list[Posting] = []
         self.over: set[int] = set()  # postings whose end's timer has fired
         self.next_number = 1  # the number of the next posting
@@ -113,13 +116,17 @@ class NoticeWorkflow:
             )
         except TimeoutError:
             # Its time came by its timer (workflows/clock.py): everyone due then, at that
-            # instant, which is theirs.
+            # instant, which is theirs (none, if they all left in the timer's own task).
             assert at is not None
-            due = self.by_time[at]
-            await self._post([m for wf, m in self.pending.items() if wf in due], at, None)
+            due = self.by_time.get(at, set())
+            members = [m for wf, m in self.pending.items() if wf in due]
+            if members:
+                await self._post(members, at, None)
             return
         if self.explicit is not None:
-            (posted_at, req), self.explicit = self.explicit, None
+            (posted_at, req, number), self.explicit = self.explicit, None
+            if len(self.postings) >= number:
+                return  # answered by an automatic posting in the request's own task
             # Everyone ready by the owner's instant whose own time is still to come: one
             # whose time has come is posted at it (it counts its period from it), by the
             # timer that is due now; the request is answered with that posting.
@@ -131,6 +138,8 @@ class NoticeWorkflow:
             ]
             if ready:
                 await self._post(ready, posted_at, req)
+            elif not any(m.joined_at <= posted_at for m in self.pending.values()):
+                self.unposted.add(req.request_id)  # (else the timer due now answers it)
 
     def next_automatic(self) -> datetime | None:
         """The earliest automatic posting time of a waiting member."""
@@ -210,11 +219,17 @@ class NoticeWorkflow:
         )
         self.postings.append(posting)
         self.publish()
-        if req is None:
-            return
+        if req is not None:
+            tell = members
+        else:
+            # Its members worked its period out at their joins; one whose end differs
+            # (the calendar changed since) is told the period the list shows.
+            tell = [m for m in members if m.ends_at is not None and m.ends_at != period.ends_at]
+            if not tell:
+                return
         told = self._told(posting, period)
         gone = await signal_each(
-            "notice_posted", [(m.workflow_id, told) for m in members], skip_gone=True
+            "notice_posted", [(m.workflow_id, told) for m in tell], skip_gone=True
         )
         for wf in gone:  # ended meanwhile (withdrawn, say): nothing to tell
             self.left.add(wf)
@@ -289,8 +304,16 @@ class NoticeWorkflow:
             return first
         self.request_keys[req.request_id] = request_key(req)
         number = self.next_number
-        self.explicit = (workflow.now(), req)
-        await workflow.wait_condition(lambda: len(self.postings) >= number)
+        self.explicit = (workflow.now(), req, number)
+        await workflow.wait_condition(
+            lambda: len(self.postings) >= number or req.request_id in self.unposted
+        )
+        if len(self.postings) < number:
+            self.unposted.discard(req.request_id)
+            raise Refused(
+                f"no application waits for the {self.step.label_en}: nothing to post (the "
+                "applications waiting for it left meanwhile)"
+            )
         p = self.postings[number - 1]
         result = RequestResult(
             request_id=req.request_id,

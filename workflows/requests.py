@@ -223,6 +223,7 @@ def check_withdrawal(app: ApplicationWorkflow, req: WithdrawalRequest) -> None:
 
 def withdraw(app: ApplicationWorkflow, req: WithdrawalRequest) -> RequestResult:
     stage = app.stage
+    app.runner.closing()
     app.terminal = Stage.WITHDRAWN
     app.record(
         "withdrawn",
@@ -255,6 +256,7 @@ def check_cancellation(app: ApplicationWorkflow, req: CancellationRequest) -> No
 
 def cancel(app: ApplicationWorkflow, req: CancellationRequest) -> RequestResult:
     stage = app.stage
+    app.runner.closing()
     app.terminal = Stage.CANCELLED
     app.record(
         "cancelled",

@@ -287,5 +287,9 @@ class StepRunner(Generic[S]):
     def on_notice_posted(self, posted: NoticePosted) -> None:
         """Ignored unless the step waits for that notice's posting."""
 
+    def closing(self) -> None:
+        """The application is about to be withdrawn or cancelled in this step: what the
+        step still has to say on the trail first (nothing, for most)."""
+
     def on_roster_decided(self, verdict: RosterVerdict) -> None:
         """Ignored unless the step waits for that roster's word."""

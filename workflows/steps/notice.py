@@ -131,12 +131,14 @@ class NoticeRunner(StepRunner[NoticeStep]):
         app.publish()
         await self._wait_for_posting()
         if app.closed:
-            if not self.is_up():  # off the list still to be posted (once up, it stays)
+            # Off the list if it is still to be posted; the notice passes over the word for
+            # one already on a posting. (Not decided by the clock: replays the same.)
+            if self.told is None and not any(o.stage == step.stage for o in app.objections):
                 self.tell_notice(left=True)
             return
         if self.told is not None:
-            # The owner posted it before its automatic time: its period from then.
-            self.posted, self.notice = self.told, self.told.window
+            # The owner posted it before its automatic time (its period from then), or
+            # the notice's period of its automatic posting is not the one it worked out.
             self.record_posting()
             await self._project_from(self.told.window)
             app.publish()
@@ -191,7 +193,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
                 "evidence_sha256": posted.evidence_sha256,
                 "list_sha256": posted.list_sha256,
             },
-            # The family heard of an automatic posting when it was scheduled.
+            # The family heard of its automatic posting's dates when it was scheduled.
             notify=[
                 NotificationIntent(
                     audience="applicant",
@@ -203,7 +205,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
                     },
                 )
             ]
-            if posted.how == "explicit"
+            if posted is self.told
             else None,
         )
 
@@ -291,6 +293,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
             amount_cny=app.inp.amount_cny,
             joined_at=ready_at,
             auto_post_at=self.auto_post_at,
+            ends_at=self.notice.ends_at if self.notice is not None else None,
         )
         return JoinRequest(notice=notice, join=NoticeJoin(member=member))
 
@@ -313,11 +316,30 @@ class NoticeRunner(StepRunner[NoticeStep]):
             )
 
     def on_notice_posted(self, posted: NoticePosted) -> None:
+        """An owner's posting, taken as the notice lists it: the notice lists a member
+        only before its automatic time (by the posting's instant, not by when the word
+        arrives: a word delayed past that time is still this posting)."""
         if posted.notice_id != self.notice_id or self.told is not None or self.app.closed:
             return  # a stale message (another notice, or told twice) changes nothing
-        if self.auto_post_at is not None and workflow.now() >= self.auto_post_at:
-            return  # posted at its own time already: that posting stands
-        self.told = posted
+        auto = self.auto_post_at
+        # Its own automatic posting, whose period the notice worked out otherwise than it
+        # did at its join (the calendar changed in between): the notice's stands.
+        corrected = posted.how == "automatic" and posted.window.posted_at == auto
+        if self.posting_recorded or (
+            auto is not None and posted.window.posted_at >= auto and not corrected
+        ):
+            workflow.logger.warning(
+                f"{posted.notice_id}: posting {posted.posting} told after this application's "
+                "automatic posting was recorded: passed over"
+            )
+            return
+        self.told, self.posted, self.notice = posted, posted, posted.window
+
+    def closing(self) -> None:
+        """Withdrawn or cancelled while on the notice: its trail says the posting it was
+        on first, if that posting has begun."""
+        if self.posted is not None and workflow.now() >= self.posted.window.posted_at:
+            self.record_posting()
 
     def is_up(self) -> bool:
         """Posted, by its clock: told, or its automatic time passed."""
