@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -99,31 +100,9 @@ class NoticeRunner(StepRunner[NoticeStep]):
                 "auto_post_at": self.auto_post_at.isoformat() if self.auto_post_at else None,
                 "rule": f"{rule_zh} / {rule_en}",
                 # The period its automatic posting gives (the read model's notice).
-                **(
-                    {
-                        "posted_at": window.posted_at.isoformat(),
-                        "ends_at": window.ends_at.isoformat(),
-                        "counted_days": window.counted_days,
-                        "provisional": window.provisional,
-                    }
-                    if window is not None
-                    else {}
-                ),
+                **(_window_detail(window) if window is not None else {}),
             },
-            notify=[
-                NotificationIntent(
-                    audience="applicant",
-                    template="notice_scheduled",
-                    params={
-                        "notice": step.label_zh,
-                        "posted_at": fmt(window.posted_at),
-                        "ends_at": fmt(window.ends_at),
-                        "provisional": window.provisional,
-                    },
-                )
-            ]
-            if window is not None
-            else None,
+            notify=self._tell_family("notice_scheduled", window) if window is not None else None,
             tell=self._join(notice, ready_at),
         )
         if window is not None:
@@ -184,30 +163,29 @@ class NoticeRunner(StepRunner[NoticeStep]):
             {
                 "notice": posted.notice_id,
                 "posting_no": posted.posting or None,
-                "posted_at": window.posted_at.isoformat(),
-                "ends_at": window.ends_at.isoformat(),
-                "counted_days": window.counted_days,
-                "provisional": window.provisional,
+                **_window_detail(window),
                 "posting": posted.how,
                 "posted_by": posted.posted_by,
                 "evidence_sha256": posted.evidence_sha256,
                 "list_sha256": posted.list_sha256,
             },
             # The family heard of its automatic posting's dates when it was scheduled.
-            notify=[
-                NotificationIntent(
-                    audience="applicant",
-                    template="notice_posted",
-                    params={
-                        "notice": step.label_zh,
-                        "ends_at": fmt(window.ends_at),
-                        "provisional": window.provisional,
-                    },
-                )
-            ]
-            if posted is self.told
-            else None,
+            notify=self._tell_family("notice_posted", window) if posted is self.told else None,
         )
+
+    def _tell_family(self, template: str, window: NoticeWindow) -> list[NotificationIntent]:
+        return [
+            NotificationIntent(
+                audience="applicant",
+                template=template,
+                params={
+                    "notice": self.step.label_zh,
+                    "posted_at": fmt(window.posted_at),
+                    "ends_at": fmt(window.ends_at),
+                    "provisional": window.provisional,
+                },
+            )
+        ]
 
     def _binding_calendar(self) -> TabulatedCalendar | None:
         """The season's day table, for instants that bind the public: a provisional day
@@ -587,6 +565,16 @@ class NoticeRunner(StepRunner[NoticeStep]):
             f"objection {objection.id} {req.outcome.value}"
             + ("; application rejected" if upheld else ""),
         )
+
+
+def _window_detail(window: NoticeWindow) -> dict[str, Any]:
+    """A posting's period, as the trail keeps it (and the read model reads it back)."""
+    return {
+        "posted_at": window.posted_at.isoformat(),
+        "ends_at": window.ends_at.isoformat(),
+        "counted_days": window.counted_days,
+        "provisional": window.provisional,
+    }
 
 
 def _mask_contact(contact: str) -> str:
