@@ -785,6 +785,34 @@ async def test_village_posts_explicitly_before_the_automatic_time(
     await case.save_history("village_notice_posted_by_its_owner", notice)
 
 
+async def test_an_owners_posting_heard_after_the_members_own_time_still_stands(
+    new_case: Callable[..., Awaitable[Case]],
+) -> None:
+    """The owner posts at 16:00 on 2 September, before the member's automatic time (08:00
+    on the 3rd): the notice lists it. The word reaches the member when its own clock is
+    past that time (a slow signal): it takes the posting the list shows, by the
+    posting's instant, not by when the word arrived."""
+    case = await new_case()
+    await case.advance_to(cst(9, 2, 10))
+    await case.approve("village_review", village_official())
+    await case.wait_for(
+        lambda s: s.notice is not None and s.notice.posted_at == cst(9, 3, 8), "scheduled"
+    )
+    notice = case.api.notice_id("county-subsidy", 2027, Level.VILLAGE, VILLAGE)
+    await case._move(case.api.client.get_workflow_handle(notice), cst(9, 2, 16))
+    await case._move(case.handle, cst(9, 3, 9))  # the member alone: past its own time
+    result = await case.api.post_notice(
+        notice, NoticePostRequest(request_id=rid(), actor=village_official())
+    )
+    assert result.accepted and "1 application(s)" in result.message
+    st = await case.wait_for(
+        lambda s: s.notice is not None and s.notice.posted_at < cst(9, 3, 8), "told"
+    )
+    assert st.notice is not None and abs(st.notice.posted_at - cst(9, 2, 16)) < timedelta(minutes=1)
+    posted = [e for e in await case.api.trail(case.wf) if e.kind == "notice_posted"]
+    assert [e.detail["posting"] for e in posted] == ["explicit"]
+
+
 async def test_objection_dismissed_and_holding_past_the_notice_end(
     new_case: Callable[..., Awaitable[Case]],
 ) -> None:
