@@ -324,15 +324,14 @@ async def make_stack(
     replace: Callable[[Dependencies], Sequence[Any]] | None = None,
     sandbox: SandboxMode = "strict",
     calendar_is_fixed: bool = False,
-    notices_skip: bool = False,
 ) -> AsyncIterator[AppStack]:
     """A worker on its own task queue with a fresh SQLite database, a simulated bank, and
     a client API. ``sandbox``: the tests' strict one, or production's shared one;
     ``calendar_is_fixed``: provisional days final for the worker and the client alike,
-    as ``aidflow simulate`` has them; ``notices_skip``: a notice's clock jumps to its next
-    timer whenever it is idle. By default only a fast-forward moves it, as the
-    simulator's: a test moves a notice with its members (``Case.advance_to``), and a
-    notice idle but for its posting's timer is not at its posting before the test looks."""
+    as ``aidflow simulate`` has them. A notice's clock moves only by a fast-forward, as
+    the simulator's (``NoticeClock``): a test moves a notice with its members
+    (``Case.advance_to``), and a notice idle but for its posting's timer is not at its
+    posting before the test looks."""
     url = f"sqlite:///{tmp_path / 'app.db'}"
     upgrade(url)
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -356,7 +355,7 @@ async def make_stack(
     client: Client = env.client
     # The worker's own client starts notices (a join) on their member's clock.
     config = client.config()
-    config["interceptors"] = [*config["interceptors"], NoticeClock(skip_when_idle=notices_skip)]
+    config["interceptors"] = [*config["interceptors"], NoticeClock()]
     worker = build_worker(
         Client(**config), queue, deps, replace=replace(deps) if replace else (), sandbox=sandbox
     )

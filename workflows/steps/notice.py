@@ -61,9 +61,8 @@ class NoticeRunner(StepRunner[NoticeStep]):
     auto_post_at: datetime | None = None  # its automatic posting (None: the owner posts)
     notice_id: str | None = None
     # The posting it is on: its automatic one (known from its join), or the owner's,
-    # told; and that posting's period.
+    # told.
     posted: NoticePosted | None = None
-    notice: NoticeWindow | None = None
     told: NoticePosted | None = None  # an owner's posting, told by the notice
     posting_recorded = False  # its trail says the posting
     _telling: asyncio.Lock | None = None  # its words to the notice, one at a time
@@ -79,7 +78,7 @@ class NoticeRunner(StepRunner[NoticeStep]):
             auto_post_at = await self._automatic_posting(ready_at)
             if auto_post_at is not None:
                 posted = await self._posted_automatically(auto_post_at)
-                self.auto_post_at, self.posted, self.notice = auto_post_at, posted, posted.window
+                self.auto_post_at, self.posted = auto_post_at, posted
         finally:
             app.holding_trail -= 1
         rule_zh, rule_en = step.posting_rule(ready_at, app.schedule.window_closes_at)
@@ -311,13 +310,18 @@ class NoticeRunner(StepRunner[NoticeStep]):
                 "automatic posting was recorded: passed over"
             )
             return
-        self.told, self.posted, self.notice = posted, posted, posted.window
+        self.told = self.posted = posted
 
     def closing(self) -> None:
         """Withdrawn or cancelled while on the notice: its trail says the posting it was
         on first, if that posting has begun."""
-        if self.posted is not None and workflow.now() >= self.posted.window.posted_at:
+        if self.is_up():
             self.record_posting()
+
+    @property
+    def notice(self) -> NoticeWindow | None:
+        """The period of the posting it is on (the status query's notice)."""
+        return self.posted.window if self.posted is not None else None
 
     def is_up(self) -> bool:
         """Posted, by its clock: told, or its automatic time passed."""
