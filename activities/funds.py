@@ -28,6 +28,7 @@ from integrations.bank import DISBURSEMENT_COLUMNS, FileExchangeBank, inside
 from models.calendar import WorkingCalendar, end_of_day
 from models.payout import (
     BankResultRow,
+    FundsRequestOf,
     FundsRequestSummary,
     PaymentSent,
     PayoutBatchInput,
@@ -249,6 +250,18 @@ class FundsActivities:
                 request.arrived_amount_cny = arrival.amount_cny
                 request.arrived_reference = arrival.reference
                 s.add(request)
+
+    @activity.defn(name="funds_request_of")
+    def funds_request_of(self, workflow_id: str) -> FundsRequestOf:
+        """The funds request an application is on, if any: its roster, as the request
+        was made (asked before a withdrawal or a cancellation in its funds step)."""
+        with Session(self._engine) as s:
+            found = s.exec(
+                select(FundsRequestItem.request_id).where(
+                    FundsRequestItem.workflow_id == workflow_id
+                )
+            ).first()
+        return FundsRequestOf(request_id=found)
 
     @activity.defn(name="compute_pay_by")
     def compute_pay_by(self, req: PayByRequest) -> datetime:

@@ -26,8 +26,6 @@ from models.records import (
     COVERAGE_REMINDER,
     NoticeRequest,
     NoticeResult,
-    PostingTime,
-    PostingTimeRequest,
     Projection,
     ProjectionRequest,
     ReminderTimesRequest,
@@ -101,21 +99,16 @@ class CalendarActivities:
 
     @activity.defn(name="compute_notice_period")
     def compute_notice_period(self, req: NoticeRequest) -> NoticeResult:
-        p = notice_period(self._calendar, req.posted_at, req.days, req.counting)
+        posted_at = req.posted_at
+        if posted_at is None:
+            assert req.after is not None and req.clock is not None  # the request's validator
+            posted_at = next_working_day_at(self._calendar, req.after, req.clock)
+        p = notice_period(self._calendar, posted_at, req.days, req.counting)
         return NoticeResult(
             posted_at=p.posted_at,
             ends_at=p.ends_at,
             counted_days=list(p.counted_days),
             provisional=p.provisional,
-        )
-
-    @activity.defn(name="next_posting_time")
-    def next_posting_time(self, req: PostingTimeRequest) -> PostingTime:
-        day = self._calendar.day_of(req.after)
-        return PostingTime(
-            at=next_working_day_at(self._calendar, req.after, req.clock),
-            day_starts_at=self._calendar.day_start(day),
-            day_ends_at=self._calendar.day_start(day + timedelta(days=1)),
         )
 
     @activity.defn(name="project_remaining_steps")

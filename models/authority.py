@@ -81,7 +81,6 @@ REQUESTS: dict[str, frozenset[str]] = {
 INTERNAL: dict[str, frozenset[str]] = {
     "ApplicationWorkflow": frozenset(
         {
-            "funds_requested",
             "funds_released",
             "payment_result",
             "notice_posted",

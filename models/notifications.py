@@ -85,9 +85,9 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "应补尽补提醒",
         "{office}：{season}年{programme}申请期{closes}截止，本村尚有{count}名符合条件的建档立卡学生未申请：{students}。请及时告知并协助申请。",
     ),
-    "funds_requested": (
-        "已列入资金申请",
-        "{name}同学：您的{programme}申请已经县教育局审批，已列入资金申请，资金到位后将打卡发放。",
+    "funds_released": (
+        "资金已到位",
+        "{name}同学：您的{programme}资金已到位，将于{pay_by}前打卡发放到您的一卡通账户。",
     ),
     "payment_returned": (
         "发放被退回",

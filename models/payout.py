@@ -20,13 +20,6 @@ class _Model(BaseModel):
 # --- application <- season / batch (signals) --------------------------------------
 
 
-class FundsJoin(_Model):
-    """The application is on the county's funds request."""
-
-    request_id: str
-    requested_at: datetime
-
-
 class FundsRelease(_Model):
     """The funds arrived: pay by ``pay_by`` (10 calendar days, never after the payout date)."""
 
@@ -153,6 +146,12 @@ class SeasonCarry(_Model):
 class FundsRequestCommand(_Model):
     request_id: str = Field(min_length=1, max_length=100)
     actor: Actor
+
+
+class FundsRequestOf(_Model):
+    """The funds request an application is on (None: on none yet)."""
+
+    request_id: str | None = None
 
 
 class FundsRequestSummary(_Model):

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import date, datetime, time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.application import Places, TrailEvent
 from models.calendar import NoticeCounting
@@ -40,9 +40,21 @@ COVERAGE_REMINDER = "coverage"
 
 
 class NoticeRequest(_Model):
-    posted_at: datetime
+    """A notice's period from ``posted_at``; without it, from the automatic posting of a
+    member ready at ``after``: ``clock`` of the first working day after that day (one
+    question where the time and the period were two, each a marker: issue 20)."""
+
+    posted_at: datetime | None = None
+    after: datetime | None = None
+    clock: time | None = None
     days: int
     counting: NoticeCounting
+
+    @model_validator(mode="after")
+    def _one_instant(self) -> NoticeRequest:
+        if (self.posted_at is None) == (self.after is None or self.clock is None):
+            raise ValueError("give posted_at, or after and clock")
+        return self
 
 
 class NoticeResult(_Model):
@@ -50,24 +62,6 @@ class NoticeResult(_Model):
     ends_at: datetime
     counted_days: list[date]
     provisional: bool
-
-
-class PostingTimeRequest(_Model):
-    after: datetime
-    clock: time
-
-
-class PostingTime(_Model):
-    """The automatic posting time for an application ready at ``after``: the same for
-    every instant of that local day, [``day_starts_at``, ``day_ends_at``), so a notice
-    asks once a day, not once a member."""
-
-    at: datetime
-    day_starts_at: datetime
-    day_ends_at: datetime
-
-    def covers(self, instant: datetime) -> bool:
-        return self.day_starts_at <= instant < self.day_ends_at
 
 
 class ProjectionRequest(_Model):

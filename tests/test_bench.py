@@ -17,9 +17,10 @@ def test_baseline_script_of_a_paid_application() -> None:
     history = WorkflowHistory.from_json("paid", PAID.read_text())
     steps, counts = script_of(history)
     assert counts["updates"] == 3 == steps.count("update")  # village, township, county
-    # Funds requested and released, the payment's result (what was sent with it); no
-    # word of its notices' automatic postings (it keeps their time itself: issue 20).
-    assert counts["signals"] == 3 == steps.count("signal")
+    # The funds' release (no word of the request: issue 20) and the payment's result
+    # (what was sent with it); no word of its notices' automatic postings (it keeps
+    # their time itself).
+    assert counts["signals"] == 2 == steps.count("signal")
     # No activity of its own: its joins of its notices, its words to them and its trail
     # are local activities.
     assert counts["activities"] == 0 == steps.count("activity")

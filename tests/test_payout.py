@@ -32,6 +32,7 @@ from models.domain import DecisionKind, Role
 from models.ids import season_workflow_id
 from models.payout import FundsRequestSummary, PreparedBatch
 from store.sealing import Keys
+from store.status import read_status
 from store.tables import ApplicationRow, OutboxMessage, Payment
 from tests.conftest import AppStack, Registry, make_stack
 from tests.support import (
@@ -102,6 +103,13 @@ def new_case(app_stack: AppStack, ts_env: WorkflowEnvironment) -> Callable[..., 
         serial = next(_SERIALS)
         wf = await app_stack.api.submit(form(serial, **overrides), now=IN_WINDOW_2027)
         case = Case(app_stack.api, ts_env, wf)
+
+        async def first_task_done() -> bool:
+            return read_status(app_stack.engine, wf) is not None
+
+        # Its first workflow task's write is in the store before it is asked anything: a
+        # query while that task runs splits it in two, and the recorded costs with it.
+        await eventually(first_task_done, "the first workflow task")
         await case.wait_for(lambda s: s.waiting_for == "village_committee", "started")
         return case
 
@@ -120,11 +128,12 @@ async def test_full_season_paid_returned_repaid_and_reported(
     closed = await new_case()  # the bank will return its payment: a closed account
     rejected = await new_case()
     withdrawn = await new_case()
-    for c in [*good, closed]:
+    for c in [*good, closed, withdrawn]:
         await to_awaiting_funds(c)
     await rejected.decide(
         "village_review", DecisionKind.REJECT, village_official(), reason="非全日制本科"
     )
+    # Approved, not yet on a funds request (the store's roster says so): it may withdraw.
     await withdrawn.api.withdraw(
         withdrawn.wf,
         WithdrawalRequest(
@@ -154,7 +163,19 @@ async def test_full_season_paid_returned_repaid_and_reported(
     assert "341225********" in str(ws.cell(2, 3).value) and "*" in str(ws.cell(2, 9).value)
     again = await api.request_funds("county-subsidy", 2027, COUNTY, BUREAU, request_id="fr-1")
     assert again == summary  # a repeat changes nothing
-    await good[0].wait_for(lambda s: "fr-1" in s.details_en, "on the funds request")
+    # On the request, money is asked of finance for it: no longer withdrawn, by update or
+    # by signal (the season told no application; the withdrawal looks the roster up).
+    late = good[1]
+    with pytest.raises(Refused, match="on funds request fr-1: it can no longer be withdrawn"):
+        await api.withdraw(
+            late.wf, WithdrawalRequest(request_id=rid(), actor=applicant_of(late.wf))
+        )
+    await late.handle.signal(
+        "withdraw_signal", WithdrawalRequest(request_id=rid(), actor=applicant_of(late.wf))
+    )
+    refused = await late.wait_for_trail(lambda e: e.kind == "refused", "the signal refused")
+    assert "on funds request fr-1" in refused.detail["reason"]
+    await late.wait_for(lambda s: "fr-1" in s.details_en, "said on the funds request")
 
     # A wrong amount is refused with the difference; the right one releases the payout.
     with pytest.raises(
@@ -223,7 +244,7 @@ async def test_full_season_paid_returned_repaid_and_reported(
     assert report.paid_count == 3 and report.paid_cny == 9000
     assert report.rejections_by_reason == {"非全日制本科": 1}
     assert len(report.returned_payments) == 1 and report.repaid == 1
-    assert report.overdue_by_date == {"reviews_done": 3, "county_approval": 3}
+    assert report.overdue_by_date == {"reviews_done": 4, "county_approval": 4}
     assert [x["name"] for x in report.roster] and len(report.roster) == 3
     md = to_markdown(report)
     assert "Returned: 1; re-paid since: 1." in md and "| 王家坝镇 | 5 | 3 | 9,000 | 1 |" in md

@@ -270,14 +270,17 @@ class ApplicationWorkflow:
     # Withdrawal: the applicant's own request, at any step that allows it (requests.py).
     @workflow.update
     async def withdraw(self, req: WithdrawalRequest) -> RequestResult:
+        await requests.look_up(self, req, lambda r: requests.check_withdrawal(self, r))
         return requests.answer(self, req, lambda r: requests.withdraw(self, r))
 
     @withdraw.validator
     def _validate_withdrawal(self, req: WithdrawalRequest) -> None:
         requests.validate(self, req, lambda r: requests.check_withdrawal(self, r))
 
-    @workflow.signal(name="withdraw_signal")
-    def withdraw_signal(self, req: Any = None) -> None:
+    @workflow.signal
+    async def withdraw_signal(self, req: Any = None) -> None:
+        if requests.is_new(self, req):
+            await self.runner.look_up_before_closing()
         requests.via_signal(
             self,
             "withdraw_signal",
@@ -289,6 +292,7 @@ class ApplicationWorkflow:
     # Cancellation: a report or objection proved true (the programme's office, R10).
     @workflow.update
     async def cancel(self, req: CancellationRequest) -> RequestResult:
+        await requests.look_up(self, req, lambda r: requests.check_cancellation(self, r))
         return requests.answer(self, req, lambda r: requests.cancel(self, r))
 
     @cancel.validator
@@ -326,10 +330,6 @@ class ApplicationWorkflow:
     # ------------------- messages from its notices, its roster, the season and its batches
     # Internal: each goes to the current step's runner (or the payment), which ignores
     # one that is not for it (requests.forward drops one sent without its argument).
-
-    @workflow.signal
-    def funds_requested(self, join: Any = None) -> None:
-        requests.forward("funds_requested", join, self.runner.on_funds_requested)
 
     @workflow.signal
     def funds_released(self, release: Any = None) -> None:

@@ -64,7 +64,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.ids import season_workflow_id
     from models.notice import MemberChange, NoticeInput, NoticeJoin, NoticePosted
-    from models.payout import FundsJoin, FundsRelease, PayItem, PaymentOutcome
+    from models.payout import FundsRelease, PayItem, PaymentOutcome
     from models.roster import RosterLeft, RosterMember, RosterVerdict
 
 # The body each signal carries. Its handler takes ``Any``: the SDK drops a signal whose
@@ -76,7 +76,6 @@ BODIES: dict[str, type] = {
     "lodge_objection_signal": ObjectionRequest,
     "resolve_objection_signal": ObjectionResolution,
     "withdraw_signal": WithdrawalRequest,
-    "funds_requested": FundsJoin,
     "funds_released": FundsRelease,
     "payment_result": PaymentOutcome,
     "repayment_ready": PayItem,

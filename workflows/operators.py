@@ -92,8 +92,18 @@ def publish_soon(app: ApplicationWorkflow) -> None:
 
 
 def _publish_now(app: ApplicationWorkflow) -> None:
+    if app.holding_trail:
+        # A step is working out what it records next (a local activity: its notice's
+        # period): its news comes with it, and one upsert says both (issue 20).
+        app.watch(_publish_when_held_done(app))
+        return
     app.publishing = False
     publish(app)
+
+
+async def _publish_when_held_done(app: ApplicationWorkflow) -> None:
+    await workflow.wait_condition(lambda: not app.holding_trail)
+    _publish_now(app)
 
 
 def publish(app: ApplicationWorkflow) -> None:

@@ -53,6 +53,17 @@ def repeat(app: ApplicationWorkflow, req: Any) -> RequestResult | None:
     return first
 
 
+def is_new(app: ApplicationWorkflow, req: Any) -> bool:
+    """A request not seen before (a signal's: its refusal, if any, is via_signal's to
+    record; a signal handler must not raise)."""
+    if req is None:
+        return False
+    try:
+        return repeat(app, req) is None
+    except Refused:
+        return False
+
+
 def begin(app: ApplicationWorkflow, req: Any) -> RequestResult | None:
     """The first answer to a repeat; else the request id is taken for this request."""
     first = repeat(app, req)
@@ -70,6 +81,17 @@ def answer(
     result = apply(req)
     app.publish()
     return result
+
+
+async def look_up(app: ApplicationWorkflow, req: Any, check: Callable[[Any], None]) -> None:
+    """Before a withdrawal or a cancellation is applied: what the step must look up to
+    check it (whether it is on a funds request), then the check again on what is known
+    now (the validator checked before; the workflow may have moved on meanwhile). A
+    refusal here fails the update with the same message a validator's would."""
+    if repeat(app, req) is not None:
+        return
+    await app.runner.look_up_before_closing()
+    validate(app, req, check)
 
 
 def validate(app: ApplicationWorkflow, req: Any, check: Callable[[Any], None]) -> None:

@@ -47,7 +47,6 @@ with workflow.unsafe.imports_passed_through():
         BatchResult,
         FundsArrival,
         FundsArrivalResult,
-        FundsJoin,
         FundsRelease,
         FundsRequestCommand,
         FundsRequestSummary,
@@ -397,9 +396,9 @@ class SeasonWorkflow:
         )
         if known is not None:
             return summary.model_copy(update={"created": known.created})
+        # The applications on it are not told one by one (a message and a workflow task
+        # each, issue 20): the release tells them; a withdrawal looks the roster up.
         self._requests[cmd.request_id] = summary
-        join = FundsJoin(request_id=cmd.request_id, requested_at=workflow.now())
-        await signal_each("funds_requested", [(wf, join) for wf in summary.workflow_ids])
         self._describe()
         return summary
 

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from models.calendar import TabulatedCalendar
     from models.domain import Level, Role
     from models.notice import NoticePosted
-    from models.payout import AccountCorrection, FundsJoin, FundsRelease
+    from models.payout import AccountCorrection, FundsRelease
     from models.programme import Programme
     from models.roster import RosterVerdict
     from models.schedule import SeasonSchedule
@@ -278,14 +278,15 @@ class StepRunner(Generic[S]):
 
     # ------------------------------------------- messages from aidflow's workflows
 
-    def on_funds_requested(self, join: FundsJoin) -> None:
-        """Ignored unless the step waits for funds (a stale message changes nothing)."""
-
     def on_funds_released(self, release: FundsRelease) -> None:
-        """Ignored unless the step waits for funds."""
+        """Ignored unless the step waits for funds (a stale message changes nothing)."""
 
     def on_notice_posted(self, posted: NoticePosted) -> None:
         """Ignored unless the step waits for that notice's posting."""
+
+    async def look_up_before_closing(self) -> None:
+        """What a withdrawal's or a cancellation's check needs that the workflow does not
+        hold, asked before it is checked (nothing, for most steps: no wait either)."""
 
     def closing(self) -> None:
         """The application is about to be withdrawn or cancelled in this step: what the

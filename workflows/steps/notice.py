@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -46,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
         NoticeMember,
         NoticePosted,
     )
-    from models.records import NoticeRequest, NotificationIntent, PostingTimeRequest
+    from models.records import NoticeRequest, NotificationIntent
     from models.steps import NoticeStep
 
 _LOCAL = timedelta(seconds=10)
@@ -75,10 +75,8 @@ class NoticeRunner(StepRunner[NoticeStep]):
         # The decision that brought it here and its entry on the notice: one write.
         app.holding_trail += 1
         try:
-            auto_post_at = await self._automatic_posting(ready_at)
-            if auto_post_at is not None:
-                posted = await self._posted_automatically(auto_post_at)
-                self.auto_post_at, self.posted = auto_post_at, posted
+            self.posted = await self._posted_automatically(ready_at)
+            self.auto_post_at = self.posted.window.posted_at if self.posted else None
         finally:
             app.holding_trail -= 1
         rule_zh, rule_en = step.posting_rule(ready_at, app.schedule.window_closes_at)
@@ -192,37 +190,39 @@ class NoticeRunner(StepRunner[NoticeStep]):
         table = self.app.schedule.working_days
         return TabulatedCalendar(table) if table is not None else None
 
-    async def _automatic_posting(self, ready_at: datetime) -> datetime | None:
-        step, window = self.step, self.app.schedule.window_closes_at
-        with contextlib.suppress(OutsideTable):
-            return step.automatic_posting(self._binding_calendar(), ready_at, window)
-        answer = await workflow.execute_local_activity_method(
-            CalendarActivities.next_posting_time,
-            PostingTimeRequest(after=ready_at, clock=step.auto_post_at),
-            start_to_close_timeout=_LOCAL,
-            summary="next working day for the automatic posting",
-        )
-        return answer.at
-
-    async def _posted_automatically(self, at: datetime) -> NoticePosted:
-        """Its posting at its automatic time, as the notice posts it: the period from
-        the same instant by the same rule."""
-        step = self.step
+    async def _posted_automatically(self, ready_at: datetime) -> NoticePosted | None:
+        """Its posting at its automatic time (None where only the owner posts), as the
+        notice posts it: the period from the same instant by the same rule. From the
+        season's day table where its days are final; else one question to the calendar
+        for both the time and the period (each question is a marker in the history)."""
+        step, closes = self.step, self.app.schedule.window_closes_at
         calendar = self._binding_calendar()
-        period = None
-        if calendar is not None:
-            with contextlib.suppress(OutsideTable):
+        at: datetime | None = None
+        with contextlib.suppress(OutsideTable):
+            at = step.automatic_posting(calendar, ready_at, closes)
+            if at is None:
+                return None
+            if calendar is not None:
                 p = notice_period(calendar, at, step.days, step.counting)
-                period = (p.posted_at, p.ends_at, list(p.counted_days), p.provisional)
-        if period is None:
-            r = await workflow.execute_local_activity_method(
-                CalendarActivities.compute_notice_period,
-                NoticeRequest(posted_at=at, days=step.days, counting=step.counting),
-                start_to_close_timeout=_LOCAL,
-                summary=f"{step.label_en}: {step.days} {step.counting.value.replace('_', ' ')}",
-            )
-            period = (r.posted_at, r.ends_at, r.counted_days, r.provisional)
-        posted_at, ends_at, days, provisional = period
+                return self._posting(p.posted_at, p.ends_at, list(p.counted_days), p.provisional)
+        r = await workflow.execute_local_activity_method(
+            CalendarActivities.compute_notice_period,
+            NoticeRequest(
+                posted_at=at,
+                after=ready_at if at is None else None,
+                clock=step.auto_post_at,
+                days=step.days,
+                counting=step.counting,
+            ),
+            start_to_close_timeout=_LOCAL,
+            summary=f"{step.label_en}: {step.days} {step.counting.value.replace('_', ' ')}",
+        )
+        return self._posting(r.posted_at, r.ends_at, r.counted_days, r.provisional)
+
+    def _posting(
+        self, posted_at: datetime, ends_at: datetime, days: list[date], provisional: bool
+    ) -> NoticePosted:
+        step = self.step
         assert self.notice_id is not None
         return NoticePosted(
             notice_id=self.notice_id,
