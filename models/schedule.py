@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -136,6 +137,14 @@ class SeasonSchedule(_Model):
             if d.key == key:
                 return d.due_at
         raise KeyError(key)
+
+    def still_at_risk(
+        self, keys: Iterable[str], now: datetime, overdue: Iterable[str] = ()
+    ) -> list[str]:
+        """Of a projection's dates at risk, those not yet due: a date already due is
+        overdue (its watcher says so), not at risk."""
+        due, late = {d.key: d.due_at for d in self.fixed_dates}, set(overdue)
+        return [k for k in keys if k not in late and (k not in due or due[k] > now)]
 
 
 def season_table(

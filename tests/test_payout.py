@@ -636,15 +636,45 @@ async def test_payment_limit_passing_marks_overdue(
     await case.at_stage("awaiting_payment")
     await sent_to_the_bank(app_stack, case.wf)
     await case.advance_to(cst(9, 21, 0, 5))
-    st = await case.wait_for(lambda s: "payment_limit" in s.overdue, "payment limit overdue")
-    assert "payout" in st.overdue and "payment within 10 days" in st.details_en
+    # Its limit is the payout date itself (the funds came less than ten days before it):
+    # the miss is said once, by the date's watcher, to everyone the limit would tell.
+    st = await case.wait_for(lambda s: "payout" in s.overdue, "payout date overdue")
+    assert "payment_limit" not in st.overdue and "card payout done" in st.details_en
+    overdue = [e for e in await case.api.trail(case.wf) if e.kind == "overdue"]
+    assert [e.detail["fixed_date"] for e in overdue][-1] == "payout"
 
     async def county_told() -> bool:
         with Session(app_stack.engine) as s:
             msgs = s.exec(select(OutboxMessage).where(OutboxMessage.workflow_id == case.wf)).all()
-        return any("资金到位后10日内发放" in m.body and "暂定" in m.body for m in msgs)
+        return any("打卡发放完成" in m.body and "暂定" in m.body for m in msgs)
 
     await eventually(county_told, "the county told, with the provisional note")
+
+
+def test_a_payment_limit_before_the_payout_date_has_its_own_watch(
+    calendar: WorkingCalendar,
+) -> None:
+    """The limit's own timer is left out only where the payout date's watcher says the
+    same miss at the same instant to everyone the limit tells."""
+    from types import SimpleNamespace
+
+    from models.programmes import BUILTIN_PROGRAMMES
+    from models.schedule import SeasonSchedules
+    from models.steps import PayoutStep
+    from workflows.steps.payout import PayoutRunner
+
+    programme = BUILTIN_PROGRAMMES["county-subsidy"]
+    schedule = SeasonSchedules(calendar).of(programme, 2027)
+    step = programme.find_step(PayoutStep)
+    assert step is not None
+    app: Any = SimpleNamespace(programme=programme, schedule=schedule)
+    runner = PayoutRunner(app, step)
+    payout_due = schedule.due_at(step.due)
+    assert runner._said_by_the_payout_date(payout_due)
+    assert not runner._said_by_the_payout_date(payout_due - timedelta(days=3))
+    # A limit whose miss tells an office the date's watcher does not: its own timer.
+    other = step.model_copy(update={"told_when_late": (Role.COUNTY_FINANCE,)})
+    assert not PayoutRunner(app, other)._said_by_the_payout_date(payout_due)
 
 
 async def test_wrong_actor_cannot_request_or_release_funds(app_stack: AppStack) -> None:

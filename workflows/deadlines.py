@@ -95,12 +95,7 @@ async def project(app: ApplicationWorkflow, from_index: int, at: datetime) -> No
         app.holding_trail -= 1
     # A date already due is overdue (its watcher says so), not at risk: whether the
     # watcher's timer or this step's fires first at a shared instant changes nothing.
-    due, now = {f.key: f.due_at for f in app.schedule.fixed_dates}, workflow.now()
-    at_risk = [
-        k
-        for k in projection.at_risk_keys
-        if k not in app.overdue and (k not in due or due[k] > now)
-    ]
+    at_risk = app.schedule.still_at_risk(projection.at_risk_keys, workflow.now(), app.overdue)
     new = [k for k in at_risk if k not in app.at_risk]
     app.at_risk = at_risk
     if not new:

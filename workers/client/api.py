@@ -49,7 +49,7 @@ from models.application import (
     WithdrawalRequest,
 )
 from models.authority import STATEMENT_LIFETIME
-from models.calendar import WorkingCalendar
+from models.calendar import OutsideTable, TabulatedCalendar, WorkingCalendar
 from models.domain import Level, Role
 from models.ids import (
     application_workflow_id,
@@ -82,9 +82,11 @@ from models.payout import (
     RoundOpening,
     SeasonInput,
 )
+from models.planner import project_steps
 from models.privacy import mask_account, mask_national_id
 from models.programme import Programme
 from models.programmes import CASE_REGISTRY
+from models.records import Projection
 from models.recovery import RecoveredRequest, RecoveryInput, RecoveryStatus
 from models.roster import RosterDecided, RosterDecision, RosterInput
 from models.schedule import SeasonSchedules
@@ -316,7 +318,7 @@ class AidflowClient:
                 id=workflow_id,
                 task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                search_attributes=_initial_attributes(inp),
+                search_attributes=_initial_attributes(inp, start_at or now),
                 start_delay=delay_until(start_at),
                 static_summary=(
                     f"{programme.name_zh} {form.season} · {form.applicant_name} "
@@ -1117,10 +1119,11 @@ class AidflowClient:
             )
 
 
-def _initial_attributes(inp: ApplicationInput) -> TypedSearchAttributes:
-    """What the application starts with, its first step's deadline too (from the schedule
-    it carries): the workflow upserts only what differs from these (issue 20: its first
-    upsert was the deadline)."""
+def _initial_attributes(inp: ApplicationInput, starts_at: datetime) -> TypedSearchAttributes:
+    """What the application starts with, its first step's deadline and whether a date is
+    at risk too (from the schedule it carries, as its first projection works them out):
+    the workflow upserts only what differs from these (issue 20: its first upserts were
+    the deadline, then the risk)."""
     first = inp.programme.steps[0]
     role = first.actor_role or Role.SYSTEM
     due = inp.schedule.due_at(first.due)
@@ -1134,10 +1137,24 @@ def _initial_attributes(inp: ApplicationInput) -> TypedSearchAttributes:
         SearchAttributePair(search.STAGE, first.stage),
         SearchAttributePair(search.WAITING_FOR, role.value),
         SearchAttributePair(search.OVERDUE, False),
-        SearchAttributePair(search.AT_RISK, False),
+        SearchAttributePair(search.AT_RISK, _at_risk_at_start(inp, starts_at)),
         SearchAttributePair(search.NEXT_DEADLINE, due),
     ]
     return TypedSearchAttributes(pairs)
+
+
+def _at_risk_at_start(inp: ApplicationInput, at: datetime) -> bool:
+    """Whether the first projection (workflows/deadlines.py, from the table in the
+    input) finds a date at risk; where it says otherwise, the workflow upserts its own."""
+    table = inp.schedule.working_days
+    if table is None:
+        return False
+    try:
+        calendar = TabulatedCalendar(table, forecast=True)
+        steps = project_steps(inp.programme, inp.season, calendar, from_index=0, at=at)
+    except OutsideTable:
+        return False
+    return bool(inp.schedule.still_at_risk(Projection.of(steps).at_risk_keys, at))
 
 
 def _season_summary(programme: Programme, season: int, round_: str, county_code: str) -> str:

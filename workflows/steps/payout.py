@@ -117,9 +117,21 @@ class PayoutRunner(StepRunner[PayoutStep]):
     async def run(self) -> None:
         app, payment = self.app, self.app.payment
         assert payment.release is not None
-        app.watch(self._watch_pay_by(payment.release.pay_by))
+        if not self._said_by_the_payout_date(payment.release.pay_by):
+            app.watch(self._watch_pay_by(payment.release.pay_by))
         # Paid: the season learns it from the batch that paid it.
         await workflow.wait_condition(lambda: payment.paid or app.closed)
+
+    def _said_by_the_payout_date(self, pay_by: datetime) -> bool:
+        """The limit is the programme's payout date itself (the funds came less than its
+        days before it), and everyone its miss tells is told by that date's watcher
+        (workflows/deadlines.py) at the same instant: one timer, not two (issue 20)."""
+        programme, schedule = self.app.programme, self.app.schedule
+        if all(d.key != self.step.due for d in schedule.fixed_dates):
+            return False
+        fixed = programme.fixed_date(self.step.due)
+        told = {fixed.responsible, *programme.always_told}
+        return schedule.due_at(self.step.due) == pay_by and set(self.step.told_when_late) <= told
 
     async def _watch_pay_by(self, pay_by: datetime) -> None:
         app = self.app
