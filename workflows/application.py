@@ -279,7 +279,7 @@ class ApplicationWorkflow:
 
     @workflow.signal
     async def withdraw_signal(self, req: Any = None) -> None:
-        if requests.is_new(self, req):
+        if requests.worth_looking_up(self, req, lambda r: requests.check_withdrawal(self, r)):
             await self.runner.look_up_before_closing()
         requests.via_signal(
             self,

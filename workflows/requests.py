@@ -53,15 +53,19 @@ def repeat(app: ApplicationWorkflow, req: Any) -> RequestResult | None:
     return first
 
 
-def is_new(app: ApplicationWorkflow, req: Any) -> bool:
-    """A request not seen before (a signal's: its refusal, if any, is via_signal's to
-    record; a signal handler must not raise)."""
+def worth_looking_up(app: ApplicationWorkflow, req: Any, check: Callable[[Any], None]) -> bool:
+    """A signal's request, new and passing its check on what the workflow holds: what
+    its step would look up may still refuse it (a refusal, and a repeat's answer, are
+    via_signal's to give: a signal handler must not raise)."""
     if req is None:
         return False
     try:
-        return repeat(app, req) is None
+        if repeat(app, req) is not None:
+            return False
+        validate(app, req, check)
     except Refused:
         return False
+    return True
 
 
 def begin(app: ApplicationWorkflow, req: Any) -> RequestResult | None:
