@@ -19,6 +19,7 @@ nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine, Sequence
 from datetime import datetime
 from typing import Any
@@ -279,8 +280,9 @@ class ApplicationWorkflow:
 
     @workflow.signal
     async def withdraw_signal(self, req: Any = None) -> None:
-        if requests.worth_looking_up(self, req, lambda r: requests.check_withdrawal(self, r)):
-            await self.runner.look_up_before_closing()
+        if req is not None:
+            with contextlib.suppress(Refused):  # recorded by via_signal, which checks again
+                await requests.look_up(self, req, lambda r: requests.check_withdrawal(self, r))
         requests.via_signal(
             self,
             "withdraw_signal",

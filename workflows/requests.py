@@ -53,21 +53,6 @@ def repeat(app: ApplicationWorkflow, req: Any) -> RequestResult | None:
     return first
 
 
-def worth_looking_up(app: ApplicationWorkflow, req: Any, check: Callable[[Any], None]) -> bool:
-    """A signal's request, new and passing its check on what the workflow holds: what
-    its step would look up may still refuse it (a refusal, and a repeat's answer, are
-    via_signal's to give: a signal handler must not raise)."""
-    if req is None:
-        return False
-    try:
-        if repeat(app, req) is not None:
-            return False
-        validate(app, req, check)
-    except Refused:
-        return False
-    return True
-
-
 def begin(app: ApplicationWorkflow, req: Any) -> RequestResult | None:
     """The first answer to a repeat; else the request id is taken for this request."""
     first = repeat(app, req)
@@ -88,12 +73,15 @@ def answer(
 
 
 async def look_up(app: ApplicationWorkflow, req: Any, check: Callable[[Any], None]) -> None:
-    """Before a withdrawal or a cancellation is applied: what the step must look up to
-    check it (whether it is on a funds request), then the check again on what is known
-    now (the validator checked before; the workflow may have moved on meanwhile). A
-    refusal here fails the update with the same message a validator's would."""
+    """Before a withdrawal or a cancellation is applied: checked on what the workflow
+    holds (a request refused by that asks the store nothing), then what the step must
+    look up to check it (whether it is on a funds request), then checked again on what
+    is known now (the workflow may have moved on meanwhile). A refusal is raised: an
+    update fails with it, as with a validator's; a signal's handler passes it over and
+    via_signal records it."""
     if repeat(app, req) is not None:
         return
+    validate(app, req, check)
     await app.runner.look_up_before_closing()
     validate(app, req, check)
 

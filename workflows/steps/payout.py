@@ -126,12 +126,14 @@ class PayoutRunner(StepRunner[PayoutStep]):
         """The limit is the programme's payout date itself (the funds came less than its
         days before it), and everyone its miss tells is told by that date's watcher
         (workflows/deadlines.py) at the same instant: one timer, not two (issue 20)."""
-        programme, schedule = self.app.programme, self.app.schedule
-        if all(d.key != self.step.due for d in schedule.fixed_dates):
+        programme = self.app.programme
+        try:
+            due_at = self.app.schedule.due_at(self.step.due)
+        except KeyError:  # no watcher: the programme has no such date this season
             return False
         fixed = programme.fixed_date(self.step.due)
         told = {fixed.responsible, *programme.always_told}
-        return schedule.due_at(self.step.due) == pay_by and set(self.step.told_when_late) <= told
+        return due_at == pay_by and set(self.step.told_when_late) <= told
 
     async def _watch_pay_by(self, pay_by: datetime) -> None:
         app = self.app
