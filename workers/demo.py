@@ -75,6 +75,7 @@ class Officials:
     rng: random.Random
     county: str
     programme: Programme
+    seed: int = 7
     return_rate: float = 0.10
     due_at: dict[tuple[str, str, int], datetime] = field(default_factory=dict)
     visits: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -102,7 +103,10 @@ class Officials:
         return now >= self.due_at[key]
 
     def draw(self, st: ApplicationStatus, what: str) -> random.Random:
-        return self.rng
+        # Each decision its own stream, keyed by application, act and visit: who is
+        # approved depends on the seed, not on how the officials' polls interleave
+        # on a busy machine (only the delays share one stream).
+        return random.Random(f"{self.seed}/{st.workflow_id}/{what}/{self.visit(st, what)}")
 
     def visit(self, st: ApplicationStatus, what: str) -> int:
         return self.visits[(st.workflow_id, what)]
@@ -282,7 +286,12 @@ async def _season(
     # The county's office reads every application of the county (over HTTP, R10).
     reader = people.county_office(Role.COUNTY_EDUCATION_BUREAU, county)
     officials = Officials(
-        api=offices, calendar=calendar, rng=rng, county=county, programme=programme
+        api=offices,
+        calendar=calendar,
+        rng=rng,
+        county=county,
+        programme=programme,
+        seed=rng.getrandbits(32),  # drawn before anything runs concurrently
     )
     first_day = programme.window_opens.in_year(SEASON)
     if programme.opened_by is not None:
