@@ -339,29 +339,38 @@ async def _season(
         )
         return Group(table, info)
 
+    async def arrivals() -> None:
+        """Families arrive on their own time, not between the officials' rounds (a busy
+        machine slows the rounds, not the arrivals: the window closes on the calendar)."""
+        while pending:
+            at, f = pending[0]
+            await asyncio.sleep(max(0.0, (at - datetime.now(UTC)).total_seconds()))
+            pending.pop(0)
+            try:
+                # A school submits its students, an office enters its roster;
+                # otherwise the village office receives the family's form.
+                by = _submitter(programme, f)
+                if by.role in programme.on_behalf_with_consent:
+                    # For the family, with its consent (Rain and Dew), given that day.
+                    f = f.model_copy(update={"consent": _consent(f, datetime.now(UTC))})
+                wf = await offices.submit(f, submitted_by=by)
+                workflow_ids.append(wf)
+                if len(workflow_ids) % 12 == 3:
+                    officials.objection_targets.add(wf)
+            except Refused as r:
+                officials.log.append(f"intake refused: {r}")
+
     report = None
+    arriving = asyncio.create_task(arrivals())
     with Live(view(), console=console, refresh_per_second=2, transient=False) as live:
         while not stack.stop.is_set():
-            now = datetime.now(UTC)
-            while pending and pending[0][0] <= now:
-                _, f = pending.pop(0)
-                try:
-                    # A school submits its students, an office enters its roster;
-                    # otherwise the village office receives the family's form.
-                    by = _submitter(programme, f)
-                    if by.role in programme.on_behalf_with_consent:
-                        # For the family, with its consent (Rain and Dew), given that day.
-                        f = f.model_copy(update={"consent": _consent(f, now)})
-                    wf = await offices.submit(f, submitted_by=by)
-                    workflow_ids.append(wf)
-                    if len(workflow_ids) % 12 == 3:
-                        officials.objection_targets.add(wf)
-                except Refused as r:
-                    officials.log.append(f"intake refused: {r}")
+            if arriving.done():
+                arriving.result()  # an intake that failed for another reason than a refusal
+            ids = list(workflow_ids)  # arrivals go on meanwhile
             results = await asyncio.gather(
-                *(offices.status(wf, reader) for wf in workflow_ids), return_exceptions=True
+                *(offices.status(wf, reader) for wf in ids), return_exceptions=True
             )
-            for wf, st in zip(workflow_ids, results, strict=True):
+            for wf, st in zip(ids, results, strict=True):
                 if isinstance(st, ApplicationStatus):
                     statuses[wf] = st
             await asyncio.gather(
@@ -371,7 +380,7 @@ async def _season(
                 await officials.county_funds(statuses)
             except Refused as r:
                 officials.log.append(f"funds refused: {r}")
-            if not pending and statuses and all(s.stage in ends for s in statuses.values()):
+            if arriving.done() and statuses and all(s.stage in ends for s in statuses.values()):
                 report = await offices.season_report(
                     programme.code, SEASON, county, reader, round_=programme.round_key
                 )
@@ -380,6 +389,7 @@ async def _season(
                     break
             live.update(view())
             await asyncio.sleep(0.5)
+        arriving.cancel()  # stopped (Ctrl-C) before every family had applied
         seconds = (datetime.now(UTC) - started).total_seconds()
         roster = next(
             (line.split("roster ", 1)[1] for line in officials.log if "roster " in line), None
