@@ -92,7 +92,7 @@ class RecordActivities:
                     "a batch of an attempt outlived by a later one: nothing written",
                     extra={"event": "stale_batch_dropped", "upto": last_seq},
                 )
-                return ChainHead(seq=last_seq, hash=prev_hash, new=0)
+                return ChainHead.of(last_seq, prev_hash)
             if retracted is not None:
                 last_seq, prev_hash = retracted
             entries: list[dict[str, Any]] = []
@@ -134,7 +134,7 @@ class RecordActivities:
                 force=retracted is not None,
             )
         activity.logger.info("recorded events", extra={"new": len(entries), "upto": last_seq})
-        return ChainHead(seq=last_seq, hash=prev_hash, new=len(entries))
+        return ChainHead.of(last_seq, prev_hash, len(entries))
 
     def _retract_lost(
         self, conn: Connection, wf: str, batch: EventBatch, last_seq: int

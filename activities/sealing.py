@@ -48,7 +48,7 @@ class _Sealing(Interceptor):
         seal = make_seal(
             self._key, sender=sender, target=target, message=message, digest=body_digest(args)
         )
-        return {SEAL_HEADER: self._converter.to_payloads([seal])[0]}
+        return {SEAL_HEADER: self._converter.to_payloads([seal.wire()])[0]}
 
 
 class _SealingOutbound(OutboundInterceptor):

@@ -128,30 +128,43 @@ class Binding(_Frozen):
 
 
 class Statement(_Frozen):
-    """A credential's word that it sends this message, with this body, to this workflow."""
+    """A credential's word that it sends this message, with this body, to this workflow.
+
+    On the wire (:meth:`wire`) it leaves out the workflow and the body's digest: the
+    receiver knows both, and the signature covers them (about 150 bytes of every
+    request's event, issue 20). A statement that carries them is read as before."""
 
     binding: Binding
-    workflow_id: str = Field(max_length=400)
+    workflow_id: str = Field(default="", max_length=400)
     message: str = Field(max_length=64)  # the update or signal name, or "start"
-    digest: str = Field(pattern=r"^[0-9a-f]{64}$")
+    digest: str = Field(default="", pattern=r"^([0-9a-f]{64})?$")
     expires_at: datetime
     mac: str = Field(default="", pattern=r"^[0-9a-f]{0,64}$")
 
     def signed_part(self) -> bytes:
         return _canonical(self.model_dump(mode="json", exclude={"mac"})).encode()
 
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(
+            mode="json", exclude={"workflow_id", "digest"}, exclude_defaults=True
+        )
+
 
 class Seal(_Frozen):
-    """An aidflow workflow's mark on a message it sends another."""
+    """An aidflow workflow's mark on a message it sends another (on the wire without its
+    target and digest, which the receiver knows and the mark covers)."""
 
     sender: str = Field(max_length=400)
-    target: str = Field(max_length=400)
+    target: str = Field(default="", max_length=400)
     message: str = Field(max_length=64)
-    digest: str = Field(pattern=r"^[0-9a-f]{64}$")
+    digest: str = Field(default="", pattern=r"^([0-9a-f]{64})?$")
     mac: str = Field(default="", pattern=r"^[0-9a-f]{0,64}$")
 
     def signed_part(self) -> bytes:
         return _canonical(self.model_dump(mode="json", exclude={"mac"})).encode()
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"target", "digest"}, exclude_defaults=True)
 
 
 def _canonical(value: Any) -> str:
@@ -189,8 +202,21 @@ def credential_key(authority_key: bytes, binding: Binding) -> bytes:
     return hmac.new(authority_key, "\x00".join(parts).encode(), hashlib.sha256).digest()
 
 
+# A signature is HMAC-SHA-256 cut to its first 128 bits (as RFC 4868's
+# HMAC-SHA-256-128): 32 hex digits in every request's event rather than 64. A full one,
+# as signed before, is checked in full.
+_MAC_HEX = 32
+
+
 def _mac(key: bytes, data: bytes) -> str:
-    return hmac.new(key, data, hashlib.sha256).hexdigest()
+    return hmac.new(key, data, hashlib.sha256).hexdigest()[:_MAC_HEX]
+
+
+def _mac_holds(key: bytes, data: bytes, mac: str) -> bool:
+    if len(mac) not in (_MAC_HEX, 64):
+        return False
+    full = hmac.new(key, data, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(mac.encode(), full[: len(mac)].encode())
 
 
 def sign_statement(key: bytes, statement: Statement) -> Statement:
@@ -208,15 +234,19 @@ def statement_problem(
     now: datetime,
 ) -> str | None:
     """Why ``statement`` does not prove this message, or None when it does."""
-    key = credential_key(authority_key, statement.binding)
-    if not hmac.compare_digest(statement.mac.encode(), _mac(key, statement.signed_part()).encode()):
-        return f"the statement of credential {statement.binding.credential} is not signed by it"
-    if statement.workflow_id != workflow_id:
+    if statement.workflow_id and statement.workflow_id != workflow_id:
         return f"the statement is for workflow {statement.workflow_id}, not this one"
     if statement.message != message:
         return f"the statement is for {statement.message}, not {message}"
-    if statement.digest != digest:
+    if statement.digest and statement.digest != digest:
         return "the statement is for another body than the one sent"
+    full = statement.model_copy(update={"workflow_id": workflow_id, "digest": digest})
+    key = credential_key(authority_key, statement.binding)
+    if not _mac_holds(key, full.signed_part(), statement.mac):
+        said = "" if statement.workflow_id and statement.digest else " for this workflow and body"
+        return (
+            f"the statement of credential {statement.binding.credential} is not signed by it{said}"
+        )
     if now > statement.expires_at:
         return f"the statement expired at {statement.expires_at.isoformat()}"
     return None
@@ -228,10 +258,14 @@ def make_seal(key: bytes, *, sender: str, target: str, message: str, digest: str
 
 
 def seal_problem(key: bytes, seal: Seal, *, target: str, message: str, digest: str) -> str | None:
-    if not hmac.compare_digest(seal.mac.encode(), _mac(key, seal.signed_part()).encode()):
-        return "its seal is not aidflow's"
-    if (seal.target, seal.message, seal.digest) != (target, message, digest):
+    carried = (seal.target or target, seal.message, seal.digest or digest)
+    if carried != (target, message, digest):
         return "its seal is for another message"
+    full = seal.model_copy(update={"target": target, "digest": digest})
+    if not _mac_holds(key, full.signed_part(), seal.mac):
+        return "its seal is not aidflow's" + (
+            "" if seal.target and seal.digest else " for this message"
+        )
     return None
 
 

@@ -9,17 +9,29 @@ application's history (issue 20). Reading the input back restores them. A step's
 Read back, one definition is one object: every application of a programme carried its
 own copy, about 25 KiB of a cached workflow's 90 KiB of Python objects (issue 20, the
 worker's memory). The models are frozen, so the copies are shared.
+
+A **released** definition travels as its name alone: ``{"released": "county-subsidy@…"}``,
+the programme's code and the digest of its JSON, which names a file of
+``models/programmes/released/`` (2.8 KB of every county subsidy's start event, issue 20).
+A released file is never edited nor deleted: a history names it for as long as the
+history is kept; a changed definition is a new file beside it
+(``aidflow programmes release`` writes the files of the definitions in force). A
+definition that is not released (a test's, a site's own) travels whole, as before.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, PlainSerializer, ValidatorFunctionWrapHandler, WrapValidator
 
 _DISCRIMINATOR = "kind"
+_RELEASED = "released"
+RELEASED_DIR = Path(__file__).with_name("programmes") / "released"
 
 
 def without_defaults(model: BaseModel) -> dict[str, Any]:
@@ -40,6 +52,37 @@ def _keep_discriminators(full: Any, bare: Any) -> Any:
     return bare
 
 
+def release_key(bare: dict[str, Any]) -> str:
+    """A definition's released name: its code and the digest of its JSON without defaults."""
+    canonical = json.dumps(bare, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return f"{bare.get('code', 'definition')}@{hashlib.sha256(canonical.encode()).hexdigest()[:20]}"
+
+
+def _load_released() -> dict[str, dict[str, Any]]:
+    """The released definitions, read once at import (never in a workflow)."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(RELEASED_DIR.glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        key = release_key(data)
+        if key != path.stem:
+            raise ValueError(
+                f"{path}: its definition is {key}; a released definition is never edited "
+                "(a changed one is a new file: aidflow programmes release)"
+            )
+        found[key] = data
+    return found
+
+
+RELEASED: dict[str, dict[str, Any]] = _load_released()
+
+
+def compact_or_released(model: BaseModel) -> dict[str, Any]:
+    """What travels: a released definition's name, or the definition without defaults."""
+    bare = without_defaults(model)
+    key = release_key(bare)
+    return {_RELEASED: key} if key in RELEASED else bare
+
+
 # Definitions read back, by their JSON; bounded (there are a few dozen at most: the
 # programmes, their variants and their revisions), so that a run of odd inputs cannot
 # grow it without end.
@@ -51,6 +94,15 @@ _LOCK = threading.Lock()
 def _shared(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
     if not isinstance(value, dict):
         return handler(value)
+    if value.keys() == {_RELEASED}:
+        name = value[_RELEASED]
+        released = RELEASED.get(name) if isinstance(name, str) else None
+        if released is None:
+            raise ValueError(
+                f"the definition {name!r} is not among the released ones "
+                "(models/programmes/released/): it was deleted, or this worker is older than it"
+            )
+        value = released
     key = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
     found = _SHARED.get(key)
     if found is None:
@@ -63,6 +115,9 @@ def _shared(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
 
 M = TypeVar("M", bound=BaseModel)
 
-# ``Compact[Programme]``: validated as the model, written to JSON without its defaults,
-# and one object for every input that carries the same definition (it must be frozen).
-Compact = Annotated[M, PlainSerializer(without_defaults, when_used="json"), WrapValidator(_shared)]
+# ``Compact[Programme]``: validated as the model, written to JSON by its released name or
+# without its defaults, and one object for every input that carries the same definition
+# (it must be frozen).
+Compact = Annotated[
+    M, PlainSerializer(compact_or_released, when_used="json"), WrapValidator(_shared)
+]

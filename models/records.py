@@ -195,10 +195,23 @@ class EventBatch(_Model):
 TRAIL_WRITES = frozenset({"record_events", "record_events_and_tell"})
 
 
+# The witness keeps the first 128 bits of the row's hash: enough that no rewritten chain
+# matches it, and 32 bytes less in each of an application's trail markers (issue 20).
+WITNESS_HEX = 32
+
+
 class ChainHead(_Model):
-    """An application's audit chain after a recording: its last seq and that row's hash
-    (kept in the workflow's history, so the database cannot rewrite it unseen)."""
+    """An application's audit chain after a recording: its last seq and the start of that
+    row's hash (kept in the workflow's history, so the database cannot rewrite it unseen).
+    Histories recorded before the cut keep the whole hash: both are checked."""
 
     seq: int
     hash: str
     new: int = 0
+
+    @staticmethod
+    def of(seq: int, row_hash: str, new: int = 0) -> ChainHead:
+        return ChainHead(seq=seq, hash=row_hash[:WITNESS_HEX], new=new)
+
+    def witnesses(self, row_hash: str) -> bool:
+        return len(self.hash) >= WITNESS_HEX and row_hash.startswith(self.hash)

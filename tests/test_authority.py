@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -43,6 +44,7 @@ from models.authority import (
     SEAL_HEADER,
     STATEMENT_HEADER,
     Binding,
+    Seal,
     Statement,
     body_digest,
     credential_key,
@@ -122,6 +124,21 @@ def test_a_statement_proves_only_its_own_message() -> None:
     )
 
 
+def test_a_statement_on_the_wire_leaves_out_what_the_receiver_knows() -> None:
+    """The workflow and the body's digest travel in the signature only (issue 20): the
+    receiver's own are the ones checked, and another workflow or body is refused."""
+    full = _statement()
+    wire = Statement.model_validate(full.wire())
+    assert "workflow_id" not in full.wire() and "digest" not in full.wire()
+    assert len(full.mac) == 32  # HMAC-SHA-256-128
+    assert len(json.dumps(full.wire(), separators=(",", ":"))) < len(full.model_dump_json()) - 80
+    assert _problem(wire) is None
+    for wrong in ({"workflow_id": "wf-b"}, {"digest": body_digest([{"request_id": "r2"}])}):
+        assert "not signed by it for this workflow and body" in (_problem(wire, **wrong) or "")
+    assert "for decide, not withdraw" in (_problem(wire, message="withdraw") or "")
+    assert "not signed" in (_problem(wire.model_copy(update={"mac": full.mac[:16]})) or "")
+
+
 def test_the_actor_fields_are_not_part_of_the_body() -> None:
     """The statement stands for the actor: a body that names another actor is the same body."""
     a = body_digest([{"request_id": "r1", "actor": {"id": "mallory"}}])
@@ -139,6 +156,14 @@ def test_a_seal_is_for_one_message() -> None:
     assert seal_problem(KEY, seal, target="app-2", message="payment_result", digest="a" * 64)
     assert seal_problem(KEY, seal, target="app-1", message="payment_result", digest="b" * 64)
     assert seal_problem(b"x" * 32, seal, target="app-1", message="payment_result", digest="a" * 64)
+    # On the wire, without its target and digest: checked against the receiver's own.
+    wire = Seal.model_validate(seal.wire())
+    assert wire.target == "" and len(wire.mac) == 32
+    assert (
+        seal_problem(KEY, wire, target="app-1", message="payment_result", digest="a" * 64) is None
+    )
+    assert seal_problem(KEY, wire, target="app-2", message="payment_result", digest="a" * 64)
+    assert seal_problem(KEY, wire, target="app-1", message="payment_result", digest="b" * 64)
 
 
 # ------------------------------------------------------ attacks through a raw client

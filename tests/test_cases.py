@@ -48,7 +48,7 @@ from store.cases import (
 from store.tables import OutboxMessage
 from tests.conftest import AppStack
 from tests.support import COUNTY, PLACES, TOWNSHIP, county_official, make_national_id
-from tests.test_application_workflow import cst, history_path, rid
+from tests.test_application_workflow import cst, rid, write_history
 from workers.client import Refused
 from workers.client.cases import CaseClient
 
@@ -98,7 +98,7 @@ class Case:
         """With AIDFLOW_RECORD_HISTORIES=1, keep this run's history as a replay fixture."""
         if os.environ.get("AIDFLOW_RECORD_HISTORIES") == "1":
             history = await self.handle.fetch_history()
-            history_path(name).write_text(history.to_json())
+            write_history(name, history)
 
     async def until(self, check: Any, what: str) -> Any:
         for _ in range(100):

@@ -44,7 +44,7 @@ from tests.support import (
     township_official,
     village_official,
 )
-from tests.test_application_workflow import Case, cst, history_path, rid
+from tests.test_application_workflow import Case, cst, rid, write_history
 from workers.client import AidflowClient, Refused, query_when_ready
 from workers.simulate import start_time_skipping_server
 from workers.worker import Dependencies
@@ -270,11 +270,9 @@ async def test_full_season_paid_returned_repaid_and_reported(
     with pytest.raises(Refused, match="season of 341225000000 is closed"):
         await api.request_funds("county-subsidy", 2027, COUNTY, BUREAU, request_id="fr-late")
     if os.environ.get("AIDFLOW_RECORD_HISTORIES") == "1":
-        history_path("season_with_two_batches").write_text((await season.fetch_history()).to_json())
+        write_history("season_with_two_batches", await season.fetch_history())
         batch = api.client.get_workflow_handle(f"payout/county-subsidy-2027-{COUNTY[:6]}-b001")
-        history_path("payout_batch_with_a_return").write_text(
-            (await batch.fetch_history()).to_json()
-        )
+        write_history("payout_batch_with_a_return", await batch.fetch_history())
     with Session(engine) as s:
         reminders = s.exec(
             select(OutboxMessage).where(col(OutboxMessage.dedupe_key).contains("/reminder/"))
@@ -385,8 +383,8 @@ async def test_season_stays_open_while_requested_funds_have_not_arrived(
             batches = await asyncio.wait_for(season.result(), timeout=60)
             assert [b.paid for b in batches] == [1]
             if os.environ.get("AIDFLOW_RECORD_HISTORIES") == "1":
-                history_path("season_open_until_requested_funds_arrive").write_text(
-                    (await season.fetch_history()).to_json()
+                write_history(
+                    "season_open_until_requested_funds_arrive", await season.fetch_history()
                 )
     finally:
         await env.shutdown()
@@ -588,13 +586,9 @@ async def test_a_long_season_continues_as_new_and_pays_in_capped_batches(
             ]
             assert runs.count(WorkflowExecutionStatus.CONTINUED_AS_NEW) >= 1, runs
             if os.environ.get("AIDFLOW_RECORD_HISTORIES") == "1":
-                history_path("season_continued_as_new").write_text(
-                    (await season.fetch_history()).to_json()
-                )
+                write_history("season_continued_as_new", await season.fetch_history())
                 old = env.client.get_workflow_handle(season.id, run_id=first_run)
-                history_path("season_before_continuing_as_new").write_text(
-                    (await old.fetch_history()).to_json()
-                )
+                write_history("season_before_continuing_as_new", await old.fetch_history())
     finally:
         await env.shutdown()
 

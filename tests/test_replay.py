@@ -11,6 +11,7 @@ new histories are recorded beside these under a new tag (README, 'Versioning').
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -66,9 +67,13 @@ def test_there_are_recorded_histories() -> None:
 
 
 def _workflow_id(path: Path) -> str:
-    """The recorded workflow's id (a history file does not keep it): its start statement
-    names it, and the statement is checked against the id on replay too."""
-    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    """The recorded workflow's id: kept beside the history (``write_history``); a file
+    recorded before that names it in its start statement or seal, which were checked
+    against the id on replay too."""
+    data = json.loads(path.read_text())
+    if data.get("workflowId"):
+        return str(data["workflowId"])
+    history = WorkflowHistory.from_json(path.stem, data)
     header = history.events[0].workflow_execution_started_event_attributes.header
     if STATEMENT_HEADER in header.fields:
         statement = pydantic_data_converter.payload_converter.from_payloads(

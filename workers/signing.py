@@ -133,7 +133,7 @@ class SigningInterceptor(Interceptor):
             statement = self._signer.statement(
                 binding, workflow_id=workflow_id, message=message, args=args
             )
-        return {STATEMENT_HEADER: self._converter.to_payloads([statement])[0]}
+        return {STATEMENT_HEADER: self._converter.to_payloads([statement.wire()])[0]}
 
 
 class _Signing(OutboundInterceptor):

@@ -155,7 +155,7 @@ class AuthorityInterceptor(Interceptor):
                     message=input.signal,
                     digest=body_digest(input.args),
                 )
-                input.headers = {**input.headers, SEAL_HEADER: _payload(seal)}
+                input.headers = {**input.headers, SEAL_HEADER: _payload(seal.wire())}
                 await super().signal_external_workflow(input)
 
             def continue_as_new(self, input: ContinueAsNewInput) -> NoReturn:
@@ -169,7 +169,7 @@ class AuthorityInterceptor(Interceptor):
                     message=CONTINUED,
                     digest=body_digest(input.args),
                 )
-                input.headers = {**input.headers, SEAL_HEADER: _payload(seal)}
+                input.headers = {**input.headers, SEAL_HEADER: _payload(seal.wire())}
                 super().continue_as_new(input)
 
         class _Inbound(WorkflowInboundInterceptor):

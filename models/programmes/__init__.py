@@ -73,3 +73,28 @@ COUNTY_SUBSIDY_DEMO = DEMO_VARIANTS["county-subsidy-demo"]
 
 # What a worker and the clients know: the registry and the demo's variants.
 BUILTIN_PROGRAMMES: dict[str, Programme] = {**REGISTRY, **DEMO_VARIANTS}
+
+
+def definitions_in_force() -> list[Programme | CaseProgramme]:
+    """Every definition an application or a case of a built-in programme carries in its
+    input: each programme, each of its rounds, the demo's variants, the case programmes."""
+    found: list[Programme | CaseProgramme] = []
+    for programme in BUILTIN_PROGRAMMES.values():
+        found.append(programme)
+        found.extend(programme.for_round(r.key) for r in programme.rounds)
+    found.extend(CASE_REGISTRY.values())
+    return found
+
+
+def unreleased() -> dict[str, dict[str, object]]:
+    """The definitions in force whose released file is missing, by released name: they
+    travel whole in every input until ``aidflow release-programmes`` writes them."""
+    from models.compact import RELEASED, release_key, without_defaults
+
+    missing: dict[str, dict[str, object]] = {}
+    for definition in definitions_in_force():
+        bare = without_defaults(definition)
+        key = release_key(bare)
+        if key not in RELEASED:
+            missing[key] = bare
+    return missing

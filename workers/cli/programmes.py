@@ -209,3 +209,24 @@ def print_plan(p: SeasonPlan) -> None:
 
 
 # ------------------------------------------------------------------- applications
+
+
+@app.command("release-programmes", rich_help_panel=PANEL)
+def release_programmes() -> None:
+    """Write the released file of every definition in force that has none (models/programmes/released/).
+
+    An application carries a released definition by its name alone; the file is kept for
+    as long as a history names it: never edit nor delete one, commit the new ones."""
+    from models.compact import RELEASED_DIR
+    from models.programmes import unreleased
+
+    missing = unreleased()
+    RELEASED_DIR.mkdir(parents=True, exist_ok=True)
+    for key, bare in sorted(missing.items()):
+        path = RELEASED_DIR / f"{key}.json"
+        path.write_text(
+            json.dumps(bare, ensure_ascii=False, indent=1, sort_keys=True) + "\n", "utf-8"
+        )
+        console.print(f"released {path}")
+    if not missing:
+        console.print("every definition in force is released")
