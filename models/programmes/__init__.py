@@ -2,7 +2,8 @@
 
 A new programme is a new file (checked against :class:`models.programme.Programme`
 when it is loaded); nothing else needs to know it exists. The files are read once, at
-import, outside any workflow: workflows get their programme in their input.
+import, outside any workflow: workflows get their programme in their input (a released
+one by name: ``released/``, ``models/compact.py``).
 """
 
 from __future__ import annotations
