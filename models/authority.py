@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
 
 from models.application import Actor
+from models.compact import SIGNED_CONTEXT
 from models.domain import Role
 
 STATEMENT_HEADER = "aidflow-statement"
@@ -175,11 +176,12 @@ def body_digest(args: Sequence[Any]) -> str:
     """SHA-256 of a message's arguments as canonical JSON (keys sorted, no spaces, UTF-8),
     without the actor fields the statement stands for and without fields left at their
     defaults (so that a field added later with a default does not change the digest of a
-    message already in a history)."""
+    message already in a history); a programme's definition by its released name, which
+    digests its content, whether or not it is released here (``models/compact.py``)."""
     body = []
     for arg in args:
         data = (
-            arg.model_dump(mode="json", exclude_defaults=True)
+            arg.model_dump(mode="json", exclude_defaults=True, context=SIGNED_CONTEXT)
             if isinstance(arg, BaseModel)
             else to_jsonable_python(arg)
         )

@@ -27,7 +27,13 @@ import threading
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, PlainSerializer, ValidatorFunctionWrapHandler, WrapValidator
+from pydantic import (
+    BaseModel,
+    PlainSerializer,
+    SerializationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
 
 _DISCRIMINATOR = "kind"
 _RELEASED = "released"
@@ -76,11 +82,23 @@ def _load_released() -> dict[str, dict[str, Any]]:
 RELEASED: dict[str, dict[str, Any]] = _load_released()
 
 
-def compact_or_released(model: BaseModel) -> dict[str, Any]:
-    """What travels: a released definition's name, or the definition without defaults."""
+# The serialization context of what a signature covers (``models.authority.body_digest``):
+# a definition by its name (a digest of its content) whether or not this process has its
+# released file, so that a gateway and a worker of two releases, one of which has the
+# file and one not, agree on a body's digest.
+SIGNED_CONTEXT = {"signed": True}
+
+
+def compact_or_released(model: BaseModel, signed: bool = False) -> dict[str, Any]:
+    """What travels: a released definition's name, or the definition without defaults
+    (``signed``: by its name whether or not it is released here)."""
     bare = without_defaults(model)
     key = release_key(bare)
-    return {_RELEASED: key} if key in RELEASED else bare
+    return {_RELEASED: key} if signed or key in RELEASED else bare
+
+
+def _serialize(model: BaseModel, info: SerializationInfo) -> dict[str, Any]:
+    return compact_or_released(model, signed=bool(info.context and info.context.get("signed")))
 
 
 # Definitions read back, by their JSON; bounded (there are a few dozen at most: the
@@ -118,6 +136,4 @@ M = TypeVar("M", bound=BaseModel)
 # ``Compact[Programme]``: validated as the model, written to JSON by its released name or
 # without its defaults, and one object for every input that carries the same definition
 # (it must be frozen).
-Compact = Annotated[
-    M, PlainSerializer(compact_or_released, when_used="json"), WrapValidator(_shared)
-]
+Compact = Annotated[M, PlainSerializer(_serialize, when_used="json"), WrapValidator(_shared)]

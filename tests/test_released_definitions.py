@@ -58,3 +58,25 @@ def test_what_the_serializer_sends_is_what_the_released_file_holds() -> None:
     for definition in definitions_in_force():
         sent = compact_or_released(definition)
         assert RELEASED[sent["released"]] == without_defaults(definition)
+
+
+def test_a_signature_covers_a_definition_the_same_whether_it_is_released_here_or_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A gateway and a worker of two releases, one of which has a definition's file and
+    one not, agree on the digest of the body that carries it (the gateway signs it, the
+    worker checks it): a body's digest names a definition by its content either way."""
+    from pydantic import BaseModel
+
+    from models.authority import body_digest
+
+    class Carrier(BaseModel):
+        programme: Compact[Programme]
+
+    body = Carrier(programme=COUNTY_SUBSIDY)
+    released_here = body_digest([body])
+    monkeypatch.setattr(compact, "RELEASED", {})
+    assert "released" not in body.model_dump(mode="json")["programme"]  # travels whole
+    assert body_digest([body]) == released_here
+    changed = Carrier(programme=COUNTY_SUBSIDY.model_copy(update={"name_en": "changed"}))
+    assert body_digest([changed]) != released_here
