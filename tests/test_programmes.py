@@ -31,6 +31,7 @@ from models.application import (
     ReceiptRecord,
 )
 from models.calendar import WorkingCalendar, notice_period
+from models.compact import RELEASED_DIR
 from models.domain import DocumentKind, Level, ObjectionOutcome, Role
 from models.ids import season_workflow_id
 from models.intake import RegisteredMember
@@ -112,6 +113,10 @@ def test_aidflow_programmes_lists_the_registry() -> None:
     assert set(rows) == set(REGISTRY)
     assert rows["new-student-aid"]["ends_in"] == "received"
     assert rows["county-subsidy"]["steps"][-1] == "payout:awaiting_payment"
+    # The name a start event shows for the definition: one a round, each a released file.
+    assert len(rows["rain-and-dew"]["released_as"]) == 2
+    for name in rows["county-subsidy"]["released_as"]:
+        assert (RELEASED_DIR / f"{name}.json").exists(), name
 
 
 async def test_intake_of_new_student_aid(app_stack: AppStack) -> None:

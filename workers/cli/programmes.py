@@ -27,11 +27,16 @@ PANEL = "项目与计划 / Programmes and plans"
 @app.command(rich_help_panel=PANEL)
 def programmes(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The programme registry: every programme aidflow runs, and what it does today."""
+    from models.compact import RELEASED, release_key, without_defaults
     from models.programmes import REGISTRY
 
     rows: list[dict[str, Any]] = []
     for p in REGISTRY.values():
         latest = p.amounts[-1]
+        # The name an application's start event shows for it (models/programmes/released/),
+        # each round's where it has rounds.
+        variants = [p.for_round(r.key) for r in p.rounds] or [p]
+        names = [release_key(without_defaults(v)) for v in variants]
         rows.append(
             {
                 "code": p.code,
@@ -50,6 +55,7 @@ def programmes(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
                 },
                 "source": p.source,
                 "does_today": p.description_en,
+                "released_as": [n if n in RELEASED else f"{n} (not released)" for n in names],
             }
         )
     if as_json:
@@ -79,7 +85,9 @@ def programmes(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
             ", ".join(r["rounds"]),
             " → ".join(s.split(":")[1] for s in r["steps"]) + f" → {r['ends_in']}",
             f"{amounts} (from {r['amounts_cny']['from_year']})",
-            f"{r['does_today']}\n[dim]{r['source']}[/dim]",
+            f"{r['does_today']}\n[dim]{r['source']}[/dim]\n[dim]released as "
+            + ", ".join(r["released_as"])
+            + "[/dim]",
         )
     console.print(table)
 
