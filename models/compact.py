@@ -15,7 +15,7 @@ the programme's code and the digest of its JSON, which names a file of
 ``models/programmes/released/`` (2.8 KB of every county subsidy's start event, issue 20).
 A released file is never edited nor deleted: a history names it for as long as the
 history is kept; a changed definition is a new file beside it
-(``aidflow programmes release`` writes the files of the definitions in force). A
+(``aidflow release-programmes`` writes the files of the definitions in force). A
 definition that is not released (a test's, a site's own) travels whole, as before.
 """
 
@@ -59,7 +59,8 @@ def _keep_discriminators(full: Any, bare: Any) -> Any:
 
 
 def release_key(bare: dict[str, Any]) -> str:
-    """A definition's released name: its code and the digest of its JSON without defaults."""
+    """A definition's released name, from its JSON without defaults: its code and the
+    digest of that JSON."""
     canonical = json.dumps(bare, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return f"{bare.get('code', 'definition')}@{hashlib.sha256(canonical.encode()).hexdigest()[:20]}"
 
@@ -73,7 +74,7 @@ def _load_released() -> dict[str, dict[str, Any]]:
         if key != path.stem:
             raise ValueError(
                 f"{path}: its definition is {key}; a released definition is never edited "
-                "(a changed one is a new file: aidflow programmes release)"
+                "(a changed one is a new file: aidflow release-programmes)"
             )
         found[key] = data
     return found
@@ -86,7 +87,13 @@ RELEASED: dict[str, dict[str, Any]] = _load_released()
 # a definition by its name (a digest of its content) whether or not this process has its
 # released file, so that a gateway and a worker of two releases, one of which has the
 # file and one not, agree on a body's digest.
-SIGNED_CONTEXT = {"signed": True}
+_SIGNED = "signed"
+SIGNED_CONTEXT = {_SIGNED: True}
+
+
+def released_name(model: BaseModel) -> str:
+    """The name a definition is (or would be) released under."""
+    return release_key(without_defaults(model))
 
 
 def compact_or_released(model: BaseModel, signed: bool = False) -> dict[str, Any]:
@@ -98,7 +105,7 @@ def compact_or_released(model: BaseModel, signed: bool = False) -> dict[str, Any
 
 
 def _serialize(model: BaseModel, info: SerializationInfo) -> dict[str, Any]:
-    return compact_or_released(model, signed=bool(info.context and info.context.get("signed")))
+    return compact_or_released(model, signed=bool(info.context and info.context.get(_SIGNED)))
 
 
 # Definitions read back, by their JSON; bounded (there are a few dozen at most: the
@@ -117,7 +124,7 @@ def _shared(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
         released = RELEASED.get(name) if isinstance(name, str) else None
         if released is None:
             raise ValueError(
-                f"the definition {name!r} is not among the released ones "
+                f"the definition {str(name)[:100]!r} is not among the released ones "
                 "(models/programmes/released/): it was deleted, or this worker is older than it"
             )
         value = released

@@ -42,6 +42,11 @@ def test_a_definition_not_released_travels_whole() -> None:
 def test_a_name_that_is_not_released_is_refused_with_it() -> None:
     with pytest.raises(ValidationError, match=r"county-subsidy@0000.*not among the released"):
         ADAPTER.validate_python({"released": "county-subsidy@0000"})
+    with pytest.raises(ValidationError, match=r"'5' is not among the released"):
+        ADAPTER.validate_python({"released": 5})
+    with pytest.raises(ValidationError, match=r"'xxxx+' is not among") as huge:
+        ADAPTER.validate_python({"released": "x" * 100_000})
+    assert len(str(huge.value)) < 2_000  # a forged name is not echoed whole
 
 
 def test_a_released_file_edited_after_its_release_is_refused_at_load(

@@ -22,7 +22,6 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from models.authority import SEAL_HEADER, STATEMENT_HEADER, Seal, Statement
 from store.sealing import Keys
 from workers.signing import SKIPPED_CLOCK_LIFETIME
 from workflows.authority import AuthorityInterceptor
@@ -67,25 +66,11 @@ def test_there_are_recorded_histories() -> None:
 
 
 def _workflow_id(path: Path) -> str:
-    """The recorded workflow's id: kept beside the history (``write_history``); a file
-    recorded before that names it in its start statement or seal, which were checked
-    against the id on replay too."""
-    data = json.loads(path.read_text())
-    if data.get("workflowId"):
-        return str(data["workflowId"])
-    history = WorkflowHistory.from_json(path.stem, data)
-    header = history.events[0].workflow_execution_started_event_attributes.header
-    if STATEMENT_HEADER in header.fields:
-        statement = pydantic_data_converter.payload_converter.from_payloads(
-            [header.fields[STATEMENT_HEADER]], [Statement]
-        )[0]
-        return str(statement.workflow_id)
-    if SEAL_HEADER in header.fields:  # a run continued as new: its predecessor's seal
-        seal = pydantic_data_converter.payload_converter.from_payloads(
-            [header.fields[SEAL_HEADER]], [Seal]
-        )[0]
-        return str(seal.target)
-    return path.stem
+    """The recorded workflow's id, kept beside its history (``write_history``): a history
+    does not keep it, and a request's statement names it only in its signature."""
+    workflow_id = json.loads(path.read_text()).get("workflowId")
+    assert workflow_id, f"{path.name} was not written by write_history: no workflowId"
+    return str(workflow_id)
 
 
 def _replayer(keys: Keys) -> Replayer:

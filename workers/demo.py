@@ -362,38 +362,40 @@ async def _season(
 
     report = None
     arriving = asyncio.create_task(arrivals())
-    with Live(view(), console=console, refresh_per_second=2, transient=False) as live:
-        while not stack.stop.is_set():
-            if arriving.done():
-                arriving.result()  # an intake that failed for another reason than a refusal
-            ids = list(workflow_ids)  # arrivals go on meanwhile
-            results = await asyncio.gather(
-                *(offices.status(wf, reader) for wf in ids), return_exceptions=True
-            )
-            for wf, st in zip(ids, results, strict=True):
-                if isinstance(st, ApplicationStatus):
-                    statuses[wf] = st
-            await asyncio.gather(
-                *(officials.act(st) for st in statuses.values() if st.stage not in ends)
-            )
-            try:
-                await officials.county_funds(statuses)
-            except Refused as r:
-                officials.log.append(f"funds refused: {r}")
-            if arriving.done() and statuses and all(s.stage in ends for s in statuses.values()):
-                report = await offices.season_report(
-                    programme.code, SEASON, county, reader, round_=programme.round_key
+    try:
+        with Live(view(), console=console, refresh_per_second=2, transient=False) as live:
+            while not stack.stop.is_set():
+                if arriving.done():
+                    arriving.result()  # an intake that failed for another reason than a refusal
+                ids = list(workflow_ids)  # arrivals go on meanwhile
+                results = await asyncio.gather(
+                    *(offices.status(wf, reader) for wf in ids), return_exceptions=True
                 )
-                if report is not None:
-                    live.update(view())
-                    break
-            live.update(view())
-            await asyncio.sleep(0.5)
-        arriving.cancel()  # stopped (Ctrl-C) before every family had applied
-        seconds = (datetime.now(UTC) - started).total_seconds()
-        roster = next(
-            (line.split("roster ", 1)[1] for line in officials.log if "roster " in line), None
-        )
+                for wf, st in zip(ids, results, strict=True):
+                    if isinstance(st, ApplicationStatus):
+                        statuses[wf] = st
+                await asyncio.gather(
+                    *(officials.act(st) for st in statuses.values() if st.stage not in ends)
+                )
+                try:
+                    await officials.county_funds(statuses)
+                except Refused as r:
+                    officials.log.append(f"funds refused: {r}")
+                if arriving.done() and statuses and all(s.stage in ends for s in statuses.values()):
+                    report = await offices.season_report(
+                        programme.code, SEASON, county, reader, round_=programme.round_key
+                    )
+                    if report is not None:
+                        live.update(view())
+                        break
+                live.update(view())
+                await asyncio.sleep(0.5)
+    finally:
+        arriving.cancel()  # stopped (Ctrl-C or a failure) before every family had applied
+    seconds = (datetime.now(UTC) - started).total_seconds()
+    roster = next(
+        (line.split("roster ", 1)[1] for line in officials.log if "roster " in line), None
+    )
     if report is not None:
         console.print(
             Panel.fit(

@@ -27,7 +27,7 @@ PANEL = "项目与计划 / Programmes and plans"
 @app.command(rich_help_panel=PANEL)
 def programmes(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The programme registry: every programme aidflow runs, and what it does today."""
-    from models.compact import RELEASED, release_key, without_defaults
+    from models.compact import RELEASED, released_name
     from models.programmes import REGISTRY
 
     rows: list[dict[str, Any]] = []
@@ -36,7 +36,7 @@ def programmes(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
         # The name an application's start event shows for it (models/programmes/released/),
         # each round's where it has rounds.
         variants = [p.for_round(r.key) for r in p.rounds] or [p]
-        names = [release_key(without_defaults(v)) for v in variants]
+        names = [released_name(v) for v in variants]
         rows.append(
             {
                 "code": p.code,
