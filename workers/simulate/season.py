@@ -538,13 +538,32 @@ class SeasonSimulation:
         handle = self.api.client.get_workflow_handle(self.season_id)
         before = len(await query_when_ready(handle, SeasonWorkflow.batches))
         await self.everyone_to(at, apps)  # the season's timer starts the batch on the way
-        deadline = time.monotonic() + 300
+        # As long as a first batch of its size is given (_funds_arrive).
+        within = 300.0 + 0.5 * len(apps)
+        deadline = time.monotonic() + within
         while len(await query_when_ready(handle, SeasonWorkflow.batches)) <= before:
             if time.monotonic() > deadline:
-                raise SimulationStalled("the re-payment batch did not finish within 300 s")
+                # What the season and its newest batch were doing (a 10,000 run stopped
+                # here once, and its server was gone with it).
+                seen = [await self.diagnose(self.season_id, "re-payment batch awaited")]
+                seen += [
+                    await self.diagnose(wf, "payout batch running")
+                    for wf in await self._running_batches()
+                ]
+                raise SimulationStalled(
+                    f"the re-payment batch of {len(apps)} did not finish within "
+                    f"{within:.0f} s:\n" + "\n".join(seen)
+                )
             await asyncio.sleep(0.2)
         self.counts["batches"] += 1
         await self._settle(apps, at)
+
+    async def _running_batches(self, most: int = 3) -> list[str]:
+        query = "WorkflowType = 'PayoutBatchWorkflow' AND ExecutionStatus = 'Running'"
+        found: list[str] = []
+        async for wf in self.api.client.list_workflows(query, limit=most):
+            found.append(wf.id)
+        return found
 
     async def _payout_date(self, at: datetime) -> None:
         await self.everyone_to(at, self._live())
