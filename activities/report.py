@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 from temporalio import activity
 
-from models.domain import Role
+from models.domain import Level, Role, level_of
 from models.notifications import render
 from models.payout import ReportFiles, ReportKind
 from models.privacy import mask_sensitive_text
@@ -717,7 +717,27 @@ class ReportActivities:
                 # Each office addressed by its name (it read "：…" before).
                 subject, body = render("season_reminder", params, role=role)
                 key = f"season/{req.programme.code}/{season}/{county}/reminder/{req.fixed_date_key}/{i}"
-                _tell_once(s, key, f"{role.value}@{county}", subject, body, now)
+                places = _places_of(s, county, level_of(role))
+                if places is None:  # an office of the county (or one with no place here)
+                    _tell_once(s, key, f"{role.value}@{county}", subject, body, now)
+                    continue
+                # A township's or a village's office: each of the county's, at its own
+                # place (the county's mailbox is not theirs).
+                for code in places:
+                    _tell_once(s, f"{key}/{code}", f"{role.value}@{code}", subject, body, now)
+
+
+def _places_of(s: Session, county: str, level: Level) -> list[str] | None:
+    """The county's townships or villages (by code); None for any other level."""
+    townships = select(Place.code).where(Place.parent_code == county, Place.level == "township")
+    if level is Level.TOWNSHIP:
+        return list(s.exec(townships).all())
+    if level is Level.VILLAGE:
+        villages = select(Place.code).where(
+            col(Place.parent_code).in_(townships), Place.level == "village"
+        )
+        return list(s.exec(villages).all())
+    return None
 
 
 def _round_opened_text(req: RoundOpenedNotice) -> tuple[str, str]:

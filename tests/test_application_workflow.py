@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
@@ -517,11 +518,17 @@ async def test_return_for_correction_and_re_review(
     assert st.stage == "village_review"
     with pytest.raises(Refused, match="waiting for the correction"):
         await case.approve("village_review", village_official())
+    # Another student's credential corrects nothing here (R10); the applicant's own does.
+    with pytest.raises(Refused, match="is not this application's applicant"):
+        await case.api.correct(
+            case.wf,
+            CorrectionRequest(request_id=rid(), actor=applicant(), changes={"name": "别人"}),
+        )
     await case.api.correct(
         case.wf,
         CorrectionRequest(
             request_id=rid(),
-            actor=applicant(),
+            actor=applicant_of(case.wf),
             documents={DocumentKind.HOUSEHOLD_REGISTER_HEAD: 1},
             note="补交",
         ),
@@ -725,6 +732,18 @@ async def test_one_application_a_season_in_any_county(
         with pytest.raises(Refused, match="already applied to county-subsidy 2027") as again:
             await api.submit(form(serial), now=IN_WINDOW_2027)
         assert wf in str(again.value)
+        # Once the first is on record, a second with a wrong field too is refused for
+        # both at once (R5: every problem named, not one a try).
+        registry.add(serial, elsewhere.village_code)
+        for _ in range(100):
+            if read_status(app_stack.engine, wf) is not None:
+                break
+            await asyncio.sleep(0.05)
+        with pytest.raises(Refused) as both:
+            await api.submit(form(serial, places=elsewhere, documents={}), now=IN_WINDOW_2027)
+        fields = {p.field for p in both.value.problems}
+        assert "documents.application_form" in fields and "national_id" in fields, fields
+        assert "already applied" in str(both.value)
     finally:
         api._lookup_applications = api._claim_application = None
 
@@ -1379,3 +1398,76 @@ async def test_what_is_saved_is_what_the_database_holds(
         trail = await stack.api.trail(case.wf)
         seqs = await audit_seqs(stack.engine, case.wf, at_least=len(trail))
         assert seqs[: len(trail)] == [e.seq for e in trail] == list(range(1, len(trail) + 1))
+
+
+class HeldRecords(RecordActivities):
+    """A trail write that waits while ``held`` is clear: what is sent meanwhile reaches
+    the workflow together, in its next workflow task."""
+
+    def __init__(self, engine: Any, keys: Keys) -> None:
+        super().__init__(engine, keys)
+        self.released = threading.Event()
+        self.released.set()
+        self.writing = threading.Event()
+
+    @activity.defn(name="record_events")
+    def record_events(self, batch: EventBatch) -> ChainHead:
+        self.writing.set()
+        self.released.wait(timeout=30)
+        return super().record_events(batch)
+
+
+async def test_a_stage_takes_one_decision_when_two_arrive_together(
+    ts_env: WorkflowEnvironment,
+    keys: Keys,
+    calendar: WorkingCalendar,
+    registry: Registry,
+    tmp_path: Path,
+) -> None:
+    """R4: an approval and a rejection of the same stage delivered in one workflow task
+    each passed its check before either was applied: the application was approved, then
+    rejected. The second is refused, on the record."""
+    held: list[HeldRecords] = []
+
+    def holding(deps: Any) -> list[Any]:
+        held.append(HeldRecords(deps.engine, deps.keys))
+        return [held[0].record_events]
+
+    async with make_stack(ts_env, keys, calendar, registry, tmp_path, replace=holding) as stack:
+        case = await submitted_case(stack.api, ts_env, stack.engine)
+        records = held[0]
+        records.released.clear()
+        records.writing.clear()
+        # A refused signal's task writes the trail, and waits there...
+        wrong = DecisionRequest(
+            request_id="wrong-stage",
+            actor=county_official(),
+            stage="county_approval",
+            decision=DecisionKind.APPROVE,
+        )
+        await case.handle.signal("decide_signal", wrong)
+        assert await asyncio.to_thread(records.writing.wait, 30)
+        # ...while two village officials decide the same review: one task takes both.
+        approve = DecisionRequest(
+            request_id="approve-1",
+            actor=village_official(1),
+            stage="village_review",
+            decision=DecisionKind.APPROVE,
+        )
+        reject = DecisionRequest(
+            request_id="reject-2",
+            actor=village_official(2),
+            stage="village_review",
+            decision=DecisionKind.REJECT,
+            reason="重复审核",
+        )
+        await case.handle.signal("decide_signal", approve)
+        await case.handle.signal("decide_signal", reject)
+        records.released.set()
+        await case.at_stage("village_notice")
+        trail = await stack.api.trail(case.wf)
+        decisions = [e for e in trail if e.kind == "decision"]
+        assert [e.detail["request_id"] for e in decisions] == ["approve-1"]
+        refused = [e for e in trail if e.kind == "refused" and e.actor.id == "village-2"]
+        assert len(refused) == 1 and "decided already" in refused[0].summary, refused
+        assert (await case.status()).stage == "village_notice"

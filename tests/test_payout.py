@@ -37,6 +37,7 @@ from store.tables import ApplicationRow, OutboxMessage, Payment
 from tests.conftest import AppStack, Registry, make_stack
 from tests.support import (
     COUNTY,
+    TOWNSHIP,
     VILLAGE,
     applicant,
     applicant_of,
@@ -278,6 +279,11 @@ async def test_full_season_paid_returned_repaid_and_reported(
             select(OutboxMessage).where(col(OutboxMessage.dedupe_key).contains("/reminder/"))
         ).all()
     assert {m.subject for m in reminders} == {"时间节点提醒"} and len(reminders) >= 3
+    # The reviews' date is the townships' to keep: each township office is reminded at
+    # its own place, not at the county's.
+    townships = {m.recipient for m in reminders if "/reminder/reviews_done/0/" in m.dedupe_key}
+    assert f"township_poverty_office@{TOWNSHIP}" in townships, townships
+    assert f"township_poverty_office@{COUNTY}" not in {m.recipient for m in reminders}
     # 应补尽补: before the window closed, the village was told of its eligible student
     # who had not applied (masked), once.
     with Session(engine) as s:

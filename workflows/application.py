@@ -198,7 +198,7 @@ class ApplicationWorkflow:
 
     @workflow.update
     async def decide(self, req: DecisionRequest) -> RequestResult:
-        return requests.answer(self, req, self._decided)
+        return requests.answer(self, req, self.runner.check_decision, self._decided)
 
     @decide.validator
     def _validate_decide(self, req: DecisionRequest) -> None:
@@ -216,7 +216,9 @@ class ApplicationWorkflow:
 
     @workflow.update
     async def correct(self, req: CorrectionRequest) -> RequestResult:
-        return requests.answer(self, req, lambda r: self.runner.apply_correction(r))
+        return requests.answer(
+            self, req, self.runner.check_correction, lambda r: self.runner.apply_correction(r)
+        )
 
     @correct.validator
     def _validate_correct(self, req: CorrectionRequest) -> None:
@@ -234,7 +236,9 @@ class ApplicationWorkflow:
 
     @workflow.update
     async def lodge_objection(self, req: ObjectionRequest) -> RequestResult:
-        return requests.answer(self, req, lambda r: self.runner.apply_objection(r))
+        return requests.answer(
+            self, req, self.runner.check_objection, lambda r: self.runner.apply_objection(r)
+        )
 
     @lodge_objection.validator
     def _validate_objection(self, req: ObjectionRequest) -> None:
@@ -252,7 +256,9 @@ class ApplicationWorkflow:
 
     @workflow.update
     async def resolve_objection(self, req: ObjectionResolution) -> RequestResult:
-        return requests.answer(self, req, lambda r: self.runner.apply_resolution(r))
+        return requests.answer(
+            self, req, self.runner.check_resolution, lambda r: self.runner.apply_resolution(r)
+        )
 
     @resolve_objection.validator
     def _validate_resolution(self, req: ObjectionResolution) -> None:
@@ -272,7 +278,12 @@ class ApplicationWorkflow:
     @workflow.update
     async def withdraw(self, req: WithdrawalRequest) -> RequestResult:
         await requests.look_up(self, req, lambda r: requests.check_withdrawal(self, r))
-        return requests.answer(self, req, lambda r: requests.withdraw(self, r))
+        return requests.answer(
+            self,
+            req,
+            lambda r: requests.check_withdrawal(self, r),
+            lambda r: requests.withdraw(self, r),
+        )
 
     @withdraw.validator
     def _validate_withdrawal(self, req: WithdrawalRequest) -> None:
@@ -295,7 +306,12 @@ class ApplicationWorkflow:
     @workflow.update
     async def cancel(self, req: CancellationRequest) -> RequestResult:
         await requests.look_up(self, req, lambda r: requests.check_cancellation(self, r))
-        return requests.answer(self, req, lambda r: requests.cancel(self, r))
+        return requests.answer(
+            self,
+            req,
+            lambda r: requests.check_cancellation(self, r),
+            lambda r: requests.cancel(self, r),
+        )
 
     @cancel.validator
     def _validate_cancellation(self, req: CancellationRequest) -> None:
@@ -303,7 +319,9 @@ class ApplicationWorkflow:
 
     @workflow.update
     async def record_receipt(self, req: ReceiptRecord) -> RequestResult:
-        return requests.answer(self, req, lambda r: self.runner.apply_receipt(r))
+        return requests.answer(
+            self, req, self.runner.check_receipt, lambda r: self.runner.apply_receipt(r)
+        )
 
     @record_receipt.validator
     def _validate_receipt(self, req: ReceiptRecord) -> None:

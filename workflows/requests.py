@@ -17,7 +17,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 from workflows.steps import Refused
-from workflows.steps.base import AuthorityProblem, check_place, office_notice
+from workflows.steps.base import AuthorityProblem, applicant_actor_id, check_place, office_notice
 
 with workflow.unsafe.imports_passed_through():
     from models.application import (
@@ -62,11 +62,18 @@ def begin(app: ApplicationWorkflow, req: Any) -> RequestResult | None:
 
 
 def answer(
-    app: ApplicationWorkflow, req: Any, apply: Callable[[Any], RequestResult]
+    app: ApplicationWorkflow,
+    req: Any,
+    check: Callable[[Any], None],
+    apply: Callable[[Any], RequestResult],
 ) -> RequestResult:
+    """The first answer to a repeat; else checked once more on the state it is applied
+    to (a request applied before it in the same workflow task may have settled the step:
+    its validator ran before that), and applied."""
     first = begin(app, req)
     if first is not None:
         return first
+    validate(app, req, check)
     result = apply(req)
     app.publish()
     return result
@@ -91,6 +98,11 @@ def validate(app: ApplicationWorkflow, req: Any, check: Callable[[Any], None]) -
         return
     if app.closed:
         raise Refused(f"the application is closed: {app.terminal}")
+    if app.runner.settled():
+        raise Refused(
+            f"{app.stage} is decided already; the application is moving on to its next "
+            "step: send the request again in a moment"
+        )
     check(req)
 
 
@@ -133,7 +145,7 @@ def via_signal(
         )
         app.publish()
         return
-    answer(app, req, apply)
+    answer(app, req, check, apply)
 
 
 def check_amount(inp: ApplicationInput) -> None:
@@ -225,7 +237,7 @@ def check_withdrawal(app: ApplicationWorkflow, req: WithdrawalRequest) -> None:
     if req.actor.role is not Role.APPLICANT:
         raise Refused("only the applicant may withdraw an application")
     # An applicant's credential stands for one student (R10): another's proves nothing here.
-    if req.actor.id != f"applicant:{app.inp.applicant.national_id_hash}":
+    if req.actor.id != applicant_actor_id(app.inp):
         raise Refused(
             AuthorityProblem(
                 f"{req.actor.id} is not this application's applicant: only the applicant "

@@ -227,17 +227,22 @@ class AidflowClient:
             submitted_by=actor,
             calendar=self.calendar,
         )
-        if not problems and form.loan is not None and form.loan.renewal_of:
-            problems = await self._renewal_problems(form.loan.renewal_of, id_hash)
+        # Every check that only reads runs whatever the others found, so that a refusal
+        # names everything wrong at once (R5); the claims, which write, only for a
+        # submission otherwise good.
+        if form.loan is not None and form.loan.renewal_of:
+            problems += await self._renewal_problems(form.loan.renewal_of, id_hash)
         workflow_id = application_workflow_id(
             programme.code, form.season, form.places.county_code, id_hash, form.round
         )
-        if not problems and self._lookup_applications is not None:
+        if self._lookup_applications is not None:
             # Across counties and programmes (the workflow id dedupes within a county).
             priors = await asyncio.to_thread(self._lookup_applications, id_hash, form.season)
-            problems = check_prior_applications(
+            problems += check_prior_applications(
                 programme, workflow_id, priors, excluded_by(programme, self.programmes)
             )
+        if programme.opened_by is not None:
+            problems += await self._round_problems(programme, form)
         if (
             not problems
             and self._claim_application is not None
@@ -256,8 +261,6 @@ class AidflowClient:
             )
             if holder is not None:
                 problems = check_prior_applications(programme, workflow_id, [holder])
-        if not problems and programme.opened_by is not None:
-            problems = await self._round_problems(programme, form)
         if not problems and self._claim_application is not None:
             problems = await self._claim_exclusions(programme, form, id_hash, workflow_id)
         if problems:

@@ -170,6 +170,12 @@ def office_notice(places: Places, step: StepBase, template: str) -> list[Notific
     ]
 
 
+def applicant_actor_id(inp: ApplicationInput) -> str:
+    """The actor id of the application's own applicant: an applicant's credential stands
+    for one student (R10), and another student's proves nothing on this application."""
+    return f"applicant:{inp.applicant.national_id_hash}"
+
+
 class StepRunner(Generic[S]):
     """Runs one step; the defaults refuse every request (a step takes only its own)."""
 
@@ -195,6 +201,13 @@ class StepRunner(Generic[S]):
     def waiting_until(self) -> datetime | None:
         """None: until the step's fixed date."""
         return None
+
+    def settled(self) -> bool:
+        """The step has its outcome and the application is about to move on: it takes no
+        further request (R4: a stage takes one decision). Two requests of one workflow
+        task both passed their checks before either was applied: an approval and then a
+        rejection of the same stage, say."""
+        return False
 
     def ends_by_itself_at(self) -> datetime | None:
         """The instant this step ends with nothing more from anyone (a posted notice

@@ -30,6 +30,9 @@ class ConfirmationRunner(StepRunner[ConfirmationStep]):
             f"waiting for the {role_words(step.role)} ({where}) to confirm that {step.event_en}",
         )
 
+    def settled(self) -> bool:
+        return self.done
+
     def check_decision(self, req: DecisionRequest) -> None:
         step = self.step
         if req.stage != step.stage:

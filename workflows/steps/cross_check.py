@@ -104,6 +104,9 @@ class CrossCheckRunner(StepRunner[CrossCheckStep]):
 
     # -------------------------------------------------------------- decisions
 
+    def settled(self) -> bool:
+        return self.done
+
     def check_decision(self, req: DecisionRequest) -> None:
         step = self.step
         if req.stage != step.stage:

@@ -29,6 +29,9 @@ class ReceiptRunner(StepRunner[ReceiptStep]):
             f"{', '.join(d.value for d in self.step.documents_checked)})",
         )
 
+    def settled(self) -> bool:
+        return self.received
+
     def check_receipt(self, req: ReceiptRecord) -> None:
         step = self.step
         problems = self.check_place(req.actor, step.handed_out_by, step.level, "record a receipt")

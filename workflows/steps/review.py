@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from workflows.steps.base import AuthorityProblem, Refused, StepRunner, office_notice
+from workflows.steps.base import (
+    AuthorityProblem,
+    Refused,
+    StepRunner,
+    applicant_actor_id,
+    office_notice,
+)
 
 with workflow.unsafe.imports_passed_through():
     from models.application import CorrectionRequest, DecisionRequest, RequestResult
@@ -40,6 +46,9 @@ class ReviewRunner(StepRunner[ReviewStep]):
             f"等待{ROLE_NAME_ZH.get(self.step.role, '')}{self.step.label_zh}",
             f"waiting for {self.step.label_en} by the {self.step.role.value.replace('_', ' ')}",
         )
+
+    def settled(self) -> bool:
+        return self.done
 
     # -------------------------------------------------------------- decisions
 
@@ -123,6 +132,13 @@ class ReviewRunner(StepRunner[ReviewStep]):
         elif req.actor.role is not Role.APPLICANT:
             role = req.actor.role
             problems += self.check_place(req.actor, role, level_of(role), "correct")
+        elif req.actor.id != applicant_actor_id(self.app.inp):
+            problems.append(
+                AuthorityProblem(
+                    f"{req.actor.id} is not this application's applicant: an applicant "
+                    "corrects only their own application"
+                )
+            )
         unknown = sorted(set(req.changes.given()) - set(rule.fields))
         if unknown:
             problems.append(
