@@ -16,8 +16,14 @@ from typing import Any
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
-# xlsxwriter.Workbook options for every workbook aidflow writes.
-WORKBOOK_OPTIONS: dict[str, Any] = {"strings_to_formulas": False, "strings_to_urls": False}
+# xlsxwriter.Workbook options for every workbook aidflow writes. In memory: xlsxwriter
+# otherwise writes its parts to the system's temporary folder first, which a container
+# with a read-only root filesystem (deploy/k8s) does not have.
+WORKBOOK_OPTIONS: dict[str, Any] = {
+    "strings_to_formulas": False,
+    "strings_to_urls": False,
+    "in_memory": True,
+}
 
 
 def cell(value: Any) -> Any:

@@ -155,3 +155,51 @@ def test_an_install_carries_every_package(tmp_path: Path) -> None:
         names = set(z.namelist())
     assert any(n.startswith("models/programmes/") and n.endswith(".json") for n in names)
     assert "store/migrations/script.py.mako" in names
+
+
+def test_the_containers_write_where_aidflow_writes() -> None:
+    """The gateway writes too (uploaded notice photographs, reports and ledgers made on
+    request), and a read-only root filesystem has a writable /tmp beside it."""
+    docs = [d for d in yaml.safe_load_all((DEPLOY / "k8s" / "aidflow.yaml").read_text()) if d]
+    for d in docs:
+        if d["kind"] != "Deployment":
+            continue
+        pod = d["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for c in pod["containers"]:
+            mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
+            assert not mounts["/var/lib/aidflow"].get("readOnly"), c["name"]
+            if c.get("securityContext", {}).get("readOnlyRootFilesystem"):
+                assert "emptyDir" in volumes[mounts["/tmp"]["name"]], c["name"]
+    compose = yaml.safe_load((DEPLOY / "compose" / "compose.yaml").read_text())
+    for name in ("aidflow-worker", "aidflow-gateway"):
+        files = [v for v in compose["services"][name]["volumes"] if v.startswith("files:")]
+        assert files == ["files:/var/lib/aidflow"], (name, files)
+
+
+def test_workbooks_need_no_temporary_folder(tmp_path: Path, monkeypatch: Any) -> None:
+    """xlsxwriter writes a workbook's parts to the temporary folder unless told to keep
+    them in memory; a read-only container has none."""
+    import tempfile
+
+    import xlsxwriter
+
+    from store.cells import WORKBOOK_OPTIONS
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
+    wb = xlsxwriter.Workbook(str(tmp_path / "roster.xlsx"), WORKBOOK_OPTIONS)
+    wb.add_worksheet().write_row(0, 0, ["姓名", 3000])
+    wb.close()
+    assert zipfile.is_zipfile(tmp_path / "roster.xlsx")
+
+
+def test_the_process_specification_in_docs_is_the_teams() -> None:
+    """docs/PROCESS.md is a verbatim copy of the team's specification, so that a clone
+    has what the code's "PROCESS.md §…" refers to; where the original sits beside the
+    repository, the copy must not have drifted from it."""
+    copy = ROOT / "docs" / "PROCESS.md"
+    assert copy.read_text(encoding="utf-8").startswith("#")
+    original = ROOT.parent / "shared" / "domain" / "PROCESS.md"
+    if not original.exists():
+        pytest.skip(f"no original beside the repository ({original})")
+    assert copy.read_bytes() == original.read_bytes(), "update docs/PROCESS.md from the original"

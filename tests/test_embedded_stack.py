@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -595,10 +596,18 @@ def test_command_line_round_trip(stack: Stack, tmp_path: Path) -> None:
     out = stack.data_dir.parent / "audit.csv"
     r = _cli(stack, "audit", "export", "--out", str(out), key=keys["c1"])
     assert r.returncode == 0 and wf in out.read_text(encoding="utf-8"), r.stdout + r.stderr
-    r = _cli(stack, "report", "--county", "341225000000", "--season", "2027", key=keys["c1"])
-    assert r.returncode == 0 and ".xlsx" in r.stdout, r.stdout + r.stderr
-    markdown = next(w for w in r.stdout.split() if w.endswith(".md"))
-    assert "阜南县 2027 county-subsidy: as of now" in Path(markdown).read_text(encoding="utf-8")
+    # The report's files are fetched from the gateway, not named on its machine.
+    reports = tmp_path / "reports"
+    r = _cli(
+        stack,
+        *("report", "--county", "341225000000", "--season", "2027", "--out-dir", str(reports)),
+        key=keys["c1"],
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    (markdown,) = reports.glob("*.md")
+    assert "阜南县 2027 county-subsidy: as of now" in markdown.read_text(encoding="utf-8")
+    (xlsx,) = reports.glob("*.xlsx")
+    assert zipfile.is_zipfile(xlsx)
     # The national grant's list (one student not on the registry) and the village's ledger.
     grants = tmp_path / "ngrant.csv"
     grants.write_text(
@@ -636,3 +645,82 @@ def test_command_line_round_trip(stack: Stack, tmp_path: Path) -> None:
     )
     assert r.returncode == 1 and "does not hold village 341225100202" in r.stderr, r.stderr
     assert stack.stop() == 0
+
+
+# --------------------------------------------------------- a deployment's own settings
+
+PRODUCTION_DB = "postgresql+psycopg://aid:pw@db.example/aid"
+
+
+def test_a_shared_database_needs_the_deployments_secret_and_bank(tmp_path: Path) -> None:
+    """With a database server, nothing is left to one machine's defaults: a random secret
+    of its own would hash and seal otherwise than the other processes, and the default
+    bank is the simulator, which answers every disbursement file "paid"."""
+    from workers.settings import ConfigurationError, Settings
+
+    shared = Settings(data_dir=tmp_path, database_url=PRODUCTION_DB)
+    with pytest.raises(ConfigurationError, match="AIDFLOW_SECRET_KEY"):
+        shared.secret_key_bytes()
+    assert not (tmp_path / "secret.key").exists()
+    with pytest.raises(ConfigurationError, match="AIDFLOW_BANK"):
+        shared.check_bank()
+    said = Settings(
+        data_dir=tmp_path, database_url=PRODUCTION_DB, secret_key=SECRET, bank="simulated"
+    )
+    assert said.secret_key_bytes() == bytes.fromhex(SECRET)
+    said.check_bank()  # said, even the simulator (a test deployment)
+    # The embedded stack keeps its defaults: SQLite, a secret made once in its data dir.
+    embedded = Settings(data_dir=tmp_path)
+    embedded.check_bank()
+    assert len(embedded.secret_key_bytes()) == 32
+
+
+def test_a_worker_on_a_shared_database_without_its_bank_refuses_to_start(tmp_path: Path) -> None:
+    env = _env(tmp_path, free_port(), free_port(), free_port())
+    env["AIDFLOW_DATABASE_URL"] = PRODUCTION_DB
+    r = subprocess.run(
+        [str(VENV_BIN / "aidflow"), "worker"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 1
+    assert "AIDFLOW_BANK is not set" in r.stderr, r.stderr
+
+
+def test_commands_on_the_database_refuse_a_gateway_only_setup(tmp_path: Path) -> None:
+    """Set up as a remote CLI (AIDFLOW_API_URL, no database, no secret), a command that
+    works on the database or signs by itself refuses, and leaves no database or secret
+    of its own behind (an import that succeeded there never matched anyone)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIDFLOW_")}
+    env.update(AIDFLOW_DATA_DIR=str(tmp_path / "data"), AIDFLOW_API_URL="http://gw.example:8000")
+    rows = tmp_path / "households.csv"
+    rows.write_text("id_number,name\n")
+    commands = [
+        ["registry", "import", str(rows), "--kind", "poor-households"],
+        ["places", "import", str(rows)],
+        ["credentials", "list"],
+        ["dashboard", "--county", "341225000000", "--season", "2027"],
+    ]
+    for command in commands:
+        r = subprocess.run(
+            [str(VENV_BIN / "aidflow"), *command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode == 1, (command, r.stdout, r.stderr)
+        assert "AIDFLOW_API_URL (http://gw.example:8000)" in " ".join(r.stderr.split()), r.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_the_dashboard_link_points_at_the_gateway_the_cli_uses(tmp_path: Path) -> None:
+    env = _env(tmp_path, 7233, 8233, 9464)
+    env["AIDFLOW_API_URL"] = "https://aid.example.gov.cn"
+    r = subprocess.run(
+        [str(VENV_BIN / "aidflow"), "dashboard", "--county", "341225000000", "--season", "2027"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().startswith("https://aid.example.gov.cn/"), r.stdout

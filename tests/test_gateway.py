@@ -7,7 +7,9 @@ import asyncio
 import base64
 import hashlib
 import io
+import os
 import re
+import subprocess
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ from tests.support import (
     OTHER_VILLAGE,
     PLACES,
     TOWNSHIP,
+    VENV_BIN,
     VILLAGE,
     form,
     make_national_id,
@@ -587,7 +590,7 @@ async def test_postings_in_a_batch_name_the_ones_refused(gateway: Gateway) -> No
     assert "at most 10" in str(problem(too_many, 422)), too_many.text
 
 
-async def test_the_countys_report_and_roster_download(gateway: Gateway) -> None:
+async def test_the_countys_report_and_roster_download(gateway: Gateway, tmp_path: Path) -> None:
     """The season report (XLSX and Markdown) and a funds request's roster are served as
     files, to the county's offices alone, from the data folder alone."""
     await gateway.new_case()  # the season is running
@@ -627,6 +630,28 @@ async def test_the_countys_report_and_roster_download(gateway: Gateway) -> None:
     assert sheet is not None and sheet.cell(1, 1).value == "序号 No."
     for other in ("other_county", "village"):
         problem(await gateway.http.get(roster_url, headers=gateway.auth(other)), 403)
+    # The command line fetches the roster (the same request again: the same answer), and
+    # writes it here, not on the gateway's machine.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIDFLOW_")}
+    env.update(
+        AIDFLOW_API_URL=str(gateway.http.base_url).rstrip("/"),
+        AIDFLOW_API_KEY=gateway.keys["county"],
+        AIDFLOW_DATA_DIR=str(tmp_path / "cli"),
+    )
+    here = tmp_path / "roster.xlsx"
+    cli = await asyncio.to_thread(
+        subprocess.run,
+        [
+            *(str(VENV_BIN / "aidflow"), "funds", "request", "--county", COUNTY),
+            *("--season", "2027", "--request-id", "fr-download-1", "--out", str(here)),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert here.read_bytes() == roster.content
     problem(
         await gateway.http.get(
             f"{base}/funds-requests/fr-nobody/roster.xlsx", headers=gateway.auth("county")
@@ -663,13 +688,22 @@ async def test_a_village_key_withdraws_or_redirects_nothing_elsewhere(gateway: G
         403,
     )
     assert "place" in refused["detail"] and "6230201234567800999" not in str(refused)
-    # Another student's applicant key is no better.
+    # Another student's applicant key is no better: it withdraws and corrects nothing.
     problem(
         await gateway.http.post(
             f"{url}/withdrawal", json=withdrawal, headers=gateway.auth("applicant")
         ),
         403,
     )
+    refused = problem(
+        await gateway.http.post(
+            f"{url}/corrections",
+            json={"changes": {"name": "别人"}, "note": "改名"},
+            headers=gateway.auth("applicant"),
+        ),
+        403,
+    )
+    assert "corrects only their own" in refused["detail"]
     assert (await theirs.status()).stage == "village_review"
     assert not {"withdrawn", "refused"} & set(await theirs.kinds())
     # The applicant's own credential still withdraws.

@@ -38,7 +38,7 @@ from models.intake import RegisteredMember
 from models.notice import NoticePostRequest
 from models.planner import plan_season
 from models.programme import FundsStep, NoticeStep, Programme
-from models.programmes import COUNTY_SUBSIDY, NEW_STUDENT_AID, REGISTRY
+from models.programmes import CASE_REGISTRY, COUNTY_SUBSIDY, NEW_STUDENT_AID, REGISTRY
 from models.season import SeasonKey
 from store.sealing import Keys
 from store.tables import ApplicationRow
@@ -110,7 +110,12 @@ def test_aidflow_programmes_lists_the_registry() -> None:
         check=True,
     ).stdout
     rows = {r["code"]: r for r in json.loads(out)}
-    assert set(rows) == set(REGISTRY)
+    # The programmes of applications, and the help that is a case (PROCESS.md §5).
+    assert set(rows) == set(REGISTRY) | set(CASE_REGISTRY)
+    pairing = rows["cadre-pairing"]
+    assert pairing["kind"] == "case" and "year_end" in pairing["closes_on"]
+    assert any("every month" in o for o in pairing["obligations"]), pairing["obligations"]
+    assert (RELEASED_DIR / f"{pairing['released_as'][0]}.json").exists()
     assert rows["new-student-aid"]["ends_in"] == "received"
     assert rows["county-subsidy"]["steps"][-1] == "payout:awaiting_payment"
     # The name a start event shows for the definition: one a round, each a released file.

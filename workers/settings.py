@@ -201,9 +201,22 @@ class Settings(BaseSettings):
     def effective_calendar_dir(self) -> Path:
         return self.calendar_dir or self.data_dir / "schedules"
 
+    @property
+    def shared_database(self) -> bool:
+        """A database server (PostgreSQL) that processes on several machines share: the
+        production shape, where nothing may be left to a machine's own default."""
+        return not self.effective_database_url.startswith("sqlite")
+
     def secret_key_bytes(self) -> bytes:
         if self.secret_key is not None:
             return bytes.fromhex(self.secret_key.get_secret_value())
+        if self.shared_database:
+            # A random key of this machine's would seal and hash otherwise than the
+            # deployment's other processes: imports that never match, seals no one opens.
+            raise ConfigurationError(
+                "AIDFLOW_SECRET_KEY is not set: with a shared database every worker, "
+                "gateway and command of the deployment must use the deployment's secret"
+            )
         path = self.data_dir / "secret.key"
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -211,6 +224,21 @@ class Settings(BaseSettings):
             with os.fdopen(fd, "w") as f:
                 f.write(os.urandom(32).hex())
         return bytes.fromhex(path.read_text().strip())
+
+    def check_bank(self) -> None:
+        """With a shared database, the bank is said, never a default: the simulated
+        bank answers every disbursement file "paid"."""
+        if self.shared_database and "bank" not in self.model_fields_set:
+            raise ConfigurationError(
+                "AIDFLOW_BANK is not set: with a shared database say which bank answers "
+                "the disbursement files (file-exchange for the agent bank; simulated only "
+                "for a test deployment, where every payment is answered paid)"
+            )
+
+    def check_deployment(self) -> None:
+        """What a worker or gateway must be given, refused before anything connects."""
+        self.check_bank()
+        self.secret_key_bytes()
 
     def masked(self) -> dict[str, Any]:
         """The effective configuration with secrets masked, for ``aidflow config show``."""
@@ -225,6 +253,10 @@ class Settings(BaseSettings):
         out["database_url (effective)"] = mask_url(self.effective_database_url)
         out["config_file"] = str(_config_file()) + ("" if _config_file().exists() else " (absent)")
         return out
+
+
+class ConfigurationError(Exception):
+    """A setting a deployment must give is missing; the message says which and why."""
 
 
 def mask_url(url: str) -> str:

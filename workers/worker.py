@@ -252,6 +252,7 @@ async def running_worker(
     SIGINT, SIGTERM or the yielded event stops it. Used by ``aidflow worker`` and ``up``."""
     from integrations.notify import OutboxSender
 
+    settings.check_bank()
     deps = Dependencies.from_settings(settings)
     worker = build_worker(
         client,

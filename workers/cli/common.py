@@ -7,6 +7,7 @@ import asyncio
 import sys
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
@@ -130,10 +131,37 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def engine_for(s: Settings) -> Any:
+    """The deployment's database, brought up to date (a command that works on it
+    directly: imports, credentials, the audit check)."""
     from store.db import make_engine, upgrade
+
+    if s.api_url and s.database_url is None:
+        # Set up to send requests to a gateway, this command would write to a database
+        # of this machine's own, and hash with a secret of its own: an import that
+        # "succeeds" and never matches anyone.
+        raise fail(
+            "this command works on the deployment's database directly, not through the "
+            f"gateway at AIDFLOW_API_URL ({s.api_url}): run it where AIDFLOW_DATABASE_URL "
+            "and AIDFLOW_SECRET_KEY are the deployment's"
+        )
 
     upgrade(s.effective_database_url)
     return make_engine(s.effective_database_url)
+
+
+def keys_for(s: Settings) -> Any:
+    """The deployment's keys, for a command that hashes, seals or signs by itself."""
+    from store.sealing import Keys
+
+    if s.api_url and s.secret_key is None:
+        # Set up to send requests to a gateway, this command would make a secret of its
+        # own: hashes that match no one's, a link the gateway refuses.
+        raise fail(
+            "this command hashes and signs with the deployment's secret, which requests "
+            f"to the gateway at AIDFLOW_API_URL ({s.api_url}) do not need: set "
+            "AIDFLOW_SECRET_KEY (and AIDFLOW_DATABASE_URL) of the deployment"
+        )
+    return Keys(s.secret_key_bytes())
 
 
 def print_import(report: Any, what: str) -> None:
@@ -233,6 +261,19 @@ def gateway_call(
     if not ok:
         raise fail(f"refused: {answer}")
     return answer
+
+
+def download(path: str, target: Path) -> Path:
+    """A file the gateway serves, written to ``target`` here (the gateway's own paths
+    are on its machine, not the caller's)."""
+    r = gateway_response("GET", path)
+    if r.status_code >= 400:
+        raise fail(f"refused: {refusal(r)}")
+    try:
+        target.write_bytes(r.content)
+    except OSError as e:
+        raise fail(f"cannot write {target}: {e.strerror or e}") from None
+    return target
 
 
 RequestId = Annotated[

@@ -9,7 +9,16 @@ import typer
 from rich.table import Table
 
 from models.domain import Role
-from workers.cli.common import app, console, engine_for, fail, run, settings, setup_logging
+from workers.cli.common import (
+    app,
+    console,
+    engine_for,
+    fail,
+    keys_for,
+    run,
+    settings,
+    setup_logging,
+)
 
 PANEL = "凭证与接口 / Credentials and the HTTP API"
 
@@ -37,13 +46,12 @@ def create(
 ) -> None:
     """Create a credential; prints its API key once (it is not stored)."""
     from store.credentials import create as create_credential
-    from store.sealing import Keys
 
     s = settings()
     try:
         row, token = create_credential(
             engine_for(s),
-            Keys(s.secret_key_bytes()).authority,
+            keys_for(s).authority,
             actor_id=actor,
             actor_name=name or actor,
             role=role,
@@ -119,6 +127,7 @@ def serve(
     """Serve the HTTP API (OpenAPI at /openapi.json) against a running Temporal."""
     s = settings()
     setup_logging(s)
+    s.check_deployment()
     if port is not None:
         s = s.model_copy(update={"api_port": port})
     run(_serve(s))
@@ -145,20 +154,22 @@ def dashboard(
     programme: Annotated[str, typer.Option()] = "county-subsidy",
     hours: Annotated[float, typer.Option(help="how long the link holds")] = 12,
     base_url: Annotated[
-        str | None, typer.Option("--base-url", help="default http://AIDFLOW_API_HOST:PORT")
+        str | None,
+        typer.Option(
+            "--base-url", help="default AIDFLOW_API_URL, else http://AIDFLOW_API_HOST:PORT"
+        ),
     ] = None,
 ) -> None:
     """A signed link to the county's read-only dashboard, for a browser."""
     from datetime import timedelta
 
-    from store.sealing import Keys
     from workers.gateway.dashboard import signed_link
 
     s = settings()
-    base = base_url or f"http://{s.api_host}:{s.api_port}"
+    base = base_url or s.api_url or f"http://{s.api_host}:{s.api_port}"
     link = signed_link(
         base,
-        Keys(s.secret_key_bytes()).authority,
+        keys_for(s).authority,
         county=county,
         programme=programme,
         season=season,

@@ -19,6 +19,7 @@ from workers.cli.common import (
     fail,
     gateway_call,
     gateway_response,
+    keys_for,
     places_app,
     print_import,
     refusal,
@@ -101,15 +102,13 @@ def registry_import(
     civil-affairs rolls (the freshman grant's check reads the newest)."""
     from datetime import date
 
-    from store.sealing import Keys
-
     kinds = ("poor-households", "enrolment", "vocational-enrolment", "civil-affairs")
     if kind not in kinds:
         raise fail(f"--kind: {kind!r} is not {', '.join(kinds[:-1])} or {kinds[-1]}", 2)
     if not file.is_file():
         raise fail(f"no file {file}")
     s = settings()
-    keys = Keys(s.secret_key_bytes())
+    keys = keys_for(s)
     try:
         day = (
             None if as_of is None and kind == "poor-households" else date.fromisoformat(as_of or "")
@@ -184,12 +183,9 @@ def audit_verify(
     head against the one its workflow history recorded; name the first break of each."""
     if database:
         from store.audit import verify
-        from store.sealing import Keys
 
         s = settings()
-        local = verify(
-            engine_for(s), Keys(s.secret_key_bytes()).audit, season=season, programme=programme
-        )
+        local = verify(engine_for(s), keys_for(s).audit, season=season, programme=programme)
         chains, rows, breaks, seen = local.chains, local.rows, [str(b) for b in local.breaks], ""
     else:
         answer = gateway_call(

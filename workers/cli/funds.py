@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,6 +12,7 @@ from workers.cli.common import (
     SeasonOption,
     app,
     console,
+    download,
     funds_app,
     gateway_call,
 )
@@ -58,17 +60,21 @@ def funds_request(
     season: SeasonOption,
     programme: Annotated[str, typer.Option()] = "county-subsidy",
     request_id: RequestId = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="where to write the roster (default: its name, here)"),
+    ] = None,
 ) -> None:
     """The county's funds request: every county-approved application not yet requested, with the roster (XLSX)."""
-    summary = gateway_call(
-        "POST",
-        f"/v1/seasons/{programme}/{season}/{county}/funds-requests",
-        {"request_id": request_id} if request_id else {},
-    )
+    base = f"/v1/seasons/{programme}/{season}/{county}/funds-requests"
+    summary = gateway_call("POST", base, {"request_id": request_id} if request_id else {})
     console.print(
         f"funds request {summary['request_id']}: {summary['count']} application(s), {summary['total_cny']} CNY"
     )
-    console.print(f"roster: {summary['roster_path']}")
+    if summary.get("roster_path"):
+        target = out or Path(Path(summary["roster_path"]).name)
+        download(f"{base}/{summary['request_id']}/roster.xlsx", target)
+        console.print(f"花名册 / roster: {target}")
 
 
 @funds_app.command("arrived")
@@ -96,7 +102,15 @@ def report(
     county: Annotated[str, typer.Option(help="12-digit county code")],
     season: SeasonOption,
     programme: Annotated[str, typer.Option()] = "county-subsidy",
+    out_dir: Annotated[
+        Path, typer.Option("--out-dir", help="where to write the report's two files")
+    ] = Path("."),
 ) -> None:
     """The county's season report (XLSX and Markdown), built now by the gateway."""
     files = gateway_call("POST", f"/v1/seasons/{programme}/{season}/{county}/reports")
-    console.print(f"season report: {files['markdown']}\n               {files['xlsx']}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [
+        download(files["downloads"][kind], out_dir / files["downloads"][kind].rsplit("/", 1)[-1])
+        for kind in ("markdown", "xlsx")
+    ]
+    console.print("季度报表 / season report: " + ", ".join(str(p) for p in written))

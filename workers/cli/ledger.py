@@ -16,6 +16,7 @@ from workers.cli.common import (
     gateway_call,
     gateway_response,
     grants_app,
+    keys_for,
     ledger_app,
     print_import,
     refusal,
@@ -72,12 +73,11 @@ def grants_import(
     does not decide (identity numbers stored only hashed and masked); importing a list
     again replaces its rows."""
     from store.ledger import import_recorded_aid
-    from store.sealing import Keys
 
     if not file.is_file():
         raise fail(f"no file {file}")
     s = settings()
-    keys = Keys(s.secret_key_bytes())
+    keys = keys_for(s)
     report = import_recorded_aid(
         engine_for(s), file, keys.hash_id, programme=programme, year=year, skip_bad=skip_bad
     )

@@ -28,7 +28,7 @@ PANEL = "项目与计划 / Programmes and plans"
 def programmes(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The programme registry: every programme aidflow runs, and what it does today."""
     from models.compact import RELEASED, released_name
-    from models.programmes import REGISTRY
+    from models.programmes import CASE_REGISTRY, REGISTRY
 
     rows: list[dict[str, Any]] = []
     for p in REGISTRY.values():
@@ -58,6 +58,30 @@ def programmes(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
                 "released_as": [n if n in RELEASED else f"{n} (not released)" for n in names],
             }
         )
+    # The help that is a case, not an application (PROCESS.md §5): a group's duties.
+    for c in CASE_REGISTRY.values():
+        name = released_name(c)
+        rows.append(
+            {
+                "code": c.code,
+                "name_zh": c.name_zh,
+                "name_en": c.name_en,
+                "kind": c.kind,
+                "opened_by": [r.value for r in c.opened_by],
+                "group": [str(m) for m in c.group],
+                "obligations": [
+                    f"{o.key}: {o.label_en}"
+                    + (f" (every {o.every})" if o.every else "")
+                    + (f" (every {o.every_days} days)" if o.every_days else "")
+                    for o in c.obligations
+                ],
+                "closes_on": [o.outcome for o in c.closes_on]
+                + (["year_end"] if c.ends_with_year else []),
+                "source": c.source,
+                "does_today": c.description_en,
+                "released_as": [name if name in RELEASED else f"{name} (not released)"],
+            }
+        )
     if as_json:
         console.print_json(json.dumps(rows, ensure_ascii=False))
         return
@@ -73,6 +97,24 @@ def programmes(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
         show_lines=True,
     )
     for r in rows:
+        if r["kind"] == "case":
+            table.add_row(
+                r["code"],
+                f"{r['name_zh']}\n{r['name_en']}",
+                "case",
+                "",
+                "opened by "
+                + ", ".join(r["opened_by"])
+                + "; duties: "
+                + ("; ".join(r["obligations"]) or "none")
+                + " → "
+                + " / ".join(r["closes_on"]),
+                "",
+                f"{r['does_today']}\n[dim]{r['source']}[/dim]\n[dim]released as "
+                + ", ".join(r["released_as"])
+                + "[/dim]",
+            )
+            continue
         amounts = ", ".join(
             str(o["amount_cny"])
             + (f" ({', '.join(f'{k}={v}' for k, v in o['when'].items())})" if o["when"] else "")

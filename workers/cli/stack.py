@@ -402,6 +402,7 @@ def worker() -> None:
 
     s = settings()
     setup_logging(s)
+    s.check_deployment()
     # Refuse at once rather than fail every activity (and the outbox every 2 s).
     problem = schema_problem(s.effective_database_url)
     if problem:
@@ -424,6 +425,7 @@ def worker() -> None:
                 namespace=s.temporal_namespace,
                 task_queue=s.task_queue,
                 metrics_port=s.metrics_port,
+                bank=s.bank,  # the simulated bank answers every file "paid": said at start
             )
             await stop.wait()
 

@@ -170,6 +170,15 @@ def create_app(
     async def correct(
         workflow_id: str, body: b.CorrectionBody, who: Office, key: IdempotencyKey = None
     ) -> RequestResult:
+        """A returned application corrected: by an office of its place, or by its own
+        applicant (another student's credential is refused here, and by the workflow)."""
+        own = f"applicant:{workflow_id.rsplit('/', 1)[-1]}"
+        if who.role is Role.APPLICANT and who.actor.id != own:
+            raise Problem(
+                403,
+                f"{who.binding.credential} (applicant) may not correct this application: "
+                "an applicant corrects only their own",
+            )
         return await send(api.correct, workflow_id, build(CorrectionRequest, body, who, key))
 
     @app.post(

@@ -30,6 +30,7 @@ class _Beside(uvicorn.Server):
 
 
 def gateway_client(client: Any, s: Settings, engine: Any) -> AidflowClient:
+    s.check_bank()  # a season it starts names its bank
     return AidflowClient(
         client,
         task_queue=s.task_queue,
