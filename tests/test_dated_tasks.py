@@ -5,6 +5,7 @@ before, overdue after the date, done late and kept late, done by the right offic
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -22,7 +23,7 @@ from models.ids import tasks_workflow_id
 from store.tables import OutboxMessage
 from tests.conftest import AppStack
 from tests.support import COUNTY, office_tokens
-from tests.test_application_workflow import cst
+from tests.test_application_workflow import cst, write_history
 from workers.gateway import create_app
 from workers.gateway.serving import serving_app
 
@@ -140,6 +141,9 @@ async def test_dated_tasks_are_reminded_overdue_and_done_late(
     desc = await handle.describe()
     assert desc.status is WorkflowExecutionStatus.COMPLETED
     assert desc.typed_search_attributes.get(search.STAGE) == "tasks_done"
+    if os.environ.get("AIDFLOW_RECORD_HISTORIES") == "1":
+        # The dated tasks' replay fixture: reminded, overdue, done late, done in time.
+        write_history("dated_tasks_done_late", await handle.fetch_history())
 
 
 async def _with(read: Any, check: Any) -> Any:
