@@ -314,6 +314,42 @@ def _loan_problems(
     return found
 
 
+def correction_problems(programme: Programme, season: int, corrected: object) -> list[FieldProblem]:
+    """What intake would refuse in an application's record once corrected (R4: a
+    correction is the application's data corrected, and intake's rules still hold):
+    its education level, a freshman-only programme, the values its amount depends on."""
+    problems: list[FieldProblem] = []
+    level = getattr(corrected, "education_level", None)
+    if level is not None and level not in programme.eligibility.education_levels:
+        allowed = ", ".join(sorted(e.value for e in programme.eligibility.education_levels))
+        problems.append(
+            FieldProblem(
+                field="changes.education_level",
+                problem=f"{level.value} is not eligible (needs {allowed})",
+            )
+        )
+    if programme.eligibility.freshman_only and getattr(corrected, "freshman", True) is False:
+        problems.append(
+            FieldProblem(
+                field="changes.freshman", problem="the programme is for students admitted this year"
+            )
+        )
+    for name in programme.amount_attributes:
+        if getattr(corrected, name, None) is None:
+            problems.append(
+                FieldProblem(
+                    field=f"changes.{name}",
+                    problem=f"required: the amount of {programme.code} depends on it",
+                )
+            )
+    if not problems and programme.loan is None:
+        try:
+            amount_due(programme, season, corrected)
+        except ValueError as e:
+            problems.append(FieldProblem(field="changes", problem=str(e)))
+    return problems
+
+
 def amount_due(programme: Programme, season: int, values: object) -> int:
     """The programme's amount for the values its amounts depend on (a form, or the
     applicant's record in a workflow: both have the attributes by the same names)."""

@@ -26,13 +26,14 @@ from models import search
 from models.application import (
     Actor,
     ApplicationStatus,
+    CorrectionRequest,
     ObjectionRequest,
     ObjectionResolution,
     ReceiptRecord,
 )
 from models.calendar import WorkingCalendar, notice_period
 from models.compact import RELEASED_DIR
-from models.domain import DocumentKind, Level, ObjectionOutcome, Role
+from models.domain import DecisionKind, DocumentKind, Level, ObjectionOutcome, Role
 from models.ids import season_workflow_id
 from models.intake import RegisteredMember
 from models.notice import NoticePostRequest
@@ -148,6 +149,48 @@ async def test_intake_of_new_student_aid(app_stack: AppStack) -> None:
     assert {"freshman", "university_in_province", "documents.admission_letter"} <= fields
     # Refused at intake, nothing was started: not even the county's season.
     assert api.started_seasons() == []
+
+
+async def test_a_correction_is_checked_as_intake_and_sets_the_amount(
+    app_stack: AppStack, ts_env: WorkflowEnvironment
+) -> None:
+    """R4, R10, R11: a corrected record is held to intake's rules, and the amount is the
+    programme's for it (the new-student aid's depends on the university's province; it
+    kept the amount worked out before the correction)."""
+    api = app_stack.api
+    case = Case(
+        api,
+        ts_env,
+        await api.submit(
+            nsa_form(804, in_province=True), submitted_by=school(), now=IN_NSA_WINDOW_2027
+        ),
+    )
+    st = await case.wait_for(lambda s: s.waiting_for == "county_education_bureau", "started")
+    assert st.amount_cny == 500
+    await case.decide(
+        "county_review",
+        DecisionKind.RETURN_FOR_CORRECTION,
+        county_official(),
+        reason="录取学校在省外，请更正",
+    )
+    await case.wait_for(lambda s: s.waiting_for == "high_school", "returned to the school")
+    with pytest.raises(Refused, match=r"changes\.education_level: postgraduate is not eligible"):
+        await api.correct(
+            case.wf,
+            CorrectionRequest(
+                request_id=rid(), actor=school(), changes={"education_level": "postgraduate"}
+            ),
+        )
+    await api.correct(
+        case.wf,
+        CorrectionRequest(
+            request_id=rid(), actor=school(), changes={"university_in_province": False}
+        ),
+    )
+    st = await case.wait_for(lambda s: s.amount_cny == 1000, "the amount for out of province")
+    correction = [e for e in await api.trail(case.wf) if e.kind == "correction"]
+    assert correction[-1].detail["amount_cny"] == {"was": 500, "now": 1000}
+    assert "500 → 1000" in correction[-1].summary
 
 
 async def test_new_student_aid_from_school_to_signed_receipt(

@@ -15,6 +15,7 @@ from workflows.steps.base import (
 with workflow.unsafe.imports_passed_through():
     from models.application import CorrectionRequest, DecisionRequest, RequestResult
     from models.domain import ROLE_NAME_ZH, DecisionKind, Role, level_of
+    from models.intake import amount_due, correction_problems
     from models.records import NotificationIntent
     from models.steps import ReviewStep
 
@@ -144,6 +145,12 @@ class ReviewRunner(StepRunner[ReviewStep]):
             problems.append(
                 f"fields {', '.join(unknown)} cannot be corrected here (allowed: {', '.join(sorted(rule.fields))})"
             )
+        else:
+            app = self.app
+            corrected = app.inp.applicant.model_copy(update=req.changes.given())
+            problems += [
+                str(p) for p in correction_problems(app.programme, app.inp.season, corrected)
+            ]
         if problems:
             raise Refused(problems)
 
@@ -153,13 +160,29 @@ class ReviewRunner(StepRunner[ReviewStep]):
         if req.documents is not None:
             updates["documents"] = req.documents
         applicant = app.inp.applicant.model_copy(update=updates)
-        app.inp = app.inp.model_copy(update={"applicant": applicant})
+        was = app.inp.amount_cny
+        # The amount is the programme's for the corrected record (new-student aid's
+        # depends on the university's province): never the one intake worked out before.
+        amount = was if app.programme.loan else amount_due(app.programme, app.inp.season, applicant)
+        app.inp = app.inp.model_copy(update={"applicant": applicant, "amount_cny": amount})
         self.awaiting_correction = False
+        detail: dict[str, object] = {
+            "request_id": req.request_id,
+            "fields": sorted(updates),
+            "note": req.note,
+        }
+        if amount != was:
+            detail["amount_cny"] = {"was": was, "now": amount}
         app.record(
             "correction",
             req.actor,
-            f"已更正，{self.step.label_zh}重新审核 / corrected; {self.step.label_en} reviews again",
-            {"request_id": req.request_id, "fields": sorted(updates), "note": req.note},
+            f"已更正，{self.step.label_zh}重新审核 / corrected; {self.step.label_en} reviews again"
+            + (
+                f"（金额 {was} → {amount} 元 / amount {was} → {amount} CNY）"
+                if amount != was
+                else ""
+            ),
+            detail,
             notify=office_notice(app.inp.places, self.step, "work_waiting"),
         )
         return app.result(req.request_id, "corrected; the same stage reviews again")
