@@ -58,6 +58,7 @@ from tests.conftest import AppStack, Registry, make_stack
 from tests.support import (
     IN_WINDOW_2027,
     OTHER_VILLAGE,
+    TOWNSHIP,
     VILLAGE,
     applicant,
     applicant_of,
@@ -1120,13 +1121,24 @@ async def test_township_posts_automatically_after_its_decision(
 
 
 async def test_overdue_at_each_fixed_date(
-    new_case: Callable[..., Awaitable[Case]], ts_env: WorkflowEnvironment
+    new_case: Callable[..., Awaitable[Case]], ts_env: WorkflowEnvironment, app_stack: AppStack
 ) -> None:
     case = await new_case()
     await case.advance_to(cst(9, 11, 0, 5))
     st = await case.wait_for(lambda s: s.overdue == ["reviews_done"], "reviews_done overdue")
     desc = await case.handle.describe()
     assert desc.typed_search_attributes.get(search.OVERDUE) is True
+    # The date is the township's, but the village committee holds the review: both are
+    # told, each at its own place (and the county, always).
+    with Session(app_stack.engine) as s:
+        told = {
+            m.recipient
+            for m in s.execute(
+                select(OutboxMessage).where(col(OutboxMessage.workflow_id) == case.wf)
+            ).scalars()
+            if "逾期" in m.subject + m.body
+        }
+    assert {f"village_committee@{VILLAGE}", f"township_poverty_office@{TOWNSHIP}"} <= told, told
     await case.advance_to(cst(9, 16, 0, 5))
     await case.wait_for(
         lambda s: s.overdue == ["reviews_done", "county_approval"], "county_approval overdue"

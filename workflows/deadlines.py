@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.workflow_calendar import CalendarActivities
     from models.application import SYSTEM
     from models.calendar import OutsideTable
+    from models.domain import Role
     from models.planner import project_steps
     from models.records import NotificationIntent, Projection, ProjectionRequest
 
@@ -52,10 +53,8 @@ async def watch_fixed_date(app: ApplicationWorkflow, key: str, due_at: datetime)
     stage = _stage_before(app, due_at)
     stage_zh, stage_en = app.programme.label(stage)
     app.overdue.append(key)
-    told = [
-        fixed.responsible,
-        *(r for r in app.programme.always_told if r != fixed.responsible),
-    ]
+    offices = _offices_to_act(app, fixed.responsible)
+    told = [*offices, *(r for r in app.programme.always_told if r not in offices)]
     params = {"date": fixed.label_zh, "on": str(fixed.on), "stage": stage_zh}
     app.record(
         "overdue",
@@ -65,16 +64,26 @@ async def watch_fixed_date(app: ApplicationWorkflow, key: str, due_at: datetime)
         {"fixed_date": key, "due_at": due_at.isoformat(), "stage": stage},
         notify=[
             NotificationIntent(
-                audience="office" if i == 0 else "county",
+                audience="office" if role in offices else "county",
                 role=role,
                 place_code=app.inp.places.code_for(role),
                 template="overdue",
                 params=params,
             )
-            for i, role in enumerate(told)
+            for role in told
         ],
     )
     app.publish()
+
+
+def _offices_to_act(app: ApplicationWorkflow, responsible: Role) -> list[Role]:
+    """The date's responsible office, and the office the application waits for now if
+    that is another (a village committee holding a review past the townships' date):
+    the one that can act is told, not only the one that answers for the date."""
+    holder = app.runner.waiting_for()
+    if holder is None or holder is Role.APPLICANT or holder == responsible:
+        return [responsible]
+    return [responsible, holder]
 
 
 def _stage_before(app: ApplicationWorkflow, instant: datetime) -> str:
@@ -101,6 +110,7 @@ async def project(app: ApplicationWorkflow, from_index: int, at: datetime) -> No
     if not new:
         return
     labels = [app.programme.fixed_date(k) for k in new]
+    told = [(d, role) for d in labels for role in _offices_to_act(app, d.responsible)]
     app.record(
         "at_risk",
         SYSTEM,
@@ -112,12 +122,12 @@ async def project(app: ApplicationWorkflow, from_index: int, at: datetime) -> No
         notify=[
             NotificationIntent(
                 audience="office",
-                role=d.responsible,
-                place_code=app.inp.places.code_for(d.responsible),
+                role=role,
+                place_code=app.inp.places.code_for(role),
                 template="at_risk",
                 params={"date": d.label_zh, "on": str(d.on)},
             )
-            for d in labels
+            for d, role in told
         ],
     )
 
