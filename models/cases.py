@@ -128,6 +128,22 @@ class DatedCheck(_Frozen):
     label_en: str
     # After the final exams, the student office tells the guardian of the failed courses.
     tells_guardian: bool = False
+    # The semester the check belongs to (None: every case's); ``next_year``: its date is
+    # in the calendar year after the semester's (the autumn semester ends in January).
+    semester: Literal["spring", "autumn"] | None = None
+    next_year: bool = False
+
+    def day_for(self, semester_year: int) -> date:
+        return self.on.in_year(semester_year + (1 if self.next_year else 0))
+
+
+def semester_of(day: date) -> tuple[Literal["spring", "autumn"], int]:
+    """The semester a case opened on ``day`` belongs to, and the year it begins in:
+    February to July the spring semester, August to January the autumn one (January's
+    is the autumn semester of the year before)."""
+    if 2 <= day.month <= 7:
+        return "spring", day.year
+    return "autumn", day.year if day.month >= 8 else day.year - 1
 
 
 class Registration(_Frozen):
@@ -174,6 +190,13 @@ class CaseProgramme(_Frozen):
                 "a case must be able to end: closes_on, ends_with_year or a registration"
             )
         return self
+
+    def checks_of(self, opened: date) -> list[tuple[DatedCheck, date]]:
+        """The dated checks of a case opened on ``opened``: those of its semester (or of
+        every case), each with its day, in order."""
+        semester, year = semester_of(opened)
+        found = [(c, c.day_for(year)) for c in self.checks if c.semester in (None, semester)]
+        return sorted(found, key=lambda pair: pair[1])
 
     def group_problems(self, members: list[CaseMember]) -> list[str]:
         """What the group lacks: a member of each role the programme needs, each person

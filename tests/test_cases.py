@@ -450,6 +450,42 @@ async def test_academic_help_checks_and_a_late_left_behind_registration(
         await asyncio.sleep(0.1)
     assert len(told) == 1 and "高等数学、大学英语" in told[0].body
 
+    # A case of the autumn semester has the autumn's checks (it had none: every check
+    # was the spring's, before its opening), the last in January after the final exams.
+    autumn = Case(
+        cases,
+        ts_env,
+        await cases.open_case(
+            "academic-help",
+            2027,
+            PLACES,
+            name="吴同学",
+            national_id=make_national_id(616),
+            members=[
+                member("teacher-a", MemberRole.HELPER_TEACHER),
+                member("peer-a", MemberRole.PEER_HELPER),
+            ],
+            opened_by=COLLEGE,
+            now=cst(9, 6, 9),
+            failed_courses=("线性代数",),
+            guardian_contact="13900000616",
+        ),
+    )
+    await autumn.advance_to(cst(9, 21, 9))  # the autumn's start check: nothing recorded
+    await autumn.until(lambda s: "check:autumn_start" in s.overdue, "flagged at the start")
+    await autumn.advance_to(cst(1, 21, 9, y=2028))
+    for _ in range(50):
+        with app_stack.engine.connect() as conn:
+            told = conn.execute(
+                select(OutboxMessage.__table__).where(  # type: ignore[attr-defined]
+                    OutboxMessage.__table__.c.recipient == "13900000616"  # type: ignore[attr-defined]
+                )
+            ).all()
+        if told:
+            break
+        await asyncio.sleep(0.1)
+    assert len(told) == 1 and "线性代数" in told[0].body
+
     late = Case(
         cases,
         ts_env,

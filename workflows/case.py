@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         Closure,
         ClosureApproval,
         Contact,
+        DatedCheck,
         Handover,
         Miss,
         Obligation,
@@ -101,7 +102,11 @@ class CaseWorkflow:
         )
         self._opened()
         loops = [asyncio.create_task(self._obligation(o)) for o in self.p.obligations]
-        loops += [asyncio.create_task(self._check(c.key)) for c in self.p.checks]
+        checks = self.p.checks_of(self.clock.day_of(inp.opened_at))
+        loops += [
+            asyncio.create_task(self._check(check, on, [d for _, d in checks]))
+            for check, on in checks
+        ]
         saver = asyncio.create_task(self._save_forever())
         self.publish()
         if self.p.ends_with_year:
@@ -256,15 +261,13 @@ class CaseWorkflow:
     def _met_count(self, ob: Obligation) -> int:
         return sum(1 for c in self.contacts if ob.counts(c) and self._owes(ob, c.member))
 
-    async def _check(self, key: str) -> None:
-        """A dated check (academic help): the case is flagged if nothing was logged since
-        the previous check (or the opening)."""
-        check = next(c for c in self.p.checks if c.key == key)
-        on = check.on.in_year(self.inp.year)
+    async def _check(self, check: DatedCheck, on: date, days: list[date]) -> None:
+        """A dated check of the case's semester (academic help): the case is flagged if
+        nothing was logged since the previous check (or the opening)."""
+        key = check.key
         if on < self.clock.day_of(self.inp.opened_at):
             return
-        earlier = [c.on.in_year(self.inp.year) for c in self.p.checks]
-        since = max([d for d in earlier if d < on] + [self.clock.day_of(self.inp.opened_at)])
+        since = max([d for d in days if d < on] + [self.clock.day_of(self.inp.opened_at)])
         if await self._closed_by(self.clock.end_of(on), check.label_en):
             return
         recorded = any(since <= c.on <= on for c in self.contacts)
