@@ -277,13 +277,7 @@ class ApplicationWorkflow:
     # Withdrawal: the applicant's own request, at any step that allows it (requests.py).
     @workflow.update
     async def withdraw(self, req: WithdrawalRequest) -> RequestResult:
-        await requests.look_up(self, req, lambda r: requests.check_withdrawal(self, r))
-        return requests.answer(
-            self,
-            req,
-            lambda r: requests.check_withdrawal(self, r),
-            lambda r: requests.withdraw(self, r),
-        )
+        return await requests.closing(self, req, requests.check_withdrawal, requests.withdraw)
 
     @withdraw.validator
     def _validate_withdrawal(self, req: WithdrawalRequest) -> None:
@@ -305,13 +299,7 @@ class ApplicationWorkflow:
     # Cancellation: a report or objection proved true (the programme's office, R10).
     @workflow.update
     async def cancel(self, req: CancellationRequest) -> RequestResult:
-        await requests.look_up(self, req, lambda r: requests.check_cancellation(self, r))
-        return requests.answer(
-            self,
-            req,
-            lambda r: requests.check_cancellation(self, r),
-            lambda r: requests.cancel(self, r),
-        )
+        return await requests.closing(self, req, requests.check_cancellation, requests.cancel)
 
     @cancel.validator
     def _validate_cancellation(self, req: CancellationRequest) -> None:

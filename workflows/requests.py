@@ -93,6 +93,17 @@ async def look_up(app: ApplicationWorkflow, req: Any, check: Callable[[Any], Non
     validate(app, req, check)
 
 
+async def closing(
+    app: ApplicationWorkflow,
+    req: Any,
+    check: Callable[[ApplicationWorkflow, Any], None],
+    close: Callable[[ApplicationWorkflow, Any], RequestResult],
+) -> RequestResult:
+    """A withdrawal or a cancellation, as an update: looked up, checked, applied."""
+    await look_up(app, req, lambda r: check(app, r))
+    return answer(app, req, lambda r: check(app, r), lambda r: close(app, r))
+
+
 def validate(app: ApplicationWorkflow, req: Any, check: Callable[[Any], None]) -> None:
     if repeat(app, req) is not None:
         return

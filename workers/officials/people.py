@@ -74,8 +74,12 @@ def county_office(role: Role, county: str) -> Actor:
     )
 
 
-def applicant(key: str) -> Actor:
-    return Actor(id=f"applicant-{key}", name="申请人", role=Role.APPLICANT)
+def applicant(workflow_id: str) -> Actor:
+    """The application's own applicant, as their credential names them (the keyed hash
+    the workflow id ends with): another's corrects nothing (R10)."""
+    return Actor(
+        id=f"applicant:{workflow_id.rsplit('/', 1)[-1]}", name="申请人", role=Role.APPLICANT
+    )
 
 
 def villager(rng: random.Random) -> Actor:

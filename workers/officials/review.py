@@ -48,13 +48,13 @@ class ReviewDesk(Desk[ReviewStep]):
         return people.decision(self.step, places, decision, reason, request_id)
 
     def correction(
-        self, corrector: Role, places: Places, applicant_key: str, request_id: str
+        self, corrector: Role, places: Places, workflow_id: str, request_id: str
     ) -> CorrectionRequest:
         """The returned application corrected: the missing document handed in."""
         return CorrectionRequest(
             request_id=request_id,
             actor=(
-                people.applicant(applicant_key)
+                people.applicant(workflow_id)
                 if corrector is Role.APPLICANT
                 else people.official(corrector, places)
             ),
@@ -114,7 +114,7 @@ class ReviewDesk(Desk[ReviewStep]):
         correction = self.correction(
             self.programme.corrections.by[0],
             a.form.places,
-            a.form.household_no,
+            a.workflow_id,
             uuid.uuid4().hex,
         )
         await season.again(lambda: season.api.correct(a.workflow_id, correction))
@@ -130,7 +130,7 @@ class ReviewDesk(Desk[ReviewStep]):
             what = f"correct/{step.stage}"
             if not floor.due(st, what, 0.5, 1.5):
                 return False
-            correction = self.correction(corrector, st.places, wf[-6:], floor.request_id(st, what))
+            correction = self.correction(corrector, st.places, wf, floor.request_id(st, what))
             await floor.api.correct(wf, correction)
             floor.sent(st, what, "申请人补交材料 / applicant corrected")
             return True
