@@ -11,11 +11,14 @@ from sqlmodel import Session, col
 
 from models.intake import NOT_COUNTED, PriorApplication, RegisteredMember
 from store.chain import utc
-from store.tables import ApplicationClaim, ApplicationRow, Household, HouseholdMember
+from store.tables import ApplicationClaim, ApplicationRow, CaseRow, Household, HouseholdMember
 
 # A claim whose workflow has recorded nothing for this long is taken to have never
 # started (its start failed after the claim): another county may claim it.
 CLAIM_STALE_AFTER = timedelta(minutes=10)
+# The cadre-pairing programme, and the stages of a case still open (workflows/case.py).
+PAIRING = "cadre-pairing"
+OPEN_CASE_STAGES = ("case_open", "closure_pending", "awaiting_sign_off")
 
 
 class RegistryReader:
@@ -37,6 +40,27 @@ class RegistryReader:
         if row is None:
             return None
         return RegisteredMember(household_no=row[0], village_code=row[1], status=row[2])
+
+    def pairing_cadre(self, actor_id: str, id_hash: str, year: int) -> bool:
+        """Whether ``actor_id`` is in the group of an open cadre-pairing case of ``year``
+        for the student's household (PROCESS.md §4.2: the pairing cadre may submit for
+        the family, with its consent)."""
+        with Session(self._engine) as session:
+            household = select(col(HouseholdMember.household_no)).where(
+                col(HouseholdMember.national_id_hash) == id_hash
+            )
+            members = select(col(HouseholdMember.national_id_hash)).where(
+                col(HouseholdMember.household_no).in_(household)
+            )
+            groups = session.execute(
+                select(col(CaseRow.members)).where(
+                    col(CaseRow.programme) == PAIRING,
+                    col(CaseRow.year) == year,
+                    col(CaseRow.subject_hash).in_(members),
+                    col(CaseRow.stage).in_(OPEN_CASE_STAGES),
+                )
+            ).all()
+        return any(m.get("actor_id") == actor_id for (group,) in groups for m in group or [])
 
     def applications(self, id_hash: str, season: int) -> list[PriorApplication]:
         """The student's applications of a season, every programme and county (intake's

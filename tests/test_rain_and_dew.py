@@ -329,3 +329,60 @@ async def test_rain_and_dew_spring_round_from_cross_check_to_recovery(
     await paid.save_history("rain_and_dew_paid")
     await paid.save_history("rain_and_dew_notice", notice)
     await paid.save_history("rain_and_dew_recovery", recovery_workflow_id(recovered.wf))
+
+
+async def test_the_pairing_cadre_submits_for_the_family(
+    app_stack: AppStack, ts_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """PROCESS.md §4.2: the pairing cadre may submit for the family, with its consent;
+    a helper in no open pairing case of the household may not."""
+    from models.cases import CaseMember, MemberRole
+    from models.programmes import CASE_REGISTRY
+    from tests.support import PLACES
+    from workers.client.cases import CaseClient
+
+    api = app_stack.api
+    # Its own student (the other tests' share this server and its workflow ids).
+    households = tmp_path / "households.csv"
+    households.write_text(
+        "household_no,head_name,member_ids,county_code,township_code,village_code,status,year\n"
+        f"HH00956,家长956,{make_national_id(956)},{COUNTY},{TOWNSHIP},{VILLAGE},active,2026\n",
+        encoding="utf-8",
+    )
+    hash_id = app_stack.deps.keys.hash_id
+    assert import_registry(app_stack.engine, households, hash_id, as_of=date(2027, 2, 20)).imported
+    api._pairing_cadre = RegistryReader(app_stack.engine).pairing_cadre
+    await api.ensure_season(RD, 2027, COUNTY, round_="spring")
+    await move_clock(
+        app_stack, ts_env, season_workflow_id(RD, 2027, COUNTY, "spring"), cst(3, 2, 9)
+    )
+    await api.open_round(RD, 2027, COUNTY, POVERTY_OFFICE, date(2027, 3, 1), round_="spring")
+    # The household of 956 is paired with cadre-9 for 2027.
+    cases = CaseClient(api, CASE_REGISTRY)
+    await cases.open_case(
+        "cadre-pairing",
+        2027,
+        PLACES,
+        name="家长956",
+        national_id=make_national_id(956),
+        members=[CaseMember(actor_id="cadre-9", name="干部9", role=MemberRole.CADRE, unit="D01")],
+        opened_by=county_official(),
+        now=cst(3, 1, 9),
+    )
+    student = app_stack.deps.keys.hash_id(make_national_id(956))
+    for _ in range(100):  # the case's group is on record after its first write
+        if RegistryReader(app_stack.engine).pairing_cadre("cadre-9", student, 2027):
+            break
+        await asyncio.sleep(0.1)
+
+    def cadre(n: int) -> Actor:
+        return Actor(id=f"cadre-{n}", name=f"干部{n}", role=Role.HELPER, place_code="D01")
+
+    consent = Consent(given_by="家长956", relation="父亲", given_at=cst(3, 9, 15))
+    with pytest.raises(Refused, match="helper cadre-8 is not the pairing cadre"):
+        await api.submit(vocational(956, consent=consent), submitted_by=cadre(8), now=IN_WINDOW)
+    with pytest.raises(Refused, match="consent: helper submits for the family only"):
+        await api.submit(vocational(956), submitted_by=cadre(9), now=IN_WINDOW)
+    wf = await api.submit(vocational(956, consent=consent), submitted_by=cadre(9), now=IN_WINDOW)
+    trail = await api.trail(wf)
+    assert trail[0].actor.id == "cadre-9" and trail[0].detail["consent_given_by"] == "家长956"

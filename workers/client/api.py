@@ -144,6 +144,7 @@ class AidflowClient:
         statement_lifetime: timedelta = STATEMENT_LIFETIME,
         loans: Loans | None = None,
         calendar_is_fixed: bool = False,
+        pairing_cadre: Callable[[str, str, int], bool] | None = None,
     ) -> None:
         """``calendar_is_fixed``: the workflows started here cannot outlive this
         calendar's data (the simulator), so provisional days are final in their tables."""
@@ -180,6 +181,9 @@ class AidflowClient:
         self._lookup_applications = lookup_applications
         self._claim_application = claim_application
         self._loans = loans
+        # Whether a helper is the pairing cadre of a student's household in a year
+        # (store/registry.py): without it, no helper submits for a family.
+        self._pairing_cadre = pairing_cadre
 
     # ------------------------------------------------------------- intake
 
@@ -227,6 +231,8 @@ class AidflowClient:
             submitted_by=actor,
             calendar=self.calendar,
         )
+        if actor.role is Role.HELPER and actor.role in programme.on_behalf_with_consent:
+            problems += await self._cadre_problems(actor, id_hash, form.season)
         # Every check that only reads runs whatever the others found, so that a refusal
         # names everything wrong at once (R5); the claims, which write, only for a
         # submission otherwise good.
@@ -388,6 +394,20 @@ class AidflowClient:
                 field="loan.renewal_of",
                 problem=f"{contract_no} is not a loan contract of this student's: a renewal "
                 "names the student's first contract",
+            )
+        ]
+
+    async def _cadre_problems(self, actor: Actor, id_hash: str, year: int) -> list[FieldProblem]:
+        """A helper submits for a family only as its pairing cadre (PROCESS.md §4.2): in
+        the group of the household's open cadre-pairing case of the year."""
+        lookup = self._pairing_cadre
+        if lookup is not None and await asyncio.to_thread(lookup, actor.id, id_hash, year):
+            return []
+        return [
+            FieldProblem(
+                field="submitted_by",
+                problem=f"helper {actor.id} is not the pairing cadre of this student's "
+                f"household: no open cadre-pairing case of {year} has them in its group",
             )
         ]
 

@@ -42,6 +42,7 @@ def gateway_client(client: Any, s: Settings, engine: Any) -> AidflowClient:
         claim_application=RegistryReader(engine).claim,
         loans=Loans(engine),
         bank=s.bank,
+        pairing_cadre=RegistryReader(engine).pairing_cadre,
     )
 
 
