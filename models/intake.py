@@ -134,7 +134,7 @@ def check_application(
         problems.append(FieldProblem(field="national_id", problem=id_problem))
     elif programme.household_checked_at_intake:
         member = lookup_member(form.national_id)
-        eligible = programme.eligibility.household_categories
+        eligible = programme.eligibility_for(form.season).household_categories
         if member is None:
             problems.append(
                 FieldProblem(
@@ -165,8 +165,9 @@ def check_application(
                     )
                 )
 
-    if form.education_level not in programme.eligibility.education_levels:
-        allowed = ", ".join(sorted(e.value for e in programme.eligibility.education_levels))
+    eligibility = programme.eligibility_for(form.season)
+    if form.education_level not in eligibility.education_levels:
+        allowed = ", ".join(sorted(e.value for e in eligibility.education_levels))
         problems.append(
             FieldProblem(
                 field="education_level",
@@ -174,7 +175,7 @@ def check_application(
             )
         )
 
-    if programme.eligibility.freshman_only and not form.freshman:
+    if eligibility.freshman_only and not form.freshman:
         problems.append(
             FieldProblem(
                 field="freshman", problem="the programme is for students admitted this year"
@@ -264,7 +265,7 @@ def check_application(
     if programme.loan is not None:
         problems += _loan_problems(form, programme, now, calendar, lookup_member)
 
-    for requirement in programme.eligibility.documents:
+    for requirement in programme.eligibility_for(form.season).documents:
         have = max((form.documents.get(kind, 0) for kind in requirement.any_of), default=0)
         if have < requirement.copies:
             names = " or ".join(f"{DOCUMENT_NAME_ZH[k]} ({k.value})" for k in requirement.any_of)
@@ -319,16 +320,17 @@ def correction_problems(programme: Programme, season: int, corrected: object) ->
     correction is the application's data corrected, and intake's rules still hold):
     its education level, a freshman-only programme, the values its amount depends on."""
     problems: list[FieldProblem] = []
+    eligibility = programme.eligibility_for(season)
     level = getattr(corrected, "education_level", None)
-    if level is not None and level not in programme.eligibility.education_levels:
-        allowed = ", ".join(sorted(e.value for e in programme.eligibility.education_levels))
+    if level is not None and level not in eligibility.education_levels:
+        allowed = ", ".join(sorted(e.value for e in eligibility.education_levels))
         problems.append(
             FieldProblem(
                 field="changes.education_level",
                 problem=f"{level.value} is not eligible (needs {allowed})",
             )
         )
-    if programme.eligibility.freshman_only and getattr(corrected, "freshman", True) is False:
+    if eligibility.freshman_only and getattr(corrected, "freshman", True) is False:
         problems.append(
             FieldProblem(
                 field="changes.freshman", problem="the programme is for students admitted this year"

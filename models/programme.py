@@ -111,6 +111,14 @@ class Eligibility(_Frozen):
         return sorted(v.value for v in values)
 
 
+class DatedEligibility(_Frozen):
+    """Who is eligible from a policy year on, until a later entry replaces it (R11: the
+    categories change by policy year, as the amounts do)."""
+
+    from_year: int = Field(ge=2000, le=2100)
+    eligibility: Eligibility
+
+
 class CorrectionRule(_Frozen):
     """Who may correct a returned application, and which fields."""
 
@@ -170,6 +178,9 @@ class Programme(_Frozen):
     # The application attributes the amount depends on (names of form fields).
     amount_attributes: tuple[str, ...] = ()
     eligibility: Eligibility
+    # Later policy years' eligibility, each in force from its year (before the first:
+    # ``eligibility``); see ``eligibility_for``.
+    eligibility_changes: tuple[DatedEligibility, ...] = ()
     steps: tuple[Step, ...] = Field(min_length=1)
     fixed_dates: tuple[FixedDate, ...]
     # Offices told of every missed date, beside the date's responsible office.
@@ -228,6 +239,11 @@ class Programme(_Frozen):
         years = [a.from_year for a in self.amounts]
         if years != sorted(set(years)):
             raise ValueError("amounts must be in increasing from_year order, one entry a year")
+        years = [e.from_year for e in self.eligibility_changes]
+        if years != sorted(set(years)):
+            raise ValueError(
+                "eligibility_changes must be in increasing from_year order, one entry a year"
+            )
         return self
 
     def for_round(self, key: str) -> Programme:
@@ -242,14 +258,18 @@ class Programme(_Frozen):
         if chosen is None:
             known = ", ".join(r.key for r in self.rounds)
             raise ValueError(f"{self.code} has the rounds {known}, not {key or '(none)'!r}")
-        eligibility = self.eligibility
+        eligibility, changes = self.eligibility, self.eligibility_changes
         if chosen.education_levels:
-            eligibility = eligibility.model_copy(
-                update={"education_levels": chosen.education_levels}
+            levels = {"education_levels": chosen.education_levels}
+            eligibility = eligibility.model_copy(update=levels)
+            changes = tuple(
+                c.model_copy(update={"eligibility": c.eligibility.model_copy(update=levels)})
+                for c in changes
             )
         return self.model_copy(
             update={
                 "eligibility": eligibility,
+                "eligibility_changes": changes,
                 "window_opens": chosen.window_opens,
                 "window_closes": chosen.window_closes,
                 "fixed_dates": chosen.fixed_dates or self.fixed_dates,
@@ -351,6 +371,11 @@ class Programme(_Frozen):
     def payout_date_key(self) -> str:
         """The fixed date by which the last step must be done."""
         return self.steps[-1].due
+
+    def eligibility_for(self, year: int) -> Eligibility:
+        """Who is eligible in a season of ``year`` (R11)."""
+        dated = [c.eligibility for c in self.eligibility_changes if c.from_year <= year]
+        return dated[-1] if dated else self.eligibility
 
     def amounts_for_year(self, year: int) -> DatedAmounts:
         dated = [a for a in self.amounts if a.from_year <= year]

@@ -166,7 +166,7 @@ def coverage(
 ) -> Coverage:
     """Per village of the county (or one village): eligible, applied, paid, and who has
     not applied."""
-    eligibility = programme.eligibility
+    eligibility = programme.eligibility_for(season)
     register = register_of(programme)
     with engine.connect() as conn:
         as_of = conn.execute(

@@ -94,6 +94,56 @@ def test_every_programme_plans_its_season(programme: Programme, calendar: Workin
     assert starts == sorted(starts)
 
 
+def test_eligibility_changes_by_policy_year() -> None:
+    """R11: who is eligible is configuration with the year it applies from, as the
+    amounts are: a county that opens its subsidy to junior-college students from 2028
+    refuses them in 2027 and takes them in 2028, and intake names the rule of the year."""
+    from models.domain import EducationLevel
+    from models.intake import check_application, correction_problems
+    from models.programme import DatedEligibility
+
+    base = COUNTY_SUBSIDY.eligibility
+    wider = base.model_copy(
+        update={
+            "education_levels": base.education_levels | {EducationLevel.JUNIOR_COLLEGE_FULL_TIME}
+        }
+    )
+    programme = COUNTY_SUBSIDY.model_copy(
+        update={"eligibility_changes": (DatedEligibility(from_year=2028, eligibility=wider),)}
+    )
+    assert programme.eligibility_for(2027) == base and programme.eligibility_for(2030) == wider
+
+    def problems(season: int) -> set[str]:
+        f = form(120, education_level="junior_college_full_time", season=season)
+        found = check_application(
+            f,
+            programme,
+            now=datetime(season, 8, 10, 10, tzinfo=UTC),
+            window=(datetime(season, 8, 1, tzinfo=UTC), datetime(season, 9, 1, tzinfo=UTC)),
+            lookup_member=lambda _: RegisteredMember(
+                household_no=f.household_no, village_code=f.places.village_code, status="active"
+            ),
+            submitted_by=Actor(id="applicant:x", name="x", role=Role.APPLICANT),
+        )
+        return {p.field for p in found}
+
+    assert "education_level" in problems(2027)
+    assert "education_level" not in problems(2028)
+    record = type("Record", (), {"education_level": EducationLevel.JUNIOR_COLLEGE_FULL_TIME})()
+    assert correction_problems(programme, 2027, record)
+    assert not correction_problems(programme, 2028, record)
+    with pytest.raises(ValueError, match="eligibility_changes must be in increasing"):
+        Programme.model_validate(
+            {
+                **COUNTY_SUBSIDY.model_dump(),
+                "eligibility_changes": [
+                    {"from_year": 2029, "eligibility": wider.model_dump()},
+                    {"from_year": 2028, "eligibility": wider.model_dump()},
+                ],
+            }
+        )
+
+
 def test_the_registry_is_one_file_a_programme() -> None:
     assert {"county-subsidy", "new-student-aid"} <= set(REGISTRY)
     assert NEW_STUDENT_AID.done_stage == "received"
