@@ -5,17 +5,25 @@ One refusal names every failing field at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
 from models.application import Actor, ApplicationForm
 from models.calendar import WorkingCalendar
-from models.domain import DOCUMENT_NAME_ZH, ROLE_LEVEL, HouseholdCategory, Level, Role, Stage
+from models.domain import (
+    DOCUMENT_NAME_ZH,
+    ROLE_LEVEL,
+    DocumentKind,
+    HouseholdCategory,
+    Level,
+    Role,
+    Stage,
+)
 from models.loan import loan_document_problems, loan_problems, working_day_problem
 from models.privacy import national_id_problem
-from models.programme import Programme
+from models.programme import Eligibility, Programme
 
 
 class FieldProblem(BaseModel):
@@ -132,7 +140,7 @@ def check_application(
     id_problem = national_id_problem(form.national_id)
     if id_problem:
         problems.append(FieldProblem(field="national_id", problem=id_problem))
-    elif programme.household_checked_at_intake:
+    elif programme.household_checked_at_intake(form.season):
         member = lookup_member(form.national_id)
         eligible = programme.eligibility_for(form.season).household_categories
         if member is None:
@@ -265,13 +273,22 @@ def check_application(
     if programme.loan is not None:
         problems += _loan_problems(form, programme, now, calendar, lookup_member)
 
-    for requirement in programme.eligibility_for(form.season).documents:
-        have = max((form.documents.get(kind, 0) for kind in requirement.any_of), default=0)
+    problems += document_problems(programme.eligibility_for(form.season), form.documents)
+    return problems
+
+
+def document_problems(
+    eligibility: Eligibility, documents: Mapping[DocumentKind, int], prefix: str = "documents"
+) -> list[FieldProblem]:
+    """Each checklist line the documents do not meet."""
+    problems: list[FieldProblem] = []
+    for requirement in eligibility.documents:
+        have = max((documents.get(kind, 0) for kind in requirement.any_of), default=0)
         if have < requirement.copies:
             names = " or ".join(f"{DOCUMENT_NAME_ZH[k]} ({k.value})" for k in requirement.any_of)
             problems.append(
                 FieldProblem(
-                    field=f"documents.{requirement.any_of[0].value}",
+                    field=f"{prefix}.{requirement.any_of[0].value}",
                     problem=f"missing {names}: {requirement.copies} required, {have} given",
                 )
             )
@@ -321,6 +338,9 @@ def correction_problems(programme: Programme, season: int, corrected: object) ->
     its education level, a freshman-only programme, the values its amount depends on."""
     problems: list[FieldProblem] = []
     eligibility = programme.eligibility_for(season)
+    documents = getattr(corrected, "documents", None)
+    if documents is not None:
+        problems += document_problems(eligibility, documents)
     level = getattr(corrected, "education_level", None)
     if level is not None and level not in eligibility.education_levels:
         allowed = ", ".join(sorted(e.value for e in eligibility.education_levels))

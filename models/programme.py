@@ -278,12 +278,12 @@ class Programme(_Frozen):
             }
         )
 
-    @property
-    def household_checked_at_intake(self) -> bool:
-        """Intake refuses a student not on the registered-poor registry, unless a step
-        checks the registry later (a cross-check, whose finding an office may overrule)."""
-        return bool(self.eligibility.household_categories) and not self.checks_register(
-            "poor_households"
+    def household_checked_at_intake(self, year: int) -> bool:
+        """Intake refuses a student not on the registered-poor registry in a season of
+        ``year``, unless a step checks the registry later (a cross-check, whose finding
+        an office may overrule)."""
+        return bool(self.eligibility_for(year).household_categories) and not (
+            self.checks_register("poor_households")
         )
 
     def checks_register(self, register: str) -> bool:

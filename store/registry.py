@@ -11,7 +11,14 @@ from sqlmodel import Session, col
 
 from models.intake import NOT_COUNTED, PriorApplication, RegisteredMember
 from store.chain import utc
-from store.tables import ApplicationClaim, ApplicationRow, CaseRow, Household, HouseholdMember
+from store.tables import (
+    ApplicationClaim,
+    ApplicationRow,
+    CaseEventRow,
+    CaseRow,
+    Household,
+    HouseholdMember,
+)
 
 # A claim whose workflow has recorded nothing for this long is taken to have never
 # started (its start failed after the claim): another county may claim it.
@@ -41,10 +48,11 @@ class RegistryReader:
             return None
         return RegisteredMember(household_no=row[0], village_code=row[1], status=row[2])
 
-    def pairing_cadre(self, actor_id: str, id_hash: str, year: int) -> bool:
-        """Whether ``actor_id`` is in the group of an open cadre-pairing case of ``year``
-        for the student's household (PROCESS.md §4.2: the pairing cadre may submit for
-        the family, with its consent)."""
+    def pairing_cadre(self, actor_id: str, id_hash: str, year: int, county_code: str) -> bool:
+        """Whether ``actor_id`` is, now, in the group of an open cadre-pairing case of
+        ``year`` in the county for the student's household (PROCESS.md §4.2: the pairing
+        cadre may submit for the family, with its consent). A cadre who handed the case
+        over is no longer in its group (the case's row keeps everyone who has been)."""
         with Session(self._engine) as session:
             household = select(col(HouseholdMember.household_no)).where(
                 col(HouseholdMember.national_id_hash) == id_hash
@@ -52,15 +60,35 @@ class RegistryReader:
             members = select(col(HouseholdMember.national_id_hash)).where(
                 col(HouseholdMember.household_no).in_(household)
             )
-            groups = session.execute(
-                select(col(CaseRow.members)).where(
+            cases = session.execute(
+                select(col(CaseRow.workflow_id), col(CaseRow.members)).where(
                     col(CaseRow.programme) == PAIRING,
                     col(CaseRow.year) == year,
+                    col(CaseRow.county_code) == county_code,
                     col(CaseRow.subject_hash).in_(members),
                     col(CaseRow.stage).in_(OPEN_CASE_STAGES),
                 )
             ).all()
-        return any(m.get("actor_id") == actor_id for (group,) in groups for m in group or [])
+            for workflow_id, group in cases:
+                if not any(m.get("actor_id") == actor_id for m in group or []):
+                    continue
+                handovers = session.execute(
+                    select(col(CaseEventRow.detail))
+                    .where(
+                        col(CaseEventRow.workflow_id) == workflow_id,
+                        col(CaseEventRow.kind) == "handover",
+                    )
+                    .order_by(col(CaseEventRow.seq))
+                ).all()
+                still = True
+                for (detail,) in handovers:
+                    if detail.get("leaving") == actor_id:
+                        still = False
+                    elif (detail.get("joining") or {}).get("actor_id") == actor_id:
+                        still = True
+                if still:
+                    return True
+        return False
 
     def applications(self, id_hash: str, season: int) -> list[PriorApplication]:
         """The student's applications of a season, every programme and county (intake's

@@ -519,6 +519,17 @@ async def test_return_for_correction_and_re_review(
     assert st.stage == "village_review"
     with pytest.raises(Refused, match="waiting for the correction"):
         await case.approve("village_review", village_official())
+    # A correction hands documents in beside those on file; one that withdraws a
+    # required one is refused as intake would (R4).
+    with pytest.raises(Refused, match=r"documents\.identity_card: missing"):
+        await case.api.correct(
+            case.wf,
+            CorrectionRequest(
+                request_id=rid(),
+                actor=applicant_of(case.wf),
+                documents={DocumentKind.IDENTITY_CARD: 0},
+            ),
+        )
     # Another student's credential corrects nothing here (R10); the applicant's own does.
     with pytest.raises(Refused, match="is not this application's applicant"):
         await case.api.correct(
@@ -538,6 +549,8 @@ async def test_return_for_correction_and_re_review(
     await case.approve("village_review", village_official())
     await case.at_stage("village_notice")
     assert (await case.kinds()).count("correction") == 1
+    if os.environ.get("AIDFLOW_RECORD_HISTORIES") == "1":
+        write_history("returned_for_correction_then_approved", await case.handle.fetch_history())
 
 
 async def test_correction_when_not_returned_is_refused(

@@ -26,9 +26,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.report import build_report
 from models.application import Actor, CancellationRequest, Consent, DecisionRequest
+from models.cases import CaseMember, Handover, MemberRole
 from models.domain import DecisionKind, DocumentKind, EducationLevel, Level, Role
 from models.ids import recovery_workflow_id, season_workflow_id
 from models.notice import NoticePostRequest
+from models.programmes import CASE_REGISTRY
 from models.recovery import RecoveredRequest
 from store.audit import verify
 from store.coverage import import_enrolment
@@ -38,6 +40,7 @@ from store.tables import AuditEntry
 from tests.conftest import AppStack
 from tests.support import (
     COUNTY,
+    PLACES,
     TOWNSHIP,
     VILLAGE,
     county_official,
@@ -48,6 +51,7 @@ from tests.support import (
 )
 from tests.test_application_workflow import Case, cst, rid
 from workers.client import Refused
+from workers.client.cases import CaseClient
 from workers.officials.people import notice_photo
 
 RD = "rain-and-dew"
@@ -336,11 +340,6 @@ async def test_the_pairing_cadre_submits_for_the_family(
 ) -> None:
     """PROCESS.md §4.2: the pairing cadre may submit for the family, with its consent;
     a helper in no open pairing case of the household may not."""
-    from models.cases import CaseMember, MemberRole
-    from models.programmes import CASE_REGISTRY
-    from tests.support import PLACES
-    from workers.client.cases import CaseClient
-
     api = app_stack.api
     # Its own student (the other tests' share this server and its workflow ids).
     households = tmp_path / "households.csv"
@@ -351,7 +350,18 @@ async def test_the_pairing_cadre_submits_for_the_family(
     )
     hash_id = app_stack.deps.keys.hash_id
     assert import_registry(app_stack.engine, households, hash_id, as_of=date(2027, 2, 20)).imported
-    api._pairing_cadre = RegistryReader(app_stack.engine).pairing_cadre
+    reader = RegistryReader(app_stack.engine)
+    api._pairing_cadre = reader.pairing_cadre
+    try:
+        await _pairing_cadre_submits(app_stack, ts_env, reader)
+    finally:
+        api._pairing_cadre = None
+
+
+async def _pairing_cadre_submits(
+    app_stack: AppStack, ts_env: WorkflowEnvironment, reader: RegistryReader
+) -> None:
+    api = app_stack.api
     await api.ensure_season(RD, 2027, COUNTY, round_="spring")
     await move_clock(
         app_stack, ts_env, season_workflow_id(RD, 2027, COUNTY, "spring"), cst(3, 2, 9)
@@ -359,7 +369,7 @@ async def test_the_pairing_cadre_submits_for_the_family(
     await api.open_round(RD, 2027, COUNTY, POVERTY_OFFICE, date(2027, 3, 1), round_="spring")
     # The household of 956 is paired with cadre-9 for 2027.
     cases = CaseClient(api, CASE_REGISTRY)
-    await cases.open_case(
+    pairing = await cases.open_case(
         "cadre-pairing",
         2027,
         PLACES,
@@ -371,7 +381,7 @@ async def test_the_pairing_cadre_submits_for_the_family(
     )
     student = app_stack.deps.keys.hash_id(make_national_id(956))
     for _ in range(100):  # the case's group is on record after its first write
-        if RegistryReader(app_stack.engine).pairing_cadre("cadre-9", student, 2027):
+        if reader.pairing_cadre("cadre-9", student, 2027, COUNTY):
             break
         await asyncio.sleep(0.1)
 
@@ -386,3 +396,22 @@ async def test_the_pairing_cadre_submits_for_the_family(
     wf = await api.submit(vocational(956, consent=consent), submitted_by=cadre(9), now=IN_WINDOW)
     trail = await api.trail(wf)
     assert trail[0].actor.id == "cadre-9" and trail[0].detail["consent_given_by"] == "家长956"
+    assert not reader.pairing_cadre("cadre-9", student, 2027, "341226000000")  # elsewhere
+    # Handed over, the former cadre is no longer the family's: the case's row keeps
+    # everyone who has been in its group, the check only who is in it now.
+    await cases.hand_over(
+        pairing,
+        Handover(
+            request_id=rid(),
+            actor=county_official(),
+            leaving="cadre-9",
+            joining=CaseMember(actor_id="cadre-7", name="干部7", role=MemberRole.CADRE, unit="D01"),
+            reason="工作调动",
+        ),
+    )
+    for _ in range(100):
+        if reader.pairing_cadre("cadre-7", student, 2027, COUNTY):
+            break
+        await asyncio.sleep(0.1)
+    assert reader.pairing_cadre("cadre-7", student, 2027, COUNTY)
+    assert not reader.pairing_cadre("cadre-9", student, 2027, COUNTY)

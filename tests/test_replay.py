@@ -61,6 +61,7 @@ def test_there_are_recorded_histories() -> None:
             "season_before_continuing_as_new",
             "season_continued_as_new",
             "dated_tasks_done_late",
+            "returned_for_correction_then_approved",
         )
     }
 

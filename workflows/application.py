@@ -320,6 +320,7 @@ class ApplicationWorkflow:
         first = requests.begin(self, req)
         if first is not None:
             return first
+        requests.validate(self, req, self.runner.check_account)  # see requests.answer
         return await self.runner.apply_account(req)
 
     @correct_account.validator

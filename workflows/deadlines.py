@@ -81,9 +81,14 @@ def _offices_to_act(app: ApplicationWorkflow, responsible: Role) -> list[Role]:
     that is another (a village committee holding a review past the townships' date):
     the one that can act is told, not only the one that answers for the date."""
     holder = app.runner.waiting_for()
-    if holder is None or holder is Role.APPLICANT or holder == responsible:
+    if holder is None or holder in _NO_OFFICE or holder == responsible:
         return [responsible]
     return [responsible, holder]
+
+
+# What an application may wait for that is no office to tell: the family, the public
+# (a notice's period), aidflow itself (a cross-check, a contract file), a case's helper.
+_NO_OFFICE = frozenset({Role.APPLICANT, Role.PUBLIC, Role.SYSTEM, Role.HELPER})
 
 
 def _stage_before(app: ApplicationWorkflow, instant: datetime) -> str:

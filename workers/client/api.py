@@ -144,7 +144,7 @@ class AidflowClient:
         statement_lifetime: timedelta = STATEMENT_LIFETIME,
         loans: Loans | None = None,
         calendar_is_fixed: bool = False,
-        pairing_cadre: Callable[[str, str, int], bool] | None = None,
+        pairing_cadre: Callable[[str, str, int, str], bool] | None = None,
     ) -> None:
         """``calendar_is_fixed``: the workflows started here cannot outlive this
         calendar's data (the simulator), so provisional days are final in their tables."""
@@ -232,7 +232,7 @@ class AidflowClient:
             calendar=self.calendar,
         )
         if actor.role is Role.HELPER and actor.role in programme.on_behalf_with_consent:
-            problems += await self._cadre_problems(actor, id_hash, form.season)
+            problems += await self._cadre_problems(actor, id_hash, form)
         # Every check that only reads runs whatever the others found, so that a refusal
         # names everything wrong at once (R5); the claims, which write, only for a
         # submission otherwise good.
@@ -247,8 +247,10 @@ class AidflowClient:
             problems += check_prior_applications(
                 programme, workflow_id, priors, excluded_by(programme, self.programmes)
             )
-        if programme.opened_by is not None:
-            problems += await self._round_problems(programme, form)
+        if not problems and programme.opened_by is not None:
+            # Asked of the season (Temporal), only for a form otherwise good: an outage
+            # there would hide what the form has wrong.
+            problems = await self._round_problems(programme, form)
         if (
             not problems
             and self._claim_application is not None
@@ -397,11 +399,14 @@ class AidflowClient:
             )
         ]
 
-    async def _cadre_problems(self, actor: Actor, id_hash: str, year: int) -> list[FieldProblem]:
+    async def _cadre_problems(
+        self, actor: Actor, id_hash: str, form: ApplicationForm
+    ) -> list[FieldProblem]:
         """A helper submits for a family only as its pairing cadre (PROCESS.md §4.2): in
-        the group of the household's open cadre-pairing case of the year."""
-        lookup = self._pairing_cadre
-        if lookup is not None and await asyncio.to_thread(lookup, actor.id, id_hash, year):
+        the group, now, of the household's open cadre-pairing case of the year, in the
+        application's county."""
+        lookup, year, county = self._pairing_cadre, form.season, form.places.county_code
+        if lookup is not None and await asyncio.to_thread(lookup, actor.id, id_hash, year, county):
             return []
         return [
             FieldProblem(

@@ -147,18 +147,24 @@ class ReviewRunner(StepRunner[ReviewStep]):
             )
         else:
             app = self.app
-            corrected = app.inp.applicant.model_copy(update=req.changes.given())
+            corrected = app.inp.applicant.model_copy(update=self._corrected(req))
             problems += [
                 str(p) for p in correction_problems(app.programme, app.inp.season, corrected)
             ]
         if problems:
             raise Refused(problems)
 
+    def _corrected(self, req: CorrectionRequest) -> dict[str, object]:
+        """What a correction changes in the record: its fields, and the documents it
+        hands in added to those on file (a count of 0 withdraws one)."""
+        updates: dict[str, object] = dict(req.changes.given())
+        if req.documents is not None:
+            updates["documents"] = {**self.app.inp.applicant.documents, **req.documents}
+        return updates
+
     def apply_correction(self, req: CorrectionRequest) -> RequestResult:
         app = self.app
-        updates = req.changes.given()
-        if req.documents is not None:
-            updates["documents"] = req.documents
+        updates = self._corrected(req)
         applicant = app.inp.applicant.model_copy(update=updates)
         was = app.inp.amount_cny
         # The amount is the programme's for the corrected record (new-student aid's
