@@ -173,29 +173,7 @@ def check_application(
                     )
                 )
 
-    eligibility = programme.eligibility_for(form.season)
-    if form.education_level not in eligibility.education_levels:
-        allowed = ", ".join(sorted(e.value for e in eligibility.education_levels))
-        problems.append(
-            FieldProblem(
-                field="education_level",
-                problem=f"{form.education_level.value} is not eligible (needs {allowed})",
-            )
-        )
-
-    if eligibility.freshman_only and not form.freshman:
-        problems.append(
-            FieldProblem(
-                field="freshman", problem="the programme is for students admitted this year"
-            )
-        )
-    for name in programme.amount_attributes:
-        if getattr(form, name, None) is None:
-            problems.append(
-                FieldProblem(
-                    field=name, problem=f"required: the amount of {programme.code} depends on it"
-                )
-            )
+    problems += record_problems(programme, programme.eligibility_for(form.season), form)
     if Role.HIGH_SCHOOL in programme.submitted_by and not form.places.school_code:
         problems.append(
             FieldProblem(
@@ -341,34 +319,46 @@ def correction_problems(programme: Programme, season: int, corrected: object) ->
     documents = getattr(corrected, "documents", None)
     if documents is not None:
         problems += document_problems(eligibility, documents)
-    level = getattr(corrected, "education_level", None)
-    if level is not None and level not in eligibility.education_levels:
-        allowed = ", ".join(sorted(e.value for e in eligibility.education_levels))
-        problems.append(
-            FieldProblem(
-                field="changes.education_level",
-                problem=f"{level.value} is not eligible (needs {allowed})",
-            )
-        )
-    if eligibility.freshman_only and getattr(corrected, "freshman", True) is False:
-        problems.append(
-            FieldProblem(
-                field="changes.freshman", problem="the programme is for students admitted this year"
-            )
-        )
-    for name in programme.amount_attributes:
-        if getattr(corrected, name, None) is None:
-            problems.append(
-                FieldProblem(
-                    field=f"changes.{name}",
-                    problem=f"required: the amount of {programme.code} depends on it",
-                )
-            )
+    problems += record_problems(programme, eligibility, corrected, "changes.")
     if not problems and programme.loan is None:
         try:
             amount_due(programme, season, corrected)
         except ValueError as e:
             problems.append(FieldProblem(field="changes", problem=str(e)))
+    return problems
+
+
+def record_problems(
+    programme: Programme, eligibility: Eligibility, record: object, prefix: str = ""
+) -> list[FieldProblem]:
+    """What a form or a corrected record has wrong against the season's eligibility:
+    its education level, a freshman-only programme, the values its amount depends on
+    (``prefix``: where the fields are in the request)."""
+    problems: list[FieldProblem] = []
+    level = getattr(record, "education_level", None)
+    if level is not None and level not in eligibility.education_levels:
+        allowed = ", ".join(sorted(e.value for e in eligibility.education_levels))
+        problems.append(
+            FieldProblem(
+                field=f"{prefix}education_level",
+                problem=f"{level.value} is not eligible (needs {allowed})",
+            )
+        )
+    if eligibility.freshman_only and getattr(record, "freshman", True) is False:
+        problems.append(
+            FieldProblem(
+                field=f"{prefix}freshman",
+                problem="the programme is for students admitted this year",
+            )
+        )
+    for name in programme.amount_attributes:
+        if getattr(record, name, None) is None:
+            problems.append(
+                FieldProblem(
+                    field=f"{prefix}{name}",
+                    problem=f"required: the amount of {programme.code} depends on it",
+                )
+            )
     return problems
 
 

@@ -407,6 +407,24 @@ async def test_a_dropout_case_closes_only_on_an_outcome_with_its_evidence(
     await exempted.save_history("case_dropout_exempted")
 
 
+async def messages_to(stack: AppStack, recipient: str) -> list[Any]:
+    """The outbox's messages to ``recipient``, once there is one (or after 5 s, none)."""
+    told: list[Any] = []
+    for _ in range(50):
+        with stack.engine.connect() as conn:
+            told = list(
+                conn.execute(
+                    select(OutboxMessage.__table__).where(  # type: ignore[attr-defined]
+                        OutboxMessage.__table__.c.recipient == recipient  # type: ignore[attr-defined]
+                    )
+                ).all()
+            )
+        if told:
+            break
+        await asyncio.sleep(0.1)
+    return told
+
+
 async def test_academic_help_checks_and_a_late_left_behind_registration(
     app_stack: AppStack, ts_env: WorkflowEnvironment
 ) -> None:
@@ -438,16 +456,7 @@ async def test_academic_help_checks_and_a_late_left_behind_registration(
     assert "check:start" not in st.overdue
     # After the final exams (the end check), the guardian is told of the failed courses.
     await helped.advance_to(cst(7, 1, 9))
-    for _ in range(50):
-        with app_stack.engine.connect() as conn:
-            told = conn.execute(
-                select(OutboxMessage.__table__).where(  # type: ignore[attr-defined]
-                    OutboxMessage.__table__.c.recipient == "13900000614"  # type: ignore[attr-defined]
-                )
-            ).all()
-        if told:
-            break
-        await asyncio.sleep(0.1)
+    told = await messages_to(app_stack, "13900000614")
     assert len(told) == 1 and "高等数学、大学英语" in told[0].body
 
     # A case of the autumn semester has the autumn's checks (it had none: every check
@@ -474,16 +483,7 @@ async def test_academic_help_checks_and_a_late_left_behind_registration(
     await autumn.advance_to(cst(9, 21, 9))  # the autumn's start check: nothing recorded
     await autumn.until(lambda s: "check:autumn_start" in s.overdue, "flagged at the start")
     await autumn.advance_to(cst(1, 21, 9, y=2028))
-    for _ in range(50):
-        with app_stack.engine.connect() as conn:
-            told = conn.execute(
-                select(OutboxMessage.__table__).where(  # type: ignore[attr-defined]
-                    OutboxMessage.__table__.c.recipient == "13900000616"  # type: ignore[attr-defined]
-                )
-            ).all()
-        if told:
-            break
-        await asyncio.sleep(0.1)
+    told = await messages_to(app_stack, "13900000616")
     assert len(told) == 1 and "线性代数" in told[0].body
 
     late = Case(

@@ -263,10 +263,10 @@ def gateway_call(
     return answer
 
 
-def download(path: str, target: Path) -> Path:
+def download(path: str, target: Path, *, params: dict[str, Any] | None = None) -> Path:
     """A file the gateway serves, written to ``target`` here (the gateway's own paths
     are on its machine, not the caller's)."""
-    r = gateway_response("GET", path)
+    r = gateway_response("GET", path, params=params)
     if r.status_code >= 400:
         raise fail(f"refused: {refusal(r)}")
     try:

@@ -14,15 +14,14 @@ from workers.cli.common import (
     config_app,
     console,
     db_app,
+    download,
     engine_for,
     err,
     fail,
     gateway_call,
-    gateway_response,
     keys_for,
     places_app,
     print_import,
-    refusal,
     registry_app,
     settings,
 )
@@ -215,18 +214,9 @@ def audit_export(
     """Export your county's audit log for an auditor (CSV or XLSX), through the gateway."""
     if fmt not in ("csv", "xlsx"):
         raise fail("--format must be csv or xlsx", 2)
-    r = gateway_response(
-        "GET",
-        "/v1/audit/export",
-        params={"format": fmt, "season": season, "programme": programme},
-    )
-    if r.status_code >= 400:
-        raise fail(f"refused: {refusal(r)}")
-    try:
-        out.write_bytes(r.content)
-    except OSError as e:
-        raise fail(f"cannot write {out}: {e.strerror or e}") from None
-    console.print(f"wrote the audit log ({len(r.content):,} bytes) to {out}")
+    params = {"format": fmt, "season": season, "programme": programme}
+    download("/v1/audit/export", out, params=params)
+    console.print(f"wrote the audit log ({out.stat().st_size:,} bytes) to {out}")
 
 
 # ---------------------------------------------------------------------------- plan
