@@ -668,9 +668,7 @@ class ReportActivities:
         season = season_label(req.season, req.programme.round_key)
         county = req.county_code
         with one_writer(self._engine), Session(self._engine) as s, s.begin():
-            townships = s.exec(
-                select(Place.code).where(Place.parent_code == county, Place.level == "township")
-            ).all()
+            townships = _places_of(s, county, Level.TOWNSHIP) or []
             for code in townships:
                 key = f"season/{req.programme.code}/{season}/{county}/opened/{code}"
                 role = Role.TOWNSHIP_POVERTY_OFFICE.value

@@ -36,6 +36,17 @@ def parse_application_id(workflow_id: str) -> ApplicationId | None:
     return ApplicationId(parts[0], season, parts[2], parts[3])
 
 
+def applicant_actor_id(id_hash: str) -> str:
+    """The actor id an applicant's own credential carries: their identity number's keyed
+    hash (R10: an applicant's credential stands for one student)."""
+    return f"applicant:{id_hash}"
+
+
+def applicant_of_application(workflow_id: str) -> str:
+    """The actor id of an application's own applicant: its id ends with the hash."""
+    return applicant_actor_id(workflow_id.rsplit("/", 1)[-1])
+
+
 def season_workflow_id(programme: str, season: int, county_code: str, round_: str = "") -> str:
     return f"season/{programme}/{season_label(season, round_)}/{county_code[:6]}"
 

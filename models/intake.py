@@ -256,7 +256,7 @@ def check_application(
 
 
 def document_problems(
-    eligibility: Eligibility, documents: Mapping[DocumentKind, int], prefix: str = "documents"
+    eligibility: Eligibility, documents: Mapping[DocumentKind, int]
 ) -> list[FieldProblem]:
     """Each checklist line the documents do not meet."""
     problems: list[FieldProblem] = []
@@ -266,7 +266,7 @@ def document_problems(
             names = " or ".join(f"{DOCUMENT_NAME_ZH[k]} ({k.value})" for k in requirement.any_of)
             problems.append(
                 FieldProblem(
-                    field=f"{prefix}.{requirement.any_of[0].value}",
+                    field=f"documents.{requirement.any_of[0].value}",
                     problem=f"missing {names}: {requirement.copies} required, {have} given",
                 )
             )

@@ -13,6 +13,7 @@ from typing import Any
 from bench.ports import free_port_below_ephemeral
 from models.application import Actor, ApplicationForm, ApplicationStatus, Places
 from models.domain import DocumentKind, EducationLevel, Role
+from models.ids import applicant_of_application
 from models.privacy import national_id_check_char
 
 VENV_BIN = Path(sys.executable).parent
@@ -116,7 +117,7 @@ def applicant(serial: int = 1) -> Actor:
 def applicant_of(workflow_id: str) -> Actor:
     """The applicant of that application, as its own credential names it (the id's hash)."""
     return Actor(
-        id=f"applicant:{workflow_id.rsplit('/', 1)[-1]}",
+        id=applicant_of_application(workflow_id),
         name="申请人",
         role=Role.APPLICANT,
         place_code=VILLAGE,

@@ -407,6 +407,36 @@ async def test_a_dropout_case_closes_only_on_an_outcome_with_its_evidence(
     await exempted.save_history("case_dropout_exempted")
 
 
+async def academic_help(
+    cases: CaseClient,
+    env: WorkflowEnvironment,
+    serial: int,
+    name: str,
+    helpers: tuple[str, str],
+    opened: datetime,
+    failed: tuple[str, ...],
+) -> Case:
+    """A student's academic-help case of 2027: a helper teacher and a peer, the failed
+    courses, the guardian's phone 13900000<serial>."""
+    teacher, peer = helpers
+    wf = await cases.open_case(
+        "academic-help",
+        2027,
+        PLACES,
+        name=name,
+        national_id=make_national_id(serial),
+        members=[
+            member(teacher, MemberRole.HELPER_TEACHER),
+            member(peer, MemberRole.PEER_HELPER),
+        ],
+        opened_by=COLLEGE,
+        now=opened,
+        failed_courses=failed,
+        guardian_contact=f"13900000{serial}",
+    )
+    return Case(cases, env, wf)
+
+
 async def messages_to(stack: AppStack, recipient: str) -> list[Any]:
     """The outbox's messages to ``recipient``, once there is one (or after 5 s, none)."""
     told: list[Any] = []
@@ -429,24 +459,14 @@ async def test_academic_help_checks_and_a_late_left_behind_registration(
     app_stack: AppStack, ts_env: WorkflowEnvironment
 ) -> None:
     cases = CaseClient(app_stack.api, CASE_REGISTRY)
-    helped = Case(
+    helped = await academic_help(
         cases,
         ts_env,
-        await cases.open_case(
-            "academic-help",
-            2027,
-            PLACES,
-            name="孙同学",
-            national_id=make_national_id(614),
-            members=[
-                member("teacher-h", MemberRole.HELPER_TEACHER),
-                member("peer-p", MemberRole.PEER_HELPER),
-            ],
-            opened_by=COLLEGE,
-            now=cst(3, 1, 9),
-            failed_courses=("高等数学", "大学英语"),
-            guardian_contact="13900000614",
-        ),
+        614,
+        "孙同学",
+        ("teacher-h", "peer-p"),
+        cst(3, 1, 9),
+        ("高等数学", "大学英语"),
     )
     await helped.advance_to(cst(3, 5, 10))
     await helped.contact("teacher-h", date(2027, 3, 5), ContactKind.HELP_SESSION)
@@ -461,24 +481,8 @@ async def test_academic_help_checks_and_a_late_left_behind_registration(
 
     # A case of the autumn semester has the autumn's checks (it had none: every check
     # was the spring's, before its opening), the last in January after the final exams.
-    autumn = Case(
-        cases,
-        ts_env,
-        await cases.open_case(
-            "academic-help",
-            2027,
-            PLACES,
-            name="吴同学",
-            national_id=make_national_id(616),
-            members=[
-                member("teacher-a", MemberRole.HELPER_TEACHER),
-                member("peer-a", MemberRole.PEER_HELPER),
-            ],
-            opened_by=COLLEGE,
-            now=cst(9, 6, 9),
-            failed_courses=("线性代数",),
-            guardian_contact="13900000616",
-        ),
+    autumn = await academic_help(
+        cases, ts_env, 616, "吴同学", ("teacher-a", "peer-a"), cst(9, 6, 9), ("线性代数",)
     )
     await autumn.advance_to(cst(9, 21, 9))  # the autumn's start check: nothing recorded
     await autumn.until(lambda s: "check:autumn_start" in s.overdue, "flagged at the start")

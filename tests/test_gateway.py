@@ -24,6 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from models.calendar import SHANGHAI
 from models.domain import Role
+from models.ids import applicant_of_application
 from store import credentials
 from tests.conftest import AppStack, Registry
 from tests.support import (
@@ -710,7 +711,7 @@ async def test_a_village_key_withdraws_or_redirects_nothing_elsewhere(gateway: G
     _, own = credentials.create(
         gateway.stack.engine,
         gateway.stack.deps.keys.authority,
-        actor_id=f"applicant:{theirs.wf.rsplit('/', 1)[-1]}",
+        actor_id=applicant_of_application(theirs.wf),
         actor_name="申请人",
         role=Role.APPLICANT,
         place_code=OTHER_VILLAGE,

@@ -17,7 +17,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 from workflows.steps import Refused
-from workflows.steps.base import AuthorityProblem, applicant_actor_id, check_place, office_notice
+from workflows.steps.base import AuthorityProblem, check_place, office_notice, own_applicant
 
 with workflow.unsafe.imports_passed_through():
     from models.application import (
@@ -248,7 +248,7 @@ def check_withdrawal(app: ApplicationWorkflow, req: WithdrawalRequest) -> None:
     if req.actor.role is not Role.APPLICANT:
         raise Refused("only the applicant may withdraw an application")
     # An applicant's credential stands for one student (R10): another's proves nothing here.
-    if req.actor.id != applicant_actor_id(app.inp):
+    if req.actor.id != own_applicant(app.inp):
         raise Refused(
             AuthorityProblem(
                 f"{req.actor.id} is not this application's applicant: only the applicant "

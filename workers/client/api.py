@@ -52,6 +52,7 @@ from models.authority import STATEMENT_LIFETIME
 from models.calendar import OutsideTable, TabulatedCalendar, WorkingCalendar
 from models.domain import Level, Role
 from models.ids import (
+    applicant_actor_id,
     application_workflow_id,
     parse_application_id,
     recovery_workflow_id,
@@ -215,7 +216,7 @@ class AidflowClient:
         now = now or datetime.now(UTC)
         id_hash = self.keys.hash_id(form.national_id)
         actor = submitted_by or Actor(
-            id=f"applicant:{id_hash}",
+            id=applicant_actor_id(id_hash),
             name=form.applicant_name,
             role=Role.APPLICANT,
             place_code=form.places.village_code,
@@ -477,7 +478,7 @@ class AidflowClient:
             who, received_by = caller, None
         elif caller.role is Role.APPLICANT and Role.APPLICANT in submitting:
             # An applicant's credential stands for one student: their own application.
-            if caller.id != f"applicant:{self.keys.hash_id(form.national_id)}":
+            if caller.id != applicant_actor_id(self.keys.hash_id(form.national_id)):
                 raise Refused(
                     "national_id: an applicant's credential submits only its own application",
                     kind="forbidden",

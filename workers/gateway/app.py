@@ -39,7 +39,7 @@ from models.application import (
     WithdrawalRequest,
 )
 from models.domain import ROLE_LEVEL, Level, Role
-from models.ids import season_workflow_id
+from models.ids import applicant_of_application, season_workflow_id
 from models.notice import Evidence, NoticePostRequest, NoticeStatus
 from models.payout import BatchResult, FundsArrivalResult, FundsRequestSummary, ReportFiles
 from models.programmes import CASE_REGISTRY
@@ -172,8 +172,7 @@ def create_app(
     ) -> RequestResult:
         """A returned application corrected: by an office of its place, or by its own
         applicant (another student's credential is refused here, and by the workflow)."""
-        own = f"applicant:{workflow_id.rsplit('/', 1)[-1]}"
-        if who.role is Role.APPLICANT and who.actor.id != own:
+        if who.role is Role.APPLICANT and who.actor.id != applicant_of_application(workflow_id):
             raise Problem(
                 403,
                 f"{who.binding.credential} (applicant) may not correct this application: "
@@ -207,8 +206,7 @@ def create_app(
         """The applicant withdraws the application: only the applicant's own credential
         (the workflow checks the role; this binds the credential to the one student, as
         intake does)."""
-        own = f"applicant:{workflow_id.rsplit('/', 1)[-1]}"
-        if who.role is not Role.APPLICANT or who.actor.id != own:
+        if who.role is not Role.APPLICANT or who.actor.id != applicant_of_application(workflow_id):
             raise Problem(
                 403,
                 f"{who.binding.credential} ({who.role.value}) may not withdraw this "

@@ -31,18 +31,19 @@ class _Beside(uvicorn.Server):
 
 def gateway_client(client: Any, s: Settings, engine: Any) -> AidflowClient:
     s.check_bank()  # a season it starts names its bank
+    registry = RegistryReader(engine)
     return AidflowClient(
         client,
         task_queue=s.task_queue,
         keys=Keys(s.secret_key_bytes()),
         calendar=s.build_calendar(),
         programmes=dict(BUILTIN_PROGRAMMES),
-        lookup_member=RegistryReader(engine).lookup,
-        lookup_applications=RegistryReader(engine).applications,
-        claim_application=RegistryReader(engine).claim,
+        lookup_member=registry.lookup,
+        lookup_applications=registry.applications,
+        claim_application=registry.claim,
         loans=Loans(engine),
         bank=s.bank,
-        pairing_cadre=RegistryReader(engine).pairing_cadre,
+        pairing_cadre=registry.pairing_cadre,
     )
 
 

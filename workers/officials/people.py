@@ -12,6 +12,7 @@ import random
 
 from models.application import Actor, DecisionRequest, Places
 from models.domain import DecisionKind, Role
+from models.ids import applicant_of_application
 from models.notice import Evidence
 from models.steps import StepBase
 
@@ -77,9 +78,7 @@ def county_office(role: Role, county: str) -> Actor:
 def applicant(workflow_id: str) -> Actor:
     """The application's own applicant, as their credential names them (the keyed hash
     the workflow id ends with): another's corrects nothing (R10)."""
-    return Actor(
-        id=f"applicant:{workflow_id.rsplit('/', 1)[-1]}", name="申请人", role=Role.APPLICANT
-    )
+    return Actor(id=applicant_of_application(workflow_id), name="申请人", role=Role.APPLICANT)
 
 
 def villager(rng: random.Random) -> Actor:

@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from models.domain import ROLE_NAME_ZH
+    from models.ids import applicant_actor_id
     from models.notice import JoinRequest, MemberMessage
     from models.records import NotificationIntent
 
@@ -170,10 +171,10 @@ def office_notice(places: Places, step: StepBase, template: str) -> list[Notific
     ]
 
 
-def applicant_actor_id(inp: ApplicationInput) -> str:
+def own_applicant(inp: ApplicationInput) -> str:
     """The actor id of the application's own applicant: an applicant's credential stands
     for one student (R10), and another student's proves nothing on this application."""
-    return f"applicant:{inp.applicant.national_id_hash}"
+    return applicant_actor_id(inp.applicant.national_id_hash)
 
 
 class StepRunner(Generic[S]):

@@ -8,8 +8,8 @@ from workflows.steps.base import (
     AuthorityProblem,
     Refused,
     StepRunner,
-    applicant_actor_id,
     office_notice,
+    own_applicant,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -133,7 +133,7 @@ class ReviewRunner(StepRunner[ReviewStep]):
         elif req.actor.role is not Role.APPLICANT:
             role = req.actor.role
             problems += self.check_place(req.actor, role, level_of(role), "correct")
-        elif req.actor.id != applicant_actor_id(self.app.inp):
+        elif req.actor.id != own_applicant(self.app.inp):
             problems.append(
                 AuthorityProblem(
                     f"{req.actor.id} is not this application's applicant: an applicant "
